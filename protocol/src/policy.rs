@@ -1,0 +1,224 @@
+//! The rotation policy: every threshold of the rules, as data.
+//!
+//! The coordinator sends the policy inside each job so that one run applies
+//! one policy everywhere, and the report records which policy it applied.
+//! Defaults are the ones in the design: rotate at 80 days, deactivate at 90,
+//! delete at 100, unused keys deleted after 90, hard limit 120.
+
+use crate::duration::{Duration, Limit};
+use serde::{Deserialize, Serialize};
+
+/// How a new key reaches its owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, Hash)]
+#[serde(rename_all = "kebab-case")]
+pub enum Delivery {
+    /// Encrypted zip by email, password in a second email.
+    #[default]
+    Email,
+    /// Secret `keyfleet/<user>` in the member account, readable by that user.
+    SecretsManager,
+    /// Both of the above.
+    Both,
+}
+
+impl Delivery {
+    pub fn by_email(self) -> bool {
+        matches!(self, Delivery::Email | Delivery::Both)
+    }
+    pub fn by_secrets_manager(self) -> bool {
+        matches!(self, Delivery::SecretsManager | Delivery::Both)
+    }
+}
+
+/// A tag key and the value that switches a behaviour on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Hash)]
+pub struct TagMatch {
+    pub key: String,
+    pub value: String,
+}
+
+/// Every threshold of the rules. Unknown fields are rejected so a typo in a
+/// policy never silently falls back to a default.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Hash)]
+#[serde(deny_unknown_fields, default)]
+pub struct Policy {
+    /// A key this old gets a replacement.
+    pub rotate_after: Duration,
+    /// The old key is deactivated at this age (notice period = this - rotate_after).
+    pub deactivate_after: Duration,
+    /// An inactive key this old is deleted.
+    pub delete_after: Duration,
+    /// A key not used (or never used) for this long is deleted, not replaced.
+    pub unused_delete_after: Duration,
+    /// Hard limit: past it an old key is deactivated even if still in use.
+    pub max_key_age: Limit,
+    /// Users carrying this tag are skipped and reported as exempt.
+    pub exempt_tag: TagMatch,
+    /// Tag holding the owner's email address.
+    pub email_tag: String,
+    /// How new keys are delivered.
+    pub delivery: Delivery,
+    /// Initial clean-up mode (first run): delete inactive keys older than
+    /// `delete_after` and deactivate over-age keys of users without an email,
+    /// silently; no new keys, no owner notices.
+    pub cleanup: bool,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            rotate_after: Duration::from_days(80),
+            deactivate_after: Duration::from_days(90),
+            delete_after: Duration::from_days(100),
+            unused_delete_after: Duration::from_days(90),
+            max_key_age: Limit::After(Duration::from_days(120)),
+            exempt_tag: TagMatch {
+                key: "Exempt".into(),
+                value: "True".into(),
+            },
+            email_tag: "Email".into(),
+            delivery: Delivery::Email,
+            cleanup: false,
+        }
+    }
+}
+
+/// A policy whose thresholds contradict each other.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    #[error("policy.{field} must be greater than zero")]
+    Zero { field: &'static str },
+    #[error("policy.{later} ({later_value}) must not be shorter than policy.{earlier} ({earlier_value})")]
+    Order {
+        earlier: &'static str,
+        earlier_value: String,
+        later: &'static str,
+        later_value: String,
+    },
+    #[error("policy.{field} must not be empty")]
+    EmptyTag { field: &'static str },
+}
+
+impl Policy {
+    /// Checks the thresholds are in the order the rules need:
+    /// `0 < rotate_after < deactivate_after <= delete_after` and
+    /// `deactivate_after <= max_key_age`.
+    pub fn validate(&self) -> Result<(), PolicyError> {
+        for (field, d) in [
+            ("rotate_after", self.rotate_after),
+            ("deactivate_after", self.deactivate_after),
+            ("delete_after", self.delete_after),
+            ("unused_delete_after", self.unused_delete_after),
+        ] {
+            if d == Duration::ZERO {
+                return Err(PolicyError::Zero { field });
+            }
+        }
+        let order = |earlier: &'static str, e: Duration, later: &'static str, l: Duration| {
+            if l < e {
+                Err(PolicyError::Order {
+                    earlier,
+                    earlier_value: e.to_string(),
+                    later,
+                    later_value: l.to_string(),
+                })
+            } else {
+                Ok(())
+            }
+        };
+        order(
+            "rotate_after",
+            self.rotate_after,
+            "deactivate_after",
+            self.deactivate_after,
+        )?;
+        if self.deactivate_after == self.rotate_after {
+            // A zero notice period would deactivate a key in the same run that
+            // created its replacement, before the owner could switch.
+            return Err(PolicyError::Order {
+                earlier: "rotate_after",
+                earlier_value: self.rotate_after.to_string(),
+                later: "deactivate_after",
+                later_value: self.deactivate_after.to_string(),
+            });
+        }
+        order(
+            "deactivate_after",
+            self.deactivate_after,
+            "delete_after",
+            self.delete_after,
+        )?;
+        if let Limit::After(max) = self.max_key_age {
+            order(
+                "deactivate_after",
+                self.deactivate_after,
+                "max_key_age",
+                max,
+            )?;
+        }
+        if self.exempt_tag.key.is_empty() {
+            return Err(PolicyError::EmptyTag {
+                field: "exempt_tag.key",
+            });
+        }
+        if self.email_tag.is_empty() {
+            return Err(PolicyError::EmptyTag { field: "email_tag" });
+        }
+        Ok(())
+    }
+
+    /// Notice period between the replacement and the deactivation.
+    pub fn notice_period(&self) -> Duration {
+        self.deactivate_after.saturating_sub(self.rotate_after)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_policy_is_valid_and_matches_design() {
+        let p = Policy::default();
+        p.validate().unwrap();
+        assert_eq!(p.notice_period(), Duration::from_days(10));
+        let json = serde_json::to_value(&p).unwrap();
+        assert_eq!(json["rotate_after"], "80d");
+        assert_eq!(json["max_key_age"], "120d");
+        assert_eq!(json["delivery"], "email");
+    }
+
+    #[test]
+    fn partial_policy_fills_defaults_and_unknown_field_is_rejected() {
+        let p: Policy = serde_json::from_str(r#"{"rotate_after":"10m"}"#).unwrap();
+        assert_eq!(p.rotate_after, Duration::from_minutes(10));
+        assert_eq!(p.deactivate_after, Duration::from_days(90));
+        let err = serde_json::from_str::<Policy>(r#"{"rotate_afterr":"10m"}"#).unwrap_err();
+        assert!(err.to_string().contains("rotate_afterr"), "{err}");
+    }
+
+    #[test]
+    fn contradictory_thresholds_are_named() {
+        let p = Policy {
+            delete_after: Duration::from_days(85),
+            ..Policy::default()
+        };
+        let e = p.validate().unwrap_err();
+        assert!(e.to_string().contains("policy.delete_after"), "{e}");
+        let p = Policy {
+            deactivate_after: Duration::from_days(80),
+            ..Policy::default()
+        };
+        assert!(matches!(p.validate(), Err(PolicyError::Order { .. })));
+        let p = Policy {
+            rotate_after: Duration::ZERO,
+            ..Policy::default()
+        };
+        assert_eq!(
+            p.validate(),
+            Err(PolicyError::Zero {
+                field: "rotate_after"
+            })
+        );
+    }
+}

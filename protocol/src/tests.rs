@@ -1,0 +1,249 @@
+//! Message decoding, validation, and part splitting.
+
+use super::*;
+use crate::parts::{reassemble, split, PartsError};
+use proptest::prelude::*;
+use time::macros::datetime;
+
+pub(crate) fn sample_job() -> Job {
+    Job {
+        v: VERSION,
+        run_id: "2026-11-22T13-00-00Z-ab12".into(),
+        account_id: "111122223333".into(),
+        token: Token("0123456789abcdef0123456789abcdef".into()),
+        issued_at: datetime!(2026-11-22 13:00 UTC),
+        deadline: datetime!(2026-11-22 15:00 UTC),
+        policy: Policy::default(),
+        dry_run: false,
+        as_of: None,
+        mode: JobMode::Scheduled,
+        results_queue_url: "https://sqs.us-east-1.amazonaws.com/999988887777/keyfleet-results"
+            .into(),
+    }
+}
+
+fn user(name: &str, pad: usize) -> UserReport {
+    UserReport {
+        user_name: name.into(),
+        path: "/engineering/ci/".into(),
+        email: Some(format!("{name}@example.com{}", "x".repeat(pad))),
+        verdict: Verdict::Rotated,
+        keys: vec![KeyState {
+            id: "AKIAAAAAAAAAAAAAAAAA".into(),
+            status: KeyStatus::Active,
+            created: datetime!(2026-08-01 00:00 UTC),
+            last_used: None,
+            last_used_service: None,
+            last_used_region: None,
+        }],
+        actions: vec![ActionRecord {
+            action: Action::CreateKey,
+            result: Outcome::Done {
+                key_id: Some("AKIABBBBBBBBBBBBBBBB".into()),
+            },
+        }],
+        error: None,
+    }
+}
+
+pub(crate) fn sample_result(n_users: usize) -> AccountResult {
+    AccountResult {
+        v: VERSION,
+        run_id: "run-1".into(),
+        account_id: "111122223333".into(),
+        token: Token("0123456789abcdef0123456789abcdef".into()),
+        part: 1,
+        parts: 1,
+        account_alias: Some("prod".into()),
+        status: AccountStatus::Ok,
+        error: None,
+        dry_run: false,
+        as_of: datetime!(2026-11-22 13:00 UTC),
+        started_at: datetime!(2026-11-22 13:00 UTC),
+        finished_at: datetime!(2026-11-22 13:01 UTC),
+        scan_mode: ScanMode::CredentialReport,
+        api_calls: [("iam:GetCredentialReport".to_string(), 1)].into(),
+        users: (0..n_users)
+            .map(|i| user(&format!("user{i}"), i % 7))
+            .collect(),
+        sealed: (0..n_users)
+            .step_by(3)
+            .map(|i| SealedCredential {
+                user_name: format!("user{i}"),
+                access_key_id: "AKIABBBBBBBBBBBBBBBB".into(),
+                key_id: "kf-0011223344556677".into(),
+                enc: "ZW5j".into(),
+                ciphertext: "Y3Q=".repeat(40),
+            })
+            .collect(),
+    }
+}
+
+#[test]
+fn job_round_trips() {
+    let job = sample_job();
+    let back: Job = decode(&encode(&job)).unwrap();
+    assert_eq!(back, job);
+    let v: serde_json::Value = serde_json::from_slice(&encode(&job)).unwrap();
+    assert_eq!(v["v"], 1);
+    assert_eq!(v["policy"]["rotate_after"], "80d");
+}
+
+#[test]
+fn unknown_version_is_rejected_as_such() {
+    let mut v: serde_json::Value = serde_json::from_slice(&encode(&sample_job())).unwrap();
+    v["v"] = 2.into();
+    let err = decode::<Job>(v.to_string().as_bytes()).unwrap_err();
+    assert_eq!(
+        err,
+        ProtocolError::UnsupportedVersion {
+            found: "2".into(),
+            supported: 1
+        }
+    );
+    v.as_object_mut().unwrap().remove("v");
+    assert_eq!(
+        decode::<Job>(v.to_string().as_bytes()).unwrap_err(),
+        ProtocolError::MissingVersion
+    );
+}
+
+#[test]
+fn missing_field_is_named() {
+    let mut v: serde_json::Value = serde_json::from_slice(&encode(&sample_job())).unwrap();
+    v.as_object_mut().unwrap().remove("run_id");
+    match decode::<Job>(v.to_string().as_bytes()).unwrap_err() {
+        ProtocolError::Field { field, .. } => assert_eq!(field, "run_id"),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn wrong_type_is_named_with_its_path() {
+    let mut v: serde_json::Value = serde_json::from_slice(&encode(&sample_job())).unwrap();
+    v["policy"]["rotate_after"] = 80.into();
+    match decode::<Job>(v.to_string().as_bytes()).unwrap_err() {
+        ProtocolError::Field { field, .. } => assert_eq!(field, "policy.rotate_after"),
+        other => panic!("unexpected {other:?}"),
+    }
+    let mut v: serde_json::Value = serde_json::from_slice(&encode(&sample_job())).unwrap();
+    v["policy"]["delete_after"] = "ten days".into();
+    match decode::<Job>(v.to_string().as_bytes()).unwrap_err() {
+        ProtocolError::Field { field, reason } => {
+            assert_eq!(field, "policy.delete_after");
+            assert!(reason.contains("ten days"), "{reason}");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn semantic_errors_are_named() {
+    let mut job = sample_job();
+    job.account_id = "1234".into();
+    assert_eq!(
+        decode::<Job>(&encode(&job)).unwrap_err(),
+        ProtocolError::Invalid(ValidationError {
+            field: "account_id",
+            reason: "must be 12 digits".into()
+        })
+    );
+    let mut job = sample_job();
+    job.as_of = Some(datetime!(2027-01-01 00:00 UTC));
+    assert!(matches!(
+        decode::<Job>(&encode(&job)).unwrap_err(),
+        ProtocolError::Invalid(ValidationError { field: "as_of", .. })
+    ));
+    let mut job = sample_job();
+    job.policy.delete_after = Duration::from_days(1);
+    assert!(matches!(
+        decode::<Job>(&encode(&job)).unwrap_err(),
+        ProtocolError::Invalid(ValidationError {
+            field: "policy",
+            ..
+        })
+    ));
+    let mut r = sample_result(1);
+    r.part = 3;
+    r.parts = 2;
+    assert!(matches!(
+        decode::<AccountResult>(&encode(&r)).unwrap_err(),
+        ProtocolError::Invalid(ValidationError { field: "part", .. })
+    ));
+}
+
+#[test]
+fn garbage_is_rejected_without_panic() {
+    assert!(matches!(
+        decode::<Job>(b"not json"),
+        Err(ProtocolError::NotJson(_))
+    ));
+    assert_eq!(decode::<Job>(b"[1,2]"), Err(ProtocolError::NotObject));
+    assert!(matches!(
+        decode::<Job>(br#"{"v":"1"}"#),
+        Err(ProtocolError::UnsupportedVersion { .. })
+    ));
+    assert!(matches!(
+        decode::<Job>(br#"{"v":1,"extra":true}"#),
+        Err(ProtocolError::Field { .. })
+    ));
+}
+
+#[test]
+fn token_debug_is_redacted_and_hash_matches() {
+    let t = Token::generate();
+    assert_eq!(t.0.len(), 32);
+    assert!(!format!("{t:?}").contains(&t.0));
+    assert!(t.matches_hash(&t.sha256()));
+    assert!(!Token::generate().matches_hash(&t.sha256()));
+}
+
+#[test]
+fn small_result_is_one_part() {
+    let parts = split(sample_result(3), parts::DEFAULT_MAX_PART_BYTES).unwrap();
+    assert_eq!(parts.len(), 1);
+    assert_eq!((parts[0].part, parts[0].parts), (1, 1));
+}
+
+#[test]
+fn large_result_splits_under_limit_and_reassembles() {
+    let r = sample_result(3000);
+    let parts = split(r.clone(), parts::DEFAULT_MAX_PART_BYTES).unwrap();
+    assert!(parts.len() > 1, "3000 users must need several parts");
+    for p in &parts {
+        assert!(encode(p).len() <= parts::DEFAULT_MAX_PART_BYTES);
+        for s in &p.sealed {
+            assert!(p.users.iter().any(|u| u.user_name == s.user_name));
+        }
+    }
+    let mut shuffled = parts.clone();
+    shuffled.reverse();
+    shuffled.push(parts[0].clone()); // duplicate delivery
+    assert_eq!(reassemble(shuffled).unwrap(), r);
+    let missing: Vec<_> = parts.iter().skip(1).cloned().collect();
+    assert_eq!(
+        reassemble(missing).unwrap_err(),
+        PartsError::Missing {
+            part: 1,
+            parts: parts.len() as u32
+        }
+    );
+}
+
+proptest! {
+    #[test]
+    fn split_then_reassemble_is_identity(n in 0usize..400, limit in 4_000usize..60_000) {
+        let r = sample_result(n);
+        let parts = split(r.clone(), limit).unwrap();
+        for p in &parts {
+            prop_assert!(encode(p).len() <= limit);
+        }
+        prop_assert_eq!(reassemble(parts).unwrap(), r);
+    }
+
+    #[test]
+    fn arbitrary_json_never_panics(s in "\\PC{0,200}") {
+        let _ = decode::<Job>(s.as_bytes());
+        let _ = decode::<AccountResult>(s.as_bytes());
+    }
+}
