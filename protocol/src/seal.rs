@@ -4,8 +4,11 @@
 //! The agent seals each new key pair to the coordinator's public key, which
 //! it takes from its own configuration (never from the job, so a forged job
 //! cannot redirect credentials). The associated data binds the box to the
-//! run, account, user and access key id: a box moved to another user's entry
-//! fails to open. Secrets are wrapped in [`Secret`], whose `Debug` prints
+//! account, user and access key id: a box moved to another user's entry
+//! fails to open. It is deliberately not bound to the run: the agent keeps
+//! the box in the member account's Secrets Manager until its delivery is
+//! confirmed and may send it again in a later run after a crash; the
+//! coordinator's ledger makes that second delivery a no-op. Secrets are wrapped in [`Secret`], whose `Debug` prints
 //! nothing.
 
 use base64::engine::general_purpose::STANDARD as B64;
@@ -185,23 +188,14 @@ fn os_rng() -> rand::rand_core::UnwrapErr<rand::rngs::OsRng> {
     rand::rngs::OsRng.unwrap_err()
 }
 
-fn aad(run_id: &str, account_id: &str, user: &str, access_key_id: &str) -> Vec<u8> {
-    format!("{run_id}\n{account_id}\n{user}\n{access_key_id}").into_bytes()
+fn aad(account_id: &str, user: &str, access_key_id: &str) -> Vec<u8> {
+    format!("keyfleet/v1\n{account_id}\n{user}\n{access_key_id}").into_bytes()
 }
 
-/// Seals `cred` for the coordinator, bound to `run_id`.
-pub fn seal(
-    pk: &PublicKey,
-    run_id: &str,
-    cred: &Credential,
-) -> Result<SealedCredential, SealError> {
+/// Seals `cred` for the coordinator.
+pub fn seal(pk: &PublicKey, cred: &Credential) -> Result<SealedCredential, SealError> {
     let plaintext = serde_json::to_vec(cred).map_err(|_| SealError::SealFailed)?;
-    let aad = aad(
-        run_id,
-        &cred.account_id,
-        &cred.user_name,
-        &cred.access_key_id,
-    );
+    let aad = aad(&cred.account_id, &cred.user_name, &cred.access_key_id);
     let (enc, ct) = hpke::single_shot_seal::<AesGcm256, HkdfSha256, Kem, _>(
         &OpModeS::Base,
         &pk.key,
@@ -220,11 +214,10 @@ pub fn seal(
     })
 }
 
-/// Opens a sealed credential for `run_id`/`account_id`, checking that its
-/// content matches the public fields it travelled with.
+/// Opens a sealed credential from `account_id`, checking that its content
+/// matches the public fields it travelled with.
 pub fn open(
     sk: &PrivateKey,
-    run_id: &str,
     account_id: &str,
     sealed: &SealedCredential,
 ) -> Result<Credential, SealError> {
@@ -242,7 +235,7 @@ pub fn open(
         .map_err(|_| SealError::BadEncoding("ciphertext"))?;
     let enc =
         <Kem as hpke::Kem>::EncappedKey::from_bytes(&enc).map_err(|_| SealError::OpenFailed)?;
-    let aad = aad(run_id, account_id, &sealed.user_name, &sealed.access_key_id);
+    let aad = aad(account_id, &sealed.user_name, &sealed.access_key_id);
     let pt = hpke::single_shot_open::<AesGcm256, HkdfSha256, Kem>(
         &OpModeR::Base,
         &sk.key,
@@ -280,10 +273,10 @@ mod tests {
     #[test]
     fn seal_then_open_round_trips() {
         let sk = PrivateKey::generate();
-        let sealed = seal(&sk.public_key(), "run-1", &cred()).unwrap();
+        let sealed = seal(&sk.public_key(), &cred()).unwrap();
         assert_eq!(sealed.key_id, sk.key_id);
         assert!(!sealed.ciphertext.contains("wJalr"));
-        let back = open(&sk, "run-1", "111122223333", &sealed).unwrap();
+        let back = open(&sk, "111122223333", &sealed).unwrap();
         assert_eq!(back, cred());
     }
 
@@ -301,16 +294,16 @@ mod tests {
     fn wrong_key_fails_cleanly() {
         let sk = PrivateKey::generate();
         let other = PrivateKey::generate();
-        let sealed = seal(&sk.public_key(), "run-1", &cred()).unwrap();
+        let sealed = seal(&sk.public_key(), &cred()).unwrap();
         assert!(matches!(
-            open(&other, "run-1", "111122223333", &sealed),
+            open(&other, "111122223333", &sealed),
             Err(SealError::WrongKeyId { .. })
         ));
         // Same key id claimed, but a different key: open fails.
         let mut forged = sealed.clone();
         forged.key_id = other.key_id.clone();
         assert_eq!(
-            open(&other, "run-1", "111122223333", &forged),
+            open(&other, "111122223333", &forged),
             Err(SealError::OpenFailed)
         );
     }
@@ -318,7 +311,7 @@ mod tests {
     #[test]
     fn tampered_bytes_and_moved_boxes_fail() {
         let sk = PrivateKey::generate();
-        let sealed = seal(&sk.public_key(), "run-1", &cred()).unwrap();
+        let sealed = seal(&sk.public_key(), &cred()).unwrap();
         let mut ct = B64.decode(&sealed.ciphertext).unwrap();
         ct[3] ^= 1;
         let tampered = SealedCredential {
@@ -326,7 +319,7 @@ mod tests {
             ..sealed.clone()
         };
         assert_eq!(
-            open(&sk, "run-1", "111122223333", &tampered),
+            open(&sk, "111122223333", &tampered),
             Err(SealError::OpenFailed)
         );
         let moved = SealedCredential {
@@ -334,11 +327,11 @@ mod tests {
             ..sealed.clone()
         };
         assert_eq!(
-            open(&sk, "run-1", "111122223333", &moved),
+            open(&sk, "111122223333", &moved),
             Err(SealError::OpenFailed)
         );
         assert_eq!(
-            open(&sk, "run-2", "111122223333", &sealed),
+            open(&sk, "444455556666", &sealed),
             Err(SealError::OpenFailed)
         );
         let bad = SealedCredential {
@@ -346,7 +339,7 @@ mod tests {
             ..sealed
         };
         assert_eq!(
-            open(&sk, "run-1", "111122223333", &bad),
+            open(&sk, "111122223333", &bad),
             Err(SealError::BadEncoding("enc"))
         );
         assert_eq!(

@@ -1,1 +1,278 @@
-pub fn _x() {}
+//! Starts keyfleet's AWS emulator harness (moto in server mode plus the few
+//! things AWS has and moto lacks, see `tests/emulator/README.md`) and builds
+//! SDK configurations that talk to it, as any account of a fake organization.
+//!
+//! One harness serves a whole test binary (or the CLI demo): it is started
+//! on first use and exits by itself when this process ends (the harness
+//! watches its parent pid). Tests isolate themselves by using their own
+//! account ids ([`Emulator::new_account_id`]) and unique names, never by
+//! resetting shared state. Set `KEYFLEET_EMULATOR_URL` to use a harness that
+//! is already running.
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::Credentials;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// Region every emulated resource lives in.
+pub const REGION: &str = "us-east-1";
+/// The account moto uses for unsigned-by-role requests: the management /
+/// provisioning account of the emulated organization.
+pub const DEFAULT_ACCOUNT: &str = "123456789012";
+
+/// Why the harness could not be started or asked.
+#[derive(Debug, thiserror::Error)]
+pub enum EmulatorError {
+    #[error("emulator bootstrap failed ({0}); run `bash tests/emulator/bootstrap.sh` to see why")]
+    Bootstrap(String),
+    #[error("emulator did not start: {0}")]
+    Start(String),
+    #[error("emulator request {what} failed: {error}")]
+    Request { what: String, error: String },
+    #[error("could not assume a role in account {account}: {error}")]
+    AssumeRole { account: String, error: String },
+}
+
+/// A running harness.
+pub struct Emulator {
+    endpoint: String,
+    _child: Mutex<Option<Child>>,
+}
+
+/// An email SES accepted, as the harness outbox reports it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SentEmail {
+    #[serde(default)]
+    pub account: String,
+    #[serde(default)]
+    pub source: String,
+    #[serde(default)]
+    pub destinations: Vec<String>,
+    /// The raw MIME message.
+    pub raw: String,
+}
+
+#[derive(Deserialize)]
+struct Outbox {
+    messages: Vec<SentEmail>,
+}
+
+/// The folder holding `harness.py` and `bootstrap.sh`.
+pub fn harness_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../emulator")
+}
+
+static SHARED: OnceLock<Result<Emulator, String>> = OnceLock::new();
+
+impl Emulator {
+    /// The process-wide harness, started on first call.
+    pub fn shared() -> Result<&'static Emulator, EmulatorError> {
+        SHARED
+            .get_or_init(|| Emulator::start().map_err(|e| e.to_string()))
+            .as_ref()
+            .map_err(|e| EmulatorError::Start(e.clone()))
+    }
+
+    /// Starts a new harness (or connects to `KEYFLEET_EMULATOR_URL`).
+    pub fn start() -> Result<Emulator, EmulatorError> {
+        if let Ok(url) = std::env::var("KEYFLEET_EMULATOR_URL") {
+            let emu = Emulator {
+                endpoint: url.trim_end_matches('/').to_string(),
+                _child: Mutex::new(None),
+            };
+            emu.wait_healthy(Duration::from_secs(30))?;
+            return Ok(emu);
+        }
+        let dir = harness_dir();
+        let status = Command::new("bash")
+            .arg(dir.join("bootstrap.sh"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .status()
+            .map_err(|e| EmulatorError::Bootstrap(e.to_string()))?;
+        if !status.success() {
+            return Err(EmulatorError::Bootstrap(format!("exit status {status}")));
+        }
+        let ready = std::env::temp_dir().join(format!(
+            "keyfleet-emulator-{}-{}.port",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        let child = Command::new(dir.join(".venv/bin/python"))
+            .arg(dir.join("harness.py"))
+            .args(["--port", "0", "--ready-file"])
+            .arg(&ready)
+            .args(["--parent-pid", &std::process::id().to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| EmulatorError::Start(e.to_string()))?;
+        let emu = Emulator {
+            endpoint: String::new(),
+            _child: Mutex::new(Some(child)),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let port = loop {
+            if let Ok(s) = std::fs::read_to_string(&ready) {
+                if let Ok(p) = s.trim().parse::<u16>() {
+                    break p;
+                }
+            }
+            if let Some(status) = emu
+                ._child
+                .lock()
+                .expect("child lock")
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                return Err(EmulatorError::Start(format!("harness exited with {status}")));
+            }
+            if Instant::now() > deadline {
+                return Err(EmulatorError::Start("no ready file after 60 s".into()));
+            }
+            // Waiting for another process to start: poll its ready file.
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let _ = std::fs::remove_file(&ready);
+        let emu = Emulator {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            _child: emu._child,
+        };
+        emu.wait_healthy(Duration::from_secs(30))?;
+        Ok(emu)
+    }
+
+    fn wait_healthy(&self, within: Duration) -> Result<(), EmulatorError> {
+        let deadline = Instant::now() + within;
+        loop {
+            match ureq::get(&format!("{}/_keyfleet/health", self.endpoint)).call() {
+                Ok(_) => return Ok(()),
+                Err(e) if Instant::now() > deadline => {
+                    return Err(EmulatorError::Start(format!("not healthy: {e}")))
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// SDK config for the default (management/provisioning) account.
+    pub fn config(&self) -> SdkConfig {
+        self.config_with(Credentials::new("testing", "testing", None, None, "keyfleet-testkit"))
+    }
+
+    fn config_with(&self, creds: Credentials) -> SdkConfig {
+        SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(REGION))
+            .endpoint_url(&self.endpoint)
+            .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(creds))
+            .build()
+    }
+
+    /// SDK config acting as `account`: temporary credentials from
+    /// AssumeRole into `arn:aws:iam::<account>:role/keyfleet-testkit`, which
+    /// moto maps to that account, as AWS would.
+    pub async fn config_for_account(&self, account: &str) -> Result<SdkConfig, EmulatorError> {
+        if account == DEFAULT_ACCOUNT {
+            return Ok(self.config());
+        }
+        let sts = aws_sdk_sts::Client::new(&self.config());
+        let out = sts
+            .assume_role()
+            .role_arn(format!("arn:aws:iam::{account}:role/keyfleet-testkit"))
+            .role_session_name("keyfleet-testkit")
+            .send()
+            .await
+            .map_err(|e| EmulatorError::AssumeRole {
+                account: account.to_string(),
+                error: format!("{e:?}"),
+            })?;
+        let c = out.credentials.ok_or_else(|| EmulatorError::AssumeRole {
+            account: account.to_string(),
+            error: "no credentials in response".into(),
+        })?;
+        Ok(self.config_with(Credentials::new(
+            c.access_key_id,
+            c.secret_access_key,
+            Some(c.session_token),
+            None,
+            "keyfleet-testkit-assumed",
+        )))
+    }
+
+    /// A fresh random account id, so a test owns all state in it.
+    pub fn new_account_id() -> String {
+        loop {
+            let n: u64 = rand::random::<u64>() % 900_000_000_000 + 100_000_000_000;
+            let s = n.to_string();
+            if s != DEFAULT_ACCOUNT {
+                return s;
+            }
+        }
+    }
+
+    fn post(&self, path: &str, body: serde_json::Value) -> Result<serde_json::Value, EmulatorError> {
+        let mut resp = ureq::post(&format!("{}{path}", self.endpoint))
+            .send_json(&body)
+            .map_err(|e| EmulatorError::Request {
+                what: path.to_string(),
+                error: e.to_string(),
+            })?;
+        resp.body_mut()
+            .read_json()
+            .or_else(|_| Ok(serde_json::Value::Null))
+    }
+
+    /// Ages every access key (creation and last use) by `days`, in every
+    /// account or only in `account`.
+    pub fn advance_clock(&self, days: f64, account: Option<&str>) -> Result<(), EmulatorError> {
+        let mut body = serde_json::json!({ "days": days });
+        if let Some(a) = account {
+            body["account"] = a.into();
+        }
+        self.post("/_keyfleet/clock/advance", body).map(|_| ())
+    }
+
+    /// Marks a key as used at `when` (RFC 3339; `None` = now) by `service`
+    /// in `region`.
+    pub fn mark_key_used(
+        &self,
+        account: &str,
+        access_key_id: &str,
+        when: Option<&str>,
+        service: &str,
+        region: &str,
+    ) -> Result<(), EmulatorError> {
+        let mut body = serde_json::json!({
+            "account": account, "access_key_id": access_key_id,
+            "service": service, "region": region,
+        });
+        if let Some(w) = when {
+            body["when"] = w.into();
+        }
+        self.post("/_keyfleet/iam/key-used", body).map(|_| ())
+    }
+
+    /// Every email SES accepted so far, in order.
+    pub fn outbox(&self) -> Result<Vec<SentEmail>, EmulatorError> {
+        let mut resp = ureq::get(&format!("{}/_keyfleet/ses/outbox", self.endpoint))
+            .call()
+            .map_err(|e| EmulatorError::Request {
+                what: "outbox".into(),
+                error: e.to_string(),
+            })?;
+        let o: Outbox = resp.body_mut().read_json().map_err(|e| EmulatorError::Request {
+            what: "outbox".into(),
+            error: e.to_string(),
+        })?;
+        Ok(o.messages)
+    }
+}

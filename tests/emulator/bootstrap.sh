@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Create (or refresh) the Python virtual environment of the AWS emulator
+# harness: tests/emulator/.venv with the pinned packages of requirements.txt.
+#
+# Idempotent and fast when nothing changed: the sha256 of requirements.txt is
+# kept in .venv/.requirements.sha256; when it matches, the script exits 0
+# at once and prints nothing. Concurrent callers are serialised with flock.
+#
+# Environment:
+#   KEYFLEET_PYTHON   interpreter used to create the venv (default: python3)
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+venv="$here/.venv"
+req="$here/requirements.txt"
+stamp="$venv/.requirements.sha256"
+
+fail() {
+    echo "keyfleet emulator bootstrap: $*" >&2
+    exit 1
+}
+
+[ -f "$req" ] || fail "missing $req"
+want="$(sha256sum "$req" | cut -d' ' -f1)"
+
+up_to_date() {
+    [ -x "$venv/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]
+}
+
+# Fast path: nothing to do, say nothing.
+if up_to_date; then
+    exit 0
+fi
+
+exec 9>"$here/.bootstrap.lock"
+flock 9 || fail "could not lock $here/.bootstrap.lock"
+
+# Another caller may have finished the work while we waited for the lock.
+if up_to_date; then
+    exit 0
+fi
+
+python="${KEYFLEET_PYTHON:-python3}"
+command -v "$python" >/dev/null 2>&1 \
+    || fail "'$python' not found; install Python >= 3.10 or set KEYFLEET_PYTHON"
+"$python" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else 1)' \
+    || fail "$("$python" -V 2>&1) is too old; moto needs Python >= 3.10 (set KEYFLEET_PYTHON)"
+
+echo "keyfleet emulator bootstrap: preparing $venv" >&2
+rm -f "$stamp"
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c '' >/dev/null 2>&1; then
+    "$python" -m venv --clear "$venv" \
+        || fail "could not create the virtual environment $venv (is the venv module installed? Debian: apt-get install python3-venv)"
+fi
+
+"$venv/bin/python" -m pip install --disable-pip-version-check --quiet -r "$req" >&2 \
+    || fail "pip install -r $req failed (see the messages above)"
+
+printf '%s\n' "$want" >"$stamp.tmp.$$"
+mv -f "$stamp.tmp.$$" "$stamp"
+echo "keyfleet emulator bootstrap: ready" >&2

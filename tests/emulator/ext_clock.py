@@ -1,0 +1,317 @@
+"""IAM clock, key use and the credential report.
+
+AWS: access keys age with wall-clock time; GetAccessKeyLastUsed reports when,
+where (region) and with which service a key was last used; the credential
+report (GenerateCredentialReport, then GetCredentialReport) is a CSV snapshot
+taken at generation time, with a ``<root_account>`` row first and, per access
+key, ``access_key_N_last_used_date/_region/_service``.
+
+moto 5.2.5 lacks:
+  * any way to make time pass, so rules about 80/90/100-day old keys cannot be
+    exercised;
+  * a way to say "this key was used from eu-west-1 for s3" (it only records
+    use of a key that signs a request to moto itself);
+  * a faithful credential report: it is built at *Get* time, not Generate
+    time; ``GeneratedTime`` is a constant (2015-02-02T20:02:02Z); the
+    last_used_region/service columns are always ``not_supported``; there is no
+    root row; users without a password show ``password_last_changed`` as their
+    creation time.
+
+Added:
+  * ``POST /_keyfleet/clock/advance {"days": N, "account": "..."?}`` subtracts N
+    days (fractional allowed, N >= 0) from the creation time and last-used time
+    of every IAM user access key, in every account (or only the given one).
+    User creation and password-last-used times age by the same amount, so a
+    key is never older than its user. Temporary (STS) keys are left alone.
+  * ``POST /_keyfleet/iam/key-used {"account", "access_key_id", "when"?,
+    "service", "region"}`` sets a key's last use (``when`` is ISO 8601, default
+    now) as GetAccessKeyLastUsed and the credential report show it.
+  * GenerateCredentialReport takes a snapshot of the report right away and
+    *always* rebuilds it (AWS rebuilds at most every 4 hours; the emulator's
+    clock jumps, so a cached report would hide the jump). GetCredentialReport
+    returns that snapshot and its real generation time; before the first
+    GenerateCredentialReport it fails with ReportNotPresent, as in AWS. The
+    CSV follows AWS's format (see ``build_report``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import threading
+from typing import Any, Iterable
+
+from control import ControlError
+
+DATE_FORMAT = "%Y-%m-%dT%H:%M:%S+00:00"
+REPORT_HEADER = (
+    "user,arn,user_creation_time,password_enabled,password_last_used,"
+    "password_last_changed,password_next_rotation,mfa_active,"
+    "access_key_1_active,access_key_1_last_rotated,access_key_1_last_used_date,"
+    "access_key_1_last_used_region,access_key_1_last_used_service,"
+    "access_key_2_active,access_key_2_last_rotated,access_key_2_last_used_date,"
+    "access_key_2_last_used_region,access_key_2_last_used_service,"
+    "cert_1_active,cert_1_last_rotated,cert_2_active,cert_2_last_rotated"
+)
+
+_lock = threading.Lock()
+
+
+def _utcnow() -> dt.datetime:
+    # moto keeps naive UTC datetimes.
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+def _iam_backends(account: str | None) -> Iterable[tuple[str, Any]]:
+    from moto.iam.models import iam_backends
+
+    for account_id, per_partition in list(iam_backends.items()):
+        if account is not None and account_id != account:
+            continue
+        for backend in list(per_partition.values()):
+            yield account_id, backend
+
+
+def _last_used_time(last_used: Any) -> dt.datetime | None:
+    if last_used is None:
+        return None
+    if isinstance(last_used, dt.datetime):
+        return last_used
+    return last_used.timestamp
+
+
+def _set_last_used(key: Any, when: dt.datetime, service: str, region: str) -> None:
+    from moto.iam.models import AccessKeyLastUsed
+
+    key.last_used = AccessKeyLastUsed(timestamp=when, service=service, region=region)
+
+
+# -- clock -------------------------------------------------------------------
+
+
+def advance(days: float, account: str | None = None) -> dict[str, Any]:
+    delta = dt.timedelta(days=days)
+    keys = users = 0
+    accounts = set()
+    with _lock:
+        for account_id, backend in _iam_backends(account):
+            for user in list(backend.users.values()):
+                accounts.add(account_id)
+                users += 1
+                user.create_date = user.create_date - delta
+                if getattr(user, "password_last_used", None):
+                    user.password_last_used = user.password_last_used - delta
+                for key in list(user.access_keys):
+                    keys += 1
+                    key.create_date = key.create_date - delta
+                    last = key.last_used
+                    if isinstance(last, dt.datetime):
+                        key.last_used = last - delta
+                    elif last is not None:
+                        _set_last_used(key, last.timestamp - delta, last.service, last.region)
+    return {
+        "ok": True,
+        "days": days,
+        "accounts": sorted(accounts),
+        "users_aged": users,
+        "keys_aged": keys,
+    }
+
+
+def advance_from_request(body: dict[str, Any]) -> dict[str, Any]:
+    days = body.get("days")
+    if isinstance(days, bool) or not isinstance(days, (int, float)):
+        raise ControlError(400, '"days" must be a number, e.g. {"days": 80}')
+    if days < 0 or days != days or days == float("inf"):
+        raise ControlError(400, '"days" must be finite and >= 0 (the clock only goes forward)')
+    account = body.get("account")
+    if account is not None and not (isinstance(account, str) and re.fullmatch(r"\d{12}", account)):
+        raise ControlError(400, '"account" must be a 12-digit account id')
+    return advance(float(days), account)
+
+
+# -- key used ----------------------------------------------------------------
+
+
+def parse_time(value: str) -> dt.datetime:
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    parsed = dt.datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        raise ValueError("a time zone is required (e.g. 2026-01-02T03:04:05Z)")
+    return parsed.astimezone(dt.timezone.utc).replace(tzinfo=None)
+
+
+def key_used(
+    access_key_id: str,
+    service: str,
+    region: str,
+    when: dt.datetime | None = None,
+    account: str | None = None,
+) -> dict[str, Any]:
+    when = when or _utcnow()
+    with _lock:
+        for account_id, backend in _iam_backends(account):
+            for user in list(backend.users.values()):
+                for key in user.access_keys:
+                    if key.access_key_id == access_key_id:
+                        _set_last_used(key, when, service, region)
+                        return {
+                            "ok": True,
+                            "account": account_id,
+                            "user": user.name,
+                            "access_key_id": access_key_id,
+                            "last_used": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                            "service": service,
+                            "region": region,
+                        }
+    where = f"account {account}" if account else "any account"
+    raise ControlError(404, f"no IAM user access key {access_key_id} in {where}")
+
+
+def key_used_from_request(body: dict[str, Any]) -> dict[str, Any]:
+    key_id = body.get("access_key_id")
+    service = body.get("service")
+    region = body.get("region")
+    account = body.get("account")
+    for name, value in (("access_key_id", key_id), ("service", service), ("region", region)):
+        if not isinstance(value, str) or not value:
+            raise ControlError(400, f'"{name}" is required (a non-empty string)')
+    if account is not None and not (isinstance(account, str) and re.fullmatch(r"\d{12}", account)):
+        raise ControlError(400, '"account" must be a 12-digit account id')
+    when = None
+    if body.get("when") is not None:
+        if not isinstance(body["when"], str):
+            raise ControlError(400, '"when" must be an ISO 8601 string')
+        try:
+            when = parse_time(body["when"])
+        except ValueError as exc:
+            raise ControlError(400, f'"when" is not an ISO 8601 time: {exc}') from exc
+    return key_used(key_id, service, region, when, account)
+
+
+# -- credential report -------------------------------------------------------
+
+
+def _fmt(value: dt.datetime | None, missing: str = "N/A") -> str:
+    return value.strftime(DATE_FORMAT) if value else missing
+
+
+def _key_columns(key: Any | None) -> list[str]:
+    if key is None:
+        return ["false", "N/A", "N/A", "N/A", "N/A"]
+    used = _last_used_time(key.last_used)
+    region = getattr(key.last_used, "region", None) if used else None
+    service = getattr(key.last_used, "service", None) if used else None
+    return [
+        "true" if key.status == "Active" else "false",
+        _fmt(key.create_date),
+        _fmt(used),
+        region or "N/A",
+        service or "N/A",
+    ]
+
+
+def _cert_columns(cert: Any | None) -> list[str]:
+    if cert is None:
+        return ["false", "N/A"]
+    return ["true" if cert.status == "Active" else "false", _fmt(getattr(cert, "upload_date", None))]
+
+
+def build_report(backend: Any) -> str:
+    """The credential report CSV of one account, in AWS's format.
+
+    One ``<root_account>`` row first (its creation time is the oldest user
+    creation time in the account, or now; no password or key information is
+    kept for the root user in the emulator), then one row per IAM user.
+    Dates are ISO 8601 with ``+00:00``; absent values are ``N/A``; a password
+    never used is ``no_information``. Key 1 is the older key.
+    """
+    users = list(backend.users.values())
+    root_created = min([u.create_date for u in users] + [_utcnow()])
+    partition = getattr(backend, "partition", "aws")
+    rows = [
+        REPORT_HEADER,
+        ",".join(
+            [
+                "<root_account>",
+                f"arn:{partition}:iam::{backend.account_id}:root",
+                _fmt(root_created),
+                "not_supported",
+                "no_information",
+                "not_supported",
+                "not_supported",
+                "false",
+                *_key_columns(None),
+                *_key_columns(None),
+                *_cert_columns(None),
+                *_cert_columns(None),
+            ]
+        ),
+    ]
+    for user in users:
+        has_password = bool(getattr(user, "password", None))
+        if has_password:
+            password = [
+                "true",
+                _fmt(getattr(user, "password_last_used", None), "no_information"),
+                _fmt(user.create_date),
+                "N/A",
+            ]
+        else:
+            password = ["false", "N/A", "N/A", "N/A"]
+        keys = sorted(user.access_keys, key=lambda k: k.create_date)[:2]
+        keys += [None] * (2 - len(keys))
+        certs = list(getattr(user, "signing_certificates", {}).values())[:2]
+        certs += [None] * (2 - len(certs))
+        rows.append(
+            ",".join(
+                [
+                    user.name,
+                    user.arn,
+                    _fmt(user.create_date),
+                    *password,
+                    "true" if len(user.mfa_devices) else "false",
+                    *_key_columns(keys[0]),
+                    *_key_columns(keys[1]),
+                    *_cert_columns(certs[0]),
+                    *_cert_columns(certs[1]),
+                ]
+            )
+        )
+    return "\n".join(rows) + "\n"
+
+
+def install() -> None:
+    from moto.core.responses import ActionResult
+    from moto.iam.exceptions import ReportNotPresentException
+    from moto.iam.models import IAMBackend
+    from moto.iam.responses import IamResponse
+
+    def generate_report(self: Any) -> None:
+        # Always rebuild (see module docstring); moto only sets a flag here.
+        with _lock:
+            self.credential_report = True
+            self.keyfleet_report = (build_report(self), _utcnow())
+
+    def get_credential_report(self: Any) -> str:
+        snapshot = getattr(self, "keyfleet_report", None)
+        if snapshot is None:
+            raise ReportNotPresentException("Credential report not present")
+        return snapshot[0]
+
+    def get_credential_report_response(self: Any) -> ActionResult:
+        content = self.backend.get_credential_report()
+        generated = self.backend.keyfleet_report[1]
+        return ActionResult(
+            {
+                "Content": content,
+                "ReportFormat": "text/csv",
+                "GeneratedTime": generated.replace(microsecond=0),
+            }
+        )
+
+    IAMBackend.generate_report = generate_report  # type: ignore[method-assign]
+    IAMBackend.get_credential_report = get_credential_report  # type: ignore[method-assign]
+    IamResponse.get_credential_report = get_credential_report_response  # type: ignore[method-assign]

@@ -1,0 +1,260 @@
+"""keyfleet AWS emulator: moto in server mode plus what AWS has and moto lacks.
+
+Usage:
+    python harness.py [--host 127.0.0.1] [--port 0] [--ready-file PATH]
+                      [--parent-pid PID] [--log-requests]
+
+With ``--port 0`` a free port is picked. Once the server accepts requests the
+port number is written to ``--ready-file`` (written to a temporary name in the
+same directory, then renamed, so a reader never sees a partial file) and
+``READY <port>`` is printed on stdout; nothing else is ever written to stdout
+(later output of moto goes to stderr).
+
+The process exits with status 0 on SIGTERM/SIGINT, when ``--parent-pid`` is
+gone, or when the process that started it dies (it is re-parented), so a test
+run never leaves a server behind.
+
+Everything moto serves is reachable at ``http://<host>:<port>`` for every
+service (pass it as endpoint_url). The harness adds control endpoints under
+``/_keyfleet/`` (see README.md):
+
+    GET    /_keyfleet/health            -> 200 {"ok": true}
+    GET    /_keyfleet/ses/outbox        -> {"messages": [...]}
+    DELETE /_keyfleet/ses/outbox        -> clears the outbox
+    POST   /_keyfleet/clock/advance     {"days": N, "account": "..."?}
+    POST   /_keyfleet/iam/key-used      {"account", "access_key_id", "when"?,
+                                         "service", "region"}
+
+The extensions live in ext_*.py, one module per gap, each patched into moto
+before the first request (see each module's docstring).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from typing import Any, Callable
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)
+
+# moto lets MOTO_ACCOUNT_ID override the account of every request, which would
+# defeat the per-account addressing the harness is built around (STS
+# AssumeRole credentials -> account). Never inherit it from the caller.
+os.environ.pop("MOTO_ACCOUNT_ID", None)
+
+from control import ControlError  # noqa: E402
+
+CONTROL_PREFIX = "/_keyfleet/"
+
+
+def _json_response(start_response: Callable, status: int, body: Any) -> list[bytes]:
+    data = json.dumps(body).encode("utf-8")
+    reason = {
+        200: "OK",
+        400: "Bad Request",
+        404: "Not Found",
+        405: "Method Not Allowed",
+        500: "Internal Server Error",
+    }
+    start_response(
+        f"{status} {reason.get(status, 'Error')}",
+        [("Content-Type", "application/json"), ("Content-Length", str(len(data)))],
+    )
+    return [data]
+
+
+def _read_json(environ: dict[str, Any]) -> dict[str, Any]:
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    raw = environ["wsgi.input"].read(length) if length else b""
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except ValueError as exc:
+        raise ControlError(400, f"request body is not JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise ControlError(400, "request body must be a JSON object")
+    return body
+
+
+class App:
+    """WSGI app: /_keyfleet/* control endpoints, everything else to moto."""
+
+    def __init__(self) -> None:
+        from moto.moto_server.werkzeug_app import (
+            DomainDispatcherApplication,
+            create_backend_app,
+        )
+
+        import ext_clock
+        import ext_ses
+
+        self.moto = DomainDispatcherApplication(create_backend_app)
+        self.routes: dict[tuple[str, str], Callable[[dict[str, Any]], Any]] = {
+            ("GET", "health"): lambda body: {"ok": True},
+            ("GET", "ses/outbox"): lambda body: ext_ses.outbox_snapshot(),
+            ("DELETE", "ses/outbox"): lambda body: ext_ses.outbox_clear(),
+            ("POST", "clock/advance"): ext_clock.advance_from_request,
+            ("POST", "iam/key-used"): ext_clock.key_used_from_request,
+        }
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable) -> Any:
+        path = environ.get("PATH_INFO", "")
+        if not path.startswith(CONTROL_PREFIX):
+            return self.moto(environ, start_response)
+        name = path[len(CONTROL_PREFIX):].strip("/")
+        method = environ.get("REQUEST_METHOD", "GET").upper()
+        handler = self.routes.get((method, name))
+        if handler is None:
+            if any(route_name == name for _, route_name in self.routes):
+                return _json_response(
+                    start_response, 405, {"error": f"{method} not allowed on {path}"}
+                )
+            return _json_response(start_response, 404, {"error": f"no such endpoint {path}"})
+        try:
+            body = _read_json(environ) if method in ("POST", "PUT") else {}
+            return _json_response(start_response, 200, handler(body))
+        except ControlError as exc:
+            return _json_response(start_response, exc.status, {"error": exc.message})
+        except Exception as exc:  # answer JSON, and keep the details on stderr
+            logging.getLogger("keyfleet.control").exception("%s %s failed", method, path)
+            return _json_response(start_response, 500, {"error": f"{type(exc).__name__}: {exc}"})
+
+
+def install_extensions(moto_lambda_delivery: bool) -> None:
+    import ext_cfn
+    import ext_clock
+    import ext_iam_paging
+    import ext_lambda
+    import ext_ses
+    import ext_sqs
+    import ext_stacksets
+
+    ext_sqs.install()
+    ext_iam_paging.install()
+    ext_ses.install()
+    ext_clock.install()
+    ext_stacksets.install()
+    ext_cfn.install()
+    if not moto_lambda_delivery:
+        ext_lambda.install()
+
+
+def _write_ready_file(path: str, port: int) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="ascii") as fh:
+        fh.write(f"{port}\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A dead but not yet reaped child still answers kill(0); treat it as gone.
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            state = fh.read().rsplit(b")", 1)[1].split()[0]
+        return state not in (b"Z", b"X")
+    except (OSError, IndexError):
+        return True
+
+
+def _watch_parent(parent_pid: int | None, stop: threading.Event) -> None:
+    original_ppid = os.getppid()
+    while not stop.wait(0.5):
+        if os.getppid() != original_ppid:
+            stop.set()
+        elif parent_pid is not None and not _pid_alive(parent_pid):
+            stop.set()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=0, help="port, 0 picks a free one (default 0)")
+    parser.add_argument("--ready-file", help="file to receive the port once the server is ready")
+    parser.add_argument("--parent-pid", type=int, help="exit when this process is gone")
+    parser.add_argument("--log-requests", action="store_true", help="log every request on stderr")
+    parser.add_argument(
+        "--moto-lambda-delivery",
+        action="store_true",
+        help="keep moto's synchronous Lambda invocation from SQS event source "
+        "mappings (see ext_lambda.py; needs Docker)",
+    )
+    args = parser.parse_args(argv)
+
+    if args.ready_file and os.path.exists(args.ready_file):
+        os.remove(args.ready_file)  # never let a reader pick up a stale port
+
+    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
+    logging.getLogger("werkzeug").setLevel(logging.INFO if args.log_requests else logging.ERROR)
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    watcher = threading.Thread(
+        target=_watch_parent, args=(args.parent_pid, stop), name="parent-watch", daemon=True
+    )
+    watcher.start()
+
+    from werkzeug.serving import make_server
+
+    from moto.moto_server.werkzeug_app import MotoRequestHandler
+
+    install_extensions(args.moto_lambda_delivery)
+    server = make_server(
+        args.host, args.port, App(), threaded=True, request_handler=MotoRequestHandler
+    )
+    port = server.server_port
+    # moto hands its own port to the things it starts (Lambda containers,
+    # custom resources); make it the real one, as moto's own server does.
+    os.environ["MOTO_PORT"] = str(port)
+
+    serving = threading.Thread(target=server.serve_forever, name="serve", daemon=True)
+    serving.start()
+
+    if args.ready_file:
+        _write_ready_file(args.ready_file, port)
+    sys.stdout.write(f"READY {port}\n")
+    sys.stdout.flush()
+    # stdout carries only the READY line: whatever moto prints later goes to
+    # stderr, so a caller may read one line and then close or ignore the pipe.
+    os.dup2(2, 1)
+
+    while not stop.wait(0.5):
+        if not serving.is_alive():
+            print("keyfleet emulator: server thread died", file=sys.stderr)
+            os._exit(1)
+
+    server.shutdown()
+    server.server_close()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Request threads and moto's helper threads must not keep us alive.
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,926 @@
+"""Tests of the emulator harness: one harness process per session, each
+extension checked on its own, in accounts of its own.
+
+Run: tests/emulator/.venv/bin/python -m pytest tests/emulator -q
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import datetime as dt
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any, Callable
+
+import boto3
+import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+from botocore.exceptions import ClientError
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+HARNESS = os.path.join(HERE, "harness.py")
+REGION = "us-east-1"
+DEFAULT_ACCOUNT = "123456789012"  # moto's account for the dummy "testing" keys
+
+
+# -- helpers -----------------------------------------------------------------
+
+
+def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
+    """Poll ``condition`` until it returns something truthy, or fail."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
+
+
+def start_harness(ready_file: str, *extra: str) -> subprocess.Popen:
+    """Start a harness; its stderr goes to ``<ready_file>.stderr``."""
+    with open(ready_file + ".stderr", "wb") as stderr:
+        return subprocess.Popen(
+            [sys.executable, HARNESS, "--port", "0", "--ready-file", ready_file, *extra],
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+        )
+
+
+def read_port(ready_file: str, proc: subprocess.Popen | None = None, timeout: float = 60) -> int:
+    def ready() -> str | None:
+        if proc is not None and proc.poll() is not None:
+            with open(ready_file + ".stderr", encoding="utf-8", errors="replace") as fh:
+                raise AssertionError(f"harness exited with {proc.returncode}: {fh.read()}")
+        if os.path.exists(ready_file):
+            return open(ready_file, encoding="ascii").read()
+        return None
+
+    text = wait_for(ready, timeout, "the ready file")
+    assert text.endswith("\n"), repr(text)
+    return int(text)
+
+
+def pid_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    try:  # an exited process nobody has reaped yet counts as gone
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[0] in (b"Z", b"X")
+    except OSError:
+        return True
+
+
+class Emulator:
+    def __init__(self, port: int):
+        self.port = port
+        self.endpoint = f"http://127.0.0.1:{port}"
+        self._creds: dict[str, dict[str, str]] = {}
+
+    def control(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.endpoint + path, data=data, method=method)
+        req.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read())
+
+    def credentials(self, account: str | None) -> dict[str, str]:
+        if account is None:
+            return {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+        if account not in self._creds:
+            sts = self.client("sts")
+            creds = sts.assume_role(
+                RoleArn=f"arn:aws:iam::{account}:role/keyfleet-test",
+                RoleSessionName="emulator-test",
+            )["Credentials"]
+            self._creds[account] = {
+                "aws_access_key_id": creds["AccessKeyId"],
+                "aws_secret_access_key": creds["SecretAccessKey"],
+                "aws_session_token": creds["SessionToken"],
+            }
+        return self._creds[account]
+
+    def client(self, service: str, account: str | None = None, region: str = REGION) -> Any:
+        return boto3.client(
+            service,
+            endpoint_url=self.endpoint,
+            region_name=region,
+            **self.credentials(account),
+        )
+
+
+@pytest.fixture(scope="session")
+def emu() -> Any:
+    with tempfile.TemporaryDirectory() as tmp:
+        ready = os.path.join(tmp, "port")
+        proc = start_harness(ready, "--parent-pid", str(os.getpid()))
+        port = read_port(ready, proc)
+        line = proc.stdout.readline().decode()
+        assert line == f"READY {port}\n"
+        try:
+            yield Emulator(port)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=15) == 0
+            assert proc.stdout.read() == b""  # stdout carries the READY line only
+            proc.stdout.close()
+
+
+# -- health ------------------------------------------------------------------
+
+
+def test_health(emu: Emulator) -> None:
+    assert emu.control("GET", "/_keyfleet/health") == (200, {"ok": True})
+    status, body = emu.control("GET", "/_keyfleet/nope")
+    assert status == 404
+
+
+# -- account addressing ------------------------------------------------------
+
+
+def test_assume_role_into_any_account_without_the_role_existing(emu: Emulator) -> None:
+    assert emu.client("sts").get_caller_identity()["Account"] == DEFAULT_ACCOUNT
+    ident = emu.client("sts", "300000000001").get_caller_identity()
+    assert ident["Account"] == "300000000001"
+    assert ident["Arn"] == "arn:aws:sts::300000000001:assumed-role/keyfleet-test/emulator-test"
+    emu.client("iam", "300000000001").create_user(UserName="only-in-300000000001")
+    names = [u["UserName"] for u in emu.client("iam", "300000000002").list_users()["Users"]]
+    assert "only-in-300000000001" not in names
+
+
+# -- SQS: account from the QueueUrl ------------------------------------------
+
+
+def test_sqs_cross_account_json_protocol(emu: Emulator) -> None:
+    owner, sender = "400000000001", "400000000002"
+    sqs_owner = emu.client("sqs", owner)
+    sqs_sender = emu.client("sqs", sender)
+    assert sqs_sender.meta.service_model.protocol == "json"  # x-amz-target: AmazonSQS.*
+
+    url = sqs_owner.create_queue(QueueName="keyfleet-jobs")["QueueUrl"]
+    assert url == f"{emu.endpoint}/{owner}/keyfleet-jobs"
+
+    sqs_sender.send_message(QueueUrl=url, MessageBody="job-1")
+    # The production form of the URL works against the emulator too (only the
+    # account and queue name in the path matter).
+    aws_url = f"https://sqs.{REGION}.amazonaws.com/{owner}/keyfleet-jobs"
+    batch = sqs_sender.send_message_batch(
+        QueueUrl=aws_url,
+        Entries=[{"Id": "a", "MessageBody": "job-2"}, {"Id": "b", "MessageBody": "job-3"}],
+    )
+    assert len(batch["Successful"]) == 2 and not batch.get("Failed")
+
+    # Nothing landed in a queue of the sender's own account.
+    assert sqs_sender.list_queues().get("QueueUrls", []) == []
+    attrs = sqs_sender.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
+    assert attrs["Attributes"]["QueueArn"] == f"arn:aws:sqs:{REGION}:{owner}:keyfleet-jobs"
+
+    got = sqs_owner.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
+    bodies = sorted(m["Body"] for m in got["Messages"])
+    assert bodies == ["job-1", "job-2", "job-3"]
+
+    # The sender can work the owner's queue too (receive, change visibility, delete).
+    first = got["Messages"][0]
+    sqs_sender.change_message_visibility(
+        QueueUrl=url, ReceiptHandle=first["ReceiptHandle"], VisibilityTimeout=0
+    )
+    again = sqs_sender.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+    assert [m["Body"] for m in again] == [first["Body"]]
+    sqs_sender.delete_message(QueueUrl=url, ReceiptHandle=again[0]["ReceiptHandle"])
+    deleted = sqs_sender.delete_message_batch(
+        QueueUrl=url,
+        Entries=[
+            {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
+            for i, m in enumerate(got["Messages"][1:])
+        ],
+    )
+    assert len(deleted["Successful"]) == 2 and not deleted.get("Failed")
+    left = sqs_owner.get_queue_attributes(
+        QueueUrl=url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    assert left == {"ApproximateNumberOfMessages": "0", "ApproximateNumberOfMessagesNotVisible": "0"}
+
+
+def test_sqs_get_queue_url_with_owner_account(emu: Emulator) -> None:
+    owner, sender = "400000000011", "400000000012"
+    url = emu.client("sqs", owner).create_queue(QueueName="keyfleet-results")["QueueUrl"]
+    sqs_sender = emu.client("sqs", sender)
+    found = sqs_sender.get_queue_url(QueueName="keyfleet-results", QueueOwnerAWSAccountId=owner)
+    assert found["QueueUrl"] == url
+    with pytest.raises(ClientError) as err:
+        sqs_sender.get_queue_url(QueueName="keyfleet-results")
+    assert "NonExistentQueue" in err.value.response["Error"]["Code"]
+
+
+def _signed_query(emu: Emulator, account: str, path: str, params: dict[str, str]) -> str:
+    creds = emu.credentials(account)
+    body = urllib.parse.urlencode(params)
+    request = AWSRequest(
+        method="POST",
+        url=emu.endpoint + path,
+        data=body,
+        headers={"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"},
+    )
+    SigV4Auth(
+        Credentials(
+            creds["aws_access_key_id"],
+            creds["aws_secret_access_key"],
+            creds["aws_session_token"],
+        ),
+        "sqs",
+        REGION,
+    ).add_auth(request)
+    prepared = request.prepare()
+    req = urllib.request.Request(
+        prepared.url, data=body.encode(), headers=dict(prepared.headers), method="POST"
+    )
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return resp.read().decode()
+
+
+def test_sqs_cross_account_query_protocol(emu: Emulator) -> None:
+    owner, sender = "400000000021", "400000000022"
+    sqs_owner = emu.client("sqs", owner)
+    url = sqs_owner.create_queue(QueueName="legacy")["QueueUrl"]
+    # QueueUrl as a form parameter, posted to the service endpoint.
+    xml = _signed_query(
+        emu,
+        sender,
+        "/",
+        {"Action": "SendMessage", "Version": "2012-11-05", "QueueUrl": url, "MessageBody": "q-1"},
+    )
+    assert "<SendMessageResponse" in xml and "<MessageId>" in xml
+    # Older SDKs post to the queue URL itself.
+    xml = _signed_query(
+        emu,
+        sender,
+        f"/{owner}/legacy",
+        {"Action": "SendMessage", "Version": "2012-11-05", "MessageBody": "q-2"},
+    )
+    assert "<SendMessageResponse" in xml
+    got = sqs_owner.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+    assert sorted(m["Body"] for m in got) == ["q-1", "q-2"]
+
+
+# -- IAM paging --------------------------------------------------------------
+
+PAGED_ACCOUNT = "500000000001"
+PAGED_USERS = [f"user-{i:03d}" for i in range(250)]
+
+
+@pytest.fixture(scope="module")
+def iam_250(emu: Emulator) -> Any:
+    iam = emu.client("iam", PAGED_ACCOUNT)
+    for name in PAGED_USERS:
+        iam.create_user(UserName=name)
+    return iam
+
+
+def _raw_body_recorder(client: Any, operation: str) -> list[str]:
+    bodies: list[str] = []
+
+    def record(http_response: Any, **_: Any) -> None:
+        bodies.append(http_response.text)
+
+    client.meta.events.register(f"after-call.iam.{operation}", record)
+    return bodies
+
+
+def test_list_users_pages_like_aws(iam_250: Any) -> None:
+    raw = _raw_body_recorder(iam_250, "ListUsers")
+    first = iam_250.list_users()
+    assert len(first["Users"]) == 100
+    assert first["IsTruncated"] is True and first["Marker"]
+    assert "<IsTruncated>true</IsTruncated>" in raw[-1]
+    assert f"<Marker>{first['Marker']}</Marker>" in raw[-1]
+
+    second = iam_250.list_users(Marker=first["Marker"])
+    assert len(second["Users"]) == 100
+    assert second["IsTruncated"] is True and second["Marker"] != first["Marker"]
+
+    third = iam_250.list_users(Marker=second["Marker"])
+    assert len(third["Users"]) == 50
+    assert third["IsTruncated"] is False and "Marker" not in third
+    assert "<IsTruncated>false</IsTruncated>" in raw[-1] and "<Marker>" not in raw[-1]
+
+    names = [u["UserName"] for page in (first, second, third) for u in page["Users"]]
+    assert len(names) == len(set(names)) == 250
+    assert set(names) == set(PAGED_USERS)
+
+    # MaxItems is honoured, and boto3's paginator walks the markers.
+    assert len(iam_250.list_users(MaxItems=7)["Users"]) == 7
+    paged = [u["UserName"] for p in iam_250.get_paginator("list_users").paginate() for u in p["Users"]]
+    assert sorted(paged) == PAGED_USERS
+
+
+def test_list_users_rejects_bad_paging_input(iam_250: Any) -> None:
+    with pytest.raises(ClientError) as err:
+        iam_250.list_users(MaxItems=1001)
+    assert err.value.response["Error"]["Code"] == "ValidationError"
+    with pytest.raises(ClientError) as err:
+        iam_250.list_users(Marker="not-a-marker")
+    assert err.value.response["Error"]["Code"] == "ValidationError"
+
+
+def test_get_account_authorization_details_pages_like_aws(iam_250: Any) -> None:
+    first = iam_250.get_account_authorization_details(Filter=["User"])
+    assert len(first["UserDetailList"]) == 100 and first["IsTruncated"] is True
+    second = iam_250.get_account_authorization_details(Filter=["User"], Marker=first["Marker"])
+    assert len(second["UserDetailList"]) == 100 and second["IsTruncated"] is True
+    third = iam_250.get_account_authorization_details(Filter=["User"], Marker=second["Marker"])
+    assert len(third["UserDetailList"]) == 50 and third["IsTruncated"] is False
+    assert "Marker" not in third
+    names = [u["UserName"] for p in (first, second, third) for u in p["UserDetailList"]]
+    assert sorted(names) == PAGED_USERS
+    assert first["RoleDetailList"] == [] and first["GroupDetailList"] == []
+
+
+def test_list_access_keys_and_user_tags_accept_paging(emu: Emulator) -> None:
+    iam = emu.client("iam", "500000000002")
+    iam.create_user(UserName="alice", Tags=[{"Key": f"k{i}", "Value": str(i)} for i in range(3)])
+    ids = [iam.create_access_key(UserName="alice")["AccessKey"]["AccessKeyId"] for _ in range(2)]
+    keys = iam.list_access_keys(UserName="alice")
+    assert keys["IsTruncated"] is False and len(keys["AccessKeyMetadata"]) == 2
+    one = iam.list_access_keys(UserName="alice", MaxItems=1)
+    assert one["IsTruncated"] is True and len(one["AccessKeyMetadata"]) == 1
+    two = iam.list_access_keys(UserName="alice", MaxItems=1, Marker=one["Marker"])
+    assert two["IsTruncated"] is False
+    assert [k["AccessKeyId"] for k in one["AccessKeyMetadata"] + two["AccessKeyMetadata"]] == ids
+
+    tags = iam.list_user_tags(UserName="alice", MaxItems=2)
+    assert [t["Key"] for t in tags["Tags"]] == ["k0", "k1"] and tags["IsTruncated"] is True
+    rest = iam.list_user_tags(UserName="alice", Marker=tags["Marker"])
+    assert [t["Key"] for t in rest["Tags"]] == ["k2"] and rest["IsTruncated"] is False
+
+
+# -- SES outbox --------------------------------------------------------------
+
+RAW_MIME = (
+    b"From: keyfleet <keyfleet@example.com>\r\n"
+    b"To: owner@example.com\r\n"
+    b"Subject: Your new access key\r\n"
+    b"MIME-Version: 1.0\r\n"
+    b'Content-Type: multipart/mixed; boundary="b1"\r\n'
+    b"\r\n"
+    b"--b1\r\n"
+    b"Content-Type: text/plain; charset=utf-8\r\n"
+    b"\r\n"
+    b"Open the zip with 7-Zip.\r\n"
+    b"--b1\r\n"
+    b"Content-Type: application/zip\r\n"
+    b'Content-Disposition: attachment; filename="keyfleet-1-alice.zip"\r\n'
+    b"Content-Transfer-Encoding: base64\r\n"
+    b"\r\n"
+    + base64.encodebytes(bytes(range(256))).replace(b"\n", b"\r\n")
+    + b"--b1--\r\n"
+)
+
+
+def test_ses_outbox_shows_sesv2_raw_email_byte_for_byte(emu: Emulator) -> None:
+    account = "600000000001"
+    ses = emu.client("sesv2", account)
+    ses.create_email_identity(EmailIdentity="keyfleet@example.com")
+    assert emu.control("DELETE", "/_keyfleet/ses/outbox")[0] == 200
+
+    sent = ses.send_email(
+        FromEmailAddress="keyfleet@example.com",
+        Destination={"ToAddresses": ["owner@example.com"]},
+        Content={"Raw": {"Data": RAW_MIME}},
+    )
+    status, box = emu.control("GET", "/_keyfleet/ses/outbox")
+    assert status == 200
+    assert len(box["messages"]) == 1
+    msg = box["messages"][0]
+    assert msg["raw"].encode("utf-8") == RAW_MIME
+    assert base64.b64decode(msg["raw_base64"]) == RAW_MIME
+    assert msg["message_id"] == sent["MessageId"]
+    assert (msg["account"], msg["region"], msg["api"]) == (account, REGION, "sesv2")
+    assert msg["source"] == "keyfleet@example.com"
+    assert msg["destinations"] == ["owner@example.com"]
+
+
+def test_ses_outbox_order_simple_content_v1_and_clear(emu: Emulator) -> None:
+    account = "600000000002"
+    v2 = emu.client("sesv2", account)
+    v1 = emu.client("ses", account)
+    v2.create_email_identity(EmailIdentity="example.org")  # a domain identity
+    emu.control("DELETE", "/_keyfleet/ses/outbox")
+
+    # An unverified sender is rejected and nothing reaches the outbox (AWS does the same).
+    with pytest.raises(ClientError) as err:
+        v2.send_email(
+            FromEmailAddress="nobody@unverified.example",
+            Destination={"ToAddresses": ["a@example.com"]},
+            Content={"Simple": {"Subject": {"Data": "x"}, "Body": {"Text": {"Data": "x"}}}},
+        )
+    assert err.value.response["Error"]["Code"] == "MessageRejected"
+
+    v2.send_email(
+        FromEmailAddress="security@example.org",
+        Destination={"ToAddresses": ["a@example.com"], "CcAddresses": ["c@example.com"]},
+        Content={
+            "Simple": {
+                "Subject": {"Data": "Key rotation summary"},
+                "Body": {"Text": {"Data": "3 keys rotated"}, "Html": {"Data": "<p>3 keys</p>"}},
+            }
+        },
+    )
+    v1.send_email(
+        Source="security@example.org",
+        Destination={"ToAddresses": ["b@example.com"]},
+        Message={"Subject": {"Data": "Second"}, "Body": {"Text": {"Data": "second body"}}},
+    )
+    raw_v1 = RAW_MIME.replace(b"keyfleet@example.com", b"security@example.org")
+    v1.send_raw_email(RawMessage={"Data": raw_v1})  # recipients from the headers
+    box = emu.control("GET", "/_keyfleet/ses/outbox")[1]["messages"]
+    assert [m["api"] for m in box] == ["sesv2", "ses", "ses"]
+    assert box[0]["destinations"] == ["a@example.com", "c@example.com"]
+    assert box[1]["destinations"] == ["b@example.com"]
+    assert box[2]["destinations"] == ["owner@example.com"]
+    assert box[2]["source"] == "security@example.org"
+    assert base64.b64decode(box[2]["raw_base64"]) == raw_v1
+
+    import email
+    from email import policy
+
+    first = email.message_from_string(box[0]["raw"], policy=policy.default)
+    assert first["Subject"] == "Key rotation summary"
+    assert first["From"] == "security@example.org"
+    assert first["To"] == "a@example.com" and first["Cc"] == "c@example.com"
+    assert first.get_body(("plain",)).get_content().strip() == "3 keys rotated"
+    assert first.get_body(("html",)).get_content().strip() == "<p>3 keys</p>"
+    second = email.message_from_string(box[1]["raw"], policy=policy.default)
+    assert second["Subject"] == "Second"
+    assert second.get_content().strip() == "second body"
+
+    assert emu.control("DELETE", "/_keyfleet/ses/outbox") == (200, {"ok": True, "cleared": 3})
+    assert emu.control("GET", "/_keyfleet/ses/outbox") == (200, {"messages": []})
+
+
+# -- clock and key use -------------------------------------------------------
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def _close(a: dt.datetime, b: dt.datetime, seconds: float = 120) -> bool:
+    return abs((a - b).total_seconds()) <= seconds
+
+
+def _report(iam: Any) -> tuple[dict[str, dict[str, str]], dt.datetime]:
+    wait_for(
+        lambda: iam.generate_credential_report()["State"] == "COMPLETE", 10, "the credential report"
+    )
+    resp = iam.get_credential_report()
+    rows = list(csv.DictReader(io.StringIO(resp["Content"].decode())))
+    return {r["user"]: r for r in rows}, resp["GeneratedTime"]
+
+
+def _report_time(value: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(value)
+
+
+def test_clock_advance_ages_keys_everywhere_they_show(emu: Emulator) -> None:
+    account, other = "700000000001", "700000000002"
+    iam = emu.client("iam", account)
+    iam.create_user(UserName="carol")
+    key_id = iam.create_access_key(UserName="carol")["AccessKey"]["AccessKeyId"]
+    emu.client("iam", other).create_user(UserName="dave")
+    other_key = emu.client("iam", other).create_access_key(UserName="dave")["AccessKey"]
+    status, _ = emu.control(
+        "POST",
+        "/_keyfleet/iam/key-used",
+        {"account": account, "access_key_id": key_id, "service": "s3", "region": "eu-west-1"},
+    )
+    assert status == 200
+
+    before = iam.list_access_keys(UserName="carol")["AccessKeyMetadata"][0]["CreateDate"]
+    used_before = iam.get_access_key_last_used(AccessKeyId=key_id)["AccessKeyLastUsed"]["LastUsedDate"]
+
+    status, body = emu.control("POST", "/_keyfleet/clock/advance", {"days": 80.5, "account": account})
+    assert status == 200 and body["keys_aged"] == 1 and body["accounts"] == [account]
+    delta = dt.timedelta(days=80.5)
+
+    after = iam.list_access_keys(UserName="carol")["AccessKeyMetadata"][0]["CreateDate"]
+    assert after == before - delta
+    last = iam.get_access_key_last_used(AccessKeyId=key_id)["AccessKeyLastUsed"]
+    assert last["LastUsedDate"] == used_before - delta
+    assert (last["ServiceName"], last["Region"]) == ("s3", "eu-west-1")
+    assert iam.get_user(UserName="carol")["User"]["CreateDate"] <= after
+
+    rows, generated = _report(iam)
+    assert _close(generated, _utcnow())
+    row = rows["carol"]
+    assert _report_time(row["access_key_1_last_rotated"]) == after.replace(microsecond=0)
+    assert _report_time(row["access_key_1_last_used_date"]) == last["LastUsedDate"].replace(
+        microsecond=0
+    )
+    assert row["access_key_1_last_used_service"] == "s3"
+    assert row["access_key_1_last_used_region"] == "eu-west-1"
+    assert row["access_key_2_active"] == "false" and row["access_key_2_last_rotated"] == "N/A"
+    assert list(rows)[0] == "<root_account>"
+
+    # The other account was not part of this advance.
+    other_iam = emu.client("iam", other)
+    other_created = other_iam.list_access_keys(UserName="dave")["AccessKeyMetadata"][0]["CreateDate"]
+    assert other_created == other_key["CreateDate"]
+
+    # The report is a snapshot: it changes only when generated again.
+    emu.control("POST", "/_keyfleet/clock/advance", {"days": 10, "account": account})
+    stale = csv.DictReader(io.StringIO(iam.get_credential_report()["Content"].decode()))
+    assert {r["user"]: r for r in stale}["carol"] == row
+    fresh, _ = _report(iam)
+    assert _report_time(fresh["carol"]["access_key_1_last_rotated"]) == (
+        after - dt.timedelta(days=10)
+    ).replace(microsecond=0)
+
+
+def test_clock_advance_without_account_ages_all_accounts(emu: Emulator) -> None:
+    a, b = "700000000011", "700000000012"
+    created = {}
+    for account in (a, b):
+        iam = emu.client("iam", account)
+        iam.create_user(UserName="erin")
+        created[account] = iam.create_access_key(UserName="erin")["AccessKey"]["CreateDate"]
+    status, body = emu.control("POST", "/_keyfleet/clock/advance", {"days": 3})
+    assert status == 200 and {a, b} <= set(body["accounts"])
+    for account in (a, b):
+        meta = emu.client("iam", account).list_access_keys(UserName="erin")["AccessKeyMetadata"]
+        assert meta[0]["CreateDate"] == created[account] - dt.timedelta(days=3)
+    assert emu.control("POST", "/_keyfleet/clock/advance", {"days": -1})[0] == 400
+    assert emu.control("POST", "/_keyfleet/clock/advance", {})[0] == 400
+
+
+def test_key_used_sets_time_service_and_region(emu: Emulator) -> None:
+    account = "700000000021"
+    iam = emu.client("iam", account)
+    iam.create_user(UserName="frank")
+    key_id = iam.create_access_key(UserName="frank")["AccessKey"]["AccessKeyId"]
+    never = iam.get_access_key_last_used(AccessKeyId=key_id)["AccessKeyLastUsed"]
+    assert (never["ServiceName"], never["Region"]) == ("N/A", "N/A") and "LastUsedDate" not in never
+
+    status, body = emu.control(
+        "POST",
+        "/_keyfleet/iam/key-used",
+        {
+            "account": account,
+            "access_key_id": key_id,
+            "when": "2026-01-02T03:04:05Z",
+            "service": "s3",
+            "region": "eu-west-1",
+        },
+    )
+    assert status == 200 and body["user"] == "frank"
+    last = iam.get_access_key_last_used(AccessKeyId=key_id)["AccessKeyLastUsed"]
+    assert last == {
+        "LastUsedDate": dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc),
+        "ServiceName": "s3",
+        "Region": "eu-west-1",
+    }
+    rows, _ = _report(iam)
+    assert rows["frank"]["access_key_1_last_used_date"] == "2026-01-02T03:04:05+00:00"
+    assert rows["frank"]["access_key_1_last_used_service"] == "s3"
+    assert rows["frank"]["access_key_1_last_used_region"] == "eu-west-1"
+
+    # "when" defaults to now.
+    emu.control(
+        "POST",
+        "/_keyfleet/iam/key-used",
+        {"account": account, "access_key_id": key_id, "service": "sts", "region": "us-east-1"},
+    )
+    last = iam.get_access_key_last_used(AccessKeyId=key_id)["AccessKeyLastUsed"]
+    assert _close(last["LastUsedDate"], _utcnow()) and last["ServiceName"] == "sts"
+
+    missing = emu.control(
+        "POST",
+        "/_keyfleet/iam/key-used",
+        {"account": account, "access_key_id": "AKIANOTAKEY000000000", "service": "s3", "region": "x"},
+    )
+    assert missing[0] == 404
+    no_service = emu.control(
+        "POST", "/_keyfleet/iam/key-used", {"account": account, "access_key_id": key_id}
+    )
+    assert no_service[0] == 400
+
+
+# -- Lambda event source mappings --------------------------------------------
+
+
+def _zip_bytes() -> bytes:
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("bootstrap", "#!/bin/sh\n")
+    return buf.getvalue()
+
+
+def test_sqs_event_source_mapping_leaves_messages_in_the_queue(emu: Emulator) -> None:
+    account = "800000000001"
+    sqs = emu.client("sqs", account)
+    lam = emu.client("lambda", account)
+    dlq = sqs.create_queue(QueueName="jobs-dlq")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    url = sqs.create_queue(
+        QueueName="jobs",
+        Attributes={"RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 2})},
+    )["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    role = emu.client("iam", account).create_role(
+        RoleName="agent",
+        AssumeRolePolicyDocument=json.dumps(STACKSET_TEMPLATE["Resources"]["Role"]["Properties"]["AssumeRolePolicyDocument"]),
+    )["Role"]["Arn"]
+    fn = lam.create_function(
+        FunctionName="agent",
+        Runtime="provided.al2023",
+        Handler="bootstrap",
+        Role=role,
+        Code={"ZipFile": _zip_bytes()},
+    )
+    lam.create_event_source_mapping(EventSourceArn=arn, FunctionName=fn["FunctionArn"], BatchSize=10)
+    assert len(lam.list_event_source_mappings()["EventSourceMappings"]) == 1
+
+    for i in range(5):
+        sqs.send_message(QueueUrl=url, MessageBody=f"job-{i}")
+    got = sqs.receive_message(
+        QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["ApproximateReceiveCount"]
+    )["Messages"]
+    assert sorted(m["Body"] for m in got) == [f"job-{i}" for i in range(5)]
+    assert {m["Attributes"]["ApproximateReceiveCount"] for m in got} == {"1"}
+    dlq_count = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["ApproximateNumberOfMessages"])
+    assert dlq_count["Attributes"]["ApproximateNumberOfMessages"] == "0"
+
+
+# -- StackSets auto-deployment -----------------------------------------------
+
+STACKSET_TEMPLATE = {
+    "AWSTemplateFormatVersion": "2010-09-09",
+    "Resources": {
+        "Jobs": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": "keyfleet-jobs"}},
+        "Role": {
+            "Type": "AWS::IAM::Role",
+            "Properties": {
+                "RoleName": {"Fn::Sub": "keyfleet-agent-${AWS::Region}"},
+                "AssumeRolePolicyDocument": {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Principal": {"Service": "lambda.amazonaws.com"},
+                            "Action": "sts:AssumeRole",
+                        }
+                    ],
+                },
+            },
+        },
+    },
+}
+STACKSET_REGIONS = ["us-east-1", "eu-west-1"]
+
+
+def _deployed(emu: Emulator, account: str) -> dict[str, bool]:
+    result = {}
+    roles = {r["RoleName"] for r in emu.client("iam", account).list_roles()["Roles"]}
+    for region in STACKSET_REGIONS:
+        urls = emu.client("sqs", account, region).list_queues().get("QueueUrls", [])
+        queue = any(u.endswith(f"/{account}/keyfleet-jobs") for u in urls)
+        role = f"keyfleet-agent-{region}" in roles
+        assert queue == role, (account, region, urls, roles)
+        result[region] = queue
+    return result
+
+
+def test_stackset_auto_deploys_to_accounts_that_join_a_target_ou(emu: Emulator) -> None:
+    management = "900000000001"
+    org = emu.client("organizations", management)
+    cfn = emu.client("cloudformation", management)
+    org.create_organization(FeatureSet="ALL")
+    root = org.list_roots()["Roots"][0]["Id"]
+    target = org.create_organizational_unit(ParentId=root, Name="workloads")["OrganizationalUnit"]["Id"]
+    child = org.create_organizational_unit(ParentId=target, Name="team")["OrganizationalUnit"]["Id"]
+    grandchild = org.create_organizational_unit(ParentId=child, Name="squad")["OrganizationalUnit"]["Id"]
+    other = org.create_organizational_unit(ParentId=root, Name="sandbox")["OrganizationalUnit"]["Id"]
+
+    def new_account(name: str, parent: str | None) -> str:
+        account = org.create_account(AccountName=name, Email=f"{name}@example.com")[
+            "CreateAccountStatus"
+        ]["AccountId"]
+        if parent is not None:
+            org.move_account(AccountId=account, SourceParentId=root, DestinationParentId=parent)
+        return account
+
+    early = new_account("early", target)
+    deep = new_account("deep", grandchild)
+
+    cfn.create_stack_set(
+        StackSetName="keyfleet-agent",
+        TemplateBody=json.dumps(STACKSET_TEMPLATE),
+        PermissionModel="SERVICE_MANAGED",
+        AutoDeployment={"Enabled": True, "RetainStacksOnAccountRemoval": False},
+        Capabilities=["CAPABILITY_NAMED_IAM"],
+    )
+    cfn.create_stack_instances(
+        StackSetName="keyfleet-agent",
+        DeploymentTargets={"OrganizationalUnitIds": [target]},
+        Regions=STACKSET_REGIONS,
+    )
+    described = cfn.describe_stack_set(StackSetName="keyfleet-agent")["StackSet"]
+    assert described["AutoDeployment"] == {"Enabled": True, "RetainStacksOnAccountRemoval": False}
+    assert described["OrganizationalUnitIds"] == [target]
+
+    both = {r: True for r in STACKSET_REGIONS}
+    none = {r: False for r in STACKSET_REGIONS}
+    assert _deployed(emu, early) == both
+    assert _deployed(emu, deep) == both  # three levels down
+    assert _deployed(emu, management) == none  # never the management account
+
+    # Created after the stack instances: nothing until it is in a target OU.
+    late = new_account("late", None)
+    assert _deployed(emu, late) == none
+    org.move_account(AccountId=late, SourceParentId=root, DestinationParentId=other)
+    assert _deployed(emu, late) == none
+    org.move_account(AccountId=late, SourceParentId=other, DestinationParentId=child)
+    assert _deployed(emu, late) == both
+
+    instances = cfn.list_stack_instances(StackSetName="keyfleet-agent")["Summaries"]
+    assert sorted((i["Account"], i["Region"]) for i in instances) == sorted(
+        (a, r) for a in (early, deep, late) for r in STACKSET_REGIONS
+    )
+
+    # Moving within the targets changes nothing; moving out removes the stacks.
+    org.move_account(AccountId=late, SourceParentId=child, DestinationParentId=target)
+    assert _deployed(emu, late) == both
+    org.move_account(AccountId=late, SourceParentId=target, DestinationParentId=other)
+    assert _deployed(emu, late) == none
+    instances = cfn.list_stack_instances(StackSetName="keyfleet-agent")["Summaries"]
+    assert late not in {i["Account"] for i in instances}
+
+
+def test_stackset_targeting_the_root_deploys_to_new_accounts(emu: Emulator) -> None:
+    management = "900000000011"
+    org = emu.client("organizations", management)
+    cfn = emu.client("cloudformation", management)
+    org.create_organization(FeatureSet="ALL")
+    root = org.list_roots()["Roots"][0]["Id"]
+    cfn.create_stack_set(
+        StackSetName="everywhere",
+        TemplateBody=json.dumps(STACKSET_TEMPLATE),
+        PermissionModel="SERVICE_MANAGED",
+        AutoDeployment={"Enabled": True, "RetainStacksOnAccountRemoval": True},
+        Capabilities=["CAPABILITY_NAMED_IAM"],
+    )
+    cfn.create_stack_instances(
+        StackSetName="everywhere",
+        DeploymentTargets={"OrganizationalUnitIds": [root]},
+        Regions=["us-east-1"],
+    )
+    fresh = org.create_account(AccountName="fresh", Email="fresh@example.com")[
+        "CreateAccountStatus"
+    ]["AccountId"]
+    assert _deployed(emu, fresh) == {"us-east-1": True, "eu-west-1": False}
+    assert _deployed(emu, management)["us-east-1"] is False
+    ops = cfn.list_stack_set_operations(StackSetName="everywhere")["Summaries"]
+    assert [o["Status"] for o in ops] == ["SUCCEEDED", "SUCCEEDED"]
+
+
+def test_stackset_without_auto_deployment_stays_put(emu: Emulator) -> None:
+    management = "900000000021"
+    org = emu.client("organizations", management)
+    cfn = emu.client("cloudformation", management)
+    org.create_organization(FeatureSet="ALL")
+    root = org.list_roots()["Roots"][0]["Id"]
+    target = org.create_organizational_unit(ParentId=root, Name="w")["OrganizationalUnit"]["Id"]
+    cfn.create_stack_set(
+        StackSetName="manual",
+        TemplateBody=json.dumps(STACKSET_TEMPLATE),
+        PermissionModel="SERVICE_MANAGED",
+        AutoDeployment={"Enabled": False},
+        Capabilities=["CAPABILITY_NAMED_IAM"],
+    )
+    cfn.create_stack_instances(
+        StackSetName="manual",
+        DeploymentTargets={"OrganizationalUnitIds": [target]},
+        Regions=["us-east-1"],
+    )
+    account = org.create_account(AccountName="x", Email="x@example.com")["CreateAccountStatus"]["AccountId"]
+    org.move_account(AccountId=account, SourceParentId=root, DestinationParentId=target)
+    assert _deployed(emu, account)["us-east-1"] is False
+
+
+# -- process lifetime --------------------------------------------------------
+
+
+def test_harness_exits_when_parent_pid_is_gone(tmp_path: Any) -> None:
+    stand_in = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    ready = str(tmp_path / "port")
+    proc = start_harness(ready, "--parent-pid", str(stand_in.pid))
+    try:
+        port = read_port(ready, proc)
+        assert Emulator(port).control("GET", "/_keyfleet/health")[0] == 200
+        stand_in.kill()
+        stand_in.wait()
+        assert proc.wait(timeout=15) == 0
+    finally:
+        for p in (stand_in, proc):
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+def test_harness_exits_when_the_process_that_started_it_dies(tmp_path: Any) -> None:
+    ready = str(tmp_path / "port")
+    pid_file = str(tmp_path / "pid")
+    launcher = (
+        "import subprocess, sys, time\n"
+        f"p = subprocess.Popen([sys.executable, {HARNESS!r}, '--port', '0', '--ready-file', {ready!r}],"
+        " stdout=subprocess.DEVNULL)\n"
+        f"open({pid_file!r} + '.tmp', 'w').write(str(p.pid)); "
+        f"__import__('os').replace({pid_file!r} + '.tmp', {pid_file!r})\n"
+        "time.sleep(600)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", launcher])
+    harness_pid = None
+    try:
+        read_port(ready)
+        harness_pid = int(wait_for(lambda: os.path.exists(pid_file) and open(pid_file).read(), 10, "pid"))
+        assert not pid_gone(harness_pid)
+        parent.kill()
+        parent.wait()
+        wait_for(lambda: pid_gone(harness_pid), 15, "the orphaned harness to exit")
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()
+        if harness_pid is not None and not pid_gone(harness_pid):
+            os.kill(harness_pid, signal.SIGKILL)
+
+
+def test_harness_exits_cleanly_on_sigint(tmp_path: Any) -> None:
+    ready = str(tmp_path / "port")
+    proc = start_harness(ready)
+    try:
+        read_port(ready, proc)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+# -- CloudFormation: FindInMap with a Number parameter -----------------------
+
+
+def test_find_in_map_with_a_number_parameter(emu: Emulator) -> None:
+    account = "900000000031"
+    template = {
+        "Parameters": {"FunctionTimeout": {"Type": "Number", "Default": 300}},
+        "Mappings": {"TimeoutToVisibility": {"300": {"VisibilityTimeout": 1800}, "60": {"VisibilityTimeout": 360}}},
+        "Resources": {
+            "Jobs": {
+                "Type": "AWS::SQS::Queue",
+                "Properties": {
+                    "QueueName": "visibility",
+                    "VisibilityTimeout": {
+                        "Fn::FindInMap": ["TimeoutToVisibility", {"Ref": "FunctionTimeout"}, "VisibilityTimeout"]
+                    },
+                },
+            }
+        },
+    }
+    cfn = emu.client("cloudformation", account)
+    cfn.create_stack(StackName="defaults", TemplateBody=json.dumps(template))
+    sqs = emu.client("sqs", account)
+    url = sqs.get_queue_url(QueueName="visibility")["QueueUrl"]
+    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["VisibilityTimeout"])
+    assert attrs["Attributes"]["VisibilityTimeout"] == "1800"
+
+    template["Resources"]["Jobs"]["Properties"]["QueueName"] = "visibility-60"
+    cfn.create_stack(
+        StackName="passed",
+        TemplateBody=json.dumps(template),
+        Parameters=[{"ParameterKey": "FunctionTimeout", "ParameterValue": "60"}],
+    )
+    url = sqs.get_queue_url(QueueName="visibility-60")["QueueUrl"]
+    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["VisibilityTimeout"])
+    assert attrs["Attributes"]["VisibilityTimeout"] == "360"
