@@ -1,1 +1,27 @@
-pub fn _x() {}
+//! keyfleet coordinator: runs in the provisioning account, fans jobs out to
+//! the agents, takes their results in, emails key owners and builds the
+//! consolidated report.
+//!
+//! - [`service`]: the operations (start, intake, notify, finalize, sweep);
+//! - [`org`]: organization enumeration and account selection (pure part
+//!   tested directly);
+//! - [`store`]: the S3 run store with conditional writes;
+//! - [`zipbox`], [`mail`], [`render`]: pure builders of the encrypted zip,
+//!   the MIME emails and the report formats;
+//! - [`lambda`]: the event dispatcher of the Lambda binary.
+
+pub mod lambda;
+pub mod mail;
+pub mod org;
+pub mod render;
+pub mod service;
+pub mod store;
+pub mod zipbox;
+
+pub use service::{
+    Coordinator, CoordinatorClients, CoordinatorConfig, CoordinatorError, Intake, Rejection,
+    RunRequest,
+};
+
+#[cfg(test)]
+mod fixtures;

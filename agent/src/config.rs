@@ -1,0 +1,48 @@
+//! Agent configuration from the Lambda environment.
+
+use crate::run::AgentConfig;
+use keyfleet_protocol::parts::DEFAULT_MAX_PART_BYTES;
+use keyfleet_protocol::PublicKey;
+
+/// A missing or malformed setting, named.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("environment variable {0} is not set")]
+    Missing(&'static str),
+    #[error("environment variable {name}: {reason}")]
+    Invalid { name: &'static str, reason: String },
+}
+
+fn var(name: &'static str) -> Result<String, ConfigError> {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .ok_or(ConfigError::Missing(name))
+}
+
+/// Reads `KEYFLEET_COORDINATOR_PUBLIC_KEY` (base64 X25519) and, if set,
+/// checks it against `KEYFLEET_COORDINATOR_KEY_ID`, so a StackSet deployed
+/// with a mismatched pair fails at start-up rather than sealing keys nobody
+/// can open.
+pub fn from_env() -> Result<AgentConfig, ConfigError> {
+    let name = "KEYFLEET_COORDINATOR_PUBLIC_KEY";
+    let key = PublicKey::from_base64(&var(name)?).map_err(|e| ConfigError::Invalid {
+        name,
+        reason: e.to_string(),
+    })?;
+    if let Ok(id) = var("KEYFLEET_COORDINATOR_KEY_ID") {
+        if id != key.key_id {
+            return Err(ConfigError::Invalid {
+                name: "KEYFLEET_COORDINATOR_KEY_ID",
+                reason: format!(
+                    "`{id}` does not match the public key (its id is `{}`)",
+                    key.key_id
+                ),
+            });
+        }
+    }
+    Ok(AgentConfig {
+        coordinator_key: key,
+        max_part_bytes: DEFAULT_MAX_PART_BYTES,
+    })
+}

@@ -1,0 +1,895 @@
+//! The rotation rules: what happens to one IAM user's access keys.
+//!
+//! [`plan_user`] turns a user's keys and tags and the [`Policy`] into an
+//! ordered list of [`Action`]s and a [`Verdict`]. It is a pure function of its
+//! inputs (no clock, no I/O): the same snapshot at the same instant gives the
+//! same plan, which is what makes a dry run, `keyfleet plan` and a real run
+//! agree. [`plan_emergency`] is the security team's "rotate this user now".
+//! [`simulate`] applies a plan to a list of keys the way IAM would; the dry-run
+//! predictor uses it to show the keys after a run, and the tests use it to
+//! check the invariants.
+//!
+//! # The rules
+//!
+//! Keys are taken oldest first (creation time, then id). `age` is the time
+//! since creation, `idle` the time since the last use (or since creation for a
+//! key never used). Every threshold comes from the policy.
+//!
+//! - An exempt user gets nothing; a user without keys gets nothing.
+//! - An inactive key is deleted once its deletion date has passed (see
+//!   "Deletion date" below; it is `created + delete_after` in the ordinary
+//!   case). Owner notice: `Deleted`.
+//! - An active key idle for `unused_delete_after` is deleted and not replaced.
+//!   Owner notice: `UnusedDeleted`.
+//! - A user's only active key gets a replacement at `rotate_after`, if the new
+//!   key can be delivered (Secrets Manager delivery, or email delivery and an
+//!   email tag); an inactive key is deleted first to make room. Owner notice:
+//!   `DeactivationScheduled` for the old key (the executor fills in the new
+//!   key's id). Undeliverable: nothing is created and the user is reported
+//!   `Unreachable`; the inactive key is not deleted just to make room.
+//! - With two active keys, the older one is deactivated on its deactivation
+//!   date, `max(old.created + deactivate_after, replacement.created +
+//!   notice_period)`, capped by the hard limit `old.created + max_key_age`.
+//!   Before that date the owner is reminded (`DeactivationScheduled`). On or
+//!   after it, a key used after its replacement was created is left alone and
+//!   the owner is told where it was last used (`StillInUse`); otherwise it is
+//!   deactivated (`Deactivated`).
+//! - Hard limit: an active key reaching `max_key_age` is deactivated even if in
+//!   use (unless the limit is `never`).
+//! - Clean-up mode (first run only): inactive keys past their deletion date are
+//!   deleted, and active keys past `deactivate_after` of users without an email
+//!   tag are deactivated (unless mid-switch, below); silently, no new keys,
+//!   nothing else.
+//!
+//! Invariants no policy can break, each checked by a property test: never more
+//! than two keys; every deletion comes before the new key; a key used after
+//! its replacement was created is not deactivated before `max_key_age`; no
+//! key is created that cannot be delivered; every deactivation and deletion is
+//! followed by a notice about that key (except in clean-up mode, which is
+//! silent); re-planning after the plan was applied finds nothing left to do.
+//!
+//! # Decisions where the design is silent
+//!
+//! **A plan runs the rules to a fixed point.** One rule can make another due
+//! at the same instant: deactivating a key that is already past its deletion
+//! date makes it due for deletion, and deactivating the older of two keys
+//! leaves the younger one alone and perhaps due for its own replacement. The
+//! plan applies the rules until nothing more is due, so that a job delivered
+//! twice changes nothing the second time and a dry run shows everything the
+//! run will do, rather than leaving half of it to the next run. The actions
+//! are then laid out in one canonical order: keys that end up deleted (oldest
+//! first, each preceded by its deactivation when this plan deactivated it),
+//! then the new key, then the deactivation of keys that remain, then reminders
+//! about the pair that remains. Deleting comes before creating so IAM's limit
+//! of two keys is never hit, and the key being replaced is revoked only after
+//! the new one exists (the secret is stored before anything is revoked).
+//!
+//! **A key that was never used is not replaced.** Between `rotate_after` and
+//! `unused_delete_after` a never-used key is left as it is (verdict
+//! `Compliant`), and it is deleted as unused later. Issuing a fresh credential
+//! for one nobody uses only doubles what can leak; an owner who starts using
+//! the key in time gets the ordinary rotation. A key used at least once, even
+//! long ago, is rotated normally until it crosses `unused_delete_after`.
+//!
+//! **Deletion date of an inactive key.** It is the latest of:
+//! `created + delete_after`; the last use plus the recovery window
+//! (`delete_after - deactivate_after`); and, when a younger active key (its
+//! replacement) exists, `replacement.created + delete_after - rotate_after`.
+//! The second term matters for keys deactivated while in use (the hard limit,
+//! or clean-up): IAM records no deactivation time, but an inactive key cannot
+//! be used, so its last use is a lower bound of its deactivation, and a key
+//! that was in use when it was switched off stays recoverable for the whole
+//! window instead of being deleted in the same run. The third term mirrors the
+//! deactivation date (a late replacement shifts the deletion as it shifts the
+//! deactivation) and keeps the old key inactive, not deleted, in the run that
+//! creates its replacement and deactivates it at once (hard limit), which
+//! would otherwise need a deletion after the creation. A key that must go to
+//! make room for a new key is deleted whatever its deletion date: two keys is
+//! IAM's limit. Operators who want a recovery window after every hard-limit
+//! deactivation can also set `delete_after` above `max_key_age`.
+//!
+//! **The hard limit is hard, for every user.** A key reaching `max_key_age`
+//! is deactivated even when the owner is unreachable (verdict `Deactivated`,
+//! which outranks `Unreachable`): an old credential nobody can be told about is
+//! the case the limit exists for. For a deliverable user whose only active key
+//! reaches the limit, the replacement is created in the same plan and the old
+//! key deactivated right after it, so the owner is never left without a key;
+//! a never-used key at the limit is deactivated without a replacement. The
+//! hard limit also caps the notice period: the announced date is never later
+//! than `old.created + max_key_age`, even for a replacement created late.
+//!
+//! **"Used after its replacement was created" is taken literally**: the last
+//! use is strictly later than the replacement's creation. An owner who used
+//! the old key even once after the new one arrived keeps it until
+//! `max_key_age` and is told where it was used (`StillInUse`). Anything laxer
+//! (say, "used in the last few days") would switch off keys that may still be
+//! in use, which the design forbids.
+//!
+//! **A younger active key past `rotate_after` waits.** With two active keys no
+//! third can be made; the younger key is rotated once the older one is gone.
+//! An inactive key next to an active key that is not due for rotation simply
+//! waits for its own deletion date.
+//!
+//! **Reminders repeat.** `DeactivationScheduled` and `StillInUse` are part of
+//! every plan while they hold, so `plan` always says what is pending; sending
+//! each notice once is the job of the coordinator's notification ledger.
+//!
+//! **Verdict priority**, when several things happen to one user:
+//! `Rotated > Deactivated > StillInUse > Unreachable > Cleaned >
+//! PendingDeactivation > Compliant` ([`VERDICT_PRIORITY`]). What changes or
+//! endangers a key in use comes first; `Unreachable` outranks routine
+//! deletions and reminders because it is the one that needs a person (someone
+//! must add an email tag) and would otherwise hide behind `Cleaned`.
+//!
+//! **A replacement is a younger active key.** An inactive key cannot be
+//! switched to, so it protects nothing: the invariant about keys used after
+//! their replacement was created looks at younger active keys only.
+//!
+//! **Clean-up mode** uses the same deletion date as a scheduled run. "Users
+//! without an email tag" means without a usable email address, whatever the
+//! delivery: clean-up removes old keys of users nobody can be told about.
+//! A pair whose older key was used after the younger one was created is left
+//! whole (below the hard limit): deactivating the younger key would leave the
+//! older one without a replacement, and a second delivery of the job would
+//! then deactivate that one too. Clean-up does nothing else: no unused-key
+//! deletion, no hard limit for users with an email (the next scheduled run
+//! applies those, with notices). A key deactivated by clean-up that is already past its deletion date is
+//! deleted in the same plan (fixed point, above). Its verdict only describes
+//! what clean-up did (`Deactivated`, `Cleaned` or `Compliant`).
+//!
+//! **Emergency rotation** is an explicit order for one named user, so it
+//! ignores the exempt tag and the clean-up flag. A user without keys gets none
+//! (an emergency replaces credentials, it does not grant new ones). When the
+//! user has two active keys, the older one is deactivated and deleted to make
+//! room. An unreachable user gets no key, but with `deactivate_old` the active
+//! keys are still deactivated: containing a leaked key comes before keeping a
+//! service running.
+//!
+//! **Tags.** The email tag key is matched exactly, its value trimmed; it must
+//! be one address (`local@domain`, no spaces, commas or semicolons), so a tag
+//! cannot fan credentials out to several recipients. The exempt tag key is
+//! matched exactly, its value trimmed and compared ignoring ASCII case.
+//!
+//! **Clock skew.** A last use later than `now` counts as `now`; a key created
+//! later than `now` counts as created `now`.
+//!
+//! **Key ids.** Actions name keys by id. A snapshot read from the credential
+//! report has no ids; when its plan is not empty, the ids must be read and the
+//! user planned again before anything is executed.
+
+use keyfleet_protocol::{Action, Duration, KeyState, KeyStatus, Limit, Notice, Policy, Verdict};
+use std::cmp::Ordering;
+use std::fmt;
+use time::{OffsetDateTime, PrimitiveDateTime};
+
+/// IAM allows at most two access keys per user.
+pub const MAX_KEYS: usize = 2;
+
+/// Verdicts a plan can end in, most important first. [`plan_user`] reports
+/// the first one that applies.
+pub const VERDICT_PRIORITY: [Verdict; 7] = [
+    Verdict::Rotated,
+    Verdict::Deactivated,
+    Verdict::StillInUse,
+    Verdict::Unreachable,
+    Verdict::Cleaned,
+    Verdict::PendingDeactivation,
+    Verdict::Compliant,
+];
+
+/// One IAM user as the scan saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct UserSnapshot {
+    pub user_name: String,
+    pub path: String,
+    pub tags: Vec<(String, String)>,
+    /// In any order; the rules sort them oldest first.
+    pub keys: Vec<KeyState>,
+}
+
+/// What the rules decided for one user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserPlan {
+    pub verdict: Verdict,
+    /// The owner's address from the email tag, if usable.
+    pub email: Option<String>,
+    /// In the order the executor must apply them.
+    pub actions: Vec<Action>,
+    pub exempt: bool,
+}
+
+impl UserPlan {
+    /// True when the plan changes IAM (anything but notices).
+    pub fn mutates_iam(&self) -> bool {
+        self.actions.iter().any(Action::mutates_iam)
+    }
+}
+
+/// The owner's email address: the value of the tag `policy.email_tag`
+/// (exact key), trimmed, if it is a single address.
+pub fn owner_email(tags: &[(String, String)], policy: &Policy) -> Option<String> {
+    let (_, value) = tags.iter().find(|(k, _)| *k == policy.email_tag)?;
+    let value = value.trim();
+    let (local, domain) = value.split_once('@')?;
+    let single = !local.is_empty()
+        && !domain.is_empty()
+        && !domain.contains('@')
+        && !value
+            .chars()
+            .any(|c| c.is_whitespace() || c == ',' || c == ';');
+    single.then(|| value.to_string())
+}
+
+/// True when the user carries the exempt tag: exact key, value trimmed and
+/// compared ignoring ASCII case.
+pub fn is_exempt(tags: &[(String, String)], policy: &Policy) -> bool {
+    tags.iter().any(|(k, v)| {
+        *k == policy.exempt_tag.key
+            && v.trim()
+                .eq_ignore_ascii_case(policy.exempt_tag.value.trim())
+    })
+}
+
+/// True when a new key can reach its owner.
+pub fn is_deliverable(policy: &Policy, email: Option<&str>) -> bool {
+    policy.delivery.by_secrets_manager() || (policy.delivery.by_email() && email.is_some())
+}
+
+/// Plans one user's scheduled run (or clean-up, with `policy.cleanup`).
+///
+/// Deterministic: same inputs, same plan (this is what makes dry-run == run).
+pub fn plan_user(user: &UserSnapshot, policy: &Policy, now: OffsetDateTime) -> UserPlan {
+    let email = owner_email(&user.tags, policy);
+    let exempt = is_exempt(&user.tags, policy);
+    let done = |verdict, actions| UserPlan {
+        verdict,
+        email: email.clone(),
+        actions,
+        exempt,
+    };
+    if exempt {
+        return done(Verdict::Exempt, Vec::new());
+    }
+    if user.keys.is_empty() {
+        return done(Verdict::NoKeys, Vec::new());
+    }
+    let rules = Rules { policy, now };
+    let deliverable = is_deliverable(policy, email.as_deref());
+    let mut planner = Planner::new(rules, &user.keys, deliverable);
+    let (verdict, actions) = if policy.cleanup {
+        planner.run(|p| p.cleanup_step(email.is_none()));
+        planner.finish(false)
+    } else {
+        planner.run(Planner::step);
+        planner.finish(true)
+    };
+    done(verdict, actions)
+}
+
+/// Emergency rotation of one user: delete an inactive key if needed to make
+/// room, create a new key, and with `deactivate_old` deactivate the
+/// previously active key(s) at once (with notices). Unreachable users get no
+/// key.
+pub fn plan_emergency(
+    user: &UserSnapshot,
+    policy: &Policy,
+    now: OffsetDateTime,
+    deactivate_old: bool,
+) -> UserPlan {
+    let email = owner_email(&user.tags, policy);
+    let exempt = is_exempt(&user.tags, policy);
+    let rules = Rules { policy, now };
+    let mut keys = user.keys.clone();
+    keys.sort_by(|a, b| rules.order(a, b));
+    let mut actions = Vec::new();
+    let deactivate = |actions: &mut Vec<Action>, key: &KeyState| {
+        actions.push(Action::Deactivate {
+            key_id: key.id.clone(),
+        });
+        actions.push(Action::Notify {
+            notice: Notice::Deactivated {
+                key_id: key.id.clone(),
+                replacement: None,
+            },
+        });
+    };
+    let verdict = if keys.is_empty() {
+        Verdict::NoKeys
+    } else if !is_deliverable(policy, email.as_deref()) {
+        if deactivate_old {
+            for key in keys.iter().filter(|k| k.status == KeyStatus::Active) {
+                deactivate(&mut actions, key);
+            }
+        }
+        if actions.is_empty() {
+            Verdict::Unreachable
+        } else {
+            Verdict::Deactivated
+        }
+    } else {
+        while keys.len() >= MAX_KEYS {
+            let victim = keys
+                .iter()
+                .position(|k| k.status == KeyStatus::Inactive)
+                .unwrap_or(0);
+            let key = keys.remove(victim);
+            if key.status == KeyStatus::Active {
+                deactivate(&mut actions, &key);
+            }
+            actions.push(Action::Delete {
+                key_id: key.id.clone(),
+            });
+            actions.push(Action::Notify {
+                notice: Notice::Deleted { key_id: key.id },
+            });
+        }
+        actions.push(Action::CreateKey);
+        for key in keys.iter().filter(|k| k.status == KeyStatus::Active) {
+            if deactivate_old {
+                deactivate(&mut actions, key);
+            } else {
+                actions.push(Action::Notify {
+                    notice: Notice::DeactivationScheduled {
+                        key_id: key.id.clone(),
+                        on: rules.deactivation_date(key, now),
+                        replacement: None,
+                    },
+                });
+            }
+        }
+        Verdict::Rotated
+    };
+    UserPlan {
+        verdict,
+        email,
+        actions,
+        exempt,
+    }
+}
+
+/// Why [`simulate`] rejected a plan: the rule it would break.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SimError {
+    /// More than [`MAX_KEYS`] keys: in the input (`action` is `None`) or
+    /// after the `CreateKey` at index `action`.
+    TooManyKeys { action: Option<usize>, count: usize },
+    /// The action at index `action` names a key the user does not have.
+    UnknownKey { action: usize, key_id: String },
+    /// The action at index `action` names an id that several keys share.
+    AmbiguousKey { action: usize, key_id: String },
+    /// The action at index `action` deactivates a key that is not active.
+    AlreadyInactive { action: usize, key_id: String },
+}
+
+impl fmt::Display for SimError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SimError::TooManyKeys {
+                action: None,
+                count,
+            } => write!(
+                f,
+                "the user has {count} access keys; IAM allows at most {MAX_KEYS}"
+            ),
+            SimError::TooManyKeys {
+                action: Some(i),
+                count,
+            } => write!(
+                f,
+                "action {i}: creating a key would give the user {count} access keys; \
+                 IAM allows at most {MAX_KEYS} (delete before create)"
+            ),
+            SimError::UnknownKey { action, key_id } => {
+                write!(f, "action {action}: unknown access key `{key_id}`")
+            }
+            SimError::AmbiguousKey { action, key_id } => write!(
+                f,
+                "action {action}: access key id `{key_id}` is held by more than one key"
+            ),
+            SimError::AlreadyInactive { action, key_id } => write!(
+                f,
+                "action {action}: access key `{key_id}` is already inactive"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for SimError {}
+
+/// Applies `actions` to `keys` as IAM would, without I/O.
+///
+/// `CreateKey` adds an active key created at `now` with a synthetic id
+/// (`NEW0`, `NEW1`, ... skipping ids already in use); `Deactivate` and
+/// `Delete` act on ids; `Notify` changes nothing. Keys keep their input order,
+/// new keys are appended. Fails, naming the rule, on more than two keys, an
+/// unknown or ambiguous id, or the deactivation of an inactive key.
+pub fn simulate(
+    keys: &[KeyState],
+    actions: &[Action],
+    now: OffsetDateTime,
+) -> Result<Vec<KeyState>, SimError> {
+    if keys.len() > MAX_KEYS {
+        return Err(SimError::TooManyKeys {
+            action: None,
+            count: keys.len(),
+        });
+    }
+    let mut out = keys.to_vec();
+    let find = |out: &[KeyState], action: usize, key_id: &str| {
+        let mut hits = out.iter().enumerate().filter(|(_, k)| k.id == key_id);
+        match (hits.next(), hits.next()) {
+            (Some((i, _)), None) => Ok(i),
+            (None, _) => Err(SimError::UnknownKey {
+                action,
+                key_id: key_id.to_string(),
+            }),
+            (Some(_), Some(_)) => Err(SimError::AmbiguousKey {
+                action,
+                key_id: key_id.to_string(),
+            }),
+        }
+    };
+    for (i, action) in actions.iter().enumerate() {
+        match action {
+            Action::CreateKey => {
+                if out.len() >= MAX_KEYS {
+                    return Err(SimError::TooManyKeys {
+                        action: Some(i),
+                        count: out.len() + 1,
+                    });
+                }
+                let id = (0..)
+                    .map(|n| format!("NEW{n}"))
+                    .find(|id| out.iter().all(|k| k.id != *id))
+                    .unwrap_or_default();
+                out.push(KeyState {
+                    id,
+                    status: KeyStatus::Active,
+                    created: now,
+                    last_used: None,
+                    last_used_service: None,
+                    last_used_region: None,
+                });
+            }
+            Action::Deactivate { key_id } => {
+                let at = find(&out, i, key_id)?;
+                if out[at].status == KeyStatus::Inactive {
+                    return Err(SimError::AlreadyInactive {
+                        action: i,
+                        key_id: key_id.clone(),
+                    });
+                }
+                out[at].status = KeyStatus::Inactive;
+            }
+            Action::Delete { key_id } => {
+                let at = find(&out, i, key_id)?;
+                out.remove(at);
+            }
+            Action::Notify { .. } => {}
+        }
+    }
+    Ok(out)
+}
+
+/// The policy's thresholds applied at one instant.
+#[derive(Clone, Copy)]
+struct Rules<'a> {
+    policy: &'a Policy,
+    now: OffsetDateTime,
+}
+
+impl Rules<'_> {
+    /// Creation time, with a future one counted as `now`.
+    fn created(&self, key: &KeyState) -> OffsetDateTime {
+        key.created.min(self.now)
+    }
+
+    /// Oldest first: creation time, then id.
+    fn order(&self, a: &KeyState, b: &KeyState) -> Ordering {
+        (self.created(a), &a.id).cmp(&(self.created(b), &b.id))
+    }
+
+    /// Time from `t` to now, zero if `t` is in the future.
+    fn since(&self, t: OffsetDateTime) -> Duration {
+        u64::try_from((self.now - t).whole_seconds()).map_or(Duration::ZERO, Duration::from_secs)
+    }
+
+    fn age(&self, key: &KeyState) -> Duration {
+        self.since(self.created(key))
+    }
+
+    /// Last use, with a future one counted as `now`.
+    fn last_use(&self, key: &KeyState) -> Option<OffsetDateTime> {
+        key.last_used.map(|t| t.min(self.now))
+    }
+
+    /// Time since the last use, or since creation for a key never used.
+    fn idle(&self, key: &KeyState) -> Duration {
+        let created = self.created(key);
+        self.since(self.last_use(key).map_or(created, |u| u.max(created)))
+    }
+
+    fn hard_limit(&self, key: &KeyState) -> bool {
+        self.policy.max_key_age.reached(self.age(key))
+    }
+
+    fn unused(&self, key: &KeyState) -> bool {
+        key.status == KeyStatus::Active && self.idle(key) >= self.policy.unused_delete_after
+    }
+
+    /// A key used at least once and old enough to be replaced.
+    fn rotation_due(&self, key: &KeyState) -> bool {
+        key.last_used.is_some() && self.age(key) >= self.policy.rotate_after
+    }
+
+    /// `old` was used after `replacement` was created.
+    fn used_after(&self, old: &KeyState, replacement: &KeyState) -> bool {
+        self.last_use(old)
+            .is_some_and(|u| u > self.created(replacement))
+    }
+
+    /// `old` was used after `replacement` was created and is below the hard
+    /// limit: it must not be deactivated.
+    fn still_in_use(&self, old: &KeyState, replacement: &KeyState) -> bool {
+        self.used_after(old, replacement) && !self.hard_limit(old)
+    }
+
+    /// `now` has reached [`Rules::deactivation_date`].
+    fn deactivation_due(&self, old: &KeyState, replacement: &KeyState) -> bool {
+        self.hard_limit(old)
+            || (self.age(old) >= self.policy.deactivate_after
+                && self.age(replacement) >= self.policy.notice_period())
+    }
+
+    /// `min(max(old + deactivate_after, replacement + notice), old + max_key_age)`.
+    fn deactivation_date(
+        &self,
+        old: &KeyState,
+        replacement_created: OffsetDateTime,
+    ) -> OffsetDateTime {
+        let created = self.created(old);
+        let date = plus(created, self.policy.deactivate_after).max(plus(
+            replacement_created.min(self.now),
+            self.policy.notice_period(),
+        ));
+        match self.policy.max_key_age {
+            Limit::After(max) => date.min(plus(created, max)),
+            Limit::Never => date,
+        }
+    }
+
+    /// An inactive key whose deletion date has passed. `replacement` is the
+    /// youngest active key younger than it, if any.
+    fn expired(&self, key: &KeyState, replacement: Option<&KeyState>) -> bool {
+        let p = self.policy;
+        key.status == KeyStatus::Inactive
+            && self.age(key) >= p.delete_after
+            && self.idle(key) >= p.delete_after.saturating_sub(p.deactivate_after)
+            && replacement
+                .is_none_or(|r| self.age(r) >= p.delete_after.saturating_sub(p.rotate_after))
+    }
+}
+
+/// `t + d`, saturating at the largest date `time` can represent.
+fn plus(t: OffsetDateTime, d: Duration) -> OffsetDateTime {
+    t.checked_add(d.to_time())
+        .unwrap_or_else(|| PrimitiveDateTime::MAX.assume_utc())
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Removal {
+    /// Inactive past its deletion date.
+    Expired,
+    /// Active and not used for `unused_delete_after`.
+    Unused,
+    /// Inactive, deleted to make room for a new key.
+    Room,
+}
+
+/// A key during planning.
+#[derive(Clone, Debug)]
+struct Live {
+    key: KeyState,
+    /// Created by this plan (its id is a placeholder for the executor's).
+    new: bool,
+    /// Deactivated by this plan, with the replacement to name in the notice.
+    deactivated: Option<Option<String>>,
+}
+
+/// Applies the rules to a working copy of the keys until nothing is due.
+struct Planner<'a> {
+    rules: Rules<'a>,
+    deliverable: bool,
+    /// Oldest first.
+    live: Vec<Live>,
+    deleted: Vec<(Live, Removal)>,
+    created: bool,
+    unreachable: bool,
+}
+
+impl<'a> Planner<'a> {
+    fn new(rules: Rules<'a>, keys: &[KeyState], deliverable: bool) -> Self {
+        let mut sorted = keys.to_vec();
+        sorted.sort_by(|a, b| rules.order(a, b));
+        let live = sorted
+            .into_iter()
+            .map(|key| Live {
+                key,
+                new: false,
+                deactivated: None,
+            })
+            .collect();
+        Planner {
+            rules,
+            deliverable,
+            live,
+            deleted: Vec::new(),
+            created: false,
+            unreachable: false,
+        }
+    }
+
+    /// Repeats `step` until it changes nothing. Each change removes a key,
+    /// deactivates one, or creates the only new key, so this ends quickly;
+    /// the bound is a safety net.
+    fn run(&mut self, step: impl Fn(&mut Self) -> bool) {
+        for _ in 0..16 {
+            if !step(self) {
+                return;
+            }
+        }
+    }
+
+    fn active(&self) -> Vec<usize> {
+        (0..self.live.len())
+            .filter(|&i| self.live[i].key.status == KeyStatus::Active)
+            .collect()
+    }
+
+    /// The youngest active key younger than the key at `at`.
+    fn replacement(&self, at: usize) -> Option<&KeyState> {
+        self.live[at + 1..]
+            .iter()
+            .rev()
+            .map(|l| &l.key)
+            .find(|k| k.status == KeyStatus::Active)
+    }
+
+    /// The id to name in a notice: none for a key this plan creates.
+    fn notice_id(live: &Live) -> Option<String> {
+        (!live.new).then(|| live.key.id.clone())
+    }
+
+    fn remove(&mut self, mut doomed: Vec<(usize, Removal)>) -> bool {
+        doomed.sort_by_key(|&(i, _)| std::cmp::Reverse(i));
+        let any = !doomed.is_empty();
+        for (i, why) in doomed {
+            let live = self.live.remove(i);
+            self.deleted.push((live, why));
+        }
+        any
+    }
+
+    fn deactivate(&mut self, at: usize, replacement: Option<String>) {
+        let live = &mut self.live[at];
+        live.key.status = KeyStatus::Inactive;
+        live.deactivated = Some(replacement);
+    }
+
+    /// Inactive keys past their deletion date, oldest first.
+    fn expired(&self) -> Vec<(usize, Removal)> {
+        (0..self.live.len())
+            .filter(|&i| self.rules.expired(&self.live[i].key, self.replacement(i)))
+            .map(|i| (i, Removal::Expired))
+            .collect()
+    }
+
+    /// One round of the scheduled rules; true if it changed anything.
+    fn step(&mut self) -> bool {
+        let r = self.rules;
+        // Deletions first: they make room and never depend on a new key.
+        let mut doomed = self.expired();
+        doomed.extend(
+            (0..self.live.len())
+                .filter(|&i| r.unused(&self.live[i].key))
+                .map(|i| (i, Removal::Unused)),
+        );
+        if self.remove(doomed) {
+            return true;
+        }
+        // Then the older key of each active pair, on its date.
+        let active = self.active();
+        let due: Vec<(usize, Option<String>)> = active
+            .windows(2)
+            .filter(|w| {
+                let (old, new) = (&self.live[w[0]].key, &self.live[w[1]].key);
+                r.deactivation_due(old, new) && !r.still_in_use(old, new)
+            })
+            .map(|w| (w[0], Self::notice_id(&self.live[w[1]])))
+            .collect();
+        if !due.is_empty() {
+            for (at, replacement) in due {
+                self.deactivate(at, replacement);
+            }
+            return true;
+        }
+        // Then the only active key: replacement, or the hard limit alone.
+        let &[at] = active.as_slice() else {
+            return false;
+        };
+        let key = &self.live[at].key;
+        let used = key.last_used.is_some();
+        if r.hard_limit(key) && !(self.deliverable && used) {
+            // No replacement possible (unreachable) or wanted (never used).
+            self.unreachable |= used;
+            self.deactivate(at, None);
+            return true;
+        }
+        if !(r.hard_limit(key) || r.rotation_due(key)) {
+            return false;
+        }
+        if !self.deliverable {
+            self.unreachable = true;
+            return false;
+        }
+        let room: Vec<(usize, Removal)> = (0..self.live.len())
+            .filter(|&i| i != at)
+            .map(|i| (i, Removal::Room))
+            .collect();
+        self.remove(room);
+        self.create();
+        true
+    }
+
+    /// One round of clean-up; true if it changed anything.
+    fn cleanup_step(&mut self, no_email: bool) -> bool {
+        let doomed = self.expired();
+        if self.remove(doomed) {
+            return true;
+        }
+        if !no_email {
+            return false;
+        }
+        let r = self.rules;
+        // A pair whose older key is used after the younger one was created
+        // is mid-switch: both stay, so the older key keeps its replacement.
+        let active = self.active();
+        let spared: Vec<usize> = active
+            .windows(2)
+            .filter(|w| {
+                let (old, new) = (&self.live[w[0]].key, &self.live[w[1]].key);
+                r.still_in_use(old, new)
+            })
+            .flat_map(|w| [w[0], w[1]])
+            .collect();
+        let over_age: Vec<usize> = active
+            .into_iter()
+            .filter(|i| !spared.contains(i))
+            .filter(|&i| r.age(&self.live[i].key) >= r.policy.deactivate_after)
+            .collect();
+        for &at in &over_age {
+            self.deactivate(at, None);
+        }
+        !over_age.is_empty()
+    }
+
+    fn create(&mut self) {
+        let id = (0..)
+            .map(|n| format!("NEW{n}"))
+            .find(|id| self.live.iter().all(|l| l.key.id != *id))
+            .unwrap_or_default();
+        self.live.push(Live {
+            key: KeyState {
+                id,
+                status: KeyStatus::Active,
+                created: self.rules.now,
+                last_used: None,
+                last_used_service: None,
+                last_used_region: None,
+            },
+            new: true,
+            deactivated: None,
+        });
+        self.created = true;
+    }
+
+    /// Lays the decisions out in the canonical order (see the module doc)
+    /// and picks the verdict. Without `notify` (clean-up) no notices.
+    fn finish(mut self, notify: bool) -> (Verdict, Vec<Action>) {
+        let r = self.rules;
+        let mut actions = Vec::new();
+        let mut push = |action: Action, notice: Option<Notice>| {
+            actions.push(action);
+            if let Some(notice) = notice.filter(|_| notify) {
+                actions.push(Action::Notify { notice });
+            }
+        };
+        let deactivation = |live: &Live| {
+            live.deactivated.clone().map(|replacement| {
+                (
+                    Action::Deactivate {
+                        key_id: live.key.id.clone(),
+                    },
+                    Notice::Deactivated {
+                        key_id: live.key.id.clone(),
+                        replacement,
+                    },
+                )
+            })
+        };
+        self.deleted.sort_by(|a, b| r.order(&a.0.key, &b.0.key));
+        for (live, why) in &self.deleted {
+            if let Some((action, notice)) = deactivation(live) {
+                push(action, Some(notice));
+            }
+            let key_id = live.key.id.clone();
+            let notice = match why {
+                Removal::Expired | Removal::Room => Notice::Deleted {
+                    key_id: key_id.clone(),
+                },
+                Removal::Unused => Notice::UnusedDeleted {
+                    key_id: key_id.clone(),
+                    last_used: live.key.last_used,
+                },
+            };
+            push(Action::Delete { key_id }, Some(notice));
+        }
+        if self.created {
+            push(Action::CreateKey, None);
+        }
+        for live in &self.live {
+            if let Some((action, notice)) = deactivation(live) {
+                push(action, Some(notice));
+            }
+        }
+        // What remains: reminders about the active pair, if any.
+        let (mut pending, mut still) = (false, false);
+        let active = self.active();
+        for w in active.windows(2).filter(|_| notify) {
+            let (old, new) = (&self.live[w[0]].key, &self.live[w[1]]);
+            let replacement = Self::notice_id(new);
+            let notice = if r.deactivation_due(old, &new.key) {
+                // Due and still active: only a key in use is spared.
+                still = true;
+                Notice::StillInUse {
+                    key_id: old.id.clone(),
+                    last_used: old.last_used,
+                    service: old.last_used_service.clone(),
+                    region: old.last_used_region.clone(),
+                    replacement,
+                }
+            } else {
+                pending = true;
+                Notice::DeactivationScheduled {
+                    key_id: old.id.clone(),
+                    on: r.deactivation_date(old, new.key.created),
+                    replacement,
+                }
+            };
+            actions.push(Action::Notify { notice });
+        }
+        let deactivated = self
+            .deleted
+            .iter()
+            .map(|(l, _)| l)
+            .chain(&self.live)
+            .any(|l| l.deactivated.is_some());
+        let happened = |v: &Verdict| match v {
+            Verdict::Rotated => self.created,
+            Verdict::Deactivated => deactivated,
+            Verdict::StillInUse => still,
+            Verdict::Unreachable => self.unreachable,
+            Verdict::Cleaned => !self.deleted.is_empty(),
+            Verdict::PendingDeactivation => pending,
+            _ => true,
+        };
+        let verdict = VERDICT_PRIORITY
+            .into_iter()
+            .find(happened)
+            .unwrap_or(Verdict::Compliant);
+        (verdict, actions)
+    }
+}
+
+#[cfg(test)]
+mod tests;

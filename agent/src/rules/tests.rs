@@ -1,0 +1,1722 @@
+//! Tests of the rotation rules: the seed cases by name, an exhaustive table
+//! against an independent oracle, a day-by-day timeline, and properties over
+//! arbitrary valid policies.
+
+use super::*;
+use keyfleet_protocol::{Delivery, Limit};
+use proptest::prelude::*;
+use time::macros::datetime;
+
+const NOW: OffsetDateTime = datetime!(2030-06-01 12:00 UTC);
+const EMAIL: &str = "owner@example.com";
+
+fn days(n: i64) -> time::Duration {
+    time::Duration::days(n)
+}
+
+/// A key `age` days old, last used `used_ago` days ago (if ever).
+fn key(id: &str, status: KeyStatus, age: i64, used_ago: Option<i64>) -> KeyState {
+    KeyState {
+        id: id.into(),
+        status,
+        created: NOW - days(age),
+        last_used: used_ago.map(|d| NOW - days(d)),
+        last_used_service: used_ago.map(|_| "s3".into()),
+        last_used_region: used_ago.map(|_| "eu-west-1".into()),
+    }
+}
+
+fn active(id: &str, age: i64, used_ago: Option<i64>) -> KeyState {
+    key(id, KeyStatus::Active, age, used_ago)
+}
+
+fn inactive(id: &str, age: i64, used_ago: Option<i64>) -> KeyState {
+    key(id, KeyStatus::Inactive, age, used_ago)
+}
+
+fn tags(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn user(keys: Vec<KeyState>, tag_pairs: &[(&str, &str)]) -> UserSnapshot {
+    UserSnapshot {
+        user_name: "alice".into(),
+        path: "/".into(),
+        tags: tags(tag_pairs),
+        keys,
+    }
+}
+
+fn owned(keys: Vec<KeyState>) -> UserSnapshot {
+    user(keys, &[("Email", EMAIL)])
+}
+
+fn plan_at(u: &UserSnapshot, now: OffsetDateTime) -> UserPlan {
+    plan_user(u, &Policy::default(), now)
+}
+
+fn plan(u: &UserSnapshot) -> UserPlan {
+    plan_at(u, NOW)
+}
+
+fn notify(notice: Notice) -> Action {
+    Action::Notify { notice }
+}
+
+fn delete(id: &str) -> Action {
+    Action::Delete { key_id: id.into() }
+}
+
+fn deactivate(id: &str) -> Action {
+    Action::Deactivate { key_id: id.into() }
+}
+
+fn deleted(id: &str) -> Action {
+    notify(Notice::Deleted { key_id: id.into() })
+}
+
+fn deactivated(id: &str, replacement: Option<&str>) -> Action {
+    notify(Notice::Deactivated {
+        key_id: id.into(),
+        replacement: replacement.map(Into::into),
+    })
+}
+
+fn scheduled(id: &str, on: OffsetDateTime, replacement: Option<&str>) -> Action {
+    notify(Notice::DeactivationScheduled {
+        key_id: id.into(),
+        on,
+        replacement: replacement.map(Into::into),
+    })
+}
+
+/// Applies a plan and checks that re-planning at the same instant changes
+/// nothing more.
+fn apply(u: &UserSnapshot, p: &UserPlan, policy: &Policy, now: OffsetDateTime) -> UserSnapshot {
+    let keys = simulate(&u.keys, &p.actions, now).expect("plan applies");
+    let after = UserSnapshot { keys, ..u.clone() };
+    let again = plan_user(&after, policy, now);
+    assert!(!again.mutates_iam(), "not idempotent: {again:?}");
+    after
+}
+
+// ---------------------------------------------------------------------------
+// Seed cases and named scenarios.
+
+#[test]
+fn seed_one_key_nearing_expiry_creates_new_key() {
+    let a = active("AKIAOLD", 80, Some(1));
+    let p = plan(&owned(vec![a.clone()]));
+    assert_eq!(p.verdict, Verdict::Rotated);
+    assert_eq!(
+        p.actions,
+        vec![
+            Action::CreateKey,
+            scheduled("AKIAOLD", a.created + days(90), None)
+        ]
+    );
+    assert_eq!(p.email.as_deref(), Some(EMAIL));
+    // A day late, the owner still gets the full notice period.
+    let p = plan(&owned(vec![active("AKIAOLD", 81, Some(1))]));
+    assert_eq!(
+        p.actions,
+        vec![
+            Action::CreateKey,
+            scheduled("AKIAOLD", NOW + days(10), None)
+        ]
+    );
+    // A day early, nothing is due.
+    let p = plan(&owned(vec![active("AKIAOLD", 79, Some(1))]));
+    assert_eq!((p.verdict, p.actions), (Verdict::Compliant, vec![]));
+}
+
+#[test]
+fn seed_two_keys_older_inactive_deletes_older_creates_new() {
+    let young = active("AKIAYOUNG", 82, Some(1));
+    let u = owned(vec![young, inactive("AKIAOLD", 95, Some(40))]);
+    let p = plan(&u);
+    assert_eq!(p.verdict, Verdict::Rotated);
+    assert_eq!(
+        p.actions,
+        vec![
+            delete("AKIAOLD"),
+            deleted("AKIAOLD"),
+            Action::CreateKey,
+            scheduled("AKIAYOUNG", NOW + days(10), None),
+        ]
+    );
+    apply(&u, &p, &Policy::default(), NOW);
+}
+
+#[test]
+fn seed_two_keys_younger_inactive_deletes_younger_creates_new() {
+    let u = owned(vec![
+        active("AKIAOLD", 85, Some(1)),
+        inactive("AKIAYOUNG", 30, None),
+    ]);
+    let p = plan(&u);
+    assert_eq!(p.verdict, Verdict::Rotated);
+    assert_eq!(
+        p.actions,
+        vec![
+            delete("AKIAYOUNG"),
+            deleted("AKIAYOUNG"),
+            Action::CreateKey,
+            scheduled("AKIAOLD", NOW + days(10), None),
+        ]
+    );
+    apply(&u, &p, &Policy::default(), NOW);
+}
+
+#[test]
+fn seed_two_active_one_nearing_expiry_notice_then_deactivate_oldest() {
+    // The owner switched to the new key before using the old one again.
+    let old = active("AKIAOLD", 85, Some(6));
+    let new = active("AKIANEW", 5, Some(1));
+    let u = owned(vec![old.clone(), new]);
+    let on = old.created + days(90);
+    let p = plan(&u);
+    assert_eq!(p.verdict, Verdict::PendingDeactivation);
+    assert_eq!(p.actions, vec![scheduled("AKIAOLD", on, Some("AKIANEW"))]);
+    // Still a notice one second before the date.
+    let p = plan_at(&u, on - time::Duration::seconds(1));
+    assert_eq!(p.verdict, Verdict::PendingDeactivation);
+    // On the date (old key 90 days old): deactivated, the oldest only.
+    let p = plan_at(&u, on);
+    assert_eq!(p.verdict, Verdict::Deactivated);
+    assert_eq!(
+        p.actions,
+        vec![
+            deactivate("AKIAOLD"),
+            deactivated("AKIAOLD", Some("AKIANEW"))
+        ]
+    );
+    let u = apply(&u, &p, &Policy::default(), on);
+    // Deleted once it is 100 days old.
+    let p = plan_at(&u, old.created + days(100) - time::Duration::seconds(1));
+    assert_eq!((p.verdict, p.actions), (Verdict::Compliant, vec![]));
+    let p = plan_at(&u, old.created + days(100));
+    assert_eq!(p.verdict, Verdict::Cleaned);
+    assert_eq!(p.actions, vec![delete("AKIAOLD"), deleted("AKIAOLD")]);
+}
+
+#[test]
+fn seed_unused_key_deleted_and_notified() {
+    let p = plan(&owned(vec![active("AKIAIDLE", 90, None)]));
+    assert_eq!(p.verdict, Verdict::Cleaned);
+    assert_eq!(
+        p.actions,
+        vec![
+            delete("AKIAIDLE"),
+            notify(Notice::UnusedDeleted {
+                key_id: "AKIAIDLE".into(),
+                last_used: None
+            }),
+        ]
+    );
+    // Used once, long ago: deleted too, and not replaced.
+    let k = active("AKIAIDLE", 110, Some(91));
+    let p = plan(&owned(vec![k.clone()]));
+    assert_eq!(
+        p.actions,
+        vec![
+            delete("AKIAIDLE"),
+            notify(Notice::UnusedDeleted {
+                key_id: "AKIAIDLE".into(),
+                last_used: k.last_used
+            }),
+        ]
+    );
+    // An unused old key next to a working one goes alone.
+    let p = plan(&owned(vec![
+        active("AKIAIDLE", 95, Some(92)),
+        active("AKIAWORK", 15, Some(1)),
+    ]));
+    assert_eq!(p.verdict, Verdict::Cleaned);
+    assert_eq!(p.actions.len(), 2);
+    assert_eq!(p.actions[0], delete("AKIAIDLE"));
+}
+
+#[test]
+fn never_used_key_is_not_replaced_before_it_is_deleted() {
+    let p = plan(&owned(vec![active("AKIANEVER", 85, None)]));
+    assert_eq!((p.verdict, p.actions), (Verdict::Compliant, vec![]));
+}
+
+#[test]
+fn exempt_user_gets_nothing_even_with_ancient_keys() {
+    let keys = vec![active("AKIAA", 900, Some(1)), inactive("AKIAB", 800, None)];
+    for value in ["True", "true", " TRUE "] {
+        let p = plan(&user(keys.clone(), &[("Exempt", value), ("Email", EMAIL)]));
+        assert_eq!((p.verdict, p.exempt), (Verdict::Exempt, true), "{value}");
+        assert!(p.actions.is_empty());
+        assert_eq!(p.email.as_deref(), Some(EMAIL));
+    }
+    for (k, v) in [("Exempt", "False"), ("exempt", "True"), ("Exempt", "yes")] {
+        let p = plan(&user(keys.clone(), &[(k, v), ("Email", EMAIL)]));
+        assert!(!p.exempt, "{k}={v}");
+        assert_ne!(p.verdict, Verdict::Exempt);
+    }
+    // Exempt takes precedence over "no keys".
+    let p = plan(&user(vec![], &[("Exempt", "True")]));
+    assert_eq!(p.verdict, Verdict::Exempt);
+    let p = plan(&owned(vec![]));
+    assert_eq!((p.verdict, p.actions), (Verdict::NoKeys, vec![]));
+}
+
+#[test]
+fn user_without_email_is_unreachable_and_gets_no_key() {
+    for tag_pairs in [&[][..], &[("Email", "nobody")][..], &[("email", EMAIL)][..]] {
+        let p = plan(&user(vec![active("AKIAOLD", 85, Some(1))], tag_pairs));
+        assert_eq!(
+            (p.verdict, &p.actions, &p.email),
+            (Verdict::Unreachable, &vec![], &None),
+            "{tag_pairs:?}"
+        );
+        // The inactive key is not deleted just to make room.
+        let p = plan(&user(
+            vec![
+                active("AKIAOLD", 85, Some(1)),
+                inactive("AKIAYOUNG", 20, None),
+            ],
+            tag_pairs,
+        ));
+        assert_eq!((p.verdict, p.actions), (Verdict::Unreachable, vec![]));
+    }
+    // Unreachable outranks routine deletions.
+    let p = plan(&user(
+        vec![
+            active("AKIAOLD", 85, Some(1)),
+            inactive("AKIAGONE", 105, None),
+        ],
+        &[],
+    ));
+    assert_eq!(p.verdict, Verdict::Unreachable);
+    assert_eq!(p.actions, vec![delete("AKIAGONE"), deleted("AKIAGONE")]);
+}
+
+#[test]
+fn secrets_manager_delivery_needs_no_email() {
+    let policy = Policy {
+        delivery: Delivery::SecretsManager,
+        ..Policy::default()
+    };
+    let p = plan_user(
+        &user(vec![active("AKIAOLD", 85, Some(1))], &[]),
+        &policy,
+        NOW,
+    );
+    assert_eq!(p.verdict, Verdict::Rotated);
+    assert_eq!(p.actions[0], Action::CreateKey);
+    let both = Policy {
+        delivery: Delivery::Both,
+        ..Policy::default()
+    };
+    let p = plan_user(&user(vec![active("AKIAOLD", 85, Some(1))], &[]), &both, NOW);
+    assert_eq!(p.verdict, Verdict::Rotated);
+}
+
+#[test]
+fn still_in_use_then_hard_limit() {
+    // Replacement created when the old key was 80 days old; the old key was
+    // used since (yesterday).
+    let old = active("AKIAOLD", 95, Some(1));
+    let new = active("AKIANEW", 15, Some(3));
+    let u = owned(vec![new, old.clone()]);
+    let still = notify(Notice::StillInUse {
+        key_id: "AKIAOLD".into(),
+        last_used: old.last_used,
+        service: Some("s3".into()),
+        region: Some("eu-west-1".into()),
+        replacement: Some("AKIANEW".into()),
+    });
+    let p = plan(&u);
+    assert_eq!(
+        (p.verdict, p.actions),
+        (Verdict::StillInUse, vec![still.clone()])
+    );
+    let p = plan_at(&u, old.created + days(120) - time::Duration::seconds(1));
+    assert_eq!((p.verdict, p.actions), (Verdict::StillInUse, vec![still]));
+    // At the hard limit it goes, in use or not. Used the day before, it stays
+    // recoverable (inactive) for the recovery window after that use.
+    let at = old.created + days(120);
+    let mut old = old;
+    old.last_used = Some(at - days(1));
+    let u = owned(vec![u.keys[0].clone(), old.clone()]);
+    let p = plan_at(&u, at);
+    assert_eq!(p.verdict, Verdict::Deactivated);
+    assert_eq!(
+        p.actions,
+        vec![
+            deactivate("AKIAOLD"),
+            deactivated("AKIAOLD", Some("AKIANEW"))
+        ]
+    );
+    let u = apply(&u, &p, &Policy::default(), at);
+    let recoverable_until = old.last_used.unwrap() + days(10);
+    let p = plan_at(&u, recoverable_until - time::Duration::seconds(1));
+    assert!(p.actions.is_empty());
+    let p = plan_at(&u, recoverable_until);
+    assert_eq!(p.actions, vec![delete("AKIAOLD"), deleted("AKIAOLD")]);
+}
+
+#[test]
+fn late_replacement_keeps_full_notice_period() {
+    // The rotation came late (old key already 95 days old).
+    let old = active("AKIAOLD", 95, Some(1));
+    let u = owned(vec![old.clone()]);
+    let p = plan(&u);
+    assert_eq!(
+        p.actions,
+        vec![
+            Action::CreateKey,
+            scheduled("AKIAOLD", NOW + days(10), None)
+        ]
+    );
+    let u = apply(&u, &p, &Policy::default(), NOW);
+    // Owner switched immediately: the old key goes after the full notice.
+    let p = plan_at(&u, NOW + days(10) - time::Duration::seconds(1));
+    assert_eq!(
+        p.actions,
+        vec![scheduled("AKIAOLD", NOW + days(10), Some("NEW0"))]
+    );
+    let p = plan_at(&u, NOW + days(10));
+    assert_eq!(
+        p.actions,
+        vec![deactivate("AKIAOLD"), deactivated("AKIAOLD", Some("NEW0"))]
+    );
+    // Deletion is shifted the same way: 20 days after the replacement.
+    let u = apply(&u, &p, &Policy::default(), NOW + days(10));
+    assert!(plan_at(&u, NOW + days(20) - time::Duration::seconds(1))
+        .actions
+        .is_empty());
+    assert_eq!(
+        plan_at(&u, NOW + days(20)).actions,
+        vec![delete("AKIAOLD"), deleted("AKIAOLD")]
+    );
+    // The hard limit caps the notice period.
+    let old = active("AKIAOLD", 115, Some(1));
+    let p = plan(&owned(vec![old.clone()]));
+    assert_eq!(
+        p.actions,
+        vec![
+            Action::CreateKey,
+            scheduled("AKIAOLD", old.created + days(120), None)
+        ]
+    );
+}
+
+#[test]
+fn late_replacement_of_an_existing_pair_keeps_full_notice_period() {
+    // The second key appeared when the first was 88 days old.
+    let old = active("AKIAOLD", 90, Some(3));
+    let new = active("AKIANEW", 2, Some(1));
+    let p = plan(&owned(vec![old.clone(), new.clone()]));
+    assert_eq!(
+        p.actions,
+        vec![scheduled(
+            "AKIAOLD",
+            new.created + days(10),
+            Some("AKIANEW")
+        )]
+    );
+}
+
+#[test]
+fn hard_limit_deactivates_keys_of_unreachable_users() {
+    // Recently used: deactivated, kept for the recovery window.
+    let p = plan(&user(vec![active("AKIAOLD", 120, Some(1))], &[]));
+    assert_eq!(p.verdict, Verdict::Deactivated);
+    assert_eq!(
+        p.actions,
+        vec![deactivate("AKIAOLD"), deactivated("AKIAOLD", None)]
+    );
+    // Not used for 50 days and past delete_after: deleted in the same plan.
+    let u = user(vec![active("AKIAOLD", 125, Some(50))], &[]);
+    let p = plan(&u);
+    assert_eq!(p.verdict, Verdict::Deactivated);
+    assert_eq!(
+        p.actions,
+        vec![
+            deactivate("AKIAOLD"),
+            deactivated("AKIAOLD", None),
+            delete("AKIAOLD"),
+            deleted("AKIAOLD")
+        ]
+    );
+    apply(&u, &p, &Policy::default(), NOW);
+    // Switched off: no hard limit at all.
+    let never = Policy {
+        max_key_age: Limit::Never,
+        ..Policy::default()
+    };
+    let p = plan_user(
+        &user(vec![active("AKIAOLD", 900, Some(1))], &[]),
+        &never,
+        NOW,
+    );
+    assert_eq!((p.verdict, p.actions), (Verdict::Unreachable, vec![]));
+}
+
+#[test]
+fn hard_limit_for_reachable_user_creates_then_deactivates() {
+    let u = owned(vec![active("AKIAOLD", 125, Some(1))]);
+    let p = plan(&u);
+    assert_eq!(p.verdict, Verdict::Rotated);
+    assert_eq!(
+        p.actions,
+        vec![
+            Action::CreateKey,
+            deactivate("AKIAOLD"),
+            deactivated("AKIAOLD", None)
+        ]
+    );
+    let after = apply(&u, &p, &Policy::default(), NOW);
+    assert_eq!(after.keys.len(), 2);
+    // With an inactive key in the way, it makes room first.
+    let u = owned(vec![
+        active("AKIAOLD", 125, Some(1)),
+        inactive("AKIAX", 30, None),
+    ]);
+    let p = plan(&u);
+    assert_eq!(
+        p.actions,
+        vec![
+            delete("AKIAX"),
+            deleted("AKIAX"),
+            Action::CreateKey,
+            deactivate("AKIAOLD"),
+            deactivated("AKIAOLD", None)
+        ]
+    );
+    apply(&u, &p, &Policy::default(), NOW);
+}
+
+#[test]
+fn deactivation_cascades_into_rotation_of_the_younger_key() {
+    // Both keys old; the older one is due and unused since the younger one
+    // appeared, and the younger one is past rotate_after itself.
+    let u = owned(vec![
+        active("AKIAA", 95, Some(88)),
+        active("AKIAB", 85, Some(1)),
+    ]);
+    let p = plan(&u);
+    assert_eq!(
+        p.actions,
+        vec![
+            deactivate("AKIAA"),
+            deactivated("AKIAA", Some("AKIAB")),
+            delete("AKIAA"),
+            deleted("AKIAA"),
+            Action::CreateKey,
+            scheduled("AKIAB", NOW + days(10), None),
+        ]
+    );
+    assert_eq!(p.verdict, Verdict::Rotated);
+    apply(&u, &p, &Policy::default(), NOW);
+}
+
+#[test]
+fn cleanup_mode_is_silent_and_creates_nothing() {
+    let policy = Policy {
+        cleanup: true,
+        ..Policy::default()
+    };
+    let keys = vec![
+        active("AKIAOLD", 95, Some(1)),
+        inactive("AKIAGONE", 105, Some(60)),
+    ];
+    // No email: the inactive key goes, the over-age active key is switched
+    // off; recently used, it stays recoverable.
+    let u = user(keys.clone(), &[]);
+    let p = plan_user(&u, &policy, NOW);
+    assert_eq!(p.verdict, Verdict::Deactivated);
+    assert_eq!(p.actions, vec![delete("AKIAGONE"), deactivate("AKIAOLD")]);
+    apply(&u, &p, &policy, NOW);
+    // With an email: only the deletion; rotation waits for a scheduled run.
+    let p = plan_user(&user(keys, &[("Email", EMAIL)]), &policy, NOW);
+    assert_eq!(
+        (p.verdict, p.actions),
+        (Verdict::Cleaned, vec![delete("AKIAGONE")])
+    );
+    // An over-age key used after its replacement was created is kept.
+    let u = user(
+        vec![active("AKIAOLD", 95, Some(1)), active("AKIANEW", 10, None)],
+        &[],
+    );
+    let p = plan_user(&u, &policy, NOW);
+    assert_eq!((p.verdict, p.actions), (Verdict::Compliant, vec![]));
+    // Over age and idle long enough: switched off and deleted at once.
+    let u = user(vec![active("AKIAOLD", 130, Some(40))], &[]);
+    let p = plan_user(&u, &policy, NOW);
+    assert_eq!(p.actions, vec![deactivate("AKIAOLD"), delete("AKIAOLD")]);
+    // Unused keys and rotation are left to scheduled runs.
+    let u = user(vec![active("AKIAIDLE", 85, None)], &[("Email", EMAIL)]);
+    assert!(plan_user(&u, &policy, NOW).actions.is_empty());
+}
+
+#[test]
+fn verdict_priority_is_as_documented() {
+    assert_eq!(VERDICT_PRIORITY[0], Verdict::Rotated);
+    assert_eq!(VERDICT_PRIORITY.last(), Some(&Verdict::Compliant));
+    // Rotated outranks the deletion that made room.
+    let p = plan(&owned(vec![
+        active("AKIAOLD", 85, Some(1)),
+        inactive("AKIAX", 20, None),
+    ]));
+    assert_eq!(p.verdict, Verdict::Rotated);
+    // Deactivated outranks Unreachable (hard limit, no email).
+    let p = plan(&user(vec![active("AKIAOLD", 130, Some(1))], &[]));
+    assert_eq!(p.verdict, Verdict::Deactivated);
+}
+
+#[test]
+fn email_tag_must_be_one_address() {
+    let policy = Policy::default();
+    let email = |v: &str| owner_email(&tags(&[("Email", v)]), &policy);
+    assert_eq!(email(" a.b@example.com "), Some("a.b@example.com".into()));
+    for bad in [
+        "",
+        "nobody",
+        "@example.com",
+        "a@",
+        "a@b@c",
+        "a b@example.com",
+        "a@example.com,b@example.com",
+        "a@example.com;b@example.com",
+    ] {
+        assert_eq!(email(bad), None, "{bad:?}");
+    }
+    // The key is case-sensitive and configurable.
+    assert_eq!(owner_email(&tags(&[("EMAIL", EMAIL)]), &policy), None);
+    let custom = Policy {
+        email_tag: "owner".into(),
+        ..Policy::default()
+    };
+    assert_eq!(
+        owner_email(&tags(&[("owner", EMAIL)]), &custom).as_deref(),
+        Some(EMAIL)
+    );
+}
+
+#[test]
+fn future_timestamps_count_as_now() {
+    // A last use in the future (clock skew) is a use now.
+    let mut k = active("AKIAOLD", 85, None);
+    k.last_used = Some(NOW + days(3));
+    let p = plan(&owned(vec![k]));
+    assert_eq!(p.verdict, Verdict::Rotated);
+    // A key created in the future is brand new.
+    let k = active("AKIAFUT", -5, Some(0));
+    let p = plan(&owned(vec![k]));
+    assert_eq!((p.verdict, p.actions), (Verdict::Compliant, vec![]));
+}
+
+#[test]
+fn huge_thresholds_do_not_overflow_dates() {
+    let policy = Policy {
+        deactivate_after: "99999999d".parse().unwrap(),
+        delete_after: "99999999d".parse().unwrap(),
+        max_key_age: Limit::Never,
+        ..Policy::default()
+    };
+    policy.validate().unwrap();
+    let p = plan_user(&owned(vec![active("AKIAOLD", 85, Some(1))]), &policy, NOW);
+    assert_eq!(p.verdict, Verdict::Rotated);
+}
+
+// ---------------------------------------------------------------------------
+// Emergency rotation.
+
+#[test]
+fn emergency_rotates_and_optionally_deactivates_at_once() {
+    let policy = Policy::default();
+    let old = active("AKIAOLD", 10, Some(1));
+    let u = owned(vec![old.clone()]);
+    let p = plan_emergency(&u, &policy, NOW, false);
+    assert_eq!(p.verdict, Verdict::Rotated);
+    assert_eq!(
+        p.actions,
+        vec![
+            Action::CreateKey,
+            scheduled("AKIAOLD", old.created + days(90), None)
+        ]
+    );
+    let p = plan_emergency(&u, &policy, NOW, true);
+    assert_eq!(
+        p.actions,
+        vec![
+            Action::CreateKey,
+            deactivate("AKIAOLD"),
+            deactivated("AKIAOLD", None)
+        ]
+    );
+    // Makes room by deleting the inactive key, whichever it is.
+    let u = owned(vec![old.clone(), inactive("AKIAX", 5, None)]);
+    let p = plan_emergency(&u, &policy, NOW, true);
+    assert_eq!(
+        p.actions,
+        vec![
+            delete("AKIAX"),
+            deleted("AKIAX"),
+            Action::CreateKey,
+            deactivate("AKIAOLD"),
+            deactivated("AKIAOLD", None)
+        ]
+    );
+    // Two active keys: the older one is switched off and deleted.
+    let u = owned(vec![active("AKIAB", 5, Some(1)), old]);
+    let p = plan_emergency(&u, &policy, NOW, false);
+    assert_eq!(
+        p.actions,
+        vec![
+            deactivate("AKIAOLD"),
+            deactivated("AKIAOLD", None),
+            delete("AKIAOLD"),
+            deleted("AKIAOLD"),
+            Action::CreateKey,
+            scheduled("AKIAB", NOW + days(85), None),
+        ]
+    );
+    simulate(&u.keys, &p.actions, NOW).unwrap();
+}
+
+#[test]
+fn emergency_for_unreachable_or_keyless_users_creates_nothing() {
+    let policy = Policy::default();
+    let u = user(vec![active("AKIAOLD", 10, Some(1))], &[]);
+    let p = plan_emergency(&u, &policy, NOW, false);
+    assert_eq!((p.verdict, p.actions), (Verdict::Unreachable, vec![]));
+    let p = plan_emergency(&u, &policy, NOW, true);
+    assert_eq!(p.verdict, Verdict::Deactivated);
+    assert_eq!(
+        p.actions,
+        vec![deactivate("AKIAOLD"), deactivated("AKIAOLD", None)]
+    );
+    let p = plan_emergency(&owned(vec![]), &policy, NOW, true);
+    assert_eq!((p.verdict, p.actions), (Verdict::NoKeys, vec![]));
+    // The exempt tag does not stop an explicit order.
+    let u = user(
+        vec![active("AKIAOLD", 10, Some(1))],
+        &[("Email", EMAIL), ("Exempt", "True")],
+    );
+    let p = plan_emergency(&u, &policy, NOW, true);
+    assert_eq!((p.verdict, p.exempt), (Verdict::Rotated, true));
+}
+
+// ---------------------------------------------------------------------------
+// simulate.
+
+#[test]
+fn simulate_applies_actions_like_iam() {
+    let keys = vec![active("AKIAA", 10, None), inactive("AKIAB", 5, None)];
+    let out = simulate(
+        &keys,
+        &[
+            delete("AKIAB"),
+            deleted("AKIAB"),
+            Action::CreateKey,
+            deactivate("AKIAA"),
+        ],
+        NOW,
+    )
+    .unwrap();
+    assert_eq!(out.len(), 2);
+    assert_eq!(out[0].status, KeyStatus::Inactive);
+    assert_eq!(
+        (out[1].id.as_str(), out[1].status, out[1].created),
+        ("NEW0", KeyStatus::Active, NOW)
+    );
+    // Synthetic ids skip ids in use.
+    let out = simulate(&[active("NEW0", 1, None)], &[Action::CreateKey], NOW).unwrap();
+    assert_eq!(out[1].id, "NEW1");
+}
+
+#[test]
+fn simulate_names_the_broken_rule() {
+    let keys = vec![active("AKIAA", 10, None), inactive("AKIAB", 5, None)];
+    let e = simulate(&keys, &[Action::CreateKey], NOW).unwrap_err();
+    assert_eq!(
+        e,
+        SimError::TooManyKeys {
+            action: Some(0),
+            count: 3
+        }
+    );
+    assert!(e.to_string().contains("at most 2"), "{e}");
+    let e = simulate(&keys, &[delete("AKIAZ")], NOW).unwrap_err();
+    assert!(matches!(e, SimError::UnknownKey { action: 0, .. }), "{e}");
+    assert!(e.to_string().contains("AKIAZ"));
+    let e = simulate(&keys, &[deactivate("AKIAB")], NOW).unwrap_err();
+    assert!(matches!(e, SimError::AlreadyInactive { .. }), "{e}");
+    let e = simulate(&keys, &[delete("AKIAA"), delete("AKIAA")], NOW).unwrap_err();
+    assert!(matches!(e, SimError::UnknownKey { action: 1, .. }), "{e}");
+    let twins = vec![active("", 10, None), active("", 5, None)];
+    let e = simulate(&twins, &[delete("")], NOW).unwrap_err();
+    assert!(matches!(e, SimError::AmbiguousKey { .. }), "{e}");
+    let three = vec![keys[0].clone(), keys[1].clone(), active("AKIAC", 1, None)];
+    let e = simulate(&three, &[], NOW).unwrap_err();
+    assert_eq!(
+        e,
+        SimError::TooManyKeys {
+            action: None,
+            count: 3
+        }
+    );
+    assert!(!e.to_string().is_empty());
+}
+
+// ---------------------------------------------------------------------------
+// A timeline: one user, a run every day for 250 days.
+
+/// Runs the rules daily at noon. Each morning the owner uses the newest
+/// active key that is at least `switch_after` days old (or the older one).
+/// Returns (day, action kind, key) for every IAM change.
+fn timeline(switch_after: i64, total_days: i64) -> Vec<(i64, &'static str, String)> {
+    let start = datetime!(2030-01-01 12:00 UTC);
+    let mut u = owned(vec![KeyState {
+        id: "K0".into(),
+        status: KeyStatus::Active,
+        created: start,
+        last_used: None,
+        last_used_service: None,
+        last_used_region: None,
+    }]);
+    let mut events = Vec::new();
+    let mut serial = 0;
+    for day in 1..=total_days {
+        let noon = start + days(day);
+        let morning = noon - time::Duration::hours(3);
+        let mut actives: Vec<usize> = (0..u.keys.len())
+            .filter(|&i| u.keys[i].status == KeyStatus::Active)
+            .collect();
+        actives.sort_by_key(|&i| u.keys[i].created);
+        let pick = actives
+            .iter()
+            .rev()
+            .find(|&&i| morning - u.keys[i].created >= days(switch_after))
+            .or(actives.first())
+            .copied();
+        let Some(i) = pick else {
+            panic!("day {day}: the owner has no active key: {u:?}");
+        };
+        u.keys[i].last_used = Some(morning);
+        let p = plan_at(&u, noon);
+        let mut keys = simulate(&u.keys, &p.actions, noon).expect("plan applies");
+        for a in &p.actions {
+            match a {
+                Action::CreateKey => events.push((day, "create", String::new())),
+                Action::Deactivate { key_id } => events.push((day, "deactivate", key_id.clone())),
+                Action::Delete { key_id } => events.push((day, "delete", key_id.clone())),
+                Action::Notify { .. } => {}
+            }
+        }
+        for k in keys.iter_mut().filter(|k| k.id.starts_with("NEW")) {
+            serial += 1;
+            k.id = format!("K{serial}");
+        }
+        u.keys = keys;
+        assert!(u.keys.len() <= MAX_KEYS);
+        assert!(!plan_at(&u, noon).mutates_iam(), "day {day}");
+    }
+    events
+}
+
+#[test]
+fn timeline_prompt_owner_rotates_every_80_days() {
+    let ev = |day, kind, id: &str| (day, kind, id.to_string());
+    assert_eq!(
+        timeline(0, 250),
+        vec![
+            ev(80, "create", ""),
+            ev(90, "deactivate", "K0"),
+            ev(100, "delete", "K0"),
+            ev(160, "create", ""),
+            ev(170, "deactivate", "K1"),
+            ev(180, "delete", "K1"),
+            ev(240, "create", ""),
+            ev(250, "deactivate", "K2"),
+        ]
+    );
+}
+
+#[test]
+fn timeline_slow_owner_keeps_old_key_until_hard_limit() {
+    // Uses the old key for three more days: it is still in use after the
+    // replacement appeared, so it survives until 120 days; by then it has
+    // been idle past the recovery window and goes in one step.
+    let ev = |day, kind, id: &str| (day, kind, id.to_string());
+    assert_eq!(
+        timeline(3, 200),
+        vec![
+            ev(80, "create", ""),
+            ev(120, "deactivate", "K0"),
+            ev(120, "delete", "K0"),
+            ev(160, "create", ""),
+            ev(200, "deactivate", "K1"),
+            ev(200, "delete", "K1"),
+        ]
+    );
+}
+
+// ---------------------------------------------------------------------------
+// The exhaustive table: every combination of 0, 1 or 2 keys x status x age
+// band x last use x email x exempt, for several policies, in scheduled and
+// clean-up mode, checked against an oracle written as a case analysis.
+
+#[derive(Clone, Copy, Debug)]
+enum Use {
+    Never,
+    Recently,
+    LongAgo,
+    AfterReplacement,
+}
+
+const USES: [Use; 4] = [
+    Use::Never,
+    Use::Recently,
+    Use::LongAgo,
+    Use::AfterReplacement,
+];
+
+#[derive(Default)]
+struct Expected {
+    deleted: Vec<(KeyState, bool)>,
+    deactivated: Vec<(KeyState, Option<String>)>,
+    created: bool,
+    reminders: Vec<Notice>,
+    unreachable: bool,
+}
+
+/// The rules restated per situation (how many keys, which are active),
+/// with plain second arithmetic.
+struct Oracle<'a> {
+    p: &'a Policy,
+    now: OffsetDateTime,
+    deliverable: bool,
+}
+
+impl Oracle<'_> {
+    fn secs(d: Duration) -> i64 {
+        i64::try_from(d.as_secs()).unwrap()
+    }
+    fn created(&self, k: &KeyState) -> OffsetDateTime {
+        if k.created > self.now {
+            self.now
+        } else {
+            k.created
+        }
+    }
+    fn age(&self, k: &KeyState) -> i64 {
+        (self.now - self.created(k)).whole_seconds()
+    }
+    fn idle(&self, k: &KeyState) -> i64 {
+        let last = match k.last_used {
+            Some(u) if u > self.now => self.now,
+            Some(u) if u > self.created(k) => u,
+            _ => self.created(k),
+        };
+        (self.now - last).whole_seconds()
+    }
+    fn hard(&self, k: &KeyState) -> bool {
+        match self.p.max_key_age {
+            Limit::Never => false,
+            Limit::After(m) => self.age(k) >= Self::secs(m),
+        }
+    }
+    fn unused(&self, k: &KeyState) -> bool {
+        self.idle(k) >= Self::secs(self.p.unused_delete_after)
+    }
+    fn used_after(&self, k: &KeyState, r: &KeyState) -> bool {
+        match k.last_used {
+            Some(u) => std::cmp::min(u, self.now) > self.created(r),
+            None => false,
+        }
+    }
+    /// Inactive `k` past its deletion date; `r` its active replacement.
+    fn expired(&self, k: &KeyState, r: Option<&KeyState>) -> bool {
+        let (rot, deact, del) = (
+            Self::secs(self.p.rotate_after),
+            Self::secs(self.p.deactivate_after),
+            Self::secs(self.p.delete_after),
+        );
+        self.age(k) >= del
+            && self.idle(k) >= del - deact
+            && r.map(|r| self.age(r) >= del - rot).unwrap_or(true)
+    }
+    fn date(&self, old: &KeyState, repl_created: OffsetDateTime) -> OffsetDateTime {
+        let a = self.created(old) + self.p.deactivate_after.to_time();
+        let b = repl_created + self.p.notice_period().to_time();
+        let date = if a > b { a } else { b };
+        match self.p.max_key_age {
+            Limit::After(m) if self.created(old) + m.to_time() < date => {
+                self.created(old) + m.to_time()
+            }
+            _ => date,
+        }
+    }
+    fn off(k: &KeyState) -> KeyState {
+        KeyState {
+            status: KeyStatus::Inactive,
+            ..k.clone()
+        }
+    }
+
+    fn scheduled(&self, keys: &[KeyState]) -> Expected {
+        let mut e = Expected::default();
+        let is_active = |k: &KeyState| k.status == KeyStatus::Active;
+        match keys {
+            [] => {}
+            [k] if !is_active(k) => {
+                if self.expired(k, None) {
+                    e.deleted.push((k.clone(), false));
+                }
+            }
+            [k] => {
+                if self.unused(k) {
+                    e.deleted.push((k.clone(), true));
+                } else {
+                    self.only_active(&mut e, k, None);
+                }
+            }
+            [o, y] => match (is_active(o), is_active(y)) {
+                (false, false) => {
+                    for k in [o, y] {
+                        if self.expired(k, None) {
+                            e.deleted.push((k.clone(), false));
+                        }
+                    }
+                }
+                (true, false) => {
+                    if self.unused(o) {
+                        e.deleted.push((o.clone(), true));
+                        if self.expired(y, None) {
+                            e.deleted.push((y.clone(), false));
+                        }
+                    } else if self.expired(y, None) {
+                        e.deleted.push((y.clone(), false));
+                        self.only_active(&mut e, o, None);
+                    } else {
+                        self.only_active(&mut e, o, Some(y));
+                    }
+                }
+                (false, true) => {
+                    if self.unused(y) {
+                        e.deleted.push((y.clone(), true));
+                        if self.expired(o, None) {
+                            e.deleted.push((o.clone(), false));
+                        }
+                    } else if self.expired(o, Some(y)) {
+                        e.deleted.push((o.clone(), false));
+                        self.only_active(&mut e, y, None);
+                    } else {
+                        self.only_active(&mut e, y, Some(o));
+                    }
+                }
+                (true, true) => match (self.unused(o), self.unused(y)) {
+                    (true, true) => {
+                        e.deleted.push((o.clone(), true));
+                        e.deleted.push((y.clone(), true));
+                    }
+                    (true, false) => {
+                        e.deleted.push((o.clone(), true));
+                        self.only_active(&mut e, y, None);
+                    }
+                    (false, true) => {
+                        e.deleted.push((y.clone(), true));
+                        self.only_active(&mut e, o, None);
+                    }
+                    (false, false) => self.both_active(&mut e, o, y),
+                },
+            },
+            _ => unreachable!("the table has at most two keys"),
+        }
+        e
+    }
+
+    /// `a` is the only active key, not unused; `other` an inactive key that
+    /// is not (yet) past its deletion date.
+    fn only_active(&self, e: &mut Expected, a: &KeyState, other: Option<&KeyState>) {
+        let used = a.last_used.is_some();
+        if self.hard(a) {
+            if self.deliverable && used {
+                if let Some(o) = other {
+                    e.deleted.push((o.clone(), false));
+                }
+                e.created = true;
+                e.deactivated.push((a.clone(), None));
+            } else {
+                e.unreachable |= used;
+                e.deactivated.push((a.clone(), None));
+                if self.expired(&Self::off(a), None) {
+                    e.deleted.push((a.clone(), false));
+                }
+                // Its replacement is gone: the other key may be due now.
+                if let Some(o) = other.filter(|o| self.expired(o, None)) {
+                    e.deleted.push((o.clone(), false));
+                }
+            }
+        } else if used && self.age(a) >= Self::secs(self.p.rotate_after) {
+            if self.deliverable {
+                if let Some(o) = other {
+                    e.deleted.push((o.clone(), false));
+                }
+                e.created = true;
+                e.reminders.push(Notice::DeactivationScheduled {
+                    key_id: a.id.clone(),
+                    on: self.date(a, self.now),
+                    replacement: None,
+                });
+            } else {
+                e.unreachable = true;
+            }
+        }
+    }
+
+    fn both_active(&self, e: &mut Expected, o: &KeyState, y: &KeyState) {
+        let due = self.hard(o)
+            || (self.age(o) >= Self::secs(self.p.deactivate_after)
+                && self.age(y) >= Self::secs(self.p.notice_period()));
+        if !due {
+            e.reminders.push(Notice::DeactivationScheduled {
+                key_id: o.id.clone(),
+                on: self.date(o, self.created(y)),
+                replacement: Some(y.id.clone()),
+            });
+        } else if self.used_after(o, y) && !self.hard(o) {
+            e.reminders.push(Notice::StillInUse {
+                key_id: o.id.clone(),
+                last_used: o.last_used,
+                service: o.last_used_service.clone(),
+                region: o.last_used_region.clone(),
+                replacement: Some(y.id.clone()),
+            });
+        } else {
+            e.deactivated.push((o.clone(), Some(y.id.clone())));
+            let o = Self::off(o);
+            if self.expired(&o, Some(y)) {
+                e.deleted.push((o, false));
+                self.only_active(e, y, None);
+            } else {
+                self.only_active(e, y, Some(&o));
+            }
+        }
+    }
+
+    /// Clean-up in closed form: which keys end inactive, then which of the
+    /// inactive ones are past their deletion date.
+    fn cleanup(&self, keys: &[KeyState], no_email: bool) -> Expected {
+        let mut e = Expected::default();
+        let mut end = keys.to_vec();
+        let is_active = |k: &KeyState| k.status == KeyStatus::Active;
+        let mid_switch = match keys {
+            [o, y] => is_active(o) && is_active(y) && self.used_after(o, y) && !self.hard(o),
+            _ => false,
+        };
+        for (i, k) in keys.iter().enumerate() {
+            let protected = mid_switch;
+            if no_email
+                && k.status == KeyStatus::Active
+                && self.age(k) >= Self::secs(self.p.deactivate_after)
+                && !protected
+            {
+                e.deactivated.push((k.clone(), None));
+                end[i].status = KeyStatus::Inactive;
+            }
+        }
+        for (i, k) in end.iter().enumerate() {
+            let repl = end[i + 1..].iter().rfind(|r| r.status == KeyStatus::Active);
+            if k.status == KeyStatus::Inactive && self.expired(k, repl) {
+                e.deleted.push((k.clone(), false));
+            }
+        }
+        e
+    }
+}
+
+impl Expected {
+    fn render(mut self, notify: bool) -> (Verdict, Vec<Action>) {
+        let mut out = Vec::new();
+        let note = |out: &mut Vec<Action>, n: Notice| {
+            if notify {
+                out.push(Action::Notify { notice: n });
+            }
+        };
+        self.deleted.sort_by_key(|(k, _)| (k.created, k.id.clone()));
+        let deactivation = |id: &str| {
+            self.deactivated
+                .iter()
+                .find(|(k, _)| k.id == id)
+                .map(|(_, r)| r.clone())
+        };
+        for (k, unused) in &self.deleted {
+            if let Some(replacement) = deactivation(&k.id) {
+                out.push(deactivate(&k.id));
+                note(
+                    &mut out,
+                    Notice::Deactivated {
+                        key_id: k.id.clone(),
+                        replacement,
+                    },
+                );
+            }
+            out.push(delete(&k.id));
+            note(
+                &mut out,
+                if *unused {
+                    Notice::UnusedDeleted {
+                        key_id: k.id.clone(),
+                        last_used: k.last_used,
+                    }
+                } else {
+                    Notice::Deleted {
+                        key_id: k.id.clone(),
+                    }
+                },
+            );
+        }
+        if self.created {
+            out.push(Action::CreateKey);
+        }
+        for (k, replacement) in &self.deactivated {
+            if self.deleted.iter().all(|(d, _)| d.id != k.id) {
+                out.push(deactivate(&k.id));
+                note(
+                    &mut out,
+                    Notice::Deactivated {
+                        key_id: k.id.clone(),
+                        replacement: replacement.clone(),
+                    },
+                );
+            }
+        }
+        if notify {
+            for n in &self.reminders {
+                note(&mut out, n.clone());
+            }
+        }
+        let has = |kind: &str| notify && self.reminders.iter().any(|n| n.kind() == kind);
+        let verdict = if self.created {
+            Verdict::Rotated
+        } else if !self.deactivated.is_empty() {
+            Verdict::Deactivated
+        } else if has("still_in_use") {
+            Verdict::StillInUse
+        } else if self.unreachable {
+            Verdict::Unreachable
+        } else if !self.deleted.is_empty() {
+            Verdict::Cleaned
+        } else if has("deactivation_scheduled") {
+            Verdict::PendingDeactivation
+        } else {
+            Verdict::Compliant
+        };
+        (verdict, out)
+    }
+}
+
+/// Representative ages for a policy: every threshold exactly, the middle of
+/// every band between two thresholds, below the first and past the last.
+fn age_bands(p: &Policy) -> (Vec<i64>, i64) {
+    let mut t: Vec<i64> = [
+        p.rotate_after,
+        p.deactivate_after,
+        p.delete_after,
+        p.unused_delete_after,
+    ]
+    .iter()
+    .map(|d| Oracle::secs(*d))
+    .collect();
+    if let Limit::After(m) = p.max_key_age {
+        t.push(Oracle::secs(m));
+    }
+    t.sort_unstable();
+    t.dedup();
+    let gap = t
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .chain([t[0]])
+        .min()
+        .unwrap();
+    let delta = (gap / 16).max(1);
+    let mut ages = vec![t[0] / 2];
+    for w in t.windows(2) {
+        ages.push(w[0]);
+        ages.push((w[0] + w[1]) / 2);
+    }
+    ages.push(*t.last().unwrap());
+    ages.push(t.last().unwrap() + t[0]);
+    (ages, delta)
+}
+
+fn table_policies() -> Vec<(&'static str, Policy)> {
+    let minutes = |m| Duration::from_minutes(m);
+    vec![
+        ("default", Policy::default()),
+        (
+            "minutes, secrets manager, no hard limit",
+            Policy {
+                rotate_after: minutes(8),
+                deactivate_after: minutes(9),
+                delete_after: minutes(10),
+                unused_delete_after: minutes(9),
+                max_key_age: Limit::Never,
+                delivery: Delivery::SecretsManager,
+                ..Policy::default()
+            },
+        ),
+        (
+            "delete after hard limit, short unused",
+            Policy {
+                rotate_after: Duration::from_days(30),
+                deactivate_after: Duration::from_days(45),
+                delete_after: Duration::from_days(200),
+                unused_delete_after: Duration::from_days(20),
+                max_key_age: Limit::After(Duration::from_days(150)),
+                delivery: Delivery::Both,
+                ..Policy::default()
+            },
+        ),
+        (
+            "no recovery window, hard limit at deactivation",
+            Policy {
+                rotate_after: Duration::from_days(10),
+                deactivate_after: Duration::from_days(12),
+                delete_after: Duration::from_days(12),
+                unused_delete_after: Duration::from_days(400),
+                max_key_age: Limit::After(Duration::from_days(12)),
+                ..Policy::default()
+            },
+        ),
+    ]
+}
+
+fn table_key(
+    i: usize,
+    status: KeyStatus,
+    age: i64,
+    used: Use,
+    other_created: Option<OffsetDateTime>,
+    p: &Policy,
+    delta: i64,
+) -> KeyState {
+    let s = time::Duration::seconds;
+    let created = NOW - s(age);
+    let at_least_created = |t: OffsetDateTime| if t < created { created } else { t };
+    let last_used = match used {
+        Use::Never => None,
+        Use::Recently => Some(at_least_created(NOW - s(delta))),
+        Use::LongAgo => Some(at_least_created(
+            NOW - s(Oracle::secs(p.unused_delete_after) + delta),
+        )),
+        Use::AfterReplacement => Some(match other_created {
+            Some(o) if o > created => o + s(delta / 2),
+            _ => at_least_created(NOW - s(2 * delta)),
+        }),
+    };
+    KeyState {
+        id: format!("AKIAK{i}"),
+        status,
+        created,
+        last_used,
+        last_used_service: last_used.map(|_| "iam".into()),
+        last_used_region: last_used.map(|_| "us-east-1".into()),
+    }
+}
+
+#[test]
+fn exhaustive_table_matches_oracle() {
+    let mut checked = 0usize;
+    for (name, base) in table_policies() {
+        base.validate().unwrap();
+        let (ages, delta) = age_bands(&base);
+        let mut key_sets: Vec<Vec<(KeyStatus, i64, Use)>> = vec![vec![]];
+        let per_key: Vec<(KeyStatus, i64, Use)> = [KeyStatus::Active, KeyStatus::Inactive]
+            .into_iter()
+            .flat_map(|s| {
+                ages.iter()
+                    .flat_map(move |&a| USES.into_iter().map(move |u| (s, a, u)))
+            })
+            .collect();
+        for &k in &per_key {
+            key_sets.push(vec![k]);
+            for &j in &per_key {
+                key_sets.push(vec![k, j]);
+            }
+        }
+        for cleanup in [false, true] {
+            let policy = Policy {
+                cleanup,
+                ..base.clone()
+            };
+            for spec in &key_sets {
+                // The second key is a little younger, so equal bands still
+                // have an order.
+                let ages: Vec<i64> = spec
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &(_, a, _))| a - i as i64 * delta / 4)
+                    .collect();
+                let created: Vec<OffsetDateTime> = ages
+                    .iter()
+                    .map(|a| NOW - time::Duration::seconds(*a))
+                    .collect();
+                let keys: Vec<KeyState> = spec
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &(status, _, used))| {
+                        let other = created.get(1 - i.min(1)).filter(|_| spec.len() == 2);
+                        table_key(i, status, ages[i], used, other.copied(), &policy, delta)
+                    })
+                    .collect();
+                for email in [true, false] {
+                    for exempt in [false, true] {
+                        let mut tag_pairs = vec![];
+                        if email {
+                            tag_pairs.push(("Email", EMAIL));
+                        }
+                        if exempt {
+                            tag_pairs.push(("Exempt", "True"));
+                        }
+                        let u = user(keys.clone(), &tag_pairs);
+                        let label = format!(
+                            "policy `{name}`, cleanup {cleanup}, email {email}, exempt {exempt}, keys {spec:?}"
+                        );
+                        let got = plan_user(&u, &policy, NOW);
+                        let want = expected(&u.keys, &policy, email, exempt);
+                        assert_eq!((got.verdict, &got.actions), (want.0, &want.1), "{label}");
+                        assert_eq!(got.exempt, exempt, "{label}");
+                        let after = simulate(&u.keys, &got.actions, NOW)
+                            .unwrap_or_else(|e| panic!("{label}: {e}"));
+                        let again = plan_user(&UserSnapshot { keys: after, ..u }, &policy, NOW);
+                        assert!(!again.mutates_iam(), "{label}: not idempotent");
+                        checked += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert!(checked > 100_000, "{checked}");
+}
+
+fn expected(keys: &[KeyState], p: &Policy, email: bool, exempt: bool) -> (Verdict, Vec<Action>) {
+    if exempt {
+        return (Verdict::Exempt, vec![]);
+    }
+    if keys.is_empty() {
+        return (Verdict::NoKeys, vec![]);
+    }
+    let mut sorted = keys.to_vec();
+    sorted.sort_by_key(|k| (k.created, k.id.clone()));
+    let oracle = Oracle {
+        p,
+        now: NOW,
+        deliverable: match p.delivery {
+            Delivery::Email => email,
+            Delivery::SecretsManager | Delivery::Both => true,
+        },
+    };
+    if p.cleanup {
+        oracle.cleanup(&sorted, !email).render(false)
+    } else {
+        oracle.scheduled(&sorted).render(true)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Properties over arbitrary valid policies, keys and tags.
+
+/// A valid policy counted in minutes or in days.
+fn arb_policy() -> impl Strategy<Value = Policy> {
+    (
+        prop_oneof![Just(60u64), Just(86_400u64)],
+        1u64..100,
+        1u64..40,
+        0u64..40,
+        1u64..200,
+        prop::option::of(0u64..120),
+        prop_oneof![
+            Just(Delivery::Email),
+            Just(Delivery::SecretsManager),
+            Just(Delivery::Both)
+        ],
+        prop::bool::weighted(0.25),
+    )
+        .prop_map(
+            |(unit, rotate, notice, recovery, unused, max, delivery, cleanup)| {
+                let d = |n: u64| Duration::from_secs(n * unit);
+                Policy {
+                    rotate_after: d(rotate),
+                    deactivate_after: d(rotate + notice),
+                    delete_after: d(rotate + notice + recovery),
+                    unused_delete_after: d(unused),
+                    max_key_age: max.map_or(Limit::Never, |m| Limit::After(d(rotate + notice + m))),
+                    delivery,
+                    cleanup,
+                    ..Policy::default()
+                }
+            },
+        )
+}
+
+/// Up to two keys aged up to a bit past `horizon` seconds, with any last
+/// use: never, after creation, or in the future (clock skew).
+fn arb_keys(horizon: i64) -> impl Strategy<Value = Vec<KeyState>> {
+    let one = (
+        any::<bool>(),
+        0i64..horizon + horizon / 3,
+        prop_oneof![1 => Just(None), 3 => (0i64..1100).prop_map(Some)],
+        prop::option::of(Just("sts")),
+    );
+    let count = prop_oneof![1 => Just(0usize), 3 => Just(1), 4 => Just(2)];
+    (one.clone(), one, count, any::<bool>()).prop_map(|(a, b, count, reverse)| {
+        let mut keys: Vec<KeyState> = [a, b]
+            .into_iter()
+            .take(count)
+            .enumerate()
+            .map(|(i, (is_active, age, used, svc))| {
+                let created = NOW - time::Duration::seconds(age);
+                // Per mille of the age after creation; past 1000 is the future.
+                let last_used = used.map(|f| created + time::Duration::seconds(age * f / 1000));
+                KeyState {
+                    id: format!("AKIA{}", ["A", "B"][i]),
+                    status: if is_active {
+                        KeyStatus::Active
+                    } else {
+                        KeyStatus::Inactive
+                    },
+                    created,
+                    last_used,
+                    last_used_service: svc.map(Into::into),
+                    last_used_region: None,
+                }
+            })
+            .collect();
+        if reverse {
+            keys.reverse();
+        }
+        keys
+    })
+}
+
+fn arb_tags() -> impl Strategy<Value = Vec<(String, String)>> {
+    (
+        prop_oneof![
+            Just(None),
+            Just(Some(EMAIL)),
+            Just(Some("  owner@example.com ")),
+            Just(Some("nobody"))
+        ],
+        prop_oneof![
+            6 => Just(None),
+            1 => Just(Some("True")),
+            1 => Just(Some("tRuE")),
+            1 => Just(Some("False"))
+        ],
+        "[a-z]{0,6}",
+    )
+        .prop_map(|(email, exempt, other)| {
+            let mut t = vec![("Team".to_string(), other)];
+            if let Some(e) = email {
+                t.push(("Email".into(), e.into()));
+            }
+            if let Some(x) = exempt {
+                t.push(("Exempt".into(), x.into()));
+            }
+            t
+        })
+}
+
+fn arb_case() -> impl Strategy<Value = (Policy, UserSnapshot)> {
+    arb_policy().prop_flat_map(|policy| {
+        let horizon = [
+            Some(policy.delete_after),
+            Some(policy.unused_delete_after),
+            match policy.max_key_age {
+                Limit::After(m) => Some(m),
+                Limit::Never => None,
+            },
+        ]
+        .into_iter()
+        .flatten()
+        .map(Oracle::secs)
+        .max()
+        .unwrap_or(1);
+        (Just(policy), arb_keys(horizon), arb_tags()).prop_map(|(policy, keys, tags)| {
+            let u = UserSnapshot {
+                user_name: "bob".into(),
+                path: "/".into(),
+                tags,
+                keys,
+            };
+            (policy, u)
+        })
+    })
+}
+
+fn older(a: &KeyState, b: &KeyState) -> bool {
+    let c = |k: &KeyState| std::cmp::min(k.created, NOW);
+    (c(a), &a.id) < (c(b), &b.id)
+}
+
+fn reached_max(p: &Policy, k: &KeyState) -> bool {
+    let age = (NOW - std::cmp::min(k.created, NOW)).whole_seconds();
+    match p.max_key_age {
+        Limit::Never => false,
+        Limit::After(m) => age >= Oracle::secs(m),
+    }
+}
+
+fn position(actions: &[Action], f: impl Fn(&Action) -> bool) -> Option<usize> {
+    actions.iter().position(f)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn prop_plan_matches_oracle((policy, u) in arb_case()) {
+        let p = plan_user(&u, &policy, NOW);
+        let want = expected(&u.keys, &policy, p.email.is_some(), p.exempt);
+        prop_assert_eq!((p.verdict, &p.actions), (want.0, &want.1));
+    }
+
+    #[test]
+    fn prop_plan_applies_and_never_exceeds_two_keys((policy, u) in arb_case()) {
+        prop_assert!(policy.validate().is_ok());
+        let p = plan_user(&u, &policy, NOW);
+        let after = simulate(&u.keys, &p.actions, NOW);
+        prop_assert!(after.is_ok(), "{:?}", after);
+        prop_assert!(after.unwrap().len() <= MAX_KEYS);
+        prop_assert!(p.actions.iter().filter(|a| **a == Action::CreateKey).count() <= 1);
+    }
+
+    #[test]
+    fn prop_deletes_come_before_create((policy, u) in arb_case()) {
+        let p = plan_user(&u, &policy, NOW);
+        if let Some(c) = position(&p.actions, |a| *a == Action::CreateKey) {
+            prop_assert!(p.actions[c..].iter().all(|a| !matches!(a, Action::Delete { .. })), "{:?}", p.actions);
+        }
+    }
+
+    #[test]
+    fn prop_key_used_after_its_replacement_is_kept_until_max_age((policy, u) in arb_case()) {
+        let p = plan_user(&u, &policy, NOW);
+        for a in &p.actions {
+            let Action::Deactivate { key_id } = a else { continue };
+            let k = u.keys.iter().find(|k| k.id == *key_id).unwrap();
+            let last = k.last_used.map(|t| std::cmp::min(t, NOW));
+            let used_after_younger = u.keys.iter().any(|r| {
+                older(k, r)
+                    && r.status == KeyStatus::Active
+                    && last.is_some_and(|t| t > std::cmp::min(r.created, NOW))
+            });
+            prop_assert!(!used_after_younger || reached_max(&policy, k), "{:?}", p.actions);
+        }
+    }
+
+    #[test]
+    fn prop_no_key_is_created_that_cannot_be_delivered((policy, u) in arb_case()) {
+        let p = plan_user(&u, &policy, NOW);
+        let deliverable = policy.delivery.by_secrets_manager()
+            || (policy.delivery.by_email() && p.email.is_some());
+        if !deliverable {
+            prop_assert!(!p.actions.contains(&Action::CreateKey));
+        }
+        if p.actions.contains(&Action::CreateKey) {
+            prop_assert_eq!(p.verdict, Verdict::Rotated);
+        }
+    }
+
+    #[test]
+    fn prop_exempt_users_get_no_actions((policy, u) in arb_case()) {
+        let p = plan_user(&u, &policy, NOW);
+        let exempt = u.tags.iter().any(|(k, v)| k == "Exempt" && v.eq_ignore_ascii_case("true"));
+        prop_assert_eq!(p.exempt, exempt);
+        if exempt {
+            prop_assert_eq!(p.verdict, Verdict::Exempt);
+            prop_assert!(p.actions.is_empty());
+        }
+    }
+
+    #[test]
+    fn prop_plan_is_deterministic_and_ignores_input_order((policy, u) in arb_case()) {
+        let p = plan_user(&u, &policy, NOW);
+        prop_assert_eq!(&p, &plan_user(&u, &policy, NOW));
+        let mut reversed = u.clone();
+        reversed.keys.reverse();
+        prop_assert_eq!(&p, &plan_user(&reversed, &policy, NOW));
+    }
+
+    #[test]
+    fn prop_replanning_after_the_plan_changes_nothing((policy, u) in arb_case()) {
+        let p = plan_user(&u, &policy, NOW);
+        let keys = simulate(&u.keys, &p.actions, NOW).unwrap();
+        let again = plan_user(&UserSnapshot { keys, ..u.clone() }, &policy, NOW);
+        prop_assert!(!again.mutates_iam(), "{:?} then {:?}", p.actions, again.actions);
+    }
+
+    #[test]
+    fn prop_cleanup_never_creates_or_notifies((policy, u) in arb_case()) {
+        let policy = Policy { cleanup: true, ..policy };
+        let p = plan_user(&u, &policy, NOW);
+        prop_assert!(p.actions.iter().all(|a| matches!(a, Action::Deactivate { .. } | Action::Delete { .. })), "{:?}", p.actions);
+    }
+
+    #[test]
+    fn prop_every_change_is_followed_by_a_notice_about_that_key((policy, u) in arb_case()) {
+        let policy = Policy { cleanup: false, ..policy };
+        let p = plan_user(&u, &policy, NOW);
+        for (i, a) in p.actions.iter().enumerate() {
+            if let Action::Deactivate { key_id } | Action::Delete { key_id } = a {
+                let next = p.actions.get(i + 1);
+                prop_assert!(
+                    matches!(next, Some(Action::Notify { notice }) if notice.key_id() == key_id),
+                    "{:?}", p.actions
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn prop_replaced_key_is_revoked_only_after_the_new_key_exists((policy, u) in arb_case()) {
+        let p = plan_user(&u, &policy, NOW);
+        let Some(c) = position(&p.actions, |a| *a == Action::CreateKey) else { return Ok(()) };
+        // Keys deactivated before the creation are the ones deleted to make
+        // room; every key that survives is revoked after it.
+        let deleted: Vec<&String> = p.actions.iter().filter_map(|a| match a {
+            Action::Delete { key_id } => Some(key_id),
+            _ => None,
+        }).collect();
+        for a in &p.actions[..c] {
+            if let Action::Deactivate { key_id } = a {
+                prop_assert!(deleted.contains(&key_id), "{:?}", p.actions);
+            }
+        }
+    }
+
+    #[test]
+    fn prop_emergency_keeps_the_invariants((policy, u) in arb_case(), deactivate_old in any::<bool>()) {
+        let p = plan_emergency(&u, &policy, NOW, deactivate_old);
+        let after = simulate(&u.keys, &p.actions, NOW);
+        prop_assert!(after.is_ok(), "{:?}", after);
+        let after = after.unwrap();
+        let deliverable = policy.delivery.by_secrets_manager()
+            || (policy.delivery.by_email() && p.email.is_some());
+        let creates = p.actions.contains(&Action::CreateKey);
+        prop_assert_eq!(creates, deliverable && !u.keys.is_empty());
+        if let Some(c) = position(&p.actions, |a| *a == Action::CreateKey) {
+            prop_assert!(
+                p.actions[c..].iter().all(|a| !matches!(a, Action::Delete { .. })),
+                "{:?}",
+                p.actions
+            );
+        }
+        if deactivate_old {
+            prop_assert!(after.iter().all(|k| k.status == KeyStatus::Inactive || k.id.starts_with("NEW")), "{:?}", after);
+        }
+    }
+}

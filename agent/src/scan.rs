@@ -1,0 +1,383 @@
+//! Reading an account's users and keys with as few IAM calls as possible.
+//!
+//! The cheap path costs a fixed number of calls whatever the number of users:
+//! GenerateCredentialReport + GetCredentialReport (every user's key status,
+//! creation and last use in one CSV) and GetAccountAuthorizationDetails
+//! (users with paths and tags, 100 per page). Key ids are not in the report,
+//! so ListAccessKeys and GetAccessKeyLastUsed are called only for the users
+//! the rules say something is due for ([`refresh_user`]); that second read
+//! is also the truth the executor acts on, which matters because AWS serves
+//! a cached credential report for up to four hours.
+//!
+//! When the report cannot be had (permission missing, generation stuck) the
+//! scan falls back to ListUsers + ListUserTags + ListAccessKeys +
+//! GetAccessKeyLastUsed per user, and says so in the result. Every list call
+//! paginates.
+
+use crate::rules::UserSnapshot;
+use aws_sdk_iam::types::{EntityType, ReportStateType, StatusType};
+use aws_sdk_iam::Client as Iam;
+use keyfleet_protocol::{KeyState, KeyStatus, ScanMode};
+use std::collections::HashMap;
+use std::time::Duration;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+/// A scan failure that stops the whole account (a per-user failure is
+/// reported on the user instead).
+#[derive(Debug, thiserror::Error)]
+pub enum ScanError {
+    #[error("IAM {op} failed: {message}")]
+    Iam { op: &'static str, message: String },
+    #[error("credential report is malformed: {0}")]
+    Report(String),
+}
+
+/// Formats an SDK error with its service code, without request bodies.
+pub fn sdk_message<E, R>(e: &aws_sdk_iam::error::SdkError<E, R>) -> String
+where
+    E: aws_sdk_iam::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    use aws_sdk_iam::error::ProvideErrorMetadata;
+    match e.code() {
+        Some(code) => format!("{code}: {}", e.message().unwrap_or("")),
+        None => aws_sdk_iam::error::DisplayErrorContext(e).to_string(),
+    }
+}
+
+fn iam_err<E, R>(op: &'static str) -> impl Fn(aws_sdk_iam::error::SdkError<E, R>) -> ScanError
+where
+    E: aws_sdk_iam::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    move |e| ScanError::Iam {
+        op,
+        message: sdk_message(&e),
+    }
+}
+
+/// A user as scanned: what the rules need, plus where the data came from.
+#[derive(Debug, Clone)]
+pub struct ScannedUser {
+    pub snapshot: UserSnapshot,
+    pub arn: String,
+    /// True when `snapshot.keys` came from ListAccessKeys (ids known).
+    pub keys_exact: bool,
+    /// False when the credential report had no row for the user (created
+    /// after the report, which AWS caches for up to four hours, or a name
+    /// the report's unquoted CSV cannot carry, such as one with a comma):
+    /// its keys must be read directly.
+    pub in_report: bool,
+}
+
+/// The whole account.
+#[derive(Debug, Clone)]
+pub struct AccountScan {
+    pub mode: ScanMode,
+    pub users: Vec<ScannedUser>,
+}
+
+pub fn to_time(dt: &aws_smithy_types::DateTime) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(dt.as_nanos()).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+/// Scans the account: report path first, per-user fallback if needed.
+pub async fn scan_account(iam: &Iam) -> Result<AccountScan, ScanError> {
+    match credential_report(iam).await {
+        Ok(report) => {
+            let users = authorization_details(iam).await?;
+            let users = users
+                .into_iter()
+                .map(|(snapshot, arn)| {
+                    let row = report.get(&snapshot.user_name).cloned();
+                    ScannedUser {
+                        in_report: row.is_some(),
+                        snapshot: UserSnapshot {
+                            keys: row.unwrap_or_default(),
+                            ..snapshot
+                        },
+                        arn,
+                        keys_exact: false,
+                    }
+                })
+                .collect();
+            Ok(AccountScan {
+                mode: ScanMode::CredentialReport,
+                users,
+            })
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "credential report unavailable; scanning user by user");
+            let users = per_user_scan(iam).await?;
+            Ok(AccountScan {
+                mode: ScanMode::PerUser,
+                users,
+            })
+        }
+    }
+}
+
+/// The account alias, for owner emails. Only asked when some user has an
+/// action or notice, so a quiet account costs no extra call.
+pub async fn account_alias(iam: &Iam) -> Result<Option<String>, ScanError> {
+    let out = iam
+        .list_account_aliases()
+        .send()
+        .await
+        .map_err(iam_err("ListAccountAliases"))?;
+    Ok(out.account_aliases().first().cloned())
+}
+
+/// Generates (polling while AWS builds it) and reads the credential report.
+async fn credential_report(iam: &Iam) -> Result<HashMap<String, Vec<KeyState>>, ScanError> {
+    let mut delay = Duration::from_millis(250);
+    for attempt in 0..12 {
+        let out = iam
+            .generate_credential_report()
+            .send()
+            .await
+            .map_err(iam_err("GenerateCredentialReport"))?;
+        if out.state() == Some(&ReportStateType::Complete) {
+            break;
+        }
+        if attempt == 11 {
+            return Err(ScanError::Report(
+                "report generation did not complete".into(),
+            ));
+        }
+        // AWS builds the report asynchronously; this is its documented
+        // polling protocol, not test synchronisation.
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(4));
+    }
+    let out = iam
+        .get_credential_report()
+        .send()
+        .await
+        .map_err(iam_err("GetCredentialReport"))?;
+    let content = out
+        .content()
+        .ok_or_else(|| ScanError::Report("empty report".into()))?;
+    parse_credential_report(content.as_ref())
+}
+
+fn parse_date(s: &str) -> Option<OffsetDateTime> {
+    let s = s.trim();
+    if s.is_empty() || s == "N/A" || s == "not_supported" || s == "no_information" {
+        return None;
+    }
+    OffsetDateTime::parse(s, &Rfc3339).ok().or_else(|| {
+        // AWS writes `2026-01-02T03:04:05+00:00`; accept a missing offset too.
+        OffsetDateTime::parse(&format!("{s}Z"), &Rfc3339).ok()
+    })
+}
+
+fn opt_field(s: Option<&str>) -> Option<String> {
+    s.map(str::trim)
+        .filter(|v| !v.is_empty() && *v != "N/A" && *v != "no_information")
+        .map(str::to_string)
+}
+
+/// Parses the credential report CSV into each user's keys (ids unknown).
+pub fn parse_credential_report(bytes: &[u8]) -> Result<HashMap<String, Vec<KeyState>>, ScanError> {
+    let mut rdr = csv::ReaderBuilder::new().flexible(true).from_reader(bytes);
+    let headers = rdr
+        .headers()
+        .map_err(|e| ScanError::Report(e.to_string()))?
+        .clone();
+    let col = |name: &str| headers.iter().position(|h| h == name);
+    let user_col = col("user").ok_or_else(|| ScanError::Report("no `user` column".into()))?;
+    let mut out = HashMap::new();
+    for row in rdr.records() {
+        let row = row.map_err(|e| ScanError::Report(e.to_string()))?;
+        let user = row.get(user_col).unwrap_or("").to_string();
+        if user.is_empty() || user == "<root_account>" {
+            continue;
+        }
+        let mut keys = Vec::new();
+        for n in 1..=2 {
+            let get =
+                |suffix: &str| col(&format!("access_key_{n}_{suffix}")).and_then(|i| row.get(i));
+            let Some(created) = get("last_rotated").and_then(parse_date) else {
+                continue;
+            };
+            let active = get("active")
+                .map(|v| v.eq_ignore_ascii_case("true"))
+                .unwrap_or(false);
+            keys.push(KeyState {
+                id: String::new(),
+                status: if active {
+                    KeyStatus::Active
+                } else {
+                    KeyStatus::Inactive
+                },
+                created,
+                last_used: get("last_used_date").and_then(parse_date),
+                last_used_service: opt_field(get("last_used_service")),
+                last_used_region: opt_field(get("last_used_region")),
+            });
+        }
+        out.insert(user, keys);
+    }
+    Ok(out)
+}
+
+fn tags_of(tags: &[aws_sdk_iam::types::Tag]) -> Vec<(String, String)> {
+    tags.iter()
+        .map(|t| (t.key().to_string(), t.value().to_string()))
+        .collect()
+}
+
+/// Users with paths and tags, all pages.
+async fn authorization_details(iam: &Iam) -> Result<Vec<(UserSnapshot, String)>, ScanError> {
+    let mut pages = iam
+        .get_account_authorization_details()
+        .filter(EntityType::User)
+        .into_paginator()
+        .send();
+    let mut users = Vec::new();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(iam_err("GetAccountAuthorizationDetails"))?;
+        for u in page.user_detail_list() {
+            users.push((
+                UserSnapshot {
+                    user_name: u.user_name().unwrap_or_default().to_string(),
+                    path: u.path().unwrap_or("/").to_string(),
+                    tags: tags_of(u.tags()),
+                    keys: Vec::new(),
+                },
+                u.arn().unwrap_or_default().to_string(),
+            ));
+        }
+    }
+    Ok(users)
+}
+
+/// Fallback: every user with ListUsers, then tags and keys per user.
+async fn per_user_scan(iam: &Iam) -> Result<Vec<ScannedUser>, ScanError> {
+    let mut pages = iam.list_users().into_paginator().send();
+    let mut users = Vec::new();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(iam_err("ListUsers"))?;
+        for u in page.users() {
+            users.push((
+                u.user_name().to_string(),
+                u.path().to_string(),
+                u.arn().to_string(),
+            ));
+        }
+    }
+    let mut out = Vec::with_capacity(users.len());
+    for (name, path, arn) in users {
+        let mut tags = Vec::new();
+        let mut tp = iam
+            .list_user_tags()
+            .user_name(&name)
+            .into_paginator()
+            .send();
+        while let Some(page) = tp.next().await {
+            let page = page.map_err(iam_err("ListUserTags"))?;
+            tags.extend(tags_of(page.tags()));
+        }
+        let keys = list_keys(iam, &name).await?;
+        out.push(ScannedUser {
+            snapshot: UserSnapshot {
+                user_name: name,
+                path,
+                tags,
+                keys,
+            },
+            arn,
+            keys_exact: true,
+            in_report: true,
+        });
+    }
+    Ok(out)
+}
+
+/// The user's keys with ids and last use, straight from IAM.
+pub async fn list_keys(iam: &Iam, user: &str) -> Result<Vec<KeyState>, ScanError> {
+    let mut pages = iam
+        .list_access_keys()
+        .user_name(user)
+        .into_paginator()
+        .send();
+    let mut keys = Vec::new();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(iam_err("ListAccessKeys"))?;
+        for k in page.access_key_metadata() {
+            let Some(id) = k.access_key_id() else {
+                continue;
+            };
+            keys.push(KeyState {
+                id: id.to_string(),
+                status: if k.status() == Some(&StatusType::Active) {
+                    KeyStatus::Active
+                } else {
+                    KeyStatus::Inactive
+                },
+                created: k
+                    .create_date()
+                    .map(to_time)
+                    .unwrap_or(OffsetDateTime::UNIX_EPOCH),
+                last_used: None,
+                last_used_service: None,
+                last_used_region: None,
+            });
+        }
+    }
+    for k in &mut keys {
+        let out = iam
+            .get_access_key_last_used()
+            .access_key_id(&k.id)
+            .send()
+            .await
+            .map_err(iam_err("GetAccessKeyLastUsed"))?;
+        if let Some(lu) = out.access_key_last_used() {
+            k.last_used = lu.last_used_date().map(to_time);
+            k.last_used_service = opt_field(Some(lu.service_name()));
+            k.last_used_region = opt_field(Some(lu.region()));
+        }
+    }
+    keys.sort_by(|a, b| a.created.cmp(&b.created).then(a.id.cmp(&b.id)));
+    Ok(keys)
+}
+
+/// Replaces a report-based snapshot's keys with IAM's exact view.
+pub async fn refresh_user(iam: &Iam, user: &mut ScannedUser) -> Result<(), ScanError> {
+    if !user.keys_exact {
+        user.snapshot.keys = list_keys(iam, &user.snapshot.user_name).await?;
+        user.keys_exact = true;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_aws_credential_report_format() {
+        let csv = "user,arn,user_creation_time,password_enabled,password_last_used,password_last_changed,password_next_rotation,mfa_active,access_key_1_active,access_key_1_last_rotated,access_key_1_last_used_date,access_key_1_last_used_region,access_key_1_last_used_service,access_key_2_active,access_key_2_last_rotated,access_key_2_last_used_date,access_key_2_last_used_region,access_key_2_last_used_service,cert_1_active,cert_1_last_rotated,cert_2_active,cert_2_last_rotated\n\
+<root_account>,arn:aws:iam::111122223333:root,2020-01-01T00:00:00+00:00,not_supported,no_information,not_supported,not_supported,false,false,N/A,N/A,N/A,N/A,false,N/A,N/A,N/A,N/A,false,N/A,false,N/A\n\
+alice+ci@x,arn:aws:iam::111122223333:user/eng/alice+ci@x,2020-01-01T00:00:00+00:00,false,N/A,N/A,N/A,false,true,2026-01-01T00:00:00+00:00,2026-02-01T10:00:00+00:00,eu-west-1,s3,false,2025-06-01T00:00:00+00:00,N/A,N/A,N/A,false,N/A,false,N/A\n\
+bob,arn:aws:iam::111122223333:user/bob,2020-01-01T00:00:00+00:00,false,N/A,N/A,N/A,false,false,N/A,N/A,N/A,N/A,false,N/A,N/A,N/A,N/A,false,N/A,false,N/A\n";
+        let r = parse_credential_report(csv.as_bytes()).unwrap();
+        assert!(!r.contains_key("<root_account>"));
+        assert!(r["bob"].is_empty());
+        let a = &r["alice+ci@x"];
+        assert_eq!(a.len(), 2);
+        assert_eq!(a[0].status, KeyStatus::Active);
+        assert_eq!(a[0].last_used_service.as_deref(), Some("s3"));
+        assert_eq!(a[0].last_used_region.as_deref(), Some("eu-west-1"));
+        assert_eq!(a[1].status, KeyStatus::Inactive);
+        assert_eq!(a[1].last_used, None);
+    }
+
+    #[test]
+    fn malformed_report_is_an_error_not_a_panic() {
+        assert!(parse_credential_report(b"foo,bar\n1,2\n").is_err());
+        assert!(parse_credential_report(b"").is_err());
+    }
+}

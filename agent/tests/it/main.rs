@@ -1,0 +1,11 @@
+//! Agent integration tests against the emulator harness (moto + the
+//! extensions in `tests/emulator/`), through the real AWS SDK.
+//!
+//! One test binary, modules inside: each links the whole SDK.
+
+mod crash;
+mod fixture;
+mod fleet;
+mod logs;
+
+pub use fixture::*;

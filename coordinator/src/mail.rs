@@ -1,0 +1,763 @@
+//! Owner notifications and the security-team summary, as raw MIME messages
+//! ready for SES v2 `SendEmail` with `Content.Raw`.
+//!
+//! Messages are built with `mail-builder` (headers encoded per RFC 2047,
+//! attachments in base64, multipart/mixed when something is attached), never
+//! by pasting MIME together. Every message carries `Auto-Submitted:
+//! auto-generated` (RFC 3834) so auto-responders stay quiet, and
+//! `X-Keyfleet-Run` / `X-Keyfleet-Account` / `X-Keyfleet-Kind` headers for
+//! filtering.
+//!
+//! Key delivery is two messages: [`new_key_email`] carries the AES zip,
+//! [`password_email`] the password. Only the second holds a secret, in its
+//! text body: its [`Email::raw`] must go to SES and nowhere else (no log, no
+//! S3). [`Email`]'s `Debug` prints the size of `raw`, not its content.
+//!
+//! Addresses are checked before use (one `@`, no spaces, controls or
+//! brackets): `mail-builder` writes the address part of a header verbatim,
+//! so an unchecked tag value could inject headers.
+//!
+//! Subjects name the key by its last four characters (`…WXYZ`); bodies show
+//! the full access key id, which is not secret (IAM lists it to anyone with
+//! `iam:ListAccessKeys`). Dates are UTC.
+
+use crate::zipbox;
+use keyfleet_protocol::plan::Notice;
+use keyfleet_protocol::report::{AccountState, RunReport};
+use keyfleet_protocol::{Credential, Secret};
+use mail_builder::headers::address::Address;
+use mail_builder::headers::raw::Raw;
+use mail_builder::MessageBuilder;
+use rand::TryRngCore;
+use std::fmt;
+use std::fmt::Write as _;
+use time::OffsetDateTime;
+
+/// A message ready to send. `raw` is the complete RFC 5322 message.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Email {
+    pub to: Vec<String>,
+    pub subject: String,
+    pub raw: Vec<u8>,
+}
+
+impl fmt::Debug for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Email")
+            .field("to", &self.to)
+            .field("subject", &self.subject)
+            .field("raw", &format_args!("<{} bytes>", self.raw.len()))
+            .finish()
+    }
+}
+
+/// Who a notification is about and who gets it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailContext {
+    /// `address@domain` or `Display Name <address@domain>`.
+    pub sender: String,
+    pub account_id: String,
+    pub account_alias: Option<String>,
+    pub user_name: String,
+    /// The owner's address (the user's `Email` tag).
+    pub to: String,
+    pub now: OffsetDateTime,
+    pub run_id: String,
+}
+
+/// The public half of a new key: what message 1 may say about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewKeyInfo {
+    pub access_key_id: String,
+    pub created: OffsetDateTime,
+}
+
+impl From<&Credential> for NewKeyInfo {
+    fn from(c: &Credential) -> Self {
+        NewKeyInfo {
+            access_key_id: c.access_key_id.clone(),
+            created: c.created,
+        }
+    }
+}
+
+/// Why a message could not be built. Never carries a password or secret.
+#[derive(Debug, thiserror::Error)]
+pub enum MailError {
+    #[error("{field} address `{address}` is not usable: {reason}")]
+    InvalidAddress {
+        field: &'static str,
+        address: String,
+        reason: &'static str,
+    },
+    #[error("no recipients for the {0}")]
+    NoRecipients(&'static str),
+    #[error("building the message failed: {0}")]
+    Build(#[from] std::io::Error),
+}
+
+/// How to open an AES zip; shared by both delivery messages.
+const HOW_TO_OPEN: &str = "\
+How to open the zip (it is encrypted with AES-256):
+  - Windows: install 7-Zip (https://www.7-zip.org/), right-click the file,
+    choose 7-Zip > Extract Here and enter the password.
+  - macOS: install Keka (https://www.keka.io/), open the file with Keka and
+    enter the password.
+  - Linux: run `7z x <file>.zip` (package 7zip or p7zip-full); it asks for
+    the password.
+  The unzip tools built into Windows Explorer and macOS Finder (Archive
+  Utility), and Info-ZIP `unzip`, cannot open AES-encrypted zips: they
+  report an error or a wrong password. That is expected; use one of the
+  tools above.";
+
+const FOOTER: &str = "\
+This message was sent by keyfleet, the automatic access key rotation of your
+AWS organization. Questions go to your security team; do not reply with keys
+or passwords.";
+
+/// Message 1 of a key delivery: the encrypted zip.
+pub fn new_key_email(
+    ctx: &MailContext,
+    key: &NewKeyInfo,
+    zip_name: &str,
+    zip_bytes: &[u8],
+    deactivate_on: Option<OffsetDateTime>,
+    old_key_id: Option<&str>,
+) -> Result<Email, MailError> {
+    let account = account_label(&ctx.account_id, ctx.account_alias.as_deref());
+    let subject = format!(
+        "[keyfleet] New access key {} for {} in {account} (1 of 2: key file)",
+        short_key(&key.access_key_id),
+        ctx.user_name
+    );
+    let mut body = String::new();
+    let _ = write!(
+        body,
+        "Hello,\n\n\
+         keyfleet created a new access key for IAM user {user}\n\
+         in AWS account {account}.\n\n\
+         \x20 New access key ID: {key}\n\
+         \x20 Created:           {created}\n\n\
+         The attached file {zip_name}\n\
+         holds the key twice:\n\
+         \x20 - credentials.csv, in the format the IAM console downloads;\n\
+         \x20 - credentials, a profile to add to ~/.aws/credentials.\n\n\
+         The zip is encrypted. Its password comes in a second, separate email,\n\
+         so that one intercepted message is not enough to read the key.\n\n",
+        user = ctx.user_name,
+        key = key.access_key_id,
+        created = datetime_utc(key.created),
+    );
+    match (old_key_id, deactivate_on) {
+        (Some(old), Some(on)) if on <= ctx.now => {
+            let _ = write!(
+                body,
+                "Your old access key {old} was deactivated on {}. Requests signed\n\
+                 with it now fail; use the new key.\n\n",
+                date_utc(on)
+            );
+        }
+        (Some(old), Some(on)) => {
+            let _ = write!(
+                body,
+                "Your old access key {old} will be deactivated on {} ({}).\n\
+                 Switch every application, script and CI job that uses it to the\n\
+                 new key before then.\n\n",
+                date_utc(on),
+                in_days(ctx.now, on)
+            );
+        }
+        (Some(old), None) => {
+            let _ = write!(
+                body,
+                "Your old access key {old} stays active for now. Switch to the new\n\
+                 key soon; you will be told before the old one is deactivated.\n\n"
+            );
+        }
+        (None, Some(on)) => {
+            let _ = write!(
+                body,
+                "Your previous access key will be deactivated on {}. Switch to the\n\
+                 new key before then.\n\n",
+                date_utc(on)
+            );
+        }
+        (None, None) => {}
+    }
+    let _ = write!(
+        body,
+        "{HOW_TO_OPEN}\n\n\
+         Once the key is stored safely (a password manager or secrets store),\n\
+         delete the zip and both emails.\n\n\
+         Run {run}.\n{FOOTER}\n",
+        run = ctx.run_id
+    );
+    let builder = owner_builder(ctx, "new_key", &subject)?
+        .text_body(body)
+        .attachment("application/zip", zip_name.to_string(), zip_bytes.to_vec());
+    finish(builder, vec![ctx.to.clone()], subject)
+}
+
+/// Message 2 of a key delivery: the zip's password, sent separately.
+pub fn password_email(
+    ctx: &MailContext,
+    access_key_id: &str,
+    password: &Secret,
+) -> Result<Email, MailError> {
+    let account = account_label(&ctx.account_id, ctx.account_alias.as_deref());
+    let zip_name = zipbox::zip_file_name(
+        &ctx.account_id,
+        ctx.account_alias.as_deref(),
+        &ctx.user_name,
+    )
+    .unwrap_or_else(|_| "the zip".to_string());
+    let subject = format!(
+        "[keyfleet] Password for the new access key {} of {} in {account} (2 of 2)",
+        short_key(access_key_id),
+        ctx.user_name
+    );
+    let body = format!(
+        "Hello,\n\n\
+         This is the password for the zip file\n\n\
+         \x20 {zip_name}\n\n\
+         which holds the new access key {access_key_id} of IAM user {user}\n\
+         in AWS account {account}. The zip itself came in a separate email.\n\n\
+         Password (on its own line below; copy it whole):\n\n\
+         {password}\n\n\
+         {HOW_TO_OPEN}\n\n\
+         Once the key is stored safely, delete the zip and both emails.\n\n\
+         Run {run}.\n{FOOTER}\n",
+        user = ctx.user_name,
+        password = password.expose(),
+        run = ctx.run_id,
+    );
+    let builder = owner_builder(ctx, "password", &subject)?.text_body(body);
+    finish(builder, vec![ctx.to.clone()], subject)
+}
+
+/// A notice to the key's owner: one template per [`Notice`] variant.
+pub fn notice_email(ctx: &MailContext, notice: &Notice) -> Result<Email, MailError> {
+    let account = account_label(&ctx.account_id, ctx.account_alias.as_deref());
+    let user = &one_line(&ctx.user_name);
+    let key = notice.key_id();
+    let short = short_key(key);
+    let about = format!("Access key {key} of IAM user {user}\nin AWS account {account}");
+    let (subject, text) = match notice {
+        Notice::DeactivationScheduled {
+            on, replacement, ..
+        } => {
+            let switch = match replacement {
+                Some(new) => format!(
+                    "Switch every application, script and CI job that uses it to your\n\
+                     new access key {new} (sent to you earlier as an encrypted zip,\n\
+                     with its password in a separate email) before then."
+                ),
+                None => "Switch everything that uses it to a new key before then; ask\n\
+                         your security team if you have not received one."
+                    .to_string(),
+            };
+            (
+                format!(
+                    "[keyfleet] Access key {short} of {user} in {account} will be deactivated on {}",
+                    date_utc(*on)
+                ),
+                format!(
+                    "{about}\nwill be deactivated on {} ({}).\n\n{switch}\n\n\
+                     Once it is deactivated, requests signed with {key} fail.",
+                    datetime_utc(*on),
+                    in_days(ctx.now, *on)
+                ),
+            )
+        }
+        Notice::Deactivated { replacement, .. } => {
+            let use_new = match replacement {
+                Some(new) => format!("Use your new access key {new} instead."),
+                None => "Ask your security team if you need a new key.".to_string(),
+            };
+            (
+                format!("[keyfleet] Access key {short} of {user} in {account} was deactivated"),
+                format!(
+                    "{about}\nwas deactivated on {}. Requests signed with it now fail.\n\n\
+                     {use_new}\n\n\
+                     The key stays inactive and is deleted in a later run. If something\n\
+                     broke, ask your AWS administrators: until it is deleted, the key can\n\
+                     be reactivated.",
+                    datetime_utc(ctx.now)
+                ),
+            )
+        }
+        Notice::Deleted { .. } => (
+            format!("[keyfleet] Inactive access key {short} of {user} in {account} was deleted"),
+            format!(
+                "{about}\nwas inactive and has been deleted on {}. This cannot be undone.\n\n\
+                 Nothing to do if you already use your current key.",
+                datetime_utc(ctx.now)
+            ),
+        ),
+        Notice::UnusedDeleted { last_used, .. } => {
+            let since = match last_used {
+                Some(t) => format!("had not been used since {}", datetime_utc(*t)),
+                None => "had never been used".to_string(),
+            };
+            (
+                format!("[keyfleet] Unused access key {short} of {user} in {account} was deleted"),
+                format!(
+                    "{about}\nwas deleted on {} because it {since}. It was not replaced.\n\n\
+                     If you still need programmatic access, ask your security team for a\n\
+                     new key (or better, use a role).",
+                    datetime_utc(ctx.now)
+                ),
+            )
+        }
+        Notice::StillInUse {
+            last_used,
+            service,
+            region,
+            replacement,
+            ..
+        } => {
+            let when = last_used
+                .map(datetime_utc)
+                .unwrap_or_else(|| "recently".to_string());
+            let service = service.as_deref().unwrap_or("an unknown service");
+            let region = region.as_deref().unwrap_or("an unknown region");
+            let new = match replacement {
+                Some(new) => format!("your new access key {new}"),
+                None => "your new access key".to_string(),
+            };
+            (
+                format!(
+                    "[keyfleet] Action needed: access key {short} of {user} in {account} is still in use"
+                ),
+                format!(
+                    "{about}\nis still in use after its replacement was created, so it was not\n\
+                     deactivated.\n\n\
+                     \x20 Last used:  {when}\n\
+                     \x20 Service:    {service}\n\
+                     \x20 Region:     {region}\n\n\
+                     Find what still uses it (CloudTrail events for access key {key}\n\
+                     in {region} name the caller) and switch it to {new}.\n\
+                     The old key is deactivated anyway once it reaches the maximum key\n\
+                     age of your organization's policy."
+                ),
+            )
+        }
+    };
+    let body = format!(
+        "Hello,\n\n{text}\n\nRun {run}.\n{FOOTER}\n",
+        run = ctx.run_id
+    );
+    let builder = owner_builder(ctx, notice.kind(), &subject)?.text_body(body);
+    finish(builder, vec![ctx.to.clone()], subject)
+}
+
+/// The security team's summary of a run, with the CSV report attached.
+pub fn summary_email(
+    sender: &str,
+    to: &[String],
+    report: &RunReport,
+    csv_bytes: &[u8],
+    report_url: Option<&str>,
+) -> Result<Email, MailError> {
+    if to.is_empty() {
+        return Err(MailError::NoRecipients("run summary"));
+    }
+    let from = sender_address(sender)?;
+    for addr in to {
+        check_address("recipient", addr)?;
+    }
+    let t = &report.totals;
+    let problems: Vec<_> = report
+        .accounts
+        .iter()
+        .filter(|a| a.state.is_problem())
+        .collect();
+    let rotated = t.by_verdict.get("rotated").copied().unwrap_or(0);
+    let subject = format!(
+        "[keyfleet]{} Run {}: {}, {} need attention, {} rotated, {}",
+        if report.dry_run { " [DRY RUN]" } else { "" },
+        report.run_id,
+        plural(t.accounts, "account"),
+        problems.len(),
+        plural(rotated, "user"),
+        plural(t.failed_actions, "failed action"),
+    );
+
+    let mut text = String::new();
+    let _ = writeln!(
+        text,
+        "keyfleet run {}{}\nStarted {}, finalized {}{}.\n",
+        report.run_id,
+        if report.dry_run {
+            " (DRY RUN: nothing was changed)"
+        } else {
+            ""
+        },
+        datetime_utc(report.created_at),
+        datetime_utc(report.finalized_at),
+        if report.complete {
+            ""
+        } else {
+            "; INCOMPLETE: some accounts did not report"
+        }
+    );
+    let _ = writeln!(text, "Accounts:   {}", t.accounts);
+    for (label, n) in account_counts(report) {
+        let _ = writeln!(text, "  {label:<22}{n}");
+    }
+    let _ = writeln!(
+        text,
+        "Users:      {}\nKeys:       {} ({} active)\nFailed actions: {}\n",
+        t.users, t.keys, t.active_keys, t.failed_actions
+    );
+    let _ = writeln!(text, "Users by verdict:");
+    for (verdict, n) in t.by_verdict.iter().filter(|(_, n)| **n > 0) {
+        let _ = writeln!(text, "  {verdict:<22}{n}");
+    }
+    let _ = writeln!(text, "\nActions by kind:");
+    if t.actions_by_kind.is_empty() {
+        let _ = writeln!(text, "  none");
+    }
+    for (kind, n) in &t.actions_by_kind {
+        let _ = writeln!(text, "  {kind:<22}{n}");
+    }
+    if !problems.is_empty() {
+        let _ = writeln!(text, "\nAccounts that need attention:");
+        for a in &problems {
+            let _ = writeln!(
+                text,
+                "  {} {:<16} {}{}",
+                a.account_id,
+                a.state.as_str(),
+                display_name(&a.name, a.alias.as_deref()),
+                a.error
+                    .as_deref()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    let csv_name = format!("keyfleet-{}.csv", report.run_id);
+    let _ = write!(text, "\nThe full report is attached as {csv_name}");
+    match report_url {
+        Some(url) => {
+            let _ = writeln!(text, "; the HTML report is at\n{url}");
+        }
+        None => {
+            let _ = writeln!(text, ".");
+        }
+    }
+    let _ = writeln!(text, "\n{FOOTER}");
+
+    let html = summary_html(report, &problems, &csv_name, report_url);
+    let builder = MessageBuilder::new()
+        .from(from)
+        .to(to
+            .iter()
+            .map(|a| Address::from(a.clone()))
+            .collect::<Vec<_>>())
+        .subject(subject.clone())
+        .date(report.finalized_at.unix_timestamp())
+        .message_id(message_id(sender, &report.run_id, "summary"))
+        .header("Auto-Submitted", Raw::new("auto-generated"))
+        .header("X-Keyfleet-Run", Raw::new(header_token(&report.run_id)))
+        .header("X-Keyfleet-Kind", Raw::new("summary"))
+        .text_body(text)
+        .html_body(html)
+        .attachment("text/csv", csv_name, csv_bytes.to_vec());
+    finish(builder, to.to_vec(), subject)
+}
+
+fn summary_html(
+    report: &RunReport,
+    problems: &[&keyfleet_protocol::report::AccountReport],
+    csv_name: &str,
+    report_url: Option<&str>,
+) -> String {
+    use maud::{html, DOCTYPE};
+    let t = &report.totals;
+    let cell = "padding:2px 12px 2px 0;text-align:left";
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head { meta charset="utf-8"; title { "keyfleet run " (report.run_id) } }
+            body style="font-family:Arial,Helvetica,sans-serif;font-size:14px;color:#222" {
+                h2 style="margin:0 0 4px 0" {
+                    "keyfleet run " (report.run_id)
+                    @if report.dry_run {
+                        " " span style="background:#6b4fbb;color:#fff;padding:1px 6px;border-radius:3px;font-size:12px" { "DRY RUN" }
+                    }
+                }
+                p style="margin:0 0 12px 0;color:#555" {
+                    "Finalized " (datetime_utc(report.finalized_at))
+                    @if !report.complete { strong style="color:#b00020" { " - incomplete: some accounts did not report" } }
+                }
+                table style="border-collapse:collapse;margin-bottom:12px" {
+                    tr { th scope="row" style=(cell) { "Accounts" } td style=(cell) { (t.accounts) } }
+                    @for (label, n) in account_counts(report) {
+                        tr { th scope="row" style=(format!("{cell};font-weight:normal;padding-left:12px")) { (label) } td style=(cell) { (n) } }
+                    }
+                    tr { th scope="row" style=(cell) { "Users" } td style=(cell) { (t.users) } }
+                    tr { th scope="row" style=(cell) { "Keys (active)" } td style=(cell) { (t.keys) " (" (t.active_keys) ")" } }
+                    tr { th scope="row" style=(cell) { "Failed actions" } td style=(cell) { (t.failed_actions) } }
+                    @for (verdict, n) in t.by_verdict.iter().filter(|(_, n)| **n > 0) {
+                        tr { th scope="row" style=(cell) { "Users " (verdict.replace('_', " ")) } td style=(cell) { (n) } }
+                    }
+                    @for (kind, n) in &t.actions_by_kind {
+                        tr { th scope="row" style=(cell) { "Actions " (kind) } td style=(cell) { (n) } }
+                    }
+                }
+                @if !problems.is_empty() {
+                    h3 style="color:#b00020;margin:12px 0 4px 0" { "Accounts that need attention" }
+                    table style="border-collapse:collapse" {
+                        tr { th scope="col" style=(cell) { "Account" } th scope="col" style=(cell) { "Name" } th scope="col" style=(cell) { "State" } th scope="col" style=(cell) { "Error" } }
+                        @for a in problems {
+                            tr {
+                                td style=(cell) { (a.account_id) }
+                                td style=(cell) { (display_name(&a.name, a.alias.as_deref())) }
+                                td style=(cell) { (a.state.as_str()) }
+                                td style=(cell) { (a.error.as_deref().unwrap_or("")) }
+                            }
+                        }
+                    }
+                }
+                p {
+                    "The full report is attached as " code { (csv_name) } "."
+                    @if let Some(url) = report_url {
+                        " " a href=(url) { "Open the HTML report" } "."
+                    }
+                }
+                p style="color:#777;font-size:12px" { (FOOTER) }
+            }
+        }
+    }
+    .into_string()
+}
+
+fn plural(n: u64, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
+}
+
+fn account_counts(report: &RunReport) -> Vec<(&'static str, u64)> {
+    let t = &report.totals;
+    let dispatch_failed = report
+        .accounts
+        .iter()
+        .filter(|a| a.state == AccountState::DispatchFailed)
+        .count() as u64;
+    [
+        ("ok", t.accounts_ok),
+        ("partial", t.accounts_partial),
+        (
+            "failed",
+            t.accounts_failed - dispatch_failed.min(t.accounts_failed),
+        ),
+        ("dispatch failed", dispatch_failed),
+        ("missing (no result)", t.accounts_missing),
+        ("no agent", t.accounts_no_agent),
+        ("skipped (excluded)", t.accounts_skipped),
+    ]
+    .into_iter()
+    .filter(|(_, n)| *n > 0)
+    .collect()
+}
+
+fn owner_builder<'x>(
+    ctx: &'x MailContext,
+    kind: &'static str,
+    subject: &str,
+) -> Result<MessageBuilder<'x>, MailError> {
+    let from = sender_address(&ctx.sender)?;
+    check_address("recipient", &ctx.to)?;
+    Ok(MessageBuilder::new()
+        .from(from)
+        .to(Address::from(ctx.to.as_str()))
+        .subject(subject.to_string())
+        .date(ctx.now.unix_timestamp())
+        .message_id(message_id(&ctx.sender, &ctx.run_id, kind))
+        .header("Auto-Submitted", Raw::new("auto-generated"))
+        .header("X-Keyfleet-Run", Raw::new(header_token(&ctx.run_id)))
+        .header(
+            "X-Keyfleet-Account",
+            Raw::new(header_token(&ctx.account_id)),
+        )
+        .header("X-Keyfleet-Kind", Raw::new(kind)))
+}
+
+fn finish(
+    builder: MessageBuilder<'_>,
+    to: Vec<String>,
+    subject: String,
+) -> Result<Email, MailError> {
+    Ok(Email {
+        to,
+        subject,
+        raw: builder.write_to_vec()?,
+    })
+}
+
+/// `…WXYZ`: the last four characters of a key id.
+pub fn short_key(key_id: &str) -> String {
+    let tail: String = {
+        let chars: Vec<char> = key_id.chars().collect();
+        chars[chars.len().saturating_sub(4)..].iter().collect()
+    };
+    format!("\u{2026}{tail}")
+}
+
+fn account_label(id: &str, alias: Option<&str>) -> String {
+    match alias {
+        Some(a) if !a.is_empty() => format!("{} ({})", one_line(a), one_line(id)),
+        _ => one_line(id),
+    }
+}
+
+/// Names from IAM and Organizations, made safe for one line of text.
+fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+fn display_name(name: &str, alias: Option<&str>) -> String {
+    let name = one_line(name);
+    let alias = alias.map(one_line);
+    let alias = alias.as_deref();
+    match (name.is_empty(), alias) {
+        (false, Some(a)) if a != name => format!("{name} ({a})"),
+        (true, Some(a)) => a.to_string(),
+        _ => name,
+    }
+}
+
+fn datetime_utc(t: OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    t.format(time::macros::format_description!(
+        "[year]-[month]-[day] [hour]:[minute] UTC"
+    ))
+    .unwrap_or_default()
+}
+
+fn date_utc(t: OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    t.format(time::macros::format_description!("[year]-[month]-[day]"))
+        .unwrap_or_default()
+}
+
+fn in_days(now: OffsetDateTime, on: OffsetDateTime) -> String {
+    match (on - now).whole_days() {
+        d if d <= 0 => "today".to_string(),
+        1 => "in 1 day".to_string(),
+        d => format!("in {d} days"),
+    }
+}
+
+/// Keeps header values to a safe token alphabet (run ids and account ids
+/// are validated upstream; this is a second guard against CR/LF).
+fn header_token(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// `<keyfleet.<run>.<kind>.<random>@<sender domain>>`.
+fn message_id(sender: &str, run_id: &str, kind: &str) -> String {
+    let mut b = [0u8; 8];
+    // Uniqueness only; a failing OS generator leaves zeros, still valid.
+    let _ = rand::rngs::OsRng.try_fill_bytes(&mut b);
+    let random: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    let domain = parse_mailbox(sender)
+        .map(|(_, addr)| {
+            addr.rsplit('@')
+                .next()
+                .unwrap_or("keyfleet.invalid")
+                .to_string()
+        })
+        .unwrap_or_else(|| "keyfleet.invalid".to_string());
+    format!(
+        "keyfleet.{}.{}.{random}@{}",
+        header_token(run_id),
+        header_token(kind),
+        header_token(&domain)
+    )
+}
+
+/// Splits `Name <addr>` or `addr`.
+fn parse_mailbox(s: &str) -> Option<(Option<&str>, &str)> {
+    let s = s.trim();
+    match (s.rfind('<'), s.ends_with('>')) {
+        (Some(lt), true) => {
+            let name = s[..lt].trim().trim_matches('"').trim();
+            let addr = &s[lt + 1..s.len() - 1];
+            Some(((!name.is_empty()).then_some(name), addr))
+        }
+        (None, false) => Some((None, s)),
+        _ => None,
+    }
+}
+
+fn sender_address(sender: &str) -> Result<Address<'static>, MailError> {
+    let invalid = |reason| MailError::InvalidAddress {
+        field: "sender",
+        address: sender.to_string(),
+        reason,
+    };
+    let (name, addr) = parse_mailbox(sender).ok_or_else(|| invalid("unbalanced angle brackets"))?;
+    check_address("sender", addr)?;
+    if let Some(name) = name {
+        if name.chars().any(|c| c.is_control() || c == '<' || c == '>') {
+            return Err(invalid("display name has control characters or brackets"));
+        }
+    }
+    Ok(Address::new_address(
+        name.map(str::to_string),
+        addr.to_string(),
+    ))
+}
+
+/// A deliberately strict check of a bare `local@domain` address.
+pub fn check_address(field: &'static str, addr: &str) -> Result<(), MailError> {
+    let invalid = |reason| {
+        Err(MailError::InvalidAddress {
+            field,
+            address: addr.escape_debug().to_string(),
+            reason,
+        })
+    };
+    if addr.is_empty() || addr.len() > 254 {
+        return invalid("empty or longer than 254 characters");
+    }
+    if addr
+        .chars()
+        .any(|c| c.is_control() || c.is_whitespace() || "<>()[]\\,;:\"".contains(c))
+    {
+        return invalid("contains spaces, control characters or <>()[]\\,;:\"");
+    }
+    match addr.split_once('@') {
+        Some((local, domain))
+            if !local.is_empty()
+                && !domain.is_empty()
+                && !domain.contains('@')
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+                && !domain.contains("..") =>
+        {
+            Ok(())
+        }
+        _ => invalid("not of the form local@domain.tld"),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,550 @@
+use super::*;
+use crate::fixtures;
+use crate::zipbox;
+use mail_parser::{Address as ParsedAddress, Message, MessageParser, MimeHeaders};
+use time::macros::datetime;
+
+const SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+const NEW_KEY: &str = "AKIAIOSFODNN7NEWWXYZ";
+const OLD_KEY: &str = "AKIAIOSFODNN7OLD1234";
+
+fn ctx() -> MailContext {
+    MailContext {
+        sender: "keyfleet <keyfleet@security.example.com>".into(),
+        account_id: "111122223333".into(),
+        account_alias: Some("payments-prod".into()),
+        user_name: "alice+ci@example.com".into(),
+        to: "alice@example.com".into(),
+        now: datetime!(2026-03-10 06:05 UTC),
+        run_id: "run-42".into(),
+    }
+}
+
+fn credential() -> Credential {
+    Credential {
+        account_id: "111122223333".into(),
+        user_name: "alice+ci@example.com".into(),
+        access_key_id: NEW_KEY.into(),
+        secret_access_key: Secret::new(SECRET),
+        created: datetime!(2026-03-10 06:01 UTC),
+    }
+}
+
+fn parse(raw: &[u8]) -> Message<'_> {
+    MessageParser::default()
+        .parse(raw)
+        .expect("the message parses")
+}
+
+fn first_address(a: Option<&ParsedAddress<'_>>) -> String {
+    a.and_then(|a| a.first())
+        .and_then(|a| a.address())
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn all_addresses(a: Option<&ParsedAddress<'_>>) -> Vec<String> {
+    a.map(|a| {
+        a.iter()
+            .filter_map(|a| a.address())
+            .map(str::to_string)
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+fn text(msg: &Message<'_>) -> String {
+    msg.body_text(0).expect("a text body").replace("\r\n", "\n")
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+fn header(msg: &Message<'_>, name: &str) -> Option<String> {
+    msg.header_raw(name).map(|v| v.trim().to_string())
+}
+
+fn assert_common_headers(msg: &Message<'_>, email: &Email, kind: &str) {
+    assert_eq!(first_address(msg.from()), "keyfleet@security.example.com");
+    assert_eq!(
+        msg.from().and_then(|a| a.first()).and_then(|a| a.name()),
+        Some("keyfleet")
+    );
+    assert_eq!(all_addresses(msg.to()), email.to);
+    assert_eq!(msg.subject(), Some(email.subject.as_str()));
+    assert_eq!(
+        header(msg, "Auto-Submitted").as_deref(),
+        Some("auto-generated")
+    );
+    assert_eq!(header(msg, "X-Keyfleet-Kind").as_deref(), Some(kind));
+    let id = msg.message_id().expect("a Message-ID");
+    assert!(id.starts_with("keyfleet."), "{id}");
+    assert!(id.ends_with("@security.example.com"), "{id}");
+    assert!(msg.date().is_some());
+}
+
+#[test]
+fn new_key_email_carries_the_zip_and_explains_it() {
+    let pw = zipbox::generate_password();
+    let cred = credential();
+    let (zip_name, zip_bytes) = zipbox::credentials_zip(&cred, &pw, Some("payments-prod")).unwrap();
+    let email = new_key_email(
+        &ctx(),
+        &NewKeyInfo::from(&cred),
+        &zip_name,
+        &zip_bytes,
+        Some(datetime!(2026-03-20 06:00 UTC)),
+        Some(OLD_KEY),
+    )
+    .unwrap();
+    assert_eq!(email.to, vec!["alice@example.com".to_string()]);
+    let msg = parse(&email.raw);
+    assert_common_headers(&msg, &email, "new_key");
+    assert_eq!(
+        header(&msg, "X-Keyfleet-Account").as_deref(),
+        Some("111122223333")
+    );
+    assert_eq!(header(&msg, "X-Keyfleet-Run").as_deref(), Some("run-42"));
+    let subject = msg.subject().unwrap();
+    assert!(subject.contains("\u{2026}WXYZ"), "{subject}");
+    assert!(
+        subject.contains("payments-prod (111122223333)"),
+        "{subject}"
+    );
+    assert!(!subject.contains(NEW_KEY), "subject shows only the last 4");
+
+    let ct = msg.content_type().unwrap();
+    assert_eq!((ct.ctype(), ct.subtype()), ("multipart", Some("mixed")));
+    assert_eq!(msg.attachment_count(), 1);
+    let att = msg.attachment(0).unwrap();
+    assert_eq!(att.attachment_name(), Some(zip_name.as_str()));
+    let act = att.content_type().unwrap();
+    assert_eq!((act.ctype(), act.subtype()), ("application", Some("zip")));
+    assert_eq!(
+        att.content_transfer_encoding()
+            .map(|s| s.to_ascii_lowercase()),
+        Some("base64".to_string())
+    );
+    assert_eq!(att.contents(), zip_bytes.as_slice());
+
+    let body = text(&msg);
+    for needle in [
+        NEW_KEY,
+        "alice+ci@example.com",
+        "111122223333",
+        "payments-prod",
+        zip_name.as_str(),
+        "second, separate email",
+        "7-Zip",
+        "Keka",
+        "7z x",
+        "cannot open AES-encrypted zips",
+        "credentials.csv",
+        OLD_KEY,
+        "will be deactivated on 2026-03-20 (in 9 days)",
+        "2026-03-10 06:01 UTC",
+        "run-42",
+    ] {
+        assert!(body.contains(needle), "body lacks {needle:?}:\n{body}");
+    }
+    // Neither the password nor the secret travels in message 1.
+    assert!(!contains(&email.raw, pw.expose()));
+    assert!(!body.contains(pw.expose()));
+    assert!(!contains(&email.raw, SECRET));
+}
+
+#[test]
+fn new_key_email_old_key_cases() {
+    let cred = credential();
+    let key = NewKeyInfo::from(&cred);
+    let body_for = |on: Option<OffsetDateTime>, old: Option<&str>| {
+        let email = new_key_email(&ctx(), &key, "k.zip", b"PK", on, old).unwrap();
+        text(&parse(&email.raw))
+    };
+    let past = body_for(Some(datetime!(2026-03-10 06:00 UTC)), Some(OLD_KEY));
+    assert!(
+        past.contains(&format!("{OLD_KEY} was deactivated on 2026-03-10")),
+        "{past}"
+    );
+    let later = body_for(None, Some(OLD_KEY));
+    assert!(later.contains("stays active for now"), "{later}");
+    let first = body_for(None, None);
+    assert!(!first.contains("old access key"), "{first}");
+}
+
+#[test]
+fn password_email_carries_only_the_password() {
+    let pw = zipbox::generate_password();
+    let email = password_email(&ctx(), NEW_KEY, &pw).unwrap();
+    let msg = parse(&email.raw);
+    assert_common_headers(&msg, &email, "password");
+    assert_eq!(msg.attachment_count(), 0);
+    let ct = msg.content_type().unwrap();
+    assert_eq!((ct.ctype(), ct.subtype()), ("text", Some("plain")));
+    let body = text(&msg);
+    assert!(
+        body.lines().any(|l| l == pw.expose()),
+        "the password stands on its own line"
+    );
+    assert!(
+        body.contains("keyfleet-payments-prod-alice+ci@example.com.zip"),
+        "{body}"
+    );
+    assert!(body.contains("7-Zip") && body.contains("Keka") && body.contains("7z x"));
+    assert!(!email.subject.contains(pw.expose()));
+    assert!(msg.subject().unwrap().contains("\u{2026}WXYZ"));
+    assert!(!contains(&email.raw, SECRET));
+    // Debug never shows the raw message.
+    let dbg = format!("{email:?}");
+    assert!(!dbg.contains(pw.expose()), "{dbg}");
+    assert!(dbg.contains("bytes>"), "{dbg}");
+}
+
+fn notices() -> Vec<Notice> {
+    vec![
+        Notice::DeactivationScheduled {
+            key_id: OLD_KEY.into(),
+            on: datetime!(2026-03-20 06:00 UTC),
+            replacement: Some(NEW_KEY.into()),
+        },
+        Notice::Deactivated {
+            key_id: OLD_KEY.into(),
+            replacement: Some(NEW_KEY.into()),
+        },
+        Notice::Deleted {
+            key_id: OLD_KEY.into(),
+        },
+        Notice::UnusedDeleted {
+            key_id: OLD_KEY.into(),
+            last_used: Some(datetime!(2025-11-01 12:00 UTC)),
+        },
+        Notice::StillInUse {
+            key_id: OLD_KEY.into(),
+            last_used: Some(datetime!(2026-03-09 22:15 UTC)),
+            service: Some("dynamodb".into()),
+            region: Some("eu-central-1".into()),
+            replacement: Some(NEW_KEY.into()),
+        },
+    ]
+}
+
+#[test]
+fn each_notice_has_its_own_template() {
+    let mut subjects = std::collections::HashSet::new();
+    for notice in notices() {
+        let email = notice_email(&ctx(), &notice).unwrap();
+        let msg = parse(&email.raw);
+        assert_common_headers(&msg, &email, notice.kind());
+        assert_eq!(msg.attachment_count(), 0);
+        let subject = msg.subject().unwrap().to_string();
+        assert!(subject.contains("\u{2026}1234"), "{subject}");
+        assert!(subject.contains("alice+ci@example.com"), "{subject}");
+        assert!(
+            subject.contains("payments-prod (111122223333)"),
+            "{subject}"
+        );
+        assert!(subjects.insert(subject.clone()), "subjects differ per kind");
+        let body = text(&msg);
+        for needle in [
+            OLD_KEY,
+            "alice+ci@example.com",
+            "111122223333",
+            "payments-prod",
+            "run-42",
+        ] {
+            assert!(
+                body.contains(needle),
+                "{}: body lacks {needle:?}:\n{body}",
+                notice.kind()
+            );
+        }
+        let expected: &[&str] = match notice {
+            Notice::DeactivationScheduled { .. } => &[
+                "will be deactivated on 2026-03-20 06:00 UTC (in 9 days)",
+                NEW_KEY,
+            ],
+            Notice::Deactivated { .. } => &["was deactivated on 2026-03-10 06:05 UTC", NEW_KEY],
+            Notice::Deleted { .. } => &["deleted on 2026-03-10 06:05 UTC", "cannot be undone"],
+            Notice::UnusedDeleted { .. } => &[
+                "had not been used since 2025-11-01 12:00 UTC",
+                "was not replaced",
+            ],
+            Notice::StillInUse { .. } => &[
+                "2026-03-09 22:15 UTC",
+                "dynamodb",
+                "eu-central-1",
+                NEW_KEY,
+                "not\ndeactivated",
+            ],
+        };
+        for needle in expected {
+            assert!(
+                body.contains(needle),
+                "{}: body lacks {needle:?}:\n{body}",
+                notice.kind()
+            );
+        }
+        if let Notice::DeactivationScheduled { .. } = notice {
+            assert!(
+                subject.ends_with("will be deactivated on 2026-03-20"),
+                "{subject}"
+            );
+        }
+    }
+}
+
+#[test]
+fn notices_without_optional_details_still_read() {
+    let never_used = Notice::UnusedDeleted {
+        key_id: "AK".into(),
+        last_used: None,
+    };
+    let email = notice_email(&ctx(), &never_used).unwrap();
+    let body = text(&parse(&email.raw));
+    assert!(body.contains("had never been used"), "{body}");
+    assert!(
+        email.subject.contains("\u{2026}AK"),
+        "short ids are shown whole"
+    );
+
+    let unknown = Notice::StillInUse {
+        key_id: OLD_KEY.into(),
+        last_used: None,
+        service: None,
+        region: None,
+        replacement: None,
+    };
+    let body = text(&parse(&notice_email(&ctx(), &unknown).unwrap().raw));
+    assert!(body.contains("an unknown service") && body.contains("an unknown region"));
+
+    let mut no_alias = ctx();
+    no_alias.account_alias = None;
+    let email = notice_email(&no_alias, &notices()[2]).unwrap();
+    assert!(
+        email.subject.contains(" in 111122223333 was deleted")
+            || email.subject.contains("in 111122223333")
+    );
+    assert!(!email.subject.contains("()"));
+}
+
+#[test]
+fn summary_email_has_numbers_html_and_the_csv() {
+    let report = fixtures::report();
+    let csv = crate::render::to_csv(&report);
+    let to = vec![
+        "secteam@example.com".to_string(),
+        "ciso@example.com".to_string(),
+    ];
+    let email = summary_email(
+        "keyfleet <keyfleet@security.example.com>",
+        &to,
+        &report,
+        &csv,
+        Some("https://reports.example.com/run/index.html"),
+    )
+    .unwrap();
+    assert_eq!(email.to, to);
+    let msg = parse(&email.raw);
+    assert_common_headers(&msg, &email, "summary");
+    assert!(email.subject.contains(fixtures::RUN_ID));
+    assert!(
+        email
+            .subject
+            .contains("4 accounts, 3 need attention, 1 user rotated, 1 failed action"),
+        "{}",
+        email.subject
+    );
+    let ct = msg.content_type().unwrap();
+    assert_eq!((ct.ctype(), ct.subtype()), ("multipart", Some("mixed")));
+    assert_eq!(msg.attachment_count(), 1);
+    let att = msg.attachment(0).unwrap();
+    let name = format!("keyfleet-{}.csv", fixtures::RUN_ID);
+    assert_eq!(att.attachment_name(), Some(name.as_str()));
+    let act = att.content_type().unwrap();
+    assert_eq!((act.ctype(), act.subtype()), ("text", Some("csv")));
+    assert_eq!(att.contents(), csv.as_slice());
+
+    let body = text(&msg);
+    for needle in [
+        "Accounts:   4",
+        "ok                    1",
+        "partial               1",
+        "missing (no result)   1",
+        "no agent              1",
+        "skipped (excluded)    1",
+        "Users:      8",
+        "Keys:       9 (8 active)",
+        "Failed actions: 1",
+        "rotated               1",
+        "333333333333 missing",
+        "444444444444 no_agent",
+        "222222222222 partial",
+        "1 of 2 users failed",
+        &name,
+        "https://reports.example.com/run/index.html",
+    ] {
+        assert!(body.contains(needle), "summary lacks {needle:?}:\n{body}");
+    }
+    let html = msg.body_html(0).expect("an HTML alternative");
+    assert!(html.contains("Accounts that need attention"));
+    assert!(html.contains("href=\"https://reports.example.com/run/index.html\""));
+    assert!(html.contains("333333333333"));
+    assert!(!contains(&email.raw, SECRET));
+}
+
+#[test]
+fn summary_email_flags_dry_runs_and_needs_recipients() {
+    let mut report = fixtures::report();
+    report.dry_run = true;
+    let email = summary_email(
+        "keyfleet@example.com",
+        &["a@example.com".into()],
+        &report,
+        b"x\r\n",
+        None,
+    )
+    .unwrap();
+    assert!(
+        email.subject.starts_with("[keyfleet] [DRY RUN] Run "),
+        "{}",
+        email.subject
+    );
+    assert!(text(&parse(&email.raw)).contains("DRY RUN"));
+    assert!(matches!(
+        summary_email("keyfleet@example.com", &[], &report, b"", None),
+        Err(MailError::NoRecipients(_))
+    ));
+}
+
+#[test]
+fn bad_addresses_are_refused_and_headers_cannot_be_injected() {
+    for bad in [
+        "alice@example.com\r\nBcc: evil@example.com",
+        "alice@example.com>, <evil@example.com",
+        "Alice <alice@example.com>",
+        "alice",
+        "@example.com",
+        "alice@",
+        "alice@localhost",
+        "a@b@example.com",
+        "alice @example.com",
+        "",
+    ] {
+        let mut c = ctx();
+        c.to = bad.into();
+        let err = notice_email(&c, &notices()[2]).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                MailError::InvalidAddress {
+                    field: "recipient",
+                    ..
+                }
+            ),
+            "{bad:?}: {err}"
+        );
+        assert!(!err.to_string().contains('\n'), "error text is one line");
+    }
+    let mut c = ctx();
+    c.sender = "keyfleet <keyfleet@example.com".into();
+    assert!(matches!(
+        notice_email(&c, &notices()[2]),
+        Err(MailError::InvalidAddress {
+            field: "sender",
+            ..
+        })
+    ));
+    c.sender = "keyfleet@example.com".into();
+    let email = notice_email(&c, &notices()[2]).unwrap();
+    assert_eq!(
+        first_address(parse(&email.raw).from()),
+        "keyfleet@example.com"
+    );
+
+    // An alias with a line break ends up encoded in the subject, not as a header.
+    let mut c = ctx();
+    c.account_alias = Some("prod\r\nBcc: evil@example.com".into());
+    let email = notice_email(&c, &notices()[2]).unwrap();
+    let msg = parse(&email.raw);
+    assert!(msg.bcc().is_none());
+    assert!(msg.header_raw("Bcc").is_none());
+    assert_eq!(
+        all_addresses(msg.to()),
+        vec!["alice@example.com".to_string()]
+    );
+    let raw = String::from_utf8_lossy(&email.raw);
+    assert!(!raw.contains("\nBcc:"), "{raw}");
+}
+
+#[test]
+fn short_key_takes_the_last_four() {
+    assert_eq!(short_key("AKIAIOSFODNN7EXAMPLE"), "\u{2026}MPLE");
+    assert_eq!(short_key("ABC"), "\u{2026}ABC");
+    assert_eq!(short_key(""), "\u{2026}");
+}
+
+#[test]
+fn mail_errors_never_carry_secrets() {
+    let pw = zipbox::generate_password();
+    let mut c = ctx();
+    c.to = "not an address".into();
+    let err = password_email(&c, NEW_KEY, &pw).unwrap_err();
+    for t in [err.to_string(), format!("{err:?}")] {
+        assert!(!t.contains(pw.expose()), "{t}");
+    }
+}
+
+/// Writes sample messages as `.eml` files to `KEYFLEET_MAIL_SAMPLE_DIR` when
+/// it is set, to read them by eye or open them in a mail client.
+#[test]
+fn writes_samples_when_asked() {
+    let Some(dir) = std::env::var_os("KEYFLEET_MAIL_SAMPLE_DIR") else {
+        return;
+    };
+    let dir = std::path::Path::new(&dir);
+    let pw = zipbox::generate_password();
+    let cred = credential();
+    let (zip_name, zip_bytes) = zipbox::credentials_zip(&cred, &pw, Some("payments-prod")).unwrap();
+    let mut emails = vec![
+        (
+            "1-new-key".to_string(),
+            new_key_email(
+                &ctx(),
+                &NewKeyInfo::from(&cred),
+                &zip_name,
+                &zip_bytes,
+                Some(datetime!(2026-03-20 06:00 UTC)),
+                Some(OLD_KEY),
+            )
+            .unwrap(),
+        ),
+        (
+            "2-password".to_string(),
+            password_email(&ctx(), NEW_KEY, &pw).unwrap(),
+        ),
+    ];
+    for n in notices() {
+        emails.push((
+            format!("notice-{}", n.kind()),
+            notice_email(&ctx(), &n).unwrap(),
+        ));
+    }
+    let report = fixtures::report();
+    emails.push((
+        "summary".to_string(),
+        summary_email(
+            "keyfleet@security.example.com",
+            &["secteam@example.com".into()],
+            &report,
+            &crate::render::to_csv(&report),
+            None,
+        )
+        .unwrap(),
+    ));
+    for (name, email) in emails {
+        std::fs::write(dir.join(format!("{name}.eml")), &email.raw).unwrap();
+    }
+}

@@ -1,0 +1,183 @@
+//! Enumerating the organization: which accounts get a job.
+//!
+//! The selection itself is a pure function ([`select`]) so its rules are
+//! tested directly: only ACTIVE accounts; excluded account ids and every
+//! account anywhere under an excluded OU are left out, each with the reason
+//! recorded in the run manifest; an explicit account list (`run --accounts`)
+//! narrows the run further.
+
+use aws_sdk_organizations::types::AccountStatus;
+use aws_sdk_organizations::Client as Org;
+use keyfleet_protocol::SkippedAccount;
+use std::collections::BTreeSet;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrgAccount {
+    pub id: String,
+    pub name: String,
+    pub active: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("Organizations {op} failed: {message}")]
+pub struct OrgError {
+    pub op: &'static str,
+    pub message: String,
+}
+
+fn org_err<E: std::fmt::Display>(op: &'static str) -> impl Fn(E) -> OrgError {
+    move |e| OrgError {
+        op,
+        message: e.to_string(),
+    }
+}
+
+/// Every account of the organization (paginated).
+pub async fn list_accounts(org: &Org) -> Result<Vec<OrgAccount>, OrgError> {
+    let mut out = Vec::new();
+    let mut pages = org.list_accounts().into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| {
+            org_err("ListAccounts")(aws_sdk_organizations::error::DisplayErrorContext(e))
+        })?;
+        for a in page.accounts() {
+            out.push(OrgAccount {
+                id: a.id().unwrap_or_default().to_string(),
+                name: a.name().unwrap_or_default().to_string(),
+                active: a.status() == Some(&AccountStatus::Active),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Every account anywhere under `ou` (walks child OUs, paginated).
+pub async fn accounts_under(org: &Org, ou: &str) -> Result<BTreeSet<String>, OrgError> {
+    let mut found = BTreeSet::new();
+    let mut stack = vec![ou.to_string()];
+    while let Some(parent) = stack.pop() {
+        let mut pages = org
+            .list_accounts_for_parent()
+            .parent_id(&parent)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| {
+                org_err("ListAccountsForParent")(aws_sdk_organizations::error::DisplayErrorContext(
+                    e,
+                ))
+            })?;
+            found.extend(
+                page.accounts()
+                    .iter()
+                    .filter_map(|a| a.id().map(str::to_string)),
+            );
+        }
+        let mut pages = org
+            .list_organizational_units_for_parent()
+            .parent_id(&parent)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| {
+                org_err("ListOrganizationalUnitsForParent")(
+                    aws_sdk_organizations::error::DisplayErrorContext(e),
+                )
+            })?;
+            stack.extend(
+                page.organizational_units()
+                    .iter()
+                    .filter_map(|o| o.id().map(str::to_string)),
+            );
+        }
+    }
+    Ok(found)
+}
+
+/// Splits the organization into the accounts that get a job and the ones
+/// left out (with the reason).
+pub fn select(
+    accounts: &[OrgAccount],
+    exclude_ids: &BTreeSet<String>,
+    under_excluded_ous: &BTreeSet<String>,
+    only: Option<&BTreeSet<String>>,
+) -> (Vec<OrgAccount>, Vec<SkippedAccount>) {
+    let mut selected = Vec::new();
+    let mut skipped = Vec::new();
+    for a in accounts {
+        let reason = if only.is_some_and(|o| !o.contains(&a.id)) {
+            None // not asked for: not part of this run at all
+        } else if !a.active {
+            Some("account is not ACTIVE (suspended or closing)")
+        } else if exclude_ids.contains(&a.id) {
+            Some("excluded by account id")
+        } else if under_excluded_ous.contains(&a.id) {
+            Some("under an excluded organizational unit")
+        } else {
+            selected.push(a.clone());
+            continue;
+        };
+        if let Some(r) = reason {
+            skipped.push(SkippedAccount {
+                account_id: a.id.clone(),
+                name: a.name.clone(),
+                reason: r.to_string(),
+            });
+        }
+    }
+    selected.sort_by(|a, b| a.id.cmp(&b.id));
+    (selected, skipped)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn acct(id: &str, active: bool) -> OrgAccount {
+        OrgAccount {
+            id: id.into(),
+            name: format!("n{id}"),
+            active,
+        }
+    }
+
+    #[test]
+    fn selection_applies_every_rule_and_records_reasons() {
+        let accounts = vec![
+            acct("111111111111", true),
+            acct("222222222222", false),
+            acct("333333333333", true),
+            acct("444444444444", true),
+            acct("555555555555", true),
+        ];
+        let ex: BTreeSet<String> = ["333333333333".to_string()].into();
+        let ou: BTreeSet<String> = ["444444444444".to_string()].into();
+        let (sel, skip) = select(&accounts, &ex, &ou, None);
+        let ids: Vec<&str> = sel.iter().map(|a| a.id.as_str()).collect();
+        assert_eq!(ids, ["111111111111", "555555555555"]);
+        let reasons: Vec<(&str, &str)> = skip
+            .iter()
+            .map(|s| (s.account_id.as_str(), s.reason.as_str()))
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                (
+                    "222222222222",
+                    "account is not ACTIVE (suspended or closing)"
+                ),
+                ("333333333333", "excluded by account id"),
+                ("444444444444", "under an excluded organizational unit"),
+            ]
+        );
+        let only: BTreeSet<String> =
+            ["555555555555".to_string(), "333333333333".to_string()].into();
+        let (sel, skip) = select(&accounts, &ex, &ou, Some(&only));
+        assert_eq!(sel.len(), 1);
+        assert_eq!(
+            skip.len(),
+            1,
+            "only the asked-for excluded account is reported"
+        );
+    }
+}

@@ -1,0 +1,424 @@
+use super::*;
+use crate::fixtures;
+use proptest::prelude::*;
+
+fn parse_csv(bytes: &[u8]) -> Vec<csv::StringRecord> {
+    let body = bytes
+        .strip_prefix(CSV_BOM)
+        .expect("the CSV starts with a BOM");
+    let mut r = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .from_reader(body);
+    assert_eq!(
+        r.headers().unwrap().iter().collect::<Vec<_>>(),
+        CSV_HEADER.to_vec()
+    );
+    r.records().map(|r| r.unwrap()).collect()
+}
+
+fn col(rec: &csv::StringRecord, name: &str) -> String {
+    let i = CSV_HEADER.iter().position(|h| *h == name).unwrap();
+    rec.get(i).unwrap().to_string()
+}
+
+fn find<'a>(rows: &'a [csv::StringRecord], user: &str, key: &str) -> &'a csv::StringRecord {
+    rows.iter()
+        .find(|r| col(r, "user_name") == user && col(r, "key_id") == key)
+        .unwrap_or_else(|| panic!("no row for {user}/{key}"))
+}
+
+#[test]
+fn aggregate_numbers_are_as_built() {
+    let r = fixtures::report();
+    let t = &r.totals;
+    assert_eq!(
+        (
+            t.accounts,
+            t.accounts_ok,
+            t.accounts_partial,
+            t.accounts_missing,
+            t.accounts_no_agent
+        ),
+        (4, 1, 1, 1, 1)
+    );
+    assert_eq!(
+        (t.users, t.keys, t.active_keys, t.failed_actions),
+        (8, 9, 8, 1)
+    );
+    assert_eq!(t.accounts_skipped, 1);
+    let order: Vec<&str> = r.accounts.iter().map(|a| a.account_id.as_str()).collect();
+    assert_eq!(
+        order,
+        [
+            "333333333333",
+            "444444444444",
+            "222222222222",
+            "111111111111"
+        ]
+    );
+}
+
+#[test]
+fn csv_has_a_row_per_user_key_and_per_empty_account() {
+    let report = fixtures::report();
+    let bytes = to_csv(&report);
+    assert!(bytes.starts_with(CSV_BOM));
+    let text = std::str::from_utf8(&bytes).unwrap();
+    assert!(text.contains("\r\n"), "CRLF line ends");
+    let rows = parse_csv(&bytes);
+    // missing 1 + no_agent 1 + partial (gina 1 + hank 2) + ok (alice 1, bob 1,
+    // carol 1, dave 2, erin 1, frank 0 keys -> 1) = 12
+    assert_eq!(rows.len(), 12);
+
+    let missing = &rows[0];
+    assert_eq!(col(missing, "account_id"), "333333333333");
+    assert_eq!(col(missing, "account_name"), "Sandbox");
+    assert_eq!(col(missing, "account_state"), "missing");
+    assert_eq!(col(missing, "user_name"), "");
+    assert_eq!(col(&rows[1], "account_state"), "no_agent");
+
+    let alice = find(&rows, "alice", "AKIAALICEOLD0000WXYZ");
+    assert_eq!(col(alice, "account_id"), "111111111111");
+    assert_eq!(col(alice, "account_name"), "Payments Prod");
+    assert_eq!(col(alice, "alias"), "payments-prod");
+    assert_eq!(col(alice, "account_state"), "ok");
+    assert_eq!(col(alice, "path"), "/");
+    assert_eq!(col(alice, "email"), "alice@example.com");
+    assert_eq!(col(alice, "verdict"), "rotated");
+    assert_eq!(col(alice, "key_status"), "Active");
+    assert_eq!(col(alice, "key_created"), "2025-12-15T06:00:00Z");
+    assert_eq!(col(alice, "key_age_days"), "85");
+    assert_eq!(col(alice, "last_used"), "2026-03-09T06:00:00Z");
+    assert_eq!(col(alice, "last_used_service"), "s3");
+    assert_eq!(col(alice, "last_used_region"), "eu-west-1");
+    assert_eq!(
+        col(alice, "actions"),
+        "create(AKIAALICENEW0000ABCD):done; notify(deactivation_scheduled):done"
+    );
+    assert_eq!(col(alice, "error"), "");
+
+    // Two keys: each action sits on the row of the key it targets.
+    let hank_old = find(&rows, "hank", "AKIAHANKOLD000000001");
+    let hank_new = find(&rows, "hank", "AKIAHANKNEW000000002");
+    assert_eq!(
+        col(hank_old, "actions"),
+        "deactivate:done; notify(deactivated):done"
+    );
+    assert_eq!(col(hank_new, "actions"), "");
+    assert_eq!(col(hank_new, "key_age_days"), "11");
+
+    let gina = find(&rows, "gina", "AKIAGINA000000000001");
+    assert_eq!(col(gina, "account_state"), "partial");
+    assert_eq!(col(gina, "verdict"), "failed");
+    assert_eq!(col(gina, "actions"), "create:failed");
+    // The action's error is already part of the user's error: said once.
+    assert_eq!(
+        col(gina, "error"),
+        "CreateAccessKey failed: LimitExceeded: Cannot exceed quota for AccessKeysPerUser: 2"
+    );
+
+    // An action error the user's error does not mention is listed too.
+    let mut other = report.clone();
+    other.accounts[2].users[0].error = Some("quota".into());
+    let rows2 = parse_csv(&to_csv(&other));
+    let gina2 = find(&rows2, "gina", "AKIAGINA000000000001");
+    assert_eq!(
+        col(gina2, "error"),
+        "quota; create: LimitExceeded: Cannot exceed quota for AccessKeysPerUser: 2"
+    );
+
+    let frank = find(&rows, "frank", "");
+    assert_eq!(col(frank, "verdict"), "no_keys");
+    assert_eq!(col(frank, "path"), "/service/");
+    assert_eq!(col(frank, "email"), "");
+    assert_eq!(col(frank, "key_age_days"), "");
+
+    let carol = find(&rows, "carol", "AKIACAROL00000000001");
+    assert_eq!(col(carol, "key_status"), "Inactive");
+
+    // Every action appears once: the CSV agrees with the totals.
+    let actions: usize = rows
+        .iter()
+        .map(|r| col(r, "actions"))
+        .filter(|a| !a.is_empty())
+        .map(|a| a.split("; ").count())
+        .sum();
+    let total: u64 = report.totals.actions_by_kind.values().sum();
+    assert_eq!(actions as u64, total);
+}
+
+#[test]
+fn csv_quotes_and_guards_formulas() {
+    let mut report = fixtures::report();
+    let ok = report.accounts.last_mut().unwrap();
+    ok.name = "Pay, \"Prod\"\nline two".into();
+    ok.users[0].user_name = "=HYPERLINK(\"http://x\")".into();
+    ok.users[0].email = Some("@SUM(A1:A9)".into());
+    ok.users[1].user_name = "+cmd".into();
+    ok.users[2].user_name = "-2+3".into();
+    ok.users[3].email = Some("\tx@example.com".into());
+    let bytes = to_csv(&report);
+    let rows = parse_csv(&bytes);
+    let alice = rows
+        .iter()
+        .find(|r| col(r, "key_id") == "AKIAALICEOLD0000WXYZ")
+        .unwrap();
+    assert_eq!(col(alice, "account_name"), "Pay, \"Prod\"\nline two");
+    assert_eq!(col(alice, "user_name"), "'=HYPERLINK(\"http://x\")");
+    assert_eq!(col(alice, "email"), "'@SUM(A1:A9)");
+    assert!(rows.iter().any(|r| col(r, "user_name") == "'+cmd"));
+    assert!(rows.iter().any(|r| col(r, "user_name") == "'-2+3"));
+    assert!(rows.iter().any(|r| col(r, "email") == "'\tx@example.com"));
+    let text = String::from_utf8(bytes).unwrap();
+    assert!(
+        text.contains("\"Pay, \"\"Prod\"\"\nline two\""),
+        "RFC 4180 quoting"
+    );
+    assert!(!text.contains(",=HYPERLINK"));
+}
+
+#[test]
+fn json_round_trips() {
+    let report = fixtures::report();
+    let bytes = to_json(&report);
+    assert!(bytes.ends_with(b"}\n"));
+    assert!(
+        std::str::from_utf8(&bytes)
+            .unwrap()
+            .contains("\n  \"run_id\": "),
+        "pretty"
+    );
+    let back: RunReport = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(back, report);
+    // The protocol's decoder (version check, validation) accepts it too.
+    let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(value["totals"]["accounts"], 4);
+    assert_eq!(value["accounts"][0]["state"], "missing");
+}
+
+#[test]
+fn html_puts_problems_first_and_has_both_charts() {
+    let report = fixtures::report();
+    let html = to_html(&report);
+    assert!(html.starts_with("<!DOCTYPE html><html lang=\"en\">"));
+    assert!(html.contains(&format!(
+        "<title>keyfleet run {} \u{2014} 2026-03-10</title>",
+        fixtures::RUN_ID
+    )));
+    assert!(!html.contains("<script"), "no script");
+    assert!(
+        !html.contains("src=") && !html.contains("<link"),
+        "no external resources"
+    );
+    assert!(!html.contains("DRY RUN"));
+
+    let attention = html.find("id=\"attention\"").expect("attention section");
+    let accounts = html.find("id=\"accounts-h\"").unwrap();
+    assert!(attention < accounts);
+    let att = &html[attention..accounts];
+    for id in ["333333333333", "444444444444", "222222222222"] {
+        assert!(att.contains(id), "{id} in the attention section");
+    }
+    assert!(!att.contains("111111111111"), "ok account not in attention");
+    assert!(att.contains("gina") && att.contains("LimitExceeded"));
+
+    // In the accounts table and the per-account sections, failures come first.
+    let table = &html[accounts..];
+    let pos = |id: &str| table.find(id).unwrap();
+    assert!(pos("333333333333") < pos("222222222222"));
+    assert!(pos("444444444444") < pos("222222222222"));
+    assert!(pos("222222222222") < pos("111111111111"));
+    let sections = &html[html.find("id=\"users-h\"").unwrap()..];
+    assert!(
+        sections.find("id=\"acct-333333333333\"").unwrap()
+            < sections.find("id=\"acct-111111111111\"").unwrap()
+    );
+
+    // Charts: two inline SVGs, each an accessible image with a title.
+    assert_eq!(html.matches("<svg role=\"img\"").count(), 2);
+    assert!(html.contains("<title id=\"age-title\">Access keys by age in days</title>"));
+    assert!(html.contains("<title id=\"actions-title\">Actions by kind and outcome</title>"));
+    for b in &report.key_age_histogram {
+        assert!(
+            html.contains(&format!(">{}</text>", b.label)),
+            "{}",
+            b.label
+        );
+    }
+    assert!(html.contains("create failed: 1"), "failed create bar");
+    assert!(html.contains("notify done: 4"));
+
+    // Numbers and per-user details.
+    assert!(html.contains("<span class=\"n\">4</span><span class=\"l\">Accounts</span>"));
+    assert!(html.contains("<span class=\"n\">8</span><span class=\"l\">Users</span>"));
+    assert!(html.contains("<span class=\"n\">1</span><span class=\"l\">Failed actions</span>"));
+    assert!(html.contains("<th scope=\"col\">User</th>"));
+    assert!(html.contains("create key AKIAALICENEW0000ABCD"));
+    assert!(html.contains("AKIADAVEOLD000000001</code> Active, 95d"));
+    assert!(html.contains("last used 2026-03-10 (s3, eu-west-1)"));
+    assert!(html.contains("excluded OU ou-abcd-12345678"));
+    assert!(html.contains("No agent: the account has no keyfleet-jobs queue."));
+}
+
+#[test]
+fn html_escapes_everything_and_shows_dry_runs() {
+    let mut report = fixtures::report();
+    report.dry_run = true;
+    let ok = report.accounts.last_mut().unwrap();
+    ok.users[0].user_name = "<script>alert(1)</script>".into();
+    ok.users[1].email = Some("\"><img src=x onerror=alert(2)>".into());
+    ok.name = "A & B <Prod>".into();
+    let html = to_html(&report);
+    assert!(!html.contains("<script>"));
+    assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    assert!(!html.contains("<img"));
+    assert!(html.contains("&quot;&gt;&lt;img src=x onerror=alert(2)&gt;"));
+    assert!(html.contains("A &amp; B &lt;Prod&gt;"));
+    assert!(html.contains("DRY RUN"));
+}
+
+#[test]
+fn html_handles_an_empty_run() {
+    let mut m = fixtures::manifest();
+    m.accounts.clear();
+    m.skipped.clear();
+    let report = keyfleet_protocol::report::aggregate(&m, &[], fixtures::NOW);
+    let html = to_html(&report);
+    assert!(!html.contains("id=\"attention\""));
+    assert_eq!(html.matches("<svg role=\"img\"").count(), 2);
+    assert!(!html.contains("NaN") && !html.contains("inf"));
+    let rows = parse_csv(&to_csv(&report));
+    assert!(rows.is_empty());
+    assert!(to_table(&report).contains("TOTAL"));
+}
+
+#[test]
+fn table_lists_accounts_then_totals() {
+    let report = fixtures::report();
+    let table = to_table(&report);
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[0].starts_with(&format!(
+        "keyfleet run {} - finalized 2026-03-10 06:05 UTC",
+        fixtures::RUN_ID
+    )));
+    let header = lines.iter().position(|l| l.starts_with("ACCOUNT")).unwrap();
+    assert!(lines[header].contains("ROTATED") && lines[header].contains("FAILURES"));
+    let words = |l: &str| l.split_whitespace().map(str::to_string).collect::<Vec<_>>();
+    let row = |id: &str| words(lines.iter().find(|l| l.starts_with(id)).unwrap());
+    assert_eq!(
+        row("333333333333")[1..],
+        ["Sandbox", "missing", "0", "0", "0", "0", "0"]
+    );
+    assert_eq!(
+        row("444444444444")[1..],
+        ["Legacy", "no_agent", "0", "0", "0", "0", "0"]
+    );
+    assert_eq!(
+        row("222222222222")[1..],
+        [
+            "Data",
+            "Lake",
+            "(data-lake)",
+            "partial",
+            "2",
+            "0",
+            "1",
+            "0",
+            "1"
+        ]
+    );
+    assert_eq!(
+        row("111111111111")[1..],
+        [
+            "Payments",
+            "Prod",
+            "(payments-prod)",
+            "ok",
+            "6",
+            "1",
+            "0",
+            "1",
+            "0"
+        ]
+    );
+    assert_eq!(
+        row("TOTAL")[1..],
+        ["4", "accounts", "8", "1", "1", "1", "1"]
+    );
+    assert!(table.contains("accounts: 1 ok, 1 partial, 0 failed, 1 missing, 1 no agent, 1 skipped"));
+    assert!(table.contains("users: 8, keys: 9 (8 active), failed actions: 1, IAM calls: 6"));
+    // Columns line up: every row of the table has the same width prefix.
+    let sep = lines.iter().find(|l| l.starts_with("----")).unwrap();
+    assert!(lines[header].len() <= sep.len());
+}
+
+#[test]
+fn table_strips_terminal_escapes() {
+    let mut report = fixtures::report();
+    report.accounts[0].name = "evil\x1b[2J\x07name".into();
+    let table = to_table(&report);
+    assert!(!table.contains('\x1b') && !table.contains('\x07'));
+    assert!(table.contains("evil?[2J?name"));
+}
+
+fn report_with_user(name: String, email: Option<String>, path: String) -> RunReport {
+    let mut report = fixtures::report();
+    let ok = report.accounts.last_mut().unwrap();
+    ok.users[0].user_name = name.clone();
+    ok.users[0].email = email.clone();
+    ok.users[0].path = path;
+    ok.users[5].user_name = name;
+    ok.users[5].email = email;
+    report
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn renderers_never_panic_on_arbitrary_text(
+        name in any::<String>(),
+        email in proptest::option::of(any::<String>()),
+        path in "\\PC{0,20}",
+    ) {
+        let report = report_with_user(name.clone(), email.clone(), path);
+        let csv = to_csv(&report);
+        let rows = parse_csv(&csv);
+        prop_assert_eq!(rows.len(), 12);
+        let alice = rows.iter().find(|r| col(r, "key_id") == "AKIAALICEOLD0000WXYZ").unwrap();
+        prop_assert_eq!(col(alice, "user_name"), guard_cell(&name));
+        prop_assert_eq!(col(alice, "email"), guard_cell(email.as_deref().unwrap_or("")));
+        let html = to_html(&report);
+        prop_assert!(!html.contains("<script"));
+        let table = to_table(&report);
+        prop_assert!(!table.chars().any(|c| c.is_control() && c != '\n'));
+        let back: RunReport = serde_json::from_slice(&to_json(&report)).unwrap();
+        prop_assert_eq!(back, report);
+    }
+
+    #[test]
+    fn html_text_is_always_escaped(name in "[<>&\"'a-z ]{0,40}") {
+        let report = report_with_user(name.clone(), Some(name.clone()), "/".into());
+        let html = to_html(&report);
+        let escaped = name.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;");
+        if name.contains(['<', '>', '&', '"']) {
+            prop_assert!(html.contains(&escaped));
+        }
+        prop_assert!(!html.contains("<script"));
+    }
+}
+
+/// Writes the sample report in every format to `KEYFLEET_RENDER_SAMPLE_DIR`
+/// when it is set (for `render_check.sh` and a look by eye).
+#[test]
+fn writes_samples_when_asked() {
+    let Some(dir) = std::env::var_os("KEYFLEET_RENDER_SAMPLE_DIR") else {
+        return;
+    };
+    let dir = std::path::Path::new(&dir);
+    let report = fixtures::report();
+    std::fs::write(dir.join("report.html"), to_html(&report)).unwrap();
+    std::fs::write(dir.join("report.csv"), to_csv(&report)).unwrap();
+    std::fs::write(dir.join("report.json"), to_json(&report)).unwrap();
+    std::fs::write(dir.join("report.txt"), to_table(&report)).unwrap();
+}
