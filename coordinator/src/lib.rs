@@ -10,6 +10,7 @@
 //!   the MIME emails and the report formats;
 //! - [`lambda`]: the event dispatcher of the Lambda binary.
 
+pub mod config;
 pub mod lambda;
 pub mod mail;
 pub mod org;

@@ -1,0 +1,60 @@
+//! Coordinator configuration from the Lambda environment (set by the
+//! Terraform module; see `terraform/modules/coordinator`).
+
+use crate::service::CoordinatorConfig;
+use keyfleet_protocol::Policy;
+
+/// A missing or malformed setting, named.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("environment variable {0} is not set")]
+    Missing(&'static str),
+    #[error("environment variable {name}: {reason}")]
+    Invalid { name: &'static str, reason: String },
+}
+
+fn var(name: &'static str) -> Result<String, ConfigError> {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .ok_or(ConfigError::Missing(name))
+}
+
+fn list(name: &'static str) -> Vec<String> {
+    std::env::var(name)
+        .unwrap_or_default()
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+pub fn from_env() -> Result<CoordinatorConfig, ConfigError> {
+    let policy: Policy = match std::env::var("KEYFLEET_POLICY") {
+        Ok(p) if !p.trim().is_empty() => {
+            serde_json::from_str(&p).map_err(|e| ConfigError::Invalid {
+                name: "KEYFLEET_POLICY",
+                reason: e.to_string(),
+            })?
+        }
+        _ => Policy::default(),
+    };
+    policy.validate().map_err(|e| ConfigError::Invalid {
+        name: "KEYFLEET_POLICY",
+        reason: e.to_string(),
+    })?;
+    Ok(CoordinatorConfig {
+        region: var("AWS_REGION")?,
+        report_bucket: var("KEYFLEET_REPORT_BUCKET")?,
+        results_queue_url: var("KEYFLEET_RESULTS_QUEUE_URL")?,
+        alerts_topic_arn: var("KEYFLEET_ALERTS_TOPIC_ARN").ok(),
+        sender: var("KEYFLEET_SENDER")?,
+        security_team: list("KEYFLEET_SECURITY_TEAM"),
+        ses_configuration_set: var("KEYFLEET_SES_CONFIGURATION_SET").ok(),
+        exclude_accounts: list("KEYFLEET_EXCLUDE_ACCOUNTS"),
+        exclude_ous: list("KEYFLEET_EXCLUDE_OUS"),
+        policy,
+        jobs_queue_name: "keyfleet-jobs".into(),
+        deadline: time::Duration::hours(2),
+    })
+}
