@@ -22,6 +22,8 @@ use serde_json::{json, Value};
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Command {
+    /// `start` is what the Terraform schedule sends.
+    #[serde(alias = "start")]
     Run {
         #[serde(default)]
         accounts: Option<Vec<String>>,

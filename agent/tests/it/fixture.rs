@@ -4,8 +4,7 @@
 //! the account's clock is advanced between the groups, so that at the end
 //! every key has the age its group names.
 
-use aws_sdk_iam::types::{StatusType, Tag};
-use futures::stream::{self, StreamExt};
+use aws_sdk_iam::types::StatusType;
 use keyfleet_agent::{Agent, AgentClients, AgentConfig};
 use keyfleet_protocol::{
     AccountResult, Job, JobMode, Policy, PrivateKey, SealedCredential, Token, VERSION,
@@ -14,49 +13,12 @@ use keyfleet_testkit::{Emulator, DEFAULT_ACCOUNT};
 use std::collections::BTreeMap;
 use time::{Duration, OffsetDateTime};
 
+
 pub fn emu() -> &'static Emulator {
     Emulator::shared().expect("emulator harness starts")
 }
 
-/// How a key should look before the run.
-#[derive(Debug, Clone)]
-pub struct KeySpec {
-    pub age_days: i64,
-    pub active: bool,
-    /// Days ago it was last used; `None` = never.
-    pub used_days_ago: Option<i64>,
-}
-
-pub fn key(age_days: i64, active: bool, used_days_ago: Option<i64>) -> KeySpec {
-    KeySpec {
-        age_days,
-        active,
-        used_days_ago,
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct UserSpec {
-    pub name: String,
-    pub path: String,
-    pub email: bool,
-    pub exempt: bool,
-    pub keys: Vec<KeySpec>,
-}
-
-pub fn user(name: impl Into<String>, keys: Vec<KeySpec>) -> UserSpec {
-    let name = name.into();
-    UserSpec {
-        name,
-        path: "/".into(),
-        email: true,
-        exempt: false,
-        keys,
-    }
-}
-
-/// Key ids per user, oldest first, as created.
-pub type Created = BTreeMap<String, Vec<String>>;
+pub use keyfleet_testkit::seed::{key, user, Created, KeySpec, UserSpec};
 
 /// An emulated member account with an agent and a results queue.
 pub struct TestAccount {
@@ -124,96 +86,11 @@ impl TestAccount {
         }
     }
 
-    /// Creates the users, then their keys oldest first with the clock
-    /// advanced in between, then sets statuses and last use.
+    /// Creates the users and their keys (see `keyfleet_testkit::seed`).
     pub async fn populate(&mut self, users: &[UserSpec]) {
-        let emu = emu();
-        let iam = &self.iam;
-        stream::iter(users)
-            .for_each_concurrent(16, |u| async move {
-                let mut req = iam.create_user().user_name(&u.name).path(&u.path);
-                if u.email {
-                    req = req.tags(tag(
-                        "Email",
-                        &format!("owner-{}@example.com", sanitize(&u.name)),
-                    ));
-                }
-                if u.exempt {
-                    req = req.tags(tag("Exempt", "True"));
-                }
-                req.send().await.expect("create user");
-            })
-            .await;
-        let mut ages: Vec<i64> = users
-            .iter()
-            .flat_map(|u| u.keys.iter().map(|k| k.age_days))
-            .collect();
-        ages.sort_unstable_by(|a, b| b.cmp(a));
-        ages.dedup();
-        let mut created: Created = users.iter().map(|u| (u.name.clone(), vec![])).collect();
-        for (i, age) in ages.iter().enumerate() {
-            let todo: Vec<(String, usize)> = users
-                .iter()
-                .flat_map(|u| {
-                    u.keys
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, k)| k.age_days == *age)
-                        .map(|(j, _)| (u.name.clone(), j))
-                })
-                .collect();
-            let ids: Vec<(String, usize, String)> = stream::iter(todo)
-                .map(|(name, j)| async move {
-                    let out = iam
-                        .create_access_key()
-                        .user_name(&name)
-                        .send()
-                        .await
-                        .expect("create key");
-                    (
-                        name,
-                        j,
-                        out.access_key().unwrap().access_key_id().to_string(),
-                    )
-                })
-                .buffer_unordered(16)
-                .collect()
-                .await;
-            for (name, _, id) in ids {
-                created.get_mut(&name).unwrap().push(id);
-            }
-            let next = ages.get(i + 1).copied().unwrap_or(0);
-            emu.advance_clock((age - next) as f64, Some(&self.account_id))
-                .expect("advance clock");
-        }
-        // Keys were pushed oldest first per user, in the order of the spec
-        // sorted by age; map them back to the spec order.
-        let now = OffsetDateTime::now_utc();
-        for u in users {
-            let ids = created.get_mut(&u.name).unwrap();
-            let mut specs: Vec<&KeySpec> = u.keys.iter().collect();
-            specs.sort_by(|a, b| b.age_days.cmp(&a.age_days));
-            for (spec, id) in specs.iter().zip(ids.iter()) {
-                if !spec.active {
-                    self.iam
-                        .update_access_key()
-                        .user_name(&u.name)
-                        .access_key_id(id)
-                        .status(StatusType::Inactive)
-                        .send()
-                        .await
-                        .unwrap();
-                }
-                if let Some(d) = spec.used_days_ago {
-                    let when = (now - Duration::days(d))
-                        .format(&time::format_description::well_known::Rfc3339)
-                        .unwrap();
-                    emu.mark_key_used(&self.account_id, id, Some(&when), "s3", "eu-west-1")
-                        .expect("mark used");
-                }
-            }
-        }
-        self.created = created;
+        self.created = keyfleet_testkit::seed::populate(emu(), &self.iam, &self.account_id, users)
+            .await
+            .expect("seed account");
     }
 
     /// The user's keys in IAM now: (id, active), oldest first.
@@ -287,16 +164,6 @@ impl TestAccount {
             .expose()
             .to_string()
     }
-}
-
-pub fn tag(k: &str, v: &str) -> Tag {
-    Tag::builder().key(k).value(v).build().unwrap()
-}
-
-fn sanitize(name: &str) -> String {
-    name.chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .collect()
 }
 
 pub fn rand_suffix() -> String {

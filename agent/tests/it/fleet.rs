@@ -89,7 +89,7 @@ fn kinds() -> Vec<Kind> {
         Kind {
             name: "no-email",
             spec: |n| UserSpec {
-                email: false,
+                email: None,
                 ..user(n, vec![key(85, true, Some(1))])
             },
             expect: Expect::Untouched(Verdict::Unreachable),

@@ -9,6 +9,8 @@
 //! resetting shared state. Set `KEYFLEET_EMULATOR_URL` to use a harness that
 //! is already running.
 
+pub mod seed;
+
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
 use serde::Deserialize;
@@ -128,7 +130,9 @@ impl Emulator {
                 .as_mut()
                 .and_then(|c| c.try_wait().ok().flatten())
             {
-                return Err(EmulatorError::Start(format!("harness exited with {status}")));
+                return Err(EmulatorError::Start(format!(
+                    "harness exited with {status}"
+                )));
             }
             if Instant::now() > deadline {
                 return Err(EmulatorError::Start("no ready file after 60 s".into()));
@@ -165,7 +169,13 @@ impl Emulator {
 
     /// SDK config for the default (management/provisioning) account.
     pub fn config(&self) -> SdkConfig {
-        self.config_with(Credentials::new("testing", "testing", None, None, "keyfleet-testkit"))
+        self.config_with(Credentials::new(
+            "testing",
+            "testing",
+            None,
+            None,
+            "keyfleet-testkit",
+        ))
     }
 
     fn config_with(&self, creds: Credentials) -> SdkConfig {
@@ -173,7 +183,9 @@ impl Emulator {
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new(REGION))
             .endpoint_url(&self.endpoint)
-            .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(creds))
+            .credentials_provider(
+                aws_credential_types::provider::SharedCredentialsProvider::new(creds),
+            )
             .build()
     }
 
@@ -219,7 +231,11 @@ impl Emulator {
         }
     }
 
-    fn post(&self, path: &str, body: serde_json::Value) -> Result<serde_json::Value, EmulatorError> {
+    fn post(
+        &self,
+        path: &str,
+        body: serde_json::Value,
+    ) -> Result<serde_json::Value, EmulatorError> {
         let mut resp = ureq::post(&format!("{}{path}", self.endpoint))
             .send_json(&body)
             .map_err(|e| EmulatorError::Request {
@@ -269,10 +285,13 @@ impl Emulator {
                 what: "outbox".into(),
                 error: e.to_string(),
             })?;
-        let o: Outbox = resp.body_mut().read_json().map_err(|e| EmulatorError::Request {
-            what: "outbox".into(),
-            error: e.to_string(),
-        })?;
+        let o: Outbox = resp
+            .body_mut()
+            .read_json()
+            .map_err(|e| EmulatorError::Request {
+                what: "outbox".into(),
+                error: e.to_string(),
+            })?;
         Ok(o.messages)
     }
 }

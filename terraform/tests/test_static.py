@@ -1,0 +1,887 @@
+"""Static checks of terraform/: the agent CloudFormation template and the
+Terraform modules, without AWS and without a terraform binary.
+
+Run:  terraform/tests/bootstrap.sh
+      terraform/tests/.venv/bin/python -m pytest terraform/tests -q
+
+What is checked
+- cfn-lint finds nothing in templates/agent.yaml;
+- checkov finds nothing in terraform/ (Terraform and CloudFormation); every
+  skip carries a reason, inline in the resource;
+- every .tf file parses (python-hcl2); every var.X used in a module is declared
+  there, every declared variable is used, and each has a type and a
+  description that the module README lists;
+- every IAM policy document (the template, including intrinsic functions,
+  and Terraform aws_iam_policy_document data or jsonencode(...)) allows no
+  wildcard action and allows "*" as a resource only for the actions listed in
+  RESOURCE_STAR_ONLY, which take no resource ARN. Deny statements may use
+  wildcards: they only take permissions away (e.g. sqs:* without TLS). Key
+  policies are exempt from the resource rule: their "*" names the key itself;
+- the queue policies restrict senders as the design says, the agent role has
+  exactly the permissions the agent needs, and the wiring (timeouts, DLQs,
+  event source mappings, environment, StackSet parameters) matches the design.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import pytest
+
+# The tools of terraform/tests/.venv (bootstrap.sh); another interpreter skips.
+hcl2 = pytest.importorskip("hcl2")
+yaml = pytest.importorskip("yaml")
+pytest.importorskip("policy_sentry")
+SerializationOptions = hcl2.SerializationOptions
+
+TESTS = Path(__file__).resolve().parent
+TF = TESTS.parent
+TEMPLATE = TF / "templates" / "agent.yaml"
+CHECKOV = TESTS / ".venv" / "checkov" / "bin" / "checkov"
+HCL_OPTIONS = SerializationOptions(with_comments=False, strip_string_quotes=True)
+
+# Actions that IAM only accepts with Resource "*": they act on the account or
+# the organization as a whole and have no resource type in the IAM service
+# authorization reference. Anything else must name its resources.
+RESOURCE_STAR_ONLY = {
+    "iam:GenerateCredentialReport": "the credential report is one per account, no resource ARN",
+    "iam:GetCredentialReport": "the credential report is one per account, no resource ARN",
+    "iam:GetAccountAuthorizationDetails": "account-wide snapshot of IAM, no resource ARN",
+    "iam:ListUsers": "lists every user of the account; IAM defines no resource for it",
+    "iam:ListAccountAliases": "the alias belongs to the account, no resource ARN",
+    "organizations:DescribeOrganization": "the organization itself, no resource ARN",
+    "organizations:ListAccounts": "every account of the organization, no resource ARN",
+    "organizations:ListRoots": "the roots of the organization, no resource ARN",
+}
+
+# What the agent needs, and nothing else (DESIGN.md and the agent's brief).
+AGENT_ACTIONS = {
+    "iam:GenerateCredentialReport",
+    "iam:GetCredentialReport",
+    "iam:GetAccountAuthorizationDetails",
+    "iam:ListUsers",
+    "iam:ListUserTags",
+    "iam:ListAccessKeys",
+    "iam:GetAccessKeyLastUsed",
+    "iam:CreateAccessKey",
+    "iam:UpdateAccessKey",
+    "iam:DeleteAccessKey",
+    "iam:TagUser",
+    "iam:UntagUser",
+    "iam:ListAccountAliases",
+    "secretsmanager:CreateSecret",
+    "secretsmanager:PutSecretValue",
+    "secretsmanager:DescribeSecret",
+    "secretsmanager:GetSecretValue",
+    "secretsmanager:TagResource",
+    "secretsmanager:PutResourcePolicy",
+    "sqs:ReceiveMessage",
+    "sqs:DeleteMessage",
+    "sqs:GetQueueAttributes",
+    "sqs:ChangeMessageVisibility",
+    "sqs:SendMessage",
+    "logs:CreateLogStream",
+    "logs:PutLogEvents",
+}
+
+AGENT_ENV = {
+    "KEYFLEET_RESULTS_QUEUE_URL",
+    "KEYFLEET_COORDINATOR_PUBLIC_KEY",
+    "KEYFLEET_COORDINATOR_KEY_ID",
+    "KEYFLEET_COORDINATOR_ROLE_ARN",
+    "RUST_LOG",
+}
+
+COORDINATOR_ENV = {
+    "KEYFLEET_REPORT_BUCKET",
+    "KEYFLEET_RESULTS_QUEUE_URL",
+    "KEYFLEET_ALERTS_TOPIC_ARN",
+    "KEYFLEET_ORG_READER_ROLE_ARN",
+    "KEYFLEET_SENDER",
+    "KEYFLEET_SECURITY_TEAM",
+    "KEYFLEET_PRIVATE_KEY_SECRET_ARN",
+    "KEYFLEET_SES_CONFIGURATION_SET",
+    "KEYFLEET_EXCLUDE_ACCOUNTS",
+    "KEYFLEET_EXCLUDE_OUS",
+    "KEYFLEET_POLICY",
+    "RUST_LOG",
+}
+
+MODULES = ["coordinator", "org-reader", "agent-stackset"]
+
+
+# --------------------------------------------------------------------------
+# Loading: CloudFormation YAML with short-form intrinsics, and HCL.
+# --------------------------------------------------------------------------
+
+
+class CfnLoader(yaml.SafeLoader):
+    """SafeLoader that turns !Ref, !Sub, ... into their long JSON forms."""
+
+
+def _intrinsic(tag: str):
+    name = "Ref" if tag == "Ref" else f"Fn::{tag}"
+
+    def construct(loader: yaml.Loader, node: yaml.Node) -> dict:
+        if isinstance(node, yaml.ScalarNode):
+            value: Any = loader.construct_scalar(node)
+            if tag == "GetAtt":
+                value = value.split(".", 1)
+        elif isinstance(node, yaml.SequenceNode):
+            value = loader.construct_sequence(node, deep=True)
+        else:
+            value = loader.construct_mapping(node, deep=True)
+        return {name: value}
+
+    return construct
+
+
+for _tag in (
+    "Ref", "Sub", "GetAtt", "Select", "Split", "Join", "If", "Not", "Equals", "And", "Or",
+    "FindInMap", "Base64", "Cidr", "ImportValue", "GetAZs", "Condition", "Length", "ToJsonString",
+):
+    CfnLoader.add_constructor(f"!{_tag}", _intrinsic(_tag))
+
+
+def load_template() -> dict:
+    return yaml.load(TEMPLATE.read_text(), Loader=CfnLoader)
+
+
+def tf_files() -> list[Path]:
+    return sorted(
+        p for p in TF.rglob("*.tf")
+        if not any(part.startswith(".") for part in p.relative_to(TF).parts)
+    )
+
+
+def parse_tf(path: Path) -> dict:
+    with path.open() as f:
+        return hcl2.load(f, serialization_options=HCL_OPTIONS)
+
+
+def tf_dirs() -> list[Path]:
+    return sorted({p.parent for p in tf_files()})
+
+
+def blocks(doc: dict, kind: str) -> Iterable[tuple[str, str, dict]]:
+    """(type, name, body) of every resource or data block of a parsed file."""
+    for entry in doc.get(kind, []):
+        for typ, instances in entry.items():
+            for name, body in instances.items():
+                yield typ, name, body
+
+
+def module_blocks(module: str, kind: str) -> dict[tuple[str, str], dict]:
+    out = {}
+    for path in sorted((TF / "modules" / module).glob("*.tf")):
+        for typ, name, body in blocks(parse_tf(path), kind):
+            out[(typ, name)] = body
+    return out
+
+
+def as_list(value: Any) -> list:
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+# --------------------------------------------------------------------------
+# A common model of policy statements.
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class Statement:
+    where: str
+    kind: str  # identity | resource | trust | key
+    effect: str
+    actions: list[str]
+    not_actions: list[str]
+    resources: list[Any]
+    not_resources: list[Any]
+    principals: dict[str, list[Any]]  # type -> identifiers; {"*": ["*"]} for Principal "*"
+    conditions: dict[str, dict[str, list[Any]]]  # operator -> key -> values
+    sid: str | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def _json_statements(doc: dict, where: str, kind: str) -> list[Statement]:
+    out = []
+    for i, st in enumerate(as_list(doc.get("Statement"))):
+        principal = st.get("Principal")
+        if principal == "*":
+            principals = {"*": ["*"]}
+        elif isinstance(principal, dict):
+            principals = {k: as_list(v) for k, v in principal.items()}
+        else:
+            principals = {}
+        conditions = {
+            op: {k: as_list(v) for k, v in kv.items()}
+            for op, kv in (st.get("Condition") or {}).items()
+        }
+        out.append(Statement(
+            where=f"{where}[{st.get('Sid', i)}]",
+            kind=kind,
+            effect=st.get("Effect", ""),
+            actions=as_list(st.get("Action")),
+            not_actions=as_list(st.get("NotAction")),
+            resources=as_list(st.get("Resource")),
+            not_resources=as_list(st.get("NotResource")),
+            principals=principals,
+            conditions=conditions,
+            sid=st.get("Sid"),
+        ))
+    return out
+
+
+CFN_POLICY_PROPERTIES = {
+    # resource type -> {property path -> kind}
+    "AWS::IAM::Role": {"AssumeRolePolicyDocument": "trust", "Policies[].PolicyDocument": "identity"},
+    "AWS::IAM::Policy": {"PolicyDocument": "identity"},
+    "AWS::IAM::ManagedPolicy": {"PolicyDocument": "identity"},
+    "AWS::SQS::QueuePolicy": {"PolicyDocument": "resource"},
+    "AWS::S3::BucketPolicy": {"PolicyDocument": "resource"},
+    "AWS::SNS::TopicPolicy": {"PolicyDocument": "resource"},
+    "AWS::SecretsManager::ResourcePolicy": {"ResourcePolicy": "resource"},
+    "AWS::KMS::Key": {"KeyPolicy": "key"},
+}
+
+
+def _count_documents(node: Any) -> int:
+    """Policy-shaped dicts (with a Statement) anywhere under node."""
+    if isinstance(node, dict):
+        return int("Statement" in node) + sum(_count_documents(v) for v in node.values())
+    if isinstance(node, list):
+        return sum(_count_documents(v) for v in node)
+    return 0
+
+
+def template_statements(template: dict) -> tuple[list[Statement], int, int]:
+    """Statements of every policy in the template, with the number of policy
+    documents found by type and the number present anywhere (they must match:
+    no policy may escape the checks)."""
+    statements: list[Statement] = []
+    found = 0
+    present = 0
+    for logical_id, res in template["Resources"].items():
+        props = res.get("Properties", {})
+        present += _count_documents(props)
+        for path, kind in CFN_POLICY_PROPERTIES.get(res["Type"], {}).items():
+            if "[]" in path:
+                list_key, doc_key = path.split("[].")
+                docs = [(f"{list_key}.{p.get('PolicyName')}", p.get(doc_key)) for p in props.get(list_key, [])]
+            else:
+                docs = [(path, props.get(path))]
+            for label, doc in docs:
+                if doc is None:
+                    continue
+                found += 1
+                statements += _json_statements(doc, f"agent.yaml:{logical_id}.{label}", kind)
+    return statements, found, present
+
+
+def _tf_policy_document_statements(body: dict, where: str, kind: str) -> list[Statement]:
+    for unsupported in ("source_policy_documents", "override_policy_documents", "source_json", "override_json"):
+        assert unsupported not in body, f"{where}: {unsupported} cannot be checked statically"
+    out = []
+    for i, st in enumerate(as_list(body.get("statement"))):
+        principals: dict[str, list[Any]] = {}
+        for p in as_list(st.get("principals")):
+            principals.setdefault(p["type"], []).extend(as_list(p["identifiers"]))
+        assert "not_principals" not in st, f"{where}: not_principals is not allowed"
+        conditions: dict[str, dict[str, list[Any]]] = {}
+        cond_blocks = list(as_list(st.get("condition")))
+        for dyn in as_list(st.get("dynamic")):
+            for dyn_name, dyn_body in dyn.items():
+                assert dyn_name == "condition", f"{where}: only dynamic condition blocks are supported"
+                cond_blocks += as_list(dyn_body.get("content"))
+        for c in cond_blocks:
+            conditions.setdefault(c["test"], {}).setdefault(c["variable"], []).extend(as_list(c["values"]))
+        out.append(Statement(
+            where=f"{where}[{st.get('sid', i)}]",
+            kind=kind,
+            effect=st.get("effect", "Allow"),
+            actions=as_list(st.get("actions")),
+            not_actions=as_list(st.get("not_actions")),
+            resources=as_list(st.get("resources")),
+            not_resources=as_list(st.get("not_resources")),
+            principals=principals,
+            conditions=conditions,
+            sid=st.get("sid"),
+        ))
+    return out
+
+
+# Attributes that hold an IAM policy JSON, by resource type; "*" for any type.
+TF_POLICY_ATTRIBUTES = {
+    ("aws_kms_key", "policy"): "key",
+    ("aws_iam_role", "assume_role_policy"): "trust",
+    ("aws_iam_role_policy", "policy"): "identity",
+    ("aws_iam_policy", "policy"): "identity",
+    ("*", "policy"): "resource",
+}
+
+JSONENCODE = re.compile(r"^\$\{jsonencode\((?P<body>.*)\)\}$", re.S)
+DOC_REF = re.compile(r"^\$\{data\.aws_iam_policy_document\.(?P<name>[A-Za-z0-9_-]+)\.json\}$")
+
+
+def decode_policy_expression(value: Any, where: str) -> dict | str:
+    """A policy attribute value: the name of the aws_iam_policy_document it
+    references, or the document itself for jsonencode(...) and JSON strings."""
+    if isinstance(value, dict):
+        return value
+    assert isinstance(value, str), f"{where}: unexpected policy value {value!r}"
+    m = DOC_REF.match(value)
+    if m:
+        return m.group("name")
+    m = JSONENCODE.match(value)
+    if m:
+        return hcl2.loads(f"x = {m.group('body')}", serialization_options=HCL_OPTIONS)["x"]
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        pytest.fail(f"{where}: policy is neither an aws_iam_policy_document, jsonencode(...) nor JSON: {value[:80]}")
+
+
+def tf_statements_of_dir(directory: Path) -> list[Statement]:
+    """Statements of every policy in the .tf files of one directory."""
+    documents: dict[str, dict] = {}
+    uses: dict[str, set[str]] = {}
+    inline: list[Statement] = []
+    for path in sorted(directory.glob("*.tf")):
+        doc = parse_tf(path)
+        rel = path.relative_to(TF)
+        for typ, name, body in blocks(doc, "data"):
+            if typ == "aws_iam_policy_document":
+                documents[name] = body
+        for typ, name, body in blocks(doc, "resource"):
+            for attr, value in body.items():
+                kind = TF_POLICY_ATTRIBUTES.get((typ, attr)) or TF_POLICY_ATTRIBUTES.get(("*", attr))
+                if kind is None:
+                    continue
+                where = f"{rel}:{typ}.{name}.{attr}"
+                decoded = decode_policy_expression(value, where)
+                if isinstance(decoded, str):
+                    uses.setdefault(decoded, set()).add(kind)
+                else:
+                    inline += _json_statements(decoded, where, kind)
+    statements = list(inline)
+    for name, body in documents.items():
+        kinds = uses.get(name)
+        assert kinds, f"{directory.relative_to(TF)}: aws_iam_policy_document.{name} is not used by any policy attribute"
+        assert len(kinds) == 1, f"aws_iam_policy_document.{name} is used as {kinds}"
+        statements += _tf_policy_document_statements(
+            body, f"{directory.relative_to(TF)}:data.aws_iam_policy_document.{name}", kinds.pop())
+    return statements
+
+
+def all_statements() -> list[Statement]:
+    statements, _, _ = template_statements(load_template())
+    for directory in tf_dirs():
+        statements += tf_statements_of_dir(directory)
+    return statements
+
+
+# --------------------------------------------------------------------------
+# The policy rules.
+# --------------------------------------------------------------------------
+
+
+def policy_violations(statements: Iterable[Statement]) -> list[str]:
+    problems = []
+    for st in statements:
+        if st.effect not in ("Allow", "Deny"):
+            problems.append(f"{st.where}: Effect must be Allow or Deny, not {st.effect!r}")
+            continue
+        if st.effect == "Deny":
+            continue
+        if st.not_actions:
+            problems.append(f"{st.where}: Allow with NotAction grants everything else")
+        if st.not_resources:
+            problems.append(f"{st.where}: Allow with NotResource grants everything else")
+        for action in st.actions:
+            if not isinstance(action, str) or "*" in action or "?" in action:
+                problems.append(f"{st.where}: wildcard action {action!r}")
+        if st.kind in ("key", "trust"):
+            continue
+        if "*" in st.resources:
+            for action in st.actions:
+                if action not in RESOURCE_STAR_ONLY:
+                    problems.append(
+                        f"{st.where}: {action} supports resource-level permissions but is allowed on Resource \"*\"")
+        if st.kind == "resource" and "*" in st.principals.get("AWS", []) + st.principals.get("*", []):
+            if "aws:PrincipalOrgID" not in st.conditions.get("StringEquals", {}):
+                problems.append(f"{st.where}: Allow to any principal without an aws:PrincipalOrgID condition")
+    return problems
+
+
+def test_policy_checker_flags_bad_policies():
+    """The rules catch what they are meant to, in every input form."""
+    bad_json = {
+        "Statement": [
+            {"Effect": "Allow", "Action": "sqs:*", "Resource": {"Fn::GetAtt": ["Q", "Arn"]}},
+            {"Effect": "Allow", "Action": ["iam:CreateAccessKey"], "Resource": "*"},
+            {"Effect": "Allow", "Action": "*", "Resource": "*"},
+            {"Effect": "Allow", "NotAction": "iam:DeleteUser", "Resource": "*"},
+            {"Effect": "Allow", "Principal": "*", "Action": "sqs:SendMessage", "Resource": "arn:aws:sqs:eu-west-1:1:q"},
+        ]
+    }
+    problems = policy_violations(_json_statements(bad_json, "fixture", "identity")[:4])
+    assert any("wildcard action 'sqs:*'" in p for p in problems)
+    assert any("iam:CreateAccessKey supports resource-level" in p for p in problems)
+    assert any("wildcard action '*'" in p for p in problems)
+    assert any("NotAction" in p for p in problems)
+    problems = policy_violations(_json_statements(bad_json, "fixture", "resource")[4:])
+    assert any("aws:PrincipalOrgID" in p for p in problems)
+
+    hcl = hcl2.loads(
+        'data "aws_iam_policy_document" "d" {\n'
+        '  statement {\n    actions = ["iam:*"]\n    resources = ["*"]\n  }\n}\n',
+        serialization_options=HCL_OPTIONS)
+    body = next(b for _, _, b in blocks(hcl, "data"))
+    problems = policy_violations(_tf_policy_document_statements(body, "fixture", "identity"))
+    assert any("wildcard action 'iam:*'" in p for p in problems)
+
+    resource = hcl2.loads(
+        'resource "aws_iam_role_policy" "p" {\n'
+        '  policy = jsonencode({\n    Version = "2012-10-17"\n'
+        '    Statement = [{ Effect = "Allow", Action = ["iam:UpdateAccessKey"], Resource = "*" }]\n  })\n}\n',
+        serialization_options=HCL_OPTIONS)
+    _, _, body = next(blocks(resource, "resource"))
+    decoded = decode_policy_expression(body["policy"], "fixture")
+    problems = policy_violations(_json_statements(decoded, "fixture", "identity"))
+    assert problems == ['fixture[0]: iam:UpdateAccessKey supports resource-level permissions but is allowed on Resource "*"']
+
+    # The allowed forms pass.
+    good = {"Statement": [
+        {"Effect": "Allow", "Action": ["iam:ListUsers", "iam:GetCredentialReport"], "Resource": "*"},
+        {"Effect": "Deny", "Principal": "*", "Action": "sqs:*", "Resource": "*"},
+    ]}
+    assert policy_violations(_json_statements(good, "fixture", "identity")) == []
+
+
+def test_every_template_policy_is_checked():
+    statements, found, present = template_statements(load_template())
+    assert found == present, "a policy document in agent.yaml sits where the checks do not look"
+    assert found >= 4 and statements
+
+
+def test_no_wildcard_actions_or_needless_star_resources():
+    statements = all_statements()
+    assert len(statements) > 30, "policy extraction found suspiciously few statements"
+    assert policy_violations(statements) == []
+
+
+def test_resource_star_allow_list_matches_the_iam_reference():
+    """Every action in RESOURCE_STAR_ONLY really has no resource type, and
+    every allowed action exists (catches typos)."""
+    from policy_sentry.querying.actions import get_action_data
+
+    def arn_formats(action: str) -> list[str] | None:
+        service, name = action.split(":")
+        data = get_action_data(service, name)
+        if not data or not data.get(service):
+            return None
+        return [row["resource_arn_format"] for row in data[service]]
+
+    for action, reason in RESOURCE_STAR_ONLY.items():
+        formats = arn_formats(action)
+        assert formats is not None, f"{action} is unknown to the IAM reference"
+        assert set(formats) == {"*"}, f"{action} supports resources {formats}; drop it from RESOURCE_STAR_ONLY ({reason})"
+
+    unknown = sorted({
+        a for st in all_statements() if st.effect == "Allow" for a in st.actions
+        if isinstance(a, str) and arn_formats(a) is None
+    })
+    assert unknown == [], f"actions unknown to the IAM reference: {unknown}"
+
+
+# --------------------------------------------------------------------------
+# cfn-lint and checkov.
+# --------------------------------------------------------------------------
+
+
+def test_cfn_lint_is_clean():
+    cfn_lint = Path(sys.executable).parent / "cfn-lint"
+    result = subprocess.run([str(cfn_lint), str(TEMPLATE)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module")
+def checkov_reports() -> dict[str, dict]:
+    if not CHECKOV.exists():
+        pytest.fail(f"{CHECKOV} is missing: run terraform/tests/bootstrap.sh")
+    result = subprocess.run(
+        [str(CHECKOV), "--directory", str(TF), "--framework", "terraform", "cloudformation",
+         "--skip-path", r"\.venv", "--skip-download", "--output", "json"],
+        capture_output=True, text=True, cwd=TF)
+    try:
+        reports = json.loads(result.stdout)
+    except json.JSONDecodeError:
+        pytest.fail(f"checkov did not produce JSON (exit {result.returncode}):\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
+    reports = reports if isinstance(reports, list) else [reports]
+    return {r["check_type"]: r for r in reports}
+
+
+@pytest.mark.parametrize("framework", ["terraform", "cloudformation"])
+def test_checkov_is_clean(checkov_reports, framework):
+    report = checkov_reports.get(framework)
+    assert report is not None, f"checkov scanned no {framework} files"
+    summary = report["summary"]
+    failed = [
+        f"{c['check_id']} {c['resource']} ({c['file_path']}): {c['check_name']}"
+        for c in report["results"].get("failed_checks", [])
+    ]
+    assert failed == [] and summary["failed"] == 0
+    assert summary["parsing_errors"] == 0
+    assert summary["passed"] > 10
+
+
+@pytest.mark.parametrize("framework", ["terraform", "cloudformation"])
+def test_checkov_skips_are_justified(checkov_reports, framework):
+    for check in checkov_reports[framework]["results"].get("skipped_checks", []):
+        comment = (check["check_result"].get("suppress_comment") or "").strip()
+        assert len(comment) >= 20, f"{check['check_id']} on {check['resource']} is skipped without a reason"
+
+
+def test_checkov_scanned_the_template(checkov_reports):
+    results = checkov_reports["cloudformation"]["results"]
+    files = {c["file_path"] for key in ("passed_checks", "skipped_checks") for c in results.get(key, [])}
+    assert "/templates/agent.yaml" in files
+
+
+# --------------------------------------------------------------------------
+# Terraform structure.
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", tf_files(), ids=lambda p: str(p.relative_to(TF)))
+def test_tf_file_parses(path):
+    assert isinstance(parse_tf(path), dict)
+
+
+VAR_REF = re.compile(r"\bvar\.([A-Za-z_][A-Za-z0-9_-]*)")
+
+
+@pytest.mark.parametrize("directory", tf_dirs(), ids=lambda p: str(p.relative_to(TF)))
+def test_variables_declared_and_used(directory):
+    declared: dict[str, dict] = {}
+    used: set[str] = set()
+    for path in sorted(directory.glob("*.tf")):
+        doc = parse_tf(path)
+        for entry in doc.get("variable", []):
+            for name, body in entry.items():
+                assert name not in declared, f"variable {name} declared twice"
+                declared[name] = body
+        used |= set(VAR_REF.findall(json.dumps(doc)))
+    undeclared = sorted(used - set(declared))
+    unused = sorted(set(declared) - used)
+    assert undeclared == [], f"used but not declared: {undeclared}"
+    assert unused == [], f"declared but never used: {unused}"
+    for name, body in declared.items():
+        assert len(str(body.get("description", ""))) >= 10, f"variable {name} needs a description"
+        assert "type" in body, f"variable {name} needs a type"
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_module_layout(module):
+    directory = TF / "modules" / module
+    for name in ("main.tf", "variables.tf", "outputs.tf", "versions.tf", "README.md"):
+        assert (directory / name).is_file(), f"{module}/{name} is missing"
+    versions = parse_tf(directory / "versions.tf")
+    aws = versions["terraform"][0]["required_providers"][0]["aws"]
+    assert aws["source"] == "hashicorp/aws"
+    assert re.match(r">=\s*5(\.|$)", aws["version"])
+    readme = (directory / "README.md").read_text()
+    doc = parse_tf(directory / "variables.tf")
+    for entry in doc.get("variable", []):
+        for name in entry:
+            assert f"`{name}`" in readme, f"{module}/README.md does not document variable {name}"
+    outputs = parse_tf(directory / "outputs.tf")
+    for entry in outputs.get("output", []):
+        for name, body in entry.items():
+            assert body.get("description"), f"output {name} needs a description"
+            assert f"`{name}`" in readme, f"{module}/README.md does not document output {name}"
+
+
+def test_variables_with_fixed_shapes_are_validated():
+    """Every module variable that carries an identifier (ARN, ID, name, email,
+    duration, region, ...) has a validation block."""
+    shapes = re.compile(r"(arn|_id$|_ids$|organization|bucket|key$|region|sender|email|team|recipients|subscriptions"
+                        r"|identity$|expression|architecture|call_as|name$|level|days$|timeout|size|concurrency|policy"
+                        r"|percentage|accounts|ous|url)")
+    for module in MODULES:
+        doc = parse_tf(TF / "modules" / module / "variables.tf")
+        for entry in doc["variable"]:
+            for name, body in entry.items():
+                if str(body.get("type")) in ("bool", "${bool}", "${map(string)}"):
+                    continue  # nothing to validate beyond the type
+                if shapes.search(name) and name not in ("code_s3_object_version",):
+                    assert body.get("validation"), f"{module}: variable {name} has no validation"
+
+
+# --------------------------------------------------------------------------
+# The agent template.
+# --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def template() -> dict:
+    return load_template()
+
+
+def resources_of_type(template: dict, typ: str) -> dict[str, dict]:
+    return {k: v for k, v in template["Resources"].items() if v["Type"] == typ}
+
+
+def test_template_agent_function(template):
+    fn = template["Resources"]["AgentFunction"]["Properties"]
+    assert fn["FunctionName"] == "keyfleet-agent"
+    assert fn["Runtime"] == "provided.al2023"
+    assert fn["Handler"] == "bootstrap"
+    assert fn["Architectures"] == [{"Ref": "Architecture"}]
+    assert template["Parameters"]["Architecture"]["Default"] == "x86_64"
+    assert set(template["Parameters"]["Architecture"]["AllowedValues"]) == {"x86_64", "arm64"}
+    assert set(fn["Environment"]["Variables"]) == AGENT_ENV
+    assert fn["Code"]["S3Bucket"] == {"Ref": "CodeS3Bucket"}
+    assert fn["Code"]["S3Key"] == {"Ref": "CodeS3Key"}
+
+
+def test_template_queues(template):
+    queues = resources_of_type(template, "AWS::SQS::Queue")
+    by_name = {q["Properties"]["QueueName"]: q["Properties"] for q in queues.values()}
+    assert set(by_name) == {"keyfleet-jobs", "keyfleet-jobs-dlq"}
+    for props in by_name.values():
+        assert props["SqsManagedSseEnabled"] is True
+    jobs = by_name["keyfleet-jobs"]
+    assert jobs["RedrivePolicy"]["maxReceiveCount"] == 3
+    assert jobs["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": ["JobsDeadLetterQueue", "Arn"]}
+    # Visibility timeout = 6 x function timeout, for every timeout allowed.
+    assert jobs["VisibilityTimeout"] == {
+        "Fn::FindInMap": ["TimeoutToVisibility", {"Ref": "FunctionTimeout"}, "VisibilityTimeout"]}
+    mapping = template["Mappings"]["TimeoutToVisibility"]
+    allowed = template["Parameters"]["FunctionTimeout"]["AllowedValues"]
+    assert sorted(int(k) for k in mapping) == sorted(int(v) for v in allowed)
+    for timeout, row in mapping.items():
+        assert row["VisibilityTimeout"] >= 6 * int(timeout)
+        assert row["VisibilityTimeout"] <= 43200
+
+
+def test_template_event_source_mapping(template):
+    (esm,) = resources_of_type(template, "AWS::Lambda::EventSourceMapping").values()
+    props = esm["Properties"]
+    assert props["EventSourceArn"] == {"Fn::GetAtt": ["JobsQueue", "Arn"]}
+    assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert 1 <= props["BatchSize"] <= 10
+
+
+def test_template_log_group(template):
+    (group,) = resources_of_type(template, "AWS::Logs::LogGroup").values()
+    assert group["Properties"]["LogGroupName"] == "/aws/lambda/keyfleet-agent"
+    assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+
+
+def test_template_outputs(template):
+    assert {"JobsQueueUrl", "JobsQueueArn", "AgentRoleArn", "AgentFunctionArn"} <= set(template["Outputs"])
+
+
+def test_agent_role_has_exactly_what_the_agent_needs(template):
+    role = template["Resources"]["AgentRole"]["Properties"]
+    assert role["RoleName"] == "keyfleet-agent"
+    trust = _json_statements(role["AssumeRolePolicyDocument"], "trust", "trust")
+    assert [(s.effect, s.principals, s.actions) for s in trust] == [
+        ("Allow", {"Service": ["lambda.amazonaws.com"]}, ["sts:AssumeRole"])]
+    assert not role.get("ManagedPolicyArns"), "the agent role must not carry managed policies"
+    statements = [
+        s for p in role["Policies"] for s in _json_statements(p["PolicyDocument"], p["PolicyName"], "identity")]
+    granted = {a for s in statements if s.effect == "Allow" for a in s.actions}
+    assert granted == AGENT_ACTIONS
+    own_users = {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:user/*"}
+    own_secrets = {"Fn::Sub": "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:keyfleet/*"}
+    for s in statements:
+        for action in s.actions:
+            if action in RESOURCE_STAR_ONLY:
+                assert s.resources == ["*"]
+            elif action.startswith("iam:"):
+                assert s.resources == [own_users], f"{action} must be limited to the account's users"
+            elif action.startswith("secretsmanager:"):
+                assert s.resources == [own_secrets], f"{action} must be limited to keyfleet/* secrets"
+            elif action == "sqs:SendMessage":
+                assert s.resources == [{"Ref": "ResultsQueueArn"}]
+            elif action.startswith("sqs:"):
+                assert s.resources == [{"Fn::GetAtt": ["JobsQueue", "Arn"]}]
+            elif action.startswith("logs:"):
+                assert s.resources == [{"Fn::Sub": "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}"
+                                                   ":log-group:/aws/lambda/keyfleet-agent:*"}]
+
+
+def _queue_policy(template: dict, queue_logical_id: str) -> list[Statement]:
+    for logical_id, res in resources_of_type(template, "AWS::SQS::QueuePolicy").items():
+        if res["Properties"]["Queues"] == [{"Ref": queue_logical_id}]:
+            return _json_statements(res["Properties"]["PolicyDocument"], logical_id, "resource")
+    pytest.fail(f"no queue policy for {queue_logical_id}")
+
+
+def _denies_insecure_transport(statements: list[Statement]) -> bool:
+    return any(
+        s.effect == "Deny" and s.conditions.get("Bool", {}).get("aws:SecureTransport") == ["false"]
+        for s in statements)
+
+
+def test_jobs_queue_accepts_only_the_coordinator(template):
+    statements = _queue_policy(template, "JobsQueue")
+    role = {"Ref": "CoordinatorRoleArn"}
+    allows = [s for s in statements if s.effect == "Allow"]
+    assert len(allows) == 1, "exactly one Allow: the coordinator's SendMessage"
+    (allow,) = allows
+    assert allow.actions == ["sqs:SendMessage"]
+    assert allow.resources == [{"Fn::GetAtt": ["JobsQueue", "Arn"]}]
+    assert list(allow.principals) == ["AWS"] and len(allow.principals["AWS"]) == 1
+    assert "Fn::Sub" in allow.principals["AWS"][0], "principal is the coordinator's account"
+    assert allow.conditions == {"ArnEquals": {"aws:PrincipalArn": [role]}}
+    assert any(
+        s.effect == "Deny" and s.principals == {"*": ["*"]} and "sqs:SendMessage" in s.actions
+        and s.conditions == {"ArnNotEquals": {"aws:PrincipalArn": [role]}}
+        for s in statements), "every other principal must be denied SendMessage"
+    assert _denies_insecure_transport(statements)
+    assert _denies_insecure_transport(_queue_policy(template, "JobsDeadLetterQueue"))
+
+
+# --------------------------------------------------------------------------
+# The Terraform modules.
+# --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def coordinator() -> dict[tuple[str, str], dict]:
+    return module_blocks("coordinator", "resource")
+
+
+@pytest.fixture(scope="module")
+def coordinator_documents() -> dict[str, list[Statement]]:
+    docs = module_blocks("coordinator", "data")
+    return {
+        name: _tf_policy_document_statements(body, name, "resource")
+        for (typ, name), body in docs.items() if typ == "aws_iam_policy_document"
+    }
+
+
+def test_results_queue_accepts_only_agents_of_the_organization(coordinator, coordinator_documents):
+    assert coordinator[("aws_sqs_queue_policy", "results")]["policy"] == \
+        "${data.aws_iam_policy_document.results_queue.json}"
+    statements = coordinator_documents["results_queue"]
+    org = {"aws:PrincipalOrgID": ["${var.organization_id}"]}
+    agent_arn = "arn:${local.partition}:iam::*:role/keyfleet-agent*"
+    queue = ["${aws_sqs_queue.results.arn}"]
+    allows = [s for s in statements if s.effect == "Allow"]
+    assert len(allows) == 1
+    (allow,) = allows
+    assert allow.actions == ["sqs:SendMessage"] and allow.resources == queue
+    assert allow.conditions == {"StringEquals": org, "ArnLike": {"aws:PrincipalArn": [agent_arn]}}
+    denies = [s for s in statements if s.effect == "Deny" and "sqs:SendMessage" in s.actions]
+    assert any(s.conditions == {"StringNotEquals": org} for s in denies), "senders outside the org must be denied"
+    assert any(s.conditions == {"ArnNotLike": {"aws:PrincipalArn": [agent_arn]}} for s in denies), \
+        "principals other than keyfleet-agent* roles must be denied"
+    assert _denies_insecure_transport(statements)
+    assert _denies_insecure_transport(coordinator_documents["results_dlq"])
+
+
+def test_coordinator_dispatches_only_to_organization_queues(coordinator_documents):
+    (dispatch,) = [s for s in coordinator_documents["coordinator"] if s.sid == "DispatchJobs"]
+    assert dispatch.actions == ["sqs:SendMessage"]
+    assert dispatch.resources == ["${local.jobs_queue_arns}"]
+    assert dispatch.conditions == {"StringEquals": {"aws:ResourceOrgID": ["${var.organization_id}"]}}
+    locals_ = parse_tf(TF / "modules" / "coordinator" / "main.tf")["locals"][0]
+    assert locals_["jobs_queue_arns"] == "arn:${local.partition}:sqs:${local.agent_region}:*:keyfleet-jobs"
+
+
+def test_coordinator_wiring(coordinator):
+    fn = coordinator[("aws_lambda_function", "this")]
+    assert fn["function_name"] == "${local.function_name}"
+    assert fn["runtime"] == "provided.al2023" and fn["handler"] == "bootstrap"
+    env = fn["environment"][0]["variables"]
+    assert set(env) == COORDINATOR_ENV
+    esm = coordinator[("aws_lambda_event_source_mapping", "results")]
+    assert esm["function_response_types"] == ["ReportBatchItemFailures"]
+    assert esm["event_source_arn"] == "${aws_sqs_queue.results.arn}"
+    results = coordinator[("aws_sqs_queue", "results")]
+    assert results["visibility_timeout_seconds"] == "${6 * var.timeout}"
+    assert results["sqs_managed_sse_enabled"] is True
+    redrive = hcl2.loads(
+        "x = " + JSONENCODE.match(results["redrive_policy"]).group("body"), serialization_options=HCL_OPTIONS)["x"]
+    assert redrive == {"deadLetterTargetArn": "${aws_sqs_queue.results_dlq.arn}", "maxReceiveCount": 3}
+    variables = {n: b for e in parse_tf(TF / "modules" / "coordinator" / "variables.tf")["variable"] for n, b in e.items()}
+    assert variables["schedule_expression"]["default"] == "cron(0 13 * * ? *)"
+    assert variables["sweep_schedule_expression"]["default"] == "rate(1 hour)"
+    alarms = {name: body for (typ, name), body in coordinator.items() if typ == "aws_cloudwatch_metric_alarm"}
+    dims = {json.dumps(a["dimensions"]) for a in alarms.values()}
+    assert any("aws_lambda_function.this" in d for d in dims)
+    assert any("aws_sqs_queue.results_dlq" in d for d in dims)
+    for alarm in alarms.values():
+        assert alarm["alarm_actions"] == ["${aws_sns_topic.alerts.arn}"]
+    secret_version = coordinator[("aws_secretsmanager_secret_version", "placeholder")]
+    assert "secret_string" in secret_version["lifecycle"][0]["ignore_changes"]
+    bucket_rules = coordinator[("aws_s3_bucket_lifecycle_configuration", "reports")]["rule"]
+    assert any(r.get("expiration") for r in bucket_rules)
+    assert coordinator[("aws_s3_bucket_versioning", "reports")]["versioning_configuration"][0]["status"] == "Enabled"
+    assert all(coordinator[("aws_s3_bucket_public_access_block", "reports")][k] is True for k in (
+        "block_public_acls", "block_public_policy", "ignore_public_acls", "restrict_public_buckets"))
+    assert coordinator[("aws_sns_topic", "alerts")].get("kms_master_key_id")
+
+
+def test_org_reader_trusts_only_the_coordinator():
+    docs = module_blocks("org-reader", "data")
+    trust = _tf_policy_document_statements(docs[("aws_iam_policy_document", "trust")], "trust", "trust")
+    (st,) = trust
+    assert st.actions == ["sts:AssumeRole"]
+    assert st.conditions["ArnEquals"] == {"aws:PrincipalArn": ["${var.coordinator_role_arn}"]}
+    read = _tf_policy_document_statements(docs[("aws_iam_policy_document", "read")], "read", "identity")
+    assert {a for s in read for a in s.actions} == {
+        "organizations:ListAccounts", "organizations:ListAccountsForParent",
+        "organizations:ListOrganizationalUnitsForParent", "organizations:ListParents", "organizations:ListRoots",
+        "organizations:DescribeOrganization", "organizations:DescribeAccount", "organizations:ListTagsForResource",
+    }
+
+
+def test_stackset_deploys_the_template_everywhere():
+    resources = module_blocks("agent-stackset", "resource")
+    stack_set = resources[("aws_cloudformation_stack_set", "this")]
+    assert stack_set["permission_model"] == "SERVICE_MANAGED"
+    assert stack_set["auto_deployment"][0] == {
+        "enabled": True, "retain_stacks_on_account_removal": False, "__is_block__": True}
+    assert stack_set["template_body"] == "${local.template_body}"
+    assert stack_set["capabilities"] == ["CAPABILITY_NAMED_IAM"]
+    locals_ = parse_tf(TF / "modules" / "agent-stackset" / "main.tf")["locals"][0]
+    assert locals_["template_body"] == '${file("${path.module}/../../templates/agent.yaml")}'
+    # Parameters: only ones the template declares, and every required one.
+    params = load_template()["Parameters"]
+    given = set(locals_["parameters"]) - {"__is_block__"}
+    assert given <= set(params), f"unknown template parameters: {given - set(params)}"
+    required = {n for n, p in params.items() if "Default" not in p}
+    assert required <= given, f"required template parameters not passed: {required - given}"
+    instance = resources[("aws_cloudformation_stack_set_instance", "this")]
+    assert instance["deployment_targets"][0]["organizational_unit_ids"] == "${local.ou_ids}"
+    prefs = instance["operation_preferences"][0]
+    assert "failure_tolerance_percentage" in prefs and "max_concurrent_percentage" in prefs
+
+
+def test_example_wires_the_three_modules():
+    doc = {}
+    for path in (TF / "examples" / "complete").glob("*.tf"):
+        for k, v in parse_tf(path).items():
+            doc.setdefault(k, []).extend(v)
+    modules = {name: body for entry in doc["module"] for name, body in entry.items()}
+    assert {m["source"] for m in modules.values()} == {f"../../modules/{m}" for m in MODULES}
+    aliases = {p["aws"]["alias"] for p in doc["provider"]}
+    assert aliases == {"management", "provisioning", "stacksets"}
+    assert "aws.management" in json.dumps(modules["org_reader"]["providers"])
+    assert "aws.provisioning" in json.dumps(modules["coordinator"]["providers"])
+    assert "aws.stacksets" in json.dumps(modules["agents"]["providers"])
+    assert (TF / "examples" / "complete" / "terraform.tfvars.example").is_file()
+    assert (TF / "examples" / "complete" / "README.md").is_file()
