@@ -1,0 +1,373 @@
+//! `keyfleet.toml`: the command line's configuration, with environment
+//! overrides.
+//!
+//! Every key can be overridden by `KEYFLEET_<SECTION>_<KEY>` (for example
+//! `KEYFLEET_POLICY_ROTATE_AFTER=10m`, `KEYFLEET_AWS_ENDPOINT_URL=...`;
+//! lists are comma-separated). The file is parsed strictly: an unknown key
+//! or a bad value is an error naming the key and its line, never a silent
+//! default.
+
+use keyfleet_protocol::{Delivery, Duration, Limit, Policy, TagMatch};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AwsSection {
+    pub region: String,
+    /// An emulator or a VPC endpoint; unset = real AWS.
+    pub endpoint_url: Option<String>,
+}
+
+impl Default for AwsSection {
+    fn default() -> Self {
+        AwsSection {
+            region: "us-east-1".into(),
+            endpoint_url: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicySection {
+    pub rotate_after: Duration,
+    pub deactivate_after: Duration,
+    pub delete_after: Duration,
+    pub unused_delete_after: Duration,
+    pub max_key_age: Limit,
+    /// `Key=Value`.
+    pub exempt_tag: String,
+    pub email_tag: String,
+    pub delivery: Delivery,
+    pub cleanup: bool,
+}
+
+impl Default for PolicySection {
+    fn default() -> Self {
+        let p = Policy::default();
+        PolicySection {
+            rotate_after: p.rotate_after,
+            deactivate_after: p.deactivate_after,
+            delete_after: p.delete_after,
+            unused_delete_after: p.unused_delete_after,
+            max_key_age: p.max_key_age,
+            exempt_tag: format!("{}={}", p.exempt_tag.key, p.exempt_tag.value),
+            email_tag: p.email_tag,
+            delivery: p.delivery,
+            cleanup: p.cleanup,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OrgSection {
+    pub exclude_accounts: Vec<String>,
+    pub exclude_ous: Vec<String>,
+    /// Role in the management account to list the organization with.
+    pub org_reader_role: Option<String>,
+    /// Role assumed in each member account by the local fleet (a role the
+    /// operator may assume, e.g. OrganizationAccountAccessRole).
+    pub agent_role: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MailSection {
+    pub sender: String,
+    pub security_team: Vec<String>,
+    pub configuration_set: Option<String>,
+}
+
+impl Default for MailSection {
+    fn default() -> Self {
+        MailSection {
+            sender: "keyfleet@example.com".into(),
+            security_team: vec!["security-team@example.com".into()],
+            configuration_set: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CoordinatorSection {
+    pub report_bucket: String,
+    pub results_queue: String,
+    pub alerts_topic: String,
+    pub private_key_secret: String,
+    /// How long agents have before a run is finalized without them.
+    pub deadline: Duration,
+}
+
+impl Default for CoordinatorSection {
+    fn default() -> Self {
+        CoordinatorSection {
+            report_bucket: "keyfleet-reports".into(),
+            results_queue: "keyfleet-results".into(),
+            alerts_topic: "keyfleet-alerts".into(),
+            private_key_secret: "keyfleet-coordinator/private-key".into(),
+            deadline: Duration::from_minutes(30),
+        }
+    }
+}
+
+/// The whole file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub aws: AwsSection,
+    pub policy: PolicySection,
+    pub org: OrgSection,
+    pub mail: MailSection,
+    pub coordinator: CoordinatorSection,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {error}")]
+    Read {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("{path}: {error}")]
+    Parse {
+        path: PathBuf,
+        error: Box<toml::de::Error>,
+    },
+    #[error("environment variable {var}: {error}")]
+    Env { var: String, error: String },
+    #[error("{path}: policy.exempt_tag must be `Key=Value`, got `{value}`")]
+    ExemptTag { path: PathBuf, value: String },
+    #[error("{path}: {error}")]
+    Policy { path: PathBuf, error: String },
+}
+
+const SECTIONS: [&str; 5] = ["aws", "policy", "org", "mail", "coordinator"];
+
+impl Config {
+    /// Loads `path`; a missing default file means all defaults, a missing
+    /// file that was asked for explicitly is an error.
+    pub fn load(path: &Path, explicit: bool) -> Result<Config, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => String::new(),
+            Err(error) => {
+                return Err(ConfigError::Read {
+                    path: path.to_path_buf(),
+                    error,
+                })
+            }
+        };
+        Self::parse(&text, path, std::env::vars())
+    }
+
+    /// Parses file text, then applies `KEYFLEET_<SECTION>_<KEY>` overrides.
+    pub fn parse(
+        text: &str,
+        path: &Path,
+        env: impl Iterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        // First pass on the text alone, so errors carry the file's lines.
+        let _: Config = toml::from_str(text).map_err(|error| ConfigError::Parse {
+            path: path.to_path_buf(),
+            error: Box::new(error),
+        })?;
+        let mut table: toml::Table = toml::from_str(text).map_err(|error| ConfigError::Parse {
+            path: path.to_path_buf(),
+            error: Box::new(error),
+        })?;
+        let defaults = toml::Table::try_from(Config::default()).unwrap_or_default();
+        for (var, value) in env {
+            let Some(rest) = var.strip_prefix("KEYFLEET_") else {
+                continue;
+            };
+            let rest = rest.to_ascii_lowercase();
+            let Some(section) = SECTIONS.iter().find(|s| rest.starts_with(&format!("{s}_"))) else {
+                continue;
+            };
+            let key = &rest[section.len() + 1..];
+            let is_list = defaults
+                .get(*section)
+                .and_then(|s| s.get(key))
+                .is_some_and(|v| v.is_array());
+            let is_bool = defaults
+                .get(*section)
+                .and_then(|s| s.get(key))
+                .is_some_and(|v| v.is_bool());
+            let v = if is_list {
+                toml::Value::Array(
+                    value
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(|s| toml::Value::String(s.to_string()))
+                        .collect(),
+                )
+            } else if is_bool {
+                toml::Value::Boolean(value.parse().map_err(|_| ConfigError::Env {
+                    var: var.clone(),
+                    error: "expected true or false".into(),
+                })?)
+            } else {
+                toml::Value::String(value.clone())
+            };
+            table
+                .entry(section.to_string())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+                .as_table_mut()
+                .map(|t| t.insert(key.to_string(), v));
+            // Check each override as it is applied, to name the variable.
+            toml::Value::Table(table.clone())
+                .try_into::<Config>()
+                .map_err(|e| ConfigError::Env {
+                    var: var.clone(),
+                    error: e.to_string(),
+                })?;
+        }
+        let cfg: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Env {
+                var: "KEYFLEET_*".into(),
+                error: e.to_string(),
+            })?;
+        cfg.policy(path)?;
+        Ok(cfg)
+    }
+
+    /// The rotation policy, validated.
+    pub fn policy(&self, path: &Path) -> Result<Policy, ConfigError> {
+        let p = &self.policy;
+        let (key, value) = p
+            .exempt_tag
+            .split_once('=')
+            .filter(|(k, _)| !k.trim().is_empty())
+            .ok_or_else(|| ConfigError::ExemptTag {
+                path: path.to_path_buf(),
+                value: p.exempt_tag.clone(),
+            })?;
+        let policy = Policy {
+            rotate_after: p.rotate_after,
+            deactivate_after: p.deactivate_after,
+            delete_after: p.delete_after,
+            unused_delete_after: p.unused_delete_after,
+            max_key_age: p.max_key_age,
+            exempt_tag: TagMatch {
+                key: key.trim().into(),
+                value: value.trim().into(),
+            },
+            email_tag: p.email_tag.clone(),
+            delivery: p.delivery,
+            cleanup: p.cleanup,
+        };
+        policy.validate().map_err(|e| ConfigError::Policy {
+            path: path.to_path_buf(),
+            error: e.to_string(),
+        })?;
+        Ok(policy)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::parse(
+            text,
+            Path::new("keyfleet.toml"),
+            env.iter().map(|(a, b)| (a.to_string(), b.to_string())),
+        )
+    }
+
+    #[test]
+    fn empty_file_is_all_defaults() {
+        let c = parse("", &[]).unwrap();
+        assert_eq!(c.policy(Path::new("x")).unwrap(), Policy::default());
+        assert_eq!(c.aws.region, "us-east-1");
+    }
+
+    #[test]
+    fn documented_keys_parse() {
+        let c = parse(
+            r#"
+[policy]
+rotate_after = "10m"
+deactivate_after = "20m"
+delete_after = "30m"
+unused_delete_after = "25m"
+max_key_age = "never"
+exempt_tag = "Skip=yes"
+email_tag = "Owner"
+delivery = "both"
+
+[org]
+exclude_accounts = ["111122223333"]
+exclude_ous = ["ou-abcd-12345678"]
+org_reader_role = "arn:aws:iam::111122223333:role/keyfleet-org-reader"
+agent_role = "OrganizationAccountAccessRole"
+
+[mail]
+sender = "keyfleet@corp.example"
+security_team = ["sec@corp.example"]
+
+[aws]
+region = "eu-west-1"
+endpoint_url = "http://127.0.0.1:5000"
+"#,
+            &[],
+        )
+        .unwrap();
+        let p = c.policy(Path::new("x")).unwrap();
+        assert_eq!(p.rotate_after, Duration::from_minutes(10));
+        assert_eq!(p.max_key_age, Limit::Never);
+        assert_eq!(p.exempt_tag.key, "Skip");
+        assert_eq!(p.delivery, Delivery::Both);
+        assert_eq!(c.org.exclude_ous, ["ou-abcd-12345678"]);
+    }
+
+    #[test]
+    fn bad_key_is_named_with_its_line() {
+        let err = parse(
+            "[policy]\nrotate_after = \"10m\"\nrotate_aftr = \"5m\"\n",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("rotate_aftr"), "{err}");
+        assert!(err.contains("line 3"), "{err}");
+        let err = parse("[policy]\n\ndelete_after = \"ten days\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 3") && err.contains("ten days"), "{err}");
+        let err = parse("[policy]\ndelete_after = \"1d\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("policy.delete_after"), "{err}");
+    }
+
+    #[test]
+    fn environment_overrides_the_file_and_names_bad_variables() {
+        let c = parse(
+            "[policy]\nrotate_after = \"70d\"\n",
+            &[
+                ("KEYFLEET_POLICY_ROTATE_AFTER", "75d"),
+                (
+                    "KEYFLEET_ORG_EXCLUDE_ACCOUNTS",
+                    "111111111111, 222222222222",
+                ),
+                ("KEYFLEET_AWS_ENDPOINT_URL", "http://127.0.0.1:1"),
+                ("UNRELATED", "x"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.policy.rotate_after, Duration::from_days(75));
+        assert_eq!(c.org.exclude_accounts.len(), 2);
+        assert_eq!(c.aws.endpoint_url.as_deref(), Some("http://127.0.0.1:1"));
+        let err = parse("", &[("KEYFLEET_POLICY_DELETE_AFTER", "soon")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("KEYFLEET_POLICY_DELETE_AFTER"), "{err}");
+    }
+}

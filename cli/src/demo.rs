@@ -1,0 +1,269 @@
+//! `keyfleet demo`: the whole system on the embedded emulator, no AWS
+//! account needed.
+//!
+//! It starts the emulator harness, creates an organization (two OUs, five
+//! member accounts, one of them added after the agent StackSet exists to
+//! show auto-deployment, plus a sandbox account under an excluded OU),
+//! bootstraps the coordinator's resources, seeds every account with users
+//! whose keys cover every rule, then runs three cycles with the clock
+//! advanced in between: rotate -> deactivate -> delete. Each cycle prints
+//! the consolidated report; the HTML reports and the emails sent are listed
+//! at the end.
+
+use crate::bootstrap;
+use crate::config::Config;
+use crate::fleet::{self, Fleet};
+use anyhow::{Context, Result};
+use keyfleet_coordinator::RunRequest;
+use keyfleet_testkit::seed::{self, key, user, UserSpec};
+use keyfleet_testkit::Emulator;
+use std::path::{Path, PathBuf};
+
+/// The users seeded in every member account, one per rule.
+fn users() -> Vec<UserSpec> {
+    vec![
+        // Seed: one key nearing expiry -> new key.
+        user("alice", vec![key(85, true, Some(1))]),
+        // Seed: two keys, older inactive -> delete older, create new.
+        UserSpec {
+            path: "/engineering/ci/".into(),
+            ..user(
+                "bob.ci",
+                vec![key(95, false, Some(40)), key(85, true, Some(1))],
+            )
+        },
+        // Seed: two keys, younger inactive -> delete younger, create new.
+        user(
+            "carol+deploy",
+            vec![key(86, true, Some(2)), key(30, false, None)],
+        ),
+        // Seed: two active, one nearing expiry -> notice, then deactivate.
+        user(
+            "dave",
+            vec![key(84, true, Some(14)), key(12, true, Some(1))],
+        ),
+        // Seed: unused -> delete and notify.
+        user("erin", vec![key(95, true, None)]),
+        // Exempt: untouched whatever the age.
+        UserSpec {
+            exempt: true,
+            ..user("frank.breakglass", vec![key(130, true, Some(1))])
+        },
+        // No email tag: reported unreachable, no key created.
+        UserSpec {
+            email: None,
+            ..user("grace-noemail", vec![key(85, true, Some(1))])
+        },
+        // Compliant.
+        user("heidi", vec![key(20, true, Some(1))]),
+        // Old key still used after its replacement: held, owner told.
+        user("ivan", vec![key(95, true, Some(1)), key(20, true, Some(3))]),
+    ]
+}
+
+const ACCOUNTS: [(&str, &str); 4] = [
+    ("payments", "workloads"),
+    ("analytics", "workloads"),
+    ("platform", "workloads"),
+    ("sandbox-dev", "sandbox"),
+];
+
+async fn create_account(
+    org: &aws_sdk_organizations::Client,
+    name: &str,
+    ou: &str,
+    root: &str,
+) -> Result<String> {
+    let out = org
+        .create_account()
+        .account_name(name)
+        .email(format!("aws+{name}@example.com"))
+        .send()
+        .await
+        .with_context(|| format!("creating account {name}"))?;
+    let id = out
+        .create_account_status()
+        .and_then(|s| s.account_id())
+        .context("CreateAccount returned no account id")?
+        .to_string();
+    org.move_account()
+        .account_id(&id)
+        .source_parent_id(root)
+        .destination_parent_id(ou)
+        .send()
+        .await
+        .with_context(|| format!("moving {name} into its OU"))?;
+    Ok(id)
+}
+
+pub async fn run(out_dir: &Path) -> Result<()> {
+    println!("Starting the AWS emulator (first run installs it into tests/emulator/.venv)...");
+    let emu = Emulator::start().context("starting the emulator harness")?;
+    println!("  emulator at {}", emu.endpoint());
+    let mut cfg = Config::default();
+    cfg.aws.endpoint_url = Some(emu.endpoint().to_string());
+    let sdk = emu.config();
+
+    // Organization: two OUs; the sandbox OU is excluded from rotation.
+    let org = aws_sdk_organizations::Client::new(&sdk);
+    org.create_organization()
+        .feature_set(aws_sdk_organizations::types::OrganizationFeatureSet::All)
+        .send()
+        .await
+        .context("creating the organization")?;
+    let root = org
+        .list_roots()
+        .send()
+        .await?
+        .roots()
+        .first()
+        .and_then(|r| r.id().map(str::to_string))
+        .context("no root")?;
+    let mut ous = std::collections::BTreeMap::new();
+    for name in ["workloads", "sandbox"] {
+        let ou = org
+            .create_organizational_unit()
+            .parent_id(&root)
+            .name(name)
+            .send()
+            .await?
+            .organizational_unit()
+            .and_then(|o| o.id().map(str::to_string))
+            .context("no OU id")?;
+        ous.insert(name, ou);
+    }
+    cfg.org.exclude_ous = vec![ous["sandbox"].clone()];
+    // Service-managed StackSets never deploy to the management account, so
+    // it is excluded (as the Terraform example does by default).
+    let management = org
+        .describe_organization()
+        .send()
+        .await?
+        .organization()
+        .and_then(|o| o.master_account_id().map(str::to_string))
+        .context("no management account")?;
+    cfg.org.exclude_accounts = vec![management];
+    let mut members = Vec::new();
+    for (name, ou) in ACCOUNTS {
+        let id = create_account(&org, name, &ous[ou], &root).await?;
+        if ou != "sandbox" {
+            members.push((name.to_string(), id));
+        }
+    }
+    println!(
+        "Organization: {} member accounts in OU workloads, 1 in the excluded OU sandbox",
+        members.len()
+    );
+
+    let boot = bootstrap::bootstrap(&cfg, &sdk).await?;
+    println!(
+        "Bootstrapped the coordinator in {} (results queue, report bucket, alerts topic, SES identity, key {}) and the agent StackSet",
+        boot.account_id, boot.key_id
+    );
+    // Two accounts joining after the StackSet exists get an agent by
+    // auto-deployment.
+    for name in ["data-science", "edge"] {
+        let id = create_account(&org, name, &ous["workloads"], &root).await?;
+        members.push((name.to_string(), id));
+    }
+    let cfn_ok = check_agents(&sdk, &members).await?;
+    println!(
+        "  agent stack deployed in {cfn_ok}/{} member accounts (2 of them by auto-deployment)",
+        members.len()
+    );
+
+    for (name, id) in &members {
+        let acct = fleet::assume(&sdk, id, "keyfleet-agent").await?;
+        let iam = aws_sdk_iam::Client::new(&acct);
+        seed::populate(&emu, &iam, id, &users())
+            .await
+            .with_context(|| format!("seeding {name}"))?;
+    }
+    println!(
+        "Seeded {} users in {} accounts (keys aged with the emulator clock)\n",
+        users().len() * members.len(),
+        members.len()
+    );
+
+    let fleet = Fleet::connect(cfg, Path::new("keyfleet.toml")).await?;
+    std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    let mut htmls: Vec<PathBuf> = Vec::new();
+    let steps = [
+        (0.0, "day 0: rotate"),
+        (10.0, "day 10: deactivate"),
+        (11.0, "day 21: delete"),
+    ];
+    for (i, (advance, title)) in steps.iter().enumerate() {
+        if *advance > 0.0 {
+            emu.advance_clock(*advance, None)?;
+        }
+        println!("=== Cycle {} ({title}) ===", i + 1);
+        let report = fleet.cycle(RunRequest::default()).await?;
+        println!("{}", keyfleet_coordinator::render::to_table(&report));
+        let path = out_dir.join(format!("report-{}.html", i + 1));
+        std::fs::write(&path, keyfleet_coordinator::render::to_html(&report))?;
+        htmls.push(path);
+    }
+
+    let mails = emu.outbox()?;
+    let mut by_kind: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut sample = Vec::new();
+    let first = &members[0].1;
+    for m in &mails {
+        let parsed = mail_parser::MessageParser::default().parse(m.raw.as_bytes());
+        let header = |name: &str| {
+            parsed
+                .as_ref()
+                .and_then(|p| p.header_raw(name))
+                .unwrap_or("")
+                .trim()
+                .to_string()
+        };
+        *by_kind.entry(header("X-Keyfleet-Kind")).or_default() += 1;
+        if header("X-Keyfleet-Account") == *first || header("X-Keyfleet-Kind") == "summary" {
+            let subject = parsed
+                .as_ref()
+                .and_then(|p| p.subject().map(str::to_string))
+                .unwrap_or_default();
+            sample.push(format!("  {:<34} {subject}", m.destinations.join(",")));
+        }
+    }
+    println!("=== Emails sent: {} ===", mails.len());
+    for (kind, n) in &by_kind {
+        println!("  {n:>4}  {kind}");
+    }
+    println!(
+        "\nThose of account {} ({}) and the security team's summaries:",
+        members[0].0, first
+    );
+    for line in sample {
+        println!("{line}");
+    }
+    println!("\nHTML reports:");
+    for h in &htmls {
+        println!(
+            "  {}",
+            std::fs::canonicalize(h).unwrap_or(h.clone()).display()
+        );
+    }
+    Ok(())
+}
+
+/// How many member accounts have the agent's queue (deployed by StackSets).
+async fn check_agents(sdk: &aws_config::SdkConfig, members: &[(String, String)]) -> Result<usize> {
+    let mut n = 0;
+    for (_, id) in members {
+        let acct = fleet::assume(sdk, id, "keyfleet-agent").await?;
+        let sqs = aws_sdk_sqs::Client::new(&acct);
+        if sqs
+            .get_queue_url()
+            .queue_name("keyfleet-jobs")
+            .send()
+            .await
+            .is_ok()
+        {
+            n += 1;
+        }
+    }
+    Ok(n)
+}
