@@ -88,8 +88,8 @@ enum Command {
     /// Generate the coordinator key pair; store the private key in Secrets
     /// Manager and print the public key and key id for the agents.
     Keygen {
-        /// Secret to store the private key in (created if missing).
-        #[arg(long)]
+        /// Secret to store the private key in (name or ARN; created if missing).
+        #[arg(long, alias = "secret-arn")]
         secret_id: String,
     },
 }

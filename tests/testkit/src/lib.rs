@@ -242,9 +242,7 @@ impl Emulator {
                 what: path.to_string(),
                 error: e.to_string(),
             })?;
-        resp.body_mut()
-            .read_json()
-            .or_else(|_| Ok(serde_json::Value::Null))
+        resp.body_mut().read_json().or(Ok(serde_json::Value::Null))
     }
 
     /// Ages every access key (creation and last use) by `days`, in every

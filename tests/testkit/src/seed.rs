@@ -71,7 +71,11 @@ pub enum SeedError {
 }
 
 fn tag(k: &str, v: &str) -> Tag {
-    Tag::builder().key(k).value(v).build().expect("key and value set")
+    Tag::builder()
+        .key(k)
+        .value(v)
+        .build()
+        .expect("key and value set")
 }
 
 fn iam_err<E: std::fmt::Debug>(op: &'static str, user: &str) -> impl Fn(E) -> SeedError {
@@ -101,7 +105,10 @@ pub async fn populate(
             if u.exempt {
                 req = req.tags(tag("Exempt", "True"));
             }
-            req.send().await.map(|_| ()).map_err(iam_err("CreateUser", &u.name))
+            req.send()
+                .await
+                .map(|_| ())
+                .map_err(iam_err("CreateUser", &u.name))
         })
         .buffer_unordered(16)
         .collect()
@@ -153,7 +160,7 @@ pub async fn populate(
     for u in users {
         let ids = created.get(&u.name).cloned().unwrap_or_default();
         let mut specs: Vec<&KeySpec> = u.keys.iter().collect();
-        specs.sort_by(|a, b| b.age_days.cmp(&a.age_days));
+        specs.sort_by_key(|k| std::cmp::Reverse(k.age_days));
         for (spec, id) in specs.iter().zip(ids.iter()) {
             if !spec.active {
                 iam.update_access_key()
