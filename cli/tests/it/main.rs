@@ -1,0 +1,6 @@
+//! End-to-end tests of the `keyfleet` binary against the emulator.
+//!
+//! One test binary (it links the whole SDK); the timeline test drives the
+//! real CLI as a subprocess, the way an operator would.
+
+mod timeline;
