@@ -13,7 +13,6 @@ use keyfleet_testkit::{Emulator, DEFAULT_ACCOUNT};
 use std::collections::BTreeMap;
 use time::{Duration, OffsetDateTime};
 
-
 pub fn emu() -> &'static Emulator {
     Emulator::shared().expect("emulator harness starts")
 }

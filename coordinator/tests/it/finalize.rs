@@ -1,0 +1,224 @@
+//! A run is finalized exactly once: a second finalize is a no-op, and the
+//! sweep finalizes a run past its deadline, listing the accounts that never
+//! answered as missing.
+
+use crate::fleet::*;
+use keyfleet_coordinator::RunRequest;
+use keyfleet_protocol::report::{AccountState, RunReport};
+use keyfleet_protocol::Dispatch;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sweep_finalizes_an_overdue_run_once_with_missing_accounts() {
+    let (answering, _) = normal_member("sweep-ok").await;
+    let (silent, _) = normal_member("sweep-silent").await;
+    let central = Central::new(Setup {
+        deadline: time::Duration::ZERO,
+        ..Setup::default()
+    })
+    .await;
+    let manifest = central
+        .coordinator
+        .start_run(RunRequest {
+            accounts: Some(vec![answering.id.clone(), silent.id.clone()]),
+            ..RunRequest::default()
+        })
+        .await
+        .expect("start run");
+    let run_id = manifest.run_id.clone();
+    assert!(manifest
+        .accounts
+        .iter()
+        .all(|a| a.dispatch == Dispatch::Sent));
+    assert!(
+        central
+            .object(&format!("runs/{run_id}/report.json"))
+            .await
+            .is_none(),
+        "not finalized while jobs are out"
+    );
+
+    // One agent answers; the other never runs.
+    answering.run_agent(&central.public_key).await;
+    let (body, receipt) = central
+        .receive_results()
+        .await
+        .pop()
+        .expect("the answering agent's result");
+    let intake = central.coordinator.intake(&body).await.expect("intake");
+    assert!(
+        matches!(
+            intake,
+            keyfleet_coordinator::Intake::Accepted {
+                account_complete: true,
+                finalized: false,
+                ..
+            }
+        ),
+        "{intake:?}"
+    );
+    central.delete_result(&receipt).await;
+
+    // The deadline (zero) has passed: the sweep finalizes the run.
+    let swept = central.coordinator.sweep().await.expect("sweep");
+    assert_eq!(swept, vec![run_id.clone()]);
+    let report: RunReport = serde_json::from_slice(
+        &central
+            .object(&format!("reports/{run_id}/report.json"))
+            .await
+            .expect("report.json"),
+    )
+    .expect("report JSON");
+    assert!(!report.complete);
+    assert!(report.has_problems());
+    assert_eq!(report.totals.accounts, 2);
+    assert_eq!(report.totals.accounts_ok, 1);
+    assert_eq!(report.totals.accounts_missing, 1);
+    let missing: Vec<&str> = report
+        .accounts
+        .iter()
+        .filter(|a| a.state == AccountState::Missing)
+        .map(|a| a.account_id.as_str())
+        .collect();
+    assert_eq!(missing, vec![silent.id.as_str()]);
+    assert_eq!(
+        report.accounts[0].account_id, silent.id,
+        "problem accounts come first"
+    );
+    for ext in ["csv", "html"] {
+        assert!(
+            central
+                .object(&format!("reports/{run_id}/report.{ext}"))
+                .await
+                .is_some(),
+            "report.{ext}"
+        );
+    }
+    let stored = central
+        .coordinator
+        .report(&run_id)
+        .await
+        .expect("report")
+        .expect("stored report");
+    assert_eq!(stored.totals, report.totals);
+
+    // The security team: one summary naming the missing account, one alert.
+    let summaries: Vec<Mail> = emails_of_run(&run_id)
+        .into_iter()
+        .filter(|m| m.kind == "summary")
+        .collect();
+    assert_eq!(summaries.len(), 1);
+    assert!(summaries[0].text.contains(&silent.id));
+    assert!(summaries[0].text.contains("missing"));
+    let alerts = central.alerts(1).await;
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert!(alerts[0].1.contains("1 missing"), "{alerts:?}");
+
+    // Exactly once: neither finalize nor another sweep does it again.
+    assert_eq!(
+        central
+            .coordinator
+            .finalize(&run_id)
+            .await
+            .expect("finalize"),
+        None
+    );
+    assert_eq!(
+        central.coordinator.sweep().await.expect("sweep"),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        emails_of_run(&run_id)
+            .iter()
+            .filter(|m| m.kind == "summary")
+            .count(),
+        1
+    );
+    assert_eq!(central.alerts(0).await, vec![], "no second alert");
+    assert_eq!(
+        central.coordinator.report("latest").await.expect("latest"),
+        Some(report)
+    );
+
+    // A late result is still stored (first write wins), but the run stays
+    // as finalized.
+    silent.run_agent(&central.public_key).await;
+    let (late, receipt) = central.receive_results().await.pop().expect("late result");
+    let intake = central
+        .coordinator
+        .intake(&late)
+        .await
+        .expect("late intake");
+    assert!(
+        matches!(
+            intake,
+            keyfleet_coordinator::Intake::Accepted {
+                finalized: false,
+                ..
+            }
+        ),
+        "{intake:?}"
+    );
+    central.delete_result(&receipt).await;
+    let again = central
+        .coordinator
+        .report(&run_id)
+        .await
+        .expect("report")
+        .expect("stored report");
+    assert_eq!(again.totals.accounts_missing, 1, "the report is final");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finalize_of_a_completed_run_returns_none() {
+    let (member, _) = normal_member("fin-once").await;
+    let central = Central::new(Setup::default()).await;
+    let run_id = central
+        .coordinator
+        .start_run(RunRequest {
+            accounts: Some(vec![member.id.clone()]),
+            ..RunRequest::default()
+        })
+        .await
+        .expect("start run")
+        .run_id;
+    member.run_agent(&central.public_key).await;
+    central.intake_until_finalized().await;
+    let first = central
+        .object(&format!("reports/{run_id}/report.json"))
+        .await
+        .expect("report.json");
+    for _ in 0..2 {
+        assert_eq!(
+            central
+                .coordinator
+                .finalize(&run_id)
+                .await
+                .expect("finalize"),
+            None
+        );
+    }
+    // The sweep has nothing to do (the deadline is an hour away anyway, and
+    // the run is final).
+    assert!(central.coordinator.sweep().await.expect("sweep").is_empty());
+    assert_eq!(
+        central
+            .object(&format!("reports/{run_id}/report.json"))
+            .await
+            .expect("report.json"),
+        first,
+        "the report was not rewritten"
+    );
+    assert_eq!(
+        emails_of_run(&run_id)
+            .iter()
+            .filter(|m| m.kind == "summary")
+            .count(),
+        1
+    );
+    // A run that does not exist cannot be finalized.
+    assert!(central
+        .coordinator
+        .finalize("20200101T000000Z-nosuch")
+        .await
+        .is_err());
+}

@@ -1,0 +1,641 @@
+//! The fleet the tests run against: a coordinator in the management /
+//! provisioning account (123456789012) with its own bucket, results queue,
+//! alerts topic and SES sender, and member accounts created through
+//! Organizations, each with users and keys of chosen ages and, when it has an
+//! agent, its own `keyfleet-jobs` queue.
+//!
+//! An agent "runs" the way its Lambda would: it receives the job from its
+//! account's queue with that account's credentials, decodes it and calls
+//! [`Agent::handle`], which sends the result to the coordinator's results
+//! queue. The coordinator consumes that queue like its SQS trigger would:
+//! receive, `intake`, delete.
+
+use aws_config::SdkConfig;
+use aws_sdk_iam::types::StatusType;
+use aws_sdk_organizations::types::OrganizationFeatureSet;
+use aws_sdk_sqs::types::QueueAttributeName;
+use keyfleet_agent::{Agent, AgentClients, AgentConfig};
+use keyfleet_coordinator::{Coordinator, CoordinatorClients, CoordinatorConfig, Intake};
+use keyfleet_protocol::{AccountResult, Job, Policy, PrivateKey, PublicKey, Token};
+use keyfleet_testkit::seed::{self, key, user, UserSpec};
+use keyfleet_testkit::{Emulator, SentEmail, REGION};
+use mail_parser::{MessageParser, MimeHeaders};
+use std::collections::BTreeMap;
+use std::time::{Duration as StdDuration, Instant};
+use tokio::sync::OnceCell;
+
+/// The member accounts' jobs queue name.
+pub const JOBS_QUEUE: &str = "keyfleet-jobs";
+
+pub fn emu() -> &'static Emulator {
+    Emulator::shared().expect("emulator harness starts")
+}
+
+/// A short random lowercase suffix for unique names.
+pub fn suffix() -> String {
+    Token::generate().0[..10].to_ascii_lowercase()
+}
+
+fn org_client() -> aws_sdk_organizations::Client {
+    aws_sdk_organizations::Client::new(&emu().config())
+}
+
+static ROOT: OnceCell<String> = OnceCell::const_new();
+
+/// The organization's root id. The organization is created once per
+/// emulator (it is global to the emulator process, so every test shares it).
+pub async fn org_root() -> String {
+    ROOT.get_or_init(|| async {
+        let org = org_client();
+        if let Err(e) = org
+            .create_organization()
+            .feature_set(OrganizationFeatureSet::All)
+            .send()
+            .await
+        {
+            let already = e
+                .as_service_error()
+                .is_some_and(|s| s.is_already_in_organization_exception());
+            assert!(
+                already,
+                "CreateOrganization: {}",
+                aws_sdk_organizations::error::DisplayErrorContext(&e)
+            );
+        }
+        let roots = org.list_roots().send().await.expect("ListRoots");
+        roots.roots()[0].id().expect("root id").to_string()
+    })
+    .await
+    .clone()
+}
+
+/// Creates an OU under `parent` and returns its id.
+pub async fn create_ou(parent: &str, name: &str) -> String {
+    let out = org_client()
+        .create_organizational_unit()
+        .parent_id(parent)
+        .name(name)
+        .send()
+        .await
+        .expect("CreateOrganizationalUnit");
+    out.organizational_unit()
+        .and_then(|o| o.id())
+        .expect("OU id")
+        .to_string()
+}
+
+/// The owner address the seeding tags a user with.
+pub fn owner_address(user: &str) -> String {
+    seed::user(user, vec![])
+        .email
+        .expect("seeded users have an email")
+}
+
+/// A member account of the organization.
+pub struct Member {
+    pub id: String,
+    pub name: String,
+    pub iam: aws_sdk_iam::Client,
+    pub sqs: aws_sdk_sqs::Client,
+    cfg: SdkConfig,
+    /// The account's `keyfleet-jobs` queue, when it has an agent.
+    pub jobs_queue_url: Option<String>,
+    /// Key ids per user, oldest first, as created by [`Member::populate`].
+    pub created: BTreeMap<String, Vec<String>>,
+}
+
+/// Creates an account in the organization (under the root).
+pub async fn create_member(label: &str) -> Member {
+    org_root().await;
+    let name = format!("{label}-{}", suffix());
+    let out = org_client()
+        .create_account()
+        .account_name(&name)
+        .email(format!("{name}@example.com"))
+        .send()
+        .await
+        .expect("CreateAccount");
+    let id = out
+        .create_account_status()
+        .and_then(|s| s.account_id())
+        .expect("account id")
+        .to_string();
+    let cfg = emu()
+        .config_for_account(&id)
+        .await
+        .expect("assume role in the member account");
+    Member {
+        iam: aws_sdk_iam::Client::new(&cfg),
+        sqs: aws_sdk_sqs::Client::new(&cfg),
+        cfg,
+        id,
+        name,
+        jobs_queue_url: None,
+        created: BTreeMap::new(),
+    }
+}
+
+impl Member {
+    /// Deploys the agent's queue (`keyfleet-jobs`) in the account.
+    pub async fn deploy_agent(&mut self) {
+        let q = self
+            .sqs
+            .create_queue()
+            .queue_name(JOBS_QUEUE)
+            .send()
+            .await
+            .expect("create keyfleet-jobs");
+        self.jobs_queue_url = Some(q.queue_url().expect("queue url").to_string());
+    }
+
+    /// Moves the account from the root into `ou`.
+    pub async fn move_to(&self, ou: &str) {
+        org_client()
+            .move_account()
+            .account_id(&self.id)
+            .source_parent_id(org_root().await)
+            .destination_parent_id(ou)
+            .send()
+            .await
+            .expect("MoveAccount");
+    }
+
+    /// Closes the account (Organizations then lists it as SUSPENDED).
+    pub async fn close(&self) {
+        org_client()
+            .close_account()
+            .account_id(&self.id)
+            .send()
+            .await
+            .expect("CloseAccount");
+    }
+
+    /// Creates the users and their keys with the ages and last use their
+    /// specs name (see `keyfleet_testkit::seed`).
+    pub async fn populate(&mut self, users: &[UserSpec]) {
+        self.created = seed::populate(emu(), &self.iam, &self.id, users)
+            .await
+            .expect("seed the account");
+    }
+
+    /// The user's keys in IAM now: (id, active).
+    pub async fn keys(&self, user: &str) -> Vec<(String, bool)> {
+        let out = self
+            .iam
+            .list_access_keys()
+            .user_name(user)
+            .send()
+            .await
+            .expect("ListAccessKeys");
+        out.access_key_metadata()
+            .iter()
+            .map(|k| {
+                (
+                    k.access_key_id().expect("key id").to_string(),
+                    k.status() == Some(&StatusType::Active),
+                )
+            })
+            .collect()
+    }
+
+    /// Every job message now visible on the account's queue (received, so
+    /// invisible afterwards), with its receipt handle.
+    pub async fn receive_jobs(&self) -> Vec<(Job, String)> {
+        let url = self
+            .jobs_queue_url
+            .as_deref()
+            .expect("account has an agent");
+        let mut jobs = Vec::new();
+        loop {
+            let out = self
+                .sqs
+                .receive_message()
+                .queue_url(url)
+                .max_number_of_messages(10)
+                .send()
+                .await
+                .expect("ReceiveMessage on keyfleet-jobs");
+            if out.messages().is_empty() {
+                return jobs;
+            }
+            for m in out.messages() {
+                let job: Job = keyfleet_protocol::decode(m.body().expect("body").as_bytes())
+                    .expect("a valid job");
+                jobs.push((job, m.receipt_handle().expect("receipt").to_string()));
+            }
+        }
+    }
+
+    /// The agent of this account: takes the one job waiting on its queue,
+    /// runs it (which sends the result to the job's results queue) and
+    /// deletes the job message. Returns the job and the whole result.
+    pub async fn run_agent(&self, coordinator_key: &PublicKey) -> (Job, AccountResult) {
+        let mut jobs = self.receive_jobs().await;
+        assert_eq!(
+            jobs.len(),
+            1,
+            "exactly one job on the queue of account {}",
+            self.id
+        );
+        let (job, receipt) = jobs.pop().expect("one job");
+        assert_eq!(job.account_id, self.id);
+        let agent = Agent::new(
+            AgentClients::new(&self.cfg),
+            AgentConfig {
+                coordinator_key: coordinator_key.clone(),
+                max_part_bytes: keyfleet_protocol::parts::DEFAULT_MAX_PART_BYTES,
+            },
+            self.id.clone(),
+        );
+        let result = agent.handle(&job).await.expect("agent handles the job");
+        self.sqs
+            .delete_message()
+            .queue_url(self.jobs_queue_url.as_deref().expect("queue"))
+            .receipt_handle(receipt)
+            .send()
+            .await
+            .expect("DeleteMessage on keyfleet-jobs");
+        (job, result)
+    }
+}
+
+/// Options of a coordinator deployment under test.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    pub exclude_accounts: Vec<String>,
+    pub exclude_ous: Vec<String>,
+    pub deadline: time::Duration,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Setup {
+            exclude_accounts: Vec::new(),
+            exclude_ous: Vec::new(),
+            deadline: time::Duration::hours(1),
+        }
+    }
+}
+
+/// A coordinator deployment in the default account, with every resource
+/// its own.
+pub struct Central {
+    pub coordinator: Coordinator,
+    /// A copy of the coordinator's private key, to open sealed credentials.
+    pub key: PrivateKey,
+    pub public_key: PublicKey,
+    pub sqs: aws_sdk_sqs::Client,
+    pub results_queue_url: String,
+    /// An SQS queue subscribed to the alerts topic.
+    pub alerts_queue_url: String,
+    pub sender: String,
+    pub security_team: String,
+}
+
+impl Central {
+    pub async fn new(setup: Setup) -> Central {
+        let emu = emu();
+        let s = suffix();
+        let cfg = emu.config();
+        let s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&cfg)
+                .force_path_style(true)
+                .build(),
+        );
+        let sqs = aws_sdk_sqs::Client::new(&cfg);
+        let ses = aws_sdk_sesv2::Client::new(&cfg);
+        let sns = aws_sdk_sns::Client::new(&cfg);
+        let org = aws_sdk_organizations::Client::new(&cfg);
+
+        let bucket = format!("keyfleet-it-{s}");
+        s3.create_bucket()
+            .bucket(&bucket)
+            .send()
+            .await
+            .expect("CreateBucket");
+        let results_queue_url = sqs
+            .create_queue()
+            .queue_name(format!("keyfleet-results-{s}"))
+            .send()
+            .await
+            .expect("create results queue")
+            .queue_url()
+            .expect("url")
+            .to_string();
+        let alerts_queue_url = sqs
+            .create_queue()
+            .queue_name(format!("keyfleet-alerts-{s}"))
+            .send()
+            .await
+            .expect("create alerts queue")
+            .queue_url()
+            .expect("url")
+            .to_string();
+        let alerts_queue_arn = sqs
+            .get_queue_attributes()
+            .queue_url(&alerts_queue_url)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .expect("GetQueueAttributes")
+            .attributes()
+            .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+            .expect("queue arn");
+        let topic_arn = sns
+            .create_topic()
+            .name(format!("keyfleet-alerts-{s}"))
+            .send()
+            .await
+            .expect("CreateTopic")
+            .topic_arn()
+            .expect("topic arn")
+            .to_string();
+        sns.subscribe()
+            .topic_arn(&topic_arn)
+            .protocol("sqs")
+            .endpoint(alerts_queue_arn)
+            .send()
+            .await
+            .expect("Subscribe");
+        let sender = format!("keyfleet-{s}@example.com");
+        ses.create_email_identity()
+            .email_identity(&sender)
+            .send()
+            .await
+            .expect("CreateEmailIdentity");
+        let security_team = format!("security-{s}@example.com");
+
+        let key = PrivateKey::generate();
+        let copy = PrivateKey::from_base64(key.to_base64().expose()).expect("key copy");
+        let public_key = key.public_key();
+        let config = CoordinatorConfig {
+            region: REGION.to_string(),
+            report_bucket: bucket.clone(),
+            results_queue_url: results_queue_url.clone(),
+            alerts_topic_arn: Some(topic_arn),
+            sender: sender.clone(),
+            security_team: vec![security_team.clone()],
+            ses_configuration_set: None,
+            exclude_accounts: setup.exclude_accounts,
+            exclude_ous: setup.exclude_ous,
+            policy: Policy::default(),
+            jobs_queue_name: JOBS_QUEUE.to_string(),
+            deadline: setup.deadline,
+        };
+        let clients = CoordinatorClients {
+            s3,
+            sqs: sqs.clone(),
+            ses,
+            sns,
+            org,
+        };
+        Central {
+            coordinator: Coordinator::new(config, clients, key),
+            key: copy,
+            public_key,
+            sqs,
+            results_queue_url,
+            alerts_queue_url,
+            sender,
+            security_team,
+        }
+    }
+
+    /// Result messages now on the results queue: (body, receipt handle).
+    /// They stay on the queue (invisible for the visibility timeout) until
+    /// deleted with [`Central::delete_result`].
+    pub async fn receive_results(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        loop {
+            let page = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.results_queue_url)
+                .max_number_of_messages(10)
+                .send()
+                .await
+                .expect("ReceiveMessage on the results queue");
+            if page.messages().is_empty() {
+                return out;
+            }
+            for m in page.messages() {
+                out.push((
+                    m.body().expect("body").to_string(),
+                    m.receipt_handle().expect("receipt").to_string(),
+                ));
+            }
+        }
+    }
+
+    pub async fn delete_result(&self, receipt: &str) {
+        self.sqs
+            .delete_message()
+            .queue_url(&self.results_queue_url)
+            .receipt_handle(receipt)
+            .send()
+            .await
+            .expect("DeleteMessage on the results queue");
+    }
+
+    /// The coordinator's results trigger: receive, intake, delete, until a
+    /// message finalizes the run. Returns what intake said of each message.
+    pub async fn intake_until_finalized(&self) -> Vec<Intake> {
+        let deadline = Instant::now() + StdDuration::from_secs(60);
+        let mut seen = Vec::new();
+        loop {
+            let page = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.results_queue_url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(1)
+                .send()
+                .await
+                .expect("ReceiveMessage on the results queue");
+            for m in page.messages() {
+                let intake = self
+                    .coordinator
+                    .intake(m.body().expect("body"))
+                    .await
+                    .expect("intake succeeds");
+                self.delete_result(m.receipt_handle().expect("receipt"))
+                    .await;
+                let done = matches!(
+                    intake,
+                    Intake::Accepted {
+                        finalized: true,
+                        ..
+                    }
+                );
+                seen.push(intake);
+                if done {
+                    return seen;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "run not finalized within 60 s; intake so far: {seen:?}"
+            );
+        }
+    }
+
+    /// An object of the report bucket.
+    pub async fn object(&self, key: &str) -> Option<Vec<u8>> {
+        self.coordinator.store().get(key).await.expect("GetObject")
+    }
+
+    /// Waits until at least `n` alerts arrived on the queue subscribed to
+    /// the alerts topic, and returns (and consumes) every alert not returned
+    /// before, as (subject, message). Alerts are published before the coordinator call returns,
+    /// so the deadline only guards against a hang.
+    pub async fn alerts(&self, n: usize) -> Vec<(String, String)> {
+        let deadline = Instant::now() + StdDuration::from_secs(10);
+        let mut got = Vec::new();
+        loop {
+            let page = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.alerts_queue_url)
+                .max_number_of_messages(10)
+                .send()
+                .await
+                .expect("ReceiveMessage on the alerts queue");
+            for m in page.messages() {
+                let env: serde_json::Value =
+                    serde_json::from_str(m.body().expect("body")).expect("SNS envelope");
+                got.push((
+                    env["Subject"].as_str().unwrap_or_default().to_string(),
+                    env["Message"].as_str().unwrap_or_default().to_string(),
+                ));
+                self.sqs
+                    .delete_message()
+                    .queue_url(&self.alerts_queue_url)
+                    .receipt_handle(m.receipt_handle().expect("receipt"))
+                    .send()
+                    .await
+                    .expect("DeleteMessage on the alerts queue");
+            }
+            if page.messages().is_empty() && (got.len() >= n || Instant::now() > deadline) {
+                return got;
+            }
+        }
+    }
+}
+
+/// An email from the harness outbox, parsed.
+#[derive(Debug, Clone)]
+pub struct Mail {
+    pub run: String,
+    pub kind: String,
+    pub account: String,
+    pub from: String,
+    pub to: Vec<String>,
+    pub subject: String,
+    pub text: String,
+    /// (file name, bytes).
+    pub attachments: Vec<(String, Vec<u8>)>,
+}
+
+fn parse(m: &SentEmail) -> Mail {
+    let msg = MessageParser::default()
+        .parse(m.raw.as_bytes())
+        .expect("outbox message parses as MIME");
+    let header = |name: &str| {
+        msg.header_raw(name)
+            .map(|v| v.trim().to_string())
+            .unwrap_or_default()
+    };
+    Mail {
+        run: header("X-Keyfleet-Run"),
+        kind: header("X-Keyfleet-Kind"),
+        account: header("X-Keyfleet-Account"),
+        from: m.source.clone(),
+        to: m.destinations.clone(),
+        subject: msg.subject().unwrap_or_default().to_string(),
+        text: msg.body_text(0).map(|t| t.into_owned()).unwrap_or_default(),
+        attachments: msg
+            .attachments()
+            .map(|a| {
+                (
+                    a.attachment_name().unwrap_or_default().to_string(),
+                    a.contents().to_vec(),
+                )
+            })
+            .collect(),
+    }
+}
+
+/// Every email SES accepted for `run_id`, in order.
+pub fn emails_of_run(run_id: &str) -> Vec<Mail> {
+    emu()
+        .outbox()
+        .expect("outbox")
+        .iter()
+        .filter(|m| m.raw.contains(run_id))
+        .map(parse)
+        .filter(|m| m.run == run_id)
+        .collect()
+}
+
+/// Every email SES accepted for `to`, in order.
+pub fn emails_to(to: &str) -> Vec<Mail> {
+    emu()
+        .outbox()
+        .expect("outbox")
+        .iter()
+        .filter(|m| m.destinations.iter().any(|d| d == to))
+        .map(parse)
+        .collect()
+}
+
+/// A normal account's users: one due for rotation, one whose second key
+/// makes it pending deactivation, one with an unused key, one compliant,
+/// one without keys and one without an email tag.
+pub struct NormalUsers {
+    pub rotate: String,
+    pub pending: String,
+    pub unused: String,
+    pub compliant: String,
+    pub no_keys: String,
+    pub no_email: String,
+}
+
+impl NormalUsers {
+    pub fn new() -> Self {
+        let s = suffix();
+        NormalUsers {
+            rotate: format!("rotate-{s}"),
+            pending: format!("pending-{s}"),
+            unused: format!("unused-{s}"),
+            compliant: format!("compliant-{s}"),
+            no_keys: format!("nokeys-{s}"),
+            no_email: format!("noemail-{s}"),
+        }
+    }
+
+    pub fn specs(&self) -> Vec<UserSpec> {
+        vec![
+            user(&self.rotate, vec![key(85, true, Some(2))]),
+            user(
+                &self.pending,
+                vec![key(85, true, Some(1)), key(5, true, Some(1))],
+            ),
+            user(&self.unused, vec![key(95, true, None)]),
+            user(&self.compliant, vec![key(50, true, Some(1))]),
+            user(&self.no_keys, vec![]),
+            UserSpec {
+                email: None,
+                ..user(&self.no_email, vec![key(85, true, Some(1))])
+            },
+        ]
+    }
+}
+
+/// A member account with an agent and [`NormalUsers`].
+pub async fn normal_member(label: &str) -> (Member, NormalUsers) {
+    let mut m = create_member(label).await;
+    m.deploy_agent().await;
+    let users = NormalUsers::new();
+    m.populate(&users.specs()).await;
+    (m, users)
+}
