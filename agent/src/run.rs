@@ -192,14 +192,18 @@ impl Agent {
     /// Runs a job and sends its result (in parts if needed) to the job's
     /// results queue. Returns the whole result.
     pub async fn handle(&self, job: &Job) -> Result<AccountResult, AgentError> {
+        use tracing::Instrument;
+        let span = tracing::info_span!("job", run_id = %job.run_id, account = %job.account_id, dry_run = job.dry_run);
+        self.handle_inner(job).instrument(span).await
+    }
+
+    async fn handle_inner(&self, job: &Job) -> Result<AccountResult, AgentError> {
         if job.account_id != self.account_id {
             return Err(AgentError::WrongAccount {
                 job: job.account_id.clone(),
                 agent: self.account_id.clone(),
             });
         }
-        let span = tracing::info_span!("job", run_id = %job.run_id, account = %job.account_id, dry_run = job.dry_run);
-        let _enter = span.enter();
         let started_at = now_utc();
         let as_of = job.as_of.unwrap_or(started_at);
         let calls_before = self.clients.calls.snapshot();

@@ -12,6 +12,7 @@
 use crate::config::Config;
 use anyhow::{anyhow, Context, Result};
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+use futures::stream::{self, StreamExt};
 use keyfleet_agent::{Agent, AgentClients, AgentConfig};
 use keyfleet_coordinator::{
     Coordinator, CoordinatorClients, CoordinatorConfig, Intake, RunRequest,
@@ -279,20 +280,30 @@ impl Fleet {
             .send()
             .await
             .context("receiving results")?;
-        let mut outcomes = Vec::new();
-        for m in out.messages() {
-            let intake = self
-                .coordinator
-                .intake(m.body().unwrap_or_default())
-                .await?;
-            sqs.delete_message()
-                .queue_url(&self.results_queue_url)
-                .receipt_handle(m.receipt_handle().unwrap_or_default())
-                .send()
-                .await
-                .context("deleting a result")?;
-            outcomes.push(intake);
-        }
+        // Results of different accounts are independent: take a batch in
+        // concurrently (the finalize marker's conditional write keeps the
+        // run's finalization single even when two intakes complete it).
+        let outcomes: Vec<Result<Intake>> = stream::iter(out.messages())
+            .map(|m| {
+                let sqs = &sqs;
+                async move {
+                    let intake = self
+                        .coordinator
+                        .intake(m.body().unwrap_or_default())
+                        .await?;
+                    sqs.delete_message()
+                        .queue_url(&self.results_queue_url)
+                        .receipt_handle(m.receipt_handle().unwrap_or_default())
+                        .send()
+                        .await
+                        .context("deleting a result")?;
+                    Ok(intake)
+                }
+            })
+            .buffer_unordered(10)
+            .collect()
+            .await;
+        let outcomes = outcomes.into_iter().collect::<Result<Vec<_>>>()?;
         Ok(outcomes)
     }
 }

@@ -2,6 +2,7 @@
 //! process (local fleet) against any endpoint: the embedded emulator for
 //! the demo and tests, or a real organization.
 
+mod bench;
 mod bootstrap;
 mod config;
 mod demo;
@@ -84,6 +85,16 @@ enum Command {
         /// Deactivate the old key at once.
         #[arg(long)]
         deactivate_old: bool,
+    },
+    /// Benchmark: a full cycle on emulated organizations of each size,
+    /// printing accounts/s, IAM calls per account, wall time, peak memory.
+    Bench {
+        /// Organization sizes (accounts), comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "10,50,200")]
+        accounts: Vec<usize>,
+        /// Users per account.
+        #[arg(long, default_value_t = 50)]
+        users: usize,
     },
     /// Generate the coordinator key pair; store the private key in Secrets
     /// Manager and print the public key and key id for the agents.
@@ -173,6 +184,7 @@ async fn main() -> Result<()> {
     }
     match cli.command {
         Command::Demo { out } => demo::run(&out).await,
+        Command::Bench { accounts, users } => bench::run(&accounts, users).await,
         Command::Bootstrap => {
             if cfg.aws.endpoint_url.is_none() {
                 bail!("bootstrap targets an emulator (--endpoint-url); deploy to AWS with Terraform (see terraform/README.md)");

@@ -458,6 +458,8 @@ impl Coordinator {
     }
 
     /// Sends the owners of one account their emails, each exactly once.
+    /// Users are independent, so several are served at once; one user's
+    /// emails keep their order (key file, password, notices).
     async fn notify_owners(
         &self,
         manifest: &RunManifest,
@@ -467,56 +469,44 @@ impl Coordinator {
             return Ok(());
         }
         let now = OffsetDateTime::now_utc();
-        for user in &result.users {
-            let Some(to) = user.email.clone() else {
-                continue;
-            };
-            let ctx = MailContext {
-                sender: self.config.sender.clone(),
-                account_id: result.account_id.clone(),
-                account_alias: result.account_alias.clone(),
-                user_name: user.user_name.clone(),
-                to,
-                now,
-                run_id: result.run_id.clone(),
-            };
-            if manifest.policy.delivery.by_email() {
-                for sealed in result
-                    .sealed
-                    .iter()
-                    .filter(|s| s.user_name == user.user_name)
-                {
-                    let ledger = store::ledger_key(
-                        &result.account_id,
-                        &user.user_name,
-                        &sealed.access_key_id,
-                        "new_key",
-                    );
-                    if self
-                        .store
-                        .put_new(&ledger, manifest.run_id.clone().into_bytes(), "text/plain")
-                        .await?
-                        == Put::AlreadyExists
-                    {
-                        continue;
-                    }
-                    if let Err(e) = self.deliver_key(&ctx, user, result, sealed).await {
-                        // Release the claim so the retry sends it.
-                        self.store.delete(&ledger).await?;
-                        return Err(e);
-                    }
-                }
-            }
-            for rec in &user.actions {
-                let (Action::Notify { notice }, Outcome::Done { .. }) = (&rec.action, &rec.result)
-                else {
-                    continue;
-                };
+        let outcomes: Vec<Result<(), CoordinatorError>> = stream::iter(&result.users)
+            .map(|user| self.notify_user(manifest, result, user, now))
+            .buffer_unordered(8)
+            .collect()
+            .await;
+        outcomes.into_iter().collect()
+    }
+
+    async fn notify_user(
+        &self,
+        manifest: &RunManifest,
+        result: &AccountResult,
+        user: &keyfleet_protocol::UserReport,
+        now: OffsetDateTime,
+    ) -> Result<(), CoordinatorError> {
+        let Some(to) = user.email.clone() else {
+            return Ok(());
+        };
+        let ctx = MailContext {
+            sender: self.config.sender.clone(),
+            account_id: result.account_id.clone(),
+            account_alias: result.account_alias.clone(),
+            user_name: user.user_name.clone(),
+            to,
+            now,
+            run_id: result.run_id.clone(),
+        };
+        if manifest.policy.delivery.by_email() {
+            for sealed in result
+                .sealed
+                .iter()
+                .filter(|s| s.user_name == user.user_name)
+            {
                 let ledger = store::ledger_key(
                     &result.account_id,
                     &user.user_name,
-                    notice.key_id(),
-                    notice.kind(),
+                    &sealed.access_key_id,
+                    "new_key",
                 );
                 if self
                     .store
@@ -526,18 +516,43 @@ impl Coordinator {
                 {
                     continue;
                 }
-                let sent = match mail::notice_email(&ctx, notice) {
-                    Ok(m) => self.send_email(&m).await,
-                    Err(e) => {
-                        // A bad address never fixes itself: log, keep the claim.
-                        tracing::error!(user = %user.user_name, error = %e, "notice not sendable");
-                        Ok(())
-                    }
-                };
-                if let Err(e) = sent {
+                if let Err(e) = self.deliver_key(&ctx, user, result, sealed).await {
+                    // Release the claim so the retry sends it.
                     self.store.delete(&ledger).await?;
                     return Err(e);
                 }
+            }
+        }
+        for rec in &user.actions {
+            let (Action::Notify { notice }, Outcome::Done { .. }) = (&rec.action, &rec.result)
+            else {
+                continue;
+            };
+            let ledger = store::ledger_key(
+                &result.account_id,
+                &user.user_name,
+                notice.key_id(),
+                notice.kind(),
+            );
+            if self
+                .store
+                .put_new(&ledger, manifest.run_id.clone().into_bytes(), "text/plain")
+                .await?
+                == Put::AlreadyExists
+            {
+                continue;
+            }
+            let sent = match mail::notice_email(&ctx, notice) {
+                Ok(m) => self.send_email(&m).await,
+                Err(e) => {
+                    // A bad address never fixes itself: log, keep the claim.
+                    tracing::error!(user = %user.user_name, error = %e, "notice not sendable");
+                    Ok(())
+                }
+            };
+            if let Err(e) = sent {
+                self.store.delete(&ledger).await?;
+                return Err(e);
             }
         }
         Ok(())

@@ -6,6 +6,7 @@
 mod crash;
 mod fixture;
 mod fleet;
+mod lambda;
 mod logs;
 
 pub use fixture::*;

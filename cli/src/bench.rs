@@ -1,0 +1,141 @@
+//! `keyfleet bench`: a full cycle on organizations of growing size against
+//! the emulator, printing the figures the design targets: accounts per
+//! second, IAM calls per account, wall time and peak memory.
+//!
+//! Each size gets a fresh emulator, an organization of N accounts with the
+//! agent StackSet, and `users` users per account (mostly compliant, a tenth
+//! with a key due for rotation, a few unused keys), then one cycle in local
+//! fleet mode. Only the cycle is timed; seeding is not. Peak memory is the
+//! high-water mark of this whole process (coordinator and every agent
+//! together), read from /proc: an upper bound for one agent Lambda, which
+//! holds a single account.
+
+use crate::bootstrap;
+use crate::config::Config;
+use crate::fleet::{self, Fleet};
+use anyhow::{Context, Result};
+use futures::stream::{self, StreamExt};
+use keyfleet_coordinator::RunRequest;
+use keyfleet_testkit::seed::{self, key, user, UserSpec};
+use keyfleet_testkit::Emulator;
+use std::path::Path;
+use std::time::Instant;
+
+fn users(n: usize) -> Vec<UserSpec> {
+    (0..n)
+        .map(|i| match i % 10 {
+            0 => user(format!("svc-{i:04}"), vec![key(85, true, Some(1))]),
+            1 if i % 20 == 1 => user(format!("svc-{i:04}"), vec![key(95, true, None)]),
+            _ => user(format!("svc-{i:04}"), vec![key(20, true, Some(1))]),
+        })
+        .collect()
+}
+
+/// Peak resident set size of this process, in MiB.
+pub fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
+}
+
+pub struct Row {
+    pub accounts: usize,
+    pub users: usize,
+    pub wall_s: f64,
+    pub accounts_per_s: f64,
+    pub iam_calls_per_account: f64,
+    pub peak_mib: f64,
+    pub ok: u64,
+}
+
+async fn one(accounts: usize, users_per: usize) -> Result<Row> {
+    let emu = Emulator::start().context("starting the emulator")?;
+    let mut cfg = Config::default();
+    cfg.aws.endpoint_url = Some(emu.endpoint().to_string());
+    let sdk = emu.config();
+    let org = aws_sdk_organizations::Client::new(&sdk);
+    org.create_organization().send().await?;
+    let management = org
+        .describe_organization()
+        .send()
+        .await?
+        .organization()
+        .and_then(|o| o.master_account_id().map(str::to_string))
+        .context("no management account")?;
+    cfg.org.exclude_accounts = vec![management];
+    bootstrap::bootstrap(&cfg, &sdk).await?;
+    let mut ids = Vec::new();
+    for i in 0..accounts {
+        let out = org
+            .create_account()
+            .account_name(format!("bench-{i:03}"))
+            .email(format!("aws+bench-{i:03}@example.com"))
+            .send()
+            .await?;
+        ids.push(
+            out.create_account_status()
+                .and_then(|s| s.account_id())
+                .context("no account id")?
+                .to_string(),
+        );
+    }
+    let specs = users(users_per);
+    let seeded: Vec<Result<()>> = stream::iter(&ids)
+        .map(|id| {
+            let (sdk, emu, specs) = (&sdk, &emu, &specs);
+            async move {
+                let acct = fleet::assume(sdk, id, "keyfleet-agent").await?;
+                let iam = aws_sdk_iam::Client::new(&acct);
+                seed::populate(emu, &iam, id, specs).await?;
+                Ok(())
+            }
+        })
+        .buffer_unordered(4)
+        .collect()
+        .await;
+    seeded.into_iter().collect::<Result<Vec<()>>>()?;
+
+    let fleet = Fleet::connect(cfg, Path::new("keyfleet.toml")).await?;
+    let start = Instant::now();
+    let report = fleet.cycle(RunRequest::default()).await?;
+    let wall = start.elapsed().as_secs_f64();
+    let t = &report.totals;
+    Ok(Row {
+        accounts,
+        users: users_per,
+        wall_s: wall,
+        accounts_per_s: accounts as f64 / wall,
+        iam_calls_per_account: t.iam_calls as f64
+            / (t.accounts_ok + t.accounts_partial).max(1) as f64,
+        peak_mib: peak_rss_mib().unwrap_or(f64::NAN),
+        ok: t.accounts_ok,
+    })
+}
+
+pub async fn run(sizes: &[usize], users_per: usize) -> Result<()> {
+    println!(
+        "{:>8} {:>6} {:>10} {:>11} {:>15} {:>14} {:>6}",
+        "accounts", "users", "wall (s)", "accounts/s", "IAM calls/acct", "peak RSS (MiB)", "ok"
+    );
+    for &n in sizes {
+        let r = one(n, users_per).await?;
+        println!(
+            "{:>8} {:>6} {:>10.2} {:>11.1} {:>15.1} {:>14.0} {:>6}",
+            r.accounts,
+            r.users,
+            r.wall_s,
+            r.accounts_per_s,
+            r.iam_calls_per_account,
+            r.peak_mib,
+            r.ok
+        );
+    }
+    Ok(())
+}
