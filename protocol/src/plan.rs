@@ -205,3 +205,31 @@ pub struct ActionRecord {
     pub action: Action,
     pub result: Outcome,
 }
+
+/// The part of a user's actions that a dry run can predict exactly, for
+/// comparing a plan with the run that follows it: a new key's id is unknown
+/// beforehand, and when the plan creates a key, the old key's announced
+/// deactivation date counts from that creation (the owner always gets the
+/// full notice period). Everything else must match to the letter.
+pub fn predictable(actions: &[ActionRecord]) -> Vec<Action> {
+    let creates = actions.iter().any(|a| a.action == Action::CreateKey);
+    actions
+        .iter()
+        .map(|a| match &a.action {
+            Action::Notify {
+                notice: Notice::DeactivationScheduled { key_id, on, .. },
+            } => Action::Notify {
+                notice: Notice::DeactivationScheduled {
+                    key_id: key_id.clone(),
+                    on: if creates {
+                        OffsetDateTime::UNIX_EPOCH
+                    } else {
+                        *on
+                    },
+                    replacement: None,
+                },
+            },
+            other => other.clone(),
+        })
+        .collect()
+}

@@ -4,7 +4,6 @@
 //! the account's clock is advanced between the groups, so that at the end
 //! every key has the age its group names.
 
-use aws_sdk_iam::types::StatusType;
 use keyfleet_agent::{Agent, AgentClients, AgentConfig};
 use keyfleet_protocol::{
     AccountResult, Job, JobMode, Policy, PrivateKey, SealedCredential, Token, VERSION,
@@ -94,26 +93,9 @@ impl TestAccount {
 
     /// The user's keys in IAM now: (id, active), oldest first.
     pub async fn keys(&self, user: &str) -> Vec<(String, bool)> {
-        let out = self
-            .iam
-            .list_access_keys()
-            .user_name(user)
-            .send()
+        keyfleet_testkit::seed::keys(&self.iam, user)
             .await
-            .unwrap();
-        let mut keys: Vec<_> = out
-            .access_key_metadata()
-            .iter()
-            .map(|k| {
-                (
-                    k.create_date().map(|d| d.as_nanos()).unwrap_or(0),
-                    k.access_key_id().unwrap().to_string(),
-                    k.status() == Some(&StatusType::Active),
-                )
-            })
-            .collect();
-        keys.sort();
-        keys.into_iter().map(|(_, id, a)| (id, a)).collect()
+            .expect("ListAccessKeys")
     }
 
     /// Every result message now on the results queue (reassembled).

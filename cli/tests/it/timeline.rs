@@ -6,7 +6,7 @@
 //! predicts exactly what the real run then does.
 
 use keyfleet_protocol::report::RunReport;
-use keyfleet_protocol::{Action, ActionRecord, Notice, Outcome, Verdict};
+use keyfleet_protocol::{predictable, Outcome, Verdict};
 use keyfleet_testkit::seed::{self, key, user, UserSpec};
 use keyfleet_testkit::{Emulator, SentEmail};
 use mail_parser::MimeHeaders;
@@ -53,22 +53,9 @@ type Keys = BTreeMap<String, Vec<(String, bool)>>;
 async fn keys_of(iam: &aws_sdk_iam::Client, users: &[&str]) -> Keys {
     let mut all = Keys::new();
     for u in users {
-        let out = iam.list_access_keys().user_name(*u).send().await.unwrap();
-        let mut keys: Vec<(i128, String, bool)> = out
-            .access_key_metadata()
-            .iter()
-            .map(|k| {
-                (
-                    k.create_date().map(|d| d.as_nanos()).unwrap_or(0),
-                    k.access_key_id().unwrap().to_string(),
-                    k.status() == Some(&aws_sdk_iam::types::StatusType::Active),
-                )
-            })
-            .collect();
-        keys.sort();
         all.insert(
             u.to_string(),
-            keys.into_iter().map(|(_, id, a)| (id, a)).collect(),
+            seed::keys(iam, u).await.expect("ListAccessKeys"),
         );
     }
     all
@@ -87,32 +74,6 @@ fn users_of(report: &RunReport, account: &str) -> BTreeMap<String, keyfleet_prot
         .collect()
 }
 
-/// A dry run's actions in a form comparable with the real run's: a new
-/// key's id is unknown beforehand, and the deactivation date announced with a
-/// new key counts from its creation.
-fn comparable(actions: &[ActionRecord]) -> Vec<Action> {
-    let creates = actions.iter().any(|a| a.action == Action::CreateKey);
-    actions
-        .iter()
-        .map(|a| match &a.action {
-            Action::Notify {
-                notice: Notice::DeactivationScheduled { key_id, on, .. },
-            } => Action::Notify {
-                notice: Notice::DeactivationScheduled {
-                    key_id: key_id.clone(),
-                    on: if creates {
-                        time::OffsetDateTime::UNIX_EPOCH
-                    } else {
-                        *on
-                    },
-                    replacement: None,
-                },
-            },
-            other => other.clone(),
-        })
-        .collect()
-}
-
 fn assert_plan_predicts(plan: &RunReport, real: &RunReport, account: &str, step: &str) {
     let p = users_of(plan, account);
     let r = users_of(real, account);
@@ -125,8 +86,8 @@ fn assert_plan_predicts(plan: &RunReport, real: &RunReport, account: &str, step:
         let ru = &r[name];
         assert_eq!(pu.verdict, ru.verdict, "{step}: verdict of {name}");
         assert_eq!(
-            comparable(&pu.actions),
-            comparable(&ru.actions),
+            predictable(&pu.actions),
+            predictable(&ru.actions),
             "{step}: actions of {name}"
         );
         assert!(

@@ -11,7 +11,6 @@
 //! receive, `intake`, delete.
 
 use aws_config::SdkConfig;
-use aws_sdk_iam::types::StatusType;
 use aws_sdk_organizations::types::OrganizationFeatureSet;
 use aws_sdk_sqs::types::QueueAttributeName;
 use keyfleet_agent::{Agent, AgentClients, AgentConfig};
@@ -178,24 +177,9 @@ impl Member {
             .expect("seed the account");
     }
 
-    /// The user's keys in IAM now: (id, active).
+    /// The user's keys in IAM now: (id, active), oldest first.
     pub async fn keys(&self, user: &str) -> Vec<(String, bool)> {
-        let out = self
-            .iam
-            .list_access_keys()
-            .user_name(user)
-            .send()
-            .await
-            .expect("ListAccessKeys");
-        out.access_key_metadata()
-            .iter()
-            .map(|k| {
-                (
-                    k.access_key_id().expect("key id").to_string(),
-                    k.status() == Some(&StatusType::Active),
-                )
-            })
-            .collect()
+        seed::keys(&self.iam, user).await.expect("ListAccessKeys")
     }
 
     /// Every job message now visible on the account's queue (received, so

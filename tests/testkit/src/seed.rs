@@ -181,3 +181,29 @@ pub async fn populate(
     }
     Ok(created)
 }
+
+/// A user's keys in IAM now, oldest first: (access key id, active).
+pub async fn keys(iam: &aws_sdk_iam::Client, user: &str) -> Result<Vec<(String, bool)>, SeedError> {
+    let out = iam
+        .list_access_keys()
+        .user_name(user)
+        .send()
+        .await
+        .map_err(iam_err("ListAccessKeys", user))?;
+    let mut keys: Vec<(i128, String, bool)> = out
+        .access_key_metadata()
+        .iter()
+        .map(|k| {
+            (
+                k.create_date().map(|d| d.as_nanos()).unwrap_or(0),
+                k.access_key_id().unwrap_or_default().to_string(),
+                k.status() == Some(&StatusType::Active),
+            )
+        })
+        .collect();
+    keys.sort();
+    Ok(keys
+        .into_iter()
+        .map(|(_, id, active)| (id, active))
+        .collect())
+}
