@@ -4,6 +4,7 @@
 //! One test binary, modules inside: each links the whole SDK.
 
 mod crash;
+mod emergency;
 mod fixture;
 mod fleet;
 mod lambda;
