@@ -95,7 +95,8 @@ pub struct Fleet {
     pub cfg: Config,
     pub sdk: SdkConfig,
     pub coordinator: Coordinator,
-    pub key: std::sync::Arc<PrivateKey>,
+    /// The coordinator's public key, which local agents seal to.
+    pub public_key: keyfleet_protocol::PublicKey,
     pub results_queue_url: String,
 }
 
@@ -172,11 +173,9 @@ impl Fleet {
             jobs_queue_name: "keyfleet-jobs".into(),
             deadline: cfg.coordinator.deadline.to_time(),
         };
-        let key_copy =
-            PrivateKey::from_base64(key.to_base64().expose()).expect("own key round-trips");
         Ok(Fleet {
-            coordinator: Coordinator::new(config, clients, key_copy),
-            key: std::sync::Arc::new(key),
+            public_key: key.public_key(),
+            coordinator: Coordinator::new(config, clients, key),
             cfg,
             sdk,
             results_queue_url,
@@ -208,7 +207,7 @@ impl Fleet {
                 .clone()
                 .unwrap_or_else(|| "keyfleet-agent".into());
             let region = self.cfg.aws.region.clone();
-            let public = self.key.public_key();
+            let public = self.public_key.clone();
             let run_id = run_id.clone();
             let sem = sem.clone();
             agents.spawn(async move {

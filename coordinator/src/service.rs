@@ -427,7 +427,15 @@ impl Coordinator {
                 }
             }
         }
-        Ok(keyfleet_protocol::parts::reassemble(all).ok())
+        match keyfleet_protocol::parts::reassemble(all) {
+            Ok(r) => Ok(Some(r)),
+            Err(e) => {
+                // Parts that disagree cannot be trusted; the account is
+                // reported missing at the deadline and the reason logged.
+                tracing::error!(run_id = %run, account = %account, error = %e, "result parts do not fit together");
+                Ok(None)
+            }
+        }
     }
 
     async fn all_reported(&self, manifest: &RunManifest) -> Result<bool, CoordinatorError> {
