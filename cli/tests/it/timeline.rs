@@ -405,7 +405,20 @@ async fn rotation_timeline_through_the_cli() {
     assert_eq!(count("deleted"), 1, "{kinds:?}");
     assert!(kinds_for(&mails, &account, "owner-exempt@example.com").is_empty());
 
-    // The stored report is readable through the CLI.
+    // The stored report is readable through the CLI, in every format.
     let table = cli.run(&["report", "--run", "latest"]);
     assert!(table.contains(&account), "{table}");
+    let json: RunReport = serde_json::from_str(&cli.run(&["report", "--format", "json"])).unwrap();
+    assert_eq!(json.run_id, real.run_id);
+    let csv = cli.run(&["report", "--format", "csv"]);
+    assert!(csv.lines().any(|l| l.contains(&account) && l.contains("owner")), "{csv}");
+    assert!(cli.run(&["report", "--format", "html"]).contains("<html"));
+
+    // Emergency rotation through the CLI: a new key now, the old one
+    // deactivated at once.
+    cli.run(&["rotate", "--account", &account, "--user", "owner", "--deactivate-old"]);
+    let after = keys_of(&iam, &["owner"]).await;
+    assert_eq!(after["owner"].len(), 2, "{after:?}");
+    assert_eq!(after["owner"][0], (k2.clone(), false), "old key deactivated at once");
+    assert!(after["owner"][1].1 && after["owner"][1].0 != k2);
 }
