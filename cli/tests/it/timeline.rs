@@ -411,14 +411,29 @@ async fn rotation_timeline_through_the_cli() {
     let json: RunReport = serde_json::from_str(&cli.run(&["report", "--format", "json"])).unwrap();
     assert_eq!(json.run_id, real.run_id);
     let csv = cli.run(&["report", "--format", "csv"]);
-    assert!(csv.lines().any(|l| l.contains(&account) && l.contains("owner")), "{csv}");
+    assert!(
+        csv.lines()
+            .any(|l| l.contains(&account) && l.contains("owner")),
+        "{csv}"
+    );
     assert!(cli.run(&["report", "--format", "html"]).contains("<html"));
 
     // Emergency rotation through the CLI: a new key now, the old one
     // deactivated at once.
-    cli.run(&["rotate", "--account", &account, "--user", "owner", "--deactivate-old"]);
+    cli.run(&[
+        "rotate",
+        "--account",
+        &account,
+        "--user",
+        "owner",
+        "--deactivate-old",
+    ]);
     let after = keys_of(&iam, &["owner"]).await;
     assert_eq!(after["owner"].len(), 2, "{after:?}");
-    assert_eq!(after["owner"][0], (k2.clone(), false), "old key deactivated at once");
+    assert_eq!(
+        after["owner"][0],
+        (k2.clone(), false),
+        "old key deactivated at once"
+    );
     assert!(after["owner"][1].1 && after["owner"][1].0 != k2);
 }
