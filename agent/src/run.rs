@@ -597,14 +597,51 @@ impl Agent {
         };
         self.crash_at(FaultPoint::AfterCreate, name)?;
 
-        let sealed = match keyfleet_protocol::seal::seal(&self.config.coordinator_key, &cred) {
+        let sealed = match self.store_new_key(job, user, &cred).await {
             Ok(s) => s,
-            Err(e) => return Ok(Err(e.to_string())),
+            Err(e) => {
+                // The key exists but its copy could not be stored: nobody
+                // could ever receive it. Delete it now; if even that fails,
+                // keep the intent tag so the next run's reconcile deletes it.
+                let undo = iam
+                    .delete_access_key()
+                    .user_name(name)
+                    .access_key_id(&cred.access_key_id)
+                    .send()
+                    .await;
+                if undo.is_err() {
+                    out.clear_intent = false;
+                }
+                return Ok(Err(format!(
+                    "new key {} not stored ({e}); {}",
+                    cred.access_key_id,
+                    if undo.is_ok() {
+                        "it was deleted again"
+                    } else {
+                        "the next run deletes it"
+                    }
+                )));
+            }
         };
-        let previous = match store::read(&self.clients.secrets, name).await {
-            Ok(p) => p,
-            Err(e) => return Ok(Err(e.to_string())),
-        };
+        self.crash_at(FaultPoint::AfterStore, name)?;
+        out.sealed = Some(sealed);
+        Ok(Ok(cred.access_key_id))
+    }
+
+    /// Seals the new key for the coordinator and stores it in
+    /// `keyfleet/<user>` (with the plain key for Secrets Manager delivery).
+    async fn store_new_key(
+        &self,
+        job: &Job,
+        user: &ScannedUser,
+        cred: &Credential,
+    ) -> Result<SealedCredential, String> {
+        let name = user.snapshot.user_name.as_str();
+        let sealed = keyfleet_protocol::seal::seal(&self.config.coordinator_key, cred)
+            .map_err(|e| e.to_string())?;
+        let previous = store::read(&self.clients.secrets, name)
+            .await
+            .map_err(|e| e.to_string())?;
         let mut history: Vec<String> = previous
             .iter()
             .flat_map(|p| std::iter::once(p.current.access_key_id.clone()).chain(p.history.clone()))
@@ -627,14 +664,10 @@ impl Agent {
             history,
             sealed: Some(sealed.clone()),
         };
-        if let Err(e) =
-            store::write(&self.clients.secrets, &user.arn, previous.as_ref(), &secret).await
-        {
-            return Ok(Err(e.to_string()));
-        }
-        self.crash_at(FaultPoint::AfterStore, name)?;
-        out.sealed = Some(sealed);
-        Ok(Ok(cred.access_key_id))
+        store::write(&self.clients.secrets, &user.arn, previous.as_ref(), &secret)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(sealed)
     }
 }
 

@@ -345,25 +345,35 @@ impl Coordinator {
         if !result.token.matches_hash(&expected.token_sha256) {
             return Ok(self.reject(Rejection::BadToken { run, account }).await);
         }
-        let key = store::part_key(&run, &account, result.part, result.parts);
-        if self
+        // Parts are stored per delivery attempt (the agent's start time), so
+        // a retried job's parts are never mixed with an earlier attempt's.
+        let attempt = result.started_at.unix_timestamp_nanos().to_string();
+        let key = store::part_key(&run, &account, &attempt, result.part, result.parts);
+        let duplicate = self
             .store
             .put_new(&key, encode(&result), "application/json")
             .await?
-            == Put::AlreadyExists
-        {
-            tracing::info!(run_id = %run, account = %account, part = result.part, "duplicate result part dropped");
-            return Ok(Intake::Duplicate {
-                run_id: run,
-                account_id: account,
-            });
+            == Put::AlreadyExists;
+        if duplicate {
+            tracing::info!(run_id = %run, account = %account, part = result.part, "duplicate result part; not stored again");
         }
+        // Even for a duplicate, carry on: if an earlier intake of this part
+        // stored it and then failed (SES or S3 down), this retry is what
+        // sends the owners' emails and finalizes. The ledger and the finalize
+        // marker make repeating these steps harmless.
         let Some(whole) = self.account_result(&run, &account).await? else {
-            return Ok(Intake::Accepted {
-                run_id: run,
-                account_id: account,
-                account_complete: false,
-                finalized: false,
+            return Ok(if duplicate {
+                Intake::Duplicate {
+                    run_id: run,
+                    account_id: account,
+                }
+            } else {
+                Intake::Accepted {
+                    run_id: run,
+                    account_id: account,
+                    account_complete: false,
+                    finalized: false,
+                }
             });
         };
         self.notify_owners(&manifest, &whole).await?;
@@ -372,6 +382,12 @@ impl Coordinator {
         } else {
             false
         };
+        if duplicate {
+            return Ok(Intake::Duplicate {
+                run_id: run,
+                account_id: account,
+            });
+        }
         Ok(Intake::Accepted {
             run_id: run,
             account_id: account,
@@ -390,7 +406,8 @@ impl Coordinator {
         Intake::Rejected(why)
     }
 
-    /// The reassembled result of an account, once all its parts are stored.
+    /// The reassembled result of an account, once all the parts of one
+    /// delivery attempt are stored (the earliest complete attempt wins).
     pub async fn account_result(
         &self,
         run: &str,
@@ -398,28 +415,11 @@ impl Coordinator {
     ) -> Result<Option<AccountResult>, CoordinatorError> {
         let prefix = format!("runs/{run}/results/{account}/");
         let keys = self.store.list(&prefix).await?;
-        let names: Vec<(u32, u32, &String)> = keys
-            .iter()
-            .filter_map(|k| {
-                let (n, m) = store::parse_part_name(k.rsplit('/').next()?)?;
-                Some((n, m, k))
-            })
-            .collect();
-        let Some(&(_, parts, _)) = names.first() else {
+        let Some((_, complete)) = store::complete_attempts(&keys).into_iter().next() else {
             return Ok(None);
         };
-        let mut have: Vec<&String> = names
-            .iter()
-            .filter(|(_, m, _)| *m == parts)
-            .map(|(_, _, k)| *k)
-            .collect();
-        have.sort();
-        have.dedup();
-        if have.len() < parts as usize {
-            return Ok(None);
-        }
-        let mut all = Vec::with_capacity(have.len());
-        for k in have {
+        let mut all = Vec::with_capacity(complete.len());
+        for k in &complete {
             if let Some(b) = self.store.get(k).await? {
                 match decode::<AccountResult>(&b) {
                     Ok(r) => all.push(r),
@@ -443,15 +443,11 @@ impl Coordinator {
             .store
             .list(&format!("runs/{}/results/", manifest.run_id))
             .await?;
-        let mut parts: BTreeMap<&str, (u32, BTreeSet<u32>)> = BTreeMap::new();
+        let mut by_account: BTreeMap<&str, Vec<String>> = BTreeMap::new();
         for k in &keys {
-            let mut it = k.rsplit('/');
-            let (Some(name), Some(account)) = (it.next(), it.next()) else {
-                continue;
-            };
-            if let Some((n, m)) = store::parse_part_name(name) {
-                let e = parts.entry(account).or_insert((m, BTreeSet::new()));
-                e.1.insert(n);
+            let rest = &k[format!("runs/{}/results/", manifest.run_id).len()..];
+            if let Some((account, _)) = rest.split_once('/') {
+                by_account.entry(account).or_default().push(k.clone());
             }
         }
         Ok(manifest
@@ -459,9 +455,9 @@ impl Coordinator {
             .iter()
             .filter(|a| a.dispatch == Dispatch::Sent)
             .all(|a| {
-                parts
+                by_account
                     .get(a.account_id.as_str())
-                    .is_some_and(|(m, got)| got.len() as u32 >= *m)
+                    .is_some_and(|ks| !store::complete_attempts(ks).is_empty())
             }))
     }
 
@@ -656,6 +652,9 @@ impl Coordinator {
     /// Builds the consolidated report, exactly once per run. Returns `None`
     /// when another invocation already finalized it.
     pub async fn finalize(&self, run_id: &str) -> Result<Option<RunReport>, CoordinatorError> {
+        if self.store.exists(&store::final_key(run_id)).await? {
+            return Ok(None);
+        }
         let manifest = self
             .manifest(run_id)
             .await?
@@ -668,19 +667,19 @@ impl Coordinator {
         }
         let report = aggregate(&manifest, &results, OffsetDateTime::now_utc());
         let json = render::to_json(&report);
-        if self
-            .store
-            .put_new(&store::final_key(run_id), json.clone(), "application/json")
-            .await?
-            == Put::AlreadyExists
-        {
-            return Ok(None);
-        }
         let csv = render::to_csv(&report);
         let html = render::to_html(&report);
+        // The files first (plain puts, safe to repeat), then the marker that
+        // makes this the one finalization; the summary goes out only for the
+        // winner, and a failed summary releases the marker so a retry or the
+        // sweep sends it.
         let base = format!("reports/{run_id}");
         self.store
-            .put(&format!("{base}/report.json"), json, "application/json")
+            .put(
+                &format!("{base}/report.json"),
+                json.clone(),
+                "application/json",
+            )
             .await?;
         self.store
             .put(&format!("{base}/report.csv"), csv.clone(), "text/csv")
@@ -692,21 +691,33 @@ impl Coordinator {
                 "text/html",
             )
             .await?;
+        if self
+            .store
+            .put_new(&store::final_key(run_id), json, "application/json")
+            .await?
+            == Put::AlreadyExists
+        {
+            return Ok(None);
+        }
         let url = format!("s3://{}/{base}/report.html", self.store.bucket());
         if !self.config.security_team.is_empty() {
-            match mail::summary_email(
+            let sent = match mail::summary_email(
                 &self.config.sender,
                 &self.config.security_team,
                 &report,
                 &csv,
                 Some(&url),
             ) {
-                Ok(m) => {
-                    if let Err(e) = self.send_email(&m).await {
-                        tracing::error!(error = %e, "summary email not sent");
-                    }
+                Ok(m) => self.send_email(&m).await,
+                Err(e) => {
+                    // A bad configured address never fixes itself.
+                    tracing::error!(error = %e, "summary email not built");
+                    Ok(())
                 }
-                Err(e) => tracing::error!(error = %e, "summary email not built"),
+            };
+            if let Err(e) = sent {
+                self.store.delete(&store::final_key(run_id)).await?;
+                return Err(e);
             }
         }
         if report.has_problems() {

@@ -4,9 +4,11 @@
 //! Layout (one bucket):
 //!
 //! - `runs/<run_id>/manifest.json`: expected accounts, token hashes, policy;
-//! - `runs/<run_id>/results/<account>/part-<n>-of-<m>.json`: each result
-//!   part, written with `If-None-Match: *` so the first copy wins and an SQS
-//!   redelivery or a replayed message is dropped;
+//! - `runs/<run_id>/results/<account>/<attempt>/part-<n>-of-<m>.json`: each
+//!   result part of one delivery attempt (the agent's start time), written
+//!   with `If-None-Match: *` so the first copy wins and an SQS redelivery or a
+//!   replayed message is not stored twice; a retried job's parts never mix
+//!   with an earlier attempt's;
 //! - `runs/<run_id>/report.json`: written once with `If-None-Match: *`; its
 //!   existence means the run is finalized (exactly one finalizer wins);
 //! - `ledger/<account>/<user>/<key_id>/<kind>`: one object per owner email,
@@ -47,8 +49,41 @@ pub struct RunStore {
 pub fn manifest_key(run_id: &str) -> String {
     format!("runs/{run_id}/manifest.json")
 }
-pub fn part_key(run_id: &str, account: &str, part: u32, parts: u32) -> String {
-    format!("runs/{run_id}/results/{account}/part-{part}-of-{parts}.json")
+pub fn part_key(run_id: &str, account: &str, attempt: &str, part: u32, parts: u32) -> String {
+    format!("runs/{run_id}/results/{account}/{attempt}/part-{part}-of-{parts}.json")
+}
+
+/// Groups part keys (`.../<attempt>/part-<n>-of-<m>.json`) by attempt and
+/// returns the attempts whose parts are all there, earliest first, each with
+/// its keys in part order.
+pub fn complete_attempts(keys: &[String]) -> Vec<(String, Vec<String>)> {
+    use std::collections::BTreeMap;
+    let mut by_attempt: BTreeMap<String, BTreeMap<u32, (u32, String)>> = BTreeMap::new();
+    for k in keys {
+        let mut it = k.rsplit('/');
+        let (Some(name), Some(attempt)) = (it.next(), it.next()) else {
+            continue;
+        };
+        if let Some((n, m)) = parse_part_name(name) {
+            by_attempt
+                .entry(attempt.to_string())
+                .or_default()
+                .insert(n, (m, k.clone()));
+        }
+    }
+    let mut out: Vec<(String, Vec<String>)> = by_attempt
+        .into_iter()
+        .filter(|(_, parts)| {
+            let m = parts.values().next().map(|(m, _)| *m).unwrap_or(0);
+            m > 0
+                && parts.values().all(|(mm, _)| *mm == m)
+                && (1..=m).all(|n| parts.contains_key(&n))
+        })
+        .map(|(a, parts)| (a, parts.into_values().map(|(_, k)| k).collect()))
+        .collect();
+    // Attempt ids are nanosecond timestamps: order numerically.
+    out.sort_by_key(|(a, _)| a.parse::<i128>().unwrap_or(i128::MAX));
+    out
 }
 pub fn final_key(run_id: &str) -> String {
     format!("runs/{run_id}/report.json")
@@ -250,8 +285,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn only_complete_attempts_count_and_never_mix() {
+        let k = |a: &str, n, m| part_key("r", "111122223333", a, n, m);
+        // Attempt 100 lost its part 2; attempt 200 is complete.
+        let keys = vec![k("100", 1, 2), k("200", 2, 2), k("200", 1, 2)];
+        let done = complete_attempts(&keys);
+        assert_eq!(done.len(), 1);
+        assert_eq!(done[0].0, "200");
+        assert_eq!(done[0].1, vec![k("200", 1, 2), k("200", 2, 2)]);
+        // Earliest complete attempt first.
+        let keys = vec![k("300", 1, 1), k("1000", 1, 1)];
+        assert_eq!(complete_attempts(&keys)[0].0, "300");
+        assert!(complete_attempts(&[k("5", 2, 2)]).is_empty());
+    }
+
+    #[test]
     fn part_names_round_trip() {
-        let k = part_key("r", "111122223333", 2, 3);
+        let k = part_key("r", "111122223333", "1", 2, 3);
         let name = k.rsplit('/').next().unwrap();
         assert_eq!(parse_part_name(name), Some((2, 3)));
         assert_eq!(parse_part_name("part-x-of-3.json"), None);

@@ -93,3 +93,36 @@ async fn crash_at_each_step_converges() {
         );
     }
 }
+
+#[tokio::test]
+async fn key_whose_copy_cannot_be_stored_is_deleted_again() {
+    let mut acct = new_account().await;
+    acct.populate(&[user("unstorable", vec![key(85, true, Some(1))])])
+        .await;
+    // A secret that is not keyfleet's JSON: storing the new key fails.
+    acct.sm
+        .create_secret()
+        .name("keyfleet/unstorable")
+        .secret_string("not json")
+        .send()
+        .await
+        .unwrap();
+    let result = acct
+        .agent
+        .handle(&acct.job(Policy::default()))
+        .await
+        .unwrap();
+    let u = &result.users[0];
+    assert_eq!(u.verdict, keyfleet_protocol::Verdict::Failed);
+    let err = u.error.as_deref().unwrap();
+    assert!(
+        err.contains("not stored") && err.contains("deleted again"),
+        "{err}"
+    );
+    assert!(result.sealed.is_empty());
+    assert_eq!(
+        acct.keys("unstorable").await,
+        vec![(acct.created["unstorable"][0].clone(), true)],
+        "no undeliverable key left behind, the working key untouched"
+    );
+}
