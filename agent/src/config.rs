@@ -44,5 +44,6 @@ pub fn from_env() -> Result<AgentConfig, ConfigError> {
     Ok(AgentConfig {
         coordinator_key: key,
         max_part_bytes: DEFAULT_MAX_PART_BYTES,
+        results_queue_url: var("KEYFLEET_RESULTS_QUEUE_URL").ok(),
     })
 }

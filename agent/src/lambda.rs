@@ -114,7 +114,7 @@ async fn report_rejected(agent: &Agent, body: &str, error: &ProtocolError) {
         .clients()
         .sqs
         .send_message()
-        .queue_url(queue)
+        .queue_url(agent.results_queue(&queue))
         .message_body(body)
         .send()
         .await

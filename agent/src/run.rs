@@ -92,6 +92,11 @@ pub struct AgentConfig {
     pub coordinator_key: PublicKey,
     /// Largest SQS message to send.
     pub max_part_bytes: usize,
+    /// The coordinator's results queue, from the agent's own configuration
+    /// (`KEYFLEET_RESULTS_QUEUE_URL`, set by the StackSet). When set, results
+    /// go there whatever the job says, so a forged job cannot redirect them;
+    /// local fleet mode leaves it unset and uses the job's.
+    pub results_queue_url: Option<String>,
 }
 
 /// An agent for one account: clients built once, reused for every job.
@@ -303,21 +308,30 @@ impl Agent {
         Ok(result)
     }
 
+    /// Where results go: the configured queue, else the job's.
+    pub fn results_queue<'a>(&'a self, job_queue: &'a str) -> &'a str {
+        self.config
+            .results_queue_url
+            .as_deref()
+            .unwrap_or(job_queue)
+    }
+
     async fn send(&self, job: &Job, result: AccountResult) -> Result<(), AgentError> {
+        let queue = self.results_queue(&job.results_queue_url);
         for part in parts::split(result, self.config.max_part_bytes)? {
             let body = String::from_utf8(keyfleet_protocol::encode(&part))
                 .expect("serde_json writes UTF-8");
             self.clients
                 .sqs
                 .send_message()
-                .queue_url(&job.results_queue_url)
+                .queue_url(queue)
                 .message_body(body)
                 .send()
                 .await
                 .map_err(|e| {
                     use aws_sdk_sqs::error::ProvideErrorMetadata;
                     AgentError::Send {
-                        queue: job.results_queue_url.clone(),
+                        queue: queue.to_string(),
                         message: format!(
                             "{}: {}",
                             e.code().unwrap_or("error"),
@@ -366,6 +380,9 @@ impl Agent {
             sealed: None,
             clear_intent: false,
         };
+        if let Some(e) = user.error.take() {
+            return Ok(self.user_failed(out, e));
+        }
         if !due {
             return Ok(out);
         }

@@ -64,6 +64,9 @@ pub struct ScannedUser {
     pub arn: String,
     /// True when `snapshot.keys` came from ListAccessKeys (ids known).
     pub keys_exact: bool,
+    /// Set when this user could not be read (fallback scan): the user is
+    /// reported failed, the others go on.
+    pub error: Option<String>,
     /// False when the credential report had no row for the user (created
     /// after the report, which AWS caches for up to four hours, or a name
     /// the report's unquoted CSV cannot carry, such as one with a comma):
@@ -92,6 +95,7 @@ pub async fn scan_account(iam: &Iam) -> Result<AccountScan, ScanError> {
                 .map(|(snapshot, arn)| {
                     let row = report.get(&snapshot.user_name).cloned();
                     ScannedUser {
+                        error: None,
                         in_report: row.is_some(),
                         snapshot: UserSnapshot {
                             keys: row.unwrap_or_default(),
@@ -270,17 +274,26 @@ async fn per_user_scan(iam: &Iam) -> Result<Vec<ScannedUser>, ScanError> {
     }
     let mut out = Vec::with_capacity(users.len());
     for (name, path, arn) in users {
-        let mut tags = Vec::new();
-        let mut tp = iam
-            .list_user_tags()
-            .user_name(&name)
-            .into_paginator()
-            .send();
-        while let Some(page) = tp.next().await {
-            let page = page.map_err(iam_err("ListUserTags"))?;
-            tags.extend(tags_of(page.tags()));
-        }
-        let keys = list_keys(iam, &name).await?;
+        // One unreadable user (deleted meanwhile, a denied call) is reported
+        // on that user; the others are still scanned.
+        let read = async {
+            let mut tags = Vec::new();
+            let mut tp = iam
+                .list_user_tags()
+                .user_name(&name)
+                .into_paginator()
+                .send();
+            while let Some(page) = tp.next().await {
+                let page = page.map_err(iam_err("ListUserTags"))?;
+                tags.extend(tags_of(page.tags()));
+            }
+            let keys = list_keys(iam, &name).await?;
+            Ok::<_, ScanError>((tags, keys))
+        };
+        let (tags, keys, error) = match read.await {
+            Ok((tags, keys)) => (tags, keys, None),
+            Err(e) => (Vec::new(), Vec::new(), Some(e.to_string())),
+        };
         out.push(ScannedUser {
             snapshot: UserSnapshot {
                 user_name: name,
@@ -291,6 +304,7 @@ async fn per_user_scan(iam: &Iam) -> Result<Vec<ScannedUser>, ScanError> {
             arn,
             keys_exact: true,
             in_report: true,
+            error,
         });
     }
     Ok(out)

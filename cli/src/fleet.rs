@@ -282,27 +282,36 @@ impl Fleet {
         // Results of different accounts are independent: take a batch in
         // concurrently (the finalize marker's conditional write keeps the
         // run's finalization single even when two intakes complete it).
-        let outcomes: Vec<Result<Intake>> = stream::iter(out.messages())
+        let outcomes: Vec<Option<Intake>> = stream::iter(out.messages())
             .map(|m| {
                 let sqs = &sqs;
                 async move {
-                    let intake = self
-                        .coordinator
-                        .intake(m.body().unwrap_or_default())
-                        .await?;
-                    sqs.delete_message()
-                        .queue_url(&self.results_queue_url)
-                        .receipt_handle(m.receipt_handle().unwrap_or_default())
-                        .send()
-                        .await
-                        .context("deleting a result")?;
-                    Ok(intake)
+                    match self.coordinator.intake(m.body().unwrap_or_default()).await {
+                        Ok(intake) => {
+                            if let Err(e) = sqs
+                                .delete_message()
+                                .queue_url(&self.results_queue_url)
+                                .receipt_handle(m.receipt_handle().unwrap_or_default())
+                                .send()
+                                .await
+                            {
+                                tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(e), "result taken in but not deleted; it will be seen again");
+                            }
+                            Some(intake)
+                        }
+                        Err(e) => {
+                            // Left on the queue: it comes back after its
+                            // visibility timeout, as with the Lambda trigger.
+                            tracing::error!(error = %e, "intake failed; the result will be retried");
+                            None
+                        }
+                    }
                 }
             })
             .buffer_unordered(10)
             .collect()
             .await;
-        let outcomes = outcomes.into_iter().collect::<Result<Vec<_>>>()?;
+        let outcomes: Vec<Intake> = outcomes.into_iter().flatten().collect();
         Ok(outcomes)
     }
 }
@@ -325,6 +334,7 @@ async fn run_agent(
         AgentConfig {
             coordinator_key: public,
             max_part_bytes: keyfleet_protocol::parts::DEFAULT_MAX_PART_BYTES,
+            results_queue_url: None,
         },
         account,
     );

@@ -186,6 +186,17 @@ impl Coordinator {
         policy
             .validate()
             .map_err(|e| CoordinatorError::Policy(e.to_string()))?;
+        // The initial clean-up is for the first run only: once a real
+        // clean-up run has finalized, leaving the flag on would silently stop
+        // all rotation and notices, so it is refused instead.
+        if policy.cleanup && !req.dry_run {
+            if let Some(done) = self.store.get(store::CLEANUP_DONE).await? {
+                return Err(CoordinatorError::Policy(format!(
+                    "the initial clean-up already ran (run {}); set cleanup = false",
+                    String::from_utf8_lossy(&done)
+                )));
+            }
+        }
         let now = OffsetDateTime::now_utc();
         let run_id = new_run_id(now);
         let org = &self.clients.org;
@@ -698,6 +709,15 @@ impl Coordinator {
             == Put::AlreadyExists
         {
             return Ok(None);
+        }
+        if manifest.policy.cleanup && !manifest.dry_run {
+            self.store
+                .put_new(
+                    store::CLEANUP_DONE,
+                    run_id.as_bytes().to_vec(),
+                    "text/plain",
+                )
+                .await?;
         }
         let url = format!("s3://{}/{base}/report.html", self.store.bucket());
         if !self.config.security_team.is_empty() {

@@ -14,7 +14,8 @@
 //! - `ledger/<account>/<user>/<key_id>/<kind>`: one object per owner email,
 //!   claimed with `If-None-Match: *` before sending, so each notice goes out
 //!   once across retries and duplicate deliveries;
-//! - `reports/<run_id>/report.{json,csv,html}`: what people read.
+//! - `reports/<run_id>/report.{json,csv,html}`: what people read;
+//! - `cleanup-done`: the run id of the initial clean-up, once it finalized.
 //!
 //! Nothing here ever holds a plaintext secret: results carry only sealed
 //! credentials.
@@ -45,6 +46,9 @@ pub struct RunStore {
     s3: S3,
     bucket: String,
 }
+
+/// Written once, by the finalization of the initial clean-up run.
+pub const CLEANUP_DONE: &str = "cleanup-done";
 
 pub fn manifest_key(run_id: &str) -> String {
     format!("runs/{run_id}/manifest.json")

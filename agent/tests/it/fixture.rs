@@ -51,6 +51,7 @@ pub async fn new_account() -> TestAccount {
         AgentConfig {
             coordinator_key: coordinator.public_key(),
             max_part_bytes: keyfleet_protocol::parts::DEFAULT_MAX_PART_BYTES,
+            results_queue_url: None,
         },
         account_id.clone(),
     );

@@ -219,3 +219,40 @@ async fn finalize_of_a_completed_run_returns_none() {
         .await
         .is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn initial_cleanup_runs_once() {
+    let (member, _) = normal_member("cleanup-once").await;
+    let central = Central::new(Setup::default()).await;
+    let policy = keyfleet_protocol::Policy {
+        cleanup: true,
+        ..keyfleet_protocol::Policy::default()
+    };
+    let req = || RunRequest {
+        accounts: Some(vec![member.id.clone()]),
+        policy: Some(policy.clone()),
+        ..RunRequest::default()
+    };
+    let first = central
+        .coordinator
+        .start_run(req())
+        .await
+        .expect("first clean-up run");
+    member.run_agent(&central.public_key).await;
+    central.intake_until_finalized().await;
+    let err = central
+        .coordinator
+        .start_run(req())
+        .await
+        .expect_err("a second clean-up run is refused");
+    assert!(err.to_string().contains(&first.run_id), "{err}");
+    // A dry run with the flag is still allowed (it changes nothing).
+    central
+        .coordinator
+        .start_run(RunRequest {
+            dry_run: true,
+            ..req()
+        })
+        .await
+        .expect("dry run");
+}

@@ -228,6 +228,7 @@ impl Member {
             AgentConfig {
                 coordinator_key: coordinator_key.clone(),
                 max_part_bytes: keyfleet_protocol::parts::DEFAULT_MAX_PART_BYTES,
+                results_queue_url: None,
             },
             self.id.clone(),
         );
