@@ -298,24 +298,21 @@ impl Central {
             .send()
             .await
             .expect("CreateBucket");
-        let results_queue_url = sqs
-            .create_queue()
-            .queue_name(format!("keyfleet-results-{s}"))
-            .send()
-            .await
-            .expect("create results queue")
-            .queue_url()
-            .expect("url")
-            .to_string();
-        let alerts_queue_url = sqs
-            .create_queue()
-            .queue_name(format!("keyfleet-alerts-{s}"))
-            .send()
-            .await
-            .expect("create alerts queue")
-            .queue_url()
-            .expect("url")
-            .to_string();
+        let create_queue = |name: String| {
+            let sqs = sqs.clone();
+            async move {
+                sqs.create_queue()
+                    .queue_name(&name)
+                    .send()
+                    .await
+                    .unwrap_or_else(|e| panic!("create queue {name}: {e:?}"))
+                    .queue_url()
+                    .expect("url")
+                    .to_string()
+            }
+        };
+        let results_queue_url = create_queue(format!("keyfleet-results-{s}")).await;
+        let alerts_queue_url = create_queue(format!("keyfleet-alerts-{s}")).await;
         let alerts_queue_arn = sqs
             .get_queue_attributes()
             .queue_url(&alerts_queue_url)
