@@ -376,6 +376,7 @@ impl Agent {
                 keys: user.snapshot.keys.clone(),
                 actions: Vec::new(),
                 error: None,
+                note: None,
             },
             sealed: None,
             clear_intent: false,

@@ -265,6 +265,7 @@ async fn main() -> Result<()> {
                     mode: JobMode::Rotate {
                         user,
                         deactivate_old,
+                        key_id: None,
                     },
                     ..Default::default()
                 })

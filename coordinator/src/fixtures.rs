@@ -50,6 +50,7 @@ pub fn user(
         keys,
         actions,
         error: None,
+        note: None,
     }
 }
 

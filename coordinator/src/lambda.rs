@@ -125,6 +125,7 @@ pub async fn run_command(c: &Coordinator, cmd: Command) -> Result<Value, crate::
                     mode: JobMode::Rotate {
                         user,
                         deactivate_old,
+                        key_id: None,
                     },
                     ..Default::default()
                 })

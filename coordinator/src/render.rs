@@ -497,6 +497,7 @@ pub fn to_html(report: &RunReport) -> String {
         JobMode::Rotate {
             user,
             deactivate_old,
+            ..
         } => Some((user.as_str(), *deactivate_old)),
         JobMode::Scheduled => None,
     };

@@ -10,6 +10,7 @@
 //! missing field), then deserializes with the path of any bad field, then
 //! runs [`Validate`].
 
+pub mod address;
 pub mod duration;
 pub mod messages;
 pub mod parts;
@@ -18,6 +19,7 @@ pub mod policy;
 pub mod report;
 pub mod seal;
 
+pub use address::AddressError;
 pub use duration::{Duration, DurationError, Limit};
 pub use messages::*;
 pub use plan::*;

@@ -59,18 +59,26 @@ impl Token {
 }
 
 /// What a job asks the agent to do.
+///
+/// Unknown fields are rejected: an agent that does not know a field (say,
+/// `key_id`) refuses the job rather than doing something else than asked.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum JobMode {
     /// Apply the rules to every user.
     #[default]
     Scheduled,
-    /// Emergency rotation of one user: new key now, and with
-    /// `deactivate_old` the old key is deactivated at once.
+    /// Emergency rotation of one user: a new key now. The old key stays
+    /// active unless `deactivate_old` (default false everywhere: CLI,
+    /// Lambda manual event, API). A user with two active keys needs
+    /// `key_id`, the key to replace; the other is never touched.
     Rotate {
         user: String,
         #[serde(default)]
         deactivate_old: bool,
+        /// The key to replace. Left out of the message when not given.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        key_id: Option<String>,
     },
 }
 
@@ -136,6 +144,10 @@ pub struct UserReport {
     pub actions: Vec<ActionRecord>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Why the verdict is what it is, when a person must act: the reason a
+    /// user is unreachable, or a key keyfleet found but did not create.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 fn default_path() -> String {
@@ -254,6 +266,13 @@ pub fn is_account_id(s: &str) -> bool {
     s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
 }
 
+/// Access key ids: 16-128 of `[A-Z0-9]` (AWS's `AKIA...`).
+pub fn is_access_key_id(s: &str) -> bool {
+    (16..=128).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+}
+
 /// Run ids are used in S3 keys: `[A-Za-z0-9-_]{1,64}`.
 pub fn is_run_id(s: &str) -> bool {
     !s.is_empty()
@@ -315,8 +334,15 @@ impl Validate for Job {
             "results_queue_url",
             "must be an http(s) SQS queue URL",
         )?;
-        if let JobMode::Rotate { user, .. } = &self.mode {
+        if let JobMode::Rotate { user, key_id, .. } = &self.mode {
             check(is_user_name(user), "mode.user", "not a valid IAM user name")?;
+            if let Some(k) = key_id {
+                check(
+                    is_access_key_id(k),
+                    "mode.key_id",
+                    "not an access key id (16-128 of [A-Z0-9])",
+                )?;
+            }
         }
         Ok(())
     }

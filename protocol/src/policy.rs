@@ -62,6 +62,22 @@ pub struct Policy {
     /// `delete_after` and deactivate over-age keys of users without an email,
     /// silently; no new keys, no owner notices.
     pub cleanup: bool,
+    /// Allow-list of owner email domains (exact, ignoring ASCII case). Empty:
+    /// any address that passes the deliverability rule. Left out of the
+    /// message while empty, so agents that predate it still accept jobs.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub owner_domains: Vec<String>,
+    /// Deactivate a key past `max_key_age` in the run that finds it, even
+    /// if its replacement was created in that same run (no notice period).
+    /// Off by default: the older key of a pair is otherwise never
+    /// deactivated before its replacement is `deactivate_after -
+    /// rotate_after` old. Left out of the message while false.
+    #[serde(skip_serializing_if = "is_false")]
+    pub deactivate_at_max_age_without_notice: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl Default for Policy {
@@ -79,6 +95,8 @@ impl Default for Policy {
             email_tag: "Email".into(),
             delivery: Delivery::Email,
             cleanup: false,
+            owner_domains: Vec::new(),
+            deactivate_at_max_age_without_notice: false,
         }
     }
 }
@@ -97,6 +115,8 @@ pub enum PolicyError {
     },
     #[error("policy.{field} must not be empty")]
     EmptyTag { field: &'static str },
+    #[error("policy.owner_domains: `{0}` is not a domain name")]
+    OwnerDomain(String),
 }
 
 impl Policy {
@@ -164,6 +184,13 @@ impl Policy {
         if self.email_tag.is_empty() {
             return Err(PolicyError::EmptyTag { field: "email_tag" });
         }
+        if let Some(bad) = self
+            .owner_domains
+            .iter()
+            .find(|d| !crate::address::is_domain(d))
+        {
+            return Err(PolicyError::OwnerDomain(bad.clone()));
+        }
         Ok(())
     }
 
@@ -186,6 +213,25 @@ mod tests {
         assert_eq!(json["rotate_after"], "80d");
         assert_eq!(json["max_key_age"], "120d");
         assert_eq!(json["delivery"], "email");
+        // New fields stay off the wire while they hold their default, so an
+        // agent that predates them still accepts the job.
+        assert!(json.get("owner_domains").is_none(), "{json}");
+        assert!(
+            json.get("deactivate_at_max_age_without_notice").is_none(),
+            "{json}"
+        );
+    }
+
+    #[test]
+    fn owner_domains_must_be_domain_names() {
+        let p = Policy {
+            owner_domains: vec!["example.com".into(), "not a domain".into()],
+            ..Policy::default()
+        };
+        assert_eq!(
+            p.validate(),
+            Err(PolicyError::OwnerDomain("not a domain".into()))
+        );
     }
 
     #[test]

@@ -43,6 +43,7 @@ fn user(name: &str, pad: usize) -> UserReport {
             },
         }],
         error: None,
+        note: None,
     }
 }
 
@@ -87,6 +88,83 @@ fn job_round_trips() {
     let v: serde_json::Value = serde_json::from_slice(&encode(&job)).unwrap();
     assert_eq!(v["v"], 1);
     assert_eq!(v["policy"]["rotate_after"], "80d");
+}
+
+/// A job exactly as coordinators before the deliverability rule, the
+/// immediate-enforcement switch and `mode.key_id` sent it. Agents must keep
+/// accepting it, and a job that uses none of the new settings must encode
+/// to this same shape so that agents not yet updated accept it too.
+const JOB_OF_TODAYS_SHAPE: &str = r#"{"v":1,"run_id":"2026-11-22T13-00-00Z-ab12","account_id":"111122223333","token":"0123456789abcdef0123456789abcdef","issued_at":"2026-11-22T13:00:00Z","deadline":"2026-11-22T15:00:00Z","policy":{"rotate_after":"80d","deactivate_after":"90d","delete_after":"100d","unused_delete_after":"90d","max_key_age":"120d","exempt_tag":{"key":"Exempt","value":"True"},"email_tag":"Email","delivery":"email","cleanup":false},"dry_run":false,"as_of":null,"mode":{"kind":"scheduled"},"results_queue_url":"https://sqs.us-east-1.amazonaws.com/999988887777/keyfleet-results"}"#;
+
+#[test]
+fn job_of_todays_shape_decodes_and_defaults_encode_to_it() {
+    let job: Job = decode(JOB_OF_TODAYS_SHAPE.as_bytes()).unwrap();
+    assert_eq!(job, sample_job());
+    assert_eq!(
+        String::from_utf8(encode(&sample_job())).unwrap(),
+        JOB_OF_TODAYS_SHAPE
+    );
+    let rotate = Job {
+        mode: JobMode::Rotate {
+            user: "alice".into(),
+            deactivate_old: false,
+            key_id: None,
+        },
+        ..sample_job()
+    };
+    let json = String::from_utf8(encode(&rotate)).unwrap();
+    assert!(
+        json.contains(r#""mode":{"kind":"rotate","user":"alice","deactivate_old":false}"#),
+        "{json}"
+    );
+}
+
+#[test]
+fn unknown_fields_are_rejected_in_job_policy_mode_and_result() {
+    let with = |path: &[&str]| {
+        let mut v: serde_json::Value = serde_json::from_str(JOB_OF_TODAYS_SHAPE).unwrap();
+        // serde ignores extra fields next to a unit variant's tag, so the
+        // mode is an emergency rotation (a struct variant) here.
+        v["mode"] = serde_json::json!({"kind": "rotate", "user": "alice"});
+        let mut at = &mut v;
+        for p in path {
+            at = &mut at[*p];
+        }
+        at["surprise"] = serde_json::json!(1);
+        serde_json::to_vec(&v).unwrap()
+    };
+    for path in [&[][..], &["policy"][..], &["mode"][..]] {
+        match decode::<Job>(&with(path)) {
+            Err(ProtocolError::Field { reason, .. }) => {
+                assert!(reason.contains("surprise"), "{path:?}: {reason}")
+            }
+            other => panic!("{path:?}: {other:?}"),
+        }
+    }
+    let mut r = serde_json::to_value(sample_result(1)).unwrap();
+    r["surprise"] = serde_json::json!(1);
+    assert!(matches!(
+        decode::<AccountResult>(&serde_json::to_vec(&r).unwrap()),
+        Err(ProtocolError::Field { .. })
+    ));
+}
+
+#[test]
+fn rotate_key_id_must_look_like_an_access_key_id() {
+    let mut job = sample_job();
+    job.mode = JobMode::Rotate {
+        user: "alice".into(),
+        deactivate_old: false,
+        key_id: Some("not-a-key".into()),
+    };
+    let e = decode::<Job>(&encode(&job)).unwrap_err();
+    assert!(e.to_string().contains("mode.key_id"), "{e}");
+    job.mode = JobMode::Rotate {
+        user: "alice".into(),
+        deactivate_old: false,
+        key_id: Some("AKIAIOSFODNN7EXAMPLE".into()),
+    };
+    decode::<Job>(&encode(&job)).unwrap();
 }
 
 #[test]

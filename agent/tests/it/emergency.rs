@@ -17,6 +17,7 @@ async fn emergency_rotation_replaces_and_deactivates_at_once() {
     job.mode = JobMode::Rotate {
         user: "leaked".into(),
         deactivate_old: true,
+        key_id: None,
     };
     let result = acct.agent.handle(&job).await.unwrap();
     assert_eq!(result.status, AccountStatus::Ok);
@@ -35,6 +36,7 @@ async fn emergency_rotation_replaces_and_deactivates_at_once() {
     job.mode = JobMode::Rotate {
         user: "nobody".into(),
         deactivate_old: false,
+        key_id: None,
     };
     let result = acct.agent.handle(&job).await.unwrap();
     assert_eq!(result.status, AccountStatus::Failed);
