@@ -136,6 +136,8 @@ def install_extensions(moto_lambda_delivery: bool) -> None:
     import ext_clock
     import ext_iam_paging
     import ext_lambda
+    import ext_organizations
+    import ext_secretsmanager
     import ext_ses
     import ext_sqs
     import ext_stacksets
@@ -146,6 +148,8 @@ def install_extensions(moto_lambda_delivery: bool) -> None:
     ext_clock.install()
     ext_stacksets.install()
     ext_cfn.install()
+    ext_organizations.install()
+    ext_secretsmanager.install()
     if not moto_lambda_delivery:
         ext_lambda.install()
 

@@ -924,3 +924,136 @@ def test_find_in_map_with_a_number_parameter(emu: Emulator) -> None:
     url = sqs.get_queue_url(QueueName="visibility-60")["QueueUrl"]
     attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["VisibilityTimeout"])
     assert attrs["Attributes"]["VisibilityTimeout"] == "360"
+
+
+
+# -- SQS: 1 MiB messages (plain moto already matches AWS) --------------------
+
+
+def test_sqs_accepts_messages_up_to_1_mib(emu: Emulator) -> None:
+    sqs = emu.client("sqs", "900000000061")
+    url = sqs.create_queue(QueueName="big")["QueueUrl"]
+    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["MaximumMessageSize"])
+    assert attrs["Attributes"]["MaximumMessageSize"] == "1048576"
+    sqs.send_message(QueueUrl=url, MessageBody="x" * 1_048_576)
+    got = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=0)["Messages"]
+    assert [len(m["Body"]) for m in got] == [1_048_576]
+    with pytest.raises(ClientError):
+        sqs.send_message(QueueUrl=url, MessageBody="x" * 1_048_577)
+
+# -- Organizations: accounts carry State, not the retired Status -------------
+
+
+def test_organizations_accounts_carry_state_not_the_retired_status(emu: Emulator) -> None:
+    management = "900000000041"
+    org = emu.client("organizations", management)
+    org.create_organization(FeatureSet="ALL")
+    root = org.list_roots()["Roots"][0]["Id"]
+    ou = org.create_organizational_unit(ParentId=root, Name="members")["OrganizationalUnit"]["Id"]
+
+    def new_account(name: str) -> str:
+        account = org.create_account(AccountName=name, Email=f"{name}@example.com")[
+            "CreateAccountStatus"
+        ]["AccountId"]
+        org.move_account(AccountId=account, SourceParentId=root, DestinationParentId=ou)
+        return account
+
+    active = new_account("state-active")
+    closed = new_account("state-closed")
+    org.close_account(AccountId=closed)
+    expected = {active: "ACTIVE", closed: "SUSPENDED"}
+
+    def check(accounts: list[dict[str, Any]], where: str) -> None:
+        for account in accounts:
+            assert "Status" not in account, (where, account)
+            assert account["State"] in ("ACTIVE", "SUSPENDED", "PENDING_CLOSURE", "CLOSED"), (
+                where,
+                account,
+            )
+        states = {a["Id"]: a["State"] for a in accounts if a["Id"] in expected}
+        assert states == expected, (where, accounts)
+
+    listed = org.list_accounts()["Accounts"]
+    check(listed, "ListAccounts")
+    management_entry = [a for a in listed if a["Id"] == management]
+    assert [(a["State"], "Status" in a) for a in management_entry] == [("ACTIVE", False)]
+
+    check(org.list_accounts_for_parent(ParentId=ou)["Accounts"], "ListAccountsForParent")
+    paged = org.list_accounts_for_parent(ParentId=ou, MaxResults=1)
+    assert len(paged["Accounts"]) == 1 and paged.get("NextToken")
+    assert "Status" not in paged["Accounts"][0] and "State" in paged["Accounts"][0]
+
+    described = [org.describe_account(AccountId=a)["Account"] for a in (active, closed)]
+    check(described, "DescribeAccount")
+
+    # DelegatedAdministrator is a shape of its own whose Status AWS has not
+    # retired: it keeps both fields.
+    org.register_delegated_administrator(
+        AccountId=active, ServicePrincipal="ssm.amazonaws.com"
+    )
+    admins = org.list_delegated_administrators()["DelegatedAdministrators"]
+    assert [(a["Id"], a["State"], a["Status"]) for a in admins] == [(active, "ACTIVE", "ACTIVE")]
+
+
+# -- Secrets Manager: secret names are validated like AWS --------------------
+
+INVALID_SECRET_NAME = (
+    "Invalid name. Must be a valid name containing alphanumeric characters, "
+    "or any of the following: -/_+=.@!"
+)
+
+
+def _validation_error(call: Callable[[], Any]) -> dict[str, Any]:
+    with pytest.raises(ClientError) as caught:
+        call()
+    response = caught.value.response
+    assert response["ResponseMetadata"]["HTTPStatusCode"] == 400, response
+    return response["Error"]
+
+
+@pytest.mark.parametrize(
+    "name", ["keyfleet,alice", "has space", "star*", "bang!", "colon:x", "caf\u00e9", "tab\tx"]
+)
+def test_secretsmanager_refuses_an_invalid_secret_name(emu: Emulator, name: str) -> None:
+    sm = emu.client("secretsmanager", "900000000051")
+    error = _validation_error(lambda: sm.create_secret(Name=name, SecretString="x"))
+    assert error == {"Code": "ValidationException", "Message": INVALID_SECRET_NAME}
+    assert [s["Name"] for s in sm.list_secrets()["SecretList"] if s["Name"] == name] == []
+    # Actions that take a SecretId refuse the same name (it is not an ARN).
+    for call in (
+        lambda: sm.describe_secret(SecretId=name),
+        lambda: sm.get_secret_value(SecretId=name),
+        lambda: sm.put_secret_value(SecretId=name, SecretString="y"),
+        lambda: sm.update_secret(SecretId=name, Description="d"),
+        lambda: sm.delete_secret(SecretId=name, ForceDeleteWithoutRecovery=True),
+        lambda: sm.tag_resource(SecretId=name, Tags=[{"Key": "k", "Value": "v"}]),
+        lambda: sm.untag_resource(SecretId=name, TagKeys=["k"]),
+        lambda: sm.list_secret_version_ids(SecretId=name),
+    ):
+        assert _validation_error(call) == {
+            "Code": "ValidationException",
+            "Message": INVALID_SECRET_NAME,
+        }
+
+
+def test_secretsmanager_refuses_a_secret_name_longer_than_512(emu: Emulator) -> None:
+    sm = emu.client("secretsmanager", "900000000052")
+    error = _validation_error(lambda: sm.create_secret(Name="a" * 513, SecretString="x"))
+    assert error["Code"] == "ValidationException"
+    assert "Member must have length less than or equal to 512" in error["Message"]
+    created = sm.create_secret(Name="b" * 512, SecretString="x")
+    assert created["Name"] == "b" * 512
+
+
+def test_secretsmanager_accepts_every_allowed_character(emu: Emulator) -> None:
+    sm = emu.client("secretsmanager", "900000000053")
+    names = [f"keyfleet{c}alice" for c in "/_+=.@-"] + ["Keyfleet/Alice_01+x=y.z@example-2"]
+    for name in names:
+        created = sm.create_secret(Name=name, SecretString="value")
+        assert created["Name"] == name
+        assert sm.get_secret_value(SecretId=name)["SecretString"] == "value"
+        sm.put_secret_value(SecretId=name, SecretString="next")
+        assert sm.describe_secret(SecretId=name)["Name"] == name
+        # An ARN is not a name: it is looked up, not validated as one.
+        assert sm.get_secret_value(SecretId=created["ARN"])["SecretString"] == "next"
+    assert {s["Name"] for s in sm.list_secrets()["SecretList"]} == set(names)
