@@ -3,19 +3,27 @@
 //!
 //! - [`rules`]: the pure decision function (no I/O), tested exhaustively.
 //! - [`scan`]: reads users and keys in O(pages) IAM calls.
-//! - [`run`]: the executor: crash-safe order of writes, reconciliation,
-//!   dry runs, result sending.
-//! - [`store`]: Secrets Manager `keyfleet/<user>`.
+//! - [`run`]: one job end to end: scan, users, result sending.
+//! - [`executor`]: one user's plan applied in a crash-safe order, with
+//!   reconciliation of half-done rotations and dry runs.
+//! - [`record`]: the protected per-user record, Secrets Manager
+//!   `keyfleet/<user>`.
+//! - [`fault`]: test-only fault points (`fault-injection` feature).
 //! - [`clients`]: SDK clients with call counting and tuned retries.
 //! - [`lambda`]: the SQS batch handler.
 
 pub mod clients;
 pub mod config;
+pub mod executor;
+pub mod fault;
 pub mod lambda;
 pub mod rules;
 pub mod run;
 pub mod scan;
-pub mod store;
+pub mod record;
 
 pub use clients::{AgentClients, CallCounter};
-pub use run::{Agent, AgentConfig, AgentError, FaultHook, FaultPoint};
+#[cfg(feature = "fault-injection")]
+pub use fault::FaultHook;
+pub use fault::FaultPoint;
+pub use run::{Agent, AgentConfig, AgentError};

@@ -185,6 +185,9 @@ pub struct UserSnapshot {
     pub tags: Vec<(String, String)>,
     /// In any order; the rules sort them oldest first.
     pub keys: Vec<KeyState>,
+    /// Keys keyfleet deactivated, and when, from the protected per-user
+    /// record (`crate::record`). Empty when there is no trusted record.
+    pub deactivated: Vec<(String, OffsetDateTime)>,
 }
 
 /// What the rules decided for one user.
@@ -196,6 +199,8 @@ pub struct UserPlan {
     /// In the order the executor must apply them.
     pub actions: Vec<Action>,
     pub exempt: bool,
+    /// Why the user is unreachable (for the report row), when it is.
+    pub note: Option<String>,
 }
 
 impl UserPlan {
@@ -205,19 +210,18 @@ impl UserPlan {
     }
 }
 
-/// The owner's email address: the value of the tag `policy.email_tag`
-/// (exact key), trimmed, if it is a single address.
+/// The owner's email address under the one deliverability rule of
+/// `keyfleet_protocol::address` (the coordinator applies the same rule).
 pub fn owner_email(tags: &[(String, String)], policy: &Policy) -> Option<String> {
-    let (_, value) = tags.iter().find(|(k, _)| *k == policy.email_tag)?;
-    let value = value.trim();
-    let (local, domain) = value.split_once('@')?;
-    let single = !local.is_empty()
-        && !domain.is_empty()
-        && !domain.contains('@')
-        && !value
-            .chars()
-            .any(|c| c.is_whitespace() || c == ',' || c == ';');
-    single.then(|| value.to_string())
+    policy.owner_email(tags).ok()
+}
+
+/// Why a new key could not reach the user's owner, for the report row.
+fn unreachable_note(tags: &[(String, String)], policy: &Policy) -> String {
+    match policy.owner_email(tags) {
+        Err(e) => format!("no new key: {e}"),
+        Ok(_) => "no new key: the owner cannot be reached".into(),
+    }
 }
 
 /// True when the user carries the exempt tag: exact key, value trimmed and
@@ -242,6 +246,7 @@ pub fn plan_user(user: &UserSnapshot, policy: &Policy, now: OffsetDateTime) -> U
     let email = owner_email(&user.tags, policy);
     let exempt = is_exempt(&user.tags, policy);
     let done = |verdict, actions| UserPlan {
+        note: (verdict == Verdict::Unreachable).then(|| unreachable_note(&user.tags, policy)),
         verdict,
         email: email.clone(),
         actions,
@@ -255,7 +260,7 @@ pub fn plan_user(user: &UserSnapshot, policy: &Policy, now: OffsetDateTime) -> U
     }
     let rules = Rules { policy, now };
     let deliverable = is_deliverable(policy, email.as_deref());
-    let mut planner = Planner::new(rules, &user.keys, deliverable);
+    let mut planner = Planner::new(rules, &user.keys, &user.deactivated, deliverable);
     let (verdict, actions) = if policy.cleanup {
         planner.run(|p| p.cleanup_step(email.is_none()));
         planner.finish(false)
@@ -266,55 +271,115 @@ pub fn plan_user(user: &UserSnapshot, policy: &Policy, now: OffsetDateTime) -> U
     done(verdict, actions)
 }
 
-/// Emergency rotation of one user: delete an inactive key if needed to make
-/// room, create a new key, and with `deactivate_old` deactivate the
-/// previously active key(s) at once (with notices). Unreachable users get no
-/// key.
+/// Why an emergency rotation was refused. Each names the user's keys, so
+/// the operator can name the one to replace.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EmergencyError {
+    #[error(
+        "user `{user}` has two active access keys ({}); name the one to replace \
+         (--key KEY_ID, or \"key_id\" in the event): keyfleet never deactivates \
+         or deletes an active key nobody named",
+        .active.join(", ")
+    )]
+    NeedsKeyId { user: String, active: Vec<String> },
+    #[error("user `{user}` has no access key `{key_id}` (its keys: {})", .keys.join(", "))]
+    UnknownKey {
+        user: String,
+        key_id: String,
+        keys: Vec<String>,
+    },
+    #[error("access key `{key_id}` of user `{user}` is already inactive; nothing to replace")]
+    NotActive { user: String, key_id: String },
+}
+
+/// Emergency rotation of one user: a new key now, replacing `key_id` (or
+/// the only active key).
+///
+/// - An inactive key is deleted first when IAM's limit of two keys needs
+///   room. With two active keys the named key is deactivated and deleted to
+///   make room: the one exception to "never deactivate and delete one key
+///   in one run", since the security team named that key. Without a name a
+///   user with two active keys is refused ([`EmergencyError::NeedsKeyId`]).
+/// - The replaced key stays active (with a `DeactivationScheduled` notice)
+///   unless `deactivate_old`, which deactivates it at once.
+/// - An unreachable user gets no key; with `deactivate_old` the named (or
+///   only) active key is still deactivated: containing a leaked key comes
+///   before keeping a service running.
 pub fn plan_emergency(
     user: &UserSnapshot,
     policy: &Policy,
     now: OffsetDateTime,
     deactivate_old: bool,
-) -> UserPlan {
+    key_id: Option<&str>,
+) -> Result<UserPlan, EmergencyError> {
     let email = owner_email(&user.tags, policy);
     let exempt = is_exempt(&user.tags, policy);
     let rules = Rules { policy, now };
     let mut keys = user.keys.clone();
     keys.sort_by(|a, b| rules.order(a, b));
+    let active: Vec<String> = keys
+        .iter()
+        .filter(|k| k.status == KeyStatus::Active)
+        .map(|k| k.id.clone())
+        .collect();
+    let target: Option<String> = match key_id {
+        Some(id) => match keys.iter().find(|k| k.id == id) {
+            None => {
+                return Err(EmergencyError::UnknownKey {
+                    user: user.user_name.clone(),
+                    key_id: id.to_string(),
+                    keys: keys.iter().map(|k| k.id.clone()).collect(),
+                })
+            }
+            Some(k) if k.status == KeyStatus::Inactive => {
+                return Err(EmergencyError::NotActive {
+                    user: user.user_name.clone(),
+                    key_id: id.to_string(),
+                })
+            }
+            Some(k) => Some(k.id.clone()),
+        },
+        None if active.len() >= 2 => {
+            return Err(EmergencyError::NeedsKeyId {
+                user: user.user_name.clone(),
+                active,
+            })
+        }
+        None => active.first().cloned(),
+    };
     let mut actions = Vec::new();
-    let deactivate = |actions: &mut Vec<Action>, key: &KeyState| {
+    let deactivate = |actions: &mut Vec<Action>, id: &str| {
         actions.push(Action::Deactivate {
-            key_id: key.id.clone(),
+            key_id: id.to_string(),
         });
         actions.push(Action::Notify {
             notice: Notice::Deactivated {
-                key_id: key.id.clone(),
+                key_id: id.to_string(),
                 replacement: None,
             },
         });
     };
+    let deliverable = is_deliverable(policy, email.as_deref());
     let verdict = if keys.is_empty() {
         Verdict::NoKeys
-    } else if !is_deliverable(policy, email.as_deref()) {
-        if deactivate_old {
-            for key in keys.iter().filter(|k| k.status == KeyStatus::Active) {
-                deactivate(&mut actions, key);
-            }
-        }
-        if actions.is_empty() {
-            Verdict::Unreachable
-        } else {
+    } else if !deliverable {
+        if let Some(t) = target.as_deref().filter(|_| deactivate_old) {
+            deactivate(&mut actions, t);
             Verdict::Deactivated
+        } else {
+            Verdict::Unreachable
         }
     } else {
         while keys.len() >= MAX_KEYS {
+            // An inactive key if there is one, else the named active key.
             let victim = keys
                 .iter()
                 .position(|k| k.status == KeyStatus::Inactive)
+                .or_else(|| keys.iter().position(|k| Some(&k.id) == target.as_ref()))
                 .unwrap_or(0);
             let key = keys.remove(victim);
             if key.status == KeyStatus::Active {
-                deactivate(&mut actions, &key);
+                deactivate(&mut actions, &key.id);
             }
             actions.push(Action::Delete {
                 key_id: key.id.clone(),
@@ -324,9 +389,9 @@ pub fn plan_emergency(
             });
         }
         actions.push(Action::CreateKey);
-        for key in keys.iter().filter(|k| k.status == KeyStatus::Active) {
+        if let Some(key) = keys.iter().find(|k| Some(&k.id) == target.as_ref()) {
             if deactivate_old {
-                deactivate(&mut actions, key);
+                deactivate(&mut actions, &key.id);
             } else {
                 actions.push(Action::Notify {
                     notice: Notice::DeactivationScheduled {
@@ -339,12 +404,13 @@ pub fn plan_emergency(
         }
         Verdict::Rotated
     };
-    UserPlan {
+    Ok(UserPlan {
+        note: (verdict == Verdict::Unreachable).then(|| unreachable_note(&user.tags, policy)),
         verdict,
         email,
         actions,
         exempt,
-    }
+    })
 }
 
 /// Why [`simulate`] rejected a plan: the rule it would break.
@@ -513,10 +579,6 @@ impl Rules<'_> {
         self.policy.max_key_age.reached(self.age(key))
     }
 
-    fn unused(&self, key: &KeyState) -> bool {
-        key.status == KeyStatus::Active && self.idle(key) >= self.policy.unused_delete_after
-    }
-
     /// A key used at least once and old enough to be replaced.
     fn rotation_due(&self, key: &KeyState) -> bool {
         key.last_used.is_some() && self.age(key) >= self.policy.rotate_after
@@ -528,20 +590,20 @@ impl Rules<'_> {
             .is_some_and(|u| u > self.created(replacement))
     }
 
-    /// `old` was used after `replacement` was created and is below the hard
-    /// limit: it must not be deactivated.
-    fn still_in_use(&self, old: &KeyState, replacement: &KeyState) -> bool {
-        self.used_after(old, replacement) && !self.hard_limit(old)
-    }
 
-    /// `now` has reached [`Rules::deactivation_date`].
+    /// `now` has reached [`Rules::deactivation_date`]: the old key is
+    /// `deactivate_after` old (or at the hard limit) and its replacement has
+    /// had the whole notice period, unless the policy asks for immediate
+    /// enforcement at the hard limit.
     fn deactivation_due(&self, old: &KeyState, replacement: &KeyState) -> bool {
-        self.hard_limit(old)
-            || (self.age(old) >= self.policy.deactivate_after
-                && self.age(replacement) >= self.policy.notice_period())
+        let immediate =
+            self.policy.deactivate_at_max_age_without_notice && self.hard_limit(old);
+        (self.age(old) >= self.policy.deactivate_after || self.hard_limit(old))
+            && (self.age(replacement) >= self.policy.notice_period() || immediate)
     }
 
-    /// `min(max(old + deactivate_after, replacement + notice), old + max_key_age)`.
+    /// `max(old + deactivate_after, replacement + notice)`; with immediate
+    /// enforcement capped by `old + max_key_age`.
     fn deactivation_date(
         &self,
         old: &KeyState,
@@ -553,21 +615,142 @@ impl Rules<'_> {
             self.policy.notice_period(),
         ));
         match self.policy.max_key_age {
-            Limit::After(max) => date.min(plus(created, max)),
-            Limit::Never => date,
+            Limit::After(max) if self.policy.deactivate_at_max_age_without_notice => {
+                date.min(plus(created, max))
+            }
+            _ => date,
         }
     }
 
+    /// The recovery window of a deactivated key: `delete_after -
+    /// deactivate_after`.
+    fn recovery_window(&self) -> Duration {
+        self.policy
+            .delete_after
+            .saturating_sub(self.policy.deactivate_after)
+    }
+
+    /// keyfleet recorded deactivating the key less than the recovery window
+    /// ago: it may not be deleted yet, not even to make room.
+    ///
+    /// Even with no recovery window, not at the instant of the deactivation:
+    /// a job delivered twice must not delete what the first delivery
+    /// deactivated.
+    fn recently_deactivated(&self, recorded: Option<OffsetDateTime>) -> bool {
+        let window = self.recovery_window().max(Duration::from_secs(1));
+        recorded.is_some_and(|at| self.since(at) < window)
+    }
+
     /// An inactive key whose deletion date has passed. `replacement` is the
-    /// youngest active key younger than it, if any.
-    fn expired(&self, key: &KeyState, replacement: Option<&KeyState>) -> bool {
+    /// youngest active key younger than it, if any; `recorded` when keyfleet
+    /// deactivated it (protected record).
+    fn expired(
+        &self,
+        key: &KeyState,
+        replacement: Option<&KeyState>,
+        recorded: Option<OffsetDateTime>,
+    ) -> bool {
         let p = self.policy;
         key.status == KeyStatus::Inactive
             && self.age(key) >= p.delete_after
-            && self.idle(key) >= p.delete_after.saturating_sub(p.deactivate_after)
+            && self.idle(key) >= self.recovery_window()
             && replacement
                 .is_none_or(|r| self.age(r) >= p.delete_after.saturating_sub(p.rotate_after))
+            && !self.recently_deactivated(recorded)
     }
+}
+
+// ---------------------------------------------------------------------------
+// The rules, one named function each. The planner composes them; each has
+// its own table test in `tests.rs` named after the seed case it covers.
+
+/// What happens to the older of two active keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pair {
+    /// Not due yet: the owner is reminded of the date.
+    Scheduled { on: OffsetDateTime },
+    /// Due, but used after its replacement was created and below the hard
+    /// limit: left active, the owner is told where it is used.
+    StillInUse,
+    /// Due: deactivated.
+    Deactivate,
+}
+
+/// Seed case "two active, one nearing expiry -> notice, then deactivate the
+/// oldest at deactivate_after". Never before the replacement has had the
+/// whole notice period (unless immediate enforcement at the hard limit);
+/// never while in use after the replacement was created, until the hard
+/// limit.
+fn older_of_two_active(r: &Rules, old: &KeyState, new: &KeyState) -> Pair {
+    if !r.deactivation_due(old, new) {
+        Pair::Scheduled {
+            on: r.deactivation_date(old, new.created),
+        }
+    } else if r.used_after(old, new) && !r.hard_limit(old) {
+        Pair::StillInUse
+    } else {
+        Pair::Deactivate
+    }
+}
+
+/// What happens to a user's only active key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Single {
+    /// Create its replacement (the old key is deactivated later, by
+    /// [`older_of_two_active`]).
+    Replace,
+    /// Deactivate it without a replacement (hard limit; `unreachable` when
+    /// a replacement was wanted but cannot be delivered).
+    DeactivateAlone { unreachable: bool },
+    /// A replacement is due but cannot be delivered: nothing happens.
+    Unreachable,
+}
+
+/// The hard limit: a key at `max_key_age` is replaced when it is in use and
+/// its owner reachable (and deactivated a notice period later); otherwise
+/// (never used, or nobody to deliver a new key to) it is deactivated alone,
+/// and deleted no sooner than the recovery window later.
+fn hard_limit(r: &Rules, key: &KeyState, deliverable: bool) -> Option<Single> {
+    if !r.hard_limit(key) {
+        return None;
+    }
+    let used = key.last_used.is_some();
+    Some(if deliverable && used {
+        Single::Replace
+    } else {
+        Single::DeactivateAlone { unreachable: used }
+    })
+}
+
+/// Seed case "one key nearing expiry -> new key": a used key at
+/// `rotate_after` gets a replacement when it can be delivered.
+fn replacement(r: &Rules, key: &KeyState, deliverable: bool) -> Option<Single> {
+    if !r.rotation_due(key) {
+        None
+    } else if deliverable {
+        Some(Single::Replace)
+    } else {
+        Some(Single::Unreachable)
+    }
+}
+
+/// Seed case "unused -> delete and notify": an active key idle for
+/// `unused_delete_after` is deleted outright (no deactivation first; the
+/// seed behaviour, kept: nobody uses it).
+fn unused(r: &Rules, key: &KeyState) -> bool {
+    key.status == KeyStatus::Active && r.idle(key) >= r.policy.unused_delete_after
+}
+
+/// Seed cases "two keys, older/younger inactive -> delete": an inactive key
+/// past its deletion date (module doc), and, when keyfleet deactivated it,
+/// at least the recovery window after that deactivation.
+fn inactive_expired(
+    r: &Rules,
+    key: &KeyState,
+    replacement: Option<&KeyState>,
+    recorded: Option<OffsetDateTime>,
+) -> bool {
+    r.expired(key, replacement, recorded)
 }
 
 /// `t + d`, saturating at the largest date `time` can represent.
@@ -599,6 +782,8 @@ struct Live {
 /// Applies the rules to a working copy of the keys until nothing is due.
 struct Planner<'a> {
     rules: Rules<'a>,
+    /// From the protected record: when keyfleet deactivated which key.
+    recorded: &'a [(String, OffsetDateTime)],
     deliverable: bool,
     /// Oldest first.
     live: Vec<Live>,
@@ -608,7 +793,12 @@ struct Planner<'a> {
 }
 
 impl<'a> Planner<'a> {
-    fn new(rules: Rules<'a>, keys: &[KeyState], deliverable: bool) -> Self {
+    fn new(
+        rules: Rules<'a>,
+        keys: &[KeyState],
+        recorded: &'a [(String, OffsetDateTime)],
+        deliverable: bool,
+    ) -> Self {
         let mut sorted = keys.to_vec();
         sorted.sort_by(|a, b| rules.order(a, b));
         let live = sorted
@@ -621,6 +811,7 @@ impl<'a> Planner<'a> {
             .collect();
         Planner {
             rules,
+            recorded,
             deliverable,
             live,
             deleted: Vec::new(),
@@ -676,10 +867,38 @@ impl<'a> Planner<'a> {
         live.deactivated = Some(replacement);
     }
 
+    /// When keyfleet recorded deactivating `key_id`, if it did.
+    fn recorded(&self, key_id: &str) -> Option<OffsetDateTime> {
+        self.recorded
+            .iter()
+            .filter(|(id, _)| id == key_id)
+            .map(|(_, at)| *at)
+            .max()
+    }
+
+    /// The key may be deleted in this run: it was not deactivated by this
+    /// plan (never deactivate and delete one key in one run) and keyfleet
+    /// did not deactivate it less than the recovery window ago.
+    fn deletable(&self, at: usize) -> bool {
+        let live = &self.live[at];
+        live.deactivated.is_none()
+            && !self
+                .rules
+                .recently_deactivated(self.recorded(&live.key.id))
+    }
+
     /// Inactive keys past their deletion date, oldest first.
     fn expired(&self) -> Vec<(usize, Removal)> {
         (0..self.live.len())
-            .filter(|&i| self.rules.expired(&self.live[i].key, self.replacement(i)))
+            .filter(|&i| self.live[i].deactivated.is_none())
+            .filter(|&i| {
+                inactive_expired(
+                    &self.rules,
+                    &self.live[i].key,
+                    self.replacement(i),
+                    self.recorded(&self.live[i].key.id),
+                )
+            })
             .map(|i| (i, Removal::Expired))
             .collect()
     }
@@ -691,7 +910,7 @@ impl<'a> Planner<'a> {
         let mut doomed = self.expired();
         doomed.extend(
             (0..self.live.len())
-                .filter(|&i| r.unused(&self.live[i].key))
+                .filter(|&i| unused(&r, &self.live[i].key))
                 .map(|i| (i, Removal::Unused)),
         );
         if self.remove(doomed) {
@@ -703,7 +922,7 @@ impl<'a> Planner<'a> {
             .windows(2)
             .filter(|w| {
                 let (old, new) = (&self.live[w[0]].key, &self.live[w[1]].key);
-                r.deactivation_due(old, new) && !r.still_in_use(old, new)
+                older_of_two_active(&r, old, new) == Pair::Deactivate
             })
             .map(|w| (w[0], Self::notice_id(&self.live[w[1]])))
             .collect();
@@ -713,32 +932,38 @@ impl<'a> Planner<'a> {
             }
             return true;
         }
-        // Then the only active key: replacement, or the hard limit alone.
+        // Then the only active key: the hard limit, or its replacement.
         let &[at] = active.as_slice() else {
             return false;
         };
         let key = &self.live[at].key;
-        let used = key.last_used.is_some();
-        if r.hard_limit(key) && !(self.deliverable && used) {
-            // No replacement possible (unreachable) or wanted (never used).
-            self.unreachable |= used;
-            self.deactivate(at, None);
-            return true;
+        let decision =
+            hard_limit(&r, key, self.deliverable).or_else(|| replacement(&r, key, self.deliverable));
+        match decision {
+            None => false,
+            Some(Single::Unreachable) => {
+                self.unreachable = true;
+                false
+            }
+            Some(Single::DeactivateAlone { unreachable }) => {
+                self.unreachable |= unreachable;
+                self.deactivate(at, None);
+                true
+            }
+            Some(Single::Replace) => {
+                // Room for the new key: every other key is inactive here. A
+                // key that may not be deleted yet (deactivated by this plan,
+                // or recorded as deactivated within the recovery window)
+                // makes the replacement wait for a later run.
+                let room: Vec<usize> = (0..self.live.len()).filter(|&i| i != at).collect();
+                if !room.iter().all(|&i| self.deletable(i)) {
+                    return false;
+                }
+                self.remove(room.into_iter().map(|i| (i, Removal::Room)).collect());
+                self.create();
+                true
+            }
         }
-        if !(r.hard_limit(key) || r.rotation_due(key)) {
-            return false;
-        }
-        if !self.deliverable {
-            self.unreachable = true;
-            return false;
-        }
-        let room: Vec<(usize, Removal)> = (0..self.live.len())
-            .filter(|&i| i != at)
-            .map(|i| (i, Removal::Room))
-            .collect();
-        self.remove(room);
-        self.create();
-        true
     }
 
     /// One round of clean-up; true if it changed anything.
@@ -758,7 +983,7 @@ impl<'a> Planner<'a> {
             .windows(2)
             .filter(|w| {
                 let (old, new) = (&self.live[w[0]].key, &self.live[w[1]].key);
-                r.still_in_use(old, new)
+                r.used_after(old, new) && !r.hard_limit(old)
             })
             .flat_map(|w| [w[0], w[1]])
             .collect();
@@ -848,22 +1073,25 @@ impl<'a> Planner<'a> {
         for w in active.windows(2).filter(|_| notify) {
             let (old, new) = (&self.live[w[0]].key, &self.live[w[1]]);
             let replacement = Self::notice_id(new);
-            let notice = if r.deactivation_due(old, &new.key) {
+            let notice = match older_of_two_active(&r, old, &new.key) {
                 // Due and still active: only a key in use is spared.
-                still = true;
-                Notice::StillInUse {
-                    key_id: old.id.clone(),
-                    last_used: old.last_used,
-                    service: old.last_used_service.clone(),
-                    region: old.last_used_region.clone(),
-                    replacement,
+                Pair::StillInUse | Pair::Deactivate => {
+                    still = true;
+                    Notice::StillInUse {
+                        key_id: old.id.clone(),
+                        last_used: old.last_used,
+                        service: old.last_used_service.clone(),
+                        region: old.last_used_region.clone(),
+                        replacement,
+                    }
                 }
-            } else {
-                pending = true;
-                Notice::DeactivationScheduled {
-                    key_id: old.id.clone(),
-                    on: r.deactivation_date(old, new.key.created),
-                    replacement,
+                Pair::Scheduled { on } => {
+                    pending = true;
+                    Notice::DeactivationScheduled {
+                        key_id: old.id.clone(),
+                        on,
+                        replacement,
+                    }
                 }
             };
             actions.push(Action::Notify { notice });

@@ -47,6 +47,7 @@ fn user(keys: Vec<KeyState>, tag_pairs: &[(&str, &str)]) -> UserSnapshot {
         path: "/".into(),
         tags: tags(tag_pairs),
         keys,
+        deactivated: vec![],
     }
 }
 
@@ -96,11 +97,28 @@ fn scheduled(id: &str, on: OffsetDateTime, replacement: Option<&str>) -> Action 
 /// Applies a plan and checks that re-planning at the same instant changes
 /// nothing more.
 fn apply(u: &UserSnapshot, p: &UserPlan, policy: &Policy, now: OffsetDateTime) -> UserSnapshot {
-    let keys = simulate(&u.keys, &p.actions, now).expect("plan applies");
-    let after = UserSnapshot { keys, ..u.clone() };
+    let after = applied(u, &p.actions, now);
     let again = plan_user(&after, policy, now);
     assert!(!again.mutates_iam(), "not idempotent: {again:?}");
     after
+}
+
+/// The user after `actions`, as the executor leaves it: keys as IAM has
+/// them, and keyfleet's deactivations written to the protected record.
+fn applied(u: &UserSnapshot, actions: &[Action], now: OffsetDateTime) -> UserSnapshot {
+    let keys = simulate(&u.keys, actions, now).expect("plan applies");
+    let mut deactivated = u.deactivated.clone();
+    for a in actions {
+        if let Action::Deactivate { key_id } = a {
+            deactivated.retain(|(id, _)| id != key_id);
+            deactivated.push((key_id.clone(), now));
+        }
+    }
+    UserSnapshot {
+        keys,
+        deactivated,
+        ..u.clone()
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -356,7 +374,7 @@ fn still_in_use_then_hard_limit() {
         ]
     );
     let u = apply(&u, &p, &Policy::default(), at);
-    let recoverable_until = old.last_used.unwrap() + days(10);
+    let recoverable_until = at + days(10);
     let p = plan_at(&u, recoverable_until - time::Duration::seconds(1));
     assert!(p.actions.is_empty());
     let p = plan_at(&u, recoverable_until);
@@ -397,15 +415,12 @@ fn late_replacement_keeps_full_notice_period() {
         plan_at(&u, NOW + days(20)).actions,
         vec![delete("AKIAOLD"), deleted("AKIAOLD")]
     );
-    // The hard limit caps the notice period.
+    // The hard limit does not cut the notice period short.
     let old = active("AKIAOLD", 115, Some(1));
     let p = plan(&owned(vec![old.clone()]));
     assert_eq!(
         p.actions,
-        vec![
-            Action::CreateKey,
-            scheduled("AKIAOLD", old.created + days(120), None)
-        ]
+        vec![Action::CreateKey, scheduled("AKIAOLD", NOW + days(10), None)]
     );
 }
 
@@ -434,20 +449,6 @@ fn hard_limit_deactivates_keys_of_unreachable_users() {
         p.actions,
         vec![deactivate("AKIAOLD"), deactivated("AKIAOLD", None)]
     );
-    // Not used for 50 days and past delete_after: deleted in the same plan.
-    let u = user(vec![active("AKIAOLD", 125, Some(50))], &[]);
-    let p = plan(&u);
-    assert_eq!(p.verdict, Verdict::Deactivated);
-    assert_eq!(
-        p.actions,
-        vec![
-            deactivate("AKIAOLD"),
-            deactivated("AKIAOLD", None),
-            delete("AKIAOLD"),
-            deleted("AKIAOLD")
-        ]
-    );
-    apply(&u, &p, &Policy::default(), NOW);
     // Switched off: no hard limit at all.
     let never = Policy {
         max_key_age: Limit::Never,
@@ -461,21 +462,52 @@ fn hard_limit_deactivates_keys_of_unreachable_users() {
     assert_eq!((p.verdict, p.actions), (Verdict::Unreachable, vec![]));
 }
 
+/// Issue: a user without an email tag whose only active key is 125 days
+/// old and was used 11 days ago lost the key in one run (deactivated and
+/// deleted at once).
 #[test]
-fn hard_limit_for_reachable_user_creates_then_deactivates() {
+fn unowned_key_past_the_hard_limit_is_deactivated_not_deleted() {
+    let u = user(vec![active("AKIAOLD", 125, Some(11))], &[]);
+    let p = plan(&u);
+    assert_eq!(p.verdict, Verdict::Deactivated);
+    assert_eq!(
+        p.actions,
+        vec![deactivate("AKIAOLD"), deactivated("AKIAOLD", None)]
+    );
+    // keyfleet records the deactivation; the key stays recoverable for the
+    // whole window (delete_after - deactivate_after) after it.
+    let mut u = apply(&u, &p, &Policy::default(), NOW);
+    u.deactivated = vec![("AKIAOLD".into(), NOW)];
+    assert!(plan_at(&u, NOW + days(10) - time::Duration::seconds(1))
+        .actions
+        .is_empty());
+    assert_eq!(
+        plan_at(&u, NOW + days(10)).actions,
+        vec![delete("AKIAOLD"), deleted("AKIAOLD")]
+    );
+    // Even a key unused for 50 days is not deleted in the run that
+    // deactivates it.
+    let p = plan(&user(vec![active("AKIAOLD", 125, Some(50))], &[]));
+    assert!(!p.actions.contains(&delete("AKIAOLD")), "{:?}", p.actions);
+}
+
+/// Issue: on first deployment a key in use past `max_key_age` (125 days,
+/// used yesterday) got a replacement and was deactivated in the same run.
+#[test]
+fn first_deployment_key_past_max_age_keeps_full_notice_period() {
     let u = owned(vec![active("AKIAOLD", 125, Some(1))]);
     let p = plan(&u);
     assert_eq!(p.verdict, Verdict::Rotated);
     assert_eq!(
         p.actions,
-        vec![
-            Action::CreateKey,
-            deactivate("AKIAOLD"),
-            deactivated("AKIAOLD", None)
-        ]
+        vec![Action::CreateKey, scheduled("AKIAOLD", NOW + days(10), None)]
     );
-    let after = apply(&u, &p, &Policy::default(), NOW);
-    assert_eq!(after.keys.len(), 2);
+    let u = apply(&u, &p, &Policy::default(), NOW);
+    assert!(!plan_at(&u, NOW + days(10) - time::Duration::seconds(1)).mutates_iam());
+    assert_eq!(
+        plan_at(&u, NOW + days(10)).actions,
+        vec![deactivate("AKIAOLD"), deactivated("AKIAOLD", Some("NEW0"))]
+    );
     // With an inactive key in the way, it makes room first.
     let u = owned(vec![
         active("AKIAOLD", 125, Some(1)),
@@ -488,11 +520,42 @@ fn hard_limit_for_reachable_user_creates_then_deactivates() {
             delete("AKIAX"),
             deleted("AKIAX"),
             Action::CreateKey,
+            scheduled("AKIAOLD", NOW + days(10), None)
+        ]
+    );
+    // Only the explicit setting enforces the hard limit at once.
+    let immediate = Policy {
+        deactivate_at_max_age_without_notice: true,
+        ..Policy::default()
+    };
+    let p = plan_user(&owned(vec![active("AKIAOLD", 125, Some(1))]), &immediate, NOW);
+    assert_eq!(
+        p.actions,
+        vec![
+            Action::CreateKey,
             deactivate("AKIAOLD"),
             deactivated("AKIAOLD", None)
         ]
     );
-    apply(&u, &p, &Policy::default(), NOW);
+}
+
+/// A key keyfleet deactivated recently is not deleted, not even to make
+/// room for a new key.
+#[test]
+fn recorded_deactivation_delays_deletion_and_room() {
+    let mut u = owned(vec![
+        inactive("AKIAOFF", 200, Some(40)),
+        active("AKIAON", 85, Some(1)),
+    ]);
+    // Without a record: deleted to make room, key rotated.
+    let p = plan(&u);
+    assert_eq!(p.actions[..2], [delete("AKIAOFF"), deleted("AKIAOFF")]);
+    // Recorded as deactivated 3 days ago: it stays, the rotation waits.
+    u.deactivated = vec![("AKIAOFF".into(), NOW - days(3))];
+    let p = plan(&u);
+    assert!(!p.mutates_iam(), "{:?}", p.actions);
+    u.deactivated = vec![("AKIAOFF".into(), NOW - days(10))];
+    assert!(plan(&u).actions.contains(&Action::CreateKey));
 }
 
 #[test]
@@ -506,17 +569,22 @@ fn deactivation_cascades_into_rotation_of_the_younger_key() {
     let p = plan(&u);
     assert_eq!(
         p.actions,
+        vec![deactivate("AKIAA"), deactivated("AKIAA", Some("AKIAB"))]
+    );
+    assert_eq!(p.verdict, Verdict::Deactivated);
+    // The younger key's rotation waits until the deactivated key may go:
+    // never deactivate and delete one key in one run.
+    let u = apply(&u, &p, &Policy::default(), NOW);
+    let p = plan_at(&u, NOW + days(10));
+    assert_eq!(
+        p.actions,
         vec![
-            deactivate("AKIAA"),
-            deactivated("AKIAA", Some("AKIAB")),
             delete("AKIAA"),
             deleted("AKIAA"),
             Action::CreateKey,
-            scheduled("AKIAB", NOW + days(10), None),
+            scheduled("AKIAB", NOW + days(20), None),
         ]
     );
-    assert_eq!(p.verdict, Verdict::Rotated);
-    apply(&u, &p, &Policy::default(), NOW);
 }
 
 #[test]
@@ -549,10 +617,11 @@ fn cleanup_mode_is_silent_and_creates_nothing() {
     );
     let p = plan_user(&u, &policy, NOW);
     assert_eq!((p.verdict, p.actions), (Verdict::Compliant, vec![]));
-    // Over age and idle long enough: switched off and deleted at once.
+    // Over age and idle long enough: switched off, never deleted in the
+    // same run (clean-up never deletes an active key).
     let u = user(vec![active("AKIAOLD", 130, Some(40))], &[]);
     let p = plan_user(&u, &policy, NOW);
-    assert_eq!(p.actions, vec![deactivate("AKIAOLD"), delete("AKIAOLD")]);
+    assert_eq!(p.actions, vec![deactivate("AKIAOLD")]);
     // Unused keys and rotation are left to scheduled runs.
     let u = user(vec![active("AKIAIDLE", 85, None)], &[("Email", EMAIL)]);
     assert!(plan_user(&u, &policy, NOW).actions.is_empty());
@@ -636,7 +705,7 @@ fn emergency_rotates_and_optionally_deactivates_at_once() {
     let policy = Policy::default();
     let old = active("AKIAOLD", 10, Some(1));
     let u = owned(vec![old.clone()]);
-    let p = plan_emergency(&u, &policy, NOW, false);
+    let p = plan_emergency(&u, &policy, NOW, false, None).unwrap();
     assert_eq!(p.verdict, Verdict::Rotated);
     assert_eq!(
         p.actions,
@@ -645,7 +714,7 @@ fn emergency_rotates_and_optionally_deactivates_at_once() {
             scheduled("AKIAOLD", old.created + days(90), None)
         ]
     );
-    let p = plan_emergency(&u, &policy, NOW, true);
+    let p = plan_emergency(&u, &policy, NOW, true, None).unwrap();
     assert_eq!(
         p.actions,
         vec![
@@ -656,7 +725,7 @@ fn emergency_rotates_and_optionally_deactivates_at_once() {
     );
     // Makes room by deleting the inactive key, whichever it is.
     let u = owned(vec![old.clone(), inactive("AKIAX", 5, None)]);
-    let p = plan_emergency(&u, &policy, NOW, true);
+    let p = plan_emergency(&u, &policy, NOW, true, None).unwrap();
     assert_eq!(
         p.actions,
         vec![
@@ -667,9 +736,19 @@ fn emergency_rotates_and_optionally_deactivates_at_once() {
             deactivated("AKIAOLD", None)
         ]
     );
-    // Two active keys: the older one is switched off and deleted.
+    // Two active keys: refused unless the key to replace is named; the
+    // error lists both keys.
     let u = owned(vec![active("AKIAB", 5, Some(1)), old]);
-    let p = plan_emergency(&u, &policy, NOW, false);
+    let e = plan_emergency(&u, &policy, NOW, false, None).unwrap_err();
+    assert!(matches!(e, EmergencyError::NeedsKeyId { .. }), "{e}");
+    assert!(e.to_string().contains("AKIAOLD") && e.to_string().contains("AKIAB"), "{e}");
+    assert!(matches!(
+        plan_emergency(&u, &policy, NOW, false, Some("AKIANOPE")),
+        Err(EmergencyError::UnknownKey { .. })
+    ));
+    // Named: that key is switched off and deleted (the one exception), the
+    // other one is not touched.
+    let p = plan_emergency(&u, &policy, NOW, false, Some("AKIAOLD")).unwrap();
     assert_eq!(
         p.actions,
         vec![
@@ -678,32 +757,42 @@ fn emergency_rotates_and_optionally_deactivates_at_once() {
             delete("AKIAOLD"),
             deleted("AKIAOLD"),
             Action::CreateKey,
-            scheduled("AKIAB", NOW + days(85), None),
         ]
     );
     simulate(&u.keys, &p.actions, NOW).unwrap();
+    let p = plan_emergency(&u, &policy, NOW, true, Some("AKIAB")).unwrap();
+    assert_eq!(
+        p.actions,
+        vec![
+            deactivate("AKIAB"),
+            deactivated("AKIAB", None),
+            delete("AKIAB"),
+            deleted("AKIAB"),
+            Action::CreateKey,
+        ]
+    );
 }
 
 #[test]
 fn emergency_for_unreachable_or_keyless_users_creates_nothing() {
     let policy = Policy::default();
     let u = user(vec![active("AKIAOLD", 10, Some(1))], &[]);
-    let p = plan_emergency(&u, &policy, NOW, false);
+    let p = plan_emergency(&u, &policy, NOW, false, None).unwrap();
     assert_eq!((p.verdict, p.actions), (Verdict::Unreachable, vec![]));
-    let p = plan_emergency(&u, &policy, NOW, true);
+    let p = plan_emergency(&u, &policy, NOW, true, None).unwrap();
     assert_eq!(p.verdict, Verdict::Deactivated);
     assert_eq!(
         p.actions,
         vec![deactivate("AKIAOLD"), deactivated("AKIAOLD", None)]
     );
-    let p = plan_emergency(&owned(vec![]), &policy, NOW, true);
+    let p = plan_emergency(&owned(vec![]), &policy, NOW, true, None).unwrap();
     assert_eq!((p.verdict, p.actions), (Verdict::NoKeys, vec![]));
     // The exempt tag does not stop an explicit order.
     let u = user(
         vec![active("AKIAOLD", 10, Some(1))],
         &[("Email", EMAIL), ("Exempt", "True")],
     );
-    let p = plan_emergency(&u, &policy, NOW, true);
+    let p = plan_emergency(&u, &policy, NOW, true, None).unwrap();
     assert_eq!((p.verdict, p.exempt), (Verdict::Rotated, true));
 }
 
@@ -805,7 +894,7 @@ fn timeline(switch_after: i64, total_days: i64) -> Vec<(i64, &'static str, Strin
         };
         u.keys[i].last_used = Some(morning);
         let p = plan_at(&u, noon);
-        let mut keys = simulate(&u.keys, &p.actions, noon).expect("plan applies");
+        let mut after = applied(&u, &p.actions, noon);
         for a in &p.actions {
             match a {
                 Action::CreateKey => events.push((day, "create", String::new())),
@@ -814,11 +903,11 @@ fn timeline(switch_after: i64, total_days: i64) -> Vec<(i64, &'static str, Strin
                 Action::Notify { .. } => {}
             }
         }
-        for k in keys.iter_mut().filter(|k| k.id.starts_with("NEW")) {
+        for k in after.keys.iter_mut().filter(|k| k.id.starts_with("NEW")) {
             serial += 1;
             k.id = format!("K{serial}");
         }
-        u.keys = keys;
+        u = after;
         assert!(u.keys.len() <= MAX_KEYS);
         assert!(!plan_at(&u, noon).mutates_iam(), "day {day}");
     }
@@ -846,18 +935,17 @@ fn timeline_prompt_owner_rotates_every_80_days() {
 #[test]
 fn timeline_slow_owner_keeps_old_key_until_hard_limit() {
     // Uses the old key for three more days: it is still in use after the
-    // replacement appeared, so it survives until 120 days; by then it has
-    // been idle past the recovery window and goes in one step.
+    // replacement appeared, so it survives until 120 days; it is deleted
+    // the recovery window after its deactivation, never in the same run.
     let ev = |day, kind, id: &str| (day, kind, id.to_string());
     assert_eq!(
         timeline(3, 200),
         vec![
             ev(80, "create", ""),
             ev(120, "deactivate", "K0"),
-            ev(120, "delete", "K0"),
+            ev(130, "delete", "K0"),
             ev(160, "create", ""),
             ev(200, "deactivate", "K1"),
-            ev(200, "delete", "K1"),
         ]
     );
 }
@@ -952,7 +1040,10 @@ impl Oracle<'_> {
         let b = repl_created + self.p.notice_period().to_time();
         let date = if a > b { a } else { b };
         match self.p.max_key_age {
-            Limit::After(m) if self.created(old) + m.to_time() < date => {
+            Limit::After(m)
+                if self.p.deactivate_at_max_age_without_notice
+                    && self.created(old) + m.to_time() < date =>
+            {
                 self.created(old) + m.to_time()
             }
             _ => date,
@@ -1000,7 +1091,7 @@ impl Oracle<'_> {
                         e.deleted.push((y.clone(), false));
                         self.only_active(&mut e, o, None);
                     } else {
-                        self.only_active(&mut e, o, Some(y));
+                        self.only_active(&mut e, o, Some((y, true)));
                     }
                 }
                 (false, true) => {
@@ -1013,7 +1104,7 @@ impl Oracle<'_> {
                         e.deleted.push((o.clone(), false));
                         self.only_active(&mut e, y, None);
                     } else {
-                        self.only_active(&mut e, y, Some(o));
+                        self.only_active(&mut e, y, Some((o, true)));
                     }
                 }
                 (true, true) => match (self.unused(o), self.unused(y)) {
@@ -1038,48 +1129,45 @@ impl Oracle<'_> {
     }
 
     /// `a` is the only active key, not unused; `other` an inactive key that
-    /// is not (yet) past its deletion date.
-    fn only_active(&self, e: &mut Expected, a: &KeyState, other: Option<&KeyState>) {
+    /// is not (yet) past its deletion date, and whether this run may delete
+    /// it (not when this run deactivated it).
+    fn only_active(&self, e: &mut Expected, a: &KeyState, other: Option<(&KeyState, bool)>) {
         let used = a.last_used.is_some();
-        if self.hard(a) {
-            if self.deliverable && used {
-                if let Some(o) = other {
-                    e.deleted.push((o.clone(), false));
-                }
-                e.created = true;
+        let rotation_due = used && self.age(a) >= Self::secs(self.p.rotate_after);
+        if self.hard(a) && !(self.deliverable && used) {
+            e.unreachable |= used;
+            e.deactivated.push((a.clone(), None));
+            // Its replacement is gone: the other key may be due now.
+            if let Some((o, true)) = other.filter(|(o, _)| self.expired(o, None)) {
+                e.deleted.push((o.clone(), false));
+            }
+        } else if self.hard(a) || rotation_due {
+            if !self.deliverable {
+                e.unreachable = true;
+                return;
+            }
+            match other {
+                Some((_, false)) => return, // no room yet: wait
+                Some((o, true)) => e.deleted.push((o.clone(), false)),
+                None => {}
+            }
+            e.created = true;
+            if self.hard(a) && self.p.deactivate_at_max_age_without_notice {
                 e.deactivated.push((a.clone(), None));
             } else {
-                e.unreachable |= used;
-                e.deactivated.push((a.clone(), None));
-                if self.expired(&Self::off(a), None) {
-                    e.deleted.push((a.clone(), false));
-                }
-                // Its replacement is gone: the other key may be due now.
-                if let Some(o) = other.filter(|o| self.expired(o, None)) {
-                    e.deleted.push((o.clone(), false));
-                }
-            }
-        } else if used && self.age(a) >= Self::secs(self.p.rotate_after) {
-            if self.deliverable {
-                if let Some(o) = other {
-                    e.deleted.push((o.clone(), false));
-                }
-                e.created = true;
                 e.reminders.push(Notice::DeactivationScheduled {
                     key_id: a.id.clone(),
                     on: self.date(a, self.now),
                     replacement: None,
                 });
-            } else {
-                e.unreachable = true;
             }
         }
     }
 
     fn both_active(&self, e: &mut Expected, o: &KeyState, y: &KeyState) {
-        let due = self.hard(o)
-            || (self.age(o) >= Self::secs(self.p.deactivate_after)
-                && self.age(y) >= Self::secs(self.p.notice_period()));
+        let immediate = self.p.deactivate_at_max_age_without_notice && self.hard(o);
+        let due = (self.hard(o) || self.age(o) >= Self::secs(self.p.deactivate_after))
+            && (immediate || self.age(y) >= Self::secs(self.p.notice_period()));
         if !due {
             e.reminders.push(Notice::DeactivationScheduled {
                 key_id: o.id.clone(),
@@ -1096,13 +1184,8 @@ impl Oracle<'_> {
             });
         } else {
             e.deactivated.push((o.clone(), Some(y.id.clone())));
-            let o = Self::off(o);
-            if self.expired(&o, Some(y)) {
-                e.deleted.push((o, false));
-                self.only_active(e, y, None);
-            } else {
-                self.only_active(e, y, Some(&o));
-            }
+            // Never deleted in the run that deactivates it.
+            self.only_active(e, y, Some((&Self::off(o), false)));
         }
     }
 
@@ -1129,7 +1212,8 @@ impl Oracle<'_> {
         }
         for (i, k) in end.iter().enumerate() {
             let repl = end[i + 1..].iter().rfind(|r| r.status == KeyStatus::Active);
-            if k.status == KeyStatus::Inactive && self.expired(k, repl) {
+            let deactivated_now = e.deactivated.iter().any(|(d, _)| d.id == k.id);
+            if k.status == KeyStatus::Inactive && !deactivated_now && self.expired(k, repl) {
                 e.deleted.push((k.clone(), false));
             }
         }
@@ -1281,6 +1365,13 @@ fn table_policies() -> Vec<(&'static str, Policy)> {
             },
         ),
         (
+            "immediate enforcement at the hard limit",
+            Policy {
+                deactivate_at_max_age_without_notice: true,
+                ..Policy::default()
+            },
+        ),
+        (
             "no recovery window, hard limit at deactivation",
             Policy {
                 rotate_after: Duration::from_days(10),
@@ -1389,9 +1480,9 @@ fn exhaustive_table_matches_oracle() {
                         let want = expected(&u.keys, &policy, email, exempt);
                         assert_eq!((got.verdict, &got.actions), (want.0, &want.1), "{label}");
                         assert_eq!(got.exempt, exempt, "{label}");
-                        let after = simulate(&u.keys, &got.actions, NOW)
+                        simulate(&u.keys, &got.actions, NOW)
                             .unwrap_or_else(|e| panic!("{label}: {e}"));
-                        let again = plan_user(&UserSnapshot { keys: after, ..u }, &policy, NOW);
+                        let again = plan_user(&applied(&u, &got.actions, NOW), &policy, NOW);
                         assert!(!again.mutates_iam(), "{label}: not idempotent");
                         checked += 1;
                     }
@@ -1551,6 +1642,7 @@ fn arb_case() -> impl Strategy<Value = (Policy, UserSnapshot)> {
                 path: "/".into(),
                 tags,
                 keys,
+                deactivated: vec![],
             };
             (policy, u)
         })
@@ -1654,8 +1746,7 @@ proptest! {
     #[test]
     fn prop_replanning_after_the_plan_changes_nothing((policy, u) in arb_case()) {
         let p = plan_user(&u, &policy, NOW);
-        let keys = simulate(&u.keys, &p.actions, NOW).unwrap();
-        let again = plan_user(&UserSnapshot { keys, ..u.clone() }, &policy, NOW);
+        let again = plan_user(&applied(&u, &p.actions, NOW), &policy, NOW);
         prop_assert!(!again.mutates_iam(), "{:?} then {:?}", p.actions, again.actions);
     }
 
@@ -1699,8 +1790,26 @@ proptest! {
     }
 
     #[test]
-    fn prop_emergency_keeps_the_invariants((policy, u) in arb_case(), deactivate_old in any::<bool>()) {
-        let p = plan_emergency(&u, &policy, NOW, deactivate_old);
+    fn prop_emergency_keeps_the_invariants(
+        (policy, u) in arb_case(),
+        deactivate_old in any::<bool>(),
+        name_key in prop::option::of(0usize..2),
+    ) {
+        let key_id = name_key.and_then(|i| u.keys.get(i)).map(|k| k.id.clone());
+        let active: Vec<&KeyState> = u.keys.iter().filter(|k| k.status == KeyStatus::Active).collect();
+        let p = match plan_emergency(&u, &policy, NOW, deactivate_old, key_id.as_deref()) {
+            Ok(p) => p,
+            Err(EmergencyError::NeedsKeyId { active: listed, .. }) => {
+                prop_assert!(key_id.is_none() && active.len() == 2);
+                prop_assert_eq!(listed.len(), 2);
+                return Ok(());
+            }
+            Err(EmergencyError::NotActive { key_id: k, .. }) => {
+                prop_assert!(u.keys.iter().any(|x| x.id == k && x.status == KeyStatus::Inactive));
+                return Ok(());
+            }
+            Err(e) => return Err(TestCaseError::fail(e.to_string())),
+        };
         let after = simulate(&u.keys, &p.actions, NOW);
         prop_assert!(after.is_ok(), "{:?}", after);
         let after = after.unwrap();
@@ -1715,8 +1824,128 @@ proptest! {
                 p.actions
             );
         }
-        if deactivate_old {
-            prop_assert!(after.iter().all(|k| k.status == KeyStatus::Inactive || k.id.starts_with("NEW")), "{:?}", after);
+        // Never deactivate or delete an active key nobody named: the only
+        // active key touched is the named one (or the only active key).
+        let named = key_id.clone().or_else(|| (active.len() == 1).then(|| active[0].id.clone()));
+        for a in &p.actions {
+            if let Action::Deactivate { key_id: k } | Action::Delete { key_id: k } = a {
+                let was_active = u.keys.iter().any(|x| &x.id == k && x.status == KeyStatus::Active);
+                prop_assert!(!was_active || Some(k) == named.as_ref(), "{:?} named {:?}", p.actions, named);
+            }
+        }
+        // The named key is deactivated and deleted in one run only when two
+        // active keys leave no room (the one exception).
+        let both: Vec<&String> = p.actions.iter().filter_map(|a| match a {
+            Action::Deactivate { key_id } => Some(key_id),
+            _ => None,
+        }).filter(|k| p.actions.contains(&Action::Delete { key_id: (*k).clone() })).collect();
+        prop_assert!(both.is_empty() || (active.len() == 2 && both == vec![named.as_ref().unwrap()]), "{:?}", p.actions);
+        if !deactivate_old {
+            for k in &after {
+                let before = u.keys.iter().find(|x| x.id == k.id);
+                prop_assert!(before.is_none_or(|b| b.status == k.status), "{:?}", p.actions);
+            }
+        }
+    }
+
+    /// Never deactivate and delete one key in one run (scheduled runs and
+    /// clean-up; the emergency exception is checked above).
+    #[test]
+    fn prop_never_deactivate_and_delete_one_key_in_one_run((policy, u) in arb_case()) {
+        let p = plan_user(&u, &policy, NOW);
+        for a in &p.actions {
+            if let Action::Deactivate { key_id } = a {
+                prop_assert!(!p.actions.contains(&Action::Delete { key_id: key_id.clone() }), "{:?}", p.actions);
+            }
+        }
+        // Clean-up never deletes an active key.
+        if policy.cleanup {
+            for a in &p.actions {
+                if let Action::Delete { key_id } = a {
+                    let k = u.keys.iter().find(|k| &k.id == key_id).unwrap();
+                    prop_assert_eq!(k.status, KeyStatus::Inactive);
+                }
+            }
+        }
+    }
+
+    /// On a day-by-day timeline of scheduled runs for an owned user, every
+    /// deactivation of a key comes at least one notice period after a
+    /// `DeactivationScheduled` notice for that key. Exceptions, each outside
+    /// this model by construction: unused-key deletion (a deletion, not a
+    /// deactivation, of a key nobody uses), an unreachable user at the hard
+    /// limit (nobody to notify), clean-up mode (silent, first run), emergency
+    /// rotation (an explicit order), immediate enforcement (the policy asks
+    /// for it), and a pair of keys that predates keyfleet's first run.
+    #[test]
+    fn prop_every_deactivation_comes_a_notice_period_after_its_notice(
+        rotate in 5i64..60,
+        notice in 1i64..20,
+        recovery in 0i64..15,
+        max_extra in prop::option::of(0i64..40),
+        start_age in 0i64..200,
+        switch_after in prop::option::of(0i64..40),
+    ) {
+        let d = |n: i64| Duration::from_days(n as u64);
+        let policy = Policy {
+            rotate_after: d(rotate),
+            deactivate_after: d(rotate + notice),
+            delete_after: d(rotate + notice + recovery),
+            unused_delete_after: d(rotate + notice + 200),
+            max_key_age: max_extra.map_or(Limit::Never, |m| Limit::After(d(rotate + notice + m))),
+            ..Policy::default()
+        };
+        let start = datetime!(2030-01-01 12:00 UTC);
+        let mut u = owned(vec![KeyState {
+            id: "K0".into(),
+            status: KeyStatus::Active,
+            created: start - days(start_age),
+            last_used: Some(start - days(1)),
+            last_used_service: None,
+            last_used_region: None,
+        }]);
+        let mut first_notice: std::collections::HashMap<String, OffsetDateTime> = Default::default();
+        let mut serial = 0;
+        for day in 0..(3 * (rotate + notice + recovery) + 60) {
+            let noon = start + days(day);
+            // The owner uses the newest key older than `switch_after` days
+            // (never switches when None), else the oldest active key.
+            let mut actives: Vec<usize> = (0..u.keys.len())
+                .filter(|&i| u.keys[i].status == KeyStatus::Active)
+                .collect();
+            actives.sort_by_key(|&i| u.keys[i].created);
+            let pick = actives
+                .iter()
+                .rev()
+                .find(|&&i| switch_after.is_some_and(|s| noon - u.keys[i].created >= days(s)))
+                .or(actives.first())
+                .copied();
+            if let Some(i) = pick {
+                u.keys[i].last_used = Some(noon - time::Duration::hours(3));
+            }
+            let p = plan_user(&u, &policy, noon);
+            for a in &p.actions {
+                match a {
+                    Action::Notify { notice: Notice::DeactivationScheduled { key_id, .. } } => {
+                        first_notice.entry(key_id.clone()).or_insert(noon);
+                    }
+                    Action::Deactivate { key_id } => {
+                        let told = first_notice.get(key_id);
+                        prop_assert!(
+                            told.is_some_and(|t| noon - *t >= days(notice)),
+                            "day {}: {} deactivated, notice sent {:?}; {:?}", day, key_id, told, p.actions
+                        );
+                    }
+                    _ => {}
+                }
+            }
+            let mut after = applied(&u, &p.actions, noon);
+            for k in after.keys.iter_mut().filter(|k| k.id.starts_with("NEW")) {
+                serial += 1;
+                k.id = format!("K{serial}");
+                // A notice planned before the key existed names it later.
+            }
+            u = after;
         }
     }
 }
