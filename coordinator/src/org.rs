@@ -1,12 +1,14 @@
 //! Enumerating the organization: which accounts get a job.
 //!
 //! The selection itself is a pure function ([`select`]) so its rules are
-//! tested directly: only ACTIVE accounts; excluded account ids and every
+//! tested directly: only ACTIVE accounts (by the account's `State`: AWS
+//! retired the `Status` field on 2026-09-09, so an account without a `State`
+//! is not treated as active); excluded account ids and every
 //! account anywhere under an excluded OU are left out, each with the reason
 //! recorded in the run manifest; an explicit account list (`run --accounts`)
 //! narrows the run further.
 
-use aws_sdk_organizations::types::AccountStatus;
+use aws_sdk_organizations::types::AccountState;
 use aws_sdk_organizations::Client as Org;
 use keyfleet_protocol::SkippedAccount;
 use std::collections::BTreeSet;
@@ -15,7 +17,15 @@ use std::collections::BTreeSet;
 pub struct OrgAccount {
     pub id: String,
     pub name: String,
-    pub active: bool,
+    /// Organizations' `State` (`ACTIVE`, `SUSPENDED`, `PENDING_CLOSURE`,
+    /// ...); empty when the response carried none.
+    pub state: String,
+}
+
+impl OrgAccount {
+    pub fn is_active(&self) -> bool {
+        self.state == AccountState::Active.as_str()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -44,7 +54,10 @@ pub async fn list_accounts(org: &Org) -> Result<Vec<OrgAccount>, OrgError> {
             out.push(OrgAccount {
                 id: a.id().unwrap_or_default().to_string(),
                 name: a.name().unwrap_or_default().to_string(),
-                active: a.status() == Some(&AccountStatus::Active),
+                state: a
+                    .state()
+                    .map(|s| s.as_str().to_string())
+                    .unwrap_or_default(),
             });
         }
     }
@@ -107,12 +120,15 @@ pub fn select(
     for a in accounts {
         let reason = if only.is_some_and(|o| !o.contains(&a.id)) {
             None // not asked for: not part of this run at all
-        } else if !a.active {
-            Some("account is not ACTIVE (suspended or closing)")
+        } else if !a.is_active() {
+            Some(match a.state.as_str() {
+                "" => "account is not ACTIVE (Organizations reported no state)".to_string(),
+                state => format!("account is not ACTIVE (state {state})"),
+            })
         } else if exclude_ids.contains(&a.id) {
-            Some("excluded by account id")
+            Some("excluded by account id".to_string())
         } else if under_excluded_ous.contains(&a.id) {
-            Some("under an excluded organizational unit")
+            Some("under an excluded organizational unit".to_string())
         } else {
             selected.push(a.clone());
             continue;
@@ -121,7 +137,7 @@ pub fn select(
             skipped.push(SkippedAccount {
                 account_id: a.id.clone(),
                 name: a.name.clone(),
-                reason: r.to_string(),
+                reason: r,
             });
         }
     }
@@ -137,7 +153,7 @@ mod tests {
         OrgAccount {
             id: id.into(),
             name: format!("n{id}"),
-            active,
+            state: if active { "ACTIVE" } else { "SUSPENDED" }.into(),
         }
     }
 
@@ -162,13 +178,21 @@ mod tests {
         assert_eq!(
             reasons,
             [
-                (
-                    "222222222222",
-                    "account is not ACTIVE (suspended or closing)"
-                ),
+                ("222222222222", "account is not ACTIVE (state SUSPENDED)"),
                 ("333333333333", "excluded by account id"),
                 ("444444444444", "under an excluded organizational unit"),
             ]
+        );
+        // An account listed without a `State` is never taken for active.
+        let stateless = OrgAccount {
+            state: String::new(),
+            ..acct("666666666666", true)
+        };
+        let (sel, skip) = select(&[stateless], &ex, &ou, None);
+        assert!(sel.is_empty());
+        assert_eq!(
+            skip[0].reason,
+            "account is not ACTIVE (Organizations reported no state)"
         );
         let only: BTreeSet<String> =
             ["555555555555".to_string(), "333333333333".to_string()].into();

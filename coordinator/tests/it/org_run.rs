@@ -28,17 +28,21 @@ async fn run_sends_jobs_only_where_expected_and_reports_every_account() {
     in_ou.move_to(&excluded_child).await;
     let no_agent = create_member("no-agent").await;
 
-    // What Organizations reports for the closed account.
+    // What Organizations reports for the closed account: its `State`
+    // (AWS retired the `Status` field on 2026-09-09; the harness, like AWS,
+    // no longer sends it).
     let listed = aws_sdk_organizations::Client::new(&emu().config())
         .describe_account()
         .account_id(&suspended.id)
         .send()
         .await
         .expect("DescribeAccount");
+    let account = listed.account().expect("an account");
     assert_eq!(
-        listed.account().and_then(|a| a.status()),
-        Some(&aws_sdk_organizations::types::AccountStatus::Suspended)
+        account.state(),
+        Some(&aws_sdk_organizations::types::AccountState::Suspended)
     );
+    assert_eq!(account.status(), None, "the retired Status is not sent");
 
     let central = Central::new(Setup {
         exclude_accounts: vec![by_id.id.clone()],
@@ -80,7 +84,7 @@ async fn run_sends_jobs_only_where_expected_and_reports_every_account() {
         BTreeMap::from([
             (
                 suspended.id.as_str(),
-                "account is not ACTIVE (suspended or closing)"
+                "account is not ACTIVE (state SUSPENDED)"
             ),
             (by_id.id.as_str(), "excluded by account id"),
             (in_ou.id.as_str(), "under an excluded organizational unit"),
