@@ -755,6 +755,51 @@ impl Coordinator {
         Ok(Some(report))
     }
 
+    /// The newest finalized real run, by start time (the manifest's
+    /// `created_at`, which the finalized report carries). Dry runs are kept
+    /// and readable by id but are never `latest`; nor is a run still
+    /// waiting for results. Run ids are not compared: they carry the start
+    /// second and a random suffix, so two runs started in the same second
+    /// would sort by chance. Ties on the start time (same nanosecond) go to
+    /// the greater run id, so the answer is stable.
+    pub async fn latest_run_id(&self) -> Result<Option<String>, CoordinatorError> {
+        #[derive(serde::Deserialize)]
+        struct Started {
+            #[serde(with = "time::serde::rfc3339")]
+            created_at: OffsetDateTime,
+            #[serde(default)]
+            dry_run: bool,
+        }
+        let ids = self.store.run_ids().await?;
+        let finals: Vec<Result<Option<(OffsetDateTime, String)>, CoordinatorError>> =
+            stream::iter(ids)
+                .map(|id| async move {
+                    let Some(bytes) = self.store.get(&store::final_key(&id)).await? else {
+                        return Ok(None);
+                    };
+                    match serde_json::from_slice::<Started>(&bytes) {
+                        Ok(s) if !s.dry_run => Ok(Some((s.created_at, id))),
+                        Ok(_) => Ok(None),
+                        Err(e) => {
+                            tracing::error!(run_id = %id, error = %e, "finalized report unreadable; not a candidate for latest");
+                            Ok(None)
+                        }
+                    }
+                })
+                .buffer_unordered(16)
+                .collect()
+                .await;
+        let mut latest: Option<(OffsetDateTime, String)> = None;
+        for f in finals {
+            if let Some(c) = f? {
+                if latest.as_ref().is_none_or(|l| c > *l) {
+                    latest = Some(c);
+                }
+            }
+        }
+        Ok(latest.map(|(_, id)| id))
+    }
+
     /// Finalizes every run past its deadline that is not finalized yet.
     pub async fn sweep(&self) -> Result<Vec<String>, CoordinatorError> {
         let now = OffsetDateTime::now_utc();
@@ -773,19 +818,10 @@ impl Coordinator {
         Ok(done)
     }
 
-    /// A stored report (`latest` = the newest finalized run).
+    /// A stored report by run id, or `latest`: see [`Coordinator::latest_run_id`].
     pub async fn report(&self, run: &str) -> Result<Option<RunReport>, CoordinatorError> {
         let run_id = if run == "latest" {
-            let mut ids = self.store.run_ids().await?;
-            ids.sort();
-            let mut latest = None;
-            for id in ids.into_iter().rev() {
-                if self.store.exists(&store::final_key(&id)).await? {
-                    latest = Some(id);
-                    break;
-                }
-            }
-            match latest {
+            match self.latest_run_id().await? {
                 Some(id) => id,
                 None => return Ok(None),
             }

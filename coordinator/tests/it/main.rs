@@ -13,4 +13,5 @@ mod finalize;
 mod fleet;
 mod html_report;
 mod intake;
+mod latest;
 mod org_run;
