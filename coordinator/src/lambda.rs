@@ -5,14 +5,16 @@
 //!   batch failures for infrastructure errors only (a rejected result is
 //!   consumed: retrying a forgery cannot make it genuine);
 //! - EventBridge schedule: the rule's constant input says what to do
-//!   (`{"action":"run"}` daily, `{"action":"sweep"}` hourly); a bare
-//!   `Scheduled Event` starts a run;
+//!   (`{"action":"start"}` daily, `{"action":"sweep"}` hourly); a bare
+//!   `Scheduled Event` starts a run. A scheduled start that selects no
+//!   account answers with the error in its payload rather than failing the
+//!   (retried) asynchronous invocation; see [`Command::Start`];
 //! - manual invoke: `{"action":"run"}`, `{"action":"run","accounts":[..]}`,
 //!   `{"action":"plan"}` (dry run), `{"action":"rotate","account":"..",
 //!   "user":"..","deactivate_old":true}` (emergency), `{"action":"sweep"}`,
 //!   `{"action":"finalize","run_id":".."}`.
 
-use crate::service::{Coordinator, Intake, RunRequest};
+use crate::service::{Coordinator, CoordinatorError, Intake, RunRequest};
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use keyfleet_protocol::JobMode;
 use serde::Deserialize;
@@ -22,9 +24,22 @@ use serde_json::{json, Value};
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Command {
-    /// `start` is what the Terraform schedule sends.
-    #[serde(alias = "start")]
+    /// A run started by a person (or a script) invoking the function: a
+    /// run that selects no account fails the invocation.
     Run {
+        #[serde(default)]
+        accounts: Option<Vec<String>>,
+        #[serde(default)]
+        dry_run: bool,
+    },
+    /// What the Terraform schedule sends (and a bare `Scheduled Event`).
+    /// EventBridge invokes asynchronously, and Lambda retries a failed
+    /// asynchronous invocation twice: a run that selects no account would
+    /// only be repeated with the same result. So it answers with the error
+    /// in its payload instead; the SNS alert, the report and the summary
+    /// email say it (once). Other errors (S3, Organizations) still fail the
+    /// invocation and are retried.
+    Start {
         #[serde(default)]
         accounts: Option<Vec<String>>,
         #[serde(default)]
@@ -79,7 +94,7 @@ pub fn classify(v: Value) -> Result<Event, EventError> {
             .map_err(|e| EventError::BadCommand(e.to_string()));
     }
     if v.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event") {
-        return Ok(Event::Command(Command::Run {
+        return Ok(Event::Command(Command::Start {
             accounts: None,
             dry_run: false,
         }));
@@ -103,6 +118,27 @@ pub async fn run_command(c: &Coordinator, cmd: Command) -> Result<Value, crate::
                 })
                 .await?;
             json!({"run_id": m.run_id, "accounts": m.accounts.len(), "skipped": m.skipped.len()})
+        }
+        Command::Start { accounts, dry_run } => {
+            match c
+                .start_run(RunRequest {
+                    dry_run,
+                    accounts,
+                    ..Default::default()
+                })
+                .await
+            {
+                Ok(m) => {
+                    json!({"run_id": m.run_id, "accounts": m.accounts.len(), "skipped": m.skipped.len()})
+                }
+                Err(e) => {
+                    let CoordinatorError::NoAccountSelected { run_id, .. } = &e else {
+                        return Err(e);
+                    };
+                    tracing::error!(run_id = %run_id, error = %e, "scheduled run selected no account");
+                    json!({"run_id": run_id, "accounts": 0, "error": e.to_string()})
+                }
+            }
         }
         Command::Plan { accounts } => {
             let m = c
@@ -199,7 +235,14 @@ mod tests {
         ));
         assert!(matches!(
             classify(json!({"detail-type":"Scheduled Event","source":"aws.events"})).unwrap(),
-            Event::Command(Command::Run { .. })
+            Event::Command(Command::Start { .. })
+        ));
+        assert!(matches!(
+            classify(json!({"action":"start"})).unwrap(),
+            Event::Command(Command::Start {
+                accounts: None,
+                dry_run: false
+            })
         ));
         assert!(matches!(
             classify(json!({"Records":[]})).unwrap(),

@@ -5,6 +5,7 @@
 //! - [`service`]: the operations (start, intake, notify, finalize, sweep);
 //! - [`org`]: organization enumeration and account selection (pure part
 //!   tested directly);
+//! - [`outcome`]: when a run fails as a whole (no silent success);
 //! - [`store`]: the S3 run store with conditional writes;
 //! - [`zipbox`], [`mail`], [`render`]: pure builders of the encrypted zip,
 //!   the MIME emails and the report formats;
@@ -14,6 +15,7 @@ pub mod config;
 pub mod lambda;
 pub mod mail;
 pub mod org;
+pub mod outcome;
 pub mod render;
 pub mod service;
 pub mod store;

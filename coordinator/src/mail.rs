@@ -373,15 +373,23 @@ pub fn summary_email(
         .filter(|a| a.state.is_problem())
         .collect();
     let rotated = t.by_verdict.get("rotated").copied().unwrap_or(0);
-    let subject = format!(
-        "[keyfleet]{} Run {}: {}, {} need attention, {} rotated, {}",
-        if report.dry_run { " [DRY RUN]" } else { "" },
-        report.run_id,
-        plural(t.accounts, "account"),
-        problems.len(),
-        plural(rotated, "user"),
-        plural(t.failed_actions, "failed action"),
-    );
+    let failure = crate::outcome::run_failure(report).zip(crate::outcome::describe(report));
+    let dry = if report.dry_run { " [DRY RUN]" } else { "" };
+    let subject = match &failure {
+        Some((f, _)) => format!(
+            "[keyfleet]{dry} FAILED: Run {}: {}",
+            report.run_id,
+            f.headline()
+        ),
+        None => format!(
+            "[keyfleet]{dry} Run {}: {}, {} need attention, {} rotated, {}",
+            report.run_id,
+            plural(t.accounts, "account"),
+            problems.len(),
+            plural(rotated, "user"),
+            plural(t.failed_actions, "failed action"),
+        ),
+    };
 
     let mut text = String::new();
     let _ = writeln!(
@@ -401,6 +409,9 @@ pub fn summary_email(
             "; INCOMPLETE: some accounts did not report"
         }
     );
+    if let Some((_, description)) = &failure {
+        let _ = writeln!(text, "RUN FAILED: {}\n", one_line(description));
+    }
     let _ = writeln!(text, "Accounts:   {}", t.accounts);
     for (label, n) in account_counts(report) {
         let _ = writeln!(text, "  {label:<22}{n}");
@@ -449,7 +460,13 @@ pub fn summary_email(
     }
     let _ = writeln!(text, "\n{FOOTER}");
 
-    let html = summary_html(report, &problems, &csv_name, report_url);
+    let html = summary_html(
+        report,
+        failure.as_ref().map(|(_, d)| d.as_str()),
+        &problems,
+        &csv_name,
+        report_url,
+    );
     let builder = MessageBuilder::new()
         .from(from)
         .to(to
@@ -470,6 +487,7 @@ pub fn summary_email(
 
 fn summary_html(
     report: &RunReport,
+    failure: Option<&str>,
     problems: &[&keyfleet_protocol::report::AccountReport],
     csv_name: &str,
     report_url: Option<&str>,
@@ -491,6 +509,9 @@ fn summary_html(
                 p style="margin:0 0 12px 0;color:#555" {
                     "Finalized " (datetime_utc(report.finalized_at))
                     @if !report.complete { strong style="color:#b00020" { " - incomplete: some accounts did not report" } }
+                }
+                @if let Some(description) = failure {
+                    p style="margin:0 0 12px 0;color:#b00020;font-weight:bold" { "Run failed: " (description) }
                 }
                 table style="border-collapse:collapse;margin-bottom:12px" {
                     tr { th scope="row" style=(cell) { "Accounts" } td style=(cell) { (t.accounts) } }

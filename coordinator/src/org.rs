@@ -6,7 +6,8 @@
 //! is not treated as active); excluded account ids and every
 //! account anywhere under an excluded OU are left out, each with the reason
 //! recorded in the run manifest; an explicit account list (`run --accounts`)
-//! narrows the run further.
+//! narrows the run further, and an id in it that the organization does not
+//! list is recorded as skipped too (a typo is never a silent no-op).
 
 use aws_sdk_organizations::types::AccountState;
 use aws_sdk_organizations::Client as Org;
@@ -141,6 +142,16 @@ pub fn select(
             });
         }
     }
+    if let Some(only) = only {
+        let listed: BTreeSet<&str> = accounts.iter().map(|a| a.id.as_str()).collect();
+        for id in only.iter().filter(|id| !listed.contains(id.as_str())) {
+            skipped.push(SkippedAccount {
+                account_id: id.clone(),
+                name: String::new(),
+                reason: "not an account of the organization".to_string(),
+            });
+        }
+    }
     selected.sort_by(|a, b| a.id.cmp(&b.id));
     (selected, skipped)
 }
@@ -202,6 +213,20 @@ mod tests {
             skip.len(),
             1,
             "only the asked-for excluded account is reported"
+        );
+        // An asked-for id the organization does not list is named too, so a
+        // typo in `--accounts` is not a silent no-op.
+        let only: BTreeSet<String> =
+            ["555555555555".to_string(), "999999999999".to_string()].into();
+        let (sel, skip) = select(&accounts, &ex, &ou, Some(&only));
+        assert_eq!(sel.len(), 1);
+        assert_eq!(
+            skip,
+            vec![SkippedAccount {
+                account_id: "999999999999".into(),
+                name: String::new(),
+                reason: "not an account of the organization".into(),
+            }]
         );
     }
 }

@@ -29,7 +29,14 @@
 //!   first, in a highlighted section.
 //! - Terminal table: control characters in names are replaced, so a crafted
 //!   account name cannot send escape sequences to the terminal.
+//! - A run that failed as a whole ([`crate::outcome`]: no account selected,
+//!   or every selected account failed or is missing) says so in every
+//!   shape: JSON gets a top-level `error` (absent otherwise), the CSV a first
+//!   row whose only filled cell is `error` (`run failed: ...`), the HTML page
+//!   a "Run failed" section above everything else, the table a `RUN FAILED`
+//!   line under its title.
 
+use crate::outcome;
 use keyfleet_protocol::messages::{JobMode, UserReport};
 use keyfleet_protocol::plan::{Action, ActionRecord, KeyState, KeyStatus, Outcome, Verdict};
 use keyfleet_protocol::report::{AccountReport, AccountState, RunReport};
@@ -62,10 +69,22 @@ pub const CSV_HEADER: [&str; 17] = [
 /// UTF-8 byte-order mark at the start of the CSV (for Excel).
 pub const CSV_BOM: &[u8] = b"\xEF\xBB\xBF";
 
-/// The report as pretty-printed JSON, newline-terminated.
+/// The report as pretty-printed JSON, newline-terminated. A run that
+/// failed as a whole carries a top-level `error` after the report's fields.
 pub fn to_json(report: &RunReport) -> Vec<u8> {
+    #[derive(serde::Serialize)]
+    struct Json<'a> {
+        #[serde(flatten)]
+        report: &'a RunReport,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    }
+    let json = Json {
+        report,
+        error: outcome::describe(report),
+    };
     // Plain structs with string keys: serialization cannot fail.
-    let mut out = serde_json::to_vec_pretty(report).expect("a RunReport always serializes");
+    let mut out = serde_json::to_vec_pretty(&json).expect("a RunReport always serializes");
     out.push(b'\n');
     out
 }
@@ -91,6 +110,11 @@ pub fn to_csv(report: &RunReport) -> Vec<u8> {
 /// Rows of the CSV, unguarded, in column order.
 fn csv_rows(report: &RunReport) -> Vec<[String; 17]> {
     let mut rows = Vec::new();
+    if let Some(failure) = outcome::describe(report) {
+        let mut row: [String; 17] = Default::default();
+        row[16] = format!("run failed: {failure}");
+        rows.push(row);
+    }
     for a in &report.accounts {
         let account = [
             a.account_id.clone(),
@@ -371,6 +395,9 @@ pub fn to_table(report: &RunReport) -> String {
         datetime_utc(report.finalized_at),
         if report.complete { "" } else { " - INCOMPLETE" }
     );
+    if let Some(failure) = outcome::describe(report) {
+        let _ = writeln!(out, "RUN FAILED: {}", term_text(&failure, 1000));
+    }
     out.push('\n');
     line(&head.map(String::from), &mut out);
     let rule = widths.map(|w| "-".repeat(w));
@@ -493,6 +520,7 @@ pub fn to_html(report: &RunReport) -> String {
         report.run_id,
         date_utc(report.created_at)
     );
+    let failure = outcome::run_failure(report).zip(outcome::describe(report));
     let emergency = match &report.mode {
         JobMode::Rotate {
             user,
@@ -515,7 +543,8 @@ pub fn to_html(report: &RunReport) -> String {
                     h1 {
                         "keyfleet run " code { (report.run_id) } " "
                         @if report.dry_run { span.badge.dry title="Nothing was changed" { "DRY RUN" } " " }
-                        @if !report.complete { span.badge.incomplete { "INCOMPLETE" } }
+                        @if !report.complete { span.badge.incomplete { "INCOMPLETE" } " " }
+                        @if failure.is_some() { span.badge.incomplete { "FAILED" } }
                     }
                     p.sub {
                         "Started " (datetime_utc(report.created_at))
@@ -528,6 +557,12 @@ pub fn to_html(report: &RunReport) -> String {
                     }
                 }
                 main {
+                    @if let Some((failure, description)) = &failure {
+                        section.attention #run-failed role="alert" aria-labelledby="run-failed-h" {
+                            h2 #run-failed-h { "Run failed: " (failure.headline()) }
+                            p.err { (description) }
+                        }
+                    }
                     section aria-labelledby="summary-h" {
                         h2 #summary-h { "Summary" }
                         ul.cards {

@@ -13,6 +13,7 @@
 
 use crate::mail::{self, MailContext, NewKeyInfo};
 use crate::org::{self, OrgError};
+use crate::outcome::{self, RunFailure};
 use crate::render;
 use crate::store::{self, Put, RunStore, StoreError};
 use crate::zipbox;
@@ -85,6 +86,14 @@ pub enum CoordinatorError {
     Mail { user: String, message: String },
     #[error("invalid policy: {0}")]
     Policy(String),
+    /// The run was recorded, reported and alerted, but had no account to
+    /// run on.
+    #[error("run {run_id} failed: {description}; report: {report_url}")]
+    NoAccountSelected {
+        run_id: String,
+        description: String,
+        report_url: String,
+    },
 }
 
 /// Why a result was refused. Never retried.
@@ -293,6 +302,17 @@ impl Coordinator {
             .any(|a| a.dispatch == Dispatch::Sent)
         {
             self.finalize(&run_id).await?;
+        }
+        // No silent success: the run is on record (report, summary, alert),
+        // and the caller is told it did nothing.
+        if manifest.accounts.is_empty() {
+            let report = aggregate(&manifest, &[], OffsetDateTime::now_utc());
+            return Err(CoordinatorError::NoAccountSelected {
+                run_id: run_id.clone(),
+                description: outcome::describe(&report)
+                    .unwrap_or_else(|| RunFailure::NoAccountSelected.headline().to_string()),
+                report_url: self.report_url(&run_id),
+            });
         }
         Ok(manifest)
     }
@@ -719,7 +739,7 @@ impl Coordinator {
                 )
                 .await?;
         }
-        let url = format!("s3://{}/{base}/report.html", self.store.bucket());
+        let url = self.report_url(run_id);
         if !self.config.security_team.is_empty() {
             let sent = match mail::summary_email(
                 &self.config.sender,
@@ -740,7 +760,15 @@ impl Coordinator {
                 return Err(e);
             }
         }
-        if report.has_problems() {
+        if let Some(failure) = outcome::run_failure(&report) {
+            let description =
+                outcome::describe(&report).unwrap_or_else(|| failure.headline().to_string());
+            self.alert(
+                &format!("keyfleet run {run_id} failed: {}", failure.headline()),
+                &format!("Run {run_id} failed: {description}. Report: {url}"),
+            )
+            .await;
+        } else if report.has_problems() {
             let t = &report.totals;
             self.alert(
                 &format!("keyfleet run {run_id}: accounts need attention"),
@@ -798,6 +826,11 @@ impl Coordinator {
             }
         }
         Ok(latest.map(|(_, id)| id))
+    }
+
+    /// Where the HTML report of a run is.
+    pub fn report_url(&self, run_id: &str) -> String {
+        format!("s3://{}/reports/{run_id}/report.html", self.store.bucket())
     }
 
     /// Finalizes every run past its deadline that is not finalized yet.

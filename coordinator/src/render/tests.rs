@@ -287,9 +287,49 @@ fn html_handles_an_empty_run() {
     assert!(!html.contains("id=\"attention\""));
     assert_eq!(html.matches("<svg role=\"img\"").count(), 2);
     assert!(!html.contains("NaN") && !html.contains("inf"));
+    // An empty run is a failed run: every shape says no account was selected.
+    assert!(html.contains("id=\"run-failed\""));
+    assert!(html.contains("Run failed: no account selected"));
     let rows = parse_csv(&to_csv(&report));
-    assert!(rows.is_empty());
-    assert!(to_table(&report).contains("TOTAL"));
+    assert_eq!(rows.len(), 1, "only the run's failure row");
+    assert_eq!(col(&rows[0], "account_id"), "");
+    assert!(col(&rows[0], "error").starts_with("run failed: no account selected"));
+    let table = to_table(&report);
+    assert!(table.contains("TOTAL"));
+    assert!(table.contains("RUN FAILED: no account selected"), "{table}");
+    let json: serde_json::Value = serde_json::from_slice(&to_json(&report)).unwrap();
+    assert_eq!(
+        json["error"],
+        "no account selected (the organization listed no account to run on)"
+    );
+}
+
+#[test]
+fn a_run_where_every_account_failed_says_so_in_every_shape() {
+    let report = keyfleet_protocol::report::aggregate(&fixtures::manifest(), &[], fixtures::NOW);
+    let phrase = "every selected account failed or is missing";
+    let json = to_json(&report);
+    let value: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    assert!(
+        value["error"].as_str().unwrap().starts_with(phrase),
+        "{value}"
+    );
+    // The extra field does not stop the report from reading back.
+    let back: RunReport = serde_json::from_slice(&json).unwrap();
+    assert_eq!(back, report);
+    let rows = parse_csv(&to_csv(&report));
+    assert_eq!(rows.len(), 5, "the failure row, then one row per account");
+    assert!(col(&rows[0], "error").starts_with(&format!("run failed: {phrase}")));
+    let html = to_html(&report);
+    assert!(html.find("id=\"run-failed\"").unwrap() < html.find("id=\"summary-h\"").unwrap());
+    assert!(to_table(&report).contains(&format!("RUN FAILED: {phrase}")));
+    // A run with one account that answered is not failed: no such marks.
+    let ok = fixtures::report();
+    let value: serde_json::Value = serde_json::from_slice(&to_json(&ok)).unwrap();
+    assert!(value.get("error").is_none());
+    assert!(!to_html(&ok).contains("run-failed"));
+    assert!(!to_table(&ok).contains("RUN FAILED"));
+    assert_eq!(parse_csv(&to_csv(&ok)).len(), 12);
 }
 
 #[test]

@@ -14,4 +14,5 @@ mod fleet;
 mod html_report;
 mod intake;
 mod latest;
+mod no_success;
 mod org_run;
