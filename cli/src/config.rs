@@ -41,6 +41,10 @@ pub struct PolicySection {
     pub email_tag: String,
     pub delivery: Delivery,
     pub cleanup: bool,
+    /// Allow-list of owner email domains (empty: any deliverable address).
+    pub owner_domains: Vec<String>,
+    /// Deactivate a key past `max_key_age` at once, without notice period.
+    pub deactivate_at_max_age_without_notice: bool,
 }
 
 impl Default for PolicySection {
@@ -56,6 +60,8 @@ impl Default for PolicySection {
             email_tag: p.email_tag,
             delivery: p.delivery,
             cleanup: p.cleanup,
+            owner_domains: p.owner_domains,
+            deactivate_at_max_age_without_notice: p.deactivate_at_max_age_without_notice,
         }
     }
 }
@@ -260,6 +266,8 @@ impl Config {
             email_tag: p.email_tag.clone(),
             delivery: p.delivery,
             cleanup: p.cleanup,
+            owner_domains: p.owner_domains.clone(),
+            deactivate_at_max_age_without_notice: p.deactivate_at_max_age_without_notice,
         };
         policy.validate().map_err(|e| ConfigError::Policy {
             path: path.to_path_buf(),
@@ -301,6 +309,7 @@ max_key_age = "never"
 exempt_tag = "Skip=yes"
 email_tag = "Owner"
 delivery = "both"
+owner_domains = ["corp.example", "Example.ORG"]
 
 [org]
 exclude_accounts = ["111122223333"]
@@ -325,6 +334,14 @@ endpoint_url = "http://127.0.0.1:5000"
         assert_eq!(p.exempt_tag.key, "Skip");
         assert_eq!(p.delivery, Delivery::Both);
         assert_eq!(c.org.exclude_ous, ["ou-abcd-12345678"]);
+        assert_eq!(p.owner_domains, ["corp.example", "Example.ORG"]);
+        let err = parse("[policy]\nowner_domains = [\"not a domain\"]\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("owner_domains") && err.contains("not a domain"),
+            "{err}"
+        );
     }
 
     #[test]
