@@ -11,9 +11,9 @@ mod fleet;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use config::Config;
-use keyfleet_coordinator::{render, RunRequest};
+use keyfleet_coordinator::{outcome, render, RunRequest};
 use keyfleet_protocol::report::RunReport;
-use keyfleet_protocol::{JobMode, Outcome};
+use keyfleet_protocol::{JobMode, Outcome, Verdict};
 use std::path::PathBuf;
 use time::OffsetDateTime;
 
@@ -76,15 +76,20 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
-    /// Emergency rotation of one user.
+    /// Emergency rotation of one user: a new key now. Exits non-zero when
+    /// the agent refused or failed the rotation, with its reason.
     Rotate {
         #[arg(long)]
         account: String,
         #[arg(long)]
         user: String,
-        /// Deactivate the old key at once.
+        /// Deactivate the old key at once (default: it stays active).
         #[arg(long)]
         deactivate_old: bool,
+        /// The access key to replace; required when the user has two
+        /// active keys.
+        #[arg(long = "key", value_name = "KEY_ID")]
+        key_id: Option<String>,
     },
     /// Benchmark: a full cycle on emulated organizations of each size,
     /// printing accounts/s, IAM calls per account, wall time, peak memory.
@@ -167,6 +172,54 @@ fn print_plan(report: &RunReport) {
     }
 }
 
+/// No silent success: a run that failed as a whole (no account selected,
+/// or every selected account failed or is missing) is an error, after its
+/// report was printed.
+fn check_run(fleet: &fleet::Fleet, report: &RunReport) -> Result<()> {
+    if let Some(why) = outcome::describe(report) {
+        bail!(
+            "run {} failed: {why}; report: {}",
+            report.run_id,
+            fleet.coordinator.report_url(&report.run_id)
+        );
+    }
+    Ok(())
+}
+
+/// An emergency rotation succeeded only if the agent reported the user
+/// and did not fail it; otherwise its reason is the error.
+fn check_rotation(report: &RunReport, account: &str, user: &str) -> Result<()> {
+    let reported = report.accounts.iter().find(|a| a.account_id == account);
+    let Some(u) = reported.and_then(|a| a.users.iter().find(|u| u.user_name == user)) else {
+        let why = reported
+            .and_then(|a| a.error.as_deref())
+            .map(|e| format!(": {e}"))
+            .unwrap_or_default();
+        bail!(
+            "emergency rotation of `{user}` in {account}: the agent did not report the user{why}"
+        );
+    };
+    let mut errors: Vec<String> = u.error.iter().cloned().collect();
+    for r in &u.actions {
+        if let Outcome::Failed { error } = &r.result {
+            if !errors.iter().any(|e| e.contains(error.as_str())) {
+                errors.push(format!("{}: {error}", r.action.kind()));
+            }
+        }
+    }
+    if u.verdict == Verdict::Failed || !errors.is_empty() {
+        bail!(
+            "emergency rotation of `{user}` in {account} failed: {}",
+            if errors.is_empty() {
+                "the agent reported the user as failed".to_string()
+            } else {
+                errors.join("; ")
+            }
+        );
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let cli = Cli::parse();
@@ -214,7 +267,7 @@ async fn main() -> Result<()> {
             } else {
                 println!("{}", render::to_table(&report));
             }
-            Ok(())
+            check_run(&fleet, &report)
         }
         Command::Plan {
             as_of,
@@ -236,7 +289,7 @@ async fn main() -> Result<()> {
             } else {
                 print_plan(&report);
             }
-            Ok(())
+            check_run(&fleet, &report)
         }
         Command::Report { run, format } => {
             let fleet = fleet::Fleet::connect(cfg, &cli.config).await?;
@@ -257,21 +310,23 @@ async fn main() -> Result<()> {
             account,
             user,
             deactivate_old,
+            key_id,
         } => {
             let fleet = fleet::Fleet::connect(cfg, &cli.config).await?;
             let report = fleet
                 .cycle(RunRequest {
-                    accounts: Some(vec![account]),
+                    accounts: Some(vec![account.clone()]),
                     mode: JobMode::Rotate {
-                        user,
+                        user: user.clone(),
                         deactivate_old,
-                        key_id: None,
+                        key_id,
                     },
                     ..Default::default()
                 })
                 .await?;
             println!("{}", render::to_table(&report));
-            Ok(())
+            check_run(&fleet, &report)?;
+            check_rotation(&report, &account, &user)
         }
         Command::Keygen { secret_id } => {
             let sdk = fleet::sdk_config(&cfg).await;

@@ -11,8 +11,9 @@
 //!   (retried) asynchronous invocation; see [`Command::Start`];
 //! - manual invoke: `{"action":"run"}`, `{"action":"run","accounts":[..]}`,
 //!   `{"action":"plan"}` (dry run), `{"action":"rotate","account":"..",
-//!   "user":"..","deactivate_old":true}` (emergency), `{"action":"sweep"}`,
-//!   `{"action":"finalize","run_id":".."}`.
+//!   "user":"..","deactivate_old":false,"key_id":"AKIA.."}` (emergency;
+//!   `deactivate_old` defaults to false and `key_id` is optional),
+//!   `{"action":"sweep"}`, `{"action":"finalize","run_id":".."}`.
 
 use crate::service::{Coordinator, CoordinatorError, Intake, RunRequest};
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
@@ -49,20 +50,22 @@ pub enum Command {
         #[serde(default)]
         accounts: Option<Vec<String>>,
     },
+    /// Emergency rotation of one user. As everywhere (`keyfleet rotate`,
+    /// the protocol), the old key stays active unless `deactivate_old`;
+    /// `key_id` names the key to replace (needed when the user has two
+    /// active keys: the agent refuses otherwise).
     Rotate {
         account: String,
         user: String,
-        #[serde(default = "yes")]
+        #[serde(default)]
         deactivate_old: bool,
+        #[serde(default)]
+        key_id: Option<String>,
     },
     Sweep,
     Finalize {
         run_id: String,
     },
-}
-
-fn yes() -> bool {
-    true
 }
 
 /// Why an event was not understood.
@@ -154,6 +157,7 @@ pub async fn run_command(c: &Coordinator, cmd: Command) -> Result<Value, crate::
             account,
             user,
             deactivate_old,
+            key_id,
         } => {
             let m = c
                 .start_run(RunRequest {
@@ -161,7 +165,7 @@ pub async fn run_command(c: &Coordinator, cmd: Command) -> Result<Value, crate::
                     mode: JobMode::Rotate {
                         user,
                         deactivate_old,
-                        key_id: None,
+                        key_id,
                     },
                     ..Default::default()
                 })
@@ -229,7 +233,20 @@ mod tests {
         assert!(matches!(
             classify(json!({"action":"rotate","account":"111122223333","user":"bob"})).unwrap(),
             Event::Command(Command::Rotate {
+                deactivate_old: false,
+                key_id: None,
+                ..
+            })
+        ));
+        assert!(matches!(
+            classify(
+                json!({"action":"rotate","account":"111122223333","user":"bob",
+                            "deactivate_old":true,"key_id":"AKIAIOSFODNN7EXAMPLE"})
+            )
+            .unwrap(),
+            Event::Command(Command::Rotate {
                 deactivate_old: true,
+                key_id: Some(_),
                 ..
             })
         ));

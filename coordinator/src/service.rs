@@ -86,6 +86,8 @@ pub enum CoordinatorError {
     Mail { user: String, message: String },
     #[error("invalid policy: {0}")]
     Policy(String),
+    #[error("invalid request: {0}")]
+    Request(String),
     /// The run was recorded, reported and alerted, but had no account to
     /// run on.
     #[error("run {run_id} failed: {description}; report: {report_url}")]
@@ -195,6 +197,24 @@ impl Coordinator {
         policy
             .validate()
             .map_err(|e| CoordinatorError::Policy(e.to_string()))?;
+        // What the agent would refuse is refused here, before a run exists.
+        if let JobMode::Rotate { user, key_id, .. } = &req.mode {
+            if !keyfleet_protocol::is_user_name(user) {
+                return Err(CoordinatorError::Request(format!(
+                    "user `{}` is not a valid IAM user name",
+                    user.escape_debug()
+                )));
+            }
+            if let Some(k) = key_id
+                .as_deref()
+                .filter(|k| !keyfleet_protocol::is_access_key_id(k))
+            {
+                return Err(CoordinatorError::Request(format!(
+                    "key_id `{}` is not an access key id (16-128 of A-Z, 0-9)",
+                    k.escape_debug()
+                )));
+            }
+        }
         // The initial clean-up is for the first run only: once a real
         // clean-up run has finalized, leaving the flag on would silently stop
         // all rotation and notices, so it is refused instead.

@@ -3,4 +3,6 @@
 //! One test binary (it links the whole SDK); the timeline test drives the
 //! real CLI as a subprocess, the way an operator would.
 
+mod common;
+mod failures;
 mod timeline;

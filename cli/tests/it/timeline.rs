@@ -14,38 +14,15 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-struct Cli {
-    config: PathBuf,
-    endpoint: String,
-}
+use crate::common::{organization, Cli};
 
-impl Cli {
-    fn run(&self, args: &[&str]) -> String {
-        let out = Command::new(env!("CARGO_BIN_EXE_keyfleet"))
-            .arg("--config")
-            .arg(&self.config)
-            .args(["--endpoint-url", &self.endpoint])
-            .args(args)
-            .env_remove("AWS_ACCESS_KEY_ID")
-            .env("KEYFLEET_LOG", "warn")
-            .output()
-            .expect("keyfleet runs");
-        assert!(
-            out.status.success(),
-            "keyfleet {args:?} failed: {}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            String::from_utf8_lossy(&out.stdout)
-        );
-        String::from_utf8(out.stdout).expect("utf-8 output")
+/// The day-N cycle: `keyfleet run --json --accounts <account>`, dry or real.
+fn cycle(cli: &Cli, account: &str, dry_run: bool) -> RunReport {
+    let mut args = vec!["run", "--json", "--accounts", account];
+    if dry_run {
+        args.push("--dry-run");
     }
-
-    fn report(&self, dry_run: bool) -> RunReport {
-        let mut args = vec!["run", "--json"];
-        if dry_run {
-            args.push("--dry-run");
-        }
-        serde_json::from_str(&self.run(&args)).expect("report JSON on stdout")
-    }
+    serde_json::from_str(&cli.run(&args)).expect("report JSON on stdout")
 }
 
 type Keys = BTreeMap<String, Vec<(String, bool)>>;
@@ -189,14 +166,8 @@ async fn rotation_timeline_through_the_cli() {
     let emu = Emulator::shared().expect("emulator");
     let sdk = emu.config();
     let org = aws_sdk_organizations::Client::new(&sdk);
-    org.create_organization()
-        .send()
-        .await
-        .expect("organization");
-    let root = org.list_roots().send().await.unwrap().roots()[0]
-        .id()
-        .unwrap()
-        .to_string();
+    // Other tests share the organization: every run here names its account.
+    let management = organization().await;
     let created = org
         .create_account()
         .account_name("timeline")
@@ -208,17 +179,6 @@ async fn rotation_timeline_through_the_cli() {
         .create_account_status()
         .unwrap()
         .account_id()
-        .unwrap()
-        .to_string();
-    let _ = root;
-    let management = org
-        .describe_organization()
-        .send()
-        .await
-        .unwrap()
-        .organization()
-        .unwrap()
-        .master_account_id()
         .unwrap()
         .to_string();
 
@@ -234,8 +194,9 @@ async fn rotation_timeline_through_the_cli() {
     let cli = Cli {
         config,
         endpoint: emu.endpoint().to_string(),
+        _dir: None,
     };
-    let boot = cli.run(&["bootstrap"]);
+    let boot = cli.bootstrap().await;
     assert!(boot.contains("coordinator key id"), "{boot}");
 
     // Day 0.
@@ -268,13 +229,13 @@ async fn rotation_timeline_through_the_cli() {
         let _ = u;
     }
     let before = keys_of(&iam, &names).await;
-    let plan = cli.report(true);
+    let plan = cycle(&cli, &account, true);
     assert_eq!(
         keys_of(&iam, &names).await,
         before,
         "day 81 dry run changed IAM"
     );
-    let real = cli.report(false);
+    let real = cycle(&cli, &account, false);
     assert_plan_predicts(&plan, &real, &account, "day 81");
     let users = users_of(&real, &account);
     assert_eq!(users["owner"].verdict, Verdict::Rotated);
@@ -353,13 +314,13 @@ async fn rotation_timeline_through_the_cli() {
     emu.mark_key_used(&account, &k2, Some(&switched), "s3", "eu-west-1")
         .unwrap();
     let before = keys_of(&iam, &names).await;
-    let plan = cli.report(true);
+    let plan = cycle(&cli, &account, true);
     assert_eq!(
         keys_of(&iam, &names).await,
         before,
         "day 91 dry run changed IAM"
     );
-    let real = cli.report(false);
+    let real = cycle(&cli, &account, false);
     assert_plan_predicts(&plan, &real, &account, "day 91");
     let after91 = keys_of(&iam, &names).await;
     assert_eq!(
@@ -375,13 +336,13 @@ async fn rotation_timeline_through_the_cli() {
     // Day 101: the inactive key is deleted.
     emu.advance_clock(10.0, Some(&account)).unwrap();
     let before = keys_of(&iam, &names).await;
-    let plan = cli.report(true);
+    let plan = cycle(&cli, &account, true);
     assert_eq!(
         keys_of(&iam, &names).await,
         before,
         "day 101 dry run changed IAM"
     );
-    let real = cli.report(false);
+    let real = cycle(&cli, &account, false);
     assert_plan_predicts(&plan, &real, &account, "day 101");
     let after101 = keys_of(&iam, &names).await;
     assert_eq!(after101["owner"], vec![(k2.clone(), true)]);

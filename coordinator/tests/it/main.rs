@@ -14,5 +14,6 @@ mod fleet;
 mod html_report;
 mod intake;
 mod latest;
+mod manual;
 mod no_success;
 mod org_run;
