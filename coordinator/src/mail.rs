@@ -13,17 +13,25 @@
 //! text body: its [`Email::raw`] must go to SES and nowhere else (no log, no
 //! S3). [`Email`]'s `Debug` prints the size of `raw`, not its content.
 //!
-//! Addresses are checked before use (one `@`, no spaces, controls or
-//! brackets): `mail-builder` writes the address part of a header verbatim,
-//! so an unchecked tag value could inject headers.
+//! Addresses are checked before use: `mail-builder` writes the address
+//! part of a header verbatim, so an unchecked tag value could inject
+//! headers. Every address (owner, sender, security team) must pass the
+//! protocol's syntax rule ([`keyfleet_protocol::address::check_syntax`]);
+//! an owner's address must moreover pass the run's policy
+//! ([`Policy::check_owner_address`], with its `owner_domains` allow-list),
+//! the very rule the agent applies before it creates a key, so the two sides
+//! never disagree about whom keyfleet can mail. [`owner_refusal`] says, from
+//! a result, whether an owner who has mail coming is refused, and why.
 //!
 //! Subjects name the key by its last four characters (`…WXYZ`); bodies show
 //! the full access key id, which is not secret (IAM lists it to anyone with
 //! `iam:ListAccessKeys`). Dates are UTC.
 
 use crate::zipbox;
-use keyfleet_protocol::plan::Notice;
+use keyfleet_protocol::address::check_syntax;
+use keyfleet_protocol::plan::{Action, Notice, Outcome};
 use keyfleet_protocol::report::{AccountState, RunReport};
+use keyfleet_protocol::{AccountResult, AddressError, Policy, UserReport};
 use keyfleet_protocol::{Credential, Secret};
 use mail_builder::headers::address::Address;
 use mail_builder::headers::raw::Raw;
@@ -746,38 +754,50 @@ fn sender_address(sender: &str) -> Result<Address<'static>, MailError> {
     ))
 }
 
-/// A deliberately strict check of a bare `local@domain` address.
+/// A bare `local@domain` address, checked with the protocol's syntax rule
+/// (the one rule for every address keyfleet writes into a header).
 pub fn check_address(field: &'static str, addr: &str) -> Result<(), MailError> {
-    let invalid = |reason| {
-        Err(MailError::InvalidAddress {
-            field,
-            address: addr.escape_debug().to_string(),
-            reason,
-        })
-    };
-    if addr.is_empty() || addr.len() > 254 {
-        return invalid("empty or longer than 254 characters");
+    check_syntax(addr).map_err(|reason| MailError::InvalidAddress {
+        field,
+        address: addr.escape_debug().to_string(),
+        reason,
+    })
+}
+
+/// Whether the owner of `user` has mail coming from this result: a new
+/// key delivered by email, or a notice (done, or planned in a dry run).
+pub fn has_mail(policy: &Policy, result: &AccountResult, user: &UserReport) -> bool {
+    let new_key = policy.delivery.by_email()
+        && (result.sealed.iter().any(|s| s.user_name == user.user_name)
+            || user.actions.iter().any(|r| {
+                matches!(r.action, Action::CreateKey)
+                    && matches!(r.result, Outcome::Done { .. } | Outcome::Planned)
+            }));
+    let notice = user.actions.iter().any(|r| {
+        matches!(r.action, Action::Notify { .. })
+            && matches!(r.result, Outcome::Done { .. } | Outcome::Planned)
+    });
+    new_key || notice
+}
+
+/// The report's and the alert's words for a refused owner.
+pub fn refusal_text(why: &AddressError) -> String {
+    format!("owner address not deliverable, nothing was emailed: {why}")
+}
+
+/// Why the owner of `user`, who has mail coming, cannot be mailed under the
+/// run's `policy`; `None` when they can (or nothing is to be sent, or the
+/// user has no address, which the agent reports itself).
+pub fn owner_refusal(
+    policy: &Policy,
+    result: &AccountResult,
+    user: &UserReport,
+) -> Option<AddressError> {
+    let to = user.email.as_deref()?;
+    if !has_mail(policy, result, user) {
+        return None;
     }
-    if addr
-        .chars()
-        .any(|c| c.is_control() || c.is_whitespace() || "<>()[]\\,;:\"".contains(c))
-    {
-        return invalid("contains spaces, control characters or <>()[]\\,;:\"");
-    }
-    match addr.split_once('@') {
-        Some((local, domain))
-            if !local.is_empty()
-                && !domain.is_empty()
-                && !domain.contains('@')
-                && domain.contains('.')
-                && !domain.starts_with('.')
-                && !domain.ends_with('.')
-                && !domain.contains("..") =>
-        {
-            Ok(())
-        }
-        _ => invalid("not of the form local@domain.tld"),
-    }
+    policy.check_owner_address(to).err()
 }
 
 #[cfg(test)]

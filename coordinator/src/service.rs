@@ -9,7 +9,11 @@
 //! Intake separates the two kinds of failure: a result that is forged or
 //! malformed is rejected (logged, alerted, and the message consumed: retrying
 //! it cannot help), while an infrastructure failure (S3, SES) is returned as
-//! an error so the SQS message is retried.
+//! an error so the SQS message is retried. An owner address that the
+//! deliverability rule refuses under the run's policy (the manifest's, with
+//! its `owner_domains`) is neither: nothing is sent to it, it is recorded
+//! and alerted once, the report's row of the user says why, and the rest of
+//! the result is taken in as usual.
 
 use crate::mail::{self, MailContext, NewKeyInfo};
 use crate::org::{self, OrgError};
@@ -170,6 +174,26 @@ where
     match e.code() {
         Some(c) => format!("{c}: {}", e.message().unwrap_or("")),
         None => aws_sdk_sesv2::error::DisplayErrorContext(e).to_string(),
+    }
+}
+
+/// Writes on each user whose owner the deliverability rule refuses (and
+/// who had mail coming) why nothing was emailed, into the user's `error`.
+fn note_refused_owners(policy: &Policy, result: &mut AccountResult) {
+    let refused: Vec<(usize, String)> = result
+        .users
+        .iter()
+        .enumerate()
+        .filter_map(|(i, u)| {
+            mail::owner_refusal(policy, result, u).map(|why| (i, mail::refusal_text(&why)))
+        })
+        .collect();
+    for (i, text) in refused {
+        let u = &mut result.users[i];
+        u.error = Some(match u.error.take() {
+            Some(e) => format!("{e}; {text}"),
+            None => text,
+        });
     }
 }
 
@@ -542,6 +566,9 @@ impl Coordinator {
         let Some(to) = user.email.clone() else {
             return Ok(());
         };
+        if let Some(why) = mail::owner_refusal(&manifest.policy, result, user) {
+            return self.refuse_owner(manifest, result, user, &why).await;
+        }
         let ctx = MailContext {
             sender: self.config.sender.clone(),
             account_id: result.account_id.clone(),
@@ -610,6 +637,42 @@ impl Coordinator {
                 return Err(e);
             }
         }
+        Ok(())
+    }
+
+    /// An owner the deliverability rule refuses (under the run's policy):
+    /// nothing is sent, since retrying cannot fix an address. It is recorded
+    /// once per run, account and user, and alerted once; the report's row of
+    /// the user says it (see [`Coordinator::finalize`]).
+    async fn refuse_owner(
+        &self,
+        manifest: &RunManifest,
+        result: &AccountResult,
+        user: &keyfleet_protocol::UserReport,
+        why: &keyfleet_protocol::AddressError,
+    ) -> Result<(), CoordinatorError> {
+        let text = mail::refusal_text(why);
+        let key = store::refusal_key(&manifest.run_id, &result.account_id, &user.user_name);
+        if self
+            .store
+            .put_new(&key, text.clone().into_bytes(), "text/plain")
+            .await?
+            == Put::AlreadyExists
+        {
+            return Ok(());
+        }
+        tracing::error!(run_id = %manifest.run_id, account = %result.account_id, user = %user.user_name, reason = %why, "owner address not deliverable; nothing sent");
+        self.alert(
+            &format!(
+                "keyfleet run {}: owner address not deliverable",
+                manifest.run_id
+            ),
+            &format!(
+                "Run {}, account {}, user {}: {text}. Correct the user's `{}` tag; the run's report lists the user.",
+                manifest.run_id, result.account_id, user.user_name, manifest.policy.email_tag
+            ),
+        )
+        .await;
         Ok(())
     }
 
@@ -712,7 +775,8 @@ impl Coordinator {
             .ok_or_else(|| CoordinatorError::UnknownRun(run_id.to_string()))?;
         let mut results = Vec::new();
         for a in &manifest.accounts {
-            if let Some(r) = self.account_result(run_id, &a.account_id).await? {
+            if let Some(mut r) = self.account_result(run_id, &a.account_id).await? {
+                note_refused_owners(&manifest.policy, &mut r);
                 results.push(r);
             }
         }

@@ -11,6 +11,9 @@
 //!   with an earlier attempt's;
 //! - `runs/<run_id>/report.json`: written once with `If-None-Match: *`; its
 //!   existence means the run is finalized (exactly one finalizer wins);
+//! - `runs/<run_id>/undeliverable/<account>/<user>`: why an owner who had
+//!   mail coming was not mailed (the deliverability rule refused the
+//!   address), written with `If-None-Match: *` so the alert goes out once;
 //! - `ledger/<account>/<user>/<key_id>/<kind>`: one object per owner email,
 //!   claimed with `If-None-Match: *` before sending, so each notice goes out
 //!   once across retries and duplicate deliveries;
@@ -91,6 +94,9 @@ pub fn complete_attempts(keys: &[String]) -> Vec<(String, Vec<String>)> {
 }
 pub fn final_key(run_id: &str) -> String {
     format!("runs/{run_id}/report.json")
+}
+pub fn refusal_key(run_id: &str, account: &str, user: &str) -> String {
+    format!("runs/{run_id}/undeliverable/{account}/{user}")
 }
 pub fn ledger_key(account: &str, user: &str, key_id: &str, kind: &str) -> String {
     format!("ledger/{account}/{user}/{key_id}/{kind}")

@@ -548,3 +548,41 @@ fn writes_samples_when_asked() {
         std::fs::write(dir.join(format!("{name}.eml")), &email.raw).unwrap();
     }
 }
+
+#[test]
+fn owners_with_mail_coming_are_checked_with_the_runs_policy() {
+    use keyfleet_protocol::Policy;
+    let results = fixtures::results();
+    let ok = &results[0];
+    let user = |name: &str, email: &str| {
+        let mut u = ok
+            .users
+            .iter()
+            .find(|u| u.user_name == name)
+            .unwrap()
+            .clone();
+        u.email = Some(email.into());
+        u
+    };
+    let open = Policy::default();
+    let allow = Policy {
+        owner_domains: vec!["example.com".into()],
+        ..Policy::default()
+    };
+    // alice has a new key and a notice; bob has nothing coming.
+    assert!(has_mail(&open, ok, &user("alice", "a@example.com")));
+    assert!(!has_mail(&open, ok, &user("bob", "b@example.com")));
+    assert_eq!(
+        owner_refusal(&open, ok, &user("alice", "a@example.org")),
+        None
+    );
+    let why = owner_refusal(&allow, ok, &user("alice", "a@example.org")).unwrap();
+    assert!(
+        refusal_text(&why).starts_with("owner address not deliverable"),
+        "{why}"
+    );
+    assert!(why.to_string().contains("owner_domains"), "{why}");
+    assert!(owner_refusal(&open, ok, &user("alice", "bad@corp")).is_some());
+    // Nothing to send: nothing to refuse (the agent reports the user).
+    assert_eq!(owner_refusal(&allow, ok, &user("bob", "bad@corp")), None);
+}

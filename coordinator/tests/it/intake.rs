@@ -194,3 +194,127 @@ async fn intake_accepts_genuine_results_and_rejects_forged_ones() {
     assert_eq!(emails_of_run(&run_id).len(), before, "a duplicate mailed");
     assert_eq!(central.alerts(0).await, vec![], "no alert for duplicates");
 }
+
+/// Sets the `email` of the user named `user` in a result body.
+fn with_owner(body: &str, user: &str, email: &str) -> String {
+    let mut v: serde_json::Value = serde_json::from_str(body).expect("JSON result");
+    let u = v["users"]
+        .as_array_mut()
+        .expect("users")
+        .iter_mut()
+        .find(|u| u["user_name"] == user)
+        .unwrap_or_else(|| panic!("user {user} in the result"));
+    u["email"] = email.into();
+    v.to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owner_address_the_rule_refuses_is_reported_and_alerted_not_retried() {
+    let (member, users) = normal_member("intake-owner-rule").await;
+    let central = Central::new(Setup::default()).await;
+    // The run's policy (from its manifest) allows owners at example.com only.
+    let policy = keyfleet_protocol::Policy {
+        owner_domains: vec!["example.com".into()],
+        ..keyfleet_protocol::Policy::default()
+    };
+    let run_id = central
+        .coordinator
+        .start_run(RunRequest {
+            accounts: Some(vec![member.id.clone()]),
+            policy: Some(policy),
+            ..RunRequest::default()
+        })
+        .await
+        .expect("start run")
+        .run_id;
+    member.run_agent(&central.public_key).await;
+    let (body, receipt) = central
+        .receive_results()
+        .await
+        .pop()
+        .expect("the agent's result");
+    // A result naming owners the rule refuses: one not an internet address
+    // (the user who got a new key), one outside the allow-list (the user
+    // whose unused key was deleted, with a notice).
+    let undeliverable = "owner@corp";
+    let foreign = "owner@elsewhere.org";
+    let forged = with_owner(&body, &users.rotate, undeliverable);
+    let forged = with_owner(&forged, &users.unused, foreign);
+
+    let intake = central
+        .coordinator
+        .intake(&forged)
+        .await
+        .expect("a refused owner address is not an error to retry");
+    assert_eq!(
+        intake,
+        Intake::Accepted {
+            run_id: run_id.clone(),
+            account_id: member.id.clone(),
+            account_complete: true,
+            finalized: true,
+        }
+    );
+    central.delete_result(&receipt).await;
+    assert!(
+        emails_to(undeliverable).is_empty(),
+        "mailed {undeliverable}"
+    );
+    assert!(emails_to(foreign).is_empty(), "mailed {foreign}");
+    assert!(
+        !emails_to(&owner_address(&users.pending)).is_empty(),
+        "the other owners are still mailed"
+    );
+
+    // One alert per refused owner, naming the user and why.
+    let alerts = central.alerts(2).await;
+    assert_eq!(alerts.len(), 2, "{alerts:?}");
+    for (user, why) in [(&users.rotate, "no dot"), (&users.unused, "owner_domains")] {
+        assert!(
+            alerts
+                .iter()
+                .any(|(s, m)| s.contains("owner address not deliverable")
+                    && m.contains(user.as_str())
+                    && m.contains(why)),
+            "{user}: {alerts:?}"
+        );
+    }
+
+    // The report's row of each user says it, and why.
+    let report = central
+        .coordinator
+        .report(&run_id)
+        .await
+        .expect("report")
+        .expect("finalized");
+    let row = |name: &str| {
+        report.accounts[0]
+            .users
+            .iter()
+            .find(|u| u.user_name == name)
+            .unwrap_or_else(|| panic!("{name} in the report"))
+            .clone()
+    };
+    let rotate = row(&users.rotate);
+    let error = rotate.error.clone().unwrap_or_default();
+    assert!(
+        error.contains("owner address not deliverable") && error.contains("no dot"),
+        "{rotate:?}"
+    );
+    let unused = row(&users.unused);
+    let error = unused.error.clone().unwrap_or_default();
+    assert!(
+        error.contains("owner address not deliverable") && error.contains("owner_domains"),
+        "{unused:?}"
+    );
+    assert_eq!(row(&users.pending).error, None);
+
+    // Delivered again (SQS redelivery): still no retry, no second alert.
+    let again = central
+        .coordinator
+        .intake(&forged)
+        .await
+        .expect("duplicate");
+    assert!(matches!(again, Intake::Duplicate { .. }), "{again:?}");
+    assert_eq!(central.alerts(0).await, vec![], "alerted once per owner");
+}
