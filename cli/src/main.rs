@@ -159,14 +159,18 @@ fn print_plan(report: &RunReport) {
                 })
                 .collect();
             println!(
-                "  {:<32} {:<22} {}",
+                "  {:<32} {:<22} {}{}",
                 u.user_name,
                 u.verdict.as_str(),
                 if actions.is_empty() {
                     "-".into()
                 } else {
                     actions.join("; ")
-                }
+                },
+                u.note
+                    .as_deref()
+                    .map(|n| format!(" (note: {})", n.escape_debug()))
+                    .unwrap_or_default()
             );
         }
     }

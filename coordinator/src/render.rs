@@ -17,6 +17,9 @@
 //!   `create(AKIA...):done; notify(deactivation_scheduled):done`: kind, the
 //!   new key id or notice kind in brackets, and the outcome
 //!   (`planned`/`done`/`skipped`/`failed`). Action errors go to `error`.
+//! - A user's `error` and `note` (why the user is unreachable, or a key
+//!   keyfleet found but did not create) are on the user's first row; `note`
+//!   is the last column.
 //! - Formula injection: a cell that starts with `=`, `+`, `-`, `@`, tab or
 //!   carriage return gets a leading `'`, which Excel and LibreOffice show as
 //!   text. IAM user names may legitimately start with `+`, `=`, `-` or `@`;
@@ -27,8 +30,10 @@
 //! - HTML: one file, inline CSS, inline SVG charts, no script, no external
 //!   resource. Text is escaped by maud. Problem accounts and failed users come
 //!   first, in a highlighted section.
-//! - Terminal table: control characters in names are replaced, so a crafted
-//!   account name cannot send escape sequences to the terminal.
+//! - Terminal table: one line per account, then the totals, then a `notes:`
+//!   line per user that has a note. Control characters in names are
+//!   replaced, so a crafted account name cannot send escape sequences to the
+//!   terminal.
 //! - A run that failed as a whole ([`crate::outcome`]: no account selected,
 //!   or every selected account failed or is missing) says so in every
 //!   shape: JSON gets a top-level `error` (absent otherwise), the CSV a first
@@ -46,7 +51,7 @@ use std::fmt::Write as _;
 use time::OffsetDateTime;
 
 /// The CSV columns, in order.
-pub const CSV_HEADER: [&str; 17] = [
+pub const CSV_HEADER: [&str; COLUMNS] = [
     "account_id",
     "account_name",
     "alias",
@@ -64,7 +69,11 @@ pub const CSV_HEADER: [&str; 17] = [
     "last_used_region",
     "actions",
     "error",
+    "note",
 ];
+
+/// Number of CSV columns.
+const COLUMNS: usize = 18;
 
 /// UTF-8 byte-order mark at the start of the CSV (for Excel).
 pub const CSV_BOM: &[u8] = b"\xEF\xBB\xBF";
@@ -107,12 +116,15 @@ pub fn to_csv(report: &RunReport) -> Vec<u8> {
     out
 }
 
+const ERROR: usize = 16;
+const NOTE: usize = 17;
+
 /// Rows of the CSV, unguarded, in column order.
-fn csv_rows(report: &RunReport) -> Vec<[String; 17]> {
+fn csv_rows(report: &RunReport) -> Vec<[String; COLUMNS]> {
     let mut rows = Vec::new();
     if let Some(failure) = outcome::describe(report) {
-        let mut row: [String; 17] = Default::default();
-        row[16] = format!("run failed: {failure}");
+        let mut row: [String; COLUMNS] = Default::default();
+        row[ERROR] = format!("run failed: {failure}");
         rows.push(row);
     }
     for a in &report.accounts {
@@ -123,9 +135,9 @@ fn csv_rows(report: &RunReport) -> Vec<[String; 17]> {
             a.state.as_str().to_string(),
         ];
         if a.users.is_empty() {
-            let mut row: [String; 17] = Default::default();
+            let mut row: [String; COLUMNS] = Default::default();
             row[..4].clone_from_slice(&account);
-            row[16] = a.error.clone().unwrap_or_default();
+            row[ERROR] = a.error.clone().unwrap_or_default();
             rows.push(row);
             continue;
         }
@@ -134,7 +146,7 @@ fn csv_rows(report: &RunReport) -> Vec<[String; 17]> {
             let n = u.keys.len().max(1);
             for i in 0..n {
                 let key = u.keys.get(i);
-                let mut row: [String; 17] = Default::default();
+                let mut row: [String; COLUMNS] = Default::default();
                 row[..4].clone_from_slice(&account);
                 row[4] = u.user_name.clone();
                 row[5] = u.path.clone();
@@ -168,7 +180,10 @@ fn csv_rows(report: &RunReport) -> Vec<[String; 17]> {
                         errors.push(e);
                     }
                 }
-                row[16] = errors.join("; ");
+                row[ERROR] = errors.join("; ");
+                if i == 0 {
+                    row[NOTE] = u.note.clone().unwrap_or_default();
+                }
                 rows.push(row);
             }
         }
@@ -423,6 +438,27 @@ pub fn to_table(report: &RunReport) -> String {
         "users: {}, keys: {} ({} active), failed actions: {}, IAM calls: {}",
         t.users, t.keys, t.active_keys, t.failed_actions, t.iam_calls
     );
+    let notes: Vec<(&AccountReport, &UserReport, &str)> = report
+        .accounts
+        .iter()
+        .flat_map(|a| {
+            a.users
+                .iter()
+                .filter_map(move |u| u.note.as_deref().map(|n| (a, u, n)))
+        })
+        .collect();
+    if !notes.is_empty() {
+        out.push_str("\nnotes:\n");
+        for (a, u, note) in notes {
+            let _ = writeln!(
+                out,
+                "  {}  {}: {}",
+                term_text(&a.account_id, 12),
+                term_text(&u.user_name, 64),
+                term_text(note, 500)
+            );
+        }
+    }
     out
 }
 
@@ -609,7 +645,7 @@ pub fn to_html(report: &RunReport) -> String {
                             @if !failed_users.is_empty() {
                                 table {
                                     caption.muted { "Users that failed or cannot be reached" }
-                                    thead { tr { th scope="col" { "Account" } th scope="col" { "User" } th scope="col" { "Verdict" } th scope="col" { "Error" } } }
+                                    thead { tr { th scope="col" { "Account" } th scope="col" { "User" } th scope="col" { "Verdict" } th scope="col" { "Error" } th scope="col" { "Note" } } }
                                     tbody {
                                         @for (a, u) in &failed_users {
                                             tr.problem {
@@ -617,6 +653,7 @@ pub fn to_html(report: &RunReport) -> String {
                                                 td { (u.user_name) }
                                                 td { (u.verdict.as_str()) }
                                                 td.err { (user_errors(u).join("; ")) }
+                                                td { (u.note.as_deref().unwrap_or("")) }
                                             }
                                         }
                                     }
@@ -753,7 +790,7 @@ fn users_table(report: &RunReport, a: &AccountReport) -> Markup {
                 tr {
                     th scope="col" { "User" } th scope="col" { "Path" } th scope="col" { "Email" }
                     th scope="col" { "Verdict" } th scope="col" { "Keys (oldest first)" }
-                    th scope="col" { "Actions" } th scope="col" { "Error" }
+                    th scope="col" { "Actions" } th scope="col" { "Error" } th scope="col" { "Note" }
                 }
             }
             tbody {
@@ -785,6 +822,7 @@ fn users_table(report: &RunReport, a: &AccountReport) -> Markup {
                             }
                         }
                         td.err { (u.error.as_deref().unwrap_or("")) }
+                        td { (u.note.as_deref().unwrap_or("")) }
                     }
                 }
             }

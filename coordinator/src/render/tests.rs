@@ -408,6 +408,7 @@ fn report_with_user(name: String, email: Option<String>, path: String) -> RunRep
     ok.users[0].email = email.clone();
     ok.users[0].path = path;
     ok.users[5].user_name = name;
+    ok.users[5].note = email.clone();
     ok.users[5].email = email;
     report
 }
@@ -461,4 +462,50 @@ fn writes_samples_when_asked() {
     std::fs::write(dir.join("report.csv"), to_csv(&report)).unwrap();
     std::fs::write(dir.join("report.json"), to_json(&report)).unwrap();
     std::fs::write(dir.join("report.txt"), to_table(&report)).unwrap();
+}
+
+#[test]
+fn a_users_note_is_in_its_row_in_every_shape() {
+    let mut report = fixtures::report();
+    let ok = report.accounts.last_mut().unwrap();
+    let note = "key AKIAFOREIGN0000001 was not created by keyfleet";
+    ok.users[3].note = Some(note.into()); // dave, two keys
+    ok.users[5].note = Some("no `Email` tag".into()); // frank, no keys
+
+    let csv = to_csv(&report);
+    let rows = parse_csv(&csv);
+    assert_eq!(CSV_HEADER.last(), Some(&"note"), "the new column is last");
+    // On the user's first row only, like the user's error.
+    assert_eq!(
+        col(find(&rows, "dave", "AKIADAVEOLD000000001"), "note"),
+        note
+    );
+    assert_eq!(col(find(&rows, "dave", "AKIADAVENEW000000002"), "note"), "");
+    assert_eq!(col(find(&rows, "frank", ""), "note"), "no `Email` tag");
+    assert_eq!(
+        col(find(&rows, "alice", "AKIAALICEOLD0000WXYZ"), "note"),
+        ""
+    );
+
+    let html = to_html(&report);
+    assert!(
+        html.contains("<th scope=\"col\">Note</th>"),
+        "a Note column"
+    );
+    let dave = html.find("<th scope=\"row\">dave</th>").unwrap();
+    let row_end = dave + html[dave..].find("</tr>").unwrap();
+    assert!(html[dave..row_end].contains(note), "in dave's row");
+
+    let value: serde_json::Value = serde_json::from_slice(&to_json(&report)).unwrap();
+    assert_eq!(value["accounts"][3]["users"][3]["note"], note);
+
+    let table = to_table(&report);
+    let line = table
+        .lines()
+        .find(|l| l.contains("dave"))
+        .unwrap_or_else(|| panic!("dave's note in the table:\n{table}"));
+    assert!(
+        line.contains("111111111111") && line.contains(note),
+        "{line}"
+    );
 }
