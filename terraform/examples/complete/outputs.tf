@@ -1,5 +1,5 @@
 output "coordinator_function_name" {
-  description = "Coordinator function; invoke it with {\"action\":\"start\"} for a manual run."
+  description = "Coordinator function; invoke it with {\"action\":\"run\"} for a manual run."
   value       = module.coordinator.function_name
 }
 

@@ -1,5 +1,5 @@
 output "function_arn" {
-  description = "ARN of the keyfleet-coordinator function (invoke it with {\"action\":\"start\"} for a manual run)."
+  description = "ARN of the keyfleet-coordinator function (invoke it with {\"action\":\"run\"} for a manual run)."
   value       = aws_lambda_function.this.arn
 }
 
