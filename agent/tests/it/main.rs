@@ -8,6 +8,7 @@ mod emergency;
 mod fixture;
 mod fleet;
 mod lambda;
+mod safety;
 mod logs;
 
 pub use fixture::*;
