@@ -590,14 +590,12 @@ impl Rules<'_> {
             .is_some_and(|u| u > self.created(replacement))
     }
 
-
     /// `now` has reached [`Rules::deactivation_date`]: the old key is
     /// `deactivate_after` old (or at the hard limit) and its replacement has
     /// had the whole notice period, unless the policy asks for immediate
     /// enforcement at the hard limit.
     fn deactivation_due(&self, old: &KeyState, replacement: &KeyState) -> bool {
-        let immediate =
-            self.policy.deactivate_at_max_age_without_notice && self.hard_limit(old);
+        let immediate = self.policy.deactivate_at_max_age_without_notice && self.hard_limit(old);
         (self.age(old) >= self.policy.deactivate_after || self.hard_limit(old))
             && (self.age(replacement) >= self.policy.notice_period() || immediate)
     }
@@ -881,10 +879,7 @@ impl<'a> Planner<'a> {
     /// did not deactivate it less than the recovery window ago.
     fn deletable(&self, at: usize) -> bool {
         let live = &self.live[at];
-        live.deactivated.is_none()
-            && !self
-                .rules
-                .recently_deactivated(self.recorded(&live.key.id))
+        live.deactivated.is_none() && !self.rules.recently_deactivated(self.recorded(&live.key.id))
     }
 
     /// Inactive keys past their deletion date, oldest first.
@@ -937,8 +932,8 @@ impl<'a> Planner<'a> {
             return false;
         };
         let key = &self.live[at].key;
-        let decision =
-            hard_limit(&r, key, self.deliverable).or_else(|| replacement(&r, key, self.deliverable));
+        let decision = hard_limit(&r, key, self.deliverable)
+            .or_else(|| replacement(&r, key, self.deliverable));
         match decision {
             None => false,
             Some(Single::Unreachable) => {

@@ -41,6 +41,11 @@ pub struct PolicySection {
     pub email_tag: String,
     pub delivery: Delivery,
     pub cleanup: bool,
+    /// Allow-list of owner email domains; empty = any deliverable address.
+    pub owner_domains: Vec<String>,
+    /// Deactivate a key past `max_key_age` without waiting for the notice
+    /// period (off by default).
+    pub deactivate_at_max_age_without_notice: bool,
 }
 
 impl Default for PolicySection {
@@ -56,6 +61,8 @@ impl Default for PolicySection {
             email_tag: p.email_tag,
             delivery: p.delivery,
             cleanup: p.cleanup,
+            owner_domains: p.owner_domains,
+            deactivate_at_max_age_without_notice: p.deactivate_at_max_age_without_notice,
         }
     }
 }
@@ -260,6 +267,8 @@ impl Config {
             email_tag: p.email_tag.clone(),
             delivery: p.delivery,
             cleanup: p.cleanup,
+            owner_domains: p.owner_domains.clone(),
+            deactivate_at_max_age_without_notice: p.deactivate_at_max_age_without_notice,
         };
         policy.validate().map_err(|e| ConfigError::Policy {
             path: path.to_path_buf(),

@@ -8,7 +8,7 @@ mod emergency;
 mod fixture;
 mod fleet;
 mod lambda;
-mod safety;
 mod logs;
+mod safety;
 
 pub use fixture::*;

@@ -201,7 +201,11 @@ async fn undeliverable_email_creates_no_key_and_says_why() {
             .unwrap()
     };
     assert!(note("badmail").contains("bad@corp"), "{}", note("badmail"));
-    assert!(note("elsewhere").contains("owner_domains"), "{}", note("elsewhere"));
+    assert!(
+        note("elsewhere").contains("owner_domains"),
+        "{}",
+        note("elsewhere")
+    );
 }
 
 /// IAM allows a comma in a user name, Secrets Manager not in a secret
