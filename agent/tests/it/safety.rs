@@ -139,12 +139,16 @@ async fn lost_create_response_leaves_no_orphan_key() {
     let hook: FaultHook = Arc::new(|p, u| p == FaultPoint::CreateResponseLost && u == "lost");
     let flaky = acct.agent.clone().with_fault_hook(hook);
     let result = flaky.handle(&acct.job(Policy::default())).await.unwrap();
+    assert_eq!(
+        acct.keys("lost").await,
+        vec![(old.clone(), true)],
+        "the key IAM created but nobody received is gone"
+    );
     let u = &result.users[0];
     assert_eq!(u.verdict, Verdict::Failed);
     let err = u.error.as_deref().unwrap();
     assert!(err.contains("created") && err.contains("deleted"), "{err}");
     assert!(result.sealed.is_empty(), "no key to deliver");
-    assert_eq!(acct.keys("lost").await, vec![(old.clone(), true)]);
     // No notice about a key the owner never saw.
     assert!(
         u.actions
@@ -318,4 +322,40 @@ async fn emergency_with_two_active_keys_needs_the_key_to_replace() {
     assert_eq!(keys.len(), 2);
     assert_eq!(keys[0], (b, true), "the key nobody named is untouched");
     assert!(keys.iter().all(|(id, _)| id != &a), "named key replaced");
+}
+
+/// A user without an email tag whose only active key is 125 days old and
+/// was used 11 days ago: the key is deactivated (recorded first), not
+/// deleted; it is deleted a whole recovery window later.
+#[tokio::test]
+async fn unowned_key_past_the_hard_limit_is_deactivated_then_deleted_a_window_later() {
+    let mut acct = new_account().await;
+    let mut spec = user("unowned", vec![key(125, true, Some(11))]);
+    spec.email = None;
+    acct.populate(&[spec]).await;
+    let id = acct.created["unowned"][0].clone();
+    let run = |acct: &TestAccount| {
+        let job = acct.job(Policy::default());
+        let agent = acct.agent.clone();
+        async move { agent.handle(&job).await.unwrap() }
+    };
+    let first = run(&acct).await;
+    assert_eq!(first.users[0].verdict, Verdict::Deactivated);
+    assert_eq!(acct.keys("unowned").await, vec![(id.clone(), false)]);
+    let record = acct
+        .sm
+        .get_secret_value()
+        .secret_id("keyfleet/unowned")
+        .send()
+        .await
+        .expect("deactivation recorded");
+    assert!(record.secret_string().unwrap().contains(&id));
+    // Nine days later it is still there, switched off, recoverable.
+    emu().advance_clock(9.0, Some(&acct.account_id)).unwrap();
+    run(&acct).await;
+    assert_eq!(acct.keys("unowned").await, vec![(id.clone(), false)]);
+    // The recovery window (delete_after - deactivate_after = 10 days) over.
+    emu().advance_clock(1.0, Some(&acct.account_id)).unwrap();
+    let last = run(&acct).await;
+    assert!(acct.keys("unowned").await.is_empty(), "{:?}", last.users);
 }
