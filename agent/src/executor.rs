@@ -57,7 +57,10 @@ pub(crate) enum AfterSend {
     /// Nothing to do.
     Nothing,
     /// Clear the intent in this record (last written state).
-    ClearIntent { arn: String, record: UserRecord },
+    ClearIntent {
+        arn: String,
+        record: Box<UserRecord>,
+    },
 }
 
 pub(crate) struct UserOutcome {
@@ -282,12 +285,12 @@ impl Agent {
     /// Writes the record and remembers it as the current state.
     async fn save(&self, ctx: &mut Ctx, record: UserRecord) -> Result<(), record::RecordError> {
         record::save(&self.clients.secrets, &ctx.user.arn, &ctx.found, &record).await?;
-        ctx.found = Loaded::Trusted(record);
+        ctx.found = Loaded::Trusted(Box::new(record));
         Ok(())
     }
 
     /// Clears the intent of a user whose result was delivered.
-    pub(crate) async fn clear_intent(&self, arn: &str, mut record: UserRecord) {
+    pub(crate) async fn clear_intent(&self, arn: &str, mut record: Box<UserRecord>) {
         let found = Loaded::Trusted(record.clone());
         record.intent = None;
         if let Err(e) = record::save(&self.clients.secrets, arn, &found, &record).await {
@@ -307,9 +310,11 @@ impl Agent {
         out: &mut UserOutcome,
     ) -> Result<Option<String>, String> {
         let name = ctx.name().to_string();
-        let record = ctx.found.trusted().cloned().unwrap_or_else(|| {
-            UserRecord::new(&self.account_id, &name)
-        });
+        let record = ctx
+            .found
+            .trusted()
+            .cloned()
+            .unwrap_or_else(|| UserRecord::new(&self.account_id, &name));
         let strangers: Vec<_> = ctx
             .user
             .snapshot
@@ -477,7 +482,13 @@ impl Agent {
             )));
         };
         // The keys that exist now (after any deletion to make room).
-        let before = ctx.user.snapshot.keys.iter().map(|k| k.id.clone()).collect();
+        let before = ctx
+            .user
+            .snapshot
+            .keys
+            .iter()
+            .map(|k| k.id.clone())
+            .collect();
         let intent = Intent {
             run_id: job.run_id.clone(),
             at: now_utc(),
@@ -485,7 +496,9 @@ impl Agent {
         };
         record.intent = Some(intent.clone());
         if let Err(e) = self.save(ctx, record).await {
-            return Ok(Err(format!("rotation intent not recorded, no key created: {e}")));
+            return Ok(Err(format!(
+                "rotation intent not recorded, no key created: {e}"
+            )));
         }
         self.crash_at(FaultPoint::AfterIntent, &name)?;
 
@@ -501,7 +514,9 @@ impl Agent {
             Err(e) => return Ok(Err(self.resolve_unknown_create(ctx, &intent, &e).await)),
         };
         let Some(key) = created.access_key() else {
-            return Ok(Err(self.resolve_unknown_create(ctx, &intent, "no key in the response").await));
+            return Ok(Err(self
+                .resolve_unknown_create(ctx, &intent, "no key in the response")
+                .await));
         };
         let cred = Credential {
             account_id: self.account_id.clone(),

@@ -17,10 +17,10 @@ pub mod config;
 pub mod executor;
 pub mod fault;
 pub mod lambda;
+pub mod record;
 pub mod rules;
 pub mod run;
 pub mod scan;
-pub mod record;
 
 pub use clients::{AgentClients, CallCounter};
 #[cfg(feature = "fault-injection")]

@@ -139,7 +139,10 @@ impl UserRecord {
             .iter()
             .filter_map(|d| {
                 let key = keys.iter().find(|k| k.id == d.key_id)?;
-                Some((d.key_id.clone(), key.created + time::Duration::seconds(d.age_secs)))
+                Some((
+                    d.key_id.clone(),
+                    key.created + time::Duration::seconds(d.age_secs),
+                ))
             })
             .collect()
     }
@@ -151,7 +154,7 @@ pub enum Loaded {
     /// No secret yet.
     Absent,
     /// keyfleet's own record.
-    Trusted(UserRecord),
+    Trusted(Box<UserRecord>),
     /// A secret keyfleet did not create (or no longer recognises as its
     /// own), and why. Never acted on, never written.
     Untrusted { reason: String },
@@ -169,7 +172,7 @@ impl Loaded {
     pub fn writable(&self, account_id: &str, user_name: &str) -> Option<UserRecord> {
         match self {
             Loaded::Absent => Some(UserRecord::new(account_id, user_name)),
-            Loaded::Trusted(r) => Some(r.clone()),
+            Loaded::Trusted(r) => Some(r.as_ref().clone()),
             Loaded::Untrusted { .. } => None,
         }
     }
@@ -300,7 +303,7 @@ pub async fn load(
             reason: "its resource policy is not keyfleet's".into(),
         });
     }
-    Ok(Loaded::Trusted(record))
+    Ok(Loaded::Trusted(Box::new(record)))
 }
 
 /// Writes the record: `PutSecretValue` when it exists, else `CreateSecret`
@@ -478,7 +481,10 @@ mod tests {
             last_used_region: None,
         };
         for i in 0..20 {
-            r.record_deactivation(&key(i), OffsetDateTime::UNIX_EPOCH + time::Duration::days(3));
+            r.record_deactivation(
+                &key(i),
+                OffsetDateTime::UNIX_EPOCH + time::Duration::days(3),
+            );
         }
         // The time is anchored to the key's creation (emulator clock).
         let mut aged = key(19);

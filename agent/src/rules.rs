@@ -16,11 +16,23 @@
 //! key never used). Every threshold comes from the policy.
 //!
 //! - An exempt user gets nothing; a user without keys gets nothing.
+//! Each rule is one named function below ([`older_of_two_active`],
+//! [`hard_limit`], [`replacement`], [`unused`], [`inactive_expired`]) with
+//! its own table test; the planner composes them.
+//!
 //! - An inactive key is deleted once its deletion date has passed (see
 //!   "Deletion date" below; it is `created + delete_after` in the ordinary
-//!   case). Owner notice: `Deleted`.
-//! - An active key idle for `unused_delete_after` is deleted and not replaced.
-//!   Owner notice: `UnusedDeleted`.
+//!   case), and, when keyfleet deactivated it, no sooner than the recovery
+//!   window (`delete_after - deactivate_after`) after that deactivation, as
+//!   recorded in the protected per-user record. Owner notice: `Deleted`.
+//! - **Never deactivate and delete one key in one run.** A key this plan
+//!   deactivates stays inactive, and can be switched back on, until a later
+//!   run; a key found inactive without a record keeps the deletion date
+//!   alone. The one exception is an emergency rotation that names one of two
+//!   active keys (below).
+//! - An active key idle for `unused_delete_after` is deleted and not
+//!   replaced, directly, without a deactivation first (the seed behaviour,
+//!   kept: nobody uses it). Owner notice: `UnusedDeleted`.
 //! - A user's only active key gets a replacement at `rotate_after`, if the new
 //!   key can be delivered (Secrets Manager delivery, or email delivery and an
 //!   email tag); an inactive key is deleted first to make room. Owner notice:
@@ -29,24 +41,41 @@
 //!   `Unreachable`; the inactive key is not deleted just to make room.
 //! - With two active keys, the older one is deactivated on its deactivation
 //!   date, `max(old.created + deactivate_after, replacement.created +
-//!   notice_period)`, capped by the hard limit `old.created + max_key_age`.
-//!   Before that date the owner is reminded (`DeactivationScheduled`). On or
-//!   after it, a key used after its replacement was created is left alone and
-//!   the owner is told where it was last used (`StillInUse`); otherwise it is
-//!   deactivated (`Deactivated`).
-//! - Hard limit: an active key reaching `max_key_age` is deactivated even if in
-//!   use (unless the limit is `never`).
+//!   notice_period)`. **The notice period is never cut short**: whatever the
+//!   old key's age (a first deployment finds keys of 125 days), its
+//!   replacement gets the whole `deactivate_after - rotate_after` before the
+//!   old key is switched off. Before that date the owner is reminded
+//!   (`DeactivationScheduled`). On or after it, a key used after its
+//!   replacement was created is left alone and the owner is told where it
+//!   was last used (`StillInUse`); otherwise it is deactivated
+//!   (`Deactivated`).
+//! - Hard limit: an active key reaching `max_key_age` is deactivated even if
+//!   in use (unless the limit is `never`), but only once its replacement has
+//!   had the notice period. The policy setting
+//!   `deactivate_at_max_age_without_notice` (off by default) deactivates it
+//!   in the run that finds it instead, right after creating the
+//!   replacement.
 //! - Clean-up mode (first run only): inactive keys past their deletion date are
 //!   deleted, and active keys past `deactivate_after` of users without an email
 //!   tag are deactivated (unless mid-switch, below); silently, no new keys,
-//!   nothing else.
+//!   nothing else. Clean-up never deletes an active key.
 //!
 //! Invariants no policy can break, each checked by a property test: never more
 //! than two keys; every deletion comes before the new key; a key used after
 //! its replacement was created is not deactivated before `max_key_age`; no
 //! key is created that cannot be delivered; every deactivation and deletion is
 //! followed by a notice about that key (except in clean-up mode, which is
-//! silent); re-planning after the plan was applied finds nothing left to do.
+//! silent); re-planning after the plan was applied (its deactivations
+//! recorded) finds nothing left to do; never deactivate and delete one key in
+//! one run; and, on a day-by-day timeline, every deactivation of an owned key
+//! by a scheduled run comes at least one notice period after a
+//! `DeactivationScheduled` notice for that key. The named exceptions to that
+//! last one: unused-key deletion (a deletion of a key nobody uses), an
+//! unreachable user at the hard limit (nobody to notify), clean-up mode
+//! (silent), emergency rotation (an explicit order), immediate enforcement
+//! (`deactivate_at_max_age_without_notice`), and a pair of keys that
+//! predates keyfleet's first run (its notice period counts from the younger
+//! key's creation).
 //!
 //! # Decisions where the design is silent
 //!
@@ -84,19 +113,21 @@
 //! deactivation) and keeps the old key inactive, not deleted, in the run that
 //! creates its replacement and deactivates it at once (hard limit), which
 //! would otherwise need a deletion after the creation. A key that must go to
-//! make room for a new key is deleted whatever its deletion date: two keys is
-//! IAM's limit. Operators who want a recovery window after every hard-limit
+//! make room for a new key is deleted whatever its deletion date (two keys is
+//! IAM's limit), except one keyfleet deactivated in this run or within the
+//! recovery window: then the replacement waits for a later run. Operators who want a recovery window after every hard-limit
 //! deactivation can also set `delete_after` above `max_key_age`.
 //!
-//! **The hard limit is hard, for every user.** A key reaching `max_key_age`
-//! is deactivated even when the owner is unreachable (verdict `Deactivated`,
-//! which outranks `Unreachable`): an old credential nobody can be told about is
-//! the case the limit exists for. For a deliverable user whose only active key
-//! reaches the limit, the replacement is created in the same plan and the old
-//! key deactivated right after it, so the owner is never left without a key;
-//! a never-used key at the limit is deactivated without a replacement. The
-//! hard limit also caps the notice period: the announced date is never later
-//! than `old.created + max_key_age`, even for a replacement created late.
+//! **The hard limit is hard, for every user, but never a lock-out.** A key
+//! reaching `max_key_age` is deactivated even when the owner is unreachable
+//! (verdict `Deactivated`, which outranks `Unreachable`): an old credential
+//! nobody can be told about is the case the limit exists for. It is
+//! deactivated, never deleted in that run: someone can switch it back on
+//! during the recovery window. For a deliverable user whose only active key
+//! reaches the limit, the replacement is created and the old key is
+//! deactivated a full notice period later (the owner is never left without a
+//! key, nor without time to switch); a never-used key at the limit is
+//! deactivated without a replacement.
 //!
 //! **"Used after its replacement was created" is taken literally**: the last
 //! use is strictly later than the replacement's creation. An owner who used
@@ -139,16 +170,25 @@
 //!
 //! **Emergency rotation** is an explicit order for one named user, so it
 //! ignores the exempt tag and the clean-up flag. A user without keys gets none
-//! (an emergency replaces credentials, it does not grant new ones). When the
-//! user has two active keys, the older one is deactivated and deleted to make
-//! room. An unreachable user gets no key, but with `deactivate_old` the active
-//! keys are still deactivated: containing a leaked key comes before keeping a
-//! service running.
+//! (an emergency replaces credentials, it does not grant new ones). It never
+//! deactivates or deletes an active key nobody named: a user with two active
+//! keys needs the key to replace (`key_id`), which is then deactivated and
+//! deleted to make room (the one exception to "never deactivate and delete
+//! one key in one run"); the other key is not touched. The replaced key stays
+//! active unless `deactivate_old` (default false in the CLI, the Lambda's
+//! manual event and the API). An unreachable user gets no key, but with
+//! `deactivate_old` the named (or only) active key is still deactivated:
+//! containing a leaked key comes before keeping a service running.
 //!
 //! **Tags.** The email tag key is matched exactly, its value trimmed; it must
-//! be one address (`local@domain`, no spaces, commas or semicolons), so a tag
-//! cannot fan credentials out to several recipients. The exempt tag key is
-//! matched exactly, its value trimmed and compared ignoring ASCII case.
+//! pass the one deliverability rule of `keyfleet_protocol::address` (one
+//! bare address of an internet domain, and in the policy's `owner_domains`
+//! when that allow-list is set), which the coordinator applies again before
+//! mailing, so a key is never created for an owner the coordinator would
+//! refuse; such a user is `Unreachable` and the report row says why. The
+//! exempt tag key is matched exactly, its value trimmed and compared
+//! ignoring ASCII case. No other tag means anything to keyfleet: in
+//! particular no tag can cause a deletion.
 //!
 //! **Clock skew.** A last use later than `now` counts as `now`; a key created
 //! later than `now` counts as created `now`.
@@ -590,14 +630,12 @@ impl Rules<'_> {
             .is_some_and(|u| u > self.created(replacement))
     }
 
-
     /// `now` has reached [`Rules::deactivation_date`]: the old key is
     /// `deactivate_after` old (or at the hard limit) and its replacement has
     /// had the whole notice period, unless the policy asks for immediate
     /// enforcement at the hard limit.
     fn deactivation_due(&self, old: &KeyState, replacement: &KeyState) -> bool {
-        let immediate =
-            self.policy.deactivate_at_max_age_without_notice && self.hard_limit(old);
+        let immediate = self.policy.deactivate_at_max_age_without_notice && self.hard_limit(old);
         (self.age(old) >= self.policy.deactivate_after || self.hard_limit(old))
             && (self.age(replacement) >= self.policy.notice_period() || immediate)
     }
@@ -881,10 +919,7 @@ impl<'a> Planner<'a> {
     /// did not deactivate it less than the recovery window ago.
     fn deletable(&self, at: usize) -> bool {
         let live = &self.live[at];
-        live.deactivated.is_none()
-            && !self
-                .rules
-                .recently_deactivated(self.recorded(&live.key.id))
+        live.deactivated.is_none() && !self.rules.recently_deactivated(self.recorded(&live.key.id))
     }
 
     /// Inactive keys past their deletion date, oldest first.
@@ -937,8 +972,8 @@ impl<'a> Planner<'a> {
             return false;
         };
         let key = &self.live[at].key;
-        let decision =
-            hard_limit(&r, key, self.deliverable).or_else(|| replacement(&r, key, self.deliverable));
+        let decision = hard_limit(&r, key, self.deliverable)
+            .or_else(|| replacement(&r, key, self.deliverable));
         match decision {
             None => false,
             Some(Single::Unreachable) => {

@@ -41,9 +41,10 @@ pub struct PolicySection {
     pub email_tag: String,
     pub delivery: Delivery,
     pub cleanup: bool,
-    /// Allow-list of owner email domains (empty: any deliverable address).
+    /// Allow-list of owner email domains; empty = any deliverable address.
     pub owner_domains: Vec<String>,
-    /// Deactivate a key past `max_key_age` at once, without notice period.
+    /// Deactivate a key past `max_key_age` without waiting for the notice
+    /// period (off by default).
     pub deactivate_at_max_age_without_notice: bool,
 }
 

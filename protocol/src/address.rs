@@ -89,10 +89,10 @@ impl Policy {
     /// [`check_syntax`] and the owner-domain allow-list.
     pub fn owner_email(&self, tags: &[(String, String)]) -> Result<String, AddressError> {
         let tag = &self.email_tag;
-        let (_, value) =
-            tags.iter()
-                .find(|(k, _)| k == tag)
-                .ok_or_else(|| AddressError::NoTag { tag: tag.clone() })?;
+        let (_, value) = tags
+            .iter()
+            .find(|(k, _)| k == tag)
+            .ok_or_else(|| AddressError::NoTag { tag: tag.clone() })?;
         let value = value.trim();
         self.check_owner_address(value).map(|()| value.to_string())
     }

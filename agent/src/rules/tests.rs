@@ -420,7 +420,10 @@ fn late_replacement_keeps_full_notice_period() {
     let p = plan(&owned(vec![old.clone()]));
     assert_eq!(
         p.actions,
-        vec![Action::CreateKey, scheduled("AKIAOLD", NOW + days(10), None)]
+        vec![
+            Action::CreateKey,
+            scheduled("AKIAOLD", NOW + days(10), None)
+        ]
     );
 }
 
@@ -500,7 +503,10 @@ fn first_deployment_key_past_max_age_keeps_full_notice_period() {
     assert_eq!(p.verdict, Verdict::Rotated);
     assert_eq!(
         p.actions,
-        vec![Action::CreateKey, scheduled("AKIAOLD", NOW + days(10), None)]
+        vec![
+            Action::CreateKey,
+            scheduled("AKIAOLD", NOW + days(10), None)
+        ]
     );
     let u = apply(&u, &p, &Policy::default(), NOW);
     assert!(!plan_at(&u, NOW + days(10) - time::Duration::seconds(1)).mutates_iam());
@@ -528,7 +534,11 @@ fn first_deployment_key_past_max_age_keeps_full_notice_period() {
         deactivate_at_max_age_without_notice: true,
         ..Policy::default()
     };
-    let p = plan_user(&owned(vec![active("AKIAOLD", 125, Some(1))]), &immediate, NOW);
+    let p = plan_user(
+        &owned(vec![active("AKIAOLD", 125, Some(1))]),
+        &immediate,
+        NOW,
+    );
     assert_eq!(
         p.actions,
         vec![
@@ -741,7 +751,10 @@ fn emergency_rotates_and_optionally_deactivates_at_once() {
     let u = owned(vec![active("AKIAB", 5, Some(1)), old]);
     let e = plan_emergency(&u, &policy, NOW, false, None).unwrap_err();
     assert!(matches!(e, EmergencyError::NeedsKeyId { .. }), "{e}");
-    assert!(e.to_string().contains("AKIAOLD") && e.to_string().contains("AKIAB"), "{e}");
+    assert!(
+        e.to_string().contains("AKIAOLD") && e.to_string().contains("AKIAB"),
+        "{e}"
+    );
     assert!(matches!(
         plan_emergency(&u, &policy, NOW, false, Some("AKIANOPE")),
         Err(EmergencyError::UnknownKey { .. })

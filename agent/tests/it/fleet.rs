@@ -65,8 +65,14 @@ fn kinds() -> Vec<Kind> {
         },
         Kind {
             name: "hard-limit-even-if-used",
-            spec: |n| user(n, vec![key(125, true, Some(1)), key(5, true, Some(1))]),
+            spec: |n| user(n, vec![key(125, true, Some(1)), key(15, true, Some(1))]),
             expect: Expect::DeactivateOldest,
+        },
+        Kind {
+            // The hard limit never cuts the replacement's notice period.
+            name: "hard-limit-waits-for-the-notice-period",
+            spec: |n| user(n, vec![key(125, true, Some(1)), key(5, true, Some(1))]),
+            expect: Expect::NoticeOnly,
         },
         Kind {
             name: "seed-unused-key",

@@ -9,5 +9,6 @@ mod fixture;
 mod fleet;
 mod lambda;
 mod logs;
+mod safety;
 
 pub use fixture::*;
