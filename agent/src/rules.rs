@@ -13,13 +13,12 @@
 //!
 //! Keys are taken oldest first (creation time, then id). `age` is the time
 //! since creation, `idle` the time since the last use (or since creation for a
-//! key never used). Every threshold comes from the policy.
+//! key never used). Every threshold comes from the policy. Each rule is one
+//! named function below (`older_of_two_active`, `hard_limit`,
+//! `replacement`, `unused`, `inactive_expired`) with its own table
+//! test; the planner composes them.
 //!
 //! - An exempt user gets nothing; a user without keys gets nothing.
-//! Each rule is one named function below ([`older_of_two_active`],
-//! [`hard_limit`], [`replacement`], [`unused`], [`inactive_expired`]) with
-//! its own table test; the planner composes them.
-//!
 //! - An inactive key is deleted once its deletion date has passed (see
 //!   "Deletion date" below; it is `created + delete_after` in the ordinary
 //!   case), and, when keyfleet deactivated it, no sooner than the recovery
@@ -735,7 +734,7 @@ fn older_of_two_active(r: &Rules, old: &KeyState, new: &KeyState) -> Pair {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Single {
     /// Create its replacement (the old key is deactivated later, by
-    /// [`older_of_two_active`]).
+    /// `older_of_two_active`).
     Replace,
     /// Deactivate it without a replacement (hard limit; `unreachable` when
     /// a replacement was wanted but cannot be delivered).

@@ -1962,3 +1962,159 @@ proptest! {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// One table per named rule.
+
+fn rules_at(policy: &Policy) -> Rules<'_> {
+    Rules { policy, now: NOW }
+}
+
+/// Seed case "two active, one nearing expiry -> notice, then deactivate the
+/// oldest at deactivate_after".
+#[test]
+fn table_older_of_two_active() {
+    let p = Policy::default();
+    let immediate = Policy {
+        deactivate_at_max_age_without_notice: true,
+        ..Policy::default()
+    };
+    let r = rules_at(&p);
+    let ri = rules_at(&immediate);
+    // (old age, old used days ago, new age, policy) -> decision
+    let cases: Vec<(i64, Option<i64>, i64, &Rules, Pair)> = vec![
+        (85, Some(20), 5, &r, Pair::Scheduled { on: NOW + days(5) }),
+        (95, Some(20), 5, &r, Pair::Scheduled { on: NOW + days(5) }),
+        (95, Some(20), 10, &r, Pair::Deactivate),
+        (95, Some(1), 10, &r, Pair::StillInUse),
+        (125, Some(1), 10, &r, Pair::Deactivate),
+        (125, Some(1), 0, &r, Pair::Scheduled { on: NOW + days(10) }),
+        (125, Some(1), 0, &ri, Pair::Deactivate),
+        (100, Some(1), 0, &ri, Pair::Scheduled { on: NOW + days(10) }),
+    ];
+    for (old_age, used, new_age, rules, want) in cases {
+        let old = active("AKIAOLD", old_age, used);
+        let new = active("AKIANEW", new_age, Some(0));
+        assert_eq!(
+            older_of_two_active(rules, &old, &new),
+            want,
+            "old {old_age}d used {used:?}, new {new_age}d"
+        );
+    }
+}
+
+/// The hard limit: replaced when in use and reachable, else deactivated
+/// alone.
+#[test]
+fn table_hard_limit() {
+    let p = Policy::default();
+    let r = rules_at(&p);
+    let cases = [
+        (119, Some(1), true, None),
+        (120, Some(1), true, Some(Single::Replace)),
+        (
+            120,
+            Some(1),
+            false,
+            Some(Single::DeactivateAlone { unreachable: true }),
+        ),
+        (
+            125,
+            None,
+            true,
+            Some(Single::DeactivateAlone { unreachable: false }),
+        ),
+    ];
+    for (age, used, deliverable, want) in cases {
+        let k = active("AKIAK", age, used);
+        assert_eq!(
+            hard_limit(&r, &k, deliverable),
+            want,
+            "{age}d {used:?} {deliverable}"
+        );
+    }
+    let never = Policy {
+        max_key_age: Limit::Never,
+        ..Policy::default()
+    };
+    assert_eq!(
+        hard_limit(&rules_at(&never), &active("K", 900, Some(1)), true),
+        None
+    );
+}
+
+/// Seed case "one key nearing expiry -> new key".
+#[test]
+fn table_replacement() {
+    let p = Policy::default();
+    let r = rules_at(&p);
+    let cases = [
+        (79, Some(1), true, None),
+        (80, Some(1), true, Some(Single::Replace)),
+        (80, Some(1), false, Some(Single::Unreachable)),
+        (85, None, true, None),
+    ];
+    for (age, used, deliverable, want) in cases {
+        let k = active("AKIAK", age, used);
+        assert_eq!(
+            replacement(&r, &k, deliverable),
+            want,
+            "{age}d {used:?} {deliverable}"
+        );
+    }
+}
+
+/// Seed case "unused -> delete and notify".
+#[test]
+fn table_unused() {
+    let p = Policy::default();
+    let r = rules_at(&p);
+    let cases = [
+        (active("K", 89, None), false),
+        (active("K", 90, None), true),
+        (active("K", 200, Some(89)), false),
+        (active("K", 200, Some(90)), true),
+        (inactive("K", 200, Some(150)), false),
+    ];
+    for (k, want) in cases {
+        assert_eq!(unused(&r, &k), want, "{k:?}");
+    }
+}
+
+/// Seed cases "two keys, older/younger inactive -> delete".
+#[test]
+fn table_inactive_expired() {
+    let p = Policy::default();
+    let r = rules_at(&p);
+    let cases: Vec<(KeyState, Option<KeyState>, Option<i64>, bool)> = vec![
+        (inactive("K", 99, Some(50)), None, None, false),
+        (inactive("K", 100, Some(50)), None, None, true),
+        // Used 9 days ago: still inside the recovery window.
+        (inactive("K", 100, Some(9)), None, None, false),
+        // A replacement younger than delete_after - rotate_after keeps it.
+        (
+            inactive("K", 100, Some(50)),
+            Some(active("R", 19, Some(1))),
+            None,
+            false,
+        ),
+        (
+            inactive("K", 100, Some(50)),
+            Some(active("R", 20, Some(1))),
+            None,
+            true,
+        ),
+        // Recorded as deactivated by keyfleet 9 days ago: not yet; 10: yes.
+        (inactive("K", 200, Some(50)), None, Some(9), false),
+        (inactive("K", 200, Some(50)), None, Some(10), true),
+        (active("K", 200, Some(50)), None, None, false),
+    ];
+    for (k, repl, recorded_ago, want) in cases {
+        let recorded = recorded_ago.map(|d| NOW - days(d));
+        assert_eq!(
+            inactive_expired(&r, &k, repl.as_ref(), recorded),
+            want,
+            "{k:?} {repl:?} {recorded_ago:?}"
+        );
+    }
+}
