@@ -609,9 +609,11 @@ data "aws_iam_policy_document" "coordinator" {
   }
 
   statement {
-    sid       = "RunStoreObjects"
-    effect    = "Allow"
-    actions   = ["s3:GetObject", "s3:PutObject"]
+    sid    = "RunStoreObjects"
+    effect = "Allow"
+    # DeleteObject releases an email's ledger claim (and a finalize marker)
+    # when sending fails, so that a retry sends it.
+    actions   = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
     resources = ["${aws_s3_bucket.reports.arn}/*"]
   }
 
