@@ -24,6 +24,8 @@ service (pass it as endpoint_url). The harness adds control endpoints under
     POST   /_keyfleet/clock/advance     {"days": N, "account": "..."?}
     POST   /_keyfleet/iam/key-used      {"account", "access_key_id", "when"?,
                                          "service", "region"}
+    GET/POST /_keyfleet/iam/enforce     {"enabled": bool, "role_name_patterns": [...]}
+    GET/DELETE /_keyfleet/iam/decisions -> {"decisions": [...]} / clears them
 
 The extensions live in ext_*.py, one module per gap, each patched into moto
 before the first request (see each module's docstring).
@@ -97,6 +99,7 @@ class App:
         )
 
         import ext_clock
+        import ext_iam_enforce
         import ext_ses
 
         self.moto = DomainDispatcherApplication(create_backend_app)
@@ -106,6 +109,10 @@ class App:
             ("DELETE", "ses/outbox"): lambda body: ext_ses.outbox_clear(),
             ("POST", "clock/advance"): ext_clock.advance_from_request,
             ("POST", "iam/key-used"): ext_clock.key_used_from_request,
+            ("GET", "iam/enforce"): lambda body: ext_iam_enforce.settings(),
+            ("POST", "iam/enforce"): ext_iam_enforce.enforce_from_request,
+            ("GET", "iam/decisions"): lambda body: ext_iam_enforce.decisions_snapshot(),
+            ("DELETE", "iam/decisions"): lambda body: ext_iam_enforce.decisions_clear(),
         }
 
     def __call__(self, environ: dict[str, Any], start_response: Callable) -> Any:
@@ -134,6 +141,7 @@ class App:
 def install_extensions(moto_lambda_delivery: bool) -> None:
     import ext_cfn
     import ext_clock
+    import ext_iam_enforce
     import ext_iam_paging
     import ext_lambda
     import ext_organizations
@@ -150,6 +158,7 @@ def install_extensions(moto_lambda_delivery: bool) -> None:
     ext_cfn.install()
     ext_organizations.install()
     ext_secretsmanager.install()
+    ext_iam_enforce.install()
     if not moto_lambda_delivery:
         ext_lambda.install()
 
