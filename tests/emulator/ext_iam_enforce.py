@@ -3,7 +3,8 @@
 AWS: every request signed by an assumed-role session is allowed only when one
 of the role's identity policies (inline or attached managed) allows the
 action on the resource and none denies it. A denied request fails with
-``AccessDenied`` (query/XML services such as IAM, STS, SNS; S3's XML) or
+``AccessDenied`` (query/XML services such as IAM, STS; S3's XML; SNS says
+``AuthorizationError``) or
 ``AccessDeniedException`` (JSON services: Secrets Manager, SQS, KMS,
 Organizations, SES v2), message::
 
@@ -260,6 +261,12 @@ def _iam_resources(response: Any, action: str, account: str) -> list[str]:
         except Exception:
             path = _param(response, "Path") or "/" if action == "CreateUser" else "/"
         return [f"arn:aws:iam::{account}:user{path}{user}"]
+    key_id = _param(response, "AccessKeyId")
+    if isinstance(key_id, str) and key_id:
+        # GetAccessKeyLastUsed names only the key: the resource is its user.
+        for owner in list(getattr(backend, "users", {}).values()):
+            if any(k.access_key_id == key_id for k in owner.access_keys):
+                return [f"arn:aws:iam::{account}:user{owner.path or '/'}{owner.name}"]
     role = _param(response, "RoleName")
     if isinstance(role, str) and role:
         try:
@@ -432,8 +439,9 @@ def _denied(response: Any, service: str, message: str) -> Exception:
         body = json.dumps({"__type": "AccessDeniedException", "message": message, "Message": message})
         ctype = "application/x-amz-json-1.1"
     else:
+        code = "AuthorizationError" if service == "sns" else "AccessDenied"
         body = (
-            "<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code>"
+            f"<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code>"
             f"<Message>{_xml(message)}</Message></Error>"
             "<RequestId>keyfleet-iam-enforce</RequestId></ErrorResponse>"
         )

@@ -265,3 +265,206 @@ def test_role_name_patterns_choose_the_checked_roles(emu: Emulator, enforced: di
     assert emu.control("POST", "/_keyfleet/iam/enforce", {"enabled": "yes"})[0] == 400
     assert emu.control("POST", "/_keyfleet/iam/enforce", {"role_name_patterns": "x"})[0] == 400
     assert emu.control("DELETE", "/_keyfleet/iam/enforce")[0] == 405
+
+
+# -- managed policies, other services --------------------------------------------
+
+COORD = "keyfleet-coordinator-enforce-test"
+COORD_PRINCIPAL = f"arn:aws:sts::{ACCOUNT}:assumed-role/{COORD}/enforce-test"
+
+
+def test_attached_managed_policy_sns_kms_ses(emu: Emulator, enforced: dict[str, Any]) -> None:
+    iam = emu.client("iam", ACCOUNT)
+    sns = emu.client("sns", ACCOUNT)
+    alerts = sns.create_topic(Name="alerts")["TopicArn"]
+    other_topic = sns.create_topic(Name="other-topic")["TopicArn"]
+    kms = emu.client("kms", ACCOUNT)
+    key = kms.create_key()["KeyMetadata"]
+    kms.create_alias(AliasName="alias/keyfleet-coordinator", TargetKeyId=key["KeyId"])
+    other_key = kms.create_key()["KeyMetadata"]
+    sesv2 = emu.client("sesv2", ACCOUNT)
+    sesv2.create_email_identity(EmailIdentity="example.com")
+    sesv2.create_email_identity(EmailIdentity="other.example")
+    identity = f"arn:aws:ses:{REGION}:{ACCOUNT}:identity/example.com"
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": "sns:Publish", "Resource": alerts},
+            {
+                "Effect": "Allow",
+                "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
+                "Resource": key["Arn"],
+            },
+            {"Effect": "Allow", "Action": "ses:SendEmail", "Resource": identity},
+            # Conditions are not evaluated: this Allow counts as if it held.
+            {
+                "Effect": "Allow",
+                "Action": "s3:ListBucket",
+                "Resource": f"arn:aws:s3:::{BUCKET}",
+                "Condition": {"StringLike": {"s3:prefix": ["reports/*"]}},
+            },
+            # NotAction: everything but sns/kms/ses/s3 is denied.
+            {"Effect": "Deny", "NotAction": ["sns:*", "kms:*", "ses:*", "s3:*"], "Resource": "*"},
+        ],
+    }
+    arn = iam.create_policy(PolicyName="coordinator", PolicyDocument=json.dumps(policy))["Policy"]["Arn"]
+    iam.create_role(RoleName=COORD, AssumeRolePolicyDocument="{}")
+    iam.attach_role_policy(RoleName=COORD, PolicyArn=arn)
+
+    role_sns = role_client(emu, "sns", role=COORD)
+    role_sns.publish(TopicArn=alerts, Message="hi")
+    message = denied(lambda: role_sns.publish(TopicArn=other_topic, Message="x"), "AuthorizationError")
+    assert message == (
+        f"User: {COORD_PRINCIPAL} is not authorized to perform: sns:Publish on resource: "
+        f"{other_topic} because no identity-based policy allows the sns:Publish action"
+    )
+
+    role_kms = role_client(emu, "kms", role=COORD)
+    role_kms.generate_data_key(KeyId="alias/keyfleet-coordinator", KeySpec="AES_256")
+    message = denied(
+        lambda: role_kms.generate_data_key(KeyId=other_key["KeyId"], KeySpec="AES_256"),
+        "AccessDeniedException",
+    )
+    assert f"kms:GenerateDataKey on resource: {other_key['Arn']} " in message
+
+    role_ses = role_client(emu, "sesv2", role=COORD)
+    content = {"Simple": {"Subject": {"Data": "s"}, "Body": {"Text": {"Data": "b"}}}}
+    role_ses.send_email(
+        FromEmailAddress="keyfleet@example.com",
+        Destination={"ToAddresses": ["owner@example.com"]},
+        Content=content,
+    )
+    message = denied(
+        lambda: role_ses.send_email(
+            FromEmailAddress="keyfleet@other.example",
+            Destination={"ToAddresses": ["owner@example.com"]},
+            Content=content,
+        ),
+        "AccessDeniedException",
+    )
+    assert f"ses:SendEmail on resource: arn:aws:ses:{REGION}:{ACCOUNT}:identity/other.example " in message
+
+    role_client(emu, "s3", role=COORD).list_objects_v2(Bucket=BUCKET, Prefix="reports/")
+    role_iam = role_client(emu, "iam", role=COORD)
+    message = denied(lambda: role_iam.list_users(), "AccessDenied")
+    assert message.endswith("on resource: * with an explicit deny in an identity-based policy")
+    emu.control("DELETE", "/_keyfleet/ses/outbox")
+
+
+# -- the real agent role -------------------------------------------------------------
+
+AGENT_ACCOUNT = "975318642086"
+
+
+def _cfn_loader() -> Any:
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    def tag(loader: Any, suffix: str, node: Any) -> Any:
+        if isinstance(node, yaml.ScalarNode):
+            value: Any = loader.construct_scalar(node)
+        elif isinstance(node, yaml.SequenceNode):
+            value = loader.construct_sequence(node, deep=True)
+        else:
+            value = loader.construct_mapping(node, deep=True)
+        return {"!" + suffix: value}
+
+    Loader.add_multi_constructor("!", tag)
+    return Loader
+
+
+def _resolve(value: Any, subs: dict[str, str]) -> Any:
+    if isinstance(value, list):
+        return [_resolve(v, subs) for v in value]
+    if isinstance(value, dict):
+        if len(value) == 1:
+            (key, inner), = value.items()
+            if key == "!Sub":
+                text = inner
+                for name, repl in subs.items():
+                    text = text.replace("${" + name + "}", repl)
+                return text
+            if key in ("!Ref", "!GetAtt"):
+                return subs[inner if isinstance(inner, str) else ".".join(inner)]
+        return {k: _resolve(v, subs) for k, v in value.items()}
+    return value
+
+
+def test_the_agent_roles_policy_allows_the_agents_calls(emu: Emulator, enforced: dict[str, Any]) -> None:
+    import yaml
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    template = os.path.join(here, "..", "..", "terraform", "templates", "agent.yaml")
+    with open(template, encoding="utf-8") as fh:
+        doc = yaml.load(fh, Loader=_cfn_loader())  # noqa: S506 - SafeLoader subclass
+    role = doc["Resources"]["AgentRole"]["Properties"]
+    admin_sqs = emu.client("sqs", AGENT_ACCOUNT)
+    jobs = admin_sqs.create_queue(QueueName="keyfleet-jobs")["QueueUrl"]
+    results = emu.client("sqs", QUEUE_ACCOUNT).create_queue(QueueName="keyfleet-results")["QueueUrl"]
+    subs = {
+        "AWS::Partition": "aws",
+        "AWS::Region": REGION,
+        "AWS::AccountId": AGENT_ACCOUNT,
+        "JobsQueue.Arn": f"arn:aws:sqs:{REGION}:{AGENT_ACCOUNT}:keyfleet-jobs",
+        "ResultsQueueArn": f"arn:aws:sqs:{REGION}:{QUEUE_ACCOUNT}:keyfleet-results",
+    }
+    iam = emu.client("iam", AGENT_ACCOUNT)
+    iam.create_role(RoleName=role["RoleName"], AssumeRolePolicyDocument="{}")
+    for policy in role["Policies"]:
+        iam.put_role_policy(
+            RoleName=role["RoleName"],
+            PolicyName=policy["PolicyName"],
+            PolicyDocument=json.dumps(_resolve(policy["PolicyDocument"], subs)),
+        )
+    iam.create_user(UserName="carol", Path="/people/")
+
+    a_iam = role_client(emu, "iam", role=role["RoleName"], account=AGENT_ACCOUNT)
+    a_iam.generate_credential_report()
+    a_iam.get_credential_report()
+    a_iam.get_account_authorization_details()
+    a_iam.list_users()
+    a_iam.list_account_aliases()
+    a_iam.list_user_tags(UserName="carol")
+    a_iam.list_access_keys(UserName="carol")
+    new = a_iam.create_access_key(UserName="carol")["AccessKey"]["AccessKeyId"]
+    a_iam.get_access_key_last_used(AccessKeyId=new)
+    a_iam.update_access_key(UserName="carol", AccessKeyId=new, Status="Inactive")
+    a_iam.delete_access_key(UserName="carol", AccessKeyId=new)
+    a_sm = role_client(emu, "secretsmanager", role=role["RoleName"], account=AGENT_ACCOUNT)
+    secret = a_sm.create_secret(Name="keyfleet/carol", SecretString="v1")["ARN"]
+    a_sm.put_secret_value(SecretId=secret, SecretString="v2")
+    a_sm.describe_secret(SecretId="keyfleet/carol")
+    a_sm.get_secret_value(SecretId="keyfleet/carol")
+    a_sm.tag_resource(SecretId=secret, Tags=[{"Key": "k", "Value": "v"}])
+    a_sm.put_resource_policy(SecretId=secret, ResourcePolicy=json.dumps({"Version": "2012-10-17", "Statement": []}))
+    a_sm.get_resource_policy(SecretId=secret)
+    a_sqs = role_client(emu, "sqs", role=role["RoleName"], account=AGENT_ACCOUNT)
+    admin_sqs.send_message(QueueUrl=jobs, MessageBody="job")
+    a_sqs.get_queue_attributes(QueueUrl=jobs, AttributeNames=["All"])
+    msg = a_sqs.receive_message(QueueUrl=jobs)["Messages"][0]
+    a_sqs.change_message_visibility(QueueUrl=jobs, ReceiptHandle=msg["ReceiptHandle"], VisibilityTimeout=5)
+    a_sqs.send_message(QueueUrl=results, MessageBody="result")
+    a_sqs.delete_message(QueueUrl=jobs, ReceiptHandle=msg["ReceiptHandle"])
+
+    decisions = emu.control("GET", "/_keyfleet/iam/decisions")[1]["decisions"]
+    assert [d for d in decisions if d["decision"] != "ALLOWED"] == []
+    used = {d["action"] for d in decisions}
+    granted = {
+        action
+        for policy in role["Policies"]
+        for st in policy["PolicyDocument"]["Statement"]
+        for action in ([st["Action"]] if isinstance(st["Action"], str) else st["Action"])
+        if not action.startswith("logs:")  # written by Lambda, not through the emulator
+    }
+    assert used == granted
+    resources = {d["action"]: d["resource"] for d in decisions}
+    assert resources["iam:GetAccessKeyLastUsed"] == f"arn:aws:iam::{AGENT_ACCOUNT}:user/people/carol"
+    assert resources["iam:ListUsers"] == "*"
+    assert resources["sqs:SendMessage"] == subs["ResultsQueueArn"]
+
+    # And nothing beyond it: deleting a user or reading another secret is refused.
+    denied(lambda: a_iam.delete_user(UserName="carol"), "AccessDenied")
+    emu.client("secretsmanager", AGENT_ACCOUNT).create_secret(Name="other", SecretString="x")
+    denied(lambda: a_sm.get_secret_value(SecretId="other"), "AccessDeniedException")
