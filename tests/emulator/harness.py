@@ -24,6 +24,7 @@ service (pass it as endpoint_url). The harness adds control endpoints under
     POST   /_keyfleet/clock/advance     {"days": N, "account": "..."?}
     POST   /_keyfleet/iam/key-used      {"account", "access_key_id", "when"?,
                                          "service", "region"}
+    GET|POST|DELETE /_keyfleet/faults   faults on demand (ext_faults.py)
     GET/POST /_keyfleet/iam/enforce     {"enabled": bool, "role_name_patterns": [...]}
     GET/DELETE /_keyfleet/iam/decisions -> {"decisions": [...]} / clears them
 
@@ -99,6 +100,7 @@ class App:
         )
 
         import ext_clock
+        import ext_faults
         import ext_iam_enforce
         import ext_ses
 
@@ -113,6 +115,9 @@ class App:
             ("POST", "iam/enforce"): ext_iam_enforce.enforce_from_request,
             ("GET", "iam/decisions"): lambda body: ext_iam_enforce.decisions_snapshot(),
             ("DELETE", "iam/decisions"): lambda body: ext_iam_enforce.decisions_clear(),
+            ("GET", "faults"): ext_faults.snapshot,
+            ("POST", "faults"): ext_faults.set_from_request,
+            ("DELETE", "faults"): ext_faults.clear,
         }
 
     def __call__(self, environ: dict[str, Any], start_response: Callable) -> Any:
@@ -141,6 +146,7 @@ class App:
 def install_extensions(moto_lambda_delivery: bool) -> None:
     import ext_cfn
     import ext_clock
+    import ext_faults
     import ext_iam_enforce
     import ext_iam_paging
     import ext_lambda
@@ -159,6 +165,7 @@ def install_extensions(moto_lambda_delivery: bool) -> None:
     ext_organizations.install()
     ext_secretsmanager.install()
     ext_iam_enforce.install()
+    ext_faults.install()
     if not moto_lambda_delivery:
         ext_lambda.install()
 
