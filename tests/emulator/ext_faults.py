@@ -68,7 +68,6 @@ do_then_* rules must name exactly one action.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import io
 import json
