@@ -27,6 +27,7 @@
 //! the full access key id, which is not secret (IAM lists it to anyone with
 //! `iam:ListAccessKeys`). Dates are UTC.
 
+use crate::render::{self, date_utc, datetime_utc};
 use crate::zipbox;
 use keyfleet_protocol::address::check_syntax;
 use keyfleet_protocol::plan::{Action, Notice, Outcome};
@@ -530,7 +531,7 @@ fn summary_html(
                     tr { th scope="row" style=(cell) { "Keys (active)" } td style=(cell) { (t.keys) " (" (t.active_keys) ")" } }
                     tr { th scope="row" style=(cell) { "Failed actions" } td style=(cell) { (t.failed_actions) } }
                     @for (verdict, n) in t.by_verdict.iter().filter(|(_, n)| **n > 0) {
-                        tr { th scope="row" style=(cell) { "Users " (verdict.replace('_', " ")) } td style=(cell) { (n) } }
+                        tr { th scope="row" style=(cell) { "Users " (render::label(verdict)) } td style=(cell) { (n) } }
                     }
                     @for (kind, n) in &t.actions_by_kind {
                         tr { th scope="row" style=(cell) { "Actions " (kind) } td style=(cell) { (n) } }
@@ -661,20 +662,6 @@ fn display_name(name: &str, alias: Option<&str>) -> String {
         (true, Some(a)) => a.to_string(),
         _ => name,
     }
-}
-
-fn datetime_utc(t: OffsetDateTime) -> String {
-    let t = t.to_offset(time::UtcOffset::UTC);
-    t.format(time::macros::format_description!(
-        "[year]-[month]-[day] [hour]:[minute] UTC"
-    ))
-    .unwrap_or_default()
-}
-
-fn date_utc(t: OffsetDateTime) -> String {
-    let t = t.to_offset(time::UtcOffset::UTC);
-    t.format(time::macros::format_description!("[year]-[month]-[day]"))
-        .unwrap_or_default()
 }
 
 fn in_days(now: OffsetDateTime, on: OffsetDateTime) -> String {

@@ -255,7 +255,9 @@ fn rfc3339(t: OffsetDateTime) -> String {
         .unwrap_or_default()
 }
 
-fn datetime_utc(t: OffsetDateTime) -> String {
+/// `2026-01-31 09:05 UTC`: an instant as people read it (the report, the
+/// summary mail and the owner notices share it).
+pub(crate) fn datetime_utc(t: OffsetDateTime) -> String {
     t.to_offset(time::UtcOffset::UTC)
         .format(time::macros::format_description!(
             "[year]-[month]-[day] [hour]:[minute] UTC"
@@ -263,10 +265,17 @@ fn datetime_utc(t: OffsetDateTime) -> String {
         .unwrap_or_default()
 }
 
-fn date_utc(t: OffsetDateTime) -> String {
+/// `2026-01-31`: the UTC day of an instant (shared like [`datetime_utc`]).
+pub(crate) fn date_utc(t: OffsetDateTime) -> String {
     t.to_offset(time::UtcOffset::UTC)
         .format(time::macros::format_description!("[year]-[month]-[day]"))
         .unwrap_or_default()
+}
+
+/// `still in use` for `still_in_use`: a verdict, state or notice kind as
+/// a label (shared by the report and the summary mail).
+pub(crate) fn label(s: &str) -> String {
+    s.replace('_', " ")
 }
 
 fn age_days(at: OffsetDateTime, created: OffsetDateTime) -> u64 {
@@ -749,7 +758,7 @@ fn card(label: &str, n: u64, bad: bool) -> Markup {
 }
 
 fn state_badge(s: AccountState) -> Markup {
-    html! { span class=(format!("badge st-{}", s.as_str())) { (s.as_str().replace('_', " ")) } }
+    html! { span class=(format!("badge st-{}", s.as_str())) { (label(s.as_str())) } }
 }
 
 fn state_explanation(a: &AccountReport) -> String {
@@ -799,7 +808,7 @@ fn users_table(report: &RunReport, a: &AccountReport) -> Markup {
                         th scope="row" { (u.user_name) }
                         td { code { (u.path) } }
                         td { (u.email.as_deref().unwrap_or("")) }
-                        td { (u.verdict.as_str().replace('_', " ")) }
+                        td { (label(u.verdict.as_str())) }
                         td {
                             @if u.keys.is_empty() { span.muted { "none" } }
                             ul.plain {
@@ -865,11 +874,7 @@ fn action_text(r: &ActionRecord) -> String {
         (Action::Deactivate { key_id }, _) => format!("deactivate {key_id}"),
         (Action::Delete { key_id }, _) => format!("delete {key_id}"),
         (Action::Notify { notice }, _) => {
-            format!(
-                "notify {} ({})",
-                notice.kind().replace('_', " "),
-                notice.key_id()
-            )
+            format!("notify {} ({})", label(notice.kind()), notice.key_id())
         }
     }
 }

@@ -53,11 +53,34 @@ pub struct RunStore {
 /// Written once, by the finalization of the initial clean-up run.
 pub const CLEANUP_DONE: &str = "cleanup-done";
 
+/// Where every run is: one folder a run id.
+pub const RUNS_PREFIX: &str = "runs/";
+
 pub fn manifest_key(run_id: &str) -> String {
-    format!("runs/{run_id}/manifest.json")
+    format!("{RUNS_PREFIX}{run_id}/manifest.json")
 }
 pub fn part_key(run_id: &str, account: &str, attempt: &str, part: u32, parts: u32) -> String {
-    format!("runs/{run_id}/results/{account}/{attempt}/part-{part}-of-{parts}.json")
+    format!(
+        "{}{attempt}/part-{part}-of-{parts}.json",
+        account_results_prefix(run_id, account)
+    )
+}
+/// Where every result part of a run is: `runs/<run_id>/results/`.
+pub fn results_prefix(run_id: &str) -> String {
+    format!("{RUNS_PREFIX}{run_id}/results/")
+}
+/// Where the result parts of one account in a run are.
+pub fn account_results_prefix(run_id: &str, account: &str) -> String {
+    format!("{}{account}/", results_prefix(run_id))
+}
+/// The account a key under [`results_prefix`] belongs to.
+pub fn result_account<'k>(run_id: &str, key: &'k str) -> Option<&'k str> {
+    let rest = key.strip_prefix(&results_prefix(run_id))?;
+    rest.split_once('/').map(|(account, _)| account)
+}
+/// A rendered report people read: `ext` is `json`, `csv` or `html`.
+pub fn report_key(run_id: &str, ext: &str) -> String {
+    format!("reports/{run_id}/report.{ext}")
 }
 
 /// Groups part keys (`.../<attempt>/part-<n>-of-<m>.json`) by attempt and
@@ -93,10 +116,10 @@ pub fn complete_attempts(keys: &[String]) -> Vec<(String, Vec<String>)> {
     out
 }
 pub fn final_key(run_id: &str) -> String {
-    format!("runs/{run_id}/report.json")
+    format!("{RUNS_PREFIX}{run_id}/report.json")
 }
 pub fn refusal_key(run_id: &str, account: &str, user: &str) -> String {
-    format!("runs/{run_id}/undeliverable/{account}/{user}")
+    format!("{RUNS_PREFIX}{run_id}/undeliverable/{account}/{user}")
 }
 pub fn ledger_key(account: &str, user: &str, key_id: &str, kind: &str) -> String {
     format!("ledger/{account}/{user}/{key_id}/{kind}")
@@ -268,7 +291,7 @@ impl RunStore {
             .s3
             .list_objects_v2()
             .bucket(&self.bucket)
-            .prefix("runs/")
+            .prefix(RUNS_PREFIX)
             .delimiter("/")
             .into_paginator()
             .send();
@@ -276,13 +299,13 @@ impl RunStore {
             let page = page.map_err(|e| {
                 self.err(
                     "ListObjectsV2",
-                    "runs/",
+                    RUNS_PREFIX,
                     aws_sdk_s3::error::DisplayErrorContext(e),
                 )
             })?;
             ids.extend(page.common_prefixes().iter().filter_map(|p| {
                 p.prefix()
-                    .and_then(|s| s.strip_prefix("runs/"))
+                    .and_then(|s| s.strip_prefix(RUNS_PREFIX))
                     .map(|s| s.trim_end_matches('/').to_string())
             }));
         }
@@ -307,6 +330,27 @@ mod tests {
         let keys = vec![k("300", 1, 1), k("1000", 1, 1)];
         assert_eq!(complete_attempts(&keys)[0].0, "300");
         assert!(complete_attempts(&[k("5", 2, 2)]).is_empty());
+    }
+
+    #[test]
+    fn key_layout_is_the_documented_one() {
+        assert_eq!(manifest_key("r1"), "runs/r1/manifest.json");
+        assert_eq!(final_key("r1"), "runs/r1/report.json");
+        assert_eq!(results_prefix("r1"), "runs/r1/results/");
+        assert_eq!(account_results_prefix("r1", "111"), "runs/r1/results/111/");
+        let part = part_key("r1", "111", "42", 1, 2);
+        assert_eq!(part, "runs/r1/results/111/42/part-1-of-2.json");
+        assert_eq!(result_account("r1", &part), Some("111"));
+        assert_eq!(result_account("r2", &part), None);
+        assert_eq!(
+            refusal_key("r1", "111", "bob"),
+            "runs/r1/undeliverable/111/bob"
+        );
+        assert_eq!(
+            ledger_key("111", "bob", "AKIA1", "new_key"),
+            "ledger/111/bob/AKIA1/new_key"
+        );
+        assert_eq!(report_key("r1", "html"), "reports/r1/report.html");
     }
 
     #[test]

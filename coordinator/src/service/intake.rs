@@ -1,0 +1,146 @@
+//! Intake: one result message in. Validates it against the run's manifest
+//! (rejecting what is forged or malformed), stores its part, reassembles the
+//! account's result once complete, has the owners notified and finalizes the
+//! run when every account has reported. Kept apart so the trust boundary
+//! (what an agent may send) is read in one place.
+
+use super::{Coordinator, CoordinatorError, Intake, Rejection};
+use crate::store::{self, Put};
+use keyfleet_protocol::{decode, encode, AccountResult, Dispatch, RunManifest};
+use std::collections::BTreeMap;
+
+impl Coordinator {
+    /// Takes one result message in.
+    pub async fn intake(&self, body: &str) -> Result<Intake, CoordinatorError> {
+        let result: AccountResult = match decode(body.as_bytes()) {
+            Ok(r) => r,
+            Err(e) => return Ok(self.reject(Rejection::Malformed(e.to_string())).await),
+        };
+        let run = result.run_id.clone();
+        let account = result.account_id.clone();
+        let Some(manifest) = self.manifest(&run).await? else {
+            return Ok(self.reject(Rejection::UnknownRun(run)).await);
+        };
+        let Some(expected) = manifest.accounts.iter().find(|a| a.account_id == account) else {
+            return Ok(self
+                .reject(Rejection::UnknownAccount { run, account })
+                .await);
+        };
+        if !result.token.matches_hash(&expected.token_sha256) {
+            return Ok(self.reject(Rejection::BadToken { run, account }).await);
+        }
+        // Parts are stored per delivery attempt (the agent's start time), so
+        // a retried job's parts are never mixed with an earlier attempt's.
+        let attempt = result.started_at.unix_timestamp_nanos().to_string();
+        let key = store::part_key(&run, &account, &attempt, result.part, result.parts);
+        let duplicate = self
+            .store
+            .put_new(&key, encode(&result), "application/json")
+            .await?
+            == Put::AlreadyExists;
+        if duplicate {
+            tracing::info!(run_id = %run, account = %account, part = result.part, "duplicate result part; not stored again");
+        }
+        // Even for a duplicate, carry on: if an earlier intake of this part
+        // stored it and then failed (SES or S3 down), this retry is what
+        // sends the owners' emails and finalizes. The ledger and the finalize
+        // marker make repeating these steps harmless.
+        let Some(whole) = self.account_result(&run, &account).await? else {
+            return Ok(if duplicate {
+                Intake::Duplicate {
+                    run_id: run,
+                    account_id: account,
+                }
+            } else {
+                Intake::Accepted {
+                    run_id: run,
+                    account_id: account,
+                    account_complete: false,
+                    finalized: false,
+                }
+            });
+        };
+        self.notify_owners(&manifest, &whole).await?;
+        let finalized = if self.all_reported(&manifest).await? {
+            self.finalize(&run).await?.is_some()
+        } else {
+            false
+        };
+        if duplicate {
+            return Ok(Intake::Duplicate {
+                run_id: run,
+                account_id: account,
+            });
+        }
+        Ok(Intake::Accepted {
+            run_id: run,
+            account_id: account,
+            account_complete: true,
+            finalized,
+        })
+    }
+
+    async fn reject(&self, why: Rejection) -> Intake {
+        tracing::error!(reason = %why, "result rejected");
+        self.alert(
+            "keyfleet: result rejected",
+            &format!("A result message was rejected: {why}"),
+        )
+        .await;
+        Intake::Rejected(why)
+    }
+
+    /// The reassembled result of an account, once all the parts of one
+    /// delivery attempt are stored (the earliest complete attempt wins).
+    pub async fn account_result(
+        &self,
+        run: &str,
+        account: &str,
+    ) -> Result<Option<AccountResult>, CoordinatorError> {
+        let prefix = store::account_results_prefix(run, account);
+        let keys = self.store.list(&prefix).await?;
+        let Some((_, complete)) = store::complete_attempts(&keys).into_iter().next() else {
+            return Ok(None);
+        };
+        let mut all = Vec::with_capacity(complete.len());
+        for k in &complete {
+            if let Some(b) = self.store.get(k).await? {
+                match decode::<AccountResult>(&b) {
+                    Ok(r) => all.push(r),
+                    Err(e) => tracing::error!(key = %k, error = %e, "stored part unreadable"),
+                }
+            }
+        }
+        match keyfleet_protocol::parts::reassemble(all) {
+            Ok(r) => Ok(Some(r)),
+            Err(e) => {
+                // Parts that disagree cannot be trusted; the account is
+                // reported missing at the deadline and the reason logged.
+                tracing::error!(run_id = %run, account = %account, error = %e, "result parts do not fit together");
+                Ok(None)
+            }
+        }
+    }
+
+    async fn all_reported(&self, manifest: &RunManifest) -> Result<bool, CoordinatorError> {
+        let keys = self
+            .store
+            .list(&store::results_prefix(&manifest.run_id))
+            .await?;
+        let mut by_account: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for k in &keys {
+            if let Some(account) = store::result_account(&manifest.run_id, k) {
+                by_account.entry(account).or_default().push(k.clone());
+            }
+        }
+        Ok(manifest
+            .accounts
+            .iter()
+            .filter(|a| a.dispatch == Dispatch::Sent)
+            .all(|a| {
+                by_account
+                    .get(a.account_id.as_str())
+                    .is_some_and(|ks| !store::complete_attempts(ks).is_empty())
+            }))
+    }
+}

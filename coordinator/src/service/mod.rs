@@ -1,0 +1,189 @@
+//! The coordinator's operations: start a run, take results in, notify
+//! owners, finalize, sweep. Built once per process with its clients.
+//!
+//! This module holds the types every operation shares (configuration,
+//! clients, errors, the [`Coordinator`] itself) and reading a manifest; each
+//! job of the service has its own module with its own `impl Coordinator`:
+//!
+//! - [`dispatch`]: start a run, send the jobs;
+//! - [`intake`]: validate and store results, detect completion;
+//! - [`notify`]: owner emails and alerts, each sent once ("claim, send,
+//!   release on failure");
+//! - [`finalize`]: the report, the summary, the alerts, the sweep and
+//!   reading reports back.
+//!
+//! Jobs go out with one SendMessage per account (SQS batches must target a
+//! single queue, and every account has its own), sixteen at a time. An
+//! account whose `keyfleet-jobs` queue does not exist has no agent: it is
+//! recorded as such in the manifest, not treated as a crash.
+//!
+//! Intake separates the two kinds of failure: a result that is forged or
+//! malformed is rejected (logged, alerted, and the message consumed: retrying
+//! it cannot help), while an infrastructure failure (S3, SES) is returned as
+//! an error so the SQS message is retried. An owner address that the
+//! deliverability rule refuses under the run's policy (the manifest's, with
+//! its `owner_domains`) is neither: nothing is sent to it, it is recorded
+//! and alerted once, the report's row of the user says why, and the rest of
+//! the result is taken in as usual.
+
+mod dispatch;
+mod finalize;
+mod intake;
+mod notify;
+
+use crate::org::OrgError;
+use crate::store::{self, RunStore, StoreError};
+use keyfleet_protocol::{decode, JobMode, Policy, PrivateKey, ProtocolError, RunManifest};
+use std::sync::Arc;
+use time::OffsetDateTime;
+
+/// Settings of a coordinator deployment.
+#[derive(Debug, Clone)]
+pub struct CoordinatorConfig {
+    pub region: String,
+    pub report_bucket: String,
+    pub results_queue_url: String,
+    pub alerts_topic_arn: Option<String>,
+    pub sender: String,
+    pub security_team: Vec<String>,
+    pub ses_configuration_set: Option<String>,
+    pub exclude_accounts: Vec<String>,
+    pub exclude_ous: Vec<String>,
+    pub policy: Policy,
+    /// Name of the member accounts' jobs queue.
+    pub jobs_queue_name: String,
+    /// How long agents have before a run is finalized without them.
+    pub deadline: time::Duration,
+}
+
+impl CoordinatorConfig {
+    /// The production queue URL of an account's agent.
+    pub fn jobs_queue_url(&self, account: &str) -> String {
+        format!(
+            "https://sqs.{}.amazonaws.com/{account}/{}",
+            self.region, self.jobs_queue_name
+        )
+    }
+}
+
+/// The clients the coordinator needs, built once.
+#[derive(Debug, Clone)]
+pub struct CoordinatorClients {
+    pub s3: aws_sdk_s3::Client,
+    pub sqs: aws_sdk_sqs::Client,
+    pub ses: aws_sdk_sesv2::Client,
+    pub sns: aws_sdk_sns::Client,
+    /// Organizations, with the org-reader role's credentials.
+    pub org: aws_sdk_organizations::Client,
+}
+
+/// Everything that can stop an operation.
+#[derive(Debug, thiserror::Error)]
+pub enum CoordinatorError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Org(#[from] OrgError),
+    #[error("run {0} has no manifest")]
+    UnknownRun(String),
+    #[error("manifest of run {run} is unreadable: {error}")]
+    Manifest { run: String, error: ProtocolError },
+    #[error("SES SendEmail to {to} failed: {message}")]
+    Ses { to: String, message: String },
+    #[error("building the email for {user} failed: {message}")]
+    Mail { user: String, message: String },
+    #[error("invalid policy: {0}")]
+    Policy(String),
+    #[error("invalid request: {0}")]
+    Request(String),
+    /// The run was recorded, reported and alerted, but had no account to
+    /// run on.
+    #[error("run {run_id} failed: {description}; report: {report_url}")]
+    NoAccountSelected {
+        run_id: String,
+        description: String,
+        report_url: String,
+    },
+}
+
+/// Why a result was refused. Never retried.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    #[error("malformed result: {0}")]
+    Malformed(String),
+    #[error("result for unknown run {0}")]
+    UnknownRun(String),
+    #[error("result from account {account}, which run {run} did not send a job to")]
+    UnknownAccount { run: String, account: String },
+    #[error(
+        "result for account {account} in run {run} carries a token that does not match the job's"
+    )]
+    BadToken { run: String, account: String },
+}
+
+/// What intake did with one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Intake {
+    /// Stored; the account is complete when `account_complete`.
+    Accepted {
+        run_id: String,
+        account_id: String,
+        account_complete: bool,
+        /// The run was finalized by this message.
+        finalized: bool,
+    },
+    /// A copy of a part already stored: dropped.
+    Duplicate { run_id: String, account_id: String },
+    /// Refused (logged and alerted).
+    Rejected(Rejection),
+}
+
+/// What to run.
+#[derive(Debug, Clone, Default)]
+pub struct RunRequest {
+    pub dry_run: bool,
+    /// Only these accounts (`None` = the whole organization).
+    pub accounts: Option<Vec<String>>,
+    pub mode: JobMode,
+    /// Evaluate as of this instant (dry runs only).
+    pub as_of: Option<OffsetDateTime>,
+    /// Overrides the configured policy for this run.
+    pub policy: Option<Policy>,
+}
+
+/// A coordinator: configuration, clients and the private key, built once.
+#[derive(Clone)]
+pub struct Coordinator {
+    pub config: CoordinatorConfig,
+    clients: CoordinatorClients,
+    store: RunStore,
+    key: Arc<PrivateKey>,
+}
+
+impl Coordinator {
+    pub fn new(config: CoordinatorConfig, clients: CoordinatorClients, key: PrivateKey) -> Self {
+        let store = RunStore::new(clients.s3.clone(), config.report_bucket.clone());
+        Coordinator {
+            config,
+            clients,
+            store,
+            key: Arc::new(key),
+        }
+    }
+
+    pub fn store(&self) -> &RunStore {
+        &self.store
+    }
+
+    async fn manifest(&self, run_id: &str) -> Result<Option<RunManifest>, CoordinatorError> {
+        let Some(bytes) = self.store.get(&store::manifest_key(run_id)).await? else {
+            return Ok(None);
+        };
+        decode(&bytes)
+            .map(Some)
+            .map_err(|error| CoordinatorError::Manifest {
+                run: run_id.to_string(),
+                error,
+            })
+    }
+}

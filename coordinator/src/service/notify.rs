@@ -1,0 +1,299 @@
+//! Notify: everything the coordinator sends to people. Owner emails (the new
+//! key, its password, the notices) go out exactly once through one helper,
+//! "claim in the store, send, release the claim on failure", which the
+//! finalize marker of the summary email uses too; refused owner addresses
+//! are recorded and alerted once; SES and SNS are called only from here.
+
+use super::{Coordinator, CoordinatorError};
+use crate::mail::{self, MailContext, NewKeyInfo};
+use crate::store::{self, Put};
+use crate::zipbox;
+use aws_sdk_sesv2::primitives::Blob;
+use aws_sdk_sesv2::types::{Destination, EmailContent, RawMessage};
+use futures::stream::{self, StreamExt};
+use keyfleet_protocol::{AccountResult, Action, Notice, Outcome, RunManifest};
+use std::future::Future;
+use time::OffsetDateTime;
+
+/// What [`Coordinator::send_once`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Sent {
+    /// This call claimed the key and the send succeeded.
+    Sent,
+    /// The key was claimed already: nothing was sent.
+    AlreadyClaimed,
+}
+
+fn ses_message<E, R>(e: &aws_sdk_sesv2::error::SdkError<E, R>) -> String
+where
+    E: aws_sdk_sesv2::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    use aws_sdk_sesv2::error::ProvideErrorMetadata;
+    match e.code() {
+        Some(c) => format!("{c}: {}", e.message().unwrap_or("")),
+        None => aws_sdk_sesv2::error::DisplayErrorContext(e).to_string(),
+    }
+}
+
+impl Coordinator {
+    /// Sends the owners of one account their emails, each exactly once.
+    /// Users are independent, so several are served at once; one user's
+    /// emails keep their order (key file, password, notices).
+    pub(super) async fn notify_owners(
+        &self,
+        manifest: &RunManifest,
+        result: &AccountResult,
+    ) -> Result<(), CoordinatorError> {
+        if result.dry_run {
+            return Ok(());
+        }
+        let now = OffsetDateTime::now_utc();
+        let outcomes: Vec<Result<(), CoordinatorError>> = stream::iter(&result.users)
+            .map(|user| self.notify_user(manifest, result, user, now))
+            .buffer_unordered(8)
+            .collect()
+            .await;
+        outcomes.into_iter().collect()
+    }
+
+    async fn notify_user(
+        &self,
+        manifest: &RunManifest,
+        result: &AccountResult,
+        user: &keyfleet_protocol::UserReport,
+        now: OffsetDateTime,
+    ) -> Result<(), CoordinatorError> {
+        let Some(to) = user.email.clone() else {
+            return Ok(());
+        };
+        if let Some(why) = mail::owner_refusal(&manifest.policy, result, user) {
+            return self.refuse_owner(manifest, result, user, &why).await;
+        }
+        let ctx = MailContext {
+            sender: self.config.sender.clone(),
+            account_id: result.account_id.clone(),
+            account_alias: result.account_alias.clone(),
+            user_name: user.user_name.clone(),
+            to,
+            now,
+            run_id: result.run_id.clone(),
+        };
+        if manifest.policy.delivery.by_email() {
+            for sealed in result
+                .sealed
+                .iter()
+                .filter(|s| s.user_name == user.user_name)
+            {
+                let ledger = store::ledger_key(
+                    &result.account_id,
+                    &user.user_name,
+                    &sealed.access_key_id,
+                    "new_key",
+                );
+                self.send_once(
+                    &ledger,
+                    manifest.run_id.clone().into_bytes(),
+                    "text/plain",
+                    self.deliver_key(&ctx, user, result, sealed),
+                )
+                .await?;
+            }
+        }
+        for rec in &user.actions {
+            let (Action::Notify { notice }, Outcome::Done { .. }) = (&rec.action, &rec.result)
+            else {
+                continue;
+            };
+            let ledger = store::ledger_key(
+                &result.account_id,
+                &user.user_name,
+                notice.key_id(),
+                notice.kind(),
+            );
+            let send = async {
+                match mail::notice_email(&ctx, notice) {
+                    Ok(m) => self.send_email(&m).await,
+                    Err(e) => {
+                        // A bad address never fixes itself: log, keep the claim.
+                        tracing::error!(user = %user.user_name, error = %e, "notice not sendable");
+                        Ok(())
+                    }
+                }
+            };
+            self.send_once(
+                &ledger,
+                manifest.run_id.clone().into_bytes(),
+                "text/plain",
+                send,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Claims `key` (a create-if-absent put of `claim`), then runs `send`
+    /// only if this call made the claim. A failed send releases the claim
+    /// (deletes `key`) so a retry sends it; a claim already held means it
+    /// was sent (or is being sent) elsewhere, and nothing is done.
+    pub(super) async fn send_once(
+        &self,
+        key: &str,
+        claim: Vec<u8>,
+        content_type: &str,
+        send: impl Future<Output = Result<(), CoordinatorError>>,
+    ) -> Result<Sent, CoordinatorError> {
+        if !self.claim(key, claim, content_type).await? {
+            return Ok(Sent::AlreadyClaimed);
+        }
+        self.release_on_failure(key, send.await).await?;
+        Ok(Sent::Sent)
+    }
+
+    /// The first half of [`Coordinator::send_once`]: `true` when this call
+    /// created `key`, `false` when it already existed.
+    pub(super) async fn claim(
+        &self,
+        key: &str,
+        claim: Vec<u8>,
+        content_type: &str,
+    ) -> Result<bool, CoordinatorError> {
+        Ok(self.store.put_new(key, claim, content_type).await? == Put::Created)
+    }
+
+    /// The second half of [`Coordinator::send_once`]: when `sent` failed,
+    /// releases the claim on `key` so the retry sends it, and returns the
+    /// send's error.
+    pub(super) async fn release_on_failure(
+        &self,
+        key: &str,
+        sent: Result<(), CoordinatorError>,
+    ) -> Result<(), CoordinatorError> {
+        if let Err(e) = sent {
+            self.store.delete(key).await?;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// An owner the deliverability rule refuses (under the run's policy):
+    /// nothing is sent, since retrying cannot fix an address. It is recorded
+    /// once per run, account and user, and alerted once; the report's row of
+    /// the user says it (see [`Coordinator::finalize`]).
+    async fn refuse_owner(
+        &self,
+        manifest: &RunManifest,
+        result: &AccountResult,
+        user: &keyfleet_protocol::UserReport,
+        why: &keyfleet_protocol::AddressError,
+    ) -> Result<(), CoordinatorError> {
+        let text = mail::refusal_text(why);
+        let key = store::refusal_key(&manifest.run_id, &result.account_id, &user.user_name);
+        if !self
+            .claim(&key, text.clone().into_bytes(), "text/plain")
+            .await?
+        {
+            return Ok(());
+        }
+        tracing::error!(run_id = %manifest.run_id, account = %result.account_id, user = %user.user_name, reason = %why, "owner address not deliverable; nothing sent");
+        self.alert(
+            &format!(
+                "keyfleet run {}: owner address not deliverable",
+                manifest.run_id
+            ),
+            &format!(
+                "Run {}, account {}, user {}: {text}. Correct the user's `{}` tag; the run's report lists the user.",
+                manifest.run_id, result.account_id, user.user_name, manifest.policy.email_tag
+            ),
+        )
+        .await;
+        Ok(())
+    }
+
+    async fn deliver_key(
+        &self,
+        ctx: &MailContext,
+        user: &keyfleet_protocol::UserReport,
+        result: &AccountResult,
+        sealed: &keyfleet_protocol::SealedCredential,
+    ) -> Result<(), CoordinatorError> {
+        let mail_err = |m: String| CoordinatorError::Mail {
+            user: user.user_name.clone(),
+            message: m,
+        };
+        let cred = keyfleet_protocol::seal::open(&self.key, &result.account_id, sealed)
+            .map_err(|e| mail_err(e.to_string()))?;
+        let password = zipbox::generate_password();
+        let (zip_name, zip) =
+            zipbox::credentials_zip(&cred, &password, result.account_alias.as_deref())
+                .map_err(|e| mail_err(e.to_string()))?;
+        let (old, on) = user
+            .actions
+            .iter()
+            .find_map(|a| match &a.action {
+                Action::Notify {
+                    notice: Notice::DeactivationScheduled { key_id, on, .. },
+                } => Some((Some(key_id.as_str()), Some(*on))),
+                _ => None,
+            })
+            .unwrap_or((None, None));
+        let info = NewKeyInfo {
+            access_key_id: cred.access_key_id.clone(),
+            created: cred.created,
+        };
+        let m1 = mail::new_key_email(ctx, &info, &zip_name, &zip, on, old)
+            .map_err(|e| mail_err(e.to_string()))?;
+        let m2 = mail::password_email(ctx, &cred.access_key_id, &password)
+            .map_err(|e| mail_err(e.to_string()))?;
+        self.send_email(&m1).await?;
+        self.send_email(&m2).await?;
+        tracing::info!(account = %result.account_id, user = %user.user_name, key = %mail::short_key(&cred.access_key_id), "new key delivered by email");
+        Ok(())
+    }
+
+    pub(super) async fn send_email(&self, m: &mail::Email) -> Result<(), CoordinatorError> {
+        let raw = RawMessage::builder()
+            .data(Blob::new(m.raw.clone()))
+            .build()
+            .map_err(|e| CoordinatorError::Ses {
+                to: m.to.join(","),
+                message: e.to_string(),
+            })?;
+        self.clients
+            .ses
+            .send_email()
+            .from_email_address(&self.config.sender)
+            .destination(
+                Destination::builder()
+                    .set_to_addresses(Some(m.to.clone()))
+                    .build(),
+            )
+            .content(EmailContent::builder().raw(raw).build())
+            .set_configuration_set_name(self.config.ses_configuration_set.clone())
+            .send()
+            .await
+            .map_err(|e| CoordinatorError::Ses {
+                to: m.to.join(","),
+                message: ses_message(&e),
+            })?;
+        Ok(())
+    }
+
+    pub(super) async fn alert(&self, subject: &str, message: &str) {
+        let Some(topic) = &self.config.alerts_topic_arn else {
+            return;
+        };
+        if let Err(e) = self
+            .clients
+            .sns
+            .publish()
+            .topic_arn(topic)
+            .subject(subject.chars().take(100).collect::<String>())
+            .message(message)
+            .send()
+            .await
+        {
+            tracing::error!(error = %aws_sdk_sns::error::DisplayErrorContext(e), "SNS alert not sent");
+        }
+    }
+}
