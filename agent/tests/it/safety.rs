@@ -359,3 +359,48 @@ async fn unowned_key_past_the_hard_limit_is_deactivated_then_deleted_a_window_la
     let last = run(&acct).await;
     assert!(acct.keys("unowned").await.is_empty(), "{:?}", last.users);
 }
+
+/// The same lost response, made by the emulator's fault switch instead of
+/// the agent's own hook: IAM creates the key, then the connection drops
+/// (the SDK's retry then meets the two-key limit). The key nobody received
+/// is deleted in the same run and the next run rotates normally.
+#[tokio::test]
+async fn lost_create_response_from_the_emulator_leaves_no_orphan_key() {
+    let mut acct = new_account().await;
+    let name = format!("lost-{}", rand_suffix());
+    acct.populate(&[user(name.clone(), vec![key(85, true, Some(1))])])
+        .await;
+    let old = acct.created[&name][0].clone();
+    emu()
+        .set_faults(serde_json::json!({"seed": 1, "rules": [{
+            "service": "iam", "action": "CreateAccessKey", "kind": "do_then_drop",
+            "account": acct.account_id, "match": {"UserName": name},
+            "first_attempts": 1
+        }]}))
+        .unwrap();
+    let result = acct.agent.handle(&acct.job(Policy::default())).await;
+    let injected = emu().faults().unwrap()["injected"].clone();
+    emu().clear_faults().unwrap();
+    let result = result.unwrap();
+    assert!(
+        injected.as_u64().unwrap_or(0) >= 1,
+        "fault fired: {injected}"
+    );
+    assert_eq!(
+        acct.keys(&name).await,
+        vec![(old.clone(), true)],
+        "the key IAM created but nobody received is gone"
+    );
+    let u = &result.users[0];
+    assert_eq!(u.verdict, Verdict::Failed, "{u:?}");
+    assert!(result.sealed.is_empty());
+    let next = acct
+        .agent
+        .handle(&acct.job(Policy::default()))
+        .await
+        .unwrap();
+    let keys = acct.keys(&name).await;
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert_eq!(next.sealed.len(), 1);
+    assert_eq!(next.sealed[0].access_key_id, keys[1].0);
+}

@@ -245,6 +245,41 @@ impl Emulator {
         resp.body_mut().read_json().or(Ok(serde_json::Value::Null))
     }
 
+    /// Replaces the harness's fault rules (`POST /_keyfleet/faults`, see
+    /// tests/emulator/README.md, "Faults on demand"): `{"seed": N, "rules":
+    /// [...]}`. The rules are global to the harness: scope each rule to the
+    /// test's own account and names (`account`, `match`).
+    pub fn set_faults(&self, faults: serde_json::Value) -> Result<(), EmulatorError> {
+        self.post("/_keyfleet/faults", faults).map(|_| ())
+    }
+
+    /// The fault rules with what each matched and injected.
+    pub fn faults(&self) -> Result<serde_json::Value, EmulatorError> {
+        let mut resp = ureq::get(&format!("{}/_keyfleet/faults", self.endpoint))
+            .call()
+            .map_err(|e| EmulatorError::Request {
+                what: "/_keyfleet/faults".into(),
+                error: e.to_string(),
+            })?;
+        resp.body_mut()
+            .read_json()
+            .map_err(|e| EmulatorError::Request {
+                what: "/_keyfleet/faults".into(),
+                error: e.to_string(),
+            })
+    }
+
+    /// Removes every fault rule.
+    pub fn clear_faults(&self) -> Result<(), EmulatorError> {
+        ureq::delete(&format!("{}/_keyfleet/faults", self.endpoint))
+            .call()
+            .map_err(|e| EmulatorError::Request {
+                what: "/_keyfleet/faults".into(),
+                error: e.to_string(),
+            })?;
+        Ok(())
+    }
+
     /// Ages every access key (creation and last use) by `days`, in every
     /// account or only in `account`.
     pub fn advance_clock(&self, days: f64, account: Option<&str>) -> Result<(), EmulatorError> {
