@@ -376,11 +376,7 @@ pub fn summary_email(
         check_address("recipient", addr)?;
     }
     let t = &report.totals;
-    let problems: Vec<_> = report
-        .accounts
-        .iter()
-        .filter(|a| a.state.is_problem())
-        .collect();
+    let problems = render::problem_accounts(report);
     let rotated = t.by_verdict.get("rotated").copied().unwrap_or(0);
     let failure = crate::outcome::run_failure(report).zip(crate::outcome::describe(report));
     let dry = if report.dry_run { " [DRY RUN]" } else { "" };

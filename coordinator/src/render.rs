@@ -272,6 +272,16 @@ pub(crate) fn date_utc(t: OffsetDateTime) -> String {
         .unwrap_or_default()
 }
 
+/// The accounts whose state needs attention, in report order (the report's
+/// and the summary mail's "problems" list).
+pub(crate) fn problem_accounts(report: &RunReport) -> Vec<&AccountReport> {
+    report
+        .accounts
+        .iter()
+        .filter(|a| a.state.is_problem())
+        .collect()
+}
+
 /// `still in use` for `still_in_use`: a verdict, state or notice kind as
 /// a label (shared by the report and the summary mail).
 pub(crate) fn label(s: &str) -> String {
@@ -549,11 +559,7 @@ pub fn to_html(report: &RunReport) -> String {
     for (_, c) in &counts {
         total.add(*c);
     }
-    let problems: Vec<&AccountReport> = report
-        .accounts
-        .iter()
-        .filter(|a| a.state.is_problem())
-        .collect();
+    let problems = problem_accounts(report);
     let failed_users: Vec<(&AccountReport, &UserReport)> = report
         .accounts
         .iter()

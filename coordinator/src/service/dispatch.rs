@@ -98,13 +98,7 @@ impl Coordinator {
             skipped,
         };
         // The manifest exists before any job, so no result can beat it.
-        self.store
-            .put(
-                &store::manifest_key(&run_id),
-                encode(&manifest),
-                "application/json",
-            )
-            .await?;
+        self.put_manifest(&manifest).await?;
 
         let jobs: Vec<Job> = selected
             .iter()
@@ -137,13 +131,7 @@ impl Coordinator {
                 a.dispatch = d.clone();
             }
         }
-        self.store
-            .put(
-                &store::manifest_key(&run_id),
-                encode(&manifest),
-                "application/json",
-            )
-            .await?;
+        self.put_manifest(&manifest).await?;
         tracing::info!(
             run_id = %run_id,
             accounts = manifest.accounts.len(),

@@ -33,7 +33,7 @@ mod notify;
 
 use crate::org::OrgError;
 use crate::store::{self, RunStore, StoreError};
-use keyfleet_protocol::{decode, JobMode, Policy, PrivateKey, ProtocolError, RunManifest};
+use keyfleet_protocol::{decode, encode, JobMode, Policy, PrivateKey, ProtocolError, RunManifest};
 use std::sync::Arc;
 use time::OffsetDateTime;
 
@@ -173,6 +173,18 @@ impl Coordinator {
 
     pub fn store(&self) -> &RunStore {
         &self.store
+    }
+
+    /// Writes (or rewrites) a run's manifest.
+    async fn put_manifest(&self, manifest: &RunManifest) -> Result<(), CoordinatorError> {
+        self.store
+            .put(
+                &store::manifest_key(&manifest.run_id),
+                encode(manifest),
+                "application/json",
+            )
+            .await?;
+        Ok(())
     }
 
     async fn manifest(&self, run_id: &str) -> Result<Option<RunManifest>, CoordinatorError> {
