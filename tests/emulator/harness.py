@@ -28,6 +28,9 @@ service (pass it as endpoint_url). The harness adds control endpoints under
     GET/POST /_keyfleet/iam/enforce     {"enabled": bool, "role_name_patterns": [...]}
     GET/DELETE /_keyfleet/iam/decisions -> {"decisions": [...]} / clears them
 
+Lambda Invoke (RequestResponse) of a provided.* function runs its bootstrap
+natively (ext_lambda_exec.py).
+
 The extensions live in ext_*.py, one module per gap, each patched into moto
 before the first request (see each module's docstring).
 """
@@ -150,6 +153,7 @@ def install_extensions(moto_lambda_delivery: bool) -> None:
     import ext_iam_enforce
     import ext_iam_paging
     import ext_lambda
+    import ext_lambda_exec
     import ext_organizations
     import ext_secretsmanager
     import ext_ses
@@ -166,6 +170,7 @@ def install_extensions(moto_lambda_delivery: bool) -> None:
     ext_secretsmanager.install()
     ext_iam_enforce.install()
     ext_faults.install()
+    ext_lambda_exec.install()
     if not moto_lambda_delivery:
         ext_lambda.install()
 

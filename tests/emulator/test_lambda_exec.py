@@ -1,0 +1,147 @@
+"""Lambda execution of provided.* functions in the harness (ext_lambda_exec.py)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import time
+import zipfile
+from typing import Any
+
+import boto3
+import pytest
+
+from test_harness import REGION, Emulator, emu  # noqa: F401 (fixture)
+
+ACCOUNT = "314159265358"
+ROLE = "keyfleet-exec-test-role"
+ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/{ROLE}"
+
+BOOTSTRAP = r'''#!/usr/bin/env python3
+import json, os, time, urllib.request
+
+api = "http://" + os.environ["AWS_LAMBDA_RUNTIME_API"] + "/2018-06-01/runtime"
+with urllib.request.urlopen(api + "/invocation/next") as r:
+    event = json.loads(r.read())
+    rid = r.headers["Lambda-Runtime-Aws-Request-Id"]
+    meta = {k: r.headers[k] for k in ("Lambda-Runtime-Deadline-Ms", "Lambda-Runtime-Invoked-Function-Arn")}
+
+mode = event.get("mode")
+if mode == "sleep":
+    with open(event["pidfile"], "w") as f:
+        f.write(str(os.getpid()))
+    time.sleep(60)
+if mode == "fail":
+    url, body = api + "/invocation/" + rid + "/error", {"errorMessage": "boom", "errorType": "KeyfleetError"}
+else:
+    keys = [k for k in os.environ if k.startswith(("AWS_", "_HANDLER", "LAMBDA_", "KF_"))]
+    url, body = api + "/invocation/" + rid + "/response", {
+        "event": event, "meta": meta, "env": {k: os.environ[k] for k in keys}, "cwd": os.getcwd()}
+req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST")
+if mode == "fail":
+    req.add_header("Lambda-Runtime-Function-Error-Type", "KeyfleetError")
+urllib.request.urlopen(req).read()
+'''
+
+
+def _zip() -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        info = zipfile.ZipInfo("bootstrap")
+        info.external_attr = 0o644 << 16  # not executable: the harness must chmod it
+        zf.writestr(info, BOOTSTRAP)
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def fn(emu: Emulator) -> dict[str, Any]:  # noqa: F811
+    emu.client("iam", ACCOUNT).create_role(
+        RoleName=ROLE,
+        AssumeRolePolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"Service": "lambda.amazonaws.com"},
+                        "Action": "sts:AssumeRole",
+                    }
+                ],
+            }
+        ),
+    )
+    lam = emu.client("lambda", ACCOUNT)
+    created = lam.create_function(
+        FunctionName="kf-exec",
+        Runtime="provided.al2023",
+        Role=ROLE_ARN,
+        Handler="bootstrap",
+        Code={"ZipFile": _zip()},
+        Timeout=1,
+        MemorySize=256,
+        Environment={"Variables": {"KF_GREETING": "hello"}},
+    )
+    return {"lam": lam, "arn": created["FunctionArn"]}
+
+
+def _invoke(fn: dict[str, Any], event: Any) -> tuple[dict[str, Any], Any]:
+    resp = fn["lam"].invoke(FunctionName="kf-exec", Payload=json.dumps(event).encode())
+    return resp, json.loads(resp["Payload"].read())
+
+
+def test_event_round_trip_env_and_runtime_headers(fn: dict[str, Any], emu: Emulator) -> None:  # noqa: F811
+    before = time.time() * 1000
+    resp, out = _invoke(fn, {"hello": ["world", 1]})
+    assert resp["StatusCode"] == 200 and "FunctionError" not in resp
+    assert out["event"] == {"hello": ["world", 1]}
+    assert out["meta"]["Lambda-Runtime-Invoked-Function-Arn"] == fn["arn"]
+    assert before + 500 < int(out["meta"]["Lambda-Runtime-Deadline-Ms"]) < time.time() * 1000 + 1500
+    env = out["env"]
+    assert env["KF_GREETING"] == "hello"
+    assert env["AWS_LAMBDA_FUNCTION_NAME"] == "kf-exec"
+    assert env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] == "256"
+    assert env["AWS_LAMBDA_FUNCTION_VERSION"] == "$LATEST"
+    assert env["AWS_REGION"] == env["AWS_DEFAULT_REGION"] == REGION
+    assert env["_HANDLER"] == "bootstrap"
+    assert env["LAMBDA_TASK_ROOT"] == out["cwd"]
+    assert env["AWS_ENDPOINT_URL"] == emu.endpoint
+    assert env["AWS_LAMBDA_RUNTIME_API"].startswith("127.0.0.1:")
+
+
+def test_credentials_are_a_session_of_the_execution_role(fn: dict[str, Any], emu: Emulator) -> None:  # noqa: F811
+    _, out = _invoke(fn, {})
+    env = out["env"]
+    assert env["AWS_ACCESS_KEY_ID"].startswith("ASIA")
+    sts = boto3.client(
+        "sts",
+        endpoint_url=env["AWS_ENDPOINT_URL"],
+        region_name=REGION,
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        aws_session_token=env["AWS_SESSION_TOKEN"],
+    )
+    ident = sts.get_caller_identity()
+    assert ident["Account"] == ACCOUNT
+    assert ident["Arn"] == f"arn:aws:sts::{ACCOUNT}:assumed-role/{ROLE}/kf-exec"
+
+
+def test_function_error(fn: dict[str, Any]) -> None:
+    resp, out = _invoke(fn, {"mode": "fail"})
+    assert resp["StatusCode"] == 200
+    assert resp["FunctionError"] == "Unhandled"
+    assert out == {"errorMessage": "boom", "errorType": "KeyfleetError"}
+
+
+def test_timeout_kills_the_process(fn: dict[str, Any], tmp_path: Any) -> None:
+    pidfile = str(tmp_path / "pid")
+    start = time.monotonic()
+    resp, out = _invoke(fn, {"mode": "sleep", "pidfile": pidfile})
+    elapsed = time.monotonic() - start
+    assert 0.9 < elapsed < 5
+    assert resp["FunctionError"] == "Unhandled"
+    assert out["errorType"] == "Sandbox.Timedout"
+    assert out["errorMessage"].endswith("Task timed out after 1.00 seconds")
+    pid = int(open(pidfile).read())
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
