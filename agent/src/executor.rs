@@ -47,10 +47,6 @@ use keyfleet_protocol::{
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-/// Clock skew allowed between the agent and IAM when deciding that a key
-/// was created after an intent.
-const SKEW: time::Duration = time::Duration::minutes(5);
-
 /// What happens to a user's intent after the result is sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum AfterSend {
@@ -211,10 +207,9 @@ impl Agent {
             Err(e) => return Ok(self.user_failed(out, e)),
         };
         out.report.email = plan.email.clone();
-        out.report.note = match (out.report.note.take(), plan.note.clone()) {
-            (Some(a), Some(b)) => Some(format!("{a}; {b}")),
-            (a, b) => a.or(b),
-        };
+        if let Some(note) = plan.note.clone() {
+            add_note(&mut out.report, note);
+        }
         out.report.verdict = match (plan.verdict, &recovered) {
             (Verdict::PendingDeactivation | Verdict::Compliant, Some(_)) => Verdict::Rotated,
             (v, _) => v,
@@ -310,11 +305,14 @@ impl Agent {
         out: &mut UserOutcome,
     ) -> Result<Option<String>, String> {
         let name = ctx.name().to_string();
-        let record = ctx
-            .found
-            .trusted()
-            .cloned()
-            .unwrap_or_else(|| UserRecord::new(&self.account_id, &name));
+        // The intent comes from the trusted record: so do the stored copy's
+        // key id and sealed box.
+        let (current, sealed) = ctx.found.trusted().map_or((None, None), |r| {
+            (
+                r.current.as_ref().map(|c| c.access_key_id.clone()),
+                r.sealed.clone(),
+            )
+        });
         let strangers: Vec<_> = ctx
             .user
             .snapshot
@@ -325,12 +323,9 @@ impl Agent {
             .collect();
         let mut recovered = None;
         for key in strangers {
-            let stored = record
-                .current
-                .as_ref()
-                .is_some_and(|c| c.access_key_id == key.id);
+            let stored = current.as_deref() == Some(key.id.as_str());
             if stored {
-                if let Some(sealed) = &record.sealed {
+                if let Some(sealed) = &sealed {
                     tracing::info!(user = %name, run = %intent.run_id, "re-sending key stored by an interrupted run");
                     out.sealed = Some(sealed.clone());
                     out.report.actions.push(ActionRecord {
@@ -343,7 +338,7 @@ impl Agent {
                     continue;
                 }
             }
-            let ours = !stored && key.last_used.is_none() && key.created >= intent.at - SKEW;
+            let ours = !stored && intent.created_under(&key);
             if !ours {
                 tracing::warn!(user = %name, key = %key.id, "unexpected key left alone");
                 add_note(
@@ -573,11 +568,7 @@ impl Agent {
         };
         let orphans: Vec<String> = keys
             .iter()
-            .filter(|k| {
-                !intent.before.contains(&k.id)
-                    && k.last_used.is_none()
-                    && k.created >= intent.at - SKEW
-            })
+            .filter(|k| intent.created_under(k))
             .map(|k| k.id.clone())
             .collect();
         if orphans.is_empty() {

@@ -64,6 +64,20 @@ pub struct Intent {
     pub before: Vec<String>,
 }
 
+/// Clock skew allowed between the agent and IAM when deciding that a key
+/// was created after an intent.
+const SKEW: time::Duration = time::Duration::minutes(5);
+
+impl Intent {
+    /// The key may have been created by keyfleet under this intent: it is
+    /// not among the keys that existed, was created after the intent (with
+    /// [`SKEW`] of clock skew) and was never used. Only such a key, with no
+    /// stored copy, may ever be deleted by reconciliation.
+    pub fn created_under(&self, key: &KeyState) -> bool {
+        !self.before.contains(&key.id) && key.last_used.is_none() && key.created >= self.at - SKEW
+    }
+}
+
 /// A key keyfleet deactivated.
 ///
 /// `age_secs` is the key's age (by IAM's creation date) when it was

@@ -677,24 +677,6 @@ impl Rules<'_> {
         let window = self.recovery_window().max(Duration::from_secs(1));
         recorded.is_some_and(|at| self.since(at) < window)
     }
-
-    /// An inactive key whose deletion date has passed. `replacement` is the
-    /// youngest active key younger than it, if any; `recorded` when keyfleet
-    /// deactivated it (protected record).
-    fn expired(
-        &self,
-        key: &KeyState,
-        replacement: Option<&KeyState>,
-        recorded: Option<OffsetDateTime>,
-    ) -> bool {
-        let p = self.policy;
-        key.status == KeyStatus::Inactive
-            && self.age(key) >= p.delete_after
-            && self.idle(key) >= self.recovery_window()
-            && replacement
-                .is_none_or(|r| self.age(r) >= p.delete_after.saturating_sub(p.rotate_after))
-            && !self.recently_deactivated(recorded)
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -787,7 +769,12 @@ fn inactive_expired(
     replacement: Option<&KeyState>,
     recorded: Option<OffsetDateTime>,
 ) -> bool {
-    r.expired(key, replacement, recorded)
+    let p = r.policy;
+    key.status == KeyStatus::Inactive
+        && r.age(key) >= p.delete_after
+        && r.idle(key) >= r.recovery_window()
+        && replacement.is_none_or(|k| r.age(k) >= p.delete_after.saturating_sub(p.rotate_after))
+        && !r.recently_deactivated(recorded)
 }
 
 /// `t + d`, saturating at the largest date `time` can represent.
