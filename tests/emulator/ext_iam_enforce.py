@@ -23,7 +23,8 @@ bucket/object ARN) runs moto's code as before and then, while enforcement is
 enabled, checks requests whose SigV4 access key is an STS AssumeRole session
 (moto's ``sts_backends[account][partition].assumed_roles``) of a role whose
 name matches one of ``role_name_patterns`` (shell-style, default
-``keyfleet-agent*`` and ``keyfleet-coordinator*``). Everything else — the
+``keyfleet-agent*``, ``keyfleet-coordinator*`` and ``keyfleet-org-reader*``:
+the deployed roles). Everything else — the
 ``testing`` admin keys, IAM user keys, sessions of other roles (e.g.
 ``OrganizationAccountAccessRole``, ``keyfleet-test``) — is never checked.
 
@@ -40,6 +41,13 @@ always allowed (as in AWS). Evaluation: Allow/Deny, ``Action``/``NotAction``
 Condition counts as if it held; a Deny with a Condition is ignored), resource
 policies (bucket, queue, secret, key policies), permission boundaries, session
 policies, SCPs, policy variables.
+
+What the harness does itself under a function's execution role (the SQS
+event source poller, an async invocation's dead-letter queue, CloudWatch Logs
+for a function's output; see ext_lambda_esm.py, ext_lambda_async.py and
+ext_lambda_exec.py) is checked with
+``check_role_action`` (same evaluation, same decisions log, session name =
+the function's name), exactly as a request signed by that session would be.
 
 Control: ``POST /_keyfleet/iam/enforce`` ``{"enabled": true,
 "role_name_patterns": [...]}`` (both optional), ``GET`` reads the settings;
@@ -59,7 +67,7 @@ from urllib.parse import unquote, urlparse
 
 from control import ControlError
 
-DEFAULT_PATTERNS = ["keyfleet-agent*", "keyfleet-coordinator*"]
+DEFAULT_PATTERNS = ["keyfleet-agent*", "keyfleet-coordinator*", "keyfleet-org-reader*"]
 
 _lock = threading.Lock()
 _state: dict[str, Any] = {"enabled": False, "role_name_patterns": list(DEFAULT_PATTERNS)}
@@ -83,6 +91,7 @@ IAM_ACCOUNT_LEVEL = {
 
 _CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/[^/]+/([^/]+)/([^/]+)/")
 _QUEUE_PATH = re.compile(r"^/(\d{12})/([A-Za-z0-9_.\-]+)/?$")
+_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::(\d{12}):role/(?:.*/)?([^/]+)$")
 
 
 # -- control endpoints -------------------------------------------------------
@@ -474,11 +483,83 @@ def _xml(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def _enforced_role(role_name: str) -> bool:
+    with _lock:
+        if not _state["enabled"]:
+            return False
+        patterns = list(_state["role_name_patterns"])
+    return any(fnmatch.fnmatchcase(role_name, p) for p in patterns)
+
+
+def _decide(
+    account: str,
+    role_name: str,
+    session: str,
+    action: str,
+    resource: str,
+    documents: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """Evaluate one action on one resource, record it; the entry plus "message"."""
+    result = evaluate(documents, action, resource)
+    entry = {
+        "decision": "ALLOWED" if result == "allow" else "DENIED",
+        "account": account,
+        "role": role_name,
+        "session": session,
+        "action": action,
+        "resource": resource,
+        "reason": result,
+    }
+    _record(entry)
+    message = ""
+    if result != "allow":
+        principal = f"arn:aws:sts::{account}:assumed-role/{role_name}/{session}"
+        why = (
+            "with an explicit deny in an identity-based policy"
+            if result == "explicit-deny"
+            else f"because no identity-based policy allows the {action} action"
+        )
+        message = f"User: {principal} is not authorized to perform: {action} on resource: {resource} {why}"
+    return dict(entry, message=message)
+
+
+def check_role_action(role_arn: str, session: str, action: str, resource: str) -> dict[str, Any] | None:
+    """Check what a session of ``role_arn`` does without a request, and record it.
+
+    For the calls AWS services make with a role they hold (Lambda's SQS poller,
+    its dead-letter delivery, its CloudWatch Logs writes). Same rules as for a
+    request: ``None`` when it is not checked (enforcement off, or the role's
+    name matches no pattern); otherwise the recorded decision
+    (``{"decision", "account", "role", "session", "action", "resource",
+    "reason"}``) plus ``"message"``, the AccessDenied message when denied
+    (empty when allowed).
+    """
+    role = _role_of(role_arn)
+    if role is None:
+        return None
+    account, role_name = role
+    if not _enforced_role(role_name):
+        return None
+    return _decide(account, role_name, session, action, resource, role_documents(account, role_name))
+
+
+def _role_of(role_arn: str) -> tuple[str, str] | None:
+    """(account, role name) of a role ARN."""
+    match = _ROLE_ARN.match(role_arn or "")
+    return (match.group(1), match.group(2)) if match else None
+
+
+def policy_fingerprint(role_arn: str) -> str:
+    """Changes whenever a check of ``role_arn`` could decide differently."""
+    role = _role_of(role_arn)
+    documents = role_documents(*role) if role else []
+    return json.dumps([settings(), documents], sort_keys=True, default=str)
+
+
 def check(response: Any, moto_resource: str) -> None:
     with _lock:
         if not _state["enabled"]:
             return
-        patterns = list(_state["role_name_patterns"])
     headers = getattr(response, "headers", {}) or {}
     match = _CREDENTIAL.search(str(headers.get("Authorization") or ""))
     if not match:
@@ -489,7 +570,7 @@ def check(response: Any, moto_resource: str) -> None:
         return
     account, assumed = found
     role_name = assumed.role_arn.split("/")[-1]
-    if not any(fnmatch.fnmatchcase(role_name, p) for p in patterns):
+    if not _enforced_role(role_name):
         return
     action_name = response._get_action()
     if isinstance(action_name, list):
@@ -497,31 +578,11 @@ def check(response: Any, moto_resource: str) -> None:
     action = f"{service}:{action_name}"
     if action.lower() == "sts:getcalleridentity":
         return
-    principal = f"arn:aws:sts::{account}:assumed-role/{role_name}/{assumed.session_name}"
     documents = role_documents(account, role_name)
     for resource in resources_for(response, service, str(action_name), region, account, moto_resource):
-        result = evaluate(documents, action, resource)
-        entry = {
-            "decision": "ALLOWED" if result == "allow" else "DENIED",
-            "account": account,
-            "role": role_name,
-            "session": assumed.session_name,
-            "action": action,
-            "resource": resource,
-            "reason": result,
-        }
-        _record(entry)
-        if result != "allow":
-            why = (
-                "with an explicit deny in an identity-based policy"
-                if result == "explicit-deny"
-                else f"because no identity-based policy allows the {action} action"
-            )
-            raise _denied(
-                response,
-                service,
-                f"User: {principal} is not authorized to perform: {action} on resource: {resource} {why}",
-            )
+        decided = _decide(account, role_name, assumed.session_name, action, resource, documents)
+        if decided["decision"] != "ALLOWED":
+            raise _denied(response, service, decided["message"])
 
 
 def install() -> None:

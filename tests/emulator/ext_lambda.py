@@ -1,4 +1,4 @@
-"""Lambda: SQS event source mappings leave messages for the local agent.
+"""Lambda: moto's own SQS event source delivery never runs for what it cannot run.
 
 AWS: an SQS event source mapping polls the queue and runs the function; a
 message goes back to the queue (and, after maxReceiveCount, to the DLQ) only
@@ -9,21 +9,37 @@ synchronously receives the queue's visible messages and invokes the function
 in a Docker container. Without Docker (this project's machines and CI have
 none) every invocation fails, so each SendMessage bumps the receive count of
 every waiting message, makes them visible again, and with a redrive policy
-moves them to the DLQ — messages of a function that never ran. keyfleet's
-local fleet runs the agent in-process instead and reads ``keyfleet-jobs``
-itself, so those messages must stay in the queue.
+moves them to the DLQ — messages of a function that never ran.
 
 Patch: queues keep their mappings (CreateEventSourceMapping,
 ListEventSourceMappings and the StackSet template's
 AWS::Lambda::EventSourceMapping behave as before), but the per-message
-delivery loop in ``Queue.add_message`` sees no mapping, so messages wait in
-the queue for whoever receives them. Start the harness with
-``--moto-lambda-delivery`` to keep moto's behaviour (e.g. with Docker).
+delivery loop in ``Queue.add_message`` sees no mapping. The mappings of
+functions the harness can run (``provided.*`` runtime with a ``bootstrap``
+in the code zip) are delivered by ext_lambda_esm.py as Lambda does; all
+other mappings are parked: their messages wait in the queue for whoever
+receives them (keyfleet's local fleet uploads an empty zip and runs the
+agent in-process, reading ``keyfleet-jobs`` itself). Start the harness with
+``--moto-lambda-delivery`` to let moto deliver the mappings of the other
+functions its own way (e.g. with Docker); harness-run functions are never
+handed to moto.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+
+def harness_delivers(esm: Any, account: str, region: str) -> bool:
+    """Whether ext_lambda_esm.py delivers this mapping (its function can run here)."""
+    import ext_lambda_exec
+    from moto.awslambda.utils import get_backend
+
+    try:
+        fn = get_backend(account, region).get_function(esm.function_arn)
+    except Exception:
+        return False
+    return ext_lambda_exec.is_provided(fn) and ext_lambda_exec.has_bootstrap(fn)
 
 
 class ParkedMappings(dict):
@@ -33,19 +49,37 @@ class ParkedMappings(dict):
     and reads them in exactly one place that matters here: ``add_message``
     iterates ``.items()`` to invoke each function. Lookups and assignment
     (used when a mapping is created or checked) work as on a plain dict.
+    ``moto_delivers`` (``--moto-lambda-delivery``): ``items()`` yields the
+    mappings of functions the harness does not run, for moto to deliver.
     """
 
+    moto_delivers = False
+    queue_account = ""
+    queue_region = ""
+
     def items(self) -> Any:  # type: ignore[override]
-        return iter(())
+        if not self.moto_delivers:
+            return iter(())
+        return iter(
+            [
+                (arn, esm)
+                for arn, esm in list(dict.items(self))
+                if not harness_delivers(esm, self.queue_account, self.queue_region)
+            ]
+        )
 
 
-def install() -> None:
+def install(moto_delivery: bool = False) -> None:
     from moto.sqs.models import Queue
 
     original_init = Queue.__init__
 
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
         original_init(self, *args, **kwargs)
-        self.lambda_event_source_mappings = ParkedMappings(self.lambda_event_source_mappings)
+        parked = ParkedMappings(self.lambda_event_source_mappings)
+        parked.moto_delivers = moto_delivery
+        parked.queue_account = self.account_id
+        parked.queue_region = self.region
+        self.lambda_event_source_mappings = parked
 
     Queue.__init__ = __init__  # type: ignore[method-assign]

@@ -3,6 +3,7 @@
 Usage:
     python harness.py [--host 127.0.0.1] [--port 0] [--ready-file PATH]
                       [--parent-pid PID] [--log-requests]
+                      [--moto-lambda-delivery] [--lambda-max-processes N]
 
 With ``--port 0`` a free port is picked. Once the server accepts requests the
 port number is written to ``--ready-file`` (written to a temporary name in the
@@ -27,9 +28,21 @@ service (pass it as endpoint_url). The harness adds control endpoints under
     GET|POST|DELETE /_keyfleet/faults   faults on demand (ext_faults.py)
     GET/POST /_keyfleet/iam/enforce     {"enabled": bool, "role_name_patterns": [...]}
     GET/DELETE /_keyfleet/iam/decisions -> {"decisions": [...]} / clears them
+    GET    /_keyfleet/lambda/invocations -> {"invocations": [...]} (last 1000)
+    POST   /_keyfleet/lambda/settle     {"timeout": 120?, "accounts": [...]?}
+                                        -> {"ok": true, "settled": true} | 408
+    GET    /_keyfleet/lambda/mappings   -> SQS event source mapping counters
+    POST   /_keyfleet/sqs/visible       {"queue_url" | "queue_arn", "region"?}
+                                        -> {"ok": true, "made_visible": N}
+    POST   /_keyfleet/events/fire       {"rule", "account"?, "region"?, "event_bus"?}
+                                        -> {"ok": true, "invocations": [...], ...}
 
-Lambda Invoke (RequestResponse) of a provided.* function runs its bootstrap
-natively (ext_lambda_exec.py).
+provided.* Lambda functions run natively: their bootstrap on a synchronous
+Invoke (ext_lambda_exec.py), an asynchronous one with retries and the
+dead-letter queue (ext_lambda_async.py), from SQS event source mappings
+(ext_lambda_esm.py) and from EventBridge rules fired on demand
+(ext_events.py). At most --lambda-max-processes bootstraps run at once
+(default 8, or KEYFLEET_LAMBDA_MAX_PROCESSES).
 
 The extensions live in ext_*.py, one module per gap, each patched into moto
 before the first request (see each module's docstring).
@@ -67,6 +80,7 @@ def _json_response(start_response: Callable, status: int, body: Any) -> list[byt
         400: "Bad Request",
         404: "Not Found",
         405: "Method Not Allowed",
+        408: "Request Timeout",
         500: "Internal Server Error",
     }
     start_response(
@@ -103,8 +117,11 @@ class App:
         )
 
         import ext_clock
+        import ext_events
         import ext_faults
         import ext_iam_enforce
+        import ext_lambda_esm
+        import ext_lambda_exec
         import ext_ses
 
         self.moto = DomainDispatcherApplication(create_backend_app)
@@ -121,6 +138,11 @@ class App:
             ("GET", "faults"): ext_faults.snapshot,
             ("POST", "faults"): ext_faults.set_from_request,
             ("DELETE", "faults"): ext_faults.clear,
+            ("GET", "lambda/invocations"): ext_lambda_exec.invocations_snapshot,
+            ("POST", "lambda/settle"): ext_lambda_exec.settle_from_request,
+            ("GET", "lambda/mappings"): ext_lambda_esm.mappings_snapshot,
+            ("POST", "sqs/visible"): ext_lambda_esm.visible_from_request,
+            ("POST", "events/fire"): ext_events.fire_from_request,
         }
 
     def __call__(self, environ: dict[str, Any], start_response: Callable) -> Any:
@@ -140,19 +162,21 @@ class App:
             body = _read_json(environ) if method in ("POST", "PUT") else {}
             return _json_response(start_response, 200, handler(body))
         except ControlError as exc:
-            return _json_response(start_response, exc.status, {"error": exc.message})
+            return _json_response(start_response, exc.status, {"error": exc.message, **exc.body})
         except Exception as exc:  # answer JSON, and keep the details on stderr
             logging.getLogger("keyfleet.control").exception("%s %s failed", method, path)
             return _json_response(start_response, 500, {"error": f"{type(exc).__name__}: {exc}"})
 
 
-def install_extensions(moto_lambda_delivery: bool) -> None:
+def install_extensions(moto_lambda_delivery: bool, lambda_max_processes: int | None = None) -> None:
     import ext_cfn
     import ext_clock
     import ext_faults
     import ext_iam_enforce
     import ext_iam_paging
     import ext_lambda
+    import ext_lambda_async
+    import ext_lambda_esm
     import ext_lambda_exec
     import ext_organizations
     import ext_secretsmanager
@@ -170,9 +194,10 @@ def install_extensions(moto_lambda_delivery: bool) -> None:
     ext_secretsmanager.install()
     ext_iam_enforce.install()
     ext_faults.install()
-    ext_lambda_exec.install()
-    if not moto_lambda_delivery:
-        ext_lambda.install()
+    ext_lambda_exec.install(lambda_max_processes)
+    ext_lambda_async.install()
+    ext_lambda_esm.install()
+    ext_lambda.install(moto_delivery=moto_lambda_delivery)
 
 
 def _write_ready_file(path: str, port: int) -> None:
@@ -220,8 +245,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--moto-lambda-delivery",
         action="store_true",
-        help="keep moto's synchronous Lambda invocation from SQS event source "
-        "mappings (see ext_lambda.py; needs Docker)",
+        help="let moto invoke (in Docker) the functions of SQS event source "
+        "mappings the harness does not run itself (see ext_lambda.py)",
+    )
+    parser.add_argument(
+        "--lambda-max-processes",
+        type=int,
+        default=None,
+        help="Lambda bootstraps running at once in the whole harness (default "
+        "KEYFLEET_LAMBDA_MAX_PROCESSES or 8)",
     )
     args = parser.parse_args(argv)
 
@@ -248,7 +280,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from moto.moto_server.werkzeug_app import MotoRequestHandler
 
-    install_extensions(args.moto_lambda_delivery)
+    if args.lambda_max_processes is not None and args.lambda_max_processes < 1:
+        parser.error("--lambda-max-processes must be at least 1")
+    install_extensions(args.moto_lambda_delivery, args.lambda_max_processes)
     server = make_server(
         args.host, args.port, App(), threaded=True, request_handler=MotoRequestHandler
     )

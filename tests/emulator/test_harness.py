@@ -626,17 +626,28 @@ def test_key_used_sets_time_service_and_region(emu: Emulator) -> None:
 # -- Lambda event source mappings --------------------------------------------
 
 
-def _zip_bytes() -> bytes:
+def _zip_bytes(with_bootstrap: bool = True) -> bytes:
     import zipfile
 
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
-        zf.writestr("bootstrap", "#!/bin/sh\n")
+        if with_bootstrap:
+            zf.writestr("bootstrap", "#!/bin/sh\n")
     return buf.getvalue()
 
 
-def test_sqs_event_source_mapping_leaves_messages_in_the_queue(emu: Emulator) -> None:
-    account = "800000000001"
+# Mappings of functions the harness does not run stay parked: another runtime
+# (moto would need Docker), or a provided.* function whose zip has no
+# bootstrap (the empty zip of the in-process local fleet). provided.* functions
+# with a bootstrap are delivered: see test_lambda_delivery.py.
+@pytest.mark.parametrize(
+    "account,runtime,with_bootstrap",
+    [("800000000001", "python3.12", True), ("800000000002", "provided.al2023", False)],
+    ids=["other-runtime", "provided-without-bootstrap"],
+)
+def test_sqs_event_source_mapping_leaves_messages_in_the_queue(
+    emu: Emulator, account: str, runtime: str, with_bootstrap: bool
+) -> None:
     sqs = emu.client("sqs", account)
     lam = emu.client("lambda", account)
     dlq = sqs.create_queue(QueueName="jobs-dlq")["QueueUrl"]
@@ -652,10 +663,10 @@ def test_sqs_event_source_mapping_leaves_messages_in_the_queue(emu: Emulator) ->
     )["Role"]["Arn"]
     fn = lam.create_function(
         FunctionName="agent",
-        Runtime="provided.al2023",
+        Runtime=runtime,
         Handler="bootstrap",
         Role=role,
-        Code={"ZipFile": _zip_bytes()},
+        Code={"ZipFile": _zip_bytes(with_bootstrap)},
     )
     lam.create_event_source_mapping(EventSourceArn=arn, FunctionName=fn["FunctionArn"], BatchSize=10)
     assert len(lam.list_event_source_mappings()["EventSourceMappings"]) == 1
@@ -669,6 +680,9 @@ def test_sqs_event_source_mapping_leaves_messages_in_the_queue(emu: Emulator) ->
     assert {m["Attributes"]["ApproximateReceiveCount"] for m in got} == {"1"}
     dlq_count = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["ApproximateNumberOfMessages"])
     assert dlq_count["Attributes"]["ApproximateNumberOfMessages"] == "0"
+    (row,) = [r for r in emu.control("GET", "/_keyfleet/lambda/mappings")[1]["mappings"] if r["account"] == account]
+    assert row["delivering"] is False and "parked" in row["reason"]
+    assert row["batches"] == 0
 
 
 # -- StackSets auto-deployment -----------------------------------------------

@@ -20,6 +20,7 @@ QUEUE_ACCOUNT = "135792468013"
 ROLE = "keyfleet-agent-enforce-test"
 BUCKET = "kf-enforce-test-bucket"
 ADMIN = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+DEFAULT_PATTERNS = ["keyfleet-agent*", "keyfleet-coordinator*", "keyfleet-org-reader*"]
 
 POLICY = {
     "Version": "2012-10-17",
@@ -127,7 +128,7 @@ def enforced(emu: Emulator, world: dict[str, Any]) -> Iterator[dict[str, Any]]:
         emu.control(
             "POST",
             "/_keyfleet/iam/enforce",
-            {"enabled": False, "role_name_patterns": ["keyfleet-agent*", "keyfleet-coordinator*"]},
+            {"enabled": False, "role_name_patterns": DEFAULT_PATTERNS},
         )
 
 
@@ -156,7 +157,7 @@ def implicit(action: str, resource: str) -> str:
 def test_enforcement_is_off_by_default(emu: Emulator, world: dict[str, Any]) -> None:
     assert emu.control("GET", "/_keyfleet/iam/enforce") == (
         200,
-        {"enabled": False, "role_name_patterns": ["keyfleet-agent*", "keyfleet-coordinator*"]},
+        {"enabled": False, "role_name_patterns": DEFAULT_PATTERNS},
     )
     # Not allowed by the role's policy, but nothing is enforced.
     iam = role_client(emu, "iam")
@@ -265,6 +266,14 @@ def test_role_name_patterns_choose_the_checked_roles(emu: Emulator, enforced: di
     assert emu.control("POST", "/_keyfleet/iam/enforce", {"enabled": "yes"})[0] == 400
     assert emu.control("POST", "/_keyfleet/iam/enforce", {"role_name_patterns": "x"})[0] == 400
     assert emu.control("DELETE", "/_keyfleet/iam/enforce")[0] == 405
+
+
+def test_org_reader_role_is_checked_by_default(emu: Emulator, enforced: dict[str, Any]) -> None:
+    """keyfleet-org-reader* is a deployed role too: its sessions are checked (this one has no policy)."""
+    iam = role_client(emu, "iam", role="keyfleet-org-reader-enforce-test")
+    message = denied(lambda: iam.list_users(), "AccessDenied")
+    principal = "assumed-role/keyfleet-org-reader-enforce-test/enforce-test"
+    assert f"{principal} is not authorized to perform: iam:ListUsers" in message
 
 
 # -- managed policies, other services --------------------------------------------

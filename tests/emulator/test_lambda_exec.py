@@ -133,7 +133,7 @@ def test_function_error(fn: dict[str, Any]) -> None:
     assert out == {"errorMessage": "boom", "errorType": "KeyfleetError"}
 
 
-def test_timeout_kills_the_process(fn: dict[str, Any], tmp_path: Any) -> None:
+def test_timeout_kills_the_process(fn: dict[str, Any], tmp_path: Any, emu: Emulator) -> None:  # noqa: F811
     pidfile = str(tmp_path / "pid")
     start = time.monotonic()
     resp, out = _invoke(fn, {"mode": "sleep", "pidfile": pidfile})
@@ -145,3 +145,34 @@ def test_timeout_kills_the_process(fn: dict[str, Any], tmp_path: Any) -> None:
     pid = int(open(pidfile).read())
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+    (entry,) = [
+        e
+        for e in emu.control("GET", "/_keyfleet/lambda/invocations")[1]["invocations"]
+        if e["function_arn"] == fn["arn"] and e["status"] == "timeout"
+    ]
+    assert entry["error_type"] == "Sandbox.Timedout" and entry["max_rss_kib"] > 1000
+
+
+def _entries(emu: Emulator, fn: dict[str, Any]) -> list[dict[str, Any]]:
+    status, body = emu.control("GET", "/_keyfleet/lambda/invocations")
+    assert status == 200
+    return [e for e in body["invocations"] if e["function_arn"] == fn["arn"]]
+
+
+def test_invocation_log_records_each_synchronous_invoke(fn: dict[str, Any], emu: Emulator) -> None:  # noqa: F811
+    before = len(_entries(emu, fn))
+    _invoke(fn, {"hello": 1})
+    _invoke(fn, {"mode": "fail"})
+    ok, failed = _entries(emu, fn)[before:]
+    assert ok["source"] == failed["source"] == "invoke"
+    assert ok["account"] == ACCOUNT and ok["region"] == REGION and ok["attempt"] == 1
+    assert (ok["status"], ok["error_type"]) == ("ok", None)
+    assert (failed["status"], failed["error_type"]) == ("error", "KeyfleetError")
+    assert ok["request_id"] != failed["request_id"]
+    # Peak RSS of the bootstrap itself (a small Python process), not the harness's.
+    assert 1000 < ok["max_rss_kib"] < 100_000
+    assert ok["ended"] >= ok["started"] and ok["duration_ms"] >= 0
+    assert emu.control("POST", "/_keyfleet/lambda/settle", {"accounts": [ACCOUNT]}) == (
+        200,
+        {"ok": True, "settled": True},
+    )
