@@ -1,19 +1,16 @@
-//! The SQS-triggered Lambda handler: parse each record, run the job, report
+//! The SQS-triggered Lambda: parse each record, hand it to the one
+//! per-message function ([`crate::message::handle_message`]), report
 //! per-message failures so one bad job never retries the others.
 //!
-//! A job that fails validation is returned as a batch item failure: the
-//! queue's redrive policy moves it to the dead-letter queue after its
-//! `maxReceiveCount`, so it is never retried forever. On its first receive
-//! the agent also tells the coordinator (a Failed result) when the body
-//! carries enough to address one, so the run's report shows the account as
-//! failed with the reason instead of waiting for the deadline.
+//! [`run_function`] is the whole Lambda process (the `agent` bootstrap and
+//! `keyfleet lambda agent` both call it): JSON logs, configuration and
+//! clients built once at init, then one batch per invocation.
 
+use crate::message::{handle_message, JobOutcome};
 use crate::run::Agent;
+use crate::AgentClients;
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
-use keyfleet_protocol::{
-    decode, encode, AccountResult, AccountStatus, Job, ProtocolError, Token, VERSION,
-};
-use time::OffsetDateTime;
+use lambda_runtime::{service_fn, LambdaEvent};
 
 /// The account that owns the queue a record came from
 /// (`arn:aws:sqs:<region>:<account>:<name>`).
@@ -28,7 +25,8 @@ pub async fn handle_batch(agent: &Agent, event: SqsEvent) -> SqsBatchResponse {
     let mut failures = Vec::new();
     for record in event.records {
         let id = record.message_id.clone().unwrap_or_default();
-        if let Err(reason) = handle_record(agent, &record).await {
+        let outcome = handle_record(agent, &record).await;
+        if let Some(reason) = outcome.failure() {
             tracing::error!(message_id = %id, error = %reason, "job failed");
             let mut f = BatchItemFailure::default();
             f.item_identifier = id;
@@ -40,87 +38,56 @@ pub async fn handle_batch(agent: &Agent, event: SqsEvent) -> SqsBatchResponse {
     resp
 }
 
-async fn handle_record(agent: &Agent, record: &SqsMessage) -> Result<(), String> {
-    let body = record.body.as_deref().unwrap_or("");
+async fn handle_record(agent: &Agent, record: &SqsMessage) -> JobOutcome {
     if let Some(owner) = record.event_source_arn.as_deref().and_then(queue_account) {
         if owner != agent.account_id() {
-            return Err(format!(
+            return JobOutcome::Rejected(format!(
                 "record from a queue of account {owner}, agent serves {}",
                 agent.account_id()
             ));
         }
     }
-    let job: Job = match decode(body.as_bytes()) {
-        Ok(j) => j,
-        Err(e) => {
-            let first = record
-                .attributes
-                .get("ApproximateReceiveCount")
-                .map(|c| c == "1")
-                .unwrap_or(true);
-            if first {
-                report_rejected(agent, body, &e).await;
-            }
-            return Err(format!("rejected job: {e}"));
-        }
-    };
-    agent
-        .handle(&job)
-        .await
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+    let receive_count = record
+        .attributes
+        .get("ApproximateReceiveCount")
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(1);
+    handle_message(agent, record.body.as_deref().unwrap_or(""), receive_count).await
 }
 
-/// Best effort: a Failed result for a job that did not validate, when its
-/// body names a run, this account, a token and a results queue.
-async fn report_rejected(agent: &Agent, body: &str, error: &ProtocolError) {
-    let Ok(v) = serde_json::from_str::<serde_json::Value>(body) else {
-        return;
-    };
-    let field = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
-    let (Some(run_id), Some(account_id), Some(token), Some(queue)) = (
-        field("run_id"),
-        field("account_id"),
-        field("token"),
-        field("results_queue_url"),
-    ) else {
-        return;
-    };
-    if account_id != agent.account_id() {
-        return;
-    }
-    let now = OffsetDateTime::now_utc();
-    let result = AccountResult {
-        v: VERSION,
-        run_id,
-        account_id,
-        token: Token(token),
-        part: 1,
-        parts: 1,
-        account_alias: None,
-        status: AccountStatus::Failed,
-        error: Some(format!("job rejected by the agent: {error}")),
-        dry_run: false,
-        as_of: now,
-        started_at: now,
-        finished_at: now,
-        scan_mode: Default::default(),
-        api_calls: Default::default(),
-        users: vec![],
-        sealed: vec![],
-    };
-    let body = String::from_utf8(encode(&result)).expect("serde_json writes UTF-8");
-    if let Err(e) = agent
-        .clients()
-        .sqs
-        .send_message()
-        .queue_url(agent.results_queue(&queue))
-        .message_body(body)
-        .send()
-        .await
-    {
-        tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "could not report a rejected job");
-    }
+/// The agent's Lambda process: configuration and clients are built once,
+/// then each SQS batch goes to [`handle_batch`].
+///
+/// The account is the one the function runs in, read from its own ARN
+/// (`arn:aws:lambda:<region>:<account>:function:<name>`): a job for any
+/// other account is refused.
+pub async fn run_function() -> Result<(), lambda_runtime::Error> {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_current_span(false)
+        .without_time()
+        .init();
+    let config = crate::config::from_env()?;
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let clients = AgentClients::new(&sdk);
+    let agent_for = |account: &str| Agent::new(clients.clone(), config.clone(), account);
+    // Boxed: the runtime's future is deep enough to overflow the compiler's
+    // layout query limit when embedded in a caller's future.
+    Box::pin(lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| {
+        let account = event
+            .context
+            .invoked_function_arn
+            .split(':')
+            .nth(4)
+            .unwrap_or_default()
+            .to_string();
+        let agent = agent_for(&account);
+        async move { Ok::<_, lambda_runtime::Error>(handle_batch(&agent, event.payload).await) }
+    })))
+    .await
 }
 
 #[cfg(test)]

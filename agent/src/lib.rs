@@ -10,14 +10,20 @@
 //!   `keyfleet/<user>`.
 //! - [`fault`]: test-only fault points (`fault-injection` feature).
 //! - [`clients`]: SDK clients with call counting and tuned retries.
-//! - [`lambda`]: the SQS batch handler.
+//! - [`message`]: the one per-message function (job body in, outcome out)
+//!   that the Lambda, `keyfleet run --local` and the tests call;
+//! - [`results`]: where results go (the results queue, or an in-process
+//!   coordinator);
+//! - [`lambda`]: the SQS batch handler and the Lambda process.
 
 pub mod clients;
 pub mod config;
 pub mod executor;
 pub mod fault;
 pub mod lambda;
+pub mod message;
 pub mod record;
+pub mod results;
 pub mod rules;
 pub mod run;
 pub mod scan;
@@ -26,4 +32,6 @@ pub use clients::{AgentClients, CallCounter};
 #[cfg(feature = "fault-injection")]
 pub use fault::FaultHook;
 pub use fault::FaultPoint;
+pub use message::{handle_message, JobOutcome};
+pub use results::{LocalSink, ResultSink};
 pub use run::{Agent, AgentConfig, AgentError};

@@ -8,6 +8,7 @@
 use crate::clients::AgentClients;
 use crate::executor::{AfterSend, UserOutcome};
 use crate::fault::{FaultPoint, Faults};
+use crate::results::ResultSink;
 use crate::scan;
 use futures::stream::{self, StreamExt};
 use keyfleet_protocol::parts::{self, PartsError};
@@ -42,7 +43,7 @@ pub struct AgentConfig {
     /// The coordinator's results queue, from the agent's own configuration
     /// (`KEYFLEET_RESULTS_QUEUE_URL`, set by the StackSet). When set, results
     /// go there whatever the job says, so a forged job cannot redirect them;
-    /// local fleet mode leaves it unset and uses the job's.
+    /// tests leave it unset and use the job's.
     pub results_queue_url: Option<String>,
 }
 
@@ -53,6 +54,7 @@ pub struct Agent {
     pub(crate) config: AgentConfig,
     pub(crate) account_id: String,
     pub(crate) faults: Faults,
+    pub(crate) sink: ResultSink,
 }
 
 pub(crate) fn now_utc() -> OffsetDateTime {
@@ -66,7 +68,14 @@ impl Agent {
             config,
             account_id: account_id.into(),
             faults: Faults::default(),
+            sink: ResultSink::Queue,
         }
+    }
+
+    /// Sends results to `sink` instead of SQS (`keyfleet run --local`).
+    pub fn with_result_sink(mut self, sink: ResultSink) -> Self {
+        self.sink = sink;
+        self
     }
 
     /// Installs a fault hook (tests of crash safety; `fault-injection`
@@ -197,39 +206,11 @@ impl Agent {
         Ok(result)
     }
 
-    /// Where results go: the configured queue, else the job's.
-    pub fn results_queue<'a>(&'a self, job_queue: &'a str) -> &'a str {
-        self.config
-            .results_queue_url
-            .as_deref()
-            .unwrap_or(job_queue)
-    }
-
     async fn send(&self, job: &Job, result: AccountResult) -> Result<(), AgentError> {
-        let queue = self.results_queue(&job.results_queue_url);
         for part in parts::split(result, self.config.max_part_bytes)? {
             let body = String::from_utf8(keyfleet_protocol::encode(&part))
                 .expect("serde_json writes UTF-8");
-            self.clients
-                .sqs
-                .send_message()
-                .queue_url(queue)
-                .message_body(body)
-                .send()
-                .await
-                .map_err(|e| {
-                    use aws_sdk_sqs::error::ProvideErrorMetadata;
-                    AgentError::Send {
-                        queue: queue.to_string(),
-                        message: format!(
-                            "{}: {}",
-                            e.code().unwrap_or("error"),
-                            e.message().unwrap_or(
-                                &aws_sdk_sqs::error::DisplayErrorContext(&e).to_string()
-                            )
-                        ),
-                    }
-                })?;
+            self.deliver(&job.results_queue_url, body).await?;
         }
         Ok(())
     }

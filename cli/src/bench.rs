@@ -4,18 +4,20 @@
 //!
 //! Each size gets a fresh emulator, an organization of N accounts with the
 //! agent StackSet, and `users` users per account (mostly compliant, a tenth
-//! with a key due for rotation, a few unused keys), then one cycle in local
-//! fleet mode. Only the cycle is timed; seeding is not. Peak memory is the
-//! high-water mark of this whole process (coordinator and every agent
-//! together), read from /proc: an upper bound for one agent Lambda, which
-//! holds a single account.
+//! with a key due for rotation, a few unused keys), then one `--local`
+//! cycle: the coordinator and every agent in this process, so the figures
+//! are keyfleet's own (the emulator's Lambda processes would add their
+//! start-up, which Lambda does not have at that scale). Only the cycle is
+//! timed; seeding is not. Peak memory is the high-water mark of this whole
+//! process (coordinator and every agent together), read from /proc: an
+//! upper bound for one agent Lambda, which holds a single account.
 
 use crate::bootstrap;
 use crate::config::Config;
-use crate::fleet::{self, Fleet};
+use crate::local::Local;
 use anyhow::{Context, Result};
 use futures::stream::{self, StreamExt};
-use keyfleet_coordinator::RunRequest;
+use keyfleet_coordinator::lambda::Command;
 use keyfleet_testkit::seed::{self, key, user, UserSpec};
 use keyfleet_testkit::Emulator;
 use std::path::Path;
@@ -89,9 +91,9 @@ async fn one(accounts: usize, users_per: usize) -> Result<Row> {
     let specs = users(users_per);
     let seeded: Vec<Result<()>> = stream::iter(&ids)
         .map(|id| {
-            let (sdk, emu, specs) = (&sdk, &emu, &specs);
+            let (emu, specs) = (&emu, &specs);
             async move {
-                let acct = fleet::assume(sdk, id, "keyfleet-agent").await?;
+                let acct = emu.config_for_account(id).await?;
                 let iam = aws_sdk_iam::Client::new(&acct);
                 seed::populate(emu, &iam, id, specs).await?;
                 Ok(())
@@ -102,9 +104,14 @@ async fn one(accounts: usize, users_per: usize) -> Result<Row> {
         .await;
     seeded.into_iter().collect::<Result<Vec<()>>>()?;
 
-    let fleet = Fleet::connect(cfg, Path::new("keyfleet.toml")).await?;
+    let local = Local::connect(&cfg, Path::new("keyfleet.toml"), sdk).await?;
     let start = Instant::now();
-    let report = fleet.cycle(RunRequest::default()).await?;
+    let report = local
+        .run(&Command::Run {
+            accounts: None,
+            dry_run: false,
+        })
+        .await?;
     let wall = start.elapsed().as_secs_f64();
     let t = &report.totals;
     Ok(Row {

@@ -74,8 +74,8 @@ pub struct OrgSection {
     pub exclude_ous: Vec<String>,
     /// Role in the management account to list the organization with.
     pub org_reader_role: Option<String>,
-    /// Role assumed in each member account by the local fleet (a role the
-    /// operator may assume, e.g. OrganizationAccountAccessRole).
+    /// Role assumed in each member account by `--local` runs (default
+    /// `OrganizationAccountAccessRole`).
     pub agent_role: Option<String>,
 }
 
@@ -100,22 +100,31 @@ impl Default for MailSection {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CoordinatorSection {
+    /// The deployed coordinator Lambda (name or ARN) that `run`, `plan`
+    /// and `rotate` invoke.
+    pub function: String,
     pub report_bucket: String,
     pub results_queue: String,
     pub alerts_topic: String,
     pub private_key_secret: String,
-    /// How long agents have before a run is finalized without them.
+    /// How long agents have before a run is finalized without them
+    /// (`--local` runs, and the coordinator `keyfleet bootstrap` deploys).
     pub deadline: Duration,
+    /// Following a deployed run gives up after this long without a new
+    /// result (the run itself goes on; the sweep finalizes it).
+    pub stall_after: Duration,
 }
 
 impl Default for CoordinatorSection {
     fn default() -> Self {
         CoordinatorSection {
+            function: "keyfleet-coordinator".into(),
             report_bucket: "keyfleet-reports".into(),
             results_queue: "keyfleet-results".into(),
             alerts_topic: "keyfleet-alerts".into(),
             private_key_secret: "keyfleet-coordinator/private-key".into(),
             deadline: Duration::from_minutes(30),
+            stall_after: Duration::from_minutes(10),
         }
     }
 }

@@ -1,22 +1,27 @@
 //! `keyfleet demo`: the whole system on the embedded emulator, no AWS
-//! account needed.
+//! account needed, deployed as it is in AWS.
 //!
 //! It starts the emulator harness, creates an organization (two OUs, five
-//! member accounts, one of them added after the agent StackSet exists to
+//! member accounts, two of them added after the agent StackSet exists to
 //! show auto-deployment, plus a sandbox account under an excluded OU),
-//! bootstraps the coordinator's resources, seeds every account with users
-//! whose keys cover every rule, then runs three cycles with the clock
-//! advanced in between: rotate -> deactivate -> delete. Each cycle prints
-//! the consolidated report; the HTML reports and the emails sent are listed
-//! at the end.
+//! deploys keyfleet (`keyfleet bootstrap`: the coordinator Lambda with its
+//! queues, bucket, schedules and role, the agent template by StackSet),
+//! turns on the emulator's IAM enforcement of keyfleet's roles, seeds every
+//! account with users whose keys cover every rule, then runs three cycles
+//! with the clock advanced in between: rotate -> deactivate -> delete. Each
+//! cycle fires the coordinator's daily schedule; the emulator runs the
+//! coordinator, delivers the jobs to the agent Lambdas and their results
+//! back to the coordinator through the queues, and the demo prints the
+//! consolidated report once the run is finalized. The HTML reports, the
+//! emails sent and the Lambda invocations are listed at the end.
 
-use crate::bootstrap;
+use crate::bootstrap::{self, START_RULE};
 use crate::config::Config;
-use crate::fleet::{self, Fleet};
+use crate::deployed::Deployment;
 use anyhow::{Context, Result};
-use keyfleet_coordinator::RunRequest;
 use keyfleet_testkit::seed::{self, key, user, UserSpec};
 use keyfleet_testkit::Emulator;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// The users seeded in every member account, one per rule.
@@ -156,8 +161,9 @@ pub async fn run(out_dir: &Path) -> Result<()> {
     );
 
     let boot = bootstrap::bootstrap(&cfg, &sdk).await?;
+    emu.enforce_iam(true)?;
     println!(
-        "Bootstrapped the coordinator in {} (results queue, report bucket, alerts topic, SES identity, key {}) and the agent StackSet",
+        "Deployed keyfleet in {}: the coordinator Lambda (results queue, report bucket, alerts topic, SES identity, schedules, key {}) and the agent StackSet; IAM enforced for keyfleet's roles",
         boot.account_id, boot.key_id
     );
     // Two accounts joining after the StackSet exists get an agent by
@@ -166,14 +172,14 @@ pub async fn run(out_dir: &Path) -> Result<()> {
         let id = create_account(&org, name, &ous["workloads"], &root).await?;
         members.push((name.to_string(), id));
     }
-    let cfn_ok = check_agents(&sdk, &members).await?;
+    let cfn_ok = check_agents(&emu, &members).await?;
     println!(
-        "  agent stack deployed in {cfn_ok}/{} member accounts (2 of them by auto-deployment)",
+        "  agent Lambda deployed in {cfn_ok}/{} member accounts (2 of them by auto-deployment)",
         members.len()
     );
 
     for (name, id) in &members {
-        let acct = fleet::assume(&sdk, id, "keyfleet-agent").await?;
+        let acct = emu.config_for_account(id).await?;
         let iam = aws_sdk_iam::Client::new(&acct);
         seed::populate(&emu, &iam, id, &users())
             .await
@@ -185,7 +191,7 @@ pub async fn run(out_dir: &Path) -> Result<()> {
         members.len()
     );
 
-    let fleet = Fleet::connect(cfg, Path::new("keyfleet.toml")).await?;
+    let deployment = Deployment::new(&cfg, &sdk);
     std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     let mut htmls: Vec<PathBuf> = Vec::new();
     let steps = [
@@ -198,7 +204,10 @@ pub async fn run(out_dir: &Path) -> Result<()> {
             emu.advance_clock(*advance, None)?;
         }
         println!("=== Cycle {} ({title}) ===", i + 1);
-        let report = fleet.cycle(RunRequest::default()).await?;
+        let known: BTreeSet<String> = deployment.reports().run_ids().await?.into_iter().collect();
+        emu.fire_rule(START_RULE)?;
+        let run_id = deployment.next_run(&known).await?;
+        let report = deployment.follow(&run_id).await?;
         println!("{}", keyfleet_coordinator::render::to_table(&report));
         let path = out_dir.join(format!("report-{}.html", i + 1));
         std::fs::write(&path, keyfleet_coordinator::render::to_html(&report))?;
@@ -239,6 +248,7 @@ pub async fn run(out_dir: &Path) -> Result<()> {
     for line in sample {
         println!("{line}");
     }
+    print_invocations(&emu)?;
     println!("\nHTML reports:");
     for h in &htmls {
         println!(
@@ -249,15 +259,16 @@ pub async fn run(out_dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// How many member accounts have the agent's queue (deployed by StackSets).
-async fn check_agents(sdk: &aws_config::SdkConfig, members: &[(String, String)]) -> Result<usize> {
+/// How many member accounts have the agent's function (deployed by the
+/// StackSet).
+async fn check_agents(emu: &Emulator, members: &[(String, String)]) -> Result<usize> {
     let mut n = 0;
     for (_, id) in members {
-        let acct = fleet::assume(sdk, id, "keyfleet-agent").await?;
-        let sqs = aws_sdk_sqs::Client::new(&acct);
-        if sqs
-            .get_queue_url()
-            .queue_name("keyfleet-jobs")
+        let acct = emu.config_for_account(id).await?;
+        let lambda = aws_sdk_lambda::Client::new(&acct);
+        if lambda
+            .get_function()
+            .function_name("keyfleet-agent")
             .send()
             .await
             .is_ok()
@@ -266,4 +277,24 @@ async fn check_agents(sdk: &aws_config::SdkConfig, members: &[(String, String)])
         }
     }
     Ok(n)
+}
+
+/// Invocations per function, and the largest resident set one reached.
+fn print_invocations(emu: &Emulator) -> Result<()> {
+    let mut by_function: BTreeMap<String, (usize, u64)> = BTreeMap::new();
+    for inv in emu.lambda_invocations()? {
+        let name = inv["function_arn"]
+            .as_str()
+            .and_then(|a| a.rsplit(':').next())
+            .unwrap_or("?")
+            .to_string();
+        let e = by_function.entry(name).or_default();
+        e.0 += 1;
+        e.1 = e.1.max(inv["max_rss_kib"].as_u64().unwrap_or(0));
+    }
+    println!("\nLambda invocations:");
+    for (name, (n, rss)) in by_function {
+        println!("  {n:>4}  {name:<22} peak RSS {:.0} MiB", rss as f64 / 1024.0);
+    }
+    Ok(())
 }

@@ -1,19 +1,36 @@
-//! `keyfleet`: the command line. Runs the coordinator and the agents in one
-//! process (local fleet) against any endpoint: the embedded emulator for
-//! the demo and tests, or a real organization.
+//! `keyfleet`: the command line. `run`, `plan` and `rotate` invoke the
+//! deployed coordinator and follow the run to its report (or, with
+//! `--local`, run the coordinator and the agents in this process); `report`
+//! reads stored reports; `keygen` makes the coordinator's key pair. With
+//! the `emulator` feature (on by default), `demo`, `bootstrap` and `bench`
+//! run the whole system on the embedded AWS emulator.
+//!
+//! This file parses and dispatches; each command has its own module.
 
-mod bench;
-mod bootstrap;
+mod aws;
 mod config;
-mod demo;
-mod fleet;
+mod deployed;
+mod keygen;
+mod local;
+mod report;
+mod runs;
 
-use anyhow::{bail, Context, Result};
-use clap::{Parser, Subcommand, ValueEnum};
+#[cfg(feature = "emulator")]
+mod bench;
+#[cfg(feature = "emulator")]
+mod bootstrap;
+#[cfg(feature = "emulator")]
+mod demo;
+#[cfg(feature = "emulator")]
+mod lambda;
+#[cfg(feature = "emulator")]
+mod policy_template;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
 use config::Config;
-use keyfleet_coordinator::{outcome, render, RunRequest};
-use keyfleet_protocol::report::RunReport;
-use keyfleet_protocol::{JobMode, Outcome, Verdict};
+use keyfleet_coordinator::lambda::Command as Coordinate;
+use runs::{Mode, Output};
 use std::path::PathBuf;
 use time::OffsetDateTime;
 
@@ -36,17 +53,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the whole system on the embedded emulator: organization, agents
-    /// deployed by StackSets, three cycles (rotate, deactivate, delete).
-    Demo {
-        /// Where to write the HTML reports.
-        #[arg(long, default_value = "keyfleet-demo")]
-        out: PathBuf,
-    },
-    /// Create the coordinator's resources and the agent StackSet in an
-    /// emulator (what Terraform does in production).
-    Bootstrap,
-    /// One full cycle in local fleet mode.
+    /// One full cycle: the deployed coordinator starts a run, the agents
+    /// apply the rules, and the report is printed when the run finalizes.
     Run {
         /// Change nothing; report what a run would do.
         #[arg(long)]
@@ -57,6 +65,11 @@ enum Command {
         /// Print the consolidated report as JSON on stdout.
         #[arg(long)]
         json: bool,
+        /// Run the coordinator and the agents in this process, through a
+        /// role assumed in each account ([org] agent_role), instead of the
+        /// deployment.
+        #[arg(long)]
+        local: bool,
     },
     /// What a run would do, user by user, changing nothing.
     Plan {
@@ -67,14 +80,17 @@ enum Command {
         accounts: Option<Vec<String>>,
         #[arg(long)]
         json: bool,
+        /// In this process instead of the deployment (see `run --local`).
+        #[arg(long)]
+        local: bool,
     },
     /// Read a stored report.
     Report {
         /// Run id, or `latest`.
         #[arg(long, default_value = "latest")]
         run: String,
-        #[arg(long, value_enum, default_value_t = Format::Table)]
-        format: Format,
+        #[arg(long, value_enum, default_value_t = report::Format::Table)]
+        format: report::Format,
     },
     /// Emergency rotation of one user: a new key now. Exits non-zero when
     /// the agent refused or failed the rotation, with its reason.
@@ -90,16 +106,9 @@ enum Command {
         /// active keys.
         #[arg(long = "key", value_name = "KEY_ID")]
         key_id: Option<String>,
-    },
-    /// Benchmark: a full cycle on emulated organizations of each size,
-    /// printing accounts/s, IAM calls per account, wall time, peak memory.
-    Bench {
-        /// Organization sizes (accounts), comma-separated.
-        #[arg(long, value_delimiter = ',', default_value = "10,50,200")]
-        accounts: Vec<usize>,
-        /// Users per account.
-        #[arg(long, default_value_t = 50)]
-        users: usize,
+        /// In this process instead of the deployment (see `run --local`).
+        #[arg(long)]
+        local: bool,
     },
     /// Generate the coordinator key pair; store the private key in Secrets
     /// Manager and print the public key and key id for the agents.
@@ -108,14 +117,38 @@ enum Command {
         #[arg(long, alias = "secret-arn")]
         secret_id: String,
     },
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum Format {
-    Table,
-    Json,
-    Csv,
-    Html,
+    /// Run the whole system on the embedded emulator: organization, the
+    /// coordinator and the agents deployed as Lambdas, three cycles
+    /// (rotate, deactivate, delete) started by the coordinator's schedule.
+    #[cfg(feature = "emulator")]
+    Demo {
+        /// Where to write the HTML reports.
+        #[arg(long, default_value = "keyfleet-demo")]
+        out: PathBuf,
+    },
+    /// Deploy keyfleet into an emulator (what Terraform does in AWS): the
+    /// coordinator's resources and Lambda, and the agent StackSet.
+    #[cfg(feature = "emulator")]
+    Bootstrap,
+    /// Benchmark: a full `--local` cycle on emulated organizations of each
+    /// size, printing accounts/s, IAM calls per account, wall time, peak
+    /// memory.
+    #[cfg(feature = "emulator")]
+    Bench {
+        /// Organization sizes (accounts), comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "10,50,200")]
+        accounts: Vec<usize>,
+        /// Users per account.
+        #[arg(long, default_value_t = 50)]
+        users: usize,
+    },
+    /// The Lambda bootstrap of the emulator's functions.
+    #[cfg(feature = "emulator")]
+    #[command(hide = true)]
+    Lambda {
+        #[arg(value_enum)]
+        function: lambda::Function,
+    },
 }
 
 fn parse_as_of(s: &str) -> Result<OffsetDateTime> {
@@ -125,108 +158,19 @@ fn parse_as_of(s: &str) -> Result<OffsetDateTime> {
         .with_context(|| format!("--as-of `{s}` is neither RFC 3339 nor YYYY-MM-DD"))
 }
 
-fn print_plan(report: &RunReport) {
-    println!(
-        "Plan for run {} (dry run: nothing was changed)",
-        report.run_id
-    );
-    for a in &report.accounts {
-        println!(
-            "\naccount {} {} [{}]",
-            a.account_id,
-            a.name,
-            a.state.as_str()
-        );
-        for u in &a.users {
-            let actions: Vec<String> = u
-                .actions
-                .iter()
-                .map(|r| {
-                    let what = match &r.action {
-                        keyfleet_protocol::Action::CreateKey => "create new key".to_string(),
-                        keyfleet_protocol::Action::Deactivate { key_id } => {
-                            format!("deactivate {key_id}")
-                        }
-                        keyfleet_protocol::Action::Delete { key_id } => format!("delete {key_id}"),
-                        keyfleet_protocol::Action::Notify { notice } => {
-                            format!("notify {} ({})", notice.kind(), notice.key_id())
-                        }
-                    };
-                    match &r.result {
-                        Outcome::Planned => what,
-                        other => format!("{what} [{other:?}]"),
-                    }
-                })
-                .collect();
-            println!(
-                "  {:<32} {:<22} {}{}",
-                u.user_name,
-                u.verdict.as_str(),
-                if actions.is_empty() {
-                    "-".into()
-                } else {
-                    actions.join("; ")
-                },
-                u.note
-                    .as_deref()
-                    .map(|n| format!(" (note: {})", n.escape_debug()))
-                    .unwrap_or_default()
-            );
-        }
-    }
-}
-
-/// No silent success: a run that failed as a whole (no account selected,
-/// or every selected account failed or is missing) is an error, after its
-/// report was printed.
-fn check_run(fleet: &fleet::Fleet, report: &RunReport) -> Result<()> {
-    if let Some(why) = outcome::describe(report) {
-        bail!(
-            "run {} failed: {why}; report: {}",
-            report.run_id,
-            fleet.coordinator.report_url(&report.run_id)
-        );
-    }
-    Ok(())
-}
-
-/// An emergency rotation succeeded only if the agent reported the user
-/// and did not fail it; otherwise its reason is the error.
-fn check_rotation(report: &RunReport, account: &str, user: &str) -> Result<()> {
-    let reported = report.accounts.iter().find(|a| a.account_id == account);
-    let Some(u) = reported.and_then(|a| a.users.iter().find(|u| u.user_name == user)) else {
-        let why = reported
-            .and_then(|a| a.error.as_deref())
-            .map(|e| format!(": {e}"))
-            .unwrap_or_default();
-        bail!(
-            "emergency rotation of `{user}` in {account}: the agent did not report the user{why}"
-        );
-    };
-    let mut errors: Vec<String> = u.error.iter().cloned().collect();
-    for r in &u.actions {
-        if let Outcome::Failed { error } = &r.result {
-            if !errors.iter().any(|e| e.contains(error.as_str())) {
-                errors.push(format!("{}: {error}", r.action.kind()));
-            }
-        }
-    }
-    if u.verdict == Verdict::Failed || !errors.is_empty() {
-        bail!(
-            "emergency rotation of `{user}` in {account} failed: {}",
-            if errors.is_empty() {
-                "the agent reported the user as failed".to_string()
-            } else {
-                errors.join("; ")
-            }
-        );
-    }
-    Ok(())
-}
-
-#[tokio::main]
-async fn main() -> Result<()> {
+fn main() -> Result<()> {
     let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    #[cfg(feature = "emulator")]
+    if let Command::Lambda { function } = cli.command {
+        // A Lambda process: no configuration file, JSON logs of its own.
+        return runtime
+            .block_on(lambda::run(function))
+            .map_err(|e| anyhow::anyhow!("{e}"));
+    }
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
@@ -234,126 +178,62 @@ async fn main() -> Result<()> {
                 .unwrap_or_else(|_| "warn".into()),
         )
         .init();
+    runtime.block_on(dispatch(cli))
+}
+
+async fn dispatch(cli: Cli) -> Result<()> {
     let explicit = std::env::args().any(|a| a == "--config" || a.starts_with("--config="));
     let mut cfg = Config::load(&cli.config, explicit)?;
     if let Some(url) = &cli.endpoint_url {
         cfg.aws.endpoint_url = Some(url.clone());
     }
+    let path = cli.config.as_path();
     match cli.command {
-        Command::Demo { out } => demo::run(&out).await,
-        Command::Bench { accounts, users } => bench::run(&accounts, users).await,
-        Command::Bootstrap => {
-            if cfg.aws.endpoint_url.is_none() {
-                bail!("bootstrap targets an emulator (--endpoint-url); deploy to AWS with Terraform (see terraform/README.md)");
-            }
-            let sdk = fleet::sdk_config(&cfg).await;
-            let b = bootstrap::bootstrap(&cfg, &sdk).await?;
-            println!("coordinator account {}", b.account_id);
-            println!("results queue       {}", b.results_queue_url);
-            println!("coordinator key id  {}", b.key_id);
-            Ok(())
-        }
         Command::Run {
             dry_run,
             accounts,
             json,
+            local,
         } => {
-            let fleet = fleet::Fleet::connect(cfg, &cli.config).await?;
-            let report = fleet
-                .cycle(RunRequest {
-                    dry_run,
-                    accounts,
-                    ..Default::default()
-                })
-                .await?;
-            if json {
-                println!("{}", String::from_utf8_lossy(&render::to_json(&report)));
-            } else {
-                println!("{}", render::to_table(&report));
-            }
-            check_run(&fleet, &report)
+            let output = if json { Output::Json } else { Output::Table };
+            let cmd = Coordinate::Run { accounts, dry_run };
+            runs::run(&cfg, path, Mode::from_flag(local), cmd, output).await
         }
         Command::Plan {
             as_of,
             accounts,
             json,
+            local,
         } => {
             let as_of = as_of.as_deref().map(parse_as_of).transpose()?;
-            let fleet = fleet::Fleet::connect(cfg, &cli.config).await?;
-            let report = fleet
-                .cycle(RunRequest {
-                    dry_run: true,
-                    accounts,
-                    as_of,
-                    ..Default::default()
-                })
-                .await?;
-            if json {
-                println!("{}", String::from_utf8_lossy(&render::to_json(&report)));
-            } else {
-                print_plan(&report);
-            }
-            check_run(&fleet, &report)
-        }
-        Command::Report { run, format } => {
-            let fleet = fleet::Fleet::connect(cfg, &cli.config).await?;
-            let report = fleet
-                .coordinator
-                .report(&run)
-                .await?
-                .with_context(|| format!("no finalized report for `{run}`"))?;
-            match format {
-                Format::Table => println!("{}", render::to_table(&report)),
-                Format::Json => println!("{}", String::from_utf8_lossy(&render::to_json(&report))),
-                Format::Csv => print!("{}", String::from_utf8_lossy(&render::to_csv(&report))),
-                Format::Html => println!("{}", render::to_html(&report)),
-            }
-            Ok(())
+            let output = if json { Output::Json } else { Output::Plan };
+            let cmd = Coordinate::Plan { accounts, as_of };
+            runs::run(&cfg, path, Mode::from_flag(local), cmd, output).await
         }
         Command::Rotate {
             account,
             user,
             deactivate_old,
             key_id,
+            local,
         } => {
-            let fleet = fleet::Fleet::connect(cfg, &cli.config).await?;
-            let report = fleet
-                .cycle(RunRequest {
-                    accounts: Some(vec![account.clone()]),
-                    mode: JobMode::Rotate {
-                        user: user.clone(),
-                        deactivate_old,
-                        key_id,
-                    },
-                    ..Default::default()
-                })
-                .await?;
-            println!("{}", render::to_table(&report));
-            check_run(&fleet, &report)?;
-            check_rotation(&report, &account, &user)
+            let cmd = Coordinate::Rotate {
+                account,
+                user,
+                deactivate_old,
+                key_id,
+            };
+            runs::run(&cfg, path, Mode::from_flag(local), cmd, Output::Table).await
         }
-        Command::Keygen { secret_id } => {
-            let sdk = fleet::sdk_config(&cfg).await;
-            let sm = aws_sdk_secretsmanager::Client::new(&sdk);
-            let key = keyfleet_protocol::PrivateKey::generate();
-            let put = sm
-                .put_secret_value()
-                .secret_id(&secret_id)
-                .secret_string(key.to_base64().expose())
-                .send()
-                .await;
-            if put.is_err() {
-                sm.create_secret()
-                    .name(&secret_id)
-                    .secret_string(key.to_base64().expose())
-                    .send()
-                    .await
-                    .with_context(|| format!("storing the private key in {secret_id}"))?;
-            }
-            let public = key.public_key();
-            println!("coordinator_public_key = \"{}\"", public.to_base64());
-            println!("coordinator_key_id     = \"{}\"", public.key_id);
-            Ok(())
-        }
+        Command::Report { run, format } => report::run(&cfg, &run, format).await,
+        Command::Keygen { secret_id } => keygen::run(&cfg, &secret_id).await,
+        #[cfg(feature = "emulator")]
+        Command::Demo { out } => demo::run(&out).await,
+        #[cfg(feature = "emulator")]
+        Command::Bench { accounts, users } => bench::run(&accounts, users).await,
+        #[cfg(feature = "emulator")]
+        Command::Bootstrap => bootstrap::run(&cfg).await,
+        #[cfg(feature = "emulator")]
+        Command::Lambda { .. } => unreachable!("handled before the configuration is read"),
     }
 }

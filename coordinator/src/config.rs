@@ -29,6 +29,12 @@ fn list(name: &'static str) -> Vec<String> {
         .collect()
 }
 
+/// How long agents have to answer when `KEYFLEET_DEADLINE` is not set.
+pub const DEFAULT_DEADLINE: time::Duration = time::Duration::hours(2);
+
+/// Reads the configuration the Terraform module (or `keyfleet bootstrap`)
+/// sets; `KEYFLEET_DEADLINE` (e.g. `2h`) is how long a run waits for its
+/// agents before the sweep finalizes it without them.
 pub fn from_env() -> Result<CoordinatorConfig, ConfigError> {
     let policy: Policy = match std::env::var("KEYFLEET_POLICY") {
         Ok(p) if !p.trim().is_empty() => {
@@ -55,6 +61,15 @@ pub fn from_env() -> Result<CoordinatorConfig, ConfigError> {
         exclude_ous: list("KEYFLEET_EXCLUDE_OUS"),
         policy,
         jobs_queue_name: "keyfleet-jobs".into(),
-        deadline: time::Duration::hours(2),
+        deadline: match var("KEYFLEET_DEADLINE") {
+            Ok(d) => d
+                .parse::<keyfleet_protocol::Duration>()
+                .map_err(|e| ConfigError::Invalid {
+                    name: "KEYFLEET_DEADLINE",
+                    reason: e.to_string(),
+                })?
+                .to_time(),
+            Err(_) => DEFAULT_DEADLINE,
+        },
     })
 }

@@ -1,7 +1,8 @@
 //! The coordinator Lambda's single handler: it looks at the event's shape
 //! and dispatches.
 //!
-//! - SQS batch (`Records` from the results queue): intake, with per-message
+//! - SQS batch (`Records` from the results queue): each record goes to the
+//!   one per-message function, [`Coordinator::intake`], with per-message
 //!   batch failures for infrastructure errors only (a rejected result is
 //!   consumed: retrying a forgery cannot make it genuine);
 //! - EventBridge schedule: the rule's constant input says what to do
@@ -10,25 +11,36 @@
 //!   account answers with the error in its payload rather than failing the
 //!   (retried) asynchronous invocation; see [`Command::Start`];
 //! - manual invoke: `{"action":"run"}`, `{"action":"run","accounts":[..]}`,
-//!   `{"action":"plan"}` (dry run), `{"action":"rotate","account":"..",
-//!   "user":"..","deactivate_old":false,"key_id":"AKIA.."}` (emergency;
+//!   `{"action":"plan","as_of":"2026-01-01T00:00:00Z"}` (dry run; `as_of`
+//!   optional), `{"action":"rotate","account":"..","user":"..",
+//!   "deactivate_old":false,"key_id":"AKIA.."}` (emergency;
 //!   `deactivate_old` defaults to false and `key_id` is optional),
 //!   `{"action":"sweep"}`, `{"action":"finalize","run_id":".."}`.
+//!
+//! [`Command`] is also what the command line sends (`keyfleet run`, `plan`,
+//! `rotate` invoke the deployed coordinator with it) and runs in-process
+//! (`--local`): [`Command::run_request`] is the one place where a command
+//! becomes a [`RunRequest`].
+//!
+//! [`run_function`] is the whole Lambda process (the `coordinator`
+//! bootstrap and `keyfleet lambda coordinator` both call it).
 
-use crate::service::{Coordinator, CoordinatorError, Intake, RunRequest};
+use crate::service::{Coordinator, CoordinatorClients, CoordinatorError, Intake, RunRequest};
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use lambda_runtime::Diagnostic;
 use keyfleet_protocol::JobMode;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use time::OffsetDateTime;
 
 /// A manual or scheduled command.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Command {
     /// A run started by a person (or a script) invoking the function: a
     /// run that selects no account fails the invocation.
     Run {
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         accounts: Option<Vec<String>>,
         #[serde(default)]
         dry_run: bool,
@@ -41,14 +53,21 @@ pub enum Command {
     /// email say it (once). Other errors (S3, Organizations) still fail the
     /// invocation and are retried.
     Start {
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         accounts: Option<Vec<String>>,
         #[serde(default)]
         dry_run: bool,
     },
+    /// A dry run, evaluated now or `as_of` an instant.
     Plan {
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         accounts: Option<Vec<String>>,
+        #[serde(
+            default,
+            with = "time::serde::rfc3339::option",
+            skip_serializing_if = "Option::is_none"
+        )]
+        as_of: Option<OffsetDateTime>,
     },
     /// Emergency rotation of one user. As everywhere (`keyfleet rotate`,
     /// the protocol), the old key stays active unless `deactivate_old`;
@@ -59,13 +78,50 @@ pub enum Command {
         user: String,
         #[serde(default)]
         deactivate_old: bool,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         key_id: Option<String>,
     },
     Sweep,
     Finalize {
         run_id: String,
     },
+}
+
+impl Command {
+    /// The run this command starts, or `None` for the commands that start
+    /// none (sweep, finalize).
+    pub fn run_request(&self) -> Option<RunRequest> {
+        match self.clone() {
+            Command::Run { accounts, dry_run } | Command::Start { accounts, dry_run } => {
+                Some(RunRequest {
+                    dry_run,
+                    accounts,
+                    ..Default::default()
+                })
+            }
+            Command::Plan { accounts, as_of } => Some(RunRequest {
+                dry_run: true,
+                accounts,
+                as_of,
+                ..Default::default()
+            }),
+            Command::Rotate {
+                account,
+                user,
+                deactivate_old,
+                key_id,
+            } => Some(RunRequest {
+                accounts: Some(vec![account]),
+                mode: JobMode::Rotate {
+                    user,
+                    deactivate_old,
+                    key_id,
+                },
+                ..Default::default()
+            }),
+            Command::Sweep | Command::Finalize { .. } => None,
+        }
+    }
 }
 
 /// Why an event was not understood.
@@ -109,72 +165,37 @@ pub fn classify(v: Value) -> Result<Event, EventError> {
     ))
 }
 
-/// Runs one command; returns a JSON summary for the invoker.
-pub async fn run_command(c: &Coordinator, cmd: Command) -> Result<Value, crate::CoordinatorError> {
-    Ok(match cmd {
-        Command::Run { accounts, dry_run } => {
-            let m = c
-                .start_run(RunRequest {
-                    dry_run,
-                    accounts,
-                    ..Default::default()
-                })
-                .await?;
-            json!({"run_id": m.run_id, "accounts": m.accounts.len(), "skipped": m.skipped.len()})
-        }
-        Command::Start { accounts, dry_run } => {
-            match c
-                .start_run(RunRequest {
-                    dry_run,
-                    accounts,
-                    ..Default::default()
-                })
-                .await
-            {
-                Ok(m) => {
-                    json!({"run_id": m.run_id, "accounts": m.accounts.len(), "skipped": m.skipped.len()})
-                }
-                Err(e) => {
-                    let CoordinatorError::NoAccountSelected { run_id, .. } = &e else {
-                        return Err(e);
-                    };
-                    tracing::error!(run_id = %run_id, error = %e, "scheduled run selected no account");
-                    json!({"run_id": run_id, "accounts": 0, "error": e.to_string()})
-                }
+/// Runs one command; returns a JSON summary for the invoker: the run's id
+/// and how many accounts it has (`{"run_id", "accounts", "skipped",
+/// "dry_run"}`), or what a sweep or finalize did.
+pub async fn run_command(c: &Coordinator, cmd: Command) -> Result<Value, CoordinatorError> {
+    let Some(req) = cmd.run_request() else {
+        return Ok(match cmd {
+            Command::Finalize { run_id } => {
+                json!({"finalized": c.finalize(&run_id).await?.is_some()})
             }
+            _ => json!({"finalized": c.sweep().await?}),
+        });
+    };
+    let dry_run = req.dry_run;
+    match c.start_run(req).await {
+        Ok(m) => Ok(json!({
+            "run_id": m.run_id,
+            "accounts": m.accounts.len(),
+            "skipped": m.skipped.len(),
+            "dry_run": dry_run,
+        })),
+        Err(e @ CoordinatorError::NoAccountSelected { .. })
+            if matches!(cmd, Command::Start { .. }) =>
+        {
+            let CoordinatorError::NoAccountSelected { run_id, .. } = &e else {
+                unreachable!("matched above")
+            };
+            tracing::error!(run_id = %run_id, error = %e, "scheduled run selected no account");
+            Ok(json!({"run_id": run_id, "accounts": 0, "error": e.to_string()}))
         }
-        Command::Plan { accounts } => {
-            let m = c
-                .start_run(RunRequest {
-                    dry_run: true,
-                    accounts,
-                    ..Default::default()
-                })
-                .await?;
-            json!({"run_id": m.run_id, "dry_run": true, "accounts": m.accounts.len()})
-        }
-        Command::Rotate {
-            account,
-            user,
-            deactivate_old,
-            key_id,
-        } => {
-            let m = c
-                .start_run(RunRequest {
-                    accounts: Some(vec![account]),
-                    mode: JobMode::Rotate {
-                        user,
-                        deactivate_old,
-                        key_id,
-                    },
-                    ..Default::default()
-                })
-                .await?;
-            json!({"run_id": m.run_id, "accounts": m.accounts.len()})
-        }
-        Command::Sweep => json!({"finalized": c.sweep().await?}),
-        Command::Finalize { run_id } => json!({"finalized": c.finalize(&run_id).await?.is_some()}),
-    })
+        Err(e) => Err(e),
+    }
 }
 
 /// Intake of a results batch, with partial batch failures.
@@ -182,7 +203,12 @@ pub async fn handle_results(c: &Coordinator, event: SqsEvent) -> SqsBatchRespons
     let mut resp = SqsBatchResponse::default();
     for r in event.records {
         let id = r.message_id.clone().unwrap_or_default();
-        match c.intake(r.body.as_deref().unwrap_or("")).await {
+        let receive_count = r
+            .attributes
+            .get("ApproximateReceiveCount")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1);
+        match c.intake(r.body.as_deref().unwrap_or(""), receive_count).await {
             Ok(Intake::Rejected(why)) => {
                 tracing::warn!(message_id = %id, reason = %why, "result consumed after rejection")
             }
@@ -199,11 +225,110 @@ pub async fn handle_results(c: &Coordinator, event: SqsEvent) -> SqsBatchRespons
 }
 
 /// The handler body: classify, dispatch, answer.
-pub async fn handle(c: &Coordinator, event: Value) -> Result<Value, lambda_runtime::Error> {
-    match classify(event)? {
-        Event::Results(e) => Ok(serde_json::to_value(handle_results(c, e).await)?),
-        Event::Command(cmd) => Ok(run_command(c, cmd).await?),
+/// A failed invocation answers `{"errorType", "errorMessage"}`: the type
+/// names the kind of failure (`keyfleet.NoAccountSelected`,
+/// `keyfleet.BadEvent`, ...), the message says what is wrong.
+pub async fn handle(c: &Coordinator, event: Value) -> Result<Value, Diagnostic> {
+    match classify(event).map_err(|e| diagnostic("BadEvent", &e))? {
+        Event::Results(e) => Ok(serde_json::to_value(handle_results(c, e).await)
+            .map_err(|e| diagnostic("Internal", &e))?),
+        Event::Command(cmd) => run_command(c, cmd)
+            .await
+            .map_err(|e| diagnostic(error_kind(&e), &e)),
     }
+}
+
+fn diagnostic(kind: &str, e: &dyn std::fmt::Display) -> Diagnostic {
+    Diagnostic {
+        error_type: format!("keyfleet.{kind}"),
+        error_message: e.to_string(),
+    }
+}
+
+fn error_kind(e: &CoordinatorError) -> &'static str {
+    match e {
+        CoordinatorError::Store(_) | CoordinatorError::Reports(_) => "Store",
+        CoordinatorError::Org(_) => "Organizations",
+        CoordinatorError::UnknownRun(_) => "UnknownRun",
+        CoordinatorError::Ses { .. } | CoordinatorError::Mail { .. } => "Mail",
+        CoordinatorError::Policy(_) => "Policy",
+        CoordinatorError::Request(_) => "BadRequest",
+        CoordinatorError::NoAccountSelected { .. } => "NoAccountSelected",
+    }
+}
+
+/// The coordinator's Lambda process: configuration, clients and the
+/// private key are loaded once at init; each event goes to [`handle`].
+///
+/// Against an emulator (`AWS_ENDPOINT_URL` set, as the emulator's Lambda
+/// execution sets it) S3 is addressed path-style, which emulators need and
+/// AWS accepts.
+pub async fn run_function() -> Result<(), lambda_runtime::Error> {
+    use aws_config::BehaviorVersion;
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_current_span(false)
+        .without_time()
+        .init();
+    let config = crate::config::from_env()?;
+    let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
+    let org_sdk = match std::env::var("KEYFLEET_ORG_READER_ROLE_ARN") {
+        Ok(role) if !role.is_empty() => {
+            let provider = aws_config::sts::AssumeRoleProvider::builder(role)
+                .session_name("keyfleet-coordinator")
+                .configure(&sdk)
+                .build()
+                .await;
+            sdk.to_builder()
+                .credentials_provider(
+                    aws_credential_types::provider::SharedCredentialsProvider::new(provider),
+                )
+                .build()
+        }
+        _ => sdk.clone(),
+    };
+    let secret_arn = std::env::var("KEYFLEET_PRIVATE_KEY_SECRET_ARN")
+        .map_err(|_| "environment variable KEYFLEET_PRIVATE_KEY_SECRET_ARN is not set")?;
+    let sm = aws_sdk_secretsmanager::Client::new(&sdk);
+    let key_b64 = sm
+        .get_secret_value()
+        .secret_id(&secret_arn)
+        .send()
+        .await
+        .map_err(|e| {
+            format!(
+                "reading the private key {secret_arn}: {}",
+                aws_sdk_secretsmanager::error::DisplayErrorContext(e)
+            )
+        })?
+        .secret_string()
+        .unwrap_or_default()
+        .to_string();
+    let key = keyfleet_protocol::PrivateKey::from_base64(&key_b64)?;
+    let path_style = std::env::var_os("AWS_ENDPOINT_URL").is_some();
+    let s3 = aws_sdk_s3::config::Builder::from(&sdk)
+        .force_path_style(path_style)
+        .build();
+    let clients = CoordinatorClients {
+        s3: aws_sdk_s3::Client::from_conf(s3),
+        sqs: aws_sdk_sqs::Client::new(&sdk),
+        ses: aws_sdk_sesv2::Client::new(&sdk),
+        sns: aws_sdk_sns::Client::new(&sdk),
+        org: aws_sdk_organizations::Client::new(&org_sdk),
+    };
+    let coordinator = Coordinator::new(config, clients, key);
+    // Boxed: the runtime's future is deep enough to overflow the compiler's
+    // layout query limit when embedded in a caller's future.
+    Box::pin(lambda_runtime::run(lambda_runtime::service_fn(
+        |event: lambda_runtime::LambdaEvent<Value>| {
+            let c = coordinator.clone();
+            async move { handle(&c, event.payload).await }
+        },
+    )))
+    .await
 }
 
 #[cfg(test)]

@@ -7,6 +7,8 @@
 //!   tested directly);
 //! - [`outcome`]: when a run fails as a whole (no silent success);
 //! - [`store`]: the S3 run store with conditional writes;
+//! - [`reports`]: its read side (reports, `latest`, a run's progress),
+//!   which needs no private key;
 //! - [`zipbox`], [`mail`], [`render`]: pure builders of the encrypted zip,
 //!   the MIME emails and the report formats;
 //! - [`lambda`]: the event dispatcher of the Lambda binary.
@@ -17,13 +19,14 @@ pub mod mail;
 pub mod org;
 pub mod outcome;
 pub mod render;
+pub mod reports;
 pub mod service;
 pub mod store;
 pub mod zipbox;
 
 pub use service::{
-    Coordinator, CoordinatorClients, CoordinatorConfig, CoordinatorError, Intake, Rejection,
-    RunRequest,
+    Coordinator, CoordinatorClients, CoordinatorConfig, CoordinatorError, Intake, JobSink,
+    LocalJob, Rejection, RunRequest,
 };
 
 #[cfg(test)]

@@ -36,10 +36,21 @@ pub struct OrgError {
     pub message: String,
 }
 
-fn org_err<E: std::fmt::Display>(op: &'static str) -> impl Fn(E) -> OrgError {
-    move |e| OrgError {
-        op,
-        message: e.to_string(),
+/// "Code: message" when Organizations answered with an error (what an
+/// operator can act on, e.g. an AccessDenied naming the missing
+/// permission), the whole chain when it could not be asked at all.
+fn org_err<E, R>(op: &'static str) -> impl Fn(aws_sdk_organizations::error::SdkError<E, R>) -> OrgError
+where
+    E: aws_sdk_organizations::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    move |e| {
+        use aws_sdk_organizations::error::ProvideErrorMetadata;
+        let message = match (e.code(), e.message()) {
+            (Some(code), Some(message)) => format!("{code}: {message}"),
+            _ => aws_sdk_organizations::error::DisplayErrorContext(&e).to_string(),
+        };
+        OrgError { op, message }
     }
 }
 
@@ -48,9 +59,7 @@ pub async fn list_accounts(org: &Org) -> Result<Vec<OrgAccount>, OrgError> {
     let mut out = Vec::new();
     let mut pages = org.list_accounts().into_paginator().send();
     while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| {
-            org_err("ListAccounts")(aws_sdk_organizations::error::DisplayErrorContext(e))
-        })?;
+        let page = page.map_err(org_err("ListAccounts"))?;
         for a in page.accounts() {
             out.push(OrgAccount {
                 id: a.id().unwrap_or_default().to_string(),
@@ -76,11 +85,7 @@ pub async fn accounts_under(org: &Org, ou: &str) -> Result<BTreeSet<String>, Org
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| {
-                org_err("ListAccountsForParent")(aws_sdk_organizations::error::DisplayErrorContext(
-                    e,
-                ))
-            })?;
+            let page = page.map_err(org_err("ListAccountsForParent"))?;
             found.extend(
                 page.accounts()
                     .iter()
@@ -93,11 +98,7 @@ pub async fn accounts_under(org: &Org, ou: &str) -> Result<BTreeSet<String>, Org
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| {
-                org_err("ListOrganizationalUnitsForParent")(
-                    aws_sdk_organizations::error::DisplayErrorContext(e),
-                )
-            })?;
+            let page = page.map_err(org_err("ListOrganizationalUnitsForParent"))?;
             stack.extend(
                 page.organizational_units()
                     .iter()

@@ -327,18 +327,66 @@ TF_POLICY_ATTRIBUTES = {
 }
 
 JSONENCODE = re.compile(r"^\$\{jsonencode\((?P<body>.*)\)\}$", re.S)
+LOCAL_REF = re.compile(r"^\$\{local\.(?P<name>[A-Za-z0-9_]+)\}$")
+TEMPLATEFILE = re.compile(
+    r'^\$\{templatefile\("\$\{path\.module\}/(?P<path>[^"]+)",\s*local\.(?P<vars>[A-Za-z0-9_]+)\)\}$')
+PLACEHOLDER = re.compile(r"\$\{(?:jsonencode\((?P<list>[a-z0-9_]+)\)|(?P<name>[a-z0-9_]+))\}")
+
+
+def render_policy_template(text: str, values: dict[str, Any], where: str) -> dict:
+    """A policy template (policies/*.json.tftpl) rendered the way Terraform's
+    templatefile() renders it, each variable standing for its Terraform
+    expression: "${name}" inside a JSON string, ${jsonencode(name)} for a list.
+    `keyfleet bootstrap` renders the same files with the emulator's values."""
+    used = set()
+
+    def sub(m: re.Match) -> str:
+        name = m.group("list") or m.group("name")
+        assert name in values, f"{where}: template variable {name} is not passed"
+        used.add(name)
+        value = values[name]
+        if m.group("list"):
+            return json.dumps(value if isinstance(value, list) else [value])
+        assert isinstance(value, str), f"{where}: {name} must be a string"
+        return json.dumps(value)[1:-1]
+
+    rendered = PLACEHOLDER.sub(sub, text)
+    unused = set(values) - used - {"__is_block__"}
+    assert not unused, f"{where}: variables passed but not used by the template: {sorted(unused)}"
+    return json.loads(rendered)
+
+
+def dir_locals(directory: Path) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for path in sorted(directory.glob("*.tf")):
+        for entry in parse_tf(path).get("locals", []):
+            out.update(entry)
+    return out
+
+
+def template_policy(directory: Path, local_name: str) -> tuple[Path, dict]:
+    """The policy a local renders with templatefile(): its file and document."""
+    locals_ = dir_locals(directory)
+    m = TEMPLATEFILE.match(str(locals_.get(local_name, "")))
+    assert m, f"local.{local_name} is not templatefile(\"${{path.module}}/...\", local.<vars>)"
+    file = directory / m.group("path")
+    return file, render_policy_template(file.read_text(), locals_[m.group("vars")], str(file.relative_to(TF)))
 DOC_REF = re.compile(r"^\$\{data\.aws_iam_policy_document\.(?P<name>[A-Za-z0-9_-]+)\.json\}$")
 
 
-def decode_policy_expression(value: Any, where: str) -> dict | str:
+def decode_policy_expression(value: Any, where: str, directory: Path | None = None) -> dict | str:
     """A policy attribute value: the name of the aws_iam_policy_document it
-    references, or the document itself for jsonencode(...) and JSON strings."""
+    references, or the document itself for jsonencode(...), JSON strings and
+    a local rendered from a policy template with templatefile()."""
     if isinstance(value, dict):
         return value
     assert isinstance(value, str), f"{where}: unexpected policy value {value!r}"
     m = DOC_REF.match(value)
     if m:
         return m.group("name")
+    m = LOCAL_REF.match(value)
+    if m and directory is not None:
+        return template_policy(directory, m.group("name"))[1]
     m = JSONENCODE.match(value)
     if m:
         return hcl2.loads(f"x = {m.group('body')}", serialization_options=HCL_OPTIONS)["x"]
@@ -365,7 +413,7 @@ def tf_statements_of_dir(directory: Path) -> list[Statement]:
                 if kind is None:
                     continue
                 where = f"{rel}:{typ}.{name}.{attr}"
-                decoded = decode_policy_expression(value, where)
+                decoded = decode_policy_expression(value, where, directory)
                 if isinstance(decoded, str):
                     uses.setdefault(decoded, set()).add(kind)
                 else:
@@ -765,10 +813,37 @@ def coordinator() -> dict[tuple[str, str], dict]:
 @pytest.fixture(scope="module")
 def coordinator_documents() -> dict[str, list[Statement]]:
     docs = module_blocks("coordinator", "data")
-    return {
+    out = {
         name: _tf_policy_document_statements(body, name, "resource")
         for (typ, name), body in docs.items() if typ == "aws_iam_policy_document"
     }
+    _, role = template_policy(TF / "modules" / "coordinator", "coordinator_policy")
+    out["coordinator"] = _json_statements(role, "coordinator", "identity")
+    return out
+
+
+def test_role_policies_are_the_shared_json_templates():
+    """The coordinator's and the org reader's permissions are the JSON
+    templates `keyfleet bootstrap` deploys into the emulator (where they are
+    enforced): Terraform renders them with templatefile(), and the role
+    policy is that rendering, not a second copy."""
+    for module, role_policy, local_name in (
+        ("coordinator", "this", "coordinator_policy"),
+        ("org-reader", "this", "read_policy"),
+    ):
+        resources = module_blocks(module, "resource")
+        assert resources[("aws_iam_role_policy", role_policy)]["policy"] == f"${{local.{local_name}}}"
+        file, doc = template_policy(TF / "modules" / module, local_name)
+        assert file.parent.name == "policies" and file.name.endswith(".json.tftpl")
+        assert doc["Version"] == "2012-10-17" and doc["Statement"]
+        data = {name for (typ, name) in module_blocks(module, "data") if typ == "aws_iam_policy_document"}
+        assert not data & {"coordinator", "read"}, "the role policy is kept once, in its template"
+    with pytest.raises(AssertionError, match="not passed"):
+        render_policy_template('{"a": "${x}"}', {}, "fixture")
+    with pytest.raises(AssertionError, match="not used"):
+        render_policy_template('{"a": "b"}', {"x": "y"}, "fixture")
+    assert render_policy_template('{"a": "${x}/*", "b": ${jsonencode(l)}}', {"x": 'q"', "l": ["1"]}, "f") == \
+        {"a": 'q"/*', "b": ["1"]}
 
 
 def test_results_queue_accepts_only_agents_of_the_organization(coordinator, coordinator_documents):
@@ -840,7 +915,8 @@ def test_org_reader_trusts_only_the_coordinator():
     (st,) = trust
     assert st.actions == ["sts:AssumeRole"]
     assert st.conditions["ArnEquals"] == {"aws:PrincipalArn": ["${var.coordinator_role_arn}"]}
-    read = _tf_policy_document_statements(docs[("aws_iam_policy_document", "read")], "read", "identity")
+    _, read_doc = template_policy(TF / "modules" / "org-reader", "read_policy")
+    read = _json_statements(read_doc, "read", "identity")
     assert {a for s in read for a in s.actions} == {
         "organizations:ListAccounts", "organizations:ListAccountsForParent",
         "organizations:ListOrganizationalUnitsForParent", "organizations:ListParents", "organizations:ListRoots",

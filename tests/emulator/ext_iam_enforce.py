@@ -34,7 +34,9 @@ per service (``resources_for``): IAM users/roles/policies (account-level reads
 when the secret exists, otherwise ``...:secret:<name>-??????``), SQS queues
 (account from the QueueUrl), S3 buckets/objects (moto's ARN), SES identities
 and configuration sets, SNS topics, KMS keys, CloudWatch Logs groups/streams,
-STS roles (AssumeRole); everything else ``*``. ``sts:GetCallerIdentity`` is
+STS roles (AssumeRole), Organizations roots/OUs/accounts named by
+``ParentId``/``ChildId``/``AccountId``/... (``ORGANIZATIONS_TARGETS``);
+everything else ``*``. ``sts:GetCallerIdentity`` is
 always allowed (as in AWS). Evaluation: Allow/Deny, ``Action``/``NotAction``
 (case-insensitive), ``Resource``/``NotResource`` (case-sensitive), ``*`` and
 ``?`` wildcards; explicit Deny wins. NOT evaluated: conditions (an Allow with a
@@ -379,9 +381,49 @@ def _kms_resources(response: Any, region: str, account: str) -> list[str]:
     return [f"arn:aws:kms:{region}:{account}:key/{key}"]
 
 
+# Organizations actions that name a root, OU, account or policy, and the
+# parameter that names it; every other action takes no resource ("*").
+ORGANIZATIONS_TARGETS = {
+    "ListAccountsForParent": "ParentId",
+    "ListOrganizationalUnitsForParent": "ParentId",
+    "ListChildren": "ParentId",
+    "ListParents": "ChildId",
+    "DescribeAccount": "AccountId",
+    "DescribeOrganizationalUnit": "OrganizationalUnitId",
+    "ListTagsForResource": "ResourceId",
+}
+
+
+def _organizations_resources(response: Any, action: str, account: str) -> list[str]:
+    """arn:aws:organizations::<management>:{root|ou|account}/<org id>/<id>
+    for the actions that name one (AWS's service authorization reference)."""
+    param = ORGANIZATIONS_TARGETS.get(action)
+    target = _param(response, param) if param else None
+    if not isinstance(target, str) or not target:
+        return ["*"]
+    try:
+        from moto.organizations.models import organizations_backends
+
+        org = organizations_backends[account]["aws"].org
+    except Exception:
+        org = None
+    if org is None:
+        return ["*"]
+    prefix = f"arn:aws:organizations::{org.master_account_id}"
+    if target.startswith("r-"):
+        return [f"{prefix}:root/{org.id}/{target}"]
+    if target.startswith("ou-"):
+        return [f"{prefix}:ou/{org.id}/{target}"]
+    if re.fullmatch(r"\d{12}", target):
+        return [f"{prefix}:account/{org.id}/{target}"]
+    return ["*"]
+
+
 def resources_for(
     response: Any, service: str, action: str, region: str, account: str, moto_resource: str
 ) -> list[str]:
+    if service == "organizations":
+        return _organizations_resources(response, action, account)
     if service == "s3":
         return [moto_resource or "*"]
     if service == "iam":

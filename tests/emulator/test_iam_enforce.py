@@ -276,6 +276,47 @@ def test_org_reader_role_is_checked_by_default(emu: Emulator, enforced: dict[str
     assert f"{principal} is not authorized to perform: iam:ListUsers" in message
 
 
+ORG_ACCOUNT = "975318642000"
+ORG_READER = "keyfleet-org-reader-tree-test"
+
+
+def test_organizations_calls_are_checked_against_the_root_ou_or_account_they_name(
+    emu: Emulator, enforced: dict[str, Any]
+) -> None:
+    """ListAccountsForParent and the like name a root, an OU or an account
+    (arn:aws:organizations::<management>:root/<org>/<id>, ...), as AWS's
+    service authorization reference defines them; ListAccounts takes none."""
+    org = emu.client("organizations", ORG_ACCOUNT)
+    org_id = org.create_organization(FeatureSet="ALL")["Organization"]["Id"]
+    root = org.list_roots()["Roots"][0]["Id"]
+    ou = org.create_organizational_unit(ParentId=root, Name="tree-test")["OrganizationalUnit"]["Id"]
+    prefix = f"arn:aws:organizations::{ORG_ACCOUNT}"
+    emu.client("iam", ORG_ACCOUNT).create_role(
+        RoleName=ORG_READER, AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []})
+    )
+    emu.client("iam", ORG_ACCOUNT).put_role_policy(
+        RoleName=ORG_READER,
+        PolicyName="read",
+        PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "organizations:ListAccounts", "Resource": "*"},
+            {"Effect": "Allow", "Action": "organizations:ListAccountsForParent",
+             "Resource": f"{prefix}:root/{org_id}/*"},
+        ]}),
+    )
+    reader = role_client(emu, "organizations", role=ORG_READER, account=ORG_ACCOUNT)
+    reader.list_accounts()
+    reader.list_accounts_for_parent(ParentId=root)
+    principal = f"arn:aws:sts::{ORG_ACCOUNT}:assumed-role/{ORG_READER}/enforce-test"
+    message = denied(lambda: reader.list_accounts_for_parent(ParentId=ou), "AccessDeniedException")
+    assert message == (
+        f"User: {principal} is not authorized to perform: organizations:ListAccountsForParent "
+        f"on resource: {prefix}:ou/{org_id}/{ou} because no identity-based policy allows the "
+        "organizations:ListAccountsForParent action"
+    )
+    message = denied(lambda: reader.describe_account(AccountId=ORG_ACCOUNT), "AccessDeniedException")
+    assert f"on resource: {prefix}:account/{org_id}/{ORG_ACCOUNT} " in message
+
+
 # -- managed policies, other services --------------------------------------------
 
 COORD = "keyfleet-coordinator-enforce-test"

@@ -1,14 +1,14 @@
 //! Finalize: the end of a run. Builds the consolidated report exactly once
 //! (the final marker decides), writes its files, sends the security team's
-//! summary and the alerts; the sweep finalizes runs past their deadline; and
-//! stored reports are read back from here (`latest` included).
+//! summary and the alerts; the sweep finalizes runs past their deadline.
+//! Reading reports back is [`crate::reports`]'s.
 
 use super::{Coordinator, CoordinatorError};
 use crate::mail;
 use crate::outcome;
 use crate::render;
+use crate::reports::Reports;
 use crate::store;
-use futures::stream::{self, StreamExt};
 use keyfleet_protocol::report::{aggregate, RunReport};
 use keyfleet_protocol::{AccountResult, Policy};
 use time::OffsetDateTime;
@@ -133,58 +133,14 @@ impl Coordinator {
         Ok(Some(report))
     }
 
-    /// The newest finalized real run, by start time (the manifest's
-    /// `created_at`, which the finalized report carries). Dry runs are kept
-    /// and readable by id but are never `latest`; nor is a run still
-    /// waiting for results. Run ids are not compared: they carry the start
-    /// second and a random suffix, so two runs started in the same second
-    /// would sort by chance. Ties on the start time (same nanosecond) go to
-    /// the greater run id, so the answer is stable.
+    /// The newest finalized real run; see [`Reports::latest_run_id`].
     pub async fn latest_run_id(&self) -> Result<Option<String>, CoordinatorError> {
-        #[derive(serde::Deserialize)]
-        struct Started {
-            #[serde(with = "time::serde::rfc3339")]
-            created_at: OffsetDateTime,
-            #[serde(default)]
-            dry_run: bool,
-        }
-        let ids = self.store.run_ids().await?;
-        let finals: Vec<Result<Option<(OffsetDateTime, String)>, CoordinatorError>> =
-            stream::iter(ids)
-                .map(|id| async move {
-                    let Some(bytes) = self.store.get(&store::final_key(&id)).await? else {
-                        return Ok(None);
-                    };
-                    match serde_json::from_slice::<Started>(&bytes) {
-                        Ok(s) if !s.dry_run => Ok(Some((s.created_at, id))),
-                        Ok(_) => Ok(None),
-                        Err(e) => {
-                            tracing::error!(run_id = %id, error = %e, "finalized report unreadable; not a candidate for latest");
-                            Ok(None)
-                        }
-                    }
-                })
-                .buffer_unordered(16)
-                .collect()
-                .await;
-        let mut latest: Option<(OffsetDateTime, String)> = None;
-        for f in finals {
-            if let Some(c) = f? {
-                if latest.as_ref().is_none_or(|l| c > *l) {
-                    latest = Some(c);
-                }
-            }
-        }
-        Ok(latest.map(|(_, id)| id))
+        Ok(self.reports().latest_run_id().await?)
     }
 
     /// Where the HTML report of a run is.
     pub fn report_url(&self, run_id: &str) -> String {
-        format!(
-            "s3://{}/{}",
-            self.store.bucket(),
-            store::report_key(run_id, "html")
-        )
+        self.reports().report_url(run_id)
     }
 
     /// Finalizes every run past its deadline that is not finalized yet.
@@ -205,19 +161,13 @@ impl Coordinator {
         Ok(done)
     }
 
-    /// A stored report by run id, or `latest`: see [`Coordinator::latest_run_id`].
+    /// A stored report by run id, or `latest`; see [`Reports::report`].
     pub async fn report(&self, run: &str) -> Result<Option<RunReport>, CoordinatorError> {
-        let run_id = if run == "latest" {
-            match self.latest_run_id().await? {
-                Some(id) => id,
-                None => return Ok(None),
-            }
-        } else {
-            run.to_string()
-        };
-        let Some(bytes) = self.store.get(&store::final_key(&run_id)).await? else {
-            return Ok(None);
-        };
-        Ok(serde_json::from_slice(&bytes).ok())
+        Ok(self.reports().report(run).await?)
+    }
+
+    /// The read side of the run store.
+    pub fn reports(&self) -> Reports {
+        Reports::new(self.store.clone())
     }
 }

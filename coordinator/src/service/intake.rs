@@ -7,11 +7,22 @@
 use super::{Coordinator, CoordinatorError, Intake, Rejection};
 use crate::store::{self, Put};
 use keyfleet_protocol::{decode, encode, AccountResult, Dispatch, RunManifest};
-use std::collections::BTreeMap;
 
 impl Coordinator {
-    /// Takes one result message in.
-    pub async fn intake(&self, body: &str) -> Result<Intake, CoordinatorError> {
+    /// The coordinator's one doorway for results: one message in (its body
+    /// and how many times it has been delivered), what became of it out.
+    /// The Lambda's SQS handler, `keyfleet run --local` and the tests all
+    /// call it. `Ok` means the message is done with (taken in, a duplicate,
+    /// or rejected for good); `Err` is an infrastructure failure the
+    /// message should come back for.
+    pub async fn intake(&self, body: &str, receive_count: u32) -> Result<Intake, CoordinatorError> {
+        use tracing::Instrument;
+        self.intake_inner(body)
+            .instrument(tracing::info_span!("intake", receive_count))
+            .await
+    }
+
+    async fn intake_inner(&self, body: &str) -> Result<Intake, CoordinatorError> {
         let result: AccountResult = match decode(body.as_bytes()) {
             Ok(r) => r,
             Err(e) => return Ok(self.reject(Rejection::Malformed(e.to_string())).await),
@@ -127,20 +138,11 @@ impl Coordinator {
             .store
             .list(&store::results_prefix(&manifest.run_id))
             .await?;
-        let mut by_account: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-        for k in &keys {
-            if let Some(account) = store::result_account(&manifest.run_id, k) {
-                by_account.entry(account).or_default().push(k.clone());
-            }
-        }
+        let reported = crate::reports::reported_accounts(manifest, &keys);
         Ok(manifest
             .accounts
             .iter()
             .filter(|a| a.dispatch == Dispatch::Sent)
-            .all(|a| {
-                by_account
-                    .get(a.account_id.as_str())
-                    .is_some_and(|ks| !store::complete_attempts(ks).is_empty())
-            }))
+            .all(|a| reported.contains(&a.account_id)))
     }
 }

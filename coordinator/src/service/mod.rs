@@ -33,7 +33,7 @@ mod notify;
 
 use crate::org::OrgError;
 use crate::store::{self, RunStore, StoreError};
-use keyfleet_protocol::{decode, encode, JobMode, Policy, PrivateKey, ProtocolError, RunManifest};
+use keyfleet_protocol::{encode, JobMode, Policy, PrivateKey, RunManifest};
 use std::sync::Arc;
 use time::OffsetDateTime;
 
@@ -84,10 +84,10 @@ pub enum CoordinatorError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Org(#[from] OrgError),
+    #[error(transparent)]
+    Reports(#[from] crate::reports::ReportsError),
     #[error("run {0} has no manifest")]
     UnknownRun(String),
-    #[error("manifest of run {run} is unreadable: {error}")]
-    Manifest { run: String, error: ProtocolError },
     #[error("SES SendEmail to {to} failed: {message}")]
     Ses { to: String, message: String },
     #[error("building the email for {user} failed: {message}")]
@@ -151,6 +151,24 @@ pub struct RunRequest {
     pub policy: Option<Policy>,
 }
 
+/// How jobs reach the agents.
+#[derive(Debug, Clone, Default)]
+pub enum JobSink {
+    /// Each account's `keyfleet-jobs` queue (the deployed system).
+    #[default]
+    Queues,
+    /// Agents in this process (`keyfleet run --local`): each job goes to
+    /// this channel instead, and no queue is touched.
+    Local(tokio::sync::mpsc::UnboundedSender<LocalJob>),
+}
+
+/// A job for an in-process agent: its account and the encoded message.
+#[derive(Debug, Clone)]
+pub struct LocalJob {
+    pub account_id: String,
+    pub body: String,
+}
+
 /// A coordinator: configuration, clients and the private key, built once.
 #[derive(Clone)]
 pub struct Coordinator {
@@ -158,6 +176,7 @@ pub struct Coordinator {
     clients: CoordinatorClients,
     store: RunStore,
     key: Arc<PrivateKey>,
+    jobs: JobSink,
 }
 
 impl Coordinator {
@@ -168,7 +187,14 @@ impl Coordinator {
             clients,
             store,
             key: Arc::new(key),
+            jobs: JobSink::Queues,
         }
+    }
+
+    /// Sends jobs to `sink` instead of the accounts' queues.
+    pub fn with_job_sink(mut self, sink: JobSink) -> Self {
+        self.jobs = sink;
+        self
     }
 
     pub fn store(&self) -> &RunStore {
@@ -188,14 +214,6 @@ impl Coordinator {
     }
 
     async fn manifest(&self, run_id: &str) -> Result<Option<RunManifest>, CoordinatorError> {
-        let Some(bytes) = self.store.get(&store::manifest_key(run_id)).await? else {
-            return Ok(None);
-        };
-        decode(&bytes)
-            .map(Some)
-            .map_err(|error| CoordinatorError::Manifest {
-                run: run_id.to_string(),
-                error,
-            })
+        Ok(self.reports().manifest(run_id).await?)
     }
 }

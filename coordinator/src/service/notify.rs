@@ -49,11 +49,17 @@ impl Coordinator {
             return Ok(());
         }
         let now = OffsetDateTime::now_utc();
-        let outcomes: Vec<Result<(), CoordinatorError>> = stream::iter(&result.users)
+        // The futures are built before they are streamed: a closure over
+        // `&UserReport` inside the stream would make this future's `Send`
+        // bound unprovable (rustc's higher-ranked lifetime inference), and
+        // the in-process runner needs it `Send`.
+        let sends: Vec<_> = result
+            .users
+            .iter()
             .map(|user| self.notify_user(manifest, result, user, now))
-            .buffer_unordered(8)
-            .collect()
-            .await;
+            .collect();
+        let outcomes: Vec<Result<(), CoordinatorError>> =
+            stream::iter(sends).buffer_unordered(8).collect().await;
         outcomes.into_iter().collect()
     }
 

@@ -44,7 +44,7 @@ async fn sweep_finalizes_an_overdue_run_once_with_missing_accounts() {
         .await
         .pop()
         .expect("the answering agent's result");
-    let intake = central.coordinator.intake(&body).await.expect("intake");
+    let intake = central.coordinator.intake(&body, 1).await.expect("intake");
     assert!(
         matches!(
             intake,
@@ -145,7 +145,7 @@ async fn sweep_finalizes_an_overdue_run_once_with_missing_accounts() {
     let (late, receipt) = central.receive_results().await.pop().expect("late result");
     let intake = central
         .coordinator
-        .intake(&late)
+        .intake(&late, 1)
         .await
         .expect("late intake");
     assert!(

@@ -437,7 +437,7 @@ impl Central {
             for m in page.messages() {
                 let intake = self
                     .coordinator
-                    .intake(m.body().expect("body"))
+                    .intake(m.body().expect("body"), 1)
                     .await
                     .expect("intake succeeds");
                 self.delete_result(m.receipt_handle().expect("receipt"))

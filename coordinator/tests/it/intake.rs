@@ -82,7 +82,7 @@ async fn intake_accepts_genuine_results_and_rejects_forged_ones() {
     for (what, body, expected) in cases {
         let got = central
             .coordinator
-            .intake(&body)
+            .intake(&body, 1)
             .await
             .unwrap_or_else(|e| panic!("intake of {what} must not fail: {e}"));
         assert_eq!(got, expected, "{what}");
@@ -102,7 +102,7 @@ async fn intake_accepts_genuine_results_and_rejects_forged_ones() {
     ] {
         let got = central
             .coordinator
-            .intake(&body)
+            .intake(&body, 1)
             .await
             .unwrap_or_else(|e| panic!("intake of {what} must not fail: {e}"));
         assert!(
@@ -142,7 +142,7 @@ async fn intake_accepts_genuine_results_and_rejects_forged_ones() {
         .all(|(subject, _)| subject == "keyfleet: result rejected"));
 
     // The genuine results still go through.
-    let got_a = central.coordinator.intake(&body_a).await.expect("intake A");
+    let got_a = central.coordinator.intake(&body_a, 1).await.expect("intake A");
     assert_eq!(
         got_a,
         Intake::Accepted {
@@ -158,7 +158,7 @@ async fn intake_accepts_genuine_results_and_rejects_forged_ones() {
         !after_a.is_empty() && after_a.iter().all(|m| m.account == a.id),
         "owner emails of account A only: {after_a:?}"
     );
-    let got_b = central.coordinator.intake(&body_b).await.expect("intake B");
+    let got_b = central.coordinator.intake(&body_b, 1).await.expect("intake B");
     assert_eq!(
         got_b,
         Intake::Accepted {
@@ -182,7 +182,7 @@ async fn intake_accepts_genuine_results_and_rejects_forged_ones() {
     // dropped: no second email of any kind.
     let before = emails_of_run(&run_id).len();
     for (body, account) in [(&body_a, &a.id), (&body_b, &b.id)] {
-        let got = central.coordinator.intake(body).await.expect("duplicate");
+        let got = central.coordinator.intake(body, 1).await.expect("duplicate");
         assert_eq!(
             got,
             Intake::Duplicate {
@@ -243,7 +243,7 @@ async fn owner_address_the_rule_refuses_is_reported_and_alerted_not_retried() {
 
     let intake = central
         .coordinator
-        .intake(&forged)
+        .intake(&forged, 1)
         .await
         .expect("a refused owner address is not an error to retry");
     assert_eq!(
@@ -312,7 +312,7 @@ async fn owner_address_the_rule_refuses_is_reported_and_alerted_not_retried() {
     // Delivered again (SQS redelivery): still no retry, no second alert.
     let again = central
         .coordinator
-        .intake(&forged)
+        .intake(&forged, 1)
         .await
         .expect("duplicate");
     assert!(matches!(again, Intake::Duplicate { .. }), "{again:?}");

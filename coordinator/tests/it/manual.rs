@@ -44,7 +44,7 @@ async fn rotate_event_keeps_the_old_key_by_default_and_passes_the_key_to_replace
     for (event, mode) in cases {
         let answer = lambda::handle(c, event.clone())
             .await
-            .unwrap_or_else(|e| panic!("{event}: {e}"));
+            .unwrap_or_else(|e| panic!("{event}: {}", e.error_message));
         let jobs = member.receive_jobs().await;
         assert_eq!(jobs.len(), 1, "{event}: one job");
         assert_eq!(jobs[0].0.run_id, answer["run_id"], "{event}");
@@ -57,7 +57,8 @@ async fn rotate_event_keeps_the_old_key_by_default_and_passes_the_key_to_replace
         json!({"action": "rotate", "account": member.id, "user": "bob smith"}),
     ] {
         let err = lambda::handle(c, event.clone()).await.expect_err("refused");
-        let msg = err.to_string();
+        assert_eq!(err.error_type, "keyfleet.BadRequest", "{event}");
+        let msg = err.error_message;
         assert!(
             msg.contains("key_id") || msg.contains("user"),
             "{event}: {msg}"

@@ -168,7 +168,12 @@ async fn lambda_manual_run_that_selects_no_account_fails_the_invoke_the_schedule
     )
     .await
     .expect_err("a manual run that selects no account fails the invocation");
-    assert!(err.to_string().contains("no account selected"), "{err}");
+    assert_eq!(err.error_type, "keyfleet.NoAccountSelected");
+    assert!(
+        err.error_message.contains("no account selected"),
+        "{}",
+        err.error_message
+    );
     // The schedule's start is invoked asynchronously: a function error would
     // only make Lambda run it twice more, with the same result. It answers
     // with the error in its payload; the alert, report and summary say it.

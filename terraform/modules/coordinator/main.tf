@@ -560,108 +560,32 @@ resource "aws_iam_role" "this" {
   tags               = local.tags
 }
 
-data "aws_iam_policy_document" "coordinator" {
-  statement {
-    sid       = "AssumeOrgReader"
-    effect    = "Allow"
-    actions   = ["sts:AssumeRole"]
-    resources = [var.org_reader_role_arn]
+# The role's permissions are one JSON document, policies/coordinator.json.tftpl,
+# rendered here and by `keyfleet bootstrap`, which deploys the coordinator into
+# the emulator under exactly these permissions (the emulator enforces them and
+# the tests compare them with the calls the code makes).
+locals {
+  coordinator_policy_vars = {
+    org_reader_role_arn    = var.org_reader_role_arn
+    jobs_queue_arns        = local.jobs_queue_arns
+    organization_id        = var.organization_id
+    results_queue_arn      = aws_sqs_queue.results.arn
+    invoke_dlq_arn         = aws_sqs_queue.invoke_dlq.arn
+    report_bucket_arn      = aws_s3_bucket.reports.arn
+    kms_key_arn            = aws_kms_key.this.arn
+    alerts_topic_arn       = aws_sns_topic.alerts.arn
+    ses_resource_arns      = concat([local.ses_identity_arn, local.ses_config_arn], local.ses_recipient_arn)
+    sender                 = var.sender
+    private_key_secret_arn = aws_secretsmanager_secret.private_key.arn
+    log_group_arn          = local.log_group_arn
   }
-
-  # Jobs go to the keyfleet-jobs queue of any account, but only to queues owned
-  # by this organization.
-  statement {
-    sid       = "DispatchJobs"
-    effect    = "Allow"
-    actions   = ["sqs:SendMessage"]
-    resources = [local.jobs_queue_arns]
-    condition {
-      test     = "StringEquals"
-      variable = "aws:ResourceOrgID"
-      values   = [var.organization_id]
-    }
-  }
-
-  statement {
-    sid    = "ConsumeResults"
-    effect = "Allow"
-    actions = [
-      "sqs:ReceiveMessage",
-      "sqs:DeleteMessage",
-      "sqs:GetQueueAttributes",
-      "sqs:ChangeMessageVisibility",
-    ]
-    resources = [aws_sqs_queue.results.arn]
-  }
-
-  statement {
-    sid       = "AsyncInvokeDeadLetters"
-    effect    = "Allow"
-    actions   = ["sqs:SendMessage"]
-    resources = [aws_sqs_queue.invoke_dlq.arn]
-  }
-
-  statement {
-    sid       = "RunStoreList"
-    effect    = "Allow"
-    actions   = ["s3:ListBucket"]
-    resources = [aws_s3_bucket.reports.arn]
-  }
-
-  statement {
-    sid    = "RunStoreObjects"
-    effect = "Allow"
-    # DeleteObject releases an email's ledger claim (and a finalize marker)
-    # when sending fails, so that a retry sends it.
-    actions   = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
-    resources = ["${aws_s3_bucket.reports.arn}/*"]
-  }
-
-  statement {
-    sid       = "UseCoordinatorKey"
-    effect    = "Allow"
-    actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
-    resources = [aws_kms_key.this.arn]
-  }
-
-  statement {
-    sid       = "PublishAlerts"
-    effect    = "Allow"
-    actions   = ["sns:Publish"]
-    resources = [aws_sns_topic.alerts.arn]
-  }
-
-  statement {
-    sid       = "SendMail"
-    effect    = "Allow"
-    actions   = ["ses:SendEmail"]
-    resources = concat([local.ses_identity_arn, local.ses_config_arn], local.ses_recipient_arn)
-    condition {
-      test     = "StringEquals"
-      variable = "ses:FromAddress"
-      values   = [var.sender]
-    }
-  }
-
-  statement {
-    sid       = "ReadPrivateKey"
-    effect    = "Allow"
-    actions   = ["secretsmanager:GetSecretValue"]
-    resources = [aws_secretsmanager_secret.private_key.arn]
-  }
-
-  statement {
-    sid       = "WriteOwnLogs"
-    effect    = "Allow"
-    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
-    resources = ["${local.log_group_arn}:*"]
-  }
+  coordinator_policy = templatefile("${path.module}/policies/coordinator.json.tftpl", local.coordinator_policy_vars)
 }
 
 resource "aws_iam_role_policy" "this" {
   name   = "keyfleet-coordinator"
   role   = aws_iam_role.this.id
-  policy = data.aws_iam_policy_document.coordinator.json
+  policy = local.coordinator_policy
 }
 
 ################################################################################

@@ -52,53 +52,19 @@ resource "aws_iam_role" "this" {
   tags                 = local.tags
 }
 
-data "aws_iam_policy_document" "read" {
-  # These three actions accept no resource ARN.
-  statement {
-    sid    = "OrganizationWide"
-    effect = "Allow"
-    actions = [
-      "organizations:DescribeOrganization",
-      "organizations:ListAccounts",
-      "organizations:ListRoots",
-    ]
-    resources = ["*"]
+# The role's permissions are one JSON document, policies/org-reader.json.tftpl,
+# rendered here and by `keyfleet bootstrap` (the emulator enforces it).
+locals {
+  read_policy_vars = {
+    account_arns = local.account_arns
+    ou_arns      = local.ou_arns
+    root_arns    = local.root_arns
   }
-
-  statement {
-    sid    = "WalkTheTree"
-    effect = "Allow"
-    actions = [
-      "organizations:ListAccountsForParent",
-      "organizations:ListOrganizationalUnitsForParent",
-    ]
-    resources = [local.root_arns, local.ou_arns]
-  }
-
-  statement {
-    sid       = "AccountParents"
-    effect    = "Allow"
-    actions   = ["organizations:ListParents"]
-    resources = [local.account_arns, local.ou_arns]
-  }
-
-  statement {
-    sid       = "DescribeAccounts"
-    effect    = "Allow"
-    actions   = ["organizations:DescribeAccount"]
-    resources = [local.account_arns]
-  }
-
-  statement {
-    sid       = "ReadTags"
-    effect    = "Allow"
-    actions   = ["organizations:ListTagsForResource"]
-    resources = [local.account_arns, local.ou_arns, local.root_arns]
-  }
+  read_policy = templatefile("${path.module}/policies/org-reader.json.tftpl", local.read_policy_vars)
 }
 
 resource "aws_iam_role_policy" "this" {
   name   = "keyfleet-org-reader"
   role   = aws_iam_role.this.id
-  policy = data.aws_iam_policy_document.read.json
+  policy = local.read_policy
 }

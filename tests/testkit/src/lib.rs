@@ -57,6 +57,21 @@ pub struct SentEmail {
     pub raw: String,
 }
 
+/// One authorization decision of the emulator's IAM enforcement.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct IamDecision {
+    /// `ALLOWED` or `DENIED`.
+    pub decision: String,
+    pub account: String,
+    pub role: String,
+    #[serde(default)]
+    pub session: String,
+    pub action: String,
+    pub resource: String,
+    #[serde(default)]
+    pub reason: String,
+}
+
 #[derive(Deserialize)]
 struct Outbox {
     messages: Vec<SentEmail>,
@@ -277,6 +292,88 @@ impl Emulator {
                 what: "/_keyfleet/faults".into(),
                 error: e.to_string(),
             })?;
+        Ok(())
+    }
+
+    fn get_json(&self, path: &str) -> Result<serde_json::Value, EmulatorError> {
+        let mut resp = ureq::get(&format!("{}{path}", self.endpoint))
+            .call()
+            .map_err(|e| EmulatorError::Request {
+                what: path.to_string(),
+                error: e.to_string(),
+            })?;
+        resp.body_mut()
+            .read_json()
+            .map_err(|e| EmulatorError::Request {
+                what: path.to_string(),
+                error: e.to_string(),
+            })
+    }
+
+    /// Turns the emulator's IAM enforcement for keyfleet's deployed roles
+    /// on or off (`POST /_keyfleet/iam/enforce`). It is global to the
+    /// harness.
+    pub fn enforce_iam(&self, enabled: bool) -> Result<(), EmulatorError> {
+        self.post(
+            "/_keyfleet/iam/enforce",
+            serde_json::json!({ "enabled": enabled }),
+        )
+        .map(|_| ())
+    }
+
+    /// Every authorization decision the enforcement made, in order.
+    pub fn iam_decisions(&self) -> Result<Vec<IamDecision>, EmulatorError> {
+        #[derive(Deserialize)]
+        struct Decisions {
+            decisions: Vec<IamDecision>,
+        }
+        let v = self.get_json("/_keyfleet/iam/decisions")?;
+        serde_json::from_value::<Decisions>(v)
+            .map(|d| d.decisions)
+            .map_err(|e| EmulatorError::Request {
+                what: "/_keyfleet/iam/decisions".into(),
+                error: e.to_string(),
+            })
+    }
+
+    /// Fires an EventBridge rule's targets now, as its schedule would
+    /// (`POST /_keyfleet/events/fire`): Lambda targets are invoked
+    /// asynchronously with the target's input.
+    pub fn fire_rule(&self, rule: &str) -> Result<serde_json::Value, EmulatorError> {
+        self.post("/_keyfleet/events/fire", serde_json::json!({ "rule": rule }))
+    }
+
+    /// Makes every in-flight message of a queue visible now (a test need
+    /// not wait out a 30-minute visibility timeout).
+    pub fn make_visible(&self, queue_url: &str) -> Result<u64, EmulatorError> {
+        let v = self.post(
+            "/_keyfleet/sqs/visible",
+            serde_json::json!({ "queue_url": queue_url }),
+        )?;
+        Ok(v["made_visible"].as_u64().unwrap_or(0))
+    }
+
+    /// The Lambda invocations the emulator ran (newest last).
+    pub fn lambda_invocations(&self) -> Result<Vec<serde_json::Value>, EmulatorError> {
+        let v = self.get_json("/_keyfleet/lambda/invocations")?;
+        Ok(v["invocations"].as_array().cloned().unwrap_or_default())
+    }
+
+    /// Waits until the emulator's Lambda work is done in `accounts` (all
+    /// accounts when empty): nothing running or waiting to retry, and no
+    /// deliverable message on a queue with an event source mapping.
+    pub fn settle(&self, accounts: &[&str], timeout_s: u64) -> Result<(), EmulatorError> {
+        let mut body = serde_json::json!({ "timeout": timeout_s });
+        if !accounts.is_empty() {
+            body["accounts"] = serde_json::json!(accounts);
+        }
+        let v = self.post("/_keyfleet/lambda/settle", body)?;
+        if v["settled"].as_bool() == Some(false) {
+            return Err(EmulatorError::Request {
+                what: "/_keyfleet/lambda/settle".into(),
+                error: format!("not settled after {timeout_s}s: {v}"),
+            });
+        }
         Ok(())
     }
 

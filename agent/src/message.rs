@@ -1,0 +1,105 @@
+//! The agent's one doorway: one job message in (its body and how many
+//! times it has been delivered), one outcome out.
+//!
+//! The Lambda handler ([`crate::lambda`]), `keyfleet run --local` and the
+//! tests all call [`handle_message`]; nothing else decodes a job. What the
+//! caller does with the outcome is the transport's business: the Lambda
+//! turns anything but [`JobOutcome::Done`] into a batch item failure (so a
+//! rejected job reaches the jobs queue's DLQ after its `maxReceiveCount`
+//! instead of being retried forever), the local runner reports it.
+//!
+//! A job that does not validate is reported to the coordinator once, on
+//! its first delivery, when its body names enough to address a result (a
+//! run, this account, a token, a results queue): the run's report then
+//! shows the account as failed with the reason instead of waiting for the
+//! deadline.
+
+use crate::run::{Agent, AgentError};
+use keyfleet_protocol::{
+    decode, encode, AccountResult, AccountStatus, Job, ProtocolError, Token, VERSION,
+};
+use time::OffsetDateTime;
+
+/// What became of one job message.
+#[derive(Debug)]
+pub enum JobOutcome {
+    /// The job ran and its result reached the coordinator.
+    Done(Box<AccountResult>),
+    /// The message can never succeed (malformed, or not for this agent).
+    Rejected(String),
+    /// The job stopped on an error a later delivery may not meet (the
+    /// results queue refused the result, an injected crash).
+    Failed(String),
+}
+
+impl JobOutcome {
+    /// The reason, when the job did not complete.
+    pub fn failure(&self) -> Option<&str> {
+        match self {
+            JobOutcome::Done(_) => None,
+            JobOutcome::Rejected(why) | JobOutcome::Failed(why) => Some(why),
+        }
+    }
+}
+
+/// Handles one job message: decode, validate, run, send the result.
+pub async fn handle_message(agent: &Agent, body: &str, receive_count: u32) -> JobOutcome {
+    let job: Job = match decode(body.as_bytes()) {
+        Ok(j) => j,
+        Err(e) => {
+            if receive_count <= 1 {
+                report_rejected(agent, body, &e).await;
+            }
+            return JobOutcome::Rejected(format!("rejected job: {e}"));
+        }
+    };
+    match agent.handle(&job).await {
+        Ok(result) => JobOutcome::Done(Box::new(result)),
+        Err(e @ AgentError::WrongAccount { .. }) => JobOutcome::Rejected(e.to_string()),
+        Err(e) => JobOutcome::Failed(e.to_string()),
+    }
+}
+
+/// Best effort: a Failed result for a job that did not validate, when its
+/// body names a run, this account, a token and a results queue.
+async fn report_rejected(agent: &Agent, body: &str, error: &ProtocolError) {
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(body) else {
+        return;
+    };
+    let field = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
+    let (Some(run_id), Some(account_id), Some(token), Some(queue)) = (
+        field("run_id"),
+        field("account_id"),
+        field("token"),
+        field("results_queue_url"),
+    ) else {
+        return;
+    };
+    if account_id != agent.account_id() {
+        return;
+    }
+    let now = OffsetDateTime::now_utc();
+    let result = AccountResult {
+        v: VERSION,
+        run_id,
+        account_id,
+        token: Token(token),
+        part: 1,
+        parts: 1,
+        account_alias: None,
+        status: AccountStatus::Failed,
+        error: Some(format!("job rejected by the agent: {error}")),
+        dry_run: false,
+        as_of: now,
+        started_at: now,
+        finished_at: now,
+        scan_mode: Default::default(),
+        api_calls: Default::default(),
+        users: vec![],
+        sealed: vec![],
+    };
+    let body = String::from_utf8(encode(&result)).expect("serde_json writes UTF-8");
+    if let Err(e) = agent.deliver(&queue, body).await {
+        tracing::warn!(error = %e, "could not report a rejected job");
+    }
+}

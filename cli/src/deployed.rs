@@ -1,0 +1,247 @@
+//! The deployed system: `keyfleet run`, `plan` and `rotate` invoke the
+//! coordinator Lambda with the same manual event an operator would send
+//! (`{"action":"run",...}`, see [`keyfleet_coordinator::lambda::Command`]),
+//! then follow the run in the report bucket until it is finalized.
+//!
+//! Following never stops at a fixed time: a 500-account organization takes
+//! as long as it takes. It stops when the run is finalized, or when it has
+//! made no progress (no new result part stored) for `[coordinator]
+//! stall_after` (default 10 minutes), naming the accounts still missing;
+//! the coordinator's hourly sweep finalizes such a run at its deadline.
+
+use crate::config::Config;
+use anyhow::{anyhow, bail, Context, Result};
+use aws_config::SdkConfig;
+use aws_sdk_lambda::primitives::Blob;
+use keyfleet_coordinator::lambda::Command;
+use keyfleet_coordinator::reports::{Progress, Reports};
+use keyfleet_coordinator::store::RunStore;
+use keyfleet_protocol::report::RunReport;
+#[cfg(feature = "emulator")]
+use std::collections::BTreeSet;
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+/// How to reach a deployed coordinator: its function and its report bucket.
+pub struct Deployment {
+    lambda: aws_sdk_lambda::Client,
+    function: String,
+    reports: Reports,
+    stall_after: Duration,
+}
+
+/// What the coordinator answered to a command that starts a run.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Started {
+    pub run_id: String,
+    #[serde(default)]
+    pub accounts: usize,
+}
+
+/// The error document Lambda returns for a failed invocation.
+#[derive(serde::Deserialize)]
+struct FunctionError {
+    #[serde(rename = "errorMessage", default)]
+    message: String,
+    #[serde(rename = "errorType", default)]
+    kind: String,
+}
+
+impl Deployment {
+    pub fn new(cfg: &Config, sdk: &SdkConfig) -> Deployment {
+        Deployment {
+            lambda: aws_sdk_lambda::Client::new(sdk),
+            function: cfg.coordinator.function.clone(),
+            reports: reports(cfg, sdk),
+            stall_after: cfg.coordinator.stall_after.to_time().unsigned_abs(),
+        }
+    }
+
+    pub fn reports(&self) -> &Reports {
+        &self.reports
+    }
+
+    /// Invokes the coordinator with `cmd` and returns its answer.
+    pub async fn invoke(&self, cmd: &Command) -> Result<serde_json::Value> {
+        let payload = serde_json::to_vec(cmd).expect("commands serialize");
+        let out = self
+            .lambda
+            .invoke()
+            .function_name(&self.function)
+            .payload(Blob::new(payload))
+            .send()
+            .await
+            .map_err(|e| {
+                let not_found = e
+                    .as_service_error()
+                    .is_some_and(|s| s.is_resource_not_found_exception());
+                if not_found {
+                    anyhow!(
+                        "the coordinator function `{}` does not exist here: deploy keyfleet with Terraform \
+                         (terraform/README.md), run `keyfleet bootstrap` on an emulator, or use --local to \
+                         run without the deployment",
+                        self.function
+                    )
+                } else {
+                    anyhow!(
+                        "invoking the coordinator `{}`: {}",
+                        self.function,
+                        aws_sdk_lambda::error::DisplayErrorContext(e)
+                    )
+                }
+            })?;
+        let body = out.payload().map(|b| b.as_ref()).unwrap_or_default();
+        if out.function_error().is_some() {
+            let err: FunctionError = serde_json::from_slice(body).unwrap_or(FunctionError {
+                message: String::from_utf8_lossy(body).into_owned(),
+                kind: String::new(),
+            });
+            // The coordinator's errors say what is wrong (a run that
+            // selected no account names the report); the Runtime's say
+            // that the function itself broke.
+            if err.kind.starts_with("Runtime.") || err.kind.starts_with("Sandbox.") {
+                bail!(
+                    "the coordinator function `{}` failed ({}): {}",
+                    self.function,
+                    err.kind,
+                    err.message
+                );
+            }
+            bail!("{}", err.message);
+        }
+        serde_json::from_slice(body).with_context(|| {
+            format!(
+                "the coordinator answered with something that is not JSON: {}",
+                String::from_utf8_lossy(body)
+            )
+        })
+    }
+
+    /// Starts a run with `cmd` and follows it to its report.
+    pub async fn run(&self, cmd: &Command) -> Result<RunReport> {
+        let answer = self.invoke(cmd).await?;
+        let started: Started = serde_json::from_value(answer.clone())
+            .with_context(|| format!("the coordinator's answer names no run: {answer}"))?;
+        tracing::info!(run_id = %started.run_id, accounts = started.accounts, "run started");
+        self.follow(&started.run_id).await
+    }
+
+    /// Waits until a run other than `known` appears (one a schedule
+    /// started), and returns its id.
+    #[cfg(feature = "emulator")]
+    pub async fn next_run(&self, known: &BTreeSet<String>) -> Result<String> {
+        let since = Instant::now();
+        let mut pause = Pause::new();
+        loop {
+            let ids = self.reports.run_ids().await?;
+            if let Some(id) = ids.into_iter().find(|id| !known.contains(id)) {
+                return Ok(id);
+            }
+            if since.elapsed() > self.stall_after {
+                bail!(
+                    "no run started within {}s",
+                    self.stall_after.as_secs()
+                );
+            }
+            pause.wait().await;
+        }
+    }
+
+    /// Follows a run until it is finalized (see the module doc).
+    pub async fn follow(&self, run_id: &str) -> Result<RunReport> {
+        let mut last: Option<Progress> = None;
+        let mut moved = Instant::now();
+        let mut pause = Pause::new();
+        let bar = Bar::new();
+        loop {
+            let now = self
+                .reports
+                .progress(run_id)
+                .await?
+                .ok_or_else(|| anyhow!("run {run_id} has no manifest in the report bucket"))?;
+            bar.show(&now);
+            if now.finalized {
+                bar.clear();
+                return self
+                    .reports
+                    .report(run_id)
+                    .await?
+                    .ok_or_else(|| anyhow!("run {run_id} is finalized but its report is unreadable"));
+            }
+            if last.as_ref().is_none_or(|l| l.parts != now.parts) {
+                moved = Instant::now();
+                pause = Pause::new();
+            } else if moved.elapsed() > self.stall_after {
+                bar.clear();
+                let missing = now.missing();
+                bail!(
+                    "run {run_id} made no progress for {}s: {} of {} accounts reported, waiting for {}; \
+                     the coordinator's sweep finalizes it at its deadline ({}); read it then with \
+                     `keyfleet report --run {run_id}`",
+                    self.stall_after.as_secs(),
+                    now.reported.len(),
+                    now.expected.len(),
+                    missing.join(", "),
+                    now.deadline
+                );
+            }
+            last = Some(now);
+            pause.wait().await;
+        }
+    }
+}
+
+/// The report bucket's read side, as the operator sees it.
+pub fn reports(cfg: &Config, sdk: &SdkConfig) -> Reports {
+    Reports::new(RunStore::new(
+        crate::aws::s3_client(cfg, sdk),
+        cfg.coordinator.report_bucket.clone(),
+    ))
+}
+
+/// Between two looks at the bucket: short at first, longer while nothing
+/// moves (at most 2 s).
+struct Pause(Duration);
+
+impl Pause {
+    fn new() -> Pause {
+        Pause(Duration::from_millis(100))
+    }
+
+    async fn wait(&mut self) {
+        tokio::time::sleep(self.0).await;
+        self.0 = (self.0 * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// Accounts reported, on stderr when it is a terminal.
+struct Bar(Option<indicatif::ProgressBar>);
+
+impl Bar {
+    fn new() -> Bar {
+        if !std::io::stderr().is_terminal() {
+            return Bar(None);
+        }
+        let b = indicatif::ProgressBar::new(0);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} accounts reported {pos}/{len} [{bar:30}] {elapsed}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        Bar(Some(b))
+    }
+
+    fn show(&self, p: &Progress) {
+        if let Some(b) = &self.0 {
+            b.set_length(p.expected.len() as u64);
+            b.set_position(p.reported.len() as u64);
+        }
+    }
+
+    fn clear(&self) {
+        if let Some(b) = &self.0 {
+            b.finish_and_clear();
+        }
+    }
+}

@@ -1,0 +1,229 @@
+//! `--local`: the coordinator and the agents in this process, for an
+//! organization without the deployment (the c7n-org way). The agent of each
+//! account acts through a role assumed there (`[org] agent_role`, default
+//! `OrganizationAccountAccessRole`).
+//!
+//! Nothing here touches the deployed queues: jobs go from the in-process
+//! coordinator to the in-process agents over a channel, and each result
+//! part goes straight into the coordinator's intake. Both sides go through
+//! the same per-message functions as the Lambdas
+//! ([`keyfleet_agent::handle_message`], [`Coordinator::intake`]), so a job
+//! is decoded and a result validated exactly as in the deployed system.
+//! A part counts as delivered once intake stored it (three attempts, as
+//! the results queue's `maxReceiveCount`); only then does the agent clear
+//! its rotation intents.
+//!
+//! The run waits for every agent, however long that takes; accounts whose
+//! agent failed are reported missing when the run is finalized after.
+
+use crate::aws;
+use crate::config::Config;
+use anyhow::{anyhow, Context, Result};
+use aws_config::SdkConfig;
+use futures::FutureExt;
+use keyfleet_agent::{handle_message, Agent, AgentClients, AgentConfig, JobOutcome, ResultSink};
+use keyfleet_coordinator::lambda::Command;
+use keyfleet_coordinator::{
+    Coordinator, CoordinatorClients, CoordinatorConfig, JobSink, LocalJob,
+};
+use keyfleet_protocol::report::RunReport;
+use keyfleet_protocol::{PrivateKey, PublicKey};
+use std::io::IsTerminal;
+use std::path::Path;
+use std::sync::Arc;
+use tokio::task::JoinSet;
+
+/// Agents running at once.
+const AGENT_CONCURRENCY: usize = 32;
+
+/// Attempts at taking one result part in (the results queue's
+/// `maxReceiveCount` in the deployed system).
+const INTAKE_ATTEMPTS: u32 = 3;
+
+/// Where jobs say results go. Never used: local agents hand their results
+/// to the in-process coordinator (the protocol wants a URL here).
+pub const LOCAL_RESULTS: &str = "https://in-process.keyfleet.invalid/keyfleet-results";
+
+/// The in-process coordinator and what its agents need.
+pub struct Local {
+    pub coordinator: Coordinator,
+    sdk: SdkConfig,
+    public_key: PublicKey,
+    agent_role: String,
+}
+
+impl Local {
+    /// Builds the coordinator from the configuration: its report bucket,
+    /// mail settings and private key (Secrets Manager) must exist.
+    pub async fn connect(cfg: &Config, config_path: &Path, sdk: SdkConfig) -> Result<Local> {
+        let policy = cfg.policy(config_path)?;
+        let sm = aws_sdk_secretsmanager::Client::new(&sdk);
+        let secret = sm
+            .get_secret_value()
+            .secret_id(&cfg.coordinator.private_key_secret)
+            .send()
+            .await
+            .map_err(|e| {
+                anyhow!(
+                    "reading the coordinator key `{}`: {}",
+                    cfg.coordinator.private_key_secret,
+                    aws_sdk_secretsmanager::error::DisplayErrorContext(e)
+                )
+            })?;
+        let key = PrivateKey::from_base64(secret.secret_string().unwrap_or_default()).context(
+            "the coordinator key secret does not hold a key: run `keyfleet keygen --secret-id ...`",
+        )?;
+        let account = aws::account_id(&sdk).await?;
+        let org_sdk = match &cfg.org.org_reader_role {
+            Some(role) => aws::assume(&sdk, "", role).await?,
+            None => sdk.clone(),
+        };
+        let clients = CoordinatorClients {
+            s3: aws::s3_client(cfg, &sdk),
+            sqs: aws_sdk_sqs::Client::new(&sdk),
+            ses: aws_sdk_sesv2::Client::new(&sdk),
+            sns: aws_sdk_sns::Client::new(&sdk),
+            org: aws_sdk_organizations::Client::new(&org_sdk),
+        };
+        let config = CoordinatorConfig {
+            region: cfg.aws.region.clone(),
+            report_bucket: cfg.coordinator.report_bucket.clone(),
+            results_queue_url: LOCAL_RESULTS.into(),
+            alerts_topic_arn: Some(format!(
+                "arn:aws:sns:{}:{account}:{}",
+                cfg.aws.region, cfg.coordinator.alerts_topic
+            )),
+            sender: cfg.mail.sender.clone(),
+            security_team: cfg.mail.security_team.clone(),
+            ses_configuration_set: cfg.mail.configuration_set.clone(),
+            exclude_accounts: cfg.org.exclude_accounts.clone(),
+            exclude_ous: cfg.org.exclude_ous.clone(),
+            policy,
+            jobs_queue_name: "keyfleet-jobs".into(),
+            deadline: cfg.coordinator.deadline.to_time(),
+        };
+        Ok(Local {
+            public_key: key.public_key(),
+            coordinator: Coordinator::new(config, clients, key),
+            sdk,
+            agent_role: cfg
+                .org
+                .agent_role
+                .clone()
+                .unwrap_or_else(|| "OrganizationAccountAccessRole".into()),
+        })
+    }
+
+    /// Runs `cmd` (a command that starts a run) to its report.
+    pub async fn run(&self, cmd: &Command) -> Result<RunReport> {
+        let req = cmd
+            .run_request()
+            .ok_or_else(|| anyhow!("{cmd:?} starts no run"))?;
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<LocalJob>();
+        let dispatcher = self.coordinator.clone().with_job_sink(JobSink::Local(tx));
+        // The dispatcher (and with it the channel's sender) is dropped when
+        // the start is over, which ends the loop below once every job is in.
+        let start = async move { dispatcher.start_run(req).await };
+        let agents = async {
+            let sem = Arc::new(tokio::sync::Semaphore::new(AGENT_CONCURRENCY));
+            let mut set = JoinSet::new();
+            while let Some(job) = rx.recv().await {
+                let (sem, sdk, role) = (sem.clone(), self.sdk.clone(), self.agent_role.clone());
+                let (coordinator, key) = (self.coordinator.clone(), self.public_key.clone());
+                set.spawn(async move {
+                    let _permit = sem.acquire_owned().await;
+                    let outcome = run_agent(&sdk, &role, key, coordinator, &job).await;
+                    (job.account_id, outcome)
+                });
+            }
+            let bar = progress(set.len() as u64);
+            while let Some(done) = set.join_next().await {
+                match done {
+                    Ok((account, Err(e))) => {
+                        tracing::error!(account = %account, error = %format!("{e:#}"), "agent failed")
+                    }
+                    Ok((account, Ok(JobOutcome::Done(_)))) => {
+                        tracing::info!(account = %account, "agent done")
+                    }
+                    Ok((account, Ok(other))) => tracing::error!(
+                        account = %account,
+                        error = other.failure().unwrap_or_default(),
+                        "agent did not complete the job"
+                    ),
+                    Err(e) => tracing::error!(error = %e, "agent task panicked"),
+                }
+                if let Some(b) = &bar {
+                    b.inc(1);
+                }
+            }
+            if let Some(b) = bar {
+                b.finish_and_clear();
+            }
+        };
+        let (manifest, ()) = tokio::join!(start, agents);
+        let run_id = manifest?.run_id;
+        // Every agent is done: accounts that did not report are missing.
+        self.coordinator.finalize(&run_id).await?;
+        self.coordinator
+            .report(&run_id)
+            .await?
+            .ok_or_else(|| anyhow!("run {run_id} did not finalize"))
+    }
+}
+
+/// One account's agent: the job through the agent's per-message function,
+/// its result parts through the coordinator's.
+async fn run_agent(
+    sdk: &SdkConfig,
+    role: &str,
+    key: PublicKey,
+    coordinator: Coordinator,
+    job: &LocalJob,
+) -> Result<JobOutcome> {
+    let cfg = aws::assume(sdk, &job.account_id, role).await?;
+    let sink: keyfleet_agent::LocalSink = Arc::new(move |body: String| {
+        let c = coordinator.clone();
+        async move { take_in(&c, &body).await }.boxed()
+    });
+    let agent = Agent::new(
+        AgentClients::new(&cfg),
+        AgentConfig {
+            coordinator_key: key,
+            max_part_bytes: keyfleet_protocol::parts::DEFAULT_MAX_PART_BYTES,
+            results_queue_url: None,
+        },
+        job.account_id.clone(),
+    )
+    .with_result_sink(ResultSink::Local(sink));
+    Ok(handle_message(&agent, &job.body, 1).await)
+}
+
+/// One result part into the coordinator, retried as SQS would redeliver it.
+async fn take_in(c: &Coordinator, body: &str) -> Result<(), String> {
+    let mut last = String::new();
+    for attempt in 1..=INTAKE_ATTEMPTS {
+        match c.intake(body, attempt).await {
+            Ok(_) => return Ok(()),
+            Err(e) => {
+                tracing::warn!(attempt, error = %e, "intake failed");
+                last = e.to_string();
+            }
+        }
+    }
+    Err(last)
+}
+
+/// A progress bar on stderr when it is a terminal; plain logs otherwise.
+fn progress(n: u64) -> Option<indicatif::ProgressBar> {
+    if n < 2 || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let b = indicatif::ProgressBar::new(n);
+    b.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} agents {pos}/{len} [{bar:30}] {elapsed}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    Some(b)
+}

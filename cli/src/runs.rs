@@ -1,0 +1,182 @@
+//! `keyfleet run`, `plan` and `rotate`: each becomes one coordinator
+//! [`Command`] (the manual event of the deployed coordinator), run on the
+//! deployment (invoke the coordinator, follow the run to its report) or,
+//! with `--local`, in this process. Then the report is printed and the
+//! exit code says whether the run did what was asked: no silent success.
+
+use crate::aws;
+use crate::config::Config;
+use crate::deployed::Deployment;
+use crate::local::Local;
+use anyhow::{bail, Result};
+use keyfleet_coordinator::lambda::Command;
+use keyfleet_coordinator::{outcome, render};
+use keyfleet_protocol::report::RunReport;
+use keyfleet_protocol::{Action, Outcome, Verdict};
+use std::path::Path;
+
+/// Where a run happens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The deployed coordinator and agents (the default).
+    Deployed,
+    /// This process (`--local`).
+    Local,
+}
+
+impl Mode {
+    pub fn from_flag(local: bool) -> Mode {
+        if local {
+            Mode::Local
+        } else {
+            Mode::Deployed
+        }
+    }
+}
+
+/// How the report is printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    Table,
+    Plan,
+    Json,
+}
+
+/// Runs `cmd` in `mode` and returns its report and where the HTML is.
+pub async fn execute(
+    cfg: &Config,
+    config_path: &Path,
+    mode: Mode,
+    cmd: &Command,
+) -> Result<(RunReport, String)> {
+    let sdk = aws::sdk_config(cfg).await;
+    aws::require_credentials(&sdk).await?;
+    match mode {
+        Mode::Deployed => {
+            let d = Deployment::new(cfg, &sdk);
+            let report = d.run(cmd).await?;
+            let url = d.reports().report_url(&report.run_id);
+            Ok((report, url))
+        }
+        Mode::Local => {
+            let local = Local::connect(cfg, config_path, sdk).await?;
+            let report = local.run(cmd).await?;
+            let url = local.coordinator.report_url(&report.run_id);
+            Ok((report, url))
+        }
+    }
+}
+
+/// `run`, `plan`, `rotate`: execute, print, check.
+pub async fn run(
+    cfg: &Config,
+    config_path: &Path,
+    mode: Mode,
+    cmd: Command,
+    output: Output,
+) -> Result<()> {
+    let (report, url) = execute(cfg, config_path, mode, &cmd).await?;
+    match output {
+        Output::Json => println!("{}", String::from_utf8_lossy(&render::to_json(&report))),
+        Output::Plan => print_plan(&report),
+        Output::Table => println!("{}", render::to_table(&report)),
+    }
+    check_run(&report, &url)?;
+    if let Command::Rotate { account, user, .. } = &cmd {
+        check_rotation(&report, account, user)?;
+    }
+    Ok(())
+}
+
+fn print_plan(report: &RunReport) {
+    println!(
+        "Plan for run {} (dry run: nothing was changed)",
+        report.run_id
+    );
+    for a in &report.accounts {
+        println!(
+            "\naccount {} {} [{}]",
+            a.account_id,
+            a.name,
+            a.state.as_str()
+        );
+        for u in &a.users {
+            let actions: Vec<String> = u
+                .actions
+                .iter()
+                .map(|r| {
+                    let what = match &r.action {
+                        Action::CreateKey => "create new key".to_string(),
+                        Action::Deactivate { key_id } => format!("deactivate {key_id}"),
+                        Action::Delete { key_id } => format!("delete {key_id}"),
+                        Action::Notify { notice } => {
+                            format!("notify {} ({})", notice.kind(), notice.key_id())
+                        }
+                    };
+                    match &r.result {
+                        Outcome::Planned => what,
+                        other => format!("{what} [{other:?}]"),
+                    }
+                })
+                .collect();
+            println!(
+                "  {:<32} {:<22} {}{}",
+                u.user_name,
+                u.verdict.as_str(),
+                if actions.is_empty() {
+                    "-".into()
+                } else {
+                    actions.join("; ")
+                },
+                u.note
+                    .as_deref()
+                    .map(|n| format!(" (note: {})", n.escape_debug()))
+                    .unwrap_or_default()
+            );
+        }
+    }
+}
+
+/// No silent success: a run that failed as a whole (no account selected,
+/// or every selected account failed or is missing) is an error, after its
+/// report was printed.
+fn check_run(report: &RunReport, report_url: &str) -> Result<()> {
+    if let Some(why) = outcome::describe(report) {
+        bail!("run {} failed: {why}; report: {report_url}", report.run_id);
+    }
+    Ok(())
+}
+
+/// An emergency rotation succeeded only if the agent reported the user
+/// and did not fail it; otherwise its reason is the error.
+fn check_rotation(report: &RunReport, account: &str, user: &str) -> Result<()> {
+    let reported = report.accounts.iter().find(|a| a.account_id == account);
+    let Some(u) = reported.and_then(|a| a.users.iter().find(|u| u.user_name == user)) else {
+        let why = reported
+            .and_then(|a| a.error.as_deref())
+            .map(|e| format!(": {e}"))
+            .unwrap_or_default();
+        bail!(
+            "emergency rotation of `{user}` in {account}: the agent did not report the user{why}"
+        );
+    };
+    let mut errors: Vec<String> = u.error.iter().cloned().collect();
+    for r in &u.actions {
+        if let Outcome::Failed { error } = &r.result {
+            if !errors.iter().any(|e| e.contains(error.as_str())) {
+                errors.push(format!("{}: {error}", r.action.kind()));
+            }
+        }
+    }
+    if u.verdict == Verdict::Failed || !errors.is_empty() {
+        bail!(
+            "emergency rotation of `{user}` in {account} failed: {}",
+            if errors.is_empty() {
+                "the agent reported the user as failed".to_string()
+            } else {
+                errors.join("; ")
+            }
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,190 @@
+//! The read side of the run store: finalized reports (by id or `latest`),
+//! where they are, and how far a run in progress has got. It needs only
+//! read access to the report bucket, never the coordinator's private key,
+//! so the command line uses it to follow a run of the deployed coordinator
+//! and to read reports.
+
+use crate::store::{self, RunStore, StoreError};
+use futures::stream::{self, StreamExt};
+use keyfleet_protocol::report::RunReport;
+use keyfleet_protocol::{decode, Dispatch, RunManifest};
+use std::collections::{BTreeMap, BTreeSet};
+use time::OffsetDateTime;
+
+/// Reading a run store.
+#[derive(Debug, Clone)]
+pub struct Reports {
+    store: RunStore,
+}
+
+/// How far a run has got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Progress {
+    /// Accounts a job was sent to.
+    pub expected: BTreeSet<String>,
+    /// Those whose complete result is stored.
+    pub reported: BTreeSet<String>,
+    /// Result parts stored so far (grows with every part taken in).
+    pub parts: usize,
+    /// The run's deadline, after which the sweep finalizes it.
+    pub deadline: OffsetDateTime,
+    pub finalized: bool,
+}
+
+impl Progress {
+    /// Accounts still to report.
+    pub fn missing(&self) -> Vec<&str> {
+        self.expected
+            .difference(&self.reported)
+            .map(String::as_str)
+            .collect()
+    }
+}
+
+/// The accounts of `manifest` whose result is complete (all the parts of
+/// one delivery attempt), from the keys under the run's results prefix.
+pub fn reported_accounts(manifest: &RunManifest, result_keys: &[String]) -> BTreeSet<String> {
+    let mut by_account: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for k in result_keys {
+        if let Some(account) = store::result_account(&manifest.run_id, k) {
+            by_account.entry(account).or_default().push(k.clone());
+        }
+    }
+    manifest
+        .accounts
+        .iter()
+        .filter(|a| a.dispatch == Dispatch::Sent)
+        .filter(|a| {
+            by_account
+                .get(a.account_id.as_str())
+                .is_some_and(|ks| !store::complete_attempts(ks).is_empty())
+        })
+        .map(|a| a.account_id.clone())
+        .collect()
+}
+
+/// Why the store could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportsError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("manifest of run {run} is unreadable: {error}")]
+    Manifest {
+        run: String,
+        error: keyfleet_protocol::ProtocolError,
+    },
+}
+
+impl Reports {
+    pub fn new(store: RunStore) -> Self {
+        Reports { store }
+    }
+
+    /// Where the HTML report of a run is.
+    pub fn report_url(&self, run_id: &str) -> String {
+        format!(
+            "s3://{}/{}",
+            self.store.bucket(),
+            store::report_key(run_id, "html")
+        )
+    }
+
+    /// Every run with a manifest.
+    pub async fn run_ids(&self) -> Result<Vec<String>, ReportsError> {
+        Ok(self.store.run_ids().await?)
+    }
+
+    /// A run's manifest, if the run exists.
+    pub async fn manifest(&self, run_id: &str) -> Result<Option<RunManifest>, ReportsError> {
+        let Some(bytes) = self.store.get(&store::manifest_key(run_id)).await? else {
+            return Ok(None);
+        };
+        decode(&bytes)
+            .map(Some)
+            .map_err(|error| ReportsError::Manifest {
+                run: run_id.to_string(),
+                error,
+            })
+    }
+
+    /// How far a run has got; `None` when it has no manifest.
+    pub async fn progress(&self, run_id: &str) -> Result<Option<Progress>, ReportsError> {
+        let Some(manifest) = self.manifest(run_id).await? else {
+            return Ok(None);
+        };
+        let keys = self.store.list(&store::results_prefix(run_id)).await?;
+        Ok(Some(Progress {
+            expected: manifest
+                .accounts
+                .iter()
+                .filter(|a| a.dispatch == Dispatch::Sent)
+                .map(|a| a.account_id.clone())
+                .collect(),
+            reported: reported_accounts(&manifest, &keys),
+            parts: keys.len(),
+            deadline: manifest.deadline,
+            finalized: self.store.exists(&store::final_key(run_id)).await?,
+        }))
+    }
+
+    /// The newest finalized real run, by start time (the manifest's
+    /// `created_at`, which the finalized report carries). Dry runs are kept
+    /// and readable by id but are never `latest`; nor is a run still
+    /// waiting for results. Run ids are not compared: they carry the start
+    /// second and a random suffix, so two runs started in the same second
+    /// would sort by chance. Ties on the start time (same nanosecond) go to
+    /// the greater run id, so the answer is stable.
+    pub async fn latest_run_id(&self) -> Result<Option<String>, ReportsError> {
+        #[derive(serde::Deserialize)]
+        struct Started {
+            #[serde(with = "time::serde::rfc3339")]
+            created_at: OffsetDateTime,
+            #[serde(default)]
+            dry_run: bool,
+        }
+        let ids = self.store.run_ids().await?;
+        let finals: Vec<Result<Option<(OffsetDateTime, String)>, ReportsError>> =
+            stream::iter(ids)
+                .map(|id| async move {
+                    let Some(bytes) = self.store.get(&store::final_key(&id)).await? else {
+                        return Ok(None);
+                    };
+                    match serde_json::from_slice::<Started>(&bytes) {
+                        Ok(s) if !s.dry_run => Ok(Some((s.created_at, id))),
+                        Ok(_) => Ok(None),
+                        Err(e) => {
+                            tracing::error!(run_id = %id, error = %e, "finalized report unreadable; not a candidate for latest");
+                            Ok(None)
+                        }
+                    }
+                })
+                .buffer_unordered(16)
+                .collect()
+                .await;
+        let mut latest: Option<(OffsetDateTime, String)> = None;
+        for f in finals {
+            if let Some(c) = f? {
+                if latest.as_ref().is_none_or(|l| c > *l) {
+                    latest = Some(c);
+                }
+            }
+        }
+        Ok(latest.map(|(_, id)| id))
+    }
+
+    /// A stored report by run id, or `latest`: see [`Reports::latest_run_id`].
+    pub async fn report(&self, run: &str) -> Result<Option<RunReport>, ReportsError> {
+        let run_id = if run == "latest" {
+            match self.latest_run_id().await? {
+                Some(id) => id,
+                None => return Ok(None),
+            }
+        } else {
+            run.to_string()
+        };
+        let Some(bytes) = self.store.get(&store::final_key(&run_id)).await? else {
+            return Ok(None);
+        };
+        Ok(serde_json::from_slice(&bytes).ok())
+    }
+}
