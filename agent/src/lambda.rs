@@ -76,17 +76,19 @@ pub async fn run_function() -> Result<(), lambda_runtime::Error> {
     let agent_for = |account: &str| Agent::new(clients.clone(), config.clone(), account);
     // Boxed: the runtime's future is deep enough to overflow the compiler's
     // layout query limit when embedded in a caller's future.
-    Box::pin(lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| {
-        let account = event
-            .context
-            .invoked_function_arn
-            .split(':')
-            .nth(4)
-            .unwrap_or_default()
-            .to_string();
-        let agent = agent_for(&account);
-        async move { Ok::<_, lambda_runtime::Error>(handle_batch(&agent, event.payload).await) }
-    })))
+    Box::pin(lambda_runtime::run(service_fn(
+        |event: LambdaEvent<SqsEvent>| {
+            let account = event
+                .context
+                .invoked_function_arn
+                .split(':')
+                .nth(4)
+                .unwrap_or_default()
+                .to_string();
+            let agent = agent_for(&account);
+            async move { Ok::<_, lambda_runtime::Error>(handle_batch(&agent, event.payload).await) }
+        },
+    )))
     .await
 }
 

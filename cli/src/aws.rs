@@ -67,7 +67,12 @@ pub async fn assume(sdk: &SdkConfig, account: &str, role: &str) -> Result<SdkCon
         .role_session_name("keyfleet-local")
         .send()
         .await
-        .map_err(|e| anyhow!("assuming {arn}: {}", aws_sdk_sts::error::DisplayErrorContext(e)))?;
+        .map_err(|e| {
+            anyhow!(
+                "assuming {arn}: {}",
+                aws_sdk_sts::error::DisplayErrorContext(e)
+            )
+        })?;
     let c = out
         .credentials
         .ok_or_else(|| anyhow!("AssumeRole {arn} returned no credentials"))?;

@@ -294,7 +294,10 @@ fn print_invocations(emu: &Emulator) -> Result<()> {
     }
     println!("\nLambda invocations:");
     for (name, (n, rss)) in by_function {
-        println!("  {n:>4}  {name:<22} peak RSS {:.0} MiB", rss as f64 / 1024.0);
+        println!(
+            "  {n:>4}  {name:<22} peak RSS {:.0} MiB",
+            rss as f64 / 1024.0
+        );
     }
     Ok(())
 }

@@ -138,10 +138,7 @@ impl Deployment {
                 return Ok(id);
             }
             if since.elapsed() > self.stall_after {
-                bail!(
-                    "no run started within {}s",
-                    self.stall_after.as_secs()
-                );
+                bail!("no run started within {}s", self.stall_after.as_secs());
             }
             pause.wait().await;
         }
@@ -162,11 +159,9 @@ impl Deployment {
             bar.show(&now);
             if now.finalized {
                 bar.clear();
-                return self
-                    .reports
-                    .report(run_id)
-                    .await?
-                    .ok_or_else(|| anyhow!("run {run_id} is finalized but its report is unreadable"));
+                return self.reports.report(run_id).await?.ok_or_else(|| {
+                    anyhow!("run {run_id} is finalized but its report is unreadable")
+                });
             }
             if last.as_ref().is_none_or(|l| l.parts != now.parts) {
                 moved = Instant::now();

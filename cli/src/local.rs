@@ -23,9 +23,7 @@ use aws_config::SdkConfig;
 use futures::FutureExt;
 use keyfleet_agent::{handle_message, Agent, AgentClients, AgentConfig, JobOutcome, ResultSink};
 use keyfleet_coordinator::lambda::Command;
-use keyfleet_coordinator::{
-    Coordinator, CoordinatorClients, CoordinatorConfig, JobSink, LocalJob,
-};
+use keyfleet_coordinator::{Coordinator, CoordinatorClients, CoordinatorConfig, JobSink, LocalJob};
 use keyfleet_protocol::report::RunReport;
 use keyfleet_protocol::{PrivateKey, PublicKey};
 use std::io::IsTerminal;

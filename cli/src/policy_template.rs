@@ -156,7 +156,7 @@ mod tests {
         .collect();
         let doc = render(COORDINATOR, &coordinator).unwrap();
         assert!(doc["Statement"].as_array().is_some_and(|s| s.len() > 5));
-        let reader: BTreeMap<&str, Value> = ["account_arns", "ou_arns", "root_arns"]
+        let reader: BTreeMap<&str, Value> = ["ou_arns", "root_arns"]
             .into_iter()
             .map(|k| (k, s("arn:aws:organizations::1:x")))
             .collect();

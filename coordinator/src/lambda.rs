@@ -27,8 +27,8 @@
 
 use crate::service::{Coordinator, CoordinatorClients, CoordinatorError, Intake, RunRequest};
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
-use lambda_runtime::Diagnostic;
 use keyfleet_protocol::JobMode;
+use lambda_runtime::Diagnostic;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use time::OffsetDateTime;
@@ -208,7 +208,10 @@ pub async fn handle_results(c: &Coordinator, event: SqsEvent) -> SqsBatchRespons
             .get("ApproximateReceiveCount")
             .and_then(|n| n.parse().ok())
             .unwrap_or(1);
-        match c.intake(r.body.as_deref().unwrap_or(""), receive_count).await {
+        match c
+            .intake(r.body.as_deref().unwrap_or(""), receive_count)
+            .await
+        {
             Ok(Intake::Rejected(why)) => {
                 tracing::warn!(message_id = %id, reason = %why, "result consumed after rejection")
             }

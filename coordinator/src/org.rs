@@ -39,7 +39,9 @@ pub struct OrgError {
 /// "Code: message" when Organizations answered with an error (what an
 /// operator can act on, e.g. an AccessDenied naming the missing
 /// permission), the whole chain when it could not be asked at all.
-fn org_err<E, R>(op: &'static str) -> impl Fn(aws_sdk_organizations::error::SdkError<E, R>) -> OrgError
+fn org_err<E, R>(
+    op: &'static str,
+) -> impl Fn(aws_sdk_organizations::error::SdkError<E, R>) -> OrgError
 where
     E: aws_sdk_organizations::error::ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,

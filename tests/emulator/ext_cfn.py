@@ -1,4 +1,5 @@
-"""CloudFormation: Fn::FindInMap with a Number parameter as key.
+"""CloudFormation: Fn::FindInMap with a Number parameter as key; inline
+role policies stored as JSON.
 
 AWS: template values are strings to the engine; ``!FindInMap [Map, !Ref
 FunctionTimeout, Key]`` with a ``Number`` parameter ``FunctionTimeout`` (300)
@@ -13,10 +14,21 @@ the stack (or stack set instance) is not created.
 Patch: ``ResourceMap.load_mapping`` stores each mapping as a dict that, for a
 numeric key it does not hold, also tries the key's string form (``300`` ->
 ``"300"``, ``1.5`` -> ``"1.5"``). Every other lookup is unchanged.
+
+AWS: an ``AWS::IAM::Role`` with ``Policies`` stores each inline policy as a
+JSON document; GetRolePolicy returns it (URL-encoded JSON), as for a policy
+put with PutRolePolicy.
+
+moto 5.2.5: the template's mapping is stored as it is, and GetRolePolicy
+answers with its Python repr (``{'Version': ...}``), which no JSON reader
+takes.
+
+Patch: ``Role.put_policy`` stores a document that is not a string as JSON.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 
@@ -44,3 +56,14 @@ def install() -> None:
         )
 
     ResourceMap.load_mapping = load_mapping  # type: ignore[method-assign]
+
+    from moto.iam.models import Role
+
+    original_put_policy = Role.put_policy
+
+    def put_policy(self: Any, policy_name: str, policy_json: Any) -> None:
+        if not isinstance(policy_json, str):
+            policy_json = json.dumps(policy_json)
+        original_put_policy(self, policy_name, policy_json)
+
+    Role.put_policy = put_policy  # type: ignore[method-assign]

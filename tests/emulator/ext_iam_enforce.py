@@ -39,7 +39,10 @@ STS roles (AssumeRole), Organizations roots/OUs/accounts named by
 everything else ``*``. ``sts:GetCallerIdentity`` is
 always allowed (as in AWS). Evaluation: Allow/Deny, ``Action``/``NotAction``
 (case-insensitive), ``Resource``/``NotResource`` (case-sensitive), ``*`` and
-``?`` wildcards; explicit Deny wins. NOT evaluated: conditions (an Allow with a
+``?`` wildcards; explicit Deny wins. A request that AWS authorizes with a
+second action is checked for both (``IMPLIED``: CreateSecret with Tags also
+needs ``secretsmanager:TagResource``; CreateUser/CreateRole with Tags,
+``iam:TagUser``/``iam:TagRole``). NOT evaluated: conditions (an Allow with a
 Condition counts as if it held; a Deny with a Condition is ignored), resource
 policies (bucket, queue, secret, key policies), permission boundaries, session
 policies, SCPs, policy variables.
@@ -621,10 +624,31 @@ def check(response: Any, moto_resource: str) -> None:
     if action.lower() == "sts:getcalleridentity":
         return
     documents = role_documents(account, role_name)
-    for resource in resources_for(response, service, str(action_name), region, account, moto_resource):
-        decided = _decide(account, role_name, assumed.session_name, action, resource, documents)
-        if decided["decision"] != "ALLOWED":
-            raise _denied(response, service, decided["message"])
+    resources = resources_for(response, service, str(action_name), region, account, moto_resource)
+    actions = [action] + implied_actions(response, service, str(action_name))
+    for checked in actions:
+        for resource in resources:
+            decided = _decide(account, role_name, assumed.session_name, checked, resource, documents)
+            if decided["decision"] != "ALLOWED":
+                raise _denied(response, service, decided["message"])
+
+
+# Requests that need a second permission on the same resource, as AWS
+# documents it: (service, action, request parameter) -> the other action.
+# Creating a secret or a user with tags also needs the tagging permission.
+IMPLIED = {
+    ("secretsmanager", "CreateSecret", "Tags"): "secretsmanager:TagResource",
+    ("iam", "CreateUser", "Tags"): "iam:TagUser",
+    ("iam", "CreateRole", "Tags"): "iam:TagRole",
+}
+
+
+def implied_actions(response: Any, service: str, action: str) -> list[str]:
+    out = []
+    for (svc, act, param), extra in IMPLIED.items():
+        if svc == service and act == action and _param(response, param):
+            out.append(extra)
+    return out
 
 
 def install() -> None:

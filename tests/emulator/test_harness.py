@@ -941,6 +941,35 @@ def test_find_in_map_with_a_number_parameter(emu: Emulator) -> None:
 
 
 
+def test_role_inline_policy_from_a_stack_reads_back_as_json(emu: Emulator) -> None:
+    """GetRolePolicy of a role a stack created returns the policy as JSON
+    (URL-encoded on the wire), as for PutRolePolicy; moto stored the
+    template's mapping and answered with its Python repr."""
+    account = "900000000032"
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": ["iam:ListUsers"], "Resource": "*"}],
+    }
+    template = {
+        "Resources": {
+            "R": {
+                "Type": "AWS::IAM::Role",
+                "Properties": {
+                    "RoleName": "stack-role",
+                    "AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": []},
+                    "Policies": [{"PolicyName": "inline", "PolicyDocument": policy}],
+                },
+            }
+        }
+    }
+    emu.client("cloudformation", account).create_stack(
+        StackName="role", TemplateBody=json.dumps(template)
+    )
+    got = emu.client("iam", account).get_role_policy(RoleName="stack-role", PolicyName="inline")
+    # botocore URL-decodes and parses the document; a repr stays a string.
+    assert got["PolicyDocument"] == policy
+
+
 # -- SQS: 1 MiB messages (plain moto already matches AWS) --------------------
 
 

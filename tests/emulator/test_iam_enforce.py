@@ -276,6 +276,31 @@ def test_org_reader_role_is_checked_by_default(emu: Emulator, enforced: dict[str
     assert f"{principal} is not authorized to perform: iam:ListUsers" in message
 
 
+def test_create_secret_with_tags_also_needs_tag_resource(emu: Emulator, enforced: dict[str, Any]) -> None:
+    """AWS authorizes CreateSecret with Tags as CreateSecret and TagResource."""
+    role = "keyfleet-agent-tags-test"
+    secrets = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:keyfleet/*"
+    iam = emu.client("iam", ACCOUNT)
+    iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}))
+
+    def grant(*actions: str) -> None:
+        iam.put_role_policy(RoleName=role, PolicyName="p", PolicyDocument=json.dumps({
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": list(actions), "Resource": secrets}],
+        }))
+
+    grant("secretsmanager:CreateSecret")
+    sm = role_client(emu, "secretsmanager", role=role)
+    sm.create_secret(Name="keyfleet/untagged", SecretString="x")
+    tags = [{"Key": "a", "Value": "b"}]
+    message = denied(lambda: sm.create_secret(Name="keyfleet/tagged", SecretString="x", Tags=tags),
+                     "AccessDeniedException")
+    assert "not authorized to perform: secretsmanager:TagResource on resource: " \
+        f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:keyfleet/tagged-??????" in message
+    grant("secretsmanager:CreateSecret", "secretsmanager:TagResource")
+    sm.create_secret(Name="keyfleet/tagged", SecretString="x", Tags=tags)
+
+
 ORG_ACCOUNT = "975318642000"
 ORG_READER = "keyfleet-org-reader-tree-test"
 
@@ -485,7 +510,6 @@ def test_the_agent_roles_policy_allows_the_agents_calls(emu: Emulator, enforced:
     a_sm = role_client(emu, "secretsmanager", role=role["RoleName"], account=AGENT_ACCOUNT)
     secret = a_sm.create_secret(Name="keyfleet/carol", SecretString="v1")["ARN"]
     a_sm.put_secret_value(SecretId=secret, SecretString="v2")
-    a_sm.describe_secret(SecretId="keyfleet/carol")
     a_sm.get_secret_value(SecretId="keyfleet/carol")
     a_sm.tag_resource(SecretId=secret, Tags=[{"Key": "k", "Value": "v"}])
     a_sm.put_resource_policy(SecretId=secret, ResourcePolicy=json.dumps({"Version": "2012-10-17", "Statement": []}))
@@ -494,7 +518,6 @@ def test_the_agent_roles_policy_allows_the_agents_calls(emu: Emulator, enforced:
     admin_sqs.send_message(QueueUrl=jobs, MessageBody="job")
     a_sqs.get_queue_attributes(QueueUrl=jobs, AttributeNames=["All"])
     msg = a_sqs.receive_message(QueueUrl=jobs)["Messages"][0]
-    a_sqs.change_message_visibility(QueueUrl=jobs, ReceiptHandle=msg["ReceiptHandle"], VisibilityTimeout=5)
     a_sqs.send_message(QueueUrl=results, MessageBody="result")
     a_sqs.delete_message(QueueUrl=jobs, ReceiptHandle=msg["ReceiptHandle"])
 

@@ -17,7 +17,9 @@ pub struct Code {
 
 /// The zip of one function: a `bootstrap` that execs `exe lambda <function>`.
 pub fn function_zip(exe: &std::path::Path, function: &str) -> Result<Vec<u8>> {
-    let path = exe.to_str().context("the keyfleet binary's path is not UTF-8")?;
+    let path = exe
+        .to_str()
+        .context("the keyfleet binary's path is not UTF-8")?;
     let script = format!(
         "#!/bin/sh\nexec '{}' lambda {function}\n",
         path.replace('\'', r"'\''")
@@ -49,7 +51,10 @@ pub async fn upload(cfg: &Config, sdk: &SdkConfig, account_id: &str) -> Result<C
             .await
             .with_context(|| format!("creating bucket {}", code.bucket))?;
     }
-    for (key, function) in [(&code.agent_key, "agent"), (&code.coordinator_key, "coordinator")] {
+    for (key, function) in [
+        (&code.agent_key, "agent"),
+        (&code.coordinator_key, "coordinator"),
+    ] {
         s3.put_object()
             .bucket(&code.bucket)
             .key(key)

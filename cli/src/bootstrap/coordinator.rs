@@ -158,7 +158,13 @@ pub async fn deploy(
 
     // Report bucket.
     let s3 = aws::s3_client(cfg, sdk);
-    if s3.head_bucket().bucket(&c.report_bucket).send().await.is_err() {
+    if s3
+        .head_bucket()
+        .bucket(&c.report_bucket)
+        .send()
+        .await
+        .is_err()
+    {
         s3.create_bucket()
             .bucket(&c.report_bucket)
             .send()
@@ -188,8 +194,7 @@ pub async fn deploy(
         account,
     )
     .await?;
-    let (_, invoke_dlq_arn) =
-        queue(&sqs, &format!("{function}-dlq"), &[], region, account).await?;
+    let (_, invoke_dlq_arn) = queue(&sqs, &format!("{function}-dlq"), &[], region, account).await?;
 
     // Alerts topic, SES identity and configuration set, key pair.
     let topic_arn = aws_sdk_sns::Client::new(sdk)
@@ -236,7 +241,6 @@ pub async fn deploy(
     let reader_policy = policy_template::render(
         policy_template::ORG_READER,
         &BTreeMap::from([
-            ("account_arns", Value::Str(format!("{prefix}:account/{org_id}/*"))),
             ("ou_arns", Value::Str(format!("{prefix}:ou/{org_id}/*"))),
             ("root_arns", Value::Str(format!("{prefix}:root/{org_id}/*"))),
         ]),
@@ -315,7 +319,10 @@ pub async fn deploy(
         .variables("KEYFLEET_SECURITY_TEAM", cfg.mail.security_team.join(","))
         .variables("KEYFLEET_PRIVATE_KEY_SECRET_ARN", &key_secret_arn)
         .variables("KEYFLEET_SES_CONFIGURATION_SET", &config_set)
-        .variables("KEYFLEET_EXCLUDE_ACCOUNTS", cfg.org.exclude_accounts.join(","))
+        .variables(
+            "KEYFLEET_EXCLUDE_ACCOUNTS",
+            cfg.org.exclude_accounts.join(","),
+        )
         .variables("KEYFLEET_EXCLUDE_OUS", cfg.org.exclude_ous.join(","))
         .variables("KEYFLEET_POLICY", policy_json)
         .variables("KEYFLEET_DEADLINE", c.deadline.to_string())
@@ -360,7 +367,11 @@ pub async fn deploy(
                     .build(),
             )
             .environment(env)
-            .dead_letter_config(DeadLetterConfig::builder().target_arn(&invoke_dlq_arn).build())
+            .dead_letter_config(
+                DeadLetterConfig::builder()
+                    .target_arn(&invoke_dlq_arn)
+                    .build(),
+            )
             .send()
             .await
             .map_err(|e| {

@@ -1,11 +1,15 @@
 //! What the CLI tests share: the `keyfleet` binary run as a subprocess, the
-//! emulator's one organization, and a coordinator deployment per test.
+//! emulator's one organization, and its one keyfleet deployment.
 //!
-//! Tests run concurrently against one emulator, so each one names the
-//! accounts it runs on (`--accounts`) and, unless it needs the default
-//! names, bootstraps its own coordinator resources (bucket, results queue,
-//! alerts topic, key secret). The agent StackSet is one per organization:
-//! bootstraps are serialized so two tests never race to create it.
+//! The deployment is what `keyfleet bootstrap` makes, once per emulator:
+//! the coordinator Lambda (its role from the Terraform module's policy
+//! template) and the agent StackSet, whose Lambdas the emulator runs. The
+//! emulator enforces the identity policies of keyfleet's roles from the
+//! moment it is deployed, so every test runs the system as AWS would run
+//! it. Tests run concurrently against it, so each one creates the member
+//! accounts it runs on and names them (`--accounts`), reads reports by run
+//! id (never `latest`, which another test may have moved), and scopes any
+//! fault to its own names.
 
 use keyfleet_testkit::Emulator;
 use std::path::PathBuf;
@@ -24,17 +28,21 @@ pub struct Cli {
 }
 
 impl Cli {
-    /// Runs `keyfleet <args>` and returns what it did.
-    pub fn output(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_keyfleet"))
-            .arg("--config")
+    /// `keyfleet --config <file> --endpoint-url <emulator>`, with no AWS
+    /// credentials from the environment (the emulator's admin ones apply).
+    pub fn command(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_keyfleet"));
+        c.arg("--config")
             .arg(&self.config)
             .args(["--endpoint-url", &self.endpoint])
-            .args(args)
             .env_remove("AWS_ACCESS_KEY_ID")
-            .env("KEYFLEET_LOG", "warn")
-            .output()
-            .expect("keyfleet runs")
+            .env("KEYFLEET_LOG", "warn");
+        c
+    }
+
+    /// Runs `keyfleet <args>` and returns what it did.
+    pub fn output(&self, args: &[&str]) -> Output {
+        self.command().args(args).output().expect("keyfleet runs")
     }
 
     /// Runs `keyfleet <args>`, which must succeed; returns its stdout.
@@ -56,43 +64,72 @@ impl Cli {
         let stderr = String::from_utf8_lossy(&out.stderr).to_string();
         assert!(
             !out.status.success(),
-            "keyfleet {args:?} succeeded but must fail:\n{stdout}\n{stderr}"
+            "keyfleet {args:?} failed to fail:\n{stdout}\n{stderr}"
         );
         (stdout, stderr)
     }
 
-    /// `keyfleet bootstrap`, one at a time across the tests.
-    pub async fn bootstrap(&self) -> String {
-        static BOOTSTRAP: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-        let _one_at_a_time = BOOTSTRAP.lock().await;
-        self.run(&["bootstrap"])
+    /// A stored report, by run id, as JSON.
+    pub fn report(&self, run_id: &str) -> serde_json::Value {
+        serde_json::from_str(&self.run(&["report", "--run", run_id, "--format", "json"]))
+            .expect("report JSON")
     }
 }
 
-/// A configuration with coordinator resources of its own (unique names)
-/// and `extra` TOML appended, bootstrapped.
-pub async fn own_coordinator(extra: &str) -> Cli {
-    let s = keyfleet_protocol::Token::generate().0[..10].to_string();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let config = dir.path().join("keyfleet.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[mail]\nsender = \"keyfleet-{s}@example.com\"\nsecurity_team = [\"sec-{s}@example.com\"]\n\n\
-             [coordinator]\nreport_bucket = \"keyfleet-reports-{s}\"\nresults_queue = \"keyfleet-results-{s}\"\n\
-             alerts_topic = \"keyfleet-alerts-{s}\"\nprivate_key_secret = \"keyfleet-coordinator-{s}/private-key\"\n\n\
-             {extra}\n"
-        ),
-    )
-    .expect("write config");
-    let cli = Cli {
-        config,
-        endpoint: emu().endpoint().to_string(),
-        _dir: Some(dir),
-    };
-    organization().await;
-    cli.bootstrap().await;
-    cli
+/// The run id a report table or an error names (`keyfleet run <id> ...`,
+/// `run <id> failed: ...`).
+pub fn run_id_in(text: &str) -> String {
+    text.split_whitespace()
+        .skip_while(|w| *w != "run")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no run id in:\n{text}"))
+        .to_string()
+}
+
+/// The emulator's keyfleet deployment (bootstrapped on first use), as the
+/// operator's command line sees it. Like most organizations it excludes
+/// the management account and an OU (an empty one here), so every run
+/// walks that OU as in production.
+pub async fn deployment() -> &'static Cli {
+    static CLI: tokio::sync::OnceCell<Cli> = tokio::sync::OnceCell::const_new();
+    CLI.get_or_init(|| async {
+        let management = organization().await;
+        let org = aws_sdk_organizations::Client::new(&emu().config());
+        let root = org.list_roots().send().await.expect("ListRoots").roots()[0]
+            .id()
+            .expect("root id")
+            .to_string();
+        let excluded = org
+            .create_organizational_unit()
+            .parent_id(root)
+            .name("excluded")
+            .send()
+            .await
+            .expect("CreateOrganizationalUnit")
+            .organizational_unit()
+            .and_then(|o| o.id().map(str::to_string))
+            .expect("OU id");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = dir.path().join("keyfleet.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[org]\nexclude_accounts = [\"{management}\"]\nexclude_ous = [\"{excluded}\"]\n\n\
+                 [mail]\nsender = \"keyfleet@example.com\"\nsecurity_team = [\"sec@example.com\"]\n"
+            ),
+        )
+        .expect("write config");
+        let cli = Cli {
+            config,
+            endpoint: emu().endpoint().to_string(),
+            _dir: Some(dir),
+        };
+        let out = cli.run(&["bootstrap"]);
+        assert!(out.contains("coordinator key id"), "{out}");
+        emu().enforce_iam(true).expect("IAM enforcement on");
+        cli
+    })
+    .await
 }
 
 /// The organization (created once per emulator) and its management account.
@@ -121,9 +158,10 @@ pub async fn organization() -> String {
     .clone()
 }
 
-/// A new member account of the organization; returns its id.
+/// A new member account of the organization, with the agent the StackSet
+/// deploys to it; returns its id.
 pub async fn create_account(label: &str) -> String {
-    organization().await;
+    deployment().await;
     let s = keyfleet_protocol::Token::generate().0[..10].to_string();
     let org = aws_sdk_organizations::Client::new(&emu().config());
     org.create_account()
@@ -136,4 +174,14 @@ pub async fn create_account(label: &str) -> String {
         .and_then(|s| s.account_id())
         .expect("account id")
         .to_string()
+}
+
+/// An IAM client acting in `account` as the test kit (never enforced).
+pub async fn iam_of(account: &str) -> aws_sdk_iam::Client {
+    aws_sdk_iam::Client::new(
+        &emu()
+            .config_for_account(account)
+            .await
+            .expect("assume a role in the account"),
+    )
 }

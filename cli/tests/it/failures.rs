@@ -25,8 +25,9 @@ async fn remove_agent(account: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_that_selects_no_account_exits_non_zero() {
-    let account = create_account("cli-excluded").await;
-    let cli = own_coordinator(&format!("[org]\nexclude_accounts = [\"{account}\"]\n")).await;
+    // The deployment excludes the management account.
+    let cli = deployment().await;
+    let account = organization().await;
     let (_, stderr) = cli.fail(&["run", "--accounts", &account]);
     assert!(stderr.contains("no account selected"), "{stderr}");
     assert!(
@@ -34,8 +35,7 @@ async fn run_that_selects_no_account_exits_non_zero() {
         "{stderr}"
     );
     // The run is on record, and its report says why it failed.
-    let json: serde_json::Value =
-        serde_json::from_str(&cli.run(&["report", "--format", "json"])).expect("report JSON");
+    let json = cli.report(&run_id_in(&stderr));
     assert!(
         json["error"]
             .as_str()
@@ -47,7 +47,7 @@ async fn run_that_selects_no_account_exits_non_zero() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_where_every_account_failed_exits_non_zero() {
-    let cli = own_coordinator("").await;
+    let cli = deployment().await;
     let account = create_account("cli-no-agent").await;
     remove_agent(&account).await;
     let (stdout, stderr) = cli.fail(&["run", "--accounts", &account]);
@@ -63,9 +63,9 @@ async fn run_where_every_account_failed_exits_non_zero() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotate_exits_non_zero_with_the_agents_error_when_it_refuses_the_user() {
-    let cli = own_coordinator("").await;
+    let cli = deployment().await;
     let account = create_account("cli-rotate").await;
-    let iam = aws_sdk_iam::Client::new(&emu().config_for_account(&account).await.expect("assume"));
+    let iam = iam_of(&account).await;
     let created = seed::populate(
         emu(),
         &iam,
@@ -105,8 +105,7 @@ async fn rotate_exits_non_zero_with_the_agents_error_when_it_refuses_the_user() 
         &k1,
     ]);
     assert!(out.contains(&account), "{out}");
-    let report: serde_json::Value =
-        serde_json::from_str(&cli.run(&["report", "--format", "json"])).expect("report JSON");
+    let report = cli.report(&run_id_in(&out));
     assert_eq!(report["mode"]["kind"], "rotate", "{report}");
     assert_eq!(report["mode"]["key_id"], k1.as_str(), "{report}");
     assert_eq!(report["mode"]["deactivate_old"], false, "{report}");

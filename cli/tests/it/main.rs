@@ -5,4 +5,8 @@
 
 mod common;
 mod failures;
+mod mails;
+mod modes;
+mod permissions;
+mod ses;
 mod timeline;

@@ -8,13 +8,11 @@
 use keyfleet_protocol::report::RunReport;
 use keyfleet_protocol::{predictable, Outcome, Verdict};
 use keyfleet_testkit::seed::{self, key, user, UserSpec};
-use keyfleet_testkit::{Emulator, SentEmail};
-use mail_parser::MimeHeaders;
+use keyfleet_testkit::Emulator;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use crate::common::{organization, Cli};
+use crate::common::{create_account, deployment, iam_of, Cli};
+use crate::mails::{delivered_key, kinds_for};
 
 /// The day-N cycle: `keyfleet run --json --accounts <account>`, dry or real.
 fn cycle(cli: &Cli, account: &str, dry_run: bool) -> RunReport {
@@ -81,127 +79,16 @@ fn assert_plan_predicts(plan: &RunReport, real: &RunReport, account: &str, step:
     }
 }
 
-fn header(raw: &str, name: &str) -> String {
-    let m = mail_parser::MessageParser::default()
-        .parse(raw.as_bytes())
-        .expect("MIME parses");
-    m.header_raw(name).unwrap_or("").trim().to_string()
-}
-
-fn kinds_for(mails: &[SentEmail], account: &str, to: &str) -> Vec<String> {
-    mails
-        .iter()
-        .filter(|m| {
-            m.destinations.iter().any(|d| d == to)
-                && header(&m.raw, "X-Keyfleet-Account") == account
-        })
-        .map(|m| header(&m.raw, "X-Keyfleet-Kind"))
-        .collect()
-}
-
-/// Decrypts the zip with pyzipper (and 7-Zip when installed) and returns
-/// (access key id, secret access key) from credentials.csv.
-fn open_zip_independently(zip: &Path, password: &str) -> (String, String) {
-    let py = keyfleet_testkit::harness_dir().join(".venv/bin/python");
-    let out = Command::new(py)
-        .args([
-            "-c",
-            "import sys, pyzipper\n\
-             z = pyzipper.AESZipFile(sys.argv[1]); z.setpassword(sys.argv[2].encode())\n\
-             i = z.getinfo('credentials.csv'); assert i.wz_aes_strength == 3, 'not AES-256'\n\
-             sys.stdout.write(z.read('credentials.csv').decode())",
-        ])
-        .arg(zip)
-        .arg(password)
-        .output()
-        .expect("python runs");
-    assert!(
-        out.status.success(),
-        "pyzipper: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let csv = String::from_utf8(out.stdout).unwrap();
-    let row = csv.lines().nth(1).expect("a data row");
-    let mut cells = row.split(',');
-    let id = cells.next().unwrap().trim().to_string();
-    let secret = cells.next().unwrap().trim().to_string();
-    if let Ok(seven) = which("7z") {
-        let dir = tempfile::tempdir().unwrap();
-        let st = Command::new(seven)
-            .args([
-                "x",
-                "-y",
-                &format!("-p{password}"),
-                &format!("-o{}", dir.path().display()),
-            ])
-            .arg(zip)
-            .output()
-            .unwrap();
-        assert!(
-            st.status.success(),
-            "7z: {}",
-            String::from_utf8_lossy(&st.stdout)
-        );
-        let again = std::fs::read_to_string(dir.path().join("credentials.csv")).unwrap();
-        assert!(
-            again.contains(&id) && again.contains(&secret),
-            "7-Zip reads the same key"
-        );
-    }
-    (id, secret)
-}
-
-fn which(cmd: &str) -> Result<PathBuf, ()> {
-    std::env::var_os("PATH")
-        .and_then(|p| {
-            std::env::split_paths(&p)
-                .map(|d| d.join(cmd))
-                .find(|f| f.is_file())
-        })
-        .ok_or(())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotation_timeline_through_the_cli() {
     let emu = Emulator::shared().expect("emulator");
-    let sdk = emu.config();
-    let org = aws_sdk_organizations::Client::new(&sdk);
-    // Other tests share the organization: every run here names its account.
-    let management = organization().await;
-    let created = org
-        .create_account()
-        .account_name("timeline")
-        .email("aws+timeline@example.com")
-        .send()
-        .await
-        .unwrap();
-    let account = created
-        .create_account_status()
-        .unwrap()
-        .account_id()
-        .unwrap()
-        .to_string();
-
+    // Other tests share the deployment: every run here names its account.
+    let cli = deployment().await;
+    let account = create_account("timeline").await;
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("keyfleet.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[org]\nexclude_accounts = [\"{management}\"]\n\n[mail]\nsender = \"keyfleet@example.com\"\nsecurity_team = [\"sec@example.com\"]\n"
-        ),
-    )
-    .unwrap();
-    let cli = Cli {
-        config,
-        endpoint: emu.endpoint().to_string(),
-        _dir: None,
-    };
-    let boot = cli.bootstrap().await;
-    assert!(boot.contains("coordinator key id"), "{boot}");
 
     // Day 0.
-    let acct = emu.config_for_account(&account).await.unwrap();
-    let iam = aws_sdk_iam::Client::new(&acct);
+    let iam = iam_of(&account).await;
     let specs: Vec<UserSpec> = vec![
         user("owner", vec![key(0, true, Some(0))]),
         UserSpec {
@@ -229,13 +116,13 @@ async fn rotation_timeline_through_the_cli() {
         let _ = u;
     }
     let before = keys_of(&iam, &names).await;
-    let plan = cycle(&cli, &account, true);
+    let plan = cycle(cli, &account, true);
     assert_eq!(
         keys_of(&iam, &names).await,
         before,
         "day 81 dry run changed IAM"
     );
-    let real = cycle(&cli, &account, false);
+    let real = cycle(cli, &account, false);
     assert_plan_predicts(&plan, &real, &account, "day 81");
     let users = users_of(&real, &account);
     assert_eq!(users["owner"].verdict, Verdict::Rotated);
@@ -253,50 +140,7 @@ async fn rotation_timeline_through_the_cli() {
 
     // The new key reached its owner: zip in one email, password in another.
     let mails = emu.outbox().unwrap();
-    let mine: Vec<&SentEmail> = mails
-        .iter()
-        .filter(|m| m.destinations.iter().any(|d| d == owner_mail))
-        .collect();
-    let zip_mail = mine
-        .iter()
-        .find(|m| header(&m.raw, "X-Keyfleet-Kind") == "new_key")
-        .expect("new key email");
-    let pw_mail = mine
-        .iter()
-        .find(|m| header(&m.raw, "X-Keyfleet-Kind") == "password")
-        .expect("password email");
-    let parsed = mail_parser::MessageParser::default()
-        .parse(zip_mail.raw.as_bytes())
-        .unwrap();
-    let att = parsed.attachments().next().expect("zip attachment");
-    let zip_name = att.attachment_name().unwrap().to_string();
-    assert!(
-        zip_name.starts_with("keyfleet-") && zip_name.ends_with("-owner.zip"),
-        "{zip_name}"
-    );
-    let zip_path = dir.path().join(&zip_name);
-    std::fs::write(&zip_path, att.contents()).unwrap();
-    let pw_body = mail_parser::MessageParser::default()
-        .parse(pw_mail.raw.as_bytes())
-        .unwrap()
-        .body_text(0)
-        .unwrap()
-        .to_string();
-    let password = pw_body
-        .split_whitespace()
-        .filter(|w| {
-            w.len() >= 20
-                && w.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_.+=".contains(c))
-        })
-        .find(|w| !zip_mail.raw.contains(*w))
-        .expect("password in the second email")
-        .to_string();
-    assert!(
-        !zip_mail.raw.contains(&password),
-        "password not in the zip email"
-    );
-    let (zip_id, zip_secret) = open_zip_independently(&zip_path, &password);
+    let (zip_id, zip_secret) = delivered_key(&mails, owner_mail, "-owner.zip", dir.path());
     assert_eq!(zip_id, k2, "the zip holds the key IAM has");
     assert_eq!(zip_secret.len(), 40);
     for m in &mails {
@@ -314,13 +158,13 @@ async fn rotation_timeline_through_the_cli() {
     emu.mark_key_used(&account, &k2, Some(&switched), "s3", "eu-west-1")
         .unwrap();
     let before = keys_of(&iam, &names).await;
-    let plan = cycle(&cli, &account, true);
+    let plan = cycle(cli, &account, true);
     assert_eq!(
         keys_of(&iam, &names).await,
         before,
         "day 91 dry run changed IAM"
     );
-    let real = cycle(&cli, &account, false);
+    let real = cycle(cli, &account, false);
     assert_plan_predicts(&plan, &real, &account, "day 91");
     let after91 = keys_of(&iam, &names).await;
     assert_eq!(
@@ -336,13 +180,13 @@ async fn rotation_timeline_through_the_cli() {
     // Day 101: the inactive key is deleted.
     emu.advance_clock(10.0, Some(&account)).unwrap();
     let before = keys_of(&iam, &names).await;
-    let plan = cycle(&cli, &account, true);
+    let plan = cycle(cli, &account, true);
     assert_eq!(
         keys_of(&iam, &names).await,
         before,
         "day 101 dry run changed IAM"
     );
-    let real = cycle(&cli, &account, false);
+    let real = cycle(cli, &account, false);
     assert_plan_predicts(&plan, &real, &account, "day 101");
     let after101 = keys_of(&iam, &names).await;
     assert_eq!(after101["owner"], vec![(k2.clone(), true)]);
@@ -367,17 +211,21 @@ async fn rotation_timeline_through_the_cli() {
     assert!(kinds_for(&mails, &account, "owner-exempt@example.com").is_empty());
 
     // The stored report is readable through the CLI, in every format.
-    let table = cli.run(&["report", "--run", "latest"]);
+    let run = real.run_id.as_str();
+    let table = cli.run(&["report", "--run", run]);
     assert!(table.contains(&account), "{table}");
-    let json: RunReport = serde_json::from_str(&cli.run(&["report", "--format", "json"])).unwrap();
+    let json: RunReport =
+        serde_json::from_str(&cli.run(&["report", "--run", run, "--format", "json"])).unwrap();
     assert_eq!(json.run_id, real.run_id);
-    let csv = cli.run(&["report", "--format", "csv"]);
+    let csv = cli.run(&["report", "--run", run, "--format", "csv"]);
     assert!(
         csv.lines()
             .any(|l| l.contains(&account) && l.contains("owner")),
         "{csv}"
     );
-    assert!(cli.run(&["report", "--format", "html"]).contains("<html"));
+    assert!(cli
+        .run(&["report", "--run", run, "--format", "html"])
+        .contains("<html"));
 
     // Emergency rotation through the CLI: a new key now, the old one
     // deactivated at once.
@@ -397,4 +245,22 @@ async fn rotation_timeline_through_the_cli() {
         "old key deactivated at once"
     );
     assert!(after["owner"][1].1 && after["owner"][1].0 != k2);
+
+    // All of it ran in the deployed Lambdas: the agent of this account
+    // once per run (three plans, three runs, the rotation), under its role.
+    let agent_runs = emu
+        .lambda_invocations()
+        .unwrap()
+        .iter()
+        .filter(|i| {
+            i["account"] == account.as_str()
+                && i["function_arn"]
+                    .as_str()
+                    .is_some_and(|a| a.ends_with(":function:keyfleet-agent"))
+                && i["status"] == "ok"
+        })
+        .count();
+    assert_eq!(agent_runs, 7, "one agent invocation per run");
+    crate::permissions::assert_used_matches_granted(&account, keyfleet_testkit::DEFAULT_ACCOUNT)
+        .await;
 }

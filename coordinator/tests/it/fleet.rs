@@ -5,15 +5,15 @@
 //! agent, its own `keyfleet-jobs` queue.
 //!
 //! An agent "runs" the way its Lambda would: it receives the job from its
-//! account's queue with that account's credentials, decodes it and calls
-//! [`Agent::handle`], which sends the result to the coordinator's results
-//! queue. The coordinator consumes that queue like its SQS trigger would:
-//! receive, `intake`, delete.
+//! account's queue with that account's credentials and hands the message to
+//! the agent's per-message function, which sends the result to the
+//! coordinator's results queue. The coordinator consumes that queue like its
+//! SQS trigger would: receive, `intake` (its per-message function), delete.
 
 use aws_config::SdkConfig;
 use aws_sdk_organizations::types::OrganizationFeatureSet;
 use aws_sdk_sqs::types::QueueAttributeName;
-use keyfleet_agent::{Agent, AgentClients, AgentConfig};
+use keyfleet_agent::{handle_message, Agent, AgentClients, AgentConfig, JobOutcome};
 use keyfleet_coordinator::{Coordinator, CoordinatorClients, CoordinatorConfig, Intake};
 use keyfleet_protocol::{AccountResult, Job, Policy, PrivateKey, PublicKey, Token};
 use keyfleet_testkit::seed::{self, key, user, UserSpec};
@@ -210,19 +210,40 @@ impl Member {
         }
     }
 
-    /// The agent of this account: takes the one job waiting on its queue,
-    /// runs it (which sends the result to the job's results queue) and
-    /// deletes the job message. Returns the job and the whole result.
+    /// The agent of this account, as its Lambda runs: takes the one job
+    /// message waiting on its queue through the agent's per-message
+    /// function (which sends the result to the job's results queue) and
+    /// deletes the message. Returns the job and the whole result.
     pub async fn run_agent(&self, coordinator_key: &PublicKey) -> (Job, AccountResult) {
-        let mut jobs = self.receive_jobs().await;
+        let url = self
+            .jobs_queue_url
+            .as_deref()
+            .expect("account has an agent");
+        let out = self
+            .sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .message_system_attribute_names(
+                aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount,
+            )
+            .send()
+            .await
+            .expect("ReceiveMessage on keyfleet-jobs");
         assert_eq!(
-            jobs.len(),
+            out.messages().len(),
             1,
             "exactly one job on the queue of account {}",
             self.id
         );
-        let (job, receipt) = jobs.pop().expect("one job");
-        assert_eq!(job.account_id, self.id);
+        let m = &out.messages()[0];
+        let receive_count = m
+            .attributes()
+            .and_then(|a| {
+                a.get(&aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount)
+            })
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1);
         let agent = Agent::new(
             AgentClients::new(&self.cfg),
             AgentConfig {
@@ -232,11 +253,17 @@ impl Member {
             },
             self.id.clone(),
         );
-        let result = agent.handle(&job).await.expect("agent handles the job");
+        let body = m.body().expect("body");
+        let result = match handle_message(&agent, body, receive_count).await {
+            JobOutcome::Done(result) => *result,
+            other => panic!("the agent did not complete the job: {other:?}"),
+        };
+        let job: Job = keyfleet_protocol::decode(body.as_bytes()).expect("a valid job");
+        assert_eq!(job.account_id, self.id);
         self.sqs
             .delete_message()
-            .queue_url(self.jobs_queue_url.as_deref().expect("queue"))
-            .receipt_handle(receipt)
+            .queue_url(url)
+            .receipt_handle(m.receipt_handle().expect("receipt"))
             .send()
             .await
             .expect("DeleteMessage on keyfleet-jobs");

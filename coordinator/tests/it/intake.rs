@@ -142,7 +142,11 @@ async fn intake_accepts_genuine_results_and_rejects_forged_ones() {
         .all(|(subject, _)| subject == "keyfleet: result rejected"));
 
     // The genuine results still go through.
-    let got_a = central.coordinator.intake(&body_a, 1).await.expect("intake A");
+    let got_a = central
+        .coordinator
+        .intake(&body_a, 1)
+        .await
+        .expect("intake A");
     assert_eq!(
         got_a,
         Intake::Accepted {
@@ -158,7 +162,11 @@ async fn intake_accepts_genuine_results_and_rejects_forged_ones() {
         !after_a.is_empty() && after_a.iter().all(|m| m.account == a.id),
         "owner emails of account A only: {after_a:?}"
     );
-    let got_b = central.coordinator.intake(&body_b, 1).await.expect("intake B");
+    let got_b = central
+        .coordinator
+        .intake(&body_b, 1)
+        .await
+        .expect("intake B");
     assert_eq!(
         got_b,
         Intake::Accepted {
@@ -182,7 +190,11 @@ async fn intake_accepts_genuine_results_and_rejects_forged_ones() {
     // dropped: no second email of any kind.
     let before = emails_of_run(&run_id).len();
     for (body, account) in [(&body_a, &a.id), (&body_b, &b.id)] {
-        let got = central.coordinator.intake(body, 1).await.expect("duplicate");
+        let got = central
+            .coordinator
+            .intake(body, 1)
+            .await
+            .expect("duplicate");
         assert_eq!(
             got,
             Intake::Duplicate {

@@ -10,7 +10,6 @@ locals {
   management_id    = data.aws_organizations_organization.current.master_account_id
   coordinator_acct = split(":", var.coordinator_role_arn)[4]
   org_arn_prefix   = "arn:${local.partition}:organizations::${local.management_id}"
-  account_arns     = "${local.org_arn_prefix}:account/${local.org_id}/*"
   ou_arns          = "${local.org_arn_prefix}:ou/${local.org_id}/*"
   root_arns        = "${local.org_arn_prefix}:root/${local.org_id}/*"
   tags             = merge({ "keyfleet:component" = "org-reader" }, var.tags)
@@ -56,9 +55,8 @@ resource "aws_iam_role" "this" {
 # rendered here and by `keyfleet bootstrap` (the emulator enforces it).
 locals {
   read_policy_vars = {
-    account_arns = local.account_arns
-    ou_arns      = local.ou_arns
-    root_arns    = local.root_arns
+    ou_arns   = local.ou_arns
+    root_arns = local.root_arns
   }
   read_policy = templatefile("${path.module}/policies/org-reader.json.tftpl", local.read_policy_vars)
 }

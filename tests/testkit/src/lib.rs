@@ -340,7 +340,10 @@ impl Emulator {
     /// (`POST /_keyfleet/events/fire`): Lambda targets are invoked
     /// asynchronously with the target's input.
     pub fn fire_rule(&self, rule: &str) -> Result<serde_json::Value, EmulatorError> {
-        self.post("/_keyfleet/events/fire", serde_json::json!({ "rule": rule }))
+        self.post(
+            "/_keyfleet/events/fire",
+            serde_json::json!({ "rule": rule }),
+        )
     }
 
     /// Makes every in-flight message of a queue visible now (a test need

@@ -1,0 +1,98 @@
+//! `--local` and the errors of a command line that cannot reach AWS.
+
+use crate::common::*;
+use keyfleet_protocol::report::RunReport;
+use keyfleet_protocol::Verdict;
+use keyfleet_testkit::seed::{self, key, user};
+
+/// `run --local` runs the coordinator and the agent in this process, through
+/// a role assumed in the account: the user is rotated and mailed, and the
+/// deployed queues and Lambdas of the account are never touched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_run_rotates_without_the_deployed_queues() {
+    let cli = deployment().await;
+    let account = create_account("cli-local").await;
+    let iam = iam_of(&account).await;
+    seed::populate(
+        emu(),
+        &iam,
+        &account,
+        &[user("local-user", vec![key(85, true, Some(1))])],
+    )
+    .await
+    .expect("seed");
+
+    let out = cli.run(&["run", "--local", "--json", "--accounts", &account]);
+    let report: RunReport = serde_json::from_str(&out).expect("report JSON");
+    let users = &report.accounts[0].users;
+    assert_eq!(users[0].user_name, "local-user");
+    assert_eq!(users[0].verdict, Verdict::Rotated);
+    assert_eq!(seed::keys(&iam, "local-user").await.expect("keys").len(), 2);
+    let mails = emu().outbox().expect("outbox");
+    assert_eq!(
+        crate::mails::kinds_for(&mails, &account, "owner-local-user@example.com")
+            .iter()
+            .filter(|k| *k == "new_key")
+            .count(),
+        1
+    );
+
+    // Nothing went through the account's deployed agent.
+    let agent_runs = emu()
+        .lambda_invocations()
+        .expect("invocations")
+        .iter()
+        .filter(|i| i["account"] == account.as_str())
+        .count();
+    assert_eq!(agent_runs, 0, "no Lambda ran in the account");
+    let sqs = aws_sdk_sqs::Client::new(&emu().config_for_account(&account).await.expect("assume"));
+    let url = sqs
+        .get_queue_url()
+        .queue_name("keyfleet-jobs")
+        .send()
+        .await
+        .expect("the deployed jobs queue")
+        .queue_url
+        .expect("url");
+    let attrs = sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
+        .send()
+        .await
+        .expect("GetQueueAttributes");
+    let count = |name: aws_sdk_sqs::types::QueueAttributeName| {
+        attrs
+            .attributes()
+            .and_then(|a| a.get(&name))
+            .cloned()
+            .unwrap_or_default()
+    };
+    use aws_sdk_sqs::types::QueueAttributeName as A;
+    assert_eq!(count(A::ApproximateNumberOfMessages), "0");
+    assert_eq!(count(A::ApproximateNumberOfMessagesNotVisible), "0");
+}
+
+/// Without credentials the command line says so, and not something that
+/// follows from it (a queue or function "not found").
+#[test]
+fn without_credentials_the_error_says_so() {
+    let home = tempfile::tempdir().expect("temp dir");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_keyfleet"))
+        .arg("plan")
+        .current_dir(home.path())
+        .env_clear()
+        .env("HOME", home.path())
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .expect("keyfleet runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("no AWS credentials found"), "{stderr}");
+    assert!(stderr.contains("AWS_PROFILE"), "says what to do: {stderr}");
+    assert!(
+        !stderr.contains("not found") && !stderr.contains("bootstrap"),
+        "the credential failure is the error, nothing after it: {stderr}"
+    );
+}

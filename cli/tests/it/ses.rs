@@ -1,0 +1,124 @@
+//! SES refusing an owner's email, through the deployed system: the
+//! coordinator's intake fails, releases the email's ledger claim (which
+//! needs `s3:DeleteObject` on its role: without it the claim stayed, every
+//! retry skipped the email and the owner never got the key), the result
+//! comes back from the queue, and that delivery sends the key, so the owner
+//! gets the zip and the password exactly once.
+
+use crate::common::*;
+use crate::mails::{delivered_key, kinds_for};
+use aws_sdk_lambda::primitives::Blob;
+use keyfleet_testkit::seed::{self, key, user};
+use keyfleet_testkit::DEFAULT_ACCOUNT;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_key_email_is_sent_on_the_next_delivery_exactly_once() {
+    let cli = deployment().await;
+    let emu = emu();
+    let account = create_account("cli-ses").await;
+    let iam = iam_of(&account).await;
+    let name = "ses-refused";
+    let owner = format!("owner-{name}@example.com");
+    let before = seed::populate(
+        emu,
+        &iam,
+        &account,
+        &[user(name, vec![key(85, true, Some(1))])],
+    )
+    .await
+    .expect("seed");
+
+    // SES refuses the first email to this owner (the key file), as it
+    // refuses a message it will not send; every later one goes through.
+    emu.set_faults(serde_json::json!({"seed": 1, "rules": [{
+        "service": "sesv2", "action": "SendEmail", "match": {"Destination": owner},
+        "kind": "internal_error", "code": "MessageRejected", "status": 400,
+        "message": "Email address is not verified.", "first_attempts": 1,
+    }]}))
+    .expect("faults");
+
+    // A manual run, as an operator invokes the coordinator.
+    let admin = emu.config();
+    let answer = aws_sdk_lambda::Client::new(&admin)
+        .invoke()
+        .function_name("keyfleet-coordinator")
+        .payload(Blob::new(
+            serde_json::json!({"action": "run", "accounts": [account]}).to_string(),
+        ))
+        .send()
+        .await
+        .expect("Invoke");
+    assert!(answer.function_error().is_none(), "{answer:?}");
+    let started: serde_json::Value =
+        serde_json::from_slice(answer.payload().expect("payload").as_ref()).expect("JSON");
+    let run_id = started["run_id"].as_str().expect("run id").to_string();
+
+    // The job, the agent and the result's first delivery run their course.
+    emu.settle(&[&account, DEFAULT_ACCOUNT], 120)
+        .expect("settled");
+    let keys = seed::keys(&iam, name).await.expect("keys");
+    assert_eq!(keys.len(), 2, "the new key exists: {keys:?}");
+    let new_key = keys
+        .iter()
+        .find(|(id, _)| *id != before[name][0])
+        .expect("new key")
+        .0
+        .clone();
+    assert!(
+        kinds_for(&emu.outbox().expect("outbox"), &account, &owner).is_empty(),
+        "nothing reached the owner yet"
+    );
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&admin)
+            .force_path_style(true)
+            .build(),
+    );
+    let claim = format!("ledger/{account}/{name}/{new_key}/new_key");
+    assert!(
+        s3.head_object()
+            .bucket("keyfleet-reports")
+            .key(&claim)
+            .send()
+            .await
+            .is_err(),
+        "the claim on the key email was released"
+    );
+    let refused = emu.lambda_invocations().expect("invocations");
+    assert!(
+        refused.iter().any(|i| i["source"] == "sqs"
+            && i["function_arn"]
+                .as_str()
+                .is_some_and(|a| a.ends_with(":function:keyfleet-coordinator"))
+            && i["failed_items"].as_array().is_some_and(|f| !f.is_empty())),
+        "the result came back to the queue as a batch item failure"
+    );
+
+    // The next delivery of that result (the visibility timeout is 30
+    // minutes; the emulator makes it visible now) sends the key.
+    let results = aws_sdk_sqs::Client::new(&admin)
+        .get_queue_url()
+        .queue_name("keyfleet-results")
+        .send()
+        .await
+        .expect("results queue")
+        .queue_url
+        .expect("url");
+    assert!(emu.make_visible(&results).expect("visible") >= 1);
+    emu.settle(&[&account, DEFAULT_ACCOUNT], 120)
+        .expect("settled");
+    emu.clear_faults().expect("faults cleared");
+
+    let mails = emu.outbox().expect("outbox");
+    let kinds = kinds_for(&mails, &account, &owner);
+    let count = |k: &str| kinds.iter().filter(|x| *x == k).count();
+    assert_eq!(count("new_key"), 1, "{kinds:?}");
+    assert_eq!(count("password"), 1, "{kinds:?}");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (zip_id, _) = delivered_key(&mails, &owner, &format!("-{name}.zip"), dir.path());
+    assert_eq!(zip_id, new_key, "the zip holds the key IAM has");
+    let report = cli.report(&run_id);
+    assert_eq!(
+        report["accounts"][0]["users"][0]["verdict"], "rotated",
+        "{report}"
+    );
+}
