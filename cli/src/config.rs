@@ -354,6 +354,17 @@ endpoint_url = "http://127.0.0.1:5000"
         );
     }
 
+    /// The configuration the README shows is one the command line takes.
+    #[test]
+    fn the_readme_example_parses() {
+        let readme = include_str!("../../README.md");
+        let start = readme.find("```toml\n").expect("a TOML block in the README") + 8;
+        let len = readme[start..].find("```").expect("the block ends");
+        let c = parse(&readme[start..start + len], &[]).unwrap();
+        assert_eq!(c.coordinator.function, "keyfleet-coordinator");
+        assert_eq!(c.coordinator.stall_after, Duration::from_minutes(10));
+    }
+
     #[test]
     fn bad_key_is_named_with_its_line() {
         let err = parse(

@@ -634,6 +634,7 @@ resource "aws_lambda_function" "this" {
       KEYFLEET_EXCLUDE_ACCOUNTS       = join(",", var.exclude_accounts)
       KEYFLEET_EXCLUDE_OUS            = join(",", var.exclude_ous)
       KEYFLEET_POLICY                 = local.policy_json
+      KEYFLEET_DEADLINE               = var.run_deadline
       RUST_LOG                        = var.log_level
     }
   }

@@ -77,6 +77,17 @@ variable "memory_size" {
   }
 }
 
+variable "run_deadline" {
+  description = "How long a run waits for its agents before the sweep finalizes it without them, as <n>d, <n>h, <n>m or <n>s."
+  type        = string
+  default     = "2h"
+
+  validation {
+    condition     = can(regex("^[0-9]+[dhms]$", var.run_deadline))
+    error_message = "run_deadline must be a duration such as 2h or 90m."
+  }
+}
+
 variable "timeout" {
   description = "Coordinator timeout in seconds. The results queue visibility timeout is six times this value."
   type        = number
