@@ -10,7 +10,10 @@
 #   2. the deployment checks (cfn-lint, checkov, HCL parsing, least privilege,
 #      the agent template deployed through StackSets in the emulator);
 #   3. every Rust test of the workspace (unit, property and emulator-backed
-#      integration tests; each test binary starts its own emulator).
+#      integration tests; each test binary starts its own emulator; the
+#      command line's end-to-end tests run the deployed Lambdas);
+#   4. the operator's build of the command line, without the emulator
+#      (`--no-default-features`), still compiles.
 # Arguments are passed to `cargo test`.
 #
 # Sourcing this file (`source scripts/test.sh`) only defines its functions,
@@ -80,6 +83,9 @@ main() {
 
     echo "== cargo test =="
     cargo test --workspace --locked "$@"
+
+    echo "== keyfleet without the emulator (the operator's build) =="
+    cargo build -p keyfleet --no-default-features --locked
 }
 
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
