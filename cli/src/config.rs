@@ -358,7 +358,10 @@ endpoint_url = "http://127.0.0.1:5000"
     #[test]
     fn the_readme_example_parses() {
         let readme = include_str!("../../README.md");
-        let start = readme.find("```toml\n").expect("a TOML block in the README") + 8;
+        let start = readme
+            .find("```toml\n")
+            .expect("a TOML block in the README")
+            + 8;
         let len = readme[start..].find("```").expect("the block ends");
         let c = parse(&readme[start..start + len], &[]).unwrap();
         assert_eq!(c.coordinator.function, "keyfleet-coordinator");

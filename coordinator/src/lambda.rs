@@ -403,4 +403,81 @@ mod tests {
         ));
         assert!(matches!(classify(json!([1])), Err(EventError::Unknown(_))));
     }
+
+    /// What the command line sends is what the function reads back, and
+    /// each command maps to its run in one place.
+    #[test]
+    fn commands_round_trip_and_map_to_their_runs() {
+        let as_of = time::macros::datetime!(2026-01-02 03:04:05 UTC);
+        let cases = [
+            Command::Run {
+                accounts: Some(vec!["111122223333".into()]),
+                dry_run: true,
+            },
+            Command::Start {
+                accounts: None,
+                dry_run: false,
+            },
+            Command::Plan {
+                accounts: None,
+                as_of: Some(as_of),
+            },
+            Command::Rotate {
+                account: "111122223333".into(),
+                user: "bob".into(),
+                deactivate_old: false,
+                key_id: Some("AKIAIOSFODNN7EXAMPLE".into()),
+            },
+            Command::Sweep,
+            Command::Finalize { run_id: "r".into() },
+        ];
+        for cmd in cases {
+            let sent = serde_json::to_value(&cmd).unwrap();
+            let Event::Command(back) = classify(sent.clone()).unwrap() else {
+                panic!("{sent} is not a command");
+            };
+            assert_eq!(back, cmd, "{sent}");
+            let req = cmd.run_request();
+            match &cmd {
+                Command::Run { accounts, dry_run } | Command::Start { accounts, dry_run } => {
+                    let req = req.unwrap();
+                    assert_eq!((&req.accounts, req.dry_run), (accounts, *dry_run));
+                    assert_eq!(req.mode, JobMode::Scheduled);
+                }
+                Command::Plan { as_of, .. } => {
+                    let req = req.unwrap();
+                    assert!(req.dry_run);
+                    assert_eq!(req.as_of, *as_of);
+                }
+                Command::Rotate {
+                    account,
+                    user,
+                    key_id,
+                    ..
+                } => {
+                    let req = req.unwrap();
+                    assert_eq!(req.accounts, Some(vec![account.clone()]));
+                    assert!(!req.dry_run);
+                    assert_eq!(
+                        req.mode,
+                        JobMode::Rotate {
+                            user: user.clone(),
+                            deactivate_old: false,
+                            key_id: key_id.clone(),
+                        }
+                    );
+                }
+                Command::Sweep | Command::Finalize { .. } => assert!(req.is_none()),
+            }
+        }
+        // Optional fields stay off the wire at their defaults.
+        assert_eq!(
+            serde_json::to_value(Command::Plan {
+                accounts: None,
+                as_of: None
+            })
+            .unwrap(),
+            json!({"action": "plan"})
+        );
+    }
 }
