@@ -15,11 +15,10 @@ Patch: queues keep their mappings (CreateEventSourceMapping,
 ListEventSourceMappings and the StackSet template's
 AWS::Lambda::EventSourceMapping behave as before), but the per-message
 delivery loop in ``Queue.add_message`` sees no mapping. The mappings of
-functions the harness can run (``provided.*`` runtime with a ``bootstrap``
-in the code zip) are delivered by ext_lambda_esm.py as Lambda does; all
-other mappings are parked: their messages wait in the queue for whoever
-receives them (keyfleet's local fleet uploads an empty zip and runs the
-agent in-process, reading ``keyfleet-jobs`` itself). Start the harness with
+functions the harness runs (``provided.*`` runtimes) are delivered by
+ext_lambda_esm.py as Lambda does; the mappings of other runtimes are
+parked: their messages wait in the queue for whoever receives them. Start
+the harness with
 ``--moto-lambda-delivery`` to let moto deliver the mappings of the other
 functions its own way (e.g. with Docker); harness-run functions are never
 handed to moto.
@@ -39,7 +38,7 @@ def harness_delivers(esm: Any, account: str, region: str) -> bool:
         fn = get_backend(account, region).get_function(esm.function_arn)
     except Exception:
         return False
-    return ext_lambda_exec.is_provided(fn) and ext_lambda_exec.has_bootstrap(fn)
+    return ext_lambda_exec.is_provided(fn)
 
 
 class ParkedMappings(dict):

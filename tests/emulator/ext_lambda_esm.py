@@ -35,7 +35,8 @@ from CloudFormation/StackSets) registers SQS mappings;
 Update/DeleteEventSourceMapping); otherwise it looks again when the next
 in-flight message's visibility timeout or delay ends, at least once a
 second. For each enabled mapping whose function has a ``provided.*`` runtime
-and a ``bootstrap`` in its code zip, while the queue has deliverable
+(one whose code zip has no ``bootstrap`` is delivered too, and fails with
+``Runtime.InvalidEntrypoint`` as in Lambda), while the queue has deliverable
 messages and the mapping runs fewer than its maximum concurrency (default
 ``DEFAULT_MAXIMUM_CONCURRENCY`` = 5 when ScalingConfig is unset) and a
 harness-wide process slot is free (ext_lambda_exec.py, default 8), it
@@ -148,8 +149,6 @@ def _resolve(m: _Mapping) -> tuple[Any, Any, Any, str | None]:
         return esm, None, None, "function not found"
     if not lx.is_provided(fn):
         return esm, fn, None, f"runtime {fn.run_time} is not run by the harness (parked)"
-    if not lx.has_bootstrap(fn):
-        return esm, fn, None, "the code zip has no bootstrap (parked)"
     parts = esm.event_source_arn.split(":")
     queue = sqs_backends[parts[4]][parts[3]].queues.get(parts[5]) if len(parts) == 6 else None
     if queue is None:

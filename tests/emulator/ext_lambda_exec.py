@@ -126,23 +126,6 @@ def is_provided(fn: Any) -> bool:
     return (getattr(fn, "run_time", None) or "") in RUNTIMES
 
 
-_bootstrap_cache: dict[str, bool] = {}
-
-
-def has_bootstrap(fn: Any) -> bool:
-    """Whether the function's code zip holds a ``bootstrap`` the harness can run."""
-    key = str(getattr(fn, "code_sha_256", "")) or str(id(fn))
-    cached = _bootstrap_cache.get(key)
-    if cached is None:
-        try:
-            with zipfile.ZipFile(io.BytesIO(fn.code_bytes)) as zf:
-                cached = "bootstrap" in zf.namelist()
-        except Exception:
-            cached = False
-        _bootstrap_cache[key] = cached
-    return cached
-
-
 # -- slots ---------------------------------------------------------------------
 
 

@@ -637,13 +637,12 @@ def _zip_bytes(with_bootstrap: bool = True) -> bytes:
 
 
 # Mappings of functions the harness does not run stay parked: another runtime
-# (moto would need Docker), or a provided.* function whose zip has no
-# bootstrap (the empty zip of the in-process local fleet). provided.* functions
-# with a bootstrap are delivered: see test_lambda_delivery.py.
+# (moto would need Docker). provided.* functions are delivered: see
+# test_lambda_delivery.py.
 @pytest.mark.parametrize(
     "account,runtime,with_bootstrap",
-    [("800000000001", "python3.12", True), ("800000000002", "provided.al2023", False)],
-    ids=["other-runtime", "provided-without-bootstrap"],
+    [("800000000001", "python3.12", True)],
+    ids=["other-runtime"],
 )
 def test_sqs_event_source_mapping_leaves_messages_in_the_queue(
     emu: Emulator, account: str, runtime: str, with_bootstrap: bool

@@ -374,6 +374,40 @@ def test_sqs_report_batch_item_failures_visible_endpoint_and_redrive(emu: Emulat
     assert row["messages_deleted"] == 2 and row["batches"] == 2
 
 
+def test_sqs_function_without_bootstrap_fails_every_batch_into_the_dlq(emu: Emulator) -> None:
+    """Lambda cannot start a provided.* function whose zip has no bootstrap
+    (Runtime.InvalidEntrypoint): each delivery fails, and after
+    maxReceiveCount the message is in the DLQ."""
+    account = "510000000009"
+    iam = emu.client("iam", account)
+    iam.create_role(RoleName="kf-nobootstrap", AssumeRolePolicyDocument=json.dumps(TRUST))
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("README", "no bootstrap here")
+    lam = emu.client("lambda", account)
+    fn = lam.create_function(
+        FunctionName="kf-nobootstrap", Runtime="provided.al2023", Handler="bootstrap",
+        Role=f"arn:aws:iam::{account}:role/kf-nobootstrap", Code={"ZipFile": buf.getvalue()},
+    )["FunctionArn"]
+    dlq = make_queue(emu, account, "jobs-dlq")
+    queue = make_queue(
+        emu, account, "jobs",
+        RedrivePolicy=json.dumps({"deadLetterTargetArn": dlq["arn"], "maxReceiveCount": 2}),
+    )
+    lam.create_event_source_mapping(EventSourceArn=queue["arn"], FunctionName=fn, BatchSize=10)
+    (sent,) = send(emu, account, queue["url"], {"mode": "ok"})
+    settle(emu, account)
+    (first,) = invocations(emu, fn)
+    assert (first["status"], first["error_type"]) == ("error", "Runtime.InvalidEntrypoint")
+    assert counts(emu, account, queue["url"]) == (0, 1)
+    for _ in range(2):
+        assert emu.control("POST", "/_keyfleet/sqs/visible", {"queue_url": queue["url"]})[1]["made_visible"] == 1
+        settle(emu, account)
+    assert len(invocations(emu, fn)) == 2
+    dead = emu.client("sqs", account).receive_message(QueueUrl=dlq["url"])["Messages"]
+    assert [m["MessageId"] for m in dead] == [sent]
+
+
 def test_sqs_batch_item_failures_responses(emu: Emulator) -> None:
     """Which responses delete the message (batch processed) and which keep it (whole batch failed)."""
     account = "510000000003"
