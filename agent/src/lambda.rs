@@ -6,15 +6,15 @@
 //! `keyfleet lambda agent` both call it): JSON logs, configuration and
 //! clients built once at init, then one batch per invocation.
 
-use crate::message::{handle_message, JobOutcome};
+use crate::message::{handle_message, JobOutcome, Rejected};
 use crate::run::Agent;
 use crate::AgentClients;
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use lambda_runtime::{service_fn, LambdaEvent};
 
-/// The account that owns the queue a record came from
-/// (`arn:aws:sqs:<region>:<account>:<name>`).
-pub fn queue_account(arn: &str) -> Option<&str> {
+/// The account an ARN names (`arn:aws:<service>:<region>:<account>:...`):
+/// the owner of the queue a record came from, the account a function runs in.
+pub fn arn_account(arn: &str) -> Option<&str> {
     arn.split(':')
         .nth(4)
         .filter(|a| keyfleet_protocol::is_account_id(a))
@@ -39,12 +39,12 @@ pub async fn handle_batch(agent: &Agent, event: SqsEvent) -> SqsBatchResponse {
 }
 
 async fn handle_record(agent: &Agent, record: &SqsMessage) -> JobOutcome {
-    if let Some(owner) = record.event_source_arn.as_deref().and_then(queue_account) {
+    if let Some(owner) = record.event_source_arn.as_deref().and_then(arn_account) {
         if owner != agent.account_id() {
-            return JobOutcome::Rejected(format!(
-                "record from a queue of account {owner}, agent serves {}",
-                agent.account_id()
-            ));
+            return JobOutcome::Rejected(Rejected::ForeignQueue {
+                queue_owner: owner.to_string(),
+                agent: agent.account_id().to_string(),
+            });
         }
     }
     let receive_count = record
@@ -97,12 +97,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn queue_account_is_read_from_the_arn() {
+    fn the_account_is_read_from_the_arn() {
         assert_eq!(
-            queue_account("arn:aws:sqs:us-east-1:111122223333:keyfleet-jobs"),
+            arn_account("arn:aws:sqs:us-east-1:111122223333:keyfleet-jobs"),
             Some("111122223333")
         );
-        assert_eq!(queue_account("arn:aws:sqs:us-east-1:bad:q"), None);
-        assert_eq!(queue_account(""), None);
+        assert_eq!(
+            arn_account("arn:aws:lambda:us-east-1:111122223333:function:keyfleet-agent"),
+            Some("111122223333")
+        );
+        assert_eq!(arn_account("arn:aws:sqs:us-east-1:bad:q"), None);
+        assert_eq!(arn_account(""), None);
     }
 }

@@ -32,6 +32,6 @@ pub use clients::{AgentClients, CallCounter};
 #[cfg(feature = "fault-injection")]
 pub use fault::FaultHook;
 pub use fault::FaultPoint;
-pub use message::{handle_message, JobOutcome};
+pub use message::{handle_message, JobOutcome, Rejected};
 pub use results::{LocalSink, ResultSink};
 pub use run::{Agent, AgentConfig, AgentError};

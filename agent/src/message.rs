@@ -25,19 +25,31 @@ use time::OffsetDateTime;
 pub enum JobOutcome {
     /// The job ran and its result reached the coordinator.
     Done(Box<AccountResult>),
-    /// The message can never succeed (malformed, or not for this agent).
-    Rejected(String),
+    /// The message can never succeed.
+    Rejected(Rejected),
     /// The job stopped on an error a later delivery may not meet (the
     /// results queue refused the result, an injected crash).
-    Failed(String),
+    Failed(AgentError),
+}
+
+/// Why a job message can never succeed here.
+#[derive(Debug, thiserror::Error)]
+pub enum Rejected {
+    #[error("rejected job: {0}")]
+    Malformed(ProtocolError),
+    #[error("record from a queue of account {queue_owner}, agent serves {agent}")]
+    ForeignQueue { queue_owner: String, agent: String },
+    #[error(transparent)]
+    NotForThisAgent(AgentError),
 }
 
 impl JobOutcome {
     /// The reason, when the job did not complete.
-    pub fn failure(&self) -> Option<&str> {
+    pub fn failure(&self) -> Option<String> {
         match self {
             JobOutcome::Done(_) => None,
-            JobOutcome::Rejected(why) | JobOutcome::Failed(why) => Some(why),
+            JobOutcome::Rejected(why) => Some(why.to_string()),
+            JobOutcome::Failed(why) => Some(why.to_string()),
         }
     }
 }
@@ -50,13 +62,15 @@ pub async fn handle_message(agent: &Agent, body: &str, receive_count: u32) -> Jo
             if receive_count <= 1 {
                 report_rejected(agent, body, &e).await;
             }
-            return JobOutcome::Rejected(format!("rejected job: {e}"));
+            return JobOutcome::Rejected(Rejected::Malformed(e));
         }
     };
     match agent.handle(&job).await {
         Ok(result) => JobOutcome::Done(Box::new(result)),
-        Err(e @ AgentError::WrongAccount { .. }) => JobOutcome::Rejected(e.to_string()),
-        Err(e) => JobOutcome::Failed(e.to_string()),
+        Err(e @ AgentError::WrongAccount { .. }) => {
+            JobOutcome::Rejected(Rejected::NotForThisAgent(e))
+        }
+        Err(e) => JobOutcome::Failed(e),
     }
 }
 

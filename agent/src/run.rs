@@ -43,7 +43,8 @@ pub struct AgentConfig {
     /// The coordinator's results queue, from the agent's own configuration
     /// (`KEYFLEET_RESULTS_QUEUE_URL`, set by the StackSet). When set, results
     /// go there whatever the job says, so a forged job cannot redirect them;
-    /// tests leave it unset and use the job's.
+    /// `--local` runs (which deliver in-process) and the tests leave it
+    /// unset; a job's queue is then used.
     pub results_queue_url: Option<String>,
 }
 

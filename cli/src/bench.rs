@@ -72,7 +72,7 @@ async fn one(accounts: usize, users_per: usize) -> Result<Row> {
         .and_then(|o| o.master_account_id().map(str::to_string))
         .context("no management account")?;
     cfg.org.exclude_accounts = vec![management];
-    bootstrap::bootstrap(&cfg, &sdk).await?;
+    bootstrap::bootstrap(&cfg, Path::new("keyfleet.toml"), &sdk).await?;
     let mut ids = Vec::new();
     for i in 0..accounts {
         let out = org

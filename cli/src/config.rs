@@ -111,7 +111,9 @@ pub struct CoordinatorSection {
     /// (`--local` runs, and the coordinator `keyfleet bootstrap` deploys).
     pub deadline: Duration,
     /// Following a deployed run gives up after this long without a new
-    /// result (the run itself goes on; the sweep finalizes it).
+    /// result (the run itself goes on; the sweep finalizes it). Longer
+    /// than one retry of a failed job: the jobs queue's visibility
+    /// timeout is six times the agent's timeout (30 minutes by default).
     pub stall_after: Duration,
 }
 
@@ -124,7 +126,7 @@ impl Default for CoordinatorSection {
             alerts_topic: "keyfleet-alerts".into(),
             private_key_secret: "keyfleet-coordinator/private-key".into(),
             deadline: Duration::from_minutes(30),
-            stall_after: Duration::from_minutes(10),
+            stall_after: Duration::from_minutes(40),
         }
     }
 }
@@ -365,7 +367,7 @@ endpoint_url = "http://127.0.0.1:5000"
         let len = readme[start..].find("```").expect("the block ends");
         let c = parse(&readme[start..start + len], &[]).unwrap();
         assert_eq!(c.coordinator.function, "keyfleet-coordinator");
-        assert_eq!(c.coordinator.stall_after, Duration::from_minutes(10));
+        assert_eq!(c.coordinator.stall_after, Duration::from_minutes(40));
     }
 
     #[test]

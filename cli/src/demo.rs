@@ -160,7 +160,7 @@ pub async fn run(out_dir: &Path) -> Result<()> {
         members.len()
     );
 
-    let boot = bootstrap::bootstrap(&cfg, &sdk).await?;
+    let boot = bootstrap::bootstrap(&cfg, Path::new("keyfleet.toml"), &sdk).await?;
     emu.enforce_iam(true)?;
     println!(
         "Deployed keyfleet in {}: the coordinator Lambda (results queue, report bucket, alerts topic, SES identity, schedules, key {}) and the agent StackSet; IAM enforced for keyfleet's roles",

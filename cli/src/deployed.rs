@@ -6,7 +6,8 @@
 //! Following never stops at a fixed time: a 500-account organization takes
 //! as long as it takes. It stops when the run is finalized, or when it has
 //! made no progress (no new result part stored) for `[coordinator]
-//! stall_after` (default 10 minutes), naming the accounts still missing;
+//! stall_after` (default 40 minutes, longer than one retry of a failed
+//! job), naming the accounts still missing;
 //! the coordinator's hourly sweep finalizes such a run at its deadline.
 
 use crate::config::Config;
@@ -19,7 +20,6 @@ use keyfleet_coordinator::store::RunStore;
 use keyfleet_protocol::report::RunReport;
 #[cfg(feature = "emulator")]
 use std::collections::BTreeSet;
-use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 /// How to reach a deployed coordinator: its function and its report bucket.
@@ -48,9 +48,15 @@ struct FunctionError {
 }
 
 impl Deployment {
+    /// The Lambda client makes one attempt per invocation: starting a run
+    /// is not idempotent, and an SDK retry after a lost response (a dropped
+    /// connection, a timeout, a 5xx) would start a second run.
     pub fn new(cfg: &Config, sdk: &SdkConfig) -> Deployment {
+        let lambda = aws_sdk_lambda::config::Builder::from(sdk)
+            .retry_config(aws_config::retry::RetryConfig::disabled())
+            .build();
         Deployment {
-            lambda: aws_sdk_lambda::Client::new(sdk),
+            lambda: aws_sdk_lambda::Client::from_conf(lambda),
             function: cfg.coordinator.function.clone(),
             reports: reports(cfg, sdk),
             stall_after: cfg.coordinator.stall_after.to_time().unsigned_abs(),
@@ -75,12 +81,29 @@ impl Deployment {
                 let not_found = e
                     .as_service_error()
                     .is_some_and(|s| s.is_resource_not_found_exception());
+                use aws_sdk_lambda::error::SdkError;
+                // Sent, but what happened is not known: no answer, or one
+                // that could not be read.
+                let unknown = matches!(
+                    e,
+                    SdkError::TimeoutError(_)
+                        | SdkError::DispatchFailure(_)
+                        | SdkError::ResponseError(_)
+                );
                 if not_found {
                     anyhow!(
                         "the coordinator function `{}` does not exist here: deploy keyfleet with Terraform \
                          (terraform/README.md), run `keyfleet bootstrap` on an emulator, or use --local to \
                          run without the deployment",
                         self.function
+                    )
+                } else if unknown {
+                    anyhow!(
+                        "invoking the coordinator `{}`: no answer ({}); it may have started a run all the \
+                         same, so it is not invoked again: look for the run with `keyfleet report` before \
+                         starting another",
+                        self.function,
+                        aws_sdk_lambda::error::DisplayErrorContext(e)
                     )
                 } else {
                     anyhow!(
@@ -214,17 +237,7 @@ struct Bar(Option<indicatif::ProgressBar>);
 
 impl Bar {
     fn new() -> Bar {
-        if !std::io::stderr().is_terminal() {
-            return Bar(None);
-        }
-        let b = indicatif::ProgressBar::new(0);
-        b.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{spinner} accounts reported {pos}/{len} [{bar:30}] {elapsed}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        Bar(Some(b))
+        Bar(crate::progress::bar(0, "accounts reported"))
     }
 
     fn show(&self, p: &Progress) {

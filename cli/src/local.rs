@@ -26,7 +26,6 @@ use keyfleet_coordinator::lambda::Command;
 use keyfleet_coordinator::{Coordinator, CoordinatorClients, CoordinatorConfig, JobSink, LocalJob};
 use keyfleet_protocol::report::RunReport;
 use keyfleet_protocol::{PrivateKey, PublicKey};
-use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::Arc;
 use tokio::task::JoinSet;
@@ -40,7 +39,7 @@ const INTAKE_ATTEMPTS: u32 = 3;
 
 /// Where jobs say results go. Never used: local agents hand their results
 /// to the in-process coordinator (the protocol wants a URL here).
-pub const LOCAL_RESULTS: &str = "https://in-process.keyfleet.invalid/keyfleet-results";
+const LOCAL_RESULTS: &str = "https://in-process.keyfleet.invalid/keyfleet-results";
 
 /// The in-process coordinator and what its agents need.
 pub struct Local {
@@ -134,7 +133,8 @@ impl Local {
                     (job.account_id, outcome)
                 });
             }
-            let bar = progress(set.len() as u64);
+            let n = set.len() as u64;
+            let bar = (n > 1).then(|| crate::progress::bar(n, "agents")).flatten();
             while let Some(done) = set.join_next().await {
                 match done {
                     Ok((account, Err(e))) => {
@@ -209,19 +209,4 @@ async fn take_in(c: &Coordinator, body: &str) -> Result<(), String> {
         }
     }
     Err(last)
-}
-
-/// A progress bar on stderr when it is a terminal; plain logs otherwise.
-fn progress(n: u64) -> Option<indicatif::ProgressBar> {
-    if n < 2 || !std::io::stderr().is_terminal() {
-        return None;
-    }
-    let b = indicatif::ProgressBar::new(n);
-    b.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{spinner} agents {pos}/{len} [{bar:30}] {elapsed}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    Some(b)
 }

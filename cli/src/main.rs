@@ -12,6 +12,7 @@ mod config;
 mod deployed;
 mod keygen;
 mod local;
+mod progress;
 mod report;
 mod runs;
 
@@ -232,7 +233,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
         #[cfg(feature = "emulator")]
         Command::Bench { accounts, users } => bench::run(&accounts, users).await,
         #[cfg(feature = "emulator")]
-        Command::Bootstrap => bootstrap::run(&cfg).await,
+        Command::Bootstrap => bootstrap::run(&cfg, path).await,
         #[cfg(feature = "emulator")]
         Command::Lambda { .. } => unreachable!("handled before the configuration is read"),
     }

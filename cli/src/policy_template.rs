@@ -6,7 +6,8 @@
 //! here with the emulator's ARNs, so the deployed roles in the emulator
 //! hold exactly the production permissions (and the emulator enforces
 //! them). The syntax is the subset of Terraform templates the files use:
-//! `${name}` inside a JSON string, `${jsonencode(name)}` for a list.
+//! `${name}` inside a JSON string, `${jsonencode(name)}` for a value of its
+//! own (a list, or a string as a JSON string), as Terraform renders them.
 
 use std::collections::BTreeMap;
 
@@ -70,7 +71,7 @@ pub fn render(
                 out.push_str(&quoted[1..quoted.len() - 1]);
             }
             (Value::Str(s), true) => {
-                out.push_str(&serde_json::to_string(&[s]).expect("strings serialize"))
+                out.push_str(&serde_json::to_string(s).expect("strings serialize"))
             }
             (Value::List(l), true) => {
                 out.push_str(&serde_json::to_string(l).expect("strings serialize"))
@@ -108,7 +109,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             doc,
-            serde_json::json!({"a": "q\"/*", "b": ["1"], "c": ["q\""]})
+            serde_json::json!({"a": "q\"/*", "b": ["1"], "c": "q\""})
         );
     }
 

@@ -41,8 +41,18 @@ impl Progress {
     }
 }
 
-/// The accounts of `manifest` whose result is complete (all the parts of
-/// one delivery attempt), from the keys under the run's results prefix.
+/// The accounts a run waits for: those a job was sent to.
+pub fn expected_accounts(manifest: &RunManifest) -> impl Iterator<Item = &String> {
+    manifest
+        .accounts
+        .iter()
+        .filter(|a| a.dispatch == Dispatch::Sent)
+        .map(|a| &a.account_id)
+}
+
+/// The expected accounts of `manifest` whose result is complete (all the
+/// parts of one delivery attempt), from the keys under the run's results
+/// prefix.
 pub fn reported_accounts(manifest: &RunManifest, result_keys: &[String]) -> BTreeSet<String> {
     let mut by_account: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for k in result_keys {
@@ -50,16 +60,13 @@ pub fn reported_accounts(manifest: &RunManifest, result_keys: &[String]) -> BTre
             by_account.entry(account).or_default().push(k.clone());
         }
     }
-    manifest
-        .accounts
-        .iter()
-        .filter(|a| a.dispatch == Dispatch::Sent)
+    expected_accounts(manifest)
         .filter(|a| {
             by_account
-                .get(a.account_id.as_str())
+                .get(a.as_str())
                 .is_some_and(|ks| !store::complete_attempts(ks).is_empty())
         })
-        .map(|a| a.account_id.clone())
+        .cloned()
         .collect()
 }
 
@@ -114,12 +121,7 @@ impl Reports {
         };
         let keys = self.store.list(&store::results_prefix(run_id)).await?;
         Ok(Some(Progress {
-            expected: manifest
-                .accounts
-                .iter()
-                .filter(|a| a.dispatch == Dispatch::Sent)
-                .map(|a| a.account_id.clone())
-                .collect(),
+            expected: expected_accounts(&manifest).cloned().collect(),
             reported: reported_accounts(&manifest, &keys),
             parts: keys.len(),
             deadline: manifest.deadline,

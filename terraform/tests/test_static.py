@@ -55,9 +55,7 @@ RESOURCE_STAR_ONLY = {
     "iam:GetAccountAuthorizationDetails": "account-wide snapshot of IAM, no resource ARN",
     "iam:ListUsers": "lists every user of the account; IAM defines no resource for it",
     "iam:ListAccountAliases": "the alias belongs to the account, no resource ARN",
-    "organizations:DescribeOrganization": "the organization itself, no resource ARN",
     "organizations:ListAccounts": "every account of the organization, no resource ARN",
-    "organizations:ListRoots": "the roots of the organization, no resource ARN",
 }
 
 # What the agent needs, and nothing else (DESIGN.md and the agent's brief).

@@ -719,7 +719,9 @@ def _wrap(original: Any) -> Any:
         if not is_provided(fn) or inv_type != "RequestResponse":
             return original(self, function_name, qualifier, body, headers, response_headers)
         result = run(fn, body, source="invoke")
-        response_headers["x-amz-log-result"] = base64.b64encode(result.log_tail).decode()
+        if (headers.get("x-amz-log-type") or "None") == "Tail":
+            # Lambda returns the last 4 KB of the log only when asked.
+            response_headers["x-amz-log-result"] = base64.b64encode(result.log_tail).decode()
         if result.failed:
             response_headers["x-amz-function-error"] = "Unhandled"
         response_headers["Content-Length"] = str(len(result.payload))

@@ -94,6 +94,7 @@ def test_event_round_trip_env_and_runtime_headers(fn: dict[str, Any], emu: Emula
     before = time.time() * 1000
     resp, out = _invoke(fn, {"hello": ["world", 1]})
     assert resp["StatusCode"] == 200 and "FunctionError" not in resp
+    assert "LogResult" not in resp, "the log tail comes only with LogType=Tail"
     assert out["event"] == {"hello": ["world", 1]}
     assert out["meta"]["Lambda-Runtime-Invoked-Function-Arn"] == fn["arn"]
     assert before + 500 < int(out["meta"]["Lambda-Runtime-Deadline-Ms"]) < time.time() * 1000 + 1500

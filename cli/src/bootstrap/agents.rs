@@ -23,14 +23,10 @@ fn p(k: &str, v: &str) -> Parameter {
         .build()
 }
 
-/// Creates the StackSet and deploys it to the organization's root, once.
-pub async fn deploy(
-    cfg: &Config,
-    sdk: &SdkConfig,
-    _account: &str,
-    code: &Code,
-    central: &Central,
-) -> Result<()> {
+/// Creates the StackSet and deploys it to the organization's root, once:
+/// a StackSet that exists is left as it is (its parameters, the
+/// coordinator's public key among them, are not updated).
+pub async fn deploy(cfg: &Config, sdk: &SdkConfig, code: &Code, central: &Central) -> Result<()> {
     let org = aws_sdk_organizations::Client::new(sdk);
     let root = org
         .list_roots()

@@ -27,6 +27,9 @@ const SWEEP_SCHEDULE: &str = "rate(1 hour)";
 pub const START_RULE: &str = "keyfleet-start";
 pub const SWEEP_RULE: &str = "keyfleet-sweep";
 const ORG_READER_ROLE: &str = "keyfleet-org-reader";
+/// The coordinator's role, named as the Terraform module names it (the
+/// agents' jobs queues and the org reader's trust refer to it).
+const COORDINATOR_ROLE: &str = "keyfleet-coordinator";
 
 /// What the agents need to know about the coordinator.
 pub struct Central {
@@ -58,6 +61,17 @@ async fn role(
             if e.as_service_error()
                 .is_some_and(|s| s.is_entity_already_exists_exception()) =>
         {
+            iam.update_assume_role_policy()
+                .role_name(name)
+                .policy_document(trust)
+                .send()
+                .await
+                .map_err(|e| {
+                    anyhow!(
+                        "UpdateAssumeRolePolicy {name}: {}",
+                        aws_sdk_iam::error::DisplayErrorContext(e)
+                    )
+                })?;
             iam.get_role()
                 .role_name(name)
                 .send()
@@ -125,6 +139,16 @@ async fn key_pair(cfg: &Config, sdk: &SdkConfig) -> Result<(PrivateKey, String)>
                 .context("the stored coordinator key is not a key")?,
             s.arn.unwrap_or_default(),
         )),
+        Err(e)
+            if !e
+                .as_service_error()
+                .is_some_and(|s| s.is_resource_not_found_exception()) =>
+        {
+            Err(anyhow!(
+                "reading the coordinator key {name}: {}",
+                aws_sdk_secretsmanager::error::DisplayErrorContext(e)
+            ))
+        }
         Err(_) => {
             let key = PrivateKey::generate();
             let out = sm
@@ -142,6 +166,7 @@ async fn key_pair(cfg: &Config, sdk: &SdkConfig) -> Result<(PrivateKey, String)>
 /// Deploys the coordinator (see the module doc).
 pub async fn deploy(
     cfg: &Config,
+    config_path: &std::path::Path,
     sdk: &SdkConfig,
     account: &str,
     organization: &aws_sdk_organizations::types::Organization,
@@ -225,11 +250,22 @@ pub async fn deploy(
         .configuration_set
         .clone()
         .unwrap_or_else(|| "keyfleet".into());
-    let _ = ses
+    if let Err(e) = ses
         .create_configuration_set()
         .configuration_set_name(&config_set)
         .send()
-        .await; // exists already on a second bootstrap
+        .await
+    {
+        if !e
+            .as_service_error()
+            .is_some_and(|s| s.is_already_exists_exception())
+        {
+            return Err(anyhow!(
+                "creating the SES configuration set {config_set}: {}",
+                aws_sdk_sesv2::error::DisplayErrorContext(e)
+            ));
+        }
+    }
     let (key, key_secret_arn) = key_pair(cfg, sdk).await?;
 
     // The org reader role (the org-reader module, in the management
@@ -245,7 +281,7 @@ pub async fn deploy(
             ("root_arns", Value::Str(format!("{prefix}:root/{org_id}/*"))),
         ]),
     )?;
-    let role_arn = format!("arn:aws:iam::{account}:role/{function}");
+    let role_arn = format!("arn:aws:iam::{account}:role/{COORDINATOR_ROLE}");
     let reader_trust = serde_json::json!({
         "Version": "2012-10-17",
         "Statement": [{"Effect": "Allow", "Principal": {"AWS": format!("arn:aws:iam::{account}:root")},
@@ -297,19 +333,30 @@ pub async fn deploy(
             ("log_group_arn", Value::Str(log_group_arn)),
         ]),
     )?;
-    let role_arn = role(&iam, &function, LAMBDA_TRUST, &policy).await?;
+    let role_arn = role(&iam, COORDINATOR_ROLE, LAMBDA_TRUST, &policy).await?;
 
     // Its log group (Terraform creates it too: the role may write to it but
     // not create it).
     let logs = aws_sdk_cloudwatchlogs::Client::new(sdk);
-    let _ = logs
+    if let Err(e) = logs
         .create_log_group()
         .log_group_name(format!("/aws/lambda/{function}"))
         .send()
-        .await; // exists already on a second bootstrap
+        .await
+    {
+        if !e
+            .as_service_error()
+            .is_some_and(|s| s.is_resource_already_exists_exception())
+        {
+            return Err(anyhow!(
+                "creating the coordinator's log group: {}",
+                aws_sdk_cloudwatchlogs::error::DisplayErrorContext(e)
+            ));
+        }
+    }
 
     // The function, with the module's environment.
-    let policy_json = serde_json::to_string(&cfg.policy(std::path::Path::new("keyfleet.toml"))?)?;
+    let policy_json = serde_json::to_string(&cfg.policy(config_path)?)?;
     let env = Environment::builder()
         .variables("KEYFLEET_REPORT_BUCKET", &c.report_bucket)
         .variables("KEYFLEET_RESULTS_QUEUE_URL", &results_queue_url)
@@ -479,8 +526,7 @@ async fn schedules(
                     aws_sdk_eventbridge::error::DisplayErrorContext(e)
                 )
             })?;
-        // Exists already on a second bootstrap.
-        let _ = lambda
+        if let Err(e) = lambda
             .add_permission()
             .function_name(function)
             .statement_id(format!("Allow-{rule}"))
@@ -488,7 +534,19 @@ async fn schedules(
             .principal("events.amazonaws.com")
             .source_arn(rule_arn)
             .send()
-            .await;
+            .await
+        {
+            // A second bootstrap finds the statement in place.
+            if !e
+                .as_service_error()
+                .is_some_and(|s| s.is_resource_conflict_exception())
+            {
+                return Err(anyhow!(
+                    "allowing {rule} to invoke the coordinator: {}",
+                    aws_sdk_lambda::error::DisplayErrorContext(e)
+                ));
+            }
+        }
     }
     Ok(())
 }

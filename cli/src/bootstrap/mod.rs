@@ -17,8 +17,9 @@
 //!   nothing else needs building; AWS gets the separate small binaries of
 //!   `scripts/package-lambdas.sh`.
 //!
-//! Every step creates what is missing and updates what exists, so running
-//! it again is harmless.
+//! Running it again is harmless: the coordinator's resources are created
+//! when missing and its function, role and policies updated; an existing
+//! StackSet is left as it is.
 
 mod agents;
 mod code;
@@ -41,12 +42,12 @@ pub struct Bootstrapped {
 }
 
 /// `keyfleet bootstrap`.
-pub async fn run(cfg: &Config) -> Result<()> {
+pub async fn run(cfg: &Config, config_path: &std::path::Path) -> Result<()> {
     if cfg.aws.endpoint_url.is_none() {
         bail!("bootstrap targets an emulator (--endpoint-url); deploy to AWS with Terraform (see terraform/README.md)");
     }
     let sdk = aws::sdk_config(cfg).await;
-    let b = bootstrap(cfg, &sdk).await?;
+    let b = bootstrap(cfg, config_path, &sdk).await?;
     println!("coordinator account {}", b.account_id);
     println!("coordinator         {}", b.function);
     println!("results queue       {}", b.results_queue_url);
@@ -55,7 +56,11 @@ pub async fn run(cfg: &Config) -> Result<()> {
 }
 
 /// Deploys (or updates) the coordinator and the agent StackSet.
-pub async fn bootstrap(cfg: &Config, sdk: &SdkConfig) -> Result<Bootstrapped> {
+pub async fn bootstrap(
+    cfg: &Config,
+    config_path: &std::path::Path,
+    sdk: &SdkConfig,
+) -> Result<Bootstrapped> {
     let account_id = aws::account_id(sdk).await?;
     let org = aws_sdk_organizations::Client::new(sdk);
     let organization = org
@@ -66,8 +71,9 @@ pub async fn bootstrap(cfg: &Config, sdk: &SdkConfig) -> Result<Bootstrapped> {
         .organization
         .context("DescribeOrganization returned no organization")?;
     let code = code::upload(cfg, sdk, &account_id).await?;
-    let central = coordinator::deploy(cfg, sdk, &account_id, &organization, &code).await?;
-    agents::deploy(cfg, sdk, &account_id, &code, &central).await?;
+    let central =
+        coordinator::deploy(cfg, config_path, sdk, &account_id, &organization, &code).await?;
+    agents::deploy(cfg, sdk, &code, &central).await?;
     Ok(Bootstrapped {
         account_id,
         results_queue_url: central.results_queue_url,

@@ -76,6 +76,13 @@ impl Cli {
     }
 }
 
+/// Held by the tests that set the emulator's fault rules: the rules are
+/// global to the emulator and each `set_faults` replaces them.
+pub async fn faults_lock() -> tokio::sync::MutexGuard<'static, ()> {
+    static FAULTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    FAULTS.lock().await
+}
+
 /// The run id a report table or an error names (`keyfleet run <id> ...`,
 /// `run <id> failed: ...`).
 pub fn run_id_in(text: &str) -> String {

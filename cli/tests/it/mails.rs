@@ -88,16 +88,18 @@ fn which(cmd: &str) -> Result<PathBuf, ()> {
         .ok_or(())
 }
 
+/// A new key as its owner received it.
+pub struct Delivered {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    /// The zip's password, from the second email.
+    pub password: String,
+}
+
 /// The one new key emailed to `to`: finds its key-file email (whose zip
 /// name ends with `zip_suffix`) and its password email, checks the password
-/// is only in the second, and returns (access key id, secret access key)
-/// from the zip.
-pub fn delivered_key(
-    mails: &[SentEmail],
-    to: &str,
-    zip_suffix: &str,
-    dir: &Path,
-) -> (String, String) {
+/// is only in the second and the secret in no email, and opens the zip.
+pub fn delivered_key(mails: &[SentEmail], to: &str, zip_suffix: &str, dir: &Path) -> Delivered {
     let mine: Vec<&SentEmail> = mails
         .iter()
         .filter(|m| m.destinations.iter().any(|d| d == to))
@@ -141,9 +143,39 @@ pub fn delivered_key(
         !zip_mail.raw.contains(&password),
         "password not in the zip email"
     );
-    let key = open_zip_independently(&zip_path, &password);
+    let (access_key_id, secret_access_key) = open_zip_independently(&zip_path, &password);
     for m in mails {
-        assert!(!m.raw.contains(&key.1), "secret in plain text in an email");
+        assert!(
+            !m.raw.contains(&secret_access_key),
+            "secret in plain text in an email"
+        );
     }
-    key
+    Delivered {
+        access_key_id,
+        secret_access_key,
+        password,
+    }
+}
+
+/// Every line the emulator's Lambdas logged in `account` (CloudWatch Logs
+/// `/aws/lambda/<function>`, written as Lambda writes them).
+pub async fn lambda_logs(account: &str, function: &str) -> String {
+    let cfg = crate::common::emu()
+        .config_for_account(account)
+        .await
+        .expect("assume a role in the account");
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&cfg);
+    let mut pages = logs
+        .filter_log_events()
+        .log_group_name(format!("/aws/lambda/{function}"))
+        .into_paginator()
+        .send();
+    let mut text = String::new();
+    while let Some(page) = pages.next().await {
+        for e in page.expect("FilterLogEvents").events() {
+            text.push_str(e.message().unwrap_or_default());
+            text.push('\n');
+        }
+    }
+    text
 }

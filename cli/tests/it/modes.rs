@@ -73,6 +73,40 @@ async fn local_run_rotates_without_the_deployed_queues() {
     assert_eq!(count(A::ApproximateNumberOfMessagesNotVisible), "0");
 }
 
+/// Starting a run is not idempotent: when the coordinator's answer is lost
+/// (here the connection drops), the command line does not invoke it again
+/// (an SDK retry would start a second run), and says a run may have started.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_answer_to_the_start_is_not_retried() {
+    let cli = deployment().await;
+    let _faults = faults_lock().await;
+    let function = "keyfleet-coordinator-unanswered";
+    emu()
+        .set_faults(serde_json::json!({"seed": 1, "rules": [{
+            "service": "lambda", "action": "Invoke", "match": {"FunctionName": function},
+            "kind": "drop",
+        }]}))
+        .expect("faults");
+    let out = cli
+        .command()
+        .env("KEYFLEET_COORDINATOR_FUNCTION", function)
+        .args(["run", "--accounts", "111122223333"])
+        .output()
+        .expect("keyfleet runs");
+    let faults = emu().faults().expect("faults");
+    emu().clear_faults().expect("faults cleared");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert_eq!(
+        faults["rules"][0]["injected"], 1,
+        "one attempt, no retry: {faults}"
+    );
+    assert!(
+        stderr.contains("no answer") && stderr.contains("not invoked again"),
+        "{stderr}"
+    );
+}
+
 /// Without credentials the command line says so, and not something that
 /// follows from it (a queue or function "not found").
 #[test]

@@ -6,8 +6,12 @@
 //! role's policy grants, both ways: a call the policy lacks was denied and
 //! fails the test; an action granted but never used must be in
 //! [`UNUSED_BUT_GRANTED`] with the reason it is kept, or be removed from
-//! the policy. Other tests run at the same time and only add used actions,
-//! so the check cannot pass or fail by their timing.
+//! the policy. The agent's decisions are those of the timeline's own
+//! account; the coordinator's and the org reader's include the calls of the
+//! tests running at the same time, which can only add used actions: an
+//! action a clean timeline does not use is on the list whether or not
+//! another test happened to use it first, so the outcome does not depend on
+//! their timing. Each entry of the list must still be granted.
 //!
 //! [`removing_a_permission_the_agent_uses_fails_the_run_with_access_denied`]
 //! shows the other direction: take one action the agent uses away from its
@@ -160,6 +164,12 @@ pub async fn assert_used_matches_granted(agent_account: &str, coordinator_accoun
             .collect();
         for a in &unused {
             report.push(format!("{role}: {a}"));
+        }
+        for (r, action, why) in UNUSED_BUT_GRANTED.iter().filter(|(r, ..)| *r == role) {
+            assert!(
+                lower.contains(&action.to_ascii_lowercase()),
+                "UNUSED_BUT_GRANTED names {action} of {r} ({why}), which the role no longer grants: drop the entry"
+            );
         }
         let unexplained: Vec<&&String> = unused
             .iter()

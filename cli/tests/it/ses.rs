@@ -14,6 +14,7 @@ use keyfleet_testkit::DEFAULT_ACCOUNT;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_key_email_is_sent_on_the_next_delivery_exactly_once() {
     let cli = deployment().await;
+    let _faults = faults_lock().await;
     let emu = emu();
     let account = create_account("cli-ses").await;
     let iam = iam_of(&account).await;
@@ -73,15 +74,19 @@ async fn a_refused_key_email_is_sent_on_the_next_delivery_exactly_once() {
             .force_path_style(true)
             .build(),
     );
-    let claim = format!("ledger/{account}/{name}/{new_key}/new_key");
+    let claim = keyfleet_coordinator::store::ledger_key(&account, name, &new_key, "new_key");
+    let head = s3
+        .head_object()
+        .bucket("keyfleet-reports")
+        .key(&claim)
+        .send()
+        .await;
     assert!(
-        s3.head_object()
-            .bucket("keyfleet-reports")
-            .key(&claim)
-            .send()
-            .await
-            .is_err(),
-        "the claim on the key email was released"
+        head.as_ref()
+            .err()
+            .and_then(|e| e.as_service_error())
+            .is_some_and(|e| e.is_not_found()),
+        "the claim on the key email was released: {head:?}"
     );
     let refused = emu.lambda_invocations().expect("invocations");
     assert!(
@@ -89,8 +94,11 @@ async fn a_refused_key_email_is_sent_on_the_next_delivery_exactly_once() {
             && i["function_arn"]
                 .as_str()
                 .is_some_and(|a| a.ends_with(":function:keyfleet-coordinator"))
-            && i["failed_items"].as_array().is_some_and(|f| !f.is_empty())),
-        "the result came back to the queue as a batch item failure"
+            && i["failed_items"].as_array().is_some_and(|f| !f.is_empty())
+            && i["log_tail"]
+                .as_str()
+                .is_some_and(|l| l.contains(&owner) && l.contains("MessageRejected"))),
+        "this result came back to the queue as a batch item failure"
     );
 
     // The next delivery of that result (the visibility timeout is 30
@@ -114,8 +122,11 @@ async fn a_refused_key_email_is_sent_on_the_next_delivery_exactly_once() {
     assert_eq!(count("new_key"), 1, "{kinds:?}");
     assert_eq!(count("password"), 1, "{kinds:?}");
     let dir = tempfile::tempdir().expect("temp dir");
-    let (zip_id, _) = delivered_key(&mails, &owner, &format!("-{name}.zip"), dir.path());
-    assert_eq!(zip_id, new_key, "the zip holds the key IAM has");
+    let delivered = delivered_key(&mails, &owner, &format!("-{name}.zip"), dir.path());
+    assert_eq!(
+        delivered.access_key_id, new_key,
+        "the zip holds the key IAM has"
+    );
     let report = cli.report(&run_id);
     assert_eq!(
         report["accounts"][0]["users"][0]["verdict"], "rotated",

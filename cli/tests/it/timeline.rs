@@ -12,7 +12,7 @@ use keyfleet_testkit::Emulator;
 use std::collections::BTreeMap;
 
 use crate::common::{create_account, deployment, iam_of, Cli};
-use crate::mails::{delivered_key, kinds_for};
+use crate::mails::{delivered_key, kinds_for, lambda_logs};
 
 /// The day-N cycle: `keyfleet run --json --accounts <account>`, dry or real.
 fn cycle(cli: &Cli, account: &str, dry_run: bool) -> RunReport {
@@ -140,9 +140,26 @@ async fn rotation_timeline_through_the_cli() {
 
     // The new key reached its owner: zip in one email, password in another.
     let mails = emu.outbox().unwrap();
-    let (zip_id, zip_secret) = delivered_key(&mails, owner_mail, "-owner.zip", dir.path());
-    assert_eq!(zip_id, k2, "the zip holds the key IAM has");
+    let delivered = delivered_key(&mails, owner_mail, "-owner.zip", dir.path());
+    assert_eq!(delivered.access_key_id, k2, "the zip holds the key IAM has");
+    let zip_secret = delivered.secret_access_key.clone();
     assert_eq!(zip_secret.len(), 40);
+    // Nor in what the Lambdas logged (the agent created the key, the
+    // coordinator opened it to build the zip).
+    for (logs_account, function) in [
+        (account.as_str(), "keyfleet-agent"),
+        (keyfleet_testkit::DEFAULT_ACCOUNT, "keyfleet-coordinator"),
+    ] {
+        let logs = lambda_logs(logs_account, function).await;
+        assert!(
+            logs.contains("\"level\""),
+            "{function} logged as JSON:\n{logs}"
+        );
+        assert!(
+            !logs.contains(&zip_secret) && !logs.contains(&delivered.password),
+            "a secret in the logs of {function}"
+        );
+    }
     for m in &mails {
         assert!(
             !m.raw.contains(&zip_secret),
@@ -248,6 +265,9 @@ async fn rotation_timeline_through_the_cli() {
 
     // All of it ran in the deployed Lambdas: the agent of this account
     // once per run (three plans, three runs, the rotation), under its role.
+    // Each run was over when its report was; an invocation's record is
+    // complete once the emulator has nothing left to do in the account.
+    emu.settle(&[&account], 120).unwrap();
     let agent_runs = emu
         .lambda_invocations()
         .unwrap()

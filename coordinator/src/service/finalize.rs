@@ -133,11 +133,6 @@ impl Coordinator {
         Ok(Some(report))
     }
 
-    /// The newest finalized real run; see [`Reports::latest_run_id`].
-    pub async fn latest_run_id(&self) -> Result<Option<String>, CoordinatorError> {
-        Ok(self.reports().latest_run_id().await?)
-    }
-
     /// Where the HTML report of a run is.
     pub fn report_url(&self, run_id: &str) -> String {
         self.reports().report_url(run_id)

@@ -6,7 +6,7 @@
 
 use super::{Coordinator, CoordinatorError, Intake, Rejection};
 use crate::store::{self, Put};
-use keyfleet_protocol::{decode, encode, AccountResult, Dispatch, RunManifest};
+use keyfleet_protocol::{decode, encode, AccountResult, RunManifest};
 
 impl Coordinator {
     /// The coordinator's one doorway for results: one message in (its body
@@ -139,10 +139,6 @@ impl Coordinator {
             .list(&store::results_prefix(&manifest.run_id))
             .await?;
         let reported = crate::reports::reported_accounts(manifest, &keys);
-        Ok(manifest
-            .accounts
-            .iter()
-            .filter(|a| a.dispatch == Dispatch::Sent)
-            .all(|a| reported.contains(&a.account_id)))
+        Ok(crate::reports::expected_accounts(manifest).all(|a| reported.contains(a)))
     }
 }

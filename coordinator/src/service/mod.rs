@@ -163,10 +163,20 @@ pub enum JobSink {
 }
 
 /// A job for an in-process agent: its account and the encoded message.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct LocalJob {
     pub account_id: String,
+    /// The encoded job; it holds the job's token, so `Debug` leaves it out.
     pub body: String,
+}
+
+impl std::fmt::Debug for LocalJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalJob")
+            .field("account_id", &self.account_id)
+            .field("body", &"<redacted>")
+            .finish()
+    }
 }
 
 /// A coordinator: configuration, clients and the private key, built once.
