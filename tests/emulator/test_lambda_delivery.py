@@ -450,7 +450,9 @@ def test_sqs_batch_item_failures_responses(emu: Emulator) -> None:
 
 def test_sqs_function_error_and_timeout_keep_the_whole_batch(emu: Emulator) -> None:
     account = "510000000004"
-    fn = make_function(emu, account, "kf-fails", timeout=1)
+    # The failing function has time to answer however slow the machine is;
+    # only the one that never answers has a short timeout.
+    fn = make_function(emu, account, "kf-fails", timeout=30)
     queue = make_queue(emu, account, "jobs")
     mapping = fn["lam"].create_event_source_mapping(
         EventSourceArn=queue["arn"], FunctionName=fn["arn"], BatchSize=10, Enabled=False,
@@ -466,14 +468,20 @@ def test_sqs_function_error_and_timeout_keep_the_whole_batch(emu: Emulator) -> N
     assert fn["lam"].get_event_source_mapping(UUID=mapping["UUID"])["LastProcessingResult"] == (
         "PROBLEM: Function call failed"
     )
-
-    emu.client("sqs", account).purge_queue(QueueUrl=queue["url"])
-    send(emu, account, queue["url"], {"mode": "hang"})
-    settle(emu, account)
-    timed_out = invocations(emu, fn["arn"])[-1]
-    assert timed_out["status"] == "timeout" and timed_out["error_type"] == "Sandbox.Timedout"
-    assert counts(emu, account, queue["url"]) == (0, 1)
     fn["lam"].delete_event_source_mapping(UUID=mapping["UUID"])  # no redelivery in later tests
+
+    hangs = make_function(emu, account, "kf-hangs", timeout=1)
+    slow = make_queue(emu, account, "slow-jobs")
+    mapping = hangs["lam"].create_event_source_mapping(
+        EventSourceArn=slow["arn"], FunctionName=hangs["arn"], BatchSize=10,
+        FunctionResponseTypes=["ReportBatchItemFailures"],
+    )
+    send(emu, account, slow["url"], {"mode": "hang"})
+    settle(emu, account)
+    (timed_out,) = invocations(emu, hangs["arn"])
+    assert timed_out["status"] == "timeout" and timed_out["error_type"] == "Sandbox.Timedout"
+    assert counts(emu, account, slow["url"]) == (0, 1)
+    hangs["lam"].delete_event_source_mapping(UUID=mapping["UUID"])  # no redelivery in later tests
 
 
 def test_mapping_maximum_concurrency_is_respected(emu: Emulator, work: str) -> None:
