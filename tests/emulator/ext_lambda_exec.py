@@ -100,6 +100,9 @@ from control import ControlError
 
 RUNTIMES = ("provided.al2023", "provided.al2", "provided")
 LOG_TAIL = 4096
+# Held while code is written to disk and while a bootstrap is started: see
+# _execute.
+_SPAWN_LOCK = threading.Lock()
 LOG_LIMIT = 1000  # invocation log entries kept
 CLOUDWATCH_MAX_BYTES = 1024 * 1024  # output written to CloudWatch Logs per invocation
 DEFAULT_MAX_PROCESSES = 8
@@ -584,7 +587,11 @@ def _execute(fn: Any, event: bytes, request_id: str, stream: str, result: Result
     exit_desc: str | None = None
     try:
         with tempfile.TemporaryDirectory(prefix="kf-lambda-") as task_root:
-            with zipfile.ZipFile(io.BytesIO(fn.code_bytes)) as zf:
+            # Writing code and starting bootstraps never overlap (one lock):
+            # a fork in another thread while a bootstrap is open for writing
+            # would hand that descriptor to the child, and executing the file
+            # would then fail with ETXTBSY ("text file busy").
+            with _SPAWN_LOCK, zipfile.ZipFile(io.BytesIO(fn.code_bytes)) as zf:
                 zf.extractall(task_root)
             bootstrap = os.path.join(task_root, "bootstrap")
             if not os.path.isfile(bootstrap):
@@ -619,15 +626,16 @@ def _execute(fn: Any, event: bytes, request_id: str, stream: str, result: Result
             env.update(_role_credentials(fn))
             with tempfile.TemporaryFile() as log:
                 try:
-                    proc = subprocess.Popen(
-                        [bootstrap],
-                        cwd=task_root,
-                        env=env,
-                        stdin=subprocess.DEVNULL,
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                        start_new_session=True,
-                    )
+                    with _SPAWN_LOCK:
+                        proc = subprocess.Popen(
+                            [bootstrap],
+                            cwd=task_root,
+                            env=env,
+                            stdin=subprocess.DEVNULL,
+                            stdout=log,
+                            stderr=subprocess.STDOUT,
+                            start_new_session=True,
+                        )
                 except OSError as exc:  # e.g. not an executable format
                     result.status = "error"
                     result.error_type = "Runtime.InvalidEntrypoint"

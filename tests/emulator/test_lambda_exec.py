@@ -185,3 +185,29 @@ def test_invocation_log_records_each_synchronous_invoke(fn: dict[str, Any], emu:
         200,
         {"ok": True, "settled": True},
     )
+
+
+def test_concurrent_invocations_all_start(fn: dict[str, Any]) -> None:
+    """Invocations running at once each get their bootstrap started: a
+    bootstrap written while another thread forks must not be 'text file
+    busy' (ETXTBSY) when it is executed (Runtime.InvalidEntrypoint). A
+    large bootstrap keeps each write open long enough for the forks of the
+    other invocations to meet it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("bootstrap", BOOTSTRAP + "\n#" + "x" * (8 << 20) + "\n")
+    fn["lam"].create_function(
+        FunctionName="kf-exec-large",
+        Runtime="provided.al2023",
+        Role=ROLE_ARN,
+        Handler="bootstrap",
+        Code={"ZipFile": buf.getvalue()},
+        Timeout=30,
+    )
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        answers = list(pool.map(lambda i: _invoke(fn, {"n": i}, name="kf-exec-large"), range(48)))
+    failed = [out for resp, out in answers if "FunctionError" in resp]
+    assert failed == []
+    assert sorted(out["event"]["n"] for _, out in answers) == list(range(48))
