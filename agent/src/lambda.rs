@@ -26,6 +26,9 @@ pub async fn handle_batch(agent: &Agent, event: SqsEvent) -> SqsBatchResponse {
     for record in event.records {
         let id = record.message_id.clone().unwrap_or_default();
         let outcome = handle_record(agent, &record).await;
+        if let JobOutcome::Dropped(why) = &outcome {
+            tracing::error!(message_id = %id, error = %why, "job dropped");
+        }
         if let Some(reason) = outcome.failure() {
             tracing::error!(message_id = %id, error = %reason, "job failed");
             let mut f = BatchItemFailure::default();
@@ -52,7 +55,12 @@ async fn handle_record(agent: &Agent, record: &SqsMessage) -> JobOutcome {
         .get("ApproximateReceiveCount")
         .and_then(|c| c.parse().ok())
         .unwrap_or(1);
-    handle_message(agent, record.body.as_deref().unwrap_or(""), receive_count).await
+    handle_message(
+        agent,
+        record.body.as_deref().unwrap_or("").as_bytes(),
+        receive_count,
+    )
+    .await
 }
 
 /// The agent's Lambda process: configuration and clients are built once,

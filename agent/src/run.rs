@@ -207,7 +207,11 @@ impl Agent {
         Ok(result)
     }
 
-    async fn send(&self, job: &Job, result: AccountResult) -> Result<(), AgentError> {
+    async fn send(&self, job: &Job, mut result: AccountResult) -> Result<(), AgentError> {
+        // The coordinator refuses free text that is too long or holds
+        // control characters; AWS's own error messages must not get a
+        // genuine result refused.
+        result.bound_texts();
         for part in parts::split(result, self.config.max_part_bytes)? {
             let body = String::from_utf8(keyfleet_protocol::encode(&part))
                 .expect("serde_json writes UTF-8");

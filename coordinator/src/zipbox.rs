@@ -36,7 +36,7 @@
 //! - Passwords are 24 characters from the OS generator over a 62-symbol
 //!   alphabet without look-alikes (about 143 bits).
 
-use keyfleet_protocol::messages::{is_account_id, is_user_name};
+use keyfleet_protocol::{is_account_id, is_user_name};
 use keyfleet_protocol::{Credential, Secret};
 use rand::{Rng, TryRngCore};
 use std::io::{Cursor, Write};

@@ -18,6 +18,7 @@ pub mod plan;
 pub mod policy;
 pub mod report;
 pub mod seal;
+pub mod validate;
 
 pub use address::AddressError;
 pub use duration::{Duration, DurationError, Limit};
@@ -25,6 +26,7 @@ pub use messages::*;
 pub use plan::*;
 pub use policy::{Delivery, Policy, PolicyError, TagMatch};
 pub use seal::{Credential, PrivateKey, PublicKey, SealError, SealedCredential, Secret};
+pub use validate::*;
 
 use serde::de::DeserializeOwned;
 
@@ -39,6 +41,8 @@ pub struct ValidationError {
 /// Why a message was rejected. Every variant names what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProtocolError {
+    #[error("message is {0} bytes, more than SQS carries ({MAX_MESSAGE_BYTES})")]
+    TooLarge(usize),
     #[error("message is not JSON: {0}")]
     NotJson(String),
     #[error("message is not a JSON object")]
@@ -55,6 +59,9 @@ pub enum ProtocolError {
 
 /// Decodes and validates a message.
 pub fn decode<T: DeserializeOwned + Validate>(bytes: &[u8]) -> Result<T, ProtocolError> {
+    if bytes.len() > MAX_MESSAGE_BYTES {
+        return Err(ProtocolError::TooLarge(bytes.len()));
+    }
     let value: serde_json::Value =
         serde_json::from_slice(bytes).map_err(|e| ProtocolError::NotJson(e.to_string()))?;
     let obj = value.as_object().ok_or(ProtocolError::NotObject)?;

@@ -3,12 +3,11 @@
 //! Every message is JSON with `"v": 1`. Decoding goes through
 //! [`crate::decode`], which checks the version first and names the field of
 //! any error, then [`Validate`] checks what serde cannot (account id shape,
-//! part numbers, policy order).
+//! part numbers, policy order, bounds): see [`crate::validate`].
 
 use crate::plan::{ActionRecord, KeyState, Verdict};
 use crate::policy::Policy;
 use crate::seal::SealedCredential;
-use crate::ValidationError;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -40,6 +39,13 @@ impl Token {
             .try_fill_bytes(&mut b)
             .expect("the OS random generator is available");
         Token(hex::encode(b))
+    }
+    /// What a result carries once it is stored: all zeros. The token's one
+    /// job, authenticating the message against the manifest's hash, is done
+    /// by then, and a stored copy would let anyone who can read the results
+    /// bucket forge results for the run.
+    pub fn stored() -> Token {
+        Token("0".repeat(32))
     }
     /// Hex SHA-256, what the manifest stores.
     pub fn sha256(&self) -> String {
@@ -254,142 +260,4 @@ pub struct RunManifest {
     pub accounts: Vec<ManifestAccount>,
     #[serde(default)]
     pub skipped: Vec<SkippedAccount>,
-}
-
-/// Checks serde cannot express.
-pub trait Validate {
-    fn validate(&self) -> Result<(), ValidationError>;
-}
-
-/// 12 ASCII digits.
-pub fn is_account_id(s: &str) -> bool {
-    s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
-}
-
-/// Access key ids: 16-128 of `[A-Z0-9]` (AWS's `AKIA...`).
-pub fn is_access_key_id(s: &str) -> bool {
-    (16..=128).contains(&s.len())
-        && s.bytes()
-            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
-}
-
-/// Run ids are used in S3 keys: `[A-Za-z0-9-_]{1,64}`.
-pub fn is_run_id(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 64
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
-/// IAM user names: 1-64 of `[\w+=,.@-]`.
-pub fn is_user_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 64
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"+=,.@-_".contains(&b))
-}
-
-fn check(ok: bool, field: &'static str, reason: impl Into<String>) -> Result<(), ValidationError> {
-    if ok {
-        Ok(())
-    } else {
-        Err(ValidationError {
-            field,
-            reason: reason.into(),
-        })
-    }
-}
-
-fn check_common(
-    v: u32,
-    run_id: &str,
-    account_id: &str,
-    token: &Token,
-) -> Result<(), ValidationError> {
-    check(v == VERSION, "v", format!("must be {VERSION}"))?;
-    check(is_run_id(run_id), "run_id", "must be 1-64 of [A-Za-z0-9-_]")?;
-    check(is_account_id(account_id), "account_id", "must be 12 digits")?;
-    check(
-        token.0.len() == 32 && token.0.bytes().all(|b| b.is_ascii_hexdigit()),
-        "token",
-        "must be 32 hex characters",
-    )
-}
-
-impl Validate for Job {
-    fn validate(&self) -> Result<(), ValidationError> {
-        check_common(self.v, &self.run_id, &self.account_id, &self.token)?;
-        self.policy.validate().map_err(|e| ValidationError {
-            field: "policy",
-            reason: e.to_string(),
-        })?;
-        check(
-            self.as_of.is_none() || self.dry_run,
-            "as_of",
-            "only allowed with dry_run",
-        )?;
-        check(
-            self.results_queue_url.starts_with("https://")
-                || self.results_queue_url.starts_with("http://"),
-            "results_queue_url",
-            "must be an http(s) SQS queue URL",
-        )?;
-        if let JobMode::Rotate { user, key_id, .. } = &self.mode {
-            check(is_user_name(user), "mode.user", "not a valid IAM user name")?;
-            if let Some(k) = key_id {
-                check(
-                    is_access_key_id(k),
-                    "mode.key_id",
-                    "not an access key id (16-128 of [A-Z0-9])",
-                )?;
-            }
-        }
-        Ok(())
-    }
-}
-
-impl Validate for AccountResult {
-    fn validate(&self) -> Result<(), ValidationError> {
-        check_common(self.v, &self.run_id, &self.account_id, &self.token)?;
-        check(self.parts >= 1, "parts", "must be at least 1")?;
-        check(
-            self.part >= 1 && self.part <= self.parts,
-            "part",
-            format!("must be between 1 and parts ({})", self.parts),
-        )?;
-        for u in &self.users {
-            check(
-                is_user_name(&u.user_name),
-                "users[].user_name",
-                format!("`{}` is not a valid IAM user name", u.user_name),
-            )?;
-        }
-        for s in &self.sealed {
-            check(
-                is_user_name(&s.user_name),
-                "sealed[].user_name",
-                format!("`{}` is not a valid IAM user name", s.user_name),
-            )?;
-        }
-        Ok(())
-    }
-}
-
-impl Validate for RunManifest {
-    fn validate(&self) -> Result<(), ValidationError> {
-        check(self.v == VERSION, "v", format!("must be {VERSION}"))?;
-        check(
-            is_run_id(&self.run_id),
-            "run_id",
-            "must be 1-64 of [A-Za-z0-9-_]",
-        )?;
-        for a in &self.accounts {
-            check(
-                is_account_id(&a.account_id),
-                "accounts[].account_id",
-                "must be 12 digits",
-            )?;
-        }
-        Ok(())
-    }
 }

@@ -24,6 +24,8 @@ pub enum PartsError {
     Inconsistent(&'static str),
     #[error("part {0} appears twice with different content")]
     Conflict(u32),
+    #[error("user `{0}` appears in more than one part")]
+    DuplicateUser(String),
     #[error("a single user's entry is larger than the part limit ({0} bytes)")]
     TooLarge(usize),
 }
@@ -121,6 +123,15 @@ pub fn reassemble(mut parts: Vec<AccountResult>) -> Result<AccountResult, PartsE
         if p.token != first.token {
             return Err(PartsError::Inconsistent("token"));
         }
+        if p.status != first.status {
+            return Err(PartsError::Inconsistent("status"));
+        }
+        if p.dry_run != first.dry_run {
+            return Err(PartsError::Inconsistent("dry_run"));
+        }
+        if p.as_of != first.as_of {
+            return Err(PartsError::Inconsistent("as_of"));
+        }
     }
     parts.sort_by_key(|p| p.part);
     let mut out: Vec<AccountResult> = Vec::with_capacity(n as usize);
@@ -150,7 +161,14 @@ pub fn reassemble(mut parts: Vec<AccountResult>) -> Result<AccountResult, PartsE
     }
     let mut iter = out.into_iter();
     let mut whole = iter.next().ok_or(PartsError::Empty)?;
+    let mut seen: std::collections::BTreeSet<String> =
+        whole.users.iter().map(|u| u.user_name.clone()).collect();
     for p in iter {
+        for u in &p.users {
+            if !seen.insert(u.user_name.clone()) {
+                return Err(PartsError::DuplicateUser(u.user_name.clone()));
+            }
+        }
         whole.users.extend(p.users);
         whole.sealed.extend(p.sealed);
     }

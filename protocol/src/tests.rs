@@ -71,7 +71,7 @@ pub(crate) fn sample_result(n_users: usize) -> AccountResult {
             .step_by(3)
             .map(|i| SealedCredential {
                 user_name: format!("user{i}"),
-                access_key_id: "AKIABBBBBBBBBBBBBBBB".into(),
+                access_key_id: format!("AKIAB{i:015}"),
                 key_id: "kf-0011223344556677".into(),
                 enc: "ZW5j".into(),
                 ciphertext: "Y3Q=".repeat(40),

@@ -6,7 +6,7 @@
 
 use super::{Coordinator, CoordinatorError, Intake, Rejection};
 use crate::store::{self, Put};
-use keyfleet_protocol::{decode, encode, AccountResult, RunManifest};
+use keyfleet_protocol::{decode, encode, AccountResult, RunManifest, Token};
 
 impl Coordinator {
     /// The coordinator's one doorway for results: one message in (its body
@@ -15,15 +15,21 @@ impl Coordinator {
     /// call it. `Ok` means the message is done with (taken in, a duplicate,
     /// or rejected for good); `Err` is an infrastructure failure the
     /// message should come back for.
-    pub async fn intake(&self, body: &str, receive_count: u32) -> Result<Intake, CoordinatorError> {
+    /// The body is bytes: SQS only carries UTF-8, but nothing here depends
+    /// on it, and a non-UTF-8 body is refused as malformed like any other.
+    pub async fn intake(
+        &self,
+        body: impl AsRef<[u8]>,
+        receive_count: u32,
+    ) -> Result<Intake, CoordinatorError> {
         use tracing::Instrument;
-        self.intake_inner(body)
+        self.intake_inner(body.as_ref())
             .instrument(tracing::info_span!("intake", receive_count))
             .await
     }
 
-    async fn intake_inner(&self, body: &str) -> Result<Intake, CoordinatorError> {
-        let result: AccountResult = match decode(body.as_bytes()) {
+    async fn intake_inner(&self, body: &[u8]) -> Result<Intake, CoordinatorError> {
+        let result: AccountResult = match decode(body) {
             Ok(r) => r,
             Err(e) => return Ok(self.reject(Rejection::Malformed(e.to_string())).await),
         };
@@ -44,13 +50,18 @@ impl Coordinator {
         // a retried job's parts are never mixed with an earlier attempt's.
         let attempt = result.started_at.unix_timestamp_nanos().to_string();
         let key = store::part_key(&run, &account, &attempt, result.part, result.parts);
+        // Stored without the token (see `Token::stored`).
+        let stored = AccountResult {
+            token: Token::stored(),
+            ..result
+        };
         let duplicate = self
             .store
-            .put_new(&key, encode(&result), "application/json")
+            .put_new(&key, encode(&stored), "application/json")
             .await?
             == Put::AlreadyExists;
         if duplicate {
-            tracing::info!(run_id = %run, account = %account, part = result.part, "duplicate result part; not stored again");
+            tracing::info!(run_id = %run, account = %account, part = stored.part, "duplicate result part; not stored again");
         }
         // Even for a duplicate, carry on: if an earlier intake of this part
         // stored it and then failed (SES or S3 down), this retry is what

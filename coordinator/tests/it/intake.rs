@@ -186,6 +186,20 @@ async fn intake_accepts_genuine_results_and_rejects_forged_ones() {
     assert_eq!(report.totals.accounts_ok, 2);
     assert!(!report.has_problems());
 
+    // No object of the run holds a job token: the bucket's readers must not
+    // be able to forge a result (the manifest keeps only the hashes).
+    for body in [&body_a, &body_b] {
+        let token: serde_json::Value = serde_json::from_str(body).expect("JSON");
+        let token = token["token"].as_str().expect("token").to_string();
+        for key in store.list(&format!("runs/{run_id}/")).await.expect("list") {
+            let object = store.get(&key).await.expect("get").expect("object");
+            assert!(
+                !String::from_utf8_lossy(&object).contains(&token),
+                "{key} holds a job token"
+            );
+        }
+    }
+
     // A duplicate delivery (SQS redelivers, or the agent resends) is
     // dropped: no second email of any kind.
     let before = emails_of_run(&run_id).len();

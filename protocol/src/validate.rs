@@ -1,0 +1,958 @@
+//! What serde cannot check: the protocol's rules on every field that
+//! crosses a trust boundary.
+//!
+//! A result comes from a member account, and a member account may be
+//! compromised: it holds a valid job token for its own account and can put
+//! anything into the result it sends. Everything the coordinator takes from
+//! a result ends up in an S3 report, an HTML page, a CSV file or an email
+//! sent from the organization's trusted address, so every field is held to
+//! the form AWS itself gives it (user names, key ids, paths, service and
+//! region names, account aliases), every free text (errors, notes, reasons)
+//! to a bounded length without control characters, and every list to a
+//! bounded count. A message that breaks any rule is refused whole, with the
+//! field named: a partly trusted result is not a thing.
+//!
+//! What is checked elsewhere, with more context than one message has:
+//! the token against the run's manifest (intake), the owner addresses
+//! against the run's policy and its domain allow-list (notify, per user, so
+//! one bad `Email` tag refuses that owner and not the account), the parts of
+//! one result against each other ([`crate::parts::reassemble`]), and a
+//! sealed credential's content against its public fields
+//! ([`crate::seal::open`]).
+
+use crate::messages::{AccountResult, Job, JobMode, RunManifest, UserReport, VERSION};
+use crate::plan::{Action, ActionRecord, KeyState, Notice, Outcome};
+use crate::seal::SealedCredential;
+use crate::{Token, ValidationError};
+use std::collections::BTreeSet;
+
+/// Checks serde cannot express.
+pub trait Validate {
+    fn validate(&self) -> Result<(), ValidationError>;
+}
+
+/// The largest message SQS carries (256 KiB). Anything longer cannot have
+/// come through a queue and is refused before it is parsed.
+pub const MAX_MESSAGE_BYTES: usize = 262_144;
+/// Parts of one result. An account at IAM's quota of 5,000 users fits in a
+/// few dozen parts of 240 KiB.
+pub const MAX_PARTS: u32 = 1_000;
+/// Users in one part: IAM's quota of users per account.
+pub const MAX_USERS: usize = 5_000;
+/// Access keys of one user: IAM allows two.
+pub const MAX_KEYS_PER_USER: usize = 2;
+/// Actions the rules can plan for one user (two keys, each at most
+/// create, deactivate, delete and two notices) with room to spare.
+pub const MAX_ACTIONS_PER_USER: usize = 16;
+/// Distinct operations in `api_calls`.
+pub const MAX_API_OPERATIONS: usize = 100;
+/// Calls of one operation in one run: far more than 5,000 users need.
+pub const MAX_CALLS_PER_OPERATION: u64 = 10_000_000;
+/// Errors, notes and skip reasons.
+pub const MAX_TEXT: usize = 4_096;
+/// HPKE fields of a sealed credential (base64).
+pub const MAX_SEALED_FIELD: usize = 4_096;
+
+/// 12 ASCII digits.
+pub fn is_account_id(s: &str) -> bool {
+    s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Access key ids: 16-128 of `[A-Z0-9]` (AWS's `AKIA...`).
+pub fn is_access_key_id(s: &str) -> bool {
+    (16..=128).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+}
+
+/// Run ids are used in S3 keys: `[A-Za-z0-9-_]{1,64}`.
+pub fn is_run_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// IAM user names: 1-64 of `[\w+=,.@-]`.
+pub fn is_user_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+=,.@-_".contains(&b))
+}
+
+/// IAM paths: `/` alone, or `/`-delimited printable ASCII, at most 512.
+pub fn is_iam_path(s: &str) -> bool {
+    (1..=512).contains(&s.len())
+        && s.starts_with('/')
+        && s.ends_with('/')
+        && s.bytes().all(|b| (0x21..=0x7e).contains(&b))
+}
+
+/// IAM account aliases: 3-63 of `[a-z0-9-]`, not starting or ending with
+/// a hyphen, no two hyphens in a row.
+pub fn is_account_alias(s: &str) -> bool {
+    (3..=63).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+        && !s.contains("--")
+}
+
+/// AWS service namespaces as IAM reports a key's last use (`s3`, `sts`,
+/// `execute-api`): 1-64 of `[a-z0-9-]`, starting with a letter.
+pub fn is_service_name(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.starts_with(|c: char| c.is_ascii_lowercase())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// AWS region names (`us-east-1`, `us-gov-west-1`, `cn-north-1`): lowercase
+/// words joined by hyphens, ending in a number, at most 32 characters.
+pub fn is_region(s: &str) -> bool {
+    let words: Vec<&str> = s.split('-').collect();
+    s.len() <= 32
+        && words.len() >= 3
+        && words[..words.len() - 1]
+            .iter()
+            .all(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_lowercase()))
+        && words
+            .last()
+            .is_some_and(|w| !w.is_empty() && w.len() <= 2 && w.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// The coordinator's key ids: 1-64 of `[A-Za-z0-9._-]`.
+pub fn is_key_ring_id(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+/// An AWS secret access key: 40 of the base64 alphabet.
+pub fn is_secret_access_key(s: &str) -> bool {
+    s.len() == 40
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'/' || b == b'+')
+}
+
+/// Free text from the other side: bounded, no control characters but
+/// newlines and tabs (so it cannot forge lines in a log, a CSV file or a
+/// mail header).
+pub fn is_bounded_text(s: &str) -> bool {
+    s.len() <= MAX_TEXT && !s.chars().any(|c| c.is_control() && c != '\n' && c != '\t')
+}
+
+/// Makes free text fit [`is_bounded_text`]: control characters other than
+/// newlines and tabs become spaces, and the text is cut (on a character
+/// boundary) to [`MAX_TEXT`] bytes. The agent passes its own error texts
+/// through this, so an AWS error message of unusual shape never gets a
+/// genuine result refused.
+pub fn bound_text(s: &str) -> String {
+    let mut out = String::with_capacity(s.len().min(MAX_TEXT));
+    for c in s.chars() {
+        let c = if c.is_control() && c != '\n' && c != '\t' {
+            ' '
+        } else {
+            c
+        };
+        if out.len() + c.len_utf8() > MAX_TEXT {
+            break;
+        }
+        out.push(c);
+    }
+    out
+}
+
+impl AccountResult {
+    /// Passes every free text of the result through [`bound_text`].
+    pub fn bound_texts(&mut self) {
+        let fix = |t: &mut Option<String>| {
+            if let Some(s) = t {
+                *s = bound_text(s);
+            }
+        };
+        fix(&mut self.error);
+        for u in &mut self.users {
+            fix(&mut u.error);
+            fix(&mut u.note);
+            for a in &mut u.actions {
+                match &mut a.result {
+                    Outcome::Skipped { reason: s } | Outcome::Failed { error: s } => {
+                        *s = bound_text(s)
+                    }
+                    Outcome::Planned | Outcome::Done { .. } => {}
+                }
+            }
+        }
+    }
+}
+
+fn check(ok: bool, field: &'static str, reason: impl Into<String>) -> Result<(), ValidationError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(ValidationError {
+            field,
+            reason: reason.into(),
+        })
+    }
+}
+
+fn check_common(
+    v: u32,
+    run_id: &str,
+    account_id: &str,
+    token: &Token,
+) -> Result<(), ValidationError> {
+    check(v == VERSION, "v", format!("must be {VERSION}"))?;
+    check(is_run_id(run_id), "run_id", "must be 1-64 of [A-Za-z0-9-_]")?;
+    check(is_account_id(account_id), "account_id", "must be 12 digits")?;
+    check(
+        token.0.len() == 32 && token.0.bytes().all(|b| b.is_ascii_hexdigit()),
+        "token",
+        "must be 32 hex characters",
+    )
+}
+
+fn check_key_id(k: &str, field: &'static str) -> Result<(), ValidationError> {
+    check(
+        is_access_key_id(k),
+        field,
+        format!(
+            "`{}` is not an access key id (16-128 of [A-Z0-9])",
+            shown(k)
+        ),
+    )
+}
+
+fn check_text(s: &str, field: &'static str) -> Result<(), ValidationError> {
+    check(
+        is_bounded_text(s),
+        field,
+        format!("longer than {MAX_TEXT} bytes or holds control characters"),
+    )
+}
+
+/// A value as an error message shows it: escaped and cut to 80 characters,
+/// so a refused field never floods a log or smuggles a line into it.
+fn shown(s: &str) -> String {
+    let mut out: String = s
+        .chars()
+        .take(80)
+        .collect::<String>()
+        .escape_debug()
+        .collect();
+    if s.chars().count() > 80 {
+        out.push('…');
+    }
+    out
+}
+
+impl Validate for Job {
+    fn validate(&self) -> Result<(), ValidationError> {
+        check_common(self.v, &self.run_id, &self.account_id, &self.token)?;
+        self.policy.validate().map_err(|e| ValidationError {
+            field: "policy",
+            reason: e.to_string(),
+        })?;
+        check(
+            self.as_of.is_none() || self.dry_run,
+            "as_of",
+            "only allowed with dry_run",
+        )?;
+        check(
+            self.issued_at < self.deadline,
+            "deadline",
+            "must be after issued_at",
+        )?;
+        check(
+            self.results_queue_url.starts_with("https://")
+                || self.results_queue_url.starts_with("http://"),
+            "results_queue_url",
+            "must be an http(s) SQS queue URL",
+        )?;
+        if let JobMode::Rotate { user, key_id, .. } = &self.mode {
+            check(is_user_name(user), "mode.user", "not a valid IAM user name")?;
+            if let Some(k) = key_id {
+                check_key_id(k, "mode.key_id")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Validate for AccountResult {
+    fn validate(&self) -> Result<(), ValidationError> {
+        check_common(self.v, &self.run_id, &self.account_id, &self.token)?;
+        check(
+            (1..=MAX_PARTS).contains(&self.parts),
+            "parts",
+            format!("must be between 1 and {MAX_PARTS}"),
+        )?;
+        check(
+            self.part >= 1 && self.part <= self.parts,
+            "part",
+            format!("must be between 1 and parts ({})", self.parts),
+        )?;
+        if let Some(alias) = &self.account_alias {
+            check(
+                is_account_alias(alias),
+                "account_alias",
+                format!("`{}` is not an IAM account alias", shown(alias)),
+            )?;
+        }
+        if let Some(e) = &self.error {
+            check_text(e, "error")?;
+        }
+        check(
+            self.started_at <= self.finished_at,
+            "finished_at",
+            "must not be before started_at",
+        )?;
+        check(
+            self.api_calls.len() <= MAX_API_OPERATIONS,
+            "api_calls",
+            format!("more than {MAX_API_OPERATIONS} operations"),
+        )?;
+        for (op, n) in &self.api_calls {
+            check(
+                (1..=64).contains(&op.len())
+                    && op.bytes().all(|b| b.is_ascii_alphanumeric() || b == b':'),
+                "api_calls",
+                format!("`{}` is not an operation name", shown(op)),
+            )?;
+            check(
+                *n <= MAX_CALLS_PER_OPERATION,
+                "api_calls",
+                format!("{n} calls of {op}: more than {MAX_CALLS_PER_OPERATION}"),
+            )?;
+        }
+        check(
+            self.users.len() <= MAX_USERS,
+            "users",
+            format!("more than {MAX_USERS} users in one part"),
+        )?;
+        let mut names = BTreeSet::new();
+        for u in &self.users {
+            check_user(u)?;
+            check(
+                names.insert(u.user_name.as_str()),
+                "users[].user_name",
+                format!("`{}` appears twice", u.user_name),
+            )?;
+        }
+        check(
+            self.sealed.len() <= self.users.len() * MAX_KEYS_PER_USER,
+            "sealed",
+            "more sealed credentials than the users in this part can hold keys",
+        )?;
+        let mut sealed_keys = BTreeSet::new();
+        for s in &self.sealed {
+            check_sealed(s)?;
+            check(
+                names.contains(s.user_name.as_str()),
+                "sealed[].user_name",
+                format!(
+                    "`{}` has a sealed credential but no entry in this part",
+                    s.user_name
+                ),
+            )?;
+            check(
+                sealed_keys.insert(s.access_key_id.as_str()),
+                "sealed[].access_key_id",
+                format!("`{}` is sealed twice", s.access_key_id),
+            )?;
+        }
+        Ok(())
+    }
+}
+
+fn check_user(u: &UserReport) -> Result<(), ValidationError> {
+    check(
+        is_user_name(&u.user_name),
+        "users[].user_name",
+        format!("`{}` is not a valid IAM user name", shown(&u.user_name)),
+    )?;
+    check(
+        is_iam_path(&u.path),
+        "users[].path",
+        format!("`{}` is not an IAM path", shown(&u.path)),
+    )?;
+    if let Some(e) = &u.email {
+        // The deliverability rule itself is the policy's, applied per user
+        // when mailing (a bad tag refuses that owner, not the account);
+        // here only what no address can be.
+        check(
+            e.len() <= 254 && is_bounded_text(e),
+            "users[].email",
+            "longer than 254 bytes or holds control characters",
+        )?;
+    }
+    if let Some(e) = &u.error {
+        check_text(e, "users[].error")?;
+    }
+    if let Some(n) = &u.note {
+        check_text(n, "users[].note")?;
+    }
+    check(
+        u.keys.len() <= MAX_KEYS_PER_USER,
+        "users[].keys",
+        format!("more than {MAX_KEYS_PER_USER} keys (IAM's limit)"),
+    )?;
+    for k in &u.keys {
+        check_key(k)?;
+    }
+    check(
+        u.actions.len() <= MAX_ACTIONS_PER_USER,
+        "users[].actions",
+        format!("more than {MAX_ACTIONS_PER_USER} actions for one user"),
+    )?;
+    for a in &u.actions {
+        check_action(a)?;
+    }
+    Ok(())
+}
+
+fn check_key(k: &KeyState) -> Result<(), ValidationError> {
+    // Empty when the agent did not read the id: the credential report has
+    // no key ids, and they are read only for users something is due for.
+    if !k.id.is_empty() {
+        check_key_id(&k.id, "users[].keys[].id")?;
+    }
+    if let Some(s) = &k.last_used_service {
+        check(
+            is_service_name(s),
+            "users[].keys[].last_used_service",
+            format!("`{}` is not an AWS service name", shown(s)),
+        )?;
+    }
+    if let Some(r) = &k.last_used_region {
+        check(
+            is_region(r),
+            "users[].keys[].last_used_region",
+            format!("`{}` is not an AWS region name", shown(r)),
+        )?;
+    }
+    Ok(())
+}
+
+fn check_action(a: &ActionRecord) -> Result<(), ValidationError> {
+    match &a.action {
+        Action::CreateKey => {}
+        Action::Deactivate { key_id } | Action::Delete { key_id } => {
+            check_key_id(key_id, "users[].actions[].key_id")?
+        }
+        Action::Notify { notice } => check_notice(notice)?,
+    }
+    match &a.result {
+        Outcome::Planned => {}
+        Outcome::Done { key_id } => {
+            if let Some(k) = key_id {
+                check_key_id(k, "users[].actions[].result.key_id")?;
+            }
+        }
+        Outcome::Skipped { reason } => check_text(reason, "users[].actions[].result.reason")?,
+        Outcome::Failed { error } => check_text(error, "users[].actions[].result.error")?,
+    }
+    Ok(())
+}
+
+fn check_notice(n: &Notice) -> Result<(), ValidationError> {
+    const FIELD: &str = "users[].actions[].notice";
+    check_key_id(n.key_id(), FIELD)?;
+    let replacement = match n {
+        Notice::DeactivationScheduled { replacement, .. }
+        | Notice::Deactivated { replacement, .. } => replacement.as_deref(),
+        Notice::StillInUse {
+            service,
+            region,
+            replacement,
+            ..
+        } => {
+            if let Some(s) = service {
+                check(
+                    is_service_name(s),
+                    FIELD,
+                    format!("service `{}` is not an AWS service name", shown(s)),
+                )?;
+            }
+            if let Some(r) = region {
+                check(
+                    is_region(r),
+                    FIELD,
+                    format!("region `{}` is not an AWS region name", shown(r)),
+                )?;
+            }
+            replacement.as_deref()
+        }
+        Notice::Deleted { .. } | Notice::UnusedDeleted { .. } => None,
+    };
+    if let Some(k) = replacement {
+        check_key_id(k, FIELD)?;
+    }
+    Ok(())
+}
+
+fn check_sealed(s: &SealedCredential) -> Result<(), ValidationError> {
+    check(
+        is_user_name(&s.user_name),
+        "sealed[].user_name",
+        format!("`{}` is not a valid IAM user name", shown(&s.user_name)),
+    )?;
+    check_key_id(&s.access_key_id, "sealed[].access_key_id")?;
+    check(
+        is_key_ring_id(&s.key_id),
+        "sealed[].key_id",
+        format!("`{}` is not a coordinator key id", shown(&s.key_id)),
+    )?;
+    check(
+        !s.enc.is_empty() && s.enc.len() <= MAX_SEALED_FIELD,
+        "sealed[].enc",
+        format!("empty or longer than {MAX_SEALED_FIELD} bytes"),
+    )?;
+    check(
+        !s.ciphertext.is_empty() && s.ciphertext.len() <= MAX_SEALED_FIELD,
+        "sealed[].ciphertext",
+        format!("empty or longer than {MAX_SEALED_FIELD} bytes"),
+    )
+}
+
+impl Validate for RunManifest {
+    fn validate(&self) -> Result<(), ValidationError> {
+        check(self.v == VERSION, "v", format!("must be {VERSION}"))?;
+        check(
+            is_run_id(&self.run_id),
+            "run_id",
+            "must be 1-64 of [A-Za-z0-9-_]",
+        )?;
+        for a in &self.accounts {
+            check(
+                is_account_id(&a.account_id),
+                "accounts[].account_id",
+                "must be 12 digits",
+            )?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parts::{reassemble, split, PartsError};
+    use crate::tests::{sample_job, sample_result};
+    use crate::{decode, encode, AccountStatus, ProtocolError};
+    use proptest::prelude::*;
+
+    /// The field a refused result names.
+    fn refused(r: &AccountResult) -> &'static str {
+        match r.validate() {
+            Err(e) => e.field,
+            Ok(()) => panic!("accepted: {r:?}"),
+        }
+    }
+
+    #[test]
+    fn every_field_of_a_result_is_held_to_the_form_aws_gives_it() {
+        let good = sample_result(3);
+        good.validate().expect("the sample is valid");
+        type Mutation = Box<dyn Fn(&mut AccountResult)>;
+        let cases: Vec<(&str, Mutation, &str)> = vec![
+            (
+                "a user name with a newline",
+                Box::new(|r| r.users[0].user_name = "a\nb".into()),
+                "users[].user_name",
+            ),
+            (
+                "a user name of 65 characters",
+                Box::new(|r| r.users[0].user_name = "u".repeat(65)),
+                "users[].user_name",
+            ),
+            (
+                "the same user twice",
+                Box::new(|r| r.users[1].user_name = r.users[0].user_name.clone()),
+                "users[].user_name",
+            ),
+            (
+                "a path without slashes",
+                Box::new(|r| r.users[0].path = "engineering".into()),
+                "users[].path",
+            ),
+            (
+                "a path with a space",
+                Box::new(|r| r.users[0].path = "/a b/".into()),
+                "users[].path",
+            ),
+            (
+                "a key id in lower case",
+                Box::new(|r| r.users[0].keys[0].id = "akiaaaaaaaaaaaaaaaaa".into()),
+                "users[].keys[].id",
+            ),
+            (
+                "a key id of HTML",
+                Box::new(|r| r.users[0].keys[0].id = "<b>AKIA</b>AAAAAAAAAAA".into()),
+                "users[].keys[].id",
+            ),
+            (
+                "three keys for one user",
+                Box::new(|r| {
+                    let k = r.users[0].keys[0].clone();
+                    r.users[0].keys.extend([k.clone(), k]);
+                }),
+                "users[].keys",
+            ),
+            (
+                "a service of free text",
+                Box::new(|r| {
+                    r.users[0].keys[0].last_used_service = Some("Click here: http://evil".into())
+                }),
+                "users[].keys[].last_used_service",
+            ),
+            (
+                "a region of free text",
+                Box::new(|r| {
+                    r.users[0].keys[0].last_used_region =
+                        Some("us-east-1\nBcc: x@evil.example".into())
+                }),
+                "users[].keys[].last_used_region",
+            ),
+            (
+                "an action on a bad key id",
+                Box::new(|r| {
+                    r.users[0].actions[0].action = Action::Delete {
+                        key_id: "AKIA AAAAAAAAAAAAAAA".into(),
+                    }
+                }),
+                "users[].actions[].key_id",
+            ),
+            (
+                "a notice naming a bad service",
+                Box::new(|r| {
+                    r.users[0].actions[0].action = Action::Notify {
+                        notice: Notice::StillInUse {
+                            key_id: "AKIAAAAAAAAAAAAAAAAA".into(),
+                            last_used: None,
+                            service: Some("Your account is locked".into()),
+                            region: None,
+                            replacement: None,
+                        },
+                    }
+                }),
+                "users[].actions[].notice",
+            ),
+            (
+                "a notice naming a bad replacement",
+                Box::new(|r| {
+                    r.users[0].actions[0].action = Action::Notify {
+                        notice: Notice::Deactivated {
+                            key_id: "AKIAAAAAAAAAAAAAAAAA".into(),
+                            replacement: Some("call +1 555".into()),
+                        },
+                    }
+                }),
+                "users[].actions[].notice",
+            ),
+            (
+                "17 actions for one user",
+                Box::new(|r| {
+                    let a = r.users[0].actions[0].clone();
+                    r.users[0].actions = vec![a; 17];
+                }),
+                "users[].actions",
+            ),
+            (
+                "a skip reason of 5000 bytes",
+                Box::new(|r| {
+                    r.users[0].actions[0].result = Outcome::Skipped {
+                        reason: "x".repeat(5000),
+                    }
+                }),
+                "users[].actions[].result.reason",
+            ),
+            (
+                "an error with a carriage return",
+                Box::new(|r| r.users[0].error = Some("a\rb".into())),
+                "users[].error",
+            ),
+            (
+                "a note of 5000 bytes",
+                Box::new(|r| r.users[0].note = Some("n".repeat(5000)).map(String::from)),
+                "users[].note",
+            ),
+            (
+                "an email of 300 bytes",
+                Box::new(|r| r.users[0].email = Some(format!("{}@example.com", "a".repeat(300)))),
+                "users[].email",
+            ),
+            (
+                "an account error with an escape sequence",
+                Box::new(|r| r.error = Some("\u{1b}[2J".into())),
+                "error",
+            ),
+            (
+                "an alias in upper case",
+                Box::new(|r| r.account_alias = Some("Prod".into())),
+                "account_alias",
+            ),
+            (
+                "an alias of free text",
+                Box::new(|r| r.account_alias = Some("pay now at evil.example".into())),
+                "account_alias",
+            ),
+            (
+                "an operation name with a space",
+                Box::new(|r| {
+                    r.api_calls.insert("iam:List Users".into(), 1);
+                }),
+                "api_calls",
+            ),
+            (
+                "an absurd call count",
+                Box::new(|r| {
+                    r.api_calls.insert("iam:ListUsers".into(), u64::MAX);
+                }),
+                "api_calls",
+            ),
+            ("1001 parts", Box::new(|r| r.parts = 1001), "parts"),
+            ("part 0", Box::new(|r| r.part = 0), "part"),
+            (
+                "finished before it started",
+                Box::new(|r| r.finished_at = r.started_at - time::Duration::seconds(1)),
+                "finished_at",
+            ),
+            (
+                "a sealed credential for a user not in the part",
+                Box::new(|r| r.sealed[0].user_name = "stranger".into()),
+                "sealed[].user_name",
+            ),
+            (
+                "a sealed credential with a bad key id",
+                Box::new(|r| r.sealed[0].access_key_id = "not-a-key".into()),
+                "sealed[].access_key_id",
+            ),
+            (
+                "a sealed credential for a bad coordinator key",
+                Box::new(|r| r.sealed[0].key_id = "kf/../../x".into()),
+                "sealed[].key_id",
+            ),
+            (
+                "a sealed credential of 5000 bytes",
+                Box::new(|r| r.sealed[0].ciphertext = "A".repeat(5000)),
+                "sealed[].ciphertext",
+            ),
+            (
+                "a key sealed twice",
+                Box::new(|r| {
+                    let s = r.sealed[0].clone();
+                    r.sealed.push(s);
+                }),
+                "sealed[].access_key_id",
+            ),
+            (
+                "more sealed keys than users can hold",
+                Box::new(|r| {
+                    r.users.truncate(1);
+                    let s = r.sealed[0].clone();
+                    r.sealed = (0..3)
+                        .map(|i| {
+                            let mut s = s.clone();
+                            s.access_key_id = format!("AKIAC{i:015}");
+                            s
+                        })
+                        .collect();
+                }),
+                "sealed",
+            ),
+        ];
+        for (what, mutate, field) in cases {
+            let mut r = good.clone();
+            mutate(&mut r);
+            assert_eq!(refused(&r), field, "{what}");
+            // Decoding names the same field.
+            match decode::<AccountResult>(&encode(&r)) {
+                Err(ProtocolError::Invalid(e)) => assert_eq!(e.field, field, "{what}"),
+                other => panic!("{what}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_refusal_never_echoes_more_than_80_characters_of_the_value() {
+        let mut r = sample_result(1);
+        r.users[0].keys[0].last_used_service = Some(format!("{}\n{}", "s".repeat(500), "secret"));
+        let e = r.validate().unwrap_err();
+        assert!(e.reason.len() < 200, "{e}");
+        assert!(!e.reason.contains('\n'), "{e}");
+    }
+
+    #[test]
+    fn aws_forms_accept_what_aws_gives() {
+        for r in [
+            "us-east-1",
+            "us-gov-west-1",
+            "cn-north-1",
+            "eu-central-2",
+            "ap-southeast-5",
+            "il-central-1",
+        ] {
+            assert!(is_region(r), "{r}");
+        }
+        for r in [
+            "",
+            "us-east",
+            "US-EAST-1",
+            "us-east-1a",
+            "us--1",
+            "us-east-123",
+            "us-east-1\n",
+        ] {
+            assert!(!is_region(r), "{r:?}");
+        }
+        for s in [
+            "s3",
+            "sts",
+            "iam",
+            "execute-api",
+            "cognito-idp",
+            "s3express",
+        ] {
+            assert!(is_service_name(s), "{s}");
+        }
+        for s in ["", "S3", "3s", "s3 ", "amazon s3", "s3\n"] {
+            assert!(!is_service_name(s), "{s:?}");
+        }
+        for a in ["prod", "acme-prod-1", "a1b"] {
+            assert!(is_account_alias(a), "{a}");
+        }
+        for a in ["ab", "-prod", "prod-", "pr--od", "Prod", "prod.example"] {
+            assert!(!is_account_alias(a), "{a}");
+        }
+        for p in ["/", "/engineering/", "/a/b-c_d/"] {
+            assert!(is_iam_path(p), "{p}");
+        }
+        for p in ["", "a/", "/a", "/a b/", "/ä/"] {
+            assert!(!is_iam_path(p), "{p}");
+        }
+        assert!(is_secret_access_key(
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+        ));
+        assert!(!is_secret_access_key(
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKE"
+        ));
+        assert!(!is_secret_access_key(
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKE\n"
+        ));
+    }
+
+    #[test]
+    fn bounded_texts_make_an_agents_own_errors_valid() {
+        let mut r = sample_result(2);
+        r.error = Some(format!("{}\r\u{1b}", "é".repeat(3000)));
+        r.users[0].actions[0].result = Outcome::Failed {
+            error: "x".repeat(10_000),
+        };
+        assert!(r.validate().is_err());
+        r.bound_texts();
+        r.validate().expect("valid once bounded");
+        assert!(r.error.as_deref().unwrap().len() <= MAX_TEXT);
+    }
+
+    proptest! {
+        #[test]
+        fn bound_text_always_gives_bounded_text(s in "\\PC{0,100}|[\\x00-\\x1f]{0,50}", n in 0usize..3000) {
+            let long = s.repeat(n / 10 + 1);
+            prop_assert!(is_bounded_text(&bound_text(&long)));
+        }
+    }
+
+    #[test]
+    fn a_job_whose_deadline_is_not_after_its_issue_is_refused() {
+        let mut j = sample_job();
+        j.deadline = j.issued_at;
+        assert_eq!(j.validate().unwrap_err().field, "deadline");
+    }
+
+    #[test]
+    fn a_message_longer_than_sqs_carries_is_refused_before_parsing() {
+        let body = vec![b' '; MAX_MESSAGE_BYTES + 1];
+        assert_eq!(
+            decode::<AccountResult>(&body),
+            Err(ProtocolError::TooLarge(MAX_MESSAGE_BYTES + 1))
+        );
+        assert_eq!(
+            decode::<Job>(&body),
+            Err(ProtocolError::TooLarge(MAX_MESSAGE_BYTES + 1))
+        );
+    }
+
+    #[test]
+    fn parts_that_do_not_add_up_are_refused() {
+        let r = sample_result(400);
+        let parts = split(r, 20_000).unwrap();
+        assert!(parts.len() > 2);
+        // One user sent in two parts.
+        let mut twice = parts.clone();
+        let u = twice[0].users[0].clone();
+        twice[1].users.push(u.clone());
+        assert_eq!(
+            reassemble(twice).unwrap_err(),
+            PartsError::DuplicateUser(u.user_name)
+        );
+        // Parts that disagree on the account's status.
+        let mut status = parts.clone();
+        status[1].status = AccountStatus::Failed;
+        assert_eq!(
+            reassemble(status).unwrap_err(),
+            PartsError::Inconsistent("status")
+        );
+        // The same part twice with different content.
+        let mut conflict = parts.clone();
+        let mut other = conflict[0].clone();
+        other.users.pop();
+        conflict.push(other);
+        assert_eq!(reassemble(conflict).unwrap_err(), PartsError::Conflict(1));
+        // A part number beyond the count the others announce.
+        let mut count = parts.clone();
+        count[0].parts += 1;
+        assert_eq!(
+            reassemble(count).unwrap_err(),
+            PartsError::Inconsistent("parts")
+        );
+    }
+
+    proptest! {
+        /// Both decoders over arbitrary bytes: an error, never a panic.
+        #[test]
+        fn decoders_never_panic_on_arbitrary_bytes(bytes in prop::collection::vec(any::<u8>(), 0..4096)) {
+            let _ = decode::<Job>(&bytes);
+            let _ = decode::<AccountResult>(&bytes);
+        }
+
+        /// Valid messages with one byte changed, cut short or with bytes
+        /// spliced in: an error naming what is wrong, or a message that is
+        /// itself valid. Never a panic.
+        #[test]
+        fn decoders_never_panic_on_damaged_messages(
+            which in 0usize..2,
+            at in any::<prop::sample::Index>(),
+            byte in any::<u8>(),
+            how in 0usize..3,
+        ) {
+            let mut body = if which == 0 { encode(&sample_job()) } else { encode(&sample_result(3)) };
+            let i = at.index(body.len());
+            match how {
+                0 => body[i] = byte,
+                1 => body.truncate(i),
+                _ => body.insert(i, byte),
+            }
+            if let Ok(j) = decode::<Job>(&body) {
+                prop_assert!(j.validate().is_ok());
+            }
+            if let Ok(r) = decode::<AccountResult>(&body) {
+                prop_assert!(r.validate().is_ok());
+            }
+        }
+    }
+}
