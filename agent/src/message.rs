@@ -141,14 +141,19 @@ async fn report_rejected(agent: &Agent, body: &[u8], error: &ProtocolError) {
     ) else {
         return;
     };
-    if account_id != agent.account_id() {
+    // A report the coordinator would refuse as malformed is not sent.
+    let token = Token(token);
+    if account_id != agent.account_id()
+        || !keyfleet_protocol::is_run_id(&run_id)
+        || !token.is_well_formed()
+    {
         return;
     }
     report_failed(
         agent,
         &run_id,
         &account_id,
-        &Token(token),
+        &token,
         &queue,
         format!("job rejected by the agent: {error}"),
     )

@@ -40,6 +40,10 @@ impl Token {
             .expect("the OS random generator is available");
         Token(hex::encode(b))
     }
+    /// 32 hex characters, as [`Token::generate`] makes them.
+    pub fn is_well_formed(&self) -> bool {
+        self.0.len() == 32 && self.0.bytes().all(|b| b.is_ascii_hexdigit())
+    }
     /// What a result carries once it is stored: all zeros. The token's one
     /// job, authenticating the message against the manifest's hash, is done
     /// by then, and a stored copy would let anyone who can read the results

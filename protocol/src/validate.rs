@@ -209,11 +209,7 @@ fn check_common(
     check(v == VERSION, "v", format!("must be {VERSION}"))?;
     check(is_run_id(run_id), "run_id", "must be 1-64 of [A-Za-z0-9-_]")?;
     check(is_account_id(account_id), "account_id", "must be 12 digits")?;
-    check(
-        token.0.len() == 32 && token.0.bytes().all(|b| b.is_ascii_hexdigit()),
-        "token",
-        "must be 32 hex characters",
-    )
+    check(token.is_well_formed(), "token", "must be 32 hex characters")
 }
 
 fn check_key_id(k: &str, field: &'static str) -> Result<(), ValidationError> {

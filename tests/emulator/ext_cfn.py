@@ -24,6 +24,30 @@ answers with its Python repr (``{'Version': ...}``), which no JSON reader
 takes.
 
 Patch: ``Role.put_policy`` stores a document that is not a string as JSON.
+
+AWS: a stack update (UpdateStack, or a stack set update reaching each
+instance, see ext_stacksets.py) changes a resource in place when its
+properties change: an ``AWS::IAM::Role`` gets its new trust policy,
+description, maximum session duration and inline ``Policies`` (policies
+dropped from the template are deleted); an ``AWS::SQS::Queue`` its new
+attributes (``RedrivePolicy``, ``MessageRetentionPeriod``, ...); an
+``AWS::Logs::LogGroup`` its new ``RetentionInDays``.
+
+moto 5.2.5: a role update sets only the description (and the maximum session
+duration from ``RoleDescription``, a typo), a queue update only
+``VisibilityTimeout`` and ``ReceiveMessageWaitTimeSeconds``, and a log group
+cannot be updated at all: the stack then forgets the resource (it is not
+deleted with the stack). A resource of any other type moto cannot update is
+forgotten the same way.
+
+Patch: ``Role``, ``Queue`` and ``LogGroup`` update in place as above (a
+changed ``RoleName``, ``QueueName`` or ``LogGroupName``, which AWS answers by
+replacing the resource, is left to moto); a resource whose type moto cannot
+update stays in the stack unchanged. A property removed from the template
+keeps its value (AWS resets it to the default). ``AWS::Lambda::Function``
+needs nothing: moto updates its configuration (``Environment``, ``Timeout``,
+``MemorySize``, ...) and reloads its code from ``Code`` in place, and its
+event source mappings stay.
 """
 
 from __future__ import annotations
@@ -67,3 +91,108 @@ def install() -> None:
         original_put_policy(self, policy_name, policy_json)
 
     Role.put_policy = put_policy  # type: ignore[method-assign]
+
+    _install_updates()
+
+
+def _document(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _install_updates() -> None:
+    import moto.cloudformation.parsing as parsing
+    from moto.iam.models import Role
+    from moto.logs.models import LogGroup
+    from moto.sqs.models import Queue
+
+    original_parse_and_update = parsing.parse_and_update_resource
+
+    def parse_and_update_resource(
+        logical_id: str, resource_json: Any, resources_map: Any, account_id: str, region_name: str
+    ) -> Any:
+        updated = original_parse_and_update(
+            logical_id, resource_json, resources_map, account_id, region_name
+        )
+        if updated is None:  # moto cannot update this type: keep what exists
+            return resources_map._parsed_resources.get(logical_id)
+        return updated
+
+    parsing.parse_and_update_resource = parse_and_update_resource
+
+    role_create = Role.create_from_cloudformation_json.__func__  # type: ignore[attr-defined]
+    role_update = Role.update_from_cloudformation_json.__func__  # type: ignore[attr-defined]
+
+    def create_role(cls: Any, resource_name: str, cloudformation_json: Any, *args: Any, **kwargs: Any) -> Any:
+        role = role_create(cls, resource_name, cloudformation_json, *args, **kwargs)
+        policies = cloudformation_json.get("Properties", {}).get("Policies", [])
+        role.keyfleet_stack_policies = [p["PolicyName"] for p in policies]
+        return role
+
+    def update_role(
+        cls: Any,
+        original_resource: Any,
+        new_resource_name: str,
+        cloudformation_json: Any,
+        account_id: str,
+        region_name: str,
+    ) -> Any:
+        props = cloudformation_json["Properties"]
+        if props.get("RoleName", original_resource.name) != original_resource.name:
+            return role_update(
+                cls, original_resource, new_resource_name, cloudformation_json, account_id, region_name
+            )
+        role = original_resource
+        role.assume_role_policy_document = _document(props["AssumeRolePolicyDocument"])
+        role.description = props.get("Description", "")
+        role.max_session_duration = props.get("MaxSessionDuration", 3600)
+        wanted = {p["PolicyName"]: p["PolicyDocument"] for p in props.get("Policies", [])}
+        for name in getattr(role, "keyfleet_stack_policies", []):
+            if name not in wanted and name in role.policies:
+                role.delete_policy(name)
+        for name, document in wanted.items():
+            role.put_policy(name, document)
+        role.keyfleet_stack_policies = list(wanted)
+        return role
+
+    Role.create_from_cloudformation_json = classmethod(create_role)  # type: ignore[method-assign,assignment]
+    Role.update_from_cloudformation_json = classmethod(update_role)  # type: ignore[method-assign,assignment]
+
+    queue_update = Queue.update_from_cloudformation_json.__func__  # type: ignore[attr-defined]
+
+    def update_queue(
+        cls: Any,
+        original_resource: Any,
+        new_resource_name: str,
+        cloudformation_json: Any,
+        account_id: str,
+        region_name: str,
+    ) -> Any:
+        props = dict(cloudformation_json["Properties"])
+        if str(props.get("QueueName", original_resource.name)) != original_resource.name:
+            return queue_update(
+                cls, original_resource, new_resource_name, cloudformation_json, account_id, region_name
+            )
+        for key in ("QueueName", "Tags", "FifoQueue"):
+            props.pop(key, None)
+        props.setdefault("Policy", original_resource.policy)  # moto would clear it
+        original_resource._set_attributes(props)
+        return original_resource
+
+    Queue.update_from_cloudformation_json = classmethod(update_queue)  # type: ignore[method-assign,assignment]
+
+    def update_log_group(
+        cls: Any,
+        original_resource: Any,
+        new_resource_name: str,
+        cloudformation_json: Any,
+        account_id: str,
+        region_name: str,
+    ) -> Any:
+        props = cloudformation_json.get("Properties", {})
+        if props.get("LogGroupName", original_resource.name) != original_resource.name:
+            return None  # replacement: moto's behaviour (the stack forgets it)
+        retention = props.get("RetentionInDays")
+        original_resource.set_retention_policy(int(retention) if retention is not None else None)
+        return original_resource
+
+    LogGroup.update_from_cloudformation_json = classmethod(update_log_group)  # type: ignore[method-assign,assignment]

@@ -40,10 +40,17 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 log = logging.getLogger("keyfleet.stacksets")
 _lock = threading.RLock()
+# What moto's UpdateStackSet/UpdateStackInstances handlers do not pass on to the
+# model (DeploymentTargets, ...), for the request being served on this thread.
+_request = threading.local()
+
+
+def _request_value(name: str, default: Any = None) -> Any:
+    return getattr(_request, "values", {}).get(name, default)
 
 
 def descendant_ous(org: Any, ou_ids: Iterable[str]) -> set[str]:
@@ -77,19 +84,53 @@ def _eligible(org: Any, account: Any) -> bool:
     return account.status == "ACTIVE" and account.id != _management_account(org)
 
 
-def _stack_instance(instances: Any, account: str, region: str, parameters: Any, model: str) -> Any:
+def _overrides(instance: Any) -> dict[str, Any]:
+    """The instance's parameter overrides (not the stack set's parameters)."""
+    explicit = getattr(instance, "keyfleet_overrides", None)
+    if explicit is not None:
+        return dict(explicit)
+    params = instance.parameters
+    if isinstance(params, list):
+        return {p["ParameterKey"]: p["ParameterValue"] for p in params if "ParameterValue" in p}
+    return {}  # moto stores the stack set's parameters when there are no overrides
+
+
+def _parameter_list(params: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{"ParameterKey": k, "ParameterValue": v} for k, v in params.items()]
+
+
+def _set_state(instance: Any, status: str, detailed: str, reason: str | None = None) -> None:
+    instance.keyfleet_status = status
+    instance.keyfleet_detailed_status = detailed
+    instance.keyfleet_status_reason = reason
+
+
+def _stack_instance(
+    instances: Any,
+    account: str,
+    region: str,
+    stackset_parameters: dict[str, Any] | None,
+    overrides: dict[str, Any],
+    model: str,
+) -> Any:
     from moto.cloudformation.models import StackInstance
 
-    return StackInstance(
+    # moto deploys with the overrides alone when there are any (the stack set's
+    # other parameters are lost); the stack gets both, overrides winning.
+    instance = StackInstance(
         account_id=account,
         region_name=region,
         stackset_id=instances.stackset_id,
         stack_name=instances.stack_name,
         name=instances.stackset_name,
         template=instances.template,
-        parameters=parameters,
+        parameters={**(stackset_parameters or {}), **overrides},
         permission_model=model,
     )
+    instance.keyfleet_overrides = dict(overrides)
+    instance.parameters = _parameter_list(overrides)
+    _set_state(instance, "CURRENT", "SUCCEEDED")
+    return instance
 
 
 def _stacksets_of(management_account: str) -> Iterable[Any]:
@@ -119,6 +160,87 @@ def _record(stackset: Any, action: str, status: str, account: str, regions: list
         accounts=[account],
         regions=regions,
     )
+
+
+def _record_results(
+    stackset: Any, action: str, operation_id: str | None, results: dict[tuple[str, str], str]
+) -> dict[str, Any]:
+    """One operation over the given account/region pairs, each with its own
+    result; the operation FAILED if any instance did (failure tolerance 0)."""
+    from moto.moto_api._internal import mock_random
+
+    operation = stackset._create_operation(
+        operation_id=operation_id or str(mock_random.uuid4()),
+        action=action,
+        status="FAILED" if "FAILED" in results.values() else "SUCCEEDED",
+    )
+    operation["Instances"] = [{account: region} for account, region in results]
+    # Read by ListStackSetOperationResults (moto's serializer ignores the key).
+    operation["KeyfleetResults"] = dict(results)
+    return operation
+
+
+def _selected(
+    stackset: Any, accounts: list[str] | None, regions: list[str] | None, targets: dict[str, Any]
+) -> list[Any]:
+    """The existing instances an update names (all of them when it names none)."""
+    ous = list(targets.get("OrganizationalUnitIds") or [])
+    listed = set(accounts or []) | set(targets.get("Accounts") or [])
+    wanted: set[str] | None
+    if ous:
+        org = stackset.instances.org_backend
+        under = descendant_ous(org, ous)
+        in_ous = {a.id for a in org.accounts if a.parent_id in under}
+        kind = targets.get("AccountFilterType") or "NONE"
+        if kind == "INTERSECTION":
+            wanted = in_ous & listed
+        elif kind == "DIFFERENCE":
+            wanted = in_ous - listed
+        elif kind == "UNION":
+            wanted = in_ous | listed
+        else:
+            wanted = in_ous
+    elif listed:
+        wanted = listed
+    else:
+        wanted = None
+    region_set = set(regions) if regions else None
+    return [
+        i
+        for i in stackset.instances.stack_instances
+        if (wanted is None or i.account_id in wanted)
+        and (region_set is None or i.region_name in region_set)
+    ]
+
+
+def _update_instance(stackset: Any, instance: Any) -> bool:
+    """Update the instance's stack to the stack set's template and parameters
+    (with the instance's overrides); False (and logged) if it failed."""
+    params = {**(stackset.parameters or {}), **_overrides(instance)}
+    try:
+        instance.stack.update(
+            stackset.template,
+            role_arn=getattr(instance.stack, "role_arn", None),
+            parameters=params,
+        )
+    except Exception as exc:
+        log.warning(
+            "update of stack set %s in %s/%s failed: %s",
+            stackset.name, instance.account_id, instance.region_name, exc,
+        )
+        _set_state(instance, "OUTDATED", "FAILED", f"{type(exc).__name__}: {exc}")
+        return False
+    instance.template = stackset.template
+    _set_state(instance, "CURRENT", "SUCCEEDED")
+    return True
+
+
+def _update_instances(stackset: Any, instances: list[Any], operation_id: str | None) -> dict[str, Any]:
+    results = {}
+    for instance in instances:
+        ok = _update_instance(stackset, instance)
+        results[(instance.account_id, instance.region_name)] = "SUCCEEDED" if ok else "FAILED"
+    return _record_results(stackset, "UPDATE", operation_id, results)
 
 
 def on_account_placed(org: Any, account_id: str) -> None:
@@ -165,7 +287,7 @@ def _deploy(stackset: Any, account_id: str, regions: list[str]) -> None:
     for region in regions:
         try:
             instance = _stack_instance(
-                instances, account_id, region, stackset.parameters, stackset.permission_model
+                instances, account_id, region, stackset.parameters, {}, stackset.permission_model
             )
         except Exception as exc:  # keep the Organizations call alive, as AWS does
             log.warning(
@@ -200,7 +322,13 @@ def _remove(stackset: Any, account_id: str) -> None:
 
 
 def install() -> None:
-    from moto.cloudformation.models import StackInstances
+    from moto.cloudformation.exceptions import StackInstanceNotFound
+    from moto.cloudformation.models import (
+        CloudFormationBackend,
+        StackInstance,
+        StackInstances,
+        StackSet,
+    )
     from moto.cloudformation.responses import CloudFormationResponse
     from moto.organizations.models import OrganizationsBackend
 
@@ -226,17 +354,120 @@ def install() -> None:
                 self.keyfleet_ou_ids = known + [o for o in requested_ous if o not in known]
                 known_regions = list(getattr(self, "keyfleet_regions", []))
                 self.keyfleet_regions = known_regions + [r for r in regions if r not in known_regions]
+            # moto passes the ParameterOverrides, or the stack set's parameters
+            # when there are none.
+            overrides = (
+                {p["ParameterKey"]: p["ParameterValue"] for p in parameters if "ParameterValue" in p}
+                if isinstance(parameters, list)
+                else {}
+            )
             created = []
             for region in regions:
                 for account in dict.fromkeys(targets):
                     if self.get_instance(account, region) is not None:
                         continue  # AWS is idempotent here
-                    instance = _stack_instance(self, account, region, parameters, permission_model)
+                    instance = _stack_instance(
+                        self, account, region, self.parameters, overrides, permission_model
+                    )
                     self.stack_instances.append(instance)
                     created.append(instance)
             return [i.to_dict() for i in created]
 
     StackInstances.create_instances = create_instances  # type: ignore[method-assign]
+
+    def update(
+        self: Any,
+        template: str,
+        description: str,
+        parameters: dict[str, str],
+        tags: dict[str, str],
+        admin_role: str,
+        execution_role: str,
+        accounts: list[str],
+        regions: list[str],
+        operation_id: str,
+    ) -> dict[str, Any]:
+        # Replaces moto's StackSet.update, which stores the new template and
+        # parameters but deploys nothing (see the module docstring).
+        with _lock:
+            self.template = template or self.template
+            self.description = description if description is not None else self.description
+            self.parameters = parameters or self.parameters
+            self.tags = tags or self.tags
+            self.administration_role_arn = admin_role or self.administration_role_arn
+            self.execution_role_name = execution_role or self.execution_role_name
+            # moto deploys later instances (CreateStackInstances, and
+            # auto-deployments here) from these copies.
+            self.instances.template = self.template
+            self.instances.parameters = self.parameters
+            chosen = _selected(self, accounts, regions, _request_value("DeploymentTargets") or {})
+            if template or parameters:
+                for instance in self.instances.stack_instances:
+                    if instance not in chosen:
+                        _set_state(instance, "OUTDATED", getattr(instance, "keyfleet_detailed_status", "SUCCEEDED"))
+            return _update_instances(self, chosen, operation_id)
+
+    def update_instances(
+        self: Any, accounts: list[str], regions: list[str], parameters: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        # Replaces moto's StackSet.update_instances (UpdateStackInstances),
+        # which replaces the overrides and deploys nothing.
+        with _lock:
+            chosen = _selected(self, accounts, regions, _request_value("DeploymentTargets") or {})
+            for account in accounts or []:
+                for region in regions or []:
+                    if self.instances.get_instance(account, region) is None:
+                        raise StackInstanceNotFound()
+            given = _request_value("ParameterOverridesGiven", bool(parameters))
+            for instance in chosen:
+                if not given:
+                    continue  # omitted: the overrides stay as they are
+                previous = _overrides(instance)
+                overrides = {}
+                for p in parameters or []:
+                    if "ParameterValue" in p:
+                        overrides[p["ParameterKey"]] = p["ParameterValue"]
+                    elif str(p.get("UsePreviousValue")).lower() == "true" and p["ParameterKey"] in previous:
+                        overrides[p["ParameterKey"]] = previous[p["ParameterKey"]]
+                instance.keyfleet_overrides = overrides
+                instance.parameters = _parameter_list(overrides)
+            return _update_instances(self, chosen, _request_value("OperationId"))
+
+    StackSet.update = update  # type: ignore[method-assign]
+    StackSet.update_instances = update_instances  # type: ignore[method-assign]
+
+    original_to_dict = StackInstance.to_dict
+
+    def to_dict(self: Any) -> dict[str, Any]:
+        result = original_to_dict(self)
+        result["ParameterOverrides"] = _parameter_list(_overrides(self))
+        result["Status"] = getattr(self, "keyfleet_status", "CURRENT")
+        result["StackInstanceStatus"] = {
+            "DetailedStatus": getattr(self, "keyfleet_detailed_status", "SUCCEEDED")
+        }
+        reason = getattr(self, "keyfleet_status_reason", None)
+        if reason:
+            result["StatusReason"] = reason
+        return result
+
+    StackInstance.to_dict = to_dict  # type: ignore[method-assign]
+
+    original_resolve = CloudFormationBackend._resolve_update_parameters
+
+    def _resolve_update_parameters(
+        self: Any, instance: Any, incoming_params: list[dict[str, str]]
+    ) -> dict[str, str]:
+        # UsePreviousValue of a parameter that was never set (its default was
+        # used) raised KeyError (HTTP 500) in moto; it keeps the default now.
+        known = instance.parameters or {}
+        kept = [
+            p
+            for p in incoming_params
+            if not (p.get("UsePreviousValue") and "ParameterValue" not in p and p["ParameterKey"] not in known)
+        ]
+        return original_resolve(self, instance=instance, incoming_params=kept)
+
+    CloudFormationBackend._resolve_update_parameters = _resolve_update_parameters  # type: ignore[method-assign]
 
     def _find_stackset(response: Any, key: str) -> Any:
         backend = response.cloudformation_backend
@@ -260,6 +491,22 @@ def install() -> None:
     original_create_stack_set = CloudFormationResponse.create_stack_set
     original_update_stack_set = CloudFormationResponse.update_stack_set
     original_describe_stack_set = CloudFormationResponse.describe_stack_set
+    original_update_stack_instances = CloudFormationResponse.update_stack_instances
+    original_operation_results = CloudFormationResponse.list_stack_set_operation_results
+
+    def _with_request_values(response: Any, call: Callable[[], Any]) -> Any:
+        querystring = getattr(response, "querystring", None) or {}
+        _request.values = {
+            "DeploymentTargets": response._get_params().get("DeploymentTargets"),
+            "OperationId": response._get_param("OperationId"),
+            # An empty list (ParameterOverrides=) clears the overrides; no
+            # ParameterOverrides at all keeps them.
+            "ParameterOverridesGiven": any(k.startswith("ParameterOverrides") for k in querystring),
+        }
+        try:
+            return call()
+        finally:
+            _request.values = {}
 
     def create_stack_set(self: Any) -> Any:
         result = original_create_stack_set(self)
@@ -267,8 +514,23 @@ def install() -> None:
         return result
 
     def update_stack_set(self: Any) -> Any:
-        result = original_update_stack_set(self)
+        result = _with_request_values(self, lambda: original_update_stack_set(self))
         _apply_auto_deployment(self, _find_stackset(self, self._get_param("StackSetName")))
+        return result
+
+    def update_stack_instances(self: Any) -> Any:
+        return _with_request_values(self, lambda: original_update_stack_instances(self))
+
+    def list_stack_set_operation_results(self: Any) -> Any:
+        result = original_operation_results(self)
+        stackset = _find_stackset(self, self._get_param("StackSetName"))
+        if stackset is not None:
+            operation = stackset.get_operation(self._get_param("OperationId"))
+            per_instance = operation.get("KeyfleetResults") or {}
+            for summary in result.result["Summaries"]:
+                status = per_instance.get((summary["Account"], summary["Region"]))
+                if status:
+                    summary["Status"] = status
         return result
 
     def describe_stack_set(self: Any) -> Any:
@@ -282,6 +544,10 @@ def install() -> None:
 
     CloudFormationResponse.create_stack_set = create_stack_set  # type: ignore[method-assign]
     CloudFormationResponse.update_stack_set = update_stack_set  # type: ignore[method-assign]
+    CloudFormationResponse.update_stack_instances = update_stack_instances  # type: ignore[method-assign]
+    CloudFormationResponse.list_stack_set_operation_results = (  # type: ignore[method-assign]
+        list_stack_set_operation_results
+    )
     CloudFormationResponse.describe_stack_set = describe_stack_set  # type: ignore[method-assign]
 
     original_create_account = OrganizationsBackend.create_account

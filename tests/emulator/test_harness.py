@@ -840,6 +840,245 @@ def test_stackset_without_auto_deployment_stays_put(emu: Emulator) -> None:
     assert _deployed(emu, account)["us-east-1"] is False
 
 
+# -- StackSets updates -------------------------------------------------------
+
+# A function whose environment comes from a parameter (as the agent's
+# coordinator public key does), fed by a queue through an event source mapping.
+STACKSET_UPDATE_TEMPLATE = {
+    "AWSTemplateFormatVersion": "2010-09-09",
+    "Parameters": {
+        "PublicKey": {"Type": "String"},
+        "CodeBucket": {"Type": "String"},
+        "LogLevel": {"Type": "String", "Default": "info"},
+    },
+    "Resources": {
+        "Jobs": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": "keyfleet-update-jobs"}},
+        "Role": {
+            "Type": "AWS::IAM::Role",
+            "Properties": {
+                "RoleName": {"Fn::Sub": "keyfleet-update-agent-${AWS::Region}"},
+                "AssumeRolePolicyDocument": STACKSET_TEMPLATE["Resources"]["Role"]["Properties"][
+                    "AssumeRolePolicyDocument"
+                ],
+            },
+        },
+        "Function": {
+            "Type": "AWS::Lambda::Function",
+            "Properties": {
+                "FunctionName": "keyfleet-update-agent",
+                "Runtime": "provided.al2023",
+                "Handler": "bootstrap",
+                "Role": {"Fn::GetAtt": ["Role", "Arn"]},
+                "Code": {"S3Bucket": {"Ref": "CodeBucket"}, "S3Key": "agent.zip"},
+                "Environment": {
+                    "Variables": {
+                        "PUBLIC_KEY": {"Ref": "PublicKey"},
+                        "RUST_LOG": {"Ref": "LogLevel"},
+                        "FIXED": "same",
+                    }
+                },
+            },
+        },
+        "Mapping": {
+            "Type": "AWS::Lambda::EventSourceMapping",
+            "Properties": {
+                "EventSourceArn": {"Fn::GetAtt": ["Jobs", "Arn"]},
+                "FunctionName": {"Ref": "Function"},
+                "BatchSize": 1,
+            },
+        },
+    },
+}
+
+
+def _agent_state(emu: Emulator, account: str, region: str) -> dict[str, Any]:
+    lam = emu.client("lambda", account, region)
+    config = lam.get_function_configuration(FunctionName="keyfleet-update-agent")
+    mappings = lam.list_event_source_mappings(FunctionName="keyfleet-update-agent")["EventSourceMappings"]
+    return {
+        "env": config["Environment"]["Variables"],
+        "code": config["CodeSha256"],
+        "arn": config["FunctionArn"],
+        "mappings": [(m["UUID"], m["FunctionArn"], m["EventSourceArn"]) for m in mappings],
+    }
+
+
+def _code_bucket(emu: Emulator, account: str, bucket: str) -> None:
+    s3 = emu.client("s3", account)
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="agent.zip", Body=_zip_bytes())
+
+
+def test_stackset_update_updates_the_stacks_in_every_account(emu: Emulator) -> None:
+    management = "910000000001"
+    org = emu.client("organizations", management)
+    cfn = emu.client("cloudformation", management)
+    org.create_organization(FeatureSet="ALL")
+    root = org.list_roots()["Roots"][0]["Id"]
+    target = org.create_organizational_unit(ParentId=root, Name="agents")["OrganizationalUnit"]["Id"]
+
+    def new_account(name: str) -> str:
+        account = org.create_account(AccountName=name, Email=f"{name}@example.com")[
+            "CreateAccountStatus"
+        ]["AccountId"]
+        org.move_account(AccountId=account, SourceParentId=root, DestinationParentId=target)
+        return account
+
+    members = [new_account("upd-a"), new_account("upd-b")]
+    _code_bucket(emu, management, "keyfleet-update-code")
+    cfn.create_stack_set(
+        StackSetName="rotating",
+        TemplateBody=json.dumps(STACKSET_UPDATE_TEMPLATE),
+        Parameters=[
+            {"ParameterKey": "PublicKey", "ParameterValue": "key-1"},
+            {"ParameterKey": "CodeBucket", "ParameterValue": "keyfleet-update-code"},
+        ],
+        PermissionModel="SERVICE_MANAGED",
+        AutoDeployment={"Enabled": True, "RetainStacksOnAccountRemoval": False},
+        Capabilities=["CAPABILITY_NAMED_IAM"],
+    )
+    cfn.create_stack_instances(
+        StackSetName="rotating",
+        DeploymentTargets={"OrganizationalUnitIds": [target]},
+        Regions=STACKSET_REGIONS,
+    )
+    before = {(a, r): _agent_state(emu, a, r) for a in members for r in STACKSET_REGIONS}
+    for state in before.values():
+        assert state["env"] == {"PUBLIC_KEY": "key-1", "RUST_LOG": "info", "FIXED": "same"}
+        assert len(state["mappings"]) == 1
+
+    operation = cfn.update_stack_set(
+        StackSetName="rotating",
+        UsePreviousTemplate=True,
+        Parameters=[
+            {"ParameterKey": "PublicKey", "ParameterValue": "key-2"},
+            {"ParameterKey": "CodeBucket", "UsePreviousValue": True},
+            {"ParameterKey": "LogLevel", "UsePreviousValue": True},  # never set: its default
+        ],
+        Capabilities=["CAPABILITY_NAMED_IAM"],
+    )["OperationId"]
+
+    for (account, region), old in before.items():
+        state = _agent_state(emu, account, region)
+        assert state["env"] == {"PUBLIC_KEY": "key-2", "RUST_LOG": "info", "FIXED": "same"}, (
+            account,
+            region,
+        )
+        # Updated in place: same function, same code, same mapping.
+        assert (state["arn"], state["code"], state["mappings"]) == (
+            old["arn"],
+            old["code"],
+            old["mappings"],
+        )
+
+    described = cfn.describe_stack_set_operation(StackSetName="rotating", OperationId=operation)
+    assert described["StackSetOperation"]["Action"] == "UPDATE"
+    assert described["StackSetOperation"]["Status"] == "SUCCEEDED"
+    results = cfn.list_stack_set_operation_results(StackSetName="rotating", OperationId=operation)
+    assert sorted((r["Account"], r["Region"], r["Status"]) for r in results["Summaries"]) == sorted(
+        (a, r, "SUCCEEDED") for a in members for r in STACKSET_REGIONS
+    )
+    ops = cfn.list_stack_set_operations(StackSetName="rotating")["Summaries"]
+    assert [(o["Action"], o["Status"]) for o in ops if o["OperationId"] == operation] == [
+        ("UPDATE", "SUCCEEDED")
+    ]
+    assert [o["Action"] for o in ops].count("UPDATE") == 1
+    instances = cfn.list_stack_instances(StackSetName="rotating")["Summaries"]
+    assert {i["Status"] for i in instances} == {"CURRENT"}
+    params = cfn.describe_stack_set(StackSetName="rotating")["StackSet"]["Parameters"]
+    assert {p["ParameterKey"]: p["ParameterValue"] for p in params}["PublicKey"] == "key-2"
+
+    # An account that joins the OU afterwards gets the new parameters.
+    late = new_account("upd-late")
+    for region in STACKSET_REGIONS:
+        assert _agent_state(emu, late, region)["env"]["PUBLIC_KEY"] == "key-2"
+
+
+def test_stackset_update_keeps_overrides_and_applies_a_new_template(emu: Emulator) -> None:
+    management = "910000000011"
+    cfn = emu.client("cloudformation", management)
+    a, b, c = "910000000012", "910000000013", "910000000014"
+    _code_bucket(emu, management, "keyfleet-update-code-2")
+    cfn.create_stack_set(
+        StackSetName="overridden",
+        TemplateBody=json.dumps(STACKSET_UPDATE_TEMPLATE),
+        Parameters=[
+            {"ParameterKey": "PublicKey", "ParameterValue": "key-1"},
+            {"ParameterKey": "CodeBucket", "ParameterValue": "keyfleet-update-code-2"},
+        ],
+        Capabilities=["CAPABILITY_NAMED_IAM"],
+    )
+    # a overrides PublicKey; b and c take the stack set's value.
+    cfn.create_stack_instances(
+        StackSetName="overridden",
+        Accounts=[a],
+        Regions=["us-east-1"],
+        ParameterOverrides=[{"ParameterKey": "PublicKey", "ParameterValue": "key-a"}],
+    )
+    cfn.create_stack_instances(StackSetName="overridden", Accounts=[b, c], Regions=["us-east-1"])
+    env = lambda account: _agent_state(emu, account, "us-east-1")["env"]  # noqa: E731
+    assert (env(a)["PUBLIC_KEY"], env(b)["PUBLIC_KEY"], env(c)["PUBLIC_KEY"]) == ("key-a", "key-1", "key-1")
+
+    # A new template (longer queue visibility, another variable) and a new key.
+    template = json.loads(json.dumps(STACKSET_UPDATE_TEMPLATE))
+    template["Resources"]["Jobs"]["Properties"]["VisibilityTimeout"] = 1800
+    template["Resources"]["Function"]["Properties"]["Environment"]["Variables"]["ADDED"] = "yes"
+    operation = cfn.update_stack_set(
+        StackSetName="overridden",
+        TemplateBody=json.dumps(template),
+        Parameters=[
+            {"ParameterKey": "PublicKey", "ParameterValue": "key-2"},
+            {"ParameterKey": "CodeBucket", "UsePreviousValue": True},
+        ],
+        Capabilities=["CAPABILITY_NAMED_IAM"],
+    )["OperationId"]
+    assert env(a) == {"PUBLIC_KEY": "key-a", "RUST_LOG": "info", "FIXED": "same", "ADDED": "yes"}
+    assert env(b) == {"PUBLIC_KEY": "key-2", "RUST_LOG": "info", "FIXED": "same", "ADDED": "yes"}
+    for account in (a, b, c):
+        sqs = emu.client("sqs", account)
+        url = sqs.get_queue_url(QueueName="keyfleet-update-jobs")["QueueUrl"]
+        attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["VisibilityTimeout"])
+        assert attrs["Attributes"]["VisibilityTimeout"] == "1800", account
+    described = cfn.describe_stack_set_operation(StackSetName="overridden", OperationId=operation)
+    assert (described["StackSetOperation"]["Action"], described["StackSetOperation"]["Status"]) == (
+        "UPDATE",
+        "SUCCEEDED",
+    )
+    overrides = cfn.describe_stack_instance(
+        StackSetName="overridden", StackInstanceAccount=a, StackInstanceRegion="us-east-1"
+    )["StackInstance"]["ParameterOverrides"]
+    assert overrides == [{"ParameterKey": "PublicKey", "ParameterValue": "key-a"}]
+
+    # Only the instances named: c keeps its stack until it is updated too.
+    cfn.update_stack_set(
+        StackSetName="overridden",
+        UsePreviousTemplate=True,
+        Parameters=[
+            {"ParameterKey": "PublicKey", "ParameterValue": "key-3"},
+            {"ParameterKey": "CodeBucket", "UsePreviousValue": True},
+        ],
+        Accounts=[a, b],
+        Regions=["us-east-1"],
+    )
+    assert (env(a)["PUBLIC_KEY"], env(b)["PUBLIC_KEY"], env(c)["PUBLIC_KEY"]) == ("key-a", "key-3", "key-2")
+    status = {
+        i["Account"]: i["Status"] for i in cfn.list_stack_instances(StackSetName="overridden")["Summaries"]
+    }
+    assert status == {a: "CURRENT", b: "CURRENT", c: "OUTDATED"}
+
+    # UpdateStackInstances deploys overrides: c overrides the key, a's override is dropped.
+    cfn.update_stack_instances(
+        StackSetName="overridden",
+        Accounts=[c],
+        Regions=["us-east-1"],
+        ParameterOverrides=[{"ParameterKey": "PublicKey", "ParameterValue": "key-c"}],
+    )
+    cfn.update_stack_instances(
+        StackSetName="overridden", Accounts=[a], Regions=["us-east-1"], ParameterOverrides=[]
+    )
+    assert (env(a)["PUBLIC_KEY"], env(b)["PUBLIC_KEY"], env(c)["PUBLIC_KEY"]) == ("key-3", "key-3", "key-c")
+
+
 # -- process lifetime --------------------------------------------------------
 
 

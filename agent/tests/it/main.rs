@@ -3,6 +3,7 @@
 //!
 //! One test binary, modules inside: each links the whole SDK.
 
+mod bad_input;
 mod crash;
 mod emergency;
 mod fixture;
