@@ -41,8 +41,8 @@ deleted with the stack). A resource of any other type moto cannot update is
 forgotten the same way.
 
 Patch: ``Role``, ``Queue`` and ``LogGroup`` update in place as above (a
-changed ``RoleName``, ``QueueName`` or ``LogGroupName``, which AWS answers by
-replacing the resource, is left to moto); a resource whose type moto cannot
+changed ``RoleName`` or ``QueueName``, which AWS answers by replacing the
+resource, is left to moto; a renamed log group is replaced); a resource whose type moto cannot
 update stays in the stack unchanged. A property removed from the template
 keeps its value (AWS resets it to the default). ``AWS::Lambda::Function``
 needs nothing: moto updates its configuration (``Environment``, ``Timeout``,
@@ -190,7 +190,10 @@ def _install_updates() -> None:
     ) -> Any:
         props = cloudformation_json.get("Properties", {})
         if props.get("LogGroupName", original_resource.name) != original_resource.name:
-            return None  # replacement: moto's behaviour (the stack forgets it)
+            original_resource.delete(account_id, region_name)  # a new name replaces it
+            return cls.create_from_cloudformation_json(
+                new_resource_name, cloudformation_json, account_id, region_name
+            )
         retention = props.get("RetentionInDays")
         original_resource.set_retention_policy(int(retention) if retention is not None else None)
         return original_resource

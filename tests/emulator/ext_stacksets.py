@@ -401,10 +401,11 @@ def install() -> None:
             self.instances.template = self.template
             self.instances.parameters = self.parameters
             chosen = _selected(self, accounts, regions, _request_value("DeploymentTargets") or {})
-            if template or parameters:
+            if template or parameters:  # AWS marks every other instance OUTDATED
                 for instance in self.instances.stack_instances:
                     if instance not in chosen:
-                        _set_state(instance, "OUTDATED", getattr(instance, "keyfleet_detailed_status", "SUCCEEDED"))
+                        detailed = getattr(instance, "keyfleet_detailed_status", "SUCCEEDED")
+                        _set_state(instance, "OUTDATED", detailed)
             return _update_instances(self, chosen, operation_id)
 
     def update_instances(

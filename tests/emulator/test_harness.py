@@ -993,6 +993,32 @@ def test_stackset_update_updates_the_stacks_in_every_account(emu: Emulator) -> N
     for region in STACKSET_REGIONS:
         assert _agent_state(emu, late, region)["env"]["PUBLIC_KEY"] == "key-2"
 
+    # DeploymentTargets and Regions narrow an update to those instances.
+    operation = cfn.update_stack_set(
+        StackSetName="rotating",
+        UsePreviousTemplate=True,
+        Parameters=[
+            {"ParameterKey": "PublicKey", "ParameterValue": "key-3"},
+            {"ParameterKey": "CodeBucket", "UsePreviousValue": True},
+        ],
+        DeploymentTargets={"OrganizationalUnitIds": [target]},
+        Regions=["eu-west-1"],
+        Capabilities=["CAPABILITY_NAMED_IAM"],
+    )["OperationId"]
+    for account in members + [late]:
+        assert _agent_state(emu, account, "eu-west-1")["env"]["PUBLIC_KEY"] == "key-3"
+        assert _agent_state(emu, account, "us-east-1")["env"]["PUBLIC_KEY"] == "key-2"
+    results = cfn.list_stack_set_operation_results(StackSetName="rotating", OperationId=operation)
+    assert sorted(r["Account"] for r in results["Summaries"]) == sorted(members + [late])
+    assert {r["Region"] for r in results["Summaries"]} == {"eu-west-1"}
+    status = {
+        (i["Account"], i["Region"]): i["Status"]
+        for i in cfn.list_stack_instances(StackSetName="rotating")["Summaries"]
+    }
+    assert status == {
+        (a, r): "CURRENT" if r == "eu-west-1" else "OUTDATED" for a in members + [late] for r in STACKSET_REGIONS
+    }
+
 
 def test_stackset_update_keeps_overrides_and_applies_a_new_template(emu: Emulator) -> None:
     management = "910000000011"
@@ -1077,6 +1103,32 @@ def test_stackset_update_keeps_overrides_and_applies_a_new_template(emu: Emulato
         StackSetName="overridden", Accounts=[a], Regions=["us-east-1"], ParameterOverrides=[]
     )
     assert (env(a)["PUBLIC_KEY"], env(b)["PUBLIC_KEY"], env(c)["PUBLIC_KEY"]) == ("key-3", "key-3", "key-c")
+
+    # An update that fails (the code bucket does not exist) is a FAILED
+    # operation and leaves the instances OUTDATED; the next good one repairs them.
+    def set_bucket(bucket: str) -> str:
+        return cfn.update_stack_set(
+            StackSetName="overridden",
+            UsePreviousTemplate=True,
+            Parameters=[
+                {"ParameterKey": "PublicKey", "UsePreviousValue": True},
+                {"ParameterKey": "CodeBucket", "ParameterValue": bucket},
+            ],
+        )["OperationId"]
+
+    operation = set_bucket("keyfleet-no-such-bucket")
+    described = cfn.describe_stack_set_operation(StackSetName="overridden", OperationId=operation)
+    assert described["StackSetOperation"]["Status"] == "FAILED"
+    results = cfn.list_stack_set_operation_results(StackSetName="overridden", OperationId=operation)
+    assert {r["Status"] for r in results["Summaries"]} == {"FAILED"}
+    (instance,) = [
+        i for i in cfn.list_stack_instances(StackSetName="overridden")["Summaries"] if i["Account"] == b
+    ]
+    assert (instance["Status"], instance["StackInstanceStatus"]["DetailedStatus"]) == ("OUTDATED", "FAILED")
+    operation = set_bucket("keyfleet-update-code-2")
+    described = cfn.describe_stack_set_operation(StackSetName="overridden", OperationId=operation)
+    assert described["StackSetOperation"]["Status"] == "SUCCEEDED"
+    assert {i["Status"] for i in cfn.list_stack_instances(StackSetName="overridden")["Summaries"]} == {"CURRENT"}
 
 
 # -- process lifetime --------------------------------------------------------
@@ -1206,6 +1258,103 @@ def test_role_inline_policy_from_a_stack_reads_back_as_json(emu: Emulator) -> No
     got = emu.client("iam", account).get_role_policy(RoleName="stack-role", PolicyName="inline")
     # botocore URL-decodes and parses the document; a repr stays a string.
     assert got["PolicyDocument"] == policy
+
+
+def _update_template(retention: int, visibility: int, policies: dict[str, str]) -> dict[str, Any]:
+    return {
+        "Parameters": {"Retention": {"Type": "Number"}},
+        "Resources": {
+            "Logs": {
+                "Type": "AWS::Logs::LogGroup",
+                "Properties": {"LogGroupName": "/keyfleet/update", "RetentionInDays": {"Ref": "Retention"}},
+            },
+            "Dlq": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": "update-dlq"}},
+            "Queue": {
+                "Type": "AWS::SQS::Queue",
+                "Properties": {
+                    "QueueName": "update-jobs",
+                    "VisibilityTimeout": visibility,
+                    "MessageRetentionPeriod": visibility * 10,
+                    "RedrivePolicy": {
+                        "deadLetterTargetArn": {"Fn::GetAtt": ["Dlq", "Arn"]},
+                        "maxReceiveCount": visibility // 10,
+                    },
+                },
+            },
+            "Role": {
+                "Type": "AWS::IAM::Role",
+                "Properties": {
+                    "RoleName": "update-role",
+                    "Description": f"visibility {visibility}",
+                    "AssumeRolePolicyDocument": {
+                        "Version": "2012-10-17",
+                        "Statement": [
+                            {
+                                "Effect": "Allow",
+                                "Principal": {"Service": "lambda.amazonaws.com" if visibility < 60 else "sqs.amazonaws.com"},
+                                "Action": "sts:AssumeRole",
+                            }
+                        ],
+                    },
+                    "Policies": [
+                        {
+                            "PolicyName": name,
+                            "PolicyDocument": {
+                                "Version": "2012-10-17",
+                                "Statement": [{"Effect": "Allow", "Action": action, "Resource": "*"}],
+                            },
+                        }
+                        for name, action in policies.items()
+                    ],
+                },
+            },
+        },
+    }
+
+
+def test_stack_update_changes_roles_queues_and_log_groups_in_place(emu: Emulator) -> None:
+    """UpdateStack (and so a stack set update) changes a role's trust and inline
+    policies, a queue's attributes and a log group's retention; moto changed
+    only a role's description and a queue's visibility timeout, and forgot
+    the log group (it outlived the stack)."""
+    account = "900000000033"
+    cfn = emu.client("cloudformation", account)
+    iam = emu.client("iam", account)
+    sqs = emu.client("sqs", account)
+    logs = emu.client("logs", account)
+    cfn.create_stack(
+        StackName="update",
+        TemplateBody=json.dumps(_update_template(7, 30, {"keep": "s3:GetObject", "drop": "s3:PutObject"})),
+        Parameters=[{"ParameterKey": "Retention", "ParameterValue": "7"}],
+        Capabilities=["CAPABILITY_NAMED_IAM"],
+    )
+    # A policy put outside the stack is not the stack's to delete.
+    iam.put_role_policy(RoleName="update-role", PolicyName="manual", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sqs:*", "Resource": "*"}]}
+    ))
+    cfn.update_stack(
+        StackName="update",
+        TemplateBody=json.dumps(_update_template(30, 60, {"keep": "s3:ListBucket", "added": "sqs:SendMessage"})),
+        Parameters=[{"ParameterKey": "Retention", "ParameterValue": "30"}],
+        Capabilities=["CAPABILITY_NAMED_IAM"],
+    )
+    assert sorted(iam.list_role_policies(RoleName="update-role")["PolicyNames"]) == ["added", "keep", "manual"]
+    keep = iam.get_role_policy(RoleName="update-role", PolicyName="keep")["PolicyDocument"]
+    assert keep["Statement"][0]["Action"] == "s3:ListBucket"
+    role = iam.get_role(RoleName="update-role")["Role"]
+    assert role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {"Service": "sqs.amazonaws.com"}
+    assert role["Description"] == "visibility 60"
+    url = sqs.get_queue_url(QueueName="update-jobs")["QueueUrl"]
+    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert (attrs["VisibilityTimeout"], attrs["MessageRetentionPeriod"]) == ("60", "600")
+    assert json.loads(attrs["RedrivePolicy"])["maxReceiveCount"] == 6
+    (group,) = logs.describe_log_groups(logGroupNamePrefix="/keyfleet/update")["logGroups"]
+    assert group["retentionInDays"] == 30
+    resources = cfn.list_stack_resources(StackName="update")["StackResourceSummaries"]
+    assert sorted(r["LogicalResourceId"] for r in resources) == ["Dlq", "Logs", "Queue", "Role"]
+
+    cfn.delete_stack(StackName="update")
+    assert logs.describe_log_groups(logGroupNamePrefix="/keyfleet/update")["logGroups"] == []
 
 
 # -- SQS: 1 MiB messages (plain moto already matches AWS) --------------------

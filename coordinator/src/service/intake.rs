@@ -6,7 +6,16 @@
 
 use super::{Coordinator, CoordinatorError, Intake, Rejection};
 use crate::store::{self, Put};
+use keyfleet_protocol::parts::PartsError;
 use keyfleet_protocol::{decode, encode, AccountResult, RunManifest, Token};
+
+/// What the stored parts of an account add up to.
+enum Assembly {
+    /// Not every part of any attempt is stored yet.
+    Incomplete,
+    Complete(AccountResult),
+    Broken(PartsError),
+}
 
 impl Coordinator {
     /// The coordinator's one doorway for results: one message in (its body
@@ -50,6 +59,10 @@ impl Coordinator {
         // a retried job's parts are never mixed with an earlier attempt's.
         let attempt = result.started_at.unix_timestamp_nanos().to_string();
         let key = store::part_key(&run, &account, &attempt, result.part, result.parts);
+        // Whether the report was written before this part arrived: a late
+        // result is still taken (its owners must get their keys) and
+        // alerted, since the report lists the account as missing.
+        let late = self.store.exists(&store::final_key(&run)).await?;
         // Stored without the token (see `Token::stored`).
         let stored = AccountResult {
             token: Token::stored(),
@@ -67,7 +80,22 @@ impl Coordinator {
         // stored it and then failed (SES or S3 down), this retry is what
         // sends the owners' emails and finalizes. The ledger and the finalize
         // marker make repeating these steps harmless.
-        let Some(whole) = self.account_result(&run, &account).await? else {
+        let whole = match self.assemble(&run, &account).await? {
+            Assembly::Complete(whole) => Some(whole),
+            Assembly::Incomplete => None,
+            Assembly::Broken(e) => {
+                // The parts stay stored, as evidence; the account is
+                // reported missing at the deadline.
+                return Ok(self
+                    .reject(Rejection::PartsDoNotFit {
+                        run,
+                        account,
+                        reason: e.to_string(),
+                    })
+                    .await);
+            }
+        };
+        let Some(whole) = whole else {
             return Ok(if duplicate {
                 Intake::Duplicate {
                     run_id: run,
@@ -83,6 +111,22 @@ impl Coordinator {
             });
         };
         self.notify_owners(&manifest, &whole).await?;
+        if late && !duplicate {
+            let error = whole
+                .error
+                .as_deref()
+                .map(|e| format!(", error: {e}"))
+                .unwrap_or_default();
+            let text = format!(
+                "Account {account} reported after run {run} was finalized; its owners were mailed, the run's report lists it as missing. Status: {:?}{error}",
+                whole.status
+            );
+            self.alert(
+                &format!("keyfleet run {run}: result after the report"),
+                &text,
+            )
+            .await;
+        }
         let finalized = if self.all_reported(&manifest).await? {
             self.finalize(&run).await?.is_some()
         } else {
@@ -113,35 +157,48 @@ impl Coordinator {
     }
 
     /// The reassembled result of an account, once all the parts of one
-    /// delivery attempt are stored (the earliest complete attempt wins).
+    /// delivery attempt are stored (the earliest complete attempt that fits
+    /// together wins). Parts that do not fit together count as no result.
     pub async fn account_result(
         &self,
         run: &str,
         account: &str,
     ) -> Result<Option<AccountResult>, CoordinatorError> {
+        Ok(match self.assemble(run, account).await? {
+            Assembly::Complete(r) => Some(r),
+            Assembly::Incomplete => None,
+            Assembly::Broken(e) => {
+                tracing::error!(run_id = %run, account = %account, error = %e, "result parts do not fit together");
+                None
+            }
+        })
+    }
+
+    /// The earliest complete attempt whose parts fit together; the first
+    /// misfit when no complete attempt fits (so parts a compromised agent
+    /// forged for its own account never hide a genuine attempt).
+    async fn assemble(&self, run: &str, account: &str) -> Result<Assembly, CoordinatorError> {
         let prefix = store::account_results_prefix(run, account);
         let keys = self.store.list(&prefix).await?;
-        let Some((_, complete)) = store::complete_attempts(&keys).into_iter().next() else {
-            return Ok(None);
-        };
-        let mut all = Vec::with_capacity(complete.len());
-        for k in &complete {
-            if let Some(b) = self.store.get(k).await? {
-                match decode::<AccountResult>(&b) {
-                    Ok(r) => all.push(r),
-                    Err(e) => tracing::error!(key = %k, error = %e, "stored part unreadable"),
+        let mut misfit = None;
+        for (_, complete) in store::complete_attempts(&keys) {
+            let mut all = Vec::with_capacity(complete.len());
+            for k in &complete {
+                if let Some(b) = self.store.get(k).await? {
+                    match decode::<AccountResult>(&b) {
+                        Ok(r) => all.push(r),
+                        Err(e) => tracing::error!(key = %k, error = %e, "stored part unreadable"),
+                    }
+                }
+            }
+            match keyfleet_protocol::parts::reassemble(all) {
+                Ok(r) => return Ok(Assembly::Complete(r)),
+                Err(e) => {
+                    misfit.get_or_insert(e);
                 }
             }
         }
-        match keyfleet_protocol::parts::reassemble(all) {
-            Ok(r) => Ok(Some(r)),
-            Err(e) => {
-                // Parts that disagree cannot be trusted; the account is
-                // reported missing at the deadline and the reason logged.
-                tracing::error!(run_id = %run, account = %account, error = %e, "result parts do not fit together");
-                Ok(None)
-            }
-        }
+        Ok(misfit.map_or(Assembly::Incomplete, Assembly::Broken))
     }
 
     async fn all_reported(&self, manifest: &RunManifest) -> Result<bool, CoordinatorError> {

@@ -119,6 +119,12 @@ pub enum Rejection {
         "result for account {account} in run {run} carries a token that does not match the job's"
     )]
     BadToken { run: String, account: String },
+    #[error("result parts of account {account} in run {run} do not fit together: {reason}")]
+    PartsDoNotFit {
+        run: String,
+        account: String,
+        reason: String,
+    },
 }
 
 /// What intake did with one message.

@@ -344,3 +344,199 @@ async fn owner_address_the_rule_refuses_is_reported_and_alerted_not_retried() {
     assert!(matches!(again, Intake::Duplicate { .. }), "{again:?}");
     assert_eq!(central.alerts(0).await, vec![], "alerted once per owner");
 }
+
+/// The coordinator's side of the bad-input corpus. How each ends: refused
+/// by name, dropped (the message is deleted: none of them can succeed on a
+/// later delivery) and alerted on the SNS topic; nothing stored, nothing
+/// mailed; the genuine result still goes through afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_bad_result_is_refused_by_name_and_alerted() {
+    let (member, _) = normal_member("intake-corpus").await;
+    let stranger = create_member("intake-corpus-stranger").await;
+    let central = Central::new(Setup::default()).await;
+    let start = || {
+        central.coordinator.start_run(RunRequest {
+            accounts: Some(vec![member.id.clone()]),
+            ..RunRequest::default()
+        })
+    };
+    let run_id = start().await.expect("start run").run_id;
+    member.run_agent(&central.public_key).await;
+    let (body, receipt) = central.receive_results().await.pop().expect("result");
+    // A second run for the same account: the first run's result replayed
+    // into it carries the wrong token.
+    let next_run = start().await.expect("second run").run_id;
+
+    let malformed = |named: &'static str| {
+        move |got: &Intake| match got {
+            Intake::Rejected(Rejection::Malformed(why)) => why.contains(named),
+            _ => false,
+        }
+    };
+    let padded = |len: usize| {
+        let shape = forge(&body, &[("error", "".into())]);
+        let pad = len - shape.len();
+        forge(&body, &[("error", "e".repeat(pad).into())])
+    };
+    let at_limit = padded(keyfleet_protocol::MAX_MESSAGE_BYTES);
+    assert_eq!(at_limit.len(), keyfleet_protocol::MAX_MESSAGE_BYTES);
+    // Two parts of one attempt (an earlier one than the genuine result's,
+    // so it is tried first)
+    // that name the same users.
+    let started: time::OffsetDateTime = {
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        time::OffsetDateTime::parse(
+            v["started_at"].as_str().unwrap(),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap()
+    };
+    let earlier = (started - time::Duration::seconds(1))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let half = |part: u32| {
+        forge(
+            &body,
+            &[
+                ("part", part.into()),
+                ("parts", 2.into()),
+                ("started_at", earlier.clone().into()),
+            ],
+        )
+    };
+    let (part1, part2) = (half(1), half(2));
+
+    type Check = Box<dyn Fn(&Intake) -> bool>;
+    let cases: Vec<(&str, Vec<u8>, Check)> = vec![
+        (
+            "truncated JSON",
+            body.as_bytes()[..body.len() / 2].to_vec(),
+            Box::new(malformed("not JSON")),
+        ),
+        (
+            "a wrong type",
+            forge(&body, &[("part", "1".into())]).into_bytes(),
+            Box::new(malformed("part")),
+        ),
+        (
+            "an unknown version",
+            forge(&body, &[("v", 2.into())]).into_bytes(),
+            Box::new(malformed("unsupported protocol version 2")),
+        ),
+        (
+            "a body of exactly SQS's limit",
+            at_limit.into_bytes(),
+            Box::new(malformed("field `error`")),
+        ),
+        (
+            "a body longer than SQS carries",
+            padded(keyfleet_protocol::MAX_MESSAGE_BYTES + 1).into_bytes(),
+            Box::new(malformed("more than SQS carries")),
+        ),
+        (
+            "non-UTF-8 bytes",
+            b"{\"v\":1,\"run_id\":\"\xff\xfe\"}".to_vec(),
+            Box::new(malformed("not JSON")),
+        ),
+        (
+            "a key id of HTML",
+            body.replacen("\"id\":\"AKIA", "\"id\":\"<b>AKIA", 1)
+                .into_bytes(),
+            Box::new(malformed("users[].keys[].id")),
+        ),
+        (
+            "an alias of free text",
+            forge(
+                &body,
+                &[("account_alias", "pay now at evil.example".into())],
+            )
+            .into_bytes(),
+            Box::new(malformed("account_alias")),
+        ),
+        (
+            "a wrong token",
+            forge(&body, &[("token", Token::generate().0.into())]).into_bytes(),
+            Box::new(|g: &Intake| matches!(g, Intake::Rejected(Rejection::BadToken { .. }))),
+        ),
+        (
+            "a result for another account",
+            forge(&body, &[("account_id", stranger.id.clone().into())]).into_bytes(),
+            Box::new(|g: &Intake| matches!(g, Intake::Rejected(Rejection::UnknownAccount { .. }))),
+        ),
+        (
+            "a result replayed into a later run",
+            forge(&body, &[("run_id", next_run.clone().into())]).into_bytes(),
+            Box::new(|g: &Intake| matches!(g, Intake::Rejected(Rejection::BadToken { .. }))),
+        ),
+    ];
+    let n = cases.len();
+    for (what, bytes, check) in cases {
+        let got = central
+            .coordinator
+            .intake(&bytes, 1)
+            .await
+            .unwrap_or_else(|e| panic!("intake of {what} must not fail: {e}"));
+        assert!(check(&got), "{what}: {got:?}");
+    }
+    let store = central.coordinator.store();
+    assert!(
+        store
+            .list(&format!("runs/{run_id}/results/"))
+            .await
+            .expect("list")
+            .is_empty(),
+        "a refused message stored a result"
+    );
+    assert!(
+        emails_of_run(&run_id).is_empty(),
+        "a refused message mailed"
+    );
+    let alerts = central.alerts(n).await;
+    assert_eq!(alerts.len(), n, "one alert per refusal: {alerts:?}");
+
+    // Parts that do not add up: the first is taken (it may be genuine),
+    // the second shows they cannot both be, and is refused.
+    let got = central.coordinator.intake(&part1, 1).await.expect("part 1");
+    assert!(
+        matches!(
+            got,
+            Intake::Accepted {
+                account_complete: false,
+                ..
+            }
+        ),
+        "{got:?}"
+    );
+    let got = central.coordinator.intake(&part2, 1).await.expect("part 2");
+    match &got {
+        Intake::Rejected(Rejection::PartsDoNotFit { reason, .. }) => {
+            assert!(reason.contains("more than one part"), "{reason}")
+        }
+        other => panic!("parts that name one user twice: {other:?}"),
+    }
+    assert!(
+        emails_of_run(&run_id).is_empty(),
+        "parts that do not fit mailed"
+    );
+    let alerts = central.alerts(1).await;
+    assert!(alerts[0].1.contains("do not fit together"), "{alerts:?}");
+
+    // The genuine result, delivered twice (a duplicated part), is taken once.
+    let got = central.coordinator.intake(&body, 1).await.expect("genuine");
+    assert!(
+        matches!(
+            got,
+            Intake::Accepted {
+                account_complete: true,
+                ..
+            }
+        ),
+        "{got:?}"
+    );
+    let mailed = emails_of_run(&run_id).len();
+    assert!(mailed > 0, "the genuine result is mailed");
+    let got = central.coordinator.intake(&body, 1).await.expect("again");
+    assert!(matches!(got, Intake::Duplicate { .. }), "{got:?}");
+    assert_eq!(emails_of_run(&run_id).len(), mailed, "a duplicate mailed");
+    central.delete_result(&receipt).await;
+}
