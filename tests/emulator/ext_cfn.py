@@ -42,7 +42,8 @@ forgotten the same way.
 
 Patch: ``Role``, ``Queue`` and ``LogGroup`` update in place as above (a
 changed ``RoleName`` or ``QueueName``, which AWS answers by replacing the
-resource, is left to moto; a renamed log group is replaced); a resource whose type moto cannot
+resource, is left to moto; a renamed log group is replaced). Inline policies
+put outside the stack are left alone. A resource whose type moto cannot
 update stays in the stack unchanged. A property removed from the template
 keeps its value (AWS resets it to the default). ``AWS::Lambda::Function``
 needs nothing: moto updates its configuration (``Environment``, ``Timeout``,

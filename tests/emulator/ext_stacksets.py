@@ -1,4 +1,4 @@
-"""CloudFormation StackSets: service-managed targets and auto-deployment.
+"""CloudFormation StackSets: service-managed targets, auto-deployment, updates.
 
 AWS: a SERVICE_MANAGED stack set deployed to organizational units
 (CreateStackInstances with ``DeploymentTargets.OrganizationalUnitIds``) covers
@@ -32,8 +32,63 @@ Patch:
     ``RemoveAccountFromOrganization`` delete the account's instances unless
     RetainStacksOnAccountRemoval is true. Each auto-deployment is recorded as
     a stack set operation. A deployment that fails (e.g. the Lambda code
-    object is missing from S3) is recorded as a FAILED operation and logged;
+    bucket does not exist) is recorded as a FAILED operation and logged;
     it does not fail the Organizations call, as in AWS.
+
+AWS: UpdateStackSet (a new TemplateBody/TemplateURL and/or Parameters)
+updates the stack of every instance of the stack set, or only of those named
+by ``Accounts``/``DeploymentTargets`` (OUs and their descendants, narrowed by
+``Accounts`` with ``AccountFilterType``) and ``Regions``; each stack gets the
+stack set's template and parameters with the instance's parameter overrides
+on top, so the deployed resources change in every member account (a Lambda
+function's environment, a queue's attributes, a role's inline policy). The
+instances not updated become OUTDATED; a failed instance is OUTDATED with
+DetailedStatus FAILED, and the operation FAILED. UpdateStackInstances
+replaces an instance's overrides (``UsePreviousValue`` keeps one; an empty
+list drops them all; no ParameterOverrides at all keeps them) and updates its
+stack the same way. Instances created later (CreateStackInstances,
+auto-deployment) get the current template and parameters.
+
+moto 5.2.5: UpdateStackSet stores the new template and parameters on the
+stack set and records an UPDATE operation, but updates no stack: the member
+accounts keep the old resources; with ``Accounts`` and ``Regions`` it also
+replaces those instances' overrides with the stack set's parameters.
+``DeploymentTargets`` is ignored. Later instances (CreateStackInstances,
+auto-deployment) are still deployed from the *old* template (moto's
+StackInstances keeps its own copy). UpdateStackInstances only stores the
+overrides (and an omitted list clears them). CreateStackInstances with
+``ParameterOverrides`` deploys with the overrides alone (the stack set's other
+parameters are lost; a required one fails the call). Instances are always
+CURRENT. ``UsePreviousValue`` for a parameter that was never set (its default
+applied) fails with HTTP 500 (KeyError).
+
+Patch:
+  * ``StackSet.update`` (UpdateStackSet) stores the template and parameters
+    as moto does (also on the copy new instances are deployed from), selects
+    the instances (all; or by ``Accounts``, ``DeploymentTargets`` read from
+    the request, and ``Regions``), and updates each instance's stack in place
+    with moto's stack update (``Stack.update``: resources whose properties
+    changed are updated, added ones created, removed ones deleted) using the
+    stack set's parameters merged with the instance's overrides. One UPDATE
+    operation (the request's OperationId) lists every instance with its own
+    result (ListStackSetOperationResults); it is FAILED if any instance
+    failed (logged; moto does not roll back, so the stack may be half
+    updated). The others are marked OUTDATED when the template or
+    parameters changed.
+  * ``StackSet.update_instances`` (UpdateStackInstances) applies the AWS
+    override rules above and updates the named instances' stacks the same
+    way (``DeploymentTargets`` works here too).
+  * Every instance keeps its overrides apart from the stack set's
+    parameters; CreateStackInstances and auto-deployments deploy with both.
+    DescribeStackInstance/ListStackInstances show the overrides, CURRENT or
+    OUTDATED, and the DetailedStatus (and StatusReason of a failure).
+  * ``UsePreviousValue`` of a parameter never set leaves it out (its default
+    applies), for UpdateStack too.
+  All instances are updated, one after the other, whatever the
+  OperationPreferences (AWS stops at the first failure by default).
+  What moto updates in place for each resource type is moto's (see
+  ext_cfn.py for roles, queues and log groups); an AWS::Lambda::Function
+  keeps its ARN, code (re-read from ``Code``) and event source mappings.
 """
 
 from __future__ import annotations
