@@ -47,3 +47,19 @@ pub fn from_env() -> Result<AgentConfig, ConfigError> {
         results_queue_url: var("KEYFLEET_RESULTS_QUEUE_URL").ok(),
     })
 }
+
+/// `KEYFLEET_TIME_MARGIN` (a duration such as `20s`; default
+/// [`crate::budget::DEFAULT_MARGIN`]): how much of a Lambda invocation's
+/// time is kept for finishing the users in flight and sending the result.
+pub fn time_margin() -> Result<std::time::Duration, ConfigError> {
+    match var("KEYFLEET_TIME_MARGIN") {
+        Err(_) => Ok(crate::budget::DEFAULT_MARGIN),
+        Ok(v) => v
+            .parse::<keyfleet_protocol::Duration>()
+            .map(|d| std::time::Duration::from_secs(d.as_secs()))
+            .map_err(|e| ConfigError::Invalid {
+                name: "KEYFLEET_TIME_MARGIN",
+                reason: e.to_string(),
+            }),
+    }
+}

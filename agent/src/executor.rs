@@ -118,6 +118,16 @@ impl Agent {
         out
     }
 
+    fn user_deferred(&self, mut out: UserOutcome) -> UserOutcome {
+        let due = out.report.verdict.as_str();
+        tracing::warn!(user = %out.report.user_name, due, "user deferred: the invocation's time ran short");
+        out.report.note = Some(format!(
+            "deferred: `{due}` was due, but the agent's time ran short before it started this user; the next run picks it up"
+        ));
+        out.report.verdict = Verdict::Deferred;
+        out
+    }
+
     pub(crate) async fn process_user(
         &self,
         job: &Job,
@@ -164,6 +174,12 @@ impl Agent {
             || !first.actions.is_empty();
         if !record_matters {
             return Ok(out);
+        }
+        // From here on the user costs IAM and Secrets Manager calls: start
+        // it only while the invocation has time to finish it and send the
+        // result (see `crate::budget`).
+        if !self.budget.may_start() {
+            return Ok(self.user_deferred(out));
         }
         let found = match record::load(
             &self.clients.secrets,

@@ -79,6 +79,7 @@ pub async fn run_function() -> Result<(), lambda_runtime::Error> {
         .without_time()
         .init();
     let config = crate::config::from_env()?;
+    let margin = crate::config::time_margin()?;
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let clients = AgentClients::new(&sdk);
     let agent_for = |account: &str| Agent::new(clients.clone(), config.clone(), account);
@@ -93,7 +94,8 @@ pub async fn run_function() -> Result<(), lambda_runtime::Error> {
                 .nth(4)
                 .unwrap_or_default()
                 .to_string();
-            let agent = agent_for(&account);
+            let budget = crate::budget::Budget::lambda(event.context.deadline, margin);
+            let agent = agent_for(&account).with_budget(budget);
             async move { Ok::<_, lambda_runtime::Error>(handle_batch(&agent, event.payload).await) }
         },
     )))

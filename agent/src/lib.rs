@@ -15,7 +15,9 @@
 //! - [`results`]: where results go (the results queue, or an in-process
 //!   coordinator);
 //! - [`lambda`]: the SQS batch handler and the Lambda process.
+//! - [`budget`]: when to stop starting users before the Lambda's timeout.
 
+pub mod budget;
 pub mod clients;
 pub mod config;
 pub mod executor;
@@ -28,6 +30,7 @@ pub mod rules;
 pub mod run;
 pub mod scan;
 
+pub use budget::Budget;
 pub use clients::{AgentClients, CallCounter};
 #[cfg(feature = "fault-injection")]
 pub use fault::FaultHook;

@@ -5,6 +5,7 @@
 //! reconciliation), the protected per-user record in [`crate::record`],
 //! and the test-only fault hooks in [`crate::fault`].
 
+use crate::budget::Budget;
 use crate::clients::AgentClients;
 use crate::executor::{AfterSend, UserOutcome};
 use crate::fault::{FaultPoint, Faults};
@@ -56,6 +57,7 @@ pub struct Agent {
     pub(crate) account_id: String,
     pub(crate) faults: Faults,
     pub(crate) sink: ResultSink,
+    pub(crate) budget: Budget,
 }
 
 pub(crate) fn now_utc() -> OffsetDateTime {
@@ -70,7 +72,14 @@ impl Agent {
             account_id: account_id.into(),
             faults: Faults::default(),
             sink: ResultSink::Queue,
+            budget: Budget::Unlimited,
         }
+    }
+
+    /// Stops starting users when `budget` runs out (see [`Budget`]).
+    pub fn with_budget(mut self, budget: Budget) -> Self {
+        self.budget = budget;
+        self
     }
 
     /// Sends results to `sink` instead of SQS (`keyfleet run --local`).
@@ -169,7 +178,7 @@ impl Agent {
                     .await;
                 for o in outcomes {
                     let o = o?;
-                    if o.report.verdict == Verdict::Failed {
+                    if matches!(o.report.verdict, Verdict::Failed | Verdict::Deferred) {
                         result.status = AccountStatus::Partial;
                     }
                     if let AfterSend::ClearIntent { arn, record } = o.after_send {

@@ -150,10 +150,14 @@ pub enum Verdict {
     Unreachable,
     /// An action failed; see the user's error.
     Failed,
+    /// Something was due, but the agent's time ran short before it started
+    /// this user (see the agent's `budget`): nothing was done; the next run
+    /// picks it up. The note says what was due.
+    Deferred,
 }
 
 impl Verdict {
-    pub const ALL: [Verdict; 10] = [
+    pub const ALL: [Verdict; 11] = [
         Verdict::Compliant,
         Verdict::Exempt,
         Verdict::NoKeys,
@@ -164,6 +168,7 @@ impl Verdict {
         Verdict::StillInUse,
         Verdict::Unreachable,
         Verdict::Failed,
+        Verdict::Deferred,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -177,6 +182,7 @@ impl Verdict {
             Verdict::StillInUse => "still_in_use",
             Verdict::Unreachable => "unreachable",
             Verdict::Failed => "failed",
+            Verdict::Deferred => "deferred",
         }
     }
 }

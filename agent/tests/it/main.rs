@@ -4,6 +4,7 @@
 //! One test binary, modules inside: each links the whole SDK.
 
 mod bad_input;
+mod budget;
 mod crash;
 mod emergency;
 mod fixture;
