@@ -55,6 +55,17 @@ impl Budget {
         Budget::Users(std::sync::Arc::new(n.into()))
     }
 
+    /// When the account's lease taken under this budget expires: when the
+    /// invocation must be over; 15 minutes (Lambda's longest invocation)
+    /// without a deadline.
+    pub fn lease_until(&self) -> time::OffsetDateTime {
+        let left = match self {
+            Budget::Until { deadline, .. } => deadline.saturating_duration_since(Instant::now()),
+            _ => Duration::from_secs(15 * 60),
+        };
+        time::OffsetDateTime::now_utc() + left
+    }
+
     /// Whether a user that needs IAM work may still be started; counts the
     /// start against a [`Budget::users`] budget.
     pub fn may_start(&self) -> bool {

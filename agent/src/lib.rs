@@ -15,6 +15,7 @@
 //! - [`results`]: where results go (the results queue, or an in-process
 //!   coordinator);
 //! - [`lambda`]: the SQS batch handler and the Lambda process.
+//! - [`lease`]: one run at a time per account.
 //! - [`budget`]: when to stop starting users before the Lambda's timeout.
 
 pub mod budget;
@@ -23,6 +24,7 @@ pub mod config;
 pub mod executor;
 pub mod fault;
 pub mod lambda;
+pub mod lease;
 pub mod message;
 pub mod record;
 pub mod results;

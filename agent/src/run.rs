@@ -31,6 +31,8 @@ pub enum AgentError {
     Send { queue: String, message: String },
     #[error("result could not be split for SQS: {0}")]
     Parts(#[from] PartsError),
+    #[error(transparent)]
+    Lease(#[from] crate::lease::LeaseError),
 }
 
 /// What the agent needs besides its clients.
@@ -129,6 +131,22 @@ impl Agent {
                 agent: self.account_id.clone(),
             });
         }
+        if job.dry_run {
+            return self.run_job(job).await;
+        }
+        // One run at a time in an account (see `crate::lease`).
+        let lease = crate::lease::acquire(
+            &self.clients.secrets,
+            &job.run_id,
+            self.budget.lease_until(),
+        )
+        .await?;
+        let result = self.run_job(job).await;
+        lease.release(&self.clients.secrets).await;
+        result
+    }
+
+    async fn run_job(&self, job: &Job) -> Result<AccountResult, AgentError> {
         let started_at = now_utc();
         let as_of = job.as_of.unwrap_or(started_at);
         let calls_before = self.clients.calls.snapshot();

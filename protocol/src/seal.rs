@@ -94,6 +94,11 @@ pub enum SealError {
     OpenFailed,
     #[error("sealed credential opened but its content is not a credential for {0}")]
     Mismatch(&'static str),
+    /// The box holds something other than an AWS secret access key: what a
+    /// compromised member account would seal to put its own text into the
+    /// zip mailed from the organization's sender.
+    #[error("sealed credential opened but its secret is not an AWS secret access key (40 of [A-Za-z0-9/+])")]
+    NotASecretKey,
     #[error("sealing failed")]
     SealFailed,
 }
@@ -253,6 +258,9 @@ pub fn open(
     if cred.user_name != sealed.user_name || cred.access_key_id != sealed.access_key_id {
         return Err(SealError::Mismatch("this user and key"));
     }
+    if !crate::validate::is_secret_access_key(cred.secret_access_key.expose()) {
+        return Err(SealError::NotASecretKey);
+    }
     Ok(cred)
 }
 
@@ -278,6 +286,25 @@ mod tests {
         assert!(!sealed.ciphertext.contains("wJalr"));
         let back = open(&sk, "111122223333", &sealed).unwrap();
         assert_eq!(back, cred());
+    }
+
+    #[test]
+    fn a_box_holding_anything_but_a_secret_key_is_refused() {
+        let sk = PrivateKey::generate();
+        for text in [
+            "Your key expired: log in at https://evil.example\n[default]",
+            "",
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKE\n",
+        ] {
+            let mut c = cred();
+            c.secret_access_key = Secret::new(text);
+            let sealed = seal(&sk.public_key(), &c).unwrap();
+            assert_eq!(
+                open(&sk, "111122223333", &sealed),
+                Err(SealError::NotASecretKey),
+                "{text:?}"
+            );
+        }
     }
 
     #[test]

@@ -77,6 +77,7 @@ AGENT_ACTIONS = {
     "secretsmanager:TagResource",
     "secretsmanager:PutResourcePolicy",
     "secretsmanager:GetResourcePolicy",
+    "secretsmanager:UpdateSecretVersionStage",
     "sqs:ReceiveMessage",
     "sqs:DeleteMessage",
     "sqs:GetQueueAttributes",
@@ -748,12 +749,19 @@ def test_agent_role_has_exactly_what_the_agent_needs(template):
     assert granted == AGENT_ACTIONS
     own_users = {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:user/*"}
     own_secrets = {"Fn::Sub": "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:keyfleet/*"}
+    lease = {"Fn::Sub": "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}"
+                        ":secret:keyfleet-lease-??????"}
+    lease_actions = {a for s in statements if s.sid == "AccountLease" for a in s.actions}
+    assert lease_actions == {"secretsmanager:CreateSecret", "secretsmanager:GetSecretValue",
+                             "secretsmanager:PutSecretValue", "secretsmanager:UpdateSecretVersionStage"}
     for s in statements:
         for action in s.actions:
             if action in RESOURCE_STAR_ONLY:
                 assert s.resources == ["*"]
             elif action.startswith("iam:"):
                 assert s.resources == [own_users], f"{action} must be limited to the account's users"
+            elif s.sid == "AccountLease":
+                assert s.resources == [lease], f"{action}: the lease secret only"
             elif action.startswith("secretsmanager:"):
                 assert s.resources == [own_secrets], f"{action} must be limited to keyfleet/* secrets"
             elif action == "sqs:SendMessage":

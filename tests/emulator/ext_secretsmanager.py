@@ -29,6 +29,16 @@ the allowed set with the message above. Every other action with a
 that does not start with ``arn:``; ARNs (full or partial) are moto's to
 resolve, as before. BatchGetSecretValue's ``SecretIdList`` and filters are not
 checked.
+
+AWS: GetSecretValue without VersionId or VersionStage returns the version
+labelled ``AWSCURRENT``, and UpdateSecretVersionStage moving ``AWSCURRENT``
+(``MoveToVersionId``, ``RemoveFromVersionId``) changes which one that is;
+it fails with InvalidParameterException when ``RemoveFromVersionId`` does not
+hold the label, which makes it a compare-and-swap. moto 5.2.5 moves the
+labels but keeps returning the old version as the current value (it reads
+``default_version_id``, which only PutSecretValue with ``AWSCURRENT``
+updates). Patch: after moto moves ``AWSCURRENT``, the secret's current
+version is the one it was moved to.
 """
 
 from __future__ import annotations
@@ -108,8 +118,29 @@ def _guarded(original: Callable[..., Any], param: str, check: Callable[[Any], No
     return action
 
 
+def _follow_awscurrent(original: Callable[..., Any]) -> Callable[..., Any]:
+    def update_secret_version_stage(
+        self: Any,
+        secret_id: str,
+        version_stage: str,
+        remove_from_version_id: str,
+        move_to_version_id: str,
+    ) -> Any:
+        out = original(self, secret_id, version_stage, remove_from_version_id, move_to_version_id)
+        if version_stage == "AWSCURRENT" and move_to_version_id:
+            self.secrets[secret_id].default_version_id = move_to_version_id
+        return out
+
+    return update_secret_version_stage
+
+
 def install() -> None:
+    from moto.secretsmanager.models import SecretsManagerBackend
     from moto.secretsmanager.responses import SecretsManagerResponse
+
+    SecretsManagerBackend.update_secret_version_stage = _follow_awscurrent(  # type: ignore[method-assign]
+        SecretsManagerBackend.update_secret_version_stage
+    )
 
     SecretsManagerResponse.create_secret = _guarded(  # type: ignore[method-assign]
         SecretsManagerResponse.create_secret, "Name", check_new_name

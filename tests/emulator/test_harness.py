@@ -1487,3 +1487,40 @@ def test_secretsmanager_accepts_every_allowed_character(emu: Emulator) -> None:
         # An ARN is not a name: it is looked up, not validated as one.
         assert sm.get_secret_value(SecretId=created["ARN"])["SecretString"] == "next"
     assert {s["Name"] for s in sm.list_secrets()["SecretList"]} == set(names)
+
+
+def test_secretsmanager_current_value_follows_the_awscurrent_label(emu: Emulator) -> None:
+    """AWS: GetSecretValue without a version returns the version labelled
+    AWSCURRENT; UpdateSecretVersionStage moving AWSCURRENT changes it, and
+    fails when RemoveFromVersionId no longer holds the label (a
+    compare-and-swap keyfleet's account lease relies on)."""
+    sm = emu.client("secretsmanager", "900000000054")
+    first = sm.create_secret(Name="keyfleet-lease", SecretString="one")["VersionId"]
+    staged = sm.put_secret_value(
+        SecretId="keyfleet-lease", SecretString="two", VersionStages=["keyfleet-next"]
+    )["VersionId"]
+    assert sm.get_secret_value(SecretId="keyfleet-lease")["SecretString"] == "one"
+    sm.update_secret_version_stage(
+        SecretId="keyfleet-lease",
+        VersionStage="AWSCURRENT",
+        MoveToVersionId=staged,
+        RemoveFromVersionId=first,
+    )
+    current = sm.get_secret_value(SecretId="keyfleet-lease")
+    assert (current["SecretString"], current["VersionId"]) == ("two", staged)
+    previous = sm.get_secret_value(SecretId="keyfleet-lease", VersionStage="AWSPREVIOUS")
+    assert previous["SecretString"] == "one"
+    # A second swap from the version that no longer holds AWSCURRENT fails.
+    late = sm.put_secret_value(
+        SecretId="keyfleet-lease", SecretString="three", VersionStages=["keyfleet-next"]
+    )["VersionId"]
+    error = _validation_error(
+        lambda: sm.update_secret_version_stage(
+            SecretId="keyfleet-lease",
+            VersionStage="AWSCURRENT",
+            MoveToVersionId=late,
+            RemoveFromVersionId=first,
+        )
+    )
+    assert error["Code"] == "InvalidParameterException", error
+    assert sm.get_secret_value(SecretId="keyfleet-lease")["SecretString"] == "two"

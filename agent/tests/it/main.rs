@@ -11,6 +11,7 @@ mod fixture;
 mod fleet;
 mod lambda;
 mod logs;
+mod overlap;
 mod safety;
 
 pub use fixture::*;
