@@ -29,6 +29,12 @@ use keyfleet_protocol::{
 };
 use time::OffsetDateTime;
 
+/// How long past its deadline a job still runs: the coordinator's and the
+/// agent's clocks may differ by this much, and a result that arrives after
+/// the report is still taken (and alerted). A job redriven from the DLQ is
+/// hours or days late.
+pub const DEADLINE_GRACE: time::Duration = time::Duration::minutes(5);
+
 /// What became of one job message.
 #[derive(Debug)]
 pub enum JobOutcome {
@@ -97,7 +103,7 @@ pub async fn handle_message(
         }
     };
     let now = OffsetDateTime::now_utc();
-    if now > job.deadline {
+    if now > job.deadline + DEADLINE_GRACE {
         let why = Dropped::Expired {
             run_id: job.run_id.clone(),
             deadline: job.deadline,

@@ -259,9 +259,9 @@ impl Validate for Job {
             "only allowed with dry_run",
         )?;
         check(
-            self.issued_at < self.deadline,
+            self.issued_at <= self.deadline,
             "deadline",
-            "must be after issued_at",
+            "must not be before issued_at",
         )?;
         check(
             self.results_queue_url.starts_with("https://")
@@ -674,7 +674,7 @@ mod tests {
             ),
             (
                 "a note of 5000 bytes",
-                Box::new(|r| r.users[0].note = Some("n".repeat(5000)).map(String::from)),
+                Box::new(|r| r.users[0].note = Some("n".repeat(5000))),
                 "users[].note",
             ),
             (
@@ -864,9 +864,9 @@ mod tests {
     }
 
     #[test]
-    fn a_job_whose_deadline_is_not_after_its_issue_is_refused() {
+    fn a_job_whose_deadline_is_before_its_issue_is_refused() {
         let mut j = sample_job();
-        j.deadline = j.issued_at;
+        j.deadline = j.issued_at - time::Duration::seconds(1);
         assert_eq!(j.validate().unwrap_err().field, "deadline");
     }
 

@@ -103,7 +103,7 @@ async fn every_bad_job_is_refused_by_name_and_the_good_one_still_runs() {
         ),
         (
             "deadline before issue",
-            edited(&job(), |v| v["deadline"] = v["issued_at"].clone()),
+            edited(&job(), |v| v["deadline"] = "2020-01-01T00:00:00Z".into()),
             "deadline",
         ),
         ("an array", "[]".into(), "not a JSON object"),

@@ -1,10 +1,10 @@
 //! Two runs never overlap in one account (the lease, `keyfleet_agent::lease`).
 
 use crate::fixture::*;
-use keyfleet_agent::{handle_message, AgentError, FaultPoint, JobOutcome};
+use keyfleet_agent::{handle_message, lease, AgentError, JobOutcome};
 use keyfleet_protocol::{AccountResult, Policy};
 use std::collections::BTreeSet;
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::Arc;
 
 fn due_users() -> Vec<keyfleet_testkit::seed::UserSpec> {
     (0..3)
@@ -33,64 +33,68 @@ async fn each_key_created_once_and_sent(acct: &TestAccount, results: &[AccountRe
     }
 }
 
-/// A run that finds the lease held gives up at once and touches nothing;
-/// the holder (parked mid-rotation until then) finishes normally.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// A run that finds the lease held (by a run still going: taken here
+/// through the agent's own lease module, so nothing has to be parked
+/// mid-run) gives up at once and touches nothing; once the holder releases
+/// it, the next run goes ahead.
+#[tokio::test]
 async fn a_second_run_while_one_holds_the_account_gives_up_without_touching_iam() {
     let mut acct = new_account().await;
     acct.populate(&due_users()).await;
-    // The first agent stops after writing its first intent and waits there
-    // until the second one has been turned away.
-    let (go_tx, go_rx) = mpsc::channel::<()>();
-    let (parked_tx, parked_rx) = mpsc::channel::<()>();
-    let go_rx = Mutex::new(go_rx);
-    let parked_tx = Mutex::new(Some(parked_tx));
-    let holder = acct
-        .agent
-        .clone()
-        .with_fault_hook(Arc::new(move |point, _user| {
-            if point == FaultPoint::AfterIntent {
-                if let Some(tx) = parked_tx.lock().unwrap().take() {
-                    tx.send(()).unwrap();
-                    go_rx.lock().unwrap().recv().unwrap();
-                }
-            }
-            false
-        }));
-    let first = acct.job(Policy::default());
-    let body = serde_json::to_vec(&first).unwrap();
-    let running = tokio::spawn(async move { handle_message(&holder, body, 1).await });
-    tokio::task::spawn_blocking(move || parked_rx.recv().unwrap())
+    let sm = &acct.agent.clients().secrets;
+    let until = time::OffsetDateTime::now_utc() + time::Duration::minutes(15);
+    let held = lease::acquire(sm, "run-holding", until)
         .await
-        .unwrap();
+        .expect("a free lease is taken");
+    // A second taker is refused while it is held.
+    match lease::acquire(sm, "run-other", until).await {
+        Err(lease::LeaseError::Busy { run_id, .. }) => assert_eq!(run_id, "run-holding"),
+        other => panic!("{other:?}"),
+    }
 
-    // An emergency-free second run (say, the schedule meeting a retry).
-    let second = acct.job(Policy::default());
-    let outcome = handle_message(&acct.agent, serde_json::to_vec(&second).unwrap(), 1).await;
+    let job = acct.job(Policy::default());
+    let outcome = handle_message(&acct.agent, serde_json::to_vec(&job).unwrap(), 1).await;
     match &outcome {
         JobOutcome::Failed(AgentError::Lease(e)) => {
-            assert!(e.to_string().contains(&first.run_id), "{e}")
+            assert!(e.to_string().contains("run-holding"), "{e}")
         }
-        other => panic!("the second run must give up: {other:?}"),
+        other => panic!("the run must give up: {other:?}"),
     }
     assert!(outcome.failure().is_some(), "a busy job comes back later");
     for i in 0..3 {
         assert_eq!(acct.keys(&format!("overlap-{i}")).await.len(), 1);
     }
+    assert!(acct.drain_results().await.is_empty(), "nothing sent");
 
-    go_tx.send(()).unwrap();
-    let outcome = running.await.unwrap();
+    held.release(sm).await;
+    let outcome = handle_message(&acct.agent, serde_json::to_vec(&job).unwrap(), 2).await;
     assert!(matches!(outcome, JobOutcome::Done(_)), "{outcome:?}");
     let results = acct.drain_results().await;
-    assert_eq!(results.len(), 1, "only the holder reported");
+    assert_eq!(results.len(), 1);
     each_key_created_once_and_sent(&acct, &results).await;
+    // And the run released it in turn.
+    let again = lease::acquire(sm, "run-after", until)
+        .await
+        .expect("released");
+    again.release(sm).await;
+}
 
-    // Released: the next run goes ahead (and has nothing to create).
-    let third = acct.job(Policy::default());
-    let outcome = handle_message(&acct.agent, serde_json::to_vec(&third).unwrap(), 1).await;
-    assert!(matches!(outcome, JobOutcome::Done(_)), "{outcome:?}");
-    let results = acct.drain_results().await;
-    assert!(results[0].sealed.is_empty());
+/// A lease whose holder died (it expired) is taken over.
+#[tokio::test]
+async fn an_expired_lease_is_taken_over() {
+    let acct = new_account().await;
+    let sm = &acct.agent.clients().secrets;
+    let past = time::OffsetDateTime::now_utc() - time::Duration::seconds(1);
+    let _dead = lease::acquire(sm, "run-dead", past).await.expect("taken");
+    let until = time::OffsetDateTime::now_utc() + time::Duration::minutes(15);
+    let live = lease::acquire(sm, "run-live", until)
+        .await
+        .expect("an expired lease is taken over");
+    match lease::acquire(sm, "run-third", until).await {
+        Err(lease::LeaseError::Busy { run_id, .. }) => assert_eq!(run_id, "run-live"),
+        other => panic!("{other:?}"),
+    }
+    live.release(sm).await;
 }
 
 /// The same job delivered to two agents at the same moment: whichever way

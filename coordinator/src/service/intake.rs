@@ -13,7 +13,7 @@ use keyfleet_protocol::{decode, encode, AccountResult, RunManifest, Token};
 enum Assembly {
     /// Not every part of any attempt is stored yet.
     Incomplete,
-    Complete(AccountResult),
+    Complete(Box<AccountResult>),
     Broken(PartsError),
 }
 
@@ -81,7 +81,7 @@ impl Coordinator {
         // sends the owners' emails and finalizes. The ledger and the finalize
         // marker make repeating these steps harmless.
         let whole = match self.assemble(&run, &account).await? {
-            Assembly::Complete(whole) => Some(whole),
+            Assembly::Complete(whole) => Some(*whole),
             Assembly::Incomplete => None,
             Assembly::Broken(e) => {
                 // The parts stay stored, as evidence; the account is
@@ -165,7 +165,7 @@ impl Coordinator {
         account: &str,
     ) -> Result<Option<AccountResult>, CoordinatorError> {
         Ok(match self.assemble(run, account).await? {
-            Assembly::Complete(r) => Some(r),
+            Assembly::Complete(r) => Some(*r),
             Assembly::Incomplete => None,
             Assembly::Broken(e) => {
                 tracing::error!(run_id = %run, account = %account, error = %e, "result parts do not fit together");
@@ -192,7 +192,7 @@ impl Coordinator {
                 }
             }
             match keyfleet_protocol::parts::reassemble(all) {
-                Ok(r) => return Ok(Assembly::Complete(r)),
+                Ok(r) => return Ok(Assembly::Complete(Box::new(r))),
                 Err(e) => {
                     misfit.get_or_insert(e);
                 }

@@ -159,6 +159,13 @@ async fn sweep_finalizes_an_overdue_run_once_with_missing_accounts() {
         "{intake:?}"
     );
     central.delete_result(&receipt).await;
+    let alerts = central.alerts(1).await;
+    assert!(
+        alerts
+            .iter()
+            .any(|(s, m)| s.contains("result after the report") && m.contains(&silent.id)),
+        "a late result is alerted: {alerts:?}"
+    );
     let again = central
         .coordinator
         .report(&run_id)
