@@ -514,6 +514,15 @@ def test_the_agent_roles_policy_allows_the_agents_calls(emu: Emulator, enforced:
     a_sm.tag_resource(SecretId=secret, Tags=[{"Key": "k", "Value": "v"}])
     a_sm.put_resource_policy(SecretId=secret, ResourcePolicy=json.dumps({"Version": "2012-10-17", "Statement": []}))
     a_sm.get_resource_policy(SecretId=secret)
+    # The account lease (agent/src/lease.rs): take, read, swap.
+    lease = a_sm.create_secret(Name="keyfleet-lease", SecretString="held")["VersionId"]
+    a_sm.get_secret_value(SecretId="keyfleet-lease")
+    staged = a_sm.put_secret_value(
+        SecretId="keyfleet-lease", SecretString="released", VersionStages=["keyfleet-next"]
+    )["VersionId"]
+    a_sm.update_secret_version_stage(
+        SecretId="keyfleet-lease", VersionStage="AWSCURRENT", MoveToVersionId=staged, RemoveFromVersionId=lease
+    )
     a_sqs = role_client(emu, "sqs", role=role["RoleName"], account=AGENT_ACCOUNT)
     admin_sqs.send_message(QueueUrl=jobs, MessageBody="job")
     a_sqs.get_queue_attributes(QueueUrl=jobs, AttributeNames=["All"])
