@@ -1,8 +1,9 @@
-"""Faults on demand: make a chosen share of calls fail the way AWS fails.
+"""Faults on demand: make a chosen share of calls fail, or be slow, the way AWS does.
 
-AWS: calls are throttled, answer 500/503, lose their connection, or succeed on
-the server while the caller never learns it (the response is lost). keyfleet's
-retries and its "did my CreateAccessKey happen?" recovery need all of these.
+AWS: calls are throttled, answer 500/503, lose their connection, succeed on
+the server while the caller never learns it (the response is lost), or are
+just slow. keyfleet's retries, its "did my CreateAccessKey happen?" recovery
+and its Lambda time budget need all of these.
 
 moto 5.2.5: never fails on its own.
 
@@ -17,10 +18,14 @@ replaces the rule set (and resets attempt numbers and counters),
      "match": {"UserName": "alice"},   # optional: request parameters (see below)
      "account": "123456789012",        # optional: the caller's account
      "kind": "throttle",               # throttle | internal_error | unavailable |
-                                       #   drop | do_then_drop | do_then_error
+                                       #   drop | do_then_drop | do_then_error | delay
      "share": 0.5,                     # optional, 0..1, default 1
      "first_attempts": 2,              # optional: only attempts 0..N-1 can fail
+     "from_attempt": 1,                # optional: only attempts N.. can fail (the
+                                       #   first N identical requests get through)
+     "delay_ms": 300,                  # kind delay only, and required there: 0..60000
      "code": "...", "status": 500, "message": "..."}  # optional error overrides
+                                                      #   (not with delay)
 
 Only requests signed with SigV4 (an ``Authorization`` header or a presigned
 ``X-Amz-Credential``) are considered; ``/_keyfleet/`` never reaches this code.
@@ -62,7 +67,14 @@ Faults:
   do_then_drop    moto executes the request (its effect happens), then the
                   connection is closed without a response;
   do_then_error   moto executes the request, then the caller gets a 500
-                  ``InternalFailure`` (or ``code``/``status``) instead.
+                  ``InternalFailure`` (or ``code``/``status``) instead;
+  delay           the request is held ``delay_ms`` milliseconds, then moto
+                  executes it and the caller gets moto's real response, only
+                  later (e.g. a slow IAM makes a Lambda function with a short
+                  Timeout run out of time). The request is executed even when
+                  the caller has given up meanwhile (its connection is gone),
+                  as a slow request reaching AWS still is. Its log entry
+                  carries ``delay_ms``.
 do_then_* rules must name exactly one action.
 """
 
@@ -73,6 +85,7 @@ import io
 import json
 import socket
 import threading
+import time
 import uuid
 from http import HTTPStatus
 from typing import Any, Callable
@@ -81,7 +94,9 @@ from xml.sax.saxutils import escape
 
 from control import ControlError
 
-KINDS = ("throttle", "internal_error", "unavailable", "drop", "do_then_drop", "do_then_error")
+KINDS = ("throttle", "internal_error", "unavailable", "drop", "do_then_drop", "do_then_error",
+         "delay")
+MAX_DELAY_MS = 60_000
 KEY_PARAMS = (
     "UserName",
     "QueueUrl",
@@ -180,8 +195,8 @@ def _validate(index: int, raw: Any) -> dict[str, Any]:
     where = f"rules[{index}]"
     if not isinstance(raw, dict):
         raise ControlError(400, f"{where} must be an object")
-    known = {"service", "action", "match", "account", "kind", "share", "first_attempts",
-             "code", "status", "message"}
+    known = {"service", "action", "match", "account", "kind", "share", "first_attempts", "from_attempt",
+             "delay_ms", "code", "status", "message"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ControlError(400, f"{where}: unknown field(s) {unknown}")
@@ -216,6 +231,26 @@ def _validate(index: int, raw: Any) -> dict[str, Any]:
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ControlError(400, f"{where}.first_attempts must be an integer >= 1")
         rule["first_attempts"] = n
+    if "from_attempt" in raw:
+        n = raw["from_attempt"]
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ControlError(400, f"{where}.from_attempt must be an integer >= 0")
+        rule["from_attempt"] = n
+    if kind == "delay":
+        delay_ms = raw.get("delay_ms")
+        if (isinstance(delay_ms, bool) or not isinstance(delay_ms, int)
+                or not 0 <= delay_ms <= MAX_DELAY_MS):
+            raise ControlError(
+                400, f"{where}.delay_ms must be an integer from 0 to {MAX_DELAY_MS} (milliseconds)"
+            )
+        rule["delay_ms"] = delay_ms
+        overrides = sorted({"code", "status", "message"} & set(raw))
+        if overrides:
+            raise ControlError(
+                400, f"{where}: a delay answers with moto's own response, {overrides} do not apply"
+            )
+    elif "delay_ms" in raw:
+        raise ControlError(400, f"{where}.delay_ms is only for kind delay")
     if "status" in raw:
         status = raw["status"]
         if isinstance(status, bool) or not isinstance(status, int) or not 400 <= status <= 599:
@@ -405,6 +440,8 @@ def _decide(call: _Call) -> tuple[int, dict[str, Any], int] | None:
                 continue
             if "first_attempts" in rule and attempt >= rule["first_attempts"]:
                 continue
+            if attempt < rule.get("from_attempt", 0):
+                continue
             if draw(_state["seed"], i, identity, attempt) < rule["share"]:
                 chosen = (i, rule, attempt)
         if chosen is None:
@@ -413,18 +450,19 @@ def _decide(call: _Call) -> tuple[int, dict[str, Any], int] | None:
         _state["injected"][i] += 1
         _state["total"] += 1
         _state["by_kind"][rule["kind"]] = _state["by_kind"].get(rule["kind"], 0) + 1
-        _state["log"].append(
-            {
-                "rule": i,
-                "kind": rule["kind"],
-                "service": call.service,
-                "action": call.action,
-                "region": call.region,
-                "account": call.account,
-                "key": identity[4],
-                "attempt": attempt,
-            }
-        )
+        entry = {
+            "rule": i,
+            "kind": rule["kind"],
+            "service": call.service,
+            "action": call.action,
+            "region": call.region,
+            "account": call.account,
+            "key": identity[4],
+            "attempt": attempt,
+        }
+        if rule["kind"] == "delay":
+            entry["delay_ms"] = rule["delay_ms"]
+        _state["log"].append(entry)
         del _state["log"][:-LOG_LIMIT]
         return chosen
 
@@ -559,6 +597,9 @@ def handle(app: Callable, environ: dict[str, Any], start_response: Callable) -> 
         return app(environ, start_response)
     _, rule, _ = chosen
     kind = rule["kind"]
+    if kind == "delay":
+        time.sleep(rule["delay_ms"] / 1000.0)
+        return app(environ, start_response)
     if kind == "drop":
         _drop(environ)
     if kind.startswith("do_then_"):

@@ -26,6 +26,8 @@ service (pass it as endpoint_url). The harness adds control endpoints under
     POST   /_keyfleet/iam/key-used      {"account", "access_key_id", "when"?,
                                          "service", "region"}
     GET|POST|DELETE /_keyfleet/faults   faults on demand (ext_faults.py)
+    GET    /_keyfleet/messages          -> {"sqs": [...], "sns": [...]} (ext_messages.py)
+    DELETE /_keyfleet/messages          -> clears the message log
     GET/POST /_keyfleet/iam/enforce     {"enabled": bool, "role_name_patterns": [...]}
     GET/DELETE /_keyfleet/iam/decisions -> {"decisions": [...]} / clears them
     GET    /_keyfleet/lambda/invocations -> {"invocations": [...]} (last 1000)
@@ -122,6 +124,7 @@ class App:
         import ext_iam_enforce
         import ext_lambda_esm
         import ext_lambda_exec
+        import ext_messages
         import ext_ses
 
         self.moto = DomainDispatcherApplication(create_backend_app)
@@ -138,6 +141,8 @@ class App:
             ("GET", "faults"): ext_faults.snapshot,
             ("POST", "faults"): ext_faults.set_from_request,
             ("DELETE", "faults"): ext_faults.clear,
+            ("GET", "messages"): ext_messages.snapshot,
+            ("DELETE", "messages"): ext_messages.clear,
             ("GET", "lambda/invocations"): ext_lambda_exec.invocations_snapshot,
             ("POST", "lambda/settle"): ext_lambda_exec.settle_from_request,
             ("GET", "lambda/mappings"): ext_lambda_esm.mappings_snapshot,
@@ -178,6 +183,7 @@ def install_extensions(moto_lambda_delivery: bool, lambda_max_processes: int | N
     import ext_lambda_async
     import ext_lambda_esm
     import ext_lambda_exec
+    import ext_messages
     import ext_organizations
     import ext_secretsmanager
     import ext_ses
@@ -187,6 +193,7 @@ def install_extensions(moto_lambda_delivery: bool, lambda_max_processes: int | N
     ext_sqs.install()
     ext_iam_paging.install()
     ext_ses.install()
+    ext_messages.install()
     ext_clock.install()
     ext_stacksets.install()
     ext_cfn.install()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import tempfile
+import time
 import urllib.error
 from typing import Any, Iterator
 
@@ -214,6 +215,41 @@ def test_do_then_error_create_access_key_happens(emu: Emulator) -> None:
     assert len(iam.list_access_keys(UserName="de-erin")["AccessKeyMetadata"]) == 1
 
 
+def test_delay_holds_the_request_then_moto_answers(emu: Emulator) -> None:
+    account = "700000000031"
+    iam = client(emu, "iam", account)
+    iam.create_user(UserName="dl-jane")
+    set_faults(emu, [{"service": "iam", "action": "ListUsers", "kind": "delay", "delay_ms": 300,
+                      "account": account, "first_attempts": 1}])
+    started = time.monotonic()
+    users = iam.list_users()["Users"]
+    assert time.monotonic() - started >= 0.3  # a lower bound only: held at least delay_ms
+    assert [u["UserName"] for u in users] == ["dl-jane"]  # moto's real answer
+    iam.list_users()  # attempt 1: past first_attempts, not delayed
+    iam.get_user(UserName="dl-jane")  # action not named
+    client(emu, "iam", "700000000032").list_users()  # another account
+    state = faults(emu)
+    assert state["injected"] == 1 and state["by_kind"] == {"delay": 1}
+    assert (state["rules"][0]["matched"], state["rules"][0]["injected"]) == (2, 1)
+    assert state["rules"][0]["delay_ms"] == 300
+    (entry,) = state["log"]
+    assert entry == {"rule": 0, "kind": "delay", "delay_ms": 300, "service": "iam",
+                     "action": "ListUsers", "region": "us-east-1", "account": account,
+                     "key": {}, "attempt": 0}
+    for bad in (
+        {"service": "iam", "kind": "delay"},  # delay_ms is required
+        {"service": "iam", "kind": "delay", "delay_ms": 60_001},
+        {"service": "iam", "kind": "delay", "delay_ms": -1},
+        {"service": "iam", "kind": "delay", "delay_ms": 1.5},
+        {"service": "iam", "kind": "delay", "delay_ms": True},
+        {"service": "iam", "kind": "delay", "delay_ms": 10, "status": 500},
+        {"service": "iam", "kind": "throttle", "delay_ms": 10},
+    ):
+        status, body = emu.control("POST", "/_keyfleet/faults", {"rules": [bad]})
+        assert status == 400, (bad, body)
+    assert set_faults(emu, [{"service": "iam", "kind": "delay", "delay_ms": 60_000}])["ok"]
+
+
 # -- share, filters, determinism ---------------------------------------------------
 
 
@@ -327,6 +363,22 @@ def test_first_attempts_then_success(emu: Emulator) -> None:
     )
     boto_retry.get_user(UserName="fa-ivy")
     assert faults(emu)["injected"] == 1
+
+
+def test_from_attempt_lets_the_first_requests_through(emu: Emulator) -> None:
+    iam = client(emu, "iam")
+    iam.create_user(UserName="fa-jo")
+    set_faults(emu, [{"service": "iam", "action": "GetUser", "kind": "throttle",
+                      "from_attempt": 2, "first_attempts": 4}])
+    iam.get_user(UserName="fa-jo")  # attempt 0
+    iam.get_user(UserName="fa-jo")  # attempt 1
+    for _ in range(2):  # attempts 2 and 3
+        error_of(lambda: iam.get_user(UserName="fa-jo"))
+    iam.get_user(UserName="fa-jo")  # attempt 4: past first_attempts
+    assert [e["attempt"] for e in faults(emu)["log"]] == [2, 3]
+    status, _ = emu.control("POST", "/_keyfleet/faults",
+                            {"rules": [{"service": "iam", "kind": "throttle", "from_attempt": -1}]})
+    assert status == 400
 
 
 def test_clear_and_control_errors(emu: Emulator) -> None:

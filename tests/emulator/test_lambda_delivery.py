@@ -610,6 +610,11 @@ def test_async_invoke_dead_letter_queue_after_the_last_retry(emu: Emulator) -> N
         "ErrorCode": {"StringValue": "200", "DataType": "Number"},
         "ErrorMessage": {"StringValue": "no keys today", "DataType": "String"},
     }
+    # Lambda's own send is in the message log too (as the queue's account).
+    log = emu.control("GET", "/_keyfleet/messages")[1]["sqs"]
+    assert [m for m in log if m["queue"] == f"/{account}/fn-dlq"] == [
+        {"queue": f"/{account}/fn-dlq", "body": payload, "account": account}
+    ]
 
 
 # -- EventBridge -------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import sys
 import time
 import zipfile
 from typing import Any
@@ -211,3 +212,46 @@ def test_concurrent_invocations_all_start(fn: dict[str, Any]) -> None:
     failed = [out for resp, out in answers if "FunctionError" in resp]
     assert failed == []
     assert sorted(out["event"]["n"] for _, out in answers) == list(range(48))
+
+
+# Sends through the harness, as keyfleet's functions do (boto3 of this
+# interpreter, the endpoint and credentials Lambda hands over).
+SENDER = "#!" + sys.executable + r'''
+import json, os, urllib.request
+import boto3
+
+api = "http://" + os.environ["AWS_LAMBDA_RUNTIME_API"] + "/2018-06-01/runtime"
+with urllib.request.urlopen(api + "/invocation/next") as r:
+    event = json.loads(r.read())
+    rid = r.headers["Lambda-Runtime-Aws-Request-Id"]
+boto3.client("sqs").send_message(QueueUrl=event["queue_url"], MessageBody=event["body"])
+boto3.client("sns").publish(TopicArn=event["topic_arn"], Message=event["body"])
+req = urllib.request.Request(api + "/invocation/" + rid + "/response", data=b"{}", method="POST")
+urllib.request.urlopen(req).read()
+'''
+
+
+def test_messages_a_function_sends_are_in_the_message_log(fn: dict[str, Any], emu: Emulator) -> None:  # noqa: F811
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("bootstrap", SENDER)
+    fn["lam"].create_function(
+        FunctionName="kf-exec-sender",
+        Runtime="provided.al2023",
+        Role=ROLE_ARN,
+        Handler="bootstrap",
+        Code={"ZipFile": buf.getvalue()},
+        Timeout=30,
+    )
+    url = emu.client("sqs", ACCOUNT).create_queue(QueueName="kf-exec-out")["QueueUrl"]
+    topic = emu.client("sns", ACCOUNT).create_topic(Name="kf-exec-out")["TopicArn"]
+    event = {"queue_url": url, "topic_arn": topic, "body": "from the function"}
+    resp, out = _invoke(fn, event, name="kf-exec-sender")
+    assert "FunctionError" not in resp, out
+    log = emu.control("GET", "/_keyfleet/messages")[1]
+    assert [m for m in log["sqs"] if m["queue"] == f"/{ACCOUNT}/kf-exec-out"] == [
+        {"queue": f"/{ACCOUNT}/kf-exec-out", "body": "from the function", "account": ACCOUNT}
+    ]
+    assert [m for m in log["sns"] if m["topic"] == topic] == [
+        {"topic": topic, "subject": None, "message": "from the function"}
+    ]

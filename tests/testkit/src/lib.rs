@@ -295,6 +295,38 @@ impl Emulator {
         Ok(())
     }
 
+    /// Every SQS message sent and every SNS message published that the
+    /// emulator accepted since the last clear, consumed or not
+    /// (`GET /_keyfleet/messages`, see tests/emulator/README.md, "Message
+    /// log"): `{"sqs": [{"queue", "body", "account"}, ...], "sns":
+    /// [{"topic", "subject", "message"}, ...]}`. The log is global to the
+    /// harness: filter by the test's own accounts, queues and topics.
+    pub fn messages(&self) -> Result<serde_json::Value, EmulatorError> {
+        let mut resp = ureq::get(&format!("{}/_keyfleet/messages", self.endpoint))
+            .call()
+            .map_err(|e| EmulatorError::Request {
+                what: "/_keyfleet/messages".into(),
+                error: e.to_string(),
+            })?;
+        resp.body_mut()
+            .read_json()
+            .map_err(|e| EmulatorError::Request {
+                what: "/_keyfleet/messages".into(),
+                error: e.to_string(),
+            })
+    }
+
+    /// Empties the message log.
+    pub fn clear_messages(&self) -> Result<(), EmulatorError> {
+        ureq::delete(&format!("{}/_keyfleet/messages", self.endpoint))
+            .call()
+            .map_err(|e| EmulatorError::Request {
+                what: "/_keyfleet/messages".into(),
+                error: e.to_string(),
+            })?;
+        Ok(())
+    }
+
     fn get_json(&self, path: &str) -> Result<serde_json::Value, EmulatorError> {
         let mut resp = ureq::get(&format!("{}{path}", self.endpoint))
             .call()
