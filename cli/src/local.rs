@@ -25,7 +25,7 @@ use keyfleet_agent::{handle_message, Agent, AgentClients, AgentConfig, JobOutcom
 use keyfleet_coordinator::lambda::Command;
 use keyfleet_coordinator::{Coordinator, CoordinatorClients, CoordinatorConfig, JobSink, LocalJob};
 use keyfleet_protocol::report::RunReport;
-use keyfleet_protocol::{PrivateKey, PublicKey};
+use keyfleet_protocol::{KeyRing, PublicKey};
 use std::path::Path;
 use std::sync::Arc;
 use tokio::task::JoinSet;
@@ -67,9 +67,12 @@ impl Local {
                     aws_sdk_secretsmanager::error::DisplayErrorContext(e)
                 )
             })?;
-        let key = PrivateKey::from_base64(secret.secret_string().unwrap_or_default()).context(
-            "the coordinator key secret does not hold a key: run `keyfleet keygen --secret-id ...`",
-        )?;
+        let keys = KeyRing::parse(secret.secret_string().unwrap_or_default()).with_context(|| {
+            format!(
+                "the coordinator key secret `{}` does not hold a key ring: run `keyfleet keygen --secret-id ...`",
+                cfg.coordinator.private_key_secret
+            )
+        })?;
         let account = aws::account_id(&sdk).await?;
         let org_sdk = match &cfg.org.org_reader_role {
             Some(role) => aws::assume(&sdk, "", role).await?,
@@ -98,10 +101,11 @@ impl Local {
             policy,
             jobs_queue_name: "keyfleet-jobs".into(),
             deadline: cfg.coordinator.deadline.to_time(),
+            mail_attempts: keyfleet_coordinator::config::DEFAULT_MAIL_ATTEMPTS,
         };
         Ok(Local {
-            public_key: key.public_key(),
-            coordinator: Coordinator::new(config, clients, key),
+            public_key: keys.current().public_key(),
+            coordinator: Coordinator::new(config, clients, keys),
             sdk,
             agent_role: cfg
                 .org

@@ -111,12 +111,28 @@ enum Command {
         #[arg(long)]
         local: bool,
     },
-    /// Generate the coordinator key pair; store the private key in Secrets
-    /// Manager and print the public key and key id for the agents.
+    /// Add a new coordinator key pair to the key ring in Secrets Manager
+    /// (the previous keys stay until retired) and print its public key and
+    /// key id for the agents.
     Keygen {
-        /// Secret to store the private key in (name or ARN; created if missing).
+        /// Secret holding the key ring (name or ARN; created if missing).
         #[arg(long, alias = "secret-arn")]
         secret_id: String,
+    },
+    /// Remove a coordinator key from the key ring once no agent seals to it
+    /// (checked on the agent StackSet); boxes sealed to it no longer open.
+    RetireKey {
+        /// The key id to retire (`kf-...`).
+        key_id: String,
+        /// Secret holding the key ring (name or ARN).
+        #[arg(long, alias = "secret-arn")]
+        secret_id: String,
+        /// The agent StackSet whose parameters and instances are checked.
+        #[arg(long, default_value = keygen::DEFAULT_STACK_SET)]
+        stack_set: String,
+        /// Retire without checking the StackSet.
+        #[arg(long)]
+        force: bool,
     },
     /// Run the whole system on the embedded emulator: organization, the
     /// coordinator and the agents deployed as Lambdas, three cycles
@@ -228,6 +244,12 @@ async fn dispatch(cli: Cli) -> Result<()> {
         }
         Command::Report { run, format } => report::run(&cfg, &run, format).await,
         Command::Keygen { secret_id } => keygen::run(&cfg, &secret_id).await,
+        Command::RetireKey {
+            key_id,
+            secret_id,
+            stack_set,
+            force,
+        } => keygen::retire(&cfg, &secret_id, &key_id, &stack_set, force).await,
         #[cfg(feature = "emulator")]
         Command::Demo { out } => demo::run(&out).await,
         #[cfg(feature = "emulator")]

@@ -32,6 +32,11 @@ fn list(name: &'static str) -> Vec<String> {
 /// How long agents have to answer when `KEYFLEET_DEADLINE` is not set.
 pub const DEFAULT_DEADLINE: time::Duration = time::Duration::hours(2);
 
+/// How many times an account's unsent owner mail is tried (intake, then
+/// each sweep) before the security team is alerted, when
+/// `KEYFLEET_MAIL_ATTEMPTS` is not set: a day of hourly sweeps.
+pub const DEFAULT_MAIL_ATTEMPTS: u32 = 24;
+
 /// Reads the configuration the Terraform module (or `keyfleet bootstrap`)
 /// sets; `KEYFLEET_DEADLINE` (e.g. `2h`) is how long a run waits for its
 /// agents before the sweep finalizes it without them.
@@ -70,6 +75,19 @@ pub fn from_env() -> Result<CoordinatorConfig, ConfigError> {
                 })?
                 .to_time(),
             Err(_) => DEFAULT_DEADLINE,
+        },
+        mail_attempts: match var("KEYFLEET_MAIL_ATTEMPTS") {
+            Ok(n) => {
+                n.trim()
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| *n >= 1)
+                    .ok_or(ConfigError::Invalid {
+                        name: "KEYFLEET_MAIL_ATTEMPTS",
+                        reason: format!("`{n}` is not a whole number of at least 1"),
+                    })?
+            }
+            Err(_) => DEFAULT_MAIL_ATTEMPTS,
         },
     })
 }

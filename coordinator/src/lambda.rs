@@ -174,7 +174,18 @@ pub async fn run_command(c: &Coordinator, cmd: Command) -> Result<Value, Coordin
             Command::Finalize { run_id } => {
                 json!({"finalized": c.finalize(&run_id).await?.is_some()})
             }
-            _ => json!({"finalized": c.sweep().await?}),
+            _ => {
+                // Pending mail first: it does not depend on the runs
+                // finalized now, and an error there must not stop them.
+                let mail = match c.resend_pending_mail().await {
+                    Ok(m) => json!(m),
+                    Err(e) => {
+                        tracing::error!(error = %e, "resending pending mail failed");
+                        json!({"error": e.to_string()})
+                    }
+                };
+                json!({"finalized": c.sweep().await?, "mail": mail})
+            }
         });
     };
     let dry_run = req.dry_run;
@@ -310,7 +321,8 @@ pub async fn run_function() -> Result<(), lambda_runtime::Error> {
         .secret_string()
         .unwrap_or_default()
         .to_string();
-    let key = keyfleet_protocol::PrivateKey::from_base64(&key_b64)?;
+    let keys = keyfleet_protocol::KeyRing::parse(&key_b64)
+        .map_err(|e| format!("the key ring in {secret_arn}: {e}"))?;
     let path_style = std::env::var_os("AWS_ENDPOINT_URL").is_some();
     let s3 = aws_sdk_s3::config::Builder::from(&sdk)
         .force_path_style(path_style)
@@ -322,7 +334,7 @@ pub async fn run_function() -> Result<(), lambda_runtime::Error> {
         sns: aws_sdk_sns::Client::new(&sdk),
         org: aws_sdk_organizations::Client::new(&org_sdk),
     };
-    let coordinator = Coordinator::new(config, clients, key);
+    let coordinator = Coordinator::new(config, clients, keys);
     // Boxed: the runtime's future is deep enough to overflow the compiler's
     // layout query limit when embedded in a caller's future.
     Box::pin(lambda_runtime::run(lambda_runtime::service_fn(

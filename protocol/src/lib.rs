@@ -12,6 +12,7 @@
 
 pub mod address;
 pub mod duration;
+pub mod keyring;
 pub mod messages;
 pub mod parts;
 pub mod plan;
@@ -22,6 +23,7 @@ pub mod validate;
 
 pub use address::AddressError;
 pub use duration::{Duration, DurationError, Limit};
+pub use keyring::{KeyRing, KeyRingError};
 pub use messages::*;
 pub use plan::*;
 pub use policy::{Delivery, Policy, PolicyError, TagMatch};

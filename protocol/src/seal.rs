@@ -86,6 +86,10 @@ pub enum SealError {
         "sealed credential was made for key id `{found}`, this coordinator holds `{expected}`"
     )]
     WrongKeyId { expected: String, found: String },
+    /// The box names a key the coordinator's ring does not hold: retired,
+    /// or never the coordinator's.
+    #[error("sealed credential was made for key id `{found}`, which the coordinator's key ring does not hold (it holds {held})")]
+    UnknownKeyId { found: String, held: String },
     #[error("sealed credential field `{0}` is not valid base64")]
     BadEncoding(&'static str),
     #[error(
@@ -175,6 +179,21 @@ impl PrivateKey {
             public,
         })
     }
+    /// `n` bytes that only the holder of this key can compute, the same
+    /// every time for the same label and context (HKDF-SHA256, RFC 5869,
+    /// the private key as input keying material, `label` as salt, the
+    /// context parts joined by newlines as info). The coordinator derives a
+    /// new key's zip password this way, so a password email that failed and
+    /// is sent again carries the password of the zip already sent, and no
+    /// password is ever stored. The bytes are secret: treat them as such.
+    pub fn derive(&self, label: &str, context: &[&str], n: usize) -> Vec<u8> {
+        let mut out = vec![0u8; n];
+        hkdf::Hkdf::<sha2::Sha256>::new(Some(label.as_bytes()), &self.key.to_bytes())
+            .expand(context.join("\n").as_bytes(), &mut out)
+            .expect("at most 255 * 32 bytes are derived");
+        out
+    }
+
     /// Base64 of the raw private key, for storing in Secrets Manager.
     pub fn to_base64(&self) -> Secret {
         Secret(B64.encode(self.key.to_bytes()))

@@ -15,7 +15,7 @@ use aws_sdk_lambda::types::{
     DeadLetterConfig, Environment, FunctionCode, FunctionResponseType, Runtime, ScalingConfig,
 };
 use aws_sdk_sqs::types::QueueAttributeName;
-use keyfleet_protocol::{PrivateKey, PublicKey};
+use keyfleet_protocol::{KeyRing, PrivateKey, PublicKey};
 use std::collections::BTreeMap;
 
 /// The Terraform module's defaults.
@@ -129,14 +129,17 @@ async fn queue(
     Ok((url, format!("arn:aws:sqs:{region}:{account}:{name}")))
 }
 
-/// The coordinator's key pair: the stored one, or a new one.
-async fn key_pair(cfg: &Config, sdk: &SdkConfig) -> Result<(PrivateKey, String)> {
+/// The public key agents seal to (the stored ring's newest, or a new key
+/// in a new ring) and the ring's secret ARN.
+async fn key_pair(cfg: &Config, sdk: &SdkConfig) -> Result<(PublicKey, String)> {
     let sm = aws_sdk_secretsmanager::Client::new(sdk);
     let name = &cfg.coordinator.private_key_secret;
     match sm.get_secret_value().secret_id(name).send().await {
         Ok(s) => Ok((
-            PrivateKey::from_base64(s.secret_string().unwrap_or_default())
-                .context("the stored coordinator key is not a key")?,
+            KeyRing::parse(s.secret_string().unwrap_or_default())
+                .context("the stored coordinator key ring")?
+                .current()
+                .public_key(),
             s.arn.unwrap_or_default(),
         )),
         Err(e)
@@ -158,7 +161,7 @@ async fn key_pair(cfg: &Config, sdk: &SdkConfig) -> Result<(PrivateKey, String)>
                 .send()
                 .await
                 .context("storing the coordinator key")?;
-            Ok((key, out.arn.unwrap_or_default()))
+            Ok((key.public_key(), out.arn.unwrap_or_default()))
         }
     }
 }
@@ -469,7 +472,7 @@ pub async fn deploy(
         results_queue_arn,
         role_arn,
         function_arn,
-        public_key: key.public_key(),
+        public_key: key,
     })
 }
 

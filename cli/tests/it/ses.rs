@@ -1,9 +1,10 @@
 //! SES refusing an owner's email, through the deployed system: the
-//! coordinator's intake fails, releases the email's ledger claim (which
-//! needs `s3:DeleteObject` on its role: without it the claim stayed, every
-//! retry skipped the email and the owner never got the key), the result
-//! comes back from the queue, and that delivery sends the key, so the owner
-//! gets the zip and the password exactly once.
+//! coordinator's intake releases the email's ledger claim (which needs
+//! `s3:DeleteObject` on its role: without it the claim stayed, every retry
+//! skipped the email and the owner never got the key), records the account
+//! as pending mail and consumes the result (a result retried by SQS would
+//! end in the DLQ with its emails unsent); the coordinator's sweep then
+//! sends the key, so the owner gets the zip and the password exactly once.
 
 use crate::common::*;
 use crate::mails::{delivered_key, kinds_for};
@@ -88,32 +89,55 @@ async fn a_refused_key_email_is_sent_on_the_next_delivery_exactly_once() {
             .is_some_and(|e| e.is_not_found()),
         "the claim on the key email was released: {head:?}"
     );
-    let refused = emu.lambda_invocations().expect("invocations");
+    let intake = emu.lambda_invocations().expect("invocations");
+    let intake: Vec<_> = intake
+        .iter()
+        .filter(|i| {
+            i["source"] == "sqs"
+                && i["function_arn"]
+                    .as_str()
+                    .is_some_and(|a| a.ends_with(":function:keyfleet-coordinator"))
+                && i["log_tail"]
+                    .as_str()
+                    .is_some_and(|l| l.contains(&owner) && l.contains("MessageRejected"))
+        })
+        .collect();
+    assert_eq!(intake.len(), 1, "one intake met the refusal: {intake:?}");
     assert!(
-        refused.iter().any(|i| i["source"] == "sqs"
-            && i["function_arn"]
-                .as_str()
-                .is_some_and(|a| a.ends_with(":function:keyfleet-coordinator"))
-            && i["failed_items"].as_array().is_some_and(|f| !f.is_empty())
-            && i["log_tail"]
-                .as_str()
-                .is_some_and(|l| l.contains(&owner) && l.contains("MessageRejected"))),
-        "this result came back to the queue as a batch item failure"
+        intake[0]["failed_items"]
+            .as_array()
+            .is_none_or(|f| f.is_empty()),
+        "the result is consumed, not retried: {:?}",
+        intake[0]
+    );
+    let pending = format!("pending-mail/{run_id}/{account}");
+    assert!(
+        s3.head_object()
+            .bucket("keyfleet-reports")
+            .key(&pending)
+            .send()
+            .await
+            .is_ok(),
+        "the account is recorded as pending mail"
     );
 
-    // The next delivery of that result (the visibility timeout is 30
-    // minutes; the emulator makes it visible now) sends the key.
-    let results = aws_sdk_sqs::Client::new(&admin)
-        .get_queue_url()
-        .queue_name("keyfleet-results")
+    // The coordinator's sweep (hourly in AWS; invoked now) sends the key.
+    let swept = aws_sdk_lambda::Client::new(&admin)
+        .invoke()
+        .function_name("keyfleet-coordinator")
+        .payload(Blob::new(r#"{"action":"sweep"}"#))
         .send()
         .await
-        .expect("results queue")
-        .queue_url
-        .expect("url");
-    assert!(emu.make_visible(&results).expect("visible") >= 1);
-    emu.settle(&[&account, DEFAULT_ACCOUNT], 120)
-        .expect("settled");
+        .expect("Invoke");
+    assert!(swept.function_error().is_none(), "{swept:?}");
+    let swept: serde_json::Value =
+        serde_json::from_slice(swept.payload().expect("payload").as_ref()).expect("JSON");
+    assert!(
+        swept["mail"]["sent"]
+            .as_array()
+            .is_some_and(|s| s.iter().any(|x| *x == format!("{run_id}/{account}"))),
+        "{swept}"
+    );
     emu.clear_faults().expect("faults cleared");
 
     let mails = emu.outbox().expect("outbox");

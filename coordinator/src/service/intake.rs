@@ -110,7 +110,11 @@ impl Coordinator {
                 }
             });
         };
-        self.notify_owners(&manifest, &whole).await?;
+        // Mail that fails is not a reason to receive the result again (it
+        // would end in the DLQ with its emails unsent): the sweep sends it.
+        if let Err(e) = self.notify_owners(&manifest, &whole).await {
+            self.mail_pending(&run, &account, &e).await?;
+        }
         if late && !duplicate {
             let error = whole
                 .error

@@ -10,7 +10,9 @@
 //! - [`notify`]: owner emails and alerts, each sent once ("claim, send,
 //!   release on failure");
 //! - [`finalize`]: the report, the summary, the alerts, the sweep and
-//!   reading reports back.
+//!   reading reports back;
+//! - [`mail_retry`]: owner mail that failed at intake, sent again by the
+//!   sweep from the stored result.
 //!
 //! Jobs go out with one SendMessage per account (SQS batches must target a
 //! single queue, and every account has its own), sixteen at a time. An
@@ -20,7 +22,8 @@
 //! Intake separates the two kinds of failure: a result that is forged or
 //! malformed is rejected (logged, alerted, and the message consumed: retrying
 //! it cannot help), while an infrastructure failure (S3, SES) is returned as
-//! an error so the SQS message is retried. An owner address that the
+//! an error so the SQS message is retried, except owner mail: once the
+//! result is stored, mail that fails is left to the sweep ([`mail_retry`]). An owner address that the
 //! deliverability rule refuses under the run's policy (the manifest's, with
 //! its `owner_domains`) is neither: nothing is sent to it, it is recorded
 //! and alerted once, the report's row of the user says why, and the rest of
@@ -29,11 +32,14 @@
 mod dispatch;
 mod finalize;
 mod intake;
+mod mail_retry;
 mod notify;
+
+pub use mail_retry::{MailRetry, PendingMail, PENDING_MAIL_PREFIX};
 
 use crate::org::OrgError;
 use crate::store::{self, RunStore, StoreError};
-use keyfleet_protocol::{encode, JobMode, Policy, PrivateKey, RunManifest};
+use keyfleet_protocol::{encode, JobMode, KeyRing, Policy, RunManifest};
 use std::sync::Arc;
 use time::OffsetDateTime;
 
@@ -54,6 +60,9 @@ pub struct CoordinatorConfig {
     pub jobs_queue_name: String,
     /// How long agents have before a run is finalized without them.
     pub deadline: time::Duration,
+    /// Attempts at an account's owner mail before giving up and alerting
+    /// (see [`mail_retry`]).
+    pub mail_attempts: u32,
 }
 
 impl CoordinatorConfig {
@@ -191,18 +200,20 @@ pub struct Coordinator {
     pub config: CoordinatorConfig,
     clients: CoordinatorClients,
     store: RunStore,
-    key: Arc<PrivateKey>,
+    /// Every private key whose boxes this coordinator opens (see
+    /// [`keyfleet_protocol::keyring`]).
+    keys: Arc<KeyRing>,
     jobs: JobSink,
 }
 
 impl Coordinator {
-    pub fn new(config: CoordinatorConfig, clients: CoordinatorClients, key: PrivateKey) -> Self {
+    pub fn new(config: CoordinatorConfig, clients: CoordinatorClients, keys: KeyRing) -> Self {
         let store = RunStore::new(clients.s3.clone(), config.report_bucket.clone());
         Coordinator {
             config,
             clients,
             store,
-            key: Arc::new(key),
+            keys: Arc::new(keys),
             jobs: JobSink::Queues,
         }
     }

@@ -91,19 +91,8 @@ impl Coordinator {
                 .iter()
                 .filter(|s| s.user_name == user.user_name)
             {
-                let ledger = store::ledger_key(
-                    &result.account_id,
-                    &user.user_name,
-                    &sealed.access_key_id,
-                    "new_key",
-                );
-                self.send_once(
-                    &ledger,
-                    manifest.run_id.clone().into_bytes(),
-                    "text/plain",
-                    self.deliver_key(&ctx, user, result, sealed),
-                )
-                .await?;
+                self.deliver_key(manifest, &ctx, user, result, sealed)
+                    .await?;
             }
         }
         for rec in &user.actions {
@@ -216,8 +205,16 @@ impl Coordinator {
         Ok(())
     }
 
+    /// A new key's two emails, each exactly once: the zip, then its
+    /// password. The password is derived from the coordinator's key and the
+    /// box (see `PrivateKey::derive`), so when the password email fails
+    /// after the zip went out, the retry sends the password of that zip; the
+    /// zip is never sent twice with two passwords. A box that cannot be
+    /// opened (sealed to a key the ring does not hold, or forged) is
+    /// recorded and alerted once: retrying cannot open it.
     async fn deliver_key(
         &self,
+        manifest: &RunManifest,
         ctx: &MailContext,
         user: &keyfleet_protocol::UserReport,
         result: &AccountResult,
@@ -227,9 +224,25 @@ impl Coordinator {
             user: user.user_name.clone(),
             message: m,
         };
-        let cred = keyfleet_protocol::seal::open(&self.key, &result.account_id, sealed)
-            .map_err(|e| mail_err(e.to_string()))?;
-        let password = zipbox::generate_password();
+        let opened = self.keys.key_for(sealed).and_then(|key| {
+            keyfleet_protocol::seal::open(key, &result.account_id, sealed).map(|c| (key, c))
+        });
+        let (key, cred) = match opened {
+            Ok(opened) => opened,
+            Err(e) => return self.refuse_box(manifest, result, user, sealed, &e).await,
+        };
+        let seed = key.derive(
+            "keyfleet/v1 zip password",
+            &[
+                &result.account_id,
+                &user.user_name,
+                &sealed.access_key_id,
+                &sealed.enc,
+            ],
+            zipbox::PASSWORD_SEED_LEN,
+        );
+        let password = zipbox::password_from_bytes(&seed)
+            .ok_or_else(|| mail_err("the derived bytes gave no password".into()))?;
         let (zip_name, zip) =
             zipbox::credentials_zip(&cred, &password, result.account_alias.as_deref())
                 .map_err(|e| mail_err(e.to_string()))?;
@@ -251,9 +264,65 @@ impl Coordinator {
             .map_err(|e| mail_err(e.to_string()))?;
         let m2 = mail::password_email(ctx, &cred.access_key_id, &password)
             .map_err(|e| mail_err(e.to_string()))?;
-        self.send_email(&m1).await?;
-        self.send_email(&m2).await?;
+        let ledger = |kind| {
+            store::ledger_key(
+                &result.account_id,
+                &user.user_name,
+                &sealed.access_key_id,
+                kind,
+            )
+        };
+        let claim = || manifest.run_id.clone().into_bytes();
+        self.send_once(
+            &ledger("new_key"),
+            claim(),
+            "text/plain",
+            self.send_email(&m1),
+        )
+        .await?;
+        self.send_once(
+            &ledger("new_key_password"),
+            claim(),
+            "text/plain",
+            self.send_email(&m2),
+        )
+        .await?;
         tracing::info!(account = %result.account_id, user = %user.user_name, key = %mail::short_key(&cred.access_key_id), "new key delivered by email");
+        Ok(())
+    }
+
+    /// A new key whose box does not open: nothing is sent (the key stays
+    /// in IAM as the agent created it, active), the refusal is recorded
+    /// once per key in the ledger and alerted once.
+    async fn refuse_box(
+        &self,
+        manifest: &RunManifest,
+        result: &AccountResult,
+        user: &keyfleet_protocol::UserReport,
+        sealed: &keyfleet_protocol::SealedCredential,
+        why: &keyfleet_protocol::SealError,
+    ) -> Result<(), CoordinatorError> {
+        let key = store::ledger_key(
+            &result.account_id,
+            &user.user_name,
+            &sealed.access_key_id,
+            "new_key_refused",
+        );
+        if !self
+            .claim(&key, why.to_string().into_bytes(), "text/plain")
+            .await?
+        {
+            return Ok(());
+        }
+        tracing::error!(run_id = %manifest.run_id, account = %result.account_id, user = %user.user_name, key = %mail::short_key(&sealed.access_key_id), reason = %why, "new key not delivered: its box does not open");
+        self.alert(
+            &format!("keyfleet run {}: new key not delivered", manifest.run_id),
+            &format!(
+                "Run {}, account {}, user {}: the new key {} was not emailed: {why}. The key is in IAM; if its key was retired too early, add it back to the ring, or rotate the user again.",
+                manifest.run_id, result.account_id, user.user_name, sealed.access_key_id
+            ),
+        )
+        .await;
         Ok(())
     }
 

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The password line of the password email.
-fn password_from(text: &str) -> String {
+pub(crate) fn password_from(text: &str) -> String {
     let mut lines = text.lines();
     lines
         .by_ref()
@@ -29,7 +29,7 @@ fn python() -> PathBuf {
 }
 
 /// Runs the harness's pyzipper checker on a zip.
-fn check_zip(zip: &Path, password: &str) -> std::process::Output {
+pub(crate) fn check_zip(zip: &Path, password: &str) -> std::process::Output {
     Command::new(python())
         .arg(keyfleet_testkit::harness_dir().join("check_zip.py"))
         .arg(zip)

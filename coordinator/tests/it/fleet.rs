@@ -15,7 +15,7 @@ use aws_sdk_organizations::types::OrganizationFeatureSet;
 use aws_sdk_sqs::types::QueueAttributeName;
 use keyfleet_agent::{handle_message, Agent, AgentClients, AgentConfig, JobOutcome};
 use keyfleet_coordinator::{Coordinator, CoordinatorClients, CoordinatorConfig, Intake};
-use keyfleet_protocol::{AccountResult, Job, Policy, PrivateKey, PublicKey, Token};
+use keyfleet_protocol::{AccountResult, Job, KeyRing, Policy, PrivateKey, PublicKey, Token};
 use keyfleet_testkit::seed::{self, key, user, UserSpec};
 use keyfleet_testkit::{Emulator, SentEmail, REGION};
 use mail_parser::{MessageParser, MimeHeaders};
@@ -302,9 +302,41 @@ pub struct Central {
     pub alerts_queue_url: String,
     pub sender: String,
     pub security_team: String,
+    /// What the coordinator was built from, to build it again with another
+    /// key ring.
+    config: CoordinatorConfig,
+    clients: CoordinatorClients,
+    ring: String,
 }
 
 impl Central {
+    /// The key rotation's first step, `keygen`: a new key at the front of
+    /// the ring; the coordinator is built again on the same resources.
+    /// `key`/`public_key` become the new key's; the previous public key is
+    /// returned (what agents not yet updated still seal to).
+    pub fn add_key(&mut self) -> PublicKey {
+        let previous = self.public_key.clone();
+        let mut ring = KeyRing::parse(&self.ring).expect("ring");
+        let key = PrivateKey::generate();
+        self.key = PrivateKey::from_base64(key.to_base64().expose()).expect("key copy");
+        self.public_key = key.public_key();
+        ring.add(key).expect("a new key");
+        self.rebuild(ring);
+        previous
+    }
+
+    /// The last step, `retire-key`: the ring without `key_id`.
+    pub fn retire_key(&mut self, key_id: &str) {
+        let mut ring = KeyRing::parse(&self.ring).expect("ring");
+        ring.retire(key_id).expect("retire");
+        self.rebuild(ring);
+    }
+
+    fn rebuild(&mut self, ring: KeyRing) {
+        self.ring = ring.to_text().expose().to_string();
+        self.coordinator = Coordinator::new(self.config.clone(), self.clients.clone(), ring);
+    }
+
     pub async fn new(setup: Setup) -> Central {
         let emu = emu();
         let s = suffix();
@@ -390,6 +422,7 @@ impl Central {
             policy: Policy::default(),
             jobs_queue_name: JOBS_QUEUE.to_string(),
             deadline: setup.deadline,
+            mail_attempts: 3,
         };
         let clients = CoordinatorClients {
             s3,
@@ -399,7 +432,10 @@ impl Central {
             org,
         };
         Central {
-            coordinator: Coordinator::new(config, clients, key),
+            ring: key.to_base64().expose().to_string(),
+            coordinator: Coordinator::new(config.clone(), clients.clone(), KeyRing::new(key)),
+            config,
+            clients,
             key: copy,
             public_key,
             sqs,

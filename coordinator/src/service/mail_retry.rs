@@ -1,0 +1,197 @@
+//! Mail retry: owners' emails that could not be sent when their result came
+//! in are sent again by the sweep, from the stored result parts, until they
+//! go out or the attempts run out, and then the security team is alerted.
+//!
+//! Why not let SQS retry the result message: a result whose emails keep
+//! failing (SES throttled, sending paused, a quota reached) would reach the
+//! results DLQ after its receives and its emails would never be sent, while
+//! the agent has already cleared its intent (the result is on the queue).
+//! Instead, once a result's parts are stored, intake records the account in
+//! `pending-mail/<run>/<account>` and consumes the message; everything needed
+//! to send again is in the stored parts (the sealed boxes, the notices) and
+//! in the ledger (what was sent already: each email goes out once). The
+//! hourly sweep takes every pending account, sends what is missing, and
+//! clears the record; after [`CoordinatorConfig::mail_attempts`] failed
+//! attempts (24 by default: a day of hourly sweeps) it gives up on the
+//! account, alerts with the last error and records
+//! `runs/<run>/mail-failed/<account>`.
+//!
+//! The record holds counts, times and the last error text (SES's error code
+//! and message, the recipient address): no secret.
+//!
+//! [`CoordinatorConfig::mail_attempts`]: super::CoordinatorConfig::mail_attempts
+
+use super::{Coordinator, CoordinatorError};
+use crate::store::RUNS_PREFIX;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+/// Where accounts with unsent mail are recorded: one listing finds them all.
+pub const PENDING_MAIL_PREFIX: &str = "pending-mail/";
+
+fn pending_key(run: &str, account: &str) -> String {
+    format!("{PENDING_MAIL_PREFIX}{run}/{account}")
+}
+
+fn failed_key(run: &str, account: &str) -> String {
+    format!("{RUNS_PREFIX}{run}/mail-failed/{account}")
+}
+
+/// The record of an account whose mail is not all sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingMail {
+    pub run_id: String,
+    pub account_id: String,
+    /// Attempts that failed so far (intake's is the first).
+    pub attempts: u32,
+    #[serde(with = "time::serde::rfc3339")]
+    pub first_failure: OffsetDateTime,
+    pub last_error: String,
+}
+
+/// What one pass over the pending accounts did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct MailRetry {
+    /// Accounts whose mail is now all sent, as `run/account`.
+    pub sent: Vec<String>,
+    /// Accounts still pending after another failure.
+    pub pending: Vec<String>,
+    /// Accounts given up on (alerted).
+    pub gave_up: Vec<String>,
+}
+
+impl Coordinator {
+    /// Records that `account`'s mail in `run` failed (`error`); the sweep
+    /// sends it again. A record already there counts one more attempt.
+    pub(super) async fn mail_pending(
+        &self,
+        run: &str,
+        account: &str,
+        error: &CoordinatorError,
+    ) -> Result<(), CoordinatorError> {
+        tracing::warn!(run_id = %run, account = %account, error = %error, "owner mail not all sent; the sweep sends it again");
+        let key = pending_key(run, account);
+        let record = match self.read_pending(&key).await? {
+            Some(mut p) => {
+                p.attempts += 1;
+                p.last_error = error.to_string();
+                p
+            }
+            None => PendingMail {
+                run_id: run.to_string(),
+                account_id: account.to_string(),
+                attempts: 1,
+                first_failure: OffsetDateTime::now_utc(),
+                last_error: error.to_string(),
+            },
+        };
+        self.write_pending(&key, &record).await
+    }
+
+    async fn read_pending(&self, key: &str) -> Result<Option<PendingMail>, CoordinatorError> {
+        Ok(self
+            .store
+            .get(key)
+            .await?
+            .and_then(|b| match serde_json::from_slice(&b) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    tracing::error!(key = %key, error = %e, "pending-mail record unreadable; starting it again");
+                    None
+                }
+            }))
+    }
+
+    async fn write_pending(&self, key: &str, record: &PendingMail) -> Result<(), CoordinatorError> {
+        let body = serde_json::to_vec(record).expect("a plain struct serializes");
+        self.store.put(key, body, "application/json").await?;
+        Ok(())
+    }
+
+    /// Every account with unsent mail: sends what is missing (each email
+    /// still only once, by the ledger), clears the record when all is sent,
+    /// gives up and alerts after the configured number of attempts. One
+    /// account's failure never stops the others.
+    pub async fn resend_pending_mail(&self) -> Result<MailRetry, CoordinatorError> {
+        let mut out = MailRetry::default();
+        for key in self.store.list(PENDING_MAIL_PREFIX).await? {
+            let Some((run, account)) = key
+                .strip_prefix(PENDING_MAIL_PREFIX)
+                .and_then(|rest| rest.split_once('/'))
+                .map(|(r, a)| (r.to_string(), a.to_string()))
+            else {
+                continue;
+            };
+            let label = format!("{run}/{account}");
+            match self.resend_account(&run, &account).await {
+                Ok(()) => {
+                    self.store.delete(&key).await?;
+                    tracing::info!(run_id = %run, account = %account, "pending owner mail sent");
+                    out.sent.push(label);
+                }
+                Err(e) => {
+                    let mut record = self.read_pending(&key).await?.unwrap_or(PendingMail {
+                        run_id: run.clone(),
+                        account_id: account.clone(),
+                        attempts: 0,
+                        first_failure: OffsetDateTime::now_utc(),
+                        last_error: String::new(),
+                    });
+                    record.attempts += 1;
+                    record.last_error = e.to_string();
+                    if record.attempts >= self.config.mail_attempts {
+                        self.give_up(&key, &record).await?;
+                        out.gave_up.push(label);
+                    } else {
+                        self.write_pending(&key, &record).await?;
+                        out.pending.push(label);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn resend_account(&self, run: &str, account: &str) -> Result<(), CoordinatorError> {
+        let manifest = self
+            .manifest(run)
+            .await?
+            .ok_or_else(|| CoordinatorError::UnknownRun(run.to_string()))?;
+        let Some(result) = self.account_result(run, account).await? else {
+            // Recorded only after the parts were complete: they are gone.
+            return Err(CoordinatorError::Request(format!(
+                "the stored result of account {account} in run {run} is gone"
+            )));
+        };
+        self.notify_owners(&manifest, &result).await
+    }
+
+    async fn give_up(&self, key: &str, record: &PendingMail) -> Result<(), CoordinatorError> {
+        let body = serde_json::to_vec(record).expect("a plain struct serializes");
+        self.store
+            .put(
+                &failed_key(&record.run_id, &record.account_id),
+                body,
+                "application/json",
+            )
+            .await?;
+        self.store.delete(key).await?;
+        tracing::error!(run_id = %record.run_id, account = %record.account_id, attempts = record.attempts, error = %record.last_error, "owner mail not sent; giving up");
+        self.alert(
+            &format!("keyfleet run {}: owner emails not sent", record.run_id),
+            &format!(
+                "Run {}, account {}: owners' emails could not be sent after {} attempts since {}; last error: {}. Keys created in this run may not have reached their owners: check SES, then rotate the affected users again.",
+                record.run_id,
+                record.account_id,
+                record.attempts,
+                record
+                    .first_failure
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .unwrap_or_default(),
+                record.last_error
+            ),
+        )
+        .await;
+        Ok(())
+    }
+}

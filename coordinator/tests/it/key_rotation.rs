@@ -1,0 +1,107 @@
+//! The coordinator's key rotation: while agents move to a new key through
+//! the StackSet, a result sealed to the previous key is still delivered;
+//! once the previous key is retired, a box sealed to it is refused by name
+//! and alerted once, never retried into the DLQ, and the rest of the
+//! account's mail still goes out.
+
+use crate::fleet::*;
+use keyfleet_coordinator::{Intake, RunRequest};
+
+fn kinds_to(mails: &[Mail], to: &str) -> Vec<String> {
+    let mut k: Vec<String> = mails
+        .iter()
+        .filter(|m| m.to.first().map(String::as_str) == Some(to))
+        .map(|m| m.kind.clone())
+        .collect();
+    k.sort();
+    k
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_sealed_to_the_previous_key_during_the_roll_out_is_delivered() {
+    let (updated, updated_users) = normal_member("ring-new").await;
+    let (lagging, lagging_users) = normal_member("ring-old").await;
+    let mut central = Central::new(Setup::default()).await;
+    // keygen: a new key at the front of the ring; one agent has moved to
+    // it, the other still seals to the previous key.
+    let previous = central.add_key();
+    assert_ne!(previous.key_id, central.public_key.key_id);
+    let run_id = central
+        .coordinator
+        .start_run(RunRequest {
+            accounts: Some(vec![updated.id.clone(), lagging.id.clone()]),
+            ..RunRequest::default()
+        })
+        .await
+        .expect("start run")
+        .run_id;
+    let (_, new_result) = updated.run_agent(&central.public_key).await;
+    let (_, old_result) = lagging.run_agent(&previous).await;
+    assert_eq!(new_result.sealed[0].key_id, central.public_key.key_id);
+    assert_eq!(old_result.sealed[0].key_id, previous.key_id);
+    central.intake_until_finalized().await;
+
+    let mails = emails_of_run(&run_id);
+    for owner in [
+        owner_address(&updated_users.rotate),
+        owner_address(&lagging_users.rotate),
+    ] {
+        assert_eq!(
+            kinds_to(&mails, &owner),
+            ["deactivation_scheduled", "new_key", "password"],
+            "{owner}"
+        );
+    }
+    assert!(
+        central.alerts(0).await.is_empty(),
+        "a box sealed to a key of the ring is no alert"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_box_sealed_to_a_retired_key_is_refused_by_name_and_alerted_once() {
+    let (member, users) = normal_member("ring-retired").await;
+    let mut central = Central::new(Setup::default()).await;
+    let previous = central.add_key();
+    central.retire_key(&previous.key_id);
+    let run_id = central
+        .coordinator
+        .start_run(RunRequest {
+            accounts: Some(vec![member.id.clone()]),
+            ..RunRequest::default()
+        })
+        .await
+        .expect("start run")
+        .run_id;
+    // An agent the roll-out never reached.
+    let (_, result) = member.run_agent(&previous).await;
+    let body = String::from_utf8(keyfleet_protocol::encode(&result)).expect("utf-8");
+    // Taken in, not an error: retrying cannot open the box.
+    let first = central.coordinator.intake(&body, 1).await.expect("intake");
+    assert!(matches!(first, Intake::Accepted { .. }), "{first:?}");
+    let again = central.coordinator.intake(&body, 2).await.expect("intake");
+    assert!(matches!(again, Intake::Duplicate { .. }), "{again:?}");
+
+    let alerts = central.alerts(1).await;
+    assert_eq!(
+        alerts.len(),
+        1,
+        "alerted once across deliveries: {alerts:?}"
+    );
+    let (subject, text) = &alerts[0];
+    assert!(subject.contains("new key not delivered"), "{subject}");
+    assert!(text.contains(&previous.key_id), "names the key id: {text}");
+    assert!(text.contains(&users.rotate), "names the user: {text}");
+    assert!(text.contains("does not hold"), "says why: {text}");
+
+    // The rest of the account's mail still goes out; no zip, no password.
+    let mails = emails_of_run(&run_id);
+    assert_eq!(
+        kinds_to(&mails, &owner_address(&users.rotate)),
+        ["deactivation_scheduled"]
+    );
+    assert_eq!(
+        kinds_to(&mails, &owner_address(&users.unused)),
+        ["unused_deleted"]
+    );
+}

@@ -1,0 +1,186 @@
+//! Owner mail that SES refuses when the result comes in: the result is
+//! still taken in (no SQS retry that would end in the DLQ), the account is
+//! recorded as pending, and the sweep sends what is missing, each email
+//! once: a password email that failed after its zip went out carries that
+//! zip's password. Mail that never goes out is alerted after its attempts.
+
+use crate::emails::{check_zip, password_from};
+use crate::fleet::*;
+use keyfleet_coordinator::{Intake, RunRequest, PENDING_MAIL_PREFIX};
+
+/// Fault rules are global to the emulator: one test of this binary at a
+/// time sets them.
+async fn faults_lock() -> tokio::sync::MutexGuard<'static, ()> {
+    static FAULTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    FAULTS.lock().await
+}
+
+fn count(mails: &[Mail], to: &str, kind: &str) -> usize {
+    mails
+        .iter()
+        .filter(|m| m.to.first().map(String::as_str) == Some(to) && m.kind == kind)
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_email_refused_after_its_zip_is_sent_by_the_sweep_with_the_zips_password() {
+    let _faults = faults_lock().await;
+    let (member, users) = normal_member("mail-retry").await;
+    let central = Central::new(Setup::default()).await;
+    let owner = owner_address(&users.rotate);
+    let run_id = central
+        .coordinator
+        .start_run(RunRequest {
+            accounts: Some(vec![member.id.clone()]),
+            ..RunRequest::default()
+        })
+        .await
+        .expect("start run")
+        .run_id;
+    member.run_agent(&central.public_key).await;
+    // The owner's first email (the zip) goes out; every later one fails,
+    // SDK retries included.
+    emu()
+        .set_faults(serde_json::json!({"seed": 1, "rules": [{
+            "service": "sesv2", "action": "SendEmail", "kind": "unavailable",
+            "match": {"Destination": owner}, "from_attempt": 1}]}))
+        .expect("set faults");
+    let intakes = central.intake_until_finalized().await;
+    assert!(
+        matches!(
+            intakes.last(),
+            Some(Intake::Accepted {
+                finalized: true,
+                ..
+            })
+        ),
+        "taken in and finalized despite the mail: {intakes:?}"
+    );
+    let pending = format!("{PENDING_MAIL_PREFIX}{run_id}/{}", member.id);
+    assert!(
+        central.object(&pending).await.is_some(),
+        "recorded as pending"
+    );
+    let mails = emails_of_run(&run_id);
+    assert_eq!(count(&mails, &owner, "new_key"), 1);
+    assert_eq!(count(&mails, &owner, "password"), 0);
+
+    // A sweep while SES still refuses: still pending, nothing sent twice.
+    let retry = central
+        .coordinator
+        .resend_pending_mail()
+        .await
+        .expect("resend");
+    assert_eq!(retry.pending, vec![format!("{run_id}/{}", member.id)]);
+    assert_eq!(count(&emails_of_run(&run_id), &owner, "new_key"), 1);
+
+    // SES is back: the sweep sends the password and the notice, once.
+    emu().clear_faults().expect("clear faults");
+    let retry = central
+        .coordinator
+        .resend_pending_mail()
+        .await
+        .expect("resend");
+    assert_eq!(retry.sent, vec![format!("{run_id}/{}", member.id)]);
+    assert!(central.object(&pending).await.is_none(), "record cleared");
+    let again = central
+        .coordinator
+        .resend_pending_mail()
+        .await
+        .expect("resend");
+    assert_eq!(again, Default::default(), "nothing left to send");
+    let mails = emails_of_run(&run_id);
+    for kind in ["new_key", "password", "deactivation_scheduled"] {
+        assert_eq!(count(&mails, &owner, kind), 1, "{kind}");
+    }
+
+    // The password sent by the sweep opens the zip sent at intake.
+    let zip_mail = mails
+        .iter()
+        .find(|m| m.to[0] == owner && m.kind == "new_key")
+        .expect("zip mail");
+    let pw_mail = mails
+        .iter()
+        .find(|m| m.to[0] == owner && m.kind == "password")
+        .expect("password mail");
+    let (zip_name, zip) = &zip_mail.attachments[0];
+    let dir = tempfile::tempdir().expect("temp dir");
+    let zip_path = dir.path().join(zip_name);
+    std::fs::write(&zip_path, zip).expect("write zip");
+    let out = check_zip(&zip_path, &password_from(&pw_mail.text));
+    assert!(
+        out.status.success(),
+        "the later password opens the earlier zip: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(central.alerts(0).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owner_mail_that_never_goes_out_is_alerted_once_its_attempts_are_spent() {
+    let _faults = faults_lock().await;
+    let (member, users) = normal_member("mail-gives-up").await;
+    let central = Central::new(Setup::default()).await;
+    let owner = owner_address(&users.rotate);
+    let run_id = central
+        .coordinator
+        .start_run(RunRequest {
+            accounts: Some(vec![member.id.clone()]),
+            ..RunRequest::default()
+        })
+        .await
+        .expect("start run")
+        .run_id;
+    member.run_agent(&central.public_key).await;
+    emu()
+        .set_faults(serde_json::json!({"seed": 1, "rules": [{
+            "service": "sesv2", "action": "SendEmail", "kind": "unavailable",
+            "match": {"Destination": owner}}]}))
+        .expect("set faults");
+    central.intake_until_finalized().await; // attempt 1 of 3
+    let first = central
+        .coordinator
+        .resend_pending_mail()
+        .await
+        .expect("resend"); // attempt 2 of 3
+    let label = format!("{run_id}/{}", member.id);
+    assert_eq!(first.pending, vec![label.clone()]);
+    let retry = central
+        .coordinator
+        .resend_pending_mail()
+        .await
+        .expect("resend"); // attempt 3 of 3
+    emu().clear_faults().expect("clear faults");
+    assert_eq!(retry.gave_up, vec![label]);
+    let alerts = central.alerts(1).await;
+    let gave_up: Vec<_> = alerts
+        .iter()
+        .filter(|(s, _)| s.contains("owner emails not sent"))
+        .collect();
+    assert_eq!(gave_up.len(), 1, "{alerts:?}");
+    let text = &gave_up[0].1;
+    assert!(text.contains(&member.id), "names the account: {text}");
+    assert!(text.contains("after 3 attempts"), "{text}");
+    assert!(
+        text.contains("ServiceUnavailable"),
+        "the last error: {text}"
+    );
+    assert!(central
+        .object(&format!("runs/{run_id}/mail-failed/{}", member.id))
+        .await
+        .is_some());
+    // Given up means given up: the next sweep does not try again.
+    let next = central
+        .coordinator
+        .resend_pending_mail()
+        .await
+        .expect("resend");
+    assert_eq!(next, Default::default());
+    let other = owner_address(&users.unused);
+    assert_eq!(
+        count(&emails_of_run(&run_id), &other, "unused_deleted"),
+        1,
+        "the other owners' mail went out at intake"
+    );
+}
