@@ -23,7 +23,9 @@ use aws_config::SdkConfig;
 use futures::FutureExt;
 use keyfleet_agent::{handle_message, Agent, AgentClients, AgentConfig, JobOutcome, ResultSink};
 use keyfleet_coordinator::lambda::Command;
-use keyfleet_coordinator::{Coordinator, CoordinatorClients, CoordinatorConfig, JobSink, LocalJob};
+use keyfleet_coordinator::{
+    Coordinator, CoordinatorClients, CoordinatorConfig, JobSink, KeySource, LocalJob,
+};
 use keyfleet_protocol::report::RunReport;
 use keyfleet_protocol::{KeyRing, PublicKey};
 use std::path::Path;
@@ -105,7 +107,10 @@ impl Local {
         };
         Ok(Local {
             public_key: keys.current().public_key(),
-            coordinator: Coordinator::new(config, clients, keys),
+            coordinator: Coordinator::new(config, clients, keys).with_key_source(KeySource {
+                client: sm,
+                secret_id: cfg.coordinator.private_key_secret.clone(),
+            }),
             sdk,
             agent_role: cfg
                 .org

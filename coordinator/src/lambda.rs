@@ -334,7 +334,11 @@ pub async fn run_function() -> Result<(), lambda_runtime::Error> {
         sns: aws_sdk_sns::Client::new(&sdk),
         org: aws_sdk_organizations::Client::new(&org_sdk),
     };
-    let coordinator = Coordinator::new(config, clients, keys);
+    let coordinator =
+        Coordinator::new(config, clients, keys).with_key_source(crate::service::KeySource {
+            client: sm,
+            secret_id: secret_arn,
+        });
     // Boxed: the runtime's future is deep enough to overflow the compiler's
     // layout query limit when embedded in a caller's future.
     Box::pin(lambda_runtime::run(lambda_runtime::service_fn(

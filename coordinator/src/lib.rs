@@ -26,7 +26,7 @@ pub mod zipbox;
 
 pub use service::{
     Coordinator, CoordinatorClients, CoordinatorConfig, CoordinatorError, Intake, JobSink,
-    LocalJob, MailRetry, PendingMail, Rejection, RunRequest, PENDING_MAIL_PREFIX,
+    KeySource, LocalJob, MailRetry, PendingMail, Rejection, RunRequest, PENDING_MAIL_PREFIX,
 };
 
 #[cfg(test)]

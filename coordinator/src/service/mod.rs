@@ -202,8 +202,17 @@ pub struct Coordinator {
     store: RunStore,
     /// Every private key whose boxes this coordinator opens (see
     /// [`keyfleet_protocol::keyring`]).
-    keys: Arc<KeyRing>,
+    keys: Arc<std::sync::RwLock<Arc<KeyRing>>>,
+    /// Where the ring is stored, to read it again (see [`Coordinator::ring_for`]).
+    key_source: Option<KeySource>,
     jobs: JobSink,
+}
+
+/// The Secrets Manager secret holding the key ring.
+#[derive(Debug, Clone)]
+pub struct KeySource {
+    pub client: aws_sdk_secretsmanager::Client,
+    pub secret_id: String,
 }
 
 impl Coordinator {
@@ -213,8 +222,55 @@ impl Coordinator {
             config,
             clients,
             store,
-            keys: Arc::new(keys),
+            keys: Arc::new(std::sync::RwLock::new(Arc::new(keys))),
+            key_source: None,
             jobs: JobSink::Queues,
+        }
+    }
+
+    /// Reads the ring again from `source` when a box names a key it does
+    /// not hold: a coordinator Lambda stays warm for hours, and `keygen`
+    /// adds a key to the stored ring while it runs; without a reload, the
+    /// first results sealed to the new key would be refused.
+    pub fn with_key_source(mut self, source: KeySource) -> Self {
+        self.key_source = Some(source);
+        self
+    }
+
+    /// The key ring, read again from its secret first when it does not hold
+    /// `key_id` (and a source is set). A failed read keeps the ring held.
+    pub(super) async fn ring_for(&self, key_id: &str) -> Arc<KeyRing> {
+        let held = self.keys.read().expect("key ring lock").clone();
+        let Some(source) = &self.key_source else {
+            return held;
+        };
+        if held.get(key_id).is_some() {
+            return held;
+        }
+        let read = source
+            .client
+            .get_secret_value()
+            .secret_id(&source.secret_id)
+            .send()
+            .await;
+        let ring = match read {
+            Ok(v) => KeyRing::parse(v.secret_string().unwrap_or_default()),
+            Err(e) => {
+                tracing::error!(secret = %source.secret_id, error = %aws_sdk_secretsmanager::error::DisplayErrorContext(e), "reading the key ring again failed");
+                return held;
+            }
+        };
+        match ring {
+            Ok(ring) => {
+                tracing::info!(keys = ?ring.ids(), "key ring read again");
+                let ring = Arc::new(ring);
+                *self.keys.write().expect("key ring lock") = ring.clone();
+                ring
+            }
+            Err(e) => {
+                tracing::error!(secret = %source.secret_id, error = %e, "the stored key ring is unreadable; keeping the one held");
+                held
+            }
         }
     }
 

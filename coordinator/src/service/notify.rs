@@ -224,7 +224,8 @@ impl Coordinator {
             user: user.user_name.clone(),
             message: m,
         };
-        let opened = self.keys.key_for(sealed).and_then(|key| {
+        let ring = self.ring_for(&sealed.key_id).await;
+        let opened = ring.key_for(sealed).and_then(|key| {
             keyfleet_protocol::seal::open(key, &result.account_id, sealed).map(|c| (key, c))
         });
         let (key, cred) = match opened {

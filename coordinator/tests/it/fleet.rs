@@ -14,7 +14,7 @@ use aws_config::SdkConfig;
 use aws_sdk_organizations::types::OrganizationFeatureSet;
 use aws_sdk_sqs::types::QueueAttributeName;
 use keyfleet_agent::{handle_message, Agent, AgentClients, AgentConfig, JobOutcome};
-use keyfleet_coordinator::{Coordinator, CoordinatorClients, CoordinatorConfig, Intake};
+use keyfleet_coordinator::{Coordinator, CoordinatorClients, CoordinatorConfig, Intake, KeySource};
 use keyfleet_protocol::{AccountResult, Job, KeyRing, Policy, PrivateKey, PublicKey, Token};
 use keyfleet_testkit::seed::{self, key, user, UserSpec};
 use keyfleet_testkit::{Emulator, SentEmail, REGION};
@@ -330,6 +330,25 @@ impl Central {
         let mut ring = KeyRing::parse(&self.ring).expect("ring");
         ring.retire(key_id).expect("retire");
         self.rebuild(ring);
+    }
+
+    /// The ring as the deployed coordinator has it: stored in a Secrets
+    /// Manager secret it reads again when a box names a key it does not
+    /// hold. Returns the secret's name.
+    pub async fn store_ring(&mut self) -> String {
+        let name = format!("keyfleet-ring-{}", suffix());
+        let sm = aws_sdk_secretsmanager::Client::new(&emu().config());
+        sm.create_secret()
+            .name(&name)
+            .secret_string(&self.ring)
+            .send()
+            .await
+            .expect("CreateSecret");
+        self.coordinator = self.coordinator.clone().with_key_source(KeySource {
+            client: sm,
+            secret_id: name.clone(),
+        });
+        name
     }
 
     fn rebuild(&mut self, ring: KeyRing) {

@@ -105,3 +105,46 @@ async fn a_box_sealed_to_a_retired_key_is_refused_by_name_and_alerted_once() {
         ["unused_deleted"]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_added_while_the_coordinator_runs_is_read_from_the_stored_ring() {
+    let (member, users) = normal_member("ring-reload").await;
+    let mut central = Central::new(Setup::default()).await;
+    let secret = central.store_ring().await;
+    let started_with = central.public_key.clone();
+    // `keygen` writes the new ring to the secret; the running coordinator
+    // is not rebuilt (a warm Lambda keeps what it read at init).
+    let new_key = keyfleet_protocol::PrivateKey::generate();
+    let new_public = new_key.public_key();
+    let mut ring = keyfleet_protocol::KeyRing::new(
+        keyfleet_protocol::PrivateKey::from_base64(central.key.to_base64().expose()).expect("copy"),
+    );
+    ring.add(new_key).expect("add");
+    aws_sdk_secretsmanager::Client::new(&emu().config())
+        .put_secret_value()
+        .secret_id(&secret)
+        .secret_string(ring.to_text().expose())
+        .send()
+        .await
+        .expect("PutSecretValue");
+    assert_ne!(new_public.key_id, started_with.key_id);
+
+    let run_id = central
+        .coordinator
+        .start_run(RunRequest {
+            accounts: Some(vec![member.id.clone()]),
+            ..RunRequest::default()
+        })
+        .await
+        .expect("start run")
+        .run_id;
+    // The agent already moved to the new key.
+    let (_, result) = member.run_agent(&new_public).await;
+    assert_eq!(result.sealed[0].key_id, new_public.key_id);
+    central.intake_until_finalized().await;
+    assert_eq!(
+        kinds_to(&emails_of_run(&run_id), &owner_address(&users.rotate)),
+        ["deactivation_scheduled", "new_key", "password"]
+    );
+    assert!(central.alerts(0).await.is_empty());
+}
