@@ -63,6 +63,18 @@ async fn handle_record(agent: &Agent, record: &SqsMessage) -> JobOutcome {
     .await
 }
 
+/// `RUST_LOG` (default `info`), except that the runtime's own event
+/// logging never goes below `info`: at `trace`, `lambda_runtime` logs each
+/// raw event, and an SQS event carries the job message with its job token.
+fn log_filter() -> tracing_subscriber::EnvFilter {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    match "lambda_runtime::layers::api_response=info".parse() {
+        Ok(d) => filter.add_directive(d),
+        Err(_) => filter,
+    }
+}
+
 /// The agent's Lambda process: configuration and clients are built once,
 /// then each SQS batch goes to [`handle_batch`].
 ///
@@ -72,9 +84,7 @@ async fn handle_record(agent: &Agent, record: &SqsMessage) -> JobOutcome {
 pub async fn run_function() -> Result<(), lambda_runtime::Error> {
     tracing_subscriber::fmt()
         .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(log_filter())
         .with_current_span(false)
         .without_time()
         .init();

@@ -271,6 +271,18 @@ fn error_kind(e: &CoordinatorError) -> &'static str {
     }
 }
 
+/// `RUST_LOG` (default `info`), except that the runtime's own event
+/// logging never goes below `info`: at `trace`, `lambda_runtime` logs each
+/// raw event, and an SQS event carries the result message with its job token.
+fn log_filter() -> tracing_subscriber::EnvFilter {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    match "lambda_runtime::layers::api_response=info".parse() {
+        Ok(d) => filter.add_directive(d),
+        Err(_) => filter,
+    }
+}
+
 /// The coordinator's Lambda process: configuration, clients and the
 /// private key are loaded once at init; each event goes to [`handle`].
 ///
@@ -281,9 +293,7 @@ pub async fn run_function() -> Result<(), lambda_runtime::Error> {
     use aws_config::BehaviorVersion;
     tracing_subscriber::fmt()
         .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(log_filter())
         .with_current_span(false)
         .without_time()
         .init();

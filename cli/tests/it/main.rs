@@ -5,6 +5,7 @@
 
 mod common;
 mod failures;
+mod hygiene;
 mod keys;
 mod mails;
 mod modes;
