@@ -12,3 +12,4 @@ mod modes;
 mod permissions;
 mod ses;
 mod timeline;
+mod timeout;
