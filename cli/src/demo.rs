@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// The users seeded in every member account, one per rule.
-fn users() -> Vec<UserSpec> {
+pub(crate) fn users() -> Vec<UserSpec> {
     vec![
         // Seed: one key nearing expiry -> new key.
         user("alice", vec![key(85, true, Some(1))]),

@@ -23,6 +23,8 @@ mod bootstrap;
 #[cfg(feature = "emulator")]
 mod demo;
 #[cfg(feature = "emulator")]
+mod fault_run;
+#[cfg(feature = "emulator")]
 mod lambda;
 #[cfg(feature = "emulator")]
 mod policy_template;
@@ -158,6 +160,10 @@ enum Command {
         /// Users per account.
         #[arg(long, default_value_t = 50)]
         users: usize,
+        /// Instead: the fault run over this many accounts (the deployed
+        /// system under IAM, SQS, SES and S3 faults, against a clean run).
+        #[arg(long, value_name = "ACCOUNTS")]
+        faults: Option<usize>,
     },
     /// The Lambda bootstrap of the emulator's functions.
     #[cfg(feature = "emulator")]
@@ -253,7 +259,12 @@ async fn dispatch(cli: Cli) -> Result<()> {
         #[cfg(feature = "emulator")]
         Command::Demo { out } => demo::run(&out).await,
         #[cfg(feature = "emulator")]
-        Command::Bench { accounts, users } => bench::run(&accounts, users).await,
+        Command::Bench {
+            faults: Some(n), ..
+        } => fault_run::run(n).await,
+        Command::Bench {
+            accounts, users, ..
+        } => bench::run(&accounts, users).await,
         #[cfg(feature = "emulator")]
         Command::Bootstrap => bootstrap::run(&cfg, path).await,
         #[cfg(feature = "emulator")]
