@@ -284,7 +284,10 @@ async fn scenario(accounts: usize, faults: bool, clean_problems: Option<usize>) 
             .or_insert(0) += 1;
         if kind == "new_key" {
             let text = parsed.body_text(0).unwrap_or_default().to_string();
-            for (n, u, k) in new_keys.iter().filter(|(n, u, _)| n == account && *u == user) {
+            for (n, u, k) in new_keys
+                .iter()
+                .filter(|(n, u, _)| n == account && *u == user)
+            {
                 if text.contains(k.as_str()) {
                     *zips.entry((n.clone(), u.clone(), k.clone())).or_insert(0) += 1;
                 }
@@ -308,9 +311,14 @@ async fn scenario(accounts: usize, faults: bool, clean_problems: Option<usize>) 
 
 /// The fault run (see the module doc).
 pub async fn run(accounts: usize) -> Result<()> {
-    println!("clean run: {accounts} accounts, {} users each...", crate::demo::users().len());
+    println!(
+        "clean run: {accounts} accounts, {} users each...",
+        crate::demo::users().len()
+    );
     let clean = scenario(accounts, false, None).await?;
-    println!("faulted runs: IAM throttled 30%, SQS 500 10%, SES MessageRejected 20%, S3 503 10%...");
+    println!(
+        "faulted runs: IAM throttled 30%, SQS 500 10%, SES MessageRejected 20%, S3 503 10%..."
+    );
     let faulted = scenario(accounts, true, Some(clean.problems)).await?;
     println!(
         "\n{:<8} {:>5} {:>9} {:>7} {:>9} {:>8} {:>13}",
@@ -350,7 +358,10 @@ pub async fn run(accounts: usize) -> Result<()> {
         for k in &o.new_keys {
             let n = o.zips.get(k).copied().unwrap_or(0);
             if n != 1 {
-                wrong.push(format!("{}/{}: new key {} in {n} zip emails", k.0, k.1, k.2));
+                wrong.push(format!(
+                    "{}/{}: new key {} in {n} zip emails",
+                    k.0, k.1, k.2
+                ));
             }
             let pw = o
                 .mails
@@ -366,12 +377,18 @@ pub async fn run(accounts: usize) -> Result<()> {
         for (k, n) in clean.mails.iter() {
             let f = faulted.mails.get(k).copied().unwrap_or(0);
             if f != *n {
-                wrong.push(format!("{}/{} {}: {f} emails after the faults, {n} clean", k.0, k.1, k.2));
+                wrong.push(format!(
+                    "{}/{} {}: {f} emails after the faults, {n} clean",
+                    k.0, k.1, k.2
+                ));
             }
         }
         for (k, f) in faulted.mails.iter() {
             if !clean.mails.contains_key(k) {
-                wrong.push(format!("{}/{} {}: {f} emails after the faults, none clean", k.0, k.1, k.2));
+                wrong.push(format!(
+                    "{}/{} {}: {f} emails after the faults, none clean",
+                    k.0, k.1, k.2
+                ));
             }
         }
     }
@@ -379,7 +396,10 @@ pub async fn run(accounts: usize) -> Result<()> {
         for w in &wrong {
             eprintln!("  {w}");
         }
-        bail!("the faulted runs did not end as the clean run: {} differences", wrong.len());
+        bail!(
+            "the faulted runs did not end as the clean run: {} differences",
+            wrong.len()
+        );
     }
     println!(
         "same end state as the clean run for {} users; {} new keys, each in one zip and one password email; the same {} owner emails",

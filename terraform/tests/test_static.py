@@ -17,6 +17,9 @@ What is checked
   RESOURCE_STAR_ONLY, which take no resource ARN. Deny statements may use
   wildcards: they only take permissions away (e.g. sqs:* without TLS). Key
   policies are exempt from the resource rule: their "*" names the key itself;
+- the private-key secret denies GetSecretValue to all but the coordinator role
+  and var.private_key_readers; the report bucket denies requests without TLS;
+  the results DLQ is encrypted; the SES configuration set requires TLS;
 - the queue policies restrict senders as the design says, the agent role has
   exactly the permissions the agent needs, and the wiring (timeouts, DLQs,
   event source mappings, environment, StackSet parameters) matches the design.
@@ -912,6 +915,101 @@ def test_coordinator_wiring(coordinator):
     assert all(coordinator[("aws_s3_bucket_public_access_block", "reports")][k] is True for k in (
         "block_public_acls", "block_public_policy", "ignore_public_acls", "restrict_public_buckets"))
     assert coordinator[("aws_sns_topic", "alerts")].get("kms_master_key_id")
+
+
+def _referenced_values(values: list[Any]) -> set[str]:
+    """The expressions a condition's values stand for, whether written as a
+    list (["${a}", "${b}"]) or as one concat() of lists and references
+    ("${concat([a], var.b)}"): {"a", "b"}. Anything else fails."""
+    m = re.fullmatch(r"\$\{concat\((?P<args>.*)\)\}", values[0], re.S) if len(values) == 1 else None
+    if not m:
+        out = set()
+        for v in values:
+            ref = re.fullmatch(r"\$\{(?P<ref>[^${}]+)\}", v)
+            out.add(ref.group("ref").strip() if ref else v)
+        return out
+    out = set()
+    for arg in re.split(r",(?![^\[]*\])", m.group("args")):
+        arg = arg.strip()
+        if arg.startswith("[") and arg.endswith("]"):
+            out |= {a.strip() for a in arg[1:-1].split(",") if a.strip()}
+        else:
+            assert re.fullmatch(r"[A-Za-z0-9_.]+", arg), f"unsupported concat() argument {arg!r}"
+            out.add(arg)
+    return out
+
+
+def _is_everyone(principals: dict[str, list[Any]]) -> bool:
+    """Principal "*" or {"AWS": "*"}: the same for IAM."""
+    return principals in ({"*": ["*"]}, {"AWS": ["*"]})
+
+
+def test_private_key_secret_policy_denies_everyone_but_the_coordinator(coordinator, coordinator_documents):
+    policy = coordinator[("aws_secretsmanager_secret_policy", "private_key")]
+    assert policy["secret_arn"] == "${aws_secretsmanager_secret.private_key.arn}"
+    assert policy["policy"] == "${data.aws_iam_policy_document.private_key.json}"
+    assert policy["block_public_policy"] is True
+    assert coordinator[("aws_iam_role", "this")]["name"] == "${local.role_name}"
+    assert dir_locals(TF / "modules" / "coordinator")["role_name"] == "keyfleet-coordinator"
+    statements = coordinator_documents["private_key"]
+    assert [s for s in statements if s.effect == "Allow"] == [], "the secret policy grants nothing"
+    denies = [
+        s for s in statements
+        if s.effect == "Deny" and {"secretsmanager:GetSecretValue", "secretsmanager:*", "*"} & set(s.actions)]
+    assert len(denies) == 1, "one Deny of GetSecretValue to everyone but the coordinator"
+    (deny,) = denies
+    assert _is_everyone(deny.principals), f"the Deny must cover every principal, not {deny.principals}"
+    assert deny.not_actions == [] and deny.not_resources == []
+    # In a secret's resource policy "*" is the secret itself.
+    assert deny.resources in (["*"], ["${aws_secretsmanager_secret.private_key.arn}"])
+    # Exactly one condition: any other would narrow the Deny (conditions AND).
+    assert list(deny.conditions) == ["ArnNotEquals"]
+    assert list(deny.conditions["ArnNotEquals"]) == ["aws:PrincipalArn"]
+    assert _referenced_values(deny.conditions["ArnNotEquals"]["aws:PrincipalArn"]) == {
+        "aws_iam_role.this.arn", "var.private_key_readers"}
+    assert _referenced_values(["${concat([a.b, c], d.e)}"]) == {"a.b", "c", "d.e"}
+    assert _referenced_values(["${a.b}", "${c}"]) == {"a.b", "c"}
+
+
+def test_report_bucket_policy_denies_requests_without_tls(coordinator, coordinator_documents):
+    policy = coordinator[("aws_s3_bucket_policy", "reports")]
+    assert policy["bucket"] == "${aws_s3_bucket.reports.id}"
+    assert policy["policy"] == "${data.aws_iam_policy_document.reports_bucket.json}"
+    bucket = "${aws_s3_bucket.reports.arn}"
+    tls = [
+        s for s in coordinator_documents["reports_bucket"]
+        if s.effect == "Deny" and s.conditions == {"Bool": {"aws:SecureTransport": ["false"]}}]
+    assert len(tls) == 1, "one Deny of requests without TLS"
+    (deny,) = tls
+    assert deny.actions == ["s3:*"] and deny.not_actions == []
+    assert _is_everyone(deny.principals), f"the Deny must cover every principal, not {deny.principals}"
+    assert sorted(deny.resources) == sorted([bucket, f"{bucket}/*"]), "the bucket and its objects"
+
+
+def test_results_dlq_is_encrypted_at_rest(coordinator):
+    dlq = coordinator[("aws_sqs_queue", "results_dlq")]
+    assert dlq["name"] == "${local.results_dlq}"
+    assert dir_locals(TF / "modules" / "coordinator")["results_dlq"] == "keyfleet-results-dlq"
+    assert dlq.get("sqs_managed_sse_enabled") is True or dlq.get("kms_master_key_id"), \
+        "keyfleet-results-dlq holds agent results: SQS-managed SSE or a KMS key"
+    if dlq.get("kms_master_key_id"):
+        assert dlq.get("sqs_managed_sse_enabled") is not True, "SSE-SQS and SSE-KMS are exclusive"
+
+
+def test_ses_configuration_set_requires_tls(coordinator):
+    config_sets = {
+        (typ, name): body for (typ, name), body in coordinator.items()
+        if typ in ("aws_sesv2_configuration_set", "aws_ses_configuration_set")}
+    assert list(config_sets) == [("aws_sesv2_configuration_set", "this")]
+    (config_set,) = config_sets.values()
+    delivery = as_list(config_set.get("delivery_options"))
+    assert len(delivery) == 1, "the configuration set needs delivery_options with tls_policy"
+    assert delivery[0].get("tls_policy") == "REQUIRE", "mail must not leave SES without TLS"
+    # The coordinator sends with this configuration set.
+    env = coordinator[("aws_lambda_function", "this")]["environment"][0]["variables"]
+    name = "${aws_sesv2_configuration_set.this.configuration_set_name}"
+    assert env["KEYFLEET_SES_CONFIGURATION_SET"] == name
+    assert coordinator[("aws_sesv2_email_identity", "sender")]["configuration_set_name"] == name
 
 
 def test_org_reader_trusts_only_the_coordinator():

@@ -102,7 +102,10 @@ async fn an_agent_short_of_time_defers_users_and_no_key_goes_undelivered() {
         .map(|(n, _)| n)
         .collect();
     assert_eq!(deferred.len() + rotated.len(), USERS, "{first:?}");
-    assert!(!deferred.is_empty(), "5 rounds of 4 users x 10 s cannot fit in 40 s: {first:?}");
+    assert!(
+        !deferred.is_empty(),
+        "5 rounds of 4 users x 10 s cannot fit in 40 s: {first:?}"
+    );
     assert_eq!(report["accounts"][0]["state"], "partial", "{report}");
 
     // Every key IAM holds reached its owner; deferred users are untouched.
@@ -114,10 +117,7 @@ async fn an_agent_short_of_time_defers_users_and_no_key_goes_undelivered() {
         let kinds = kinds_for(&mails, &account, &owner);
         if deferred.contains(&name) {
             assert_eq!(keys.len(), 1, "{name} deferred and untouched: {keys:?}");
-            assert!(
-                !kinds.iter().any(|k| k == "new_key"),
-                "{name}: {kinds:?}"
-            );
+            assert!(!kinds.iter().any(|k| k == "new_key"), "{name}: {kinds:?}");
         } else {
             assert_eq!(keys.len(), 2, "{name} rotated: {keys:?}");
             let new_key = keys
@@ -125,7 +125,10 @@ async fn an_agent_short_of_time_defers_users_and_no_key_goes_undelivered() {
                 .find(|(id, _)| *id != before[name][0])
                 .expect("new key");
             let got = delivered_key(&mails, &owner, &format!("-{name}.zip"), dir.path());
-            assert_eq!(got.access_key_id, new_key.0, "{name}'s zip holds its new key");
+            assert_eq!(
+                got.access_key_id, new_key.0,
+                "{name}'s zip holds its new key"
+            );
             assert_eq!(
                 kinds.iter().filter(|k| *k == "new_key").count(),
                 1,

@@ -298,3 +298,52 @@ async fn new_key_reaches_its_owner_in_an_encrypted_zip_and_notices_go_out_once()
         .sum();
     assert_eq!(owners_after, owners_before);
 }
+
+/// A result's free text (notes, errors, the account's error) is the
+/// agent's to write, so a compromised account's: it reaches the report
+/// (escaped), never an owner's email from the organization's sender.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owner_emails_carry_no_free_text_from_the_result() {
+    let (member, users) = normal_member("free-text").await;
+    let central = Central::new(Setup::default()).await;
+    let run_id = central
+        .coordinator
+        .start_run(RunRequest {
+            accounts: Some(vec![member.id.clone()]),
+            ..RunRequest::default()
+        })
+        .await
+        .expect("start run")
+        .run_id;
+    let (_, mut result) = member.run_agent(&central.public_key).await;
+    const MARK: &str = "Click here: example.net/reset";
+    for u in &mut result.users {
+        u.note = Some(format!("note {MARK}"));
+        u.error = Some(format!("error {MARK}"));
+    }
+    let body = String::from_utf8(keyfleet_protocol::encode(&result)).expect("utf-8");
+    central.coordinator.intake(&body, 1).await.expect("intake");
+    let mails = emails_of_run(&run_id);
+    let owners: Vec<&Mail> = mails.iter().filter(|m| m.kind != "summary").collect();
+    assert!(
+        owners
+            .iter()
+            .any(|m| m.to[0] == owner_address(&users.rotate) && m.kind == "new_key"),
+        "the owners were mailed: {:?}",
+        owners.iter().map(|m| &m.kind).collect::<Vec<_>>()
+    );
+    for m in owners {
+        assert!(!m.text.contains(MARK), "free text in a {} email", m.kind);
+        assert!(
+            !m.subject.contains(MARK),
+            "free text in a {} subject",
+            m.kind
+        );
+        for (name, bytes) in &m.attachments {
+            assert!(
+                !String::from_utf8_lossy(bytes).contains(MARK),
+                "free text in {name}"
+            );
+        }
+    }
+}
