@@ -93,28 +93,6 @@ pub fn generate_password() -> Secret {
     Secret::new(password)
 }
 
-/// How many derived bytes [`password_from_bytes`] is given: a password takes
-/// 24 of them, each accepted with probability 248/256.
-pub const PASSWORD_SEED_LEN: usize = 256;
-
-/// A password drawn from `seed` (uniform secret bytes, e.g. derived from the
-/// coordinator's key; see `PrivateKey::derive`): the same seed always gives
-/// the same password, which is what lets a failed password email be sent
-/// again with the zip's password. Bytes at or above the largest multiple of
-/// the alphabet's size are skipped, so every character is equally likely.
-/// `None` when the seed runs out first (for 256 bytes, never in practice).
-pub fn password_from_bytes(seed: &[u8]) -> Option<Secret> {
-    let n = PASSWORD_ALPHABET.len();
-    let limit = 256 - 256 % n;
-    let password: String = seed
-        .iter()
-        .filter(|&&b| usize::from(b) < limit)
-        .take(PASSWORD_LEN)
-        .map(|&b| char::from(PASSWORD_ALPHABET[usize::from(b) % n]))
-        .collect();
-    (password.len() == PASSWORD_LEN).then(|| Secret::new(password))
-}
-
 /// The zip's file name: `keyfleet-<account>-<user>.zip`, `<account>` being
 /// the alias when a well-formed one is given, else the account id.
 pub fn zip_file_name(
@@ -399,30 +377,6 @@ mod tests {
             at += 30 + name_len + extra_len + compressed;
         }
         out
-    }
-
-    #[test]
-    fn a_password_from_bytes_is_the_same_for_the_same_seed_and_uses_the_alphabet() {
-        let seed: Vec<u8> = (0..=255u8).rev().chain(0..=255u8).collect();
-        let a = password_from_bytes(&seed[..PASSWORD_SEED_LEN]).expect("password");
-        let b = password_from_bytes(&seed[..PASSWORD_SEED_LEN]).expect("password");
-        assert_eq!(a.expose(), b.expose());
-        assert_eq!(a.expose().len(), PASSWORD_LEN);
-        assert!(a.expose().bytes().all(|c| PASSWORD_ALPHABET.contains(&c)));
-        // 255..=248 are above the largest multiple of the alphabet (62 * 4 = 248).
-        assert!(a
-            .expose()
-            .starts_with(char::from(PASSWORD_ALPHABET[247 % 62])));
-        let other: Vec<u8> = (0..=255u8).collect();
-        assert_ne!(
-            password_from_bytes(&other).expect("pw").expose(),
-            a.expose()
-        );
-        assert!(
-            password_from_bytes(&[255; 300]).is_none(),
-            "only rejected bytes"
-        );
-        assert!(password_from_bytes(&[1; 23]).is_none(), "too few bytes");
     }
 
     #[test]

@@ -27,7 +27,9 @@ pub use keyring::{KeyRing, KeyRingError};
 pub use messages::*;
 pub use plan::*;
 pub use policy::{Delivery, Policy, PolicyError, TagMatch};
-pub use seal::{Credential, PrivateKey, PublicKey, SealError, SealedCredential, Secret};
+pub use seal::{
+    Credential, PrivateKey, PublicKey, SealError, SealedCredential, SealedSecret, Secret,
+};
 pub use validate::*;
 
 use serde::de::DeserializeOwned;

@@ -179,21 +179,6 @@ impl PrivateKey {
             public,
         })
     }
-    /// `n` bytes that only the holder of this key can compute, the same
-    /// every time for the same label and context (HKDF-SHA256, RFC 5869,
-    /// the private key as input keying material, `label` as salt, the
-    /// context parts joined by newlines as info). The coordinator derives a
-    /// new key's zip password this way, so a password email that failed and
-    /// is sent again carries the password of the zip already sent, and no
-    /// password is ever stored. The bytes are secret: treat them as such.
-    pub fn derive(&self, label: &str, context: &[&str], n: usize) -> Vec<u8> {
-        let mut out = vec![0u8; n];
-        hkdf::Hkdf::<sha2::Sha256>::new(Some(label.as_bytes()), &self.key.to_bytes())
-            .expand(context.join("\n").as_bytes(), &mut out)
-            .expect("at most 255 * 32 bytes are derived");
-        out
-    }
-
     /// Base64 of the raw private key, for storing in Secrets Manager.
     pub fn to_base64(&self) -> Secret {
         Secret(B64.encode(self.key.to_bytes()))
@@ -236,6 +221,78 @@ pub fn seal(pk: &PublicKey, cred: &Credential) -> Result<SealedCredential, SealE
         enc: B64.encode(enc.to_bytes()),
         ciphertext: B64.encode(ct),
     })
+}
+
+const SECRET_INFO: &[u8] = b"keyfleet/v1 coordinator secret";
+
+/// A secret the coordinator sealed to itself, bound to a context (the zip
+/// password kept with the zip's ledger claim, so that a password email
+/// sent again carries the password of the zip already sent).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedSecret {
+    /// Which coordinator key can open it.
+    pub key_id: String,
+    /// Base64 HPKE encapsulated key.
+    pub enc: String,
+    /// Base64 AES-256-GCM ciphertext.
+    pub ciphertext: String,
+}
+
+/// Seals `secret` to `pk`, bound to `context` (it opens only with the same
+/// context).
+pub fn seal_secret(
+    pk: &PublicKey,
+    context: &str,
+    secret: &Secret,
+) -> Result<SealedSecret, SealError> {
+    let (enc, ct) = hpke::single_shot_seal::<AesGcm256, HkdfSha256, Kem, _>(
+        &OpModeS::Base,
+        &pk.key,
+        SECRET_INFO,
+        secret.expose().as_bytes(),
+        context.as_bytes(),
+        &mut os_rng(),
+    )
+    .map_err(|_| SealError::SealFailed)?;
+    Ok(SealedSecret {
+        key_id: pk.key_id.clone(),
+        enc: B64.encode(enc.to_bytes()),
+        ciphertext: B64.encode(ct),
+    })
+}
+
+/// Opens what [`seal_secret`] sealed with the same `context`.
+pub fn open_secret(
+    sk: &PrivateKey,
+    context: &str,
+    sealed: &SealedSecret,
+) -> Result<Secret, SealError> {
+    if sealed.key_id != sk.key_id {
+        return Err(SealError::WrongKeyId {
+            expected: sk.key_id.clone(),
+            found: sealed.key_id.clone(),
+        });
+    }
+    let enc = B64
+        .decode(&sealed.enc)
+        .map_err(|_| SealError::BadEncoding("enc"))?;
+    let ct = B64
+        .decode(&sealed.ciphertext)
+        .map_err(|_| SealError::BadEncoding("ciphertext"))?;
+    let enc =
+        <Kem as hpke::Kem>::EncappedKey::from_bytes(&enc).map_err(|_| SealError::OpenFailed)?;
+    let pt = hpke::single_shot_open::<AesGcm256, HkdfSha256, Kem>(
+        &OpModeR::Base,
+        &sk.key,
+        &enc,
+        SECRET_INFO,
+        &ct,
+        context.as_bytes(),
+    )
+    .map_err(|_| SealError::OpenFailed)?;
+    String::from_utf8(pt)
+        .map(Secret::new)
+        .map_err(|_| SealError::Mismatch("a text secret"))
 }
 
 /// Opens a sealed credential from `account_id`, checking that its content
@@ -285,6 +342,24 @@ pub fn open(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_sealed_secret_opens_only_with_its_key_and_context() {
+        let sk = PrivateKey::generate();
+        let pw = Secret::new("correct horse battery staple");
+        let sealed = seal_secret(&sk.public_key(), "ledger/a/b/c/new_key", &pw).expect("seal");
+        assert!(!sealed.ciphertext.contains("horse"));
+        let back = open_secret(&sk, "ledger/a/b/c/new_key", &sealed).expect("open");
+        assert_eq!(back.expose(), pw.expose());
+        assert_eq!(
+            open_secret(&sk, "ledger/a/b/OTHER/new_key", &sealed).unwrap_err(),
+            SealError::OpenFailed
+        );
+        assert!(matches!(
+            open_secret(&PrivateKey::generate(), "ledger/a/b/c/new_key", &sealed),
+            Err(SealError::WrongKeyId { .. })
+        ));
+    }
+
     use super::*;
 
     fn cred() -> Credential {

@@ -15,6 +15,14 @@ use keyfleet_protocol::{AccountResult, Action, Notice, Outcome, RunManifest};
 use std::future::Future;
 use time::OffsetDateTime;
 
+/// The ledger claim of a new key's zip email: the run that sent it and the
+/// zip's password, sealed to the coordinator (see `deliver_key`).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ZipClaim {
+    run_id: String,
+    password: keyfleet_protocol::SealedSecret,
+}
+
 /// What [`Coordinator::send_once`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Sent {
@@ -206,12 +214,14 @@ impl Coordinator {
     }
 
     /// A new key's two emails, each exactly once: the zip, then its
-    /// password. The password is derived from the coordinator's key and the
-    /// box (see `PrivateKey::derive`), so when the password email fails
-    /// after the zip went out, the retry sends the password of that zip; the
-    /// zip is never sent twice with two passwords. A box that cannot be
-    /// opened (sealed to a key the ring does not hold, or forged) is
-    /// recorded and alerted once: retrying cannot open it.
+    /// password, under two ledger entries. The password is random (from the
+    /// OS generator) and is kept, sealed to the coordinator's own current
+    /// key and bound to the ledger entry, in the zip's claim: when the
+    /// password email fails after the zip went out, the retry opens it from
+    /// there and sends the password of that zip; the zip is never sent
+    /// twice with two passwords, and no password is stored in plain text. A
+    /// box that cannot be opened (sealed to a key the ring does not hold, or
+    /// forged) is recorded and alerted once: retrying cannot open it.
     async fn deliver_key(
         &self,
         manifest: &RunManifest,
@@ -225,25 +235,23 @@ impl Coordinator {
             message: m,
         };
         let ring = self.ring_for(&sealed.key_id).await;
-        let opened = ring.key_for(sealed).and_then(|key| {
-            keyfleet_protocol::seal::open(key, &result.account_id, sealed).map(|c| (key, c))
-        });
-        let (key, cred) = match opened {
-            Ok(opened) => opened,
+        let cred = match ring.open(&result.account_id, sealed) {
+            Ok(cred) => cred,
             Err(e) => return self.refuse_box(manifest, result, user, sealed, &e).await,
         };
-        let seed = key.derive(
-            "keyfleet/v1 zip password",
-            &[
+        let ledger = |kind| {
+            store::ledger_key(
                 &result.account_id,
                 &user.user_name,
                 &sealed.access_key_id,
-                &sealed.enc,
-            ],
-            zipbox::PASSWORD_SEED_LEN,
-        );
-        let password = zipbox::password_from_bytes(&seed)
-            .ok_or_else(|| mail_err("the derived bytes gave no password".into()))?;
+                kind,
+            )
+        };
+        let zip_ledger = ledger("new_key");
+        let password = match self.kept_password(&ring, &zip_ledger).await? {
+            Some(p) => p,
+            None => zipbox::generate_password(),
+        };
         let (zip_name, zip) =
             zipbox::credentials_zip(&cred, &password, result.account_alias.as_deref())
                 .map_err(|e| mail_err(e.to_string()))?;
@@ -263,33 +271,71 @@ impl Coordinator {
         };
         let m1 = mail::new_key_email(ctx, &info, &zip_name, &zip, on, old)
             .map_err(|e| mail_err(e.to_string()))?;
+        let claim = ZipClaim {
+            run_id: manifest.run_id.clone(),
+            password: keyfleet_protocol::seal::seal_secret(
+                &ring.current().public_key(),
+                &zip_ledger,
+                &password,
+            )
+            .map_err(|e| mail_err(e.to_string()))?,
+        };
+        let claim = serde_json::to_vec(&claim).expect("a plain struct serializes");
+        let sent = self
+            .send_once(&zip_ledger, claim, "application/json", self.send_email(&m1))
+            .await?;
+        // The zip went out earlier (another delivery of this result): its
+        // claim holds the password it was sent with.
+        let password = match sent {
+            Sent::Sent => password,
+            Sent::AlreadyClaimed => self
+                .kept_password(&ring, &zip_ledger)
+                .await?
+                .unwrap_or(password),
+        };
         let m2 = mail::password_email(ctx, &cred.access_key_id, &password)
             .map_err(|e| mail_err(e.to_string()))?;
-        let ledger = |kind| {
-            store::ledger_key(
-                &result.account_id,
-                &user.user_name,
-                &sealed.access_key_id,
-                kind,
-            )
-        };
-        let claim = || manifest.run_id.clone().into_bytes();
-        self.send_once(
-            &ledger("new_key"),
-            claim(),
-            "text/plain",
-            self.send_email(&m1),
-        )
-        .await?;
         self.send_once(
             &ledger("new_key_password"),
-            claim(),
+            manifest.run_id.clone().into_bytes(),
             "text/plain",
             self.send_email(&m2),
         )
         .await?;
         tracing::info!(account = %result.account_id, user = %user.user_name, key = %mail::short_key(&cred.access_key_id), "new key delivered by email");
         Ok(())
+    }
+
+    /// The password a zip was sent with, from its ledger claim; `None` when
+    /// no zip was sent yet, or the claim keeps no password this ring opens
+    /// (a claim written before passwords were kept: the password email then
+    /// carries a new password, which the log says).
+    async fn kept_password(
+        &self,
+        ring: &keyfleet_protocol::KeyRing,
+        zip_ledger: &str,
+    ) -> Result<Option<keyfleet_protocol::Secret>, CoordinatorError> {
+        let Some(bytes) = self.store.get(zip_ledger).await? else {
+            return Ok(None);
+        };
+        let Ok(claim) = serde_json::from_slice::<ZipClaim>(&bytes) else {
+            tracing::warn!(ledger = %zip_ledger, "zip claim keeps no password");
+            return Ok(None);
+        };
+        let opened = ring
+            .get(&claim.password.key_id)
+            .ok_or_else(|| keyfleet_protocol::SealError::UnknownKeyId {
+                found: claim.password.key_id.clone(),
+                held: ring.ids().join(", "),
+            })
+            .and_then(|k| keyfleet_protocol::seal::open_secret(k, zip_ledger, &claim.password));
+        match opened {
+            Ok(p) => Ok(Some(p)),
+            Err(e) => {
+                tracing::error!(ledger = %zip_ledger, error = %e, "the zip's kept password does not open");
+                Ok(None)
+            }
+        }
     }
 
     /// A new key whose box does not open: nothing is sent (the key stays
