@@ -262,6 +262,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
         Command::Bench {
             faults: Some(n), ..
         } => fault_run::run(n).await,
+        #[cfg(feature = "emulator")]
         Command::Bench {
             accounts, users, ..
         } => bench::run(&accounts, users).await,

@@ -1,5 +1,6 @@
-//! Secret hygiene across every sink: a rotation through the deployed system
-//! with the agent and the coordinator logging at trace level, then every
+//! Secret hygiene across every sink: the demo's three cycles (rotate,
+//! deactivate, delete) through the deployed system with the agent and the
+//! coordinator logging at trace level, then every
 //! place a secret could end up is read back and searched:
 //!
 //! - the secrets: the new secret access key (out of the zip), the zip's
@@ -106,7 +107,7 @@ async fn no_secret_reaches_a_log_an_object_a_message_or_an_email_it_does_not_bel
     let iam = iam_of(&account).await;
     let name = "hygiene";
     let owner = format!("owner-{name}@example.com");
-    seed::populate(
+    let seeded = seed::populate(
         emu,
         &iam,
         &account,
@@ -114,6 +115,7 @@ async fn no_secret_reaches_a_log_an_object_a_message_or_an_email_it_does_not_bel
     )
     .await
     .expect("seed");
+    let original = seeded[name][0].clone();
     let admin = emu.config();
     let member = emu.config_for_account(&account).await.expect("member");
     let member_lambda = aws_sdk_lambda::Client::new(&member);
@@ -121,27 +123,56 @@ async fn no_secret_reaches_a_log_an_object_a_message_or_an_email_it_does_not_bel
     log_level(&member_lambda, "keyfleet-agent", "trace").await;
     log_level(&central_lambda, "keyfleet-coordinator", "trace").await;
 
-    let answer = central_lambda
-        .invoke()
-        .function_name("keyfleet-coordinator")
-        .payload(Blob::new(
-            serde_json::json!({"action": "run", "accounts": [account]}).to_string(),
-        ))
-        .send()
+    let cycle = || async {
+        let answer = central_lambda
+            .invoke()
+            .function_name("keyfleet-coordinator")
+            .payload(Blob::new(
+                serde_json::json!({"action": "run", "accounts": [account]}).to_string(),
+            ))
+            .send()
+            .await
+            .expect("Invoke");
+        assert!(answer.function_error().is_none(), "{answer:?}");
+        let started: serde_json::Value =
+            serde_json::from_slice(answer.payload().expect("payload").as_ref()).expect("JSON");
+        let run_id = started["run_id"].as_str().expect("run id").to_string();
+        emu.settle(&[&account, DEFAULT_ACCOUNT], 120)
+            .expect("settled");
+        let report = cli.report(&run_id);
+        let verdict = report["accounts"][0]["users"][0]["verdict"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        (run_id, verdict, report)
+    };
+    // The demo's three cycles on this account: rotate (key at day 85),
+    // deactivate once the owner switched (day 95), delete (day 105).
+    let (run_id, verdict, report) = cycle().await;
+    assert_eq!(verdict, "rotated", "{report}");
+    let new_key = seed::keys(&iam, name)
         .await
-        .expect("Invoke");
-    assert!(answer.function_error().is_none(), "{answer:?}");
-    let started: serde_json::Value =
-        serde_json::from_slice(answer.payload().expect("payload").as_ref()).expect("JSON");
-    let run_id = started["run_id"].as_str().expect("run id").to_string();
-    emu.settle(&[&account, DEFAULT_ACCOUNT], 120)
-        .expect("settled");
-    log_level(&central_lambda, "keyfleet-coordinator", "info").await;
-    let report = cli.report(&run_id);
+        .expect("keys")
+        .into_iter()
+        .map(|(k, _)| k)
+        .find(|k| *k != original)
+        .expect("the new key");
+    emu.advance_clock(10.0, Some(&account)).expect("clock");
+    let switched = (time::OffsetDateTime::now_utc() - time::Duration::days(2))
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("date");
+    emu.mark_key_used(&account, &new_key, Some(&switched), "s3", "eu-west-1")
+        .expect("mark used");
+    let (_, verdict, report) = cycle().await;
+    assert_eq!(verdict, "deactivated", "{report}");
+    emu.advance_clock(10.0, Some(&account)).expect("clock");
+    let (_, verdict, report) = cycle().await;
+    assert_eq!(verdict, "cleaned", "{report}");
     assert_eq!(
-        report["accounts"][0]["users"][0]["verdict"], "rotated",
-        "{report}"
+        seed::keys(&iam, name).await.expect("keys"),
+        vec![(new_key.clone(), true)]
     );
+    log_level(&central_lambda, "keyfleet-coordinator", "info").await;
 
     // The secrets.
     let mails = emu.outbox().expect("outbox");
