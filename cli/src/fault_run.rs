@@ -81,6 +81,24 @@ struct Outcome {
     problems: usize,
 }
 
+/// Reads a run's report as the operator does. The faults hit this
+/// process's S3 calls too (they come from the same account as the
+/// coordinator's), and the fault run is about keyfleet, not about the
+/// operator's reads: a read that fails after the SDK's retries is tried
+/// again, up to ten times.
+async fn read_report(deployment: &Deployment, run_id: &str) -> Result<Option<RunReport>> {
+    let mut last = None;
+    for _ in 0..10 {
+        match deployment.reports().report(run_id).await {
+            Ok(r) => return Ok(r),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last
+        .map(anyhow::Error::from)
+        .unwrap_or_else(|| anyhow::anyhow!("no attempt")))
+}
+
 fn problems(r: &RunReport) -> usize {
     r.accounts.iter().filter(|a| a.state.is_problem()).count()
 }
@@ -164,7 +182,7 @@ async fn scenario(accounts: usize, faults: bool, clean_problems: Option<usize>) 
         let mut report = None;
         for _ in 0..ROUNDS {
             emu.settle(&settle_on, 600)?;
-            if let Some(r) = deployment.reports().report(&run_id).await.ok().flatten() {
+            if let Some(r) = read_report(&deployment, &run_id).await? {
                 report = Some(r);
                 break;
             }
@@ -181,9 +199,7 @@ async fn scenario(accounts: usize, faults: bool, clean_problems: Option<usize>) 
                         run_id: run_id.clone(),
                     })
                     .await?;
-                deployment
-                    .reports()
-                    .report(&run_id)
+                read_report(&deployment, &run_id)
                     .await?
                     .context("the finalized run has no report")?
             }
