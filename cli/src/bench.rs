@@ -57,7 +57,18 @@ pub struct Row {
     pub ok: u64,
 }
 
-async fn one(accounts: usize, users_per: usize) -> Result<Row> {
+/// A fresh emulator with an organization and keyfleet deployed in it (the
+/// management account excluded: service-managed StackSets never deploy
+/// there).
+pub(crate) struct Deployed {
+    pub emu: Emulator,
+    pub cfg: Config,
+    pub sdk: aws_config::SdkConfig,
+    pub org: aws_sdk_organizations::Client,
+    pub boot: bootstrap::Bootstrapped,
+}
+
+pub(crate) async fn deployed_org() -> Result<Deployed> {
     let emu = Emulator::start().context("starting the emulator")?;
     let mut cfg = Config::default();
     cfg.aws.endpoint_url = Some(emu.endpoint().to_string());
@@ -72,7 +83,20 @@ async fn one(accounts: usize, users_per: usize) -> Result<Row> {
         .and_then(|o| o.master_account_id().map(str::to_string))
         .context("no management account")?;
     cfg.org.exclude_accounts = vec![management];
-    bootstrap::bootstrap(&cfg, Path::new("keyfleet.toml"), &sdk).await?;
+    let boot = bootstrap::bootstrap(&cfg, Path::new("keyfleet.toml"), &sdk).await?;
+    Ok(Deployed {
+        emu,
+        cfg,
+        sdk,
+        org,
+        boot,
+    })
+}
+
+async fn one(accounts: usize, users_per: usize) -> Result<Row> {
+    let Deployed {
+        emu, cfg, sdk, org, ..
+    } = deployed_org().await?;
     let mut ids = Vec::new();
     for i in 0..accounts {
         let out = org

@@ -24,16 +24,12 @@
 //! It prints the runs it took, the wall time (runs only, not set-up) next
 //! to the clean run's, the emails and the faults the emulator injected.
 
-use crate::bootstrap;
-use crate::config::Config;
 use crate::deployed::Deployment;
 use anyhow::{bail, Context, Result};
 use keyfleet_coordinator::lambda::Command;
 use keyfleet_protocol::report::RunReport;
 use keyfleet_testkit::seed::{self, UserSpec};
-use keyfleet_testkit::Emulator;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 use std::time::Instant;
 
 /// At most this many scheduled runs before the fault run gives up.
@@ -104,21 +100,13 @@ fn problems(r: &RunReport) -> usize {
 }
 
 async fn scenario(accounts: usize, faults: bool, clean_problems: Option<usize>) -> Result<Outcome> {
-    let emu = Emulator::start().context("starting the emulator")?;
-    let mut cfg = Config::default();
-    cfg.aws.endpoint_url = Some(emu.endpoint().to_string());
-    let sdk = emu.config();
-    let org = aws_sdk_organizations::Client::new(&sdk);
-    org.create_organization().send().await?;
-    let management = org
-        .describe_organization()
-        .send()
-        .await?
-        .organization()
-        .and_then(|o| o.master_account_id().map(str::to_string))
-        .context("no management account")?;
-    cfg.org.exclude_accounts = vec![management];
-    let boot = bootstrap::bootstrap(&cfg, Path::new("keyfleet.toml"), &sdk).await?;
+    let crate::bench::Deployed {
+        emu,
+        cfg,
+        sdk,
+        org,
+        boot,
+    } = crate::bench::deployed_org().await?;
     emu.enforce_iam(true)?;
     let specs: Vec<UserSpec> = crate::demo::users();
     let mut members: Vec<(String, String)> = Vec::new();

@@ -126,13 +126,13 @@ impl KeyRing {
         Ok(())
     }
 
-    /// The key a box names, or why the ring cannot open it.
-    pub fn key_for(&self, sealed: &SealedCredential) -> Result<&PrivateKey, SealError> {
-        self.get(&sealed.key_id)
-            .ok_or_else(|| SealError::UnknownKeyId {
-                found: sealed.key_id.clone(),
-                held: self.ids().join(", "),
-            })
+    /// The key `key_id` names, or [`SealError::UnknownKeyId`] naming the
+    /// ring's keys.
+    pub fn key(&self, key_id: &str) -> Result<&PrivateKey, SealError> {
+        self.get(key_id).ok_or_else(|| SealError::UnknownKeyId {
+            found: key_id.to_string(),
+            held: self.ids().join(", "),
+        })
     }
 
     /// Opens a box with the key it names; a box for a key the ring does not
@@ -142,7 +142,7 @@ impl KeyRing {
         account_id: &str,
         sealed: &SealedCredential,
     ) -> Result<Credential, SealError> {
-        seal::open(self.key_for(sealed)?, account_id, sealed)
+        seal::open(self.key(&sealed.key_id)?, account_id, sealed)
     }
 }
 

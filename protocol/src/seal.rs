@@ -201,25 +201,70 @@ fn aad(account_id: &str, user: &str, access_key_id: &str) -> Vec<u8> {
     format!("keyfleet/v1\n{account_id}\n{user}\n{access_key_id}").into_bytes()
 }
 
+/// HPKE single-shot seal to `pk`: (base64 encapsulated key, base64
+/// ciphertext). The one sealing step every box shares.
+fn hpke_seal(
+    pk: &PublicKey,
+    info: &[u8],
+    plaintext: &[u8],
+    aad: &[u8],
+) -> Result<(String, String), SealError> {
+    let (enc, ct) = hpke::single_shot_seal::<AesGcm256, HkdfSha256, Kem, _>(
+        &OpModeS::Base,
+        &pk.key,
+        info,
+        plaintext,
+        aad,
+        &mut os_rng(),
+    )
+    .map_err(|_| SealError::SealFailed)?;
+    Ok((B64.encode(enc.to_bytes()), B64.encode(ct)))
+}
+
+/// The opening step every box shares: the key id must be `sk`'s, then the
+/// base64 fields decode and the HPKE box opens with `info` and `aad`.
+fn hpke_open(
+    sk: &PrivateKey,
+    key_id: &str,
+    enc: &str,
+    ciphertext: &str,
+    info: &[u8],
+    aad: &[u8],
+) -> Result<Vec<u8>, SealError> {
+    if key_id != sk.key_id {
+        return Err(SealError::WrongKeyId {
+            expected: sk.key_id.clone(),
+            found: key_id.to_string(),
+        });
+    }
+    let enc = B64.decode(enc).map_err(|_| SealError::BadEncoding("enc"))?;
+    let ct = B64
+        .decode(ciphertext)
+        .map_err(|_| SealError::BadEncoding("ciphertext"))?;
+    let enc =
+        <Kem as hpke::Kem>::EncappedKey::from_bytes(&enc).map_err(|_| SealError::OpenFailed)?;
+    hpke::single_shot_open::<AesGcm256, HkdfSha256, Kem>(
+        &OpModeR::Base,
+        &sk.key,
+        &enc,
+        info,
+        &ct,
+        aad,
+    )
+    .map_err(|_| SealError::OpenFailed)
+}
+
 /// Seals `cred` for the coordinator.
 pub fn seal(pk: &PublicKey, cred: &Credential) -> Result<SealedCredential, SealError> {
     let plaintext = serde_json::to_vec(cred).map_err(|_| SealError::SealFailed)?;
     let aad = aad(&cred.account_id, &cred.user_name, &cred.access_key_id);
-    let (enc, ct) = hpke::single_shot_seal::<AesGcm256, HkdfSha256, Kem, _>(
-        &OpModeS::Base,
-        &pk.key,
-        INFO,
-        &plaintext,
-        &aad,
-        &mut os_rng(),
-    )
-    .map_err(|_| SealError::SealFailed)?;
+    let (enc, ciphertext) = hpke_seal(pk, INFO, &plaintext, &aad)?;
     Ok(SealedCredential {
         user_name: cred.user_name.clone(),
         access_key_id: cred.access_key_id.clone(),
         key_id: pk.key_id.clone(),
-        enc: B64.encode(enc.to_bytes()),
-        ciphertext: B64.encode(ct),
+        enc,
+        ciphertext,
     })
 }
 
@@ -245,19 +290,16 @@ pub fn seal_secret(
     context: &str,
     secret: &Secret,
 ) -> Result<SealedSecret, SealError> {
-    let (enc, ct) = hpke::single_shot_seal::<AesGcm256, HkdfSha256, Kem, _>(
-        &OpModeS::Base,
-        &pk.key,
+    let (enc, ciphertext) = hpke_seal(
+        pk,
         SECRET_INFO,
         secret.expose().as_bytes(),
         context.as_bytes(),
-        &mut os_rng(),
-    )
-    .map_err(|_| SealError::SealFailed)?;
+    )?;
     Ok(SealedSecret {
         key_id: pk.key_id.clone(),
-        enc: B64.encode(enc.to_bytes()),
-        ciphertext: B64.encode(ct),
+        enc,
+        ciphertext,
     })
 }
 
@@ -267,29 +309,14 @@ pub fn open_secret(
     context: &str,
     sealed: &SealedSecret,
 ) -> Result<Secret, SealError> {
-    if sealed.key_id != sk.key_id {
-        return Err(SealError::WrongKeyId {
-            expected: sk.key_id.clone(),
-            found: sealed.key_id.clone(),
-        });
-    }
-    let enc = B64
-        .decode(&sealed.enc)
-        .map_err(|_| SealError::BadEncoding("enc"))?;
-    let ct = B64
-        .decode(&sealed.ciphertext)
-        .map_err(|_| SealError::BadEncoding("ciphertext"))?;
-    let enc =
-        <Kem as hpke::Kem>::EncappedKey::from_bytes(&enc).map_err(|_| SealError::OpenFailed)?;
-    let pt = hpke::single_shot_open::<AesGcm256, HkdfSha256, Kem>(
-        &OpModeR::Base,
-        &sk.key,
-        &enc,
+    let pt = hpke_open(
+        sk,
+        &sealed.key_id,
+        &sealed.enc,
+        &sealed.ciphertext,
         SECRET_INFO,
-        &ct,
         context.as_bytes(),
-    )
-    .map_err(|_| SealError::OpenFailed)?;
+    )?;
     String::from_utf8(pt)
         .map(Secret::new)
         .map_err(|_| SealError::Mismatch("a text secret"))
@@ -302,30 +329,15 @@ pub fn open(
     account_id: &str,
     sealed: &SealedCredential,
 ) -> Result<Credential, SealError> {
-    if sealed.key_id != sk.key_id {
-        return Err(SealError::WrongKeyId {
-            expected: sk.key_id.clone(),
-            found: sealed.key_id.clone(),
-        });
-    }
-    let enc = B64
-        .decode(&sealed.enc)
-        .map_err(|_| SealError::BadEncoding("enc"))?;
-    let ct = B64
-        .decode(&sealed.ciphertext)
-        .map_err(|_| SealError::BadEncoding("ciphertext"))?;
-    let enc =
-        <Kem as hpke::Kem>::EncappedKey::from_bytes(&enc).map_err(|_| SealError::OpenFailed)?;
     let aad = aad(account_id, &sealed.user_name, &sealed.access_key_id);
-    let pt = hpke::single_shot_open::<AesGcm256, HkdfSha256, Kem>(
-        &OpModeR::Base,
-        &sk.key,
-        &enc,
+    let pt = hpke_open(
+        sk,
+        &sealed.key_id,
+        &sealed.enc,
+        &sealed.ciphertext,
         INFO,
-        &ct,
         &aad,
-    )
-    .map_err(|_| SealError::OpenFailed)?;
+    )?;
     let cred: Credential =
         serde_json::from_slice(&pt).map_err(|_| SealError::Mismatch("this box"))?;
     if cred.account_id != account_id {

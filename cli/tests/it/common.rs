@@ -192,3 +192,27 @@ pub async fn iam_of(account: &str) -> aws_sdk_iam::Client {
             .expect("assume a role in the account"),
     )
 }
+
+/// Starts a run on `account` as an operator does (the coordinator's
+/// `{"action":"run"}` event), lets the emulator deliver the job, the agent's
+/// invocation and the result (up to `settle_s` seconds), and returns the
+/// run id.
+pub async fn run_through_coordinator(account: &str, settle_s: u64) -> String {
+    let answer = aws_sdk_lambda::Client::new(&emu().config())
+        .invoke()
+        .function_name("keyfleet-coordinator")
+        .payload(aws_sdk_lambda::primitives::Blob::new(
+            serde_json::json!({"action": "run", "accounts": [account]}).to_string(),
+        ))
+        .send()
+        .await
+        .expect("Invoke");
+    assert!(answer.function_error().is_none(), "{answer:?}");
+    let started: serde_json::Value =
+        serde_json::from_slice(answer.payload().expect("payload").as_ref()).expect("JSON");
+    let run_id = started["run_id"].as_str().expect("run id").to_string();
+    emu()
+        .settle(&[account, keyfleet_testkit::DEFAULT_ACCOUNT], settle_s)
+        .expect("settled");
+    run_id
+}

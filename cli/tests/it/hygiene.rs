@@ -18,7 +18,6 @@
 
 use crate::common::*;
 use crate::mails::delivered_key;
-use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::Environment;
 use keyfleet_testkit::seed::{self, key, user};
 use keyfleet_testkit::DEFAULT_ACCOUNT;
@@ -124,21 +123,7 @@ async fn no_secret_reaches_a_log_an_object_a_message_or_an_email_it_does_not_bel
     log_level(&central_lambda, "keyfleet-coordinator", "trace").await;
 
     let cycle = || async {
-        let answer = central_lambda
-            .invoke()
-            .function_name("keyfleet-coordinator")
-            .payload(Blob::new(
-                serde_json::json!({"action": "run", "accounts": [account]}).to_string(),
-            ))
-            .send()
-            .await
-            .expect("Invoke");
-        assert!(answer.function_error().is_none(), "{answer:?}");
-        let started: serde_json::Value =
-            serde_json::from_slice(answer.payload().expect("payload").as_ref()).expect("JSON");
-        let run_id = started["run_id"].as_str().expect("run id").to_string();
-        emu.settle(&[&account, DEFAULT_ACCOUNT], 120)
-            .expect("settled");
+        let run_id = run_through_coordinator(&account, 120).await;
         let report = cli.report(&run_id);
         let verdict = report["accounts"][0]["users"][0]["verdict"]
             .as_str()

@@ -10,7 +10,6 @@ use crate::common::*;
 use crate::mails::{delivered_key, kinds_for};
 use aws_sdk_lambda::primitives::Blob;
 use keyfleet_testkit::seed::{self, key, user};
-use keyfleet_testkit::DEFAULT_ACCOUNT;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_key_email_is_sent_on_the_next_delivery_exactly_once() {
@@ -39,25 +38,10 @@ async fn a_refused_key_email_is_sent_on_the_next_delivery_exactly_once() {
     }]}))
     .expect("faults");
 
-    // A manual run, as an operator invokes the coordinator.
+    // A manual run, as an operator invokes the coordinator; the job, the
+    // agent and the result's first delivery run their course.
     let admin = emu.config();
-    let answer = aws_sdk_lambda::Client::new(&admin)
-        .invoke()
-        .function_name("keyfleet-coordinator")
-        .payload(Blob::new(
-            serde_json::json!({"action": "run", "accounts": [account]}).to_string(),
-        ))
-        .send()
-        .await
-        .expect("Invoke");
-    assert!(answer.function_error().is_none(), "{answer:?}");
-    let started: serde_json::Value =
-        serde_json::from_slice(answer.payload().expect("payload").as_ref()).expect("JSON");
-    let run_id = started["run_id"].as_str().expect("run id").to_string();
-
-    // The job, the agent and the result's first delivery run their course.
-    emu.settle(&[&account, DEFAULT_ACCOUNT], 120)
-        .expect("settled");
+    let run_id = run_through_coordinator(&account, 120).await;
     let keys = seed::keys(&iam, name).await.expect("keys");
     assert_eq!(keys.len(), 2, "the new key exists: {keys:?}");
     let new_key = keys

@@ -13,32 +13,10 @@
 
 use crate::common::*;
 use crate::mails::{delivered_key, kinds_for};
-use aws_sdk_lambda::primitives::Blob;
 use keyfleet_testkit::seed::{self, key, user};
-use keyfleet_testkit::DEFAULT_ACCOUNT;
 use std::collections::BTreeMap;
 
 const USERS: usize = 20;
-
-async fn run_once(account: &str) -> String {
-    let answer = aws_sdk_lambda::Client::new(&emu().config())
-        .invoke()
-        .function_name("keyfleet-coordinator")
-        .payload(Blob::new(
-            serde_json::json!({"action": "run", "accounts": [account]}).to_string(),
-        ))
-        .send()
-        .await
-        .expect("Invoke");
-    assert!(answer.function_error().is_none(), "{answer:?}");
-    let started: serde_json::Value =
-        serde_json::from_slice(answer.payload().expect("payload").as_ref()).expect("JSON");
-    let run_id = started["run_id"].as_str().expect("run id").to_string();
-    emu()
-        .settle(&[account, DEFAULT_ACCOUNT], 300)
-        .expect("settled");
-    run_id
-}
 
 fn verdicts(report: &serde_json::Value) -> BTreeMap<String, String> {
     report["accounts"][0]["users"]
@@ -83,7 +61,7 @@ async fn an_agent_short_of_time_defers_users_and_no_key_goes_undelivered() {
             "service": "iam", "action": "CreateAccessKey", "account": account,
             "kind": "delay", "delay_ms": 10000}]}))
             .expect("faults");
-        let run_id = run_once(&account).await;
+        let run_id = run_through_coordinator(&account, 300).await;
         emu.clear_faults().expect("faults cleared");
         run_id
     };
@@ -138,7 +116,7 @@ async fn an_agent_short_of_time_defers_users_and_no_key_goes_undelivered() {
     }
 
     // The next run (IAM fast again) rotates exactly the deferred users.
-    let second = verdicts(&cli.report(&run_once(&account).await));
+    let second = verdicts(&cli.report(&run_through_coordinator(&account, 300).await));
     let rotated_now: Vec<&String> = second
         .iter()
         .filter(|(_, v)| *v == "rotated")

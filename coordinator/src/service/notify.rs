@@ -323,11 +323,7 @@ impl Coordinator {
             return Ok(None);
         };
         let opened = ring
-            .get(&claim.password.key_id)
-            .ok_or_else(|| keyfleet_protocol::SealError::UnknownKeyId {
-                found: claim.password.key_id.clone(),
-                held: ring.ids().join(", "),
-            })
+            .key(&claim.password.key_id)
             .and_then(|k| keyfleet_protocol::seal::open_secret(k, zip_ledger, &claim.password));
         match opened {
             Ok(p) => Ok(Some(p)),

@@ -306,15 +306,7 @@ async fn new_key_reaches_its_owner_in_an_encrypted_zip_and_notices_go_out_once()
 async fn owner_emails_carry_no_free_text_from_the_result() {
     let (member, users) = normal_member("free-text").await;
     let central = Central::new(Setup::default()).await;
-    let run_id = central
-        .coordinator
-        .start_run(RunRequest {
-            accounts: Some(vec![member.id.clone()]),
-            ..RunRequest::default()
-        })
-        .await
-        .expect("start run")
-        .run_id;
+    let run_id = central.start_run_on(&[&member.id]).await;
     let (_, mut result) = member.run_agent(&central.public_key).await;
     const MARK: &str = "Click here: example.net/reset";
     for u in &mut result.users {

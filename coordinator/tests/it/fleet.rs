@@ -465,6 +465,18 @@ impl Central {
         }
     }
 
+    /// Starts a real run on exactly `accounts`; returns its id.
+    pub async fn start_run_on(&self, accounts: &[&str]) -> String {
+        self.coordinator
+            .start_run(keyfleet_coordinator::RunRequest {
+                accounts: Some(accounts.iter().map(|a| a.to_string()).collect()),
+                ..Default::default()
+            })
+            .await
+            .expect("start run")
+            .run_id
+    }
+
     /// Result messages now on the results queue: (body, receipt handle).
     /// They stay on the queue (invisible for the visibility timeout) until
     /// deleted with [`Central::delete_result`].

@@ -5,7 +5,7 @@
 //! account's mail still goes out.
 
 use crate::fleet::*;
-use keyfleet_coordinator::{Intake, RunRequest};
+use keyfleet_coordinator::Intake;
 
 fn kinds_to(mails: &[Mail], to: &str) -> Vec<String> {
     let mut k: Vec<String> = mails
@@ -26,15 +26,7 @@ async fn a_result_sealed_to_the_previous_key_during_the_roll_out_is_delivered() 
     // it, the other still seals to the previous key.
     let previous = central.add_key();
     assert_ne!(previous.key_id, central.public_key.key_id);
-    let run_id = central
-        .coordinator
-        .start_run(RunRequest {
-            accounts: Some(vec![updated.id.clone(), lagging.id.clone()]),
-            ..RunRequest::default()
-        })
-        .await
-        .expect("start run")
-        .run_id;
+    let run_id = central.start_run_on(&[&updated.id, &lagging.id]).await;
     let (_, new_result) = updated.run_agent(&central.public_key).await;
     let (_, old_result) = lagging.run_agent(&previous).await;
     assert_eq!(new_result.sealed[0].key_id, central.public_key.key_id);
@@ -64,15 +56,7 @@ async fn a_box_sealed_to_a_retired_key_is_refused_by_name_and_alerted_once() {
     let mut central = Central::new(Setup::default()).await;
     let previous = central.add_key();
     central.retire_key(&previous.key_id);
-    let run_id = central
-        .coordinator
-        .start_run(RunRequest {
-            accounts: Some(vec![member.id.clone()]),
-            ..RunRequest::default()
-        })
-        .await
-        .expect("start run")
-        .run_id;
+    let run_id = central.start_run_on(&[&member.id]).await;
     // An agent the roll-out never reached.
     let (_, result) = member.run_agent(&previous).await;
     let body = String::from_utf8(keyfleet_protocol::encode(&result)).expect("utf-8");
@@ -129,15 +113,7 @@ async fn a_key_added_while_the_coordinator_runs_is_read_from_the_stored_ring() {
         .expect("PutSecretValue");
     assert_ne!(new_public.key_id, started_with.key_id);
 
-    let run_id = central
-        .coordinator
-        .start_run(RunRequest {
-            accounts: Some(vec![member.id.clone()]),
-            ..RunRequest::default()
-        })
-        .await
-        .expect("start run")
-        .run_id;
+    let run_id = central.start_run_on(&[&member.id]).await;
     // The agent already moved to the new key.
     let (_, result) = member.run_agent(&new_public).await;
     assert_eq!(result.sealed[0].key_id, new_public.key_id);

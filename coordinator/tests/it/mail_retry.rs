@@ -6,7 +6,7 @@
 
 use crate::emails::{check_zip, password_from};
 use crate::fleet::*;
-use keyfleet_coordinator::{Intake, RunRequest, PENDING_MAIL_PREFIX};
+use keyfleet_coordinator::{Intake, PENDING_MAIL_PREFIX};
 
 /// Fault rules are global to the emulator: one test of this binary at a
 /// time sets them.
@@ -28,15 +28,7 @@ async fn a_password_email_refused_after_its_zip_is_sent_by_the_sweep_with_the_zi
     let (member, users) = normal_member("mail-retry").await;
     let central = Central::new(Setup::default()).await;
     let owner = owner_address(&users.rotate);
-    let run_id = central
-        .coordinator
-        .start_run(RunRequest {
-            accounts: Some(vec![member.id.clone()]),
-            ..RunRequest::default()
-        })
-        .await
-        .expect("start run")
-        .run_id;
+    let run_id = central.start_run_on(&[&member.id]).await;
     member.run_agent(&central.public_key).await;
     // The owner's first email (the zip) goes out; every later one fails,
     // SDK retries included.
@@ -123,15 +115,7 @@ async fn owner_mail_that_never_goes_out_is_alerted_once_its_attempts_are_spent()
     let (member, users) = normal_member("mail-gives-up").await;
     let central = Central::new(Setup::default()).await;
     let owner = owner_address(&users.rotate);
-    let run_id = central
-        .coordinator
-        .start_run(RunRequest {
-            accounts: Some(vec![member.id.clone()]),
-            ..RunRequest::default()
-        })
-        .await
-        .expect("start run")
-        .run_id;
+    let run_id = central.start_run_on(&[&member.id]).await;
     member.run_agent(&central.public_key).await;
     emu()
         .set_faults(serde_json::json!({"seed": 1, "rules": [{
