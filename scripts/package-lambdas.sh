@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Build keyfleet's two Lambda functions for the provided.al2023 runtime and
+# Build keyfleet's three Lambda functions for the provided.al2023 runtime and
 # package them for deployment:
 #
 #   dist/agent.zip         bootstrap of the agent (crate keyfleet-agent, bin agent)
 #   dist/coordinator.zip   bootstrap of the coordinator (crate keyfleet-coordinator, bin coordinator)
+#   dist/api.zip           bootstrap of the security team's API (crate keyfleet-api, bin keyfleet-api)
 #   dist/SHA256SUMS
 #
 # Usage: scripts/package-lambdas.sh [--arm64] [--out DIR] [--dry-run]
@@ -26,7 +27,7 @@
 # distribution server; zig does the linking). Deploy arm64 zips with
 # architecture = "arm64" in Terraform (coordinator module and agent-stackset
 # module / example variable), since Lambda refuses a bootstrap built for the
-# other instruction set. Both zips are always built for the same one.
+# other instruction set. All zips are always built for the same one.
 set -euo pipefail
 
 CARGO_LAMBDA_VERSION="1.9.2"
@@ -83,7 +84,8 @@ fi
 # --- build -------------------------------------------------------------------
 build_dir="$root/target/lambda/$arch"
 cmd=(cargo lambda build --release "$arch_flag" --output-format zip --lambda-dir "$build_dir"
-  --locked -p keyfleet-agent -p keyfleet-coordinator --bin agent --bin coordinator)
+  --locked -p keyfleet-agent -p keyfleet-coordinator -p keyfleet-api
+  --bin agent --bin coordinator --bin keyfleet-api)
 
 if [[ $dry_run -eq 1 ]]; then
   echo "(cd $root && ${cmd[*]})"
@@ -94,8 +96,10 @@ fi
 
 # --- package -----------------------------------------------------------------
 mkdir -p "$out"
-for fn in agent coordinator; do
-  zip="$build_dir/$fn/bootstrap.zip"
+for fn in agent coordinator api; do
+  bin="$fn"
+  [[ "$fn" == api ]] && bin="keyfleet-api"
+  zip="$build_dir/$bin/bootstrap.zip"
   [[ -f "$zip" ]] || { echo "package-lambdas: $zip was not built" >&2; exit 1; }
   # Lambda runs the file named bootstrap at the root of the zip.
   "$venv/bin/python" - "$zip" <<'PY'
@@ -106,6 +110,6 @@ if names != ["bootstrap"]:
 PY
   cp "$zip" "$out/$fn.zip"
 done
-(cd "$out" && sha256sum agent.zip coordinator.zip > SHA256SUMS)
+(cd "$out" && sha256sum agent.zip coordinator.zip api.zip > SHA256SUMS)
 echo "package-lambdas: $arch build written to $out:" >&2
 cat "$out/SHA256SUMS"

@@ -100,14 +100,18 @@ impl Agent {
         job: &Job,
         user: &UserSnapshot,
         now: OffsetDateTime,
-    ) -> Result<UserPlan, rules::EmergencyError> {
+    ) -> Result<UserPlan, String> {
         match &job.mode {
             JobMode::Scheduled => Ok(rules::plan_user(user, &job.policy, now)),
             JobMode::Rotate {
                 deactivate_old,
                 key_id,
                 ..
-            } => rules::plan_emergency(user, &job.policy, now, *deactivate_old, key_id.as_deref()),
+            } => rules::plan_emergency(user, &job.policy, now, *deactivate_old, key_id.as_deref())
+                .map_err(|e| e.to_string()),
+            JobMode::Reactivate { key_id, .. } => {
+                rules::plan_reactivation(user, &job.policy, now, key_id).map_err(|e| e.to_string())
+            }
         }
     }
 
@@ -135,6 +139,11 @@ impl Agent {
         mut user: ScannedUser,
     ) -> Result<UserOutcome, AgentError> {
         let emergency = matches!(job.mode, JobMode::Rotate { .. });
+        // A reactivation is planned from the protected record (only a key
+        // keyfleet deactivated may be switched back on): no plan before it
+        // is read.
+        let reactivation = matches!(job.mode, JobMode::Reactivate { .. });
+        let targeted = emergency || reactivation;
         let mut out = UserOutcome {
             report: UserReport {
                 user_name: user.snapshot.user_name.clone(),
@@ -145,6 +154,8 @@ impl Agent {
                 actions: Vec::new(),
                 error: None,
                 note: None,
+                mfa_active: user.mfa_active,
+                password_enabled: user.password_enabled,
             },
             sealed: None,
             after_send: AfterSend::Nothing,
@@ -152,22 +163,33 @@ impl Agent {
         if let Some(e) = user.error.take() {
             return Ok(self.user_failed(out, e));
         }
-        // An emergency names keys: read them before planning.
-        if emergency {
+        // An emergency or a reactivation names keys: read them before
+        // planning.
+        if targeted {
             if let Err(e) = scan::refresh_user(&self.clients.iam, &mut user).await {
                 return Ok(self.user_failed(out, e));
             }
             out.report.keys = user.snapshot.keys.clone();
         }
-        let first = match self.plan(job, &user.snapshot, now) {
-            Ok(p) => p,
-            Err(e) => return Ok(self.user_failed(out, e)),
+        let first = if reactivation {
+            UserPlan {
+                verdict: Verdict::Reactivated,
+                email: rules::owner_email(&user.snapshot.tags, &job.policy),
+                actions: Vec::new(),
+                exempt: false,
+                note: None,
+            }
+        } else {
+            match self.plan(job, &user.snapshot, now) {
+                Ok(p) => p,
+                Err(e) => return Ok(self.user_failed(out, e)),
+            }
         };
         out.report.email = first.email.clone();
         out.report.verdict = first.verdict;
         out.report.note = first.note.clone();
         let keys = &user.snapshot.keys;
-        let record_matters = emergency
+        let record_matters = targeted
             || !user.in_report
             || keys.len() >= 2
             || keys.iter().any(|k| k.status == KeyStatus::Inactive)
@@ -193,7 +215,7 @@ impl Agent {
             Err(e) => return Ok(self.user_failed(out, e)),
         };
         let intent = found.trusted().and_then(|r| r.intent.clone());
-        if first.actions.is_empty() && user.in_report && !emergency && intent.is_none() {
+        if first.actions.is_empty() && user.in_report && !targeted && intent.is_none() {
             // The record can only delay what the rules decide; nothing is due.
             return Ok(out);
         }
@@ -216,6 +238,7 @@ impl Agent {
         }
         if let Some(r) = ctx.found.trusted() {
             ctx.user.snapshot.deactivated = r.deactivations(&ctx.user.snapshot.keys);
+            ctx.user.snapshot.reactivated = r.reactivations(&ctx.user.snapshot.keys);
         }
 
         let plan = match self.plan(job, &ctx.user.snapshot, now) {
@@ -463,6 +486,35 @@ impl Agent {
                         self.crash_at(FaultPoint::AfterRevoke, &name)?;
                         Outcome::Done { key_id: None }
                     }
+                    Err(e) => failed(format!("UpdateAccessKey: {}", scan::sdk_message(&e))),
+                }
+            }
+            Action::Reactivate { key_id } => {
+                // Recorded first: a reactivation keyfleet cannot remember
+                // would be undone by the next run without a notice period.
+                let Some(mut record) = ctx.found.writable(&self.account_id, &name) else {
+                    return Ok(failed(format!(
+                        "not reactivated: the reactivation cannot be recorded, secret {} was not created by keyfleet",
+                        record::secret_name(&name)
+                    )));
+                };
+                let key = ctx.user.snapshot.keys.iter().find(|k| &k.id == key_id);
+                let Some(key) = key.cloned() else {
+                    return Ok(failed(format!("UpdateAccessKey: unknown key {key_id}")));
+                };
+                record.record_reactivation(&key, now_utc());
+                if let Err(e) = self.save(ctx, record).await {
+                    return Ok(failed(format!("not reactivated: {e}")));
+                }
+                match iam
+                    .update_access_key()
+                    .user_name(&name)
+                    .access_key_id(key_id)
+                    .status(StatusType::Active)
+                    .send()
+                    .await
+                {
+                    Ok(_) => Outcome::Done { key_id: None },
                     Err(e) => failed(format!("UpdateAccessKey: {}", scan::sdk_message(&e))),
                 }
             }

@@ -6,6 +6,9 @@
 //! - `intent`: a rotation in flight (run, time, the keys that existed),
 //!   written before `CreateAccessKey` and cleared once the result reached
 //!   the coordinator's queue;
+//! - `reactivated`: the keys the security team switched back on, and when,
+//!   so that such a key gets a fresh notice period before it is
+//!   deactivated again (`crate::rules::plan_reactivation`);
 //! - `deactivated`: the keys keyfleet deactivated, and when, so that such a
 //!   key is deleted no sooner than `delete_after - deactivate_after` later;
 //! - `current`/`sealed`/`history`: the newest key (sealed to the
@@ -38,11 +41,7 @@ use keyfleet_protocol::{KeyState, SealedCredential, Secret};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-/// Name of a user's secret: `keyfleet/<user>`, each comma turned into a
-/// slash (see the module doc).
-pub fn secret_name(user: &str) -> String {
-    format!("keyfleet/{}", user.replace(',', "/"))
-}
+pub use keyfleet_protocol::secret_name;
 
 /// The newest key keyfleet created for the user.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,6 +91,16 @@ pub struct Deactivation {
     pub age_secs: i64,
 }
 
+/// A key the security team switched back on (`JobMode::Reactivate`).
+/// `age_secs` plays the same part as in [`Deactivation`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reactivation {
+    pub key_id: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    pub age_secs: i64,
+}
+
 /// The JSON stored in `keyfleet/<user>`. Version 1 records written before
 /// `intent` and `deactivated` existed read as records without them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -111,6 +120,8 @@ pub struct UserRecord {
     pub intent: Option<Intent>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub deactivated: Vec<Deactivation>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reactivated: Vec<Reactivation>,
 }
 
 /// Most deactivations remembered (a user has at most two keys; older
@@ -128,6 +139,7 @@ impl UserRecord {
             sealed: None,
             intent: None,
             deactivated: Vec::new(),
+            reactivated: Vec::new(),
         }
     }
 
@@ -144,6 +156,36 @@ impl UserRecord {
             },
         );
         self.deactivated.truncate(MAX_DEACTIVATIONS);
+    }
+
+    /// Records that the security team reactivated `key` at `at`, keeping
+    /// the newest entries.
+    pub fn record_reactivation(&mut self, key: &KeyState, at: OffsetDateTime) {
+        self.reactivated.retain(|d| d.key_id != key.id);
+        self.reactivated.insert(
+            0,
+            Reactivation {
+                key_id: key.id.clone(),
+                at,
+                age_secs: (at - key.created).whole_seconds().max(0),
+            },
+        );
+        self.reactivated.truncate(MAX_DEACTIVATIONS);
+    }
+
+    /// `(key id, when)` of the reactivations of keys the user still has,
+    /// for the rules.
+    pub fn reactivations(&self, keys: &[KeyState]) -> Vec<(String, OffsetDateTime)> {
+        self.reactivated
+            .iter()
+            .filter_map(|d| {
+                let key = keys.iter().find(|k| k.id == d.key_id)?;
+                Some((
+                    d.key_id.clone(),
+                    key.created + time::Duration::seconds(d.age_secs),
+                ))
+            })
+            .collect()
     }
 
     /// `(key id, when)` of the deactivations of keys the user still has,

@@ -179,6 +179,22 @@
 //! `deactivate_old` the named (or only) active key is still deactivated:
 //! containing a leaked key comes before keeping a service running.
 //!
+//! **Reactivation** ([`plan_reactivation`]) is the security team's way
+//! back when a deactivation broke an application: only a key keyfleet
+//! deactivated (the protected record says so) and has not deleted. It is
+//! recorded in the protected record, and the key then has a grace of one
+//! notice period (`deactivate_after - rotate_after`) from the
+//! reactivation: no rule deactivates it (not the pair rule, not the hard
+//! limit, not clean-up) and it is not deleted as unused before then, and
+//! the reminders name the end of the grace as its deactivation date. After
+//! the grace the ordinary rules apply: a key still not used after its
+//! replacement was created is deactivated again (with its notice), and
+//! deleted no sooner than the recovery window after that. The grace is
+//! bounded, so the hard limit is delayed by at most one notice period, and
+//! only by an explicit order. A key switched back on outside keyfleet (no
+//! record of a reactivation) gets no grace: the next run deactivates it
+//! again, with a notice.
+//!
 //! **Tags.** The email tag key is matched exactly, its value trimmed; it must
 //! pass the one deliverability rule of `keyfleet_protocol::address` (one
 //! bare address of an internet domain, and in the policy's `owner_domains`
@@ -227,6 +243,9 @@ pub struct UserSnapshot {
     /// Keys keyfleet deactivated, and when, from the protected per-user
     /// record (`crate::record`). Empty when there is no trusted record.
     pub deactivated: Vec<(String, OffsetDateTime)>,
+    /// Keys the security team reactivated, and when, from the same record
+    /// (see [`plan_reactivation`]).
+    pub reactivated: Vec<(String, OffsetDateTime)>,
 }
 
 /// What the rules decided for one user.
@@ -299,7 +318,13 @@ pub fn plan_user(user: &UserSnapshot, policy: &Policy, now: OffsetDateTime) -> U
     }
     let rules = Rules { policy, now };
     let deliverable = is_deliverable(policy, email.as_deref());
-    let mut planner = Planner::new(rules, &user.keys, &user.deactivated, deliverable);
+    let mut planner = Planner::new(
+        rules,
+        &user.keys,
+        &user.deactivated,
+        &user.reactivated,
+        deliverable,
+    );
     let (verdict, actions) = if policy.cleanup {
         planner.run(|p| p.cleanup_step(email.is_none()));
         planner.finish(false)
@@ -452,6 +477,86 @@ pub fn plan_emergency(
     })
 }
 
+/// Why a reactivation was refused. Each names the key and says why, so the
+/// security team knows what to do instead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReactivateError {
+    #[error(
+        "user `{user}` has no access key `{key_id}` (its keys: {}): a deleted key cannot be reactivated",
+        .keys.join(", ")
+    )]
+    NoSuchKey {
+        user: String,
+        key_id: String,
+        keys: Vec<String>,
+    },
+    #[error("access key `{key_id}` of user `{user}` is active; nothing to reactivate")]
+    Active { user: String, key_id: String },
+    #[error(
+        "access key `{key_id}` of user `{user}` was not deactivated by keyfleet (no record of it); \
+         keyfleet only switches back on what it switched off"
+    )]
+    NotDeactivatedByKeyfleet { user: String, key_id: String },
+}
+
+/// The security team's "switch this key back on" (an application broke
+/// when keyfleet deactivated it).
+///
+/// Only a key keyfleet deactivated (its protected record says so) and has
+/// not deleted. The plan is the reactivation and a notice to the owner
+/// naming the date the key will be deactivated again: a fresh notice
+/// period (`deactivate_after - rotate_after`) from now. Until then no rule
+/// deactivates or deletes it ([`Planner`]'s grace, see the module doc);
+/// once deactivated again, it gets the usual recovery window before it is
+/// deleted, since that deactivation is recorded like any other. Like an
+/// emergency rotation it is an explicit order for one named user, so the
+/// exempt tag does not apply.
+pub fn plan_reactivation(
+    user: &UserSnapshot,
+    policy: &Policy,
+    now: OffsetDateTime,
+    key_id: &str,
+) -> Result<UserPlan, ReactivateError> {
+    let err_user = || user.user_name.clone();
+    let Some(key) = user.keys.iter().find(|k| k.id == key_id) else {
+        return Err(ReactivateError::NoSuchKey {
+            user: err_user(),
+            key_id: key_id.to_string(),
+            keys: user.keys.iter().map(|k| k.id.clone()).collect(),
+        });
+    };
+    if key.status == KeyStatus::Active {
+        return Err(ReactivateError::Active {
+            user: err_user(),
+            key_id: key_id.to_string(),
+        });
+    }
+    if !user.deactivated.iter().any(|(id, _)| id == key_id) {
+        return Err(ReactivateError::NotDeactivatedByKeyfleet {
+            user: err_user(),
+            key_id: key_id.to_string(),
+        });
+    }
+    let until = plus(now, policy.notice_period());
+    Ok(UserPlan {
+        verdict: Verdict::Reactivated,
+        email: owner_email(&user.tags, policy),
+        actions: vec![
+            Action::Reactivate {
+                key_id: key_id.to_string(),
+            },
+            Action::Notify {
+                notice: Notice::Reactivated {
+                    key_id: key_id.to_string(),
+                    until,
+                },
+            },
+        ],
+        exempt: is_exempt(&user.tags, policy),
+        note: None,
+    })
+}
+
 /// Why [`simulate`] rejected a plan: the rule it would break.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SimError {
@@ -464,6 +569,8 @@ pub enum SimError {
     AmbiguousKey { action: usize, key_id: String },
     /// The action at index `action` deactivates a key that is not active.
     AlreadyInactive { action: usize, key_id: String },
+    /// The action at index `action` reactivates a key that is active.
+    AlreadyActive { action: usize, key_id: String },
 }
 
 impl fmt::Display for SimError {
@@ -494,6 +601,10 @@ impl fmt::Display for SimError {
             SimError::AlreadyInactive { action, key_id } => write!(
                 f,
                 "action {action}: access key `{key_id}` is already inactive"
+            ),
+            SimError::AlreadyActive { action, key_id } => write!(
+                f,
+                "action {action}: access key `{key_id}` is already active"
             ),
         }
     }
@@ -569,6 +680,16 @@ pub fn simulate(
             Action::Delete { key_id } => {
                 let at = find(&out, i, key_id)?;
                 out.remove(at);
+            }
+            Action::Reactivate { key_id } => {
+                let at = find(&out, i, key_id)?;
+                if out[at].status == KeyStatus::Active {
+                    return Err(SimError::AlreadyActive {
+                        action: i,
+                        key_id: key_id.clone(),
+                    });
+                }
+                out[at].status = KeyStatus::Active;
             }
             Action::Notify { .. } => {}
         }
@@ -700,8 +821,17 @@ enum Pair {
 /// whole notice period (unless immediate enforcement at the hard limit);
 /// never while in use after the replacement was created, until the hard
 /// limit.
-fn older_of_two_active(r: &Rules, old: &KeyState, new: &KeyState) -> Pair {
-    if !r.deactivation_due(old, new) {
+fn older_of_two_active(
+    r: &Rules,
+    old: &KeyState,
+    new: &KeyState,
+    grace: Option<OffsetDateTime>,
+) -> Pair {
+    if let Some(until) = grace {
+        Pair::Scheduled {
+            on: r.deactivation_date(old, new.created).max(until),
+        }
+    } else if !r.deactivation_due(old, new) {
         Pair::Scheduled {
             on: r.deactivation_date(old, new.created),
         }
@@ -808,6 +938,9 @@ struct Planner<'a> {
     rules: Rules<'a>,
     /// From the protected record: when keyfleet deactivated which key.
     recorded: &'a [(String, OffsetDateTime)],
+    /// From the protected record: when the security team reactivated which
+    /// key.
+    reactivated: &'a [(String, OffsetDateTime)],
     deliverable: bool,
     /// Oldest first.
     live: Vec<Live>,
@@ -821,6 +954,7 @@ impl<'a> Planner<'a> {
         rules: Rules<'a>,
         keys: &[KeyState],
         recorded: &'a [(String, OffsetDateTime)],
+        reactivated: &'a [(String, OffsetDateTime)],
         deliverable: bool,
     ) -> Self {
         let mut sorted = keys.to_vec();
@@ -836,6 +970,7 @@ impl<'a> Planner<'a> {
         Planner {
             rules,
             recorded,
+            reactivated,
             deliverable,
             live,
             deleted: Vec::new(),
@@ -900,6 +1035,21 @@ impl<'a> Planner<'a> {
             .max()
     }
 
+    /// The end of a reactivated key's grace, while it lasts: the security
+    /// team switched it back on less than a notice period ago, so no rule
+    /// deactivates or deletes it before then (see [`plan_reactivation`]).
+    fn grace(&self, key: &KeyState) -> Option<OffsetDateTime> {
+        if key.status != KeyStatus::Active {
+            return None;
+        }
+        self.reactivated
+            .iter()
+            .filter(|(id, _)| *id == key.id)
+            .map(|(_, at)| plus(*at, self.rules.policy.notice_period()))
+            .max()
+            .filter(|until| *until > self.rules.now)
+    }
+
     /// The key may be deleted in this run: it was not deactivated by this
     /// plan (never deactivate and delete one key in one run) and keyfleet
     /// did not deactivate it less than the recovery window ago.
@@ -931,7 +1081,7 @@ impl<'a> Planner<'a> {
         let mut doomed = self.expired();
         doomed.extend(
             (0..self.live.len())
-                .filter(|&i| unused(&r, &self.live[i].key))
+                .filter(|&i| unused(&r, &self.live[i].key) && self.grace(&self.live[i].key).is_none())
                 .map(|i| (i, Removal::Unused)),
         );
         if self.remove(doomed) {
@@ -943,7 +1093,7 @@ impl<'a> Planner<'a> {
             .windows(2)
             .filter(|w| {
                 let (old, new) = (&self.live[w[0]].key, &self.live[w[1]].key);
-                older_of_two_active(&r, old, new) == Pair::Deactivate
+                older_of_two_active(&r, old, new, self.grace(old)) == Pair::Deactivate
             })
             .map(|w| (w[0], Self::notice_id(&self.live[w[1]])))
             .collect();
@@ -959,6 +1109,7 @@ impl<'a> Planner<'a> {
         };
         let key = &self.live[at].key;
         let decision = hard_limit(&r, key, self.deliverable)
+            .filter(|_| self.grace(key).is_none())
             .or_else(|| replacement(&r, key, self.deliverable));
         match decision {
             None => false,
@@ -1012,6 +1163,7 @@ impl<'a> Planner<'a> {
             .into_iter()
             .filter(|i| !spared.contains(i))
             .filter(|&i| r.age(&self.live[i].key) >= r.policy.deactivate_after)
+            .filter(|&i| self.grace(&self.live[i].key).is_none())
             .collect();
         for &at in &over_age {
             self.deactivate(at, None);
@@ -1094,7 +1246,7 @@ impl<'a> Planner<'a> {
         for w in active.windows(2).filter(|_| notify) {
             let (old, new) = (&self.live[w[0]].key, &self.live[w[1]]);
             let replacement = Self::notice_id(new);
-            let notice = match older_of_two_active(&r, old, &new.key) {
+            let notice = match older_of_two_active(&r, old, &new.key, self.grace(old)) {
                 // Due and still active: only a key in use is spared.
                 Pair::StillInUse | Pair::Deactivate => {
                     still = true;

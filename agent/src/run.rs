@@ -13,7 +13,7 @@ use crate::results::ResultSink;
 use crate::scan;
 use futures::stream::{self, StreamExt};
 use keyfleet_protocol::parts::{self, PartsError};
-use keyfleet_protocol::{AccountResult, AccountStatus, Job, JobMode, PublicKey, Verdict, VERSION};
+use keyfleet_protocol::{AccountResult, AccountStatus, Job, PublicKey, Verdict, VERSION};
 use time::OffsetDateTime;
 
 /// Users processed at once within an account (IAM rate limits are per
@@ -181,8 +181,8 @@ impl Agent {
             Ok(scan) => {
                 result.scan_mode = scan.mode;
                 let mut users = scan.users;
-                if let JobMode::Rotate { user, .. } = &job.mode {
-                    users.retain(|u| &u.snapshot.user_name == user);
+                if let Some(user) = job.mode.user() {
+                    users.retain(|u| u.snapshot.user_name == user);
                     if users.is_empty() {
                         result.status = AccountStatus::Failed;
                         result.error = Some(format!("user `{user}` not found"));

@@ -13,6 +13,13 @@
 //! scan falls back to ListUsers + ListUserTags + ListAccessKeys +
 //! GetAccessKeyLastUsed per user, and says so in the result. Every list call
 //! paginates.
+//!
+//! The credential report also says, per user, whether an MFA device is
+//! active and whether a console password is enabled; the scan carries both
+//! to the result for the report's hygiene findings. The per-user fallback
+//! leaves them unknown (`None`) rather than spend two more IAM calls per
+//! user (ListMFADevices, GetLoginProfile) on a path that exists for when
+//! IAM is already hard to read.
 
 use crate::rules::UserSnapshot;
 use aws_sdk_iam::types::{EntityType, ReportStateType, StatusType};
@@ -72,6 +79,24 @@ pub struct ScannedUser {
     /// the report's unquoted CSV cannot carry, such as one with a comma):
     /// its keys must be read directly.
     pub in_report: bool,
+    /// The credential report's `mfa_active`; `None` when unknown (per-user
+    /// scan, or no row for the user).
+    pub mfa_active: Option<bool>,
+    /// The credential report's `password_enabled`; `None` when unknown.
+    pub password_enabled: Option<bool>,
+}
+
+/// One user's row of the credential report: keys (ids unknown) and the two
+/// credential facts the report's findings need.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CredentialReportRow {
+    pub keys: Vec<KeyState>,
+    /// `mfa_active`: `None` unless the cell reads `true` or `false`.
+    pub mfa_active: Option<bool>,
+    /// `password_enabled`: `None` unless the cell reads `true` or `false`
+    /// (AWS writes `not_supported` for the root account, which the parser
+    /// skips anyway).
+    pub password_enabled: Option<bool>,
 }
 
 /// The whole account.
@@ -94,11 +119,15 @@ pub async fn scan_account(iam: &Iam) -> Result<AccountScan, ScanError> {
                 .into_iter()
                 .map(|(snapshot, arn)| {
                     let row = report.get(&snapshot.user_name).cloned();
+                    let in_report = row.is_some();
+                    let row = row.unwrap_or_default();
                     ScannedUser {
                         error: None,
-                        in_report: row.is_some(),
+                        in_report,
+                        mfa_active: row.mfa_active,
+                        password_enabled: row.password_enabled,
                         snapshot: UserSnapshot {
-                            keys: row.unwrap_or_default(),
+                            keys: row.keys,
                             ..snapshot
                         },
                         arn,
@@ -134,7 +163,7 @@ pub async fn account_alias(iam: &Iam) -> Result<Option<String>, ScanError> {
 }
 
 /// Generates (polling while AWS builds it) and reads the credential report.
-async fn credential_report(iam: &Iam) -> Result<HashMap<String, Vec<KeyState>>, ScanError> {
+async fn credential_report(iam: &Iam) -> Result<HashMap<String, CredentialReportRow>, ScanError> {
     let mut delay = Duration::from_millis(250);
     for attempt in 0..12 {
         let out = iam
@@ -177,14 +206,28 @@ fn parse_date(s: &str) -> Option<OffsetDateTime> {
     })
 }
 
+/// A credential report flag: `true`/`false` (any case); anything else
+/// (`not_supported`, `N/A`, empty, a missing column) is unknown.
+fn parse_flag(s: Option<&str>) -> Option<bool> {
+    match s.map(str::trim) {
+        Some(v) if v.eq_ignore_ascii_case("true") => Some(true),
+        Some(v) if v.eq_ignore_ascii_case("false") => Some(false),
+        _ => None,
+    }
+}
+
 fn opt_field(s: Option<&str>) -> Option<String> {
     s.map(str::trim)
         .filter(|v| !v.is_empty() && *v != "N/A" && *v != "no_information")
         .map(str::to_string)
 }
 
-/// Parses the credential report CSV into each user's keys (ids unknown).
-pub fn parse_credential_report(bytes: &[u8]) -> Result<HashMap<String, Vec<KeyState>>, ScanError> {
+/// Parses the credential report CSV into each user's row: keys (ids
+/// unknown), MFA and console password. The root account's row is skipped:
+/// keyfleet manages IAM users, and the root user is not one.
+pub fn parse_credential_report(
+    bytes: &[u8],
+) -> Result<HashMap<String, CredentialReportRow>, ScanError> {
     let mut rdr = csv::ReaderBuilder::new().flexible(true).from_reader(bytes);
     let headers = rdr
         .headers()
@@ -222,7 +265,15 @@ pub fn parse_credential_report(bytes: &[u8]) -> Result<HashMap<String, Vec<KeySt
                 last_used_region: opt_field(get("last_used_region")),
             });
         }
-        out.insert(user, keys);
+        let flag = |name: &str| parse_flag(col(name).and_then(|i| row.get(i)));
+        out.insert(
+            user,
+            CredentialReportRow {
+                keys,
+                mfa_active: flag("mfa_active"),
+                password_enabled: flag("password_enabled"),
+            },
+        );
     }
     Ok(out)
 }
@@ -251,6 +302,7 @@ async fn authorization_details(iam: &Iam) -> Result<Vec<(UserSnapshot, String)>,
                     tags: tags_of(u.tags()),
                     keys: Vec::new(),
                     deactivated: Vec::new(),
+                    reactivated: Vec::new(),
                 },
                 u.arn().unwrap_or_default().to_string(),
             ));
@@ -302,10 +354,14 @@ async fn per_user_scan(iam: &Iam) -> Result<Vec<ScannedUser>, ScanError> {
                 tags,
                 keys,
                 deactivated: Vec::new(),
+                reactivated: Vec::new(),
             },
             arn,
             keys_exact: true,
             in_report: true,
+            // Not read: see the module documentation.
+            mfa_active: None,
+            password_enabled: None,
             error,
         });
     }
@@ -381,14 +437,79 @@ alice+ci@x,arn:aws:iam::111122223333:user/eng/alice+ci@x,2020-01-01T00:00:00+00:
 bob,arn:aws:iam::111122223333:user/bob,2020-01-01T00:00:00+00:00,false,N/A,N/A,N/A,false,false,N/A,N/A,N/A,N/A,false,N/A,N/A,N/A,N/A,false,N/A,false,N/A\n";
         let r = parse_credential_report(csv.as_bytes()).unwrap();
         assert!(!r.contains_key("<root_account>"));
-        assert!(r["bob"].is_empty());
-        let a = &r["alice+ci@x"];
+        assert!(r["bob"].keys.is_empty());
+        assert_eq!(
+            (r["bob"].mfa_active, r["bob"].password_enabled),
+            (Some(false), Some(false))
+        );
+        let a = &r["alice+ci@x"].keys;
         assert_eq!(a.len(), 2);
         assert_eq!(a[0].status, KeyStatus::Active);
         assert_eq!(a[0].last_used_service.as_deref(), Some("s3"));
         assert_eq!(a[0].last_used_region.as_deref(), Some("eu-west-1"));
         assert_eq!(a[1].status, KeyStatus::Inactive);
         assert_eq!(a[1].last_used, None);
+    }
+
+    /// AWS's header, as in `parses_aws_credential_report_format`.
+    const HEADER: &str = "user,arn,user_creation_time,password_enabled,password_last_used,password_last_changed,password_next_rotation,mfa_active,access_key_1_active,access_key_1_last_rotated,access_key_1_last_used_date,access_key_1_last_used_region,access_key_1_last_used_service,access_key_2_active,access_key_2_last_rotated,access_key_2_last_used_date,access_key_2_last_used_region,access_key_2_last_used_service,cert_1_active,cert_1_last_rotated,cert_2_active,cert_2_last_rotated";
+
+    /// A user row with the given `password_enabled` and `mfa_active` cells
+    /// and one active key.
+    fn row(user: &str, password_enabled: &str, mfa_active: &str) -> String {
+        format!(
+            "{user},arn:aws:iam::111122223333:user/{user},2020-01-01T00:00:00+00:00,{password_enabled},N/A,N/A,N/A,{mfa_active},true,2026-01-01T00:00:00+00:00,N/A,N/A,N/A,false,N/A,N/A,N/A,N/A,false,N/A,false,N/A"
+        )
+    }
+
+    #[test]
+    fn reads_mfa_and_console_password_per_user() {
+        let csv = [
+            HEADER.to_string(),
+            "<root_account>,arn:aws:iam::111122223333:root,2020-01-01T00:00:00+00:00,not_supported,2026-01-01T00:00:00+00:00,not_supported,not_supported,true,false,N/A,N/A,N/A,N/A,false,N/A,N/A,N/A,N/A,false,N/A,false,N/A".to_string(),
+            row("person", "true", "false"),
+            row("guarded", "true", "true"),
+            row("workload", "false", "false"),
+            row("shouty", "TRUE", "False"),
+            row("odd", "not_supported", "N/A"),
+            row("blank", "", ""),
+        ]
+        .join("\n");
+        let r = parse_credential_report(csv.as_bytes()).unwrap();
+        assert!(!r.contains_key("<root_account>"), "root is no IAM user");
+        let flags = |u: &str| (r[u].password_enabled, r[u].mfa_active);
+        assert_eq!(flags("person"), (Some(true), Some(false)));
+        assert_eq!(flags("guarded"), (Some(true), Some(true)));
+        assert_eq!(flags("workload"), (Some(false), Some(false)));
+        assert_eq!(flags("shouty"), (Some(true), Some(false)));
+        assert_eq!(flags("odd"), (None, None), "not `false`: unknown");
+        assert_eq!(flags("blank"), (None, None));
+        // The keys are read as before.
+        assert_eq!(r["person"].keys.len(), 1);
+        assert_eq!(r["person"].keys[0].status, KeyStatus::Active);
+    }
+
+    #[test]
+    fn a_report_without_the_columns_or_with_short_rows_leaves_them_unknown() {
+        let no_columns = "user,access_key_1_active,access_key_1_last_rotated\n\
+                          alice,true,2026-01-01T00:00:00+00:00\n";
+        let r = parse_credential_report(no_columns.as_bytes()).unwrap();
+        assert_eq!(r["alice"].keys.len(), 1);
+        assert_eq!(
+            (r["alice"].mfa_active, r["alice"].password_enabled),
+            (None, None)
+        );
+
+        // A row cut short before `mfa_active` (the reader is flexible).
+        let short = format!(
+            "{HEADER}\nbob,arn:aws:iam::111122223333:user/bob,2020-01-01T00:00:00+00:00,true\n"
+        );
+        let r = parse_credential_report(short.as_bytes()).unwrap();
+        assert_eq!(
+            (r["bob"].password_enabled, r["bob"].mfa_active),
+            (Some(true), None)
+        );
+        assert!(r["bob"].keys.is_empty());
     }
 
     #[test]

@@ -113,6 +113,22 @@ enum Command {
         #[arg(long)]
         local: bool,
     },
+    /// Switch a key keyfleet deactivated back to Active (an application
+    /// broke), while it has not been deleted. The key gets a fresh notice
+    /// period before it is deactivated again; the owner is told. Exits
+    /// non-zero when the agent refused (say, the key was deleted).
+    Reactivate {
+        #[arg(long)]
+        account: String,
+        #[arg(long)]
+        user: String,
+        /// The access key to switch back on.
+        #[arg(long = "key", value_name = "KEY_ID")]
+        key_id: String,
+        /// In this process instead of the deployment (see `run --local`).
+        #[arg(long)]
+        local: bool,
+    },
     /// Add a new coordinator key pair to the key ring in Secrets Manager
     /// (the previous keys stay until retired) and print its public key and
     /// key id for the agents.
@@ -244,6 +260,19 @@ async fn dispatch(cli: Cli) -> Result<()> {
                 account,
                 user,
                 deactivate_old,
+                key_id,
+            };
+            runs::run(&cfg, path, Mode::from_flag(local), cmd, Output::Table).await
+        }
+        Command::Reactivate {
+            account,
+            user,
+            key_id,
+            local,
+        } => {
+            let cmd = Coordinate::Reactivate {
+                account,
+                user,
                 key_id,
             };
             runs::run(&cfg, path, Mode::from_flag(local), cmd, Output::Table).await

@@ -14,6 +14,8 @@ use std::collections::BTreeMap;
 /// The coordinator role's policy template.
 pub const COORDINATOR: &str =
     include_str!("../../terraform/modules/coordinator/policies/coordinator.json.tftpl");
+/// The security team's API role's policy template.
+pub const API: &str = include_str!("../../terraform/modules/api/policies/api.json.tftpl");
 /// The org reader role's policy template.
 pub const ORG_READER: &str =
     include_str!("../../terraform/modules/org-reader/policies/org-reader.json.tftpl");

@@ -1,4 +1,4 @@
-//! `keyfleet run`, `plan` and `rotate`: each becomes one coordinator
+//! `keyfleet run`, `plan`, `rotate` and `reactivate`: each becomes one coordinator
 //! [`Command`] (the manual event of the deployed coordinator), run on the
 //! deployment (invoke the coordinator, follow the run to its report) or,
 //! with `--local`, in this process. Then the report is printed and the
@@ -82,8 +82,14 @@ pub async fn run(
         Output::Table => println!("{}", render::to_table(&report)),
     }
     check_run(&report, &url)?;
-    if let Command::Rotate { account, user, .. } = &cmd {
-        check_rotation(&report, account, user)?;
+    match &cmd {
+        Command::Rotate { account, user, .. } => {
+            check_user(&report, account, user, "emergency rotation")?
+        }
+        Command::Reactivate { account, user, .. } => {
+            check_user(&report, account, user, "reactivation")?
+        }
+        _ => {}
     }
     Ok(())
 }
@@ -109,6 +115,7 @@ fn print_plan(report: &RunReport) {
                         Action::CreateKey => "create new key".to_string(),
                         Action::Deactivate { key_id } => format!("deactivate {key_id}"),
                         Action::Delete { key_id } => format!("delete {key_id}"),
+                        Action::Reactivate { key_id } => format!("reactivate {key_id}"),
                         Action::Notify { notice } => {
                             format!("notify {} ({})", notice.kind(), notice.key_id())
                         }
@@ -147,18 +154,17 @@ fn check_run(report: &RunReport, report_url: &str) -> Result<()> {
     Ok(())
 }
 
-/// An emergency rotation succeeded only if the agent reported the user
-/// and did not fail it; otherwise its reason is the error.
-fn check_rotation(report: &RunReport, account: &str, user: &str) -> Result<()> {
+/// An emergency rotation or a reactivation (`what`) succeeded only if the
+/// agent reported the user and did not fail it; otherwise its reason is the
+/// error.
+fn check_user(report: &RunReport, account: &str, user: &str, what: &str) -> Result<()> {
     let reported = report.accounts.iter().find(|a| a.account_id == account);
     let Some(u) = reported.and_then(|a| a.users.iter().find(|u| u.user_name == user)) else {
         let why = reported
             .and_then(|a| a.error.as_deref())
             .map(|e| format!(": {e}"))
             .unwrap_or_default();
-        bail!(
-            "emergency rotation of `{user}` in {account}: the agent did not report the user{why}"
-        );
+        bail!("{what} of `{user}` in {account}: the agent did not report the user{why}");
     };
     let mut errors: Vec<String> = u.error.iter().cloned().collect();
     for r in &u.actions {
@@ -170,7 +176,7 @@ fn check_rotation(report: &RunReport, account: &str, user: &str) -> Result<()> {
     }
     if u.verdict == Verdict::Failed || !errors.is_empty() {
         bail!(
-            "emergency rotation of `{user}` in {account} failed: {}",
+            "{what} of `{user}` in {account} failed: {}",
             if errors.is_empty() {
                 "the agent reported the user as failed".to_string()
             } else {

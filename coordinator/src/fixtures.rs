@@ -1,6 +1,14 @@
 //! A run report for tests: four accounts (ok with several verdicts, partial
 //! with a failed action, missing, no agent) and one skipped account, built
 //! with the protocol's own `aggregate`.
+//!
+//! Credential state, for the compliance evidence: users have MFA and no
+//! console password unless said otherwise. With an active key, hence
+//! findings: bob has no MFA, alice a console password, dave both. Without
+//! one, hence none: carol (inactive key) and frank (no key) have no MFA
+//! and a password. Gina's state is unknown (as from a per-user scan). CIS
+//! measure: Payments Prod 3 of 5 active keys within 90 days (60.0%), Data
+//! Lake 1 of 3 (33.3%), the others none (n/a), total 4 of 8 (50.0%).
 
 use keyfleet_protocol::messages::{
     AccountResult, AccountStatus, Dispatch, JobMode, ManifestAccount, RunManifest, ScanMode,
@@ -51,6 +59,16 @@ pub fn user(
         actions,
         error: None,
         note: None,
+        mfa_active: Some(true),
+        password_enabled: Some(false),
+    }
+}
+
+/// Sets a user's credential state (MFA, console password) in `r`.
+fn credentials(r: &mut AccountResult, user: &str, mfa: Option<bool>, password: Option<bool>) {
+    for u in r.users.iter_mut().filter(|u| u.user_name == user) {
+        u.mfa_active = mfa;
+        u.password_enabled = password;
     }
 }
 
@@ -121,7 +139,7 @@ pub fn manifest() -> RunManifest {
 
 pub fn results() -> Vec<AccountResult> {
     use KeyStatus::{Active, Inactive};
-    let ok = result(
+    let mut ok = result(
         "111111111111",
         "payments-prod",
         AccountStatus::Ok,
@@ -238,6 +256,12 @@ pub fn results() -> Vec<AccountResult> {
         ],
     );
     partial.error = Some("1 of 2 users failed".into());
+    credentials(&mut ok, "alice", Some(true), Some(true));
+    credentials(&mut ok, "bob", Some(false), Some(false));
+    credentials(&mut ok, "carol", Some(false), Some(true));
+    credentials(&mut ok, "dave", Some(false), Some(true));
+    credentials(&mut ok, "frank", Some(false), Some(true));
+    credentials(&mut partial, "gina", None, None);
     vec![ok, partial]
 }
 

@@ -15,6 +15,8 @@
 //!   optional), `{"action":"rotate","account":"..","user":"..",
 //!   "deactivate_old":false,"key_id":"AKIA.."}` (emergency;
 //!   `deactivate_old` defaults to false and `key_id` is optional),
+//!   `{"action":"reactivate","account":"..","user":"..","key_id":"AKIA.."}`
+//!   (switch a key keyfleet deactivated back on),
 //!   `{"action":"sweep"}`, `{"action":"finalize","run_id":".."}`.
 //!
 //! [`Command`] is also what the command line sends (`keyfleet run`, `plan`,
@@ -81,6 +83,14 @@ pub enum Command {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         key_id: Option<String>,
     },
+    /// Switch a key keyfleet deactivated back to Active (the same as
+    /// `keyfleet reactivate` and the API's reactivate): a one-user run whose
+    /// job the agent checks against its protected record.
+    Reactivate {
+        account: String,
+        user: String,
+        key_id: String,
+    },
     Sweep,
     Finalize {
         run_id: String,
@@ -117,6 +127,15 @@ impl Command {
                     deactivate_old,
                     key_id,
                 },
+                ..Default::default()
+            }),
+            Command::Reactivate {
+                account,
+                user,
+                key_id,
+            } => Some(RunRequest {
+                accounts: Some(vec![account]),
+                mode: JobMode::Reactivate { user, key_id },
                 ..Default::default()
             }),
             Command::Sweep | Command::Finalize { .. } => None,
@@ -404,6 +423,23 @@ mod tests {
                 ..
             })
         ));
+        let reactivate = classify(json!({"action":"reactivate","account":"111122223333",
+                                         "user":"bob","key_id":"AKIAIOSFODNN7EXAMPLE"}))
+        .unwrap();
+        let Event::Command(cmd) = reactivate else {
+            panic!("not a command: {reactivate:?}");
+        };
+        let req = cmd.run_request().expect("a reactivation starts a run");
+        assert_eq!(req.accounts, Some(vec!["111122223333".to_string()]));
+        assert_eq!(
+            req.mode,
+            JobMode::Reactivate {
+                user: "bob".into(),
+                key_id: "AKIAIOSFODNN7EXAMPLE".into()
+            }
+        );
+        assert!(!req.dry_run);
+        assert!(classify(json!({"action":"reactivate","account":"111122223333","user":"bob"})).is_err());
         assert!(matches!(
             classify(json!({"detail-type":"Scheduled Event","source":"aws.events"})).unwrap(),
             Event::Command(Command::Start { .. })
@@ -454,6 +490,11 @@ mod tests {
                 deactivate_old: false,
                 key_id: Some("AKIAIOSFODNN7EXAMPLE".into()),
             },
+            Command::Reactivate {
+                account: "111122223333".into(),
+                user: "bob".into(),
+                key_id: "AKIAIOSFODNN7EXAMPLE".into(),
+            },
             Command::Sweep,
             Command::Finalize { run_id: "r".into() },
         ];
@@ -489,6 +530,22 @@ mod tests {
                         JobMode::Rotate {
                             user: user.clone(),
                             deactivate_old: false,
+                            key_id: key_id.clone(),
+                        }
+                    );
+                }
+                Command::Reactivate {
+                    account,
+                    user,
+                    key_id,
+                } => {
+                    let req = req.unwrap();
+                    assert_eq!(req.accounts, Some(vec![account.clone()]));
+                    assert!(!req.dry_run);
+                    assert_eq!(
+                        req.mode,
+                        JobMode::Reactivate {
+                            user: user.clone(),
                             key_id: key_id.clone(),
                         }
                     );

@@ -31,7 +31,7 @@ use crate::render::{self, date_utc, datetime_utc};
 use crate::zipbox;
 use keyfleet_protocol::address::check_syntax;
 use keyfleet_protocol::plan::{Action, Notice, Outcome};
-use keyfleet_protocol::report::{AccountState, RunReport};
+use keyfleet_protocol::report::{AccountState, RunReport, CIS_KEY_ROTATION_DAYS};
 use keyfleet_protocol::{AccountResult, AddressError, Policy, UserReport};
 use keyfleet_protocol::{Credential, Secret};
 use mail_builder::headers::address::Address;
@@ -295,6 +295,20 @@ pub fn notice_email(ctx: &MailContext, notice: &Notice) -> Result<Email, MailErr
                 ),
             )
         }
+        Notice::Reactivated { until, .. } => (
+            format!("[keyfleet] Access key {short} of {user} in {account} was reactivated"),
+            format!(
+                "{about}\nwas switched back on by your security team on {}: requests\n\
+                 signed with it work again.\n\n\
+                 This is a reprieve, not a new key: it will be deactivated again on\n\
+                 {} ({}) unless everything that uses it has moved to your\n\
+                 current key by then. After that it stays inactive for the usual\n\
+                 recovery window, then it is deleted.",
+                datetime_utc(ctx.now),
+                datetime_utc(*until),
+                in_days(ctx.now, *until)
+            ),
+        ),
         Notice::Deleted { .. } => (
             format!("[keyfleet] Inactive access key {short} of {user} in {account} was deleted"),
             format!(
@@ -426,6 +440,7 @@ pub fn summary_email(
         "Users:      {}\nKeys:       {} ({} active)\nFailed actions: {}\n",
         t.users, t.keys, t.active_keys, t.failed_actions
     );
+    summary_compliance_text(&mut text, report);
     let _ = writeln!(text, "Users by verdict:");
     for (verdict, n) in t.by_verdict.iter().filter(|(_, n)| **n > 0) {
         let _ = writeln!(text, "  {verdict:<22}{n}");
@@ -490,6 +505,28 @@ pub fn summary_email(
     finish(builder, to.to_vec(), subject)
 }
 
+/// The summary's compliance lines: the CIS share of active keys at most
+/// 90 days old and the counts of the two findings (the HTML report lists
+/// the users), or that a report predating them did not record them.
+fn summary_compliance_text(text: &mut String, report: &RunReport) {
+    let Some(s) = &report.compliance else {
+        let _ = writeln!(text, "Compliance: not recorded in this report\n");
+        return;
+    };
+    let _ = writeln!(
+        text,
+        "Compliance:\n  Active keys at most {} days old (CIS): {}\n  Active key, no MFA:              {}\n  Console password and active key: {}",
+        CIS_KEY_ROTATION_DAYS,
+        render::compliance_text(Some(s.total)),
+        render::count_users(s.keys_without_mfa.len() as u64),
+        render::count_users(s.console_users_with_keys.len() as u64),
+    );
+    if let Some(unknown) = render::unknown_state_text(s) {
+        let _ = writeln!(text, "  {unknown}.");
+    }
+    text.push('\n');
+}
+
 fn summary_html(
     report: &RunReport,
     failure: Option<&str>,
@@ -526,6 +563,17 @@ fn summary_html(
                     tr { th scope="row" style=(cell) { "Users" } td style=(cell) { (t.users) } }
                     tr { th scope="row" style=(cell) { "Keys (active)" } td style=(cell) { (t.keys) " (" (t.active_keys) ")" } }
                     tr { th scope="row" style=(cell) { "Failed actions" } td style=(cell) { (t.failed_actions) } }
+                    tr {
+                        th scope="row" style=(cell) { "Active keys \u{2264} " (CIS_KEY_ROTATION_DAYS) " days (CIS)" }
+                        td style=(cell) { (render::compliance_text(report.compliance.as_ref().map(|s| s.total))) }
+                    }
+                    @if let Some(s) = &report.compliance {
+                        tr { th scope="row" style=(cell) { "Active key, no MFA" } td style=(cell) { (render::count_users(s.keys_without_mfa.len() as u64)) } }
+                        tr { th scope="row" style=(cell) { "Console password and active key" } td style=(cell) { (render::count_users(s.console_users_with_keys.len() as u64)) } }
+                        @if let Some(unknown) = render::unknown_state_text(s) {
+                            tr { td colspan="2" style=(format!("{cell};color:#555")) { (unknown) "." } }
+                        }
+                    }
                     @for (verdict, n) in t.by_verdict.iter().filter(|(_, n)| **n > 0) {
                         tr { th scope="row" style=(cell) { "Users " (render::label(verdict)) } td style=(cell) { (n) } }
                     }

@@ -18,8 +18,18 @@
 //!   new key id or notice kind in brackets, and the outcome
 //!   (`planned`/`done`/`skipped`/`failed`). Action errors go to `error`.
 //! - A user's `error` and `note` (why the user is unreachable, or a key
-//!   keyfleet found but did not create) are on the user's first row; `note`
-//!   is the last column.
+//!   keyfleet found but did not create) are on the user's first row.
+//! - Compliance columns, appended after `note` so that consumers of the
+//!   first 18 columns read the file as before: `mfa_active` and
+//!   `password_enabled` (the credential report's; `true`, `false`, or empty
+//!   when unknown) on every row of the user, like `email`; and on every row
+//!   of the account, like `account_state`, the account's CIS key-rotation
+//!   measure (`account_active_keys`, `account_active_keys_within_90d`,
+//!   `account_within_90d_percent` as `60.0%` or `n/a` without an active
+//!   key; all three empty in a report finalized before they were
+//!   recorded). The run's total is not a row (a row per user is what a
+//!   spreadsheet counts): it is the sum over the accounts, and in the JSON,
+//!   HTML and summary mail.
 //! - Formula injection: a cell that starts with `=`, `+`, `-`, `@`, tab or
 //!   carriage return gets a leading `'`, which Excel and LibreOffice show as
 //!   text. IAM user names may legitimately start with `+`, `=`, `-` or `@`;
@@ -29,11 +39,15 @@
 //!   minutes of the start).
 //! - HTML: one file, inline CSS, inline SVG charts, no script, no external
 //!   resource. Text is escaped by maud. Problem accounts and failed users come
-//!   first, in a highlighted section.
-//! - Terminal table: one line per account, then the totals, then a `notes:`
-//!   line per user that has a note. Control characters in names are
-//!   replaced, so a crafted account name cannot send escape sequences to the
-//!   terminal.
+//!   first, in a highlighted section. A "Compliance" section after the
+//!   accounts table holds the CIS share per account and in total and the
+//!   two findings (`keyfleet_protocol::report` defines them), with the
+//!   number of users whose credential state is unknown, so that an empty
+//!   list never passes for a clean one.
+//! - Terminal table: one line per account, then the totals (with the CIS
+//!   share and the findings' counts), then a `notes:` line per user that
+//!   has a note. Control characters in names are replaced, so a crafted
+//!   account name cannot send escape sequences to the terminal.
 //! - A run that failed as a whole ([`crate::outcome`]: no account selected,
 //!   or every selected account failed or is missing) says so in every
 //!   shape: JSON gets a top-level `error` (absent otherwise), the CSV a first
@@ -44,7 +58,10 @@
 use crate::outcome;
 use keyfleet_protocol::messages::{JobMode, UserReport};
 use keyfleet_protocol::plan::{Action, ActionRecord, KeyState, KeyStatus, Outcome, Verdict};
-use keyfleet_protocol::report::{AccountReport, AccountState, RunReport};
+use keyfleet_protocol::report::{
+    AccountReport, AccountState, Compliance, ComplianceSummary, RunReport, UserRef,
+    CIS_KEY_ROTATION_DAYS,
+};
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -70,10 +87,15 @@ pub const CSV_HEADER: [&str; COLUMNS] = [
     "actions",
     "error",
     "note",
+    "mfa_active",
+    "password_enabled",
+    "account_active_keys",
+    "account_active_keys_within_90d",
+    "account_within_90d_percent",
 ];
 
 /// Number of CSV columns.
-const COLUMNS: usize = 18;
+const COLUMNS: usize = 23;
 
 /// UTF-8 byte-order mark at the start of the CSV (for Excel).
 pub const CSV_BOM: &[u8] = b"\xEF\xBB\xBF";
@@ -118,6 +140,28 @@ pub fn to_csv(report: &RunReport) -> Vec<u8> {
 
 const ERROR: usize = 16;
 const NOTE: usize = 17;
+const MFA_ACTIVE: usize = 18;
+const PASSWORD_ENABLED: usize = 19;
+/// The first of the three account compliance columns.
+const ACCOUNT_COMPLIANCE: usize = 20;
+
+/// `true`, `false`, or empty when unknown: a credential report flag.
+fn flag_cell(flag: Option<bool>) -> String {
+    flag.map(|f| f.to_string()).unwrap_or_default()
+}
+
+/// The account's CIS measure as its three CSV cells (empty when not
+/// recorded).
+fn compliance_cells(c: Option<Compliance>) -> [String; 3] {
+    match c {
+        Some(c) => [
+            c.active_keys.to_string(),
+            c.active_keys_within_90d.to_string(),
+            c.percent_text(),
+        ],
+        None => Default::default(),
+    }
+}
 
 /// Rows of the CSV, unguarded, in column order.
 fn csv_rows(report: &RunReport) -> Vec<[String; COLUMNS]> {
@@ -134,10 +178,12 @@ fn csv_rows(report: &RunReport) -> Vec<[String; COLUMNS]> {
             a.alias.clone().unwrap_or_default(),
             a.state.as_str().to_string(),
         ];
+        let compliance = compliance_cells(a.compliance);
         if a.users.is_empty() {
             let mut row: [String; COLUMNS] = Default::default();
             row[..4].clone_from_slice(&account);
             row[ERROR] = a.error.clone().unwrap_or_default();
+            row[ACCOUNT_COMPLIANCE..].clone_from_slice(&compliance);
             rows.push(row);
             continue;
         }
@@ -184,6 +230,9 @@ fn csv_rows(report: &RunReport) -> Vec<[String; COLUMNS]> {
                 if i == 0 {
                     row[NOTE] = u.note.clone().unwrap_or_default();
                 }
+                row[MFA_ACTIVE] = flag_cell(u.mfa_active);
+                row[PASSWORD_ENABLED] = flag_cell(u.password_enabled);
+                row[ACCOUNT_COMPLIANCE..].clone_from_slice(&compliance);
                 rows.push(row);
             }
         }
@@ -198,7 +247,9 @@ fn place_actions(u: &UserReport) -> Vec<(usize, &ActionRecord)> {
         .iter()
         .map(|r| {
             let target = match &r.action {
-                Action::Deactivate { key_id } | Action::Delete { key_id } => Some(key_id.as_str()),
+                Action::Deactivate { key_id }
+                | Action::Delete { key_id }
+                | Action::Reactivate { key_id } => Some(key_id.as_str()),
                 Action::Notify { notice } => Some(notice.key_id()),
                 Action::CreateKey => None,
             };
@@ -288,6 +339,43 @@ pub(crate) fn label(s: &str) -> String {
     s.replace('_', " ")
 }
 
+/// `50.0% (4 of 8 active keys)`, `n/a (no active key)`, or `not recorded`
+/// for a report finalized before keyfleet recorded it: the CIS share as
+/// the report and the summary mail print it.
+pub(crate) fn compliance_text(c: Option<Compliance>) -> String {
+    match c {
+        None => "not recorded".to_string(),
+        Some(c) if c.active_keys == 0 => "n/a (no active key)".to_string(),
+        Some(c) => format!(
+            "{} ({} of {} active {})",
+            c.percent_text(),
+            c.active_keys_within_90d,
+            c.active_keys,
+            if c.active_keys == 1 { "key" } else { "keys" }
+        ),
+    }
+}
+
+/// What the report and the summary mail say about the credential state the
+/// scan could not read, or `None` when it read every user's.
+pub(crate) fn unknown_state_text(s: &ComplianceSummary) -> Option<String> {
+    (s.credential_state_unknown > 0).then(|| {
+        format!(
+            "MFA or console password unknown for {} with an active key (not read from the credential report): the findings may miss them",
+            count_users(s.credential_state_unknown)
+        )
+    })
+}
+
+/// `1 user`, `2 users`.
+pub(crate) fn count_users(n: u64) -> String {
+    if n == 1 {
+        "1 user".to_string()
+    } else {
+        format!("{n} users")
+    }
+}
+
 fn age_days(at: OffsetDateTime, created: OffsetDateTime) -> u64 {
     (at - created).whole_days().max(0) as u64
 }
@@ -322,7 +410,7 @@ impl AccountCounts {
                     Action::CreateKey => c.rotated += 1,
                     Action::Deactivate { .. } => c.deactivated += 1,
                     Action::Delete { .. } => c.deleted += 1,
-                    Action::Notify { .. } => {}
+                    Action::Reactivate { .. } | Action::Notify { .. } => {}
                 }
             }
         }
@@ -457,6 +545,22 @@ pub fn to_table(report: &RunReport) -> String {
         "users: {}, keys: {} ({} active), failed actions: {}, IAM calls: {}",
         t.users, t.keys, t.active_keys, t.failed_actions, t.iam_calls
     );
+    let _ = writeln!(
+        out,
+        "active keys at most {CIS_KEY_ROTATION_DAYS} days old (CIS): {}",
+        compliance_text(report.compliance.as_ref().map(|s| s.total))
+    );
+    if let Some(s) = &report.compliance {
+        let _ = writeln!(
+            out,
+            "findings: {} with an active key and no MFA, {} with a console password and an active key",
+            count_users(s.keys_without_mfa.len() as u64),
+            count_users(s.console_users_with_keys.len() as u64)
+        );
+        if let Some(unknown) = unknown_state_text(s) {
+            let _ = writeln!(out, "  {unknown}");
+        }
+    }
     let notes: Vec<(&AccountReport, &UserReport, &str)> = report
         .accounts
         .iter()
@@ -577,7 +681,17 @@ pub fn to_html(report: &RunReport) -> String {
             user,
             deactivate_old,
             ..
-        } => Some((user.as_str(), *deactivate_old)),
+        } => Some(format!(
+            "Emergency rotation of {user}{}",
+            if *deactivate_old {
+                " (old key deactivated at once)"
+            } else {
+                ""
+            }
+        )),
+        JobMode::Reactivate { user, key_id } => {
+            Some(format!("Reactivation of access key {key_id} of {user}"))
+        }
         JobMode::Scheduled => None,
     };
     let markup = html! {
@@ -600,9 +714,8 @@ pub fn to_html(report: &RunReport) -> String {
                     p.sub {
                         "Started " (datetime_utc(report.created_at))
                         ", finalized " (datetime_utc(report.finalized_at))
-                        @if let Some((user, deactivate_old)) = &emergency {
-                            ". Emergency rotation of " code { (user) }
-                            @if *deactivate_old { " (old key deactivated at once)" }
+                        @if let Some(what) = &emergency {
+                            ". " (what)
                         }
                         "."
                     }
@@ -627,6 +740,7 @@ pub fn to_html(report: &RunReport) -> String {
                             (card("Users", t.users, false))
                             (card("Keys", t.keys, false))
                             (card("Active keys", t.active_keys, false))
+                            (share_card(report.compliance.as_ref().map(|s| s.total)))
                             (card("New keys", total.rotated, false))
                             (card("Deactivated", total.deactivated, false))
                             (card("Deleted", total.deleted, false))
@@ -707,6 +821,7 @@ pub fn to_html(report: &RunReport) -> String {
                             }
                         }
                     }
+                    (compliance_section(report))
                     section aria-labelledby="users-h" {
                         h2 #users-h { "Users by account" }
                         @for a in &report.accounts {
@@ -760,6 +875,122 @@ pub fn to_html(report: &RunReport) -> String {
 fn card(label: &str, n: u64, bad: bool) -> Markup {
     html! {
         li class=[bad.then_some("bad")] { span.n { (n) } span.l { (label) } }
+    }
+}
+
+/// The summary's CIS card: the share, red when some active key is older.
+fn share_card(c: Option<Compliance>) -> Markup {
+    let text = match c {
+        None => "not recorded".to_string(),
+        Some(c) => c.percent_text(),
+    };
+    let bad = c.is_some_and(|c| c.active_keys_within_90d < c.active_keys);
+    html! {
+        li class=[bad.then_some("bad")] {
+            span.n { (text) }
+            span.l { "Active keys \u{2264} " (CIS_KEY_ROTATION_DAYS) " days (CIS)" }
+        }
+    }
+}
+
+/// The "Compliance" section: the CIS share per account and in total, then
+/// the two findings (see the module documentation).
+fn compliance_section(report: &RunReport) -> Markup {
+    html! {
+        section #compliance aria-labelledby="compliance-h" {
+            h2 #compliance-h { "Compliance" }
+            @match &report.compliance {
+                None => {
+                    p.muted { "Not recorded: this report was finalized before keyfleet recorded compliance evidence." }
+                }
+                Some(s) => {
+                    h3 { "Access keys rotated every " (CIS_KEY_ROTATION_DAYS) " days or less" }
+                    p {
+                        "Active access keys at most " (CIS_KEY_ROTATION_DAYS) " days old (CIS AWS Foundations Benchmark): "
+                        strong { (compliance_text(Some(s.total))) } ". "
+                        span.muted {
+                            "Ages are taken when each account was scanned, before this run's actions; inactive keys are not counted. "
+                            "The threshold is the benchmark's, not the rotation policy's."
+                        }
+                    }
+                    table {
+                        thead {
+                            tr {
+                                th scope="col" { "Account" } th scope="col" { "Name" }
+                                th.num scope="col" { "Active keys" }
+                                th.num scope="col" { "\u{2264} " (CIS_KEY_ROTATION_DAYS) " days" }
+                                th.num scope="col" { "Share" }
+                            }
+                        }
+                        tbody {
+                            @for a in &report.accounts {
+                                tr {
+                                    td { a href=(format!("#{}", anchor(&a.account_id))) { code { (a.account_id) } } }
+                                    td { (display_name(a)) }
+                                    @match a.compliance {
+                                        Some(c) => {
+                                            td.num { (c.active_keys) }
+                                            td.num { (c.active_keys_within_90d) }
+                                            td.num { (c.percent_text()) }
+                                        }
+                                        None => { td.muted colspan="3" { "not recorded" } }
+                                    }
+                                }
+                            }
+                        }
+                        tfoot {
+                            tr {
+                                th scope="row" colspan="2" { "Total (" (report.accounts.len()) " accounts)" }
+                                td.num { (s.total.active_keys) }
+                                td.num { (s.total.active_keys_within_90d) }
+                                td.num { (s.total.percent_text()) }
+                            }
+                        }
+                    }
+                    h3 #no-mfa-h { "Active access key, no MFA (" (s.keys_without_mfa.len()) ")" }
+                    (findings_table(report, &s.keys_without_mfa, "no-mfa-h"))
+                    h3 #console-keys-h { "Console password and active access key (" (s.console_users_with_keys.len()) ")" }
+                    p.muted {
+                        "A console password with a long-lived access key is a person rather than a workload: "
+                        "give them access through IAM Identity Center, or a role, and remove the key."
+                    }
+                    (findings_table(report, &s.console_users_with_keys, "console-keys-h"))
+                    @if let Some(unknown) = unknown_state_text(s) {
+                        p.muted { (unknown) "." }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The users of one finding, with their account, or "None."
+fn findings_table(report: &RunReport, users: &[UserRef], labelled_by: &str) -> Markup {
+    let name = |id: &str| {
+        report
+            .accounts
+            .iter()
+            .find(|a| a.account_id == id)
+            .map(display_name)
+            .unwrap_or_default()
+    };
+    html! {
+        @if users.is_empty() {
+            p { "None." }
+        } @else {
+            table aria-labelledby=(labelled_by) {
+                thead { tr { th scope="col" { "Account" } th scope="col" { "Name" } th scope="col" { "User" } } }
+                tbody {
+                    @for u in users {
+                        tr {
+                            td { a href=(format!("#{}", anchor(&u.account_id))) { code { (u.account_id) } } }
+                            td { (name(&u.account_id)) }
+                            td { (u.user_name) }
+                        }
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -879,6 +1110,7 @@ fn action_text(r: &ActionRecord) -> String {
         (Action::CreateKey, _) => "create key".to_string(),
         (Action::Deactivate { key_id }, _) => format!("deactivate {key_id}"),
         (Action::Delete { key_id }, _) => format!("delete {key_id}"),
+        (Action::Reactivate { key_id }, _) => format!("reactivate {key_id}"),
         (Action::Notify { notice }, _) => {
             format!("notify {} ({})", label(notice.kind()), notice.key_id())
         }

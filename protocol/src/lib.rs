@@ -14,6 +14,7 @@ pub mod address;
 pub mod duration;
 pub mod keyring;
 pub mod messages;
+pub mod naming;
 pub mod parts;
 pub mod plan;
 pub mod policy;
@@ -25,6 +26,7 @@ pub use address::AddressError;
 pub use duration::{Duration, DurationError, Limit};
 pub use keyring::{KeyRing, KeyRingError};
 pub use messages::*;
+pub use naming::secret_name;
 pub use plan::*;
 pub use policy::{Delivery, Policy, PolicyError, TagMatch};
 pub use seal::{

@@ -90,6 +90,22 @@ pub enum JobMode {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         key_id: Option<String>,
     },
+    /// Switch `key_id`, a key keyfleet deactivated and has not deleted, back
+    /// to Active (an application broke). The agent records the
+    /// reactivation in the protected per-user record first; the key then
+    /// gets a fresh notice period before it is deactivated again, and the
+    /// usual recovery window after that before it is deleted.
+    Reactivate { user: String, key_id: String },
+}
+
+impl JobMode {
+    /// The one user the job is about, for modes that name one.
+    pub fn user(&self) -> Option<&str> {
+        match self {
+            JobMode::Scheduled => None,
+            JobMode::Rotate { user, .. } | JobMode::Reactivate { user, .. } => Some(user),
+        }
+    }
 }
 
 /// One account's job.
@@ -158,6 +174,18 @@ pub struct UserReport {
     /// user is unreachable, or a key keyfleet found but did not create.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// The credential report's `mfa_active`: whether the user has an MFA
+    /// device. `None` when unknown: the per-user scan (no credential
+    /// report, and no extra IAM call per user to find out), a user the
+    /// cached report does not list yet, or a result from an agent that
+    /// predates the field (hence `default`, and left out when `None` so
+    /// that coordinators not yet updated read the result unchanged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mfa_active: Option<bool>,
+    /// The credential report's `password_enabled`: whether the user can
+    /// sign in to the console. `None` when unknown, as for `mfa_active`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_enabled: Option<bool>,
 }
 
 fn default_path() -> String {

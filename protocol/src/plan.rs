@@ -70,6 +70,15 @@ pub enum Notice {
         #[serde(default)]
         replacement: Option<String>,
     },
+    /// The security team switched the key back on (it had been
+    /// deactivated by keyfleet); it stays active until `until`, a fresh
+    /// notice period, and is then deactivated again unless the owner has
+    /// switched by then.
+    Reactivated {
+        key_id: String,
+        #[serde(with = "time::serde::rfc3339")]
+        until: OffsetDateTime,
+    },
 }
 
 impl Notice {
@@ -80,7 +89,8 @@ impl Notice {
             | Notice::Deactivated { key_id, .. }
             | Notice::Deleted { key_id }
             | Notice::UnusedDeleted { key_id, .. }
-            | Notice::StillInUse { key_id, .. } => key_id,
+            | Notice::StillInUse { key_id, .. }
+            | Notice::Reactivated { key_id, .. } => key_id,
         }
     }
     /// Short stable name, used in ledgers, reports and subjects.
@@ -91,6 +101,7 @@ impl Notice {
             Notice::Deleted { .. } => "deleted",
             Notice::UnusedDeleted { .. } => "unused_deleted",
             Notice::StillInUse { .. } => "still_in_use",
+            Notice::Reactivated { .. } => "reactivated",
         }
     }
 }
@@ -105,6 +116,9 @@ pub enum Action {
     Deactivate { key_id: String },
     /// Delete a key.
     Delete { key_id: String },
+    /// Set a key keyfleet deactivated back to Active (the security team's
+    /// order, `JobMode::Reactivate`).
+    Reactivate { key_id: String },
     /// Tell the owner.
     Notify { notice: Notice },
 }
@@ -116,6 +130,7 @@ impl Action {
             Action::CreateKey => "create",
             Action::Deactivate { .. } => "deactivate",
             Action::Delete { .. } => "delete",
+            Action::Reactivate { .. } => "reactivate",
             Action::Notify { .. } => "notify",
         }
     }
@@ -154,10 +169,13 @@ pub enum Verdict {
     /// this user (see the agent's `budget`): nothing was done; the next run
     /// picks it up. The note says what was due.
     Deferred,
+    /// A key keyfleet had deactivated was switched back on by the security
+    /// team (`JobMode::Reactivate`).
+    Reactivated,
 }
 
 impl Verdict {
-    pub const ALL: [Verdict; 11] = [
+    pub const ALL: [Verdict; 12] = [
         Verdict::Compliant,
         Verdict::Exempt,
         Verdict::NoKeys,
@@ -169,6 +187,7 @@ impl Verdict {
         Verdict::Unreachable,
         Verdict::Failed,
         Verdict::Deferred,
+        Verdict::Reactivated,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -183,6 +202,7 @@ impl Verdict {
             Verdict::Unreachable => "unreachable",
             Verdict::Failed => "failed",
             Verdict::Deferred => "deferred",
+            Verdict::Reactivated => "reactivated",
         }
     }
 }

@@ -5,8 +5,38 @@
 //! tests compute the same numbers. Accounts are ordered failures first
 //! (failed, missing, no agent, partial), then by account id, because that is
 //! what the security team reads first.
+//!
+//! **Compliance evidence** ([`ComplianceSummary`], per account
+//! [`Compliance`]), computed here so every shape of the report shows the
+//! same figures:
+//!
+//! - The CIS AWS Foundations control "Ensure access keys are rotated every
+//!   90 days or less": the share of *active* keys at most
+//!   [`CIS_KEY_ROTATION_DAYS`] whole days old. Inactive keys cannot sign a
+//!   request, so they neither help nor hurt. Age is measured at the
+//!   account's result `as_of` (when the agent read the keys), in whole
+//!   days like the histogram, and over the keys as scanned, before this
+//!   run's actions: a key this run deactivates still counts as the active
+//!   key it was when read, so the figure is the state the run found, which
+//!   is what an auditor can check against the credential report. Exempt
+//!   users count: the exemption is keyfleet's, not the control's. An
+//!   account with no active key has no share ("n/a"), not 100% or 0%.
+//! - Two hygiene findings from the credential report, over users with at
+//!   least one *active* key (a user whose keys are all inactive holds
+//!   nothing that works today; keyfleet deletes those keys in time):
+//!   such a user without an MFA device, and such a user who also has a
+//!   console password, a person rather than a workload, who belongs in IAM
+//!   Identity Center or a role. A user whose MFA or password state the scan
+//!   did not read (the per-user scan, a user newer than the cached
+//!   credential report, an agent that predates the fields) is in neither
+//!   list but counted apart, so that an empty list never passes for a clean
+//!   one.
+//! - Reports finalized before this evidence existed read back with
+//!   `compliance: None` (account and run): the renderers say "not
+//!   recorded" rather than "n/a" or an empty finding.
 
 use crate::messages::{AccountResult, AccountStatus, Dispatch, JobMode, RunManifest, UserReport};
+use crate::plan::KeyState;
 use crate::plan::{KeyStatus, Verdict};
 use crate::policy::Policy;
 use serde::{Deserialize, Serialize};
@@ -63,6 +93,91 @@ pub struct AccountReport {
     pub iam_calls: u64,
     #[serde(default)]
     pub users: Vec<UserReport>,
+    /// The CIS key-rotation measure over this account's keys; `None` in a
+    /// report finalized before it was recorded.
+    #[serde(default)]
+    pub compliance: Option<Compliance>,
+}
+
+/// The CIS AWS Foundations Benchmark's threshold for its control "Ensure
+/// access keys are rotated every 90 days or less" (numbered 1.4, 1.14 or
+/// 2.12 depending on the benchmark's version): a key is compliant when it
+/// is at most this many whole days old, as the benchmark's own audit
+/// computes it (`days > 90` fails).
+///
+/// Fixed on purpose, not the policy's `deactivate_after`: the evidence
+/// answers the auditor's question whatever keyfleet is configured to do,
+/// so a laxer policy shows as a lower share instead of moving the bar.
+pub const CIS_KEY_ROTATION_DAYS: u64 = 90;
+
+/// The CIS key-rotation measure over a set of keys: counts, not a ratio,
+/// so that the report stays `Eq` and account figures add up to the total
+/// exactly; [`Compliance::percent`] computes the share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Compliance {
+    /// Active keys, as scanned.
+    pub active_keys: u64,
+    /// Of those, the keys at most [`CIS_KEY_ROTATION_DAYS`] whole days old.
+    pub active_keys_within_90d: u64,
+}
+
+impl Compliance {
+    /// The share of active keys within the threshold, in percent; `None`
+    /// when there is no active key, where the control has nothing to
+    /// measure (neither 100% nor 0% would be true).
+    pub fn percent(&self) -> Option<f64> {
+        (self.active_keys > 0)
+            .then(|| self.active_keys_within_90d as f64 * 100.0 / self.active_keys as f64)
+    }
+
+    /// The share in tenths of a percent, rounded down, so that a fleet with
+    /// one stale key in thousands never shows as 100%.
+    pub fn per_mille(&self) -> Option<u64> {
+        (self.active_keys > 0).then(|| {
+            let within = u128::from(self.active_keys_within_90d.min(self.active_keys));
+            (within * 1000 / u128::from(self.active_keys)) as u64
+        })
+    }
+
+    /// `87.5%` (rounded down to a tenth, see [`Compliance::per_mille`]), or
+    /// `n/a` when there is no active key: the figure every rendering shows.
+    pub fn percent_text(&self) -> String {
+        match self.per_mille() {
+            Some(pm) => format!("{}.{}%", pm / 10, pm % 10),
+            None => "n/a".to_string(),
+        }
+    }
+
+    fn add(&mut self, other: Compliance) {
+        self.active_keys += other.active_keys;
+        self.active_keys_within_90d += other.active_keys_within_90d;
+    }
+}
+
+/// A user named in a finding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRef {
+    pub account_id: String,
+    pub user_name: String,
+}
+
+/// The run's compliance evidence (see the module documentation).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ComplianceSummary {
+    /// The CIS key-rotation measure over every account's keys.
+    pub total: Compliance,
+    /// Users with an active key and no MFA device, in report order.
+    #[serde(default)]
+    pub keys_without_mfa: Vec<UserRef>,
+    /// Users with an active key and a console password (people rather
+    /// than workloads: move them to IAM Identity Center or roles), in
+    /// report order.
+    #[serde(default)]
+    pub console_users_with_keys: Vec<UserRef>,
+    /// Users with an active key whose MFA or password state the scan did
+    /// not read, so they could be in either list.
+    #[serde(default)]
+    pub credential_state_unknown: u64,
 }
 
 /// Key-age histogram bucket (days, upper bound exclusive; `None` = open).
@@ -109,6 +224,10 @@ pub struct RunReport {
     pub complete: bool,
     pub totals: Totals,
     pub key_age_histogram: Vec<AgeBucket>,
+    /// Compliance evidence; `None` in a report finalized before it was
+    /// recorded.
+    #[serde(default)]
+    pub compliance: Option<ComplianceSummary>,
     pub accounts: Vec<AccountReport>,
     #[serde(default)]
     pub skipped: Vec<crate::messages::SkippedAccount>,
@@ -122,6 +241,82 @@ impl RunReport {
 }
 
 const AGE_EDGES: [u64; 7] = [0, 30, 60, 80, 90, 100, 120];
+
+/// A key's age in whole days at `as_of` (a key dated after `as_of`, clock
+/// skew, is 0 days old): the one age the histogram and the CIS measure
+/// share.
+pub fn key_age_days(as_of: OffsetDateTime, created: OffsetDateTime) -> u64 {
+    (as_of - created).whole_days().max(0) as u64
+}
+
+/// Whether a key counts as rotated in time for the CIS control: active
+/// keys only (the caller's filter), at most [`CIS_KEY_ROTATION_DAYS`]
+/// whole days old.
+fn within_cis_rotation(as_of: OffsetDateTime, key: &KeyState) -> bool {
+    key_age_days(as_of, key.created) <= CIS_KEY_ROTATION_DAYS
+}
+
+/// The CIS key-rotation measure over `users`' active keys, aged at
+/// `as_of` (the account's result `as_of`).
+pub fn compliance_of(users: &[UserReport], as_of: OffsetDateTime) -> Compliance {
+    let mut c = Compliance::default();
+    for k in users.iter().flat_map(|u| &u.keys) {
+        if k.status == KeyStatus::Active {
+            c.active_keys += 1;
+            if within_cis_rotation(as_of, k) {
+                c.active_keys_within_90d += 1;
+            }
+        }
+    }
+    c
+}
+
+/// At least one active key: the users the hygiene findings are about.
+fn has_active_key(u: &UserReport) -> bool {
+    u.keys.iter().any(|k| k.status == KeyStatus::Active)
+}
+
+/// Finding: a user with a working access key and no MFA device.
+pub fn keys_without_mfa(u: &UserReport) -> bool {
+    has_active_key(u) && u.mfa_active == Some(false)
+}
+
+/// Finding: a user with a working access key and a console password, a
+/// person rather than a workload.
+pub fn console_user_with_keys(u: &UserReport) -> bool {
+    has_active_key(u) && u.password_enabled == Some(true)
+}
+
+/// A user with a working access key whose MFA or password state is
+/// unknown, so either finding may apply unseen.
+fn credential_state_unknown(u: &UserReport) -> bool {
+    has_active_key(u) && (u.mfa_active.is_none() || u.password_enabled.is_none())
+}
+
+/// The run's compliance evidence from its (sorted) accounts, whose
+/// per-account measure is already set.
+fn compliance_summary(accounts: &[AccountReport]) -> ComplianceSummary {
+    let mut s = ComplianceSummary::default();
+    for a in accounts {
+        s.total.add(a.compliance.unwrap_or_default());
+        let named = |u: &UserReport| UserRef {
+            account_id: a.account_id.clone(),
+            user_name: u.user_name.clone(),
+        };
+        for u in &a.users {
+            if keys_without_mfa(u) {
+                s.keys_without_mfa.push(named(u));
+            }
+            if console_user_with_keys(u) {
+                s.console_users_with_keys.push(named(u));
+            }
+            if credential_state_unknown(u) {
+                s.credential_state_unknown += 1;
+            }
+        }
+    }
+    s
+}
 
 /// Builds the report. `results` holds at most one reassembled result per
 /// account; results for accounts not in the manifest are ignored.
@@ -173,6 +368,8 @@ pub fn aggregate(
                     r.error.clone(),
                 ),
             };
+            let users = result.map(|r| r.users.clone()).unwrap_or_default();
+            let as_of = result.map(|r| r.as_of).unwrap_or(finalized_at);
             AccountReport {
                 account_id: m.account_id.clone(),
                 name: m.name.clone(),
@@ -180,7 +377,8 @@ pub fn aggregate(
                 state,
                 error,
                 iam_calls: result.map(|r| r.iam_calls()).unwrap_or(0),
-                users: result.map(|r| r.users.clone()).unwrap_or_default(),
+                compliance: Some(compliance_of(&users, as_of)),
+                users,
             }
         })
         .collect();
@@ -211,7 +409,7 @@ pub fn aggregate(
                 if k.status == KeyStatus::Active {
                     totals.active_keys += 1;
                 }
-                let days = ((as_of - k.created).whole_days()).max(0) as u64;
+                let days = key_age_days(as_of, k.created);
                 if let Some(b) = hist.iter_mut().rev().find(|b| days >= b.from_days) {
                     b.count += 1;
                 }
@@ -240,7 +438,11 @@ pub fn aggregate(
         complete: totals.accounts_missing == 0,
         totals,
         key_age_histogram: hist,
+        compliance: Some(compliance_summary(&accounts)),
         accounts,
         skipped: manifest.skipped.clone(),
     }
 }
+
+#[cfg(test)]
+mod tests;

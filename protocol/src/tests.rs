@@ -44,6 +44,8 @@ fn user(name: &str, pad: usize) -> UserReport {
         }],
         error: None,
         note: None,
+        mfa_active: None,
+        password_enabled: None,
     }
 }
 
@@ -324,4 +326,40 @@ proptest! {
         let _ = decode::<Job>(s.as_bytes());
         let _ = decode::<AccountResult>(s.as_bytes());
     }
+}
+
+/// A result exactly as agents before `mfa_active` and `password_enabled`
+/// sent it. Coordinators must keep accepting it (agents update account by
+/// account through the StackSet), and a result whose users' credential
+/// state is unknown must encode to this same shape, so that coordinators
+/// not yet updated read it too.
+const RESULT_OF_TODAYS_SHAPE: &str = r#"{"v":1,"run_id":"run-1","account_id":"111122223333","token":"0123456789abcdef0123456789abcdef","part":1,"parts":1,"account_alias":"prod","status":"ok","dry_run":false,"as_of":"2026-11-22T13:00:00Z","started_at":"2026-11-22T13:00:00Z","finished_at":"2026-11-22T13:01:00Z","scan_mode":"credential_report","api_calls":{"iam:GetCredentialReport":1},"users":[{"user_name":"user0","path":"/engineering/ci/","email":"user0@example.com","verdict":"rotated","keys":[{"id":"AKIAAAAAAAAAAAAAAAAA","status":"Active","created":"2026-08-01T00:00:00Z","last_used":null}],"actions":[{"action":"create_key","result":{"outcome":"done","key_id":"AKIABBBBBBBBBBBBBBBB"}}]}],"sealed":[]}"#;
+
+#[test]
+fn result_from_an_agent_without_credential_state_still_decodes() {
+    let mut expected = sample_result(1);
+    expected.sealed.clear();
+    let old: AccountResult = decode(RESULT_OF_TODAYS_SHAPE.as_bytes()).unwrap();
+    assert_eq!(old, expected);
+    assert_eq!(
+        (old.users[0].mfa_active, old.users[0].password_enabled),
+        (None, None),
+        "unknown, not false"
+    );
+    assert_eq!(
+        String::from_utf8(encode(&expected)).unwrap(),
+        RESULT_OF_TODAYS_SHAPE,
+        "unknown credential state is left out of the message"
+    );
+
+    // A new agent's result carries both, and they read back as sent.
+    let mut new = expected.clone();
+    new.users[0].mfa_active = Some(false);
+    new.users[0].password_enabled = Some(true);
+    let json = String::from_utf8(encode(&new)).unwrap();
+    assert!(
+        json.contains(r#""mfa_active":false,"password_enabled":true"#),
+        "{json}"
+    );
+    assert_eq!(decode::<AccountResult>(json.as_bytes()).unwrap(), new);
 }

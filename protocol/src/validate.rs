@@ -269,10 +269,18 @@ impl Validate for Job {
             "results_queue_url",
             "must be an http(s) SQS queue URL",
         )?;
-        if let JobMode::Rotate { user, key_id, .. } = &self.mode {
-            check(is_user_name(user), "mode.user", "not a valid IAM user name")?;
-            if let Some(k) = key_id {
-                check_key_id(k, "mode.key_id")?;
+        match &self.mode {
+            JobMode::Scheduled => {}
+            JobMode::Rotate { user, key_id, .. } => {
+                check(is_user_name(user), "mode.user", "not a valid IAM user name")?;
+                if let Some(k) = key_id {
+                    check_key_id(k, "mode.key_id")?;
+                }
+            }
+            JobMode::Reactivate { user, key_id } => {
+                check(is_user_name(user), "mode.user", "not a valid IAM user name")?;
+                check_key_id(key_id, "mode.key_id")?;
+                check(!self.dry_run, "dry_run", "a reactivation is never a dry run")?;
             }
         }
         Ok(())
@@ -437,9 +445,9 @@ fn check_key(k: &KeyState) -> Result<(), ValidationError> {
 fn check_action(a: &ActionRecord) -> Result<(), ValidationError> {
     match &a.action {
         Action::CreateKey => {}
-        Action::Deactivate { key_id } | Action::Delete { key_id } => {
-            check_key_id(key_id, "users[].actions[].key_id")?
-        }
+        Action::Deactivate { key_id }
+        | Action::Delete { key_id }
+        | Action::Reactivate { key_id } => check_key_id(key_id, "users[].actions[].key_id")?,
         Action::Notify { notice } => check_notice(notice)?,
     }
     match &a.result {
@@ -483,7 +491,7 @@ fn check_notice(n: &Notice) -> Result<(), ValidationError> {
             }
             replacement.as_deref()
         }
-        Notice::Deleted { .. } | Notice::UnusedDeleted { .. } => None,
+        Notice::Deleted { .. } | Notice::UnusedDeleted { .. } | Notice::Reactivated { .. } => None,
     };
     if let Some(k) = replacement {
         check_key_id(k, FIELD)?;

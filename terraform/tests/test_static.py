@@ -22,7 +22,13 @@ What is checked
   the results DLQ is encrypted; the SES configuration set requires TLS;
 - the queue policies restrict senders as the design says, the agent role has
   exactly the permissions the agent needs, and the wiring (timeouts, DLQs,
-  event source mappings, environment, StackSet parameters) matches the design.
+  event source mappings, environment, StackSet parameters) matches the design;
+- the API (modules/api): its role has exactly the permissions the API needs
+  (read the report bucket, invoke the coordinator, read its key hashes, its
+  logs: nothing that writes, sends jobs or reads the coordinator's private
+  key), API Gateway requires an API key on every /v1 method, the stage has
+  access logging (never the key itself) and X-Ray tracing, and the key
+  hashes secret is KMS-encrypted and readable only by the API role.
 """
 
 from __future__ import annotations
@@ -113,7 +119,33 @@ COORDINATOR_ENV = {
     "RUST_LOG",
 }
 
-MODULES = ["coordinator", "org-reader", "agent-stackset"]
+API_ENV = {
+    "KEYFLEET_REPORT_BUCKET",
+    "KEYFLEET_COORDINATOR_FUNCTION",
+    "KEYFLEET_API_KEYS_SECRET",
+    "KEYFLEET_CORS_ORIGINS",
+    "RUST_LOG",
+}
+
+# What the API role may do, and on what (the template's variables as
+# Terraform renders them): read runs and reports, invoke the coordinator,
+# read its key hashes, write its logs. Nothing else.
+API_BUCKET = "${var.report_bucket_arn}"
+API_GRANTS = {
+    "s3:ListBucket": {API_BUCKET},
+    "s3:GetObject": {
+        f"{API_BUCKET}/runs/*/manifest.json",
+        f"{API_BUCKET}/runs/*/report.json",
+        f"{API_BUCKET}/reports/*",
+    },
+    "kms:Decrypt": {"${var.report_kms_key_arn}", "${aws_kms_key.this.arn}"},
+    "lambda:InvokeFunction": {"${var.coordinator_function_arn}"},
+    "secretsmanager:GetSecretValue": {"${aws_secretsmanager_secret.api_keys.arn}"},
+    "logs:CreateLogStream": {"${local.log_group_arn}:*"},
+    "logs:PutLogEvents": {"${local.log_group_arn}:*"},
+}
+
+MODULES = ["coordinator", "org-reader", "agent-stackset", "api"]
 
 
 # --------------------------------------------------------------------------
@@ -838,6 +870,7 @@ def test_role_policies_are_the_shared_json_templates():
     for module, role_policy, local_name in (
         ("coordinator", "this", "coordinator_policy"),
         ("org-reader", "this", "read_policy"),
+        ("api", "this", "api_policy"),
     ):
         resources = module_blocks(module, "resource")
         assert resources[("aws_iam_role_policy", role_policy)]["policy"] == f"${{local.{local_name}}}"
@@ -845,7 +878,7 @@ def test_role_policies_are_the_shared_json_templates():
         assert file.parent.name == "policies" and file.name.endswith(".json.tftpl")
         assert doc["Version"] == "2012-10-17" and doc["Statement"]
         data = {name for (typ, name) in module_blocks(module, "data") if typ == "aws_iam_policy_document"}
-        assert not data & {"coordinator", "read"}, "the role policy is kept once, in its template"
+        assert not data & {"coordinator", "read", "api"}, "the role policy is kept once, in its template"
     with pytest.raises(AssertionError, match="not passed"):
         render_policy_template('{"a": "${x}"}', {}, "fixture")
     with pytest.raises(AssertionError, match="not used"):
@@ -1048,7 +1081,7 @@ def test_stackset_deploys_the_template_everywhere():
     assert "failure_tolerance_percentage" in prefs and "max_concurrent_percentage" in prefs
 
 
-def test_example_wires_the_three_modules():
+def test_example_wires_every_module():
     doc = {}
     for path in (TF / "examples" / "complete").glob("*.tf"):
         for k, v in parse_tf(path).items():
@@ -1060,5 +1093,261 @@ def test_example_wires_the_three_modules():
     assert "aws.management" in json.dumps(modules["org_reader"]["providers"])
     assert "aws.provisioning" in json.dumps(modules["coordinator"]["providers"])
     assert "aws.stacksets" in json.dumps(modules["agents"]["providers"])
+    assert "aws.provisioning" in json.dumps(modules["api"]["providers"])
+    # The API gets the coordinator's function, bucket and bucket key, and
+    # nothing else of the coordinator (no private key, no queues).
+    api = modules["api"]
+    assert api["coordinator_function_arn"] == "${module.coordinator.function_arn}"
+    assert api["report_bucket_arn"] == "${module.coordinator.report_bucket_arn}"
+    assert api["report_kms_key_arn"] == "${module.coordinator.kms_key_arn}"
+    assert {v for k, v in api.items() if "module.coordinator" in json.dumps(v)} == {
+        "${module.coordinator.function_arn}", "${module.coordinator.report_bucket_arn}",
+        "${module.coordinator.kms_key_arn}", "${module.coordinator.alerts_topic_arn}"}
+    outputs = {n: b for e in parse_tf(TF / "modules" / "coordinator" / "outputs.tf")["output"] for n, b in e.items()}
+    assert outputs["function_arn"]["value"] == "${aws_lambda_function.this.arn}"
+    assert outputs["report_bucket_arn"]["value"] == "${aws_s3_bucket.reports.arn}"
+    assert outputs["kms_key_arn"]["value"] == "${aws_kms_key.this.arn}"
     assert (TF / "examples" / "complete" / "terraform.tfvars.example").is_file()
     assert (TF / "examples" / "complete" / "README.md").is_file()
+
+
+# --------------------------------------------------------------------------
+# The API (modules/api).
+# --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def api() -> dict[tuple[str, str], dict]:
+    return module_blocks("api", "resource")
+
+
+@pytest.fixture(scope="module")
+def api_documents() -> dict[str, list[Statement]]:
+    docs = module_blocks("api", "data")
+    out = {
+        name: _tf_policy_document_statements(body, name, "resource")
+        for (typ, name), body in docs.items() if typ == "aws_iam_policy_document"
+    }
+    _, role = template_policy(TF / "modules" / "api", "api_policy")
+    out["api"] = _json_statements(role, "api", "identity")
+    return out
+
+
+def _api_variables() -> dict[str, dict]:
+    return {n: b for e in parse_tf(TF / "modules" / "api" / "variables.tf")["variable"] for n, b in e.items()}
+
+
+def _of_type(resources: dict[tuple[str, str], dict], typ: str) -> dict[str, dict]:
+    return {name: body for (t, name), body in resources.items() if t == typ}
+
+
+def test_api_role_has_exactly_what_the_api_needs(api, api_documents):
+    role = api[("aws_iam_role", "this")]
+    assert role["name"] == "${var.role_name}" and _api_variables()["role_name"]["default"] == "keyfleet-api"
+    assert role["assume_role_policy"] == "${data.aws_iam_policy_document.assume.json}"
+    assert [(s.effect, s.principals, s.actions) for s in api_documents["assume"]] == [
+        ("Allow", {"Service": ["lambda.amazonaws.com"]}, ["sts:AssumeRole"])]
+    assert not {"managed_policy_arns", "inline_policy"} & set(role)
+    # One inline policy, the template; no other policy reaches the role.
+    attached = [
+        (t, n) for (t, n), b in api.items()
+        if t in ("aws_iam_role_policy", "aws_iam_role_policy_attachment", "aws_iam_policy_attachment")
+        and "aws_iam_role.this." in json.dumps(b)]
+    assert attached == [("aws_iam_role_policy", "this")]
+    assert api[("aws_iam_role_policy", "this")]["role"] == "${aws_iam_role.this.id}"
+
+    statements = api_documents["api"]
+    assert all(s.effect == "Allow" and not s.not_actions and not s.not_resources for s in statements)
+    granted: dict[str, set] = {}
+    for s in statements:
+        for action in s.actions:
+            assert "*" not in action and "?" not in action, f"{s.where}: wildcard action {action}"
+            granted.setdefault(action, set()).update(s.resources)
+    assert set(granted) == set(API_GRANTS), f"API actions: {sorted(granted)}"
+    for action, resources in granted.items():
+        assert resources == API_GRANTS[action], f"{action} on {sorted(resources)}"
+    forbidden = [a for a in granted if a.split(":")[0] in ("sqs", "sts", "iam", "ses", "sns")
+                 or a in ("s3:PutObject", "s3:DeleteObject", "kms:GenerateDataKey", "kms:Encrypt")]
+    assert forbidden == []
+
+    assert len({s.sid for s in statements}) == len(statements), "one Sid per statement"
+    (listing,) = [s for s in statements if "s3:ListBucket" in s.actions]
+    assert listing.conditions == {"StringLike": {"s3:prefix": ["runs/", "runs/*", "reports/*"]}}
+    (report_key,) = [s for s in statements if s.resources == ["${var.report_kms_key_arn}"]]
+    assert report_key.actions == ["kms:Decrypt"]
+    assert report_key.conditions == {"StringLike": {
+        "kms:EncryptionContext:aws:s3:arn": [API_BUCKET, f"{API_BUCKET}/*"]}}, \
+        "the coordinator's key decrypts report bucket objects only"
+
+    # The variables stand for the API's own resources and the inputs; nothing
+    # in the module names the coordinator's private key, queues or topic.
+    values = dir_locals(TF / "modules" / "api")["api_policy_vars"]
+    assert values["api_keys_secret_arn"] == "${aws_secretsmanager_secret.api_keys.arn}"
+    assert values["api_kms_key_arn"] == "${aws_kms_key.this.arn}"
+    assert values["log_group_arn"] == "${local.log_group_arn}"
+    locals_ = dir_locals(TF / "modules" / "api")
+    assert locals_["function_name"] == "keyfleet-api"
+    assert locals_["log_group_name"] == "/aws/lambda/${local.function_name}"
+    text = "\n".join(p.read_text() for p in (TF / "modules" / "api").rglob("*") if p.is_file() and p.suffix != ".md")
+    for word in ("private_key", "private-key", "results_queue", "jobs_queue", "keyfleet-jobs", "org_reader"):
+        assert word not in text, f"modules/api mentions {word}"
+
+
+def test_api_gateway_requires_an_api_key_on_v1(api):
+    rest_api = api[("aws_api_gateway_rest_api", "this")]
+    assert rest_api["endpoint_configuration"][0]["types"] == ["REGIONAL"]
+    assert rest_api["api_key_source"] == "HEADER"
+    root = "${aws_api_gateway_rest_api.this.root_resource_id}"
+    v1 = "${aws_api_gateway_resource.v1.id}"
+    v1_proxy = "${aws_api_gateway_resource.v1_proxy.id}"
+    proxy = "${aws_api_gateway_resource.proxy.id}"
+    resources = {n: (b["parent_id"], b["path_part"]) for n, b in _of_type(api, "aws_api_gateway_resource").items()}
+    assert resources == {"v1": (root, "v1"), "v1_proxy": (v1, "{proxy+}"), "proxy": (root, "{proxy+}")}
+
+    methods = _of_type(api, "aws_api_gateway_method")
+    cors_only = "${local.cors ? 1 : 0}"
+    assert dir_locals(TF / "modules" / "api")["cors"] == "${length(var.cors_origins) > 0}"
+    routes = {}
+    for name, m in methods.items():
+        routes.setdefault(m["resource_id"], {})[m["http_method"]] = (name, m)
+    assert set(routes) == {root, proxy, v1, v1_proxy}, "methods only on /, /{proxy+}, /v1 and /v1/{proxy+}"
+    for resource in (v1, v1_proxy):
+        assert set(routes[resource]) <= {"ANY", "OPTIONS"} and "ANY" in routes[resource]
+        for http_method, (name, m) in routes[resource].items():
+            if http_method == "OPTIONS":
+                # Preflights carry no key; they exist only when CORS is on.
+                assert m.get("count") == cors_only, f"{name}: OPTIONS without a key only with cors_origins"
+                assert m["api_key_required"] is False
+            else:
+                assert m["api_key_required"] is True, f"{name}: /v1 must require an API key at the gateway"
+                assert "count" not in m
+    # The dashboard: no key at the gateway (a browser page), the function
+    # authenticates it (login form, then a session cookie).
+    for resource in (root, proxy):
+        assert set(routes[resource]) == {"ANY"}
+        assert routes[resource]["ANY"][1]["api_key_required"] is False
+
+    # Each method is proxied to the function, and a change redeploys.
+    integrations = _of_type(api, "aws_api_gateway_integration")
+    assert set(integrations) == set(methods)
+    triggers = json.dumps(api[("aws_api_gateway_deployment", "this")]["triggers"])
+    for name, integration in integrations.items():
+        assert integration["type"] == "AWS_PROXY" and integration["integration_http_method"] == "POST"
+        assert integration["uri"] == "${aws_lambda_function.this.invoke_arn}"
+        ref = f"aws_api_gateway_method.{name}" + ("[0]" if "count" in methods[name] else "")
+        assert integration["resource_id"] == f"${{{ref}.resource_id}}"
+        assert integration["http_method"] == f"${{{ref}.http_method}}"
+        assert integration.get("count") == methods[name].get("count")
+        assert f"aws_api_gateway_method.{name}," in triggers or f"aws_api_gateway_method.{name}]" in triggers
+        assert f"aws_api_gateway_integration.{name}," in triggers or f"aws_api_gateway_integration.{name}]" in triggers
+
+    # Per-key limits: the usage plan on this stage, with throttle and quota.
+    plan = api[("aws_api_gateway_usage_plan", "this")]
+    assert plan["api_stages"] == [{
+        "api_id": "${aws_api_gateway_rest_api.this.id}", "stage": "${aws_api_gateway_stage.this.stage_name}",
+        "__is_block__": True}]
+    assert plan["throttle_settings"][0]["rate_limit"] == "${var.throttle_rate_limit}"
+    assert plan["throttle_settings"][0]["burst_limit"] == "${var.throttle_burst_limit}"
+    assert plan["quota_settings"][0]["limit"] == "${var.quota_limit}"
+    # Only this API's stage may invoke the function.
+    permission = api[("aws_lambda_permission", "api_gateway")]
+    assert permission["principal"] == "apigateway.amazonaws.com"
+    assert permission["function_name"] == "${aws_lambda_function.this.function_name}"
+    assert permission["source_arn"] == "${aws_api_gateway_rest_api.this.execution_arn}/${var.stage_name}/*"
+    assert [n for n, p in _of_type(api, "aws_lambda_permission").items()] == ["api_gateway"]
+
+
+def test_api_stage_has_access_logging_and_tracing(api, api_documents):
+    stage = api[("aws_api_gateway_stage", "this")]
+    assert stage["xray_tracing_enabled"] is True
+    (logging,) = stage["access_log_settings"]
+    assert logging["destination_arn"] == "${aws_cloudwatch_log_group.access.arn}"
+    assert logging["format"] == "${local.access_log_format}"
+    fmt = dir_locals(TF / "modules" / "api")["access_log_format"]
+    fields = hcl2.loads("x = " + JSONENCODE.match(fmt).group("body"), serialization_options=HCL_OPTIONS)["x"]
+    values = {v for k, v in fields.items() if k != "__is_block__"}
+    assert {"$context.requestId", "$context.identity.sourceIp", "$context.status",
+            "$context.identity.apiKeyId", "$context.xrayTraceId"} <= values
+    assert "$context.identity.apiKey" not in values, "the access log must not hold API keys"
+
+    settings = api[("aws_api_gateway_method_settings", "all")]
+    assert settings["stage_name"] == "${aws_api_gateway_stage.this.stage_name}" and settings["method_path"] == "*/*"
+    (s,) = settings["settings"]
+    assert s["data_trace_enabled"] is False, "data trace logs whole requests, x-api-key included"
+    assert s["metrics_enabled"] is True
+    assert s["logging_level"] == "${var.execution_logging_level}"
+    assert _api_variables()["execution_logging_level"]["default"] in ("ERROR", "INFO")
+    assert s["throttling_rate_limit"] == "${var.stage_throttle_rate_limit}"
+    assert s["throttling_burst_limit"] == "${var.stage_throttle_burst_limit}"
+
+    # Every log group of the API is encrypted with the module's key and expires;
+    # the execution log group is the one API Gateway writes to.
+    locals_ = dir_locals(TF / "modules" / "api")
+    assert locals_["execution_log_group_name"] == \
+        "API-Gateway-Execution-Logs_${aws_api_gateway_rest_api.this.id}/${var.stage_name}"
+    groups = _of_type(api, "aws_cloudwatch_log_group")
+    assert set(groups) == {"function", "access", "execution"}
+    for name, group in groups.items():
+        assert group["kms_key_id"] == "${aws_kms_key.this.arn}", f"log group {name} must be KMS-encrypted"
+        assert group["retention_in_days"] == "${var.log_retention_days}"
+    assert groups["execution"]["name"] == "${local.execution_log_group_name}"
+    assert "${aws_cloudwatch_log_group.execution}" in stage["depends_on"]
+    (logs_key,) = [st for st in api_documents["kms"] if st.principals.get("Service") == ["logs.${local.region}.amazonaws.com"]]
+    assert logs_key.conditions == {"ArnEquals": {"kms:EncryptionContext:aws:logs:arn": [
+        "${local.log_group_arn}", "${local.access_log_group_arn}", "${local.execution_log_group_arn}"]}}
+    # Stages log to CloudWatch only with the region's API Gateway CloudWatch role.
+    assert "${aws_api_gateway_account.this}" in stage["depends_on"]
+    account = api[("aws_api_gateway_account", "this")]
+    assert account["cloudwatch_role_arn"] == "${aws_iam_role.apigateway_cloudwatch[0].arn}"
+
+
+def test_api_keys_secret_is_kms_encrypted_and_read_only_by_the_api(api, api_documents):
+    secret = api[("aws_secretsmanager_secret", "api_keys")]
+    assert secret["kms_key_id"] == "${aws_kms_key.this.arn}", "the key hashes are encrypted with the module's key"
+    key = api[("aws_kms_key", "this")]
+    assert key["enable_key_rotation"] is True and key["policy"] == "${data.aws_iam_policy_document.kms.json}"
+    assert secret["name"] == "${var.api_keys_secret_name}"
+    default = _api_variables()["api_keys_secret_name"]["default"]
+    assert default == "keyfleet-api/api-keys"
+    assert not default.startswith("keyfleet/"), "keyfleet/* is the agent's namespace for IAM users' secrets"
+    # Terraform writes an empty list once, under its own label, and never again.
+    version = api[("aws_secretsmanager_secret_version", "placeholder")]
+    assert version["secret_id"] == "${aws_secretsmanager_secret.api_keys.id}"
+    assert version["secret_string"] == "${jsonencode([])}"
+    assert "AWSCURRENT" not in version["version_stages"]
+    assert {"secret_string", "version_stages"} <= set(version["lifecycle"][0]["ignore_changes"])
+    # The function reads this secret.
+    env = api[("aws_lambda_function", "this")]["environment"][0]["variables"]
+    assert env["KEYFLEET_API_KEYS_SECRET"] == "${aws_secretsmanager_secret.api_keys.arn}"
+    # Nobody but the API role (and the named readers) may read it.
+    policy = api[("aws_secretsmanager_secret_policy", "api_keys")]
+    assert policy["secret_arn"] == "${aws_secretsmanager_secret.api_keys.arn}"
+    assert policy["policy"] == "${data.aws_iam_policy_document.api_keys.json}"
+    assert policy["block_public_policy"] is True
+    statements = api_documents["api_keys"]
+    assert [s for s in statements if s.effect == "Allow"] == []
+    (deny,) = [s for s in statements if s.effect == "Deny"]
+    assert deny.actions == ["secretsmanager:GetSecretValue"] and _is_everyone(deny.principals)
+    assert deny.resources == ["*"] and deny.not_actions == [] and deny.not_resources == []
+    assert list(deny.conditions) == ["ArnNotEquals"]
+    assert _referenced_values(deny.conditions["ArnNotEquals"]["aws:PrincipalArn"]) == {
+        "aws_iam_role.this.arn", "var.api_keys_readers"}
+
+
+def test_api_function_wiring(api):
+    fn = api[("aws_lambda_function", "this")]
+    assert fn["function_name"] == "${local.function_name}"
+    assert fn["runtime"] == "provided.al2023" and fn["handler"] == "bootstrap"
+    assert fn["architectures"] == ["${var.architecture}"]
+    assert fn["role"] == "${aws_iam_role.this.arn}"
+    assert fn["reserved_concurrent_executions"] == "${var.reserved_concurrency}"
+    assert fn["kms_key_arn"] == "${aws_kms_key.this.arn}"
+    env = fn["environment"][0]["variables"]
+    assert set(env) - {"__is_block__"} == API_ENV
+    assert env["KEYFLEET_REPORT_BUCKET"] == "${local.report_bucket_name}"
+    assert env["KEYFLEET_COORDINATOR_FUNCTION"] == "${var.coordinator_function_arn}"
+    assert env["KEYFLEET_CORS_ORIGINS"] == '${join(",", var.cors_origins)}'
+    assert _api_variables()["cors_origins"]["default"] == []
+    variables = _api_variables()
+    assert variables["architecture"]["default"] == "x86_64"
+    assert variables["timeout"]["default"] <= 29, "API Gateway gives a Lambda proxy 29 s"

@@ -23,8 +23,8 @@ bucket/object ARN) runs moto's code as before and then, while enforcement is
 enabled, checks requests whose SigV4 access key is an STS AssumeRole session
 (moto's ``sts_backends[account][partition].assumed_roles``) of a role whose
 name matches one of ``role_name_patterns`` (shell-style, default
-``keyfleet-agent*``, ``keyfleet-coordinator*`` and ``keyfleet-org-reader*``:
-the deployed roles). Everything else — the
+``keyfleet-agent*``, ``keyfleet-coordinator*``, ``keyfleet-org-reader*`` and
+``keyfleet-api*``: the deployed roles). Everything else — the
 ``testing`` admin keys, IAM user keys, sessions of other roles (e.g.
 ``OrganizationAccountAccessRole``, ``keyfleet-test``) — is never checked.
 
@@ -72,7 +72,7 @@ from urllib.parse import unquote, urlparse
 
 from control import ControlError
 
-DEFAULT_PATTERNS = ["keyfleet-agent*", "keyfleet-coordinator*", "keyfleet-org-reader*"]
+DEFAULT_PATTERNS = ["keyfleet-agent*", "keyfleet-coordinator*", "keyfleet-org-reader*", "keyfleet-api*"]
 
 _lock = threading.Lock()
 _state: dict[str, Any] = {"enabled": False, "role_name_patterns": list(DEFAULT_PATTERNS)}

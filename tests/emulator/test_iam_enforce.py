@@ -20,7 +20,7 @@ QUEUE_ACCOUNT = "135792468013"
 ROLE = "keyfleet-agent-enforce-test"
 BUCKET = "kf-enforce-test-bucket"
 ADMIN = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
-DEFAULT_PATTERNS = ["keyfleet-agent*", "keyfleet-coordinator*", "keyfleet-org-reader*"]
+DEFAULT_PATTERNS = ["keyfleet-agent*", "keyfleet-coordinator*", "keyfleet-org-reader*", "keyfleet-api*"]
 
 POLICY = {
     "Version": "2012-10-17",
@@ -274,6 +274,14 @@ def test_org_reader_role_is_checked_by_default(emu: Emulator, enforced: dict[str
     message = denied(lambda: iam.list_users(), "AccessDenied")
     principal = "assumed-role/keyfleet-org-reader-enforce-test/enforce-test"
     assert f"{principal} is not authorized to perform: iam:ListUsers" in message
+
+
+def test_api_role_is_checked_by_default(emu: Emulator, enforced: dict[str, Any]) -> None:
+    """keyfleet-api* (the security team's API) is a deployed role too: its sessions are checked."""
+    s3 = role_client(emu, "s3", role="keyfleet-api-enforce-test")
+    message = denied(lambda: s3.list_buckets(), "AccessDenied")
+    assert "assumed-role/keyfleet-api-enforce-test/enforce-test is not authorized to perform: s3:ListAllMyBuckets" \
+        in message
 
 
 def test_create_secret_with_tags_also_needs_tag_resource(emu: Emulator, enforced: dict[str, Any]) -> None:

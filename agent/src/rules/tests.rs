@@ -48,6 +48,7 @@ fn user(keys: Vec<KeyState>, tag_pairs: &[(&str, &str)]) -> UserSnapshot {
         tags: tags(tag_pairs),
         keys,
         deactivated: vec![],
+        reactivated: Vec::new(),
     }
 }
 
@@ -913,6 +914,9 @@ fn timeline(switch_after: i64, total_days: i64) -> Vec<(i64, &'static str, Strin
                 Action::CreateKey => events.push((day, "create", String::new())),
                 Action::Deactivate { key_id } => events.push((day, "deactivate", key_id.clone())),
                 Action::Delete { key_id } => events.push((day, "delete", key_id.clone())),
+                Action::Reactivate { key_id } => {
+                    events.push((day, "reactivate", key_id.clone()))
+                }
                 Action::Notify { .. } => {}
             }
         }
@@ -1656,6 +1660,7 @@ fn arb_case() -> impl Strategy<Value = (Policy, UserSnapshot)> {
                 tags,
                 keys,
                 deactivated: vec![],
+                reactivated: Vec::new(),
             };
             (policy, u)
         })
@@ -1996,7 +2001,7 @@ fn table_older_of_two_active() {
         let old = active("AKIAOLD", old_age, used);
         let new = active("AKIANEW", new_age, Some(0));
         assert_eq!(
-            older_of_two_active(rules, &old, &new),
+            older_of_two_active(rules, &old, &new, None),
             want,
             "old {old_age}d used {used:?}, new {new_age}d"
         );
@@ -2116,5 +2121,173 @@ fn table_inactive_expired() {
             want,
             "{k:?} {repl:?} {recorded_ago:?}"
         );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Reactivation: the security team's way back, and the grace it gives.
+
+fn reactivated_notice(id: &str, until: OffsetDateTime) -> Action {
+    notify(Notice::Reactivated {
+        key_id: id.into(),
+        until,
+    })
+}
+
+/// The timeline the console promises: the older key is deactivated on day
+/// 91, reactivated on day 92 and not used afterwards; it stays active until
+/// day 102, is deactivated then with a notice, and deleted on day 112; never
+/// deactivated and deleted in one run.
+#[test]
+fn reactivated_key_gets_a_fresh_notice_period_then_the_usual_deletion_delay() {
+    let p = Policy::default();
+    let day0 = NOW - days(200);
+    let at = |d: i64| day0 + days(d);
+    // Day 80: the replacement exists; the old key was last used on day 79.
+    let old = KeyState {
+        created: day0,
+        last_used: Some(at(79)),
+        ..active("AKIAOLD", 0, Some(0))
+    };
+    let new = KeyState {
+        created: at(80),
+        last_used: Some(at(85)),
+        ..active("AKIANEW", 0, Some(0))
+    };
+    let mut u = owned(vec![old, new]);
+    // Day 91: deactivated, as the pair rule says.
+    let d91 = plan_user(&u, &p, at(91));
+    assert_eq!(d91.verdict, Verdict::Deactivated, "{d91:?}");
+    u = applied(&u, &d91.actions, at(91));
+    // Day 92: the security team reactivates it.
+    let r = plan_reactivation(&u, &p, at(92), "AKIAOLD").unwrap();
+    assert_eq!(r.verdict, Verdict::Reactivated);
+    assert_eq!(
+        r.actions,
+        vec![
+            Action::Reactivate {
+                key_id: "AKIAOLD".into()
+            },
+            reactivated_notice("AKIAOLD", at(102)),
+        ]
+    );
+    u.keys = simulate(&u.keys, &r.actions, at(92)).unwrap();
+    u.reactivated = vec![("AKIAOLD".into(), at(92))];
+    // Days 93..101: active, reminded of day 102, nothing else.
+    for d in 93..102 {
+        let plan = plan_user(&u, &p, at(d));
+        assert_eq!(
+            plan.actions,
+            vec![scheduled("AKIAOLD", at(102), Some("AKIANEW"))],
+            "day {d}"
+        );
+        assert_eq!(plan.verdict, Verdict::PendingDeactivation, "day {d}");
+    }
+    // Day 102: deactivated again, with its notice; not deleted.
+    let d102 = plan_user(&u, &p, at(102));
+    assert_eq!(
+        d102.actions,
+        vec![
+            deactivate("AKIAOLD"),
+            deactivated("AKIAOLD", Some("AKIANEW"))
+        ]
+    );
+    u = applied(&u, &d102.actions, at(102));
+    // Days 103..111: inactive, kept for the recovery window.
+    for d in 103..112 {
+        let plan = plan_user(&u, &p, at(d));
+        assert!(!plan.mutates_iam(), "day {d}: {plan:?}");
+    }
+    // Day 112: deleted.
+    let d112 = plan_user(&u, &p, at(112));
+    assert_eq!(d112.actions, vec![delete("AKIAOLD"), deleted("AKIAOLD")]);
+}
+
+#[test]
+fn reactivation_is_refused_for_a_deleted_an_active_or_a_foreign_key() {
+    let p = Policy::default();
+    let mut u = owned(vec![inactive("AKIAOFF", 95, Some(20)), active("AKIAON", 15, Some(1))]);
+    u.deactivated = vec![("AKIAOFF".into(), NOW - days(3))];
+    assert!(matches!(
+        plan_reactivation(&u, &p, NOW, "AKIAGONE"),
+        Err(ReactivateError::NoSuchKey { .. })
+    ));
+    assert!(matches!(
+        plan_reactivation(&u, &p, NOW, "AKIAON"),
+        Err(ReactivateError::Active { .. })
+    ));
+    let mut foreign = u.clone();
+    foreign.deactivated.clear();
+    let e = plan_reactivation(&foreign, &p, NOW, "AKIAOFF").unwrap_err();
+    assert!(matches!(e, ReactivateError::NotDeactivatedByKeyfleet { .. }));
+    assert!(e.to_string().contains("AKIAOFF"), "{e}");
+    // The exempt tag does not apply to an explicit order.
+    let mut exempt = u.clone();
+    exempt.tags.push(("Exempt".into(), "True".into()));
+    assert!(plan_reactivation(&exempt, &p, NOW, "AKIAOFF").is_ok());
+}
+
+/// Within its grace a reactivated key is neither deactivated by the hard
+/// limit nor deleted as unused; once the grace is over, both apply again.
+#[test]
+fn grace_holds_back_the_hard_limit_and_unused_deletion_until_it_ends() {
+    let notice = days(10);
+    // Past the hard limit, nobody to deliver a replacement to.
+    let mut limit = user(vec![active("AKIAOLD", 125, Some(5))], &[]);
+    limit.reactivated = vec![("AKIAOLD".into(), NOW - days(1))];
+    assert!(!plan(&limit).mutates_iam(), "{:?}", plan(&limit));
+    let after = plan_at(&limit, NOW + notice);
+    assert_eq!(after.actions[0], deactivate("AKIAOLD"));
+    // Unused for 95 days.
+    let mut idle = owned(vec![active("AKIAIDLE", 95, Some(95))]);
+    idle.reactivated = vec![("AKIAIDLE".into(), NOW - days(2))];
+    // Not deleted; being used once and old, it may get a replacement.
+    let p_idle = plan(&idle);
+    assert!(
+        !p_idle.actions.contains(&delete("AKIAIDLE"))
+            && !p_idle.actions.contains(&deactivate("AKIAIDLE")),
+        "{p_idle:?}"
+    );
+    assert_eq!(
+        plan_at(&idle, NOW + days(8)).actions[0],
+        delete("AKIAIDLE")
+    );
+    // A reactivation recorded for a key that is inactive again gives nothing.
+    let mut again = owned(vec![inactive("AKIAOFF", 150, Some(60)), active("AKIAON", 60, Some(1))]);
+    again.reactivated = vec![("AKIAOFF".into(), NOW - days(1))];
+    assert_eq!(plan(&again).actions[0], delete("AKIAOFF"));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Whatever the policy and the keys: while a reactivated key is in its
+    /// grace, no scheduled plan deactivates or deletes it, and a reminder
+    /// that names it never names a date before the grace ends.
+    #[test]
+    fn prop_no_plan_touches_a_reactivated_key_during_its_grace(
+        (policy, u) in arb_case(),
+        which in 0usize..2,
+        ago_permille in 0i64..1000,
+    ) {
+        let Some(k) = u.keys.get(which).filter(|k| k.status == KeyStatus::Active) else {
+            return Ok(());
+        };
+        let grace = time::Duration::seconds(Oracle::secs(policy.notice_period()));
+        let at = NOW - grace * (ago_permille as f64 / 1000.0);
+        let mut u2 = u.clone();
+        u2.reactivated = vec![(k.id.clone(), at)];
+        let p = plan_user(&u2, &policy, NOW);
+        for a in &p.actions {
+            match a {
+                Action::Deactivate { key_id } | Action::Delete { key_id } => {
+                    prop_assert_ne!(key_id, &k.id, "{:?}", p.actions)
+                }
+                Action::Notify { notice: Notice::DeactivationScheduled { key_id, on, .. } } if *key_id == k.id => {
+                    prop_assert!(*on >= at + grace, "{:?}", p.actions)
+                }
+                _ => {}
+            }
+        }
     }
 }

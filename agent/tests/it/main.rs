@@ -6,12 +6,14 @@
 mod bad_input;
 mod budget;
 mod crash;
+mod credential_state;
 mod emergency;
 mod fixture;
 mod fleet;
 mod lambda;
 mod logs;
 mod overlap;
+mod reactivate;
 mod safety;
 
 pub use fixture::*;

@@ -40,10 +40,10 @@ pub struct Central {
     pub public_key: PublicKey,
 }
 
-const LAMBDA_TRUST: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
+pub(super) const LAMBDA_TRUST: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
 
 /// A role with one inline policy, created or updated.
-async fn role(
+pub(super) async fn role(
     iam: &aws_sdk_iam::Client,
     name: &str,
     trust: &str,

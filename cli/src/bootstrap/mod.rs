@@ -11,6 +11,11 @@
 //! - [`agents`]: the agent template (the very file Terraform deploys,
 //!   `terraform/templates/agent.yaml`), rolled out to every member account
 //!   by a service-managed StackSet with auto-deployment;
+//! - [`api`]: the security team's API role (`keyfleet-api`, the
+//!   `terraform/modules/api` policy template, rendered) and its API-key
+//!   hashes secret, so `keyfleet serve --role-arn` runs under exactly the
+//!   production permissions (the API Lambda and API Gateway themselves are
+//!   not deployed: `serve` is the same router);
 //! - [`code`]: the functions' code. On the emulator the `keyfleet` binary
 //!   itself is the bootstrap of both functions (`keyfleet lambda agent|
 //!   coordinator`, through a one-line `bootstrap` script in each zip), so
@@ -22,6 +27,7 @@
 //! StackSet is left as it is.
 
 mod agents;
+mod api;
 mod code;
 mod coordinator;
 
@@ -39,6 +45,8 @@ pub struct Bootstrapped {
     pub results_queue_url: String,
     pub key_id: String,
     pub function: String,
+    /// The security team's API role (`keyfleet serve --role-arn`).
+    pub api_role_arn: String,
 }
 
 /// `keyfleet bootstrap`.
@@ -52,6 +60,7 @@ pub async fn run(cfg: &Config, config_path: &std::path::Path) -> Result<()> {
     println!("coordinator         {}", b.function);
     println!("results queue       {}", b.results_queue_url);
     println!("coordinator key id  {}", b.key_id);
+    println!("API role            {}", b.api_role_arn);
     Ok(())
 }
 
@@ -74,7 +83,9 @@ pub async fn bootstrap(
     let central =
         coordinator::deploy(cfg, config_path, sdk, &account_id, &organization, &code).await?;
     agents::deploy(cfg, sdk, &code, &central).await?;
+    let api_role_arn = api::deploy(cfg, sdk, &account_id, &central.function_arn).await?;
     Ok(Bootstrapped {
+        api_role_arn,
         account_id,
         results_queue_url: central.results_queue_url,
         key_id: central.public_key.key_id,

@@ -221,6 +221,10 @@ fn notices() -> Vec<Notice> {
             key_id: OLD_KEY.into(),
             last_used: Some(datetime!(2025-11-01 12:00 UTC)),
         },
+        Notice::Reactivated {
+            key_id: OLD_KEY.into(),
+            until: datetime!(2026-03-20 06:05 UTC),
+        },
         Notice::StillInUse {
             key_id: OLD_KEY.into(),
             last_used: Some(datetime!(2026-03-09 22:15 UTC)),
@@ -271,6 +275,11 @@ fn each_notice_has_its_own_template() {
             Notice::UnusedDeleted { .. } => &[
                 "had not been used since 2025-11-01 12:00 UTC",
                 "was not replaced",
+            ],
+            Notice::Reactivated { .. } => &[
+                "switched back on by your security team on 2026-03-10 06:05 UTC",
+                "deactivated again on\n2026-03-20 06:05 UTC (in 10 days)",
+                "then it is deleted",
             ],
             Notice::StillInUse { .. } => &[
                 "2026-03-09 22:15 UTC",
@@ -585,4 +594,68 @@ fn owners_with_mail_coming_are_checked_with_the_runs_policy() {
     assert!(owner_refusal(&open, ok, &user("alice", "bad@corp")).is_some());
     // Nothing to send: nothing to refuse (the agent reports the user).
     assert_eq!(owner_refusal(&allow, ok, &user("bob", "bad@corp")), None);
+}
+
+fn summary_of(report: &keyfleet_protocol::report::RunReport) -> (String, String) {
+    let email = summary_email(
+        "keyfleet@example.com",
+        &["secteam@example.com".into()],
+        report,
+        b"x\r\n",
+        None,
+    )
+    .unwrap();
+    let msg = parse(&email.raw);
+    let html = msg.body_html(0).expect("an HTML alternative").to_string();
+    (text(&msg), html)
+}
+
+#[test]
+fn summary_email_has_the_compliance_share_and_the_findings_counts() {
+    let (body, html) = summary_of(&fixtures::report());
+    for needle in [
+        "Compliance:\n",
+        "  Active keys at most 90 days old (CIS): 50.0% (4 of 8 active keys)\n",
+        "  Active key, no MFA:              2 users\n",
+        "  Console password and active key: 2 users\n",
+        "  MFA or console password unknown for 1 user with an active key",
+    ] {
+        assert!(body.contains(needle), "summary lacks {needle:?}:\n{body}");
+    }
+    assert!(
+        html.contains("Active keys \u{2264} 90 days (CIS)"),
+        "{html}"
+    );
+    assert!(html.contains("50.0% (4 of 8 active keys)"));
+    assert!(html.contains(
+        ">Active key, no MFA</th><td style=\"padding:2px 12px 2px 0;text-align:left\">2 users<"
+    ));
+    assert!(html.contains(">Console password and active key</th><td style=\"padding:2px 12px 2px 0;text-align:left\">2 users<"));
+    assert!(html.contains("unknown for 1 user with an active key"));
+}
+
+#[test]
+fn summary_email_of_an_old_report_says_compliance_was_not_recorded() {
+    let mut report = fixtures::report();
+    report.compliance = None;
+    let (body, html) = summary_of(&report);
+    assert!(
+        body.contains("Compliance: not recorded in this report"),
+        "{body}"
+    );
+    assert!(!body.contains("no MFA"));
+    assert!(html.contains("not recorded"));
+    assert!(!html.contains("no MFA"));
+
+    // A fleet with no active key has no share: n/a, not 100% or 0%.
+    let mut none_active = fixtures::report();
+    let s = none_active.compliance.as_mut().unwrap();
+    s.total = Default::default();
+    s.keys_without_mfa.clear();
+    s.console_users_with_keys.clear();
+    s.credential_state_unknown = 0;
+    let (body, _) = summary_of(&none_active);
+    assert!(body.contains("(CIS): n/a (no active key)\n"), "{body}");
+    assert!(body.contains("Active key, no MFA:              0 users\n"));
+    assert!(!body.contains("unknown for"));
 }

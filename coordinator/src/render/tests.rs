@@ -474,7 +474,8 @@ fn a_users_note_is_in_its_row_in_every_shape() {
 
     let csv = to_csv(&report);
     let rows = parse_csv(&csv);
-    assert_eq!(CSV_HEADER.last(), Some(&"note"), "the new column is last");
+    // Columns added since are appended after it: `note` keeps its place.
+    assert_eq!(CSV_HEADER[17], "note");
     // On the user's first row only, like the user's error.
     assert_eq!(
         col(find(&rows, "dave", "AKIADAVEOLD000000001"), "note"),
@@ -508,4 +509,246 @@ fn a_users_note_is_in_its_row_in_every_shape() {
         line.contains("111111111111") && line.contains(note),
         "{line}"
     );
+}
+
+#[test]
+fn aggregate_compliance_is_as_built() {
+    let r = fixtures::report();
+    let s = r.compliance.as_ref().unwrap();
+    let share = |id: &str| {
+        r.accounts
+            .iter()
+            .find(|a| a.account_id == id)
+            .unwrap()
+            .compliance
+            .unwrap()
+    };
+    let counts = |c: Compliance| (c.active_keys, c.active_keys_within_90d);
+    assert_eq!(counts(share("111111111111")), (5, 3));
+    assert_eq!(counts(share("222222222222")), (3, 1));
+    assert_eq!(counts(share("333333333333")), (0, 0));
+    assert_eq!(counts(s.total), (4 + 4, 4), "8 active keys, 4 within");
+    assert_eq!(s.total.active_keys, r.totals.active_keys);
+    let names = |l: &[UserRef]| {
+        l.iter()
+            .map(|u| format!("{}/{}", u.account_id, u.user_name))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        names(&s.keys_without_mfa),
+        ["111111111111/bob", "111111111111/dave"]
+    );
+    assert_eq!(
+        names(&s.console_users_with_keys),
+        ["111111111111/alice", "111111111111/dave"]
+    );
+    assert_eq!(s.credential_state_unknown, 1, "gina");
+}
+
+#[test]
+fn csv_carries_credential_state_and_each_accounts_share() {
+    let report = fixtures::report();
+    let rows = parse_csv(&to_csv(&report));
+    assert_eq!(
+        CSV_HEADER[18..],
+        [
+            "mfa_active",
+            "password_enabled",
+            "account_active_keys",
+            "account_active_keys_within_90d",
+            "account_within_90d_percent"
+        ],
+        "appended after the columns consumers already read"
+    );
+    assert_eq!(rows.len(), 12, "no extra rows");
+
+    let flags = |r: &csv::StringRecord| (col(r, "mfa_active"), col(r, "password_enabled"));
+    let share = |r: &csv::StringRecord| {
+        [
+            col(r, "account_active_keys"),
+            col(r, "account_active_keys_within_90d"),
+            col(r, "account_within_90d_percent"),
+        ]
+    };
+    let alice = find(&rows, "alice", "AKIAALICEOLD0000WXYZ");
+    assert_eq!(flags(alice), ("true".into(), "true".into()));
+    assert_eq!(share(alice), ["5", "3", "60.0%"]);
+    assert_eq!(
+        flags(find(&rows, "bob", "AKIABOB0000000000001")),
+        ("false".into(), "false".into())
+    );
+    // On every row of the user, like the email.
+    for k in ["AKIADAVEOLD000000001", "AKIADAVENEW000000002"] {
+        assert_eq!(
+            flags(find(&rows, "dave", k)),
+            ("false".into(), "true".into())
+        );
+    }
+    // Unknown is empty, not `false`.
+    let gina = find(&rows, "gina", "AKIAGINA000000000001");
+    assert_eq!(flags(gina), (String::new(), String::new()));
+    assert_eq!(share(gina), ["3", "1", "33.3%"]);
+    // An account without users still has its (empty) measure.
+    let missing = &rows[0];
+    assert_eq!(col(missing, "account_state"), "missing");
+    assert_eq!(share(missing), ["0", "0", "n/a"]);
+    assert_eq!(flags(missing), (String::new(), String::new()));
+
+    // The total is the sum over the distinct accounts.
+    let mut seen = std::collections::BTreeMap::new();
+    for r in &rows {
+        seen.insert(col(r, "account_id"), share(r));
+    }
+    let sum = |i: usize| -> u64 { seen.values().map(|s| s[i].parse::<u64>().unwrap()).sum() };
+    let total = report.compliance.as_ref().unwrap().total;
+    assert_eq!(
+        (sum(0), sum(1)),
+        (total.active_keys, total.active_keys_within_90d)
+    );
+}
+
+#[test]
+fn html_has_a_compliance_section_with_shares_and_findings() {
+    let report = fixtures::report();
+    let html = to_html(&report);
+    assert!(html.contains(
+        "<li class=\"bad\"><span class=\"n\">50.0%</span><span class=\"l\">Active keys \u{2264} 90 days (CIS)</span></li>"
+    ));
+    let start = html
+        .find("id=\"compliance\"")
+        .expect("a Compliance section");
+    let accounts = html.find("id=\"accounts-h\"").unwrap();
+    let users = html.find("id=\"users-h\"").unwrap();
+    assert!(
+        accounts < start && start < users,
+        "after the accounts table"
+    );
+    let section = &html[start..users];
+    assert!(section.contains("<h2 id=\"compliance-h\">Compliance</h2>"));
+    assert!(section.contains("<strong>50.0% (4 of 8 active keys)</strong>"));
+    let row = |id: &str| {
+        let at = section.find(&format!("<code>{id}</code>")).unwrap();
+        let end = at + section[at..].find("</tr>").unwrap();
+        section[at..end].to_string()
+    };
+    let nums = |r: &str| -> Vec<String> {
+        r.split("<td class=\"num\">")
+            .skip(1)
+            .map(|c| c[..c.find("</td>").unwrap()].to_string())
+            .collect()
+    };
+    assert_eq!(nums(&row("111111111111")), ["5", "3", "60.0%"]);
+    assert_eq!(nums(&row("222222222222")), ["3", "1", "33.3%"]);
+    assert_eq!(nums(&row("333333333333")), ["0", "0", "n/a"]);
+    assert!(section
+        .contains("<td class=\"num\">8</td><td class=\"num\">4</td><td class=\"num\">50.0%</td>"));
+
+    let no_mfa = section.find("id=\"no-mfa-h\"").unwrap();
+    let console = section.find("id=\"console-keys-h\"").unwrap();
+    let no_mfa_part = &section[no_mfa..console];
+    let console_part = &section[console..];
+    assert!(no_mfa_part.contains("Active access key, no MFA (2)"));
+    assert!(console_part.contains("Console password and active access key (2)"));
+    let user_cells = |part: &str| -> Vec<String> {
+        part.split("<td>")
+            .skip(1)
+            .map(|c| c[..c.find("</td>").unwrap()].to_string())
+            .filter(|c| !c.starts_with('<') && !c.contains('('))
+            .collect()
+    };
+    assert_eq!(user_cells(no_mfa_part), ["bob", "dave"]);
+    assert_eq!(user_cells(console_part), ["alice", "dave"]);
+    assert!(console_part.contains("IAM Identity Center"));
+    assert!(console_part.contains("MFA or console password unknown for 1 user with an active key"));
+    // Carol (inactive key) and frank (no key) are in no finding.
+    assert!(!section.contains(">carol<") && !section.contains(">frank<"));
+}
+
+#[test]
+fn html_finding_lists_say_none_when_empty() {
+    let mut report = fixtures::report();
+    let s = report.compliance.as_mut().unwrap();
+    s.keys_without_mfa.clear();
+    s.console_users_with_keys.clear();
+    s.credential_state_unknown = 0;
+    let html = to_html(&report);
+    let section =
+        &html[html.find("id=\"compliance\"").unwrap()..html.find("id=\"users-h\"").unwrap()];
+    assert_eq!(section.matches("<p>None.</p>").count(), 2);
+    assert!(!section.contains("unknown for"));
+}
+
+#[test]
+fn table_has_the_share_and_the_findings_counts() {
+    let table = to_table(&fixtures::report());
+    assert!(
+        table.contains("active keys at most 90 days old (CIS): 50.0% (4 of 8 active keys)"),
+        "{table}"
+    );
+    assert!(table.contains(
+        "findings: 2 users with an active key and no MFA, 2 users with a console password and an active key"
+    ));
+    assert!(table.contains("MFA or console password unknown for 1 user with an active key"));
+}
+
+/// A report stored before the evidence existed: read back (the API and
+/// `keyfleet report` do) and rendered, it says "not recorded" everywhere
+/// rather than "n/a", 0% or an empty finding.
+fn report_stored_before_compliance() -> RunReport {
+    let mut value = serde_json::to_value(fixtures::report()).unwrap();
+    value.as_object_mut().unwrap().remove("compliance");
+    for a in value["accounts"].as_array_mut().unwrap() {
+        a.as_object_mut().unwrap().remove("compliance");
+        for u in a["users"].as_array_mut().unwrap() {
+            u.as_object_mut().unwrap().remove("mfa_active");
+            u.as_object_mut().unwrap().remove("password_enabled");
+        }
+    }
+    serde_json::from_value(value).unwrap()
+}
+
+#[test]
+fn an_old_report_says_compliance_was_not_recorded_in_every_shape() {
+    let old = report_stored_before_compliance();
+    assert_eq!(old.compliance, None);
+    let html = to_html(&old);
+    assert!(html.contains("<span class=\"n\">not recorded</span>"));
+    let section =
+        &html[html.find("id=\"compliance\"").unwrap()..html.find("id=\"users-h\"").unwrap()];
+    assert!(section.contains("Not recorded: this report was finalized before"));
+    assert!(!section.contains("n/a") && !section.contains("None."));
+    let rows = parse_csv(&to_csv(&old));
+    assert_eq!(rows.len(), 12);
+    for r in &rows {
+        for c in &CSV_HEADER[18..] {
+            assert_eq!(col(r, c), "", "{c} empty");
+        }
+    }
+    let table = to_table(&old);
+    assert!(table.contains("active keys at most 90 days old (CIS): not recorded"));
+    assert!(!table.contains("findings:"));
+    let value: serde_json::Value = serde_json::from_slice(&to_json(&old)).unwrap();
+    assert!(value["compliance"].is_null());
+}
+
+#[test]
+fn json_carries_the_evidence() {
+    let value: serde_json::Value = serde_json::from_slice(&to_json(&fixtures::report())).unwrap();
+    let c = &value["compliance"];
+    assert_eq!(c["total"]["active_keys"], 8);
+    assert_eq!(c["total"]["active_keys_within_90d"], 4);
+    assert_eq!(c["keys_without_mfa"][0]["account_id"], "111111111111");
+    assert_eq!(c["keys_without_mfa"][0]["user_name"], "bob");
+    assert_eq!(c["console_users_with_keys"][0]["user_name"], "alice");
+    assert_eq!(c["credential_state_unknown"], 1);
+    let ok = &value["accounts"][3];
+    assert_eq!(ok["account_id"], "111111111111");
+    assert_eq!(ok["compliance"]["active_keys"], 5);
+    assert_eq!(ok["compliance"]["active_keys_within_90d"], 3);
+    assert_eq!(ok["users"][0]["mfa_active"], true);
+    assert_eq!(ok["users"][0]["password_enabled"], true);
+    // Unknown is left out, not `false`.
+    let gina = &value["accounts"][2]["users"][0];
+    assert_eq!(gina["user_name"], "gina");
+    assert!(gina.get("mfa_active").is_none());
 }

@@ -35,16 +35,24 @@ impl Coordinator {
             .validate()
             .map_err(|e| CoordinatorError::Policy(e.to_string()))?;
         // What the agent would refuse is refused here, before a run exists.
-        if let JobMode::Rotate { user, key_id, .. } = &req.mode {
+        let named_key = match &req.mode {
+            JobMode::Scheduled => None,
+            JobMode::Rotate { key_id, .. } => key_id.as_deref(),
+            JobMode::Reactivate { key_id, .. } => Some(key_id.as_str()),
+        };
+        if matches!(req.mode, JobMode::Reactivate { .. }) && req.dry_run {
+            return Err(CoordinatorError::Request(
+                "a reactivation is never a dry run".into(),
+            ));
+        }
+        if let Some(user) = req.mode.user() {
             if !keyfleet_protocol::is_user_name(user) {
                 return Err(CoordinatorError::Request(format!(
                     "user `{}` is not a valid IAM user name",
                     user.escape_debug()
                 )));
             }
-            if let Some(k) = key_id
-                .as_deref()
-                .filter(|k| !keyfleet_protocol::is_access_key_id(k))
+            if let Some(k) = named_key.filter(|k| !keyfleet_protocol::is_access_key_id(k))
             {
                 return Err(CoordinatorError::Request(format!(
                     "key_id `{}` is not an access key id (16-128 of A-Z, 0-9)",

@@ -1,6 +1,7 @@
 # keyfleet, complete: org-reader role in the management account, agent
 # StackSet in the management account (or a StackSets delegated
-# administrator), code bucket and coordinator in the provisioning account.
+# administrator), code bucket, coordinator and REST API in the provisioning
+# account.
 #
 # Two applies on a new installation (see README.md):
 #   1. without coordinator_public_key: everything but the agents;
@@ -180,6 +181,17 @@ resource "aws_s3_object" "coordinator" {
   depends_on  = [aws_s3_bucket_versioning.code]
 }
 
+resource "aws_s3_object" "api" {
+  count       = var.enable_api ? 1 : 0
+  provider    = aws.provisioning
+  bucket      = aws_s3_bucket.code.id
+  key         = "keyfleet/api.zip"
+  source      = "${local.dist_dir}/api.zip"
+  source_hash = filemd5("${local.dist_dir}/api.zip")
+  tags        = var.tags
+  depends_on  = [aws_s3_bucket_versioning.code]
+}
+
 ################################################################################
 # keyfleet.
 ################################################################################
@@ -212,6 +224,27 @@ module "coordinator" {
   exclude_ous            = var.exclude_ous
   rotation_policy        = var.rotation_policy
   tags                   = var.tags
+}
+
+# The security team's REST API and dashboard: its own function and role,
+# which read the report bucket and invoke the coordinator, nothing more.
+module "api" {
+  count     = var.enable_api ? 1 : 0
+  source    = "../../modules/api"
+  providers = { aws = aws.provisioning }
+
+  report_bucket_arn          = module.coordinator.report_bucket_arn
+  report_kms_key_arn         = module.coordinator.kms_key_arn
+  coordinator_function_arn   = module.coordinator.function_arn
+  code_s3_bucket             = aws_s3_bucket.code.id
+  code_s3_key                = aws_s3_object.api[0].key
+  code_s3_object_version     = coalesce(var.api_code_version, aws_s3_object.api[0].version_id)
+  architecture               = var.architecture
+  cors_origins               = var.api_cors_origins
+  waf_acl_arn                = var.api_waf_acl_arn
+  manage_api_gateway_account = var.api_manage_api_gateway_account
+  alarm_topic_arn            = module.coordinator.alerts_topic_arn
+  tags                       = var.tags
 }
 
 module "agents" {

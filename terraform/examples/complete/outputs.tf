@@ -38,6 +38,26 @@ output "coordinator_code_version" {
   value       = coalesce(var.coordinator_code_version, aws_s3_object.coordinator.version_id)
 }
 
+output "api_invoke_url" {
+  description = "Base URL of the REST API (/v1/...) and dashboard (/); null without the API."
+  value       = try(module.api[0].invoke_url, null)
+}
+
+output "api_usage_plan_id" {
+  description = "Usage plan every API Gateway key of the API is added to; null without the API."
+  value       = try(module.api[0].usage_plan_id, null)
+}
+
+output "api_keys_secret_arn" {
+  description = "Secret holding the SHA-256 hashes of the API keys; null without the API."
+  value       = try(module.api[0].api_keys_secret_arn, null)
+}
+
+output "api_code_version" {
+  description = "S3 version id of the api.zip deployed (keep it to roll back to); null without the API."
+  value       = var.enable_api ? coalesce(var.api_code_version, aws_s3_object.api[0].version_id) : null
+}
+
 output "agent_stack_set_name" {
   description = "Name of the agent StackSet, null until coordinator_public_key is set."
   value       = try(module.agents[0].stack_set_name, null)

@@ -94,6 +94,36 @@ variable "coordinator_code_version" {
   default     = null
 }
 
+variable "api_code_version" {
+  description = "Roll back the API: S3 version id of an earlier api.zip upload. Null deploys the version uploaded by this apply."
+  type        = string
+  default     = null
+}
+
+variable "enable_api" {
+  description = "Deploy the REST API and dashboard (module api, function keyfleet-api behind API Gateway). Needs dist/api.zip."
+  type        = bool
+  default     = true
+}
+
+variable "api_cors_origins" {
+  description = "Browser origins (https://host) allowed to call the API's /v1 from another site. Empty: same-origin only."
+  type        = list(string)
+  default     = []
+}
+
+variable "api_waf_acl_arn" {
+  description = "ARN of a regional WAFv2 web ACL to put in front of the API. Null means none."
+  type        = string
+  default     = null
+}
+
+variable "api_manage_api_gateway_account" {
+  description = "Let the api module set this region's API Gateway CloudWatch Logs role (account setting). Set false if the account already has one."
+  type        = bool
+  default     = true
+}
+
 variable "coordinator_public_key" {
   description = "Public key printed by `keyfleet keygen`. Leave null on the first apply: the agents are deployed once it and coordinator_key_id are set."
   type        = string

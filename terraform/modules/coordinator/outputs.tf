@@ -38,6 +38,11 @@ output "report_bucket" {
   value       = aws_s3_bucket.reports.id
 }
 
+output "report_bucket_arn" {
+  description = "ARN of the report bucket (input report_bucket_arn of the api module)."
+  value       = aws_s3_bucket.reports.arn
+}
+
 output "alerts_topic_arn" {
   description = "ARN of the keyfleet-alerts SNS topic."
   value       = aws_sns_topic.alerts.arn

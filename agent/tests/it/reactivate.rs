@@ -1,0 +1,89 @@
+//! Reactivation (`keyfleet reactivate`, `{"action":"reactivate"}`, the
+//! API's reactivate): only a key keyfleet deactivated and has not deleted
+//! is switched back on; the protected record remembers it, so the next
+//! scheduled run leaves it active for a fresh notice period.
+
+use crate::fixture::*;
+use keyfleet_protocol::{Action, AccountStatus, JobMode, Notice, Outcome, Policy, Verdict};
+
+fn reactivate(acct: &TestAccount, user: &str, key_id: &str) -> keyfleet_protocol::Job {
+    let mut job = acct.job(Policy::default());
+    job.mode = JobMode::Reactivate {
+        user: user.into(),
+        key_id: key_id.into(),
+    };
+    job
+}
+
+#[tokio::test]
+async fn a_key_keyfleet_deactivated_is_switched_back_on_and_kept_for_a_notice_period() {
+    let mut acct = new_account().await;
+    acct.populate(&[
+        // The older key is past its deactivation date; its replacement has
+        // had the notice period.
+        user("app", vec![key(95, true, Some(20)), key(15, true, Some(1))]),
+        // An inactive key keyfleet never deactivated.
+        user("foreign", vec![key(40, false, Some(30))]),
+    ])
+    .await;
+    let old = acct.created["app"][0].clone();
+    let new = acct.created["app"][1].clone();
+
+    let scheduled = acct.agent.handle(&acct.job(Policy::default())).await.unwrap();
+    let app = scheduled.users.iter().find(|u| u.user_name == "app").unwrap();
+    assert_eq!(app.verdict, Verdict::Deactivated, "{app:?}");
+    assert_eq!(acct.keys("app").await, vec![(old.clone(), false), (new.clone(), true)]);
+
+    let result = acct.agent.handle(&reactivate(&acct, "app", &old)).await.unwrap();
+    assert_eq!(result.status, AccountStatus::Ok, "{result:?}");
+    assert_eq!(result.users.len(), 1, "only the named user");
+    let u = &result.users[0];
+    assert_eq!(u.verdict, Verdict::Reactivated, "{u:?}");
+    assert_eq!(
+        u.actions[0].action,
+        Action::Reactivate {
+            key_id: old.clone()
+        }
+    );
+    assert!(matches!(u.actions[0].result, Outcome::Done { .. }));
+    let Action::Notify {
+        notice: Notice::Reactivated { until, .. },
+    } = &u.actions[1].action
+    else {
+        panic!("no reactivation notice: {u:?}");
+    };
+    let in_days = (*until - time::OffsetDateTime::now_utc()).whole_days();
+    assert!((9..=10).contains(&in_days), "a fresh notice period: {until}");
+    assert_eq!(acct.keys("app").await, vec![(old.clone(), true), (new.clone(), true)]);
+
+    // The next scheduled run keeps it active and reminds the owner.
+    let next = acct.agent.handle(&acct.job(Policy::default())).await.unwrap();
+    let app = next.users.iter().find(|u| u.user_name == "app").unwrap();
+    assert_eq!(app.verdict, Verdict::PendingDeactivation, "{app:?}");
+    assert!(
+        app.actions.iter().all(|a| !a.action.mutates_iam()),
+        "{:?}",
+        app.actions
+    );
+    assert_eq!(acct.keys("app").await[0], (old.clone(), true));
+
+    // Refusals name the reason: an active key, a key keyfleet did not
+    // deactivate, a key that does not exist (deleted).
+    let foreign_key = acct.created["foreign"][0].clone();
+    for (user, key, why) in [
+        ("app", old.as_str(), "is active"),
+        ("foreign", foreign_key.as_str(), "not deactivated by keyfleet"),
+        ("app", "AKIAGONE000000000000", "cannot be reactivated"),
+    ] {
+        let r = acct.agent.handle(&reactivate(&acct, user, key)).await.unwrap();
+        let u = &r.users[0];
+        assert_eq!(u.verdict, Verdict::Failed, "{user} {key}: {u:?}");
+        assert!(
+            u.error.as_deref().is_some_and(|e| e.contains(why)),
+            "{user} {key}: {:?}",
+            u.error
+        );
+        assert!(u.actions.is_empty());
+    }
+    assert_eq!(acct.keys("foreign").await, vec![(foreign_key, false)]);
+}
