@@ -1081,7 +1081,9 @@ impl<'a> Planner<'a> {
         let mut doomed = self.expired();
         doomed.extend(
             (0..self.live.len())
-                .filter(|&i| unused(&r, &self.live[i].key) && self.grace(&self.live[i].key).is_none())
+                .filter(|&i| {
+                    unused(&r, &self.live[i].key) && self.grace(&self.live[i].key).is_none()
+                })
                 .map(|i| (i, Removal::Unused)),
         );
         if self.remove(doomed) {

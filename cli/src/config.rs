@@ -131,6 +131,64 @@ impl Default for CoordinatorSection {
     }
 }
 
+/// `keyfleet serve`: the security team's API and dashboard on a local port
+/// (see `keyfleet_api`). It reads the report bucket and invokes the
+/// coordinator function of `[coordinator]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiSection {
+    /// Accepted API keys, hashes only: `[[api.keys]]` tables with `id`,
+    /// `sha256` and `scopes` (`read`, `rotate`), as `keyfleet api-key new`
+    /// prints them.
+    pub keys: Vec<keyfleet_api::ApiKeyEntry>,
+    /// A Secrets Manager secret holding more entries (the JSON list the
+    /// deployed API reads), name or ARN.
+    pub keys_secret: Option<String>,
+    /// Origins (`https://host[:port]`) allowed to call the API from a
+    /// browser script; empty: no CORS headers at all.
+    pub cors_origins: Vec<String>,
+    /// Requests per minute and key id, sustained.
+    #[serde(deserialize_with = "number")]
+    pub rate_limit_per_minute: u32,
+    /// Requests a key may make at once on a full bucket.
+    #[serde(deserialize_with = "number")]
+    pub rate_limit_burst: u32,
+    /// Serve under this role (the API's role, so that its policy is what
+    /// allows each call); `--role-arn` overrides it.
+    pub role_arn: Option<String>,
+}
+
+impl Default for ApiSection {
+    fn default() -> Self {
+        let limit = keyfleet_api::RateLimit::default();
+        ApiSection {
+            keys: Vec::new(),
+            keys_secret: None,
+            cors_origins: Vec::new(),
+            rate_limit_per_minute: limit.per_minute,
+            rate_limit_burst: limit.burst,
+            role_arn: None,
+        }
+    }
+}
+
+/// A whole number from the file, or from an environment override (text).
+fn number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum N {
+        Int(u32),
+        Text(String),
+    }
+    match N::deserialize(d)? {
+        N::Int(n) => Ok(n),
+        N::Text(s) => s
+            .trim()
+            .parse()
+            .map_err(|_| serde::de::Error::custom(format!("`{s}` is not a whole number"))),
+    }
+}
+
 /// The whole file.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -140,6 +198,7 @@ pub struct Config {
     pub org: OrgSection,
     pub mail: MailSection,
     pub coordinator: CoordinatorSection,
+    pub api: ApiSection,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -160,9 +219,11 @@ pub enum ConfigError {
     ExemptTag { path: PathBuf, value: String },
     #[error("{path}: {error}")]
     Policy { path: PathBuf, error: String },
+    #[error("{path}: [api] {error}")]
+    Api { path: PathBuf, error: String },
 }
 
-const SECTIONS: [&str; 5] = ["aws", "policy", "org", "mail", "coordinator"];
+const SECTIONS: [&str; 6] = ["aws", "policy", "org", "mail", "coordinator", "api"];
 
 impl Config {
     /// Loads `path`; a missing default file means all defaults, a missing
@@ -251,7 +312,16 @@ impl Config {
                 error: e.to_string(),
             })?;
         cfg.policy(path)?;
+        cfg.api_keys(path)?;
         Ok(cfg)
+    }
+
+    /// The `[api]` keys, checked (ids, hashes, scopes, duplicates).
+    pub fn api_keys(&self, path: &Path) -> Result<keyfleet_api::KeySet, ConfigError> {
+        keyfleet_api::KeySet::new(self.api.keys.clone()).map_err(|e| ConfigError::Api {
+            path: path.to_path_buf(),
+            error: e.to_string(),
+        })
     }
 
     /// The rotation policy, validated.
@@ -368,6 +438,51 @@ endpoint_url = "http://127.0.0.1:5000"
         let c = parse(&readme[start..start + len], &[]).unwrap();
         assert_eq!(c.coordinator.function, "keyfleet-coordinator");
         assert_eq!(c.coordinator.stall_after, Duration::from_minutes(40));
+    }
+
+    #[test]
+    fn the_api_section_takes_key_hashes_origins_and_limits() {
+        let (_, entry) = keyfleet_api::keys::generate("sec-team", &[keyfleet_api::Scope::Read]);
+        let c = parse(
+            &format!(
+                r#"
+[api]
+keys = [{{ id = "sec-team", sha256 = "{}", scopes = ["read"] }}]
+cors_origins = ["https://sec.example.com"]
+rate_limit_per_minute = 120
+rate_limit_burst = 10
+role_arn = "arn:aws:iam::111122223333:role/keyfleet-api"
+"#,
+                entry.sha256
+            ),
+            &[("KEYFLEET_API_RATE_LIMIT_BURST", "20")],
+        )
+        .unwrap();
+        assert_eq!(c.api.keys, vec![entry.clone()]);
+        assert_eq!(c.api.cors_origins, ["https://sec.example.com"]);
+        assert_eq!(
+            (c.api.rate_limit_per_minute, c.api.rate_limit_burst),
+            (120, 20)
+        );
+        assert!(c.api.role_arn.is_some());
+        let d = parse("", &[]).unwrap();
+        assert!(d.api.keys.is_empty() && d.api.cors_origins.is_empty());
+        // A key entry that cannot be used is refused when the file is read.
+        let err = parse(
+            "[api]\nkeys = [{ id = \"x\", sha256 = \"abc\", scopes = [\"read\"] }]\n",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("[api]") && err.contains("sha256"), "{err}");
+        let err = parse("[api]\nkeys = [{ id = \"x\", key = \"kfk_...\" }]\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("key"), "{err}");
+        let err = parse("", &[("KEYFLEET_API_RATE_LIMIT_BURST", "lots")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("KEYFLEET_API_RATE_LIMIT_BURST"), "{err}");
     }
 
     #[test]

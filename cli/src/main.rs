@@ -15,6 +15,7 @@ mod local;
 mod progress;
 mod report;
 mod runs;
+mod serve;
 
 #[cfg(feature = "emulator")]
 mod bench;
@@ -129,6 +130,24 @@ enum Command {
         #[arg(long)]
         local: bool,
     },
+    /// The security team's REST API and dashboard on a local port: reads
+    /// the report bucket, starts rotations through the deployed
+    /// coordinator, with the keys of [api]. Prints `listening on
+    /// http://ADDR` once bound.
+    Serve {
+        /// Address to listen on (port 0: any free port).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// Make every AWS call under this role (the API's role); overrides
+        /// [api] role_arn.
+        #[arg(long, value_name = "ARN")]
+        role_arn: Option<String>,
+    },
+    /// API keys of the REST API.
+    ApiKey {
+        #[command(subcommand)]
+        command: ApiKeyCommand,
+    },
     /// Add a new coordinator key pair to the key ring in Secrets Manager
     /// (the previous keys stay until retired) and print its public key and
     /// key id for the agents.
@@ -190,6 +209,20 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum ApiKeyCommand {
+    /// Make a key: prints it once, and the entry (its hash) to add under
+    /// [api] or to the deployed API's keys secret.
+    New {
+        /// Who holds the key (logs name it).
+        #[arg(long)]
+        id: String,
+        /// `read`, `rotate` (rotation and reactivation) or both, comma-separated.
+        #[arg(long, default_value = "read")]
+        scopes: String,
+    },
+}
+
 fn parse_as_of(s: &str) -> Result<OffsetDateTime> {
     use time::format_description::well_known::Rfc3339;
     OffsetDateTime::parse(s, &Rfc3339)
@@ -210,11 +243,16 @@ fn main() -> Result<()> {
             .block_on(lambda::run(function))
             .map_err(|e| anyhow::anyhow!("{e}"));
     }
+    // `serve` logs each request (key id, method, path, status) by default.
+    let default_log = match cli.command {
+        Command::Serve { .. } => "warn,keyfleet_api=info",
+        _ => "warn",
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("KEYFLEET_LOG")
-                .unwrap_or_else(|_| "warn".into()),
+                .unwrap_or_else(|_| default_log.into()),
         )
         .init();
     runtime.block_on(dispatch(cli))
@@ -278,6 +316,10 @@ async fn dispatch(cli: Cli) -> Result<()> {
             runs::run(&cfg, path, Mode::from_flag(local), cmd, Output::Table).await
         }
         Command::Report { run, format } => report::run(&cfg, &run, format).await,
+        Command::Serve { listen, role_arn } => serve::run(&cfg, path, listen, role_arn).await,
+        Command::ApiKey {
+            command: ApiKeyCommand::New { id, scopes },
+        } => serve::new_key(&id, &scopes),
         Command::Keygen { secret_id } => keygen::run(&cfg, &secret_id).await,
         Command::RetireKey {
             key_id,

@@ -439,7 +439,9 @@ mod tests {
             }
         );
         assert!(!req.dry_run);
-        assert!(classify(json!({"action":"reactivate","account":"111122223333","user":"bob"})).is_err());
+        assert!(
+            classify(json!({"action":"reactivate","account":"111122223333","user":"bob"})).is_err()
+        );
         assert!(matches!(
             classify(json!({"detail-type":"Scheduled Event","source":"aws.events"})).unwrap(),
             Event::Command(Command::Start { .. })

@@ -280,7 +280,11 @@ impl Validate for Job {
             JobMode::Reactivate { user, key_id } => {
                 check(is_user_name(user), "mode.user", "not a valid IAM user name")?;
                 check_key_id(key_id, "mode.key_id")?;
-                check(!self.dry_run, "dry_run", "a reactivation is never a dry run")?;
+                check(
+                    !self.dry_run,
+                    "dry_run",
+                    "a reactivation is never a dry run",
+                )?;
             }
         }
         Ok(())

@@ -914,9 +914,7 @@ fn timeline(switch_after: i64, total_days: i64) -> Vec<(i64, &'static str, Strin
                 Action::CreateKey => events.push((day, "create", String::new())),
                 Action::Deactivate { key_id } => events.push((day, "deactivate", key_id.clone())),
                 Action::Delete { key_id } => events.push((day, "delete", key_id.clone())),
-                Action::Reactivate { key_id } => {
-                    events.push((day, "reactivate", key_id.clone()))
-                }
+                Action::Reactivate { key_id } => events.push((day, "reactivate", key_id.clone())),
                 Action::Notify { .. } => {}
             }
         }
@@ -2206,7 +2204,10 @@ fn reactivated_key_gets_a_fresh_notice_period_then_the_usual_deletion_delay() {
 #[test]
 fn reactivation_is_refused_for_a_deleted_an_active_or_a_foreign_key() {
     let p = Policy::default();
-    let mut u = owned(vec![inactive("AKIAOFF", 95, Some(20)), active("AKIAON", 15, Some(1))]);
+    let mut u = owned(vec![
+        inactive("AKIAOFF", 95, Some(20)),
+        active("AKIAON", 15, Some(1)),
+    ]);
     u.deactivated = vec![("AKIAOFF".into(), NOW - days(3))];
     assert!(matches!(
         plan_reactivation(&u, &p, NOW, "AKIAGONE"),
@@ -2219,7 +2220,10 @@ fn reactivation_is_refused_for_a_deleted_an_active_or_a_foreign_key() {
     let mut foreign = u.clone();
     foreign.deactivated.clear();
     let e = plan_reactivation(&foreign, &p, NOW, "AKIAOFF").unwrap_err();
-    assert!(matches!(e, ReactivateError::NotDeactivatedByKeyfleet { .. }));
+    assert!(matches!(
+        e,
+        ReactivateError::NotDeactivatedByKeyfleet { .. }
+    ));
     assert!(e.to_string().contains("AKIAOFF"), "{e}");
     // The exempt tag does not apply to an explicit order.
     let mut exempt = u.clone();
@@ -2248,12 +2252,12 @@ fn grace_holds_back_the_hard_limit_and_unused_deletion_until_it_ends() {
             && !p_idle.actions.contains(&deactivate("AKIAIDLE")),
         "{p_idle:?}"
     );
-    assert_eq!(
-        plan_at(&idle, NOW + days(8)).actions[0],
-        delete("AKIAIDLE")
-    );
+    assert_eq!(plan_at(&idle, NOW + days(8)).actions[0], delete("AKIAIDLE"));
     // A reactivation recorded for a key that is inactive again gives nothing.
-    let mut again = owned(vec![inactive("AKIAOFF", 150, Some(60)), active("AKIAON", 60, Some(1))]);
+    let mut again = owned(vec![
+        inactive("AKIAOFF", 150, Some(60)),
+        active("AKIAON", 60, Some(1)),
+    ]);
     again.reactivated = vec![("AKIAOFF".into(), NOW - days(1))];
     assert_eq!(plan(&again).actions[0], delete("AKIAOFF"));
 }

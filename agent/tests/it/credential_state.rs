@@ -27,7 +27,11 @@ async fn mfa_and_console_password_reach_the_result() {
         .send()
         .await
         .unwrap();
-    let serial = dev.virtual_mfa_device().unwrap().serial_number().to_string();
+    let serial = dev
+        .virtual_mfa_device()
+        .unwrap()
+        .serial_number()
+        .to_string();
     acct.iam
         .enable_mfa_device()
         .user_name("workload")

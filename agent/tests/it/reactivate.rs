@@ -4,7 +4,7 @@
 //! scheduled run leaves it active for a fresh notice period.
 
 use crate::fixture::*;
-use keyfleet_protocol::{Action, AccountStatus, JobMode, Notice, Outcome, Policy, Verdict};
+use keyfleet_protocol::{AccountStatus, Action, JobMode, Notice, Outcome, Policy, Verdict};
 
 fn reactivate(acct: &TestAccount, user: &str, key_id: &str) -> keyfleet_protocol::Job {
     let mut job = acct.job(Policy::default());
@@ -29,12 +29,27 @@ async fn a_key_keyfleet_deactivated_is_switched_back_on_and_kept_for_a_notice_pe
     let old = acct.created["app"][0].clone();
     let new = acct.created["app"][1].clone();
 
-    let scheduled = acct.agent.handle(&acct.job(Policy::default())).await.unwrap();
-    let app = scheduled.users.iter().find(|u| u.user_name == "app").unwrap();
+    let scheduled = acct
+        .agent
+        .handle(&acct.job(Policy::default()))
+        .await
+        .unwrap();
+    let app = scheduled
+        .users
+        .iter()
+        .find(|u| u.user_name == "app")
+        .unwrap();
     assert_eq!(app.verdict, Verdict::Deactivated, "{app:?}");
-    assert_eq!(acct.keys("app").await, vec![(old.clone(), false), (new.clone(), true)]);
+    assert_eq!(
+        acct.keys("app").await,
+        vec![(old.clone(), false), (new.clone(), true)]
+    );
 
-    let result = acct.agent.handle(&reactivate(&acct, "app", &old)).await.unwrap();
+    let result = acct
+        .agent
+        .handle(&reactivate(&acct, "app", &old))
+        .await
+        .unwrap();
     assert_eq!(result.status, AccountStatus::Ok, "{result:?}");
     assert_eq!(result.users.len(), 1, "only the named user");
     let u = &result.users[0];
@@ -53,11 +68,21 @@ async fn a_key_keyfleet_deactivated_is_switched_back_on_and_kept_for_a_notice_pe
         panic!("no reactivation notice: {u:?}");
     };
     let in_days = (*until - time::OffsetDateTime::now_utc()).whole_days();
-    assert!((9..=10).contains(&in_days), "a fresh notice period: {until}");
-    assert_eq!(acct.keys("app").await, vec![(old.clone(), true), (new.clone(), true)]);
+    assert!(
+        (9..=10).contains(&in_days),
+        "a fresh notice period: {until}"
+    );
+    assert_eq!(
+        acct.keys("app").await,
+        vec![(old.clone(), true), (new.clone(), true)]
+    );
 
     // The next scheduled run keeps it active and reminds the owner.
-    let next = acct.agent.handle(&acct.job(Policy::default())).await.unwrap();
+    let next = acct
+        .agent
+        .handle(&acct.job(Policy::default()))
+        .await
+        .unwrap();
     let app = next.users.iter().find(|u| u.user_name == "app").unwrap();
     assert_eq!(app.verdict, Verdict::PendingDeactivation, "{app:?}");
     assert!(
@@ -72,10 +97,18 @@ async fn a_key_keyfleet_deactivated_is_switched_back_on_and_kept_for_a_notice_pe
     let foreign_key = acct.created["foreign"][0].clone();
     for (user, key, why) in [
         ("app", old.as_str(), "is active"),
-        ("foreign", foreign_key.as_str(), "not deactivated by keyfleet"),
+        (
+            "foreign",
+            foreign_key.as_str(),
+            "not deactivated by keyfleet",
+        ),
         ("app", "AKIAGONE000000000000", "cannot be reactivated"),
     ] {
-        let r = acct.agent.handle(&reactivate(&acct, user, key)).await.unwrap();
+        let r = acct
+            .agent
+            .handle(&reactivate(&acct, user, key))
+            .await
+            .unwrap();
         let u = &r.users[0];
         assert_eq!(u.verdict, Verdict::Failed, "{user} {key}: {u:?}");
         assert!(

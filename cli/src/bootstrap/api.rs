@@ -28,12 +28,7 @@ pub async fn deploy(
 ) -> Result<String> {
     let region = cfg.aws.region.as_str();
     let sm = aws_sdk_secretsmanager::Client::new(sdk);
-    let secret_arn = match sm
-        .describe_secret()
-        .secret_id(API_KEYS_SECRET)
-        .send()
-        .await
-    {
+    let secret_arn = match sm.describe_secret().secret_id(API_KEYS_SECRET).send().await {
         Ok(d) => d.arn.unwrap_or_default(),
         Err(_) => sm
             .create_secret()

@@ -52,8 +52,7 @@ impl Coordinator {
                     user.escape_debug()
                 )));
             }
-            if let Some(k) = named_key.filter(|k| !keyfleet_protocol::is_access_key_id(k))
-            {
+            if let Some(k) = named_key.filter(|k| !keyfleet_protocol::is_access_key_id(k)) {
                 return Err(CoordinatorError::Request(format!(
                     "key_id `{}` is not an access key id (16-128 of A-Z, 0-9)",
                     k.escape_debug()

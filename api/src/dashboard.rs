@@ -1,0 +1,555 @@
+//! The dashboard at `/`: server-rendered HTML, readable without script
+//! (the pages carry none, and their Content-Security-Policy allows none).
+//!
+//! - the latest scheduled run: id, times, totals, the state of every
+//!   account;
+//! - accounts and users, filtered by a plain GET form
+//!   (`/?account=...&verdict=...&min_age=...`; `select#account`,
+//!   `select#verdict`, `input#min_age`, `button#apply`), keys as of the end
+//!   of the run (at most [`MAX_ROWS`] users shown; narrow the filter for
+//!   more);
+//! - key ages (the report's `key_age_histogram`) as CSS bars;
+//! - compliance over the last [`TREND_RUNS`] finalized scheduled runs
+//!   (the report's CIS figure, see [`crate::inventory::compliance`]) as an
+//!   inline SVG line, with the
+//!   same figures in a table;
+//! - every finalized run with links to its JSON, CSV and HTML report.
+//!
+//! A browser without a session gets the login form (`POST /login`, see
+//! [`crate::auth`]). Links start with the [`crate::routes::BasePath`] the
+//! request was mounted at, so the pages work behind an API Gateway stage.
+
+use crate::auth::Denied;
+use crate::data::RunSummary;
+use crate::inventory::{self, oldest_key_age, parse_verdict};
+use crate::middleware;
+use crate::routes::DashboardQuery;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::Response;
+use keyfleet_protocol::plan::Verdict;
+use keyfleet_protocol::report::RunReport;
+use maud::{html, Markup, DOCTYPE};
+use std::sync::Arc;
+use time::OffsetDateTime;
+
+/// Users listed at most.
+pub const MAX_ROWS: usize = 1000;
+/// Runs in the compliance trend.
+pub const TREND_RUNS: usize = 30;
+
+/// The users table's filter.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    pub account: Option<String>,
+    pub verdict: Option<Verdict>,
+    pub min_age: Option<u64>,
+}
+
+impl Filter {
+    /// From the query; empty values mean "all".
+    pub(crate) fn parse(q: &DashboardQuery) -> Result<Filter, String> {
+        let some = |v: &Option<String>| {
+            v.as_deref()
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+        };
+        let account = some(&q.account);
+        if let Some(a) = &account {
+            if !keyfleet_protocol::is_account_id(a) {
+                return Err("account must be an AWS account id (12 digits)".into());
+            }
+        }
+        let verdict = match some(&q.verdict) {
+            None => None,
+            Some(v) => Some(parse_verdict(&v).ok_or_else(|| {
+                format!(
+                    "verdict must be one of {}",
+                    Verdict::ALL.map(|v| v.as_str()).join(", ")
+                )
+            })?),
+        };
+        let min_age = match some(&q.min_age) {
+            None => None,
+            Some(v) => Some(
+                v.parse::<u64>()
+                    .ok()
+                    .filter(|d| *d <= 100_000)
+                    .ok_or("min_age must be a number of days")?,
+            ),
+        };
+        Ok(Filter {
+            account,
+            verdict,
+            min_age,
+        })
+    }
+}
+
+/// What the dashboard shows.
+pub struct View<'a> {
+    pub base: &'a str,
+    /// The newest finalized scheduled run.
+    pub latest: Option<&'a RunReport>,
+    /// Every finalized run, newest first.
+    pub runs: &'a [Arc<RunSummary>],
+    pub filter: &'a Filter,
+}
+
+/// One user row of the table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRow {
+    pub account_id: String,
+    pub account_name: String,
+    pub user_name: String,
+    pub path: String,
+    pub verdict: Verdict,
+    pub oldest_age: Option<u64>,
+    pub keys: Vec<inventory::KeyView>,
+}
+
+/// The users of `report` that pass `filter`, in report order.
+pub fn user_rows(report: &RunReport, filter: &Filter) -> Vec<UserRow> {
+    let mut rows = Vec::new();
+    for a in &report.accounts {
+        if filter.account.as_ref().is_some_and(|f| *f != a.account_id) {
+            continue;
+        }
+        let created = inventory::account_time(report, a);
+        for u in &a.users {
+            if filter.verdict.is_some_and(|v| v != u.verdict) {
+                continue;
+            }
+            let mut keys = inventory::keys_after_run(u, created);
+            keys.sort_by_key(|k| k.created);
+            let oldest = oldest_key_age(&keys, report.finalized_at);
+            if let Some(min) = filter.min_age {
+                if oldest.is_none_or(|age| age < min) {
+                    continue;
+                }
+            }
+            rows.push(UserRow {
+                account_id: a.account_id.clone(),
+                account_name: a.name.clone(),
+                user_name: u.user_name.clone(),
+                path: u.path.clone(),
+                verdict: u.verdict,
+                oldest_age: oldest,
+                keys: keys
+                    .iter()
+                    .map(|k| inventory::KeyView::of(k, report.finalized_at))
+                    .collect(),
+            });
+        }
+    }
+    rows
+}
+
+fn when(t: OffsetDateTime) -> String {
+    let f = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
+    t.to_offset(time::UtcOffset::UTC)
+        .format(&f)
+        .unwrap_or_default()
+}
+
+const STYLE: &str = "
+body{font-family:system-ui,Arial,sans-serif;margin:0;color:#202124;background:#f8f9fa}
+header{background:#1a237e;color:#fff;padding:.6rem 1.2rem;display:flex;justify-content:space-between;align-items:center}
+header h1{font-size:1.2rem;margin:0}
+header form{margin:0}
+main{padding:0 1.2rem 2rem;max-width:80rem}
+section{background:#fff;border:1px solid #dadce0;border-radius:6px;margin:1rem 0;padding:.6rem 1rem}
+h2{font-size:1.05rem}
+table{border-collapse:collapse;width:100%;font-size:.9rem}
+th,td{text-align:left;padding:.25rem .5rem;border-bottom:1px solid #eee;vertical-align:top}
+th{white-space:nowrap}
+.cards{display:flex;flex-wrap:wrap;gap:.5rem}
+.card{border:1px solid #dadce0;border-radius:6px;padding:.4rem .8rem;min-width:7rem}
+.card b{display:block;font-size:1.3rem}
+.bad{color:#c62828}
+.state-ok{color:#2e7d32}
+.bar{background:#3949ab;height:1rem;display:inline-block;vertical-align:middle}
+.note{color:#5f6368;font-size:.85rem}
+form.filters label{margin-right:1rem}
+code{font-size:.85rem}
+";
+
+fn page(title: &str, base: &str, logged_in: bool, body: Markup) -> String {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) }
+                style { (STYLE) }
+            }
+            body {
+                header {
+                    h1 { a href=(format!("{base}/")) style="color:#fff;text-decoration:none" { "keyfleet" } " — " (title) }
+                    @if logged_in {
+                        form method="post" action=(format!("{base}/logout")) {
+                            button #logout type="submit" { "Log out" }
+                        }
+                    }
+                }
+                main { (body) }
+            }
+        }
+    }
+    .into_string()
+}
+
+/// The dashboard page.
+pub fn render(v: &View<'_>) -> String {
+    let base = v.base;
+    let body = html! {
+        @match v.latest {
+            None => section #summary {
+                h2 { "Latest scheduled run" }
+                p { "No scheduled run has been finalized yet." }
+            },
+            Some(r) => {
+                (summary(r, base))
+                (accounts(r))
+                (age_chart(r))
+            },
+        }
+        (trend(v.runs))
+        @if let Some(r) = v.latest {
+            (users(r, v.filter, base))
+        }
+        (runs(v.runs, base))
+    };
+    page("dashboard", base, true, body)
+}
+
+fn summary(r: &RunReport, base: &str) -> Markup {
+    let t = &r.totals;
+    let c = inventory::compliance(r);
+    html! {
+        section #summary {
+            h2 { "Latest scheduled run" }
+            p {
+                "Run " a #latest-run href=(format!("{base}/v1/runs/{}", r.run_id)) { code { (r.run_id) } }
+                ", started " (when(r.created_at)) ", finalized " (when(r.finalized_at)) ". "
+                a href=(format!("{base}/runs/{}/report.html", r.run_id)) { "HTML report" } " · "
+                a href=(format!("{base}/v1/runs/{}?format=csv", r.run_id)) { "CSV" } " · "
+                a href=(format!("{base}/v1/export?format=csv", )) { "key inventory (CSV)" }
+                @if !r.complete { " " span .bad { "Incomplete: some accounts did not report." } }
+            }
+            div .cards {
+                (card("accounts", t.accounts, false))
+                (card("accounts ok", t.accounts_ok, false))
+                (card("partial", t.accounts_partial, t.accounts_partial > 0))
+                (card("failed", t.accounts_failed, t.accounts_failed > 0))
+                (card("missing", t.accounts_missing, t.accounts_missing > 0))
+                (card("no agent", t.accounts_no_agent, t.accounts_no_agent > 0))
+                (card("users", t.users, false))
+                (card("keys", t.keys, false))
+                (card("active keys", t.active_keys, false))
+                (card("failed actions", t.failed_actions, t.failed_actions > 0))
+                div .card #compliance {
+                    "keys rotated in 90 days"
+                    b { (c.percent_text) }
+                    span .note {
+                        (c.active_keys_within_90d) " of " (c.active_keys) " active keys (CIS)"
+                        @if !c.recorded { "; recomputed: the report predates the figure" }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn card(label: &str, n: u64, bad: bool) -> Markup {
+    html! { div .card { (label) b class=[bad.then_some("bad")] { (n) } } }
+}
+
+fn accounts(r: &RunReport) -> Markup {
+    html! {
+        section #accounts {
+            h2 { "Accounts" }
+            table {
+                thead { tr { th { "account" } th { "name" } th { "state" } th { "users" } th { "keys" } th { "error" } } }
+                tbody {
+                    @for a in &r.accounts {
+                        tr {
+                            td { code { (a.account_id) } }
+                            td { (a.name) }
+                            td class=(if a.state.is_problem() { "bad" } else { "state-ok" }) { (a.state.as_str().replace('_', " ")) }
+                            td { (a.users.len()) }
+                            td { (a.users.iter().map(|u| u.keys.len()).sum::<usize>()) }
+                            td { (a.error.as_deref().unwrap_or("")) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn age_chart(r: &RunReport) -> Markup {
+    let max = r
+        .key_age_histogram
+        .iter()
+        .map(|b| b.count)
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    html! {
+        section #age {
+            h2 { "Key ages" }
+            p .note { "Keys found by the run, by age in days at the start of the run." }
+            table {
+                @for b in &r.key_age_histogram {
+                    tr {
+                        th { (b.label) }
+                        td style="width:100%" {
+                            span .bar style=(format!("width:{:.1}%", 100.0 * b.count as f64 / max as f64)) {}
+                            " " (b.count)
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The last [`TREND_RUNS`] scheduled runs, oldest first.
+pub fn trend_points(runs: &[Arc<RunSummary>]) -> Vec<&RunSummary> {
+    let mut points: Vec<&RunSummary> = runs
+        .iter()
+        .filter(|s| s.is_scheduled())
+        .take(TREND_RUNS)
+        .map(|s| s.as_ref())
+        .collect();
+    points.reverse();
+    points
+}
+
+fn trend(runs: &[Arc<RunSummary>]) -> Markup {
+    let points = trend_points(runs);
+    let (w, h, pad) = (600.0_f64, 160.0_f64, 24.0_f64);
+    let n = points.len();
+    let x = |i: usize| {
+        if n <= 1 {
+            w / 2.0
+        } else {
+            pad + (w - 2.0 * pad) * i as f64 / (n - 1) as f64
+        }
+    };
+    let y = |share: f64| pad + (h - 2.0 * pad) * (1.0 - share);
+    // A run without an active key has no figure: no point on the line.
+    let share = |p: &RunSummary| p.compliance.percent.map(|pc| pc / 100.0);
+    let line = points
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| share(p).map(|s| format!("{:.1},{:.1}", x(i), y(s))))
+        .collect::<Vec<_>>()
+        .join(" ");
+    html! {
+        section #trend {
+            h2 { "Compliance over the last " (n) " scheduled runs" }
+            p .note { "CIS AWS Foundations: the share of active keys at most 90 days old, as each run found them." }
+            @if n > 0 {
+                svg role="img" aria-label="compliance trend" viewBox=(format!("0 0 {w} {h}")) width="600" height="160" xmlns="http://www.w3.org/2000/svg" font-size="11" {
+                    line x1=(pad) y1=(y(1.0)) x2=(w - pad) y2=(y(1.0)) stroke="#dadce0" {}
+                    line x1=(pad) y1=(y(0.0)) x2=(w - pad) y2=(y(0.0)) stroke="#9aa0a6" {}
+                    text x="0" y=(y(1.0) + 4.0) fill="#5f6368" { "100%" }
+                    text x="0" y=(y(0.0) + 4.0) fill="#5f6368" { "0%" }
+                    polyline points=(line) fill="none" stroke="#3949ab" stroke-width="2" {}
+                    @for (i, p) in points.iter().enumerate() {
+                        @if let Some(s) = share(p) {
+                            circle cx=(format!("{:.1}", x(i))) cy=(format!("{:.1}", y(s))) r="3" fill="#3949ab" {
+                                title { (p.run_id) ": " (p.compliance.percent_text) }
+                            }
+                        }
+                    }
+                }
+                table #trend-table {
+                    thead { tr { th { "run" } th { "finalized" } th { "compliant" } th { "active keys" } } }
+                    tbody {
+                        @for p in points.iter().rev() {
+                            tr {
+                                td { code { (p.run_id) } }
+                                td { (when(p.finalized_at)) }
+                                td { (p.compliance.percent_text) }
+                                td { (p.compliance.active_keys) }
+                            }
+                        }
+                    }
+                }
+            } @else {
+                p { "No scheduled run yet." }
+            }
+        }
+    }
+}
+
+fn users(r: &RunReport, f: &Filter, base: &str) -> Markup {
+    let rows = user_rows(r, f);
+    let shown = rows.len().min(MAX_ROWS);
+    html! {
+        section #users {
+            h2 { "Users" }
+            form .filters #filters method="get" action=(format!("{base}/")) {
+                label for="account" { "Account " }
+                select #account name="account" {
+                    option value="" selected[f.account.is_none()] { "all accounts" }
+                    @for a in &r.accounts {
+                        option value=(a.account_id) selected[f.account.as_deref() == Some(a.account_id.as_str())] {
+                            (a.account_id) @if !a.name.is_empty() { " — " (a.name) }
+                        }
+                    }
+                }
+                " "
+                label for="verdict" { "Verdict " }
+                select #verdict name="verdict" {
+                    option value="" selected[f.verdict.is_none()] { "any verdict" }
+                    @for v in Verdict::ALL {
+                        option value=(v.as_str()) selected[f.verdict == Some(v)] { (v.as_str().replace('_', " ")) }
+                    }
+                }
+                " "
+                label for="min_age" { "Oldest key at least " }
+                input #min_age name="min_age" type="number" min="0" size="5" value=[f.min_age];
+                " days "
+                button #apply type="submit" { "Apply" }
+            }
+            p #user-count .note {
+                (rows.len()) @if rows.len() == 1 { " user" } @else { " users" }
+                @if shown < rows.len() { ", the first " (shown) " shown: narrow the filter to see the others" }
+            }
+            table #user-table {
+                thead { tr { th { "account" } th { "user" } th { "verdict" } th { "keys (as of the end of the run)" } } }
+                tbody {
+                    @for u in rows.iter().take(MAX_ROWS) {
+                        tr data-account=(u.account_id) {
+                            td { code { (u.account_id) } @if !u.account_name.is_empty() { br; span .note { (u.account_name) } } }
+                            td {
+                                a href=(format!("{base}/v1/accounts/{}/users/{}/keys", u.account_id, u.user_name)) { (u.user_name) }
+                                @if u.path != "/" { br; span .note { (u.path) } }
+                            }
+                            td { (u.verdict.as_str().replace('_', " ")) }
+                            td {
+                                @if u.keys.is_empty() { span .note { "no keys" } }
+                                @for k in &u.keys {
+                                    div {
+                                        code { @if k.key_id.is_empty() { "(id not read)" } @else { (k.key_id) } }
+                                        " " (k.status) ", " (k.age_days) " days"
+                                        @if let Some(t) = k.last_used {
+                                            ", last used " (when(t))
+                                            @if let Some(s) = &k.last_used_service { " " (s) }
+                                            @if let Some(g) = &k.last_used_region { " " (g) }
+                                        } @else { ", never used" }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn mode(s: &RunSummary) -> String {
+    use keyfleet_protocol::JobMode;
+    let m = match &s.mode {
+        JobMode::Scheduled => "scheduled".to_string(),
+        JobMode::Rotate { user, .. } => format!("rotate {user}"),
+        JobMode::Reactivate { user, key_id } => format!("reactivate {user} {key_id}"),
+    };
+    if s.dry_run {
+        format!("{m} (dry run)")
+    } else {
+        m
+    }
+}
+
+fn runs(runs: &[Arc<RunSummary>], base: &str) -> Markup {
+    html! {
+        section #runs {
+            h2 { "Reports" }
+            @if runs.is_empty() { p { "No finalized run yet." } }
+            @else {
+                table #run-table {
+                    thead { tr { th { "run" } th { "kind" } th { "finalized" } th { "accounts" } th { "users" } th { "reports" } } }
+                    tbody {
+                        @for s in runs {
+                            tr {
+                                td { code { (s.run_id) } }
+                                td { (mode(s)) }
+                                td { (when(s.finalized_at)) }
+                                td class=[s.problems.then_some("bad")] { (s.totals.accounts_ok) " of " (s.totals.accounts) " ok" }
+                                td { (s.totals.users) }
+                                td {
+                                    a href=(format!("{base}/v1/runs/{}", s.run_id)) { "JSON" } " · "
+                                    a href=(format!("{base}/v1/runs/{}?format=csv", s.run_id)) { "CSV" } " · "
+                                    a href=(format!("{base}/runs/{}/report.html", s.run_id)) { "HTML" }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The login form, with a status and an optional message.
+pub fn login_page(status: StatusCode, message: Option<&str>, base: &str) -> Response {
+    let body = html! {
+        section #login {
+            h2 { "Log in" }
+            @if let Some(m) = message { p .bad #login-error { (m) } }
+            p { "Paste an API key with the read scope. The browser keeps a signed session cookie for 8 hours, never the key." }
+            form method="post" action=(format!("{base}/login")) {
+                label for="api_key" { "API key " }
+                input #api_key name="api_key" type="password" autocomplete="off" required size="50";
+                " "
+                button #login-submit type="submit" { "Log in" }
+            }
+        }
+    };
+    let mut resp = middleware::html(status, page("log in", base, false, body));
+    if status == StatusCode::UNAUTHORIZED {
+        resp.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("ApiKey realm=\"keyfleet\", header=\"x-api-key\""),
+        );
+    }
+    resp
+}
+
+/// A page saying what went wrong.
+pub fn error_page(status: StatusCode, message: &str, base: &str) -> Response {
+    let title = status.canonical_reason().unwrap_or("Error");
+    let body = html! {
+        section #error {
+            h2 { (status.as_u16()) " " (title) }
+            p { (message) }
+            p { a href=(format!("{base}/")) { "Back to the dashboard" } }
+        }
+    };
+    middleware::html(status, page(title, base, false, body))
+}
+
+/// An HTML route's refusal: the login form for a 401, otherwise a page.
+pub fn refusal(denied: &Denied, base: &str) -> Response {
+    let p = denied.problem();
+    match denied {
+        Denied::Missing => login_page(StatusCode::UNAUTHORIZED, None, base),
+        Denied::Invalid | Denied::SessionEnded => {
+            login_page(StatusCode::UNAUTHORIZED, Some(&p.detail), base)
+        }
+        Denied::Forbidden { .. } => error_page(StatusCode::FORBIDDEN, &p.detail, base),
+        Denied::Limited { retry_after, .. } => {
+            let mut r = error_page(StatusCode::TOO_MANY_REQUESTS, &p.detail, base);
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+            r
+        }
+    }
+}

@@ -1,0 +1,1163 @@
+//! The route table, and the router and handlers built from it.
+//!
+//! [`ROUTES`] lists every operation once: method, path, who may call it,
+//! its parameters, body and responses. [`router`] mounts each entry's
+//! handler behind a guard for its [`Access`]; [`crate::openapi::document`]
+//! writes `/openapi.json` from the same table. The test suite holds the
+//! two together: every documented operation is routed, every other method
+//! on its path is a 405, and every status a test sees is documented.
+
+use crate::auth::{self, Access, Caller, Denied};
+use crate::data::DataError;
+use crate::ids;
+use crate::inventory::{self, KeyView, Lookup, Reactivation};
+use crate::invoke::{self, InvokeError};
+use crate::keys::Scope;
+use crate::middleware::{self, csv, html, json};
+use crate::problem::{self, Problem};
+use crate::{dashboard, AppState, SecureCookies};
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, FormRejection, PathRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{from_fn, from_fn_with_state, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{on, MethodFilter, MethodRouter};
+use axum::{Extension, Form, Router};
+use keyfleet_coordinator::lambda::Command;
+use keyfleet_coordinator::render;
+use keyfleet_protocol::report::RunReport;
+use serde::Deserialize;
+use serde_json::json;
+
+/// The largest request body (the rotate body is a few dozen bytes).
+pub const BODY_LIMIT: usize = 16 * 1024;
+/// `/v1/runs` lists this many runs unless `?limit=` says otherwise.
+pub const DEFAULT_LIMIT: usize = 100;
+pub const MAX_LIMIT: usize = 1000;
+
+/// The header naming the run an answer comes from.
+pub const RUN_ID_HEADER: &str = "x-keyfleet-run-id";
+/// The header with that run's `finalized_at`.
+pub const RUN_TIME_HEADER: &str = "x-keyfleet-run-time";
+
+/// Where the API is mounted, when not at `/` (API Gateway's stage, see
+/// [`crate::lambda`]): links in HTML pages start with it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BasePath(pub String);
+
+/// An HTTP method of the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verb {
+    Get,
+    Post,
+}
+
+impl Verb {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verb::Get => "get",
+            Verb::Post => "post",
+        }
+    }
+    pub fn method(self) -> axum::http::Method {
+        match self {
+            Verb::Get => axum::http::Method::GET,
+            Verb::Post => axum::http::Method::POST,
+        }
+    }
+    fn filter(self) -> MethodFilter {
+        match self {
+            Verb::Get => MethodFilter::GET,
+            Verb::Post => MethodFilter::POST,
+        }
+    }
+}
+
+/// A parameter's type, for the document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ty {
+    Str,
+    Pattern(&'static str),
+    Int { min: i64, max: i64 },
+    OneOf(&'static [&'static str]),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum In {
+    Path,
+    Query,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Param {
+    pub name: &'static str,
+    pub location: In,
+    pub description: &'static str,
+    pub ty: Ty,
+}
+
+/// A request or response body: media type and schema component.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Content {
+    pub media: &'static str,
+    /// A schema in `components.schemas`; `None` for text (CSV, HTML).
+    pub schema: Option<&'static str>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resp {
+    pub status: u16,
+    pub description: &'static str,
+    pub content: &'static [Content],
+    /// Headers in `components.headers`.
+    pub headers: &'static [&'static str],
+}
+
+/// The operations, each with its handler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Health,
+    OpenApi,
+    Dashboard,
+    Login,
+    Logout,
+    ListRuns,
+    GetRun,
+    RunHtml,
+    UserKeys,
+    Rotate,
+    Reactivate,
+    Export,
+}
+
+/// One operation of the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    pub verb: Verb,
+    pub path: &'static str,
+    pub op: Op,
+    pub operation_id: &'static str,
+    pub summary: &'static str,
+    pub access: Access,
+    /// Refusals answered as HTML pages (the login page for a 401).
+    pub html: bool,
+    pub params: &'static [Param],
+    pub body: Option<Content>,
+    pub responses: &'static [Resp],
+}
+
+const JSON: &str = "application/json";
+const CSV: &str = "text/csv";
+const HTML: &str = "text/html";
+
+const PROBLEM: &[Content] = &[Content {
+    media: problem::MEDIA_TYPE,
+    schema: Some("Problem"),
+}];
+const HTML_PAGE: &[Content] = &[Content {
+    media: HTML,
+    schema: None,
+}];
+
+const fn problem(status: u16, description: &'static str) -> Resp {
+    Resp {
+        status,
+        description,
+        content: PROBLEM,
+        headers: &[],
+    }
+}
+const fn page(status: u16, description: &'static str) -> Resp {
+    Resp {
+        status,
+        description,
+        content: HTML_PAGE,
+        headers: &[],
+    }
+}
+
+const R400: Resp = problem(400, "A malformed identifier or parameter.");
+const R401: Resp = Resp {
+    headers: &["WWW-Authenticate"],
+    ..problem(401, "No API key, or not a valid one.")
+};
+const R403: Resp = problem(403, "The API key lacks the scope.");
+const R409: Resp = problem(
+    409,
+    "The key cannot be switched on: deleted (type urn:keyfleet:problem:key-deleted) or active (type urn:keyfleet:problem:key-active).",
+);
+const R413: Resp = problem(413, "The body is too large.");
+const R429: Resp = Resp {
+    headers: &["Retry-After"],
+    ..problem(429, "Rate limit of the API key reached.")
+};
+const R502: Resp = problem(
+    502,
+    "S3 or the coordinator failed; the detail names the error id in the API's log.",
+);
+const R202: Resp = Resp {
+    status: 202,
+    description: "The coordinator started the run.",
+    content: &[Content {
+        media: JSON,
+        schema: Some("RunStarted"),
+    }],
+    headers: &["Location"],
+};
+const RUN_HEADERS: &[&str] = &["X-Keyfleet-Run-Id", "X-Keyfleet-Run-Time"];
+
+const P_ACCOUNT: Param = Param {
+    name: "account",
+    location: In::Path,
+    description: "AWS account id.",
+    ty: Ty::Pattern("^[0-9]{12}$"),
+};
+const P_USER: Param = Param {
+    name: "user",
+    location: In::Path,
+    description: "IAM user name.",
+    ty: Ty::Pattern("^[\\w+=,.@-]{1,64}$"),
+};
+const P_KEY: Param = Param {
+    name: "key_id",
+    location: In::Path,
+    description: "Access key id.",
+    ty: Ty::Pattern("^(AKIA|ASIA)[A-Z0-9]{16}$"),
+};
+const P_RUN: Param = Param {
+    name: "run_id",
+    location: In::Path,
+    description: "Run id.",
+    ty: Ty::Pattern("^[A-Za-z0-9_-]{1,64}$"),
+};
+const P_FORMAT: Param = Param {
+    name: "format",
+    location: In::Query,
+    description: "`csv` or `json`; overrides the Accept header (`text/csv` asks for CSV).",
+    ty: Ty::OneOf(&["json", "csv"]),
+};
+
+/// Every operation of the API.
+pub const ROUTES: &[Route] = &[
+    Route {
+        verb: Verb::Get,
+        path: "/healthz",
+        op: Op::Health,
+        operation_id: "health",
+        summary: "Liveness: answers without reading anything.",
+        access: Access::Public,
+        html: false,
+        params: &[],
+        body: None,
+        responses: &[Resp {
+            status: 200,
+            description: "Alive.",
+            content: &[Content {
+                media: JSON,
+                schema: Some("Health"),
+            }],
+            headers: &[],
+        }],
+    },
+    Route {
+        verb: Verb::Get,
+        path: "/openapi.json",
+        op: Op::OpenApi,
+        operation_id: "openapi",
+        summary: "This document.",
+        access: Access::Public,
+        html: false,
+        params: &[],
+        body: None,
+        responses: &[Resp {
+            status: 200,
+            description: "The OpenAPI 3.1 document.",
+            content: &[Content {
+                media: JSON,
+                schema: None,
+            }],
+            headers: &[],
+        }],
+    },
+    Route {
+        verb: Verb::Get,
+        path: "/",
+        op: Op::Dashboard,
+        operation_id: "dashboard",
+        summary: "The dashboard: the latest scheduled run, filterable by account, verdict and minimum key age; the compliance trend; every report.",
+        access: Access::KeyOrSession(Scope::Read),
+        html: true,
+        params: &[
+            Param {
+                name: "account",
+                location: In::Query,
+                description: "Only this account (12 digits; empty: all).",
+                ty: Ty::Str,
+            },
+            Param {
+                name: "verdict",
+                location: In::Query,
+                description: "Only users with this verdict (empty: all).",
+                ty: Ty::Str,
+            },
+            Param {
+                name: "min_age",
+                location: In::Query,
+                description: "Only users whose oldest key is at least this many days old (empty: all).",
+                ty: Ty::Str,
+            },
+        ],
+        body: None,
+        responses: &[
+            page(200, "The dashboard."),
+            page(400, "A filter that is not an account id, a verdict or a number of days."),
+            Resp {
+                headers: &["WWW-Authenticate"],
+                ..page(401, "The login form: no API key or session, or not a valid one.")
+            },
+            page(403, "The API key lacks the read scope."),
+            Resp {
+                headers: &["Retry-After"],
+                ..page(429, "Rate limit of the API key reached.")
+            },
+            page(502, "The report bucket could not be read."),
+        ],
+    },
+    Route {
+        verb: Verb::Post,
+        path: "/login",
+        op: Op::Login,
+        operation_id: "login",
+        summary: "Browser login: takes an API key with the read scope from a form and sets a session cookie (signed, HttpOnly, SameSite=Strict) that holds no key.",
+        access: Access::Public,
+        html: true,
+        params: &[],
+        body: Some(Content {
+            media: "application/x-www-form-urlencoded",
+            schema: Some("LoginForm"),
+        }),
+        responses: &[
+            Resp {
+                status: 303,
+                description: "Logged in: on to the dashboard.",
+                content: &[],
+                headers: &["Location", "Set-Cookie"],
+            },
+            page(400, "The form has no api_key."),
+            page(401, "Not a valid API key: the login form again."),
+            page(403, "The API key lacks the read scope."),
+            Resp {
+                headers: &["Retry-After"],
+                ..page(429, "Rate limit of the API key reached.")
+            },
+        ],
+    },
+    Route {
+        verb: Verb::Post,
+        path: "/logout",
+        op: Op::Logout,
+        operation_id: "logout",
+        summary: "Ends the browser session (clears the cookie).",
+        access: Access::Public,
+        html: true,
+        params: &[],
+        body: None,
+        responses: &[Resp {
+            status: 303,
+            description: "Logged out: on to the login page.",
+            content: &[],
+            headers: &["Location", "Set-Cookie"],
+        }],
+    },
+    Route {
+        verb: Verb::Get,
+        path: "/v1/runs",
+        op: Op::ListRuns,
+        operation_id: "listRuns",
+        summary: "Finalized runs, newest first: scheduled, one-user (rotate, reactivate) and dry runs.",
+        access: Access::KeyOrSession(Scope::Read),
+        html: false,
+        params: &[Param {
+            name: "limit",
+            location: In::Query,
+            description: "At most this many runs (default 100, at most 1000).",
+            ty: Ty::Int { min: 1, max: 1000 },
+        }],
+        body: None,
+        responses: &[
+            Resp {
+                status: 200,
+                description: "The runs; the headers name the newest.",
+                content: &[Content {
+                    media: JSON,
+                    schema: Some("RunList"),
+                }],
+                headers: RUN_HEADERS,
+            },
+            R400,
+            R401,
+            R403,
+            R429,
+            R502,
+        ],
+    },
+    Route {
+        verb: Verb::Get,
+        path: "/v1/runs/{run_id}",
+        op: Op::GetRun,
+        operation_id: "getRun",
+        summary: "A run's consolidated report: JSON, or the CSV report with Accept: text/csv.",
+        access: Access::KeyOrSession(Scope::Read),
+        html: false,
+        params: &[P_RUN, P_FORMAT],
+        body: None,
+        responses: &[
+            Resp {
+                status: 200,
+                description: "The report.",
+                content: &[
+                    Content {
+                        media: JSON,
+                        schema: Some("RunReport"),
+                    },
+                    Content {
+                        media: CSV,
+                        schema: None,
+                    },
+                ],
+                headers: RUN_HEADERS,
+            },
+            R400,
+            R401,
+            R403,
+            problem(404, "No finalized run with this id."),
+            R429,
+            R502,
+        ],
+    },
+    Route {
+        verb: Verb::Get,
+        path: "/runs/{run_id}/report.html",
+        op: Op::RunHtml,
+        operation_id: "getRunHtml",
+        summary: "A run's stored HTML report (self-contained, no script).",
+        access: Access::KeyOrSession(Scope::Read),
+        html: true,
+        params: &[P_RUN],
+        body: None,
+        responses: &[
+            Resp {
+                status: 200,
+                description: "The HTML report.",
+                content: HTML_PAGE,
+                headers: RUN_HEADERS,
+            },
+            R400,
+            Resp {
+                headers: &["WWW-Authenticate"],
+                ..page(401, "The login form.")
+            },
+            page(403, "The API key lacks the read scope."),
+            problem(404, "No HTML report for this run."),
+            Resp {
+                headers: &["Retry-After"],
+                ..page(429, "Rate limit of the API key reached.")
+            },
+            R502,
+        ],
+    },
+    Route {
+        verb: Verb::Get,
+        path: "/v1/accounts/{account}/users/{user}/keys",
+        op: Op::UserKeys,
+        operation_id: "getUserKeys",
+        summary: "A user's access keys as of the end of the latest scheduled run, and where the current secret is kept. Never a secret.",
+        access: Access::KeyOrSession(Scope::Read),
+        html: false,
+        params: &[P_ACCOUNT, P_USER],
+        body: None,
+        responses: &[
+            Resp {
+                status: 200,
+                description: "The keys.",
+                content: &[Content {
+                    media: JSON,
+                    schema: Some("UserKeys"),
+                }],
+                headers: RUN_HEADERS,
+            },
+            R400,
+            R401,
+            R403,
+            problem(404, "No scheduled run yet, or the account or user is not in it."),
+            R429,
+            R502,
+        ],
+    },
+    Route {
+        verb: Verb::Post,
+        path: "/v1/accounts/{account}/users/{user}/rotate",
+        op: Op::Rotate,
+        operation_id: "rotateUser",
+        summary: "Emergency rotation of one user: a new key now (the old one stays active unless deactivate_old).",
+        access: Access::Key(Scope::Rotate),
+        html: false,
+        params: &[P_ACCOUNT, P_USER],
+        body: Some(Content {
+            media: JSON,
+            schema: Some("RotateRequest"),
+        }),
+        responses: &[
+            R202,
+            R400,
+            R401,
+            R403,
+            problem(404, "The coordinator selected no account: not an active member account, or excluded."),
+            R413,
+            R429,
+            R502,
+        ],
+    },
+    Route {
+        verb: Verb::Post,
+        path: "/v1/accounts/{account}/users/{user}/keys/{key_id}/reactivate",
+        op: Op::Reactivate,
+        operation_id: "reactivateKey",
+        summary: "Switch a key keyfleet deactivated back on (checked against the newest run that holds the user).",
+        access: Access::Key(Scope::Rotate),
+        html: false,
+        params: &[P_ACCOUNT, P_USER, P_KEY],
+        body: None,
+        responses: &[
+            R202,
+            R400,
+            R401,
+            R403,
+            problem(404, "Unknown account, user or key."),
+            R409,
+            R429,
+            R502,
+        ],
+    },
+    Route {
+        verb: Verb::Get,
+        path: "/v1/export",
+        op: Op::Export,
+        operation_id: "exportKeys",
+        summary: "The organization's key inventory as of the end of the latest scheduled run: one row per key, JSON or CSV. Never a secret.",
+        access: Access::KeyOrSession(Scope::Read),
+        html: false,
+        params: &[P_FORMAT],
+        body: None,
+        responses: &[
+            Resp {
+                status: 200,
+                description: "The inventory.",
+                content: &[
+                    Content {
+                        media: JSON,
+                        schema: Some("Export"),
+                    },
+                    Content {
+                        media: CSV,
+                        schema: None,
+                    },
+                ],
+                headers: RUN_HEADERS,
+            },
+            R400,
+            R401,
+            R403,
+            problem(404, "No finalized scheduled run yet."),
+            R429,
+            R502,
+        ],
+    },
+];
+
+fn endpoint(r: &Route) -> MethodRouter<AppState> {
+    let filter = r.verb.filter();
+    match r.op {
+        Op::Health => on(filter, health),
+        Op::OpenApi => on(filter, openapi_json),
+        Op::Dashboard => on(filter, dashboard_page),
+        Op::Login => on(filter, login),
+        Op::Logout => on(filter, logout),
+        Op::ListRuns => on(filter, list_runs),
+        Op::GetRun => on(filter, get_run),
+        Op::RunHtml => on(filter, run_html),
+        Op::UserKeys => on(filter, user_keys),
+        Op::Rotate => on(filter, rotate),
+        Op::Reactivate => on(filter, reactivate),
+        Op::Export => on(filter, export),
+    }
+}
+
+/// The API: every route of [`ROUTES`] behind its guard, and the layers of
+/// [`crate::middleware`].
+pub fn router(state: AppState) -> Router {
+    let mut paths: Vec<(&'static str, MethodRouter<AppState>)> = Vec::new();
+    for r in ROUTES {
+        let (access, html) = (r.access, r.html);
+        let mr = endpoint(r).route_layer(from_fn_with_state(
+            state.clone(),
+            move |s: State<AppState>, req: Request, next: Next| guard(s, access, html, req, next),
+        ));
+        match paths.iter_mut().find(|(p, _)| *p == r.path) {
+            Some((_, existing)) => *existing = std::mem::take(existing).merge(mr),
+            None => paths.push((r.path, mr)),
+        }
+    }
+    let mut app = Router::new();
+    for (path, mr) in paths {
+        app = app.route(path, mr);
+    }
+    app.fallback(not_found)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(from_fn_with_state(state.clone(), middleware::cors))
+        .layer(from_fn(middleware::headers))
+        .layer(from_fn(middleware::finish))
+        .with_state(state)
+}
+
+async fn guard(
+    State(state): State<AppState>,
+    access: Access,
+    html_refusal: bool,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    match auth::authorize(&state, req.headers(), access) {
+        Ok(caller) => {
+            if let Some(c) = &caller {
+                req.extensions_mut().insert(c.clone());
+            }
+            let mut resp = next.run(req).await;
+            if let Some(c) = caller {
+                resp.extensions_mut().insert(c);
+            }
+            resp
+        }
+        Err(denied) => {
+            let mut resp = if html_refusal {
+                let base = base_of(&req);
+                dashboard::refusal(&denied, &base)
+            } else {
+                denied.problem().into_response()
+            };
+            if let Some(id) = denied.key_id() {
+                resp.extensions_mut().insert(Caller {
+                    key_id: id.to_string(),
+                    by_session: false,
+                });
+            }
+            resp
+        }
+    }
+}
+
+fn base_of(req: &Request) -> String {
+    req.extensions()
+        .get::<BasePath>()
+        .map(|b| b.0.clone())
+        .unwrap_or_default()
+}
+
+async fn not_found() -> Problem {
+    Problem::from_status(StatusCode::NOT_FOUND)
+}
+
+fn store_failed(e: DataError) -> Problem {
+    Problem::bad_gateway("reading the report bucket", &e)
+}
+
+fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// Names the run an answer comes from.
+fn label(mut resp: Response, run_id: &str, finalized_at: time::OffsetDateTime) -> Response {
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(run_id) {
+        h.insert(RUN_ID_HEADER, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&rfc3339(finalized_at)) {
+        h.insert(RUN_TIME_HEADER, v);
+    }
+    resp
+}
+
+fn path_problem(e: PathRejection) -> Problem {
+    Problem::bad_request(format!("bad path: {}", e.body_text()))
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct FormatQuery {
+    format: Option<String>,
+}
+
+/// CSV when `?format=csv`, or when the Accept header asks for `text/csv`
+/// and no format is given.
+fn wants_csv(
+    headers: &HeaderMap,
+    q: Result<Query<FormatQuery>, QueryRejection>,
+) -> Result<bool, Problem> {
+    let Query(q) = q.map_err(|e| Problem::bad_request(e.body_text()))?;
+    match q.format.as_deref() {
+        Some("csv") => Ok(true),
+        Some("json") => Ok(false),
+        Some(other) => Err(Problem::bad_request(format!(
+            "format `{}` is neither json nor csv",
+            other.chars().take(16).collect::<String>()
+        ))),
+        None => Ok(headers
+            .get_all(header::ACCEPT)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.to_ascii_lowercase().contains("text/csv"))),
+    }
+}
+
+async fn health() -> Response {
+    json(&json!({"status": "ok"}))
+}
+
+async fn openapi_json() -> Response {
+    json(crate::openapi::document())
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    limit: Option<String>,
+}
+
+async fn list_runs(
+    State(state): State<AppState>,
+    q: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Response, Problem> {
+    let Query(q) = q.map_err(|e| Problem::bad_request(e.body_text()))?;
+    let limit = match q.limit.as_deref() {
+        None => DEFAULT_LIMIT,
+        Some(s) => s
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_LIMIT).contains(n))
+            .ok_or_else(|| {
+                Problem::bad_request(format!("limit must be a number from 1 to {MAX_LIMIT}"))
+            })?,
+    };
+    let summaries = state.data().summaries().await.map_err(store_failed)?;
+    let runs: Vec<_> = summaries.iter().take(limit).map(|s| s.as_ref()).collect();
+    let resp = json(&json!({"runs": runs}));
+    Ok(match summaries.first() {
+        Some(s) => label(resp, &s.run_id, s.finalized_at),
+        None => resp,
+    })
+}
+
+async fn get_run(
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    q: Result<Query<FormatQuery>, QueryRejection>,
+) -> Result<Response, Problem> {
+    let Path(run_id) = path.map_err(path_problem)?;
+    let run_id = ids::run(&run_id)?;
+    let as_csv = wants_csv(&headers, q)?;
+    let report = state
+        .data()
+        .report(run_id)
+        .await
+        .map_err(store_failed)?
+        .ok_or_else(|| Problem::not_found(format!("no finalized report for run {run_id}")))?;
+    let resp = if as_csv {
+        csv(
+            render::to_csv(&report),
+            &format!("keyfleet-report-{run_id}.csv"),
+        )
+    } else {
+        (
+            [(header::CONTENT_TYPE, HeaderValue::from_static(JSON))],
+            render::to_json(&report),
+        )
+            .into_response()
+    };
+    Ok(label(resp, &report.run_id, report.finalized_at))
+}
+
+async fn run_html(
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Response, Problem> {
+    let Path(run_id) = path.map_err(path_problem)?;
+    let run_id = ids::run(&run_id)?;
+    let page = state
+        .data()
+        .html(run_id)
+        .await
+        .map_err(store_failed)?
+        .ok_or_else(|| Problem::not_found(format!("no HTML report for run {run_id}")))?;
+    let mut resp = html(StatusCode::OK, String::from_utf8_lossy(&page).into_owned());
+    resp.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(middleware::REPORT_CSP),
+    );
+    // Label with the run's time when its report is readable.
+    Ok(match state.data().report(run_id).await {
+        Ok(Some(r)) => label(resp, &r.run_id, r.finalized_at),
+        _ => resp,
+    })
+}
+
+/// The newest scheduled run, or a 404 saying there is none yet.
+async fn latest_scheduled(state: &AppState) -> Result<std::sync::Arc<RunReport>, Problem> {
+    state
+        .data()
+        .latest_scheduled()
+        .await
+        .map_err(store_failed)?
+        .ok_or_else(|| Problem::not_found("no finalized scheduled run yet"))
+}
+
+fn lookup<'r>(
+    report: &'r RunReport,
+    account: &str,
+    user: &str,
+) -> Result<
+    (
+        &'r keyfleet_protocol::report::AccountReport,
+        &'r keyfleet_protocol::UserReport,
+    ),
+    Problem,
+> {
+    match inventory::find_user(report, account, user) {
+        Lookup::Found(a, u) => Ok((a, u)),
+        Lookup::NoAccount => Err(Problem::not_found(format!(
+            "account {account} is not in run {}",
+            report.run_id
+        ))),
+        Lookup::NoUser(a) => Err(Problem::not_found(format!(
+            "no user {user} in account {account} in run {}{}",
+            report.run_id,
+            if a.state.is_problem() {
+                format!(" (the account is {} in that run)", a.state.as_str())
+            } else {
+                String::new()
+            }
+        ))),
+    }
+}
+
+async fn user_keys(
+    State(state): State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Result<Response, Problem> {
+    let Path((account, user)) = path.map_err(path_problem)?;
+    let (account, user) = (ids::account(&account)?, ids::user(&user)?);
+    let report = latest_scheduled(&state).await?;
+    let (a, u) = lookup(&report, account, user)?;
+    let created = inventory::account_time(&report, a);
+    let mut keys = inventory::keys_after_run(u, created);
+    keys.sort_by_key(|k| k.created);
+    let keys: Vec<KeyView> = keys
+        .iter()
+        .map(|k| KeyView::of(k, report.finalized_at))
+        .collect();
+    let body = json!({
+        "run_id": report.run_id,
+        "run_created_at": rfc3339(report.created_at),
+        "run_finalized_at": rfc3339(report.finalized_at),
+        "as_of": rfc3339(report.finalized_at),
+        "account_id": a.account_id,
+        "account_name": a.name,
+        "user_name": u.user_name,
+        "path": u.path,
+        "verdict": u.verdict.as_str(),
+        "keys": keys,
+        "current_secret": inventory::secret_location(&report.policy, account, user),
+    });
+    Ok(label(json(&body), &report.run_id, report.finalized_at))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RotateBody {
+    #[serde(default)]
+    key_id: Option<String>,
+    #[serde(default)]
+    deactivate_old: bool,
+}
+
+async fn rotate(
+    State(state): State<AppState>,
+    base: Option<Extension<BasePath>>,
+    caller: Option<Extension<Caller>>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Problem> {
+    let Path((account, user)) = path.map_err(path_problem)?;
+    let (account, user) = (ids::account(&account)?, ids::user(&user)?);
+    let body = body.map_err(|e| Problem::new(e.status(), e.body_text()))?;
+    let req: RotateBody = if body.iter().all(u8::is_ascii_whitespace) {
+        RotateBody::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            Problem::bad_request(format!(
+                "the body must be {{\"key_id\": \"AKIA...\", \"deactivate_old\": false}} (both optional): {e}"
+            ))
+        })?
+    };
+    if let Some(k) = &req.key_id {
+        ids::key_id(k)?;
+    }
+    let cmd = Command::Rotate {
+        account: account.to_string(),
+        user: user.to_string(),
+        deactivate_old: req.deactivate_old,
+        key_id: req.key_id,
+    };
+    start(&state, base, caller, cmd).await
+}
+
+async fn reactivate(
+    State(state): State<AppState>,
+    base: Option<Extension<BasePath>>,
+    caller: Option<Extension<Caller>>,
+    path: Result<Path<(String, String, String)>, PathRejection>,
+) -> Result<Response, Problem> {
+    let Path((account, user, key_id)) = path.map_err(path_problem)?;
+    let (account, user, key_id) = (
+        ids::account(&account)?,
+        ids::user(&user)?,
+        ids::key_id(&key_id)?,
+    );
+    let report = state
+        .data()
+        .latest_for_user(account, user)
+        .await
+        .map_err(store_failed)?
+        .ok_or_else(|| Problem::not_found("no finalized run yet"))?;
+    let (a, u) = lookup(&report, account, user)?;
+    let run = &report.run_id;
+    match inventory::reactivation(u, key_id, inventory::account_time(&report, a)) {
+        Reactivation::Possible => {}
+        Reactivation::Deleted => {
+            return Err(Problem::conflict(
+                problem::KEY_DELETED,
+                format!("key {key_id} of {user} was deleted in run {run}: there is nothing to switch back on"),
+            ))
+        }
+        Reactivation::Active => {
+            return Err(Problem::conflict(
+                problem::KEY_ACTIVE,
+                format!("key {key_id} of {user} is active as of run {run}: there is nothing to reactivate"),
+            ))
+        }
+        Reactivation::NeverSeen => {
+            return Err(Problem::not_found(format!(
+                "run {run} shows no key {key_id} for {user} in account {account}"
+            )))
+        }
+    }
+    let cmd = Command::Reactivate {
+        account: account.to_string(),
+        user: user.to_string(),
+        key_id: key_id.to_string(),
+    };
+    start(&state, base, caller, cmd).await
+}
+
+/// Invokes the coordinator and answers 202 with the run id.
+async fn start(
+    state: &AppState,
+    base: Option<Extension<BasePath>>,
+    caller: Option<Extension<Caller>>,
+    cmd: Command,
+) -> Result<Response, Problem> {
+    let base = base.map(|Extension(b)| b.0).unwrap_or_default();
+    let key_id = caller.map(|Extension(c)| c.key_id).unwrap_or_default();
+    let action = serde_json::to_value(&cmd)
+        .ok()
+        .and_then(|v| v.get("action").and_then(|a| a.as_str()).map(str::to_string))
+        .unwrap_or_default();
+    tracing::info!(key_id = %key_id, action = %action, command = ?cmd, "starting a run for the caller");
+    let answer = state
+        .coordinator()
+        .invoke(&cmd)
+        .await
+        .map_err(invoke_problem)?;
+    let run_id = invoke::run_id_of(&answer).map_err(invoke_problem)?;
+    tracing::info!(key_id = %key_id, action = %action, run_id = %run_id, "run started");
+    let mut resp = (StatusCode::ACCEPTED, json(&json!({"run_id": run_id}))).into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!("{base}/v1/runs/{run_id}")) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(resp)
+}
+
+fn invoke_problem(e: InvokeError) -> Problem {
+    match &e {
+        InvokeError::Function { kind, .. } if kind == "keyfleet.NoAccountSelected" => {
+            tracing::warn!(error = %e, "the coordinator selected no account");
+            Problem::not_found(
+                "the coordinator selected no account: the account is not an active member of the \
+                 organization, or keyfleet excludes it (the run is recorded in /v1/runs)",
+            )
+        }
+        InvokeError::NoAnswer { .. } => {
+            let p = Problem::bad_gateway("invoking the coordinator", &e);
+            Problem {
+                detail: format!(
+                    "{}; it may have started a run all the same: look in /v1/runs before asking again",
+                    p.detail
+                ),
+                ..p
+            }
+        }
+        _ => Problem::bad_gateway("invoking the coordinator", &e),
+    }
+}
+
+async fn export(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    q: Result<Query<FormatQuery>, QueryRejection>,
+) -> Result<Response, Problem> {
+    let as_csv = wants_csv(&headers, q)?;
+    let report = latest_scheduled(&state).await?;
+    let rows = inventory::export_rows(&report);
+    let resp = if as_csv {
+        csv(
+            inventory::export_csv(&rows),
+            &format!("keyfleet-keys-{}.csv", report.run_id),
+        )
+    } else {
+        json(&json!({
+            "run_id": report.run_id,
+            "run_created_at": rfc3339(report.created_at),
+            "run_finalized_at": rfc3339(report.finalized_at),
+            "keys": rows,
+        }))
+    };
+    Ok(label(resp, &report.run_id, report.finalized_at))
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct DashboardQuery {
+    pub account: Option<String>,
+    pub verdict: Option<String>,
+    pub min_age: Option<String>,
+}
+
+async fn dashboard_page(
+    State(state): State<AppState>,
+    base: Option<Extension<BasePath>>,
+    q: Result<Query<DashboardQuery>, QueryRejection>,
+) -> Response {
+    let base = base.map(|Extension(b)| b.0).unwrap_or_default();
+    let q = match q {
+        Ok(Query(q)) => q,
+        Err(e) => return dashboard::error_page(StatusCode::BAD_REQUEST, &e.body_text(), &base),
+    };
+    let filter = match dashboard::Filter::parse(&q) {
+        Ok(f) => f,
+        Err(why) => return dashboard::error_page(StatusCode::BAD_REQUEST, &why, &base),
+    };
+    let summaries = match state.data().summaries().await {
+        Ok(s) => s,
+        Err(e) => {
+            let p = store_failed(e);
+            return dashboard::error_page(p.status(), &p.detail, &base);
+        }
+    };
+    let latest = match summaries.iter().find(|s| s.is_scheduled()) {
+        Some(s) => match state.data().report(&s.run_id).await {
+            Ok(r) => r,
+            Err(e) => {
+                let p = store_failed(e);
+                return dashboard::error_page(p.status(), &p.detail, &base);
+            }
+        },
+        None => None,
+    };
+    let page = dashboard::render(&dashboard::View {
+        base: &base,
+        latest: latest.as_deref(),
+        runs: &summaries,
+        filter: &filter,
+    });
+    let resp = html(StatusCode::OK, page);
+    match latest {
+        Some(r) => label(resp, &r.run_id, r.finalized_at),
+        None => resp,
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct LoginForm {
+    api_key: String,
+}
+
+fn secure(state: &AppState, headers: &HeaderMap) -> bool {
+    state.secure_cookies() == SecureCookies::Always || auth::is_https(headers)
+}
+
+async fn login(
+    State(state): State<AppState>,
+    base: Option<Extension<BasePath>>,
+    headers: HeaderMap,
+    form: Result<Form<LoginForm>, FormRejection>,
+) -> Response {
+    let base = base.map(|Extension(b)| b.0).unwrap_or_default();
+    let Ok(Form(form)) = form else {
+        return dashboard::login_page(
+            StatusCode::BAD_REQUEST,
+            Some("the form has no API key"),
+            &base,
+        );
+    };
+    let Some(entry) = state.keys().verify(form.api_key.trim()) else {
+        return dashboard::refusal(&Denied::Invalid, &base);
+    };
+    let caller = Caller {
+        key_id: entry.id.clone(),
+        by_session: false,
+    };
+    let mut resp = match auth::admit(&state, entry, Scope::Read) {
+        Err(denied) => dashboard::refusal(&denied, &base),
+        Ok(()) => {
+            let expires = state.clock().unix_seconds() + auth::SESSION_SECONDS;
+            let cookie = auth::sign_session(state.session_key(), entry, expires);
+            let mut r = StatusCode::SEE_OTHER.into_response();
+            r.headers_mut().insert(
+                header::SET_COOKIE,
+                auth::session_set_cookie(&cookie, secure(&state, &headers)),
+            );
+            r.headers_mut().insert(header::LOCATION, location(&base));
+            r
+        }
+    };
+    resp.extensions_mut().insert(caller);
+    resp
+}
+
+fn location(base: &str) -> HeaderValue {
+    HeaderValue::from_str(&format!("{base}/")).unwrap_or(HeaderValue::from_static("/"))
+}
+
+async fn logout(
+    State(state): State<AppState>,
+    base: Option<Extension<BasePath>>,
+    headers: HeaderMap,
+) -> Response {
+    let base = base.map(|Extension(b)| b.0).unwrap_or_default();
+    let mut r = StatusCode::SEE_OTHER.into_response();
+    r.headers_mut().insert(
+        header::SET_COOKIE,
+        auth::session_clear_cookie(secure(&state, &headers)),
+    );
+    r.headers_mut().insert(header::LOCATION, location(&base));
+    r
+}
