@@ -28,13 +28,16 @@ name matches one of ``role_name_patterns`` (shell-style, default
 ``testing`` admin keys, IAM user keys, sessions of other roles (e.g.
 ``OrganizationAccountAccessRole``, ``keyfleet-test``) — is never checked.
 
-The action is ``<signing service>:<Action>``; the resource ARN is worked out
+The action is ``<signing service>:<Action>``, or the IAM action's own name
+where it differs from the operation's (``IAM_ACTION_NAMES``: Lambda ``Invoke``
+is authorized as ``lambda:InvokeFunction``); the resource ARN is worked out
 per service (``resources_for``): IAM users/roles/policies (account-level reads
 -> ``*``), Secrets Manager secrets (the real ARN with its 6-character suffix
 when the secret exists, otherwise ``...:secret:<name>-??????``), SQS queues
 (account from the QueueUrl), S3 buckets/objects (moto's ARN), SES identities
 and configuration sets, SNS topics, KMS keys, CloudWatch Logs groups/streams,
-STS roles (AssumeRole), Organizations roots/OUs/accounts named by
+STS roles (AssumeRole), Lambda functions named in the path (the function's
+ARN, no qualifier), Organizations roots/OUs/accounts named by
 ``ParentId``/``ChildId``/``AccountId``/... (``ORGANIZATIONS_TARGETS``);
 everything else ``*``. ``sts:GetCallerIdentity`` is
 always allowed (as in AWS). Evaluation: Allow/Deny, ``Action``/``NotAction``
@@ -422,6 +425,25 @@ def _organizations_resources(response: Any, action: str, account: str) -> list[s
     return ["*"]
 
 
+_LAMBDA_FUNCTION = re.compile(r"/functions/([^/]+)")
+
+
+def _lambda_resources(response: Any, region: str, account: str) -> list[str]:
+    """A function named in the request path (``/2015-03-31/functions/<name|arn>/...``),
+    as its ARN without a qualifier (AWS authorizes ``lambda:InvokeFunction`` on
+    the function's ARN); anything else ``*``."""
+    path = unquote(str(getattr(response, "path", "") or ""))
+    match = _LAMBDA_FUNCTION.search(path)
+    if not match:
+        return ["*"]
+    name = match.group(1)
+    if name.startswith("arn:"):
+        parts = name.split(":")
+        return [":".join(parts[:7])]
+    name = name.split(":")[0]
+    return [f"arn:aws:lambda:{region}:{account}:function:{name}"]
+
+
 def resources_for(
     response: Any, service: str, action: str, region: str, account: str, moto_resource: str
 ) -> list[str]:
@@ -461,6 +483,8 @@ def resources_for(
             stream = _param(response, "logStreamName")
             return [f"{arn}:log-stream:{stream}" if isinstance(stream, str) and stream else f"{arn}:*"]
         return ["*"]
+    if service == "lambda":
+        return _lambda_resources(response, region, account)
     if service == "sts":
         role_arn = _param(response, "RoleArn")
         if isinstance(role_arn, str) and role_arn:
@@ -485,6 +509,8 @@ def _denied(response: Any, service: str, message: str) -> Exception:
     is_json = bool(headers.get("X-Amz-Target") or headers.get("x-amz-target")) or "json" in content_type
     if service == "ses" and "/v2/" in (getattr(response, "path", "") or ""):
         is_json = True  # SES v2 is REST-JSON; SES v1 is query
+    if service == "lambda":
+        is_json = True  # Lambda is REST-JSON (x-amzn-ErrorType: AccessDeniedException)
     if service == "s3":
         from moto.s3.exceptions import S3ClientError
 
@@ -620,6 +646,7 @@ def check(response: Any, moto_resource: str) -> None:
     action_name = response._get_action()
     if isinstance(action_name, list):
         action_name = action_name[0]
+    action_name = IAM_ACTION_NAMES.get((service, str(action_name)), action_name)
     action = f"{service}:{action_name}"
     if action.lower() == "sts:getcalleridentity":
         return
@@ -631,6 +658,13 @@ def check(response: Any, moto_resource: str) -> None:
             decided = _decide(account, role_name, assumed.session_name, checked, resource, documents)
             if decided["decision"] != "ALLOWED":
                 raise _denied(response, service, decided["message"])
+
+
+# API operations whose IAM action has another name (AWS's Service
+# Authorization Reference): (service, operation as moto names it) -> action.
+IAM_ACTION_NAMES = {
+    ("lambda", "Invoke"): "InvokeFunction",
+}
 
 
 # Requests that need a second permission on the same resource, as AWS

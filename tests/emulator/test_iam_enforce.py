@@ -284,6 +284,28 @@ def test_api_role_is_checked_by_default(emu: Emulator, enforced: dict[str, Any])
         in message
 
 
+def test_lambda_invoke_is_authorized_as_invoke_function_on_the_functions_arn(
+    emu: Emulator, enforced: dict[str, Any]
+) -> None:
+    """AWS authorizes Invoke as lambda:InvokeFunction on the function's ARN (the operation's
+    name is not the action's): a role granted one function may invoke it and no other."""
+    role = "keyfleet-api-invoke-test"
+    iam = emu.client("iam", ACCOUNT)
+    iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}))
+    granted = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:granted-fn"
+    iam.put_role_policy(RoleName=role, PolicyName="p", PolicyDocument=json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "lambda:InvokeFunction", "Resource": granted}],
+    }))
+    fn = role_client(emu, "lambda", role=role)
+    with pytest.raises(ClientError) as info:
+        fn.invoke(FunctionName="granted-fn", Payload=b"{}")
+    assert info.value.response["Error"]["Code"] == "ResourceNotFoundException", info.value.response
+    message = denied(lambda: fn.invoke(FunctionName="other-fn", Payload=b"{}"), "AccessDeniedException")
+    assert "not authorized to perform: lambda:InvokeFunction on resource: " \
+        f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:other-fn" in message
+
+
 def test_create_secret_with_tags_also_needs_tag_resource(emu: Emulator, enforced: dict[str, Any]) -> None:
     """AWS authorizes CreateSecret with Tags as CreateSecret and TagResource."""
     role = "keyfleet-agent-tags-test"

@@ -216,3 +216,121 @@ pub async fn run_through_coordinator(account: &str, settle_s: u64) -> String {
         .expect("settled");
     run_id
 }
+
+/// `keyfleet serve` running on a free loopback port under the deployed
+/// API role (`keyfleet-api`, so the emulator holds it to its policy), with
+/// the deployment's configuration plus `api` (the body of an `[api]`
+/// section). Killed when dropped.
+pub struct Served {
+    child: std::process::Child,
+    pub base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Served {
+    pub fn start(cli: &Cli, api: &str) -> Served {
+        use std::io::BufRead;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = dir.path().join("keyfleet.toml");
+        let deployed = std::fs::read_to_string(&cli.config).expect("deployment config");
+        std::fs::write(&config, format!("{deployed}\n[api]\n{api}\n")).expect("write config");
+        let role = format!(
+            "arn:aws:iam::{}:role/keyfleet-api",
+            keyfleet_testkit::DEFAULT_ACCOUNT
+        );
+        let mut child = Command::new(env!("CARGO_BIN_EXE_keyfleet"))
+            .arg("--config")
+            .arg(&config)
+            .args(["--endpoint-url", &cli.endpoint])
+            .args(["serve", "--listen", "127.0.0.1:0", "--role-arn", &role])
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env("KEYFLEET_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("keyfleet serve starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read serve's first line");
+        let base = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("serve did not start: {line:?}"))
+            .to_string();
+        Served {
+            child,
+            base,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An HTTP answer: status, headers we look at, body.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub content_type: String,
+    pub retry_after: Option<String>,
+    pub body: String,
+}
+
+impl Answer {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+}
+
+/// One request to a served API: `method path` with an optional API key,
+/// extra headers and a JSON body. 4xx and 5xx are answers, not errors.
+pub fn call(
+    base: &str,
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+    headers: &[(&str, &str)],
+    body: Option<serde_json::Value>,
+) -> Answer {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let url = format!("{base}{path}");
+    let mut req = ureq::http::Request::builder().method(method).uri(&url);
+    if let Some(k) = key {
+        req = req.header("x-api-key", k);
+    }
+    for (h, v) in headers {
+        req = req.header(*h, *v);
+    }
+    let mut resp = match body {
+        Some(b) => agent.run(
+            req.header("content-type", "application/json")
+                .body(b.to_string())
+                .expect("request"),
+        ),
+        None => agent.run(req.body(()).expect("request")),
+    }
+    .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let header = |name: &str| {
+        resp.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let content_type = header("content-type").unwrap_or_default();
+    let retry_after = header("retry-after");
+    Answer {
+        status: resp.status().as_u16(),
+        content_type,
+        retry_after,
+        body: resp.body_mut().read_to_string().unwrap_or_default(),
+    }
+}

@@ -3,6 +3,7 @@
 //! One test binary (it links the whole SDK); the timeline test drives the
 //! real CLI as a subprocess, the way an operator would.
 
+mod api;
 mod common;
 mod failures;
 mod hygiene;

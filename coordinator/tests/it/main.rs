@@ -19,3 +19,4 @@ mod mail_retry;
 mod manual;
 mod no_success;
 mod org_run;
+mod reactivation;

@@ -1,0 +1,296 @@
+//! The security team's API end to end: `keyfleet serve` under the deployed
+//! API role (the emulator enforces its policy, and the test compares what
+//! it used with what it is granted) over the reports of the deployed
+//! system, its keys read from the API keys secret as the Lambda reads them.
+//! Every endpoint, every refusal (401, 403, 404, 400, 409, 429), an
+//! emergency rotation through the API carried out by the deployed
+//! coordinator and agent, and no response holding a secret or an API key.
+
+use crate::common::*;
+use crate::mails::delivered_key;
+use keyfleet_api::keys::generate;
+use keyfleet_api::Scope;
+use keyfleet_protocol::report::RunReport;
+use keyfleet_protocol::Verdict;
+use keyfleet_testkit::seed::{self, key, user};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_serves_reports_and_acts_through_the_coordinator_under_its_role() {
+    let emu = emu();
+    let cli = deployment().await;
+    let account = create_account("api").await;
+    let iam = iam_of(&account).await;
+    seed::populate(
+        emu,
+        &iam,
+        &account,
+        &[
+            // Due for rotation: the run delivers a new key.
+            user("owner", vec![key(85, true, Some(1))]),
+            // Inactive past delete_after: the run deletes it.
+            user("gone", vec![key(150, false, Some(60))]),
+        ],
+    )
+    .await
+    .expect("seed");
+    let gone_key = seed::keys(&iam, "gone").await.unwrap()[0].0.clone();
+    let report: RunReport =
+        serde_json::from_str(&cli.run(&["run", "--json", "--accounts", &account]))
+            .expect("report JSON");
+    let run = report.run_id.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let delivered = delivered_key(
+        &emu.outbox().unwrap(),
+        "owner-owner@example.com",
+        "-owner.zip",
+        dir.path(),
+    );
+    let owner_keys = seed::keys(&iam, "owner").await.unwrap();
+    assert_eq!(owner_keys.len(), 2, "{owner_keys:?}");
+
+    // Keys as the deployed API holds them: hashes in its secret.
+    let (reader_key, reader) = generate("e2e-reader", &[Scope::Read]);
+    let (ops_key, ops) = generate("e2e-ops", &[Scope::Read, Scope::Rotate]);
+    aws_sdk_secretsmanager::Client::new(&emu.config())
+        .put_secret_value()
+        .secret_id("keyfleet-api/api-keys")
+        .secret_string(serde_json::to_string(&[&reader, &ops]).unwrap())
+        .send()
+        .await
+        .expect("PutSecretValue keyfleet-api/api-keys");
+    let served = Served::start(cli, "keys_secret = \"keyfleet-api/api-keys\"");
+    let base = served.base.as_str();
+    let get = |path: &str, key: Option<&str>| call(base, "GET", path, key, &[], None);
+    let mut bodies: Vec<String> = Vec::new();
+
+    // Reads, labelled with their run.
+    let runs = get("/v1/runs?limit=200", Some(&reader_key));
+    assert_eq!(runs.status, 200, "{}", runs.body);
+    assert!(runs.body.contains(&run), "{}", runs.body);
+    let one = get(&format!("/v1/runs/{run}"), Some(&reader_key));
+    assert_eq!(one.status, 200, "{}", one.body);
+    assert_eq!(one.json()["run_id"], run.as_str());
+    let csv = call(
+        base,
+        "GET",
+        &format!("/v1/runs/{run}"),
+        Some(&reader_key),
+        &[("accept", "text/csv")],
+        None,
+    );
+    assert_eq!(csv.status, 200);
+    assert!(csv.content_type.starts_with("text/csv"), "{csv:?}");
+    assert!(csv
+        .body
+        .lines()
+        .any(|l| l.contains(&account) && l.contains("owner")));
+    let keys = get(
+        &format!("/v1/accounts/{account}/users/owner/keys"),
+        Some(&reader_key),
+    );
+    assert_eq!(keys.status, 200, "{}", keys.body);
+    let v = keys.json();
+    assert_eq!(
+        v["run_id"],
+        run.as_str(),
+        "labelled with the run it comes from"
+    );
+    let ids: Vec<(String, bool)> = v["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            (
+                k["key_id"].as_str().unwrap().to_string(),
+                k["status"] == "Active",
+            )
+        })
+        .collect();
+    assert_eq!(
+        ids, owner_keys,
+        "the keys at the end of the run, as IAM has them"
+    );
+    let export = get("/v1/export", Some(&reader_key));
+    assert_eq!(export.status, 200, "{}", export.body);
+    let export_csv = get("/v1/export?format=csv", Some(&reader_key));
+    assert_eq!(export_csv.status, 200);
+    assert!(export_csv.content_type.starts_with("text/csv"));
+    let openapi = get("/openapi.json", None);
+    assert_eq!(openapi.status, 200);
+    assert!(openapi.json()["paths"]["/v1/export"].is_object());
+    let dashboard = get("/", Some(&reader_key));
+    assert_eq!(dashboard.status, 200);
+    assert!(dashboard.body.contains("<html"));
+    bodies.extend(
+        [
+            &runs,
+            &one,
+            &csv,
+            &keys,
+            &export,
+            &export_csv,
+            &openapi,
+            &dashboard,
+        ]
+        .iter()
+        .map(|a| a.body.clone()),
+    );
+
+    // Refusals, each with its status, as problem details.
+    let owner_path = format!("/v1/accounts/{account}/users/owner");
+    let problems = [
+        (get("/v1/runs", None), 401),
+        (get("/v1/runs", Some("kfk_not-a-key-anyone-was-given")), 401),
+        (
+            call(
+                base,
+                "POST",
+                &format!("{owner_path}/rotate"),
+                Some(&reader_key),
+                &[],
+                None,
+            ),
+            403,
+        ),
+        (
+            call(
+                base,
+                "POST",
+                &format!("{owner_path}/keys/{}/reactivate", owner_keys[0].0),
+                Some(&reader_key),
+                &[],
+                None,
+            ),
+            403,
+        ),
+        (
+            get(
+                &format!("/v1/accounts/{account}/users/nobody/keys"),
+                Some(&reader_key),
+            ),
+            404,
+        ),
+        (
+            get("/v1/accounts/12ab/users/owner/keys", Some(&reader_key)),
+            400,
+        ),
+        (
+            get(
+                &format!("/v1/accounts/{account}/users/bad%2Fname/keys"),
+                Some(&reader_key),
+            ),
+            400,
+        ),
+        (
+            call(
+                base,
+                "POST",
+                &format!("{owner_path}/keys/not-a-key-id/reactivate"),
+                Some(&ops_key),
+                &[],
+                None,
+            ),
+            400,
+        ),
+        (
+            call(
+                base,
+                "POST",
+                &format!("/v1/accounts/{account}/users/gone/keys/{gone_key}/reactivate"),
+                Some(&ops_key),
+                &[],
+                None,
+            ),
+            409,
+        ),
+    ];
+    for (answer, status) in &problems {
+        assert_eq!(answer.status, *status, "{answer:?}");
+        assert!(
+            answer.content_type.starts_with("application/problem+json"),
+            "{answer:?}"
+        );
+        assert_eq!(answer.json()["status"], *status);
+        bodies.push(answer.body.clone());
+    }
+    assert!(problems[8].0.json()["type"]
+        .as_str()
+        .unwrap()
+        .contains("key-deleted"));
+
+    // An emergency rotation through the API: the deployed coordinator and
+    // agent carry it out.
+    let rotate = call(
+        base,
+        "POST",
+        &format!("{owner_path}/rotate"),
+        Some(&ops_key),
+        &[],
+        Some(serde_json::json!({"key_id": owner_keys[0].0, "deactivate_old": true})),
+    );
+    assert_eq!(rotate.status, 202, "{}", rotate.body);
+    let emergency = rotate.json()["run_id"].as_str().unwrap().to_string();
+    bodies.push(rotate.body.clone());
+    emu.settle(&[&account, keyfleet_testkit::DEFAULT_ACCOUNT], 120)
+        .expect("settled");
+    let after = cli.report(&emergency);
+    let owner = &after["accounts"][0]["users"][0];
+    assert_eq!(owner["user_name"], "owner");
+    assert_eq!(owner["verdict"], Verdict::Rotated.as_str(), "{owner}");
+    let now = seed::keys(&iam, "owner").await.unwrap();
+    assert_eq!(now.len(), 2);
+    assert!(
+        !now.iter().any(|(id, _)| *id == owner_keys[0].0),
+        "the named key was replaced"
+    );
+    assert!(now.iter().all(|(_, active)| *active));
+    let runs = get("/v1/runs?limit=200", Some(&reader_key));
+    assert!(runs.body.contains(&emergency));
+    bodies.push(runs.body);
+
+    // Limits: a key that spends its burst is answered 429 with Retry-After
+    // (a second server with a burst of two and one request a minute).
+    let limited = Served::start(
+        cli,
+        "keys_secret = \"keyfleet-api/api-keys\"\nrate_limit_per_minute = 1\nrate_limit_burst = 2",
+    );
+    let statuses: Vec<u16> = (0..3)
+        .map(|_| {
+            call(
+                &limited.base,
+                "GET",
+                "/v1/runs?limit=1",
+                Some(&reader_key),
+                &[],
+                None,
+            )
+        })
+        .map(|a| {
+            if a.status == 429 {
+                assert!(a.retry_after.is_some(), "{a:?}");
+                assert!(a.content_type.starts_with("application/problem+json"));
+            }
+            a.status
+        })
+        .collect();
+    assert_eq!(statuses, [200, 200, 429]);
+
+    // No answer held the rotation's secret or any API key.
+    for body in &bodies {
+        for secret in [
+            delivered.secret_access_key.as_str(),
+            delivered.password.as_str(),
+            reader_key.as_str(),
+            ops_key.as_str(),
+        ] {
+            assert!(!body.contains(secret), "a secret in a response:\n{body}");
+        }
+    }
+    drop(served);
+    drop(limited);
+    crate::permissions::assert_roles_use_what_they_are_granted(&[(
+        "keyfleet-api",
+        keyfleet_testkit::DEFAULT_ACCOUNT,
+    )])
+    .await;
+}

@@ -1,0 +1,73 @@
+//! A reactivated key's mail: the owner is told of the reactivation once,
+//! and the notices of the key's second deactivation are not dropped as
+//! duplicates of the first ones (the ledger releases them when the
+//! reactivation is told).
+
+use crate::fleet::*;
+use keyfleet_protocol::JobMode;
+use keyfleet_testkit::seed::{key, user};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reactivated_keys_second_deactivation_reaches_its_owner() {
+    let mut member = create_member("reactivated").await;
+    member.deploy_agent().await;
+    member
+        .populate(&[user(
+            "app",
+            vec![key(95, true, Some(20)), key(15, true, Some(1))],
+        )])
+        .await;
+    let old = member.created["app"][0].clone();
+    let owner = owner_address("app");
+    let central = Central::new(Setup::default()).await;
+    let kinds = || -> Vec<String> { emails_to(&owner).into_iter().map(|m| m.kind).collect() };
+
+    // Day 95: the pair's older key is deactivated.
+    central.start_run_on(&[&member.id]).await;
+    member.run_agent(&central.public_key).await;
+    central.intake_until_finalized().await;
+    assert_eq!(kinds(), ["deactivated"]);
+    assert_eq!(member.keys("app").await[0], (old.clone(), false));
+
+    // The security team switches it back on; the result is delivered twice.
+    let run_id = central
+        .coordinator
+        .start_run(keyfleet_coordinator::RunRequest {
+            accounts: Some(vec![member.id.clone()]),
+            mode: JobMode::Reactivate {
+                user: "app".into(),
+                key_id: old.clone(),
+            },
+            ..Default::default()
+        })
+        .await
+        .expect("start the reactivation")
+        .run_id;
+    let (_, result) = member.run_agent(&central.public_key).await;
+    assert_eq!(
+        result.users[0].verdict,
+        keyfleet_protocol::Verdict::Reactivated
+    );
+    let body = String::from_utf8(keyfleet_protocol::encode(&result)).unwrap();
+    central.intake_until_finalized().await;
+    central
+        .coordinator
+        .intake(&body, 2)
+        .await
+        .expect("a second delivery is taken in");
+    assert_eq!(kinds(), ["deactivated", "reactivated"], "told once");
+    let mail = emails_of_run(&run_id)
+        .into_iter()
+        .find(|m| m.kind == "reactivated")
+        .expect("reactivation email");
+    assert!(mail.text.contains(&old) && mail.text.contains("deactivated again on"));
+    assert_eq!(member.keys("app").await[0], (old.clone(), true));
+
+    // Ten days later its grace is over: deactivated again, and told again.
+    emu().advance_clock(10.0, Some(&member.id)).unwrap();
+    central.start_run_on(&[&member.id]).await;
+    member.run_agent(&central.public_key).await;
+    central.intake_until_finalized().await;
+    assert_eq!(kinds(), ["deactivated", "reactivated", "deactivated"]);
+    assert_eq!(member.keys("app").await[0], (old, false));
+}
