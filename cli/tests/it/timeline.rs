@@ -1,17 +1,20 @@
 //! The rotation timeline through the CLI: day 0 keys; day 81 -> new key
 //! delivered (zip decrypted by an independent implementation, key matches
-//! IAM); day 91 -> old key deactivated; day 101 -> deleted. An exempt user
+//! IAM); day 91 -> old key deactivated; day 92 -> reactivated through the
+//! API (`keyfleet serve`) and not used afterwards; active until day 102,
+//! deactivated then with a notice; deleted on day 112, never deactivated
+//! and deleted in one run. An exempt user
 //! is untouched throughout, a user without email is reported unreachable,
 //! notices go out once, and a dry run before each step changes nothing and
 //! predicts exactly what the real run then does.
 
 use keyfleet_protocol::report::RunReport;
-use keyfleet_protocol::{predictable, Outcome, Verdict};
+use keyfleet_protocol::{predictable, Action, Outcome, Verdict};
 use keyfleet_testkit::seed::{self, key, user, UserSpec};
 use keyfleet_testkit::Emulator;
 use std::collections::BTreeMap;
 
-use crate::common::{create_account, deployment, iam_of, Cli};
+use crate::common::{call, create_account, deployment, iam_of, Cli, Served};
 use crate::mails::{delivered_key, kinds_for, lambda_logs};
 
 /// The day-N cycle: `keyfleet run --json --accounts <account>`, dry or real.
@@ -194,19 +197,90 @@ async fn rotation_timeline_through_the_cli() {
         Verdict::Unreachable
     );
 
-    // Day 101: the inactive key is deleted.
-    emu.advance_clock(10.0, Some(&account)).unwrap();
-    let before = keys_of(&iam, &names).await;
-    let plan = cycle(cli, &account, true);
-    assert_eq!(
-        keys_of(&iam, &names).await,
-        before,
-        "day 101 dry run changed IAM"
+    // Day 92: an application broke; the security team switches the old key
+    // back on through the API (the deployed coordinator and agent do it).
+    emu.advance_clock(1.0, Some(&account)).unwrap();
+    let (ops_key, ops) = keyfleet_api::keys::generate(
+        "timeline-ops",
+        &[keyfleet_api::Scope::Read, keyfleet_api::Scope::Rotate],
     );
-    let real = cycle(cli, &account, false);
-    assert_plan_predicts(&plan, &real, &account, "day 101");
+    let served = Served::start(
+        cli,
+        &format!(
+            "keys = [{{ id = \"{}\", sha256 = \"{}\", scopes = [\"read\", \"rotate\"] }}]",
+            ops.id, ops.sha256
+        ),
+    );
+    let answer = call(
+        &served.base,
+        "POST",
+        &format!("/v1/accounts/{account}/users/owner/keys/{k1}/reactivate"),
+        Some(&ops_key),
+        &[],
+        None,
+    );
+    assert_eq!(answer.status, 202, "{}", answer.body);
+    let reactivation = answer.json()["run_id"].as_str().unwrap().to_string();
+    emu.settle(&[&account, keyfleet_testkit::DEFAULT_ACCOUNT], 120)
+        .expect("settled");
+    let report: RunReport =
+        serde_json::from_value(cli.report(&reactivation)).expect("reactivation report");
+    assert_eq!(
+        users_of(&report, &account)["owner"].verdict,
+        Verdict::Reactivated
+    );
+    assert_eq!(
+        keys_of(&iam, &["owner"]).await["owner"],
+        vec![(k1.clone(), true), (k2.clone(), true)],
+        "switched back on"
+    );
+
+    // Days 101, 102, 111, 112: the reactivated key keeps its fresh notice
+    // period (active on day 101), is deactivated on day 102 with a notice,
+    // kept inactive for the recovery window (day 111) and deleted on day
+    // 112: never deactivated and deleted in one run. Each day's dry run
+    // predicts its run exactly.
+    let steps: [(f64, &str, Vec<(String, bool)>); 4] = [
+        (9.0, "day 101", vec![(k1.clone(), true), (k2.clone(), true)]),
+        (
+            1.0,
+            "day 102",
+            vec![(k1.clone(), false), (k2.clone(), true)],
+        ),
+        (
+            9.0,
+            "day 111",
+            vec![(k1.clone(), false), (k2.clone(), true)],
+        ),
+        (1.0, "day 112", vec![(k2.clone(), true)]),
+    ];
+    for (days, step, want) in steps {
+        emu.advance_clock(days, Some(&account)).unwrap();
+        let before = keys_of(&iam, &names).await;
+        let plan = cycle(cli, &account, true);
+        assert_eq!(
+            keys_of(&iam, &names).await,
+            before,
+            "{step} dry run changed IAM"
+        );
+        let real = cycle(cli, &account, false);
+        assert_plan_predicts(&plan, &real, &account, step);
+        assert_eq!(keys_of(&iam, &["owner"]).await["owner"], want, "{step}");
+        let owner = &users_of(&real, &account)["owner"];
+        let deactivated = owner
+            .actions
+            .iter()
+            .any(|a| matches!(&a.action, Action::Deactivate { key_id } if *key_id == k1));
+        let deleted = owner
+            .actions
+            .iter()
+            .any(|a| matches!(&a.action, Action::Delete { key_id } if *key_id == k1));
+        assert!(
+            !(deactivated && deleted),
+            "{step}: deactivated and deleted in one run"
+        );
+    }
     let after101 = keys_of(&iam, &names).await;
-    assert_eq!(after101["owner"], vec![(k2.clone(), true)]);
     assert_eq!(
         after101["exempt"],
         day0["exempt"]
@@ -215,6 +289,17 @@ async fn rotation_timeline_through_the_cli() {
             .collect::<Vec<_>>()
     );
     assert_eq!(after101["noemail"].len(), 1);
+    // Deleted now: the API refuses to reactivate it.
+    let gone = call(
+        &served.base,
+        "POST",
+        &format!("/v1/accounts/{account}/users/owner/keys/{k1}/reactivate"),
+        Some(&ops_key),
+        &[],
+        None,
+    );
+    assert_eq!(gone.status, 409, "{}", gone.body);
+    drop(served);
 
     // Every owner email went out exactly once.
     let mails = emu.outbox().unwrap();
@@ -222,8 +307,11 @@ async fn rotation_timeline_through_the_cli() {
     let count = |k: &str| kinds.iter().filter(|x| *x == k).count();
     assert_eq!(count("new_key"), 1, "{kinds:?}");
     assert_eq!(count("password"), 1, "{kinds:?}");
-    assert_eq!(count("deactivation_scheduled"), 1, "{kinds:?}");
-    assert_eq!(count("deactivated"), 1, "{kinds:?}");
+    // The reminders and the deactivation twice: before and after the
+    // reactivation, which is told once.
+    assert_eq!(count("deactivation_scheduled"), 2, "{kinds:?}");
+    assert_eq!(count("deactivated"), 2, "{kinds:?}");
+    assert_eq!(count("reactivated"), 1, "{kinds:?}");
     assert_eq!(count("deleted"), 1, "{kinds:?}");
     assert!(kinds_for(&mails, &account, "owner-exempt@example.com").is_empty());
 
@@ -264,7 +352,8 @@ async fn rotation_timeline_through_the_cli() {
     assert!(after["owner"][1].1 && after["owner"][1].0 != k2);
 
     // All of it ran in the deployed Lambdas: the agent of this account
-    // once per run (three plans, three runs, the rotation), under its role.
+    // once per run (six plans, six runs, the reactivation, the rotation),
+    // under its role.
     // Each run was over when its report was; an invocation's record is
     // complete once the emulator has nothing left to do in the account.
     emu.settle(&[&account], 120).unwrap();
@@ -280,7 +369,7 @@ async fn rotation_timeline_through_the_cli() {
                 && i["status"] == "ok"
         })
         .count();
-    assert_eq!(agent_runs, 7, "one agent invocation per run");
+    assert_eq!(agent_runs, 14, "one agent invocation per run");
     crate::permissions::assert_used_matches_granted(&account, keyfleet_testkit::DEFAULT_ACCOUNT)
         .await;
 }
