@@ -22,9 +22,15 @@
 //! without one each process draws its own, and a browser that lands on
 //! another instance is asked to log in again.
 //!
-//! A session only authenticates `GET`s (the `read` scope): the two actions
-//! need the `x-api-key` header, which no other site can make a browser
-//! send, so there is nothing to forge across sites.
+//! **Which routes take the cookie** ([`Access::KeyOrSession`]): only the
+//! browser's, outside `/v1`, all `GET`s with the `read` scope: the dashboard
+//! `/`, the stored reports `/runs/{run_id}/report.{html,json,csv}` and the
+//! key inventory `/export.csv` and `/export.json`. Every `/v1` route
+//! ([`Access::Key`]) takes only the `x-api-key` header, as API Gateway in
+//! front of it does (it requires its API key on `/v1`, so a cookie could
+//! not get a browser there anyway). The two actions thus need the header,
+//! which no other site can make a browser send, so there is nothing to
+//! forge across sites; and the cookie's routes only read.
 
 use crate::keys::{ApiKeyEntry, Scope};
 use crate::limit::Limiter;

@@ -18,6 +18,14 @@
 //! A browser without a session gets the login form (`POST /login`, see
 //! [`crate::auth`]). Links start with the [`crate::routes::BasePath`] the
 //! request was mounted at, so the pages work behind an API Gateway stage.
+//!
+//! **The pages link only outside `/v1`**: to the stored reports
+//! (`/runs/{id}/report.{json,csv,html}`) and the key inventory
+//! (`/export.csv`, `/export.json`), which take the session cookie. In
+//! production API Gateway requires its API key (`x-api-key`) on every
+//! `/v1` path, which a browser following a link cannot send, and the API
+//! itself takes only the header there. The users table shows each user's
+//! keys in place, so it links to no per-user read.
 
 use crate::auth::Denied;
 use crate::data::RunSummary;
@@ -231,11 +239,12 @@ fn summary(r: &RunReport, base: &str) -> Markup {
         section #summary {
             h2 { "Latest scheduled run" }
             p {
-                "Run " a #latest-run href=(format!("{base}/v1/runs/{}", r.run_id)) { code { (r.run_id) } }
+                "Run " a #latest-run href=(format!("{base}/runs/{}/report.json", r.run_id)) { code { (r.run_id) } }
                 ", started " (when(r.created_at)) ", finalized " (when(r.finalized_at)) ". "
                 a href=(format!("{base}/runs/{}/report.html", r.run_id)) { "HTML report" } " · "
-                a href=(format!("{base}/v1/runs/{}?format=csv", r.run_id)) { "CSV" } " · "
-                a href=(format!("{base}/v1/export?format=csv", )) { "key inventory (CSV)" }
+                a href=(format!("{base}/runs/{}/report.csv", r.run_id)) { "CSV" } " · "
+                a #export-csv href=(format!("{base}/export.csv")) { "key inventory (CSV)" } " · "
+                a #export-json href=(format!("{base}/export.json")) { "(JSON)" }
                 @if !r.complete { " " span .bad { "Incomplete: some accounts did not report." } }
             }
             div .cards {
@@ -428,7 +437,7 @@ fn users(r: &RunReport, f: &Filter, base: &str) -> Markup {
                         tr data-account=(u.account_id) {
                             td { code { (u.account_id) } @if !u.account_name.is_empty() { br; span .note { (u.account_name) } } }
                             td {
-                                a href=(format!("{base}/v1/accounts/{}/users/{}/keys", u.account_id, u.user_name)) { (u.user_name) }
+                                (u.user_name)
                                 @if u.path != "/" { br; span .note { (u.path) } }
                             }
                             td { (u.verdict.as_str().replace('_', " ")) }
@@ -485,8 +494,8 @@ fn runs(runs: &[Arc<RunSummary>], base: &str) -> Markup {
                                 td class=[s.problems.then_some("bad")] { (s.totals.accounts_ok) " of " (s.totals.accounts) " ok" }
                                 td { (s.totals.users) }
                                 td {
-                                    a href=(format!("{base}/v1/runs/{}", s.run_id)) { "JSON" } " · "
-                                    a href=(format!("{base}/v1/runs/{}?format=csv", s.run_id)) { "CSV" } " · "
+                                    a href=(format!("{base}/runs/{}/report.json", s.run_id)) { "JSON" } " · "
+                                    a href=(format!("{base}/runs/{}/report.csv", s.run_id)) { "CSV" } " · "
                                     a href=(format!("{base}/runs/{}/report.html", s.run_id)) { "HTML" }
                                 }
                             }

@@ -4,10 +4,11 @@
 //! Reads go through the run store's read side: the run ids from
 //! [`keyfleet_coordinator::reports::Reports`], each finalized report from
 //! `runs/<id>/report.json` (whose existence means the run is finalized),
-//! and the stored HTML page from `reports/<id>/report.html`
-//! ([`RunStore`], [`store::report_key`]). A report that exists but cannot
-//! be read is logged and left out, not silently dropped and not fatal to
-//! every read.
+//! and the rendered reports, served as stored, from
+//! `reports/<id>/report.{json,csv,html}` ([`RunStore`],
+//! [`store::report_key`]). A finalized report that exists but cannot be
+//! read is logged and left out, not silently dropped and not fatal to every
+//! read.
 //!
 //! A finalized report never changes (it is written once, with
 //! `If-None-Match: *`), so what was read of it is kept: each run's summary
@@ -239,8 +240,9 @@ impl ReportData {
         Ok(None)
     }
 
-    /// The stored HTML page of a run (`reports/<id>/report.html`).
-    pub async fn html(&self, run_id: &str) -> Result<Option<Vec<u8>>, DataError> {
-        Ok(self.store.get(&store::report_key(run_id, "html")).await?)
+    /// A stored rendered report of a run (`reports/<id>/report.<ext>`,
+    /// `ext` being `json`, `csv` or `html`), as the coordinator wrote it.
+    pub async fn rendered(&self, run_id: &str, ext: &str) -> Result<Option<Vec<u8>>, DataError> {
+        Ok(self.store.get(&store::report_key(run_id, ext)).await?)
     }
 }

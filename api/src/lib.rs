@@ -30,6 +30,13 @@
 //! - **Authentication**: API keys, stored as SHA-256 hashes, with `read` and
 //!   `rotate` scopes ([`keys`]); browser sessions are signed cookies that
 //!   hold no key ([`auth`]); rate limits per key id ([`limit`]).
+//! - **Two doors.** Everything under `/v1` is for API clients and takes only
+//!   the `x-api-key` header (API Gateway requires its key there too). The
+//!   browser's routes are outside `/v1` and take the session cookie or the
+//!   header: the dashboard `/`, a run's stored reports
+//!   (`/runs/{run_id}/report.{html,json,csv}`) and the key inventory
+//!   (`/export.csv`, `/export.json`, the content of `/v1/export`). The
+//!   dashboard links only to those.
 //! - **Errors** are RFC 9457 problem details ([`problem`]).
 //! - **OpenAPI**: the route table ([`routes::ROUTES`]) is the one source of
 //!   both the router and `/openapi.json` ([`openapi`]); a test holds the

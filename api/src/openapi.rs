@@ -139,7 +139,7 @@ fn components() -> Value {
             },
             "session": {
                 "type": "apiKey", "in": "cookie", "name": "keyfleet_session",
-                "description": "The dashboard's signed session cookie, from POST /login; GET operations only.",
+                "description": "The dashboard's signed session cookie, from POST /login: only the browser's GET routes outside /v1 (/, /runs/{run_id}/report.{html,json,csv}, /export.csv, /export.json). Every /v1 route needs x-api-key.",
             },
         },
         "headers": {

@@ -6,6 +6,12 @@
 //! writes `/openapi.json` from the same table. The test suite holds the
 //! two together: every documented operation is routed, every other method
 //! on its path is a 405, and every status a test sees is documented.
+//!
+//! Who may call: `/v1/*` is header-only ([`Access::Key`]); the browser's
+//! routes outside `/v1` (`/`, `/runs/{run_id}/report.{html,json,csv}`,
+//! `/export.csv`, `/export.json`) take the session cookie or the header
+//! ([`Access::KeyOrSession`]) and refuse with HTML pages (the login form
+//! for a 401). See [`crate::auth`].
 
 use crate::auth::{self, Access, Caller, Denied};
 use crate::data::DataError;
@@ -125,10 +131,14 @@ pub enum Op {
     ListRuns,
     GetRun,
     RunHtml,
+    RunJson,
+    RunCsv,
     UserKeys,
     Rotate,
     Reactivate,
     Export,
+    ExportCsv,
+    ExportJson,
 }
 
 /// One operation of the API.
@@ -196,6 +206,19 @@ const R502: Resp = problem(
     502,
     "S3 or the coordinator failed; the detail names the error id in the API's log.",
 );
+// The browser routes' refusals: pages (the login form for a 401).
+const B401: Resp = Resp {
+    headers: &["WWW-Authenticate"],
+    ..page(
+        401,
+        "The login form: no API key or session, or not a valid one.",
+    )
+};
+const B403: Resp = page(403, "The API key lacks the read scope.");
+const B429: Resp = Resp {
+    headers: &["Retry-After"],
+    ..page(429, "Rate limit of the API key reached.")
+};
 const R202: Resp = Resp {
     status: 202,
     description: "The coordinator started the run.",
@@ -376,7 +399,7 @@ pub const ROUTES: &[Route] = &[
         op: Op::ListRuns,
         operation_id: "listRuns",
         summary: "Finalized runs, newest first: scheduled, one-user (rotate, reactivate) and dry runs.",
-        access: Access::KeyOrSession(Scope::Read),
+        access: Access::Key(Scope::Read),
         html: false,
         params: &[Param {
             name: "limit",
@@ -408,7 +431,7 @@ pub const ROUTES: &[Route] = &[
         op: Op::GetRun,
         operation_id: "getRun",
         summary: "A run's consolidated report: JSON, or the CSV report with Accept: text/csv.",
-        access: Access::KeyOrSession(Scope::Read),
+        access: Access::Key(Scope::Read),
         html: false,
         params: &[P_RUN, P_FORMAT],
         body: None,
@@ -454,16 +477,66 @@ pub const ROUTES: &[Route] = &[
                 headers: RUN_HEADERS,
             },
             R400,
-            Resp {
-                headers: &["WWW-Authenticate"],
-                ..page(401, "The login form.")
-            },
-            page(403, "The API key lacks the read scope."),
+            B401,
+            B403,
             problem(404, "No HTML report for this run."),
+            B429,
+            R502,
+        ],
+    },
+    Route {
+        verb: Verb::Get,
+        path: "/runs/{run_id}/report.json",
+        op: Op::RunJson,
+        operation_id: "getRunJsonFile",
+        summary: "For the browser (session cookie or x-api-key, outside /v1): a run's stored JSON report (reports/<run_id>/report.json). API clients use /v1/runs/{run_id}.",
+        access: Access::KeyOrSession(Scope::Read),
+        html: true,
+        params: &[P_RUN],
+        body: None,
+        responses: &[
             Resp {
-                headers: &["Retry-After"],
-                ..page(429, "Rate limit of the API key reached.")
+                status: 200,
+                description: "The JSON report.",
+                content: &[Content {
+                    media: JSON,
+                    schema: Some("RunReport"),
+                }],
+                headers: RUN_HEADERS,
             },
+            R400,
+            B401,
+            B403,
+            problem(404, "No JSON report for this run."),
+            B429,
+            R502,
+        ],
+    },
+    Route {
+        verb: Verb::Get,
+        path: "/runs/{run_id}/report.csv",
+        op: Op::RunCsv,
+        operation_id: "getRunCsvFile",
+        summary: "For the browser (session cookie or x-api-key, outside /v1): a run's stored CSV report (reports/<run_id>/report.csv), as a download. API clients use /v1/runs/{run_id}?format=csv.",
+        access: Access::KeyOrSession(Scope::Read),
+        html: true,
+        params: &[P_RUN],
+        body: None,
+        responses: &[
+            Resp {
+                status: 200,
+                description: "The CSV report.",
+                content: &[Content {
+                    media: CSV,
+                    schema: None,
+                }],
+                headers: RUN_HEADERS,
+            },
+            R400,
+            B401,
+            B403,
+            problem(404, "No CSV report for this run."),
+            B429,
             R502,
         ],
     },
@@ -473,7 +546,7 @@ pub const ROUTES: &[Route] = &[
         op: Op::UserKeys,
         operation_id: "getUserKeys",
         summary: "A user's access keys as of the end of the latest scheduled run, and where the current secret is kept. Never a secret.",
-        access: Access::KeyOrSession(Scope::Read),
+        access: Access::Key(Scope::Read),
         html: false,
         params: &[P_ACCOUNT, P_USER],
         body: None,
@@ -546,7 +619,7 @@ pub const ROUTES: &[Route] = &[
         op: Op::Export,
         operation_id: "exportKeys",
         summary: "The organization's key inventory as of the end of the latest scheduled run: one row per key, JSON or CSV. Never a secret.",
-        access: Access::KeyOrSession(Scope::Read),
+        access: Access::Key(Scope::Read),
         html: false,
         params: &[P_FORMAT],
         body: None,
@@ -574,6 +647,60 @@ pub const ROUTES: &[Route] = &[
             R502,
         ],
     },
+    Route {
+        verb: Verb::Get,
+        path: "/export.csv",
+        op: Op::ExportCsv,
+        operation_id: "exportKeysCsvFile",
+        summary: "For the browser (session cookie or x-api-key, outside /v1): the key inventory of /v1/export as CSV, a download. Never a secret.",
+        access: Access::KeyOrSession(Scope::Read),
+        html: true,
+        params: &[],
+        body: None,
+        responses: &[
+            Resp {
+                status: 200,
+                description: "The inventory.",
+                content: &[Content {
+                    media: CSV,
+                    schema: None,
+                }],
+                headers: RUN_HEADERS,
+            },
+            B401,
+            B403,
+            problem(404, "No finalized scheduled run yet."),
+            B429,
+            R502,
+        ],
+    },
+    Route {
+        verb: Verb::Get,
+        path: "/export.json",
+        op: Op::ExportJson,
+        operation_id: "exportKeysJsonFile",
+        summary: "For the browser (session cookie or x-api-key, outside /v1): the key inventory of /v1/export as JSON. Never a secret.",
+        access: Access::KeyOrSession(Scope::Read),
+        html: true,
+        params: &[],
+        body: None,
+        responses: &[
+            Resp {
+                status: 200,
+                description: "The inventory.",
+                content: &[Content {
+                    media: JSON,
+                    schema: Some("Export"),
+                }],
+                headers: RUN_HEADERS,
+            },
+            B401,
+            B403,
+            problem(404, "No finalized scheduled run yet."),
+            B429,
+            R502,
+        ],
+    },
 ];
 
 fn endpoint(r: &Route) -> MethodRouter<AppState> {
@@ -587,10 +714,14 @@ fn endpoint(r: &Route) -> MethodRouter<AppState> {
         Op::ListRuns => on(filter, list_runs),
         Op::GetRun => on(filter, get_run),
         Op::RunHtml => on(filter, run_html),
+        Op::RunJson => on(filter, run_json_file),
+        Op::RunCsv => on(filter, run_csv_file),
         Op::UserKeys => on(filter, user_keys),
         Op::Rotate => on(filter, rotate),
         Op::Reactivate => on(filter, reactivate),
         Op::Export => on(filter, export),
+        Op::ExportCsv => on(filter, export_csv_file),
+        Op::ExportJson => on(filter, export_json_file),
     }
 }
 
@@ -787,28 +918,70 @@ async fn get_run(
     Ok(label(resp, &report.run_id, report.finalized_at))
 }
 
+/// A rendered report of a run as the coordinator stored it
+/// (`reports/<run_id>/report.<ext>`, [`keyfleet_coordinator::store::report_key`]):
+/// the run id and the bytes, or a 404 naming `what` is missing.
+async fn stored_report(
+    state: &AppState,
+    path: Result<Path<String>, PathRejection>,
+    ext: &'static str,
+    what: &'static str,
+) -> Result<(String, Vec<u8>), Problem> {
+    let Path(run_id) = path.map_err(path_problem)?;
+    let run_id = ids::run(&run_id)?.to_string();
+    let bytes = state
+        .data()
+        .rendered(&run_id, ext)
+        .await
+        .map_err(store_failed)?
+        .ok_or_else(|| Problem::not_found(format!("no {what} report for run {run_id}")))?;
+    Ok((run_id, bytes))
+}
+
+/// Labels a stored report's answer with its run, when the run's finalized
+/// report is readable.
+async fn label_stored(state: &AppState, run_id: &str, resp: Response) -> Response {
+    match state.data().report(run_id).await {
+        Ok(Some(r)) => label(resp, &r.run_id, r.finalized_at),
+        _ => resp,
+    }
+}
+
 async fn run_html(
     State(state): State<AppState>,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Response, Problem> {
-    let Path(run_id) = path.map_err(path_problem)?;
-    let run_id = ids::run(&run_id)?;
-    let page = state
-        .data()
-        .html(run_id)
-        .await
-        .map_err(store_failed)?
-        .ok_or_else(|| Problem::not_found(format!("no HTML report for run {run_id}")))?;
+    let (run_id, page) = stored_report(&state, path, "html", "HTML").await?;
     let mut resp = html(StatusCode::OK, String::from_utf8_lossy(&page).into_owned());
     resp.headers_mut().insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(middleware::REPORT_CSP),
     );
-    // Label with the run's time when its report is readable.
-    Ok(match state.data().report(run_id).await {
-        Ok(Some(r)) => label(resp, &r.run_id, r.finalized_at),
-        _ => resp,
-    })
+    Ok(label_stored(&state, &run_id, resp).await)
+}
+
+/// `/runs/{run_id}/report.json`: the browser's copy of the JSON report.
+async fn run_json_file(
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Response, Problem> {
+    let (run_id, body) = stored_report(&state, path, "json", "JSON").await?;
+    let resp = (
+        [(header::CONTENT_TYPE, HeaderValue::from_static(JSON))],
+        body,
+    )
+        .into_response();
+    Ok(label_stored(&state, &run_id, resp).await)
+}
+
+/// `/runs/{run_id}/report.csv`: the browser's copy of the CSV report.
+async fn run_csv_file(
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Response, Problem> {
+    let (run_id, body) = stored_report(&state, path, "csv", "CSV").await?;
+    let resp = csv(body, &format!("keyfleet-report-{run_id}.csv"));
+    Ok(label_stored(&state, &run_id, resp).await)
 }
 
 /// The newest scheduled run, or a 404 saying there is none yet.
@@ -1026,7 +1199,21 @@ async fn export(
     q: Result<Query<FormatQuery>, QueryRejection>,
 ) -> Result<Response, Problem> {
     let as_csv = wants_csv(&headers, q)?;
-    let report = latest_scheduled(&state).await?;
+    export_as(&state, as_csv).await
+}
+
+async fn export_csv_file(State(state): State<AppState>) -> Result<Response, Problem> {
+    export_as(&state, true).await
+}
+
+async fn export_json_file(State(state): State<AppState>) -> Result<Response, Problem> {
+    export_as(&state, false).await
+}
+
+/// The inventory of the latest scheduled run (`/v1/export`, and the
+/// browser's `/export.csv` and `/export.json`).
+async fn export_as(state: &AppState, as_csv: bool) -> Result<Response, Problem> {
+    let report = latest_scheduled(state).await?;
     let rows = inventory::export_rows(&report);
     let resp = if as_csv {
         csv(

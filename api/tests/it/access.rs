@@ -7,12 +7,16 @@ use axum::http::Method;
 use keyfleet_api::RateLimit;
 use std::time::Duration;
 
-const READS: [&str; 5] = [
+const READS: [&str; 9] = [
     "/v1/runs",
     "/v1/export",
     "/",
     "/v1/runs/20260301T000000Z-aaaaaa",
     "/runs/20260301T000000Z-aaaaaa/report.html",
+    "/runs/20260301T000000Z-aaaaaa/report.json",
+    "/runs/20260301T000000Z-aaaaaa/report.csv",
+    "/export.csv",
+    "/export.json",
 ];
 
 #[tokio::test]
@@ -138,7 +142,7 @@ async fn a_browser_logs_in_with_a_form_and_keeps_a_cookie_that_is_not_the_key() 
     let a = login(form(&w.reader), Some("https")).await;
     assert!(a.header("set-cookie").unwrap().contains("Secure"));
 
-    // The session reads, in HTML and JSON.
+    // The session reads the browser's routes, in HTML, JSON and CSV.
     let with_cookie = |uri: &'static str, method: Method| {
         let w = &w;
         let cookie = cookie.clone();
@@ -156,7 +160,16 @@ async fn a_browser_logs_in_with_a_form_and_keeps_a_cookie_that_is_not_the_key() 
     let a = with_cookie("/", Method::GET).await;
     assert_eq!(a.status, 200, "{}", a.text());
     assert!(a.text().contains(LATEST));
-    assert_eq!(with_cookie("/v1/runs", Method::GET).await.status, 200);
+    for uri in [
+        "/runs/20260301T000000Z-aaaaaa/report.json",
+        "/runs/20260301T000000Z-aaaaaa/report.csv",
+        "/export.csv",
+        "/export.json",
+    ] {
+        assert_eq!(with_cookie(uri, Method::GET).await.status, 200, "{uri}");
+    }
+    // /v1 takes only the header (API Gateway asks for it there too).
+    with_cookie("/v1/runs", Method::GET).await.problem(401);
     // but never acts: the actions need the header.
     let a = w
         .call(

@@ -121,9 +121,11 @@ async fn pages_behind_a_stage_link_within_it() {
     assert_eq!(v["statusCode"], 200, "{v}");
     let page = v["body"].as_str().unwrap();
     assert!(
-        page.contains(&format!("href=\"/prod/v1/runs/{LATEST}\"")),
+        page.contains(&format!("href=\"/prod/runs/{LATEST}/report.json\"")),
         "{page}"
     );
+    assert!(page.contains("href=\"/prod/export.csv\""), "{page}");
+    assert!(!page.contains("/v1"), "a link under /v1: {page}");
     assert!(page.contains("action=\"/prod/\""));
     assert!(page.contains("dave") && !page.contains(">alice<"));
     // The login form posts within the stage too; over API Gateway's HTTPS
@@ -153,4 +155,31 @@ async fn pages_behind_a_stage_link_within_it() {
         "{headers}"
     );
     assert!(headers.contains("/prod/"), "{headers}");
+
+    // With that cookie alone the browser reads the routes outside /v1 (API
+    // Gateway lets them through without its key); /v1 wants the header.
+    let set = v["multiValueHeaders"]["set-cookie"][0]
+        .as_str()
+        .or(v["headers"]["set-cookie"].as_str())
+        .unwrap_or_else(|| panic!("no set-cookie: {v}"));
+    let cookie = set.split(';').next().unwrap().to_string();
+    for path in [
+        format!("/runs/{LATEST}/report.json"),
+        format!("/runs/{LATEST}/report.csv"),
+        "/export.csv".to_string(),
+        "/export.json".to_string(),
+    ] {
+        let v = handle(
+            &w,
+            event("GET", &path, Value::Null, json!({"Cookie": cookie})),
+        )
+        .await;
+        assert_eq!(v["statusCode"], 200, "{path}: {v}");
+    }
+    let v = handle(
+        &w,
+        event("GET", "/v1/export", Value::Null, json!({"Cookie": cookie})),
+    )
+    .await;
+    assert_eq!(v["statusCode"], 401, "{v}");
 }

@@ -156,6 +156,10 @@ pub async fn put_report(store: &RunStore, r: &RunReport) {
         .await
         .unwrap();
     store
+        .put(&store::report_key(id, "csv"), render::to_csv(r), "text/csv")
+        .await
+        .unwrap();
+    store
         .put(
             &store::report_key(id, "html"),
             render::to_html(r).into_bytes(),
@@ -254,6 +258,29 @@ impl World {
 
     pub async fn get(&self, uri: &str, key: Option<&str>) -> Answer {
         self.call(Method::GET, uri, key, &[], Body::empty()).await
+    }
+
+    /// Logs in through the form with `key`: the `Cookie` header value of
+    /// the session (`keyfleet_session=...`).
+    pub async fn login(&self, key: &str) -> String {
+        let a = self
+            .call(
+                Method::POST,
+                "/login",
+                None,
+                &[("content-type", "application/x-www-form-urlencoded")],
+                Body::from(format!("api_key={}", key.replace('+', "%2B"))),
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.text());
+        let set = a.header("set-cookie").expect("a session cookie");
+        set.split(';').next().unwrap().to_string()
+    }
+
+    /// A GET with a session cookie and no API key.
+    pub async fn get_with_cookie(&self, uri: &str, cookie: &str) -> Answer {
+        self.call(Method::GET, uri, None, &[("cookie", cookie)], Body::empty())
+            .await
     }
 
     pub async fn post(&self, uri: &str, key: Option<&str>, body: &str) -> Answer {
