@@ -4,7 +4,8 @@
 //! - the latest scheduled run: id, times, totals, the state of every
 //!   account;
 //! - accounts and users, filtered by a plain GET form
-//!   (`/?account=...&verdict=...&min_age=...`; `select#account`,
+//!   (`/?account=...&verdict=...&min_age=...`, and `run=<id>` to show a
+//!   given finalized run instead of the newest scheduled one; `select#account`,
 //!   `select#verdict`, `input#min_age`, `button#apply`), keys as of the end
 //!   of the run (at most [`MAX_ROWS`] users shown; narrow the filter for
 //!   more);
@@ -48,6 +49,8 @@ pub const TREND_RUNS: usize = 30;
 /// The users table's filter.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Filter {
+    /// The run shown, when not the newest scheduled one (`?run=`).
+    pub run: Option<String>,
     pub account: Option<String>,
     pub verdict: Option<Verdict>,
     pub min_age: Option<u64>,
@@ -62,6 +65,12 @@ impl Filter {
                 .filter(|s| !s.is_empty())
                 .map(str::to_string)
         };
+        let run = some(&q.run);
+        if let Some(r) = &run {
+            if !keyfleet_protocol::is_run_id(r) {
+                return Err("run must be a run id".into());
+            }
+        }
         let account = some(&q.account);
         if let Some(a) = &account {
             if !keyfleet_protocol::is_account_id(a) {
@@ -87,6 +96,7 @@ impl Filter {
             ),
         };
         Ok(Filter {
+            run,
             account,
             verdict,
             min_age,
@@ -403,6 +413,9 @@ fn users(r: &RunReport, f: &Filter, base: &str) -> Markup {
         section #users {
             h2 { "Users" }
             form .filters #filters method="get" action=(format!("{base}/")) {
+                @if let Some(run) = &f.run {
+                    input type="hidden" name="run" value=(run);
+                }
                 label for="account" { "Account " }
                 select #account name="account" {
                     option value="" selected[f.account.is_none()] { "all accounts" }
@@ -496,7 +509,8 @@ fn runs(runs: &[Arc<RunSummary>], base: &str) -> Markup {
                                 td {
                                     a href=(format!("{base}/runs/{}/report.json", s.run_id)) { "JSON" } " · "
                                     a href=(format!("{base}/runs/{}/report.csv", s.run_id)) { "CSV" } " · "
-                                    a href=(format!("{base}/runs/{}/report.html", s.run_id)) { "HTML" }
+                                    a href=(format!("{base}/runs/{}/report.html", s.run_id)) { "HTML" } " · "
+                                    a .view href=(format!("{base}/?run={}", s.run_id)) { "view" }
                                 }
                             }
                         }

@@ -212,9 +212,32 @@ impl ReportData {
         }
     }
 
+    /// The newest finalized, non-dry-run, scheduled run that reported
+    /// `account` (its section holds a result: not missing, no agent or
+    /// failed). In an organization run daily that is the latest scheduled
+    /// run; a run limited to other accounts (`run --accounts`) or one in
+    /// which this account did not report does not hide the account's last
+    /// known keys.
+    pub async fn latest_scheduled_for(
+        &self,
+        account: &str,
+    ) -> Result<Option<Arc<RunReport>>, DataError> {
+        let summaries = self.summaries().await?;
+        for s in summaries.iter().filter(|s| s.is_scheduled()) {
+            let Some(report) = self.report(&s.run_id).await? else {
+                continue;
+            };
+            if reported(&report, account) {
+                return Ok(Some(report));
+            }
+        }
+        Ok(None)
+    }
+
     /// The newest finalized real run that holds `user` of `account`: a
     /// one-user run (emergency rotation, reactivation) newer than the last
-    /// scheduled run, or else that scheduled run.
+    /// scheduled run that reported the account, or else that scheduled run
+    /// (which then may or may not hold the user).
     pub async fn latest_for_user(
         &self,
         account: &str,
@@ -233,7 +256,7 @@ impl ReportData {
                 .accounts
                 .iter()
                 .any(|a| a.account_id == account && a.users.iter().any(|u| u.user_name == user));
-            if holds || scheduled {
+            if holds || (scheduled && reported(&report, account)) {
                 return Ok(Some(report));
             }
         }
@@ -245,4 +268,12 @@ impl ReportData {
     pub async fn rendered(&self, run_id: &str, ext: &str) -> Result<Option<Vec<u8>>, DataError> {
         Ok(self.store.get(&store::report_key(run_id, ext)).await?)
     }
+}
+
+/// The run holds a result of `account`.
+fn reported(report: &RunReport, account: &str) -> bool {
+    use keyfleet_protocol::report::AccountState;
+    report.accounts.iter().any(|a| {
+        a.account_id == account && matches!(a.state, AccountState::Ok | AccountState::Partial)
+    })
 }

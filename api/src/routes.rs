@@ -308,10 +308,16 @@ pub const ROUTES: &[Route] = &[
         path: "/",
         op: Op::Dashboard,
         operation_id: "dashboard",
-        summary: "The dashboard: the latest scheduled run, filterable by account, verdict and minimum key age; the compliance trend; every report.",
+        summary: "The dashboard: the latest scheduled run (or `run`), filterable by account, verdict and minimum key age; the compliance trend; every report.",
         access: Access::KeyOrSession(Scope::Read),
         html: true,
         params: &[
+            Param {
+                name: "run",
+                location: In::Query,
+                description: "Show this finalized run instead of the newest scheduled one (empty: that one).",
+                ty: Ty::Str,
+            },
             Param {
                 name: "account",
                 location: In::Query,
@@ -334,12 +340,13 @@ pub const ROUTES: &[Route] = &[
         body: None,
         responses: &[
             page(200, "The dashboard."),
-            page(400, "A filter that is not an account id, a verdict or a number of days."),
+            page(400, "A filter that is not a run id, an account id, a verdict or a number of days."),
             Resp {
                 headers: &["WWW-Authenticate"],
                 ..page(401, "The login form: no API key or session, or not a valid one.")
             },
             page(403, "The API key lacks the read scope."),
+            page(404, "The run asked for (`run`) is not a finalized run."),
             Resp {
                 headers: &["Retry-After"],
                 ..page(429, "Rate limit of the API key reached.")
@@ -1029,7 +1036,16 @@ async fn user_keys(
 ) -> Result<Response, Problem> {
     let Path((account, user)) = path.map_err(path_problem)?;
     let (account, user) = (ids::account(&account)?, ids::user(&user)?);
-    let report = latest_scheduled(&state).await?;
+    let report = state
+        .data()
+        .latest_scheduled_for(account)
+        .await
+        .map_err(store_failed)?
+        .ok_or_else(|| {
+            Problem::not_found(format!(
+                "account {account} is missing from every finalized scheduled run: no result of it yet"
+            ))
+        })?;
     let (a, u) = lookup(&report, account, user)?;
     let created = inventory::account_time(&report, a);
     let mut keys = inventory::keys_after_run(u, created);
@@ -1233,6 +1249,8 @@ async fn export_as(state: &AppState, as_csv: bool) -> Result<Response, Problem> 
 
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct DashboardQuery {
+    /// Show this finalized run instead of the newest scheduled one.
+    pub run: Option<String>,
     pub account: Option<String>,
     pub verdict: Option<String>,
     pub min_age: Option<String>,
@@ -1259,7 +1277,18 @@ async fn dashboard_page(
             return dashboard::error_page(p.status(), &p.detail, &base);
         }
     };
-    let latest = match summaries.iter().find(|s| s.is_scheduled()) {
+    let shown = match &filter.run {
+        Some(id) => summaries.iter().find(|s| s.run_id == *id),
+        None => summaries.iter().find(|s| s.is_scheduled()),
+    };
+    if let (Some(id), None) = (&filter.run, shown) {
+        return dashboard::error_page(
+            StatusCode::NOT_FOUND,
+            &format!("no finalized run {id}"),
+            &base,
+        );
+    }
+    let latest = match shown {
         Some(s) => match state.data().report(&s.run_id).await {
             Ok(r) => r,
             Err(e) => {

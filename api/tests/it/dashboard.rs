@@ -84,8 +84,9 @@ async fn every_link_of_the_dashboard_opens_with_the_session_alone() {
     assert_eq!(a.status, 200, "{}", a.text());
     let links = links(&a.text());
     // The dashboard itself; the latest run's three reports and the
-    // inventory twice in the summary; three reports for each of 4 runs.
-    assert_eq!(links.len(), 1 + 3 + 2 + 3 * 4, "{links:?}");
+    // inventory twice in the summary; three reports and the dashboard's
+    // view of it for each of 4 runs.
+    assert_eq!(links.len(), 1 + 3 + 2 + 4 * 4, "{links:?}");
     for link in links {
         assert!(link.starts_with('/') && !link.starts_with("/v1"), "{link}");
         let a = w.get_with_cookie(&link, &cookie).await;
@@ -152,4 +153,40 @@ async fn with_no_run_yet_the_dashboard_says_so() {
     let a = w.get("/", Some(&w.reader)).await;
     assert_eq!(a.status, 200);
     assert!(a.text().contains("No scheduled run has been finalized yet"));
+}
+
+/// `?run=` shows a given finalized run (linked as "view" from the run
+/// list), keeps it through the filter form, and a run that is not
+/// finalized is a 404 page.
+#[tokio::test]
+async fn the_dashboard_shows_a_chosen_run() {
+    let w = World::new(Options::default()).await;
+    let page = w.get("/", Some(&w.reader)).await.text();
+    assert!(
+        page.contains(&format!("href=\"/?run={EARLIER}\"")),
+        "{page}"
+    );
+    let a = w
+        .get(&format!("/?run={EARLIER}&account={PROD}"), Some(&w.reader))
+        .await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(a.header("x-keyfleet-run-id"), Some(EARLIER));
+    let page = a.text();
+    assert!(
+        page.contains(&format!(
+            "<input type=\"hidden\" name=\"run\" value=\"{EARLIER}\">"
+        )),
+        "{page}"
+    );
+    assert!(
+        page.contains("old-timer"),
+        "a user only the earlier run has"
+    );
+    assert_eq!(
+        w.get(&format!("/?run={RUNNING}"), Some(&w.reader))
+            .await
+            .status,
+        404
+    );
+    assert_eq!(w.get("/?run=a.b", Some(&w.reader)).await.status, 400);
 }

@@ -72,6 +72,7 @@ fn dashboard_rows_filter_by_account_verdict_and_age() {
     let r = latest();
     assert_eq!(user_rows(&r, &Filter::default()).len(), 5);
     let f = Filter {
+        run: None,
         account: Some(PROD.into()),
         verdict: Some(Verdict::Compliant),
         min_age: None,

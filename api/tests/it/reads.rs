@@ -4,7 +4,9 @@ use crate::fixture::*;
 use crate::world::{Options, World};
 use keyfleet_api::inventory::EXPORT_COLUMNS;
 use keyfleet_coordinator::render::CSV_HEADER;
+use keyfleet_protocol::JobMode;
 use serde_json::json;
+use time::macros::datetime;
 
 #[tokio::test]
 async fn user_keys_are_those_at_the_end_of_the_latest_scheduled_run() {
@@ -372,4 +374,48 @@ async fn unknown_paths_and_methods_are_problems() {
         .await;
     a.problem(405);
     assert!(a.header("allow").unwrap().contains("GET"));
+}
+
+/// A newer scheduled run limited to other accounts (`run --accounts`), or
+/// one in which the account did not report, does not hide the account's
+/// last known keys; an account no scheduled run has reported is a 404.
+#[tokio::test]
+async fn key_reads_come_from_the_newest_scheduled_run_that_reported_the_account() {
+    let mut opts = Options::default();
+    let sandbox_only = "20260305T000000Z-ffffff";
+    opts.reports.push(report(
+        sandbox_only,
+        datetime!(2026-03-05 00:00 UTC),
+        JobMode::Scheduled,
+        false,
+        vec![
+            (SANDBOX, "Sandbox", Some(json!([]))),
+            (PROD, "Production", None),
+        ],
+    ));
+    let w = World::new(opts).await;
+    let v = w
+        .get(
+            &format!("/v1/accounts/{PROD}/users/alice/keys"),
+            Some(&w.reader),
+        )
+        .await
+        .json();
+    assert_eq!(v["run_id"], LATEST, "{v}");
+    let v = w
+        .get(
+            &format!("/v1/accounts/{SANDBOX}/users/dave/keys"),
+            Some(&w.reader),
+        )
+        .await
+        .problem(404);
+    assert!(v["detail"].as_str().unwrap().contains("dave"), "{v}");
+    let p = w
+        .get(
+            &format!("/v1/accounts/{MISSING}/users/alice/keys"),
+            Some(&w.reader),
+        )
+        .await
+        .problem(404);
+    assert!(p["detail"].as_str().unwrap().contains(MISSING), "{p}");
 }
