@@ -228,7 +228,7 @@ pub fn render(v: &View<'_>) -> String {
                 p { "No scheduled run has been finalized yet." }
             },
             Some(r) => {
-                (summary(r, base))
+                (summary(r, base, v.filter.run.is_some()))
                 (accounts(r))
                 (age_chart(r))
             },
@@ -242,12 +242,12 @@ pub fn render(v: &View<'_>) -> String {
     page("dashboard", base, true, body)
 }
 
-fn summary(r: &RunReport, base: &str) -> Markup {
+fn summary(r: &RunReport, base: &str, chosen: bool) -> Markup {
     let t = &r.totals;
     let c = inventory::compliance(r);
     html! {
         section #summary {
-            h2 { "Latest scheduled run" }
+            h2 { @if chosen { "Run " (r.run_id) } @else { "Latest scheduled run" } }
             p {
                 "Run " a #latest-run href=(format!("{base}/runs/{}/report.json", r.run_id)) { code { (r.run_id) } }
                 ", started " (when(r.created_at)) ", finalized " (when(r.finalized_at)) ". "

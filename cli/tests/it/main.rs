@@ -5,6 +5,7 @@
 
 mod api;
 mod common;
+mod dashboard;
 mod failures;
 mod hygiene;
 mod keys;
