@@ -121,6 +121,32 @@ async fn the_api_serves_reports_and_acts_through_the_coordinator_under_its_role(
     let dashboard = get("/", Some(&reader_key));
     assert_eq!(dashboard.status, 200);
     assert!(dashboard.body.contains("<html"));
+    // The browser's routes outside /v1 (the header works there too), the
+    // health check, and a browser's login and logout.
+    let mut browser = Vec::new();
+    for (path, kind) in [
+        (format!("/runs/{run}/report.html"), "text/html"),
+        (format!("/runs/{run}/report.json"), "application/json"),
+        (format!("/runs/{run}/report.csv"), "text/csv"),
+        ("/export.csv".to_string(), "text/csv"),
+        ("/export.json".to_string(), "application/json"),
+        (format!("/?run={run}&account={account}"), "text/html"),
+    ] {
+        let a = get(&path, Some(&reader_key));
+        assert_eq!(a.status, 200, "{path}: {}", a.body);
+        assert!(a.content_type.starts_with(kind), "{path}: {a:?}");
+        browser.push(a.body);
+    }
+    assert_eq!(get("/healthz", None).status, 200);
+    let login = post_form(base, "/login", &format!("api_key={reader_key}"));
+    assert_eq!(login.status, 303, "{}", login.body);
+    assert!(login.set_cookie.is_some(), "a session cookie");
+    assert!(!login.set_cookie.as_deref().unwrap().contains(&reader_key));
+    assert_eq!(post_form(base, "/logout", "").status, 303);
+    let refused = post_form(base, "/login", "api_key=kfk_nobody");
+    assert_eq!(refused.status, 401);
+    bodies.extend(browser);
+    bodies.extend([login.body, refused.body]);
     bodies.extend(
         [
             &runs,

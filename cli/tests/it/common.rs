@@ -279,6 +279,7 @@ pub struct Answer {
     pub status: u16,
     pub content_type: String,
     pub retry_after: Option<String>,
+    pub set_cookie: Option<String>,
     pub body: String,
 }
 
@@ -327,10 +328,43 @@ pub fn call(
     };
     let content_type = header("content-type").unwrap_or_default();
     let retry_after = header("retry-after");
+    let set_cookie = header("set-cookie");
     Answer {
         status: resp.status().as_u16(),
         content_type,
         retry_after,
+        set_cookie,
+        body: resp.body_mut().read_to_string().unwrap_or_default(),
+    }
+}
+
+/// A browser's form post (`application/x-www-form-urlencoded`), redirects
+/// not followed.
+pub fn post_form(base: &str, path: &str, form: &str) -> Answer {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .into();
+    let mut resp = agent
+        .post(format!("{base}{path}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .send(form)
+        .unwrap_or_else(|e| panic!("POST {path}: {e}"));
+    let header = |name: &str| {
+        resp.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let content_type = header("content-type").unwrap_or_default();
+    let retry_after = header("retry-after");
+    let set_cookie = header("set-cookie");
+    Answer {
+        status: resp.status().as_u16(),
+        content_type,
+        retry_after,
+        set_cookie,
         body: resp.body_mut().read_to_string().unwrap_or_default(),
     }
 }
