@@ -26,7 +26,9 @@ fn cycle(cli: &Cli, account: &str, dry_run: bool) -> RunReport {
     serde_json::from_str(&cli.run(&args)).expect("report JSON on stdout")
 }
 
-type Keys = BTreeMap<String, Vec<(String, bool)>>;
+/// A key id and whether it is active.
+type KeyFlag = (String, bool);
+type Keys = BTreeMap<String, Vec<KeyFlag>>;
 
 async fn keys_of(iam: &aws_sdk_iam::Client, users: &[&str]) -> Keys {
     let mut all = Keys::new();
@@ -240,7 +242,7 @@ async fn rotation_timeline_through_the_cli() {
     // kept inactive for the recovery window (day 111) and deleted on day
     // 112: never deactivated and deleted in one run. Each day's dry run
     // predicts its run exactly.
-    let steps: [(f64, &str, Vec<(String, bool)>); 4] = [
+    let steps: [(f64, &str, Vec<KeyFlag>); 4] = [
         (9.0, "day 101", vec![(k1.clone(), true), (k2.clone(), true)]),
         (
             1.0,
