@@ -26,14 +26,14 @@ async fn the_api_serves_reports_and_acts_through_the_coordinator_under_its_role(
         &account,
         &[
             // Due for rotation: the run delivers a new key.
-            user("owner", vec![key(85, true, Some(1))]),
+            user("api-owner", vec![key(85, true, Some(1))]),
             // Inactive past delete_after: the run deletes it.
-            user("gone", vec![key(150, false, Some(60))]),
+            user("api-gone", vec![key(150, false, Some(60))]),
         ],
     )
     .await
     .expect("seed");
-    let gone_key = seed::keys(&iam, "gone").await.unwrap()[0].0.clone();
+    let gone_key = seed::keys(&iam, "api-gone").await.unwrap()[0].0.clone();
     let report: RunReport =
         serde_json::from_str(&cli.run(&["run", "--json", "--accounts", &account]))
             .expect("report JSON");
@@ -41,11 +41,11 @@ async fn the_api_serves_reports_and_acts_through_the_coordinator_under_its_role(
     let dir = tempfile::tempdir().unwrap();
     let delivered = delivered_key(
         &emu.outbox().unwrap(),
-        "owner-owner@example.com",
-        "-owner.zip",
+        "owner-api-owner@example.com",
+        "-api-owner.zip",
         dir.path(),
     );
-    let owner_keys = seed::keys(&iam, "owner").await.unwrap();
+    let owner_keys = seed::keys(&iam, "api-owner").await.unwrap();
     assert_eq!(owner_keys.len(), 2, "{owner_keys:?}");
 
     // Keys as the deployed API holds them: hashes in its secret.
@@ -83,9 +83,9 @@ async fn the_api_serves_reports_and_acts_through_the_coordinator_under_its_role(
     assert!(csv
         .body
         .lines()
-        .any(|l| l.contains(&account) && l.contains("owner")));
+        .any(|l| l.contains(&account) && l.contains("api-owner")));
     let keys = get(
-        &format!("/v1/accounts/{account}/users/owner/keys"),
+        &format!("/v1/accounts/{account}/users/api-owner/keys"),
         Some(&reader_key),
     );
     assert_eq!(keys.status, 200, "{}", keys.body);
@@ -163,7 +163,7 @@ async fn the_api_serves_reports_and_acts_through_the_coordinator_under_its_role(
     );
 
     // Refusals, each with its status, as problem details.
-    let owner_path = format!("/v1/accounts/{account}/users/owner");
+    let owner_path = format!("/v1/accounts/{account}/users/api-owner");
     let problems = [
         (get("/v1/runs", None), 401),
         (get("/v1/runs", Some("kfk_not-a-key-anyone-was-given")), 401),
@@ -197,7 +197,7 @@ async fn the_api_serves_reports_and_acts_through_the_coordinator_under_its_role(
             404,
         ),
         (
-            get("/v1/accounts/12ab/users/owner/keys", Some(&reader_key)),
+            get("/v1/accounts/12ab/users/api-owner/keys", Some(&reader_key)),
             400,
         ),
         (
@@ -222,7 +222,7 @@ async fn the_api_serves_reports_and_acts_through_the_coordinator_under_its_role(
             call(
                 base,
                 "POST",
-                &format!("/v1/accounts/{account}/users/gone/keys/{gone_key}/reactivate"),
+                &format!("/v1/accounts/{account}/users/api-gone/keys/{gone_key}/reactivate"),
                 Some(&ops_key),
                 &[],
                 None,
@@ -261,9 +261,9 @@ async fn the_api_serves_reports_and_acts_through_the_coordinator_under_its_role(
         .expect("settled");
     let after = cli.report(&emergency);
     let owner = &after["accounts"][0]["users"][0];
-    assert_eq!(owner["user_name"], "owner");
+    assert_eq!(owner["user_name"], "api-owner");
     assert_eq!(owner["verdict"], Verdict::Rotated.as_str(), "{owner}");
-    let now = seed::keys(&iam, "owner").await.unwrap();
+    let now = seed::keys(&iam, "api-owner").await.unwrap();
     assert_eq!(now.len(), 2);
     assert!(
         !now.iter().any(|(id, _)| *id == owner_keys[0].0),

@@ -10,6 +10,8 @@
 //! accounts it runs on and names them (`--accounts`), reads reports by run
 //! id (never `latest`, which another test may have moved), and scopes any
 //! fault to its own names.
+//! Owner addresses follow the user names (`owner-<user>@example.com`) and
+//! the outbox is shared, so each test names its users apart from the others'.
 
 use keyfleet_testkit::Emulator;
 use std::path::PathBuf;

@@ -302,6 +302,20 @@ async fn rotation_timeline_through_the_cli() {
     );
     assert_eq!(gone.status, 409, "{}", gone.body);
     drop(served);
+    // So does the command line, which asks the agent: it refuses by name.
+    let (_, stderr) = cli.fail(&[
+        "reactivate",
+        "--account",
+        &account,
+        "--user",
+        "owner",
+        "--key",
+        &k1,
+    ]);
+    assert!(
+        stderr.contains("reactivation of `owner`") && stderr.contains("cannot be reactivated"),
+        "{stderr}"
+    );
 
     // Every owner email went out exactly once.
     let mails = emu.outbox().unwrap();
@@ -354,7 +368,7 @@ async fn rotation_timeline_through_the_cli() {
     assert!(after["owner"][1].1 && after["owner"][1].0 != k2);
 
     // All of it ran in the deployed Lambdas: the agent of this account
-    // once per run (six plans, six runs, the reactivation, the rotation),
+    // once per run (six plans, six runs, two reactivations, the rotation),
     // under its role.
     // Each run was over when its report was; an invocation's record is
     // complete once the emulator has nothing left to do in the account.
@@ -371,7 +385,7 @@ async fn rotation_timeline_through_the_cli() {
                 && i["status"] == "ok"
         })
         .count();
-    assert_eq!(agent_runs, 14, "one agent invocation per run");
+    assert_eq!(agent_runs, 15, "one agent invocation per run");
     crate::permissions::assert_used_matches_granted(&account, keyfleet_testkit::DEFAULT_ACCOUNT)
         .await;
 }
