@@ -249,6 +249,9 @@ impl Agent {
         if let Some(note) = plan.note.clone() {
             add_note(&mut out.report, note);
         }
+        if let Some(note) = rules::reactivation_note(&ctx.user.snapshot, &job.policy, now) {
+            add_note(&mut out.report, note);
+        }
         out.report.verdict = match (plan.verdict, &recovered) {
             (Verdict::PendingDeactivation | Verdict::Compliant, Some(_)) => Verdict::Rotated,
             (v, _) => v,

@@ -557,6 +557,41 @@ pub fn plan_reactivation(
     })
 }
 
+/// The report row's note for a key in its reactivation grace: which key
+/// the security team switched back on, when, and until when it stays
+/// active, so the reports after the reactivation show it (the owner's
+/// reminders say the same date). The agent adds it to the row of a user
+/// whose protected record it reads: a pair of keys, or a key whose grace
+/// holds back what the rules would do; a lone key with nothing due costs no
+/// record read and gets no note.
+pub fn reactivation_note(
+    user: &UserSnapshot,
+    policy: &Policy,
+    now: OffsetDateTime,
+) -> Option<String> {
+    let fmt = time::macros::format_description!("[year]-[month]-[day]");
+    let notes: Vec<String> = user
+        .reactivated
+        .iter()
+        .filter(|(id, _)| {
+            user.keys
+                .iter()
+                .any(|k| k.id == *id && k.status == KeyStatus::Active)
+        })
+        .filter_map(|(id, at)| {
+            let until = plus(*at, policy.notice_period());
+            (until > now).then(|| {
+                format!(
+                    "key {id} reactivated by the security team on {}; kept active until {}",
+                    at.format(&fmt).unwrap_or_default(),
+                    until.format(&fmt).unwrap_or_default()
+                )
+            })
+        })
+        .collect();
+    (!notes.is_empty()).then(|| notes.join("; "))
+}
+
 /// Why [`simulate`] rejected a plan: the rule it would break.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SimError {

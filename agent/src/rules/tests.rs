@@ -2171,6 +2171,7 @@ fn reactivated_key_gets_a_fresh_notice_period_then_the_usual_deletion_delay() {
     );
     u.keys = simulate(&u.keys, &r.actions, at(92)).unwrap();
     u.reactivated = vec![("AKIAOLD".into(), at(92))];
+    assert!(reactivation_note(&u, &p, at(92)).is_some_and(|n| n.contains("AKIAOLD")));
     // Days 93..101: active, reminded of day 102, nothing else.
     for d in 93..102 {
         let plan = plan_user(&u, &p, at(d));
@@ -2181,6 +2182,16 @@ fn reactivated_key_gets_a_fresh_notice_period_then_the_usual_deletion_delay() {
         );
         assert_eq!(plan.verdict, Verdict::PendingDeactivation, "day {d}");
     }
+    assert!(
+        reactivation_note(&u, &p, at(101))
+            .is_some_and(|n| n.contains("reactivated by the security team")),
+        "the reports during the grace say so"
+    );
+    assert_eq!(
+        reactivation_note(&u, &p, at(102)),
+        None,
+        "the grace is over"
+    );
     // Day 102: deactivated again, with its notice; not deleted.
     let d102 = plan_user(&u, &p, at(102));
     assert_eq!(

@@ -86,6 +86,12 @@ async fn a_key_keyfleet_deactivated_is_switched_back_on_and_kept_for_a_notice_pe
     let app = next.users.iter().find(|u| u.user_name == "app").unwrap();
     assert_eq!(app.verdict, Verdict::PendingDeactivation, "{app:?}");
     assert!(
+        app.note
+            .as_deref()
+            .is_some_and(|n| n.contains(&format!("key {old} reactivated by the security team"))),
+        "the report shows the reactivation: {app:?}"
+    );
+    assert!(
         app.actions.iter().all(|a| !a.action.mutates_iam()),
         "{:?}",
         app.actions
