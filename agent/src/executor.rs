@@ -463,63 +463,19 @@ impl Agent {
             Action::Deactivate { key_id } => {
                 // Recorded first: a deactivation keyfleet cannot remember
                 // would let the key be deleted without its recovery window.
-                let Some(mut record) = ctx.found.writable(&self.account_id, &name) else {
-                    return Ok(failed(format!(
-                        "not deactivated: the deactivation cannot be recorded, secret {} was not created by keyfleet",
-                        record::secret_name(&name)
-                    )));
-                };
-                let key = ctx.user.snapshot.keys.iter().find(|k| &k.id == key_id);
-                let Some(key) = key.cloned() else {
-                    return Ok(failed(format!("UpdateAccessKey: unknown key {key_id}")));
-                };
-                record.record_deactivation(&key, now_utc());
-                if let Err(e) = self.save(ctx, record).await {
-                    return Ok(failed(format!("not deactivated: {e}")));
+                let outcome = self
+                    .record_then_switch(ctx, key_id, StatusType::Inactive)
+                    .await;
+                if matches!(outcome, Outcome::Done { .. }) {
+                    self.crash_at(FaultPoint::AfterRevoke, &name)?;
                 }
-                match iam
-                    .update_access_key()
-                    .user_name(&name)
-                    .access_key_id(key_id)
-                    .status(StatusType::Inactive)
-                    .send()
-                    .await
-                {
-                    Ok(_) => {
-                        self.crash_at(FaultPoint::AfterRevoke, &name)?;
-                        Outcome::Done { key_id: None }
-                    }
-                    Err(e) => failed(format!("UpdateAccessKey: {}", scan::sdk_message(&e))),
-                }
+                outcome
             }
             Action::Reactivate { key_id } => {
                 // Recorded first: a reactivation keyfleet cannot remember
                 // would be undone by the next run without a notice period.
-                let Some(mut record) = ctx.found.writable(&self.account_id, &name) else {
-                    return Ok(failed(format!(
-                        "not reactivated: the reactivation cannot be recorded, secret {} was not created by keyfleet",
-                        record::secret_name(&name)
-                    )));
-                };
-                let key = ctx.user.snapshot.keys.iter().find(|k| &k.id == key_id);
-                let Some(key) = key.cloned() else {
-                    return Ok(failed(format!("UpdateAccessKey: unknown key {key_id}")));
-                };
-                record.record_reactivation(&key, now_utc());
-                if let Err(e) = self.save(ctx, record).await {
-                    return Ok(failed(format!("not reactivated: {e}")));
-                }
-                match iam
-                    .update_access_key()
-                    .user_name(&name)
-                    .access_key_id(key_id)
-                    .status(StatusType::Active)
-                    .send()
+                self.record_then_switch(ctx, key_id, StatusType::Active)
                     .await
-                {
-                    Ok(_) => Outcome::Done { key_id: None },
-                    Err(e) => failed(format!("UpdateAccessKey: {}", scan::sdk_message(&e))),
-                }
             }
             Action::CreateKey => match self.create_key(job, ctx, out).await? {
                 Ok(id) => {
@@ -529,6 +485,55 @@ impl Agent {
                 Err(e) => failed(e),
             },
         })
+    }
+
+    /// Records the deactivation (`Inactive`) or the reactivation (`Active`)
+    /// of `key_id` in the protected record, then sets the key's status. If
+    /// it cannot be recorded, the status is not changed.
+    async fn record_then_switch(&self, ctx: &mut Ctx, key_id: &str, status: StatusType) -> Outcome {
+        let name = ctx.name().to_string();
+        let what = if status == StatusType::Active {
+            "reactivat"
+        } else {
+            "deactivat"
+        };
+        let Some(mut record) = ctx.found.writable(&self.account_id, &name) else {
+            return failed(format!(
+                "not {what}ed: the {what}ion cannot be recorded, secret {} was not created by keyfleet",
+                record::secret_name(&name)
+            ));
+        };
+        let Some(key) = ctx
+            .user
+            .snapshot
+            .keys
+            .iter()
+            .find(|k| k.id == key_id)
+            .cloned()
+        else {
+            return failed(format!("UpdateAccessKey: unknown key {key_id}"));
+        };
+        if status == StatusType::Active {
+            record.record_reactivation(&key, now_utc());
+        } else {
+            record.record_deactivation(&key, now_utc());
+        }
+        if let Err(e) = self.save(ctx, record).await {
+            return failed(format!("not {what}ed: {e}"));
+        }
+        match self
+            .clients
+            .iam
+            .update_access_key()
+            .user_name(&name)
+            .access_key_id(key_id)
+            .status(status)
+            .send()
+            .await
+        {
+            Ok(_) => Outcome::Done { key_id: None },
+            Err(e) => failed(format!("UpdateAccessKey: {}", scan::sdk_message(&e))),
+        }
     }
 
     /// Intent, create, seal, store. The outer error is an injected crash;

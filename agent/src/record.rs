@@ -77,28 +77,53 @@ impl Intent {
     }
 }
 
-/// A key keyfleet deactivated.
+/// Something keyfleet did to a key and must remember: a deactivation (by
+/// keyfleet) or a reactivation (by the security team).
 ///
-/// `age_secs` is the key's age (by IAM's creation date) when it was
-/// deactivated, so the deactivation time is `key.created + age_secs`: the
-/// same instant as `at` in AWS, and still right under the emulator's clock,
-/// which ages keys but cannot age a record's contents.
+/// `age_secs` is the key's age (by IAM's creation date) at that moment, so
+/// the moment is `key.created + age_secs`: the same instant as `at` in AWS,
+/// and still right under the emulator's clock, which ages keys but cannot
+/// age a record's contents.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Deactivation {
+pub struct KeyEvent {
     pub key_id: String,
     #[serde(with = "time::serde::rfc3339")]
     pub at: OffsetDateTime,
     pub age_secs: i64,
 }
 
+/// A key keyfleet deactivated.
+pub type Deactivation = KeyEvent;
 /// A key the security team switched back on (`JobMode::Reactivate`).
-/// `age_secs` plays the same part as in [`Deactivation`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Reactivation {
-    pub key_id: String,
-    #[serde(with = "time::serde::rfc3339")]
-    pub at: OffsetDateTime,
-    pub age_secs: i64,
+pub type Reactivation = KeyEvent;
+
+/// Records `key` at `at` at the front of `events`, replacing its earlier
+/// entry and keeping the newest [`MAX_DEACTIVATIONS`].
+fn record_event(events: &mut Vec<KeyEvent>, key: &KeyState, at: OffsetDateTime) {
+    events.retain(|d| d.key_id != key.id);
+    events.insert(
+        0,
+        KeyEvent {
+            key_id: key.id.clone(),
+            at,
+            age_secs: (at - key.created).whole_seconds().max(0),
+        },
+    );
+    events.truncate(MAX_DEACTIVATIONS);
+}
+
+/// `(key id, when)` of the events of keys the user still has, for the rules.
+fn events_of(events: &[KeyEvent], keys: &[KeyState]) -> Vec<(String, OffsetDateTime)> {
+    events
+        .iter()
+        .filter_map(|d| {
+            let key = keys.iter().find(|k| k.id == d.key_id)?;
+            Some((
+                d.key_id.clone(),
+                key.created + time::Duration::seconds(d.age_secs),
+            ))
+        })
+        .collect()
 }
 
 /// The JSON stored in `keyfleet/<user>`. Version 1 records written before
@@ -124,7 +149,7 @@ pub struct UserRecord {
     pub reactivated: Vec<Reactivation>,
 }
 
-/// Most deactivations remembered (a user has at most two keys; older
+/// Most entries remembered per list (a user has at most two keys; older
 /// entries are of keys long deleted).
 const MAX_DEACTIVATIONS: usize = 8;
 
@@ -146,61 +171,25 @@ impl UserRecord {
     /// Records the deactivation of `key` at `at`, keeping the newest
     /// entries.
     pub fn record_deactivation(&mut self, key: &KeyState, at: OffsetDateTime) {
-        self.deactivated.retain(|d| d.key_id != key.id);
-        self.deactivated.insert(
-            0,
-            Deactivation {
-                key_id: key.id.clone(),
-                at,
-                age_secs: (at - key.created).whole_seconds().max(0),
-            },
-        );
-        self.deactivated.truncate(MAX_DEACTIVATIONS);
+        record_event(&mut self.deactivated, key, at);
     }
 
     /// Records that the security team reactivated `key` at `at`, keeping
     /// the newest entries.
     pub fn record_reactivation(&mut self, key: &KeyState, at: OffsetDateTime) {
-        self.reactivated.retain(|d| d.key_id != key.id);
-        self.reactivated.insert(
-            0,
-            Reactivation {
-                key_id: key.id.clone(),
-                at,
-                age_secs: (at - key.created).whole_seconds().max(0),
-            },
-        );
-        self.reactivated.truncate(MAX_DEACTIVATIONS);
+        record_event(&mut self.reactivated, key, at);
     }
 
     /// `(key id, when)` of the reactivations of keys the user still has,
     /// for the rules.
     pub fn reactivations(&self, keys: &[KeyState]) -> Vec<(String, OffsetDateTime)> {
-        self.reactivated
-            .iter()
-            .filter_map(|d| {
-                let key = keys.iter().find(|k| k.id == d.key_id)?;
-                Some((
-                    d.key_id.clone(),
-                    key.created + time::Duration::seconds(d.age_secs),
-                ))
-            })
-            .collect()
+        events_of(&self.reactivated, keys)
     }
 
     /// `(key id, when)` of the deactivations of keys the user still has,
     /// for the rules.
     pub fn deactivations(&self, keys: &[KeyState]) -> Vec<(String, OffsetDateTime)> {
-        self.deactivated
-            .iter()
-            .filter_map(|d| {
-                let key = keys.iter().find(|k| k.id == d.key_id)?;
-                Some((
-                    d.key_id.clone(),
-                    key.created + time::Duration::seconds(d.age_secs),
-                ))
-            })
-            .collect()
+        events_of(&self.deactivated, keys)
     }
 }
 

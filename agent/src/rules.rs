@@ -571,25 +571,40 @@ pub fn reactivation_note(
 ) -> Option<String> {
     let fmt = time::macros::format_description!("[year]-[month]-[day]");
     let notes: Vec<String> = user
-        .reactivated
+        .keys
         .iter()
-        .filter(|(id, _)| {
-            user.keys
-                .iter()
-                .any(|k| k.id == *id && k.status == KeyStatus::Active)
-        })
-        .filter_map(|(id, at)| {
-            let until = plus(*at, policy.notice_period());
-            (until > now).then(|| {
-                format!(
-                    "key {id} reactivated by the security team on {}; kept active until {}",
-                    at.format(&fmt).unwrap_or_default(),
-                    until.format(&fmt).unwrap_or_default()
-                )
-            })
+        .filter_map(|k| {
+            let (at, until) = grace(&user.reactivated, k, policy, now)?;
+            Some(format!(
+                "key {} reactivated by the security team on {}; kept active until {}",
+                k.id,
+                at.format(&fmt).unwrap_or_default(),
+                until.format(&fmt).unwrap_or_default()
+            ))
         })
         .collect();
     (!notes.is_empty()).then(|| notes.join("; "))
+}
+
+/// `key`'s reactivation grace while it lasts: when the security team
+/// switched the active key back on, and the end, one notice period later
+/// (see [`plan_reactivation`]); `None` for a key not reactivated, inactive,
+/// or past it.
+fn grace(
+    reactivated: &[(String, OffsetDateTime)],
+    key: &KeyState,
+    policy: &Policy,
+    now: OffsetDateTime,
+) -> Option<(OffsetDateTime, OffsetDateTime)> {
+    if key.status != KeyStatus::Active {
+        return None;
+    }
+    reactivated
+        .iter()
+        .filter(|(id, _)| *id == key.id)
+        .map(|(_, at)| (*at, plus(*at, policy.notice_period())))
+        .max_by_key(|(_, until)| *until)
+        .filter(|(_, until)| *until > now)
 }
 
 /// Why [`simulate`] rejected a plan: the rule it would break.
@@ -1074,15 +1089,7 @@ impl<'a> Planner<'a> {
     /// team switched it back on less than a notice period ago, so no rule
     /// deactivates or deletes it before then (see [`plan_reactivation`]).
     fn grace(&self, key: &KeyState) -> Option<OffsetDateTime> {
-        if key.status != KeyStatus::Active {
-            return None;
-        }
-        self.reactivated
-            .iter()
-            .filter(|(id, _)| *id == key.id)
-            .map(|(_, at)| plus(*at, self.rules.policy.notice_period()))
-            .max()
-            .filter(|until| *until > self.rules.now)
+        grace(self.reactivated, key, self.rules.policy, self.rules.now).map(|(_, until)| until)
     }
 
     /// The key may be deleted in this run: it was not deactivated by this

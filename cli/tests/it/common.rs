@@ -291,37 +291,18 @@ impl Answer {
     }
 }
 
-/// One request to a served API: `method path` with an optional API key,
-/// extra headers and a JSON body. 4xx and 5xx are answers, not errors.
-pub fn call(
-    base: &str,
-    method: &str,
-    path: &str,
-    key: Option<&str>,
-    headers: &[(&str, &str)],
-    body: Option<serde_json::Value>,
-) -> Answer {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
+/// An HTTP client for the served API: 4xx and 5xx are answers, not
+/// errors, and redirects are not followed (a login answers 303).
+fn http() -> ureq::Agent {
+    ureq::Agent::config_builder()
         .http_status_as_error(false)
+        .max_redirects(0)
         .build()
-        .into();
-    let url = format!("{base}{path}");
-    let mut req = ureq::http::Request::builder().method(method).uri(&url);
-    if let Some(k) = key {
-        req = req.header("x-api-key", k);
-    }
-    for (h, v) in headers {
-        req = req.header(*h, *v);
-    }
-    let mut resp = match body {
-        Some(b) => agent.run(
-            req.header("content-type", "application/json")
-                .body(b.to_string())
-                .expect("request"),
-        ),
-        None => agent.run(req.body(()).expect("request")),
-    }
-    .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+        .into()
+}
+
+/// What the tests look at in a response.
+fn answer(mut resp: ureq::http::Response<ureq::Body>) -> Answer {
     let header = |name: &str| {
         resp.headers()
             .get(name)
@@ -340,33 +321,42 @@ pub fn call(
     }
 }
 
-/// A browser's form post (`application/x-www-form-urlencoded`), redirects
-/// not followed.
+/// One request to a served API: `method path` with an optional API key,
+/// extra headers and a JSON body.
+pub fn call(
+    base: &str,
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+    headers: &[(&str, &str)],
+    body: Option<serde_json::Value>,
+) -> Answer {
+    let url = format!("{base}{path}");
+    let mut req = ureq::http::Request::builder().method(method).uri(&url);
+    if let Some(k) = key {
+        req = req.header("x-api-key", k);
+    }
+    for (h, v) in headers {
+        req = req.header(*h, *v);
+    }
+    let resp = match body {
+        Some(b) => http().run(
+            req.header("content-type", "application/json")
+                .body(b.to_string())
+                .expect("request"),
+        ),
+        None => http().run(req.body(()).expect("request")),
+    }
+    .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    answer(resp)
+}
+
+/// A browser's form post (`application/x-www-form-urlencoded`).
 pub fn post_form(base: &str, path: &str, form: &str) -> Answer {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .max_redirects(0)
-        .build()
-        .into();
-    let mut resp = agent
+    let resp = http()
         .post(format!("{base}{path}"))
         .header("content-type", "application/x-www-form-urlencoded")
         .send(form)
         .unwrap_or_else(|e| panic!("POST {path}: {e}"));
-    let header = |name: &str| {
-        resp.headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    };
-    let content_type = header("content-type").unwrap_or_default();
-    let retry_after = header("retry-after");
-    let set_cookie = header("set-cookie");
-    Answer {
-        status: resp.status().as_u16(),
-        content_type,
-        retry_after,
-        set_cookie,
-        body: resp.body_mut().read_to_string().unwrap_or_default(),
-    }
+    answer(resp)
 }

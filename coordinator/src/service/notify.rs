@@ -128,20 +128,24 @@ impl Coordinator {
                 notice.key_id(),
                 &notice_ledger_kind(notice),
             );
-            if let Notice::Reactivated { key_id, .. } = notice {
-                self.reactivated_once(
-                    &ctx,
-                    &ledger,
-                    manifest,
-                    &result.account_id,
-                    user,
-                    key_id,
-                    notice,
-                )
-                .await?;
-                continue;
-            }
             let send = async {
+                if let Notice::Reactivated { key_id, .. } = notice {
+                    // The key's story starts again: the reminders of its
+                    // fresh notice period and its second deactivation must
+                    // reach the owner, not be dropped as duplicates of the
+                    // first ones. Released under this notice's claim, so a
+                    // failure releases the claim and a retry does it again.
+                    for kind in RESTARTED_BY_REACTIVATION {
+                        self.store
+                            .delete(&store::ledger_key(
+                                &result.account_id,
+                                &user.user_name,
+                                key_id,
+                                kind,
+                            ))
+                            .await?;
+                    }
+                }
                 match mail::notice_email(&ctx, notice) {
                     Ok(m) => self.send_email(&m).await,
                     Err(e) => {
@@ -160,46 +164,6 @@ impl Coordinator {
             .await?;
         }
         Ok(())
-    }
-
-    /// A reactivation notice, once: its claim is made first, then the key's
-    /// earlier deactivation notices are released from the ledger (the key's
-    /// story starts again: the reminders of its fresh notice period and its
-    /// second deactivation must reach the owner, not be dropped as
-    /// duplicates of the first ones), then it is sent. A failure releases
-    /// the claim, so a retry does it all again.
-    #[allow(clippy::too_many_arguments)]
-    async fn reactivated_once(
-        &self,
-        ctx: &MailContext,
-        ledger: &str,
-        manifest: &RunManifest,
-        account: &str,
-        user: &keyfleet_protocol::UserReport,
-        key_id: &str,
-        notice: &Notice,
-    ) -> Result<(), CoordinatorError> {
-        if !self
-            .claim(ledger, manifest.run_id.clone().into_bytes(), "text/plain")
-            .await?
-        {
-            return Ok(());
-        }
-        let work = async {
-            for kind in RESTARTED_BY_REACTIVATION {
-                self.store
-                    .delete(&store::ledger_key(account, &user.user_name, key_id, kind))
-                    .await?;
-            }
-            match mail::notice_email(ctx, notice) {
-                Ok(m) => self.send_email(&m).await,
-                Err(e) => {
-                    tracing::error!(user = %user.user_name, error = %e, "notice not sendable");
-                    Ok(())
-                }
-            }
-        };
-        self.release_on_failure(ledger, work.await).await
     }
 
     /// Claims `key` (a create-if-absent put of `claim`), then runs `send`
