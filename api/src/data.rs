@@ -161,6 +161,21 @@ impl ReportData {
         Ok(Some(report))
     }
 
+    /// A finalized run's summary by run id: the one kept since a listing
+    /// read it, else from its report (read now, and kept).
+    pub async fn summary(&self, run_id: &str) -> Result<Option<Arc<RunSummary>>, DataError> {
+        if let Some(s) = self.cache().summaries.get(run_id) {
+            return Ok(Some(s.clone()));
+        }
+        let Some(report) = self.report(run_id).await? else {
+            return Ok(None);
+        };
+        let kept = self.cache().summaries.get(run_id).cloned();
+        Ok(Some(
+            kept.unwrap_or_else(|| Arc::new(RunSummary::of(&report))),
+        ))
+    }
+
     /// Every finalized run, newest first (by start time, then run id).
     pub async fn summaries(&self) -> Result<Vec<Arc<RunSummary>>, DataError> {
         let ids = self.reports.run_ids().await?;

@@ -12,7 +12,8 @@
 //! skipped or failed action changed nothing. The report keeps no time per
 //! account, so a new key's creation time is the run's start
 //! ([`account_time`]), as the CSV report's key ages are; ages are whole days
-//! at the run's end (`finalized_at`).
+//! at the run's end (`finalized_at`), by the report's own
+//! [`report::key_age_days`].
 //!
 //! A key id may be empty: an agent that read only the credential report
 //! (which has no key ids) and had nothing to do for the user reports the
@@ -62,11 +63,6 @@ pub fn account_time(report: &RunReport, _account: &AccountReport) -> OffsetDateT
     report.created_at
 }
 
-/// Whole days from `created` to `at` (0 for a key from the future).
-pub fn age_days(at: OffsetDateTime, created: OffsetDateTime) -> u64 {
-    (at - created).whole_days().max(0) as u64
-}
-
 pub fn status_str(s: KeyStatus) -> &'static str {
     match s {
         KeyStatus::Active => "Active",
@@ -94,7 +90,7 @@ impl KeyView {
             key_id: k.id.clone(),
             status: status_str(k.status),
             created: k.created,
-            age_days: age_days(as_of, k.created),
+            age_days: report::key_age_days(as_of, k.created),
             last_used: k.last_used,
             last_used_service: k.last_used_service.clone(),
             last_used_region: k.last_used_region.clone(),
@@ -237,7 +233,7 @@ pub fn export_rows(report: &RunReport) -> Vec<ExportRow> {
                     key_id: k.id.clone(),
                     status: status_str(k.status),
                     created: k.created,
-                    age_days: age_days(report.finalized_at, k.created),
+                    age_days: report::key_age_days(report.finalized_at, k.created),
                     last_used: k.last_used,
                     last_used_service: k.last_used_service.clone(),
                     last_used_region: k.last_used_region.clone(),
@@ -249,7 +245,7 @@ pub fn export_rows(report: &RunReport) -> Vec<ExportRow> {
     rows
 }
 
-fn rfc3339(t: OffsetDateTime) -> String {
+pub(crate) fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
 }
@@ -343,7 +339,9 @@ pub fn compliance(report: &RunReport) -> Compliance {
 
 /// A user's oldest key age at the end of the run, if it has keys.
 pub fn oldest_key_age(keys: &[KeyState], as_of: OffsetDateTime) -> Option<u64> {
-    keys.iter().map(|k| age_days(as_of, k.created)).max()
+    keys.iter()
+        .map(|k| report::key_age_days(as_of, k.created))
+        .max()
 }
 
 /// A verdict from its name.
@@ -477,9 +475,15 @@ mod tests {
 
     #[test]
     fn ages_are_whole_days_and_never_negative() {
-        assert_eq!(age_days(T0, datetime!(2026-02-01 00:00 UTC)), 28);
-        assert_eq!(age_days(T0, datetime!(2026-02-28 00:00:01 UTC)), 0);
-        assert_eq!(age_days(T0, datetime!(2026-04-01 00:00 UTC)), 0);
+        assert_eq!(
+            report::key_age_days(T0, datetime!(2026-02-01 00:00 UTC)),
+            28
+        );
+        assert_eq!(
+            report::key_age_days(T0, datetime!(2026-02-28 00:00:01 UTC)),
+            0
+        );
+        assert_eq!(report::key_age_days(T0, datetime!(2026-04-01 00:00 UTC)), 0);
     }
 
     #[test]

@@ -249,6 +249,42 @@ pub fn parse_keys_document(text: &str) -> Result<KeysDocument, KeyError> {
     })
 }
 
+/// Why the keys secret gave no keys.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("reading the API keys in {secret}: {error}")]
+    Read { secret: String, error: String },
+    #[error("the API keys in {secret}")]
+    Keys {
+        secret: String,
+        #[source]
+        error: KeyError,
+    },
+}
+
+/// Reads and parses the keys secret (see [`KeysDocument`]): the API's
+/// Lambda and `keyfleet serve` (`[api] keys_secret`) both read it here.
+pub async fn read_keys_secret(
+    sdk: &aws_config::SdkConfig,
+    secret: &str,
+) -> Result<KeysDocument, SecretError> {
+    let out = aws_sdk_secretsmanager::Client::new(sdk)
+        .get_secret_value()
+        .secret_id(secret)
+        .send()
+        .await
+        .map_err(|e| SecretError::Read {
+            secret: secret.to_string(),
+            error: aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string(),
+        })?;
+    parse_keys_document(out.secret_string().unwrap_or_default()).map_err(|error| {
+        SecretError::Keys {
+            secret: secret.to_string(),
+            error,
+        }
+    })
+}
+
 /// Parses `read,rotate`.
 pub fn parse_scopes(s: &str) -> Result<Vec<Scope>, KeyError> {
     let scopes: Vec<Scope> = s

@@ -22,7 +22,7 @@
 //! each raw event, and an API event carries the caller's `x-api-key`.
 
 use crate::invoke::LambdaCoordinator;
-use crate::keys::parse_keys_document;
+use crate::keys::read_keys_secret;
 use crate::routes::BasePath;
 use crate::{ApiConfig, AppState, Backend, RateLimit, SecureCookies};
 use axum::extract::Request;
@@ -127,21 +127,13 @@ pub async fn run() -> Result<(), lambda_http::Error> {
         burst: env_u32("KEYFLEET_RATE_LIMIT_BURST", defaults.burst)?,
     };
     let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
-    let text = aws_sdk_secretsmanager::Client::new(&sdk)
-        .get_secret_value()
-        .secret_id(&secret)
-        .send()
-        .await
-        .map_err(|e| {
-            format!(
-                "reading the API keys {secret}: {}",
-                aws_sdk_secretsmanager::error::DisplayErrorContext(e)
-            )
-        })?
-        .secret_string()
-        .unwrap_or_default()
-        .to_string();
-    let doc = parse_keys_document(&text).map_err(|e| format!("the API keys in {secret}: {e}"))?;
+    let doc = read_keys_secret(&sdk, &secret).await.map_err(|e| {
+        use std::error::Error;
+        match e.source() {
+            Some(cause) => format!("{e}: {cause}"),
+            None => e.to_string(),
+        }
+    })?;
     // Against an emulator (AWS_ENDPOINT_URL set) S3 is addressed path-style.
     let path_style = std::env::var_os("AWS_ENDPOINT_URL").is_some();
     let s3 = aws_sdk_s3::config::Builder::from(&sdk)

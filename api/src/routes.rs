@@ -16,7 +16,7 @@
 use crate::auth::{self, Access, Caller, Denied};
 use crate::data::DataError;
 use crate::ids;
-use crate::inventory::{self, KeyView, Lookup, Reactivation};
+use crate::inventory::{self, rfc3339, KeyView, Lookup, Reactivation};
 use crate::invoke::{self, InvokeError};
 use crate::keys::Scope;
 use crate::middleware::{self, csv, html, json};
@@ -341,16 +341,10 @@ pub const ROUTES: &[Route] = &[
         responses: &[
             page(200, "The dashboard."),
             page(400, "A filter that is not a run id, an account id, a verdict or a number of days."),
-            Resp {
-                headers: &["WWW-Authenticate"],
-                ..page(401, "The login form: no API key or session, or not a valid one.")
-            },
-            page(403, "The API key lacks the read scope."),
+            B401,
+            B403,
             page(404, "The run asked for (`run`) is not a finalized run."),
-            Resp {
-                headers: &["Retry-After"],
-                ..page(429, "Rate limit of the API key reached.")
-            },
+            B429,
             page(502, "The report bucket could not be read."),
         ],
     },
@@ -376,11 +370,8 @@ pub const ROUTES: &[Route] = &[
             },
             page(400, "The form has no api_key."),
             page(401, "Not a valid API key: the login form again."),
-            page(403, "The API key lacks the read scope."),
-            Resp {
-                headers: &["Retry-After"],
-                ..page(429, "Rate limit of the API key reached.")
-            },
+            B403,
+            B429,
         ],
     },
     Route {
@@ -810,11 +801,6 @@ fn store_failed(e: DataError) -> Problem {
     Problem::bad_gateway("reading the report bucket", &e)
 }
 
-fn rfc3339(t: time::OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
-}
-
 /// Names the run an answer comes from.
 fn label(mut resp: Response, run_id: &str, finalized_at: time::OffsetDateTime) -> Response {
     let h = resp.headers_mut();
@@ -946,10 +932,11 @@ async fn stored_report(
 }
 
 /// Labels a stored report's answer with its run, when the run's finalized
-/// report is readable.
+/// report is readable (its summary, kept since the run list or the
+/// dashboard read it, has the two values: no second read of the report).
 async fn label_stored(state: &AppState, run_id: &str, resp: Response) -> Response {
-    match state.data().report(run_id).await {
-        Ok(Some(r)) => label(resp, &r.run_id, r.finalized_at),
+    match state.data().summary(run_id).await {
+        Ok(Some(s)) => label(resp, &s.run_id, s.finalized_at),
         _ => resp,
     }
 }

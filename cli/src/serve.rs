@@ -48,23 +48,7 @@ async fn sdk_as(cfg: &Config, role: Option<&str>) -> SdkConfig {
 async fn api_keys(cfg: &Config, sdk: &SdkConfig) -> Result<Vec<keyfleet_api::ApiKeyEntry>> {
     let mut entries = cfg.api.keys.clone();
     if let Some(secret) = &cfg.api.keys_secret {
-        let text = aws_sdk_secretsmanager::Client::new(sdk)
-            .get_secret_value()
-            .secret_id(secret)
-            .send()
-            .await
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "reading the API keys in {secret}: {}",
-                    aws_sdk_secretsmanager::error::DisplayErrorContext(e)
-                )
-            })?
-            .secret_string()
-            .unwrap_or_default()
-            .to_string();
-        let doc = keyfleet_api::keys::parse_keys_document(&text)
-            .with_context(|| format!("the API keys in {secret}"))?;
-        entries.extend(doc.keys);
+        entries.extend(keys::read_keys_secret(sdk, secret).await?.keys);
     }
     Ok(entries)
 }
