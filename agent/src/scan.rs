@@ -242,16 +242,14 @@ pub fn parse_credential_report(
         if user.is_empty() || user == "<root_account>" {
             continue;
         }
+        let cell = |name: &str| col(name).and_then(|i| row.get(i));
         let mut keys = Vec::new();
         for n in 1..=2 {
-            let get =
-                |suffix: &str| col(&format!("access_key_{n}_{suffix}")).and_then(|i| row.get(i));
+            let get = |suffix: &str| cell(&format!("access_key_{n}_{suffix}"));
             let Some(created) = get("last_rotated").and_then(parse_date) else {
                 continue;
             };
-            let active = get("active")
-                .map(|v| v.eq_ignore_ascii_case("true"))
-                .unwrap_or(false);
+            let active = parse_flag(get("active")) == Some(true);
             keys.push(KeyState {
                 id: String::new(),
                 status: if active {
@@ -265,13 +263,12 @@ pub fn parse_credential_report(
                 last_used_region: opt_field(get("last_used_region")),
             });
         }
-        let flag = |name: &str| parse_flag(col(name).and_then(|i| row.get(i)));
         out.insert(
             user,
             CredentialReportRow {
                 keys,
-                mfa_active: flag("mfa_active"),
-                password_enabled: flag("password_enabled"),
+                mfa_active: parse_flag(cell("mfa_active")),
+                password_enabled: parse_flag(cell("password_enabled")),
             },
         );
     }

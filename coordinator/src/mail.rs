@@ -27,7 +27,7 @@
 //! the full access key id, which is not secret (IAM lists it to anyone with
 //! `iam:ListAccessKeys`). Dates are UTC.
 
-use crate::render::{self, date_utc, datetime_utc};
+use crate::render::{self, date_utc, datetime_utc, plural};
 use crate::zipbox;
 use keyfleet_protocol::address::check_syntax;
 use keyfleet_protocol::plan::{Action, Notice, Outcome};
@@ -515,12 +515,12 @@ fn summary_compliance_text(text: &mut String, report: &RunReport) {
     };
     let _ = writeln!(
         text,
-        "Compliance:\n  Active keys at most {} days old (CIS): {}\n  Active key, no MFA:              {}\n  Console password and active key: {}",
-        CIS_KEY_ROTATION_DAYS,
+        "Compliance:\n  Active keys at most {CIS_KEY_ROTATION_DAYS} days old (CIS): {}",
         render::compliance_text(Some(s.total)),
-        render::count_users(s.keys_without_mfa.len() as u64),
-        render::count_users(s.console_users_with_keys.len() as u64),
     );
+    for (label, n) in render::finding_counts(s) {
+        let _ = writeln!(text, "  {:<32} {n}", format!("{label}:"));
+    }
     if let Some(unknown) = render::unknown_state_text(s) {
         let _ = writeln!(text, "  {unknown}.");
     }
@@ -568,8 +568,9 @@ fn summary_html(
                         td style=(cell) { (render::compliance_text(report.compliance.as_ref().map(|s| s.total))) }
                     }
                     @if let Some(s) = &report.compliance {
-                        tr { th scope="row" style=(cell) { "Active key, no MFA" } td style=(cell) { (render::count_users(s.keys_without_mfa.len() as u64)) } }
-                        tr { th scope="row" style=(cell) { "Console password and active key" } td style=(cell) { (render::count_users(s.console_users_with_keys.len() as u64)) } }
+                        @for (label, n) in render::finding_counts(s) {
+                            tr { th scope="row" style=(cell) { (label) } td style=(cell) { (n) } }
+                        }
                         @if let Some(unknown) = render::unknown_state_text(s) {
                             tr { td colspan="2" style=(format!("{cell};color:#555")) { (unknown) "." } }
                         }
@@ -606,14 +607,6 @@ fn summary_html(
         }
     }
     .into_string()
-}
-
-fn plural(n: u64, what: &str) -> String {
-    if n == 1 {
-        format!("1 {what}")
-    } else {
-        format!("{n} {what}s")
-    }
 }
 
 fn account_counts(report: &RunReport) -> Vec<(&'static str, u64)> {

@@ -59,7 +59,7 @@ use crate::outcome;
 use keyfleet_protocol::messages::{JobMode, UserReport};
 use keyfleet_protocol::plan::{Action, ActionRecord, KeyState, KeyStatus, Outcome, Verdict};
 use keyfleet_protocol::report::{
-    AccountReport, AccountState, Compliance, ComplianceSummary, RunReport, UserRef,
+    key_age_days, AccountReport, AccountState, Compliance, ComplianceSummary, RunReport, UserRef,
     CIS_KEY_ROTATION_DAYS,
 };
 use maud::{html, Markup, PreEscaped, DOCTYPE};
@@ -202,7 +202,7 @@ fn csv_rows(report: &RunReport) -> Vec<[String; COLUMNS]> {
                     row[8] = k.id.clone();
                     row[9] = key_status(k.status).to_string();
                     row[10] = rfc3339(k.created);
-                    row[11] = age_days(report.created_at, k.created).to_string();
+                    row[11] = key_age_days(report.created_at, k.created).to_string();
                     row[12] = k.last_used.map(rfc3339).unwrap_or_default();
                     row[13] = k.last_used_service.clone().unwrap_or_default();
                     row[14] = k.last_used_region.clone().unwrap_or_default();
@@ -347,11 +347,10 @@ pub(crate) fn compliance_text(c: Option<Compliance>) -> String {
         None => "not recorded".to_string(),
         Some(c) if c.active_keys == 0 => "n/a (no active key)".to_string(),
         Some(c) => format!(
-            "{} ({} of {} active {})",
+            "{} ({} of {})",
             c.percent_text(),
             c.active_keys_within_90d,
-            c.active_keys,
-            if c.active_keys == 1 { "key" } else { "keys" }
+            plural(c.active_keys, "active key")
         ),
     }
 }
@@ -362,22 +361,32 @@ pub(crate) fn unknown_state_text(s: &ComplianceSummary) -> Option<String> {
     (s.credential_state_unknown > 0).then(|| {
         format!(
             "MFA or console password unknown for {} with an active key (not read from the credential report): the findings may miss them",
-            count_users(s.credential_state_unknown)
+            plural(s.credential_state_unknown, "user")
         )
     })
 }
 
-/// `1 user`, `2 users`.
-pub(crate) fn count_users(n: u64) -> String {
-    if n == 1 {
-        "1 user".to_string()
-    } else {
-        format!("{n} users")
-    }
+/// The two findings' labels and counts, as the summary mail lists them.
+pub(crate) fn finding_counts(s: &ComplianceSummary) -> [(&'static str, String); 2] {
+    [
+        (
+            "Active key, no MFA",
+            plural(s.keys_without_mfa.len() as u64, "user"),
+        ),
+        (
+            "Console password and active key",
+            plural(s.console_users_with_keys.len() as u64, "user"),
+        ),
+    ]
 }
 
-fn age_days(at: OffsetDateTime, created: OffsetDateTime) -> u64 {
-    (at - created).whole_days().max(0) as u64
+/// `1 user`, `2 users`: `n` of `what`, with an `s` unless `n` is 1.
+pub(crate) fn plural(n: u64, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
 }
 
 /// Per-account numbers shown in the HTML and terminal tables.
@@ -554,8 +563,8 @@ pub fn to_table(report: &RunReport) -> String {
         let _ = writeln!(
             out,
             "findings: {} with an active key and no MFA, {} with a console password and an active key",
-            count_users(s.keys_without_mfa.len() as u64),
-            count_users(s.console_users_with_keys.len() as u64)
+            plural(s.keys_without_mfa.len() as u64, "user"),
+            plural(s.console_users_with_keys.len() as u64, "user")
         );
         if let Some(unknown) = unknown_state_text(s) {
             let _ = writeln!(out, "  {unknown}");
@@ -928,11 +937,7 @@ fn compliance_section(report: &RunReport) -> Markup {
                                     td { a href=(format!("#{}", anchor(&a.account_id))) { code { (a.account_id) } } }
                                     td { (display_name(a)) }
                                     @match a.compliance {
-                                        Some(c) => {
-                                            td.num { (c.active_keys) }
-                                            td.num { (c.active_keys_within_90d) }
-                                            td.num { (c.percent_text()) }
-                                        }
+                                        Some(c) => { (measure_cells(c)) }
                                         None => { td.muted colspan="3" { "not recorded" } }
                                     }
                                 }
@@ -941,9 +946,7 @@ fn compliance_section(report: &RunReport) -> Markup {
                         tfoot {
                             tr {
                                 th scope="row" colspan="2" { "Total (" (report.accounts.len()) " accounts)" }
-                                td.num { (s.total.active_keys) }
-                                td.num { (s.total.active_keys_within_90d) }
-                                td.num { (s.total.percent_text()) }
+                                (measure_cells(s.total))
                             }
                         }
                     }
@@ -961,6 +964,15 @@ fn compliance_section(report: &RunReport) -> Markup {
                 }
             }
         }
+    }
+}
+
+/// A CIS measure's three cells: active keys, those within, the share.
+fn measure_cells(c: Compliance) -> Markup {
+    html! {
+        td.num { (c.active_keys) }
+        td.num { (c.active_keys_within_90d) }
+        td.num { (c.percent_text()) }
     }
 }
 
@@ -1077,7 +1089,7 @@ fn users_table(report: &RunReport, a: &AccountReport) -> Markup {
 }
 
 fn key_line(report: &RunReport, k: &KeyState) -> Markup {
-    let age = age_days(report.created_at, k.created);
+    let age = key_age_days(report.created_at, k.created);
     let used = match (k.last_used, &k.last_used_service, &k.last_used_region) {
         (Some(t), s, r) => {
             let mut where_ = String::new();

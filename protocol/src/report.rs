@@ -36,8 +36,7 @@
 //!   recorded" rather than "n/a" or an empty finding.
 
 use crate::messages::{AccountResult, AccountStatus, Dispatch, JobMode, RunManifest, UserReport};
-use crate::plan::KeyState;
-use crate::plan::{KeyStatus, Verdict};
+use crate::plan::{KeyState, KeyStatus, Verdict};
 use crate::policy::Policy;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -368,8 +367,6 @@ pub fn aggregate(
                     r.error.clone(),
                 ),
             };
-            let users = result.map(|r| r.users.clone()).unwrap_or_default();
-            let as_of = result.map(|r| r.as_of).unwrap_or(finalized_at);
             AccountReport {
                 account_id: m.account_id.clone(),
                 name: m.name.clone(),
@@ -377,14 +374,15 @@ pub fn aggregate(
                 state,
                 error,
                 iam_calls: result.map(|r| r.iam_calls()).unwrap_or(0),
-                compliance: Some(compliance_of(&users, as_of)),
-                users,
+                users: result.map(|r| r.users.clone()).unwrap_or_default(),
+                // Set below, with the account's `as_of`.
+                compliance: None,
             }
         })
         .collect();
     accounts.sort_by(|a, b| a.state.cmp(&b.state).then(a.account_id.cmp(&b.account_id)));
 
-    for a in &accounts {
+    for a in &mut accounts {
         totals.accounts += 1;
         match a.state {
             AccountState::Ok => totals.accounts_ok += 1,
@@ -398,6 +396,7 @@ pub fn aggregate(
             .get(a.account_id.as_str())
             .map(|r| r.as_of)
             .unwrap_or(finalized_at);
+        a.compliance = Some(compliance_of(&a.users, as_of));
         for u in &a.users {
             totals.users += 1;
             *totals
