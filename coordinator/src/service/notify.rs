@@ -128,24 +128,25 @@ impl Coordinator {
                 notice.key_id(),
                 &notice_ledger_kind(notice),
             );
-            let send = async {
-                if let Notice::Reactivated { key_id, .. } = notice {
-                    // The key's story starts again: the reminders of its
-                    // fresh notice period and its second deactivation must
-                    // reach the owner, not be dropped as duplicates of the
-                    // first ones. Released under this notice's claim, so a
-                    // failure releases the claim and a retry does it again.
-                    for kind in RESTARTED_BY_REACTIVATION {
-                        self.store
-                            .delete(&store::ledger_key(
-                                &result.account_id,
-                                &user.user_name,
-                                key_id,
-                                kind,
-                            ))
-                            .await?;
-                    }
+            if let Notice::Reactivated { key_id, .. } = notice {
+                // The key's story starts again: the reminders of its fresh
+                // notice period and its second deactivation must reach the
+                // owner, not be dropped as duplicates of the first ones.
+                // Released before this notice is claimed (releasing twice is
+                // harmless), so a coordinator stopped between the two
+                // leaves nothing claimed that should have been released.
+                for kind in RESTARTED_BY_REACTIVATION {
+                    self.store
+                        .delete(&store::ledger_key(
+                            &result.account_id,
+                            &user.user_name,
+                            key_id,
+                            kind,
+                        ))
+                        .await?;
                 }
+            }
+            let send = async {
                 match mail::notice_email(&ctx, notice) {
                     Ok(m) => self.send_email(&m).await,
                     Err(e) => {
@@ -444,5 +445,44 @@ impl Coordinator {
         {
             tracing::error!(error = %aws_sdk_sns::error::DisplayErrorContext(e), "SNS alert not sent");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    /// The ledger kinds a reactivation releases are the kinds of the
+    /// deactivation's notices, by name: renaming a kind cannot quietly
+    /// stop the release.
+    #[test]
+    fn a_reactivation_releases_the_kinds_of_the_deactivation_notices() {
+        let key_id = "AKIAIOSFODNN7EXAMPLE".to_string();
+        let notices = [
+            Notice::DeactivationScheduled {
+                key_id: key_id.clone(),
+                on: datetime!(2026-01-01 0:00 UTC),
+                replacement: None,
+            },
+            Notice::Deactivated {
+                key_id: key_id.clone(),
+                replacement: None,
+            },
+            Notice::StillInUse {
+                key_id: key_id.clone(),
+                last_used: None,
+                service: None,
+                region: None,
+                replacement: None,
+            },
+        ];
+        let kinds: Vec<String> = notices.iter().map(notice_ledger_kind).collect();
+        assert_eq!(kinds, RESTARTED_BY_REACTIVATION);
+        let reactivated = Notice::Reactivated {
+            key_id,
+            until: datetime!(2026-01-11 0:00 UTC),
+        };
+        assert_eq!(notice_ledger_kind(&reactivated), "reactivated-1768089600");
     }
 }

@@ -71,3 +71,77 @@ async fn a_reactivated_keys_second_deactivation_reaches_its_owner() {
     assert_eq!(kinds(), ["deactivated", "reactivated", "deactivated"]);
     assert_eq!(member.keys("app").await[0], (old, false));
 }
+
+/// A coordinator that stopped right after claiming the reactivation email
+/// (before it released the earlier notices) must not leave them claimed:
+/// the key's second deactivation would never reach its owner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reactivation_interrupted_after_its_claim_still_releases_the_earlier_notices() {
+    let mut member = create_member("reactivated-crash").await;
+    member.deploy_agent().await;
+    member
+        .populate(&[user(
+            "crash-app",
+            vec![key(95, true, Some(20)), key(15, true, Some(1))],
+        )])
+        .await;
+    let old = member.created["crash-app"][0].clone();
+    let owner = owner_address("crash-app");
+    let central = Central::new(Setup::default()).await;
+    let kinds = || -> Vec<String> { emails_to(&owner).into_iter().map(|m| m.kind).collect() };
+    central.start_run_on(&[&member.id]).await;
+    member.run_agent(&central.public_key).await;
+    central.intake_until_finalized().await;
+    assert_eq!(kinds(), ["deactivated"]);
+
+    central
+        .coordinator
+        .start_run(keyfleet_coordinator::RunRequest {
+            accounts: Some(vec![member.id.clone()]),
+            mode: JobMode::Reactivate {
+                user: "crash-app".into(),
+                key_id: old.clone(),
+            },
+            ..Default::default()
+        })
+        .await
+        .expect("start the reactivation");
+    let (_, result) = member.run_agent(&central.public_key).await;
+    let until = result.users[0]
+        .actions
+        .iter()
+        .find_map(|a| match &a.action {
+            keyfleet_protocol::Action::Notify {
+                notice: keyfleet_protocol::Notice::Reactivated { until, .. },
+            } => Some(*until),
+            _ => None,
+        })
+        .expect("a reactivation notice");
+    // What the stopped coordinator left: the claim, nothing released.
+    central
+        .coordinator
+        .store()
+        .put(
+            &keyfleet_coordinator::store::ledger_key(
+                &member.id,
+                "crash-app",
+                &old,
+                &format!("reactivated-{}", until.unix_timestamp()),
+            ),
+            b"an earlier attempt".to_vec(),
+            "text/plain",
+        )
+        .await
+        .unwrap();
+    central.intake_until_finalized().await;
+
+    emu().advance_clock(10.0, Some(&member.id)).unwrap();
+    central.start_run_on(&[&member.id]).await;
+    member.run_agent(&central.public_key).await;
+    central.intake_until_finalized().await;
+    assert_eq!(
+        kinds(),
+        ["deactivated", "deactivated"],
+        "the second deactivation reached the owner"
+    );
+}
