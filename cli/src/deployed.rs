@@ -13,7 +13,7 @@
 use crate::config::Config;
 use anyhow::{anyhow, bail, Context, Result};
 use aws_config::SdkConfig;
-use aws_sdk_lambda::primitives::Blob;
+use keyfleet_api::{Coordinator, InvokeError, LambdaCoordinator};
 use keyfleet_coordinator::lambda::Command;
 use keyfleet_coordinator::reports::{Progress, Reports};
 use keyfleet_coordinator::store::RunStore;
@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 /// How to reach a deployed coordinator: its function and its report bucket.
 pub struct Deployment {
-    lambda: aws_sdk_lambda::Client,
+    coordinator: LambdaCoordinator,
     function: String,
     reports: Reports,
     stall_after: Duration,
@@ -38,25 +38,14 @@ pub struct Started {
     pub accounts: usize,
 }
 
-/// The error document Lambda returns for a failed invocation.
-#[derive(serde::Deserialize)]
-struct FunctionError {
-    #[serde(rename = "errorMessage", default)]
-    message: String,
-    #[serde(rename = "errorType", default)]
-    kind: String,
-}
-
 impl Deployment {
-    /// The Lambda client makes one attempt per invocation: starting a run
-    /// is not idempotent, and an SDK retry after a lost response (a dropped
-    /// connection, a timeout, a 5xx) would start a second run.
+    /// One attempt per invocation ([`LambdaCoordinator`], the API's too):
+    /// starting a run is not idempotent, and an SDK retry after a lost
+    /// response (a dropped connection, a timeout, a 5xx) would start a
+    /// second run.
     pub fn new(cfg: &Config, sdk: &SdkConfig) -> Deployment {
-        let lambda = aws_sdk_lambda::config::Builder::from(sdk)
-            .retry_config(aws_config::retry::RetryConfig::disabled())
-            .build();
         Deployment {
-            lambda: aws_sdk_lambda::Client::from_conf(lambda),
+            coordinator: LambdaCoordinator::new(sdk, cfg.coordinator.function.clone()),
             function: cfg.coordinator.function.clone(),
             reports: reports(cfg, sdk),
             stall_after: cfg.coordinator.stall_after.to_time().unsigned_abs(),
@@ -69,74 +58,36 @@ impl Deployment {
 
     /// Invokes the coordinator with `cmd` and returns its answer.
     pub async fn invoke(&self, cmd: &Command) -> Result<serde_json::Value> {
-        let payload = serde_json::to_vec(cmd).expect("commands serialize");
-        let out = self
-            .lambda
-            .invoke()
-            .function_name(&self.function)
-            .payload(Blob::new(payload))
-            .send()
-            .await
-            .map_err(|e| {
-                let not_found = e
-                    .as_service_error()
-                    .is_some_and(|s| s.is_resource_not_found_exception());
-                use aws_sdk_lambda::error::SdkError;
-                // Sent, but what happened is not known: no answer, or one
-                // that could not be read.
-                let unknown = matches!(
-                    e,
-                    SdkError::TimeoutError(_)
-                        | SdkError::DispatchFailure(_)
-                        | SdkError::ResponseError(_)
-                );
-                if not_found {
-                    anyhow!(
-                        "the coordinator function `{}` does not exist here: deploy keyfleet with Terraform \
-                         (terraform/README.md), run `keyfleet bootstrap` on an emulator, or use --local to \
-                         run without the deployment",
-                        self.function
-                    )
-                } else if unknown {
-                    anyhow!(
-                        "invoking the coordinator `{}`: no answer ({}); it may have started a run all the \
-                         same, so it is not invoked again: look for the run with `keyfleet report` before \
-                         starting another",
-                        self.function,
-                        aws_sdk_lambda::error::DisplayErrorContext(e)
-                    )
-                } else {
-                    anyhow!(
-                        "invoking the coordinator `{}`: {}",
-                        self.function,
-                        aws_sdk_lambda::error::DisplayErrorContext(e)
-                    )
-                }
-            })?;
-        let body = out.payload().map(|b| b.as_ref()).unwrap_or_default();
-        if out.function_error().is_some() {
-            let err: FunctionError = serde_json::from_slice(body).unwrap_or(FunctionError {
-                message: String::from_utf8_lossy(body).into_owned(),
-                kind: String::new(),
-            });
+        self.coordinator.invoke(cmd).await.map_err(|e| match e {
+            InvokeError::NotFound(function) => anyhow!(
+                "the coordinator function `{function}` does not exist here: deploy keyfleet with Terraform \
+                 (terraform/README.md), run `keyfleet bootstrap` on an emulator, or use --local to \
+                 run without the deployment"
+            ),
+            // Sent, but what happened is not known.
+            InvokeError::NoAnswer { function, error } => anyhow!(
+                "invoking the coordinator `{function}`: no answer ({error}); it may have started a run all the \
+                 same, so it is not invoked again: look for the run with `keyfleet report` before \
+                 starting another"
+            ),
+            InvokeError::Failed { function, error } => {
+                anyhow!("invoking the coordinator `{function}`: {error}")
+            }
             // The coordinator's errors say what is wrong (a run that
             // selected no account names the report); the Runtime's say
             // that the function itself broke.
-            if err.kind.starts_with("Runtime.") || err.kind.starts_with("Sandbox.") {
-                bail!(
-                    "the coordinator function `{}` failed ({}): {}",
-                    self.function,
-                    err.kind,
-                    err.message
-                );
+            InvokeError::Function { kind, message }
+                if kind.starts_with("Runtime.") || kind.starts_with("Sandbox.") =>
+            {
+                anyhow!(
+                    "the coordinator function `{}` failed ({kind}): {message}",
+                    self.function
+                )
             }
-            bail!("{}", err.message);
-        }
-        serde_json::from_slice(body).with_context(|| {
-            format!(
-                "the coordinator answered with something that is not JSON: {}",
-                String::from_utf8_lossy(body)
-            )
+            InvokeError::Function { message, .. } => anyhow!("{message}"),
+            InvokeError::Answer(text) => {
+                anyhow!("the coordinator answered with something that is not JSON: {text}")
+            }
         })
     }
 
