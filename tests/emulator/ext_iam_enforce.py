@@ -1,67 +1,89 @@
-"""IAM enforced for the deployed roles (identity policies only; off by default).
+"""AWS's access control for the deployed roles, decided by a maintained policy engine.
 
-AWS: every request signed by an assumed-role session is allowed only when one
-of the role's identity policies (inline or attached managed) allows the
-action on the resource and none denies it. A denied request fails with
-``AccessDenied`` (query/XML services such as IAM, STS; S3's XML; SNS says
-``AuthorizationError``) or
-``AccessDeniedException`` (JSON services: Secrets Manager, SQS, KMS,
-Organizations, SES v2), message::
+AWS decides every request from more than the caller's identity policies:
+the resource's own policy (SQS queue, Secrets Manager secret, S3 bucket, KMS
+key, SNS topic, Lambda function) or, for ``sts:AssumeRole``, the role's
+trust policy; the organization's SCPs (principal side) and RCPs (resource
+side); permission boundaries; and each statement's conditions, evaluated
+against the request's context. Within one account either the identity or
+the resource policy may allow; across accounts both must; an explicit Deny
+anywhere wins. A denied request fails with ``AccessDenied`` (query/XML
+services such as IAM, STS; S3's XML; SNS says ``AuthorizationError``) or
+``AccessDeniedException`` (JSON services), message::
 
     User: arn:aws:sts::<acct>:assumed-role/<role>/<session> is not authorized to perform: <action> on resource: <arn> because no identity-based policy allows the <action> action
 
-(or ``... with an explicit deny in an identity-based policy``).
+(or ``with an explicit deny in a resource-based policy``, ``... in a service
+control policy``, ``because no resource-based policy allows ...``, as AWS
+words each case).
 
-moto 5.2.5: its own authorization (``INITIAL_NO_AUTH_ACTION_COUNT``) is
-global to the process, would check the test kit's admin credentials too, and
-works out resource ARNs for a few services only, so a role that lacks a
-permission still works against the emulator.
+moto 5.2.5 evaluates none of that for the sessions keyfleet uses.
 
-Patch: ``ActionAuthenticatorMixin._authenticate_and_authorize_action`` (the
-hook every moto response class calls before an action; S3 passes the
-bucket/object ARN) runs moto's code as before and then, while enforcement is
-enabled, checks requests whose SigV4 access key is an STS AssumeRole session
-(moto's ``sts_backends[account][partition].assumed_roles``) of a role whose
-name matches one of ``role_name_patterns`` (shell-style, default
-``keyfleet-agent*``, ``keyfleet-coordinator*``, ``keyfleet-org-reader*`` and
-``keyfleet-api*``: the deployed roles). Everything else — the
-``testing`` admin keys, IAM user keys, sessions of other roles (e.g.
-``OrganizationAccountAccessRole``, ``keyfleet-test``) — is never checked.
+Here the harness builds each request's *context* and the engine decides:
+``iam_engine.py`` runs ``@cloud-copilot/iam-simulate`` (see the README for
+why that engine), so no policy language is evaluated by home-made code. What
+stays home-made, and is tested against the engine with a table of cases
+(``test_iam_enforce.py``), is the context:
 
-The action is ``<signing service>:<Action>``, or the IAM action's own name
-where it differs from the operation's (``IAM_ACTION_NAMES``: Lambda ``Invoke``
-is authorized as ``lambda:InvokeFunction``); the resource ARN is worked out
-per service (``resources_for``): IAM users/roles/policies (account-level reads
--> ``*``), Secrets Manager secrets (the real ARN with its 6-character suffix
-when the secret exists, otherwise ``...:secret:<name>-??????``), SQS queues
-(account from the QueueUrl), S3 buckets/objects (moto's ARN), SES identities
-and configuration sets, SNS topics, KMS keys, CloudWatch Logs groups/streams,
-STS roles (AssumeRole), Lambda functions named in the path (the function's
-ARN, no qualifier), Organizations roots/OUs/accounts named by
-``ParentId``/``ChildId``/``AccountId``/... (``ORGANIZATIONS_TARGETS``);
-everything else ``*``. ``sts:GetCallerIdentity`` is
-always allowed (as in AWS). Evaluation: Allow/Deny, ``Action``/``NotAction``
-(case-insensitive), ``Resource``/``NotResource`` (case-sensitive), ``*`` and
-``?`` wildcards; explicit Deny wins. A request that AWS authorizes with a
-second action is checked for both (``IMPLIED``: CreateSecret with Tags also
-needs ``secretsmanager:TagResource``; CreateUser/CreateRole with Tags,
-``iam:TagUser``/``iam:TagRole``). NOT evaluated: conditions (an Allow with a
-Condition counts as if it held; a Deny with a Condition is ignored), resource
-policies (bucket, queue, secret, key policies), permission boundaries, session
-policies, SCPs, policy variables.
+- who: requests whose SigV4 access key is an STS AssumeRole session
+  (moto's ``assumed_roles``) of a role whose name matches one of
+  ``role_name_patterns`` (shell-style; default the deployed roles
+  ``keyfleet-agent*``, ``keyfleet-coordinator*``, ``keyfleet-org-reader*``,
+  ``keyfleet-api*``; a test adds its own intruder roles). Everything else —
+  the ``testing`` admin keys that stand for the operator's own tooling, IAM
+  user keys, other roles' sessions — is never checked. The principal is the
+  session ARN; its context: ``aws:PrincipalArn`` (the role ARN),
+  ``aws:PrincipalAccount``, ``aws:PrincipalOrgID``, ``aws:PrincipalOrgPaths``,
+  ``aws:PrincipalTag/*`` (the role's tags), ``aws:PrincipalType``
+  (``AssumedRole``), ``aws:userid``, ``aws:SecureTransport`` (``true``: AWS
+  SDKs only speak TLS to AWS; the emulator's plain HTTP stands for it),
+  ``aws:RequestedRegion``, ``aws:CurrentTime``, ``aws:EpochTime``;
+- what: ``<signing service>:<Action>`` or the IAM action's own name where it
+  differs (``IAM_ACTION_NAMES``), plus the second action AWS authorizes for
+  some requests (``IMPLIED``);
+- on what: the resource ARN per service (``resources_for``), its account
+  (``aws:ResourceAccount``, ``aws:ResourceOrgID``, ``aws:ResourceOrgPaths``),
+  its tags (``aws:ResourceTag/*``, and ``iam:ResourceTag/*`` for IAM users and
+  roles);
+- service keys taken from the request: ``s3:prefix``, ``ses:FromAddress``,
+  ``sts:ExternalId``, ``sts:RoleSessionName``, ``kms:EncryptionContext:*``;
+- the resource's policy from moto's state (``resource_policy``), the SCPs of
+  the root, each OU down to the account and the account itself, and the RCPs
+  likewise, when the organization has that policy type enabled (a level with
+  no SCP of its own counts as ``FullAWSAccess``, which AWS attaches to every
+  new OU and account); neither applies to the management account;
+- implicit KMS calls (``implicit_kms``): a request on a resource encrypted
+  with a customer key also needs ``kms:Decrypt`` / ``kms:GenerateDataKey`` on
+  that key, with ``kms:ViaService`` and the service's encryption context,
+  decided by the same engine with the key's policy: S3 objects (SSE-KMS, or
+  the bucket's default), Secrets Manager secrets with a ``KmsKeyId``, SNS
+  topics and SQS queues with a ``KmsMasterKeyId``.
+
+``sts:AssumeRole`` by an enforced session is decided with the target role's
+trust policy as the resource policy; a role that does not exist is refused
+as AWS refuses it. An S3 read of a missing object answers 403 AccessDenied,
+not 404, when the caller may not ``s3:ListBucket`` the bucket (AWS hides
+whether the key exists).
 
 What the harness does itself under a function's execution role (the SQS
 event source poller, an async invocation's dead-letter queue, CloudWatch Logs
 for a function's output; see ext_lambda_esm.py, ext_lambda_async.py and
-ext_lambda_exec.py) is checked with
-``check_role_action`` (same evaluation, same decisions log, session name =
-the function's name), exactly as a request signed by that session would be.
+ext_lambda_exec.py) is checked with ``check_role_action`` (same engine, same
+context, same decisions log, session name = the function's name).
+
+NOT evaluated: session policies passed to AssumeRole, VPC endpoint policies,
+grants, ``aws:SourceIp``/``aws:SourceVpc``, and the callers that are not
+enforced (above).
 
 Control: ``POST /_keyfleet/iam/enforce`` ``{"enabled": true,
 "role_name_patterns": [...]}`` (both optional), ``GET`` reads the settings;
 ``GET /_keyfleet/iam/decisions`` lists every check in order
 (``{"decision": "ALLOWED"|"DENIED", "account", "role", "session", "action",
-"resource", "reason"}``), ``DELETE`` clears it.
+"resource", "reason", "decided_by"}``: ``reason`` is ``allow``,
+``implicit-deny`` or ``explicit-deny``; ``decided_by`` names the policy type
+that denied, ``identity``, ``resource``, ``trust``, ``scp``, ``rcp``,
+``boundary``, ``kms`` or ``engine``, and is null when allowed), ``DELETE``
+clears it.
 """
 
 from __future__ import annotations
@@ -70,9 +92,11 @@ import fnmatch
 import json
 import re
 import threading
+import time
 from typing import Any
 from urllib.parse import unquote, urlparse
 
+import iam_engine
 from control import ControlError
 
 DEFAULT_PATTERNS = ["keyfleet-agent*", "keyfleet-coordinator*", "keyfleet-org-reader*", "keyfleet-api*"]
@@ -142,60 +166,14 @@ def decisions_clear() -> dict[str, Any]:
     return {"ok": True, "cleared": n}
 
 
-# -- policy evaluation -------------------------------------------------------
-
-
-def _wildcard(pattern: str, value: str, case_sensitive: bool) -> bool:
-    regex = "".join(
-        ".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern
-    )
-    flags = re.DOTALL | (0 if case_sensitive else re.IGNORECASE)
-    return re.fullmatch(regex, value, flags) is not None
-
-
-def _as_list(value: Any) -> list[str]:
-    if value is None:
-        return []
-    return [value] if isinstance(value, str) else list(value)
-
-
-def _element_matches(statement: dict[str, Any], key: str, value: str, case_sensitive: bool) -> bool:
-    """Action/Resource match, or NotAction/NotResource does not match."""
-    if key in statement:
-        return any(_wildcard(p, value, case_sensitive) for p in _as_list(statement[key]))
-    not_key = "Not" + key
-    if not_key in statement:
-        return not any(_wildcard(p, value, case_sensitive) for p in _as_list(statement[not_key]))
-    return False
-
-
-def evaluate(documents: list[dict[str, Any]], action: str, resource: str) -> str:
-    """'allow', 'explicit-deny' or 'implicit-deny' for one action on one resource."""
-    allowed = False
-    for doc in documents:
-        statements = doc.get("Statement", [])
-        if isinstance(statements, dict):
-            statements = [statements]
-        for st in statements:
-            if not isinstance(st, dict):
-                continue
-            if not _element_matches(st, "Action", action, case_sensitive=False):
-                continue
-            if not _element_matches(st, "Resource", resource, case_sensitive=True):
-                continue
-            effect = st.get("Effect")
-            if effect == "Deny":
-                if st.get("Condition"):
-                    continue  # conditions are not evaluated: a conditional Deny is ignored
-                return "explicit-deny"
-            if effect == "Allow":
-                allowed = True
-    return "allow" if allowed else "implicit-deny"
+# -- the policies moto holds ---------------------------------------------------
 
 
 def _load_document(doc: Any) -> dict[str, Any] | None:
     if isinstance(doc, dict):
         return doc
+    if isinstance(doc, bytes):
+        doc = doc.decode("utf-8", "replace")
     if not isinstance(doc, str):
         return None
     for text in (doc, unquote(doc)):
@@ -208,14 +186,31 @@ def _load_document(doc: Any) -> dict[str, Any] | None:
     return None
 
 
-def role_documents(account: str, role_name: str) -> list[dict[str, Any]]:
-    """The role's inline and attached managed policy documents."""
+def _role(account: str, role_name: str) -> Any:
     from moto.iam.models import iam_backends
 
-    backend = iam_backends[account]["aws"]
     try:
-        role = backend.get_role(role_name)
+        return iam_backends[account]["aws"].get_role(role_name)
     except Exception:
+        return None
+
+
+def _managed_document(account: str, arn: str) -> dict[str, Any] | None:
+    from moto.iam.models import iam_backends
+
+    try:
+        policy = iam_backends[account]["aws"].get_policy(arn)
+    except Exception:
+        return None
+    versions = getattr(policy, "versions", [])
+    default = next((v for v in versions if getattr(v, "is_default", False)), None)
+    return _load_document(default.document if default is not None else getattr(policy, "document", None))
+
+
+def role_documents(account: str, role_name: str) -> list[dict[str, Any]]:
+    """The role's inline and attached managed policy documents."""
+    role = _role(account, role_name)
+    if role is None:
         return []  # a session of a role that does not exist has no permissions
     raw: list[Any] = list(getattr(role, "policies", {}).values())
     for policy in getattr(role, "managed_policies", {}).values():
@@ -223,6 +218,107 @@ def role_documents(account: str, role_name: str) -> list[dict[str, Any]]:
         default = next((v for v in versions if getattr(v, "is_default", False)), None)
         raw.append(default.document if default is not None else getattr(policy, "document", None))
     return [d for d in (_load_document(r) for r in raw) if d is not None]
+
+
+def _tags(obj: Any) -> dict[str, str]:
+    """A moto object's tags as {key: value}, whichever shape moto keeps."""
+    tags = getattr(obj, "tags", None) or {}
+    out: dict[str, str] = {}
+    if isinstance(tags, dict):
+        for key, value in tags.items():
+            if isinstance(value, dict) and "Key" in value:
+                out[str(value["Key"])] = str(value.get("Value", ""))
+            else:
+                out[str(key)] = str(value)
+    elif isinstance(tags, list):
+        for item in tags:
+            if isinstance(item, dict) and "Key" in item:
+                out[str(item["Key"])] = str(item.get("Value", ""))
+    return out
+
+
+# -- the organization ------------------------------------------------------------
+
+
+def _organization_of(account: str) -> tuple[Any, Any] | None:
+    """(moto's organization backend, org) that ``account`` belongs to."""
+    from moto.organizations.models import organizations_backends
+
+    owner = organizations_backends.master_accounts.get(account)
+    management = owner[0] if owner else account
+    try:
+        backend = organizations_backends[management]["aws"]
+    except Exception:
+        return None
+    if backend.org is None:
+        return None
+    if account != backend.org.master_account_id and not any(a.id == account for a in backend.accounts):
+        return None
+    return backend, backend.org
+
+
+def _path(backend: Any, account: str) -> list[Any]:
+    """Root, OUs down to the account, the account: moto's objects in that order."""
+    by_id = {ou.id: ou for ou in backend.ou}
+    acct = next((a for a in backend.accounts if a.id == account), None)
+    if acct is None:
+        return []
+    chain = [acct]
+    parent = getattr(acct, "parent_id", None)
+    while parent and parent in by_id:
+        node = by_id[parent]
+        chain.append(node)
+        parent = getattr(node, "parent_id", None)
+    return list(reversed(chain))
+
+
+def org_context(account: str, side: str) -> dict[str, Any]:
+    """aws:{Principal|Resource}OrgID and ...OrgPaths for an account, if in an org."""
+    found = _organization_of(account)
+    if found is None:
+        return {}
+    backend, org = found
+    path = [n.id for n in _path(backend, account)[:-1]]
+    return {
+        f"aws:{side}OrgID": org.id,
+        f"aws:{side}OrgPaths": [f"{org.id}/" + "/".join(path) + "/"] if path else [],
+    }
+
+
+_FULL_ACCESS = {
+    "SERVICE_CONTROL_POLICY": {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]},
+    "RESOURCE_CONTROL_POLICY": {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": "*", "Action": "*", "Resource": "*"}],
+    },
+}
+
+
+def org_policies(account: str, kind: str) -> list[dict[str, Any]]:
+    """The SCPs (``SERVICE_CONTROL_POLICY``) or RCPs (``RESOURCE_CONTROL_POLICY``)
+    that apply to ``account``, one entry per level from the root down, in the
+    engine's shape; empty when the type is not enabled, or for the management
+    account (neither applies to it)."""
+    found = _organization_of(account)
+    if found is None:
+        return []
+    backend, org = found
+    if account == org.master_account_id:
+        return []
+    root = next((ou for ou in backend.ou if ou.id == org.root_id), None)
+    enabled = any(
+        t.get("Type") == kind and t.get("Status") == "ENABLED" for t in getattr(root, "policy_types", []) or []
+    )
+    if not enabled:
+        return []
+    levels = []
+    for node in _path(backend, account):
+        attached = [p for p in getattr(node, "attached_policies", []) if getattr(p, "type", None) == kind]
+        policies = [
+            {"name": p.id, "policy": _load_document(p.content) or {}} for p in attached
+        ] or [{"name": "implicit-full-access", "policy": _FULL_ACCESS[kind]}]
+        levels.append({"orgIdentifier": node.id, "policies": policies})
+    return levels
 
 
 # -- who is calling ------------------------------------------------------------
@@ -330,10 +426,8 @@ def _sqs_resources(response: Any, region: str, account: str) -> list[str]:
     return ["*"]
 
 
-def _ses_resources(response: Any, region: str, account: str) -> list[str]:
-    from moto.ses.models import ses_backends
-
-    resources = []
+def _sender(response: Any) -> str | None:
+    """The sender of an SES send: FromEmailAddress/Source, or a raw message's From."""
     sender = _param(response, "FromEmailAddress") or _param(response, "Source")
     if not sender:
         raw = _param(response, "Content")
@@ -346,6 +440,14 @@ def _ses_resources(response: Any, region: str, account: str) -> list[str]:
                 sender = email.message_from_bytes(base64.b64decode(data)).get("From")
             except Exception:
                 sender = None
+    return sender if isinstance(sender, str) and sender else None
+
+
+def _ses_resources(response: Any, region: str, account: str) -> list[str]:
+    from moto.ses.models import ses_backends
+
+    resources = []
+    sender = _sender(response)
     if isinstance(sender, str) and sender:
         address = email_address(sender)
         identity = address
@@ -562,35 +664,373 @@ def _enforced_role(role_name: str) -> bool:
     return any(fnmatch.fnmatchcase(role_name, p) for p in patterns)
 
 
-def _decide(
-    account: str,
-    role_name: str,
-    session: str,
+# -- the request context ------------------------------------------------------------
+
+
+class Caller:
+    """An enforced role session: whose identity policies, which context."""
+
+    def __init__(self, account: str, role_name: str, session: str) -> None:
+        self.account = account
+        self.role_name = role_name
+        self.session = session
+        self.role = _role(account, role_name)
+        self.role_arn = getattr(self.role, "arn", None) or f"arn:aws:iam::{account}:role/{role_name}"
+
+    @property
+    def session_arn(self) -> str:
+        return f"arn:aws:sts::{self.account}:assumed-role/{self.role_name}/{self.session}"
+
+    def context(self, region: str) -> dict[str, Any]:
+        now = time.time()
+        ctx: dict[str, Any] = {
+            "aws:PrincipalArn": self.role_arn,
+            "aws:PrincipalAccount": self.account,
+            "aws:PrincipalType": "AssumedRole",
+            "aws:userid": f"{getattr(self.role, 'id', 'AROA')}:{self.session}",
+            "aws:SecureTransport": "true",
+            "aws:RequestedRegion": region,
+            "aws:CurrentTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
+            "aws:EpochTime": str(int(now)),
+            "aws:PrincipalIsAWSService": "false",
+            "aws:ViaAWSService": "false",
+        }
+        ctx.update(org_context(self.account, "Principal"))
+        for key, value in _tags(self.role).items():
+            ctx[f"aws:PrincipalTag/{key}"] = value
+        return ctx
+
+    def boundary(self) -> list[dict[str, Any]]:
+        arn = getattr(self.role, "permissions_boundary_arn", None)
+        if not arn:
+            return []
+        doc = _managed_document(self.account, arn)
+        return [{"name": arn, "policy": doc or {"Version": "2012-10-17", "Statement": []}}]
+
+
+def resource_account(resource: str, fallback: str) -> str:
+    """The account that owns ``resource`` (S3 buckets: from moto's registry)."""
+    if resource.startswith("arn:aws:s3:::"):
+        from moto.s3.models import s3_backends
+
+        bucket = resource[len("arn:aws:s3:::"):].split("/", 1)[0]
+        owner = s3_backends.bucket_accounts.get(bucket)
+        return owner[1] if owner else fallback
+    parts = resource.split(":")
+    if len(parts) > 4 and re.fullmatch(r"\d{12}", parts[4]):
+        return parts[4]
+    return fallback
+
+
+def _resource_object(resource: str) -> tuple[str, Any] | None:
+    """(kind, moto's object) for the resources that carry a policy or tags."""
+    parts = resource.split(":", 5)
+    if len(parts) < 6:
+        return None
+    _, _, service, region, account, rest = parts
+    try:
+        if service == "sqs":
+            from moto.sqs.models import sqs_backends
+
+            return "sqs", sqs_backends[account][region].queues.get(rest)
+        if service == "secretsmanager" and rest.startswith("secret:"):
+            from moto.secretsmanager.models import secretsmanager_backends
+
+            for secret in list(secretsmanager_backends[account][region].secrets.values()):
+                if getattr(secret, "arn", None) == resource:
+                    return "secretsmanager", secret
+            return None
+        if service == "s3":
+            from moto.s3.models import s3_backends
+
+            bucket = rest.split("/", 1)[0]
+            owner = s3_backends.bucket_accounts.get(bucket)
+            if owner is None:
+                return None
+            return "s3", s3_backends[owner[1]][owner[0]].buckets.get(bucket)
+        if service == "kms" and rest.startswith("key/"):
+            from moto.kms.models import kms_backends
+
+            return "kms", kms_backends[account][region].keys.get(rest[len("key/"):])
+        if service == "sns":
+            from moto.sns.models import sns_backends
+
+            return "sns", sns_backends[account][region].topics.get(resource)
+        if service == "lambda" and rest.startswith("function:"):
+            from moto.awslambda.models import lambda_backends
+
+            return "lambda", lambda_backends[account][region].get_function(rest.split(":")[1])
+        if service == "iam" and rest.startswith(("role/", "user/")):
+            from moto.iam.models import iam_backends
+
+            backend = iam_backends[account]["aws"]
+            name = rest.rsplit("/", 1)[-1]
+            if rest.startswith("role/"):
+                return "iam-role", backend.get_role(name)
+            return "iam-user", backend.get_user(name)
+    except Exception:
+        return None
+    return None
+
+
+def resource_policy(resource: str) -> dict[str, Any] | None:
+    """The resource's own policy as moto holds it (None: it has none)."""
+    found = _resource_object(resource)
+    if found is None or found[1] is None:
+        return None
+    kind, obj = found
+    if kind == "lambda":
+        try:
+            return obj.policy.get_policy()["Policy"]
+        except Exception:
+            return None
+    if kind == "iam-user":
+        return None
+    if kind == "iam-role":
+        return _load_document(getattr(obj, "assume_role_policy_document", None))
+    if kind == "s3":
+        return _load_document(getattr(obj, "policy", None))
+    return _load_document(getattr(obj, "policy", None))
+
+
+def resource_context(resource: str, account: str) -> dict[str, Any]:
+    ctx: dict[str, Any] = {"aws:ResourceAccount": account}
+    ctx.update(org_context(account, "Resource"))
+    found = _resource_object(resource)
+    if found is not None and found[1] is not None:
+        kind, obj = found
+        tags = _tags(obj)
+        for key, value in tags.items():
+            ctx[f"aws:ResourceTag/{key}"] = value
+            if kind in ("iam-user", "iam-role"):
+                ctx[f"iam:ResourceTag/{key}"] = value
+    return ctx
+
+
+def request_context(response: Any, service: str, action: str) -> dict[str, Any]:
+    """The service's condition keys that come from the request itself."""
+    ctx: dict[str, Any] = {}
+    if service == "s3" and action in ("ListBucket", "ListObjects", "ListObjectsV2", "ListBucketVersions"):
+        prefix = _query(response, "prefix")
+        if prefix is not None:
+            ctx["s3:prefix"] = prefix
+    elif service == "ses" and action in ("SendEmail", "SendRawEmail"):
+        sender = _sender(response)
+        if sender:
+            ctx["ses:FromAddress"] = email_address(sender)
+    elif service == "sts" and action == "AssumeRole":
+        external = _param(response, "ExternalId")
+        if isinstance(external, str) and external:
+            ctx["sts:ExternalId"] = external
+        name = _param(response, "RoleSessionName")
+        if isinstance(name, str) and name:
+            ctx["sts:RoleSessionName"] = name
+    elif service == "kms":
+        encryption = _param(response, "EncryptionContext")
+        if isinstance(encryption, dict):
+            for key, value in encryption.items():
+                ctx[f"kms:EncryptionContext:{key}"] = str(value)
+    return ctx
+
+
+def _query(response: Any, name: str) -> str | None:
+    try:
+        values = response.querystring.get(name)
+    except Exception:
+        values = None
+    if values:
+        return str(values[0])
+    return None
+
+
+# -- implicit KMS calls ---------------------------------------------------------------
+
+
+def _key_arn(key: str, account: str, region: str) -> str | None:
+    """A KMS key id, alias or ARN as the key's ARN; None for AWS managed keys."""
+    if not key:
+        return None
+    if key.startswith("arn:") and ":alias/" not in key:
+        return key
+    if key.startswith("arn:"):
+        parts = key.split(":")
+        account, region, key = parts[4], parts[3], parts[5]
+    if key.startswith("alias/aws/"):
+        return None  # AWS managed keys: their policies admit every principal of the account
+    if key.startswith("alias/"):
+        try:
+            from moto.kms.models import kms_backends
+
+            key_id = kms_backends[account][region].get_key_id_from_alias(key)
+        except Exception:
+            key_id = None
+        return f"arn:aws:kms:{region}:{account}:key/{key_id or key}"
+    return f"arn:aws:kms:{region}:{account}:key/{key}"
+
+
+def implicit_kms(response: Any, service: str, action: str, resource: str, region: str) -> list[tuple[str, str, dict[str, str]]]:
+    """The KMS calls a service makes for the caller on an encrypted resource:
+    [(action, key ARN, encryption context)], as AWS documents each service."""
+    account = resource_account(resource, "")
+    found = _resource_object(resource)
+    obj = found[1] if found else None
+    calls: list[tuple[str, str, dict[str, str]]] = []
+    if service == "s3" and found is not None and found[0] == "s3" and obj is not None:
+        bucket_arn = resource.split("/", 1)[0]
+        key_name = resource.split("/", 1)[1] if "/" in resource else None
+        context = {"aws:s3:arn": resource}
+        if action in ("GetObject", "HeadObject") and key_name:
+            stored = obj.keys.get(key_name) if hasattr(obj, "keys") else None
+            if stored is not None and getattr(stored, "encryption", None) == "aws:kms":
+                arn = _key_arn(getattr(stored, "kms_key_id", None) or "", account, region)
+                if getattr(stored, "bucket_key_enabled", None) in (True, "true", "True"):
+                    context = {"aws:s3:arn": bucket_arn}
+                if arn:
+                    calls.append(("kms:Decrypt", arn, context))
+        elif action in ("PutObject", "CreateMultipartUpload", "CopyObject") and key_name:
+            key = _header(response, "x-amz-server-side-encryption-aws-kms-key-id")
+            algorithm = _header(response, "x-amz-server-side-encryption")
+            if not key and not algorithm:
+                rule = _bucket_default_encryption(obj)
+                if rule and rule.get("SSEAlgorithm") == "aws:kms":
+                    key = rule.get("KMSMasterKeyID") or "alias/aws/s3"
+            elif algorithm == "aws:kms" and not key:
+                key = "alias/aws/s3"
+            arn = _key_arn(key or "", account, region) if key else None
+            if arn:
+                calls.append(("kms:GenerateDataKey", arn, context))
+    elif service == "secretsmanager" and found is not None and obj is not None:
+        arn = _key_arn(getattr(obj, "kms_key_id", None) or "", account, region)
+        context = {"SecretARN": resource}
+        if arn and action in ("GetSecretValue", "BatchGetSecretValue"):
+            calls.append(("kms:Decrypt", arn, context))
+        elif arn and action in ("PutSecretValue", "UpdateSecret", "RotateSecret"):
+            calls.append(("kms:GenerateDataKey", arn, context))
+    elif service == "sns" and found is not None and obj is not None and action in ("Publish", "PublishBatch"):
+        arn = _key_arn(getattr(obj, "kms_master_key_id", "") or "", account, region)
+        if arn:
+            calls.append(("kms:GenerateDataKey", arn, {"aws:sns:topicArn": resource}))
+            calls.append(("kms:Decrypt", arn, {"aws:sns:topicArn": resource}))
+    elif service == "sqs" and found is not None and obj is not None:
+        arn = _key_arn(getattr(obj, "kms_master_key_id", None) or "", account, region)
+        if arn and action in ("SendMessage", "SendMessageBatch"):
+            calls.append(("kms:GenerateDataKey", arn, {"aws:sqs:arn": resource}))
+        elif arn and action == "ReceiveMessage":
+            calls.append(("kms:Decrypt", arn, {"aws:sqs:arn": resource}))
+    return calls
+
+
+def _header(response: Any, name: str) -> str | None:
+    headers = getattr(response, "headers", {}) or {}
+    value = headers.get(name) or headers.get(name.title())
+    return str(value) if value else None
+
+
+def _bucket_default_encryption(bucket: Any) -> dict[str, Any] | None:
+    config = getattr(bucket, "encryption", None)
+    if not isinstance(config, dict):
+        return None
+    rules = config.get("Rule") or config.get("Rules") or []
+    if isinstance(rules, dict):
+        rules = [rules]
+    for rule in rules:
+        default = rule.get("ApplyServerSideEncryptionByDefault") if isinstance(rule, dict) else None
+        if isinstance(default, dict):
+            return default
+    return None
+
+
+# -- the decision ------------------------------------------------------------------------
+
+_POLICY_WORDS = {
+    "identity": "an identity-based policy",
+    "resource": "a resource-based policy",
+    "trust": "a resource-based policy",
+    "kms": "a resource-based policy",
+    "scp": "a service control policy",
+    "rcp": "a resource control policy",
+    "boundary": "a permissions boundary",
+}
+
+
+def _why(answer: dict[str, Any], resource_kind: str) -> tuple[str, str]:
+    """(reason, decided_by) of an engine answer: the first policy type, in
+    AWS's order of evaluation, that denied."""
+    if answer["result"] == "Allowed":
+        return "allow", ""
+    by = answer.get("by") or {}
+    order = [("scp", "scp"), ("rcp", "rcp"), ("resource", resource_kind), ("boundary", "boundary"), ("identity", "identity")]
+    if answer["result"] == "ExplicitlyDenied":
+        return "explicit-deny", next((name for field, name in order if by.get(field) == "ExplicitlyDenied"), "identity")
+    for field, name in (("scp", "scp"), ("rcp", "rcp"), ("boundary", "boundary")):
+        if by.get(field) == "ImplicitlyDenied":
+            return "implicit-deny", name
+    identity_allows = by.get("identity") == "Allowed"
+    resource_allows = by.get("resource") in ("Allowed", "AllowedForAccount")
+    if identity_allows and not resource_allows:
+        return "implicit-deny", resource_kind  # across accounts, or a key/trust policy that must allow
+    return "implicit-deny", "identity"
+
+
+def decide(
+    caller: Caller,
     action: str,
     resource: str,
-    documents: list[dict[str, Any]],
+    region: str,
+    extra: dict[str, Any] | None = None,
+    kind: str = "resource",
+    policy: Any = "lookup",
 ) -> dict[str, Any]:
-    """Evaluate one action on one resource, record it; the entry plus "message"."""
-    result = evaluate(documents, action, resource)
+    """Asks the engine about one action on one resource and records the decision;
+    the entry plus ``message`` (the AccessDenied text, empty when allowed)."""
+    account = resource_account(resource, caller.account) if resource != "*" else caller.account
+    context = caller.context(region)
+    if resource != "*":
+        context.update(resource_context(resource, account))
+    context.update(extra or {})
+    document = resource_policy(resource) if policy == "lookup" and resource != "*" else (None if policy == "lookup" else policy)
+    simulation: dict[str, Any] = {
+        "request": {
+            "principal": caller.session_arn,
+            "action": action,
+            "resource": {"resource": resource, "accountId": account},
+            "contextVariables": context,
+        },
+        "identityPolicies": [
+            {"name": f"policy-{i}", "policy": d} for i, d in enumerate(role_documents(caller.account, caller.role_name))
+        ],
+        "serviceControlPolicies": org_policies(caller.account, "SERVICE_CONTROL_POLICY"),
+        "resourceControlPolicies": org_policies(account, "RESOURCE_CONTROL_POLICY"),
+        "permissionBoundaryPolicies": caller.boundary(),
+    }
+    if document is not None:
+        simulation["resourcePolicy"] = document
+    try:
+        answer = iam_engine.simulate(simulation)
+        reason, decided_by = _why(answer, kind)
+        detail = ""
+    except iam_engine.EngineError as exc:
+        reason, decided_by, detail = "implicit-deny", "engine", str(exc)
     entry = {
-        "decision": "ALLOWED" if result == "allow" else "DENIED",
-        "account": account,
-        "role": role_name,
-        "session": session,
+        "decision": "ALLOWED" if reason == "allow" else "DENIED",
+        "account": caller.account,
+        "role": caller.role_name,
+        "session": caller.session,
         "action": action,
         "resource": resource,
-        "reason": result,
+        "reason": reason,
+        "decided_by": decided_by or None,
     }
     _record(entry)
     message = ""
-    if result != "allow":
-        principal = f"arn:aws:sts::{account}:assumed-role/{role_name}/{session}"
-        why = (
-            "with an explicit deny in an identity-based policy"
-            if result == "explicit-deny"
-            else f"because no identity-based policy allows the {action} action"
-        )
-        message = f"User: {principal} is not authorized to perform: {action} on resource: {resource} {why}"
+    if reason != "allow":
+        if decided_by == "engine":
+            why = f"because the policy engine could not decide ({detail})"
+        elif reason == "explicit-deny":
+            why = f"with an explicit deny in {_POLICY_WORDS[decided_by]}"
+        else:
+            why = f"because no {_POLICY_WORDS[decided_by].split(' ', 1)[1]} allows the {action} action"
+        message = f"User: {caller.session_arn} is not authorized to perform: {action} on resource: {resource} {why}"
     return dict(entry, message=message)
 
 
@@ -598,12 +1038,11 @@ def check_role_action(role_arn: str, session: str, action: str, resource: str) -
     """Check what a session of ``role_arn`` does without a request, and record it.
 
     For the calls AWS services make with a role they hold (Lambda's SQS poller,
-    its dead-letter delivery, its CloudWatch Logs writes). Same rules as for a
-    request: ``None`` when it is not checked (enforcement off, or the role's
-    name matches no pattern); otherwise the recorded decision
-    (``{"decision", "account", "role", "session", "action", "resource",
-    "reason"}``) plus ``"message"``, the AccessDenied message when denied
-    (empty when allowed).
+    its dead-letter delivery, its CloudWatch Logs writes). Same engine and
+    context as for a request: ``None`` when it is not checked (enforcement
+    off, or the role's name matches no pattern); otherwise the recorded
+    decision plus ``"message"``, the AccessDenied message when denied (empty
+    when allowed).
     """
     role = _role_of(role_arn)
     if role is None:
@@ -611,7 +1050,40 @@ def check_role_action(role_arn: str, session: str, action: str, resource: str) -
     account, role_name = role
     if not _enforced_role(role_name):
         return None
-    return _decide(account, role_name, session, action, resource, role_documents(account, role_name))
+    parts = resource.split(":")
+    region = parts[3] if len(parts) > 3 and parts[3] else "us-east-1"
+    caller = Caller(account, role_name, session)
+    decided = decide(caller, action, resource, region)
+    if decided["decision"] != "ALLOWED":
+        return decided
+    service, _, name = action.partition(":")
+    for kms_action, key_arn, encryption in implicit_kms(None, service, name, resource, region):
+        kms = _kms_decision(caller, kms_action, key_arn, encryption, service, region)
+        if kms["decision"] != "ALLOWED":
+            return kms
+    return decided
+
+
+def _kms_decision(caller: Caller, action: str, key_arn: str, encryption: dict[str, str], service: str, region: str) -> dict[str, Any]:
+    extra: dict[str, Any] = {"kms:ViaService": f"{service}.{region}.amazonaws.com", "aws:ViaAWSService": "false"}
+    for key, value in encryption.items():
+        extra[f"kms:EncryptionContext:{key}"] = value
+    extra["kms:EncryptionContextKeys"] = sorted(encryption)
+    key = _resource_object(key_arn)
+    if key is None or key[1] is None:
+        entry = {
+            "decision": "DENIED",
+            "account": caller.account,
+            "role": caller.role_name,
+            "session": caller.session,
+            "action": action,
+            "resource": key_arn,
+            "reason": "implicit-deny",
+            "decided_by": "kms",
+        }
+        _record(entry)
+        return dict(entry, message=f"User: {caller.session_arn} is not authorized to perform: {action} on resource: {key_arn} because the key does not exist")
+    return decide(caller, action, key_arn, region, extra, kind="kms")
 
 
 def _role_of(role_arn: str) -> tuple[str, str] | None:
@@ -621,10 +1093,24 @@ def _role_of(role_arn: str) -> tuple[str, str] | None:
 
 
 def policy_fingerprint(role_arn: str) -> str:
-    """Changes whenever a check of ``role_arn`` could decide differently."""
+    """Changes whenever a check of ``role_arn`` could decide differently
+    because of its own policies or the settings (a mapping refused by IAM is
+    checked again then)."""
     role = _role_of(role_arn)
     documents = role_documents(*role) if role else []
     return json.dumps([settings(), documents], sort_keys=True, default=str)
+
+
+def _missing_object(resource: str) -> bool:
+    """An S3 object ARN whose key does not exist in an existing bucket."""
+    found = _resource_object(resource)
+    if found is None or found[0] != "s3" or found[1] is None or "/" not in resource:
+        return False
+    key = resource.split("/", 1)[1]
+    try:
+        return found[1].keys.get(key) is None
+    except Exception:
+        return False
 
 
 def check(response: Any, moto_resource: str) -> None:
@@ -650,14 +1136,52 @@ def check(response: Any, moto_resource: str) -> None:
     action = f"{service}:{action_name}"
     if action.lower() == "sts:getcalleridentity":
         return
-    documents = role_documents(account, role_name)
+    caller = Caller(account, role_name, assumed.session_name)
     resources = resources_for(response, service, str(action_name), region, account, moto_resource)
+    extra = request_context(response, service, str(action_name))
     actions = [action] + implied_actions(response, service, str(action_name))
     for checked in actions:
         for resource in resources:
-            decided = _decide(account, role_name, assumed.session_name, checked, resource, documents)
+            if checked == "sts:AssumeRole":
+                decided = _assume_role(caller, resource, region, extra)
+            else:
+                decided = decide(caller, checked, resource, region, extra)
             if decided["decision"] != "ALLOWED":
                 raise _denied(response, service, decided["message"])
+            if checked == action:
+                for kms_action, key_arn, encryption in implicit_kms(response, service, str(action_name), resource, region):
+                    kms = _kms_decision(caller, kms_action, key_arn, encryption, service, region)
+                    if kms["decision"] != "ALLOWED":
+                        raise _denied(response, service, kms["message"])
+    if service == "s3" and str(action_name) in ("GetObject", "HeadObject") and resources and _missing_object(resources[0]):
+        bucket = resources[0].split("/", 1)[0]
+        listing = decide(caller, "s3:ListBucket", bucket, region)
+        if listing["decision"] != "ALLOWED":
+            # AWS answers 403, not 404, so a caller who may not list the
+            # bucket learns nothing about which keys exist.
+            raise _denied(response, service, "Access Denied")
+
+
+def _assume_role(caller: Caller, role_arn: str, region: str, extra: dict[str, Any]) -> dict[str, Any]:
+    """sts:AssumeRole: the caller's identity policies and the target role's
+    trust policy; a role that does not exist is refused as AWS refuses it."""
+    target = _role_of(role_arn)
+    role = _role(*target) if target else None
+    if role is None:
+        entry = {
+            "decision": "DENIED",
+            "account": caller.account,
+            "role": caller.role_name,
+            "session": caller.session,
+            "action": "sts:AssumeRole",
+            "resource": role_arn,
+            "reason": "implicit-deny",
+            "decided_by": "trust",
+        }
+        _record(entry)
+        return dict(entry, message=f"User: {caller.session_arn} is not authorized to perform: sts:AssumeRole on resource: {role_arn}")
+    trust = _load_document(getattr(role, "assume_role_policy_document", None)) or {"Version": "2012-10-17", "Statement": []}
+    return decide(caller, "sts:AssumeRole", role.arn, region, extra, kind="trust", policy=trust)
 
 
 # API operations whose IAM action has another name (AWS's Service

@@ -97,7 +97,25 @@ def world(emu: Emulator) -> dict[str, Any]:
     s3 = emu.client("s3", ACCOUNT)
     s3.create_bucket(Bucket=BUCKET)
     sqs = emu.client("sqs", QUEUE_ACCOUNT)
-    results = sqs.create_queue(QueueName="results")["QueueUrl"]
+    # Across accounts the queue's own policy must allow the sender too.
+    results = sqs.create_queue(
+        QueueName="results",
+        Attributes={
+            "Policy": json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:role/{ROLE}"},
+                            "Action": "sqs:SendMessage",
+                            "Resource": f"arn:aws:sqs:{REGION}:{QUEUE_ACCOUNT}:results",
+                        }
+                    ],
+                }
+            )
+        },
+    )["QueueUrl"]
     other = sqs.create_queue(QueueName="other")["QueueUrl"]
     return {"results": results, "other": other}
 
@@ -507,7 +525,22 @@ def test_the_agent_roles_policy_allows_the_agents_calls(emu: Emulator, enforced:
     role = doc["Resources"]["AgentRole"]["Properties"]
     admin_sqs = emu.client("sqs", AGENT_ACCOUNT)
     jobs = admin_sqs.create_queue(QueueName="keyfleet-jobs")["QueueUrl"]
-    results = emu.client("sqs", QUEUE_ACCOUNT).create_queue(QueueName="keyfleet-results")["QueueUrl"]
+    # The results queue is in another account: its policy must admit the agent.
+    results_policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"AWS": "*"},
+                "Action": "sqs:SendMessage",
+                "Resource": f"arn:aws:sqs:{REGION}:{QUEUE_ACCOUNT}:keyfleet-results",
+                "Condition": {"ArnLike": {"aws:PrincipalArn": "arn:aws:iam::*:role/keyfleet-agent*"}},
+            }
+        ],
+    }
+    results = emu.client("sqs", QUEUE_ACCOUNT).create_queue(
+        QueueName="keyfleet-results", Attributes={"Policy": json.dumps(results_policy)}
+    )["QueueUrl"]
     subs = {
         "AWS::Partition": "aws",
         "AWS::Region": REGION,
