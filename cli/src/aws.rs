@@ -55,6 +55,16 @@ pub fn s3_client(cfg: &Config, sdk: &SdkConfig) -> aws_sdk_s3::Client {
 
 /// Credentials for `account` through `role` (a role name, or an ARN).
 pub async fn assume(sdk: &SdkConfig, account: &str, role: &str) -> Result<SdkConfig> {
+    assume_with(sdk, account, role, None).await
+}
+
+/// [`assume`], presenting `external_id` when the role's trust requires one.
+pub async fn assume_with(
+    sdk: &SdkConfig,
+    account: &str,
+    role: &str,
+    external_id: Option<&str>,
+) -> Result<SdkConfig> {
     let arn = if role.starts_with("arn:") {
         role.to_string()
     } else {
@@ -65,6 +75,7 @@ pub async fn assume(sdk: &SdkConfig, account: &str, role: &str) -> Result<SdkCon
         .assume_role()
         .role_arn(&arn)
         .role_session_name("keyfleet-local")
+        .set_external_id(external_id.map(str::to_string))
         .send()
         .await
         .map_err(|e| {

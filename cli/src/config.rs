@@ -74,6 +74,11 @@ pub struct OrgSection {
     pub exclude_ous: Vec<String>,
     /// Role in the management account to list the organization with.
     pub org_reader_role: Option<String>,
+    /// The `sts:ExternalId` that role's trust policy requires (the
+    /// org-reader module's `external_id`): sent when assuming it, by
+    /// `--local` runs and by the coordinator `keyfleet bootstrap` deploys,
+    /// whose org reader's trust then requires it.
+    pub org_reader_external_id: Option<String>,
     /// Role assumed in each member account by `--local` runs (default
     /// `OrganizationAccountAccessRole`).
     pub agent_role: Option<String>,

@@ -77,7 +77,9 @@ impl Local {
         })?;
         let account = aws::account_id(&sdk).await?;
         let org_sdk = match &cfg.org.org_reader_role {
-            Some(role) => aws::assume(&sdk, "", role).await?,
+            Some(role) => {
+                aws::assume_with(&sdk, "", role, cfg.org.org_reader_external_id.as_deref()).await?
+            }
             None => sdk.clone(),
         };
         let clients = CoordinatorClients {

@@ -302,6 +302,15 @@ fn log_filter() -> tracing_subscriber::EnvFilter {
     }
 }
 
+/// `KEYFLEET_ORG_READER_EXTERNAL_ID`: the `sts:ExternalId` the org reader
+/// role's trust policy requires, when its module sets one (unset or empty:
+/// none is sent).
+pub fn org_reader_external_id() -> Option<String> {
+    std::env::var("KEYFLEET_ORG_READER_EXTERNAL_ID")
+        .ok()
+        .filter(|v| !v.is_empty())
+}
+
 /// The coordinator's Lambda process: configuration, clients and the
 /// private key are loaded once at init; each event goes to [`handle`].
 ///
@@ -320,11 +329,14 @@ pub async fn run_function() -> Result<(), lambda_runtime::Error> {
     let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
     let org_sdk = match std::env::var("KEYFLEET_ORG_READER_ROLE_ARN") {
         Ok(role) if !role.is_empty() => {
-            let provider = aws_config::sts::AssumeRoleProvider::builder(role)
-                .session_name("keyfleet-coordinator")
-                .configure(&sdk)
-                .build()
-                .await;
+            let mut provider =
+                aws_config::sts::AssumeRoleProvider::builder(role).session_name("keyfleet-coordinator");
+            // The org reader's trust may require an ExternalId (the
+            // org-reader module's `external_id`): send the one configured.
+            if let Some(external_id) = org_reader_external_id() {
+                provider = provider.external_id(external_id);
+            }
+            let provider = provider.configure(&sdk).build().await;
             sdk.to_builder()
                 .credentials_provider(
                     aws_credential_types::provider::SharedCredentialsProvider::new(provider),

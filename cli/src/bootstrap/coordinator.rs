@@ -42,6 +42,27 @@ pub struct Central {
 
 pub(super) const LAMBDA_TRUST: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
 
+/// The org reader's trust, as the org-reader module writes it: the
+/// coordinator's account narrowed to its role by `aws:PrincipalArn`, and
+/// `sts:ExternalId` when one is configured.
+pub(super) fn org_reader_trust(
+    account: &str,
+    coordinator_role_arn: &str,
+    external_id: Option<&str>,
+) -> serde_json::Value {
+    let mut condition = serde_json::json!({"ArnEquals": {"aws:PrincipalArn": coordinator_role_arn}});
+    if let Some(id) = external_id {
+        condition["StringEquals"] = serde_json::json!({ "sts:ExternalId": id });
+    }
+    serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{"Sid": "CoordinatorOnly", "Effect": "Allow",
+                       "Principal": {"AWS": format!("arn:aws:iam::{account}:root")},
+                       "Action": "sts:AssumeRole",
+                       "Condition": condition}]
+    })
+}
+
 /// A role with one inline policy, created or updated.
 pub(super) async fn role(
     iam: &aws_sdk_iam::Client,
@@ -285,12 +306,7 @@ pub async fn deploy(
         ]),
     )?;
     let role_arn = format!("arn:aws:iam::{account}:role/{COORDINATOR_ROLE}");
-    let reader_trust = serde_json::json!({
-        "Version": "2012-10-17",
-        "Statement": [{"Effect": "Allow", "Principal": {"AWS": format!("arn:aws:iam::{account}:root")},
-                       "Action": "sts:AssumeRole",
-                       "Condition": {"ArnEquals": {"aws:PrincipalArn": role_arn}}}]
-    });
+    let reader_trust = org_reader_trust(account, &role_arn, cfg.org.org_reader_external_id.as_deref());
     let reader_arn = role(
         &iam,
         ORG_READER_ROLE,
@@ -376,8 +392,13 @@ pub async fn deploy(
         .variables("KEYFLEET_EXCLUDE_OUS", cfg.org.exclude_ous.join(","))
         .variables("KEYFLEET_POLICY", policy_json)
         .variables("KEYFLEET_DEADLINE", c.deadline.to_string())
-        .variables("RUST_LOG", "info")
-        .build();
+        .variables("RUST_LOG", "info");
+    // As the module does: the variable only when an ExternalId is set.
+    let env = match &cfg.org.org_reader_external_id {
+        Some(id) => env.variables("KEYFLEET_ORG_READER_EXTERNAL_ID", id),
+        None => env,
+    }
+    .build();
     let lambda = aws_sdk_lambda::Client::new(sdk);
     let function_arn = match lambda.get_function().function_name(&function).send().await {
         Ok(found) => {

@@ -201,6 +201,7 @@ module "org_reader" {
   providers = { aws = aws.management }
 
   coordinator_role_arn = local.coordinator_role_arn
+  external_id          = var.org_reader_external_id
   tags                 = var.tags
 }
 
@@ -210,6 +211,7 @@ module "coordinator" {
 
   organization_id        = module.org_reader.organization_id
   org_reader_role_arn    = module.org_reader.role_arn
+  org_reader_external_id = var.org_reader_external_id
   code_s3_bucket         = aws_s3_bucket.code.id
   code_s3_key            = aws_s3_object.coordinator.key
   code_s3_object_version = coalesce(var.coordinator_code_version, aws_s3_object.coordinator.version_id)

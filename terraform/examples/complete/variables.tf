@@ -206,3 +206,9 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "org_reader_external_id" {
+  description = "Optional sts:ExternalId required by the org reader role's trust; passed to both the org-reader and the coordinator module, so the coordinator sends what the trust requires."
+  type        = string
+  default     = null
+}

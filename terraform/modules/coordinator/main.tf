@@ -622,7 +622,7 @@ resource "aws_lambda_function" "this" {
   }
 
   environment {
-    variables = {
+    variables = merge({
       KEYFLEET_REPORT_BUCKET          = aws_s3_bucket.reports.id
       KEYFLEET_RESULTS_QUEUE_URL      = aws_sqs_queue.results.id
       KEYFLEET_ALERTS_TOPIC_ARN       = aws_sns_topic.alerts.arn
@@ -636,7 +636,10 @@ resource "aws_lambda_function" "this" {
       KEYFLEET_POLICY                 = local.policy_json
       KEYFLEET_DEADLINE               = var.run_deadline
       RUST_LOG                        = var.log_level
-    }
+      },
+      # The org reader's trust requires it when its module sets external_id.
+      var.org_reader_external_id == null ? {} : { KEYFLEET_ORG_READER_EXTERNAL_ID = var.org_reader_external_id },
+    )
   }
 
   tags = local.tags

@@ -18,6 +18,17 @@ variable "org_reader_role_arn" {
   }
 }
 
+variable "org_reader_external_id" {
+  description = "The sts:ExternalId the org reader role's trust requires (the org-reader module's external_id); the coordinator sends it when it assumes that role. Null: none."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.org_reader_external_id == null || can(regex("^[A-Za-z0-9+=,.@:/_-]{2,1224}$", var.org_reader_external_id))
+    error_message = "org_reader_external_id must be 2-1224 characters of letters, digits and +=,.@:/_-."
+  }
+}
+
 variable "agent_region" {
   description = "Region the agent StackSet is deployed to; jobs are sent to keyfleet-jobs queues in this region only. Null means this provider's region, which is what the coordinator addresses."
   type        = string

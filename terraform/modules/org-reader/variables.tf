@@ -20,7 +20,7 @@ variable "role_name" {
 }
 
 variable "external_id" {
-  description = "Optional sts:ExternalId the coordinator must present. Only set it if the coordinator is configured to send one; within one organization aws:PrincipalArn already pins the caller."
+  description = "Optional sts:ExternalId the coordinator must present; give the coordinator module the same value as org_reader_external_id (the example does). Within one organization aws:PrincipalArn already pins the caller."
   type        = string
   default     = null
 
