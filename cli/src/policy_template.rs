@@ -16,6 +16,10 @@ pub const COORDINATOR: &str =
     include_str!("../../terraform/modules/coordinator/policies/coordinator.json.tftpl");
 /// The security team's API role's policy template.
 pub const API: &str = include_str!("../../terraform/modules/api/policies/api.json.tftpl");
+/// The results queue's policy template: only `keyfleet-agent*` roles of
+/// the organization may send results.
+pub const RESULTS_QUEUE: &str =
+    include_str!("../../terraform/modules/coordinator/policies/results-queue.json.tftpl");
 /// The org reader role's policy template.
 pub const ORG_READER: &str =
     include_str!("../../terraform/modules/org-reader/policies/org-reader.json.tftpl");

@@ -329,8 +329,8 @@ pub async fn run_function() -> Result<(), lambda_runtime::Error> {
     let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
     let org_sdk = match std::env::var("KEYFLEET_ORG_READER_ROLE_ARN") {
         Ok(role) if !role.is_empty() => {
-            let mut provider =
-                aws_config::sts::AssumeRoleProvider::builder(role).session_name("keyfleet-coordinator");
+            let mut provider = aws_config::sts::AssumeRoleProvider::builder(role)
+                .session_name("keyfleet-coordinator");
             // The org reader's trust may require an ExternalId (the
             // org-reader module's `external_id`): send the one configured.
             if let Some(external_id) = org_reader_external_id() {

@@ -221,7 +221,37 @@ impl RunStore {
                 Ok(Some(bytes.into_bytes().to_vec()))
             }
             Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
+            Err(e) if is_access_denied(e.raw_response().map(|r| r.status().as_u16())) => {
+                let message = aws_sdk_s3::error::DisplayErrorContext(e).to_string();
+                self.absent_or(key, "GetObject", message).await
+            }
             Err(e) => Err(self.err("GetObject", key, aws_sdk_s3::error::DisplayErrorContext(e))),
+        }
+    }
+
+    /// S3 answers 403, not 404, for a missing object when the caller may
+    /// not `s3:ListBucket` it unconditionally, and the API's role may list
+    /// only under `runs/` and `reports/` (an `s3:prefix` condition, which a
+    /// GetObject does not carry). A listing of exactly that key tells the
+    /// two apart without widening the grant: not listed = absent (`None`);
+    /// listed, or the listing refused too = the original error.
+    async fn absent_or<T, E: std::fmt::Display>(
+        &self,
+        key: &str,
+        op: &'static str,
+        e: E,
+    ) -> Result<Option<T>, StoreError> {
+        let listed = self
+            .s3
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(key)
+            .max_keys(1)
+            .send()
+            .await;
+        match listed {
+            Ok(out) if !out.contents().iter().any(|o| o.key() == Some(key)) => Ok(None),
+            _ => Err(self.err(op, key, e)),
         }
     }
 
@@ -236,6 +266,12 @@ impl RunStore {
         {
             Ok(_) => Ok(true),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(false),
+            Err(e) if is_access_denied(e.raw_response().map(|r| r.status().as_u16())) => {
+                let message = aws_sdk_s3::error::DisplayErrorContext(e).to_string();
+                self.absent_or::<(), _>(key, "HeadObject", message)
+                    .await
+                    .map(|_| false)
+            }
             Err(e) => Err(self.err("HeadObject", key, aws_sdk_s3::error::DisplayErrorContext(e))),
         }
     }
@@ -361,4 +397,9 @@ mod tests {
         assert_eq!(parse_part_name("part-x-of-3.json"), None);
         assert_eq!(parse_part_name("manifest.json"), None);
     }
+}
+
+/// A 403 from S3 (AccessDenied; HeadObject's has no body to name it).
+fn is_access_denied(status: Option<u16>) -> bool {
+    status == Some(403)
 }

@@ -108,6 +108,7 @@ COORDINATOR_ENV = {
     "KEYFLEET_RESULTS_QUEUE_URL",
     "KEYFLEET_ALERTS_TOPIC_ARN",
     "KEYFLEET_ORG_READER_ROLE_ARN",
+    "KEYFLEET_ORG_READER_EXTERNAL_ID",
     "KEYFLEET_SENDER",
     "KEYFLEET_SECURITY_TEAM",
     "KEYFLEET_PRIVATE_KEY_SECRET_ARN",
@@ -859,6 +860,8 @@ def coordinator_documents() -> dict[str, list[Statement]]:
     }
     _, role = template_policy(TF / "modules" / "coordinator", "coordinator_policy")
     out["coordinator"] = _json_statements(role, "coordinator", "identity")
+    _, queue = template_policy(TF / "modules" / "coordinator", "results_queue_policy")
+    out["results_queue"] = _json_statements(queue, "results_queue", "resource")
     return out
 
 
@@ -888,8 +891,8 @@ def test_role_policies_are_the_shared_json_templates():
 
 
 def test_results_queue_accepts_only_agents_of_the_organization(coordinator, coordinator_documents):
-    assert coordinator[("aws_sqs_queue_policy", "results")]["policy"] == \
-        "${data.aws_iam_policy_document.results_queue.json}"
+    # The JSON template `keyfleet bootstrap` applies in the emulator too.
+    assert coordinator[("aws_sqs_queue_policy", "results")]["policy"] == "${local.results_queue_policy}"
     statements = coordinator_documents["results_queue"]
     org = {"aws:PrincipalOrgID": ["${var.organization_id}"]}
     agent_arn = "arn:${local.partition}:iam::*:role/keyfleet-agent*"
@@ -1115,7 +1118,7 @@ def test_org_reader_external_id_is_sent_by_the_coordinator():
     """An ExternalId in the org reader's trust is one the coordinator sends:
     the example passes one variable to both modules, the coordinator module
     hands it to the function as KEYFLEET_ORG_READER_EXTERNAL_ID (read by
-    coordinator/src/lambda.rs), and only when it is set. The emulator runs
+    coordinator/src/lambda.rs; empty when unset, and then none is sent). The emulator runs
     the deployed coordinator with it set (cli/tests/it/common.rs)."""
     doc = {}
     for path in (TF / "examples" / "complete").glob("*.tf"):
@@ -1125,9 +1128,8 @@ def test_org_reader_external_id_is_sent_by_the_coordinator():
     assert modules["org_reader"]["external_id"] == "${var.org_reader_external_id}"
     assert modules["coordinator"]["org_reader_external_id"] == "${var.org_reader_external_id}"
     function = module_blocks("coordinator", "resource")[("aws_lambda_function", "this")]
-    env = json.dumps(function["environment"])
-    assert "KEYFLEET_ORG_READER_EXTERNAL_ID = var.org_reader_external_id" in env, env
-    assert "var.org_reader_external_id == null ? {}" in env, env
+    env = function["environment"][0]["variables"]
+    assert env["KEYFLEET_ORG_READER_EXTERNAL_ID"] == '${coalesce(var.org_reader_external_id, "")}', env
     trust = json.dumps(module_blocks("org-reader", "data")[("aws_iam_policy_document", "trust")])
     assert "sts:ExternalId" in trust and "var.external_id" in trust
     lambda_rs = (TF.parent / "coordinator" / "src" / "lambda.rs").read_text()

@@ -49,12 +49,36 @@ keeps its value (AWS resets it to the default). ``AWS::Lambda::Function``
 needs nothing: moto updates its configuration (``Environment``, ``Timeout``,
 ``MemorySize``, ...) and reloads its code from ``Code`` in place, and its
 event source mappings stay.
+
+AWS: ``AWS::SQS::QueuePolicy`` sets the ``Policy`` attribute of every queue
+in ``Queues`` (queue URLs, usually ``!Ref`` of an ``AWS::SQS::Queue``) to its
+``PolicyDocument``; a stack update replaces the document (a queue dropped from
+``Queues`` loses it) and deleting the resource (or the stack) removes it.
+keyfleet's agent template restricts its jobs queue this way.
+
+moto 5.2.5: has no model for the type: it warns ("No Moto CloudFormation
+support for AWS::SQS::QueuePolicy") and skips it, so GetQueueAttributes
+shows no Policy. Stacks created by StackSets behave the same (they are
+built by the same parser).
+
+Patch: a CloudFormation model for ``AWS::SQS::QueuePolicy`` (``QueuePolicy``
+below, registered with moto's parser). Its properties are resolved like any
+other resource's (``!Ref``, ``!GetAtt``, ``!Sub``, ``!Select``...). Create
+sets each queue's ``Policy`` to the document as JSON; update sets the new
+document and clears it from queues no longer listed; delete clears it. A
+queue is found from its URL's path (``/<account>/<name>``) in the region of
+an ``sqs.<region>.amazonaws.com`` host, else the stack's region; a queue
+that does not exist fails the resource (and the stack), as in AWS. ``Ref``
+returns the resource's physical id. The policy is stored, not evaluated
+(the harness evaluates no queue policy).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
+from urllib.parse import urlparse
 
 
 class NumberKeyMapping(dict):
@@ -94,6 +118,7 @@ def install() -> None:
     Role.put_policy = put_policy  # type: ignore[method-assign]
 
     _install_updates()
+    _install_queue_policy()
 
 
 def _document(value: Any) -> str:
@@ -200,3 +225,113 @@ def _install_updates() -> None:
         return original_resource
 
     LogGroup.update_from_cloudformation_json = classmethod(update_log_group)  # type: ignore[method-assign,assignment]
+
+
+# -- AWS::SQS::QueuePolicy ---------------------------------------------------------
+
+_QUEUE_PATH = re.compile(r"^/(\d{12})/([A-Za-z0-9_.\-]+)/?$")
+_SQS_HOST = re.compile(r"^sqs\.([a-z0-9-]+)\.amazonaws\.com$")
+
+
+def _queue_from_url(url: Any, account_id: str, region_name: str) -> Any:
+    """The moto queue a QueuePolicy's ``Queues`` entry names (its URL)."""
+    from moto.sqs.exceptions import QueueDoesNotExist
+    from moto.sqs.models import sqs_backends
+
+    parsed = urlparse(str(url))
+    match = _QUEUE_PATH.match(parsed.path or "")
+    if match is None:
+        raise QueueDoesNotExist()
+    host = _SQS_HOST.match(parsed.hostname or "")
+    region = host.group(1) if host else region_name
+    return sqs_backends[match.group(1)][region].get_queue(match.group(2))
+
+
+def _policy_text(document: Any) -> str:
+    return document if isinstance(document, str) else json.dumps(document, separators=(",", ":"))
+
+
+def _install_queue_policy() -> None:
+    import moto.cloudformation.parsing as parsing
+    from moto.core.common_models import CloudFormationModel
+
+    def __init__(self: Any, name: str, account_id: str, region_name: str, queues: list[str], policy: str) -> None:
+        self.name = name
+        self.account_id = account_id
+        self.region_name = region_name
+        self.queues = list(queues)
+        self.policy = policy
+
+    def _apply(self: Any) -> None:
+        for url in self.queues:
+            _queue_from_url(url, self.account_id, self.region_name).policy = self.policy
+
+    def _clear(self: Any, urls: list[str]) -> None:
+        for url in urls:
+            try:
+                queue = _queue_from_url(url, self.account_id, self.region_name)
+            except Exception:
+                continue  # deleted already (e.g. with the same stack)
+            current = queue.policy  # moto keeps the parsed document
+            if current is not None and json.loads(current) == json.loads(self.policy):
+                queue.policy = None
+
+    def create(cls: Any, resource_name: str, cloudformation_json: Any, account_id: str,
+               region_name: str, **kwargs: Any) -> Any:
+        props = cloudformation_json.get("Properties", {})
+        queues = props.get("Queues") or []
+        if isinstance(queues, str):
+            queues = [queues]
+        policy = cls(resource_name, account_id, region_name, queues, _policy_text(props["PolicyDocument"]))
+        policy._apply()
+        return policy
+
+    def update(cls: Any, original_resource: Any, new_resource_name: str, cloudformation_json: Any,
+               account_id: str, region_name: str) -> Any:
+        props = cloudformation_json.get("Properties", {})
+        queues = props.get("Queues") or []
+        if isinstance(queues, str):
+            queues = [queues]
+        dropped = [url for url in original_resource.queues if url not in queues]
+        original_resource._clear(dropped)
+        original_resource.queues = list(queues)
+        original_resource.policy = _policy_text(props["PolicyDocument"])
+        original_resource._apply()
+        return original_resource
+
+    def delete_from_cfn(cls: Any, resource_name: str, cloudformation_json: Any, account_id: str,
+                        region_name: str) -> None:
+        props = cloudformation_json.get("Properties", {})
+        queues = props.get("Queues") or []
+        for url in [queues] if isinstance(queues, str) else queues:
+            try:
+                _queue_from_url(url, account_id, region_name).policy = None
+            except Exception:
+                pass
+
+    def delete(self: Any, account_id: str, region_name: str) -> None:
+        self._clear(self.queues)
+
+    namespace = {
+        # moto's model registry files a class under the service named by its
+        # module (moto.<service>.…).
+        "__module__": "moto.sqs.keyfleet_queue_policy",
+        "__doc__": "AWS::SQS::QueuePolicy (see ext_cfn.py).",
+        "__init__": __init__,
+        "_apply": _apply,
+        "_clear": _clear,
+        "cloudformation_name_type": staticmethod(lambda: ""),
+        "cloudformation_type": staticmethod(lambda: "AWS::SQS::QueuePolicy"),
+        "has_cfn_attr": classmethod(lambda cls, attr: attr == "Id"),
+        "get_cfn_attribute": lambda self, attr: self.name,
+        "physical_resource_id": property(lambda self: self.name),
+        "create_from_cloudformation_json": classmethod(create),
+        "update_from_cloudformation_json": classmethod(update),
+        "delete_from_cloudformation_json": classmethod(delete_from_cfn),
+        "delete": delete,
+        "is_created": lambda self: True,
+    }
+    type(CloudFormationModel)("QueuePolicy", (CloudFormationModel,), namespace)
+    # moto caches the list of model classes on first use.
+    for cached in (parsing.get_model_list, parsing.get_model_map, parsing.get_name_type_map):
+        cached.cache_clear()

@@ -26,12 +26,37 @@ Added:
   * ``POST /_keyfleet/iam/key-used {"account", "access_key_id", "when"?,
     "service", "region"}`` sets a key's last use (``when`` is ISO 8601, default
     now) as GetAccessKeyLastUsed and the credential report show it.
-  * GenerateCredentialReport takes a snapshot of the report right away and
-    *always* rebuilds it (AWS rebuilds at most every 4 hours; the emulator's
-    clock jumps, so a cached report would hide the jump). GetCredentialReport
-    returns that snapshot and its real generation time; before the first
-    GenerateCredentialReport it fails with ReportNotPresent, as in AWS. The
-    CSV follows AWS's format (see ``build_report``).
+  * GenerateCredentialReport takes a snapshot of the report right away.
+    GetCredentialReport returns that snapshot and its real generation time;
+    before the first GenerateCredentialReport it fails with ReportNotPresent,
+    as in AWS. The CSV follows AWS's format (see ``build_report``).
+
+AWS: a credential report is rebuilt at most every 4 hours. While the last
+report is younger than that, GenerateCredentialReport answers ``COMPLETE``
+without rebuilding, and GetCredentialReport keeps returning the old snapshot
+(keys created, deleted or used since are not in it). The first generation
+answers ``STARTED`` ("No report exists. Starting a new report generation
+task"); while a generation runs, GenerateCredentialReport answers
+``INPROGRESS`` and GetCredentialReport fails with ``ReportInProgress``
+(HTTP 404 in the IAM model), so callers poll.
+
+moto 5.2.5 (and this module before): the report was rebuilt on every
+GenerateCredentialReport, and never in progress.
+
+Patch:
+  * GenerateCredentialReport rebuilds only when there is no report, when the
+    report is 4 hours old (real time), or when the harness clock moved for
+    the account since it was built (``clock/advance`` with ``days`` > 0:
+    the jump stands for the hours passing); otherwise it answers
+    ``COMPLETE`` and the old snapshot stays (``key-used`` and IAM changes
+    alone do not refresh it, as in AWS).
+  * ``POST /_keyfleet/iam/credential-report {"in_progress": N, "account":
+    "..."?}`` (account default 123456789012; N >= 0, 0 cancels) makes the
+    account's next N GenerateCredentialReport calls answer ``STARTED`` (the
+    first) then ``INPROGRESS``, and GetCredentialReport fail with
+    ``ReportInProgress`` from the first of them until the generation
+    completes: the call after the N-th rebuilds the report and answers
+    ``COMPLETE``. ``GET`` of the same path shows each account's state.
 """
 
 from __future__ import annotations
@@ -44,6 +69,8 @@ from typing import Any, Iterable
 from control import ControlError
 
 DATE_FORMAT = "%Y-%m-%dT%H:%M:%S+00:00"
+REPORT_MAX_AGE = dt.timedelta(hours=4)
+DEFAULT_ACCOUNT = "123456789012"
 REPORT_HEADER = (
     "user,arn,user_creation_time,password_enabled,password_last_used,"
     "password_last_changed,password_next_rotation,mfa_active,"
@@ -95,6 +122,8 @@ def advance(days: float, account: str | None = None) -> dict[str, Any]:
     accounts = set()
     with _lock:
         for account_id, backend in _iam_backends(account):
+            if days > 0:
+                backend.keyfleet_clock_moved = True  # the next report is rebuilt
             for user in list(backend.users.values()):
                 accounts.add(account_id)
                 users += 1
@@ -283,23 +312,103 @@ def build_report(backend: Any) -> str:
     return "\n".join(rows) + "\n"
 
 
+# -- credential report: generation state -------------------------------------------
+
+# account -> Generate calls still to answer STARTED/INPROGRESS
+_in_progress: dict[str, int] = {}
+# account -> a generation is running (GetCredentialReport: ReportInProgress)
+_generating: set[str] = set()
+
+
+def credential_report_from_request(body: dict[str, Any]) -> dict[str, Any]:
+    unknown = set(body) - {"in_progress", "account"}
+    if unknown:
+        raise ControlError(400, f"unknown fields: {sorted(unknown)}")
+    n = body.get("in_progress")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ControlError(400, '"in_progress" must be an integer >= 0, e.g. {"in_progress": 2}')
+    account = body.get("account", DEFAULT_ACCOUNT)
+    if not (isinstance(account, str) and re.fullmatch(r"\d{12}", account)):
+        raise ControlError(400, '"account" must be a 12-digit account id')
+    with _lock:
+        if n:
+            _in_progress[account] = n
+        else:
+            _in_progress.pop(account, None)
+            _generating.discard(account)
+    return {"ok": True, "account": account, "in_progress": n}
+
+
+def credential_report_state(body: Any = None) -> dict[str, Any]:
+    with _lock:
+        accounts = sorted(set(_in_progress) | _generating)
+        return {
+            "accounts": {
+                a: {"in_progress": _in_progress.get(a, 0), "generating": a in _generating} for a in accounts
+            }
+        }
+
+
+def _generate(backend: Any) -> dict[str, str]:
+    """GenerateCredentialReport's answer; builds the report when due."""
+    account = backend.account_id
+    with _lock:
+        pending = _in_progress.get(account, 0)
+        if pending:
+            _in_progress[account] = pending - 1
+            if account not in _generating:
+                _generating.add(account)
+                return {
+                    "State": "STARTED",
+                    "Description": "No report exists. Starting a new report generation task",
+                }
+            return {"State": "INPROGRESS"}
+        snapshot = getattr(backend, "keyfleet_report", None)
+        was_generating = account in _generating
+        due = (
+            was_generating
+            or snapshot is None
+            or getattr(backend, "keyfleet_clock_moved", False)
+            or _utcnow() - snapshot[1] >= REPORT_MAX_AGE
+        )
+        _generating.discard(account)
+        if not due:
+            return {"State": "COMPLETE"}
+        first = snapshot is None and not was_generating
+        backend.credential_report = True
+        backend.keyfleet_report = (build_report(backend), _utcnow())
+        backend.keyfleet_clock_moved = False
+        if first:  # as moto (and AWS) answer the very first request
+            return {
+                "State": "STARTED",
+                "Description": "No report exists. Starting a new report generation task",
+            }
+        return {"State": "COMPLETE"}
+
+
 def install() -> None:
     from moto.core.responses import ActionResult
-    from moto.iam.exceptions import ReportNotPresentException
+    from moto.iam.exceptions import IAMException, ReportNotPresentException
     from moto.iam.models import IAMBackend
     from moto.iam.responses import IamResponse
 
+    class ReportInProgress(IAMException):
+        code = "ReportInProgress"
+
     def generate_report(self: Any) -> None:
-        # Always rebuild (see module docstring); moto only sets a flag here.
-        with _lock:
-            self.credential_report = True
-            self.keyfleet_report = (build_report(self), _utcnow())
+        _generate(self)
 
     def get_credential_report(self: Any) -> str:
+        with _lock:
+            if self.account_id in _generating:
+                raise ReportInProgress("Report generation in progress")
         snapshot = getattr(self, "keyfleet_report", None)
         if snapshot is None:
             raise ReportNotPresentException("Credential report not present")
         return snapshot[0]
+
+    def generate_credential_report_response(self: Any) -> ActionResult:
+        return ActionResult(_generate(self.backend))
 
     def get_credential_report_response(self: Any) -> ActionResult:
         content = self.backend.get_credential_report()
@@ -314,4 +423,5 @@ def install() -> None:
 
     IAMBackend.generate_report = generate_report  # type: ignore[method-assign]
     IAMBackend.get_credential_report = get_credential_report  # type: ignore[method-assign]
+    IamResponse.generate_credential_report = generate_credential_report_response  # type: ignore[method-assign]
     IamResponse.get_credential_report = get_credential_report_response  # type: ignore[method-assign]

@@ -18,7 +18,8 @@ replaces the rule set (and resets attempt numbers and counters),
      "match": {"UserName": "alice"},   # optional: request parameters (see below)
      "account": "123456789012",        # optional: the caller's account
      "kind": "throttle",               # throttle | internal_error | unavailable |
-                                       #   drop | do_then_drop | do_then_error | delay
+                                       #   drop | do_then_drop | do_then_error | delay |
+                                       #   conflict (s3 only)
      "share": 0.5,                     # optional, 0..1, default 1
      "first_attempts": 2,              # optional: only attempts 0..N-1 can fail
      "from_attempt": 1,                # optional: only attempts N.. can fail (the
@@ -75,6 +76,14 @@ Faults:
                   the caller has given up meanwhile (its connection is gone),
                   as a slow request reaching AWS still is. Its log entry
                   carries ``delay_ms``.
+  conflict        (service s3 only) HTTP 409 ``ConditionalRequestConflict``
+                  (S3's ``<Error>`` XML), without acting, to a conditional
+                  write: a PutObject or CompleteMultipartUpload carrying
+                  ``If-None-Match`` or ``If-Match``, as S3 answers when a
+                  concurrent conditional write to the same key is in
+                  progress. Other requests (unconditional writes, reads)
+                  never match such a rule. ``action`` defaults to both
+                  actions and may name only them.
 do_then_* rules must name exactly one action.
 """
 
@@ -95,7 +104,16 @@ from xml.sax.saxutils import escape
 from control import ControlError
 
 KINDS = ("throttle", "internal_error", "unavailable", "drop", "do_then_drop", "do_then_error",
-         "delay")
+         "delay", "conflict")
+# kind conflict: S3 answers it to a conditional write (If-None-Match / If-Match)
+# while another conditional write to the same key is in progress.
+CONFLICT_ACTIONS = ("PutObject", "CompleteMultipartUpload")
+_S3_CONFLICT = (
+    "ConditionalRequestConflict",
+    409,
+    "A conflicting operation occurred. If using PutObject you can retry the request. If using "
+    "multipart upload you should initiate another CreateMultipartUpload request and re-upload each part.",
+)
 MAX_DELAY_MS = 60_000
 KEY_PARAMS = (
     "UserName",
@@ -213,6 +231,12 @@ def _validate(index: int, raw: Any) -> dict[str, Any]:
         rule["action"] = _strings(raw["action"], f"{where}.action")
     if kind.startswith("do_then_") and len(rule.get("action", [])) != 1:
         raise ControlError(400, f"{where}: {kind} needs exactly one action")
+    if kind == "conflict":
+        if rule["service"] != "s3":
+            raise ControlError(400, f"{where}: kind conflict is S3's (service s3)")
+        actions = rule.setdefault("action", list(CONFLICT_ACTIONS))
+        if not set(actions) <= set(CONFLICT_ACTIONS):
+            raise ControlError(400, f"{where}: kind conflict applies to {list(CONFLICT_ACTIONS)} only")
     if "match" in raw:
         match = raw["match"]
         if not isinstance(match, dict) or not match:
@@ -402,8 +426,14 @@ class _Call:
         if self.service == "sqs" and "QueueUrl" not in self.params and request.path.count("/") == 2:
             self.params["QueueUrl"] = request.path  # query protocol posted to the queue URL
 
+    @property
+    def conditional_write(self) -> bool:
+        return bool(self.environ.get("HTTP_IF_NONE_MATCH") or self.environ.get("HTTP_IF_MATCH"))
+
     def matches(self, rule: dict[str, Any]) -> bool:
         if rule["service"] != self.service:
+            return False
+        if rule["kind"] == "conflict" and not self.conditional_write:
             return False
         if "action" in rule and self.action not in rule["action"]:
             return False
@@ -481,6 +511,8 @@ def _error_triplet(call: _Call, rule: dict[str, Any]) -> tuple[str, int, str]:
             code, status, message = "ThrottlingException", 400, "Rate exceeded"
     elif kind == "unavailable":
         code, status, message = _S3_UNAVAILABLE if call.service == "s3" else _UNAVAILABLE
+    elif kind == "conflict":
+        code, status, message = _S3_CONFLICT
     else:  # internal_error, do_then_error
         code, status, message = _S3_INTERNAL if call.service == "s3" else _INTERNAL
     return rule.get("code", code), rule.get("status", status), rule.get("message", message)

@@ -1141,6 +1141,10 @@ def check(response: Any, moto_resource: str) -> None:
         return
     caller = Caller(account, role_name, assumed.session_name)
     resources = resources_for(response, service, str(action_name), region, account, moto_resource)
+    if service == "sqs" and resources != ["*"] and all(_resource_object(r) in (None, ("sqs", None)) for r in resources):
+        # AWS answers QueueDoesNotExist for a queue that does not exist,
+        # whoever asks: moto says so too.
+        return
     extra = request_context(response, service, str(action_name))
     actions = [action] + implied_actions(response, service, str(action_name))
     for checked in actions:

@@ -66,6 +66,19 @@ not deliver), ``POST /_keyfleet/sqs/visible`` ``{"queue_url": ...}`` or
 ``{"queue_arn": ...}``: every in-flight message of the queue is visible now
 (receive counts untouched).
 
+Reserved concurrency: a batch received while the function already runs as
+many invocations as its reserved concurrency (from any source) is
+throttled, as Lambda does when ``MaximumConcurrency`` is above the reserved
+concurrency: nothing runs, its messages are not deleted and come back after
+the queue's visibility timeout with their receive count up (so they can
+reach the DLQ), the invocation log gets a ``throttled`` entry (its
+``message_ids``/``failed_items`` are the batch) and the mapping's
+``throttled`` counter goes up; the mapping then waits ``THROTTLE_BACKOFF``
+(0.5 s) before it polls again. Reserved concurrency 0: every batch is
+throttled. Settle does not wait for throttled messages (they are in flight,
+as after a failed batch), and a mapping whose function has reserved
+concurrency 0 never counts as busy.
+
 Differences from Lambda: no batching window (``MaximumBatchingWindowInSeconds``
 is ignored: a batch is whatever is visible, up to BatchSize), no
 ``FilterCriteria``, no scaling beyond the two limits above, FIFO ordering is
@@ -91,6 +104,7 @@ from control import ControlError
 
 DEFAULT_MAXIMUM_CONCURRENCY = 5
 TICK_MAX = 1.0
+THROTTLE_BACKOFF = 0.5  # seconds a mapping waits after a throttled batch
 SQS_ACTIONS = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes")
 FUNCTION_FAILED = "PROBLEM: Function call failed"
 
@@ -114,6 +128,8 @@ class _Mapping:
         self.problem: str | None = None  # permission problem (blocked)
         self.problem_fingerprint: str | None = None
         self.last_result: str | None = None
+        self.throttled = 0  # batches throttled by the function's reserved concurrency
+        self.throttle_until = 0.0  # time.monotonic() before which it does not poll again
 
 
 _mappings: dict[str, _Mapping] = {}
@@ -303,15 +319,18 @@ def _deliver(m: _Mapping, esm: Any, fn: Any, queue: Any, messages: list[Any]) ->
     from moto.sqs.models import sqs_backends
 
     deleted = 0
+    handed_over = False  # lx.run releases the function's admission from then on
     try:
         records = [sqs_record(msg, queue) for msg in messages]
         ids = [r["messageId"] for r in records]
+        handed_over = True
         result = lx.run(
             fn,
             json.dumps({"Records": records}).encode(),
             source="sqs",
             attempt=max(msg.approximate_receive_count for msg in messages),
             slot_held=True,
+            admitted=True,
             batch_size=len(messages),
             message_ids=ids,
             mapping=m.uuid,
@@ -343,6 +362,8 @@ def _deliver(m: _Mapping, esm: Any, fn: Any, queue: Any, messages: list[Any]) ->
     except Exception:
         _log.exception("delivering to %s failed", fn.function_arn)
     finally:
+        if not handed_over:
+            lx.release_admission(fn)
         with lx.CV:
             m.running -= 1
             m.batches += 1
@@ -367,6 +388,9 @@ def _poll_mapping(m: _Mapping) -> float:
     if reason is not None:
         return TICK_MAX
     next_wait = _next_change(queue)
+    backoff = m.throttle_until - time.monotonic()
+    if backoff > 0:
+        return min(next_wait, backoff)
     while _deliverable(queue):
         if _still_blocked(m, fn):
             break
@@ -418,6 +442,25 @@ def _poll_mapping(m: _Mapping) -> float:
             break
         with lx.CV:
             m.received += len(messages)
+        if not lx.try_admit(fn):
+            # The function's reserved concurrency is used up: Lambda throttles
+            # the batch. Its messages stay in flight (their receive count went
+            # up) and come back after the visibility timeout, as in AWS.
+            with lx.CV:
+                m.running -= 1
+                m.throttled += 1
+                m.throttle_until = time.monotonic() + THROTTLE_BACKOFF
+                lx.release_slot(notify_listeners=False)
+            lx.throttled(
+                fn,
+                source="sqs",
+                attempt=max(msg.approximate_receive_count for msg in messages),
+                batch_size=len(messages),
+                message_ids=[msg.id for msg in messages],
+                failed_items=[msg.id for msg in messages],
+                mapping=m.uuid,
+            )
+            return min(next_wait, THROTTLE_BACKOFF)
         threading.Thread(
             target=_deliver, args=(m, esm, fn, queue, messages), name="lambda-sqs-batch", daemon=True
         ).start()
@@ -466,6 +509,8 @@ def _busy(accounts: set[str] | None) -> list[str]:
         esm, fn, queue, reason = _resolve(m)
         if reason is not None or _still_blocked(m, fn):
             continue
+        if lx.reserved_concurrency(fn) == 0:
+            continue  # never runs: every batch is throttled back to the queue
         if m.problem is not None:  # its permissions changed: have it checked now
             _poke[0] = True
             lx.CV.notify_all()
@@ -501,6 +546,7 @@ def mappings_snapshot(body: Any = None) -> dict[str, Any]:
                     "batches": m.batches,
                     "messages_received": m.received,
                     "messages_deleted": m.deleted,
+                    "throttled": m.throttled,
                     "last_processing_result": m.last_result,
                 }
             )

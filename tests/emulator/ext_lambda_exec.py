@@ -17,7 +17,11 @@ Patch: for ``provided.*`` runtimes and the RequestResponse invocation type,
 both ``invoke`` methods call ``run``: it extracts the function's code zip
 into a temp dir, starts a Runtime API server on 127.0.0.1 (one per
 invocation), and runs ``bootstrap`` as a child process (its own process
-group) with:
+group). As in Lambda, a ``bootstrap`` that the zip does not mark executable
+for everyone (Unix mode without ``o+x``; 755 is what AWS asks for; a zip
+entry without Unix permissions counts as not executable) fails every
+invocation with ``Runtime.InvalidEntrypoint`` (``fork/exec
+/var/task/bootstrap: permission denied``). The bootstrap runs with:
 
 - the function's ``Environment.Variables`` plus the Lambda-standard
   variables (``AWS_LAMBDA_RUNTIME_API``, ``AWS_LAMBDA_FUNCTION_NAME``,
@@ -71,10 +75,24 @@ START/END/REPORT lines are not written.
 asynchronous invocation is waiting or retrying and no enabled, deliverable
 event source mapping has visible messages (see README.md).
 
+Reserved concurrency (PutFunctionConcurrency, or ReservedConcurrentExecutions
+in a template) is enforced, as in Lambda: at most that many invocations of
+the function run at once (counted from the moment an invocation is admitted,
+while it waits for a process slot too). A synchronous Invoke past it answers
+HTTP 429 ``TooManyRequestsException`` (``Reason``
+``ReservedFunctionConcurrentInvocationLimitExceeded``, message ``Rate
+Exceeded.``); an asynchronous invocation waits for room (Lambda retries a
+throttled event for up to 6 hours); an SQS batch is throttled
+(ext_lambda_esm.py). Reserved concurrency 0 = the function never runs: a
+synchronous Invoke gets the 429, each asynchronous attempt is throttled at
+once (so the event reaches the dead-letter queue without waiting 6 hours).
+Each throttle is an invocation log entry with status ``throttled``,
+``error_type`` ``TooManyRequestsException`` and nothing run. The account's
+concurrency (1000, or 10 for new accounts) is not enforced.
+
 Differences from Lambda: one process per invocation (Lambda keeps a warm
 process and sends it the next event), killed as soon as it has answered; no
-memory limit; no sandbox; reserved concurrency is not enforced; other
-runtimes keep moto's behaviour.
+memory limit; no sandbox; other runtimes keep moto's behaviour.
 """
 
 from __future__ import annotations
@@ -174,6 +192,90 @@ def slots() -> dict[str, int]:
             "running_processes": _slots["running"],
             "peak_processes": _slots["peak"],
         }
+
+
+# -- reserved concurrency --------------------------------------------------------------
+
+THROTTLE_REASON = "ReservedFunctionConcurrentInvocationLimitExceeded"
+THROTTLE_MESSAGE = "Rate Exceeded."
+# function ARN -> invocations counted toward its concurrency (admitted, not ended)
+_admitted: dict[str, int] = {}
+
+
+def reserved_concurrency(fn: Any) -> int | None:
+    """The function's reserved concurrency (PutFunctionConcurrency or the
+    template's ReservedConcurrentExecutions), None when it has none."""
+    value = getattr(fn, "reserved_concurrency", None)
+    if value is None or value == "":
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def concurrent(fn: Any) -> int:
+    with CV:
+        return _admitted.get(fn.function_arn, 0)
+
+
+def try_admit(fn: Any) -> bool:
+    """Count one invocation toward the function's reserved concurrency;
+    False (nothing counted) when that many already run: Lambda throttles."""
+    with CV:
+        limit = reserved_concurrency(fn)
+        running = _admitted.get(fn.function_arn, 0)
+        if limit is not None and running >= limit:
+            return False
+        _admitted[fn.function_arn] = running + 1
+        return True
+
+
+def admit_waiting(fn: Any) -> bool:
+    """``try_admit``, waiting for room; False when the reserved concurrency is 0."""
+    with CV:
+        while True:
+            if reserved_concurrency(fn) == 0:
+                return False
+            if try_admit(fn):
+                return True
+            # PutFunctionConcurrency changes the limit without notifying.
+            CV.wait(SETTLE_RECHECK)
+
+
+def release_admission(fn: Any) -> None:
+    with CV:
+        left = _admitted.get(fn.function_arn, 0) - 1
+        if left > 0:
+            _admitted[fn.function_arn] = left
+        else:
+            _admitted.pop(fn.function_arn, None)
+        for listener in _slot_listeners:
+            listener()
+        CV.notify_all()
+
+
+def throttled(fn: Any, **fields: Any) -> Result:
+    """Log a throttled invocation (nothing ran) and return its failed result."""
+    request_id = fields.pop("request_id", None) or str(uuid.uuid4())
+    entry = log_entry(
+        request_id=request_id,
+        function_arn=fn.function_arn,
+        account=fn.account_id,
+        region=fn.region,
+        status="throttled",
+        error_type="TooManyRequestsException",
+        problem=f"{THROTTLE_REASON}: reserved concurrency {reserved_concurrency(fn)} reached",
+        ended=now_iso(),
+        duration_ms=0,
+        **fields,
+    )
+    result = Result(request_id, entry)
+    result.status = "throttled"
+    result.error_type = "TooManyRequestsException"
+    result.error_message = THROTTLE_MESSAGE
+    result.payload = _error_doc(result.error_type, result.error_message)
+    return result
 
 
 # -- invocation log --------------------------------------------------------------
@@ -499,6 +601,16 @@ def group_peak_rss_kib(pgid: int) -> int | None:
     return best
 
 
+def bootstrap_mode(zf: zipfile.ZipFile) -> int:
+    """The Unix permission bits the zip gives ``bootstrap`` (0 when it has
+    none, e.g. a zip made on Windows without them: not executable)."""
+    try:
+        info = zf.getinfo("bootstrap")
+    except KeyError:
+        return 0
+    return (info.external_attr >> 16) & 0o7777
+
+
 def _kill_group(pid: int) -> None:
     try:
         os.killpg(pid, signal.SIGKILL)
@@ -514,63 +626,80 @@ def run(
     attempt: int = 1,
     request_id: str | None = None,
     slot_held: bool = False,
+    admitted: bool = False,
     **fields: Any,
 ) -> Result:
     """Run one invocation of ``fn`` natively and log it.
 
     ``slot_held``: the caller already holds a process slot (and releases it).
+    ``admitted``: the caller already counted the invocation toward the
+    function's reserved concurrency (``try_admit``); otherwise ``run`` waits
+    until the function has room (an asynchronous invocation: Lambda keeps
+    retrying a throttled event), and with reserved concurrency 0 returns a
+    ``throttled`` result at once. Either way ``run`` releases it at the end.
     ``fields`` go into the invocation log entry (batch_size, mapping, rule).
     """
     if isinstance(body, str):
         body = body.encode("utf-8")
     event = body or b"{}"
     request_id = request_id or str(uuid.uuid4())
-    if not slot_held:
-        acquire_slot()
+    if not admitted and not admit_waiting(fn):
+        return throttled(fn, request_id=request_id, source=source, attempt=attempt, **fields)
     try:
-        entry = log_entry(
-            request_id=request_id,
-            function_arn=fn.function_arn,
-            account=fn.account_id,
-            region=fn.region,
-            source=source,
-            attempt=attempt,
-            **fields,
-        )
-        started = time.monotonic()
-        result = Result(request_id, entry)
-        rss: int | None = None
-        logs_state = None
-        stream = log_stream_name()
-        try:
-            rss, output = _execute(fn, event, request_id, stream, result)
-            tail = output[-LOG_TAIL:]
-            result.log_tail = tail
-            if output.strip():
-                logs_state = _write_cloudwatch(fn, stream, output)
-            cw_tail = tail if logs_state != "dropped" else b""
-        except Exception as exc:  # the harness failed, not the function
-            _log.exception("running %s failed", fn.function_arn)
-            result.status = "error"
-            result.error_type = "Runtime.HarnessError"
-            result.error_message = f"{type(exc).__name__}: {exc}"
-            result.payload = _error_doc(result.error_type, result.error_message)
-            cw_tail = b""
-        update_entry(
-            entry,
-            status=result.status,
-            error_type=result.error_type,
-            max_rss_kib=rss,
-            log_tail=cw_tail.decode("utf-8", "replace"),
-            log_stream=stream if logs_state == "written" else None,
-            logs=logs_state,
-            ended=now_iso(),
-            duration_ms=int((time.monotonic() - started) * 1000),
-        )
-        return result
-    finally:
         if not slot_held:
-            release_slot()
+            acquire_slot()
+        try:
+            return _run_admitted(fn, event, request_id, source, attempt, fields)
+        finally:
+            if not slot_held:
+                release_slot()
+    finally:
+        release_admission(fn)
+
+
+def _run_admitted(
+    fn: Any, event: bytes, request_id: str, source: str, attempt: int, fields: dict[str, Any]
+) -> Result:
+    entry = log_entry(
+        request_id=request_id,
+        function_arn=fn.function_arn,
+        account=fn.account_id,
+        region=fn.region,
+        source=source,
+        attempt=attempt,
+        **fields,
+    )
+    started = time.monotonic()
+    result = Result(request_id, entry)
+    rss: int | None = None
+    logs_state = None
+    stream = log_stream_name()
+    try:
+        rss, output = _execute(fn, event, request_id, stream, result)
+        tail = output[-LOG_TAIL:]
+        result.log_tail = tail
+        if output.strip():
+            logs_state = _write_cloudwatch(fn, stream, output)
+        cw_tail = tail if logs_state != "dropped" else b""
+    except Exception as exc:  # the harness failed, not the function
+        _log.exception("running %s failed", fn.function_arn)
+        result.status = "error"
+        result.error_type = "Runtime.HarnessError"
+        result.error_message = f"{type(exc).__name__}: {exc}"
+        result.payload = _error_doc(result.error_type, result.error_message)
+        cw_tail = b""
+    update_entry(
+        entry,
+        status=result.status,
+        error_type=result.error_type,
+        max_rss_kib=rss,
+        log_tail=cw_tail.decode("utf-8", "replace"),
+        log_stream=stream if logs_state == "written" else None,
+        logs=logs_state,
+        ended=now_iso(),
+        duration_ms=int((time.monotonic() - started) * 1000),
+    )
+    return result
 
 
 def _execute(fn: Any, event: bytes, request_id: str, stream: str, result: Result) -> tuple[int | None, bytes]:
@@ -593,6 +722,7 @@ def _execute(fn: Any, event: bytes, request_id: str, stream: str, result: Result
             # would then fail with ETXTBSY ("text file busy").
             with _SPAWN_LOCK, zipfile.ZipFile(io.BytesIO(fn.code_bytes)) as zf:
                 zf.extractall(task_root)
+                mode = bootstrap_mode(zf)
             bootstrap = os.path.join(task_root, "bootstrap")
             if not os.path.isfile(bootstrap):
                 result.status = "error"
@@ -600,6 +730,18 @@ def _execute(fn: Any, event: bytes, request_id: str, stream: str, result: Result
                 result.error_message = "Couldn't find valid bootstrap(s): [/var/task/bootstrap /opt/bootstrap]"
                 result.payload = _error_doc(result.error_type, result.error_message)
                 return None, b""
+            if not mode & 0o001:
+                # Lambda runs the code as a user that does not own it: the
+                # bootstrap must be executable by others (755, as AWS asks).
+                result.status = "error"
+                result.error_type = "Runtime.InvalidEntrypoint"
+                result.error_message = (
+                    f"RequestId: {request_id} Error: fork/exec /var/task/bootstrap: permission denied"
+                )
+                result.payload = _error_doc(result.error_type, result.error_message)
+                return None, b""
+            # extractall drops the zip's permissions; the harness's own user
+            # runs it, so give it what Lambda's runtime user had.
             os.chmod(bootstrap, 0o755)
             env = {
                 "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -713,6 +855,23 @@ def _execute(fn: Any, event: bytes, request_id: str, stream: str, result: Result
     return rss, output
 
 
+def _too_many_requests() -> Exception:
+    """Lambda's 429 for an Invoke past the function's reserved concurrency."""
+    from moto.core.exceptions import JsonRESTError
+
+    class TooManyRequestsException(JsonRESTError):
+        code = 429
+
+        def get_headers(self, *args: Any, **kwargs: Any) -> list[tuple[str, str]]:
+            return super().get_headers(*args, **kwargs) + [("Retry-After", "1")]
+
+    error = TooManyRequestsException("TooManyRequestsException", THROTTLE_MESSAGE)
+    error.description = json.dumps(
+        {"Reason": THROTTLE_REASON, "Type": "User", "message": THROTTLE_MESSAGE}
+    )
+    return error
+
+
 def _wrap(original: Any) -> Any:
     def invoke(
         self: Any,
@@ -726,7 +885,10 @@ def _wrap(original: Any) -> Any:
         inv_type = headers.get("x-amz-invocation-type", "RequestResponse") or "RequestResponse"
         if not is_provided(fn) or inv_type != "RequestResponse":
             return original(self, function_name, qualifier, body, headers, response_headers)
-        result = run(fn, body, source="invoke")
+        if not try_admit(fn):
+            throttled(fn, source="invoke")
+            raise _too_many_requests()
+        result = run(fn, body, source="invoke", admitted=True)
         if (headers.get("x-amz-log-type") or "None") == "Tail":
             # Lambda returns the last 4 KB of the log only when asked.
             response_headers["x-amz-log-result"] = base64.b64encode(result.log_tail).decode()

@@ -35,6 +35,25 @@ Patch:
     bucket does not exist) is recorded as a FAILED operation and logged;
     it does not fail the Organizations call, as in AWS.
 
+AWS: an instance whose deployment fails (a resource fails, e.g. the Lambda
+code bucket is missing, or a parameter breaks its constraint) does not fail
+CreateStackInstances: the operation ends FAILED (that instance's result
+FAILED), the stack is rolled back, and the instance stays with Status
+OUTDATED, DetailedStatus FAILED and a StatusReason
+(``ResourceLogicalId:<id>, ResourceType:<type>, ResourceStatusReason:<why>.``
+for a resource). A later update of the stack set deploys it again.
+
+moto 5.2.5: the failure propagated out of CreateStackInstances (HTTP 400),
+leaving the resources created before it and no instance.
+
+Patch: instances are built here (``_stack_instance``): a failed deployment
+deletes what its stack created (moto's ``Stack.delete``), keeps the
+instance without a stack, OUTDATED/FAILED with ``status_reason(exc)``
+(ext_cfn_checks.py marks the failing resource on the exception);
+``StackSet.create_stack_instances`` records a result per instance and marks
+the operation FAILED when one failed; an update of an instance without a
+stack creates it; deleting one deletes nothing.
+
 AWS: UpdateStackSet (a new TemplateBody/TemplateURL and/or Parameters)
 updates the stack of every instance of the stack set, or only of those named
 by ``Accounts``/``DeploymentTargets`` (OUs and their descendants, narrowed by
@@ -160,6 +179,81 @@ def _set_state(instance: Any, status: str, detailed: str, reason: str | None = N
     instance.keyfleet_status_reason = reason
 
 
+def status_reason(exc: BaseException) -> str:
+    """A failed deployment's StatusReason, in AWS's words where it has them:
+    ``ResourceLogicalId:<id>, ResourceType:<type>, ResourceStatusReason:<why>.``
+    for a resource that failed (ext_cfn_checks.py marks it), the bare
+    message for a template or parameter problem."""
+    message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    if not isinstance(message, str):
+        message = str(message)
+    failed = getattr(exc, "keyfleet_resource", None)
+    if failed:
+        logical_id, kind = failed
+        return f"ResourceLogicalId:{logical_id}, ResourceType:{kind}, ResourceStatusReason:{message.rstrip('.')}."
+    return message
+
+
+def _create_stack(instance: Any, params: dict[str, Any]) -> Any:
+    """The instance's stack, as moto's StackInstance builds it; on failure the
+    resources created so far are deleted again (AWS rolls a failed stack
+    instance back) and the error is raised."""
+    from moto.cloudformation.models import Stack, cloudformation_backends
+    from moto.cloudformation.utils import generate_stack_id
+
+    if instance.permission_model == "SELF_MANAGED":
+        backend = cloudformation_backends[instance.account_id][instance.region_name]
+        name = f"StackSet:{instance.name}"
+        try:
+            return backend.create_stack(name=name, template=instance.template, parameters=params)
+        except Exception:
+            try:
+                backend.delete_stack(name)
+            except Exception:
+                log.debug("rolling back %s in %s failed", name, instance.account_id, exc_info=True)
+            raise
+    stack = Stack(
+        stack_id=generate_stack_id("hiddenstackfor" + instance.name, instance.region_name, instance.account_id),
+        name=instance.name,
+        template=instance.template,
+        parameters=params,
+        account_id=instance.account_id,
+        region_name=instance.region_name,
+        notification_arns=[],
+        tags=None,
+        role_arn=None,
+        cross_stack_resources={},
+        enable_termination_protection=False,
+    )
+    try:
+        stack.create_resources()
+    except Exception:
+        try:
+            stack.delete()
+        except Exception:
+            log.debug("rolling back stack set instance in %s failed", instance.account_id, exc_info=True)
+        raise
+    return stack
+
+
+def _deploy_stack(instance: Any, stackset_parameters: dict[str, Any] | None) -> bool:
+    """Create the instance's stack; a failure leaves the instance OUTDATED
+    (DetailedStatus FAILED, StatusReason) without a stack. True if created."""
+    params = {**(stackset_parameters or {}), **_overrides(instance)}
+    try:
+        instance.stack = _create_stack(instance, params)
+    except Exception as exc:
+        log.warning(
+            "stack set %s: deploying to %s/%s failed: %s",
+            instance.name, instance.account_id, instance.region_name, exc,
+        )
+        instance.stack = None
+        _set_state(instance, "OUTDATED", "FAILED", status_reason(exc))
+        return False
+    _set_state(instance, "CURRENT", "SUCCEEDED")
+    return True
+
+
 def _stack_instance(
     instances: Any,
     account: str,
@@ -168,23 +262,24 @@ def _stack_instance(
     overrides: dict[str, Any],
     model: str,
 ) -> Any:
+    """A new stack instance with its stack deployed (moto's StackInstance,
+    built here so a failed deployment still leaves the instance, OUTDATED,
+    as in AWS). moto deploys with the overrides alone when there are any
+    (the stack set's other parameters are lost); the stack gets both,
+    overrides winning."""
     from moto.cloudformation.models import StackInstance
 
-    # moto deploys with the overrides alone when there are any (the stack set's
-    # other parameters are lost); the stack gets both, overrides winning.
-    instance = StackInstance(
-        account_id=account,
-        region_name=region,
-        stackset_id=instances.stackset_id,
-        stack_name=instances.stack_name,
-        name=instances.stackset_name,
-        template=instances.template,
-        parameters={**(stackset_parameters or {}), **overrides},
-        permission_model=model,
-    )
+    instance = StackInstance.__new__(StackInstance)
+    instance.account_id = account
+    instance.region_name = region
+    instance.stackset_id = instances.stackset_id
+    instance.stack_name = instances.stack_name
+    instance.name = instances.stackset_name
+    instance.template = instances.template
+    instance.permission_model = model
     instance.keyfleet_overrides = dict(overrides)
     instance.parameters = _parameter_list(overrides)
-    _set_state(instance, "CURRENT", "SUCCEEDED")
+    _deploy_stack(instance, stackset_parameters)
     return instance
 
 
@@ -270,7 +365,12 @@ def _selected(
 
 def _update_instance(stackset: Any, instance: Any) -> bool:
     """Update the instance's stack to the stack set's template and parameters
-    (with the instance's overrides); False (and logged) if it failed."""
+    (with the instance's overrides); False (and logged) if it failed. An
+    instance whose stack was never created (its deployment failed) gets it
+    created now."""
+    if getattr(instance, "stack", None) is None:
+        instance.template = stackset.template
+        return _deploy_stack(instance, stackset.parameters)
     params = {**(stackset.parameters or {}), **_overrides(instance)}
     try:
         instance.stack.update(
@@ -283,7 +383,7 @@ def _update_instance(stackset: Any, instance: Any) -> bool:
             "update of stack set %s in %s/%s failed: %s",
             stackset.name, instance.account_id, instance.region_name, exc,
         )
-        _set_state(instance, "OUTDATED", "FAILED", f"{type(exc).__name__}: {exc}")
+        _set_state(instance, "OUTDATED", "FAILED", status_reason(exc))
         return False
     instance.template = stackset.template
     _set_state(instance, "CURRENT", "SUCCEEDED")
@@ -340,18 +440,14 @@ def _deploy(stackset: Any, account_id: str, regions: list[str]) -> None:
     instances = stackset.instances
     failed = []
     for region in regions:
-        try:
-            instance = _stack_instance(
-                instances, account_id, region, stackset.parameters, {}, stackset.permission_model
-            )
-        except Exception as exc:  # keep the Organizations call alive, as AWS does
-            log.warning(
-                "auto-deployment of stack set %s to %s/%s failed: %s",
-                stackset.name, account_id, region, exc,
-            )
-            failed.append(region)
-            continue
+        instance = _stack_instance(
+            instances, account_id, region, stackset.parameters, {}, stackset.permission_model
+        )
+        # A failed deployment does not fail the Organizations call (as in
+        # AWS); the instance stays, OUTDATED with its StatusReason.
         instances.stack_instances.append(instance)
+        if getattr(instance, "keyfleet_detailed_status", None) == "FAILED":
+            failed.append(region)
     done = [r for r in regions if r not in failed]
     if done:
         _record(stackset, "CREATE", "SUCCEEDED", account_id, done)
@@ -417,6 +513,7 @@ def install() -> None:
                 else {}
             )
             created = []
+            results: dict[tuple[str, str], str] = {}
             for region in regions:
                 for account in dict.fromkeys(targets):
                     if self.get_instance(account, region) is not None:
@@ -426,9 +523,49 @@ def install() -> None:
                     )
                     self.stack_instances.append(instance)
                     created.append(instance)
+                    failed = getattr(instance, "keyfleet_detailed_status", None) == "FAILED"
+                    results[(account, region)] = "FAILED" if failed else "SUCCEEDED"
+            self.keyfleet_last_results = results
             return [i.to_dict() for i in created]
 
     StackInstances.create_instances = create_instances  # type: ignore[method-assign]
+
+    original_create_stack_instances = StackSet.create_stack_instances
+
+    def create_stack_instances(
+        self: Any,
+        accounts: list[str],
+        regions: list[str],
+        deployment_targets: dict[str, Any] | None,
+        parameters: list[dict[str, Any]],
+    ) -> str:
+        # moto's checks and CREATE operation, but with a result per instance:
+        # an instance whose deployment failed makes the operation FAILED
+        # (and stays, OUTDATED), instead of failing the whole call.
+        with _lock:
+            self.instances.keyfleet_last_results = {}
+            operation_id = original_create_stack_instances(
+                self, accounts, regions, deployment_targets, parameters
+            )
+            results = getattr(self.instances, "keyfleet_last_results", {})
+            operation = self.get_operation(operation_id)
+            if "FAILED" in results.values():
+                operation["Status"] = "FAILED"
+            if results:
+                operation["Instances"] = [{account: region} for account, region in results]
+                operation["KeyfleetResults"] = dict(results)
+            return operation_id
+
+    StackSet.create_stack_instances = create_stack_instances  # type: ignore[method-assign]
+
+    original_instance_delete = StackInstance.delete
+
+    def instance_delete(self: Any) -> None:
+        if getattr(self, "stack", None) is None:
+            return  # its deployment failed and was rolled back: no stack
+        original_instance_delete(self)
+
+    StackInstance.delete = instance_delete  # type: ignore[method-assign]
 
     def update(
         self: Any,

@@ -25,6 +25,9 @@ service (pass it as endpoint_url). The harness adds control endpoints under
     POST   /_keyfleet/clock/advance     {"days": N, "account": "..."?}
     POST   /_keyfleet/iam/key-used      {"account", "access_key_id", "when"?,
                                          "service", "region"}
+    GET|POST /_keyfleet/iam/credential-report  {"in_progress": N, "account"?}:
+                                        the next N GenerateCredentialReport
+                                        calls answer STARTED/INPROGRESS
     GET|POST|DELETE /_keyfleet/faults   faults on demand (ext_faults.py)
     GET    /_keyfleet/messages          -> {"sqs": [...], "sns": [...]} (ext_messages.py)
     DELETE /_keyfleet/messages          -> clears the message log
@@ -134,6 +137,8 @@ class App:
             ("DELETE", "ses/outbox"): lambda body: ext_ses.outbox_clear(),
             ("POST", "clock/advance"): ext_clock.advance_from_request,
             ("POST", "iam/key-used"): ext_clock.key_used_from_request,
+            ("GET", "iam/credential-report"): ext_clock.credential_report_state,
+            ("POST", "iam/credential-report"): ext_clock.credential_report_from_request,
             ("GET", "iam/enforce"): lambda body: ext_iam_enforce.settings(),
             ("POST", "iam/enforce"): ext_iam_enforce.enforce_from_request,
             ("GET", "iam/decisions"): lambda body: ext_iam_enforce.decisions_snapshot(),
@@ -175,6 +180,7 @@ class App:
 
 def install_extensions(moto_lambda_delivery: bool, lambda_max_processes: int | None = None) -> None:
     import ext_cfn
+    import ext_cfn_checks
     import ext_clock
     import ext_faults
     import ext_iam_enforce
@@ -183,6 +189,7 @@ def install_extensions(moto_lambda_delivery: bool, lambda_max_processes: int | N
     import ext_lambda_async
     import ext_lambda_esm
     import ext_lambda_exec
+    import ext_lambda_limits
     import ext_messages
     import ext_organizations
     import ext_secretsmanager
@@ -197,12 +204,14 @@ def install_extensions(moto_lambda_delivery: bool, lambda_max_processes: int | N
     ext_clock.install()
     ext_stacksets.install()
     ext_cfn.install()
+    ext_cfn_checks.install()
     ext_organizations.install()
     ext_secretsmanager.install()
     ext_iam_enforce.install()
     ext_faults.install()
     ext_lambda_exec.install(lambda_max_processes)
     ext_lambda_async.install()
+    ext_lambda_limits.install()
     ext_lambda_esm.install()
     ext_lambda.install(moto_delivery=moto_lambda_delivery)
 

@@ -705,7 +705,9 @@ def _zip_bytes(with_bootstrap: bool = True) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
         if with_bootstrap:
-            zf.writestr("bootstrap", "#!/bin/sh\n")
+            info = zipfile.ZipInfo("bootstrap")
+            info.external_attr = 0o755 << 16  # executable, as Lambda requires
+            zf.writestr(info, "#!/bin/sh\n")
     return buf.getvalue()
 
 
@@ -1158,6 +1160,7 @@ def test_stackset_update_keeps_overrides_and_applies_a_new_template(emu: Emulato
         ],
         Accounts=[a, b],
         Regions=["us-east-1"],
+        Capabilities=["CAPABILITY_NAMED_IAM"],
     )
     assert (env(a)["PUBLIC_KEY"], env(b)["PUBLIC_KEY"], env(c)["PUBLIC_KEY"]) == ("key-a", "key-3", "key-2")
     status = {
@@ -1187,6 +1190,7 @@ def test_stackset_update_keeps_overrides_and_applies_a_new_template(emu: Emulato
                 {"ParameterKey": "PublicKey", "UsePreviousValue": True},
                 {"ParameterKey": "CodeBucket", "ParameterValue": bucket},
             ],
+            Capabilities=["CAPABILITY_NAMED_IAM"],
         )["OperationId"]
 
     operation = set_bucket("keyfleet-no-such-bucket")
@@ -1326,7 +1330,7 @@ def test_role_inline_policy_from_a_stack_reads_back_as_json(emu: Emulator) -> No
         }
     }
     emu.client("cloudformation", account).create_stack(
-        StackName="role", TemplateBody=json.dumps(template)
+        StackName="role", TemplateBody=json.dumps(template), Capabilities=["CAPABILITY_NAMED_IAM"]
     )
     got = emu.client("iam", account).get_role_policy(RoleName="stack-role", PolicyName="inline")
     # botocore URL-decodes and parses the document; a repr stays a string.

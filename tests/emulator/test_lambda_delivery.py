@@ -110,7 +110,9 @@ urllib.request.urlopen(req).read()
 def _zip() -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
-        zf.writestr("bootstrap", BOOTSTRAP)
+        info = zipfile.ZipInfo("bootstrap")
+        info.external_attr = 0o755 << 16  # executable, as Lambda requires
+        zf.writestr(info, BOOTSTRAP)
     return buf.getvalue()
 
 

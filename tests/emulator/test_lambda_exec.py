@@ -50,7 +50,7 @@ def _zip() -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
         info = zipfile.ZipInfo("bootstrap")
-        info.external_attr = 0o644 << 16  # not executable: the harness must chmod it
+        info.external_attr = 0o755 << 16  # executable, as Lambda requires
         zf.writestr(info, BOOTSTRAP)
     return buf.getvalue()
 
@@ -198,7 +198,9 @@ def test_concurrent_invocations_all_start(fn: dict[str, Any]) -> None:
 
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
-        zf.writestr("bootstrap", BOOTSTRAP + "\n#" + "x" * (8 << 20) + "\n")
+        info = zipfile.ZipInfo("bootstrap")
+        info.external_attr = 0o755 << 16
+        zf.writestr(info, BOOTSTRAP + "\n#" + "x" * (8 << 20) + "\n")
     fn["lam"].create_function(
         FunctionName="kf-exec-large",
         Runtime="provided.al2023",
@@ -234,7 +236,9 @@ urllib.request.urlopen(req).read()
 def test_messages_a_function_sends_are_in_the_message_log(fn: dict[str, Any], emu: Emulator) -> None:  # noqa: F811
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
-        zf.writestr("bootstrap", SENDER)
+        info = zipfile.ZipInfo("bootstrap")
+        info.external_attr = 0o755 << 16
+        zf.writestr(info, SENDER)
     fn["lam"].create_function(
         FunctionName="kf-exec-sender",
         Runtime="provided.al2023",

@@ -50,7 +50,8 @@ pub(super) fn org_reader_trust(
     coordinator_role_arn: &str,
     external_id: Option<&str>,
 ) -> serde_json::Value {
-    let mut condition = serde_json::json!({"ArnEquals": {"aws:PrincipalArn": coordinator_role_arn}});
+    let mut condition =
+        serde_json::json!({"ArnEquals": {"aws:PrincipalArn": coordinator_role_arn}});
     if let Some(id) = external_id {
         condition["StringEquals"] = serde_json::json!({ "sts:ExternalId": id });
     }
@@ -244,6 +245,24 @@ pub async fn deploy(
     )
     .await?;
     let (_, invoke_dlq_arn) = queue(&sqs, &format!("{function}-dlq"), &[], region, account).await?;
+    // The module's queue policy: only keyfleet-agent* roles of the
+    // organization may send results (the emulator's policy engine enforces
+    // it, across accounts as AWS does).
+    let org_id = organization.id().unwrap_or_default();
+    let results_policy = policy_template::render(
+        policy_template::RESULTS_QUEUE,
+        &BTreeMap::from([
+            ("partition", Value::Str("aws".into())),
+            ("queue_arn", Value::Str(results_queue_arn.clone())),
+            ("organization_id", Value::Str(org_id.to_string())),
+        ]),
+    )?;
+    sqs.set_queue_attributes()
+        .queue_url(&results_queue_url)
+        .attributes(QueueAttributeName::Policy, results_policy.to_string())
+        .send()
+        .await
+        .context("setting the results queue's policy")?;
 
     // Alerts topic, SES identity and configuration set, key pair.
     let topic_arn = aws_sdk_sns::Client::new(sdk)
@@ -296,7 +315,6 @@ pub async fn deploy(
     // account), which the coordinator assumes to list the organization.
     let iam = aws_sdk_iam::Client::new(sdk);
     let management = organization.master_account_id().unwrap_or(account);
-    let org_id = organization.id().unwrap_or_default();
     let prefix = format!("arn:aws:organizations::{management}");
     let reader_policy = policy_template::render(
         policy_template::ORG_READER,
@@ -306,7 +324,11 @@ pub async fn deploy(
         ]),
     )?;
     let role_arn = format!("arn:aws:iam::{account}:role/{COORDINATOR_ROLE}");
-    let reader_trust = org_reader_trust(account, &role_arn, cfg.org.org_reader_external_id.as_deref());
+    let reader_trust = org_reader_trust(
+        account,
+        &role_arn,
+        cfg.org.org_reader_external_id.as_deref(),
+    );
     let reader_arn = role(
         &iam,
         ORG_READER_ROLE,

@@ -95,6 +95,11 @@ pub fn run_id_in(text: &str) -> String {
         .to_string()
 }
 
+/// The ExternalId the deployment's org reader trust requires (as the
+/// org-reader module's `external_id` does): every deployed run lists the
+/// organization through a trust that needs it.
+pub const ORG_READER_EXTERNAL_ID: &str = "keyfleet-e2e-external-id";
+
 /// The emulator's keyfleet deployment (bootstrapped on first use), as the
 /// operator's command line sees it. Like most organizations it excludes
 /// the management account and an OU (an empty one here), so every run
@@ -123,7 +128,8 @@ pub async fn deployment() -> &'static Cli {
         std::fs::write(
             &config,
             format!(
-                "[org]\nexclude_accounts = [\"{management}\"]\nexclude_ous = [\"{excluded}\"]\n\n\
+                "[org]\nexclude_accounts = [\"{management}\"]\nexclude_ous = [\"{excluded}\"]\n\
+                 org_reader_external_id = \"{ORG_READER_EXTERNAL_ID}\"\n\n\
                  [mail]\nsender = \"keyfleet@example.com\"\nsecurity_team = [\"sec@example.com\"]\n"
             ),
         )

@@ -174,82 +174,23 @@ resource "aws_sqs_queue" "results" {
   tags = local.tags
 }
 
-data "aws_iam_policy_document" "results_queue" {
-  # Agents of the organization send results: any account, but only roles named
-  # keyfleet-agent* of a principal in this organization.
-  statement {
-    sid    = "AllowOrganizationAgents"
-    effect = "Allow"
-    principals {
-      type        = "AWS"
-      identifiers = ["*"]
-    }
-    actions   = ["sqs:SendMessage"]
-    resources = [aws_sqs_queue.results.arn]
-    condition {
-      test     = "StringEquals"
-      variable = "aws:PrincipalOrgID"
-      values   = [var.organization_id]
-    }
-    condition {
-      test     = "ArnLike"
-      variable = "aws:PrincipalArn"
-      values   = ["arn:${local.partition}:iam::*:role/keyfleet-agent*"]
-    }
+# Agents of the organization send results: any account, but only roles named
+# keyfleet-agent* of a principal in this organization; every other sender is
+# denied explicitly. One JSON template, rendered here and by `keyfleet
+# bootstrap`, so the emulator applies (and its policy engine enforces)
+# exactly this policy.
+locals {
+  results_queue_policy_vars = {
+    partition       = local.partition
+    queue_arn       = aws_sqs_queue.results.arn
+    organization_id = var.organization_id
   }
-
-  statement {
-    sid    = "DenySendFromOutsideOrganization"
-    effect = "Deny"
-    principals {
-      type        = "AWS"
-      identifiers = ["*"]
-    }
-    actions   = ["sqs:SendMessage"]
-    resources = [aws_sqs_queue.results.arn]
-    condition {
-      test     = "StringNotEquals"
-      variable = "aws:PrincipalOrgID"
-      values   = [var.organization_id]
-    }
-  }
-
-  statement {
-    sid    = "DenySendFromNonAgentPrincipals"
-    effect = "Deny"
-    principals {
-      type        = "AWS"
-      identifiers = ["*"]
-    }
-    actions   = ["sqs:SendMessage"]
-    resources = [aws_sqs_queue.results.arn]
-    condition {
-      test     = "ArnNotLike"
-      variable = "aws:PrincipalArn"
-      values   = ["arn:${local.partition}:iam::*:role/keyfleet-agent*"]
-    }
-  }
-
-  statement {
-    sid    = "DenyInsecureTransport"
-    effect = "Deny"
-    principals {
-      type        = "AWS"
-      identifiers = ["*"]
-    }
-    actions   = ["sqs:*"]
-    resources = [aws_sqs_queue.results.arn]
-    condition {
-      test     = "Bool"
-      variable = "aws:SecureTransport"
-      values   = ["false"]
-    }
-  }
+  results_queue_policy = templatefile("${path.module}/policies/results-queue.json.tftpl", local.results_queue_policy_vars)
 }
 
 resource "aws_sqs_queue_policy" "results" {
   queue_url = aws_sqs_queue.results.id
-  policy    = data.aws_iam_policy_document.results_queue.json
+  policy    = local.results_queue_policy
 }
 
 data "aws_iam_policy_document" "results_dlq" {
@@ -622,7 +563,7 @@ resource "aws_lambda_function" "this" {
   }
 
   environment {
-    variables = merge({
+    variables = {
       KEYFLEET_REPORT_BUCKET          = aws_s3_bucket.reports.id
       KEYFLEET_RESULTS_QUEUE_URL      = aws_sqs_queue.results.id
       KEYFLEET_ALERTS_TOPIC_ARN       = aws_sns_topic.alerts.arn
@@ -636,10 +577,10 @@ resource "aws_lambda_function" "this" {
       KEYFLEET_POLICY                 = local.policy_json
       KEYFLEET_DEADLINE               = var.run_deadline
       RUST_LOG                        = var.log_level
-      },
-      # The org reader's trust requires it when its module sets external_id.
-      var.org_reader_external_id == null ? {} : { KEYFLEET_ORG_READER_EXTERNAL_ID = var.org_reader_external_id },
-    )
+      # What the org reader's trust requires when its module sets
+      # external_id; empty: the coordinator sends none.
+      KEYFLEET_ORG_READER_EXTERNAL_ID = coalesce(var.org_reader_external_id, "")
+    }
   }
 
   tags = local.tags
