@@ -254,3 +254,134 @@ else:
         assert agent_in(emu, leaving) is not None
         fleet["org"].remove_account_from_organization(AccountId=leaving)
         assert agent_in(emu, leaving) is None
+
+    # ----------------------------------------------------------------------
+    # The queue policies as deployed, with the emulator's policy engine
+    # deciding: each statement refuses whom it should, and a widened policy
+    # lets the same callers through (so the refusals are the policies', not
+    # an accident of the set-up).
+    # ----------------------------------------------------------------------
+
+    RESULTS_POLICY = ROOT / "terraform" / "modules" / "coordinator" / "policies" / "results-queue.json.tftpl"
+    OUTSIDER = "900000000999"  # an account in no organization
+    WIDE_OPEN = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sqs:SendMessage", "Resource": "*"}]}
+
+    def render(template: str, values: dict[str, str]) -> str:
+        for name, value in values.items():
+            template = template.replace("${" + name + "}", value)
+        assert "${" not in template, template
+        return template
+
+    def role_sqs(emu: Emulator, account: str, role: str, policy: dict[str, Any]) -> Any:
+        admin = emu.client("iam", account)
+        trust = {"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}]}
+        try:
+            admin.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(trust))
+        except admin.exceptions.EntityAlreadyExistsException:
+            pass
+        admin.put_role_policy(RoleName=role, PolicyName="test", PolicyDocument=json.dumps(policy))
+        sts = boto3.client("sts", endpoint_url=emu.endpoint, region_name=REGION,
+                           aws_access_key_id="testing", aws_secret_access_key="testing")
+        creds = sts.assume_role(RoleArn=f"arn:aws:iam::{account}:role/{role}",
+                                RoleSessionName="policy-test")["Credentials"]
+        return boto3.client("sqs", endpoint_url=emu.endpoint, region_name=REGION,
+                            aws_access_key_id=creds["AccessKeyId"],
+                            aws_secret_access_key=creds["SecretAccessKey"],
+                            aws_session_token=creds["SessionToken"])
+
+    SEND_ANY = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": "*"}]}
+    ADMIN = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+
+    @pytest.fixture
+    def enforced(emu: Emulator, fleet: dict[str, Any]):
+        patterns = ["keyfleet-agent*", "keyfleet-coordinator*", "intruder-*"]
+        post = lambda body: urllib_post(emu, "/_keyfleet/iam/enforce", body)  # noqa: E731
+        post({"enabled": True, "role_name_patterns": patterns})
+        try:
+            yield fleet
+        finally:
+            post({"enabled": False, "role_name_patterns": [
+                "keyfleet-agent*", "keyfleet-coordinator*", "keyfleet-org-reader*", "keyfleet-api*"]})
+
+    def urllib_post(emu: Emulator, path: str, body: dict[str, Any]) -> None:
+        import urllib.request
+
+        request = urllib.request.Request(emu.endpoint + path, data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"}, method="POST")
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert response.status == 200
+
+    def refused(call) -> str:
+        from botocore.exceptions import ClientError
+
+        with pytest.raises(ClientError) as info:
+            call()
+        assert info.value.response["Error"]["Code"] == "AccessDenied", info.value.response
+        return info.value.response["Error"]["Message"]
+
+    def set_policy(emu: Emulator, account: str, url: str, policy: str) -> None:
+        emu.client("sqs", account).set_queue_attributes(QueueUrl=url, Attributes={"Policy": policy})
+
+    def test_only_the_coordinator_role_sends_jobs(emu, enforced):
+        fleet = enforced
+        member = fleet["accounts"]["app"]
+        provisioning = fleet["accounts"]["provisioning"]
+        jobs = emu.client("sqs", member).get_queue_url(QueueName="keyfleet-jobs")["QueueUrl"]
+        deployed = emu.client("sqs", member).get_queue_attributes(
+            QueueUrl=jobs, AttributeNames=["Policy"])["Attributes"]["Policy"]
+        coordinator = role_sqs(emu, provisioning, "keyfleet-coordinator", SEND_ANY)
+        lookalike = role_sqs(emu, provisioning, "intruder-coordinator", SEND_ANY)
+        member_admin = role_sqs(emu, member, "intruder-admin", ADMIN)
+        coordinator.send_message(QueueUrl=jobs, MessageBody="{}")
+        # AllowCoordinatorSend names the role: its account's other roles are not admitted.
+        assert "resource-based policy" in refused(lambda: lookalike.send_message(QueueUrl=jobs, MessageBody="{}"))
+        # DenySendFromAnyoneElse: not even an administrator of the queue's own account.
+        assert refused(lambda: member_admin.send_message(QueueUrl=jobs, MessageBody="{}")).endswith(
+            "with an explicit deny in a resource-based policy")
+        # Widened, the same callers get through: the refusals are the policy's.
+        try:
+            set_policy(emu, member, jobs, json.dumps(WIDE_OPEN))
+            lookalike.send_message(QueueUrl=jobs, MessageBody="{}")
+            member_admin.send_message(QueueUrl=jobs, MessageBody="{}")
+        finally:
+            set_policy(emu, member, jobs, deployed)
+
+    def test_only_agents_of_the_organization_send_results(emu, enforced):
+        fleet = enforced
+        provisioning = fleet["accounts"]["provisioning"]
+        member = fleet["accounts"]["app"]
+        results = fleet["parameters"]["ResultsQueueUrl"]
+        org_id = fleet["org"].describe_organization()["Organization"]["Id"]
+        policy = render(RESULTS_POLICY.read_text(), {
+            "partition": "aws", "queue_arn": fleet["parameters"]["ResultsQueueArn"], "organization_id": org_id})
+        set_policy(emu, provisioning, results, policy)
+        # The deployed agent role of a member account (the template's own grant).
+        agent = role_sqs(emu, member, "keyfleet-agent", {"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": fleet["parameters"]["ResultsQueueArn"]}]})
+        agent.send_message(QueueUrl=results, MessageBody="{}")
+        # Another role of an organization account: DenySendFromNonAgentPrincipals.
+        other = role_sqs(emu, member, "intruder-reporter", SEND_ANY)
+        assert refused(lambda: other.send_message(QueueUrl=results, MessageBody="{}")).endswith(
+            "with an explicit deny in a resource-based policy")
+        # A keyfleet-agent role outside the organization: DenySendFromOutsideOrganization.
+        outsider = role_sqs(emu, OUTSIDER, "keyfleet-agent", SEND_ANY)
+        assert refused(lambda: outsider.send_message(QueueUrl=results, MessageBody="{}")).endswith(
+            "with an explicit deny in a resource-based policy")
+        decisions = json.loads(urllib_get(emu, "/_keyfleet/iam/decisions"))["decisions"]
+        outside = [d for d in decisions if d["account"] == OUTSIDER][-1]
+        assert "aws:PrincipalOrgID" not in outside["context"] and outside["decided_by"] == "resource"
+        try:
+            set_policy(emu, provisioning, results, json.dumps(WIDE_OPEN))
+            other.send_message(QueueUrl=results, MessageBody="{}")
+            outsider.send_message(QueueUrl=results, MessageBody="{}")
+        finally:
+            set_policy(emu, provisioning, results, policy)
+
+    def urllib_get(emu: Emulator, path: str) -> str:
+        import urllib.request
+
+        with urllib.request.urlopen(emu.endpoint + path, timeout=30) as response:
+            return response.read().decode()
