@@ -349,6 +349,11 @@ impl RunStore {
     }
 }
 
+/// A 403 from S3 (AccessDenied; HeadObject's has no body to name it).
+fn is_access_denied(status: Option<u16>) -> bool {
+    status == Some(403)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -397,9 +402,4 @@ mod tests {
         assert_eq!(parse_part_name("part-x-of-3.json"), None);
         assert_eq!(parse_part_name("manifest.json"), None);
     }
-}
-
-/// A 403 from S3 (AccessDenied; HeadObject's has no body to name it).
-fn is_access_denied(status: Option<u16>) -> bool {
-    status == Some(403)
 }
