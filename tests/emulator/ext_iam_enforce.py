@@ -790,8 +790,6 @@ def resource_policy(resource: str) -> dict[str, Any] | None:
         return None
     if kind == "iam-role":
         return _load_document(getattr(obj, "assume_role_policy_document", None))
-    if kind == "s3":
-        return _load_document(getattr(obj, "policy", None))
     return _load_document(getattr(obj, "policy", None))
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import shutil
 import tempfile
 import threading
@@ -22,7 +21,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from test_harness import REGION, Emulator, read_port, start_harness, wait_for
+from test_harness import Emulator, REGION, own_harness, wait_for
 from test_lambda_delivery import (  # helpers of the delivery tests
     BOOTSTRAP,
     TRUST,
@@ -43,14 +42,8 @@ PUBLIC_KEY = "A" * 43 + "="
 
 @pytest.fixture(scope="module")
 def emu() -> Iterator[Emulator]:
-    with tempfile.TemporaryDirectory() as tmp:
-        ready = os.path.join(tmp, "port")
-        proc = start_harness(ready, "--parent-pid", str(os.getpid()))
-        try:
-            yield Emulator(read_port(ready, proc))
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
+    with own_harness() as emu:
+        yield emu
 
 
 def client(emu: Emulator, service: str, account: str | None = None, retries: bool = True) -> Any:

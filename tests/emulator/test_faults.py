@@ -6,8 +6,6 @@ Own harness (the rules are global to a harness), started once for this module.
 from __future__ import annotations
 
 import concurrent.futures
-import os
-import tempfile
 import time
 import urllib.error
 from typing import Any, Iterator
@@ -17,7 +15,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError
 
 import ext_faults
-from test_harness import Emulator, _signed_query, read_port, start_harness
+from test_harness import Emulator, _signed_query, own_harness
 
 NO_RETRY = Config(retries={"total_max_attempts": 1, "mode": "standard"})
 ACCOUNT = "700000000001"
@@ -25,14 +23,8 @@ ACCOUNT = "700000000001"
 
 @pytest.fixture(scope="module")
 def femu() -> Iterator[Emulator]:
-    with tempfile.TemporaryDirectory() as tmp:
-        ready = os.path.join(tmp, "port")
-        proc = start_harness(ready, "--parent-pid", str(os.getpid()))
-        try:
-            yield Emulator(read_port(ready, proc))
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
+    with own_harness() as emu:
+        yield emu
 
 
 @pytest.fixture()

@@ -6,6 +6,8 @@ Run: tests/emulator/.venv/bin/python -m pytest tests/emulator -q
 
 from __future__ import annotations
 
+import contextlib
+
 import base64
 import csv
 import datetime as dt
@@ -1601,3 +1603,17 @@ def test_secretsmanager_current_value_follows_the_awscurrent_label(emu: Emulator
     )
     assert error["Code"] == "InvalidParameterException", error
     assert sm.get_secret_value(SecretId="keyfleet-lease")["SecretString"] == "two"
+
+
+@contextlib.contextmanager
+def own_harness(*args: str) -> Iterator["Emulator"]:
+    """A harness of the test module's own (for global state: faults,
+    enforcement, Lambda caps), stopped when the block ends."""
+    with tempfile.TemporaryDirectory() as tmp:
+        ready = os.path.join(tmp, "port")
+        proc = start_harness(ready, "--parent-pid", str(os.getpid()), *args)
+        try:
+            yield Emulator(read_port(ready, proc))
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
