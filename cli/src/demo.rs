@@ -299,5 +299,19 @@ fn print_invocations(emu: &Emulator) -> Result<()> {
             rss as f64 / 1024.0
         );
     }
+    // Every call of keyfleet's roles was decided by the emulator's policy
+    // engine (identity, resource and trust policies, SCPs and RCPs).
+    let decisions = emu.iam_decisions()?;
+    let denied = decisions.iter().filter(|d| d.decision != "ALLOWED").count();
+    println!(
+        "\nIAM: {} calls of keyfleet's roles decided by the policy engine, {denied} denied",
+        decisions.len()
+    );
+    for d in decisions.iter().filter(|d| d.decision != "ALLOWED") {
+        println!(
+            "  denied {} on {} ({}): {}",
+            d.action, d.resource, d.role, d.reason
+        );
+    }
     Ok(())
 }

@@ -20,6 +20,10 @@ pub const API: &str = include_str!("../../terraform/modules/api/policies/api.jso
 /// the organization may send results.
 pub const RESULTS_QUEUE: &str =
     include_str!("../../terraform/modules/coordinator/policies/results-queue.json.tftpl");
+/// The coordinator private key's secret policy template: nobody but the
+/// coordinator's role (and the module's `private_key_readers`) reads it.
+pub const PRIVATE_KEY: &str =
+    include_str!("../../terraform/modules/coordinator/policies/private-key.json.tftpl");
 /// The org reader role's policy template.
 pub const ORG_READER: &str =
     include_str!("../../terraform/modules/org-reader/policies/org-reader.json.tftpl");

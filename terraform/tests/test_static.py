@@ -862,6 +862,8 @@ def coordinator_documents() -> dict[str, list[Statement]]:
     out["coordinator"] = _json_statements(role, "coordinator", "identity")
     _, queue = template_policy(TF / "modules" / "coordinator", "results_queue_policy")
     out["results_queue"] = _json_statements(queue, "results_queue", "resource")
+    _, key = template_policy(TF / "modules" / "coordinator", "private_key_policy")
+    out["private_key"] = _json_statements(key, "private_key", "resource")
     return out
 
 
@@ -983,7 +985,8 @@ def _is_everyone(principals: dict[str, list[Any]]) -> bool:
 def test_private_key_secret_policy_denies_everyone_but_the_coordinator(coordinator, coordinator_documents):
     policy = coordinator[("aws_secretsmanager_secret_policy", "private_key")]
     assert policy["secret_arn"] == "${aws_secretsmanager_secret.private_key.arn}"
-    assert policy["policy"] == "${data.aws_iam_policy_document.private_key.json}"
+    # The JSON template `keyfleet bootstrap` applies in the emulator too.
+    assert policy["policy"] == "${local.private_key_policy}"
     assert policy["block_public_policy"] is True
     assert coordinator[("aws_iam_role", "this")]["name"] == "${local.role_name}"
     assert dir_locals(TF / "modules" / "coordinator")["role_name"] == "keyfleet-coordinator"

@@ -972,6 +972,17 @@ def _why(answer: dict[str, Any], resource_kind: str) -> tuple[str, str]:
     return "implicit-deny", "identity"
 
 
+def _allowed_by(answer: dict[str, Any], resource_kind: str) -> list[str]:
+    """The Allow statements that matched an allowed request, conditions
+    included, as ``"identity:<Sid>"`` and ``"<resource kind>:<Sid>"`` (a
+    statement without a Sid is ``#<index>``): what used-versus-granted
+    compares with the statements a policy holds."""
+    statements = answer.get("allowedBy") or {}
+    return [f"identity:{sid}" for sid in statements.get("identity") or []] + [
+        f"{resource_kind}:{sid}" for sid in statements.get("resource") or []
+    ]
+
+
 def decide(
     caller: Caller,
     action: str,
@@ -980,6 +991,7 @@ def decide(
     extra: dict[str, Any] | None = None,
     kind: str = "resource",
     policy: Any = "lookup",
+    probe: bool = False,
 ) -> dict[str, Any]:
     """Asks the engine about one action on one resource and records the decision;
     the entry plus ``message`` (the AccessDenied text, empty when allowed)."""
@@ -1009,8 +1021,10 @@ def decide(
         answer = iam_engine.simulate(simulation)
         reason, decided_by = _why(answer, kind)
         detail = ""
+        allowed_by = _allowed_by(answer, kind) if reason == "allow" else []
     except iam_engine.EngineError as exc:
         reason, decided_by, detail = "implicit-deny", "engine", str(exc)
+        allowed_by = []
     entry = {
         "decision": "ALLOWED" if reason == "allow" else "DENIED",
         "account": caller.account,
@@ -1021,6 +1035,10 @@ def decide(
         "reason": reason,
         "decided_by": decided_by or None,
         "context": context,
+        "allowed_by": allowed_by,
+        # A question AWS asks itself about the caller (may it list the
+        # bucket, to answer 403 or 404?), not a call the caller made.
+        "probe": probe,
     }
     _record(entry)
     message = ""
@@ -1160,7 +1178,7 @@ def check(response: Any, moto_resource: str) -> None:
                         raise _denied(response, service, kms["message"])
     if service == "s3" and str(action_name) in ("GetObject", "HeadObject") and resources and _missing_object(resources[0]):
         bucket = resources[0].split("/", 1)[0]
-        listing = decide(caller, "s3:ListBucket", bucket, region)
+        listing = decide(caller, "s3:ListBucket", bucket, region, probe=True)
         if listing["decision"] != "ALLOWED":
             # AWS answers 403, not 404, so a caller who may not list the
             # bucket learns nothing about which keys exist.

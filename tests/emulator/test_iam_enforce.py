@@ -667,6 +667,7 @@ def test_queue_policy_admits_only_the_named_role_across_accounts_and_denies_the_
         "Version": "2012-10-17",
         "Statement": [
             {
+                "Sid": "AllowCoordinatorSend",
                 "Effect": "Allow",
                 "Principal": {"AWS": f"arn:aws:iam::{coordinator_account}:root"},
                 "Action": "sqs:SendMessage",
@@ -686,6 +687,9 @@ def test_queue_policy_admits_only_the_named_role_across_accounts_and_denies_the_
         QueueName="keyfleet-jobs", Attributes={"Policy": json.dumps(policy)}
     )["QueueUrl"]
     role_client(engine, "sqs", "keyfleet-coordinator", coordinator_account).send_message(QueueUrl=url, MessageBody="job")
+    # Across accounts both sides allowed: the decision names the statements
+    # that matched, conditions included (used-versus-granted reads them).
+    assert last_decision(engine, "sqs:SendMessage")["allowed_by"] == ["identity:#1", "resource:AllowCoordinatorSend"]
     # An administrator of the member account itself: its own Allow * loses to the queue's Deny.
     make_role(engine, member, "intruder-admin", ALLOW_ALL)
     message = denied(
@@ -942,3 +946,8 @@ def test_s3_answers_403_for_a_missing_object_without_list_bucket(engine: Emulato
         with pytest.raises(ClientError) as info:
             s3.get_object(Bucket="kf-missing-objects", Key="runs/none/report.json")
         assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == status, (role, info.value.response)
+    # The ListBucket question is AWS's own, logged as a probe, not as a call
+    # the role made (used-versus-granted leaves it out).
+    probes = [d for d in engine.control("GET", "/_keyfleet/iam/decisions")[1]["decisions"] if d["action"] == "s3:ListBucket"]
+    assert [(d["role"], d["decision"], d["probe"]) for d in probes] == [
+        ("keyfleet-api", "DENIED", True), ("keyfleet-api-lister", "ALLOWED", True)]

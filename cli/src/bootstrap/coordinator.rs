@@ -376,6 +376,29 @@ pub async fn deploy(
     )?;
     let role_arn = role(&iam, COORDINATOR_ROLE, LAMBDA_TRUST, &policy).await?;
 
+    // The private key's policy (the module's template): nobody but the
+    // coordinator's role reads it. The emulator's operator is not held to
+    // it (its policy engine decides for keyfleet's roles only), so running
+    // bootstrap again still reads the ring; in AWS only the readers the
+    // module lists may.
+    let key_policy = policy_template::render(
+        policy_template::PRIVATE_KEY,
+        &BTreeMap::from([("readers", Value::List(vec![role_arn.clone()]))]),
+    )?;
+    aws_sdk_secretsmanager::Client::new(sdk)
+        .put_resource_policy()
+        .secret_id(&key_secret_arn)
+        .resource_policy(key_policy.to_string())
+        .block_public_policy(true)
+        .send()
+        .await
+        .map_err(|e| {
+            anyhow!(
+                "setting the coordinator key's policy: {}",
+                aws_sdk_secretsmanager::error::DisplayErrorContext(e)
+            )
+        })?;
+
     // Its log group (Terraform creates it too: the role may write to it but
     // not create it).
     let logs = aws_sdk_cloudwatchlogs::Client::new(sdk);

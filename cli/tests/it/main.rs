@@ -12,6 +12,7 @@ mod keys;
 mod mails;
 mod modes;
 mod permissions;
+mod resource_policies;
 mod ses;
 mod timeline;
 mod timeout;

@@ -13,6 +13,13 @@
 //! another test happened to use it first, so the outcome does not depend on
 //! their timing. Each entry of the list must still be granted.
 //!
+//! The comparison goes down to statements, conditions included: the
+//! emulator's policy engine names, for each allowed call, the Allow
+//! statements that matched it (identity and resource policy), so a
+//! statement whose condition never holds, or whose resources never match,
+//! fails the test; and each Allow of the deployed queue policies
+//! ([`RESOURCE_ALLOWS`]) must have admitted its role's calls.
+//!
 //! [`removing_a_permission_the_agent_uses_fails_the_run_with_access_denied`]
 //! shows the other direction: take one action the agent uses away from its
 //! role in one account, and that account's run fails with AccessDenied in
@@ -78,8 +85,19 @@ pub const UNUSED_BUT_GRANTED: &[(&str, &str, &str)] = &[
     ),
 ];
 
-/// The actions the Allow statements of a role's inline policies grant.
-async fn granted(account: &str, role: &str) -> BTreeSet<String> {
+/// Allow statements a full timeline matches with no call although some of
+/// their actions are used through other statements, each with the reason
+/// the statement stays (role, Sid, why).
+pub const UNMATCHED_BUT_KEPT: &[(&str, &str, &str)] = &[(
+    "keyfleet-coordinator",
+    "AsyncInvokeDeadLetters",
+    "Lambda sends an asynchronous invocation (a schedule's event) that failed every attempt to the \
+     function's dead-letter queue with this role; no end-to-end invocation fails twice \
+     (tests/emulator/test_lambda_delivery.py::test_enforced_logs_and_dead_letter_queue covers it)",
+)];
+
+/// The Allow statements of a role's inline policies: (Sid, actions).
+async fn granted(account: &str, role: &str) -> Vec<(String, Vec<String>)> {
     let iam = iam_of(account).await;
     let names = iam
         .list_role_policies()
@@ -87,7 +105,7 @@ async fn granted(account: &str, role: &str) -> BTreeSet<String> {
         .send()
         .await
         .unwrap_or_else(|e| panic!("ListRolePolicies {role}: {e:?}"));
-    let mut actions = BTreeSet::new();
+    let mut out = Vec::new();
     for name in names.policy_names() {
         let doc = iam
             .get_role_policy()
@@ -104,20 +122,48 @@ async fn granted(account: &str, role: &str) -> BTreeSet<String> {
             serde_json::Value::Array(a) => a.clone(),
             other => vec![other.clone()],
         };
-        for st in statements.iter().filter(|s| s["Effect"] == "Allow") {
-            match &st["Action"] {
-                serde_json::Value::String(a) => {
-                    actions.insert(a.clone());
-                }
-                serde_json::Value::Array(a) => {
-                    actions.extend(a.iter().filter_map(|x| x.as_str().map(str::to_string)))
-                }
-                _ => {}
+        for (i, st) in statements.iter().enumerate() {
+            if st["Effect"] != "Allow" {
+                continue;
             }
+            let sid = st["Sid"]
+                .as_str()
+                .map_or_else(|| format!("#{}", i + 1), str::to_string);
+            out.push((sid, strings(&st["Action"])));
         }
     }
-    actions
+    out
 }
+
+/// A policy element that is a string or a list of strings.
+fn strings(v: &serde_json::Value) -> Vec<String> {
+    match v {
+        serde_json::Value::String(a) => vec![a.clone()],
+        serde_json::Value::Array(a) => a
+            .iter()
+            .filter_map(|x| x.as_str().map(str::to_string))
+            .collect(),
+        _ => vec![],
+    }
+}
+
+/// The Allow statements of the resource policies keyfleet deploys, by the
+/// role whose calls must use them: each must have admitted at least one
+/// call, conditions included, or it grants nothing the system needs.
+/// [`assert_resource_allows_are_used`] reads the deployed policies, so a new
+/// Allow statement fails the test until it is listed here.
+pub const RESOURCE_ALLOWS: &[(&str, &str, &str)] = &[
+    (
+        "keyfleet-coordinator",
+        "AllowCoordinatorSend",
+        "the jobs queue's policy (agent template): the coordinator sends jobs across accounts",
+    ),
+    (
+        "keyfleet-agent",
+        "AllowOrganizationAgents",
+        "the results queue's policy: agents of the organization send results across accounts",
+    ),
+];
 
 /// IAM returns policy documents URL-encoded (RFC 3986).
 fn urlencoding_decode(s: &str) -> String {
@@ -146,7 +192,76 @@ pub async fn assert_used_matches_granted(agent_account: &str, coordinator_accoun
         ("keyfleet-coordinator", coordinator_account),
         ("keyfleet-org-reader", coordinator_account),
     ])
-    .await
+    .await;
+    assert_resource_allows_are_used(agent_account, coordinator_account).await;
+}
+
+/// The Allow statements of a deployed queue's policy, by Sid.
+async fn queue_allows(account: &str, queue: &str) -> Vec<String> {
+    let sqs = aws_sdk_sqs::Client::new(
+        &emu()
+            .config_for_account(account)
+            .await
+            .expect("the account's admin"),
+    );
+    let url = sqs
+        .get_queue_url()
+        .queue_name(queue)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GetQueueUrl {queue}: {e:?}"))
+        .queue_url
+        .unwrap_or_default();
+    let attrs = sqs
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::Policy)
+        .send()
+        .await
+        .expect("GetQueueAttributes");
+    let policy = attrs
+        .attributes()
+        .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::Policy))
+        .unwrap_or_else(|| panic!("{queue} in {account} has no policy"));
+    let doc: serde_json::Value = serde_json::from_str(policy).expect("policy JSON");
+    doc["Statement"]
+        .as_array()
+        .expect("statements")
+        .iter()
+        .enumerate()
+        .filter(|(_, st)| st["Effect"] == "Allow")
+        .map(|(i, st)| {
+            st["Sid"]
+                .as_str()
+                .map_or_else(|| format!("#{}", i + 1), str::to_string)
+        })
+        .collect()
+}
+
+/// Each Allow of the deployed queue policies is listed in
+/// [`RESOURCE_ALLOWS`] and admitted at least one call of its role.
+pub async fn assert_resource_allows_are_used(agent_account: &str, coordinator_account: &str) {
+    let mut deployed = queue_allows(agent_account, "keyfleet-jobs").await;
+    deployed.extend(queue_allows(coordinator_account, "keyfleet-results").await);
+    for sid in &deployed {
+        assert!(
+            RESOURCE_ALLOWS.iter().any(|(_, s, _)| s == sid),
+            "the deployed queue policies allow {sid}, which RESOURCE_ALLOWS does not list"
+        );
+    }
+    let decisions = emu().iam_decisions().expect("decisions");
+    for (role, sid, what) in RESOURCE_ALLOWS {
+        assert!(
+            deployed.iter().any(|d| d == sid),
+            "{sid} ({what}) is not deployed"
+        );
+        let used = decisions.iter().any(|d| {
+            d.role == *role
+                && d.decision == "ALLOWED"
+                && d.allowed_by.iter().any(|a| a == &format!("resource:{sid}"))
+        });
+        assert!(used, "{sid} ({what}) admitted no call of {role}");
+    }
 }
 
 /// [`assert_used_matches_granted`] for the given roles (name, account).
@@ -156,19 +271,25 @@ pub async fn assert_roles_use_what_they_are_granted(roles: &[(&str, &str)]) {
     for &(role, account) in roles {
         let mine: Vec<&IamDecision> = decisions
             .iter()
-            .filter(|d| d.role == role && d.account == account)
+            .filter(|d| d.role == role && d.account == account && !d.probe)
             .collect();
         let denied: Vec<String> = mine
             .iter()
             .filter(|d| d.decision != "ALLOWED")
-            .map(|d| format!("{} on {}", d.action, d.resource))
+            .map(|d| {
+                format!(
+                    "{} on {} ({}; {})",
+                    d.action, d.resource, d.reason, d.context
+                )
+            })
             .collect();
         assert!(
             denied.is_empty(),
             "{role} in {account} was denied calls the code makes: {denied:#?}"
         );
         let used: BTreeSet<String> = mine.iter().map(|d| d.action.clone()).collect();
-        let granted = granted(account, role).await;
+        let statements = granted(account, role).await;
+        let granted: BTreeSet<String> = statements.iter().flat_map(|(_, a)| a.clone()).collect();
         let lower: BTreeSet<String> = granted.iter().map(|a| a.to_ascii_lowercase()).collect();
         let beyond: Vec<&String> = used
             .iter()
@@ -204,6 +325,41 @@ pub async fn assert_roles_use_what_they_are_granted(roles: &[(&str, &str)]) {
             unexplained.is_empty(),
             "{role} is granted {unexplained:?} but the runs never used them: remove them from its policy, \
              or add them to UNUSED_BUT_GRANTED with the reason they stay\nused: {used:#?}"
+        );
+        // Statement by statement, conditions included: each Allow matched
+        // at least one call (the engine names the statements that allowed
+        // it), unless every action it grants is a justified unused one.
+        // A statement whose condition never held, or whose resources never
+        // matched, grants nothing the system uses.
+        let matched: BTreeSet<&str> = mine
+            .iter()
+            .flat_map(|d| d.allowed_by.iter().map(String::as_str))
+            .collect();
+        let idle: Vec<&String> = statements
+            .iter()
+            .filter(|(sid, actions)| {
+                !matched.contains(format!("identity:{sid}").as_str())
+                    && !UNMATCHED_BUT_KEPT
+                        .iter()
+                        .any(|(r, s, _)| *r == role && s == sid)
+                    && !actions.iter().all(|a| {
+                        UNUSED_BUT_GRANTED
+                            .iter()
+                            .any(|(r, action, _)| *r == role && action.eq_ignore_ascii_case(a))
+                    })
+            })
+            .map(|(sid, _)| sid)
+            .collect();
+        for (_, sid, why) in UNMATCHED_BUT_KEPT.iter().filter(|(r, ..)| *r == role) {
+            assert!(
+                statements.iter().any(|(s, _)| s == sid),
+                "UNMATCHED_BUT_KEPT names {sid} of {role} ({why}), which its policy no longer holds: drop the entry"
+            );
+        }
+        assert!(
+            idle.is_empty(),
+            "{role}'s statements {idle:?} allowed none of its calls (their conditions or resources never \
+             matched): narrow or remove them\nmatched: {matched:#?}"
         );
     }
     eprintln!("granted but unused (justified): {report:#?}");

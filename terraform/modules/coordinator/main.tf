@@ -455,27 +455,19 @@ resource "aws_secretsmanager_secret_version" "placeholder" {
   }
 }
 
-data "aws_iam_policy_document" "private_key" {
-  statement {
-    sid    = "DenyReadExceptCoordinator"
-    effect = "Deny"
-    principals {
-      type        = "AWS"
-      identifiers = ["*"]
-    }
-    actions   = ["secretsmanager:GetSecretValue"]
-    resources = ["*"]
-    condition {
-      test     = "ArnNotEquals"
-      variable = "aws:PrincipalArn"
-      values   = concat([aws_iam_role.this.arn], var.private_key_readers)
-    }
+# The private key's policy is one JSON document, policies/private-key.json.tftpl,
+# rendered here and by `keyfleet bootstrap` (the emulator's policy engine
+# enforces it: only the coordinator role and the listed readers may read it).
+locals {
+  private_key_policy_vars = {
+    readers = concat([aws_iam_role.this.arn], var.private_key_readers)
   }
+  private_key_policy = templatefile("${path.module}/policies/private-key.json.tftpl", local.private_key_policy_vars)
 }
 
 resource "aws_secretsmanager_secret_policy" "private_key" {
   secret_arn          = aws_secretsmanager_secret.private_key.arn
-  policy              = data.aws_iam_policy_document.private_key.json
+  policy              = local.private_key_policy
   block_public_policy = true
 }
 

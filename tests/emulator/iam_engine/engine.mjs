@@ -6,13 +6,22 @@
 //   {"id": N, "result": "Allowed"|"ExplicitlyDenied"|"ImplicitlyDenied",
 //    "by": {"identity", "resource", "scp", "rcp", "boundary", "session"},
 //    "blocked": [...policy types that blocked an otherwise allowed request],
-//    "ignored": [...context keys that do not apply to the action]}
+//    "ignored": [...context keys that do not apply to the action],
+//    "allowedBy": {"identity": [...], "resource": [...]}: the Sids (or
+//      indexes) of the Allow statements that matched, conditions included}
 //   or {"id": N, "error": "..."} when the simulation's input is invalid.
 // Nothing else is written to stdout; the process ends when stdin closes.
 import { runSimulation } from '@cloud-copilot/iam-simulate'
 import readline from 'node:readline'
 
 const input = readline.createInterface({ input: process.stdin, crlfDelay: Infinity })
+
+// The Allow statements of one policy type that matched the request
+// (action, resource, principal and conditions): named by Sid, else by
+// position (#1 is the first statement).
+function statementNames(policyAnalysis) {
+  return (policyAnalysis?.allowStatements ?? []).map((s) => s.statement.sid() ?? `#${s.statement.index()}`)
+}
 
 async function answer(line) {
   let id = null
@@ -40,6 +49,10 @@ async function answer(line) {
       },
       blocked: analysis.blockedBy ?? [],
       ignored: single?.ignoredContextKeys ?? [],
+      allowedBy: {
+        identity: statementNames(analysis.identityAnalysis),
+        resource: statementNames(analysis.resourceAnalysis)
+      },
       sameAccount: analysis.sameAccount ?? null
     }
   } catch (err) {

@@ -70,6 +70,20 @@ pub struct IamDecision {
     pub resource: String,
     #[serde(default)]
     pub reason: String,
+    /// For an allowed call, the Allow statements that matched it,
+    /// conditions included: `identity:<Sid>`, and `resource:<Sid>`,
+    /// `kms:<Sid>` or `trust:<Sid>` for the other side (`#<n>` for the
+    /// n-th statement when it has no Sid).
+    #[serde(default)]
+    pub allowed_by: Vec<String>,
+    /// A question AWS asks itself on the caller's behalf, not a call the
+    /// caller made: may it `s3:ListBucket`, to answer a read of a missing
+    /// object with 404 or 403. A refused probe only changes the status.
+    #[serde(default)]
+    pub probe: bool,
+    /// The request context the engine decided with (condition keys).
+    #[serde(default)]
+    pub context: serde_json::Value,
 }
 
 #[derive(Deserialize)]
@@ -349,6 +363,24 @@ impl Emulator {
         self.post(
             "/_keyfleet/iam/enforce",
             serde_json::json!({ "enabled": enabled }),
+        )
+        .map(|_| ())
+    }
+
+    /// Enforcement on for keyfleet's deployed roles and for the roles named
+    /// by `extra` (shell-style patterns, e.g. `intruder-*`): the principals
+    /// a negative test plays. Global to the harness, like [`Self::enforce_iam`].
+    pub fn enforce_iam_also_for(&self, extra: &[&str]) -> Result<(), EmulatorError> {
+        let mut patterns = vec![
+            "keyfleet-agent*",
+            "keyfleet-coordinator*",
+            "keyfleet-org-reader*",
+            "keyfleet-api*",
+        ];
+        patterns.extend_from_slice(extra);
+        self.post(
+            "/_keyfleet/iam/enforce",
+            serde_json::json!({ "enabled": true, "role_name_patterns": patterns }),
         )
         .map(|_| ())
     }
