@@ -40,3 +40,4 @@ pub use fault::FaultPoint;
 pub use message::{handle_message, JobOutcome, Rejected};
 pub use results::{LocalSink, ResultSink};
 pub use run::{Agent, AgentConfig, AgentError};
+pub use scan::ReportPolling;

@@ -60,6 +60,7 @@ pub struct Agent {
     pub(crate) faults: Faults,
     pub(crate) sink: ResultSink,
     pub(crate) budget: Budget,
+    pub(crate) report_polling: scan::ReportPolling,
 }
 
 pub(crate) fn now_utc() -> OffsetDateTime {
@@ -75,12 +76,20 @@ impl Agent {
             faults: Faults::default(),
             sink: ResultSink::Queue,
             budget: Budget::Unlimited,
+            report_polling: scan::ReportPolling::default(),
         }
     }
 
     /// Stops starting users when `budget` runs out (see [`Budget`]).
     pub fn with_budget(mut self, budget: Budget) -> Self {
         self.budget = budget;
+        self
+    }
+
+    /// Polls for the credential report as `polling` says instead of the
+    /// default (see [`scan::ReportPolling`]).
+    pub fn with_report_polling(mut self, polling: scan::ReportPolling) -> Self {
+        self.report_polling = polling;
         self
     }
 
@@ -172,7 +181,7 @@ impl Agent {
         };
 
         let mut clear = Vec::new();
-        match scan::scan_account(&self.clients.iam).await {
+        match scan::scan_account(&self.clients.iam, &self.report_polling).await {
             Err(e) => {
                 tracing::error!(error = %e, "account scan failed");
                 result.status = AccountStatus::Failed;

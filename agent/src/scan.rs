@@ -38,6 +38,10 @@ pub enum ScanError {
     Iam { op: &'static str, message: String },
     #[error("credential report is malformed: {0}")]
     Report(String),
+    /// AWS was still building the report after every poll (see
+    /// [`ReportPolling`]); the scan falls back to reading user by user.
+    #[error("credential report still in progress after {attempts} GenerateCredentialReport calls")]
+    ReportNotReady { attempts: u32 },
 }
 
 /// Formats an SDK error with its service code, without request bodies.
@@ -111,8 +115,8 @@ pub fn to_time(dt: &aws_smithy_types::DateTime) -> OffsetDateTime {
 }
 
 /// Scans the account: report path first, per-user fallback if needed.
-pub async fn scan_account(iam: &Iam) -> Result<AccountScan, ScanError> {
-    match credential_report(iam).await {
+pub async fn scan_account(iam: &Iam, polling: &ReportPolling) -> Result<AccountScan, ScanError> {
+    match credential_report(iam, polling).await {
         Ok(report) => {
             let users = authorization_details(iam).await?;
             let users = users
@@ -162,10 +166,45 @@ pub async fn account_alias(iam: &Iam) -> Result<Option<String>, ScanError> {
     Ok(out.account_aliases().first().cloned())
 }
 
+/// How the scan waits for AWS to build the credential report.
+///
+/// AWS builds it asynchronously (GenerateCredentialReport answers `STARTED`,
+/// then `INPROGRESS`, until it answers `COMPLETE`), usually within seconds.
+/// The default polls 12 times, waiting 250 ms and doubling up to 4 s (about
+/// 32 s in all), then gives up and scans user by user: a report that slow
+/// is not worth more of the Lambda's time. Tests of the give-up path
+/// shorten the waits with [`crate::Agent::with_report_polling`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReportPolling {
+    /// GenerateCredentialReport calls before giving up (at least one is
+    /// made).
+    pub attempts: u32,
+    /// The wait after the first answer that is not `COMPLETE`.
+    pub first_delay: Duration,
+    /// The longest wait: each further wait doubles the previous one up to
+    /// this.
+    pub max_delay: Duration,
+}
+
+impl Default for ReportPolling {
+    fn default() -> Self {
+        ReportPolling {
+            attempts: 12,
+            first_delay: Duration::from_millis(250),
+            max_delay: Duration::from_secs(4),
+        }
+    }
+}
+
 /// Generates (polling while AWS builds it) and reads the credential report.
-async fn credential_report(iam: &Iam) -> Result<HashMap<String, CredentialReportRow>, ScanError> {
-    let mut delay = Duration::from_millis(250);
-    for attempt in 0..12 {
+async fn credential_report(
+    iam: &Iam,
+    polling: &ReportPolling,
+) -> Result<HashMap<String, CredentialReportRow>, ScanError> {
+    let attempts = polling.attempts.max(1);
+    let mut delay = polling.first_delay;
+    let mut attempt = 1;
+    loop {
         let out = iam
             .generate_credential_report()
             .send()
@@ -174,15 +213,14 @@ async fn credential_report(iam: &Iam) -> Result<HashMap<String, CredentialReport
         if out.state() == Some(&ReportStateType::Complete) {
             break;
         }
-        if attempt == 11 {
-            return Err(ScanError::Report(
-                "report generation did not complete".into(),
-            ));
+        if attempt >= attempts {
+            return Err(ScanError::ReportNotReady { attempts });
         }
         // AWS builds the report asynchronously; this is its documented
         // polling protocol, not test synchronisation.
         tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_secs(4));
+        delay = (delay * 2).min(polling.max_delay);
+        attempt += 1;
     }
     let out = iam
         .get_credential_report()

@@ -50,6 +50,16 @@ pub struct RunStore {
     bucket: String,
 }
 
+/// How many times [`RunStore::put_new`] sends a conditional write that S3
+/// answers with 409 `ConditionalRequestConflict`: a competing conditional
+/// write finishes within milliseconds, so a few short tries settle it, and
+/// a conflict that outlasts them is reported rather than guessed at.
+pub const CONFLICT_ATTEMPTS: u32 = 4;
+
+/// The wait before the first retry of a conflicted conditional write;
+/// doubled for each further one (50, 100, 200 ms).
+const CONFLICT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// Written once, by the finalization of the initial clean-up run.
 pub const CLEANUP_DONE: &str = "cleanup-done";
 
@@ -173,32 +183,59 @@ impl RunStore {
     }
 
     /// Put only if the key does not exist yet (`If-None-Match: *`).
+    ///
+    /// S3 answers 412 when the object exists: [`Put::AlreadyExists`]. A 409
+    /// `ConditionalRequestConflict` means another conditional write to the
+    /// key was in flight and says nothing about whether the object exists
+    /// (that write may fail); AWS says to retry. Taking it for
+    /// "already exists" would skip a ledger claim nobody holds (the owner
+    /// never gets the email) or make a finalizer think another one won, so
+    /// it is retried a few times ([`CONFLICT_ATTEMPTS`]) and the object's
+    /// state then decides; a conflict on every attempt is an error.
     pub async fn put_new(
         &self,
         key: &str,
         body: Vec<u8>,
         content_type: &str,
     ) -> Result<Put, StoreError> {
-        match self
-            .s3
-            .put_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .content_type(content_type)
-            .if_none_match("*")
-            .body(ByteStream::from(body))
-            .send()
-            .await
-        {
-            Ok(_) => Ok(Put::Created),
-            Err(e) if e.raw_response().map(|r| r.status().as_u16()) == Some(412) => {
-                Ok(Put::AlreadyExists)
+        let mut attempt = 1;
+        loop {
+            let sent = self
+                .s3
+                .put_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .content_type(content_type)
+                .if_none_match("*")
+                .body(ByteStream::from(body.clone()))
+                .send()
+                .await;
+            let e = match sent {
+                Ok(_) => return Ok(Put::Created),
+                Err(e) => e,
+            };
+            match e.raw_response().map(|r| r.status().as_u16()) {
+                Some(412) => return Ok(Put::AlreadyExists),
+                Some(409) if attempt < CONFLICT_ATTEMPTS => {
+                    tracing::info!(bucket = %self.bucket, key, attempt, "conditional write conflicted; retrying");
+                    tokio::time::sleep(CONFLICT_BACKOFF * 2u32.pow(attempt - 1)).await;
+                    attempt += 1;
+                }
+                Some(409) => {
+                    let message = format!(
+                        "ConditionalRequestConflict on each of {CONFLICT_ATTEMPTS} attempts (another conditional write to the key kept running): {}",
+                        aws_sdk_s3::error::DisplayErrorContext(e)
+                    );
+                    return Err(self.err("PutObject", key, message));
+                }
+                _ => {
+                    return Err(self.err(
+                        "PutObject",
+                        key,
+                        aws_sdk_s3::error::DisplayErrorContext(e),
+                    ))
+                }
             }
-            // A concurrent conditional write to the same key.
-            Err(e) if e.raw_response().map(|r| r.status().as_u16()) == Some(409) => {
-                Ok(Put::AlreadyExists)
-            }
-            Err(e) => Err(self.err("PutObject", key, aws_sdk_s3::error::DisplayErrorContext(e))),
         }
     }
 

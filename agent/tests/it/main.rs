@@ -14,6 +14,7 @@ mod lambda;
 mod logs;
 mod overlap;
 mod reactivate;
+mod report_in_progress;
 mod safety;
 
 pub use fixture::*;

@@ -30,6 +30,14 @@ pub fn emu() -> &'static Emulator {
     Emulator::shared().expect("emulator harness starts")
 }
 
+/// Fault rules are global to the emulator (one per test binary) and each
+/// `set_faults` replaces them all: one test of this binary at a time sets
+/// them, holding this lock until it has cleared them.
+pub async fn faults_lock() -> tokio::sync::MutexGuard<'static, ()> {
+    static FAULTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    FAULTS.lock().await
+}
+
 /// A short random lowercase suffix for unique names.
 pub fn suffix() -> String {
     Token::generate().0[..10].to_ascii_lowercase()

@@ -8,13 +8,6 @@ use crate::emails::{check_zip, password_from};
 use crate::fleet::*;
 use keyfleet_coordinator::{Intake, PENDING_MAIL_PREFIX};
 
-/// Fault rules are global to the emulator: one test of this binary at a
-/// time sets them.
-async fn faults_lock() -> tokio::sync::MutexGuard<'static, ()> {
-    static FAULTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-    FAULTS.lock().await
-}
-
 fn count(mails: &[Mail], to: &str, kind: &str) -> usize {
     mails
         .iter()

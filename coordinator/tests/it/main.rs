@@ -8,6 +8,7 @@
 //! names its accounts explicitly in each run, so tests share the emulator's
 //! one organization without seeing each other.
 
+mod conflict;
 mod emails;
 mod finalize;
 mod fleet;
