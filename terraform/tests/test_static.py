@@ -1379,3 +1379,21 @@ def test_api_function_wiring(api):
     variables = _api_variables()
     assert variables["architecture"]["default"] == "x86_64"
     assert variables["timeout"]["default"] <= 29, "API Gateway gives a Lambda proxy 29 s"
+
+
+def test_reserved_concurrency_never_throttles_the_queue_mappings():
+    """Lambda throttles an SQS event source mapping whose maximum concurrency
+    exceeds the function's reserved concurrency (the emulator does too:
+    tests/emulator/ext_lambda_esm.py). Each module refuses such a pair at
+    plan time with a precondition naming both variables."""
+    for module, (typ, name), mapping in (
+        ("coordinator", ("aws_lambda_function", "this"), "results_max_concurrency"),
+        ("agent-stackset", ("aws_cloudformation_stack_set", "this"), "maximum_concurrency"),
+    ):
+        body = module_blocks(module, "resource")[(typ, name)]
+        preconditions = [p for lc in as_list(body.get("lifecycle")) for p in as_list(lc.get("precondition"))]
+        conditions = [str(p.get("condition")) for p in preconditions]
+        assert any(
+            "var.reserved_concurrency == -1" in c and f"var.{mapping}" in c and "var.reserved_concurrency >" in c
+            for c in conditions
+        ), f"{module}: no precondition ties reserved_concurrency to {mapping}: {conditions}"

@@ -75,6 +75,13 @@ resource "aws_cloudformation_stack_set" "this" {
   lifecycle {
     # Set by CloudFormation for service-managed StackSets; not ours to manage.
     ignore_changes = [administration_role_arn]
+
+    # Lambda throttles a jobs mapping allowed more invocations than the
+    # agent's reserved concurrency: jobs wait, retry and reach the DLQ.
+    precondition {
+      condition     = var.reserved_concurrency == -1 || var.reserved_concurrency >= var.maximum_concurrency
+      error_message = "reserved_concurrency must be -1 or at least maximum_concurrency: Lambda throttles a jobs mapping allowed more invocations than the agent may run."
+    }
   }
 }
 

@@ -141,7 +141,7 @@ variable "memory_size" {
 }
 
 variable "reserved_concurrency" {
-  description = "Reserved concurrency of each agent; -1 reserves none (default: new accounts may have a quota of 10, which rejects any reservation)."
+  description = "Reserved concurrency of each agent; -1 reserves none (default: new accounts may have a quota of 10, which rejects any reservation). When set, at least maximum_concurrency (checked at plan time)."
   type        = number
   default     = -1
 

@@ -581,6 +581,16 @@ resource "aws_lambda_function" "this" {
     aws_cloudwatch_log_group.this,
     aws_iam_role_policy.this,
   ]
+
+  lifecycle {
+    # Lambda throttles an SQS mapping whose maximum concurrency exceeds the
+    # function's reserved concurrency (results then wait and reach the DLQ),
+    # and the schedules need an invocation of their own besides.
+    precondition {
+      condition     = var.reserved_concurrency == -1 || var.reserved_concurrency > var.results_max_concurrency
+      error_message = "reserved_concurrency must be -1 or more than results_max_concurrency (one more for the schedules): Lambda throttles a results mapping allowed more invocations than the function may run."
+    }
+  }
 }
 
 resource "aws_lambda_event_source_mapping" "results" {
