@@ -31,6 +31,15 @@ pub enum AgentError {
     Send { queue: String, message: String },
     #[error("result could not be split for SQS: {0}")]
     Parts(#[from] PartsError),
+    /// The result would be refused by the coordinator even after its
+    /// informational values were left out: a defect of the agent, never
+    /// sent. The job fails, so the queue retries it and then keeps it in
+    /// its dead-letter queue; the user records keep what was done.
+    #[error("result part {part} would be refused by the coordinator: {error}")]
+    Unsendable {
+        part: u32,
+        error: keyfleet_protocol::ValidationError,
+    },
     #[error(transparent)]
     Lease(#[from] crate::lease::LeaseError),
 }
@@ -224,6 +233,14 @@ impl Agent {
         }
         result.finished_at = now_utc();
         result.api_calls = self.clients.calls.since(&calls_before);
+        // What is returned is what is sent (see `send`).
+        let left_out = result.degrade();
+        if left_out > 0 {
+            tracing::warn!(
+                values = left_out,
+                "informational values left out of the result (noted on their users)"
+            );
+        }
 
         self.crash_at(FaultPoint::BeforeSend, "")?;
         self.send(job, result.clone()).await?;
@@ -244,11 +261,23 @@ impl Agent {
     }
 
     async fn send(&self, job: &Job, mut result: AccountResult) -> Result<(), AgentError> {
-        // The coordinator refuses free text that is too long or holds
-        // control characters; AWS's own error messages must not get a
-        // genuine result refused.
-        result.bound_texts();
-        for part in parts::split(result, self.config.max_part_bytes)? {
+        // An agent never sends what the coordinator would refuse: values
+        // that only inform the report and break the protocol's rules (a
+        // last-used region or service AWS writes in a new shape, a path)
+        // are left out with a note on their user, free texts are bounded,
+        // and every part is checked with the coordinator's own validator
+        // before anything leaves (keyfleet_protocol::degrade).
+        result.degrade();
+        let parts = parts::split(result, self.config.max_part_bytes)?;
+        for part in &parts {
+            keyfleet_protocol::Validate::validate(part).map_err(|error| {
+                AgentError::Unsendable {
+                    part: part.part,
+                    error,
+                }
+            })?;
+        }
+        for part in parts {
             let body = String::from_utf8(keyfleet_protocol::encode(&part))
                 .expect("serde_json writes UTF-8");
             self.deliver(&job.results_queue_url, body).await?;

@@ -8,9 +8,12 @@
 //! Decoding is strict and explains itself: [`decode`] checks `"v"` before
 //! anything else (an unknown version is rejected as such, not as a confusing
 //! missing field), then deserializes with the path of any bad field, then
-//! runs [`Validate`].
+//! leaves out informational values that break their rule
+//! ([`degrade`]: a result degrades, it never vanishes) and runs
+//! [`Validate`] on the rest. A rejection's texts are one bounded line.
 
 pub mod address;
+pub mod degrade;
 pub mod duration;
 pub mod keyring;
 pub mod messages;
@@ -68,20 +71,23 @@ pub fn decode<T: DeserializeOwned + Validate>(bytes: &[u8]) -> Result<T, Protoco
     if bytes.len() > MAX_MESSAGE_BYTES {
         return Err(ProtocolError::TooLarge(bytes.len()));
     }
-    let value: serde_json::Value =
-        serde_json::from_slice(bytes).map_err(|e| ProtocolError::NotJson(e.to_string()))?;
+    // Every text of a rejection is one bounded line: it reaches logs and
+    // the security team's alerts, and its content is the sender's choice
+    // (an unknown field's name, a version, a variant).
+    let value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| ProtocolError::NotJson(one_line(&e.to_string(), 300)))?;
     let obj = value.as_object().ok_or(ProtocolError::NotObject)?;
     match obj.get("v") {
         None => return Err(ProtocolError::MissingVersion),
         Some(serde_json::Value::Number(n)) if n.as_u64() == Some(u64::from(VERSION)) => {}
         Some(other) => {
             return Err(ProtocolError::UnsupportedVersion {
-                found: other.to_string(),
+                found: one_line(&other.to_string(), 40),
                 supported: VERSION,
             })
         }
     }
-    let msg: T = serde_path_to_error::deserialize(value).map_err(|e| {
+    let mut msg: T = serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner().to_string();
         // serde names a missing field in its message, at the parent path.
@@ -97,10 +103,11 @@ pub fn decode<T: DeserializeOwned + Validate>(bytes: &[u8]) -> Result<T, Protoco
             None => path,
         };
         ProtocolError::Field {
-            field,
-            reason: inner,
+            field: one_line(&field, 120),
+            reason: one_line(&inner, 300),
         }
     })?;
+    msg.degrade_informational();
     msg.validate()?;
     Ok(msg)
 }

@@ -9,8 +9,12 @@
 //! the form AWS itself gives it (user names, key ids, paths, service and
 //! region names, account aliases), every free text (errors, notes, reasons)
 //! to a bounded length without control characters, and every list to a
-//! bounded count. A message that breaks any rule is refused whole, with the
-//! field named: a partly trusted result is not a thing.
+//! bounded count. A message whose envelope, names, key ids or sealed
+//! credentials break a rule is refused whole, with the field named. A value
+//! that only informs the report (a last-used service or region, a path, an
+//! alias, a call count, a free text) is left out with a note instead, before
+//! these checks run ([`crate::degrade`]): a result that may hold new keys
+//! is never lost to a value AWS chose to write differently.
 //!
 //! What is checked elsewhere, with more context than one message has:
 //! the token against the run's manifest (intake), the owner addresses
@@ -29,6 +33,10 @@ use std::collections::BTreeSet;
 /// Checks serde cannot express.
 pub trait Validate {
     fn validate(&self) -> Result<(), ValidationError>;
+    /// Leaves out what only informs and breaks its rule, before
+    /// [`Validate::validate`] judges the rest (see [`crate::degrade`]).
+    /// Nothing by default: a job or a manifest has no such field.
+    fn degrade_informational(&mut self) {}
 }
 
 /// The largest message SQS carries (256 KiB). Anything longer cannot have
@@ -233,14 +241,22 @@ fn check_text(s: &str, field: &'static str) -> Result<(), ValidationError> {
 
 /// A value as an error message shows it: escaped and cut to 80 characters,
 /// so a refused field never floods a log or smuggles a line into it.
-fn shown(s: &str) -> String {
+pub(crate) fn shown(s: &str) -> String {
+    one_line(s, 80)
+}
+
+/// `s` on one line (control characters, newlines included, escaped) and
+/// cut to `max` characters of the original, with `…` when cut. Every text
+/// a rejection carries passes through this: it reaches logs and the
+/// security team's alerts, and its content may be the sender's choice.
+pub fn one_line(s: &str, max: usize) -> String {
     let mut out: String = s
         .chars()
-        .take(80)
+        .take(max)
         .collect::<String>()
         .escape_debug()
         .collect();
-    if s.chars().count() > 80 {
+    if s.chars().count() > max {
         out.push('…');
     }
     out
@@ -292,6 +308,10 @@ impl Validate for Job {
 }
 
 impl Validate for AccountResult {
+    fn degrade_informational(&mut self) {
+        self.degrade();
+    }
+
     fn validate(&self) -> Result<(), ValidationError> {
         check_common(self.v, &self.run_id, &self.account_id, &self.token)?;
         check(
@@ -774,13 +794,37 @@ mod tests {
                 "sealed",
             ),
         ];
+        // What only informs the report: decoding leaves the value out (or
+        // bounds the text) and takes the result, with every sealed key
+        // (see crate::degrade). The rest is refused whole, naming the field.
+        let informational = |what: &str, field: &str| {
+            what == "a notice naming a bad service"
+                || [
+                    "users[].path",
+                    "users[].keys[].last_used_service",
+                    "users[].keys[].last_used_region",
+                    "users[].email",
+                    "users[].error",
+                    "users[].note",
+                    "users[].actions[].result.reason",
+                    "error",
+                    "account_alias",
+                    "api_calls",
+                ]
+                .contains(&field)
+        };
         for (what, mutate, field) in cases {
             let mut r = good.clone();
             mutate(&mut r);
             assert_eq!(refused(&r), field, "{what}");
-            // Decoding names the same field.
             match decode::<AccountResult>(&encode(&r)) {
-                Err(ProtocolError::Invalid(e)) => assert_eq!(e.field, field, "{what}"),
+                Ok(taken) if informational(what, field) => {
+                    assert_eq!(taken.sealed, r.sealed, "{what}");
+                    taken.validate().expect(what);
+                }
+                Err(ProtocolError::Invalid(e)) if !informational(what, field) => {
+                    assert_eq!(e.field, field, "{what}")
+                }
                 other => panic!("{what}: {other:?}"),
             }
         }

@@ -7,6 +7,7 @@ mod bad_input;
 mod budget;
 mod crash;
 mod credential_state;
+mod degrade;
 mod emergency;
 mod fixture;
 mod fleet;

@@ -13,6 +13,7 @@ mod mails;
 mod modes;
 mod permissions;
 mod resource_policies;
+mod results;
 mod ses;
 mod timeline;
 mod timeout;
