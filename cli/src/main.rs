@@ -230,7 +230,23 @@ fn parse_as_of(s: &str) -> Result<OffsetDateTime> {
         .with_context(|| format!("--as-of `{s}` is neither RFC 3339 nor YYYY-MM-DD"))
 }
 
-fn main() -> Result<()> {
+/// The exit code: 0, [`runs::EXIT_UNSERVED`] for a run that finished with
+/// some accounts unserved, 1 for any other error (printed as anyhow does).
+fn main() -> std::process::ExitCode {
+    match run_main() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<runs::Unserved>().is_some() => {
+            eprintln!("keyfleet: {e}");
+            std::process::ExitCode::from(runs::EXIT_UNSERVED)
+        }
+        Err(e) => {
+            eprintln!("Error: {e:?}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_main() -> Result<()> {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

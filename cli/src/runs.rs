@@ -3,6 +3,10 @@
 //! deployment (invoke the coordinator, follow the run to its report) or,
 //! with `--local`, in this process. Then the report is printed and the
 //! exit code says whether the run did what was asked: no silent success.
+//! 0: every selected account reported cleanly; [`EXIT_UNSERVED`] (2): the
+//! run finished but some accounts were not served cleanly ([`Unserved`]
+//! names them); 1: any other error, including a run that failed as a whole
+//! and an emergency rotation or reactivation that did not happen.
 
 use crate::aws;
 use crate::config::Config;
@@ -11,7 +15,7 @@ use crate::local::Local;
 use anyhow::{bail, Result};
 use keyfleet_coordinator::lambda::Command;
 use keyfleet_coordinator::{outcome, render};
-use keyfleet_protocol::report::RunReport;
+use keyfleet_protocol::report::{AccountState, RunReport};
 use keyfleet_protocol::{Action, Outcome, Verdict};
 use std::path::Path;
 
@@ -91,7 +95,7 @@ pub async fn run(
         }
         _ => {}
     }
-    Ok(())
+    check_served(&report, &url)
 }
 
 fn print_plan(report: &RunReport) {
@@ -144,6 +148,42 @@ fn print_plan(report: &RunReport) {
     }
 }
 
+/// The exit code of a run that finished but left some selected accounts
+/// unserved (see [`Unserved`]); 1 is every other error, 0 a run in which
+/// every selected account reported cleanly.
+pub const EXIT_UNSERVED: u8 = 2;
+
+/// A run that finished but did not serve every selected account cleanly:
+/// some failed, are missing (no result by the deadline, or a result the
+/// coordinator refused), have no agent, could not be sent their job, or
+/// reported some users failed (`partial`). The report names them; so does
+/// this error, and the exit code ([`EXIT_UNSERVED`]) lets a scheduler tell
+/// "partial" from "done" without reading the report.
+#[derive(Debug, thiserror::Error)]
+#[error("run {run_id} left {} of {total} selected accounts not served cleanly: {}; report: {report_url}", .accounts.len(), list(.accounts))]
+pub struct Unserved {
+    pub run_id: String,
+    pub total: usize,
+    /// (account id, state) of each account not served cleanly.
+    pub accounts: Vec<(String, &'static str)>,
+    pub report_url: String,
+}
+
+/// At most this many accounts are named; the report has them all.
+const NAMED: usize = 20;
+
+fn list(accounts: &[(String, &'static str)]) -> String {
+    let mut named: Vec<String> = accounts
+        .iter()
+        .take(NAMED)
+        .map(|(a, state)| format!("{a} {state}"))
+        .collect();
+    if accounts.len() > NAMED {
+        named.push(format!("and {} more", accounts.len() - NAMED));
+    }
+    named.join(", ")
+}
+
 /// No silent success: a run that failed as a whole (no account selected,
 /// or every selected account failed or is missing) is an error, after its
 /// report was printed.
@@ -152,6 +192,27 @@ fn check_run(report: &RunReport, report_url: &str) -> Result<()> {
         bail!("run {} failed: {why}; report: {report_url}", report.run_id);
     }
     Ok(())
+}
+
+/// Every selected account reported cleanly, or [`Unserved`] names those
+/// that did not.
+fn check_served(report: &RunReport, report_url: &str) -> Result<()> {
+    let accounts: Vec<(String, &'static str)> = report
+        .accounts
+        .iter()
+        .filter(|a| a.state != AccountState::Ok)
+        .map(|a| (a.account_id.clone(), a.state.as_str()))
+        .collect();
+    if accounts.is_empty() {
+        return Ok(());
+    }
+    Err(Unserved {
+        run_id: report.run_id.clone(),
+        total: report.accounts.len(),
+        accounts,
+        report_url: report_url.to_string(),
+    }
+    .into())
 }
 
 /// An emergency rotation or a reactivation (`what`) succeeded only if the

@@ -1,7 +1,8 @@
 //! The command line never passes a failure off as success: a run that
 //! selects no account, a run in which every account failed or is missing,
-//! and an emergency rotation the agent refused all exit non-zero with the
-//! reason on stderr.
+//! and an emergency rotation the agent refused all exit 1 with the reason on
+//! stderr; a run that served some accounts but not all exits 2, naming the
+//! others.
 
 use crate::common::*;
 use keyfleet_testkit::seed::{self, key, user};
@@ -115,4 +116,26 @@ async fn rotate_exits_non_zero_with_the_agents_error_when_it_refuses_the_user() 
         "the key nobody named is untouched: {keys:?}"
     );
     assert!(!keys.iter().any(|(id, _)| *id == k1), "{keys:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_where_some_accounts_were_not_served_exits_2_naming_them() {
+    let cli = deployment().await;
+    let served = create_account("cli-served").await;
+    let unserved = create_account("cli-unserved").await;
+    remove_agent(&unserved).await;
+    let out = cli.output(&["run", "--accounts", &format!("{served},{unserved}")]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "some accounts unserved is its own exit code (README, Exit codes):\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stderr.contains(&unserved) && stderr.contains("no_agent") && !stderr.contains(&served),
+        "stderr names the unserved account and only it: {stderr}"
+    );
+    let report = cli.report(&run_id_in(&stderr));
+    assert_eq!(report["accounts"].as_array().map(Vec::len), Some(2));
 }

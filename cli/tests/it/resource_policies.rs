@@ -380,13 +380,17 @@ async fn an_scp_denying_key_deletion_in_one_ou_fails_only_that_accounts_deletion
         .await
         .expect("seed");
     }
-    let (stdout, stderr) = {
-        let out = cli.output(&["run", "--accounts", &format!("{locked},{free}")]);
-        (
-            String::from_utf8_lossy(&out.stdout).to_string(),
-            String::from_utf8_lossy(&out.stderr).to_string(),
-        )
-    };
+    let out = cli.output(&["run", "--accounts", &format!("{locked},{free}")]);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    );
+    // The locked account is partial: the run says so in its exit code.
+    assert_eq!(out.status.code(), Some(2), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains(&locked) && stderr.contains("partial"),
+        "{stderr}"
+    );
     let report = cli.report(&run_id_in(&format!("{stdout}\n{stderr}")));
     let account = |id: &str| {
         report["accounts"]
