@@ -102,7 +102,18 @@ impl Agent {
         now: OffsetDateTime,
     ) -> Result<UserPlan, String> {
         match &job.mode {
-            JobMode::Scheduled => Ok(rules::plan_user(user, &job.policy, now)),
+            JobMode::Scheduled => {
+                // The job's deliveries of this user's keys: the pair rule
+                // waits for a replacement's delivery.
+                let mut user = user.clone();
+                user.deliveries = job
+                    .deliveries
+                    .iter()
+                    .filter(|d| user.keys.iter().any(|k| k.id == d.key_id))
+                    .map(|d| (d.key_id.clone(), d.delivered_at))
+                    .collect();
+                Ok(rules::plan_user(&user, &job.policy, now))
+            }
             JobMode::Rotate {
                 deactivate_old,
                 key_id,

@@ -76,6 +76,24 @@
 //! predates keyfleet's first run (its notice period counts from the younger
 //! key's creation).
 //!
+//! # Delivery-confirmed deactivation
+//!
+//! An old key is never switched off before its replacement reached the
+//! owner. The job carries, for the account, the new keys whose delivery the
+//! coordinator tracks (`Job::deliveries`, from its ledger: zip and password
+//! both sent). While the younger key of an active pair awaits delivery, the
+//! older key is neither deactivated nor deleted, whatever its age (the hard
+//! limit waits too), an inactive older key is not deleted, a key that
+//! itself awaits delivery is neither replaced again, switched off nor
+//! deleted as unused (nobody could use it yet), and no
+//! reminder is sent (its date is unknown); the user's row says which key is awaited
+//! (verdict `PendingDeactivation`). Once delivered, the pair rule counts the
+//! replacement from its delivery instead of its creation, so the owner
+//! always has the whole notice period with the key in hand. The coordinator
+//! alerts, by name, a replacement still undelivered after the policy's
+//! interval. Property test: no deactivation or deletion of a key whose
+//! replacement awaits delivery, for any policy and keys.
+//!
 //! # Decisions where the design is silent
 //!
 //! **A plan runs the rules to a fixed point.** One rule can make another due
@@ -246,6 +264,10 @@ pub struct UserSnapshot {
     /// Keys the security team reactivated, and when, from the same record
     /// (see [`plan_reactivation`]).
     pub reactivated: Vec<(String, OffsetDateTime)>,
+    /// This user's new keys whose delivery the coordinator tracks (from the
+    /// job): `None` while a key awaits delivery, else when it was delivered
+    /// (see "Delivery-confirmed deactivation" in the module doc).
+    pub deliveries: Vec<(String, Option<OffsetDateTime>)>,
 }
 
 /// What the rules decided for one user.
@@ -257,7 +279,8 @@ pub struct UserPlan {
     /// In the order the executor must apply them.
     pub actions: Vec<Action>,
     pub exempt: bool,
-    /// Why the user is unreachable (for the report row), when it is.
+    /// Why the user is unreachable, or which replacement is awaited (for
+    /// the report row), when it is.
     pub note: Option<String>,
 }
 
@@ -303,18 +326,22 @@ pub fn is_deliverable(policy: &Policy, email: Option<&str>) -> bool {
 pub fn plan_user(user: &UserSnapshot, policy: &Policy, now: OffsetDateTime) -> UserPlan {
     let email = owner_email(&user.tags, policy);
     let exempt = is_exempt(&user.tags, policy);
-    let done = |verdict, actions| UserPlan {
-        note: (verdict == Verdict::Unreachable).then(|| unreachable_note(&user.tags, policy)),
+    let done = |verdict, actions, awaited: Vec<(String, String)>| UserPlan {
+        note: if verdict == Verdict::Unreachable {
+            Some(unreachable_note(&user.tags, policy))
+        } else {
+            awaiting_note(&awaited)
+        },
         verdict,
         email: email.clone(),
         actions,
         exempt,
     };
     if exempt {
-        return done(Verdict::Exempt, Vec::new());
+        return done(Verdict::Exempt, Vec::new(), Vec::new());
     }
     if user.keys.is_empty() {
-        return done(Verdict::NoKeys, Vec::new());
+        return done(Verdict::NoKeys, Vec::new(), Vec::new());
     }
     let rules = Rules { policy, now };
     let deliverable = is_deliverable(policy, email.as_deref());
@@ -325,14 +352,29 @@ pub fn plan_user(user: &UserSnapshot, policy: &Policy, now: OffsetDateTime) -> U
         &user.reactivated,
         deliverable,
     );
-    let (verdict, actions) = if policy.cleanup {
+    planner.deliveries = &user.deliveries;
+    let (verdict, actions, awaited) = if policy.cleanup {
         planner.run(|p| p.cleanup_step(email.is_none()));
         planner.finish(false)
     } else {
         planner.run(Planner::step);
         planner.finish(true)
     };
-    done(verdict, actions)
+    done(verdict, actions, awaited)
+}
+
+/// The report row of a user whose old key waits for its replacement's
+/// delivery: (old key, replacement) pairs.
+fn awaiting_note(awaited: &[(String, String)]) -> Option<String> {
+    let said: Vec<String> = awaited
+        .iter()
+        .map(|(old, new)| {
+            format!(
+                "waiting for delivery of {new}: {old} stays active until one notice period after its replacement reaches the owner"
+            )
+        })
+        .collect();
+    (!said.is_empty()).then(|| said.join("; "))
 }
 
 /// Why an emergency rotation was refused. Each names the user's keys, so
@@ -864,6 +906,17 @@ enum Pair {
     StillInUse,
     /// Due: deactivated.
     Deactivate,
+    /// The replacement has not reached its owner yet: the older key stays
+    /// active, whatever its age (the hard limit waits too).
+    AwaitingDelivery,
+}
+
+/// Where a new key's delivery stands (see [`Planner::delivery`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Delivery {
+    Awaiting,
+    /// Delivered, or not tracked: the key as the rules see it.
+    Known(KeyState),
 }
 
 /// Seed case "two active, one nearing expiry -> notice, then deactivate the
@@ -992,6 +1045,9 @@ struct Planner<'a> {
     /// key.
     reactivated: &'a [(String, OffsetDateTime)],
     deliverable: bool,
+    /// From the job: the delivery of this user's new keys (see
+    /// [`UserSnapshot::deliveries`]).
+    deliveries: &'a [(String, Option<OffsetDateTime>)],
     /// Oldest first.
     live: Vec<Live>,
     deleted: Vec<(Live, Removal)>,
@@ -1022,6 +1078,7 @@ impl<'a> Planner<'a> {
             recorded,
             reactivated,
             deliverable,
+            deliveries: &[],
             live,
             deleted: Vec::new(),
             created: false,
@@ -1085,6 +1142,29 @@ impl<'a> Planner<'a> {
             .max()
     }
 
+    /// Where the delivery of `key` stands: `Awaiting` while the coordinator
+    /// has not delivered it, else the key as the pair rule must see it, its
+    /// creation moved to its delivery (the owner's notice period starts when
+    /// the owner has the key).
+    fn delivery(&self, key: &KeyState) -> Delivery {
+        match self.deliveries.iter().find(|(id, _)| *id == key.id) {
+            Some((_, None)) => Delivery::Awaiting,
+            Some((_, Some(at))) if *at > key.created => Delivery::Known(KeyState {
+                created: *at,
+                ..key.clone()
+            }),
+            _ => Delivery::Known(key.clone()),
+        }
+    }
+
+    /// [`older_of_two_active`] with the replacement's delivery applied.
+    fn pair(&self, old: &KeyState, new: &KeyState) -> Pair {
+        match self.delivery(new) {
+            Delivery::Awaiting => Pair::AwaitingDelivery,
+            Delivery::Known(new) => older_of_two_active(&self.rules, old, &new, self.grace(old)),
+        }
+    }
+
     /// The end of a reactivated key's grace, while it lasts: the security
     /// team switched it back on less than a notice period ago, so no rule
     /// deactivates or deletes it before then (see [`plan_reactivation`]).
@@ -1112,6 +1192,12 @@ impl<'a> Planner<'a> {
                     self.recorded(&self.live[i].key.id),
                 )
             })
+            // Not while its replacement awaits delivery: the owner may
+            // still need it switched back on.
+            .filter(|&i| {
+                self.replacement(i)
+                    .is_none_or(|k| self.delivery(k) != Delivery::Awaiting)
+            })
             .map(|i| (i, Removal::Expired))
             .collect()
     }
@@ -1124,7 +1210,13 @@ impl<'a> Planner<'a> {
         doomed.extend(
             (0..self.live.len())
                 .filter(|&i| {
-                    unused(&r, &self.live[i].key) && self.grace(&self.live[i].key).is_none()
+                    unused(&r, &self.live[i].key)
+                        && self.grace(&self.live[i].key).is_none()
+                        // Unused because its owner does not have it yet.
+                        && self.delivery(&self.live[i].key) != Delivery::Awaiting
+                        && self
+                            .replacement(i)
+                            .is_none_or(|k| self.delivery(k) != Delivery::Awaiting)
                 })
                 .map(|i| (i, Removal::Unused)),
         );
@@ -1137,7 +1229,7 @@ impl<'a> Planner<'a> {
             .windows(2)
             .filter(|w| {
                 let (old, new) = (&self.live[w[0]].key, &self.live[w[1]].key);
-                older_of_two_active(&r, old, new, self.grace(old)) == Pair::Deactivate
+                self.pair(old, new) == Pair::Deactivate
             })
             .map(|w| (w[0], Self::notice_id(&self.live[w[1]])))
             .collect();
@@ -1152,6 +1244,11 @@ impl<'a> Planner<'a> {
             return false;
         };
         let key = &self.live[at].key;
+        if self.delivery(key) == Delivery::Awaiting {
+            // Its owner does not have it yet: it is neither replaced again
+            // nor switched off, and no older key makes room for it.
+            return false;
+        }
         let decision = hard_limit(&r, key, self.deliverable)
             .filter(|_| self.grace(key).is_none())
             .or_else(|| replacement(&r, key, self.deliverable));
@@ -1208,6 +1305,12 @@ impl<'a> Planner<'a> {
             .filter(|i| !spared.contains(i))
             .filter(|&i| r.age(&self.live[i].key) >= r.policy.deactivate_after)
             .filter(|&i| self.grace(&self.live[i].key).is_none())
+            .filter(|&i| {
+                self.delivery(&self.live[i].key) != Delivery::Awaiting
+                    && self
+                        .replacement(i)
+                        .is_none_or(|k| self.delivery(k) != Delivery::Awaiting)
+            })
             .collect();
         for &at in &over_age {
             self.deactivate(at, None);
@@ -1237,7 +1340,7 @@ impl<'a> Planner<'a> {
 
     /// Lays the decisions out in the canonical order (see the module doc)
     /// and picks the verdict. Without `notify` (clean-up) no notices.
-    fn finish(mut self, notify: bool) -> (Verdict, Vec<Action>) {
+    fn finish(mut self, notify: bool) -> (Verdict, Vec<Action>, Vec<(String, String)>) {
         let r = self.rules;
         let mut actions = Vec::new();
         let mut push = |action: Action, notice: Option<Notice>| {
@@ -1286,11 +1389,22 @@ impl<'a> Planner<'a> {
         }
         // What remains: reminders about the active pair, if any.
         let (mut pending, mut still) = (false, false);
+        let mut awaited = Vec::new();
         let active = self.active();
+        for w in active.windows(2) {
+            let (old, new) = (&self.live[w[0]].key, &self.live[w[1]]);
+            if self.pair(old, &new.key) == Pair::AwaitingDelivery {
+                // No reminder: its date is not known until the owner has
+                // the new key. The report row says what is awaited.
+                pending = true;
+                awaited.push((old.id.clone(), new.key.id.clone()));
+            }
+        }
         for w in active.windows(2).filter(|_| notify) {
             let (old, new) = (&self.live[w[0]].key, &self.live[w[1]]);
             let replacement = Self::notice_id(new);
-            let notice = match older_of_two_active(&r, old, &new.key, self.grace(old)) {
+            let notice = match self.pair(old, &new.key) {
+                Pair::AwaitingDelivery => continue,
                 // Due and still active: only a key in use is spared.
                 Pair::StillInUse | Pair::Deactivate => {
                     still = true;
@@ -1332,7 +1446,7 @@ impl<'a> Planner<'a> {
             .into_iter()
             .find(happened)
             .unwrap_or(Verdict::Compliant);
-        (verdict, actions)
+        (verdict, actions, awaited)
     }
 }
 

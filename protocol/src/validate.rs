@@ -303,6 +303,17 @@ impl Validate for Job {
                 )?;
             }
         }
+        check(
+            self.deliveries.len() <= MAX_USERS * MAX_KEYS_PER_USER,
+            "deliveries",
+            format!(
+                "more than {} keys (IAM's users per account times keys per user)",
+                MAX_USERS * MAX_KEYS_PER_USER
+            ),
+        )?;
+        for d in &self.deliveries {
+            check_key_id(&d.key_id, "deliveries[].key_id")?;
+        }
         Ok(())
     }
 }

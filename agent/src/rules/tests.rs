@@ -49,6 +49,7 @@ fn user(keys: Vec<KeyState>, tag_pairs: &[(&str, &str)]) -> UserSnapshot {
         keys,
         deactivated: vec![],
         reactivated: Vec::new(),
+        deliveries: Vec::new(),
     }
 }
 
@@ -1659,6 +1660,7 @@ fn arb_case() -> impl Strategy<Value = (Policy, UserSnapshot)> {
                 keys,
                 deactivated: vec![],
                 reactivated: Vec::new(),
+                deliveries: Vec::new(),
             };
             (policy, u)
         })
@@ -2303,6 +2305,127 @@ proptest! {
                 }
                 _ => {}
             }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Delivery-confirmed deactivation.
+
+/// An owned pair: the old key 95 days old, last used 15 days ago (before
+/// its replacement), the replacement 12 days old and not used yet; due for
+/// deactivation by the pair rule.
+fn due_pair(deliveries: Vec<(String, Option<OffsetDateTime>)>) -> UserSnapshot {
+    UserSnapshot {
+        deliveries,
+        ..owned(vec![active("OLD", 95, Some(15)), active("NEW", 12, None)])
+    }
+}
+
+#[test]
+fn a_due_pair_is_deactivated_when_its_replacement_is_not_tracked() {
+    let p = plan(&due_pair(vec![]));
+    assert!(p.actions.contains(&deactivate("OLD")), "{:?}", p.actions);
+}
+
+#[test]
+fn a_replacement_awaiting_delivery_keeps_the_old_key_active() {
+    let p = plan(&due_pair(vec![("NEW".into(), None)]));
+    assert_eq!(
+        p.actions,
+        vec![],
+        "no deactivation, no reminder with an unknown date"
+    );
+    assert_eq!(p.verdict, Verdict::PendingDeactivation);
+    let note = p.note.expect("the row says what is awaited");
+    assert!(
+        note.starts_with("waiting for delivery of NEW: OLD stays active"),
+        "{note}"
+    );
+}
+
+#[test]
+fn the_hard_limit_waits_for_the_delivery_too() {
+    let policy = Policy {
+        max_key_age: Limit::After(keyfleet_protocol::Duration::from_days(100)),
+        ..Policy::default()
+    };
+    let u = UserSnapshot {
+        deliveries: vec![("NEW".into(), None)],
+        ..owned(vec![
+            active("OLD", 400, Some(1)),
+            active("NEW", 30, Some(1)),
+        ])
+    };
+    let p = plan_user(&u, &policy, NOW);
+    assert!(
+        !p.actions
+            .iter()
+            .any(|a| matches!(a, Action::Deactivate { .. } | Action::Delete { .. })),
+        "{:?}",
+        p.actions
+    );
+}
+
+#[test]
+fn an_inactive_old_key_is_not_deleted_while_its_replacement_awaits_delivery() {
+    let keys = vec![inactive("OLD", 130, Some(40)), active("NEW", 40, None)];
+    let tracked = UserSnapshot {
+        deliveries: vec![("NEW".into(), None)],
+        ..owned(keys.clone())
+    };
+    assert!(plan(&owned(keys)).actions.contains(&delete("OLD")));
+    assert!(!plan(&tracked).actions.contains(&delete("OLD")));
+}
+
+#[test]
+fn the_notice_period_counts_from_the_delivery() {
+    // Delivered 3 days ago: the old key goes 10 days (the notice period)
+    // after that, not 10 days after the key was created.
+    let delivered = NOW - days(3);
+    let u = due_pair(vec![("NEW".into(), Some(delivered))]);
+    let p = plan(&u);
+    assert_eq!(
+        p.actions,
+        vec![scheduled("OLD", delivered + days(10), Some("NEW"))]
+    );
+    assert_eq!(p.verdict, Verdict::PendingDeactivation);
+    let later = plan_at(&u, delivered + days(10));
+    assert!(
+        later.actions.contains(&deactivate("OLD")),
+        "{:?}",
+        later.actions
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Whatever the policy and the keys: no key is deactivated or deleted
+    /// while a younger active key (its replacement) awaits delivery.
+    #[test]
+    fn prop_no_deactivation_or_deletion_while_the_replacement_awaits_delivery(
+        (policy, mut u) in arb_case(),
+        awaited in proptest::collection::vec(any::<bool>(), 2),
+    ) {
+        let mut active: Vec<&KeyState> = u.keys.iter().filter(|k| k.status == KeyStatus::Active).collect();
+        active.sort_by(|a, b| (a.created.min(NOW), &a.id).cmp(&(b.created.min(NOW), &b.id)));
+        u.deliveries = active
+            .iter()
+            .zip(&awaited)
+            .filter(|(_, awaited)| **awaited)
+            .map(|(k, _)| (k.id.clone(), None))
+            .collect();
+        let p = plan_user(&u, &policy, NOW);
+        for a in &p.actions {
+            let (Action::Deactivate { key_id } | Action::Delete { key_id }) = a else { continue };
+            let k = u.keys.iter().find(|k| k.id == *key_id).unwrap();
+            let waiting = u.keys.iter().any(|r| {
+                r.status == KeyStatus::Active
+                    && older(k, r)
+                    && u.deliveries.iter().any(|(id, at)| *id == r.id && at.is_none())
+            });
+            prop_assert!(!waiting, "{:?} of {} while its replacement awaits delivery: {:?}", a, key_id, u);
         }
     }
 }

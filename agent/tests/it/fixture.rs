@@ -82,6 +82,7 @@ impl TestAccount {
             as_of: None,
             mode: JobMode::Scheduled,
             results_queue_url: self.results_queue_url.clone(),
+            deliveries: Vec::new(),
         }
     }
 

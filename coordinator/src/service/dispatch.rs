@@ -122,6 +122,7 @@ impl Coordinator {
                 as_of: req.as_of,
                 mode: req.mode.clone(),
                 results_queue_url: self.config.results_queue_url.clone(),
+                deliveries: Vec::new(),
             })
             .collect();
         let outcomes: Vec<(String, Dispatch)> = stream::iter(jobs)
