@@ -10,27 +10,75 @@
 //! read is logged and left out, not silently dropped and not fatal to every
 //! read.
 //!
+//! # What is kept, and what a request costs
+//!
 //! A finalized report never changes (it is written once, with
-//! `If-None-Match: *`), so what was read of it is kept: each run's summary
-//! for the life of the process, and the last few whole reports. A request
-//! then costs one listing of the run ids plus the reports not seen before.
-//! A run that is not finalized yet is looked at again next time.
+//! `If-None-Match: *`), so what was read of it stays true: the cache is
+//! keyed by run id and never goes stale. New runs are found by listing the
+//! run ids (`runs/` by common prefix, one ListObjectsV2 per 1000 runs),
+//! once in every request that needs the runs. A process keeps:
+//!
+//! - of every finalized run it has read, what finding runs needs (`Seen`):
+//!   its [`RunSummary`], the accounts with a result in it, and the few
+//!   users it holds outside those accounts. A few hundred bytes and 8 bytes
+//!   an account reported, kept for the life of the process: a year of
+//!   daily runs over 1000 accounts is about 3 MB;
+//! - whole reports, the most recently used first, up to
+//!   [`FULL_CACHE_BYTES`] of their stored JSON (the newest one always).
+//!
+//! Runs are looked at newest first and read only as far as an answer
+//! needs: the coordinator's run ids begin with the second the run started,
+//! the second its `created_at` falls in ([`ids::run_started`]), so a run
+//! not read yet is older than every run read whose `created_at` is past
+//! that second, and the walk stops as soon as it has its answer. Runs whose
+//! id is of another form are read before anything else. Reads ramp up over
+//! 1, 2, 4, then 8 start seconds at a time: a lookup answered by the newest
+//! run reads one report, a long walk runs [`CONCURRENCY`] reads at once.
+//!
+//! The bound, in S3 requests per API call, with N finalized runs:
+//!
+//! - every call that needs the runs: the listing, and one GetObject for
+//!   each run not finalized yet that the walk reaches (looked at again
+//!   every time: it may have been finalized since);
+//! - a key read, the export or the dashboard's run in a process that has
+//!   not read the runs yet (a cold start): the reports of the runs from the
+//!   newest down to the one that answers, at most twice that with the
+//!   read-ahead; with a scheduled run a day, one or two;
+//! - the run list (its newest `limit` runs), the dashboard (every run) and
+//!   a lookup of an account or user no run holds: each of those finalized
+//!   runs not read yet, once;
+//! - after that (a warm process) no finalized report is read twice as long
+//!   as the whole reports asked for fit in [`FULL_CACHE_BYTES`]: a lookup
+//!   of an unknown account reads none, a key read at most the one report
+//!   that answers when it was evicted.
+//!
+//! Two requests at once in a cold process may both read a report (a
+//! Lambda instance serves one request at a time). What a cold process
+//! cannot avoid without an index is reading every finalized report once
+//! for the run list and for an account no run reported; an index object
+//! the coordinator writes when it finalizes a run (mode, dry run, times,
+//! totals, accounts with a result) would make that one GetObject, and is
+//! the coordinator's to write.
 
+use crate::ids;
 use crate::inventory::{self, Compliance};
 use futures::stream::{self, StreamExt};
 use keyfleet_coordinator::reports::{Reports, ReportsError};
 use keyfleet_coordinator::store::{self, RunStore, StoreError};
-use keyfleet_protocol::report::{RunReport, Totals};
+use keyfleet_protocol::report::{AccountState, RunReport, Totals};
 use keyfleet_protocol::JobMode;
 use serde::Serialize;
+use std::cmp::Ordering;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use time::OffsetDateTime;
 
-/// Whole reports kept in memory.
-const FULL_CACHE: usize = 4;
+/// Whole reports kept in memory, by the size of their stored JSON: the
+/// API's Lambda has 256 MB by default, and the newest scheduled report,
+/// which answers nearly every read, is the one that matters.
+pub const FULL_CACHE_BYTES: usize = 16 * 1024 * 1024;
 /// Reports read at once.
-const CONCURRENCY: usize = 8;
+pub const CONCURRENCY: usize = 8;
 
 /// One finalized run, as listed.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -80,10 +128,112 @@ pub enum DataError {
     Store(#[from] StoreError),
 }
 
+/// What is kept of every finalized run read: its summary, and whom it
+/// answers for, so that finding the run that answers a key read reads no
+/// report but that one, and an account no run reported reads none.
+#[derive(Debug)]
+struct Seen {
+    summary: Arc<RunSummary>,
+    /// The accounts with a result (ok or partial), as numbers (12 digits
+    /// fit a `u64`, a third of a `String`'s size), sorted.
+    reported: Box<[u64]>,
+    /// The (account, user) pairs the run holds that `reported` does not
+    /// answer for, sorted: every pair of a one-user run, and the users of a
+    /// scheduled run's accounts without a result (normally none).
+    held: Box<[(u64, Box<str>)]>,
+}
+
+impl Seen {
+    fn of(r: &RunReport) -> Seen {
+        let summary = RunSummary::of(r);
+        let scheduled = summary.mode == JobMode::Scheduled;
+        let mut reported = Vec::new();
+        let mut held = Vec::new();
+        for a in &r.accounts {
+            let Some(n) = account_number(&a.account_id) else {
+                continue;
+            };
+            let with_result = matches!(a.state, AccountState::Ok | AccountState::Partial);
+            if with_result {
+                reported.push(n);
+            }
+            if !scheduled || !with_result {
+                held.extend(a.users.iter().map(|u| (n, Box::from(u.user_name.as_str()))));
+            }
+        }
+        reported.sort_unstable();
+        reported.dedup();
+        held.sort_unstable();
+        held.dedup();
+        Seen {
+            summary: Arc::new(summary),
+            reported: reported.into_boxed_slice(),
+            held: held.into_boxed_slice(),
+        }
+    }
+
+    /// The run holds a result of the account.
+    fn reported(&self, account: u64) -> bool {
+        self.reported.binary_search(&account).is_ok()
+    }
+
+    /// The run holds the user of the account.
+    fn holds(&self, account: u64, user: &str) -> bool {
+        self.held
+            .binary_search_by(|(a, u)| (*a, &**u).cmp(&(account, user)))
+            .is_ok()
+    }
+}
+
+/// An account id as a number: `None` unless 12 digits.
+fn account_number(account: &str) -> Option<u64> {
+    keyfleet_protocol::is_account_id(account)
+        .then(|| account.parse().ok())
+        .flatten()
+}
+
+/// Newest first: by start time, then run id.
+fn newest_first(a: &RunSummary, b: &RunSummary) -> Ordering {
+    b.created_at
+        .cmp(&a.created_at)
+        .then_with(|| b.run_id.cmp(&a.run_id))
+}
+
 #[derive(Default)]
 struct Cache {
-    summaries: HashMap<String, Arc<RunSummary>>,
-    full: VecDeque<Arc<RunReport>>,
+    seen: HashMap<String, Arc<Seen>>,
+    /// Whole reports, the most recently used first, with their stored size.
+    full: VecDeque<(Arc<RunReport>, usize)>,
+    full_bytes: usize,
+}
+
+impl Cache {
+    fn full(&mut self, run_id: &str) -> Option<Arc<RunReport>> {
+        let at = self.full.iter().position(|(r, _)| r.run_id == run_id)?;
+        let entry = self.full.remove(at)?;
+        let report = entry.0.clone();
+        self.full.push_front(entry);
+        Some(report)
+    }
+
+    fn keep_full(&mut self, report: Arc<RunReport>, bytes: usize) {
+        if let Some(at) = self
+            .full
+            .iter()
+            .position(|(r, _)| r.run_id == report.run_id)
+        {
+            if let Some((_, b)) = self.full.remove(at) {
+                self.full_bytes -= b;
+            }
+        }
+        self.full.push_front((report, bytes));
+        self.full_bytes += bytes;
+        while self.full_bytes > FULL_CACHE_BYTES && self.full.len() > 1 {
+            if let Some((_, b)) = self.full.pop_back() {
+                self.full_bytes -= b;
+            }
+        }
+    }
 }
 
 /// The report bucket, read-only.
@@ -118,15 +268,24 @@ impl ReportData {
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A finalized report read from the bucket: `None` when the run is not
-    /// finalized, or when its report cannot be read as one (logged: such a
-    /// run is left out rather than failing every read).
-    async fn read(&self, run_id: &str) -> Result<Option<RunReport>, DataError> {
+    /// A finalized report read from the bucket, and its stored size:
+    /// `None` when the run is not finalized, or when its report cannot be
+    /// read as one (logged: such a run is left out rather than failing
+    /// every read).
+    async fn read(&self, run_id: &str) -> Result<Option<(RunReport, usize)>, DataError> {
         let Some(bytes) = self.store.get(&store::final_key(run_id)).await? else {
             return Ok(None);
         };
         match serde_json::from_slice::<RunReport>(&bytes) {
-            Ok(r) if r.run_id == run_id => Ok(Some(r)),
+            Ok(r) if r.run_id == run_id => {
+                if let Some(second) = ids::run_started(run_id) {
+                    if !(second..second + time::Duration::SECOND).contains(&r.created_at) {
+                        // The walk's order assumes the two agree.
+                        tracing::warn!(run_id, created_at = %r.created_at, "a run id's start second is not its report's created_at; runs may be listed out of order");
+                    }
+                }
+                Ok(Some((r, bytes.len())))
+            }
             Ok(r) => {
                 tracing::error!(run_id, found = %r.run_id, "finalized report names another run; left out");
                 Ok(None)
@@ -138,93 +297,153 @@ impl ReportData {
         }
     }
 
-    fn remember(&self, report: Arc<RunReport>) {
+    /// Reads a finalized report and keeps what is kept of it.
+    async fn load(&self, run_id: &str) -> Result<Option<(Arc<RunReport>, Arc<Seen>)>, DataError> {
+        let Some((report, bytes)) = self.read(run_id).await? else {
+            return Ok(None);
+        };
+        let report = Arc::new(report);
         let mut c = self.cache();
-        c.summaries
+        let seen = c
+            .seen
             .entry(report.run_id.clone())
-            .or_insert_with(|| Arc::new(RunSummary::of(&report)));
-        c.full.retain(|r| r.run_id != report.run_id);
-        c.full.push_front(report);
-        c.full.truncate(FULL_CACHE);
+            .or_insert_with(|| Arc::new(Seen::of(&report)))
+            .clone();
+        c.keep_full(report.clone(), bytes);
+        Ok(Some((report, seen)))
     }
 
     /// A finalized report by run id.
     pub async fn report(&self, run_id: &str) -> Result<Option<Arc<RunReport>>, DataError> {
-        if let Some(r) = self.cache().full.iter().find(|r| r.run_id == run_id) {
-            return Ok(Some(r.clone()));
+        if let Some(r) = self.cache().full(run_id) {
+            return Ok(Some(r));
         }
-        let Some(report) = self.read(run_id).await? else {
-            return Ok(None);
-        };
-        let report = Arc::new(report);
-        self.remember(report.clone());
-        Ok(Some(report))
+        Ok(self.load(run_id).await?.map(|(r, _)| r))
     }
 
-    /// A finalized run's summary by run id: the one kept since a listing
-    /// read it, else from its report (read now, and kept).
+    /// A finalized run's summary by run id: the one kept since the run was
+    /// read, else from its report (read now, and kept).
     pub async fn summary(&self, run_id: &str) -> Result<Option<Arc<RunSummary>>, DataError> {
-        if let Some(s) = self.cache().summaries.get(run_id) {
-            return Ok(Some(s.clone()));
+        if let Some(s) = self.cache().seen.get(run_id) {
+            return Ok(Some(s.summary.clone()));
         }
-        let Some(report) = self.report(run_id).await? else {
-            return Ok(None);
+        Ok(self.load(run_id).await?.map(|(_, s)| s.summary.clone()))
+    }
+
+    /// Hands the finalized runs to `stop`, newest first (by start time,
+    /// then run id), reading a run's report only once it could be the next
+    /// one (see the module doc), until `stop` says so: the run it stopped
+    /// at, or `None` when it never did.
+    async fn walk(
+        &self,
+        mut stop: impl FnMut(&Seen) -> bool,
+    ) -> Result<Option<Arc<Seen>>, DataError> {
+        let ids = self.reports.run_ids().await?;
+        let (mut known, mut unread) = {
+            let c = self.cache();
+            let mut known: Vec<Arc<Seen>> = Vec::new();
+            let mut unread: Vec<(Option<OffsetDateTime>, String)> = Vec::new();
+            for id in ids {
+                match c.seen.get(&id) {
+                    Some(s) => known.push(s.clone()),
+                    None => unread.push((ids::run_started(&id), id)),
+                }
+            }
+            (known, unread)
         };
-        let kept = self.cache().summaries.get(run_id).cloned();
-        Ok(Some(
-            kept.unwrap_or_else(|| Arc::new(RunSummary::of(&report))),
-        ))
+        // Oldest first, so that `pop` takes the newest. An id without a
+        // start second sorts as the newest: nothing is known to be newer
+        // than it before it is read.
+        let oldest_first = |a: &Arc<Seen>, b: &Arc<Seen>| newest_first(&b.summary, &a.summary);
+        known.sort_by(oldest_first);
+        unread.sort_by(|(sa, a), (sb, b)| match (sa, sb) {
+            (Some(x), Some(y)) => x.cmp(y).then_with(|| a.cmp(b)),
+            (None, Some(_)) => Ordering::Greater,
+            (Some(_), None) => Ordering::Less,
+            (None, None) => a.cmp(b),
+        });
+        let mut seconds_at_once = 1;
+        loop {
+            let read_next = match (known.last(), unread.last()) {
+                (_, None) => false,
+                (None, Some(_)) | (_, Some((None, _))) => true,
+                (Some(k), Some((Some(second), _))) => {
+                    k.summary.created_at < *second + time::Duration::SECOND
+                }
+            };
+            if read_next {
+                let mut batch = Vec::new();
+                let mut seconds = 0;
+                let mut current = None;
+                while let Some((second, _)) = unread.last() {
+                    if current != Some(*second) {
+                        if seconds == seconds_at_once {
+                            break;
+                        }
+                        seconds += 1;
+                        current = Some(*second);
+                    }
+                    if let Some((_, id)) = unread.pop() {
+                        batch.push(id);
+                    }
+                }
+                seconds_at_once = (seconds_at_once * 2).min(CONCURRENCY);
+                let read: Vec<Result<Option<Arc<Seen>>, DataError>> = stream::iter(batch)
+                    .map(|id| async move { Ok(self.load(&id).await?.map(|(_, s)| s)) })
+                    .buffer_unordered(CONCURRENCY)
+                    .collect()
+                    .await;
+                for s in read {
+                    // Not finalized yet (or unreadable): looked at again
+                    // next time.
+                    if let Some(s) = s? {
+                        known.push(s);
+                    }
+                }
+                known.sort_by(oldest_first);
+                continue;
+            }
+            match known.pop() {
+                None => return Ok(None),
+                Some(s) if stop(&s) => return Ok(Some(s)),
+                Some(_) => {}
+            }
+        }
     }
 
     /// Every finalized run, newest first (by start time, then run id).
     pub async fn summaries(&self) -> Result<Vec<Arc<RunSummary>>, DataError> {
-        let ids = self.reports.run_ids().await?;
-        let (mut known, unknown): (Vec<Arc<RunSummary>>, Vec<String>) = {
-            let c = self.cache();
-            let mut known = Vec::new();
-            let mut unknown = Vec::new();
-            for id in ids {
-                match c.summaries.get(&id) {
-                    Some(s) => known.push(s.clone()),
-                    None => unknown.push(id),
-                }
-            }
-            (known, unknown)
-        };
-        let read: Vec<Result<Option<RunSummary>, DataError>> = stream::iter(unknown)
-            .map(|id| async move {
-                // Not finalized yet (or unreadable): `None`, looked at again
-                // next time. Only the summary is kept of an old report.
-                Ok(self.read(&id).await?.map(|r| RunSummary::of(&r)))
+        self.newest(usize::MAX).await
+    }
+
+    /// The newest `limit` finalized runs, newest first.
+    pub async fn newest(&self, limit: usize) -> Result<Vec<Arc<RunSummary>>, DataError> {
+        let mut out = Vec::new();
+        if limit > 0 {
+            self.walk(|s| {
+                out.push(s.summary.clone());
+                out.len() >= limit
             })
-            .buffer_unordered(CONCURRENCY)
-            .collect()
-            .await;
-        {
-            let mut c = self.cache();
-            for s in read {
-                if let Some(s) = s? {
-                    let s = Arc::new(s);
-                    c.summaries.insert(s.run_id.clone(), s.clone());
-                    known.push(s);
-                }
-            }
+            .await?;
         }
-        known.sort_by(|a, b| {
-            b.created_at
-                .cmp(&a.created_at)
-                .then_with(|| b.run_id.cmp(&a.run_id))
-        });
-        Ok(known)
+        Ok(out)
+    }
+
+    /// The report of the run `stop` stopped at.
+    async fn report_of(
+        &self,
+        found: Option<Arc<Seen>>,
+    ) -> Result<Option<Arc<RunReport>>, DataError> {
+        match found {
+            Some(s) => self.report(&s.summary.run_id).await,
+            None => Ok(None),
+        }
     }
 
     /// The newest finalized, non-dry-run, scheduled run's report.
     pub async fn latest_scheduled(&self) -> Result<Option<Arc<RunReport>>, DataError> {
-        let summaries = self.summaries().await?;
-        match summaries.iter().find(|s| s.is_scheduled()) {
-            Some(s) => self.report(&s.run_id).await,
-            None => Ok(None),
-        }
+        let found = self.walk(|s| s.summary.is_scheduled()).await?;
+        self.report_of(found).await
     }
 
     /// The newest finalized, non-dry-run, scheduled run that reported
@@ -237,16 +456,13 @@ impl ReportData {
         &self,
         account: &str,
     ) -> Result<Option<Arc<RunReport>>, DataError> {
-        let summaries = self.summaries().await?;
-        for s in summaries.iter().filter(|s| s.is_scheduled()) {
-            let Some(report) = self.report(&s.run_id).await? else {
-                continue;
-            };
-            if reported(&report, account) {
-                return Ok(Some(report));
-            }
-        }
-        Ok(None)
+        let Some(n) = account_number(account) else {
+            return Ok(None);
+        };
+        let found = self
+            .walk(|s| s.summary.is_scheduled() && s.reported(n))
+            .await?;
+        self.report_of(found).await
     }
 
     /// The newest finalized real run that holds `user` of `account`: a
@@ -258,24 +474,22 @@ impl ReportData {
         account: &str,
         user: &str,
     ) -> Result<Option<Arc<RunReport>>, DataError> {
-        let summaries = self.summaries().await?;
-        for s in summaries.iter().filter(|s| !s.dry_run) {
-            let scheduled = s.mode == JobMode::Scheduled;
-            if !scheduled && s.mode.user() != Some(user) {
-                continue;
-            }
-            let Some(report) = self.report(&s.run_id).await? else {
-                continue;
-            };
-            let holds = report
-                .accounts
-                .iter()
-                .any(|a| a.account_id == account && a.users.iter().any(|u| u.user_name == user));
-            if holds || (scheduled && reported(&report, account)) {
-                return Ok(Some(report));
-            }
-        }
-        Ok(None)
+        let Some(n) = account_number(account) else {
+            return Ok(None);
+        };
+        let found = self
+            .walk(|s| {
+                let m = &s.summary;
+                if m.dry_run {
+                    false
+                } else if m.mode == JobMode::Scheduled {
+                    s.reported(n) || s.holds(n, user)
+                } else {
+                    m.mode.user() == Some(user) && s.holds(n, user)
+                }
+            })
+            .await?;
+        self.report_of(found).await
     }
 
     /// A stored rendered report of a run (`reports/<id>/report.<ext>`,
@@ -283,12 +497,4 @@ impl ReportData {
     pub async fn rendered(&self, run_id: &str, ext: &str) -> Result<Option<Vec<u8>>, DataError> {
         Ok(self.store.get(&store::report_key(run_id, ext)).await?)
     }
-}
-
-/// The run holds a result of `account`.
-fn reported(report: &RunReport, account: &str) -> bool {
-    use keyfleet_protocol::report::AccountState;
-    report.accounts.iter().any(|a| {
-        a.account_id == account && matches!(a.state, AccountState::Ok | AccountState::Partial)
-    })
 }

@@ -5,19 +5,24 @@
 //! account ids, user names and run ids; access key ids are held to what
 //! IAM issues for users and sessions, `AKIA` or `ASIA` followed by 16 upper
 //! case letters or digits, which is narrower than the protocol's form.
+//!
+//! A malformed value is never shown back, whatever it looks like: what was
+//! put where an identifier goes may be anything, a secret access key or a
+//! zip password included (see [`crate::problem`] for what answers may
+//! echo). [`echoable`] says which well-formed values may be.
 
 use crate::problem::Problem;
 use keyfleet_protocol::{is_access_key_id, is_account_id, is_run_id, is_user_name};
+use time::{OffsetDateTime, PrimitiveDateTime};
 
 /// 12 digits.
 pub fn account(s: &str) -> Result<&str, Problem> {
     if is_account_id(s) {
         Ok(s)
     } else {
-        Err(Problem::bad_request(format!(
-            "account `{}` is not an AWS account id (12 digits)",
-            shown(s)
-        )))
+        Err(Problem::bad_request(
+            "account is not an AWS account id (12 digits)",
+        ))
     }
 }
 
@@ -26,10 +31,9 @@ pub fn user(s: &str) -> Result<&str, Problem> {
     if is_user_name(s) {
         Ok(s)
     } else {
-        Err(Problem::bad_request(format!(
-            "user `{}` is not an IAM user name (1-64 of letters, digits and +=,.@_-)",
-            shown(s)
-        )))
+        Err(Problem::bad_request(
+            "user is not an IAM user name (1-64 of letters, digits and +=,.@_-)",
+        ))
     }
 }
 
@@ -42,10 +46,9 @@ pub fn key_id(s: &str) -> Result<&str, Problem> {
     if is_key_id(s) {
         Ok(s)
     } else {
-        Err(Problem::bad_request(format!(
-            "key_id `{}` is not an access key id (AKIA or ASIA and 16 upper case letters or digits)",
-            shown(s)
-        )))
+        Err(Problem::bad_request(
+            "key_id is not an access key id (AKIA or ASIA and 16 upper case letters or digits)",
+        ))
     }
 }
 
@@ -54,32 +57,47 @@ pub fn run(s: &str) -> Result<&str, Problem> {
     if is_run_id(s) {
         Ok(s)
     } else {
-        Err(Problem::bad_request(format!(
-            "run id `{}` is not a keyfleet run id (1-64 of letters, digits, - and _)",
-            shown(s)
-        )))
+        Err(Problem::bad_request(
+            "run id is not a keyfleet run id (1-64 of letters, digits, - and _)",
+        ))
     }
 }
 
-/// A value as it may be echoed in a problem: printable ASCII, at most 64
-/// characters. An access key id is public, but a caller who pastes a secret
-/// access key where a key id goes must not find it echoed (and logged by
-/// whatever reads the answer): a value of a secret's form (40 of the base64
-/// alphabet) is not shown at all. About a quarter of real secrets have no
-/// `/` or `+`, so the form alone decides.
-fn shown(s: &str) -> String {
-    if keyfleet_protocol::is_secret_access_key(s) {
-        return "<hidden>".into();
+/// The start second of a run id of the coordinator's form,
+/// `YYYYMMDDTHHMMSSZ-` and 6 lower case hex digits (`new_run_id` in
+/// coordinator/src/service/dispatch.rs, which takes the stamp from the same
+/// clock reading as the manifest's `created_at`): the second `created_at`
+/// falls in. `None` for any other id.
+pub fn run_started(s: &str) -> Option<OffsetDateTime> {
+    let (stamp, suffix) = s.split_once('-')?;
+    let suffix_ok = suffix.len() == 6
+        && suffix
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    if !suffix_ok || stamp.len() != 16 {
+        return None;
     }
-    let mut out: String = s
-        .chars()
-        .take(64)
-        .map(|c| if c.is_ascii_graphic() { c } else { '?' })
-        .collect();
-    if s.chars().count() > 64 {
-        out.push_str("...");
+    let fmt = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
+    PrimitiveDateTime::parse(stamp, fmt)
+        .ok()
+        .map(PrimitiveDateTime::assume_utc)
+}
+
+/// Whether a well-formed value of the path parameter `param` may be shown
+/// back (in a problem's `instance` or `detail`): only when its form tells
+/// it from a secret. An account id (12 digits), an access key id (`AKIA`
+/// and 16 upper case letters or digits: 20 characters, where a secret
+/// access key has 40 and a zip password 24 of a wider alphabet) and a run
+/// id of the coordinator's form ([`run_started`]) cannot be a secret; an
+/// IAM user name can (both secrets fit its alphabet), and so can a run id
+/// of another form.
+pub fn echoable(param: &str, value: &str) -> bool {
+    match param {
+        "account" => is_account_id(value),
+        "key_id" => is_key_id(value),
+        "run_id" | "run" => run_started(value).is_some(),
+        _ => false,
     }
-    out
 }
 
 #[cfg(test)]
@@ -137,7 +155,47 @@ mod tests {
         let plain = "wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY12";
         let p = key_id(plain).unwrap_err();
         assert!(!p.detail.contains(plain), "{}", p.detail);
+        // A zip password, which is of no secret's form.
+        let zip = "Kp7-xQ2_mN9.vR4+tY6=wZ8h";
+        for p in [account(zip), key_id(zip), run(zip)] {
+            let p = p.unwrap_err();
+            assert!(!p.detail.contains("Kp7"), "{}", p.detail);
+        }
         let p = user(&"x".repeat(300)).unwrap_err();
         assert!(p.detail.len() < 200, "{}", p.detail);
+    }
+
+    #[test]
+    fn only_identifiers_no_secret_can_look_like_are_echoable() {
+        assert!(echoable("account", "111122223333"));
+        assert!(echoable("key_id", "AKIAIOSFODNN7EXAMPLE"));
+        assert!(echoable("run_id", "20260301T000000Z-a1b2c3"));
+        for (param, v) in [
+            ("user", "alice"),
+            ("run_id", "wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY12"),
+            ("run_id", "Kp7xQ2mN9vR4tY6wZ8hJ3a-b"),
+            ("run_id", "20260301T000000Z-A1B2C3"),
+            ("run_id", "20261301T000000Z-a1b2c3"),
+            ("account", "11112222333a"),
+            ("other", "111122223333"),
+        ] {
+            assert!(!echoable(param, v), "{param} {v}");
+        }
+    }
+
+    #[test]
+    fn a_coordinator_run_id_tells_its_start_second() {
+        assert_eq!(
+            run_started("20260301T120304Z-abcdef"),
+            Some(time::macros::datetime!(2026-03-01 12:03:04 UTC))
+        );
+        for other in [
+            "20260301T120304Z",
+            "20260301T120304Z-abcdeg",
+            "r-1",
+            "x-abcdef",
+        ] {
+            assert_eq!(run_started(other), None, "{other}");
+        }
     }
 }

@@ -37,7 +37,15 @@
 //!   (`/runs/{run_id}/report.{html,json,csv}`) and the key inventory
 //!   (`/export.csv`, `/export.json`, the content of `/v1/export`). The
 //!   dashboard links only to those.
-//! - **Errors** are RFC 9457 problem details ([`problem`]).
+//! - **Errors** are RFC 9457 problem details ([`problem`]). No answer
+//!   echoes what could be a secret pasted into a URL: `instance` is the
+//!   route's template with only account ids, key ids and run ids of the
+//!   coordinator's form filled in, and a 404 names the kind of thing not
+//!   found, never a user name it did not find (see [`problem`]).
+//! - **Reading the bucket**: what was read of a finalized report is kept
+//!   for the life of the process (reports never change), and runs are
+//!   read newest first only as far as an answer needs; the S3 requests a
+//!   call costs are bounded in [`data`].
 //! - **OpenAPI**: the route table ([`routes::ROUTES`]) is the one source of
 //!   both the router and `/openapi.json` ([`openapi`]); a test holds the
 //!   document against the router.

@@ -1,10 +1,12 @@
 //! The layers around every route, outermost first:
 //!
-//! 1. [`finish`]: writes problem bodies with the request's path as
-//!    `instance` (and turns bare error statuses, such as axum's 404 and 405,
-//!    into problems), then logs the request: method, path, status, the
-//!    caller's key id, time taken. Never a header value, so never a key or
-//!    a session cookie.
+//! 1. [`finish`]: writes problem bodies with the request's route as
+//!    `instance` ([`crate::problem::instance`]; never the raw path, which
+//!    may hold a pasted secret), and turns bare error statuses, such as
+//!    axum's 404 and 405, into problems; then logs the request: method,
+//!    that same `instance`, status, the caller's key id, time taken. Never a
+//!    header value, so never a key or a session cookie, and never the raw
+//!    path.
 //! 2. [`headers`]: `Cache-Control: no-store` (answers hold account data),
 //!    `X-Content-Type-Options: nosniff`, `Referrer-Policy: no-referrer`,
 //!    and a Content-Security-Policy on HTML that allows no script, no
@@ -20,7 +22,7 @@ use crate::auth::Caller;
 use crate::problem::{Pending, Problem, MEDIA_TYPE};
 use crate::AppState;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -35,7 +37,14 @@ pub const REPORT_CSP: &str =
 
 pub async fn finish(req: Request, next: Next) -> Response {
     let method = req.method().clone();
-    let path = req.uri().path().to_string();
+    // The router's layers run once a route is matched, so its template is
+    // known here (not for the fallback: no route matched).
+    let path = crate::problem::instance(
+        req.extensions()
+            .get::<MatchedPath>()
+            .map(MatchedPath::as_str),
+        req.uri().path(),
+    );
     let started = Instant::now();
     let mut resp = next.run(req).await;
     let problem = match resp.extensions_mut().remove::<Pending>() {

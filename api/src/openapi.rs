@@ -160,7 +160,10 @@ fn components() -> Value {
                     "title": {"type": "string"},
                     "status": {"type": "integer"},
                     "detail": {"type": "string"},
-                    "instance": {"type": "string"},
+                    "instance": {
+                        "type": "string",
+                        "description": "The route the request matched, e.g. /v1/accounts/111122223333/users/{user}/keys: account ids, access key ids and run ids of the coordinator's form as given, every other parameter as its placeholder. Never the raw path, which may hold a pasted secret; for a path no route matches, its unknown segments are {segment}.",
+                    },
                 },
             },
             "Health": { "type": "object", "properties": { "status": {"const": "ok"} } },

@@ -4,17 +4,47 @@
 //! `type` is `about:blank` (the status says it all, and `title` is the
 //! status's reason phrase) except where a client may want to tell two
 //! causes of one status apart: the two conflicts of a reactivation
-//! ([`KEY_DELETED`], [`KEY_ACTIVE`]). `instance` is the request's path.
+//! ([`KEY_DELETED`], [`KEY_ACTIVE`]). `instance` is the request's route
+//! ([`instance`], below).
 //!
 //! A handler returns a [`Problem`]; its response carries the problem as an
 //! extension, and the router's outermost layer writes the body with the
-//! request's path as `instance` (see [`crate::middleware`]). That layer also
-//! turns a bare error response (axum's 404 and 405, a body over the size
-//! limit) into a problem, so every error the API answers has this shape.
+//! `instance` (see [`crate::middleware`]). That layer also turns a bare
+//! error response (axum's 404 and 405, a body over the size limit) into a
+//! problem, so every error the API answers has this shape.
 //!
 //! `detail` is written for the caller and never carries an internal error
 //! text: an S3 or Lambda failure is logged in full with an error id, and the
 //! caller gets a 502 naming that id.
+//!
+//! # What an answer may echo of the request
+//!
+//! Someone who pastes a secret into a URL (a secret access key, 40 of the
+//! base64 alphabet, or a credentials zip's password, 24 of letters, digits
+//! and `-_.+=`) must not get it back in an answer, where a proxy, a log or
+//! a screen share would keep it. Neither can be told apart from an IAM
+//! user name (both fit its alphabet), a secret without `/` or `+` or a
+//! password without `.+=` is a well-formed run id as well, and anything
+//! at all may sit where a malformed value was. So:
+//!
+//! - `instance` is the route's template (`/v1/accounts/{account}/users/{user}/keys`),
+//!   never the raw path, with only the identifiers whose form no secret has
+//!   filled in: an account id (12 digits), an access key id (`AKIA`/`ASIA`
+//!   and 16 upper case letters or digits, 20 characters) and a run id of
+//!   the coordinator's form (`20260301T000000Z-a1b2c3`), see
+//!   [`crate::ids::echoable`]. A path no route matches keeps only the
+//!   segments that are literal parts of some route; every other segment is
+//!   `{segment}`.
+//! - A `detail` names the kind of thing not found ("no such user in account
+//!   111122223333 in run ..."), never an unvalidated value: account ids,
+//!   key ids and run ids only when echoable as above, a user name only when
+//!   the run answering holds that user (then it is a user's name, not
+//!   something pasted: the 409s and the 404 of an unknown key of a known
+//!   user), and a malformed value never ([`crate::ids`]).
+//! - The same goes for the request log ([`crate::middleware::finish`] logs
+//!   `instance`, not the path) and headers: the ones that name a run or a
+//!   file name only ever carry a run id read from a stored report or given
+//!   by the coordinator.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -135,6 +165,50 @@ impl Problem {
     }
 }
 
+/// What a problem's `instance` (and the request log) says of a request:
+/// the template of the `route` it matched, with the segments of `path`
+/// that fill an echoable parameter ([`crate::ids::echoable`]) put in; for
+/// a path no route matched, the path with every segment that is not a
+/// literal part of some route replaced by `{segment}`. See the module doc
+/// for why the raw path never shows.
+pub fn instance(route: Option<&str>, path: &str) -> String {
+    let given: Vec<&str> = path.split('/').collect();
+    match route {
+        Some(route) => {
+            let template: Vec<&str> = route.split('/').collect();
+            if template.len() != given.len() {
+                return route.to_string();
+            }
+            template
+                .iter()
+                .zip(&given)
+                .map(
+                    |(t, g)| match t.strip_prefix('{').and_then(|t| t.strip_suffix('}')) {
+                        Some(param) if crate::ids::echoable(param, g) => *g,
+                        _ => *t,
+                    },
+                )
+                .collect::<Vec<_>>()
+                .join("/")
+        }
+        None => given
+            .iter()
+            .map(|g| {
+                let literal = g.is_empty()
+                    || crate::routes::ROUTES
+                        .iter()
+                        .any(|r| r.path.split('/').any(|t| t == *g && !t.starts_with('{')));
+                if literal {
+                    *g
+                } else {
+                    "{segment}"
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("/"),
+    }
+}
+
 /// Marks a response whose body the outer layer writes.
 #[derive(Debug, Clone)]
 pub(crate) struct Pending(pub Problem);
@@ -155,7 +229,7 @@ mod tests {
 
     #[test]
     fn a_problem_is_rfc_9457_json() {
-        let p = Problem::not_found("no user bob in 111122223333");
+        let p = Problem::not_found("no such user in 111122223333");
         let resp = p.to_response(Some("/v1/x"));
         assert_eq!(resp.status(), 404);
         assert_eq!(resp.headers()[header::CONTENT_TYPE], MEDIA_TYPE);
@@ -170,7 +244,7 @@ mod tests {
                 "type": "about:blank",
                 "title": "Not Found",
                 "status": 404,
-                "detail": "no user bob in 111122223333",
+                "detail": "no such user in 111122223333",
                 "instance": "/v1/x"
             })
         );
@@ -196,6 +270,43 @@ mod tests {
         assert_eq!(p.status, 502);
         assert!(p.detail.contains("error id"), "{}", p.detail);
         assert!(!p.detail.contains("hunter2") && !p.detail.contains("arn:"));
+    }
+
+    #[test]
+    fn instance_is_the_route_with_only_echoable_identifiers() {
+        let route = "/v1/accounts/{account}/users/{user}/keys/{key_id}/reactivate";
+        assert_eq!(
+            instance(
+                Some(route),
+                "/v1/accounts/111122223333/users/alice/keys/AKIAIOSFODNN7EXAMPLE/reactivate"
+            ),
+            "/v1/accounts/111122223333/users/{user}/keys/AKIAIOSFODNN7EXAMPLE/reactivate"
+        );
+        let secret = "wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY12";
+        assert_eq!(
+            instance(
+                Some(route),
+                &format!("/v1/accounts/{secret}/users/{secret}/keys/{secret}/reactivate")
+            ),
+            route
+        );
+        assert_eq!(
+            instance(Some("/v1/runs/{run_id}"), &format!("/v1/runs/{secret}")),
+            "/v1/runs/{run_id}"
+        );
+        assert_eq!(
+            instance(
+                Some("/v1/runs/{run_id}"),
+                "/v1/runs/20260301T000000Z-a1b2c3"
+            ),
+            "/v1/runs/20260301T000000Z-a1b2c3"
+        );
+        assert_eq!(
+            instance(None, "/v1/runs/wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
+            "/v1/runs/{segment}/{segment}/{segment}"
+        );
+        assert_eq!(instance(None, "/"), "/");
+        assert_eq!(instance(None, "/v2/"), "/{segment}/");
     }
 
     #[test]

@@ -813,8 +813,23 @@ fn label(mut resp: Response, run_id: &str, finalized_at: time::OffsetDateTime) -
     resp
 }
 
-fn path_problem(e: PathRejection) -> Problem {
-    Problem::bad_request(format!("bad path: {}", e.body_text()))
+/// A path axum could not take apart (for a `String` parameter: percent-
+/// encoded bytes that are not UTF-8). Its own text may quote the value,
+/// which may be a pasted secret, so it is neither shown nor logged.
+fn path_problem(_: PathRejection) -> Problem {
+    Problem::bad_request(
+        "a path parameter could not be decoded (percent-encoded bytes must be UTF-8)",
+    )
+}
+
+/// A run as a 404 may name it: by id when the id cannot be a secret
+/// ([`ids::echoable`]), else as "this run id".
+fn run_named(run_id: &str) -> String {
+    if ids::echoable("run_id", run_id) {
+        format!("run {run_id}")
+    } else {
+        "this run id".to_string()
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -872,8 +887,9 @@ async fn list_runs(
                 Problem::bad_request(format!("limit must be a number from 1 to {MAX_LIMIT}"))
             })?,
     };
-    let summaries = state.data().summaries().await.map_err(store_failed)?;
-    let runs: Vec<_> = summaries.iter().take(limit).map(|s| s.as_ref()).collect();
+    // Only the newest `limit` runs are read (see crate::data).
+    let summaries = state.data().newest(limit).await.map_err(store_failed)?;
+    let runs: Vec<_> = summaries.iter().map(|s| s.as_ref()).collect();
     let resp = json(&json!({"runs": runs}));
     Ok(match summaries.first() {
         Some(s) => label(resp, &s.run_id, s.finalized_at),
@@ -895,7 +911,9 @@ async fn get_run(
         .report(run_id)
         .await
         .map_err(store_failed)?
-        .ok_or_else(|| Problem::not_found(format!("no finalized report for run {run_id}")))?;
+        .ok_or_else(|| {
+            Problem::not_found(format!("no finalized report for {}", run_named(run_id)))
+        })?;
     let resp = if as_csv {
         csv(
             render::to_csv(&report),
@@ -927,7 +945,9 @@ async fn stored_report(
         .rendered(&run_id, ext)
         .await
         .map_err(store_failed)?
-        .ok_or_else(|| Problem::not_found(format!("no {what} report for run {run_id}")))?;
+        .ok_or_else(|| {
+            Problem::not_found(format!("no {what} report for {}", run_named(&run_id)))
+        })?;
     Ok((run_id, bytes))
 }
 
@@ -988,6 +1008,9 @@ async fn latest_scheduled(state: &AppState) -> Result<std::sync::Arc<RunReport>,
         .ok_or_else(|| Problem::not_found("no finalized scheduled run yet"))
 }
 
+/// The account's section and the user's in `report`, or a 404 that names
+/// the account (validated: 12 digits) but not the user (see
+/// [`crate::problem`]).
 fn lookup<'r>(
     report: &'r RunReport,
     account: &str,
@@ -1005,8 +1028,9 @@ fn lookup<'r>(
             "account {account} is not in run {}",
             report.run_id
         ))),
+        // The user name may be a pasted secret: not echoed (crate::problem).
         Lookup::NoUser(a) => Err(Problem::not_found(format!(
-            "no user {user} in account {account} in run {}{}",
+            "no such user in account {account} in run {}{}",
             report.run_id,
             if a.state.is_problem() {
                 format!(" (the account is {} in that run)", a.state.as_str())
@@ -1271,7 +1295,7 @@ async fn dashboard_page(
     if let (Some(id), None) = (&filter.run, shown) {
         return dashboard::error_page(
             StatusCode::NOT_FOUND,
-            &format!("no finalized run {id}"),
+            &format!("no finalized report for {}", run_named(id)),
             &base,
         );
     }

@@ -8,7 +8,9 @@
 mod access;
 mod actions;
 mod browser;
+mod cost;
 mod dashboard;
+mod echo;
 mod fixture;
 mod lambda;
 mod openapi;

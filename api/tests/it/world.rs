@@ -5,7 +5,8 @@
 //! Every call goes through [`World::call`], which also checks what every
 //! test should hold: the status is one the OpenAPI document lists for the
 //! route the router matched, and no answer (headers or body) holds an API
-//! key.
+//! key or a value of [`crate::echo::PASTED`] (secrets someone might paste
+//! into a URL).
 
 use crate::fixture;
 use axum::body::Body;
@@ -97,6 +98,12 @@ pub struct World {
     pub fake: Arc<FakeCoordinator>,
     #[allow(dead_code)]
     pub bucket: String,
+    /// What [`World::restart`] builds a fresh process from.
+    store: RunStore,
+    entries: Vec<keyfleet_api::ApiKeyEntry>,
+    coordinator: Arc<dyn Coordinator>,
+    cors_origins: Vec<String>,
+    rate_limit: RateLimit,
 }
 
 /// What a call answered.
@@ -177,6 +184,32 @@ pub async fn put_report(store: &RunStore, r: &RunReport) {
         .unwrap();
 }
 
+fn build(
+    entries: &[keyfleet_api::ApiKeyEntry],
+    cors_origins: &[String],
+    rate_limit: RateLimit,
+    store: &RunStore,
+    coordinator: &Arc<dyn Coordinator>,
+    clock: &ManualClock,
+) -> (AppState, Router) {
+    let state = AppState::with_clock(
+        ApiConfig {
+            keys: entries.to_vec(),
+            cors_origins: cors_origins.to_vec(),
+            rate_limit,
+            ..Default::default()
+        },
+        Backend {
+            store: store.clone(),
+            coordinator: coordinator.clone(),
+        },
+        Arc::new(clock.clone()),
+    )
+    .unwrap();
+    let app = router(state.clone()).layer(from_fn(record_route));
+    (state, app)
+}
+
 async fn record_route(req: Request, next: Next) -> Response {
     let route = req
         .extensions()
@@ -223,18 +256,15 @@ impl World {
             )),
         };
         let clock = ManualClock::new();
-        let state = AppState::with_clock(
-            ApiConfig {
-                keys: vec![er, ea, eo],
-                cors_origins: opts.cors_origins,
-                rate_limit: opts.rate_limit,
-                ..Default::default()
-            },
-            Backend { store, coordinator },
-            Arc::new(clock.clone()),
-        )
-        .unwrap();
-        let app = router(state.clone()).layer(from_fn(record_route));
+        let entries = vec![er, ea, eo];
+        let (state, app) = build(
+            &entries,
+            &opts.cors_origins,
+            opts.rate_limit,
+            &store,
+            &coordinator,
+            &clock,
+        );
         World {
             app,
             state,
@@ -244,7 +274,28 @@ impl World {
             rotator,
             fake,
             bucket,
+            store,
+            entries,
+            coordinator,
+            cors_origins: opts.cors_origins,
+            rate_limit: opts.rate_limit,
         }
+    }
+
+    /// The API as a new process would start over the same bucket, keys
+    /// and coordinator: nothing kept in memory (a Lambda cold start).
+    #[allow(dead_code)]
+    pub fn restart(&mut self) {
+        let (state, app) = build(
+            &self.entries,
+            &self.cors_origins,
+            self.rate_limit,
+            &self.store,
+            &self.coordinator,
+            &self.clock,
+        );
+        self.state = state;
+        self.app = app;
     }
 
     pub fn keys(&self) -> [&str; 3] {
@@ -316,6 +367,7 @@ impl World {
 /// One request, checked against the document and for leaked keys.
 pub async fn send_checked(app: &Router, req: axum::http::Request<Body>, keys: &[&str]) -> Answer {
     let method = req.method().clone();
+    let uri = req.uri().clone();
     let resp = app.clone().oneshot(req).await.unwrap();
     let route = resp.extensions().get::<RouteSeen>().map(|r| r.0.clone());
     let status = resp.status();
@@ -338,6 +390,20 @@ pub async fn send_checked(app: &Router, req: axum::http::Request<Body>, keys: &[
                 !v.to_str().unwrap_or_default().contains(k),
                 "header {name} holds an API key"
             );
+        }
+    }
+    for pasted in crate::echo::PASTED {
+        for piece in crate::echo::pieces(pasted) {
+            assert!(
+                !text.contains(piece),
+                "{method} {uri}: the answer ({status}) echoes `{piece}` of a pasted secret: {text}"
+            );
+            for (name, v) in answer.headers.iter() {
+                assert!(
+                    !v.to_str().unwrap_or_default().contains(piece),
+                    "{method} {uri}: header {name} echoes `{piece}` of a pasted secret: {v:?}"
+                );
+            }
         }
     }
     // Cache-Control and nosniff on everything.
