@@ -284,6 +284,7 @@ fn error_kind(e: &CoordinatorError) -> &'static str {
         CoordinatorError::Org(_) => "Organizations",
         CoordinatorError::UnknownRun(_) => "UnknownRun",
         CoordinatorError::Ses { .. } | CoordinatorError::Mail { .. } => "Mail",
+        CoordinatorError::KeyRing { .. } => "KeyRing",
         CoordinatorError::Policy(_) => "Policy",
         CoordinatorError::Request(_) => "BadRequest",
         CoordinatorError::NoAccountSelected { .. } => "NoAccountSelected",

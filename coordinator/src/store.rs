@@ -10,13 +10,16 @@
 //!   replayed message is not stored twice; a retried job's parts never mix
 //!   with an earlier attempt's;
 //! - `runs/<run_id>/report.json`: written once with `If-None-Match: *`; its
-//!   existence means the run is finalized (exactly one finalizer wins);
+//!   existence means the run is finalized (exactly one finalizer wins), and
+//!   it holds the report the files under `reports/` are rendered from;
 //! - `runs/<run_id>/undeliverable/<account>/<user>`: why an owner who had
 //!   mail coming was not mailed (the deliverability rule refused the
 //!   address), written with `If-None-Match: *` so the alert goes out once;
 //! - `ledger/<account>/<user>/<key_id>/<kind>`: one object per owner email,
 //!   claimed with `If-None-Match: *` before sending, so each notice goes out
-//!   once across retries and duplicate deliveries;
+//!   once across retries and duplicate deliveries; for a new key also its
+//!   zip's password, sealed to the coordinator, chosen once so that every
+//!   zip and password email of the key match;
 //! - `reports/<run_id>/report.{json,csv,html}`: what people read;
 //! - `cleanup-done`: the run id of the initial clean-up, once it finalized.
 //!

@@ -2,6 +2,14 @@
 //! (the final marker decides), writes its files, sends the security team's
 //! summary and the alerts; the sweep finalizes runs past their deadline.
 //! Reading reports back is [`crate::reports`]'s.
+//!
+//! The marker holds the report, and the files people read
+//! (`reports/<run>/report.{json,csv,html}`) are only ever rendered from the
+//! marker's report: two finalizers may build different reports (one took in
+//! a late result the other did not see), and the files must be the one
+//! report that won, never a mix or the loser's. A finalizer stopped between
+//! its claim and its files leaves a marker without files; the next
+//! finalize of the run, or the sweep, writes them from the marker.
 
 use super::{Coordinator, CoordinatorError};
 use crate::mail;
@@ -38,6 +46,7 @@ impl Coordinator {
     /// when another invocation already finalized it.
     pub async fn finalize(&self, run_id: &str) -> Result<Option<RunReport>, CoordinatorError> {
         if self.store.exists(&store::final_key(run_id)).await? {
+            self.complete_report_files(run_id).await?;
             return Ok(None);
         }
         let manifest = self
@@ -53,35 +62,20 @@ impl Coordinator {
         }
         let report = aggregate(&manifest, &results, OffsetDateTime::now_utc());
         let json = render::to_json(&report);
-        let csv = render::to_csv(&report);
-        let html = render::to_html(&report);
-        // The files first (plain puts, safe to repeat), then the marker that
-        // makes this the one finalization; the summary goes out only for the
-        // winner, and a failed summary releases the marker so a retry or the
-        // sweep sends it.
-        self.store
-            .put(
-                &store::report_key(run_id, "json"),
-                json.clone(),
-                "application/json",
-            )
-            .await?;
-        self.store
-            .put(&store::report_key(run_id, "csv"), csv.clone(), "text/csv")
-            .await?;
-        self.store
-            .put(
-                &store::report_key(run_id, "html"),
-                html.into_bytes(),
-                "text/html",
-            )
-            .await?;
+        // The marker first: only the finalizer that claims it writes the
+        // files, so a finalizer that built another report and lost never
+        // overwrites the winner's. The summary goes out only for the winner;
+        // files that cannot be written, or a failed summary, release the
+        // marker so a retry or the sweep does it all again.
         if !self
-            .claim(&store::final_key(run_id), json, "application/json")
+            .claim(&store::final_key(run_id), json.clone(), "application/json")
             .await?
         {
             return Ok(None);
         }
+        let written = self.write_report_files(run_id, &report, json).await;
+        self.release_on_failure(&store::final_key(run_id), written)
+            .await?;
         if manifest.policy.cleanup && !manifest.dry_run {
             self.store
                 .put_new(
@@ -97,7 +91,7 @@ impl Coordinator {
                 &self.config.sender,
                 &self.config.security_team,
                 &report,
-                &csv,
+                &render::to_csv(&report),
                 Some(&url),
             ) {
                 Ok(m) => self.send_email(&m).await,
@@ -133,17 +127,87 @@ impl Coordinator {
         Ok(Some(report))
     }
 
+    /// The files people read, rendered from `report`, whose JSON rendering
+    /// is `json` (the finalize marker's content). Plain puts: every writer
+    /// writes the same bytes for the same marker.
+    async fn write_report_files(
+        &self,
+        run_id: &str,
+        report: &RunReport,
+        json: Vec<u8>,
+    ) -> Result<(), CoordinatorError> {
+        self.store
+            .put(&store::report_key(run_id, "json"), json, "application/json")
+            .await?;
+        self.store
+            .put(
+                &store::report_key(run_id, "csv"),
+                render::to_csv(report),
+                "text/csv",
+            )
+            .await?;
+        // Last: its presence says the files are complete.
+        self.store
+            .put(
+                &store::report_key(run_id, "html"),
+                render::to_html(report).into_bytes(),
+                "text/html",
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The files of a finalized run, written from its marker when they are
+    /// missing (a finalizer stopped after its claim). The HTML file is
+    /// written last, so it being there means they all are. The marker is
+    /// read again after writing: when a finalizer released it meanwhile (its
+    /// summary failed) and another claimed it with another report, the files
+    /// are written again from that one, so a slow repair never leaves an
+    /// older report's files behind.
+    async fn complete_report_files(&self, run_id: &str) -> Result<(), CoordinatorError> {
+        if self
+            .store
+            .exists(&store::report_key(run_id, "html"))
+            .await?
+        {
+            return Ok(());
+        }
+        let key = store::final_key(run_id);
+        let Some(mut marker) = self.store.get(&key).await? else {
+            return Ok(());
+        };
+        loop {
+            let report: RunReport = match serde_json::from_slice(&marker) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(run_id = %run_id, error = %e, "the finalize marker holds no readable report; its files are not written");
+                    return Ok(());
+                }
+            };
+            self.write_report_files(run_id, &report, marker.clone())
+                .await?;
+            tracing::warn!(run_id = %run_id, "report files were missing; written from the finalize marker");
+            match self.store.get(&key).await? {
+                Some(now) if now != marker => marker = now,
+                _ => return Ok(()),
+            }
+        }
+    }
+
     /// Where the HTML report of a run is.
     pub fn report_url(&self, run_id: &str) -> String {
         self.reports().report_url(run_id)
     }
 
-    /// Finalizes every run past its deadline that is not finalized yet.
+    /// Finalizes every run past its deadline that is not finalized yet, and
+    /// writes the files of a finalized run that has none (see
+    /// [`Coordinator::complete_report_files`]).
     pub async fn sweep(&self) -> Result<Vec<String>, CoordinatorError> {
         let now = OffsetDateTime::now_utc();
         let mut done = Vec::new();
         for run in self.store.run_ids().await? {
             if self.store.exists(&store::final_key(&run)).await? {
+                self.complete_report_files(&run).await?;
                 continue;
             }
             let Some(m) = self.manifest(&run).await? else {

@@ -13,7 +13,9 @@ use keyfleet_protocol::{decode, encode, AccountResult, RunManifest, Token};
 enum Assembly {
     /// Not every part of any attempt is stored yet.
     Incomplete,
-    Complete(Box<AccountResult>),
+    /// Every complete attempt whose parts fit together, earliest first;
+    /// never empty.
+    Complete(Vec<AccountResult>),
     Broken(PartsError),
 }
 
@@ -80,8 +82,8 @@ impl Coordinator {
         // stored it and then failed (SES or S3 down), this retry is what
         // sends the owners' emails and finalizes. The ledger and the finalize
         // marker make repeating these steps harmless.
-        let whole = match self.assemble(&run, &account).await? {
-            Assembly::Complete(whole) => Some(*whole),
+        let attempts = match self.assemble(&run, &account).await? {
+            Assembly::Complete(attempts) => Some(attempts),
             Assembly::Incomplete => None,
             Assembly::Broken(e) => {
                 // The parts stay stored, as evidence; the account is
@@ -95,7 +97,7 @@ impl Coordinator {
                     .await);
             }
         };
-        let Some(whole) = whole else {
+        let Some(attempts) = attempts else {
             return Ok(if duplicate {
                 Intake::Duplicate {
                     run_id: run,
@@ -110,12 +112,22 @@ impl Coordinator {
                 }
             });
         };
+        // Every attempt's owners, not only the first's: a retried job's
+        // result carries keys of users the first attempt deferred.
         // Mail that fails is not a reason to receive the result again (it
         // would end in the DLQ with its emails unsent): the sweep sends it.
-        if let Err(e) = self.notify_owners(&manifest, &whole).await {
+        // A key ring that could not be read is recorded for the sweep too,
+        // and also fails the message: it is no mail failure but an outage
+        // that a redelivery minutes later usually outlives, while the sweep
+        // comes an hour later.
+        if let Err(e) = self.notify_attempts(&manifest, &attempts).await {
             self.mail_pending(&run, &account, &e).await?;
+            if matches!(e, CoordinatorError::KeyRing { .. }) {
+                return Err(e);
+            }
         }
         if late && !duplicate {
+            let whole = &attempts[0];
             let error = whole
                 .error
                 .as_deref()
@@ -162,29 +174,47 @@ impl Coordinator {
 
     /// The reassembled result of an account, once all the parts of one
     /// delivery attempt are stored (the earliest complete attempt that fits
-    /// together wins). Parts that do not fit together count as no result.
+    /// together wins: it is what the report shows). Parts that do not fit
+    /// together count as no result.
     pub async fn account_result(
         &self,
         run: &str,
         account: &str,
     ) -> Result<Option<AccountResult>, CoordinatorError> {
+        Ok(self
+            .account_attempts(run, account)
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    /// Every complete attempt of an account whose parts fit together,
+    /// earliest first (empty when there is none). Owner mail is sent from
+    /// all of them: each attempt's new keys exist in IAM, and only its own
+    /// result carries their boxes.
+    pub(super) async fn account_attempts(
+        &self,
+        run: &str,
+        account: &str,
+    ) -> Result<Vec<AccountResult>, CoordinatorError> {
         Ok(match self.assemble(run, account).await? {
-            Assembly::Complete(r) => Some(*r),
-            Assembly::Incomplete => None,
+            Assembly::Complete(attempts) => attempts,
+            Assembly::Incomplete => Vec::new(),
             Assembly::Broken(e) => {
                 tracing::error!(run_id = %run, account = %account, error = %e, "result parts do not fit together");
-                None
+                Vec::new()
             }
         })
     }
 
-    /// The earliest complete attempt whose parts fit together; the first
-    /// misfit when no complete attempt fits (so parts a compromised agent
-    /// forged for its own account never hide a genuine attempt).
+    /// Every complete attempt whose parts fit together, earliest first; the
+    /// first misfit when no complete attempt fits (so parts a compromised
+    /// agent forged for its own account never hide a genuine attempt).
     async fn assemble(&self, run: &str, account: &str) -> Result<Assembly, CoordinatorError> {
         let prefix = store::account_results_prefix(run, account);
         let keys = self.store.list(&prefix).await?;
         let mut misfit = None;
+        let mut fitting = Vec::new();
         for (_, complete) in store::complete_attempts(&keys) {
             let mut all = Vec::with_capacity(complete.len());
             for k in &complete {
@@ -196,13 +226,17 @@ impl Coordinator {
                 }
             }
             match keyfleet_protocol::parts::reassemble(all) {
-                Ok(r) => return Ok(Assembly::Complete(Box::new(r))),
+                Ok(r) => fitting.push(r),
                 Err(e) => {
                     misfit.get_or_insert(e);
                 }
             }
         }
-        Ok(misfit.map_or(Assembly::Incomplete, Assembly::Broken))
+        Ok(match misfit {
+            _ if !fitting.is_empty() => Assembly::Complete(fitting),
+            Some(e) => Assembly::Broken(e),
+            None => Assembly::Incomplete,
+        })
     }
 
     async fn all_reported(&self, manifest: &RunManifest) -> Result<bool, CoordinatorError> {

@@ -157,13 +157,14 @@ impl Coordinator {
             .manifest(run)
             .await?
             .ok_or_else(|| CoordinatorError::UnknownRun(run.to_string()))?;
-        let Some(result) = self.account_result(run, account).await? else {
+        let attempts = self.account_attempts(run, account).await?;
+        if attempts.is_empty() {
             // Recorded only after the parts were complete: they are gone.
             return Err(CoordinatorError::Request(format!(
                 "the stored result of account {account} in run {run} is gone"
             )));
-        };
-        self.notify_owners(&manifest, &result).await
+        }
+        self.notify_attempts(&manifest, &attempts).await
     }
 
     async fn give_up(&self, key: &str, record: &PendingMail) -> Result<(), CoordinatorError> {

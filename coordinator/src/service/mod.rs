@@ -23,11 +23,14 @@
 //! malformed is rejected (logged, alerted, and the message consumed: retrying
 //! it cannot help), while an infrastructure failure (S3, SES) is returned as
 //! an error so the SQS message is retried, except owner mail: once the
-//! result is stored, mail that fails is left to the sweep ([`mail_retry`]). An owner address that the
-//! deliverability rule refuses under the run's policy (the manifest's, with
-//! its `owner_domains`) is neither: nothing is sent to it, it is recorded
-//! and alerted once, the report's row of the user says why, and the rest of
-//! the result is taken in as usual.
+//! result is stored, mail that fails is left to the sweep ([`mail_retry`]);
+//! a key ring that cannot be read again (Secrets Manager failing) is left
+//! to the sweep too but also fails the message, since a box sealed to a key
+//! the held ring lacks must never be refused over an outage. An owner
+//! address that the deliverability rule refuses under the run's policy (the
+//! manifest's, with its `owner_domains`) is neither: nothing is sent to it,
+//! it is recorded and alerted once, the report's row of the user says why,
+//! and the rest of the result is taken in as usual.
 
 mod dispatch;
 mod finalize;
@@ -101,6 +104,13 @@ pub enum CoordinatorError {
     Ses { to: String, message: String },
     #[error("building the email for {user} failed: {message}")]
     Mail { user: String, message: String },
+    /// The key ring could not be read again from its secret (Secrets
+    /// Manager failed, or the stored ring does not parse). A box naming a
+    /// key the held ring lacks may open with the stored ring, so this is a
+    /// reason to retry, never to refuse the box: refusing would lose the
+    /// key for good over an outage.
+    #[error("reading the key ring from secret {secret} failed: {message}")]
+    KeyRing { secret: String, message: String },
     #[error("invalid policy: {0}")]
     Policy(String),
     #[error("invalid request: {0}")]
@@ -238,40 +248,42 @@ impl Coordinator {
     }
 
     /// The key ring, read again from its secret first when it does not hold
-    /// `key_id` (and a source is set). A failed read keeps the ring held.
-    pub(super) async fn ring_for(&self, key_id: &str) -> Arc<KeyRing> {
+    /// `key_id` (and a source is set). A ring that still lacks `key_id` after
+    /// a successful read is the answer (the box is refused); a read that
+    /// fails, or a stored ring that does not parse, is an error: the box may
+    /// well open once the ring is read, so the caller retries rather than
+    /// refuses.
+    pub(super) async fn ring_for(&self, key_id: &str) -> Result<Arc<KeyRing>, CoordinatorError> {
         let held = self.keys.read().expect("key ring lock").clone();
         let Some(source) = &self.key_source else {
-            return held;
+            return Ok(held);
         };
         if held.get(key_id).is_some() {
-            return held;
+            return Ok(held);
         }
+        let failed = |message: String| {
+            tracing::error!(secret = %source.secret_id, error = %message, "reading the key ring again failed");
+            CoordinatorError::KeyRing {
+                secret: source.secret_id.clone(),
+                message,
+            }
+        };
         let read = source
             .client
             .get_secret_value()
             .secret_id(&source.secret_id)
             .send()
-            .await;
-        let ring = match read {
-            Ok(v) => KeyRing::parse(v.secret_string().unwrap_or_default()),
-            Err(e) => {
-                tracing::error!(secret = %source.secret_id, error = %aws_sdk_secretsmanager::error::DisplayErrorContext(e), "reading the key ring again failed");
-                return held;
-            }
-        };
-        match ring {
-            Ok(ring) => {
-                tracing::info!(keys = ?ring.ids(), "key ring read again");
-                let ring = Arc::new(ring);
-                *self.keys.write().expect("key ring lock") = ring.clone();
-                ring
-            }
-            Err(e) => {
-                tracing::error!(secret = %source.secret_id, error = %e, "the stored key ring is unreadable; keeping the one held");
-                held
-            }
-        }
+            .await
+            .map_err(|e| {
+                failed(aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string())
+            })?;
+        // The parse error names a line, never the key material.
+        let ring = KeyRing::parse(read.secret_string().unwrap_or_default())
+            .map_err(|e| failed(format!("the stored key ring is unreadable: {e}")))?;
+        tracing::info!(keys = ?ring.ids(), "key ring read again");
+        let ring = Arc::new(ring);
+        *self.keys.write().expect("key ring lock") = ring.clone();
+        Ok(ring)
     }
 
     /// Sends jobs to `sink` instead of the accounts' queues.

@@ -15,12 +15,48 @@ use keyfleet_protocol::{AccountResult, Action, Notice, Outcome, RunManifest};
 use std::future::Future;
 use time::OffsetDateTime;
 
-/// The ledger claim of a new key's zip email: the run that sent it and the
-/// zip's password, sealed to the coordinator (see `deliver_key`).
+/// The ledger claim of a new key's zip email (see `deliver_key`).
 #[derive(serde::Serialize, serde::Deserialize)]
 struct ZipClaim {
     run_id: String,
-    password: keyfleet_protocol::SealedSecret,
+    /// The zip's password, sealed to the coordinator, in claims written
+    /// before the password had its own ledger entry: read (never written)
+    /// so that the password of such a zip is the one sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    password: Option<keyfleet_protocol::SealedSecret>,
+    /// `false` while the claimer is sending the zip, `true` once SES took
+    /// it: only a confirmed zip's password may go out, since a zip whose
+    /// send fails is released and sent again later. Claims written before
+    /// the field stand for a sent zip (their claimer released them on
+    /// failure, and the field's absence cannot tell more).
+    #[serde(default = "claim_predates_confirmation")]
+    sent: bool,
+}
+
+fn claim_predates_confirmation() -> bool {
+    true
+}
+
+/// The ledger kinds of a new key: its zip email, its password email, and
+/// the zip's password itself (sealed; no email).
+const ZIP_KIND: &str = "new_key";
+const PASSWORD_EMAIL_KIND: &str = "new_key_password";
+const ZIP_PASSWORD_KIND: &str = "new_key_zip_password";
+
+/// Why a new key's zip password could not be had. Never holds the
+/// password.
+#[derive(Debug, thiserror::Error)]
+enum ZipPasswordError {
+    /// The run store (or another infrastructure call) failed: retried as is.
+    #[error(transparent)]
+    Store(#[from] CoordinatorError),
+    /// Sealing it, or opening the kept one, failed.
+    #[error(transparent)]
+    Seal(#[from] keyfleet_protocol::SealError),
+    #[error("the kept password is unreadable: {0}")]
+    Unreadable(String),
+    #[error("the kept password vanished after it was stored")]
+    Vanished,
 }
 
 /// What [`Coordinator::send_once`] did.
@@ -42,6 +78,22 @@ where
         Some(c) => format!("{c}: {}", e.message().unwrap_or("")),
         None => aws_sdk_sesv2::error::DisplayErrorContext(e).to_string(),
     }
+}
+
+/// The error to report of several sends, if any failed: a key ring that
+/// could not be read comes first, since it is the one the caller retries
+/// the message for (see [`CoordinatorError::KeyRing`]); otherwise the first.
+pub(super) fn first_error(
+    outcomes: impl IntoIterator<Item = Result<(), CoordinatorError>>,
+) -> Result<(), CoordinatorError> {
+    let mut first = None;
+    for e in outcomes.into_iter().filter_map(Result::err) {
+        if matches!(e, CoordinatorError::KeyRing { .. }) {
+            return Err(e);
+        }
+        first.get_or_insert(e);
+    }
+    first.map_or(Ok(()), Err)
 }
 
 /// The notices of a key that a reactivation lets go out once more.
@@ -82,7 +134,25 @@ impl Coordinator {
             .collect();
         let outcomes: Vec<Result<(), CoordinatorError>> =
             stream::iter(sends).buffer_unordered(8).collect().await;
-        outcomes.into_iter().collect()
+        first_error(outcomes)
+    }
+
+    /// The owners of every attempt of one account's job (see
+    /// [`Coordinator::account_attempts`]), earliest first, so that a later
+    /// attempt's notices come after an earlier one's. A key in two attempts
+    /// (the retry found the first attempt's key and sealed it again) is
+    /// mailed once: the ledger is per access key. One attempt's failure does
+    /// not keep the others' mail back.
+    pub(super) async fn notify_attempts(
+        &self,
+        manifest: &RunManifest,
+        attempts: &[AccountResult],
+    ) -> Result<(), CoordinatorError> {
+        let mut outcomes = Vec::with_capacity(attempts.len());
+        for result in attempts {
+            outcomes.push(self.notify_owners(manifest, result).await);
+        }
+        first_error(outcomes)
     }
 
     async fn notify_user(
@@ -246,14 +316,27 @@ impl Coordinator {
     }
 
     /// A new key's two emails, each exactly once: the zip, then its
-    /// password, under two ledger entries. The password is random (from the
-    /// OS generator) and is kept, sealed to the coordinator's own current
-    /// key and bound to the ledger entry, in the zip's claim: when the
-    /// password email fails after the zip went out, the retry opens it from
-    /// there and sends the password of that zip; the zip is never sent
-    /// twice with two passwords, and no password is stored in plain text. A
-    /// box that cannot be opened (sealed to a key the ring does not hold, or
-    /// forged) is recorded and alerted once: retrying cannot open it.
+    /// password, under two ledger entries.
+    ///
+    /// The password is random (from the OS generator), chosen once per key
+    /// and kept in a third ledger entry, sealed to the coordinator's current
+    /// key and bound to the entry: every zip built for the key, by any
+    /// delivery, the sweep included, has that password, so a zip sent again
+    /// after a failure and the password email always match, and no password
+    /// is stored in plain text. The entry is created with `If-None-Match`
+    /// and never released: of two deliveries choosing at once, both use the
+    /// one stored first.
+    ///
+    /// The password email goes out only once the zip is confirmed sent:
+    /// by the delivery that sent the zip, right after, or by a later one
+    /// that finds the zip's claim confirmed. A delivery that finds the zip
+    /// claimed but not confirmed (another is sending it, or was stopped
+    /// while sending) sends nothing and fails, so the sweep comes back to
+    /// it; an owner never gets the password of a zip that never came.
+    ///
+    /// A box that cannot be opened (sealed to a key the ring does not
+    /// hold, or forged) is recorded and alerted once: retrying cannot open
+    /// it. A key ring that cannot be read is an error, retried.
     async fn deliver_key(
         &self,
         manifest: &RunManifest,
@@ -266,7 +349,7 @@ impl Coordinator {
             user: user.user_name.clone(),
             message: m,
         };
-        let ring = self.ring_for(&sealed.key_id).await;
+        let ring = self.ring_for(&sealed.key_id).await?;
         let cred = match ring.open(&result.account_id, sealed) {
             Ok(cred) => cred,
             Err(e) => return self.refuse_box(manifest, result, user, sealed, &e).await,
@@ -279,10 +362,23 @@ impl Coordinator {
                 kind,
             )
         };
-        let zip_ledger = ledger("new_key");
-        let password = match self.kept_password(&ring, &zip_ledger).await? {
-            Some(p) => p,
-            None => zipbox::generate_password(),
+        let zip_ledger = ledger(ZIP_KIND);
+        let password_ledger = ledger(PASSWORD_EMAIL_KIND);
+        let short = mail::short_key(&cred.access_key_id);
+        let password = self
+            .zip_password(&ring, &ledger(ZIP_PASSWORD_KIND), &zip_ledger)
+            .await
+            .map_err(|e| match e {
+                ZipPasswordError::Store(e) => e,
+                other => mail_err(format!("the zip password of key {short}: {other}")),
+            })?;
+        let claim = |sent| {
+            serde_json::to_vec(&ZipClaim {
+                run_id: manifest.run_id.clone(),
+                password: None,
+                sent,
+            })
+            .expect("a plain struct serializes")
         };
         let (zip_name, zip) =
             zipbox::credentials_zip(&cred, &password, result.account_alias.as_deref())
@@ -303,46 +399,114 @@ impl Coordinator {
         };
         let m1 = mail::new_key_email(ctx, &info, &zip_name, &zip, on, old)
             .map_err(|e| mail_err(e.to_string()))?;
-        let claim = ZipClaim {
-            run_id: manifest.run_id.clone(),
-            password: keyfleet_protocol::seal::seal_secret(
-                &ring.current().public_key(),
-                &zip_ledger,
-                &password,
-            )
-            .map_err(|e| mail_err(e.to_string()))?,
-        };
-        let claim = serde_json::to_vec(&claim).expect("a plain struct serializes");
-        let sent = self
-            .send_once(&zip_ledger, claim, "application/json", self.send_email(&m1))
-            .await?;
-        // The zip went out earlier (another delivery of this result): its
-        // claim holds the password it was sent with.
-        let password = match sent {
-            Sent::Sent => password,
-            Sent::AlreadyClaimed => self
-                .kept_password(&ring, &zip_ledger)
-                .await?
-                .unwrap_or(password),
-        };
+        let mut confirmed = Ok(());
+        if self
+            .claim(&zip_ledger, claim(false), "application/json")
+            .await?
+        {
+            let sent = self.send_email(&m1).await;
+            self.release_on_failure(&zip_ledger, sent).await?;
+            // SES took the zip: from now on any delivery may send its
+            // password. Should the confirmation not be written, this
+            // delivery still sends the password (it knows the zip went out)
+            // and reports the failure after.
+            confirmed = self
+                .store
+                .put(&zip_ledger, claim(true), "application/json")
+                .await
+                .map_err(CoordinatorError::from);
+        } else if !self.zip_confirmed(&zip_ledger).await? {
+            if self.store.exists(&password_ledger).await? {
+                // Its sender sent the password too (only its confirmation
+                // was not written).
+                return Ok(());
+            }
+            return Err(mail_err(format!(
+                "the zip of key {short} is claimed by another delivery and not confirmed sent; its password waits for it"
+            )));
+        }
         let m2 = mail::password_email(ctx, &cred.access_key_id, &password)
             .map_err(|e| mail_err(e.to_string()))?;
         self.send_once(
-            &ledger("new_key_password"),
+            &password_ledger,
             manifest.run_id.clone().into_bytes(),
             "text/plain",
             self.send_email(&m2),
         )
         .await?;
-        tracing::info!(account = %result.account_id, user = %user.user_name, key = %mail::short_key(&cred.access_key_id), "new key delivered by email");
+        confirmed?;
+        tracing::info!(account = %result.account_id, user = %user.user_name, key = %short, "new key delivered by email");
         Ok(())
     }
 
-    /// The password a zip was sent with, from its ledger claim; `None` when
-    /// no zip was sent yet, or the claim keeps no password this ring opens
-    /// (a claim written before passwords were kept: the password email then
-    /// carries a new password, which the log says).
+    /// Whether the zip claimed under `zip_ledger` is confirmed sent (see
+    /// [`ZipClaim::sent`]); a claim released meanwhile is not.
+    async fn zip_confirmed(&self, zip_ledger: &str) -> Result<bool, CoordinatorError> {
+        let Some(bytes) = self.store.get(zip_ledger).await? else {
+            return Ok(false);
+        };
+        // A claim that is no `ZipClaim` (the run id alone) predates both
+        // kept passwords and confirmation: it stands for a sent zip.
+        Ok(serde_json::from_slice::<ZipClaim>(&bytes).map_or(true, |c| c.sent))
+    }
+
+    /// The password of a key's zip, kept sealed under `entry`: read, or
+    /// chosen and stored if there is none yet. A zip claimed before the
+    /// password had its own entry keeps its password in its claim; that one
+    /// is adopted, so the password email matches the zip that went out.
+    async fn zip_password(
+        &self,
+        ring: &keyfleet_protocol::KeyRing,
+        entry: &str,
+        zip_ledger: &str,
+    ) -> Result<keyfleet_protocol::Secret, ZipPasswordError> {
+        if let Some(p) = self.kept_password(ring, entry).await? {
+            return Ok(p);
+        }
+        let password = match self.password_in_claim(ring, zip_ledger).await? {
+            Some(p) => p,
+            None => zipbox::generate_password(),
+        };
+        let sealed =
+            keyfleet_protocol::seal::seal_secret(&ring.current().public_key(), entry, &password)?;
+        let body = serde_json::to_vec(&sealed).expect("a plain struct serializes");
+        if self.claim(entry, body, "application/json").await? {
+            return Ok(password);
+        }
+        // Another delivery stored one first: that is the key's password.
+        self.kept_password(ring, entry)
+            .await?
+            .ok_or(ZipPasswordError::Vanished)
+    }
+
+    /// The password kept under `entry`, if there is one. One that does not
+    /// open (sealed to a key the ring no longer holds) is an error: a zip
+    /// may have gone out with it, and a new password would not open it.
     async fn kept_password(
+        &self,
+        ring: &keyfleet_protocol::KeyRing,
+        entry: &str,
+    ) -> Result<Option<keyfleet_protocol::Secret>, ZipPasswordError> {
+        let Some(bytes) = self
+            .store
+            .get(entry)
+            .await
+            .map_err(CoordinatorError::from)?
+        else {
+            return Ok(None);
+        };
+        let sealed: keyfleet_protocol::SealedSecret = serde_json::from_slice(&bytes)
+            .map_err(|e| ZipPasswordError::Unreadable(e.to_string()))?;
+        let opened = ring
+            .key(&sealed.key_id)
+            .and_then(|k| keyfleet_protocol::seal::open_secret(k, entry, &sealed))?;
+        Ok(Some(opened))
+    }
+
+    /// The password a zip claim written before passwords had their own
+    /// entry keeps; `None` when there is no claim or it keeps none (or none
+    /// this ring opens: logged, a new password is then chosen).
+    async fn password_in_claim(
         &self,
         ring: &keyfleet_protocol::KeyRing,
         zip_ledger: &str,
@@ -350,13 +514,15 @@ impl Coordinator {
         let Some(bytes) = self.store.get(zip_ledger).await? else {
             return Ok(None);
         };
-        let Ok(claim) = serde_json::from_slice::<ZipClaim>(&bytes) else {
-            tracing::warn!(ledger = %zip_ledger, "zip claim keeps no password");
+        let Some(sealed) = serde_json::from_slice::<ZipClaim>(&bytes)
+            .ok()
+            .and_then(|c| c.password)
+        else {
             return Ok(None);
         };
         let opened = ring
-            .key(&claim.password.key_id)
-            .and_then(|k| keyfleet_protocol::seal::open_secret(k, zip_ledger, &claim.password));
+            .key(&sealed.key_id)
+            .and_then(|k| keyfleet_protocol::seal::open_secret(k, zip_ledger, &sealed));
         match opened {
             Ok(p) => Ok(Some(p)),
             Err(e) => {

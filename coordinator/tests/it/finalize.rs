@@ -263,3 +263,141 @@ async fn initial_cleanup_runs_once() {
         .await
         .expect("dry run");
 }
+
+/// The report files are the finalize marker's: a finalizer that computed
+/// another report (here the late result's intake, which found no marker
+/// when it looked and lost the claim to the sweep) never overwrites them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finalizer_that_loses_the_claim_leaves_the_winners_report_files() {
+    let _faults = faults_lock().await;
+    let (answering, _) = normal_member("fin-race-ok").await;
+    let (late, _) = normal_member("fin-race-late").await;
+    let central = Central::new(Setup {
+        deadline: time::Duration::ZERO,
+        ..Setup::default()
+    })
+    .await;
+    let run_id = central.start_run_on(&[&answering.id, &late.id]).await;
+    answering.run_agent(&central.public_key).await;
+    let (body, receipt) = central.receive_results().await.pop().expect("result");
+    central.coordinator.intake(&body, 1).await.expect("intake");
+    central.delete_result(&receipt).await;
+    // The winner: the sweep, with one account missing.
+    assert_eq!(
+        central.coordinator.sweep().await.expect("sweep"),
+        vec![run_id.clone()]
+    );
+    let marker = central
+        .object(&keyfleet_coordinator::store::final_key(&run_id))
+        .await
+        .expect("the finalize marker");
+    let winner: RunReport = serde_json::from_slice(&marker).expect("marker is the report");
+    assert_eq!(winner.totals.accounts_missing, 1);
+
+    // The late account's result comes in; its intake finalizes too, having
+    // looked for the marker before the sweep wrote it (the emulator answers
+    // its HeadObject 404, as S3 did at that moment).
+    late.run_agent(&central.public_key).await;
+    let (body, receipt) = central.receive_results().await.pop().expect("late result");
+    emu()
+        .set_faults(serde_json::json!({"seed": 1, "rules": [{
+            "service": "s3", "action": "HeadObject", "kind": "internal_error",
+            "status": 404, "code": "NotFound", "message": "Not Found",
+            "match": {"Key": keyfleet_coordinator::store::final_key(&run_id)}}]}))
+        .expect("set faults");
+    let intake = central.coordinator.intake(&body, 1).await;
+    let injected = emu().faults().expect("faults")["injected"].clone();
+    emu().clear_faults().expect("clear faults");
+    assert!(
+        injected.as_u64().unwrap_or_default() > 0,
+        "the loser looked for the marker: {injected}"
+    );
+    let intake = intake.expect("late intake");
+    assert!(
+        matches!(
+            intake,
+            keyfleet_coordinator::Intake::Accepted {
+                finalized: false,
+                ..
+            }
+        ),
+        "the loser did not finalize: {intake:?}"
+    );
+    central.delete_result(&receipt).await;
+
+    let central = &central;
+    let file = |ext: &str| {
+        let key = format!("reports/{run_id}/report.{ext}");
+        async move { central.object(&key).await.unwrap_or_default() }
+    };
+    let json = file("json").await;
+    let in_file: RunReport = serde_json::from_slice(&json).expect("report.json");
+    assert_eq!(
+        in_file.totals, winner.totals,
+        "report.json is the claim winner's report"
+    );
+    assert_eq!(json, marker, "report.json is the marker's report");
+    assert_eq!(
+        file("csv").await,
+        keyfleet_coordinator::render::to_csv(&winner),
+        "report.csv is the winner's"
+    );
+    assert_eq!(
+        String::from_utf8(file("html").await).expect("utf-8"),
+        keyfleet_coordinator::render::to_html(&winner),
+        "report.html is the winner's"
+    );
+}
+
+/// A finalizer stopped after its claim (the Lambda timed out) leaves the
+/// marker without the files people read: the next sweep writes them from
+/// the marker, once, without finalizing again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claimed_marker_without_its_files_gets_them_from_the_sweep() {
+    let (member, _) = normal_member("fin-crash").await;
+    let central = Central::new(Setup::default()).await;
+    let run_id = central.start_run_on(&[&member.id]).await;
+    member.run_agent(&central.public_key).await;
+    central.intake_until_finalized().await;
+    let marker = central
+        .object(&keyfleet_coordinator::store::final_key(&run_id))
+        .await
+        .expect("the finalize marker");
+    // What a finalizer stopped right after its claim leaves behind.
+    let store = central.coordinator.store();
+    for ext in ["json", "csv", "html"] {
+        store
+            .delete(&format!("reports/{run_id}/report.{ext}"))
+            .await
+            .expect("delete");
+    }
+    let swept = central.coordinator.sweep().await.expect("sweep");
+    assert!(swept.is_empty(), "not finalized again: {swept:?}");
+    let report: RunReport = serde_json::from_slice(&marker).expect("marker is the report");
+    let expected = [
+        ("json", marker.clone()),
+        ("csv", keyfleet_coordinator::render::to_csv(&report)),
+        (
+            "html",
+            keyfleet_coordinator::render::to_html(&report).into_bytes(),
+        ),
+    ];
+    for (ext, bytes) in expected {
+        let file = central
+            .object(&format!("reports/{run_id}/report.{ext}"))
+            .await;
+        assert!(
+            file.as_deref() == Some(&bytes[..]),
+            "report.{ext} written from the marker (present: {})",
+            file.is_some()
+        );
+    }
+    assert_eq!(
+        emails_of_run(&run_id)
+            .iter()
+            .filter(|m| m.kind == "summary")
+            .count(),
+        1,
+        "no second summary"
+    );
+}

@@ -373,10 +373,12 @@ async fn every_bad_result_is_refused_by_name_and_alerted() {
             _ => false,
         }
     };
+    // Padded with a field no result has (an over-long free text would only
+    // be cut to size: results degrade, see keyfleet_protocol::degrade).
     let padded = |len: usize| {
-        let shape = forge(&body, &[("error", "".into())]);
+        let shape = forge(&body, &[("padding", "".into())]);
         let pad = len - shape.len();
-        forge(&body, &[("error", "e".repeat(pad).into())])
+        forge(&body, &[("padding", "e".repeat(pad).into())])
     };
     let at_limit = padded(keyfleet_protocol::MAX_MESSAGE_BYTES);
     assert_eq!(at_limit.len(), keyfleet_protocol::MAX_MESSAGE_BYTES);
@@ -426,7 +428,7 @@ async fn every_bad_result_is_refused_by_name_and_alerted() {
         (
             "a body of exactly SQS's limit",
             at_limit.into_bytes(),
-            Box::new(malformed("field `error`")),
+            Box::new(malformed("unknown field `padding`")),
         ),
         (
             "a body longer than SQS carries",
@@ -445,13 +447,9 @@ async fn every_bad_result_is_refused_by_name_and_alerted() {
             Box::new(malformed("users[].keys[].id")),
         ),
         (
-            "an alias of free text",
-            forge(
-                &body,
-                &[("account_alias", "pay now at evil.example".into())],
-            )
-            .into_bytes(),
-            Box::new(malformed("account_alias")),
+            "an account id of free text",
+            forge(&body, &[("account_id", "pay now at evil.example".into())]).into_bytes(),
+            Box::new(malformed("account_id")),
         ),
         (
             "a wrong token",
@@ -539,4 +537,125 @@ async fn every_bad_result_is_refused_by_name_and_alerted() {
     assert!(matches!(got, Intake::Duplicate { .. }), "{got:?}");
     assert_eq!(emails_of_run(&run_id).len(), mailed, "a duplicate mailed");
     central.delete_result(&receipt).await;
+}
+
+/// A job delivered twice (the agent's first invocation sent its result,
+/// then died before deleting the job) gives two complete results of one
+/// account. The second rotated a user the first left alone (here: exempt
+/// then, as a user deferred for lack of time would be): its new key must
+/// reach its owner as surely as the first's, each zip and password once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_attempt_of_a_retried_job_has_its_new_keys_delivered() {
+    use keyfleet_testkit::seed::{key, user, UserSpec};
+    let s = suffix();
+    let (first_user, later_user) = (format!("first-{s}"), format!("later-{s}"));
+    let mut member = create_member("attempts").await;
+    member.deploy_agent().await;
+    member
+        .populate(&[
+            user(&first_user, vec![key(85, true, Some(2))]),
+            UserSpec {
+                exempt: true,
+                ..user(&later_user, vec![key(85, true, Some(2))])
+            },
+        ])
+        .await;
+    // An account that never answers keeps the run open: both results are
+    // taken in before any finalize.
+    let mut silent = create_member("attempts-silent").await;
+    silent.deploy_agent().await;
+    let central = Central::new(Setup::default()).await;
+    let run_id = central.start_run_on(&[&member.id, &silent.id]).await;
+
+    let (job, first) = member.run_agent(&central.public_key).await;
+    // SQS delivers the job again; meanwhile the user is no longer exempt.
+    member
+        .sqs
+        .send_message()
+        .queue_url(member.jobs_queue_url.as_deref().expect("queue"))
+        .message_body(String::from_utf8(keyfleet_protocol::encode(&job)).expect("utf-8"))
+        .send()
+        .await
+        .expect("SendMessage");
+    member
+        .iam
+        .untag_user()
+        .user_name(&later_user)
+        .tag_keys("Exempt")
+        .send()
+        .await
+        .expect("UntagUser");
+    let (_, second) = member.run_agent(&central.public_key).await;
+    assert!(first.started_at < second.started_at, "two attempts");
+    let sealed_for =
+        |r: &keyfleet_protocol::AccountResult, u: &str| r.sealed.iter().any(|s| s.user_name == u);
+    assert!(sealed_for(&first, &first_user) && !sealed_for(&first, &later_user));
+    assert!(sealed_for(&second, &later_user));
+
+    // Taken in as they were sent: the first attempt's result first.
+    let mut results = central.receive_results().await;
+    assert_eq!(results.len(), 2, "one result per attempt");
+    let started = |body: &str| -> String {
+        let v: serde_json::Value = serde_json::from_str(body).expect("JSON");
+        v["started_at"].as_str().expect("started_at").to_string()
+    };
+    results.sort_by_key(|(body, _)| {
+        time::OffsetDateTime::parse(
+            &started(body),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .expect("time")
+    });
+    for (body, receipt) in &results {
+        let got = central.coordinator.intake(body, 1).await.expect("intake");
+        assert!(
+            matches!(
+                got,
+                Intake::Accepted {
+                    account_complete: true,
+                    ..
+                }
+            ),
+            "{got:?}"
+        );
+        central.delete_result(receipt).await;
+    }
+    // Delivered again: nothing sent twice.
+    for (body, _) in &results {
+        central.coordinator.intake(body, 2).await.expect("again");
+    }
+
+    let mails = emails_of_run(&run_id);
+    for u in [&first_user, &later_user] {
+        let owner = owner_address(u);
+        let count = |kind: &str| {
+            mails
+                .iter()
+                .filter(|m| m.to == [owner.clone()] && m.kind == kind)
+                .count()
+        };
+        assert_eq!(
+            (count("new_key"), count("password")),
+            (1, 1),
+            "{u}: one zip and one password"
+        );
+        let zip = mails
+            .iter()
+            .find(|m| m.to == [owner.clone()] && m.kind == "new_key")
+            .expect("zip");
+        let password = mails
+            .iter()
+            .find(|m| m.to == [owner.clone()] && m.kind == "password")
+            .expect("password");
+        let (name, bytes) = &zip.attachments[0];
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).expect("write zip");
+        let out = crate::emails::check_zip(&path, &crate::emails::password_from(&password.text));
+        assert!(
+            out.status.success(),
+            "{u}: the password opens the zip: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }

@@ -124,3 +124,93 @@ async fn a_key_added_while_the_coordinator_runs_is_read_from_the_stored_ring() {
     );
     assert!(central.alerts(0).await.is_empty());
 }
+
+/// Secrets Manager failing while the ring is read again is an outage, not
+/// a box that cannot be opened: the key must not be refused for good (no
+/// refusal recorded, no "not delivered" alert); intake fails so the
+/// message comes back, and once Secrets Manager answers again the key
+/// reaches its owner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_ring_read_that_fails_is_retried_not_refused() {
+    let _faults = faults_lock().await;
+    let (member, users) = normal_member("ring-outage").await;
+    let mut central = Central::new(Setup::default()).await;
+    let secret = central.store_ring().await;
+    // `keygen` added key B to the stored ring; the coordinator holds A only.
+    let new_key = keyfleet_protocol::PrivateKey::generate();
+    let new_public = new_key.public_key();
+    let mut ring = keyfleet_protocol::KeyRing::new(
+        keyfleet_protocol::PrivateKey::from_base64(central.key.to_base64().expose()).expect("copy"),
+    );
+    ring.add(new_key).expect("add");
+    aws_sdk_secretsmanager::Client::new(&emu().config())
+        .put_secret_value()
+        .secret_id(&secret)
+        .secret_string(ring.to_text().expose())
+        .send()
+        .await
+        .expect("PutSecretValue");
+    let run_id = central.start_run_on(&[&member.id]).await;
+    let (_, result) = member.run_agent(&new_public).await;
+    let sealed = result
+        .sealed
+        .iter()
+        .find(|s| s.user_name == users.rotate)
+        .expect("the rotated user's box");
+    assert_eq!(sealed.key_id, new_public.key_id);
+    let refused = keyfleet_coordinator::store::ledger_key(
+        &member.id,
+        &users.rotate,
+        &sealed.access_key_id,
+        "new_key_refused",
+    );
+    let (body, receipt) = central.receive_results().await.pop().expect("result");
+
+    // Secrets Manager is down (every attempt, SDK retries included).
+    emu()
+        .set_faults(serde_json::json!({"seed": 1, "rules": [{
+            "service": "secretsmanager", "action": "GetSecretValue",
+            "kind": "unavailable", "match": {"SecretId": secret}}]}))
+        .expect("set faults");
+    let first = central.coordinator.intake(&body, 1).await;
+    let injected = emu().faults().expect("faults")["injected"].clone();
+    emu().clear_faults().expect("clear faults");
+    assert!(
+        injected.as_u64().unwrap_or_default() > 0,
+        "the ring read met the outage: {injected}"
+    );
+    let refusal = central.object(&refused).await.map(String::from_utf8);
+    assert!(
+        refusal.is_none() && first.is_err(),
+        "an outage of Secrets Manager must be retried, not refused: intake = {first:?}, refusal recorded = {refusal:?}"
+    );
+    let owner = owner_address(&users.rotate);
+    assert!(
+        !kinds_to(&emails_of_run(&run_id), &owner).contains(&"new_key".to_string()),
+        "no zip without the key"
+    );
+
+    // The message comes back; Secrets Manager answers again.
+    let again = central
+        .coordinator
+        .intake(&body, 2)
+        .await
+        .expect("intake once Secrets Manager is back");
+    assert!(
+        matches!(again, Intake::Duplicate { .. } | Intake::Accepted { .. }),
+        "{again:?}"
+    );
+    central.delete_result(&receipt).await;
+    assert_eq!(
+        kinds_to(&emails_of_run(&run_id), &owner),
+        ["deactivation_scheduled", "new_key", "password"]
+    );
+    assert!(central.object(&refused).await.is_none(), "never refused");
+    let alerts = central.alerts(0).await;
+    assert!(
+        !alerts
+            .iter()
+            .any(|(s, _)| s.contains("new key not delivered")),
+        "{alerts:?}"
+    );
+}

@@ -161,3 +161,96 @@ async fn owner_mail_that_never_goes_out_is_alerted_once_its_attempts_are_spent()
         "the other owners' mail went out at intake"
     );
 }
+
+/// Two deliveries of one result overlap (SQS handed the message to two
+/// invocations): the first claims the zip and SES refuses it; while it is
+/// releasing its claim, the second finds the zip claimed. The owner must
+/// end up with one zip and one password, the password sent after the zip
+/// and opening it, whichever delivery (or the sweep) sends them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlapping_deliveries_of_a_key_send_one_zip_and_the_password_that_opens_it() {
+    let _faults = faults_lock().await;
+    let (member, users) = normal_member("mail-overlap").await;
+    let central = Central::new(Setup::default()).await;
+    let owner = owner_address(&users.rotate);
+    let run_id = central.start_run_on(&[&member.id]).await;
+    let (_, result) = member.run_agent(&central.public_key).await;
+    let new_key = &result
+        .sealed
+        .iter()
+        .find(|s| s.user_name == users.rotate)
+        .expect("the rotated user's box")
+        .access_key_id;
+    let zip_claim =
+        keyfleet_coordinator::store::ledger_key(&member.id, &users.rotate, new_key, "new_key");
+    let (body, receipt) = central.receive_results().await.pop().expect("result");
+    // The owner's first SendEmail fails (each of the SDK's three attempts);
+    // the claim's release after it is slow, so the claim is still there
+    // while the second delivery runs.
+    emu()
+        .set_faults(serde_json::json!({"seed": 1, "rules": [
+            {"service": "sesv2", "action": "SendEmail", "kind": "unavailable",
+             "match": {"Destination": owner}, "first_attempts": 3},
+            {"service": "s3", "action": "DeleteObject", "kind": "delay", "delay_ms": 20000,
+             "match": {"Key": zip_claim}, "first_attempts": 1}]}))
+        .expect("set faults");
+    let first = {
+        let coordinator = central.coordinator.clone();
+        let body = body.clone();
+        tokio::spawn(async move { coordinator.intake(&body, 1).await })
+    };
+    // Until the first delivery is releasing its claim (the emulator logs
+    // the held DeleteObject when it starts holding it).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let faults = emu().faults().expect("faults");
+        let releasing = faults["log"]
+            .as_array()
+            .is_some_and(|log| log.iter().any(|e| e["action"] == "DeleteObject"));
+        if releasing {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first delivery never released its claim: {faults}"
+        );
+        // A poll interval, not a synchronisation: the condition above is.
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let second = central.coordinator.intake(&body, 2).await;
+    let first = first.await.expect("first delivery");
+    emu().clear_faults().expect("clear faults");
+    assert!(first.is_ok() && second.is_ok(), "{first:?} {second:?}");
+    central.delete_result(&receipt).await;
+
+    // The sweep sends whatever is still missing.
+    central
+        .coordinator
+        .resend_pending_mail()
+        .await
+        .expect("resend");
+    let mails = emails_of_run(&run_id);
+    assert_eq!(count(&mails, &owner, "new_key"), 1, "one zip");
+    assert_eq!(count(&mails, &owner, "password"), 1, "one password");
+    let position = |kind: &str| {
+        mails
+            .iter()
+            .position(|m| m.to[0] == owner && m.kind == kind)
+            .expect(kind)
+    };
+    let (zip_name, zip) = &mails[position("new_key")].attachments[0];
+    let dir = tempfile::tempdir().expect("temp dir");
+    let zip_path = dir.path().join(zip_name);
+    std::fs::write(&zip_path, zip).expect("write zip");
+    let out = check_zip(&zip_path, &password_from(&mails[position("password")].text));
+    assert!(
+        out.status.success(),
+        "the password opens the zip: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        position("new_key") < position("password"),
+        "the password goes out after its zip"
+    );
+}
