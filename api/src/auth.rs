@@ -1,11 +1,61 @@
 //! Who is calling, what they may do, and how often.
 //!
-//! **API keys** come in the `x-api-key` header (see [`crate::keys`]). A
-//! missing or unknown key is a 401, a key without the route's scope a 403,
-//! a key past its rate limit a 429 (see [`crate::limit`]). Refused keys
-//! have no id to limit them by; a key has 256 random bits, so guessing is
-//! hopeless at any rate, and API Gateway's stage throttling bounds it in
-//! production.
+//! # Decision: no API Gateway API keys; SigV4 on `/v1`, Bearer keys elsewhere
+//!
+//! The API used to take one credential, a keyfleet key in `x-api-key`,
+//! registered twice: as its SHA-256 in the keys secret, and *with the same
+//! value* as an API Gateway API key (which API Gateway wanted on `/v1`).
+//! API Gateway returns API key values to anyone allowed `apigateway:GET`
+//! (`aws apigateway get-api-keys --include-values`), which read-only
+//! policies such as ReadOnlyAccess and SecurityAudit grant. So an auditor
+//! could read back a key that starts emergency rotations. AWS's guidance is
+//! the same: API Gateway API keys identify callers for usage plans and are
+//! not for authorization. Now:
+//!
+//! - **`/v1` behind API Gateway is SigV4** (the methods' authorization is
+//!   `AWS_IAM`). API Gateway checks the signature and puts the caller's
+//!   ARN in the event's request context (`identity.userArn`); the Lambda
+//!   layer ([`crate::lambda`]) turns that into a [`SigV4Principal`] request
+//!   extension, and the keys secret's `principals` list maps it to scopes
+//!   ([`crate::principals`]: an assumed-role session stands for its role).
+//!   A signed caller that no entry lists gets 403. Nothing a read-only
+//!   principal can read from API Gateway is a credential: a signature is
+//!   made per request with the caller's own AWS credentials.
+//! - **keyfleet's own keys** (for clients without AWS credentials, and the
+//!   dashboard's login form) travel in `Authorization: Bearer <key>` and
+//!   are checked by the function against the hashes ([`crate::keys`]); API
+//!   Gateway never stores them. Since one API Gateway method has one
+//!   authorization type and a SigV4 method refuses a Bearer header, key
+//!   clients reach the same operations under **`/keys/v1`** (mounted by
+//!   [`crate::routes::router`] next to `/v1`), which API Gateway sends to
+//!   the function with authorization `NONE` (its `/{proxy+}` route, like
+//!   the dashboard). A second door rather than a second stage or API: one
+//!   deployment, one set of logs and limits, and the path says which
+//!   credential a client needs.
+//! - **`x-api-key` is not read any more**: whatever it holds opens
+//!   nothing, so a key an operator still has registered in API Gateway
+//!   grants nothing either (a 401's detail says to use `Authorization`).
+//!
+//! **Which credential each route takes** ([`Access`]): the API's routes
+//! (`/v1/...` and `/keys/v1/...`, [`Access::Api`]) take a [`SigV4Principal`]
+//! when the request carries one, else a Bearer key; the browser's routes
+//! outside `/v1` ([`Access::KeyOrSession`]) take a Bearer key or the session
+//! cookie, never a principal (a browser cannot sign). The function does not
+//! insist that `/v1` be signed: behind API Gateway nothing unsigned reaches
+//! it (and a SigV4 method refuses a Bearer `Authorization` header), and
+//! `keyfleet serve` has no gateway, so there `/v1` takes Bearer keys.
+//!
+//! **`keyfleet serve`** (local, no API Gateway) authenticates API keys
+//! only. A [`SigV4Principal`] exists only as a request extension that the
+//! Lambda layer builds from API Gateway's request context; no header can
+//! create one, so serve trusts no client-supplied principal, ever.
+//!
+//! **Refusals.** A missing or unknown key is a 401, a credential without
+//! the route's scope a 403, a caller past its rate limit a 429 (see
+//! [`crate::limit`]; a key is limited by its id, a principal by its
+//! entry's ARN). Refused keys have no id to limit them by; a key has 256
+//! random bits, so guessing is hopeless at any rate, and API Gateway's stage
+//! throttling bounds it in production.
 //!
 //! **Browser sessions.** A browser without JavaScript cannot set a header,
 //! so the dashboard has a login form that POSTs the key once
@@ -22,15 +72,13 @@
 //! without one each process draws its own, and a browser that lands on
 //! another instance is asked to log in again.
 //!
-//! **Which routes take the cookie** ([`Access::KeyOrSession`]): only the
-//! browser's, outside `/v1`, all `GET`s with the `read` scope: the dashboard
-//! `/`, the stored reports `/runs/{run_id}/report.{html,json,csv}` and the
-//! key inventory `/export.csv` and `/export.json`. Every `/v1` route
-//! ([`Access::Key`]) takes only the `x-api-key` header, as API Gateway in
-//! front of it does (it requires its API key on `/v1`, so a cookie could
-//! not get a browser there anyway). The two actions thus need the header,
-//! which no other site can make a browser send, so there is nothing to
-//! forge across sites; and the cookie's routes only read.
+//! **Which routes take the cookie**: only the browser's, outside `/v1`, all
+//! `GET`s with the `read` scope: the dashboard `/`, the stored reports
+//! `/runs/{run_id}/report.{html,json,csv}` and the key inventory
+//! `/export.csv` and `/export.json`. No API route takes it, so the two
+//! actions need a header (or a signature), which no other site can make a
+//! browser send: there is nothing to forge across sites, and the cookie's
+//! routes only read.
 
 use crate::keys::{ApiKeyEntry, Scope};
 use crate::limit::Limiter;
@@ -40,21 +88,38 @@ use axum::http::{header, HeaderMap, HeaderValue};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-/// The header carrying the API key.
-pub const API_KEY_HEADER: &str = "x-api-key";
+/// The scheme of the `Authorization` header that carries an API key.
+pub const BEARER: &str = "Bearer";
+/// The header keys travelled in before, which API Gateway reads its own
+/// API keys from. Never read for a credential; only named in a 401, so a
+/// client that still sends it learns why it is refused.
+pub const LEGACY_KEY_HEADER: &str = "x-api-key";
+/// Where API key clients find the API's routes behind API Gateway (its
+/// `/v1` takes SigV4 only).
+pub const KEYS_PREFIX: &str = "/keys";
+/// `WWW-Authenticate` of a 401: the scheme a key client should use.
+pub const WWW_AUTHENTICATE: &str = "Bearer realm=\"keyfleet\"";
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "keyfleet_session";
 /// How long a browser session lasts (8 hours).
 pub const SESSION_SECONDS: u64 = 8 * 3600;
+
+/// The caller's ARN as API Gateway verified it (SigV4, `AWS_IAM`
+/// methods): a request extension that only [`crate::lambda`] inserts, from
+/// the event's request context. Never built from a header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SigV4Principal(pub String);
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
     /// Anyone.
     Public,
-    /// An API key with the scope, in the header.
-    Key(Scope),
-    /// An API key with the scope, in the header or by a session cookie.
+    /// The API's routes: a SigV4 principal listed with the scope, or an
+    /// API key with the scope in `Authorization: Bearer`.
+    Api(Scope),
+    /// The browser's routes: an API key with the scope in `Authorization:
+    /// Bearer`, or a session cookie of one.
     KeyOrSession(Scope),
 }
 
@@ -62,101 +127,207 @@ impl Access {
     pub fn scope(self) -> Option<Scope> {
         match self {
             Access::Public => None,
-            Access::Key(s) | Access::KeyOrSession(s) => Some(s),
+            Access::Api(s) | Access::KeyOrSession(s) => Some(s),
         }
     }
 }
 
+/// How the caller proved who it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// An API key in `Authorization: Bearer`.
+    Key,
+    /// The dashboard's session cookie (of an API key).
+    Session,
+    /// A SigV4 signature API Gateway checked.
+    Principal,
+}
+
 /// The authenticated caller, in the request's and the response's
-/// extensions (the request log names `key_id`).
+/// extensions (the request log names `caller`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
-    pub key_id: String,
-    pub by_session: bool,
+    /// The key's id, or the principal's ARN as API Gateway gave it (an
+    /// assumed-role session's ARN names the session).
+    pub id: String,
+    pub via: Via,
 }
 
 /// Why a request was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Denied {
-    Missing,
+    /// No credential this route takes; `legacy` when the request had
+    /// `x-api-key`, which is not read any more.
+    Missing {
+        legacy: bool,
+    },
     Invalid,
     SessionEnded,
-    Forbidden { key_id: String, scope: Scope },
-    Limited { key_id: String, retry_after: u64 },
+    /// A signed principal that no entry of the keys secret lists.
+    Unlisted {
+        principal: String,
+    },
+    /// `caller`: the key id or the principal's ARN.
+    Forbidden {
+        caller: String,
+        via: Via,
+        scope: Scope,
+    },
+    Limited {
+        caller: String,
+        retry_after: u64,
+    },
 }
 
 impl Denied {
     pub fn problem(&self) -> Problem {
         match self {
-            Denied::Missing => Problem::unauthorized(format!(
-                "this route needs an API key in the {API_KEY_HEADER} header"
+            Denied::Missing { legacy } => Problem::unauthorized(format!(
+                "this route needs an API key in the Authorization header (`{BEARER} <key>`), \
+                 or, on /v1 behind API Gateway, a request signed with AWS SigV4{}",
+                if *legacy {
+                    format!(
+                        "; the {LEGACY_KEY_HEADER} header is not read any more (API Gateway shows \
+                         its values to read-only principals)"
+                    )
+                } else {
+                    String::new()
+                }
             )),
             Denied::Invalid => Problem::unauthorized("the API key is not valid"),
-            Denied::SessionEnded => Problem::unauthorized(
-                "the browser session has ended: log in again, or send an API key in the x-api-key header",
-            ),
-            Denied::Forbidden { key_id, scope } => Problem::forbidden(format!(
-                "API key `{key_id}` does not have the `{scope}` scope this route needs"
+            Denied::SessionEnded => Problem::unauthorized(format!(
+                "the browser session has ended: log in again, or send an API key in the \
+                 Authorization header (`{BEARER} <key>`)"
+            )),
+            Denied::Unlisted { principal } => Problem::forbidden(format!(
+                "IAM principal `{principal}` is not one the API accepts (the keys secret's \
+                 principals list neither it nor its role)"
+            )),
+            Denied::Forbidden { caller, via, scope } => Problem::forbidden(format!(
+                "{} `{caller}` does not have the `{scope}` scope this route needs",
+                match via {
+                    Via::Principal => "IAM principal",
+                    Via::Key | Via::Session => "API key",
+                }
             )),
             Denied::Limited { retry_after, .. } => Problem::too_many_requests(*retry_after),
         }
     }
 
-    /// The key id, when the key was recognized.
-    pub fn key_id(&self) -> Option<&str> {
+    /// Who was refused, when the credential was recognized (the request log).
+    pub fn caller(&self) -> Option<&str> {
         match self {
-            Denied::Forbidden { key_id, .. } | Denied::Limited { key_id, .. } => Some(key_id),
+            Denied::Forbidden { caller, .. } | Denied::Limited { caller, .. } => Some(caller),
+            Denied::Unlisted { principal } => Some(principal),
             _ => None,
         }
     }
 }
 
+/// What the `Authorization` header holds.
+enum Credential<'h> {
+    None,
+    Bearer(&'h str),
+    /// Another scheme (SigV4's `AWS4-HMAC-SHA256` reaching `keyfleet
+    /// serve`, Basic, ...): nothing this API takes.
+    Other,
+}
+
+fn credential(headers: &HeaderMap) -> Credential<'_> {
+    let Some(v) = headers.get(header::AUTHORIZATION) else {
+        return Credential::None;
+    };
+    let Ok(v) = v.to_str() else {
+        return Credential::Other;
+    };
+    match v.trim().split_once(' ') {
+        // The scheme is case-insensitive (RFC 9110, 11.1).
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case(BEARER) => {
+            Credential::Bearer(token.trim())
+        }
+        _ => Credential::Other,
+    }
+}
+
 /// Checks the caller of a request against `access`, and takes a token
-/// from the caller's rate limit.
+/// from the caller's rate limit. `principal` is the request's
+/// [`SigV4Principal`], if the Lambda layer found one.
 pub fn authorize(
     state: &AppState,
     headers: &HeaderMap,
+    principal: Option<&SigV4Principal>,
     access: Access,
 ) -> Result<Option<Caller>, Denied> {
     let Some(scope) = access.scope() else {
         return Ok(None);
     };
-    let (entry, by_session) = match headers.get(API_KEY_HEADER) {
-        Some(v) => {
-            let key = v.to_str().map_err(|_| Denied::Invalid)?;
-            (
-                state.keys().verify(key.trim()).ok_or(Denied::Invalid)?,
-                false,
-            )
-        }
-        None => match (access, session_cookie(headers)) {
+    if let (Access::Api(_), Some(SigV4Principal(arn))) = (access, principal) {
+        let entry = state
+            .principals()
+            .lookup(arn)
+            .ok_or_else(|| Denied::Unlisted {
+                principal: arn.clone(),
+            })?;
+        let caller = Caller {
+            id: arn.clone(),
+            via: Via::Principal,
+        };
+        // Every session of a role shares the role's bucket.
+        check(state, &caller, &entry.arn, entry.allows(scope), scope)?;
+        return Ok(Some(caller));
+    }
+    let (entry, via) = match credential(headers) {
+        Credential::Bearer(key) => (state.keys().verify(key).ok_or(Denied::Invalid)?, Via::Key),
+        Credential::Other => return Err(Denied::Invalid),
+        Credential::None => match (access, session_cookie(headers)) {
             (Access::KeyOrSession(_), Some(cookie)) => (
                 verify_session(state, cookie).ok_or(Denied::SessionEnded)?,
-                true,
+                Via::Session,
             ),
-            _ => return Err(Denied::Missing),
+            _ => {
+                return Err(Denied::Missing {
+                    legacy: headers.contains_key(LEGACY_KEY_HEADER),
+                })
+            }
         },
     };
-    admit(state, entry, scope)?;
-    Ok(Some(Caller {
-        key_id: entry.id.clone(),
-        by_session,
-    }))
+    let caller = Caller {
+        id: entry.id.clone(),
+        via,
+    };
+    check(state, &caller, &entry.id, entry.allows(scope), scope)?;
+    Ok(Some(caller))
 }
 
-/// Scope, then rate limit.
+/// Scope, then rate limit, for an API key (the login form's check).
 pub fn admit(state: &AppState, entry: &ApiKeyEntry, scope: Scope) -> Result<(), Denied> {
-    if !entry.allows(scope) {
+    let caller = Caller {
+        id: entry.id.clone(),
+        via: Via::Key,
+    };
+    check(state, &caller, &entry.id, entry.allows(scope), scope)
+}
+
+/// Scope, then the rate limit of `bucket`.
+fn check(
+    state: &AppState,
+    caller: &Caller,
+    bucket: &str,
+    allowed: bool,
+    scope: Scope,
+) -> Result<(), Denied> {
+    if !allowed {
         return Err(Denied::Forbidden {
-            key_id: entry.id.clone(),
+            caller: caller.id.clone(),
+            via: caller.via,
             scope,
         });
     }
     state
         .limiter()
-        .check(&entry.id)
+        .check(bucket)
         .map_err(|wait| Denied::Limited {
-            key_id: entry.id.clone(),
+            caller: caller.id.clone(),
             retry_after: Limiter::retry_after_secs(wait),
         })
 }
@@ -233,7 +404,8 @@ mod tests {
     use super::*;
     use crate::keys::generate;
     use crate::limit::{Clock, ManualClock, RateLimit};
-    use crate::test_state;
+    use crate::principals::PrincipalEntry;
+    use crate::{test_state, test_state_with_principals};
     use std::sync::Arc;
     use std::time::Duration;
 
@@ -246,6 +418,10 @@ mod tests {
             );
         }
         h
+    }
+
+    fn bearer(key: &str) -> HeaderMap {
+        headers(&[("authorization", &format!("Bearer {key}"))])
     }
 
     #[test]
@@ -261,33 +437,259 @@ mod tests {
             },
             Arc::new(clock.clone()),
         );
-        let read = Access::Key(Scope::Read);
-        let rotate = Access::Key(Scope::Rotate);
-        assert_eq!(authorize(&state, &headers(&[]), read), Err(Denied::Missing));
+        let read = Access::Api(Scope::Read);
+        let rotate = Access::Api(Scope::Rotate);
         assert_eq!(
-            authorize(&state, &headers(&[("x-api-key", "kfk_nope")]), read),
+            authorize(&state, &headers(&[]), None, read),
+            Err(Denied::Missing { legacy: false })
+        );
+        assert_eq!(
+            authorize(&state, &bearer("kfk_nope"), None, read),
             Err(Denied::Invalid)
         );
         assert_eq!(
-            authorize(&state, &headers(&[("x-api-key", &reader)]), rotate),
+            authorize(&state, &bearer(&reader), None, rotate),
             Err(Denied::Forbidden {
-                key_id: "reader".into(),
+                caller: "reader".into(),
+                via: Via::Key,
                 scope: Scope::Rotate
             })
         );
-        let ok = authorize(&state, &headers(&[("x-api-key", &admin)]), rotate).unwrap();
-        assert_eq!(ok.unwrap().key_id, "admin");
-        authorize(&state, &headers(&[("x-api-key", &admin)]), read).unwrap();
+        let ok = authorize(&state, &bearer(&admin), None, rotate).unwrap();
+        assert_eq!(
+            ok,
+            Some(Caller {
+                id: "admin".into(),
+                via: Via::Key
+            })
+        );
+        authorize(&state, &bearer(&admin), None, read).unwrap();
         let Err(Denied::Limited { retry_after, .. }) =
-            authorize(&state, &headers(&[("x-api-key", &admin)]), read)
+            authorize(&state, &bearer(&admin), None, read)
         else {
             panic!("the third request in a burst of two passed");
         };
         assert_eq!(retry_after, 1);
         clock.advance(Duration::from_secs(1));
-        authorize(&state, &headers(&[("x-api-key", &admin)]), read).unwrap();
+        authorize(&state, &bearer(&admin), None, read).unwrap();
         // Public routes need nothing.
-        assert_eq!(authorize(&state, &headers(&[]), Access::Public), Ok(None));
+        assert_eq!(
+            authorize(&state, &headers(&[]), None, Access::Public),
+            Ok(None)
+        );
+    }
+
+    #[test]
+    fn a_key_counts_only_as_a_bearer_credential() {
+        let (admin, ea) = generate("admin", &[Scope::Read, Scope::Rotate]);
+        let state = test_state(
+            vec![ea.clone()],
+            RateLimit::default(),
+            Arc::new(ManualClock::new()),
+        );
+        let rotate = Access::Api(Scope::Rotate);
+        // The scheme is case-insensitive; spaces around the key do not count.
+        for value in [
+            format!("Bearer {admin}"),
+            format!("bearer {admin}"),
+            format!("BEARER   {admin} "),
+        ] {
+            let h = headers(&[("authorization", &value)]);
+            assert_eq!(
+                authorize(&state, &h, None, rotate).unwrap().unwrap().via,
+                Via::Key,
+                "{value}"
+            );
+        }
+        // x-api-key (where API Gateway's keys travel, and the value API
+        // Gateway would hand to a reader) opens nothing, and says why.
+        let legacy = headers(&[("x-api-key", &admin)]);
+        for access in [
+            rotate,
+            Access::Api(Scope::Read),
+            Access::KeyOrSession(Scope::Read),
+        ] {
+            assert_eq!(
+                authorize(&state, &legacy, None, access),
+                Err(Denied::Missing { legacy: true })
+            );
+        }
+        let detail = Denied::Missing { legacy: true }.problem().detail;
+        assert!(
+            detail.contains("Authorization") && detail.contains("x-api-key"),
+            "{detail}"
+        );
+        assert!(!detail.contains(&admin));
+        // Another scheme, the hash, the key without its scheme: not a key.
+        for value in [
+            format!("Basic {admin}"),
+            format!("AWS4-HMAC-SHA256 Credential={admin}"),
+            format!("Bearer {}", ea.sha256),
+            admin.clone(),
+            "Bearer".to_string(),
+        ] {
+            let h = headers(&[("authorization", &value)]);
+            assert_eq!(
+                authorize(&state, &h, None, rotate),
+                Err(Denied::Invalid),
+                "{value}"
+            );
+        }
+    }
+
+    fn principals_state(limit: RateLimit, clock: ManualClock) -> AppState {
+        test_state_with_principals(
+            vec![],
+            vec![
+                PrincipalEntry {
+                    arn: "arn:aws:iam::111122223333:role/SecurityAuditors".into(),
+                    scopes: vec![Scope::Read],
+                },
+                PrincipalEntry {
+                    arn: "arn:aws:iam::111122223333:role/ops/Responders".into(),
+                    scopes: vec![Scope::Read, Scope::Rotate],
+                },
+            ],
+            limit,
+            Arc::new(clock),
+        )
+    }
+
+    fn signed(arn: &str) -> SigV4Principal {
+        SigV4Principal(arn.to_string())
+    }
+
+    #[test]
+    fn an_assumed_role_session_of_a_listed_role_gets_the_roles_scopes() {
+        let state = principals_state(RateLimit::default(), ManualClock::new());
+        let none = headers(&[]);
+        let session = signed("arn:aws:sts::111122223333:assumed-role/Responders/pager-duty");
+        for scope in Scope::ALL {
+            let c = authorize(&state, &none, Some(&session), Access::Api(scope))
+                .unwrap()
+                .unwrap();
+            assert_eq!(c.via, Via::Principal);
+            // The log names the session, not just the role.
+            assert_eq!(c.id, session.0);
+        }
+        let auditor = signed("arn:aws:sts::111122223333:assumed-role/SecurityAuditors/jane");
+        assert!(authorize(&state, &none, Some(&auditor), Access::Api(Scope::Read)).is_ok());
+    }
+
+    #[test]
+    fn a_read_only_principal_cannot_rotate() {
+        let state = principals_state(RateLimit::default(), ManualClock::new());
+        let auditor = signed("arn:aws:sts::111122223333:assumed-role/SecurityAuditors/jane");
+        let denied = authorize(
+            &state,
+            &headers(&[]),
+            Some(&auditor),
+            Access::Api(Scope::Rotate),
+        )
+        .unwrap_err();
+        assert_eq!(
+            denied,
+            Denied::Forbidden {
+                caller: auditor.0.clone(),
+                via: Via::Principal,
+                scope: Scope::Rotate
+            }
+        );
+        let p = denied.problem();
+        assert_eq!(p.status(), 403);
+        assert!(
+            p.detail.contains("IAM principal") && p.detail.contains("rotate"),
+            "{}",
+            p.detail
+        );
+    }
+
+    #[test]
+    fn an_unlisted_principal_gets_403() {
+        let (admin, ea) = generate("admin", &[Scope::Read, Scope::Rotate]);
+        let state = test_state_with_principals(
+            vec![ea],
+            vec![PrincipalEntry {
+                arn: "arn:aws:iam::111122223333:role/SecurityAuditors".into(),
+                scopes: vec![Scope::Read],
+            }],
+            RateLimit::default(),
+            Arc::new(ManualClock::new()),
+        );
+        for arn in [
+            "arn:aws:sts::111122223333:assumed-role/Admin/x",
+            "arn:aws:sts::444455556666:assumed-role/SecurityAuditors/x",
+            "arn:aws:iam::111122223333:root",
+            "arn:aws:iam::111122223333:user/SecurityAuditors",
+        ] {
+            let denied = authorize(
+                &state,
+                &headers(&[]),
+                Some(&signed(arn)),
+                Access::Api(Scope::Read),
+            )
+            .unwrap_err();
+            assert_eq!(
+                denied,
+                Denied::Unlisted {
+                    principal: arn.into()
+                }
+            );
+            assert_eq!(denied.problem().status(), 403);
+            assert_eq!(denied.caller(), Some(arn));
+            // A Bearer key in the same request does not rescue a signed
+            // caller API Gateway vouched for (behind a SigV4 method the
+            // Authorization header is the signature anyway).
+            assert_eq!(
+                authorize(
+                    &state,
+                    &bearer(&admin),
+                    Some(&signed(arn)),
+                    Access::Api(Scope::Read)
+                ),
+                Err(Denied::Unlisted {
+                    principal: arn.into()
+                })
+            );
+        }
+    }
+
+    #[test]
+    fn principals_open_only_the_api_routes_and_share_their_roles_limit() {
+        let clock = ManualClock::new();
+        let state = principals_state(
+            RateLimit {
+                per_minute: 60,
+                burst: 2,
+            },
+            clock.clone(),
+        );
+        let a = signed("arn:aws:sts::111122223333:assumed-role/SecurityAuditors/a");
+        let b = signed("arn:aws:sts::111122223333:assumed-role/SecurityAuditors/b");
+        // A browser route does not take a principal (a browser cannot sign).
+        assert_eq!(
+            authorize(
+                &state,
+                &headers(&[]),
+                Some(&a),
+                Access::KeyOrSession(Scope::Read)
+            ),
+            Err(Denied::Missing { legacy: false })
+        );
+        let read = Access::Api(Scope::Read);
+        authorize(&state, &headers(&[]), Some(&a), read).unwrap();
+        authorize(&state, &headers(&[]), Some(&b), read).unwrap();
+        // A third session of the same role finds the bucket empty.
+        let c = signed("arn:aws:sts::111122223333:assumed-role/SecurityAuditors/c");
+        assert!(matches!(
+            authorize(&state, &headers(&[]), Some(&c), read),
+            Err(Denied::Limited { .. })
+        ));
+        // Another role has its own.
+        let r = signed("arn:aws:sts::111122223333:assumed-role/Responders/r");
+        authorize(&state, &headers(&[]), Some(&r), read).unwrap();
+        clock.advance(Duration::from_secs(1));
+        authorize(&state, &headers(&[]), Some(&c), read).unwrap();
     }
 
     #[test]
@@ -304,15 +706,15 @@ mod tests {
         assert!(!value.contains(&entry.sha256));
         let cookie = format!("other=1; {SESSION_COOKIE}={value}");
         let h = headers(&[("cookie", &cookie)]);
-        let c = authorize(&state, &h, Access::KeyOrSession(Scope::Read))
+        let c = authorize(&state, &h, None, Access::KeyOrSession(Scope::Read))
             .unwrap()
             .unwrap();
-        assert!(c.by_session);
-        assert_eq!(c.key_id, "browser");
-        // Header-only routes ignore the cookie.
+        assert_eq!(c.via, Via::Session);
+        assert_eq!(c.id, "browser");
+        // The API's routes ignore the cookie.
         assert_eq!(
-            authorize(&state, &h, Access::Key(Scope::Read)),
-            Err(Denied::Missing)
+            authorize(&state, &h, None, Access::Api(Scope::Read)),
+            Err(Denied::Missing { legacy: false })
         );
         // A forged or altered cookie is refused.
         for bad in [
@@ -335,7 +737,7 @@ mod tests {
         }
         clock.advance(Duration::from_secs(SESSION_SECONDS));
         assert_eq!(
-            authorize(&state, &h, Access::KeyOrSession(Scope::Read)),
+            authorize(&state, &h, None, Access::KeyOrSession(Scope::Read)),
             Err(Denied::SessionEnded)
         );
     }

@@ -23,10 +23,10 @@
 //! **The pages link only outside `/v1`**: to the stored reports
 //! (`/runs/{id}/report.{json,csv,html}`) and the key inventory
 //! (`/export.csv`, `/export.json`), which take the session cookie. In
-//! production API Gateway requires its API key (`x-api-key`) on every
-//! `/v1` path, which a browser following a link cannot send, and the API
-//! itself takes only the header there. The users table shows each user's
-//! keys in place, so it links to no per-user read.
+//! production API Gateway wants a SigV4 signature on every `/v1` path,
+//! which a browser following a link cannot make, and the API's routes
+//! (`/v1` and `/keys/v1`) take no cookie. The users table shows each
+//! user's keys in place, so it links to no per-user read.
 
 use crate::auth::Denied;
 use crate::data::RunSummary;
@@ -540,7 +540,7 @@ pub fn login_page(status: StatusCode, message: Option<&str>, base: &str) -> Resp
     if status == StatusCode::UNAUTHORIZED {
         resp.headers_mut().insert(
             header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("ApiKey realm=\"keyfleet\", header=\"x-api-key\""),
+            HeaderValue::from_static(crate::auth::WWW_AUTHENTICATE),
         );
     }
     resp
@@ -563,11 +563,13 @@ pub fn error_page(status: StatusCode, message: &str, base: &str) -> Response {
 pub fn refusal(denied: &Denied, base: &str) -> Response {
     let p = denied.problem();
     match denied {
-        Denied::Missing => login_page(StatusCode::UNAUTHORIZED, None, base),
-        Denied::Invalid | Denied::SessionEnded => {
+        Denied::Missing { legacy: false } => login_page(StatusCode::UNAUTHORIZED, None, base),
+        Denied::Missing { legacy: true } | Denied::Invalid | Denied::SessionEnded => {
             login_page(StatusCode::UNAUTHORIZED, Some(&p.detail), base)
         }
-        Denied::Forbidden { .. } => error_page(StatusCode::FORBIDDEN, &p.detail, base),
+        Denied::Forbidden { .. } | Denied::Unlisted { .. } => {
+            error_page(StatusCode::FORBIDDEN, &p.detail, base)
+        }
         Denied::Limited { retry_after, .. } => {
             let mut r = error_page(StatusCode::TOO_MANY_REQUESTS, &p.detail, base);
             r.headers_mut()

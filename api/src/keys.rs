@@ -1,11 +1,14 @@
-//! API keys: what a caller sends in `x-api-key`, and what the API keeps of
-//! it (only a hash).
+//! API keys: what a caller without AWS credentials sends in
+//! `Authorization: Bearer <key>` (and what the dashboard's login form takes),
+//! and what the API keeps of it (only a hash).
 //!
 //! A key is `kfk_` followed by 32 bytes from the OS generator in unpadded
 //! base64url (47 characters in all); the prefix makes a leaked key easy to
 //! recognize (secret scanners, logs). The API stores an [`ApiKeyEntry`]:
 //! the key's id (who it belongs to; what logs name), the hex SHA-256 of the
-//! whole key string, and its scopes.
+//! whole key string, and its scopes. A key lives nowhere else: in
+//! particular never as an API Gateway API key, whose value API Gateway
+//! hands to anyone allowed `apigateway:GET` (see [`crate::auth`]).
 //!
 //! **Why an unsalted SHA-256 is the right hash.** Salts and slow hashes
 //! (bcrypt, scrypt, Argon2) protect low-entropy secrets such as passwords
@@ -14,13 +17,15 @@
 //! any hash speed, so a plain SHA-256 is preimage-resistant enough and costs
 //! one fast hash per request (a slow hash would instead make every request
 //! slow and invite denial of service). The same reasoning is behind the job
-//! tokens' hashes in the run manifest.
+//! tokens' hashes in the run manifest. A hash is not a key: presenting it
+//! opens nothing ([`KeySet::verify`] hashes what it is given).
 //!
 //! **Comparison.** [`KeySet::verify`] hashes the presented key once and
 //! compares the digest with every entry's, in constant time and without
 //! stopping at a match, so the time taken says neither whether nor where a
 //! key matched.
 
+use crate::principals::PrincipalEntry;
 use rand::TryRngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -99,6 +104,15 @@ pub enum KeyError {
     DuplicateHash(String, String),
     #[error("the API key list is not JSON of the documented shape: {0}")]
     Json(String),
+    #[error(
+        "principal `{0}` must be the ARN of an IAM role or user \
+         (arn:aws:iam::<account>:role/<name> or :user/<name>); a role's sessions are matched through the role's ARN"
+    )]
+    PrincipalArn(String),
+    #[error("principal `{0}` has no scope (give read, rotate or both)")]
+    PrincipalNoScope(String),
+    #[error("principals `{0}` and `{1}` are the same IAM principal")]
+    DuplicatePrincipal(String, String),
 }
 
 /// Hex SHA-256 of a key string.
@@ -207,13 +221,17 @@ fn ct_eq(a: &[u8; 32], b: &[u8; 32]) -> u8 {
     (((diff as u16).wrapping_sub(1) >> 8) & 1) as u8
 }
 
-/// What the keys secret holds: the JSON list of entries, or an object
-/// `{"keys": [...], "session_key": "<64 hex>"}` that also carries the key
-/// signing the dashboard's session cookies (so that every Lambda instance
-/// accepts the sessions of the others).
+/// What the keys secret holds: the JSON list of key entries (the first
+/// format, still read), or an object
+/// `{"keys": [...], "principals": [...], "session_key": "<64 hex>"}`, every
+/// member optional: `principals` maps IAM principals to scopes for `/v1`
+/// behind API Gateway ([`crate::principals`]), and `session_key` signs the
+/// dashboard's session cookies (so that every Lambda instance accepts the
+/// sessions of the others).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeysDocument {
     pub keys: Vec<ApiKeyEntry>,
+    pub principals: Vec<PrincipalEntry>,
     pub session_key: Option<[u8; 32]>,
 }
 
@@ -224,7 +242,10 @@ pub fn parse_keys_document(text: &str) -> Result<KeysDocument, KeyError> {
     enum Doc {
         List(Vec<ApiKeyEntry>),
         Object {
+            #[serde(default)]
             keys: Vec<ApiKeyEntry>,
+            #[serde(default)]
+            principals: Vec<PrincipalEntry>,
             #[serde(default)]
             session_key: Option<String>,
         },
@@ -233,10 +254,16 @@ pub fn parse_keys_document(text: &str) -> Result<KeysDocument, KeyError> {
     Ok(match doc {
         Doc::List(keys) => KeysDocument {
             keys,
+            principals: Vec::new(),
             session_key: None,
         },
-        Doc::Object { keys, session_key } => KeysDocument {
+        Doc::Object {
             keys,
+            principals,
+            session_key,
+        } => KeysDocument {
+            keys,
+            principals,
             session_key: session_key
                 .map(|s| {
                     hex::decode(s.trim())
@@ -263,7 +290,8 @@ pub enum SecretError {
 }
 
 /// Reads and parses the keys secret (see [`KeysDocument`]): the API's
-/// Lambda and `keyfleet serve` (`[api] keys_secret`) both read it here.
+/// Lambda and `keyfleet serve` (`[api] keys_secret`, which takes only its
+/// keys) both read it here.
 pub async fn read_keys_secret(
     sdk: &aws_config::SdkConfig,
     secret: &str,
@@ -407,10 +435,37 @@ mod tests {
         let doc = parse_keys_document(&list).unwrap();
         assert_eq!(doc.keys, vec![e.clone()]);
         assert_eq!(doc.session_key, None);
+        assert!(doc.principals.is_empty());
         let obj = serde_json::json!({"keys": [e], "session_key": "11".repeat(32)}).to_string();
         let doc = parse_keys_document(&obj).unwrap();
         assert_eq!(doc.session_key, Some([0x11; 32]));
         assert!(parse_keys_document("{\"keys\": [], \"session_key\": \"zz\"}").is_err());
         assert!(parse_keys_document("[{\"id\": \"a\"}]").is_err());
+    }
+
+    #[test]
+    fn the_object_form_may_map_iam_principals_to_scopes() {
+        let (_, e) = generate("a", &[Scope::Read]);
+        let obj = serde_json::json!({
+            "principals": [{"arn": "arn:aws:iam::111122223333:role/SecurityAuditors", "scopes": ["read"]}],
+            "keys": [e],
+        })
+        .to_string();
+        let doc = parse_keys_document(&obj).unwrap();
+        assert_eq!(doc.keys, vec![e]);
+        assert_eq!(
+            doc.principals,
+            vec![PrincipalEntry {
+                arn: "arn:aws:iam::111122223333:role/SecurityAuditors".into(),
+                scopes: vec![Scope::Read],
+            }]
+        );
+        // Principals alone; an unknown field of an entry is refused.
+        let only = r#"{"principals": [{"arn": "arn:aws:iam::111122223333:user/a", "scopes": ["rotate"]}]}"#;
+        let doc = parse_keys_document(only).unwrap();
+        assert!(doc.keys.is_empty() && doc.principals.len() == 1);
+        let typo =
+            r#"{"principals": [{"arn": "arn:aws:iam::111122223333:user/a", "scope": ["read"]}]}"#;
+        assert!(parse_keys_document(typo).is_err());
     }
 }

@@ -6,21 +6,37 @@
 //!
 //! - `KEYFLEET_REPORT_BUCKET`: the report bucket (read only);
 //! - `KEYFLEET_COORDINATOR_FUNCTION`: the coordinator Lambda (name or ARN);
-//! - `KEYFLEET_API_KEYS_SECRET`: the Secrets Manager secret holding the
-//!   API keys' entries (JSON, see [`crate::keys::parse_keys_document`]);
+//! - `KEYFLEET_API_KEYS_SECRET`: the Secrets Manager secret saying who may
+//!   call: IAM principals and API keys' entries with their scopes (JSON, see
+//!   [`crate::keys::parse_keys_document`]);
 //! - `KEYFLEET_CORS_ORIGINS`: comma-separated allowed origins (optional);
 //! - `KEYFLEET_RATE_LIMIT_PER_MINUTE`, `KEYFLEET_RATE_LIMIT_BURST`
-//!   (optional; defaults in [`crate::RateLimit`]). API Gateway usage plans
-//!   limit in front of this.
+//!   (optional; defaults in [`crate::RateLimit`]). The stage's throttling
+//!   limits all callers together in front of this.
 //!
 //! A REST API's events carry the stage in the path (`/prod/v1/runs`):
 //! [`strip_stage`] routes on the path without it and hands the stage to the
 //! pages as their [`BasePath`], so the dashboard's links keep it.
 //!
+//! **The caller's IAM principal.** `/v1` is an `AWS_IAM` method at the
+//! gateway: API Gateway checks the SigV4 signature and writes the signer's
+//! ARN into the event's request context (`requestContext.identity.userArn`,
+//! an assumed-role session's ARN for a role). [`sigv4_principal`] copies
+//! that, and only that, into a [`SigV4Principal`] request extension, which
+//! the routes' guard maps to scopes ([`crate::auth`]). The request
+//! context is written by API Gateway, not by the client: on a method with
+//! authorization `NONE` (the dashboard, `/keys/v1`) `userArn` is null, so
+//! no header or body can make a principal. Whoever may invoke the function
+//! directly (`lambda:InvokeFunction` on `keyfleet-api`) can write any event
+//! and so any principal; only API Gateway's own resource-based permission
+//! and the account's administrators hold that.
+//!
 //! Logs are JSON; as in the coordinator, the runtime's own event logging
 //! stays at `info` whatever `RUST_LOG` says, because at `trace` it logs
-//! each raw event, and an API event carries the caller's `x-api-key`.
+//! each raw event, and an API event carries the caller's `Authorization`
+//! header (a Bearer key on `/keys/v1` and the browser's routes).
 
+use crate::auth::SigV4Principal;
 use crate::invoke::LambdaCoordinator;
 use crate::keys::read_keys_secret;
 use crate::routes::BasePath;
@@ -93,12 +109,44 @@ pub async fn strip_stage(mut req: Request, next: Next) -> Response {
     next.run(req).await
 }
 
+/// The signer of a request API Gateway authorized with `AWS_IAM` (see the
+/// module doc): its REST API request context's `identity.userArn`.
+pub fn principal_of(ctx: &RequestContext) -> Option<SigV4Principal> {
+    match ctx {
+        RequestContext::ApiGatewayV1(c) => c
+            .identity
+            .user_arn
+            .as_deref()
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(|a| SigV4Principal(a.to_string())),
+        // Only the REST API is deployed; another event source carries no
+        // principal this API trusts.
+        _ => None,
+    }
+}
+
+/// Puts the request's [`SigV4Principal`], if API Gateway verified one,
+/// into its extensions; removes any other first.
+pub async fn sigv4_principal(mut req: Request, next: Next) -> Response {
+    let principal = req
+        .extensions()
+        .get::<RequestContext>()
+        .and_then(principal_of);
+    req.extensions_mut().remove::<SigV4Principal>();
+    if let Some(p) = principal {
+        req.extensions_mut().insert(p);
+    }
+    next.run(req).await
+}
+
 /// The router as the Lambda serves it: [`crate::router`] behind
-/// [`strip_stage`].
+/// [`strip_stage`] and [`sigv4_principal`].
 pub fn app(state: AppState) -> axum::Router {
     // Outside the router, so that it routes the path without the stage.
     axum::Router::new()
         .fallback_service(crate::router(state))
+        .layer(axum::middleware::from_fn(sigv4_principal))
         .layer(axum::middleware::from_fn(strip_stage))
 }
 
@@ -142,6 +190,7 @@ pub async fn run() -> Result<(), lambda_http::Error> {
     let state = AppState::new(
         ApiConfig {
             keys: doc.keys,
+            principals: doc.principals,
             cors_origins,
             rate_limit,
             secure_cookies: SecureCookies::Always,
@@ -152,8 +201,8 @@ pub async fn run() -> Result<(), lambda_http::Error> {
             coordinator: Arc::new(LambdaCoordinator::new(&sdk, function)),
         },
     )?;
-    if state.keys().is_empty() {
-        tracing::warn!(secret = %secret, "no API key is configured: every request but /healthz is refused");
+    if state.keys().is_empty() && state.principals().is_empty() {
+        tracing::warn!(secret = %secret, "no API key and no IAM principal is configured: every request but /healthz is refused");
     }
     // Boxed: the runtime's future is deep (see the coordinator's).
     Box::pin(lambda_http::run(app(state))).await

@@ -27,13 +27,19 @@
 //!   [`keyfleet_coordinator::lambda::Command`] the command line sends, one
 //!   attempt (see [`invoke`]), and answer 202 `{"run_id": ...}` with a
 //!   `Location` of the run; the run's report says how it went.
-//! - **Authentication**: API keys, stored as SHA-256 hashes, with `read` and
-//!   `rotate` scopes ([`keys`]); browser sessions are signed cookies that
-//!   hold no key ([`auth`]); rate limits per key id ([`limit`]).
-//! - **Two doors.** Everything under `/v1` is for API clients and takes only
-//!   the `x-api-key` header (API Gateway requires its key there too). The
-//!   browser's routes are outside `/v1` and take the session cookie or the
-//!   header: the dashboard `/`, a run's stored reports
+//! - **Authentication** ([`auth`] has the decision and its reason): behind
+//!   API Gateway, `/v1` is SigV4 (`AWS_IAM`) and the caller's IAM principal
+//!   gets the scopes the keys secret lists for it ([`principals`]); API
+//!   keys, stored as SHA-256 hashes with `read` and `rotate` scopes
+//!   ([`keys`]), travel in `Authorization: Bearer` to the same operations
+//!   under `/keys/v1`, and to the browser's routes. API Gateway holds no
+//!   credential at all: no API Gateway API key, no usage plan key. Browser
+//!   sessions are signed cookies that hold no key ([`auth`]); rate limits
+//!   per key id or principal ([`limit`]).
+//! - **Three doors.** `/v1/...` for IAM principals (SigV4 at the gateway),
+//!   `/keys/v1/...`, the same operations, for API keys; both take no
+//!   cookie. The browser's routes are outside both and take the session
+//!   cookie or a Bearer key: the dashboard `/`, a run's stored reports
 //!   (`/runs/{run_id}/report.{html,json,csv}`) and the key inventory
 //!   (`/export.csv`, `/export.json`, the content of `/v1/export`). The
 //!   dashboard links only to those.
@@ -65,6 +71,7 @@ pub mod lambda;
 pub mod limit;
 pub mod middleware;
 pub mod openapi;
+pub mod principals;
 pub mod problem;
 pub mod routes;
 
@@ -72,6 +79,7 @@ pub use auth::Caller;
 pub use invoke::{Coordinator, InvokeError, LambdaCoordinator};
 pub use keys::{ApiKeyEntry, KeySet, Scope};
 pub use limit::{Clock, ManualClock, RateLimit, SystemClock};
+pub use principals::{PrincipalEntry, PrincipalSet};
 pub use problem::Problem;
 pub use routes::router;
 
@@ -95,6 +103,11 @@ pub enum SecureCookies {
 pub struct ApiConfig {
     /// The keys it accepts (hashes only).
     pub keys: Vec<ApiKeyEntry>,
+    /// The IAM principals it accepts on a SigV4-signed request, and their
+    /// scopes. Only a [`auth::SigV4Principal`] is looked up here, which
+    /// only the Lambda layer makes (from API Gateway's request context):
+    /// `keyfleet serve` leaves this empty.
+    pub principals: Vec<PrincipalEntry>,
     /// Origins allowed to call it from a browser script
     /// (`https://host[:port]`); empty: no CORS headers at all.
     pub cors_origins: Vec<String>,
@@ -129,6 +142,7 @@ pub struct AppState {
 
 struct Inner {
     keys: KeySet,
+    principals: PrincipalSet,
     limiter: limit::Limiter,
     clock: Arc<dyn Clock>,
     data: data::ReportData,
@@ -147,6 +161,7 @@ impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AppState")
             .field("keys", &self.inner.keys.len())
+            .field("principals", &self.inner.principals.len())
             .field("data", &self.inner.data)
             .finish_non_exhaustive()
     }
@@ -165,6 +180,7 @@ impl AppState {
         clock: Arc<dyn Clock>,
     ) -> Result<AppState, ConfigError> {
         let keys = KeySet::new(config.keys.clone())?;
+        let principals = PrincipalSet::new(config.principals.clone())?;
         let cors_origins = config
             .cors_origins
             .iter()
@@ -174,6 +190,7 @@ impl AppState {
         Ok(AppState {
             inner: Arc::new(Inner {
                 keys,
+                principals,
                 limiter: limit::Limiter::new(config.rate_limit, clock.clone()),
                 clock,
                 data: data::ReportData::new(backend.store.clone()),
@@ -191,6 +208,9 @@ impl AppState {
 
     pub fn keys(&self) -> &KeySet {
         &self.inner.keys
+    }
+    pub fn principals(&self) -> &PrincipalSet {
+        &self.inner.principals
     }
     pub(crate) fn limiter(&self) -> &limit::Limiter {
         &self.inner.limiter
@@ -256,6 +276,16 @@ pub(crate) fn test_state(
     limit: RateLimit,
     clock: Arc<dyn Clock>,
 ) -> AppState {
+    test_state_with_principals(keys, Vec::new(), limit, clock)
+}
+
+#[cfg(test)]
+pub(crate) fn test_state_with_principals(
+    keys: Vec<ApiKeyEntry>,
+    principals: Vec<PrincipalEntry>,
+    limit: RateLimit,
+    clock: Arc<dyn Clock>,
+) -> AppState {
     struct Nobody;
     impl Coordinator for Nobody {
         fn invoke<'a>(
@@ -274,6 +304,7 @@ pub(crate) fn test_state(
     AppState::with_clock(
         ApiConfig {
             keys,
+            principals,
             rate_limit: limit,
             ..Default::default()
         },

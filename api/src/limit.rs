@@ -1,12 +1,15 @@
-//! Rate limiting per API key id: an in-process token bucket.
+//! Rate limiting per caller: an in-process token bucket.
 //!
-//! Each key id has a bucket of `burst` tokens, refilled at
-//! `per_minute / 60` tokens a second; a request takes one token, and a
-//! request that finds none is answered 429 with `Retry-After` (whole
-//! seconds until the next token). Buckets live in the process, so on
-//! Lambda each warm instance limits on its own: production puts API
-//! Gateway usage plans (rate, burst and quota per API Gateway key) in front
-//! as well, and this limit is the backstop that also covers `keyfleet serve`.
+//! Each API key id, and each IAM principal entry of the keys secret (all
+//! sessions of a listed role share the role's bucket), has a bucket of
+//! `burst` tokens, refilled at `per_minute / 60` tokens a second; a request
+//! takes one token, and a request that finds none is answered 429 with
+//! `Retry-After` (whole seconds until the next token). Buckets live in the
+//! process, so on Lambda each warm instance limits on its own; in front of
+//! it API Gateway's stage throttling (for all callers together), the
+//! function's reserved concurrency and an optional WAF bound the load. No
+//! API Gateway usage plan: it would need API Gateway API keys, whose values
+//! any `apigateway:GET` reader sees (see [`crate::auth`]).
 //!
 //! Time comes from a [`Clock`], so tests advance a [`ManualClock`] instead
 //! of sleeping. The clock also gives the wall time the session cookies'

@@ -4,9 +4,10 @@
 //!    `instance` ([`crate::problem::instance`]; never the raw path, which
 //!    may hold a pasted secret), and turns bare error statuses, such as
 //!    axum's 404 and 405, into problems; then logs the request: method,
-//!    that same `instance`, status, the caller's key id, time taken. Never a
-//!    header value, so never a key or a session cookie, and never the raw
-//!    path.
+//!    that same `instance`, status, the caller (a key's id, or an IAM
+//!    principal's ARN as API Gateway verified it), time taken. Never a
+//!    header value, so never a key, a signature or a session cookie, and
+//!    never the raw path.
 //! 2. [`headers`]: `Cache-Control: no-store` (answers hold account data),
 //!    `X-Content-Type-Options: nosniff`, `Referrer-Policy: no-referrer`,
 //!    and a Content-Security-Policy on HTML that allows no script, no
@@ -68,16 +69,16 @@ pub async fn finish(req: Request, next: Next) -> Response {
         }
     }
     let status = resp.status().as_u16();
-    let key_id = resp
+    let caller = resp
         .extensions()
         .get::<Caller>()
-        .map(|c| c.key_id.clone())
+        .map(|c| c.id.clone())
         .unwrap_or_else(|| "-".into());
     let ms = started.elapsed().as_millis() as u64;
     if status >= 500 {
-        tracing::warn!(key_id = %key_id, method = %method, path = %path, status, ms, "request");
+        tracing::warn!(caller = %caller, method = %method, path = %path, status, ms, "request");
     } else {
-        tracing::info!(key_id = %key_id, method = %method, path = %path, status, ms, "request");
+        tracing::info!(caller = %caller, method = %method, path = %path, status, ms, "request");
     }
     resp
 }
@@ -136,7 +137,7 @@ pub async fn cors(State(state): State<AppState>, req: Request, next: Next) -> Re
         );
         h.insert(
             header::ACCESS_CONTROL_ALLOW_HEADERS,
-            HeaderValue::from_static("x-api-key, content-type, accept"),
+            HeaderValue::from_static("authorization, content-type, accept"),
         );
         h.insert(
             header::ACCESS_CONTROL_MAX_AGE,

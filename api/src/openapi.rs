@@ -2,9 +2,16 @@
 //! ([`crate::routes::ROUTES`]), so the document and the router cannot name
 //! different routes, methods or statuses. The schemas of the bodies are
 //! written here by hand, next to the types they describe.
+//!
+//! Each `/v1` operation is in the document twice, as the router mounts it
+//! ([`crate::routes::mounted`]): at `/v1/...` for SigV4-signed requests of
+//! IAM principals (`sigv4`, what API Gateway lets through there), and at
+//! `/keys/v1/...`, operation id suffixed `WithKey`, for API keys
+//! (`bearer`). Client generators thus see which credential each path
+//! takes; see [`crate::auth`] for why there are two.
 
 use crate::auth::Access;
-use crate::routes::{In, Route, Ty, ROUTES};
+use crate::routes::{mounted, In, Route, Ty, KEYS_PREFIX};
 use serde_json::{json, Map, Value};
 use std::sync::OnceLock;
 
@@ -23,10 +30,31 @@ fn ty(t: Ty) -> Value {
     }
 }
 
-fn operation(r: &Route) -> Value {
+/// `r` as mounted at `path` (its own, or its twin under [`KEYS_PREFIX`]).
+fn operation(r: &Route, path: &str) -> Value {
+    let twin = path != r.path;
     let mut op = Map::new();
-    op.insert("operationId".into(), json!(r.operation_id));
+    let id = if twin {
+        format!("{}WithKey", r.operation_id)
+    } else {
+        r.operation_id.to_string()
+    };
+    op.insert("operationId".into(), json!(id));
     op.insert("summary".into(), json!(r.summary));
+    if let Access::Api(_) = r.access {
+        let how = if twin {
+            format!(
+                "For API keys: `Authorization: Bearer <key>`. The same operation as `{}`, which behind API Gateway takes SigV4-signed requests only.",
+                r.path
+            )
+        } else {
+            format!(
+                "Behind API Gateway: SigV4-signed requests only (authorization AWS_IAM); the signer's IAM principal, or its role, must be in the keys secret's principals with the scope. API keys use `{KEYS_PREFIX}{}`. `keyfleet serve` (no gateway) takes only API keys, here too.",
+                r.path
+            )
+        };
+        op.insert("description".into(), json!(how));
+    }
     let params: Vec<Value> = r
         .params
         .iter()
@@ -54,8 +82,9 @@ fn operation(r: &Route) -> Value {
     }
     let security = match r.access {
         Access::Public => json!([]),
-        Access::Key(s) => json!([{ "apiKey": [s.as_str()] }]),
-        Access::KeyOrSession(s) => json!([{ "apiKey": [s.as_str()] }, { "session": [s.as_str()] }]),
+        Access::Api(s) if twin => json!([{ "bearer": [s.as_str()] }]),
+        Access::Api(s) => json!([{ "sigv4": [s.as_str()] }, { "bearer": [s.as_str()] }]),
+        Access::KeyOrSession(s) => json!([{ "bearer": [s.as_str()] }, { "session": [s.as_str()] }]),
     };
     op.insert("security".into(), security);
     if let Some(s) = r.access.scope() {
@@ -107,12 +136,13 @@ fn schema_ref(name: Option<&str>, media: &str) -> Value {
 
 fn build() -> Value {
     let mut paths = Map::new();
-    for r in ROUTES {
+    for (path, r) in mounted() {
+        let op = operation(r, &path);
         let entry = paths
-            .entry(r.path.to_string())
+            .entry(path)
             .or_insert_with(|| Value::Object(Map::new()));
         if let Value::Object(m) = entry {
-            m.insert(r.verb.as_str().to_string(), operation(r));
+            m.insert(r.verb.as_str().to_string(), op);
         }
     }
     json!({
@@ -133,13 +163,18 @@ fn components() -> Value {
     let text_or_null = json!({"type": ["string", "null"]});
     json!({
         "securitySchemes": {
-            "apiKey": {
-                "type": "apiKey", "in": "header", "name": "x-api-key",
-                "description": "An API key (`kfk_...`) with the operation's scope (read or rotate).",
+            "sigv4": {
+                "type": "apiKey", "in": "header", "name": "Authorization",
+                "x-amazon-apigateway-authtype": "awsSigv4",
+                "description": "A request signed with AWS Signature Version 4 (service execute-api) by an IAM principal, checked by API Gateway (authorization AWS_IAM); the function gives the principal the scopes the keys secret's principals list for it, or for its role (an assumed-role session). An unlisted principal gets 403.",
+            },
+            "bearer": {
+                "type": "http", "scheme": "bearer",
+                "description": "An API key (`kfk_...`) with the operation's scope (read or rotate): `Authorization: Bearer <key>`. Never registered in API Gateway; x-api-key is not read.",
             },
             "session": {
                 "type": "apiKey", "in": "cookie", "name": "keyfleet_session",
-                "description": "The dashboard's signed session cookie, from POST /login: only the browser's GET routes outside /v1 (/, /runs/{run_id}/report.{html,json,csv}, /export.csv, /export.json). Every /v1 route needs x-api-key.",
+                "description": "The dashboard's signed session cookie, from POST /login: only the browser's GET routes outside /v1 (/, /runs/{run_id}/report.{html,json,csv}, /export.csv, /export.json). No /v1 or /keys/v1 route takes it.",
             },
         },
         "headers": {
@@ -148,7 +183,7 @@ fn components() -> Value {
             "Retry-After": { "description": "Seconds until the rate limit lets a request through.", "schema": {"type": "integer"} },
             "Location": { "description": "Where to go next (the started run, or the dashboard).", "schema": {"type": "string"} },
             "Set-Cookie": { "description": "The session cookie (HttpOnly, SameSite=Strict, Secure over HTTPS).", "schema": {"type": "string"} },
-            "WWW-Authenticate": { "description": "The API key scheme.", "schema": {"type": "string"} },
+            "WWW-Authenticate": { "description": "The API key scheme (Bearer).", "schema": {"type": "string"} },
         },
         "schemas": {
             "Problem": {
@@ -288,6 +323,7 @@ fn components() -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::routes::ROUTES;
 
     /// Every `$ref` points at a component that exists.
     #[test]
@@ -344,5 +380,41 @@ mod tests {
         }
         let ids: std::collections::BTreeSet<_> = ROUTES.iter().map(|r| r.operation_id).collect();
         assert_eq!(ids.len(), ROUTES.len(), "operation ids are unique");
+        // Twins included, as the document has them.
+        let doc = document();
+        let mut all = std::collections::BTreeSet::new();
+        for (path, r) in mounted() {
+            let id = doc["paths"][&path][r.verb.as_str()]["operationId"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            assert!(all.insert(id), "{path}: duplicate operation id");
+        }
+    }
+
+    #[test]
+    fn v1_is_sigv4_or_bearer_and_its_twin_bearer_only() {
+        let doc = document();
+        let schemes = |path: &str, verb: &str| -> Vec<String> {
+            doc["paths"][path][verb]["security"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .flat_map(|s| s.as_object().unwrap().keys().cloned())
+                .collect()
+        };
+        let mut twins = 0;
+        for r in ROUTES.iter().filter(|r| crate::routes::is_api_path(r.path)) {
+            assert_eq!(schemes(r.path, r.verb.as_str()), ["sigv4", "bearer"]);
+            let twin = format!("{KEYS_PREFIX}{}", r.path);
+            assert_eq!(schemes(&twin, r.verb.as_str()), ["bearer"]);
+            twins += 1;
+        }
+        assert_eq!(twins, 6);
+        assert_eq!(
+            doc["components"]["securitySchemes"]["bearer"]["scheme"],
+            "bearer"
+        );
+        assert!(doc["components"]["securitySchemes"]["apiKey"].is_null());
     }
 }

@@ -158,7 +158,7 @@ impl Problem {
         if p.status == 401 {
             h.insert(
                 header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("ApiKey realm=\"keyfleet\", header=\"x-api-key\""),
+                HeaderValue::from_static(crate::auth::WWW_AUTHENTICATE),
             );
         }
         resp

@@ -7,13 +7,19 @@
 //! two together: every documented operation is routed, every other method
 //! on its path is a 405, and every status a test sees is documented.
 //!
-//! Who may call: `/v1/*` is header-only ([`Access::Key`]); the browser's
-//! routes outside `/v1` (`/`, `/runs/{run_id}/report.{html,json,csv}`,
-//! `/export.csv`, `/export.json`) take the session cookie or the header
-//! ([`Access::KeyOrSession`]) and refuse with HTML pages (the login form
-//! for a 401). See [`crate::auth`].
+//! Who may call ([`crate::auth`]): the API's routes, `/v1/*`, take a SigV4
+//! principal or a Bearer key and no cookie ([`Access::Api`]); [`router`]
+//! mounts each of them a second time under [`KEYS_PREFIX`] (`/keys/v1/*`),
+//! the door API Gateway leaves to the function for API key clients, since
+//! its `/v1` takes SigV4 only. The table lists each operation once; the
+//! document gives the `/v1` path items a second server for the twin
+//! ([`crate::openapi`]). The browser's routes outside `/v1` (`/`,
+//! `/runs/{run_id}/report.{html,json,csv}`, `/export.csv`, `/export.json`)
+//! take the session cookie or a Bearer key ([`Access::KeyOrSession`]) and
+//! refuse with HTML pages (the login form for a 401).
 
-use crate::auth::{self, Access, Caller, Denied};
+pub use crate::auth::KEYS_PREFIX;
+use crate::auth::{self, Access, Caller, Denied, SigV4Principal, Via};
 use crate::data::DataError;
 use crate::ids;
 use crate::inventory::{self, rfc3339, KeyView, Lookup, Reactivation};
@@ -24,7 +30,7 @@ use crate::problem::{self, Problem};
 use crate::{dashboard, AppState, SecureCookies};
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, FormRejection, PathRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{from_fn, from_fn_with_state, Next};
 use axum::response::{IntoResponse, Response};
@@ -190,9 +196,12 @@ const fn page(status: u16, description: &'static str) -> Resp {
 const R400: Resp = problem(400, "A malformed identifier or parameter.");
 const R401: Resp = Resp {
     headers: &["WWW-Authenticate"],
-    ..problem(401, "No API key, or not a valid one.")
+    ..problem(401, "No credential this route takes (a SigV4 signature API Gateway checked, or `Authorization: Bearer <key>`), or not a valid API key.")
 };
-const R403: Resp = problem(403, "The API key lacks the scope.");
+const R403: Resp = problem(
+    403,
+    "The API key or IAM principal lacks the scope, or the keys secret lists no such principal.",
+);
 const R409: Resp = problem(
     409,
     "The key cannot be switched on: deleted (type urn:keyfleet:problem:key-deleted) or active (type urn:keyfleet:problem:key-active).",
@@ -200,7 +209,7 @@ const R409: Resp = problem(
 const R413: Resp = problem(413, "The body is too large.");
 const R429: Resp = Resp {
     headers: &["Retry-After"],
-    ..problem(429, "Rate limit of the API key reached.")
+    ..problem(429, "Rate limit of the API key or IAM principal reached.")
 };
 const R502: Resp = problem(
     502,
@@ -397,7 +406,7 @@ pub const ROUTES: &[Route] = &[
         op: Op::ListRuns,
         operation_id: "listRuns",
         summary: "Finalized runs, newest first: scheduled, one-user (rotate, reactivate) and dry runs.",
-        access: Access::Key(Scope::Read),
+        access: Access::Api(Scope::Read),
         html: false,
         params: &[Param {
             name: "limit",
@@ -429,7 +438,7 @@ pub const ROUTES: &[Route] = &[
         op: Op::GetRun,
         operation_id: "getRun",
         summary: "A run's consolidated report: JSON, or the CSV report with Accept: text/csv.",
-        access: Access::Key(Scope::Read),
+        access: Access::Api(Scope::Read),
         html: false,
         params: &[P_RUN, P_FORMAT],
         body: None,
@@ -487,7 +496,7 @@ pub const ROUTES: &[Route] = &[
         path: "/runs/{run_id}/report.json",
         op: Op::RunJson,
         operation_id: "getRunJsonFile",
-        summary: "For the browser (session cookie or x-api-key, outside /v1): a run's stored JSON report (reports/<run_id>/report.json). API clients use /v1/runs/{run_id}.",
+        summary: "For the browser (session cookie or Bearer key, outside /v1): a run's stored JSON report (reports/<run_id>/report.json). API clients use /v1/runs/{run_id}.",
         access: Access::KeyOrSession(Scope::Read),
         html: true,
         params: &[P_RUN],
@@ -515,7 +524,7 @@ pub const ROUTES: &[Route] = &[
         path: "/runs/{run_id}/report.csv",
         op: Op::RunCsv,
         operation_id: "getRunCsvFile",
-        summary: "For the browser (session cookie or x-api-key, outside /v1): a run's stored CSV report (reports/<run_id>/report.csv), as a download. API clients use /v1/runs/{run_id}?format=csv.",
+        summary: "For the browser (session cookie or Bearer key, outside /v1): a run's stored CSV report (reports/<run_id>/report.csv), as a download. API clients use /v1/runs/{run_id}?format=csv.",
         access: Access::KeyOrSession(Scope::Read),
         html: true,
         params: &[P_RUN],
@@ -544,7 +553,7 @@ pub const ROUTES: &[Route] = &[
         op: Op::UserKeys,
         operation_id: "getUserKeys",
         summary: "A user's access keys as of the end of the latest scheduled run, and where the current secret is kept. Never a secret.",
-        access: Access::Key(Scope::Read),
+        access: Access::Api(Scope::Read),
         html: false,
         params: &[P_ACCOUNT, P_USER],
         body: None,
@@ -572,7 +581,7 @@ pub const ROUTES: &[Route] = &[
         op: Op::Rotate,
         operation_id: "rotateUser",
         summary: "Emergency rotation of one user: a new key now (the old one stays active unless deactivate_old).",
-        access: Access::Key(Scope::Rotate),
+        access: Access::Api(Scope::Rotate),
         html: false,
         params: &[P_ACCOUNT, P_USER],
         body: Some(Content {
@@ -596,7 +605,7 @@ pub const ROUTES: &[Route] = &[
         op: Op::Reactivate,
         operation_id: "reactivateKey",
         summary: "Switch a key keyfleet deactivated back on (checked against the newest run that holds the user).",
-        access: Access::Key(Scope::Rotate),
+        access: Access::Api(Scope::Rotate),
         html: false,
         params: &[P_ACCOUNT, P_USER, P_KEY],
         body: None,
@@ -617,7 +626,7 @@ pub const ROUTES: &[Route] = &[
         op: Op::Export,
         operation_id: "exportKeys",
         summary: "The organization's key inventory as of the end of the latest scheduled run: one row per key, JSON or CSV. Never a secret.",
-        access: Access::Key(Scope::Read),
+        access: Access::Api(Scope::Read),
         html: false,
         params: &[P_FORMAT],
         body: None,
@@ -650,7 +659,7 @@ pub const ROUTES: &[Route] = &[
         path: "/export.csv",
         op: Op::ExportCsv,
         operation_id: "exportKeysCsvFile",
-        summary: "For the browser (session cookie or x-api-key, outside /v1): the key inventory of /v1/export as CSV, a download. Never a secret.",
+        summary: "For the browser (session cookie or Bearer key, outside /v1): the key inventory of /v1/export as CSV, a download. Never a secret.",
         access: Access::KeyOrSession(Scope::Read),
         html: true,
         params: &[],
@@ -677,7 +686,7 @@ pub const ROUTES: &[Route] = &[
         path: "/export.json",
         op: Op::ExportJson,
         operation_id: "exportKeysJsonFile",
-        summary: "For the browser (session cookie or x-api-key, outside /v1): the key inventory of /v1/export as JSON. Never a secret.",
+        summary: "For the browser (session cookie or Bearer key, outside /v1): the key inventory of /v1/export as JSON. Never a secret.",
         access: Access::KeyOrSession(Scope::Read),
         html: true,
         params: &[],
@@ -723,11 +732,30 @@ fn endpoint(r: &Route) -> MethodRouter<AppState> {
     }
 }
 
-/// The API: every route of [`ROUTES`] behind its guard, and the layers of
-/// [`crate::middleware`].
-pub fn router(state: AppState) -> Router {
+/// Whether `path` is one of the API's (under `/v1`), which [`router`]
+/// mounts under [`KEYS_PREFIX`] too.
+pub fn is_api_path(path: &str) -> bool {
+    path == "/v1" || path.starts_with("/v1/")
+}
+
+/// Every route as [`router`] mounts it: `(path, route)`, the `/v1` ones a
+/// second time under [`KEYS_PREFIX`].
+pub fn mounted() -> Vec<(String, &'static Route)> {
+    let mut out: Vec<(String, &'static Route)> =
+        ROUTES.iter().map(|r| (r.path.to_string(), r)).collect();
+    out.extend(
+        ROUTES
+            .iter()
+            .filter(|r| is_api_path(r.path))
+            .map(|r| (format!("{KEYS_PREFIX}{}", r.path), r)),
+    );
+    out
+}
+
+/// The routes of [`ROUTES`] that `pick` keeps, each behind its guard.
+fn mount(state: &AppState, pick: impl Fn(&Route) -> bool) -> Router<AppState> {
     let mut paths: Vec<(&'static str, MethodRouter<AppState>)> = Vec::new();
-    for r in ROUTES {
+    for r in ROUTES.iter().filter(|r| pick(r)) {
         let (access, html) = (r.access, r.html);
         let mr = endpoint(r).route_layer(from_fn_with_state(
             state.clone(),
@@ -742,7 +770,15 @@ pub fn router(state: AppState) -> Router {
     for (path, mr) in paths {
         app = app.route(path, mr);
     }
-    app.fallback(not_found)
+    app
+}
+
+/// The API: every route of [`ROUTES`] behind its guard, the `/v1` ones
+/// also under [`KEYS_PREFIX`], and the layers of [`crate::middleware`].
+pub fn router(state: AppState) -> Router {
+    mount(&state, |_| true)
+        .nest(KEYS_PREFIX, mount(&state, |r| is_api_path(r.path)))
+        .fallback(not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(from_fn_with_state(state.clone(), middleware::cors))
         .layer(from_fn(middleware::headers))
@@ -757,7 +793,8 @@ async fn guard(
     mut req: Request,
     next: Next,
 ) -> Response {
-    match auth::authorize(&state, req.headers(), access) {
+    let principal = req.extensions().get::<SigV4Principal>().cloned();
+    match auth::authorize(&state, req.headers(), principal.as_ref(), access) {
         Ok(caller) => {
             if let Some(c) = &caller {
                 req.extensions_mut().insert(c.clone());
@@ -775,10 +812,15 @@ async fn guard(
             } else {
                 denied.problem().into_response()
             };
-            if let Some(id) = denied.key_id() {
+            if let Some(id) = denied.caller() {
+                let via = match &denied {
+                    Denied::Unlisted { .. } => Via::Principal,
+                    Denied::Forbidden { via, .. } => *via,
+                    _ => Via::Key,
+                };
                 resp.extensions_mut().insert(Caller {
-                    key_id: id.to_string(),
-                    by_session: false,
+                    id: id.to_string(),
+                    via,
                 });
             }
             resp
@@ -1092,6 +1134,7 @@ struct RotateBody {
 
 async fn rotate(
     State(state): State<AppState>,
+    matched: Option<MatchedPath>,
     base: Option<Extension<BasePath>>,
     caller: Option<Extension<Caller>>,
     path: Result<Path<(String, String)>, PathRejection>,
@@ -1118,11 +1161,12 @@ async fn rotate(
         deactivate_old: req.deactivate_old,
         key_id: req.key_id,
     };
-    start(&state, base, caller, cmd).await
+    start(&state, door(matched), base, caller, cmd).await
 }
 
 async fn reactivate(
     State(state): State<AppState>,
+    matched: Option<MatchedPath>,
     base: Option<Extension<BasePath>>,
     caller: Option<Extension<Caller>>,
     path: Result<Path<(String, String, String)>, PathRejection>,
@@ -1166,32 +1210,43 @@ async fn reactivate(
         user: user.to_string(),
         key_id: key_id.to_string(),
     };
-    start(&state, base, caller, cmd).await
+    start(&state, door(matched), base, caller, cmd).await
+}
+
+/// The door a request came in by: [`KEYS_PREFIX`] for the API key
+/// clients' twin of `/v1`, else nothing. The started run's `Location` keeps
+/// it, so a key client is not sent to a `/v1` that wants a signature.
+fn door(matched: Option<MatchedPath>) -> &'static str {
+    match matched {
+        Some(m) if m.as_str().starts_with(&format!("{KEYS_PREFIX}/")) => KEYS_PREFIX,
+        _ => "",
+    }
 }
 
 /// Invokes the coordinator and answers 202 with the run id.
 async fn start(
     state: &AppState,
+    door: &str,
     base: Option<Extension<BasePath>>,
     caller: Option<Extension<Caller>>,
     cmd: Command,
 ) -> Result<Response, Problem> {
     let base = base.map(|Extension(b)| b.0).unwrap_or_default();
-    let key_id = caller.map(|Extension(c)| c.key_id).unwrap_or_default();
+    let caller_id = caller.map(|Extension(c)| c.id).unwrap_or_default();
     let action = serde_json::to_value(&cmd)
         .ok()
         .and_then(|v| v.get("action").and_then(|a| a.as_str()).map(str::to_string))
         .unwrap_or_default();
-    tracing::info!(key_id = %key_id, action = %action, command = ?cmd, "starting a run for the caller");
+    tracing::info!(caller = %caller_id, action = %action, command = ?cmd, "starting a run for the caller");
     let answer = state
         .coordinator()
         .invoke(&cmd)
         .await
         .map_err(invoke_problem)?;
     let run_id = invoke::run_id_of(&answer).map_err(invoke_problem)?;
-    tracing::info!(key_id = %key_id, action = %action, run_id = %run_id, "run started");
+    tracing::info!(caller = %caller_id, action = %action, run_id = %run_id, "run started");
     let mut resp = (StatusCode::ACCEPTED, json(&json!({"run_id": run_id}))).into_response();
-    if let Ok(v) = HeaderValue::from_str(&format!("{base}/v1/runs/{run_id}")) {
+    if let Ok(v) = HeaderValue::from_str(&format!("{base}{door}/v1/runs/{run_id}")) {
         resp.headers_mut().insert(header::LOCATION, v);
     }
     Ok(resp)
@@ -1349,8 +1404,8 @@ async fn login(
         return dashboard::refusal(&Denied::Invalid, &base);
     };
     let caller = Caller {
-        key_id: entry.id.clone(),
-        by_session: false,
+        id: entry.id.clone(),
+        via: Via::Key,
     };
     let mut resp = match auth::admit(&state, entry, Scope::Read) {
         Err(denied) => dashboard::refusal(&denied, &base),

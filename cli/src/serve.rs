@@ -11,6 +11,14 @@
 //! enforcement then holds the API to its role's policy. The credentials
 //! are refreshed before they expire.
 //!
+//! **How it authenticates: API keys only**, in `Authorization: Bearer
+//! <key>` (or the dashboard's login form), on `/v1`, `/keys/v1` and the
+//! browser's routes alike. There is no API Gateway in front to check a
+//! SigV4 signature, so serve trusts no IAM principal: the keys secret's
+//! `principals` are not read, and a principal exists only as a request
+//! extension the API's Lambda builds from API Gateway's request context,
+//! never from anything a client sends (see `keyfleet_api::auth`).
+//!
 //! `keyfleet api-key new` makes a key: the key is printed once, and the
 //! entry to configure holds only its hash.
 
@@ -74,6 +82,8 @@ pub async fn run(
     let state = AppState::new(
         ApiConfig {
             keys,
+            // Keys only: no gateway verifies a signature here (module doc).
+            principals: Vec::new(),
             cors_origins: cfg.api.cors_origins.clone(),
             rate_limit: RateLimit {
                 per_minute: cfg.api.rate_limit_per_minute,
@@ -134,6 +144,10 @@ pub fn new_key(id: &str, scopes: &str) -> Result<()> {
     );
     println!();
     println!("  {key}");
+    println!();
+    println!("Send it as `Authorization: Bearer <key>`: to /v1/... of `keyfleet serve`, to");
+    println!("/keys/v1/... of the deployed API (its /v1 takes SigV4 only), or in the dashboard's");
+    println!("login form. Never register it as an API Gateway API key.");
     println!();
     println!("For `keyfleet serve`, add to keyfleet.toml:");
     println!();

@@ -26,9 +26,11 @@ What is checked
 - the API (modules/api): its role has exactly the permissions the API needs
   (read the report bucket, invoke the coordinator, read its key hashes, its
   logs: nothing that writes, sends jobs or reads the coordinator's private
-  key), API Gateway requires an API key on every /v1 method, the stage has
-  access logging (never the key itself) and X-Ray tracing, and the key
-  hashes secret is KMS-encrypted and readable only by the API role.
+  key), every /v1 method is SigV4 (AWS_IAM) and nothing a read-only
+  principal reads back from API Gateway (API keys, usage plan keys, stage
+  variables) is derived from a secret or grants anything, the stage has
+  access logging (never a header) and X-Ray tracing, and the keys secret
+  is KMS-encrypted and readable only by the API role.
 """
 
 from __future__ import annotations
@@ -1221,10 +1223,9 @@ def test_api_role_has_exactly_what_the_api_needs(api, api_documents):
         assert word not in text, f"modules/api mentions {word}"
 
 
-def test_api_gateway_requires_an_api_key_on_v1(api):
+def test_api_gateway_routes_v1_to_sigv4_and_the_rest_to_the_function(api):
     rest_api = api[("aws_api_gateway_rest_api", "this")]
     assert rest_api["endpoint_configuration"][0]["types"] == ["REGIONAL"]
-    assert rest_api["api_key_source"] == "HEADER"
     root = "${aws_api_gateway_rest_api.this.root_resource_id}"
     v1 = "${aws_api_gateway_resource.v1.id}"
     v1_proxy = "${aws_api_gateway_resource.v1_proxy.id}"
@@ -1243,17 +1244,20 @@ def test_api_gateway_requires_an_api_key_on_v1(api):
         assert set(routes[resource]) <= {"ANY", "OPTIONS"} and "ANY" in routes[resource]
         for http_method, (name, m) in routes[resource].items():
             if http_method == "OPTIONS":
-                # Preflights carry no key; they exist only when CORS is on.
-                assert m.get("count") == cors_only, f"{name}: OPTIONS without a key only with cors_origins"
-                assert m["api_key_required"] is False
+                # Preflights carry no signature; they exist only when CORS is on.
+                assert m.get("count") == cors_only, f"{name}: OPTIONS without authorization only with cors_origins"
+                assert m["authorization"] == "NONE" and m["api_key_required"] is False
             else:
-                assert m["api_key_required"] is True, f"{name}: /v1 must require an API key at the gateway"
+                assert m["authorization"] == "AWS_IAM", f"{name}: /v1 must be SigV4 at the gateway"
+                assert m["api_key_required"] is False
                 assert "count" not in m
-    # The dashboard: no key at the gateway (a browser page), the function
-    # authenticates it (login form, then a session cookie).
+    # Everything else (the dashboard, the browser's files, /keys/v1 for API
+    # keys): no gateway authorization, the function authenticates it (Bearer
+    # key against the hashes, login form, session cookie).
     for resource in (root, proxy):
         assert set(routes[resource]) == {"ANY"}
-        assert routes[resource]["ANY"][1]["api_key_required"] is False
+        (name, m) = routes[resource]["ANY"]
+        assert m["authorization"] == "NONE" and m["api_key_required"] is False, name
 
     # Each method is proxied to the function, and a change redeploys.
     integrations = _of_type(api, "aws_api_gateway_integration")
@@ -1269,20 +1273,68 @@ def test_api_gateway_requires_an_api_key_on_v1(api):
         assert f"aws_api_gateway_method.{name}," in triggers or f"aws_api_gateway_method.{name}]" in triggers
         assert f"aws_api_gateway_integration.{name}," in triggers or f"aws_api_gateway_integration.{name}]" in triggers
 
-    # Per-key limits: the usage plan on this stage, with throttle and quota.
-    plan = api[("aws_api_gateway_usage_plan", "this")]
-    assert plan["api_stages"] == [{
-        "api_id": "${aws_api_gateway_rest_api.this.id}", "stage": "${aws_api_gateway_stage.this.stage_name}",
-        "__is_block__": True}]
-    assert plan["throttle_settings"][0]["rate_limit"] == "${var.throttle_rate_limit}"
-    assert plan["throttle_settings"][0]["burst_limit"] == "${var.throttle_burst_limit}"
-    assert plan["quota_settings"][0]["limit"] == "${var.quota_limit}"
+    # No usage plan: it would only limit methods that require an API Gateway
+    # key, and there are none (see the test below).
+    assert _of_type(api, "aws_api_gateway_usage_plan") == {}
     # Only this API's stage may invoke the function.
     permission = api[("aws_lambda_permission", "api_gateway")]
     assert permission["principal"] == "apigateway.amazonaws.com"
     assert permission["function_name"] == "${aws_lambda_function.this.function_name}"
     assert permission["source_arn"] == "${aws_api_gateway_rest_api.this.execution_arn}/${var.stage_name}/*"
     assert [n for n, p in _of_type(api, "aws_lambda_permission").items()] == ["api_gateway"]
+
+
+# What a read-only principal (ReadOnlyAccess, SecurityAudit: apigateway:GET)
+# reads back from API Gateway: API key values (get-api-keys --include-values),
+# usage plan keys, stage and deployment variables, the whole route setup.
+# None of it may be derived from a secret or grant anything.
+APIGW_READABLE_VALUES = ("aws_api_gateway_api_key", "aws_api_gateway_usage_plan_key")
+SECRET_SOURCES = ("aws_secretsmanager_secret", "random_", "sha256(", "base64sha256(", "var.api_keys",
+                  "session_key", "KEYFLEET_API_KEYS_SECRET", "kfk_")
+
+
+def test_api_gateway_holds_nothing_a_reader_can_use_and_v1_is_sigv4(api):
+    """API Gateway returns API key values, usage plan keys and stage variables
+    to anyone with apigateway:GET. The module used to ask for the keyfleet
+    key itself to be registered as the gateway's API key on /v1, so a
+    read-only auditor could read a `rotate` key back. Now no API Gateway
+    value stands for a credential: /v1 is SigV4 (AWS_IAM), the keyfleet
+    keys travel in `Authorization: Bearer` to routes the gateway does not
+    check, and the gateway has no API keys at all."""
+    # No API Gateway key of any kind, no key required by any method.
+    readable = [(t, n) for (t, n) in api if t in APIGW_READABLE_VALUES]
+    assert readable == [], f"API Gateway returns these values to apigateway:GET: {readable}"
+    methods = _of_type(api, "aws_api_gateway_method")
+    required = [n for n, m in methods.items() if m.get("api_key_required") is not False]
+    assert required == [], f"methods that require an API Gateway key (a value read-only principals can read): {required}"
+    # Nothing API Gateway stores is derived from a secret: no stage or
+    # deployment variables, and no gateway resource refers to the keys
+    # secret, a random value, a hash or a session key.
+    for (typ, name), body in api.items():
+        if not typ.startswith("aws_api_gateway_"):
+            continue
+        assert "variables" not in body, f"{typ}.{name}: stage/deployment variables are readable with apigateway:GET"
+        text = json.dumps(body)
+        for source in SECRET_SOURCES:
+            assert source not in text, f"{typ}.{name} derives a value from {source}"
+    # /v1 is authorized by SigV4: the caller's IAM principal, which the
+    # function maps to scopes. CORS preflights (only with cors_origins) and
+    # the dashboard are NONE: the function answers them itself.
+    v1 = "${aws_api_gateway_resource.v1.id}"
+    v1_proxy = "${aws_api_gateway_resource.v1_proxy.id}"
+    on_v1 = {n: m for n, m in methods.items() if m["resource_id"] in (v1, v1_proxy)}
+    assert {m["http_method"] for m in on_v1.values()} <= {"ANY", "OPTIONS"}
+    for name, m in on_v1.items():
+        if m["http_method"] == "OPTIONS":
+            assert m["authorization"] == "NONE" and m.get("count") == "${local.cors ? 1 : 0}", name
+        else:
+            assert m["authorization"] == "AWS_IAM", f"{name}: /v1 must be authorized with SigV4 (AWS_IAM)"
+            assert "count" not in m
+    assert sum(m["http_method"] == "ANY" for m in on_v1.values()) == 2
+    # The README no longer tells anyone to register a key in API Gateway.
+    readme = (TF / "modules" / "api" / "README.md").read_text()
+    for instruction in ("create-api-key", "create-usage-plan-key", "--value"):
+        assert instruction not in readme, f"modules/api/README.md still says {instruction}"
 
 
 def test_api_stage_has_access_logging_and_tracing(api, api_documents):
@@ -1295,13 +1347,15 @@ def test_api_stage_has_access_logging_and_tracing(api, api_documents):
     fields = hcl2.loads("x = " + JSONENCODE.match(fmt).group("body"), serialization_options=HCL_OPTIONS)["x"]
     values = {v for k, v in fields.items() if k != "__is_block__"}
     assert {"$context.requestId", "$context.identity.sourceIp", "$context.status",
-            "$context.identity.apiKeyId", "$context.xrayTraceId"} <= values
+            "$context.identity.userArn", "$context.xrayTraceId"} <= values
     assert "$context.identity.apiKey" not in values, "the access log must not hold API keys"
+    assert not any("$context.authorizer" in v or "header" in v.lower() for v in values), \
+        "the access log must not hold a header (a Bearer key travels in Authorization)"
 
     settings = api[("aws_api_gateway_method_settings", "all")]
     assert settings["stage_name"] == "${aws_api_gateway_stage.this.stage_name}" and settings["method_path"] == "*/*"
     (s,) = settings["settings"]
-    assert s["data_trace_enabled"] is False, "data trace logs whole requests, x-api-key included"
+    assert s["data_trace_enabled"] is False, "data trace logs whole requests, the Authorization header included"
     assert s["metrics_enabled"] is True
     assert s["logging_level"] == "${var.execution_logging_level}"
     assert _api_variables()["execution_logging_level"]["default"] in ("ERROR", "INFO")

@@ -1,7 +1,8 @@
-//! Who may call what: keys, scopes, rate limits, browser sessions, CORS.
+//! Who may call what: keys, IAM principals, scopes, rate limits, browser
+//! sessions, CORS.
 
 use crate::fixture::*;
-use crate::world::{Options, World};
+use crate::world::{session_of, Options, World};
 use axum::body::Body;
 use axum::http::Method;
 use keyfleet_api::RateLimit;
@@ -26,8 +27,14 @@ async fn a_missing_or_wrong_key_is_401() {
     for uri in [keys_uri.as_str(), "/v1/runs", "/v1/export"] {
         let a = w.get(uri, None).await;
         let p = a.problem(401);
-        assert!(p["detail"].as_str().unwrap().contains("x-api-key"), "{p}");
-        assert!(a.header("www-authenticate").is_some());
+        assert!(
+            p["detail"].as_str().unwrap().contains("Authorization"),
+            "{p}"
+        );
+        assert_eq!(
+            a.header("www-authenticate"),
+            Some("Bearer realm=\"keyfleet\"")
+        );
         let wrong = format!("{}x", w.reader);
         w.get(uri, Some(&wrong)).await.problem(401);
         w.get(uri, Some("kfk_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"))
@@ -168,9 +175,10 @@ async fn a_browser_logs_in_with_a_form_and_keeps_a_cookie_that_is_not_the_key() 
     ] {
         assert_eq!(with_cookie(uri, Method::GET).await.status, 200, "{uri}");
     }
-    // /v1 takes only the header (API Gateway asks for it there too).
+    // The API's routes take no cookie, under /v1 or /keys/v1 ...
     with_cookie("/v1/runs", Method::GET).await.problem(401);
-    // but never acts: the actions need the header.
+    with_cookie("/keys/v1/runs", Method::GET).await.problem(401);
+    // ... so a session never acts: the actions need a header.
     let a = w
         .call(
             Method::POST,
@@ -252,7 +260,7 @@ async fn configured_origins_get_cors_and_others_do_not() {
             &[
                 ("origin", "https://sec.example.com"),
                 ("access-control-request-method", "GET"),
-                ("access-control-request-headers", "x-api-key"),
+                ("access-control-request-headers", "authorization"),
             ],
             Body::empty(),
         )
@@ -265,7 +273,7 @@ async fn configured_origins_get_cors_and_others_do_not() {
     assert!(a
         .header("access-control-allow-headers")
         .unwrap()
-        .contains("x-api-key"));
+        .contains("authorization"));
     let a = w
         .call(
             Method::GET,
@@ -295,4 +303,161 @@ async fn configured_origins_get_cors_and_others_do_not() {
         )
         .await;
     assert!(a.header("access-control-allow-origin").is_none());
+}
+
+/// The security review's finding: the module README had operators register
+/// each keyfleet key in API Gateway with the same value, and API Gateway
+/// returns key values to anyone with `apigateway:GET` (ReadOnlyAccess,
+/// SecurityAudit). So whatever arrives in `x-api-key`, the header API
+/// Gateway keys travel in, must open nothing: not a read, not a rotation.
+#[tokio::test]
+async fn a_key_in_x_api_key_the_header_api_gateway_keys_use_opens_nothing() {
+    let w = World::new(Options::default()).await;
+    let rotate = format!("/v1/accounts/{PROD}/users/alice/rotate");
+    let a = w
+        .call(
+            Method::POST,
+            &rotate,
+            None,
+            &[
+                ("x-api-key", &w.admin),
+                ("content-type", "application/json"),
+            ],
+            Body::from("{}"),
+        )
+        .await;
+    assert_eq!(
+        a.status,
+        401,
+        "a rotation with the key API Gateway stores: {}",
+        a.text()
+    );
+    for uri in ["/v1/runs", "/v1/export", "/", "/export.json"] {
+        let a = w
+            .call(
+                Method::GET,
+                uri,
+                None,
+                &[("x-api-key", &w.admin)],
+                Body::empty(),
+            )
+            .await;
+        assert_eq!(a.status, 401, "{uri} with x-api-key: {}", a.text());
+    }
+    assert!(w.fake.commands.lock().unwrap().is_empty());
+}
+
+/// Behind API Gateway `/v1` is SigV4: the principal API Gateway verified
+/// gets the scopes the keys secret lists for it (for a role's session, the
+/// role's), whatever the session is called.
+#[tokio::test]
+async fn a_listed_roles_session_gets_the_roles_scopes() {
+    let w = World::new(Options::default()).await;
+    let auditor = session_of("SecurityAuditors", "jane@example.com");
+    let responder = session_of("KeyfleetResponders", "pager");
+    for uri in [
+        "/v1/runs",
+        "/v1/export",
+        &format!("/v1/accounts/{PROD}/users/alice/keys"),
+    ] {
+        for who in [&auditor, &responder] {
+            let a = w.call_signed(Method::GET, uri, who, Body::empty()).await;
+            assert_eq!(a.status, 200, "{who} {uri}: {}", a.text());
+        }
+    }
+    let rotate = format!("/v1/accounts/{PROD}/users/alice/rotate");
+    let a = w
+        .call_signed(Method::POST, &rotate, &responder, Body::from("{}"))
+        .await;
+    assert_eq!(a.status, 202, "{}", a.text());
+    assert_eq!(
+        a.header("location"),
+        Some("/v1/runs/20260305T000000Z-ffffff")
+    );
+    assert_eq!(w.fake.commands.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_read_only_principal_cannot_rotate_or_reactivate() {
+    let w = World::new(Options::default()).await;
+    let auditor = session_of("SecurityAuditors", "jane");
+    let rotate = format!("/v1/accounts/{PROD}/users/alice/rotate");
+    let reactivate = format!("/v1/accounts/{PROD}/users/carol/keys/{CAROL_OLD}/reactivate");
+    for uri in [&rotate, &reactivate] {
+        let p = w
+            .call_signed(Method::POST, uri, &auditor, Body::from("{}"))
+            .await
+            .problem(403);
+        let detail = p["detail"].as_str().unwrap();
+        assert!(
+            detail.contains("IAM principal") && detail.contains("rotate"),
+            "{p}"
+        );
+    }
+    assert!(w.fake.commands.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn an_unlisted_principal_gets_403_everywhere() {
+    let w = World::new(Options::default()).await;
+    for principal in [
+        // A role the secret does not list; a listed role's name in another
+        // account; the account's root; a federated user.
+        session_of("Admin", "x"),
+        "arn:aws:sts::444455556666:assumed-role/SecurityAuditors/x".to_string(),
+        "arn:aws:iam::111122223333:root".to_string(),
+        "arn:aws:sts::111122223333:federated-user/x".to_string(),
+    ] {
+        for uri in ["/v1/runs", "/v1/export"] {
+            let p = w
+                .call_signed(Method::GET, uri, &principal, Body::empty())
+                .await
+                .problem(403);
+            assert!(
+                p["detail"]
+                    .as_str()
+                    .unwrap()
+                    .contains("not one the API accepts"),
+                "{p}"
+            );
+        }
+        let rotate = format!("/v1/accounts/{PROD}/users/alice/rotate");
+        w.call_signed(Method::POST, &rotate, &principal, Body::from("{}"))
+            .await
+            .problem(403);
+    }
+    assert!(w.fake.commands.lock().unwrap().is_empty());
+}
+
+/// API key clients reach the same operations under /keys/v1 (API Gateway
+/// sends that path to the function unauthenticated, and the function
+/// checks the Bearer key); a started run's Location keeps the door.
+#[tokio::test]
+async fn keys_open_the_same_operations_under_keys_v1() {
+    let w = World::new(Options::default()).await;
+    for uri in [
+        "/keys/v1/runs".to_string(),
+        "/keys/v1/export".to_string(),
+        format!("/keys/v1/runs/{LATEST}"),
+        format!("/keys/v1/accounts/{PROD}/users/alice/keys"),
+    ] {
+        assert_eq!(w.get(&uri, Some(&w.reader)).await.status, 200, "{uri}");
+        w.get(&uri, None).await.problem(401);
+        w.get(&uri, Some("kfk_nope")).await.problem(401);
+        w.get(&uri, Some(&w.rotator)).await.problem(403);
+    }
+    let rotate = format!("/keys/v1/accounts/{PROD}/users/alice/rotate");
+    w.post(&rotate, Some(&w.reader), "").await.problem(403);
+    let a = w.post(&rotate, Some(&w.admin), "").await;
+    assert_eq!(a.status, 202, "{}", a.text());
+    assert_eq!(
+        a.header("location"),
+        Some("/keys/v1/runs/20260305T000000Z-ffffff")
+    );
+    // The same answers as /v1 (where `keyfleet serve` takes keys too).
+    let via_v1 = w.get("/v1/export", Some(&w.reader)).await.json();
+    assert_eq!(
+        w.get("/keys/v1/export", Some(&w.reader)).await.json(),
+        via_v1
+    );
 }

@@ -1,7 +1,8 @@
 //! The browser's routes outside `/v1`: a run's stored reports and the key
 //! inventory, read with the dashboard's session cookie (in production API
-//! Gateway requires its API key on every `/v1` path, which a browser
-//! following a link cannot send), while `/v1` takes only the header.
+//! Gateway wants a SigV4 signature on every `/v1` path, which a browser
+//! following a link cannot make), while `/v1` and `/keys/v1` take only a
+//! header (a Bearer key, or behind API Gateway a SigV4 signature).
 
 use crate::fixture::*;
 use crate::world::{Answer, Options, World};
@@ -145,7 +146,7 @@ async fn without_a_session_the_browser_routes_are_401_and_v1_refuses_the_cookie(
         assert!(a.text().contains("session has ended"), "{uri}");
     }
 
-    // /v1 takes only the header, as API Gateway does in front of it.
+    // /v1 takes no cookie (API Gateway wants a signature there anyway).
     let cookie = w.login(&w.reader).await;
     for uri in [
         "/v1/runs".to_string(),
@@ -156,7 +157,10 @@ async fn without_a_session_the_browser_routes_are_401_and_v1_refuses_the_cookie(
         "/v1/export?format=csv".to_string(),
     ] {
         let p = w.get_with_cookie(&uri, &cookie).await.problem(401);
-        assert!(p["detail"].as_str().unwrap().contains("x-api-key"), "{p}");
+        assert!(
+            p["detail"].as_str().unwrap().contains("Authorization"),
+            "{p}"
+        );
         assert_eq!(w.get(&uri, Some(&w.reader)).await.status, 200, "{uri}");
     }
 
@@ -217,7 +221,8 @@ async fn missing_reports_are_404_and_malformed_run_ids_400() {
 }
 
 /// The decision of the crate doc, held against the route table: `/v1` is
-/// header-only, the session opens only the browser's GETs outside it.
+/// for signed principals and Bearer keys, the session opens only the
+/// browser's GETs outside it.
 #[test]
 fn only_the_browser_routes_outside_v1_take_the_session() {
     use keyfleet_api::auth::Access;
@@ -232,16 +237,16 @@ fn only_the_browser_routes_outside_v1_take_the_session() {
             .collect();
         if r.path.starts_with("/v1") {
             assert!(
-                matches!(r.access, Access::Key(_)),
-                "{} takes more than the header",
+                matches!(r.access, Access::Api(_)),
+                "{} takes more than a header",
                 r.path
             );
-            assert_eq!(schemes, ["apiKey"], "{}", r.path);
+            assert_eq!(schemes, ["sigv4", "bearer"], "{}", r.path);
         }
         if let Access::KeyOrSession(_) = r.access {
             assert_eq!(r.verb.as_str(), "get", "{}", r.path);
             assert!(r.html, "{} refuses a browser with a problem", r.path);
-            assert_eq!(schemes, ["apiKey", "session"], "{}", r.path);
+            assert_eq!(schemes, ["bearer", "session"], "{}", r.path);
             browser.push(r.path);
         }
     }

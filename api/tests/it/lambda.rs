@@ -1,8 +1,10 @@
 //! API Gateway REST proxy events through the Lambda's handler, by
-//! `lambda_http`'s own request and response conversion.
+//! `lambda_http`'s own request and response conversion. A `/v1` event
+//! carries the signer's ARN in `requestContext.identity.userArn`, as API
+//! Gateway writes it for an `AWS_IAM` method; other events carry none.
 
 use crate::fixture::*;
-use crate::world::{Options, World};
+use crate::world::{session_of, Options, World};
 use lambda_http::request::LambdaRequest;
 use lambda_http::{Context, LambdaEvent, Service};
 use serde_json::{json, Value};
@@ -18,6 +20,37 @@ fn event_with_body(
     headers: Value,
     body: Option<&str>,
 ) -> LambdaRequest {
+    event_as(method, path, query, headers, body, None)
+}
+
+/// An event of a request API Gateway authorized with SigV4 as `user_arn`.
+fn signed(method: &str, path: &str, user_arn: &str, body: Option<&str>) -> LambdaRequest {
+    event_as(
+        method,
+        path,
+        Value::Null,
+        json!({"Content-Type": "application/json"}),
+        body,
+        Some(user_arn),
+    )
+}
+
+fn event_as(
+    method: &str,
+    path: &str,
+    query: Value,
+    headers: Value,
+    body: Option<&str>,
+    user_arn: Option<&str>,
+) -> LambdaRequest {
+    let mut identity = json!({"sourceIp": "192.0.2.1", "userAgent": "curl/8"});
+    if let Some(arn) = user_arn {
+        let account = arn.split(':').nth(4).unwrap_or_default();
+        identity["userArn"] = json!(arn);
+        identity["caller"] = json!("AROAEXAMPLEEXAMPLE:session");
+        identity["accountId"] = json!(account);
+        identity["accessKey"] = json!("ASIAEXAMPLEEXAMPLE00");
+    }
     let mut h = json!({
         "Host": "abc123.execute-api.us-east-1.amazonaws.com",
         "X-Forwarded-Proto": "https",
@@ -47,7 +80,7 @@ fn event_with_body(
             "resourceId": "us4z18",
             "stage": "prod",
             "requestId": "41b45ea3-70b5-11e6-b7bd-69b5aaebc7d9",
-            "identity": {"sourceIp": "192.0.2.1", "userAgent": "curl/8"},
+            "identity": identity,
             "resourcePath": "/{proxy+}",
             "httpMethod": method,
             "apiId": "abc123",
@@ -76,13 +109,16 @@ async fn handle(w: &World, ev: LambdaRequest) -> Value {
 #[tokio::test]
 async fn a_rest_api_event_is_routed_without_its_stage() {
     let w = World::new(Options::default()).await;
+    let auditor = session_of("SecurityAuditors", "jane");
     let v = handle(
         &w,
-        event(
+        event_as(
             "GET",
             "/v1/runs",
             json!({"limit": "1"}),
-            json!({"x-api-key": w.reader}),
+            json!({}),
+            None,
+            Some(&auditor),
         ),
     )
     .await;
@@ -97,12 +133,84 @@ async fn a_rest_api_event_is_routed_without_its_stage() {
     assert_eq!(body["instance"], "/v1/export");
 
     let uri = format!("/v1/accounts/{PROD}/users/bob/keys/{BOB_DELETED}/reactivate");
+    let responder = session_of("KeyfleetResponders", "pager");
+    let v = handle(&w, signed("POST", &uri, &responder, None)).await;
+    assert_eq!(v["statusCode"], 409, "{v}");
+
+    // API keys: the same operations under /keys/v1, with a Bearer key.
     let v = handle(
         &w,
-        event("POST", &uri, Value::Null, json!({"x-api-key": w.admin})),
+        event(
+            "GET",
+            "/keys/v1/runs",
+            json!({"limit": "1"}),
+            json!({"Authorization": format!("Bearer {}", w.reader)}),
+        ),
     )
     .await;
-    assert_eq!(v["statusCode"], 409, "{v}");
+    assert_eq!(v["statusCode"], 200, "{v}");
+}
+
+/// The principal is API Gateway's `userArn` and nothing else: a listed
+/// role's session acts with the role's scopes, a read-only role's cannot
+/// rotate, an unlisted principal is 403, and an unsigned event is 401
+/// whatever its headers claim.
+#[tokio::test]
+async fn the_signer_api_gateway_verified_is_mapped_to_its_scopes() {
+    let w = World::new(Options::default()).await;
+    let rotate = format!("/v1/accounts/{PROD}/users/alice/rotate");
+    let auditor = session_of("SecurityAuditors", "jane");
+    let v = handle(&w, signed("POST", &rotate, &auditor, Some("{}"))).await;
+    assert_eq!(v["statusCode"], 403, "{v}");
+    let v = handle(
+        &w,
+        signed("POST", &rotate, &session_of("Admin", "x"), Some("{}")),
+    )
+    .await;
+    assert_eq!(v["statusCode"], 403, "{v}");
+    let v = handle(
+        &w,
+        event_with_body(
+            "POST",
+            &rotate,
+            Value::Null,
+            json!({
+                "Content-Type": "application/json",
+                "x-amzn-principal-arn": session_of("KeyfleetResponders", "forged"),
+                "x-keyfleet-principal": session_of("KeyfleetResponders", "forged"),
+            }),
+            Some("{}"),
+        ),
+    )
+    .await;
+    assert_eq!(v["statusCode"], 401, "{v}");
+    assert!(w.fake.commands.lock().unwrap().is_empty());
+
+    let responder = session_of("KeyfleetResponders", "pager");
+    let v = handle(&w, signed("POST", &rotate, &responder, Some("{}"))).await;
+    assert_eq!(v["statusCode"], 202, "{v}");
+    assert_eq!(
+        v["multiValueHeaders"]["location"][0], "/prod/v1/runs/20260305T000000Z-ffffff",
+        "{v}"
+    );
+    // A key client's run is at its own door.
+    let v = handle(
+        &w,
+        event_with_body(
+            "POST",
+            &format!("/keys{rotate}"),
+            Value::Null,
+            json!({"Authorization": format!("Bearer {}", w.admin), "Content-Type": "application/json"}),
+            Some("{}"),
+        ),
+    )
+    .await;
+    assert_eq!(v["statusCode"], 202, "{v}");
+    assert_eq!(
+        v["multiValueHeaders"]["location"][0], "/prod/keys/v1/runs/20260305T000000Z-ffffff",
+        "{v}"
+    );
+    assert_eq!(w.fake.commands.lock().unwrap().len(), 2);
 }
 
 #[tokio::test]
@@ -114,7 +222,7 @@ async fn pages_behind_a_stage_link_within_it() {
             "GET",
             "/",
             json!({"account": SANDBOX}),
-            json!({"x-api-key": w.reader}),
+            json!({"Authorization": format!("Bearer {}", w.reader)}),
         ),
     )
     .await;
@@ -157,7 +265,7 @@ async fn pages_behind_a_stage_link_within_it() {
     assert!(headers.contains("/prod/"), "{headers}");
 
     // With that cookie alone the browser reads the routes outside /v1 (API
-    // Gateway lets them through without its key); /v1 wants the header.
+    // Gateway lets them through unauthenticated); /v1 wants a signature.
     let set = v["multiValueHeaders"]["set-cookie"][0]
         .as_str()
         .or(v["headers"]["set-cookie"].as_str())
@@ -182,4 +290,27 @@ async fn pages_behind_a_stage_link_within_it() {
     )
     .await;
     assert_eq!(v["statusCode"], 401, "{v}");
+}
+
+/// What a read-only auditor could do before: read the gateway's API key
+/// value (`aws apigateway get-api-key --include-value`, the keyfleet key
+/// itself) and send it. An event without a SigV4 identity that carries that
+/// value in `x-api-key` starts nothing.
+#[tokio::test]
+async fn the_value_api_gateway_stores_does_not_start_a_rotation() {
+    let w = World::new(Options::default()).await;
+    let uri = format!("/v1/accounts/{PROD}/users/alice/rotate");
+    let v = handle(
+        &w,
+        event_with_body(
+            "POST",
+            &uri,
+            Value::Null,
+            json!({"x-api-key": w.admin, "Content-Type": "application/json"}),
+            Some("{}"),
+        ),
+    )
+    .await;
+    assert_eq!(v["statusCode"], 401, "{v}");
+    assert!(w.fake.commands.lock().unwrap().is_empty());
 }

@@ -1,6 +1,10 @@
 //! A test's world: its own report bucket in the emulator holding the
-//! fixture's runs, API keys of each kind, a manual clock, and the router
-//! over them, called in process with `tower::ServiceExt::oneshot`.
+//! fixture's runs, API keys of each kind, IAM principals of each kind
+//! ([`AUDITORS`], [`RESPONDERS`]), a manual clock, and the router over
+//! them, called in process with `tower::ServiceExt::oneshot`. An API key
+//! travels as `Authorization: Bearer`; a SigV4 principal as the request
+//! extension the Lambda layer makes from API Gateway's request context
+//! ([`World::call_signed`]; `crate::lambda` goes through real events).
 //!
 //! Every call goes through [`World::call`], which also checks what every
 //! test should hold: the status is one the OpenAPI document lists for the
@@ -16,10 +20,11 @@ use axum::middleware::{from_fn, Next};
 use axum::response::Response;
 use axum::Router;
 use futures::future::BoxFuture;
+use keyfleet_api::auth::SigV4Principal;
 use keyfleet_api::keys::{self, Scope};
 use keyfleet_api::{
     router, ApiConfig, AppState, Backend, Coordinator, InvokeError, LambdaCoordinator, ManualClock,
-    RateLimit,
+    PrincipalEntry, RateLimit,
 };
 use keyfleet_coordinator::lambda::Command;
 use keyfleet_coordinator::render;
@@ -57,6 +62,17 @@ pub enum Coord {
     Fake,
     /// The emulator's Lambda, with a function that does not exist.
     MissingLambda,
+}
+
+/// A role the keys secret lists with `read` (as a path-less ARN, as API
+/// Gateway's assumed-role session ARNs carry no path).
+pub const AUDITORS: &str = "arn:aws:iam::111122223333:role/audit/SecurityAuditors";
+/// A role listed with `read` and `rotate`.
+pub const RESPONDERS: &str = "arn:aws:iam::111122223333:role/KeyfleetResponders";
+
+/// An assumed-role session of `role` (a role ARN without path).
+pub fn session_of(role_name: &str, session: &str) -> String {
+    format!("arn:aws:sts::111122223333:assumed-role/{role_name}/{session}")
 }
 
 pub struct Options {
@@ -101,6 +117,7 @@ pub struct World {
     /// What [`World::restart`] builds a fresh process from.
     store: RunStore,
     entries: Vec<keyfleet_api::ApiKeyEntry>,
+    principals: Vec<PrincipalEntry>,
     coordinator: Arc<dyn Coordinator>,
     cors_origins: Vec<String>,
     rate_limit: RateLimit,
@@ -186,6 +203,7 @@ pub async fn put_report(store: &RunStore, r: &RunReport) {
 
 fn build(
     entries: &[keyfleet_api::ApiKeyEntry],
+    principals: &[PrincipalEntry],
     cors_origins: &[String],
     rate_limit: RateLimit,
     store: &RunStore,
@@ -195,6 +213,7 @@ fn build(
     let state = AppState::with_clock(
         ApiConfig {
             keys: entries.to_vec(),
+            principals: principals.to_vec(),
             cors_origins: cors_origins.to_vec(),
             rate_limit,
             ..Default::default()
@@ -257,8 +276,19 @@ impl World {
         };
         let clock = ManualClock::new();
         let entries = vec![er, ea, eo];
+        let principals = vec![
+            PrincipalEntry {
+                arn: AUDITORS.into(),
+                scopes: vec![Scope::Read],
+            },
+            PrincipalEntry {
+                arn: RESPONDERS.into(),
+                scopes: vec![Scope::Read, Scope::Rotate],
+            },
+        ];
         let (state, app) = build(
             &entries,
+            &principals,
             &opts.cors_origins,
             opts.rate_limit,
             &store,
@@ -276,6 +306,7 @@ impl World {
             bucket,
             store,
             entries,
+            principals,
             coordinator,
             cors_origins: opts.cors_origins,
             rate_limit: opts.rate_limit,
@@ -288,6 +319,7 @@ impl World {
     pub fn restart(&mut self) {
         let (state, app) = build(
             &self.entries,
+            &self.principals,
             &self.cors_origins,
             self.rate_limit,
             &self.store,
@@ -355,12 +387,32 @@ impl World {
     ) -> Answer {
         let mut req = axum::http::Request::builder().method(method).uri(uri);
         if let Some(k) = key {
-            req = req.header("x-api-key", k);
+            req = req.header("authorization", format!("Bearer {k}"));
         }
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
         self.send(req.body(body).unwrap()).await
+    }
+
+    /// A request as API Gateway hands it on after checking a SigV4
+    /// signature by `principal` (its `userArn`), with no API key.
+    pub async fn call_signed(
+        &self,
+        method: Method,
+        uri: &str,
+        principal: &str,
+        body: Body,
+    ) -> Answer {
+        let mut req = axum::http::Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("content-type", "application/json")
+            .body(body)
+            .unwrap();
+        req.extensions_mut()
+            .insert(SigV4Principal(principal.to_string()));
+        self.send(req).await
     }
 }
 

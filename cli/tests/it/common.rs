@@ -340,7 +340,7 @@ pub fn call(
     let url = format!("{base}{path}");
     let mut req = ureq::http::Request::builder().method(method).uri(&url);
     if let Some(k) = key {
-        req = req.header("x-api-key", k);
+        req = req.header("authorization", format!("Bearer {k}"));
     }
     for (h, v) in headers {
         req = req.header(*h, *v);

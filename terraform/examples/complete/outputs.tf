@@ -43,9 +43,9 @@ output "api_invoke_url" {
   value       = try(module.api[0].invoke_url, null)
 }
 
-output "api_usage_plan_id" {
-  description = "Usage plan every API Gateway key of the API is added to; null without the API."
-  value       = try(module.api[0].usage_plan_id, null)
+output "api_v1_invoke_arns" {
+  description = "execute-api ARNs of /v1: what an IAM principal calling the API with SigV4 needs execute-api:Invoke on (besides its entry in the keys secret's principals); null without the API."
+  value       = try(module.api[0].v1_invoke_arns, null)
 }
 
 output "api_keys_secret_arn" {

@@ -6,6 +6,13 @@
 # reactivation goes through the coordinator's normal path) and reads the
 # hashes of the API keys. It cannot read the coordinator's private key, send
 # jobs, write to the bucket or reach a member account.
+#
+# Who may call: /v1 is SigV4 (authorization AWS_IAM) and the function maps
+# the signer's IAM principal to scopes from the keys secret; keyfleet's own
+# API keys travel in "Authorization: Bearer" to /keys/v1 and the dashboard,
+# checked by the function. API Gateway holds no credential: no API Gateway
+# API key, no usage plan, no stage variable (a read-only principal with
+# apigateway:GET reads all of those back). See README.md, "Who may call".
 
 data "aws_caller_identity" "current" {}
 data "aws_partition" "current" {}
@@ -31,8 +38,8 @@ locals {
 
   report_bucket_name = regex("^arn:[^:]+:s3:::(.+)$", var.report_bucket_arn)[0]
 
-  # One JSON line per request. $context.identity.apiKeyId is the id of the
-  # API Gateway key, never the key itself ($context.identity.apiKey).
+  # One JSON line per request. $context.identity.userArn is the SigV4 signer
+  # on /v1 (empty elsewhere); no header is logged, so never a Bearer key.
   access_log_format = jsonencode({
     requestId          = "$context.requestId"
     extendedRequestId  = "$context.extendedRequestId"
@@ -46,7 +53,7 @@ locals {
     status             = "$context.status"
     responseLength     = "$context.responseLength"
     responseLatency    = "$context.responseLatency"
-    apiKeyId           = "$context.identity.apiKeyId"
+    userArn            = "$context.identity.userArn"
     integrationStatus  = "$context.integration.status"
     integrationLatency = "$context.integration.latency"
     integrationError   = "$context.integration.error"
@@ -152,17 +159,20 @@ resource "aws_kms_alias" "this" {
 }
 
 ################################################################################
-# API key hashes. The content is managed outside Terraform: a JSON list of
-# {"id", "sha256", "scopes"}, sha256 being the lowercase hex SHA-256 of a key
-# (never the key). Terraform creates the secret with an empty list under its
-# own staging label (Secrets Manager never deprecates it, so Terraform never
-# writes the empty list back over the real one) and ignores the value after.
+# Who may call. The content is managed outside Terraform: the object
+# {"principals": [{"arn", "scopes"}], "keys": [{"id", "sha256", "scopes"}],
+# "session_key"} (or, the first format, just the list of keys): the IAM
+# roles and users allowed on /v1 and their scopes, and the API keys' hashes,
+# sha256 being the lowercase hex SHA-256 of a key (never the key). Terraform
+# creates the secret with an empty list under its own staging label (Secrets
+# Manager never deprecates it, so Terraform never writes the empty list back
+# over the real one) and ignores the value after.
 ################################################################################
 
 resource "aws_secretsmanager_secret" "api_keys" {
   #checkov:skip=CKV2_AWS_57:The secret holds hashes of keys issued to people; rotating means issuing new keys to their holders (README), which a rotation Lambda cannot do.
   name                    = var.api_keys_secret_name
-  description             = "keyfleet API: SHA-256 hashes and scopes of the API keys, [{\"id\",\"sha256\",\"scopes\"}]. Managed outside Terraform; read only by the keyfleet-api role."
+  description             = "keyfleet API: who may call and with which scopes, {\"principals\":[{\"arn\",\"scopes\"}],\"keys\":[{\"id\",\"sha256\",\"scopes\"}],\"session_key\"}. Managed outside Terraform; read only by the keyfleet-api role."
   kms_key_id              = aws_kms_key.this.arn
   recovery_window_in_days = 30
   tags                    = local.tags
@@ -296,25 +306,28 @@ resource "aws_lambda_function" "this" {
 ################################################################################
 # API Gateway (REST, regional).
 #
-#   /v1, /v1/{proxy+}   ANY      the REST API: x-api-key required at the gateway
-#                                (usage plan: per-key throttle and quota), and
-#                                checked again by the function against the hashes
-#   /, /{proxy+}        ANY      the dashboard (and anything else outside /v1): no
-#                                key at the gateway, since a browser navigating
-#                                to a page cannot send x-api-key; the function
-#                                asks for the key (login form) and then checks
-#                                its session cookie
+#   /v1, /v1/{proxy+}   ANY      the REST API for IAM principals: SigV4
+#                                (authorization AWS_IAM; the caller needs
+#                                execute-api:Invoke, output v1_invoke_arns), then
+#                                the function maps the signer's principal to
+#                                scopes from the keys secret (unlisted: 403)
+#   /, /{proxy+}        ANY      no gateway authorization; the function
+#                                authenticates: the dashboard (login form, then
+#                                a signed session cookie), the browser's files,
+#                                and /keys/v1/..., the same operations as /v1
+#                                for API keys in "Authorization: Bearer"
 #   /v1, /v1/{proxy+}   OPTIONS  only with cors_origins: CORS preflights carry no
-#                                key, the function answers them
+#                                signature, the function answers them
 #
 # API Gateway matches /v1/... to /v1/{proxy+} before /{proxy+}, so nothing
-# under /v1 reaches the function without a key the gateway knows.
+# under /v1 reaches the function unsigned. No method requires an API Gateway
+# API key and the module creates none: API Gateway returns key values to
+# anyone allowed apigateway:GET, so a key there must never be a credential.
 ################################################################################
 
 resource "aws_api_gateway_rest_api" "this" {
-  name           = local.api_name
-  description    = "keyfleet REST API (/v1, API key required) and dashboard (/)"
-  api_key_source = "HEADER"
+  name        = local.api_name
+  description = "keyfleet REST API (/v1: SigV4; /keys/v1: API keys checked by the function) and dashboard (/)"
 
   endpoint_configuration {
     types = ["REGIONAL"]
@@ -346,7 +359,7 @@ resource "aws_api_gateway_resource" "v1_proxy" {
 }
 
 resource "aws_api_gateway_method" "dashboard" {
-  #checkov:skip=CKV_AWS_59:Dashboard: pages a browser navigates to cannot send x-api-key, so the function authenticates them (login form checked against the key hashes, then a signed session cookie). Stage throttling, reserved concurrency and the optional WAF bound it.
+  #checkov:skip=CKV_AWS_59:Dashboard and /keys/v1: a browser cannot sign a request, and API keys must not live in API Gateway (apigateway:GET returns their values), so the function authenticates (Bearer key against the hashes, login form, signed session cookie). Stage throttling, reserved concurrency and the optional WAF bound it.
   #checkov:skip=CKV2_AWS_53:Lambda proxy integration: the function validates every request (path, query, form) itself; a gateway model would duplicate that.
   rest_api_id      = aws_api_gateway_rest_api.this.id
   resource_id      = aws_api_gateway_rest_api.this.root_resource_id
@@ -356,7 +369,7 @@ resource "aws_api_gateway_method" "dashboard" {
 }
 
 resource "aws_api_gateway_method" "dashboard_proxy" {
-  #checkov:skip=CKV_AWS_59:Dashboard: pages a browser navigates to cannot send x-api-key, so the function authenticates them (login form checked against the key hashes, then a signed session cookie). Stage throttling, reserved concurrency and the optional WAF bound it.
+  #checkov:skip=CKV_AWS_59:Dashboard and /keys/v1: a browser cannot sign a request, and API keys must not live in API Gateway (apigateway:GET returns their values), so the function authenticates (Bearer key against the hashes, login form, signed session cookie). Stage throttling, reserved concurrency and the optional WAF bound it.
   #checkov:skip=CKV2_AWS_53:Lambda proxy integration: the function validates every request (path, query, form) itself; a gateway model would duplicate that.
   rest_api_id      = aws_api_gateway_rest_api.this.id
   resource_id      = aws_api_gateway_resource.proxy.id
@@ -370,8 +383,8 @@ resource "aws_api_gateway_method" "v1" {
   rest_api_id      = aws_api_gateway_rest_api.this.id
   resource_id      = aws_api_gateway_resource.v1.id
   http_method      = "ANY"
-  authorization    = "NONE"
-  api_key_required = true
+  authorization    = "AWS_IAM"
+  api_key_required = false
 }
 
 resource "aws_api_gateway_method" "v1_proxy" {
@@ -379,8 +392,8 @@ resource "aws_api_gateway_method" "v1_proxy" {
   rest_api_id      = aws_api_gateway_rest_api.this.id
   resource_id      = aws_api_gateway_resource.v1_proxy.id
   http_method      = "ANY"
-  authorization    = "NONE"
-  api_key_required = true
+  authorization    = "AWS_IAM"
+  api_key_required = false
 }
 
 resource "aws_api_gateway_method" "v1_options" {
@@ -468,7 +481,7 @@ resource "aws_lambda_permission" "api_gateway" {
 }
 
 # A new deployment whenever a route changes (whole method and integration
-# objects, so an in-place change such as api_key_required redeploys too).
+# objects, so an in-place change such as authorization redeploys too).
 resource "aws_api_gateway_deployment" "this" {
   rest_api_id = aws_api_gateway_rest_api.this.id
   description = "keyfleet API"
@@ -561,7 +574,7 @@ resource "aws_api_gateway_account" "this" {
 resource "aws_api_gateway_stage" "this" {
   #checkov:skip=CKV_AWS_120:No response cache: answers depend on the caller's key and scopes and on runs in progress; a cache would serve one caller's or a stale answer to another.
   #checkov:skip=CKV2_AWS_51:Client certificates authenticate API Gateway to an HTTP backend; the backend is a Lambda proxy integration, invoked with the gateway's resource permission.
-  #checkov:skip=CKV2_AWS_29:A WAF web ACL is optional (var.waf_acl_arn): callers are authenticated by API key, and the gateway throttles per key and per stage.
+  #checkov:skip=CKV2_AWS_29:A WAF web ACL is optional (var.waf_acl_arn): /v1 callers are authenticated by SigV4 at the gateway, the rest by the function, and the stage throttles every method.
   #checkov:skip=CKV2_AWS_77:The web ACL and its rule groups belong to the operator (var.waf_acl_arn); the function is Rust with no Log4j, and nothing behind the gateway does JNDI lookups.
   rest_api_id          = aws_api_gateway_rest_api.this.id
   deployment_id        = aws_api_gateway_deployment.this.id
@@ -598,29 +611,10 @@ resource "aws_api_gateway_method_settings" "all" {
   }
 }
 
-# Per-key limits. API keys are created outside Terraform (their values must
-# not be in the state) and added to this plan; see README.md.
-resource "aws_api_gateway_usage_plan" "this" {
-  name        = local.api_name
-  description = "keyfleet API: per-key throttle and quota"
-
-  api_stages {
-    api_id = aws_api_gateway_rest_api.this.id
-    stage  = aws_api_gateway_stage.this.stage_name
-  }
-
-  throttle_settings {
-    rate_limit  = var.throttle_rate_limit
-    burst_limit = var.throttle_burst_limit
-  }
-
-  quota_settings {
-    limit  = var.quota_limit
-    period = var.quota_period
-  }
-
-  tags = local.tags
-}
+# No usage plan and no API Gateway API key: a usage plan limits only methods
+# that require an API Gateway key, and API Gateway returns key values to
+# anyone allowed apigateway:GET. Per-caller limits are the function's (per
+# API key id, per listed principal); the stage limits all callers together.
 
 resource "aws_wafv2_web_acl_association" "this" {
   count        = var.waf_acl_arn == null ? 0 : 1

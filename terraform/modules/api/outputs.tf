@@ -1,5 +1,5 @@
 output "invoke_url" {
-  description = "Base URL of the stage: the dashboard is at <invoke_url>/, the API under <invoke_url>/v1/."
+  description = "Base URL of the stage: the dashboard is at <invoke_url>/, the API under <invoke_url>/v1/ (SigV4) and <invoke_url>/keys/v1/ (API keys)."
   value       = aws_api_gateway_stage.this.invoke_url
 }
 
@@ -19,12 +19,20 @@ output "stage_arn" {
 }
 
 output "usage_plan_id" {
-  description = "ID of the usage plan every API key must be added to (aws apigateway create-usage-plan-key --usage-plan-id ...)."
-  value       = aws_api_gateway_usage_plan.this.id
+  description = "Always null: the module no longer has a usage plan or API Gateway API keys (API Gateway returns key values to read-only principals, so they must not be credentials). Kept so that existing references still plan; will be removed."
+  value       = null
+}
+
+output "v1_invoke_arns" {
+  description = "execute-api ARNs of /v1 on this stage (every method): what an IAM principal calling the API needs execute-api:Invoke on, besides an entry in the keys secret's principals."
+  value = [
+    "${aws_api_gateway_rest_api.this.execution_arn}/${aws_api_gateway_stage.this.stage_name}/*/v1",
+    "${aws_api_gateway_rest_api.this.execution_arn}/${aws_api_gateway_stage.this.stage_name}/*/v1/*",
+  ]
 }
 
 output "api_keys_secret_arn" {
-  description = "ARN of the secret holding the SHA-256 hashes of the API keys ([{\"id\",\"sha256\",\"scopes\"}])."
+  description = "ARN of the secret saying who may call: IAM principals and API key hashes with their scopes ({\"principals\":[{\"arn\",\"scopes\"}],\"keys\":[{\"id\",\"sha256\",\"scopes\"}]})."
   value       = aws_secretsmanager_secret.api_keys.arn
 }
 

@@ -132,7 +132,7 @@ variable "log_retention_days" {
 }
 
 variable "cors_origins" {
-  description = "Browser origins (https://host[:port]) allowed to call /v1 from another site, passed to the function as KEYFLEET_CORS_ORIGINS. Non-empty also adds OPTIONS methods without an API key on /v1 so preflight requests reach the function. Empty: same-origin only (the dashboard)."
+  description = "Browser origins (https://host[:port]) allowed to call /v1 from another site, passed to the function as KEYFLEET_CORS_ORIGINS. Non-empty also adds OPTIONS methods without authorization on /v1 so preflight requests (which carry no signature) reach the function. Empty: same-origin only (the dashboard)."
   type        = list(string)
   default     = []
 
@@ -143,7 +143,7 @@ variable "cors_origins" {
 }
 
 variable "api_keys_secret_name" {
-  description = "Name of the secret holding the SHA-256 hashes of the API keys. It must stay outside keyfleet/, where the agent of this account stores IAM users' keys."
+  description = "Name of the secret saying who may call the API: the IAM principals allowed on /v1 and the SHA-256 hashes of the API keys, each with scopes. It must stay outside keyfleet/, where the agent of this account stores IAM users' keys."
   type        = string
   default     = "keyfleet-api/api-keys"
 
@@ -154,7 +154,7 @@ variable "api_keys_secret_name" {
 }
 
 variable "api_keys_readers" {
-  description = "Extra principal ARNs allowed to read the API key hashes besides the API role (everyone else is denied GetSecretValue by the secret's resource policy), e.g. the role that adds keys."
+  description = "Extra principal ARNs allowed to read the keys secret (principals and API key hashes) besides the API role (everyone else is denied GetSecretValue by the secret's resource policy), e.g. the role that adds keys."
   type        = list(string)
   default     = []
 
@@ -175,52 +175,8 @@ variable "stage_name" {
   }
 }
 
-variable "throttle_rate_limit" {
-  description = "Per API key: steady-state requests per second (usage plan throttle)."
-  type        = number
-  default     = 5
-
-  validation {
-    condition     = var.throttle_rate_limit > 0
-    error_message = "throttle_rate_limit must be positive."
-  }
-}
-
-variable "throttle_burst_limit" {
-  description = "Per API key: burst of requests allowed above the rate (usage plan throttle)."
-  type        = number
-  default     = 10
-
-  validation {
-    condition     = var.throttle_burst_limit >= 1 && floor(var.throttle_burst_limit) == var.throttle_burst_limit
-    error_message = "throttle_burst_limit must be a whole number of at least 1."
-  }
-}
-
-variable "quota_limit" {
-  description = "Per API key: requests allowed per quota_period (usage plan quota)."
-  type        = number
-  default     = 10000
-
-  validation {
-    condition     = var.quota_limit >= 1 && floor(var.quota_limit) == var.quota_limit
-    error_message = "quota_limit must be a whole number of at least 1."
-  }
-}
-
-variable "quota_period" {
-  description = "Period of quota_limit: DAY, WEEK or MONTH."
-  type        = string
-  default     = "DAY"
-
-  validation {
-    condition     = contains(["DAY", "WEEK", "MONTH"], var.quota_period)
-    error_message = "quota_period must be DAY, WEEK or MONTH."
-  }
-}
-
 variable "stage_throttle_rate_limit" {
-  description = "Stage default, per method (ANY /, ANY /{proxy+}, ANY /v1, ANY /v1/{proxy+}, ...) for all callers together: requests per second. The only gateway limit on the dashboard (every path outside /v1: no API key at the gateway, so no usage plan applies) and on CORS preflights."
+  description = "Stage default, per method (ANY /, ANY /{proxy+}, ANY /v1, ANY /v1/{proxy+}, ...) for all callers together: requests per second. The only gateway limit (no usage plan: it would need API Gateway API keys); the function also limits each API key and each listed principal."
   type        = number
   default     = 20
 
@@ -242,7 +198,7 @@ variable "stage_throttle_burst_limit" {
 }
 
 variable "execution_logging_level" {
-  description = "API Gateway execution logging: ERROR (default) or INFO, or OFF. Data tracing (full requests, including the x-api-key header) is never enabled."
+  description = "API Gateway execution logging: ERROR (default) or INFO, or OFF. Data tracing (full requests, including the Authorization header with a Bearer key) is never enabled."
   type        = string
   default     = "ERROR"
 
