@@ -43,10 +43,14 @@ impl Budget {
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
         let left = Duration::from_millis(deadline_ms.saturating_sub(now_ms));
-        Budget::Until {
-            deadline: Instant::now() + left,
-            margin,
-        }
+        let now = Instant::now();
+        // A deadline beyond what the clock holds: as late as it can be
+        // told (the lease says how late, see `lease_until`).
+        let deadline = now
+            .checked_add(left)
+            .or_else(|| now.checked_add(Duration::from_secs(u32::MAX.into())))
+            .unwrap_or(now);
+        Budget::Until { deadline, margin }
     }
 
     /// Tests: `n` users, then stop.
@@ -63,7 +67,12 @@ impl Budget {
             Budget::Until { deadline, .. } => deadline.saturating_duration_since(Instant::now()),
             _ => Duration::from_secs(15 * 60),
         };
-        time::OffsetDateTime::now_utc() + left
+        // Saturating: the deadline comes from outside.
+        let now = time::OffsetDateTime::now_utc();
+        time::Duration::try_from(left)
+            .ok()
+            .and_then(|left| now.checked_add(left))
+            .unwrap_or_else(|| time::PrimitiveDateTime::MAX.assume_utc())
     }
 
     /// Whether a user that needs IAM work may still be started; counts the
@@ -108,6 +117,15 @@ mod tests {
         // A deadline already past (or a clock behind) is no time at all.
         let b = Budget::lambda(0, Duration::from_secs(20));
         assert!(!b.may_start());
+    }
+
+    /// The deadline comes from outside (the runtime's header): one beyond
+    /// what a clock can hold is a long time, not a panic.
+    #[test]
+    fn a_deadline_beyond_any_clock_neither_panics_nor_ends_the_budget() {
+        let b = Budget::lambda(u64::MAX, Duration::from_secs(20));
+        assert!(b.may_start());
+        assert!(b.lease_until() > time::OffsetDateTime::now_utc());
     }
 
     #[test]

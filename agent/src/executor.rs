@@ -30,12 +30,24 @@
 //!   keyfleet"): a tag, a forged record entry or an administrator's new key
 //!   never cause a deletion.
 //!
+//! **Retries.** A job delivered again (its first attempt stopped, or its
+//! result was lost on the way) has the same run id. Every switch and
+//! deletion is recorded, with its run and the owner's notice, before IAM
+//! is called, and the new key is stored with its run, so the retry knows
+//! what its first attempt did ([`UserRecord::earlier_attempt`]): it plans
+//! from the keys as that attempt found them, reports what it did as done,
+//! with the very notice that went with it (the coordinator's ledger drops
+//! it if it was sent already, and sends it if the result was lost), and
+//! applies only the rest. Without this, a retried reactivation would find
+//! its key active and refuse, a retried deactivation or deletion would
+//! find nothing to do, and the owner would never be told.
+//!
 //! The rules decide; the executor applies their actions in order, stops a
 //! user at the first failure (the rest is reported skipped) and never
 //! overrides a verdict except to report what actually happened.
 
 use crate::fault::FaultPoint;
-use crate::record::{self, CurrentKey, Intent, Loaded, UserRecord};
+use crate::record::{self, CurrentKey, Intent, Loaded, RunMark, UserRecord};
 use crate::rules::{self, UserPlan, UserSnapshot};
 use crate::run::{now_utc, Agent, AgentError};
 use crate::scan::{self, ScannedUser};
@@ -106,12 +118,14 @@ impl Agent {
                 // The job's deliveries of this user's keys: the pair rule
                 // waits for a replacement's delivery.
                 let mut user = user.clone();
-                user.deliveries = job
-                    .deliveries
+                for k in job
+                    .undelivered
                     .iter()
-                    .filter(|d| user.keys.iter().any(|k| k.id == d.key_id))
-                    .map(|d| (d.key_id.clone(), d.delivered_at))
-                    .collect();
+                    .filter(|k| user.keys.iter().any(|key| key.id == **k))
+                {
+                    user.deliveries.retain(|(id, _)| id != k);
+                    user.deliveries.push((k.clone(), None));
+                }
                 Ok(rules::plan_user(&user, &job.policy, now))
             }
             JobMode::Rotate {
@@ -143,11 +157,15 @@ impl Agent {
         out
     }
 
+    /// `retry`: the run took the account's lease before (an earlier
+    /// attempt may have done part of the job): the record is read whatever
+    /// the keys look like now.
     pub(crate) async fn process_user(
         &self,
         job: &Job,
         now: OffsetDateTime,
         mut user: ScannedUser,
+        retry: bool,
     ) -> Result<UserOutcome, AgentError> {
         let emergency = matches!(job.mode, JobMode::Rotate { .. });
         // A reactivation is planned from the protected record (only a key
@@ -182,17 +200,21 @@ impl Agent {
             }
             out.report.keys = user.snapshot.keys.clone();
         }
+        // So is a retried emergency rotation: its keys may be as its first
+        // attempt left them, which the record explains.
+        let deferred = |verdict| UserPlan {
+            verdict,
+            email: rules::owner_email(&user.snapshot.tags, &job.policy),
+            actions: Vec::new(),
+            exempt: false,
+            note: None,
+        };
         let first = if reactivation {
-            UserPlan {
-                verdict: Verdict::Reactivated,
-                email: rules::owner_email(&user.snapshot.tags, &job.policy),
-                actions: Vec::new(),
-                exempt: false,
-                note: None,
-            }
+            deferred(Verdict::Reactivated)
         } else {
             match self.plan(job, &user.snapshot, now) {
                 Ok(p) => p,
+                Err(_) if retry && emergency => deferred(Verdict::Rotated),
                 Err(e) => return Ok(self.user_failed(out, e)),
             }
         };
@@ -200,7 +222,8 @@ impl Agent {
         out.report.verdict = first.verdict;
         out.report.note = first.note.clone();
         let keys = &user.snapshot.keys;
-        let record_matters = targeted
+        let record_matters = retry
+            || targeted
             || !user.in_report
             || keys.len() >= 2
             || keys.iter().any(|k| k.status == KeyStatus::Inactive)
@@ -226,7 +249,8 @@ impl Agent {
             Err(e) => return Ok(self.user_failed(out, e)),
         };
         let intent = found.trusted().and_then(|r| r.intent.clone());
-        if first.actions.is_empty() && user.in_report && !targeted && intent.is_none() {
+        let touched = found.trusted().is_some_and(|r| r.touched_by(&job.run_id));
+        if first.actions.is_empty() && user.in_report && !targeted && intent.is_none() && !touched {
             // The record can only delay what the rules decide; nothing is due.
             return Ok(out);
         }
@@ -239,20 +263,97 @@ impl Agent {
             found,
             keep_intent: false,
         };
+        // Record times later than now count as now; written back so that
+        // they stay there (see `UserRecord::clamp_to`).
+        if let Some(mut r) = ctx.found.trusted().cloned() {
+            if !job.dry_run && r.clamp_to(&ctx.user.snapshot.keys, now) {
+                tracing::warn!(user = %ctx.name(), "record times later than now, written back as now");
+                if let Err(e) = self.save(&mut ctx, r).await {
+                    return Ok(self.user_failed(out, e));
+                }
+            }
+        }
+
+        // Where the delivery of the user's new keys stands (see "Delivery-
+        // confirmed deactivation" in the rules): noted in the record, so
+        // that a key found delivered counts its old key's notice period
+        // from the first run that knew it. A dry run notes it for its plan
+        // only.
+        if matches!(job.mode, JobMode::Scheduled) {
+            if let Some(mut r) = ctx.found.trusted().cloned() {
+                let undelivered: Vec<&str> = job.undelivered.iter().map(String::as_str).collect();
+                if r.observe_deliveries(&ctx.user.snapshot.keys, &undelivered, now, &job.run_id) {
+                    if job.dry_run {
+                        ctx.found = Loaded::Trusted(Box::new(r));
+                    } else if let Err(e) = self.save(&mut ctx, r).await {
+                        return Ok(self.user_failed(out, e));
+                    }
+                }
+            }
+        }
 
         let mut recovered: Option<String> = None;
+        let mut created_here: Option<String> = None;
         if let Some(intent) = intent {
             match self.reconcile(job, &mut ctx, &intent, &mut out).await {
                 Ok(r) => recovered = r,
                 Err(e) => return Ok(self.user_failed(out, e)),
             }
+            if intent.run_id == job.run_id {
+                created_here.clone_from(&recovered);
+            }
         }
+        // The key an earlier attempt of this run created and stored, also
+        // once its intent was cleared (its result was sent): sent again
+        // like a recovered one.
         if let Some(r) = ctx.found.trusted() {
-            ctx.user.snapshot.deactivated = r.deactivations(&ctx.user.snapshot.keys);
-            ctx.user.snapshot.reactivated = r.reactivations(&ctx.user.snapshot.keys);
+            if let Some(id) = r.created_by(&job.run_id) {
+                if ctx.user.snapshot.keys.iter().any(|k| k.id == id) {
+                    if recovered.is_none() {
+                        out.sealed = r.sealed.clone();
+                        recovered = Some(id.to_string());
+                    }
+                    created_here = Some(id.to_string());
+                }
+            }
+        }
+        if let Some(id) = &created_here {
+            // Reported where the plan creates it (below), as the first
+            // attempt did.
+            out.report.actions.retain(|a| {
+                a.action != Action::CreateKey
+                    || a.result
+                        != Outcome::Done {
+                            key_id: Some(id.clone()),
+                        }
+            });
+        }
+        // Planned from the keys as this run first found them (see
+        // "Retries" in the module doc); without an earlier attempt, the
+        // keys as they are.
+        let earlier = match ctx.found.trusted() {
+            Some(r) => r.earlier_attempt(&job.run_id, &ctx.user.snapshot.keys),
+            None => record::EarlierAttempt {
+                done: Vec::new(),
+                keys_before: ctx.user.snapshot.keys.clone(),
+            },
+        };
+        let mut planned = ctx.user.snapshot.clone();
+        planned.keys = earlier.keys_before.clone();
+        planned
+            .keys
+            .retain(|k| created_here.as_deref() != Some(k.id.as_str()));
+        if let Some(r) = ctx.found.trusted() {
+            planned.deactivated = r.deactivations(&planned.keys, now, &job.run_id);
+            planned.reactivated = r.reactivations(&planned.keys, now, &job.run_id);
+            planned.deliveries = r
+                .deliveries(&planned.keys, now)
+                .into_iter()
+                .map(|(id, at)| (id, Some(at)))
+                .collect();
         }
 
-        let plan = match self.plan(job, &ctx.user.snapshot, now) {
+        let plan = match self.plan(job, &planned, now) {
             Ok(p) => p,
             Err(e) => return Ok(self.user_failed(out, e)),
         };
@@ -260,7 +361,7 @@ impl Agent {
         if let Some(note) = plan.note.clone() {
             add_note(&mut out.report, note);
         }
-        if let Some(note) = rules::reactivation_note(&ctx.user.snapshot, &job.policy, now) {
+        if let Some(note) = rules::reactivation_note(&planned, &job.policy, now) {
             add_note(&mut out.report, note);
         }
         out.report.verdict = match (plan.verdict, &recovered) {
@@ -283,10 +384,20 @@ impl Agent {
             return Ok(out);
         }
 
+        let steps = resume(plan.actions, &earlier.done, created_here.as_deref());
         let mut created: Option<String> = recovered;
         let mut failed_at: Option<String> = None;
-        for action in plan.actions {
-            let action = fill_replacement(action, created.as_deref());
+        for (i, step) in steps.iter().enumerate() {
+            let action = match step {
+                Step::Replay(done) => {
+                    // Done by an earlier attempt of this run: a fact, and
+                    // reported as one whatever happens now.
+                    tracing::info!(user = %ctx.name(), action = done.action.kind(), "done by an earlier attempt of this run");
+                    out.report.actions.push(done.clone());
+                    continue;
+                }
+                Step::Apply(action) => fill_replacement(action.clone(), created.as_deref()),
+            };
             if let Some(err) = &failed_at {
                 out.report.actions.push(ActionRecord {
                     action,
@@ -296,10 +407,21 @@ impl Agent {
                 });
                 continue;
             }
+            // The notice that goes with the action, recorded with it.
+            let notice = match steps.get(i + 1) {
+                Some(Step::Apply(Action::Notify { notice })) if goes_with(&action, notice) => {
+                    Some(notice)
+                }
+                _ => None,
+            };
             let result = if job.dry_run {
                 Outcome::Planned
             } else {
-                self.apply(job, &mut ctx, &action, &mut out, &mut created)
+                let mark = RunMark {
+                    run_id: &job.run_id,
+                    notice,
+                };
+                self.apply(job, &mut ctx, &action, mark, &mut out, &mut created)
                     .await?
             };
             if let Outcome::Failed { error } = &result {
@@ -433,12 +555,14 @@ impl Agent {
         Ok(recovered)
     }
 
-    /// Applies one action for real.
+    /// Applies one action for real. `mark` (the run, and the notice that
+    /// goes with the action) is recorded with a switch or a deletion.
     async fn apply(
         &self,
         job: &Job,
         ctx: &mut Ctx,
         action: &Action,
+        mark: RunMark<'_>,
         out: &mut UserOutcome,
         created: &mut Option<String>,
     ) -> Result<Outcome, AgentError> {
@@ -447,6 +571,13 @@ impl Agent {
         Ok(match action {
             Action::Notify { .. } => Outcome::Done { key_id: None },
             Action::Delete { key_id } => {
+                // Recorded first: a retry of this run must be able to
+                // report the deletion and its notice.
+                if let Err(e) = self.record_deletion(ctx, key_id, mark).await {
+                    return Ok(failed(format!(
+                        "not deleted: the deletion cannot be recorded: {e}"
+                    )));
+                }
                 match iam
                     .delete_access_key()
                     .user_name(&name)
@@ -475,7 +606,7 @@ impl Agent {
                 // Recorded first: a deactivation keyfleet cannot remember
                 // would let the key be deleted without its recovery window.
                 let outcome = self
-                    .record_then_switch(ctx, key_id, StatusType::Inactive)
+                    .record_then_switch(ctx, key_id, StatusType::Inactive, mark)
                     .await;
                 if matches!(outcome, Outcome::Done { .. }) {
                     self.crash_at(FaultPoint::AfterRevoke, &name)?;
@@ -485,7 +616,7 @@ impl Agent {
             Action::Reactivate { key_id } => {
                 // Recorded first: a reactivation keyfleet cannot remember
                 // would be undone by the next run without a notice period.
-                self.record_then_switch(ctx, key_id, StatusType::Active)
+                self.record_then_switch(ctx, key_id, StatusType::Active, mark)
                     .await
             }
             Action::CreateKey => match self.create_key(job, ctx, out).await? {
@@ -498,10 +629,39 @@ impl Agent {
         })
     }
 
+    /// Records that `mark`'s run deletes `key_id` (with the owner's
+    /// notice). A secret that is not keyfleet's cannot hold it: the
+    /// deletion goes ahead unrecorded (as it did before deletions were
+    /// recorded; only a retry's report misses it then). A user without a
+    /// record gets one for this: a Secrets Manager secret, $0.40 a month
+    /// (see the README's cost section).
+    async fn record_deletion(
+        &self,
+        ctx: &mut Ctx,
+        key_id: &str,
+        mark: RunMark<'_>,
+    ) -> Result<(), record::RecordError> {
+        let Some(key) = ctx.user.snapshot.keys.iter().find(|k| k.id == key_id) else {
+            // Not among the user's keys: IAM answers NoSuchEntity.
+            return Ok(());
+        };
+        let Some(mut record) = ctx.found.writable(&self.account_id, ctx.name()) else {
+            return Ok(());
+        };
+        record.record_deletion(key, now_utc(), mark);
+        self.save(ctx, record).await
+    }
+
     /// Records the deactivation (`Inactive`) or the reactivation (`Active`)
-    /// of `key_id` in the protected record, then sets the key's status. If
-    /// it cannot be recorded, the status is not changed.
-    async fn record_then_switch(&self, ctx: &mut Ctx, key_id: &str, status: StatusType) -> Outcome {
+    /// of `key_id` by `mark`'s run in the protected record, then sets the
+    /// key's status. If it cannot be recorded, the status is not changed.
+    async fn record_then_switch(
+        &self,
+        ctx: &mut Ctx,
+        key_id: &str,
+        status: StatusType,
+        mark: RunMark<'_>,
+    ) -> Outcome {
         let name = ctx.name().to_string();
         let what = if status == StatusType::Active {
             "reactivat"
@@ -525,9 +685,9 @@ impl Agent {
             return failed(format!("UpdateAccessKey: unknown key {key_id}"));
         };
         if status == StatusType::Active {
-            record.record_reactivation(&key, now_utc());
+            record.record_reactivation(&key, now_utc(), mark);
         } else {
-            record.record_deactivation(&key, now_utc());
+            record.record_deactivation(&key, now_utc(), mark);
         }
         if let Err(e) = self.save(ctx, record).await {
             return failed(format!("not {what}ed: {e}"));
@@ -725,11 +885,106 @@ impl Agent {
                 .delivery
                 .by_secrets_manager()
                 .then(|| cred.secret_access_key.clone()),
+            run_id: Some(job.run_id.clone()),
         });
         record.sealed = Some(sealed.clone());
         self.save(ctx, record).await.map_err(|e| e.to_string())?;
         Ok(sealed)
     }
+}
+
+/// One step of a user's plan as this attempt runs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Step {
+    /// To apply now.
+    Apply(Action),
+    /// Done by an earlier attempt of this run (its record says so and IAM
+    /// shows it): reported as done, not applied again.
+    Replay(ActionRecord),
+}
+
+/// True when `notice` is the owner's notice of `action` (the plan puts it
+/// right after the action).
+fn goes_with(action: &Action, notice: &Notice) -> bool {
+    let same = |key_id: &str| notice.key_id() == key_id;
+    match action {
+        Action::Deactivate { key_id } => {
+            same(key_id) && matches!(notice, Notice::Deactivated { .. })
+        }
+        Action::Reactivate { key_id } => {
+            same(key_id) && matches!(notice, Notice::Reactivated { .. })
+        }
+        Action::Delete { key_id } => {
+            same(key_id)
+                && matches!(
+                    notice,
+                    Notice::Deleted { .. } | Notice::UnusedDeleted { .. }
+                )
+        }
+        Action::CreateKey | Action::Notify { .. } => false,
+    }
+}
+
+/// The plan as this attempt runs it (see "Retries" in the module doc):
+/// an action an earlier attempt of the run already did (`done`, oldest
+/// first, with the notice recorded with it) is replayed, its recorded
+/// notice replacing the one planned now (a reactivation's names the end
+/// of the grace the first attempt announced); the key it created
+/// (`created`) is reported, not created again. What it did that the plan
+/// no longer holds is still reported. Without an earlier attempt every
+/// action is applied.
+fn resume(
+    actions: Vec<Action>,
+    done: &[(Action, Option<Notice>)],
+    created: Option<&str>,
+) -> Vec<Step> {
+    let as_done = |action: Action, key_id: Option<&str>| {
+        Step::Replay(ActionRecord {
+            action,
+            result: Outcome::Done {
+                key_id: key_id.map(str::to_string),
+            },
+        })
+    };
+    let replay = |steps: &mut Vec<Step>, (action, notice): &(Action, Option<Notice>)| {
+        steps.push(as_done(action.clone(), None));
+        if let Some(notice) = notice {
+            let notice = notice.clone();
+            steps.push(as_done(Action::Notify { notice }, None));
+        }
+    };
+    let mut left: Vec<&(Action, Option<Notice>)> = done.iter().collect();
+    let mut steps = Vec::new();
+    let mut creation = created;
+    let mut actions = actions.into_iter().peekable();
+    while let Some(action) = actions.next() {
+        if action == Action::CreateKey {
+            if let Some(id) = creation.take() {
+                steps.push(as_done(action, Some(id)));
+                continue;
+            }
+        }
+        let Some(at) = left.iter().position(|(a, _)| *a == action) else {
+            steps.push(Step::Apply(action));
+            continue;
+        };
+        let earlier = left.remove(at);
+        if earlier.1.is_some() {
+            if let Some(Action::Notify { notice }) = actions.peek() {
+                if goes_with(&action, notice) {
+                    actions.next();
+                }
+            }
+        }
+        replay(&mut steps, earlier);
+    }
+    if let Some(id) = creation {
+        steps.insert(0, as_done(Action::CreateKey, Some(id)));
+    }
+    for earlier in left {
+        replay(&mut steps, earlier);
+    }
+    steps
 }
 
 /// A notice planned before the key existed names the new key once created.
@@ -759,6 +1014,75 @@ fn fill_replacement(action: Action, created: Option<&str>) -> Action {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn deactivated(key_id: &str, replacement: Option<&str>) -> Notice {
+        Notice::Deactivated {
+            key_id: key_id.into(),
+            replacement: replacement.map(str::to_string),
+        }
+    }
+
+    fn replayed(action: Action, key_id: Option<&str>) -> Step {
+        Step::Replay(ActionRecord {
+            action,
+            result: Outcome::Done {
+                key_id: key_id.map(str::to_string),
+            },
+        })
+    }
+
+    #[test]
+    fn without_an_earlier_attempt_every_action_is_applied() {
+        let plan = vec![
+            Action::CreateKey,
+            Action::Deactivate { key_id: "K".into() },
+            Action::Notify {
+                notice: deactivated("K", None),
+            },
+        ];
+        let steps = resume(plan.clone(), &[], None);
+        assert_eq!(steps, plan.into_iter().map(Step::Apply).collect::<Vec<_>>());
+    }
+
+    /// What the earlier attempt did is replayed where the plan has it, with
+    /// the notice it recorded instead of the one planned now; the rest is
+    /// applied; what the plan no longer holds is still reported.
+    #[test]
+    fn a_retry_replays_what_its_first_attempt_did_with_the_recorded_notice() {
+        let deactivate = Action::Deactivate { key_id: "K".into() };
+        let delete = Action::Delete { key_id: "J".into() };
+        let plan = vec![
+            Action::CreateKey,
+            deactivate.clone(),
+            Action::Notify {
+                notice: deactivated("K", Some("planned-now")),
+            },
+        ];
+        let done = vec![
+            (deactivate.clone(), Some(deactivated("K", None))),
+            (delete.clone(), Some(Notice::Deleted { key_id: "J".into() })),
+        ];
+        assert_eq!(
+            resume(plan, &done, Some("NEW")),
+            vec![
+                replayed(Action::CreateKey, Some("NEW")),
+                replayed(deactivate, None),
+                replayed(
+                    Action::Notify {
+                        notice: deactivated("K", None)
+                    },
+                    None
+                ),
+                replayed(delete, None),
+                replayed(
+                    Action::Notify {
+                        notice: Notice::Deleted { key_id: "J".into() }
+                    },
+                    None
+                ),
+            ]
+        );
+    }
 
     #[test]
     fn scheduled_notice_gets_the_new_key_id() {

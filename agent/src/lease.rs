@@ -29,6 +29,15 @@
 //! `keyfleet/` can be a user's record (commas in user names become slashes,
 //! see [`crate::record::secret_name`]).
 //!
+//! **Runs seen.** The lease also keeps the ids of the last [`RUNS_KEPT`]
+//! runs that took it, so that a job delivered again (its first attempt
+//! stopped, or its result was lost) knows it is a retry
+//! ([`Lease::again`]) and reads the record of every user: a user its first
+//! attempt left with nothing due (a key deleted, say) would otherwise cost
+//! no record read, and its result row would lose what was done. A forged
+//! lease can only make a run read more records: what a retry reports comes
+//! from the users' protected records.
+//!
 //! Cost: 2-3 Secrets Manager calls to take, 2 to release; no IAM call.
 
 use aws_sdk_secretsmanager::Client as Sm;
@@ -38,6 +47,8 @@ use time::OffsetDateTime;
 /// The lease's secret name.
 pub const LEASE_NAME: &str = "keyfleet-lease";
 const NEXT: &str = "keyfleet-next";
+/// How many run ids the lease remembers (see "Runs seen").
+pub const RUNS_KEPT: usize = 32;
 
 /// Why the lease could not be taken.
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +73,9 @@ struct LeaseValue {
     expires_at: OffsetDateTime,
     #[serde(default)]
     released: bool,
+    /// The runs that took the lease, newest first (see "Runs seen").
+    #[serde(default)]
+    runs: Vec<String>,
 }
 
 /// A lease this agent holds; give it back with [`Lease::release`].
@@ -70,6 +84,9 @@ pub struct Lease {
     holder: String,
     run_id: String,
     version: String,
+    runs: Vec<String>,
+    /// This run had taken the lease before: the job is a retry.
+    pub again: bool,
 }
 
 fn sm_err<E, R>(
@@ -92,13 +109,13 @@ pub async fn acquire(
     expires_at: OffsetDateTime,
 ) -> Result<Lease, LeaseError> {
     let holder = keyfleet_protocol::Token::generate().0;
-    let value = LeaseValue {
+    let value = |runs: Vec<String>| LeaseValue {
         holder: holder.clone(),
         run_id: run_id.to_string(),
         expires_at,
         released: false,
+        runs,
     };
-    let body = serde_json::to_string(&value).expect("the lease serializes");
     // Read first: the lease exists after the first run of the account.
     let current = sm.get_secret_value().secret_id(LEASE_NAME).send().await;
     let (seen_version, seen) = match current {
@@ -113,6 +130,8 @@ pub async fn acquire(
             if e.as_service_error()
                 .is_some_and(|s| s.is_resource_not_found_exception()) =>
         {
+            let runs = vec![run_id.to_string()];
+            let body = serde_json::to_string(&value(runs.clone())).expect("the lease serializes");
             return match sm
                 .create_secret()
                 .name(LEASE_NAME)
@@ -125,6 +144,8 @@ pub async fn acquire(
                     holder,
                     run_id: run_id.to_string(),
                     version: out.version_id().unwrap_or_default().to_string(),
+                    runs,
+                    again: false,
                 }),
                 Err(e)
                     if e.as_service_error()
@@ -147,6 +168,12 @@ pub async fn acquire(
             until: seen.expires_at,
         });
     }
+    let again = seen.runs.iter().any(|r| r == run_id);
+    let mut runs: Vec<String> = std::iter::once(run_id.to_string())
+        .chain(seen.runs.into_iter().filter(|r| r != run_id))
+        .collect();
+    runs.truncate(RUNS_KEPT);
+    let body = serde_json::to_string(&value(runs.clone())).expect("the lease serializes");
     let version = swap(sm, &seen_version, body)
         .await?
         .ok_or_else(|| LeaseError::Busy {
@@ -157,6 +184,8 @@ pub async fn acquire(
         holder,
         run_id: run_id.to_string(),
         version,
+        runs,
+        again,
     })
 }
 
@@ -203,6 +232,7 @@ impl Lease {
             run_id: self.run_id,
             expires_at: OffsetDateTime::now_utc(),
             released: true,
+            runs: self.runs,
         };
         let body = serde_json::to_string(&value).expect("the lease serializes");
         match swap(sm, &self.version, body).await {

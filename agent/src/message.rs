@@ -103,7 +103,12 @@ pub async fn handle_message(
         }
     };
     let now = OffsetDateTime::now_utc();
-    if now > job.deadline + DEADLINE_GRACE {
+    // Saturating: a deadline at the end of time is valid, and never past.
+    let latest = job
+        .deadline
+        .checked_add(DEADLINE_GRACE)
+        .unwrap_or(job.deadline);
+    if now > latest {
         let why = Dropped::Expired {
             run_id: job.run_id.clone(),
             deadline: job.deadline,

@@ -199,7 +199,10 @@
 //!
 //! **Reactivation** ([`plan_reactivation`]) is the security team's way
 //! back when a deactivation broke an application: only a key keyfleet
-//! deactivated (the protected record says so) and has not deleted. It is
+//! deactivated (the protected record says so) and has not deleted, and
+//! only when that deactivation is the key's latest: a key switched back on
+//! and then deactivated by hand (no keyfleet deactivation recorded after
+//! the reactivation) stays off. It is
 //! recorded in the protected record, and the key then has a grace of one
 //! notice period (`deactivate_after - rotate_after`) from the
 //! reactivation: no rule deactivates it (not the pair rule, not the hard
@@ -224,7 +227,10 @@
 //! particular no tag can cause a deletion.
 //!
 //! **Clock skew.** A last use later than `now` counts as `now`; a key created
-//! later than `now` counts as created `now`.
+//! later than `now` counts as created `now`; so does a deactivation or a
+//! reactivation the protected record dates later than `now` (a record can
+//! be forged: a reactivation "in year 9999" must not keep a key active for
+//! ever, and grants one notice period of grace from `now` at most).
 //!
 //! **Key ids.** Actions name keys by id. A snapshot read from the credential
 //! report has no ids; when its plan is not empty, the ids must be read and the
@@ -539,13 +545,24 @@ pub enum ReactivateError {
          keyfleet only switches back on what it switched off"
     )]
     NotDeactivatedByKeyfleet { user: String, key_id: String },
+    #[error(
+        "access key `{key_id}` of user `{user}` was switched back on by the security team on {reactivated} \
+         and deactivated since outside keyfleet (keyfleet recorded no deactivation after that); \
+         keyfleet only switches back on a key whose latest deactivation was its own"
+    )]
+    DeactivatedOutsideKeyfleet {
+        user: String,
+        key_id: String,
+        reactivated: OffsetDateTime,
+    },
 }
 
 /// The security team's "switch this key back on" (an application broke
 /// when keyfleet deactivated it).
 ///
-/// Only a key keyfleet deactivated (its protected record says so) and has
-/// not deleted. The plan is the reactivation and a notice to the owner
+/// Only a key keyfleet deactivated (its protected record says so), last
+/// (`switched_off_by_keyfleet`), and has not deleted. The plan is the
+/// reactivation and a notice to the owner
 /// naming the date the key will be deactivated again: a fresh notice
 /// period (`deactivate_after - rotate_after`) from now. Until then no rule
 /// deactivates or deletes it ([`Planner`]'s grace, see the module doc);
@@ -573,12 +590,7 @@ pub fn plan_reactivation(
             key_id: key_id.to_string(),
         });
     }
-    if !user.deactivated.iter().any(|(id, _)| id == key_id) {
-        return Err(ReactivateError::NotDeactivatedByKeyfleet {
-            user: err_user(),
-            key_id: key_id.to_string(),
-        });
-    }
+    switched_off_by_keyfleet(user, key_id)?;
     let until = plus(now, policy.notice_period());
     Ok(UserPlan {
         verdict: Verdict::Reactivated,
@@ -597,6 +609,39 @@ pub fn plan_reactivation(
         exempt: is_exempt(&user.tags, policy),
         note: None,
     })
+}
+
+/// The rule of reactivation: keyfleet switches back on only a key whose
+/// latest deactivation was its own. The record says when keyfleet
+/// deactivated the (inactive) key and when the security team last
+/// reactivated it; a reactivation at or after keyfleet's latest
+/// deactivation means the key was switched off again since by someone
+/// else (by hand, outside keyfleet), and that person's decision is not
+/// keyfleet's to undo. (A tie cannot be ordered: refused.)
+fn switched_off_by_keyfleet(user: &UserSnapshot, key_id: &str) -> Result<(), ReactivateError> {
+    let latest = |events: &[(String, OffsetDateTime)]| {
+        events
+            .iter()
+            .filter(|(id, _)| id == key_id)
+            .map(|(_, at)| *at)
+            .max()
+    };
+    let Some(deactivated) = latest(&user.deactivated) else {
+        return Err(ReactivateError::NotDeactivatedByKeyfleet {
+            user: user.user_name.clone(),
+            key_id: key_id.to_string(),
+        });
+    };
+    match latest(&user.reactivated) {
+        Some(reactivated) if reactivated >= deactivated => {
+            Err(ReactivateError::DeactivatedOutsideKeyfleet {
+                user: user.user_name.clone(),
+                key_id: key_id.to_string(),
+                reactivated,
+            })
+        }
+        _ => Ok(()),
+    }
 }
 
 /// The report row's note for a key in its reactivation grace: which key
@@ -644,7 +689,11 @@ fn grace(
     reactivated
         .iter()
         .filter(|(id, _)| *id == key.id)
-        .map(|(_, at)| (*at, plus(*at, policy.notice_period())))
+        .map(|(_, at)| {
+            // A record time later than now counts as now ("Clock skew").
+            let at = (*at).min(now);
+            (at, plus(at, policy.notice_period()))
+        })
         .max_by_key(|(_, until)| *until)
         .filter(|(_, until)| *until > now)
 }
@@ -1138,7 +1187,7 @@ impl<'a> Planner<'a> {
         self.recorded
             .iter()
             .filter(|(id, _)| id == key_id)
-            .map(|(_, at)| *at)
+            .map(|(_, at)| (*at).min(self.rules.now))
             .max()
     }
 

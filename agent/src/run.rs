@@ -150,7 +150,7 @@ impl Agent {
             });
         }
         if job.dry_run {
-            return self.run_job(job).await;
+            return self.run_job(job, false).await;
         }
         // One run at a time in an account (see `crate::lease`).
         let lease = crate::lease::acquire(
@@ -159,12 +159,16 @@ impl Agent {
             self.budget.lease_until(),
         )
         .await?;
-        let result = self.run_job(job).await;
+        let retry = lease.again;
+        let result = self.run_job(job, retry).await;
         lease.release(&self.clients.secrets).await;
         result
     }
 
-    async fn run_job(&self, job: &Job) -> Result<AccountResult, AgentError> {
+    /// `retry`: this run took the account's lease before (see
+    /// `crate::lease`), so an earlier attempt may have done part of the job
+    /// and every user's record is read to report it.
+    async fn run_job(&self, job: &Job, retry: bool) -> Result<AccountResult, AgentError> {
         let started_at = now_utc();
         let as_of = job.as_of.unwrap_or(started_at);
         let calls_before = self.clients.calls.snapshot();
@@ -208,7 +212,7 @@ impl Agent {
                 }
                 users.sort_by(|a, b| a.snapshot.user_name.cmp(&b.snapshot.user_name));
                 let outcomes: Vec<Result<UserOutcome, AgentError>> = stream::iter(users)
-                    .map(|u| self.process_user(job, as_of, u))
+                    .map(|u| self.process_user(job, as_of, u, retry))
                     .buffered(USER_CONCURRENCY)
                     .collect()
                     .await;

@@ -46,6 +46,8 @@ pub struct PolicySection {
     /// Deactivate a key past `max_key_age` without waiting for the notice
     /// period (off by default).
     pub deactivate_at_max_age_without_notice: bool,
+    /// Alert a new key not delivered this long after it was received.
+    pub undelivered_alert_after: keyfleet_protocol::Duration,
 }
 
 impl Default for PolicySection {
@@ -63,6 +65,7 @@ impl Default for PolicySection {
             cleanup: p.cleanup,
             owner_domains: p.owner_domains,
             deactivate_at_max_age_without_notice: p.deactivate_at_max_age_without_notice,
+            undelivered_alert_after: p.undelivered_alert_after,
         }
     }
 }
@@ -355,6 +358,7 @@ impl Config {
             cleanup: p.cleanup,
             owner_domains: p.owner_domains.clone(),
             deactivate_at_max_age_without_notice: p.deactivate_at_max_age_without_notice,
+            undelivered_alert_after: p.undelivered_alert_after,
         };
         policy.validate().map_err(|e| ConfigError::Policy {
             path: path.to_path_buf(),

@@ -138,6 +138,26 @@ pub fn ledger_key(account: &str, user: &str, key_id: &str, kind: &str) -> String
     format!("ledger/{account}/{user}/{key_id}/{kind}")
 }
 
+/// The new keys of an account that have not reached their owners (see
+/// `service::deliveries`): one empty marker a key,
+/// `undelivered/<account>/<user>/<key id>`, written when a result names the
+/// key and removed once the zip and its password were sent. Listing the
+/// account's prefix (one request per account and run) says it all; no
+/// object is read.
+pub fn undelivered_prefix(account: &str) -> String {
+    format!("undelivered/{account}/")
+}
+/// The marker of a key awaiting delivery.
+pub fn undelivered_key(account: &str, user: &str, key_id: &str) -> String {
+    format!("{}{user}/{key_id}", undelivered_prefix(account))
+}
+/// A marker's (user, key id).
+pub fn parse_undelivered_key<'k>(account: &str, key: &'k str) -> Option<(&'k str, &'k str)> {
+    let rest = key.strip_prefix(&undelivered_prefix(account))?;
+    let (user, key_id) = rest.split_once('/')?;
+    (!key_id.contains('/')).then_some((user, key_id))
+}
+
 /// Parses `part-<n>-of-<m>.json`.
 pub fn parse_part_name(name: &str) -> Option<(u32, u32)> {
     let rest = name.strip_prefix("part-")?.strip_suffix(".json")?;
@@ -356,6 +376,37 @@ impl RunStore {
                     .iter()
                     .filter_map(|o| o.key().map(str::to_string)),
             );
+        }
+        Ok(keys)
+    }
+
+    /// Every key under `prefix` with its last-modified time (paginated).
+    pub async fn list_dated(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<(String, time::OffsetDateTime)>, StoreError> {
+        let mut keys = Vec::new();
+        let mut pages = self
+            .s3
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| {
+                self.err(
+                    "ListObjectsV2",
+                    prefix,
+                    aws_sdk_s3::error::DisplayErrorContext(e),
+                )
+            })?;
+            keys.extend(page.contents().iter().filter_map(|o| {
+                let at = o
+                    .last_modified()
+                    .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t.secs()).ok())?;
+                Some((o.key()?.to_string(), at))
+            }));
         }
         Ok(keys)
     }

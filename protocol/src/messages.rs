@@ -130,26 +130,13 @@ pub struct Job {
     #[serde(default)]
     pub mode: JobMode,
     pub results_queue_url: String,
-    /// The new keys of this account whose delivery the coordinator tracks
-    /// (key ids only, never a secret): awaiting delivery, or delivered
-    /// recently. The agent never deactivates or deletes an old key while
-    /// its replacement awaits delivery, and counts the notice period from
-    /// the delivery (see `keyfleet_agent::rules`). Left out when empty, so
+    /// The new keys of this account that have not reached their owners
+    /// yet (key ids only, never a secret), from the coordinator's ledger.
+    /// The agent never deactivates or deletes an old key whose replacement
+    /// is among them (see `keyfleet_agent::rules`). Left out when empty, so
     /// a job without any reads as before.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub deliveries: Vec<KeyDelivery>,
-}
-
-/// Where the delivery of one new key stands, as the coordinator's ledger
-/// says.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KeyDelivery {
-    pub key_id: String,
-    /// When the owner got the key (zip and password sent); `None` while it
-    /// awaits delivery.
-    #[serde(with = "time::serde::rfc3339::option", default)]
-    pub delivered_at: Option<OffsetDateTime>,
+    pub undelivered: Vec<String>,
 }
 
 /// How the agent read the account.

@@ -74,10 +74,22 @@ pub struct Policy {
     /// rotate_after` old. Left out of the message while false.
     #[serde(skip_serializing_if = "is_false")]
     pub deactivate_at_max_age_without_notice: bool,
+    /// A new key still not delivered to its owner this long after the
+    /// coordinator received it is alerted by name (its old key stays
+    /// active meanwhile). Left out of the message while it is the default.
+    #[serde(skip_serializing_if = "is_default_alert")]
+    pub undelivered_alert_after: Duration,
 }
 
 fn is_false(b: &bool) -> bool {
     !*b
+}
+
+/// The default of [`Policy::undelivered_alert_after`]: 7 days.
+pub const UNDELIVERED_ALERT_AFTER: Duration = Duration::from_days(7);
+
+fn is_default_alert(d: &Duration) -> bool {
+    *d == UNDELIVERED_ALERT_AFTER
 }
 
 impl Default for Policy {
@@ -97,6 +109,7 @@ impl Default for Policy {
             cleanup: false,
             owner_domains: Vec::new(),
             deactivate_at_max_age_without_notice: false,
+            undelivered_alert_after: UNDELIVERED_ALERT_AFTER,
         }
     }
 }
@@ -129,6 +142,7 @@ impl Policy {
             ("deactivate_after", self.deactivate_after),
             ("delete_after", self.delete_after),
             ("unused_delete_after", self.unused_delete_after),
+            ("undelivered_alert_after", self.undelivered_alert_after),
         ] {
             if d == Duration::ZERO {
                 return Err(PolicyError::Zero { field });

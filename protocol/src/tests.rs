@@ -19,7 +19,7 @@ pub(crate) fn sample_job() -> Job {
         mode: JobMode::Scheduled,
         results_queue_url: "https://sqs.us-east-1.amazonaws.com/999988887777/keyfleet-results"
             .into(),
-        deliveries: Vec::new(),
+        undelivered: Vec::new(),
     }
 }
 

@@ -304,15 +304,15 @@ impl Validate for Job {
             }
         }
         check(
-            self.deliveries.len() <= MAX_USERS * MAX_KEYS_PER_USER,
-            "deliveries",
+            self.undelivered.len() <= MAX_USERS * MAX_KEYS_PER_USER,
+            "undelivered",
             format!(
                 "more than {} keys (IAM's users per account times keys per user)",
                 MAX_USERS * MAX_KEYS_PER_USER
             ),
         )?;
-        for d in &self.deliveries {
-            check_key_id(&d.key_id, "deliveries[].key_id")?;
+        for k in &self.undelivered {
+            check_key_id(k, "undelivered[]")?;
         }
         Ok(())
     }

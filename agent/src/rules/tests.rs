@@ -2244,6 +2244,68 @@ fn reactivation_is_refused_for_a_deleted_an_active_or_a_foreign_key() {
     assert!(plan_reactivation(&exempt, &p, NOW, "AKIAOFF").is_ok());
 }
 
+/// Only the latest deactivation counts, and only if it was keyfleet's:
+/// keyfleet deactivated the key, the security team switched it back on,
+/// and then someone deactivated it by hand (the record shows no keyfleet
+/// deactivation since the reactivation). keyfleet must not switch it back
+/// on. Once keyfleet deactivates it again, it may.
+#[test]
+fn reactivation_is_refused_when_the_latest_deactivation_was_not_keyfleets() {
+    let p = Policy::default();
+    let mut u = owned(vec![
+        inactive("AKIAOFF", 95, Some(20)),
+        active("AKIAON", 15, Some(1)),
+    ]);
+    u.deactivated = vec![("AKIAOFF".into(), NOW - days(5))];
+    u.reactivated = vec![("AKIAOFF".into(), NOW - days(3))];
+    let e = plan_reactivation(&u, &p, NOW, "AKIAOFF").unwrap_err();
+    assert!(
+        matches!(e, ReactivateError::DeactivatedOutsideKeyfleet { .. }),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("AKIAOFF"), "{e}");
+    // At the same instant it cannot be told which came last: refused.
+    u.deactivated = vec![("AKIAOFF".into(), NOW - days(3))];
+    assert!(plan_reactivation(&u, &p, NOW, "AKIAOFF").is_err());
+    // keyfleet deactivated it after the reactivation: its own to undo.
+    u.deactivated = vec![("AKIAOFF".into(), NOW - days(1))];
+    assert!(plan_reactivation(&u, &p, NOW, "AKIAOFF").is_ok());
+}
+
+/// Times from the protected record later than now (a forged record) count
+/// as now: a reactivation "in year 9999" gives one notice period of grace
+/// from now, not an endless one, and a deactivation in the future holds a
+/// deletion back as one at `now` does. (The agent writes such a time back
+/// as the `now` that first saw it, so it does not move with later runs:
+/// `record::UserRecord::clamp_to`.)
+#[test]
+fn record_times_in_the_future_count_as_now() {
+    let p = Policy::default();
+    let end = time::PrimitiveDateTime::MAX.assume_utc();
+    let mut u = owned(vec![
+        active("AKIAOLD", 95, Some(20)),
+        active("AKIANEW", 15, Some(1)),
+    ]);
+    u.reactivated = vec![("AKIAOLD".into(), end)];
+    let planned = plan_user(&u, &p, NOW);
+    assert_eq!(
+        planned.actions,
+        vec![scheduled("AKIAOLD", NOW + days(10), Some("AKIANEW"))]
+    );
+    let note = reactivation_note(&u, &p, NOW).unwrap_or_default();
+    assert!(
+        note.contains("2030-06-11") && !note.contains("9999"),
+        "{note}"
+    );
+
+    let mut off = owned(vec![inactive("AKIAOFF", 120, Some(40))]);
+    off.deactivated = vec![("AKIAOFF".into(), end)];
+    let mut now_off = off.clone();
+    now_off.deactivated = vec![("AKIAOFF".into(), NOW)];
+    assert_eq!(plan(&off), plan(&now_off));
+    assert!(!plan(&off).mutates_iam());
+}
+
 /// Within its grace a reactivated key is neither deactivated by the hard
 /// limit nor deleted as unused; once the grace is over, both apply again.
 #[test]

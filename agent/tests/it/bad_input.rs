@@ -190,3 +190,19 @@ async fn every_bad_job_is_refused_by_name_and_the_good_one_still_runs() {
         stale_result.error
     );
 }
+
+/// A job whose deadline is the last instant a date can hold: valid, and
+/// run; the grace added to its deadline saturates instead of overflowing.
+#[tokio::test]
+async fn a_deadline_at_the_end_of_time_neither_panics_nor_drops_the_job() {
+    let mut acct = new_account().await;
+    acct.populate(&[user("end-of-time", vec![key(10, true, Some(1))])])
+        .await;
+    let mut job = acct.job(Policy::default());
+    job.deadline = time::macros::datetime!(9999-12-31 23:59:59 UTC);
+    let body = serde_json::to_string(&job).unwrap();
+    match handle_message(&acct.agent, body, 1).await {
+        JobOutcome::Done(result) => assert_eq!(result.status, AccountStatus::Ok),
+        other => panic!("{other:?}"),
+    }
+}

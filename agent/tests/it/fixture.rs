@@ -18,6 +18,14 @@ pub fn emu() -> &'static Emulator {
 
 pub use keyfleet_testkit::seed::{key, user, Created, KeySpec, UserSpec};
 
+/// Fault rules are global to the emulator (one per test binary) and each
+/// `set_faults` replaces them all: one test of this binary at a time sets
+/// them, holding this lock until it has cleared them.
+pub async fn faults_lock() -> tokio::sync::MutexGuard<'static, ()> {
+    static FAULTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    FAULTS.lock().await
+}
+
 /// An emulated member account with an agent and a results queue.
 pub struct TestAccount {
     pub account_id: String,
@@ -82,7 +90,7 @@ impl TestAccount {
             as_of: None,
             mode: JobMode::Scheduled,
             results_queue_url: self.results_queue_url.clone(),
-            deliveries: Vec::new(),
+            undelivered: Vec::new(),
         }
     }
 

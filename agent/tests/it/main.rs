@@ -16,6 +16,7 @@ mod logs;
 mod overlap;
 mod reactivate;
 mod report_in_progress;
+mod retry;
 mod safety;
 
 pub use fixture::*;

@@ -126,3 +126,54 @@ async fn a_key_keyfleet_deactivated_is_switched_back_on_and_kept_for_a_notice_pe
     }
     assert_eq!(acct.keys("foreign").await, vec![(foreign_key, false)]);
 }
+
+/// keyfleet deactivated the key, the security team switched it back on,
+/// then a person deactivated it by hand, outside keyfleet. Only the latest
+/// deactivation counts, and it was not keyfleet's: a reactivation is
+/// refused and the key stays off.
+#[tokio::test]
+async fn a_key_deactivated_by_hand_after_a_reactivation_is_not_switched_back_on() {
+    let mut acct = new_account().await;
+    acct.populate(&[user(
+        "app",
+        vec![key(95, true, Some(20)), key(15, true, Some(1))],
+    )])
+    .await;
+    let old = acct.created["app"][0].clone();
+    acct.agent
+        .handle(&acct.job(Policy::default()))
+        .await
+        .unwrap();
+    assert!(!acct.keys("app").await[0].1, "deactivated by keyfleet");
+    let r = acct
+        .agent
+        .handle(&reactivate(&acct, "app", &old))
+        .await
+        .unwrap();
+    assert_eq!(r.users[0].verdict, Verdict::Reactivated, "{:?}", r.users);
+    assert!(acct.keys("app").await[0].1, "switched back on");
+    // A person switches it off by hand.
+    acct.iam
+        .update_access_key()
+        .user_name("app")
+        .access_key_id(&old)
+        .status(aws_sdk_iam::types::StatusType::Inactive)
+        .send()
+        .await
+        .unwrap();
+
+    let r = acct
+        .agent
+        .handle(&reactivate(&acct, "app", &old))
+        .await
+        .unwrap();
+    let u = &r.users[0];
+    assert_eq!(u.verdict, Verdict::Failed, "{u:?}");
+    let err = u.error.as_deref().unwrap_or_default();
+    assert!(
+        err.contains(&old) && err.contains("outside keyfleet"),
+        "{err}"
+    );
+    assert!(u.actions.is_empty(), "{:?}", u.actions);
+    assert!(!acct.keys("app").await[0].1, "the key stays off");
+}

@@ -371,6 +371,7 @@ async fn lost_create_response_from_the_emulator_leaves_no_orphan_key() {
     acct.populate(&[user(name.clone(), vec![key(85, true, Some(1))])])
         .await;
     let old = acct.created[&name][0].clone();
+    let _faults = faults_lock().await;
     emu()
         .set_faults(serde_json::json!({"seed": 1, "rules": [{
             "service": "iam", "action": "CreateAccessKey", "kind": "do_then_drop",
@@ -403,4 +404,251 @@ async fn lost_create_response_from_the_emulator_leaves_no_orphan_key() {
     assert_eq!(keys.len(), 2, "{keys:?}");
     assert_eq!(next.sealed.len(), 1);
     assert_eq!(next.sealed[0].access_key_id, keys[1].0);
+}
+
+/// Creates `keyfleet/<user>` holding `record`, with keyfleet's exact
+/// resource policy, as a principal of the member account can before the
+/// agent ever wrote one: the agent trusts it.
+async fn forge_trusted_record(acct: &TestAccount, user: &str, record: serde_json::Value) {
+    let arn = acct
+        .iam
+        .get_user()
+        .user_name(user)
+        .send()
+        .await
+        .unwrap()
+        .user()
+        .unwrap()
+        .arn()
+        .to_string();
+    let name = keyfleet_agent::record::secret_name(user);
+    acct.sm
+        .create_secret()
+        .name(&name)
+        .secret_string(record.to_string())
+        .send()
+        .await
+        .unwrap();
+    acct.sm
+        .put_resource_policy()
+        .secret_id(&name)
+        .resource_policy(
+            keyfleet_agent::record::resource_policy(&acct.account_id, &arn).to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
+/// A forged but trusted record (keyfleet's exact policy) with extreme
+/// times: a reactivation at year 9999, ages beyond what a date can hold
+/// (both ways), an intent at the earliest date the format can carry. No
+/// run panics, and no forged reactivation grants more grace than one
+/// notice period from now: the times count as now at the latest.
+#[tokio::test]
+async fn forged_record_with_extreme_times_neither_panics_nor_grants_endless_grace() {
+    let mut acct = new_account().await;
+    // Each older key is past its deactivation date; its replacement has
+    // had the notice period.
+    let pair = || vec![key(95, true, Some(20)), key(15, true, Some(1))];
+    acct.populate(&[
+        user("far", pair()),
+        user("overflow", pair()),
+        user("ancient", pair()),
+    ])
+    .await;
+    let now = time::OffsetDateTime::now_utc();
+    let old = |u: &str| acct.created[u][0].clone();
+    let record = |u: &str, reactivated: serde_json::Value| {
+        serde_json::json!({
+            "v": 1, "account_id": acct.account_id, "user_name": u,
+            "reactivated": [reactivated],
+            "deactivated": [{"key_id": acct.created[u][1], "at": "9999-12-31T23:59:59Z", "age_secs": i64::MAX}],
+        })
+    };
+    // The key is 95 days old: an age that puts the reactivation at the end
+    // of year 9999.
+    let to_9999 = (time::macros::datetime!(9999-12-31 00:00 UTC) - now).whole_seconds()
+        + time::Duration::days(95).whole_seconds();
+    let far = record(
+        "far",
+        serde_json::json!({"key_id": old("far"), "at": "9999-12-31T23:59:59Z", "age_secs": to_9999}),
+    );
+    let overflow = record(
+        "overflow",
+        serde_json::json!({"key_id": old("overflow"), "at": "9999-12-31T23:59:59Z", "age_secs": i64::MAX}),
+    );
+    let mut ancient = record(
+        "ancient",
+        serde_json::json!({"key_id": old("ancient"), "at": "0000-01-01T00:00:00+23:59", "age_secs": i64::MIN}),
+    );
+    ancient["intent"] =
+        serde_json::json!({"run_id": "x", "at": "0000-01-01T00:00:00+23:59", "before": []});
+    forge_trusted_record(&acct, "far", far).await;
+    forge_trusted_record(&acct, "overflow", overflow).await;
+    forge_trusted_record(&acct, "ancient", ancient).await;
+
+    let result = acct
+        .agent
+        .handle(&acct.job(Policy::default()))
+        .await
+        .unwrap();
+    let latest_end = time::OffsetDateTime::now_utc() + time::Duration::days(10);
+    for name in ["far", "overflow"] {
+        let u = result.users.iter().find(|u| u.user_name == name).unwrap();
+        assert_eq!(u.verdict, Verdict::PendingDeactivation, "{name}: {u:?}");
+        // The grace ends at most one notice period after now.
+        let on = u
+            .actions
+            .iter()
+            .find_map(|a| match &a.action {
+                Action::Notify {
+                    notice: keyfleet_protocol::Notice::DeactivationScheduled { on, .. },
+                } => Some(*on),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("{name}: no reminder: {u:?}"));
+        assert!(on <= latest_end, "{name}: grace until {on}");
+        let note = u.note.as_deref().unwrap_or_default();
+        assert!(!note.contains("9999"), "{name}: {note}");
+    }
+    // A reactivation before any date: long over, the pair rule applies.
+    let u = result
+        .users
+        .iter()
+        .find(|u| u.user_name == "ancient")
+        .unwrap();
+    assert_eq!(u.verdict, Verdict::Deactivated, "{u:?}");
+    assert!(!acct.keys("ancient").await[0].1);
+
+    // One notice period later the grace is over: it does not start again
+    // on every run.
+    emu()
+        .advance_clock(10.01, Some(&acct.account_id))
+        .expect("advance the clock");
+    let result = acct
+        .agent
+        .handle(&acct.job(Policy::default()))
+        .await
+        .unwrap();
+    for name in ["far", "overflow"] {
+        let u = result.users.iter().find(|u| u.user_name == name).unwrap();
+        assert_eq!(u.verdict, Verdict::Deactivated, "{name}: {u:?}");
+        assert!(!acct.keys(name).await[0].1, "{name}");
+    }
+}
+
+/// The policy on `name`, if any.
+async fn policy_of(acct: &TestAccount, name: &str) -> Option<serde_json::Value> {
+    acct.sm
+        .get_resource_policy()
+        .secret_id(name)
+        .send()
+        .await
+        .unwrap()
+        .resource_policy()
+        .filter(|p| !p.trim().is_empty())
+        .map(|p| serde_json::from_str(p).unwrap())
+}
+
+/// Creating a record is two calls: `CreateSecret` succeeded, then
+/// `PutResourcePolicy` failed. The secret keyfleet half made (its
+/// description, its tag, its content, no policy at all) is completed by
+/// the next run, which then trusts it and rotates the user. A secret that
+/// looks the same but carries a foreign policy stays untrusted.
+#[tokio::test]
+async fn a_half_made_record_is_completed_and_a_foreign_policy_stays_untrusted() {
+    let mut acct = new_account().await;
+    acct.populate(&[
+        user("half", vec![key(85, true, Some(1))]),
+        user("foreign-policy", vec![key(85, true, Some(1))]),
+    ])
+    .await;
+    let arn = |u: &str| format!("arn:aws:iam::{}:user/{u}", acct.account_id);
+    // keyfleet's description, tag and content, but a policy that lets
+    // everyone write.
+    acct.sm
+        .create_secret()
+        .name("keyfleet/foreign-policy")
+        .description("Access key record managed by keyfleet")
+        .tags(
+            aws_sdk_secretsmanager::types::Tag::builder()
+                .key("keyfleet:user")
+                .value("foreign-policy")
+                .build(),
+        )
+        .secret_string(
+            serde_json::json!({"v": 1, "account_id": acct.account_id, "user_name": "foreign-policy"})
+                .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let mut foreign =
+        keyfleet_agent::record::resource_policy(&acct.account_id, &arn("foreign-policy"));
+    foreign["Statement"].as_array_mut().unwrap().pop();
+    acct.sm
+        .put_resource_policy()
+        .secret_id("keyfleet/foreign-policy")
+        .resource_policy(foreign.to_string())
+        .send()
+        .await
+        .unwrap();
+
+    let faults = faults_lock().await;
+    emu()
+        .set_faults(serde_json::json!({"seed": 1, "rules": [{
+            "service": "secretsmanager", "action": "PutResourcePolicy",
+            "kind": "internal_error", "account": acct.account_id,
+            "match": {"SecretId": "keyfleet/half"}
+        }]}))
+        .unwrap();
+    let first = acct.agent.handle(&acct.job(Policy::default())).await;
+    let injected = emu().faults().unwrap()["injected"].clone();
+    emu().clear_faults().unwrap();
+    drop(faults);
+    let first = first.unwrap();
+    assert!(
+        injected.as_u64().unwrap_or(0) >= 1,
+        "fault fired: {injected}"
+    );
+    let u = first.users.iter().find(|u| u.user_name == "half").unwrap();
+    assert_eq!(u.verdict, Verdict::Failed, "{u:?}");
+    assert!(first.sealed.is_empty());
+    assert_eq!(acct.keys("half").await.len(), 1, "no key without a record");
+    assert_eq!(policy_of(&acct, "keyfleet/half").await, None, "half made");
+
+    let second = acct
+        .agent
+        .handle(&acct.job(Policy::default()))
+        .await
+        .unwrap();
+    let u = second.users.iter().find(|u| u.user_name == "half").unwrap();
+    assert_eq!(u.verdict, Verdict::Rotated, "{u:?}");
+    assert_eq!(acct.keys("half").await.len(), 2);
+    assert!(second.sealed.iter().any(|s| s.user_name == "half"));
+    assert_eq!(
+        policy_of(&acct, "keyfleet/half").await,
+        Some(keyfleet_agent::record::resource_policy(
+            &acct.account_id,
+            &arn("half")
+        )),
+        "completed with keyfleet's policy"
+    );
+
+    for result in [&first, &second] {
+        let u = result
+            .users
+            .iter()
+            .find(|u| u.user_name == "foreign-policy")
+            .unwrap();
+        assert_eq!(u.verdict, Verdict::Unreachable, "{u:?}");
+        let note = u.note.as_deref().unwrap_or_default();
+        assert!(note.contains("not created by keyfleet"), "{note}");
+    }
+    assert_eq!(acct.keys("foreign-policy").await.len(), 1);
+    assert_eq!(
+        policy_of(&acct, "keyfleet/foreign-policy").await,
+        Some(foreign)
+    );
 }

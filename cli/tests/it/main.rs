@@ -6,6 +6,7 @@
 mod api;
 mod common;
 mod dashboard;
+mod delivery;
 mod failures;
 mod hygiene;
 mod keys;

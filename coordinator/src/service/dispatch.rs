@@ -122,11 +122,24 @@ impl Coordinator {
                 as_of: req.as_of,
                 mode: req.mode.clone(),
                 results_queue_url: self.config.results_queue_url.clone(),
-                deliveries: Vec::new(),
+                undelivered: Vec::new(),
             })
             .collect();
         let outcomes: Vec<(String, Dispatch)> = stream::iter(jobs)
-            .map(|job| async move {
+            .map(|mut job| async move {
+                // Which new keys of the account await delivery: the agent
+                // keeps their old keys active. A failed listing sends the
+                // job without it only for modes that never deactivate.
+                match self.undelivered_of(&job.account_id, &job.policy, now).await {
+                    Ok(keys) => job.undelivered = keys,
+                    Err(e) if matches!(job.mode, JobMode::Scheduled) => {
+                        tracing::error!(account = %job.account_id, error = %e, "could not read the account's deliveries; job not sent");
+                        return (job.account_id, Dispatch::Failed { error: e.to_string() });
+                    }
+                    Err(e) => {
+                        tracing::warn!(account = %job.account_id, error = %e, "could not read the account's deliveries");
+                    }
+                }
                 let d = self.send_job(&job).await;
                 (job.account_id, d)
             })

@@ -32,6 +32,7 @@
 //! it is recorded and alerted once, the report's row of the user says why,
 //! and the rest of the result is taken in as usual.
 
+mod deliveries;
 mod dispatch;
 mod finalize;
 mod intake;

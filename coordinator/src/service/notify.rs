@@ -162,6 +162,21 @@ impl Coordinator {
         user: &keyfleet_protocol::UserReport,
         now: OffsetDateTime,
     ) -> Result<(), CoordinatorError> {
+        // Every new key of a mail-only delivery is tracked until its owner
+        // has it, whatever happens next (no address, a refused address, a
+        // box that cannot be opened): its old key waits for it (see
+        // `deliveries`). A copy in the delivery secret is delivered already.
+        let delivery = &manifest.policy.delivery;
+        if delivery.by_email() && !delivery.by_secrets_manager() {
+            for sealed in result
+                .sealed
+                .iter()
+                .filter(|s| s.user_name == user.user_name)
+            {
+                self.mark_undelivered(&result.account_id, &user.user_name, &sealed.access_key_id)
+                    .await?;
+            }
+        }
         let Some(to) = user.email.clone() else {
             return Ok(());
         };
@@ -419,7 +434,9 @@ impl Coordinator {
             if self.store.exists(&password_ledger).await? {
                 // Its sender sent the password too (only its confirmation
                 // was not written).
-                return Ok(());
+                return self
+                    .mark_delivered(&result.account_id, &user.user_name, &cred.access_key_id)
+                    .await;
             }
             return Err(mail_err(format!(
                 "the zip of key {short} is claimed by another delivery and not confirmed sent; its password waits for it"
@@ -436,7 +453,8 @@ impl Coordinator {
         .await?;
         confirmed?;
         tracing::info!(account = %result.account_id, user = %user.user_name, key = %short, "new key delivered by email");
-        Ok(())
+        self.mark_delivered(&result.account_id, &user.user_name, &cred.access_key_id)
+            .await
     }
 
     /// Whether the zip claimed under `zip_ledger` is confirmed sent (see

@@ -305,6 +305,9 @@ variable "rotation_policy" {
     email_tag = optional(string)
     delivery  = optional(string)
     cleanup   = optional(bool)
+    # A new key still undelivered this long after the coordinator received
+    # it is alerted by name (default 7d); its old key stays active meanwhile.
+    undelivered_alert_after = optional(string)
   })
   default = {}
 
@@ -315,9 +318,10 @@ variable "rotation_policy" {
         var.rotation_policy.deactivate_after,
         var.rotation_policy.delete_after,
         var.rotation_policy.unused_delete_after,
+        var.rotation_policy.undelivered_alert_after,
       ] : d == null || can(regex("^[0-9]+[dhms]$", d))
     ])
-    error_message = "rotate_after, deactivate_after, delete_after and unused_delete_after must look like 80d, 12h, 30m or 45s."
+    error_message = "rotate_after, deactivate_after, delete_after, unused_delete_after and undelivered_alert_after must look like 80d, 12h, 30m or 45s."
   }
 
   validation {
