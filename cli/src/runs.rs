@@ -15,7 +15,7 @@ use crate::local::Local;
 use anyhow::{bail, Result};
 use keyfleet_coordinator::lambda::Command;
 use keyfleet_coordinator::{outcome, render};
-use keyfleet_protocol::report::{AccountState, RunReport};
+use keyfleet_protocol::report::RunReport;
 use keyfleet_protocol::{Action, Outcome, Verdict};
 use std::path::Path;
 
@@ -165,14 +165,14 @@ pub struct Unserved {
     pub run_id: String,
     pub total: usize,
     /// (account id, state) of each account not served cleanly.
-    pub accounts: Vec<(String, &'static str)>,
+    pub accounts: Vec<(String, String)>,
     pub report_url: String,
 }
 
 /// At most this many accounts are named; the report has them all.
 const NAMED: usize = 20;
 
-fn list(accounts: &[(String, &'static str)]) -> String {
+fn list(accounts: &[(String, String)]) -> String {
     let mut named: Vec<String> = accounts
         .iter()
         .take(NAMED)
@@ -197,15 +197,9 @@ fn check_run(report: &RunReport, report_url: &str) -> Result<()> {
 /// Every selected account reported cleanly, or [`Unserved`] names those
 /// that did not.
 fn check_served(report: &RunReport, report_url: &str) -> Result<()> {
-    let accounts: Vec<(String, &'static str)> = report
-        .accounts
-        .iter()
-        .filter(|a| a.state != AccountState::Ok)
-        .map(|a| (a.account_id.clone(), a.state.as_str()))
-        .collect();
-    if accounts.is_empty() {
+    let outcome::Served::Unserved { accounts } = outcome::served(report) else {
         return Ok(());
-    }
+    };
     Err(Unserved {
         run_id: report.run_id.clone(),
         total: report.accounts.len(),

@@ -17,7 +17,12 @@
 //!   `deactivate_old` defaults to false and `key_id` is optional),
 //!   `{"action":"reactivate","account":"..","user":"..","key_id":"AKIA.."}`
 //!   (switch a key keyfleet deactivated back on),
-//!   `{"action":"sweep"}`, `{"action":"finalize","run_id":".."}`.
+//!   `{"action":"sweep"}`, `{"action":"finalize","run_id":".."}`. A
+//!   finalize that wrote the report answers how the run served its
+//!   accounts, as `keyfleet run`'s exit code does
+//!   ([`crate::outcome::Served`]): `{"finalized":true,"outcome":"ok"}`,
+//!   `{"finalized":true,"outcome":"unserved","accounts":[["<id>","<state>"],..]}`
+//!   or `{"finalized":true,"outcome":"failed","reason":".."}`.
 //!
 //! [`Command`] is also what the command line sends (`keyfleet run`, `plan`,
 //! `rotate` invoke the deployed coordinator with it) and runs in-process
@@ -190,9 +195,16 @@ pub fn classify(v: Value) -> Result<Event, EventError> {
 pub async fn run_command(c: &Coordinator, cmd: Command) -> Result<Value, CoordinatorError> {
     let Some(req) = cmd.run_request() else {
         return Ok(match cmd {
-            Command::Finalize { run_id } => {
-                json!({"finalized": c.finalize(&run_id).await?.is_some()})
-            }
+            Command::Finalize { run_id } => match c.finalize(&run_id).await? {
+                // How the run served its accounts, as `keyfleet run`'s exit
+                // code says it (`crate::outcome::Served`).
+                Some(report) => {
+                    let mut answer = json!(crate::outcome::served(&report));
+                    answer["finalized"] = json!(true);
+                    answer
+                }
+                None => json!({"finalized": false}),
+            },
             _ => {
                 // Pending mail first: it does not depend on the runs
                 // finalized now, and an error there must not stop them.

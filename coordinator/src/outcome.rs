@@ -46,6 +46,44 @@ pub fn run_failure(report: &RunReport) -> Option<RunFailure> {
     (!answered).then_some(RunFailure::EveryAccountFailed)
 }
 
+/// How a finished run served its accounts, for exit codes and the
+/// coordinator's invocation answers: `ok` only when every selected account
+/// reported cleanly; `unserved` when the run did not fail as a whole but
+/// some accounts failed, are missing (no result, or a result refused),
+/// have no agent, were not sent their job, or are partial; `failed` when
+/// it failed as a whole ([`run_failure`]). Scripts and schedulers tell
+/// "partial" from "done" by it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Served {
+    Ok,
+    Unserved {
+        /// (account id, state) of each account not served cleanly.
+        accounts: Vec<(String, String)>,
+    },
+    Failed {
+        reason: String,
+    },
+}
+
+/// See [`Served`].
+pub fn served(report: &RunReport) -> Served {
+    if let Some(why) = describe(report) {
+        return Served::Failed { reason: why };
+    }
+    let accounts: Vec<(String, String)> = report
+        .accounts
+        .iter()
+        .filter(|a| a.state != AccountState::Ok)
+        .map(|a| (a.account_id.clone(), a.state.as_str().to_string()))
+        .collect();
+    if accounts.is_empty() {
+        Served::Ok
+    } else {
+        Served::Unserved { accounts }
+    }
+}
+
 /// At most this many accounts are named in one message.
 const NAMED: usize = 10;
 
@@ -114,6 +152,28 @@ mod tests {
         m.accounts.retain(|a| a.account_id == "222222222222");
         let results = fixtures::results();
         assert_eq!(run_failure(&aggregate(&m, &results, fixtures::NOW)), None);
+    }
+
+    #[test]
+    fn a_run_serves_its_accounts_only_when_every_one_is_ok() {
+        let r = fixtures::report();
+        let not_ok: Vec<(String, String)> = r
+            .accounts
+            .iter()
+            .filter(|a| a.state != AccountState::Ok)
+            .map(|a| (a.account_id.clone(), a.state.as_str().to_string()))
+            .collect();
+        assert!(!not_ok.is_empty(), "the fixture has accounts not ok");
+        assert_eq!(served(&r), Served::Unserved { accounts: not_ok });
+        let mut clean = r.clone();
+        clean.accounts.retain(|a| a.state == AccountState::Ok);
+        assert_eq!(served(&clean), Served::Ok);
+        clean.accounts.clear();
+        assert!(matches!(served(&clean), Served::Failed { .. }));
+        assert_eq!(
+            serde_json::to_value(served(&r)).unwrap()["outcome"],
+            "unserved"
+        );
     }
 
     #[test]
