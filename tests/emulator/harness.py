@@ -50,7 +50,9 @@ dead-letter queue (ext_lambda_async.py), from SQS event source mappings
 (default 8, or KEYFLEET_LAMBDA_MAX_PROCESSES).
 
 The extensions live in ext_*.py, one module per gap, each patched into moto
-before the first request (see each module's docstring).
+before the first request (see each module's docstring), in the order of
+EXTENSIONS (which also gives the reason for the order of any two that wrap
+the same moto method).
 """
 
 from __future__ import annotations
@@ -178,42 +180,78 @@ class App:
             return _json_response(start_response, 500, {"error": f"{type(exc).__name__}: {exc}"})
 
 
-def install_extensions(moto_lambda_delivery: bool, lambda_max_processes: int | None = None) -> None:
-    import ext_cfn
-    import ext_cfn_checks
-    import ext_clock
-    import ext_faults
-    import ext_iam_enforce
-    import ext_iam_paging
-    import ext_lambda
-    import ext_lambda_async
-    import ext_lambda_esm
-    import ext_lambda_exec
-    import ext_lambda_limits
-    import ext_messages
-    import ext_organizations
-    import ext_secretsmanager
-    import ext_ses
-    import ext_sqs
-    import ext_stacksets
+# Every extension module (ext_*.py), in the order install_extensions installs
+# them (test_harness.py::test_every_extension_module_is_in_the_install_order
+# keeps this list and the ext_*.py files in step). An extension that wraps a
+# moto method wraps whatever is there when it is installed, so of two that
+# wrap the same method the later one runs first (outermost). Each such pair
+# carries the reason for its order below.
+EXTENSIONS: tuple[str, ...] = (
+    "ext_sqs",
+    "ext_iam_paging",
+    "ext_ses",
+    "ext_messages",
+    "ext_clock",
+    "ext_stacksets",
+    "ext_cfn",
+    # ext_cfn_checks after ext_stacksets: both wrap
+    # CloudFormationResponse.create_stack_set and .update_stack_set. The
+    # capability check (InsufficientCapabilitiesException) is outermost, so
+    # a refused CreateStackSet/UpdateStackSet is refused, as AWS validates a
+    # request, before any of ext_stacksets' work (its per-request values,
+    # AutoDeployment); ext_stacksets only ever sees accepted requests.
+    # ext_cfn_checks after ext_cfn: both wrap
+    # moto.cloudformation.parsing.parse_and_update_resource. The failure mark
+    # (the resource's logical id and type, for a failed stack set instance's
+    # StatusReason) is outermost, so it covers the whole resource update,
+    # ext_cfn's keep-what-exists fallback included.
+    "ext_cfn_checks",
+    "ext_organizations",
+    "ext_secretsmanager",
+    # ext_iam_enforce and ext_faults wrap different methods, so their order
+    # here changes nothing: on a request ext_faults (moto's WSGI app,
+    # DomainDispatcherApplication.__call__) always acts before ext_iam_enforce
+    # (ActionAuthenticatorMixin._authenticate_and_authorize_action, inside the
+    # service's handler): a fault that answers instead of moto (throttle,
+    # internal_error, unavailable, drop, conflict) comes without an access
+    # decision, while delay and do_then_* requests are decided (and may be
+    # denied) when moto runs them.
+    "ext_iam_enforce",
+    "ext_faults",
+    "ext_lambda_exec",
+    # ext_lambda_async after ext_lambda_exec: both wrap LambdaBackend.invoke and
+    # LambdaSimpleBackend.invoke. ext_lambda_async is outermost: an Event
+    # invocation of a provided.* function is answered 202 and queued before
+    # the synchronous path (reserved-concurrency admission, 429) sees it; its
+    # attempts wait for a process slot in ext_lambda_exec.run, as AWS throttles
+    # an asynchronous invocation when it runs, not when it is accepted. Every
+    # other invocation passes through to ext_lambda_exec unchanged.
+    "ext_lambda_async",
+    # ext_lambda_limits after ext_lambda_async: both wrap
+    # LambdaFunction.update_configuration. The 4 KB Environment check is
+    # outermost, so an UpdateFunctionConfiguration it refuses changes nothing;
+    # inside ext_lambda_async it would come after the new DeadLetterConfig was
+    # stored.
+    "ext_lambda_limits",
+    "ext_lambda_esm",
+    "ext_lambda",
+    # No install(): patches nothing, serves POST /_keyfleet/events/fire only.
+    "ext_events",
+)
 
-    ext_sqs.install()
-    ext_iam_paging.install()
-    ext_ses.install()
-    ext_messages.install()
-    ext_clock.install()
-    ext_stacksets.install()
-    ext_cfn.install()
-    ext_cfn_checks.install()
-    ext_organizations.install()
-    ext_secretsmanager.install()
-    ext_iam_enforce.install()
-    ext_faults.install()
-    ext_lambda_exec.install(lambda_max_processes)
-    ext_lambda_async.install()
-    ext_lambda_limits.install()
-    ext_lambda_esm.install()
-    ext_lambda.install(moto_delivery=moto_lambda_delivery)
+
+def install_extensions(moto_lambda_delivery: bool, lambda_max_processes: int | None = None) -> None:
+    """Install every extension of EXTENSIONS, in that order."""
+    import importlib
+
+    options: dict[str, dict[str, Any]] = {
+        "ext_lambda_exec": {"max_processes": lambda_max_processes},
+        "ext_lambda": {"moto_delivery": moto_lambda_delivery},
+    }
+    for name in EXTENSIONS:
+        install = getattr(importlib.import_module(name), "install", None)
+        if install is not None:
+            install(**options.get(name, {}))
 
 
 def _write_ready_file(path: str, port: int) -> None:

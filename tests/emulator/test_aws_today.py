@@ -21,7 +21,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from test_harness import Emulator, REGION, own_harness, wait_for
+from helpers import Emulator, REGION, own_harness, wait_for
 from test_lambda_delivery import (  # helpers of the delivery tests
     BOOTSTRAP,
     TRUST,

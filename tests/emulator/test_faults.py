@@ -15,7 +15,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError
 
 import ext_faults
-from test_harness import Emulator, _signed_query, own_harness
+from helpers import Emulator, _signed_query, own_harness
 
 NO_RETRY = Config(retries={"total_max_attempts": 1, "mode": "standard"})
 ACCOUNT = "700000000001"

@@ -12,7 +12,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from test_harness import Emulator, read_port, start_harness
+from helpers import Emulator, read_port, start_harness
 
 REGION = "us-east-1"
 ACCOUNT = "246813579024"

@@ -24,7 +24,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from test_harness import REGION, Emulator, read_port, start_harness
+from helpers import REGION, Emulator, read_port, start_harness
 
 MAX_PROCESSES = 3
 TRUST = {

@@ -13,7 +13,7 @@ from typing import Any
 import boto3
 import pytest
 
-from test_harness import REGION, Emulator, emu  # noqa: F401 (fixture)
+from helpers import REGION, Emulator
 
 ACCOUNT = "314159265358"
 ROLE = "keyfleet-exec-test-role"
@@ -56,7 +56,7 @@ def _zip() -> bytes:
 
 
 @pytest.fixture(scope="module")
-def fn(emu: Emulator) -> dict[str, Any]:  # noqa: F811
+def fn(emu: Emulator) -> dict[str, Any]:
     emu.client("iam", ACCOUNT).create_role(
         RoleName=ROLE,
         AssumeRolePolicyDocument=json.dumps(
@@ -101,7 +101,7 @@ def _invoke(fn: dict[str, Any], event: Any, name: str = "kf-exec") -> tuple[dict
     return resp, json.loads(resp["Payload"].read())
 
 
-def test_event_round_trip_env_and_runtime_headers(fn: dict[str, Any], emu: Emulator) -> None:  # noqa: F811
+def test_event_round_trip_env_and_runtime_headers(fn: dict[str, Any], emu: Emulator) -> None:
     before = time.time() * 1000
     resp, out = _invoke(fn, {"hello": ["world", 1]})
     assert resp["StatusCode"] == 200 and "FunctionError" not in resp
@@ -122,7 +122,7 @@ def test_event_round_trip_env_and_runtime_headers(fn: dict[str, Any], emu: Emula
     assert env["AWS_LAMBDA_RUNTIME_API"].startswith("127.0.0.1:")
 
 
-def test_credentials_are_a_session_of_the_execution_role(fn: dict[str, Any], emu: Emulator) -> None:  # noqa: F811
+def test_credentials_are_a_session_of_the_execution_role(fn: dict[str, Any], emu: Emulator) -> None:
     _, out = _invoke(fn, {})
     env = out["env"]
     assert env["AWS_ACCESS_KEY_ID"].startswith("ASIA")
@@ -146,7 +146,7 @@ def test_function_error(fn: dict[str, Any]) -> None:
     assert out == {"errorMessage": "boom", "errorType": "KeyfleetError"}
 
 
-def test_timeout_kills_the_process(fn: dict[str, Any], tmp_path: Any, emu: Emulator) -> None:  # noqa: F811
+def test_timeout_kills_the_process(fn: dict[str, Any], tmp_path: Any, emu: Emulator) -> None:
     pidfile = str(tmp_path / "pid")
     resp, out = _invoke(fn, {"mode": "sleep", "pidfile": pidfile}, name="kf-exec-1s")
     assert resp["FunctionError"] == "Unhandled"
@@ -169,7 +169,7 @@ def _entries(emu: Emulator, fn: dict[str, Any]) -> list[dict[str, Any]]:
     return [e for e in body["invocations"] if e["function_arn"] == fn["arn"]]
 
 
-def test_invocation_log_records_each_synchronous_invoke(fn: dict[str, Any], emu: Emulator) -> None:  # noqa: F811
+def test_invocation_log_records_each_synchronous_invoke(fn: dict[str, Any], emu: Emulator) -> None:
     before = len(_entries(emu, fn))
     _invoke(fn, {"hello": 1})
     _invoke(fn, {"mode": "fail"})
@@ -233,7 +233,7 @@ urllib.request.urlopen(req).read()
 '''
 
 
-def test_messages_a_function_sends_are_in_the_message_log(fn: dict[str, Any], emu: Emulator) -> None:  # noqa: F811
+def test_messages_a_function_sends_are_in_the_message_log(fn: dict[str, Any], emu: Emulator) -> None:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
         info = zipfile.ZipInfo("bootstrap")
