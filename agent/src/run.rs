@@ -264,14 +264,11 @@ impl Agent {
         Ok(result)
     }
 
-    async fn send(&self, job: &Job, mut result: AccountResult) -> Result<(), AgentError> {
-        // An agent never sends what the coordinator would refuse: values
-        // that only inform the report and break the protocol's rules (a
-        // last-used region or service AWS writes in a new shape, a path)
-        // are left out with a note on their user, free texts are bounded,
-        // and every part is checked with the coordinator's own validator
-        // before anything leaves (keyfleet_protocol::degrade).
-        result.degrade();
+    async fn send(&self, job: &Job, result: AccountResult) -> Result<(), AgentError> {
+        // An agent never sends what the coordinator would refuse: `run_job`
+        // left out the informational values that break the protocol's rules
+        // (keyfleet_protocol::degrade), and every part is checked here with
+        // the coordinator's own validator before anything leaves.
         let parts = parts::split(result, self.config.max_part_bytes)?;
         for part in &parts {
             keyfleet_protocol::Validate::validate(part).map_err(|error| {

@@ -355,29 +355,12 @@ impl RunStore {
 
     /// Every key under `prefix` (paginated).
     pub async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
-        let mut keys = Vec::new();
-        let mut pages = self
-            .s3
-            .list_objects_v2()
-            .bucket(&self.bucket)
-            .prefix(prefix)
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| {
-                self.err(
-                    "ListObjectsV2",
-                    prefix,
-                    aws_sdk_s3::error::DisplayErrorContext(e),
-                )
-            })?;
-            keys.extend(
-                page.contents()
-                    .iter()
-                    .filter_map(|o| o.key().map(str::to_string)),
-            );
-        }
-        Ok(keys)
+        Ok(self
+            .objects(prefix)
+            .await?
+            .iter()
+            .filter_map(|o| o.key().map(str::to_string))
+            .collect())
     }
 
     /// Every key under `prefix` with its last-modified time (paginated).
@@ -385,7 +368,22 @@ impl RunStore {
         &self,
         prefix: &str,
     ) -> Result<Vec<(String, time::OffsetDateTime)>, StoreError> {
-        let mut keys = Vec::new();
+        Ok(self
+            .objects(prefix)
+            .await?
+            .iter()
+            .filter_map(|o| {
+                let at = o
+                    .last_modified()
+                    .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t.secs()).ok())?;
+                Some((o.key()?.to_string(), at))
+            })
+            .collect())
+    }
+
+    /// Every object under `prefix`, all pages.
+    async fn objects(&self, prefix: &str) -> Result<Vec<aws_sdk_s3::types::Object>, StoreError> {
+        let mut objects = Vec::new();
         let mut pages = self
             .s3
             .list_objects_v2()
@@ -401,14 +399,9 @@ impl RunStore {
                     aws_sdk_s3::error::DisplayErrorContext(e),
                 )
             })?;
-            keys.extend(page.contents().iter().filter_map(|o| {
-                let at = o
-                    .last_modified()
-                    .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t.secs()).ok())?;
-                Some((o.key()?.to_string(), at))
-            }));
+            objects.extend(page.contents().iter().cloned());
         }
-        Ok(keys)
+        Ok(objects)
     }
 
     /// Run ids that have a manifest (paginated, by common prefix).
