@@ -8,6 +8,7 @@
 #      package(s) and the command that installs them;
 #   1. the emulator harness (Python venv created on first use) and its own tests;
 #   2. the deployment checks (cfn-lint, checkov, HCL parsing, least privilege,
+#      the crate graph as Cargo resolves it,
 #      the agent template deployed through StackSets in the emulator);
 #   3. every Rust test of the workspace (unit, property and emulator-backed
 #      integration tests; each test binary starts its own emulator; the
@@ -77,7 +78,7 @@ main() {
     bash tests/emulator/bootstrap.sh
     tests/emulator/.venv/bin/python -m pytest tests/emulator -q
 
-    echo "== deployment checks (terraform/, agent template) =="
+    echo "== deployment checks (terraform/, agent template, crate graph) =="
     bash terraform/tests/bootstrap.sh
     terraform/tests/.venv/bin/python -m pytest terraform/tests -q
 

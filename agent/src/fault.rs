@@ -43,6 +43,16 @@ impl FaultPoint {
     ];
 }
 
+/// An injected crash: the agent stopped dead at `point` (for `user`; empty
+/// for account-level points). The job ends there, as a killed process's
+/// would.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("injected crash at {point:?} (user `{user}`)")]
+pub struct Crashed {
+    pub point: FaultPoint,
+    pub user: String,
+}
+
 /// Returns true to fire the fault at that point for that user (the user is
 /// empty for account-level points).
 #[cfg(feature = "fault-injection")]
@@ -73,5 +83,18 @@ impl Faults {
             let _ = (point, user);
             false
         }
+    }
+
+    /// Stops dead at `point` when its fault fires for `user` (a constant
+    /// `Ok` without the `fault-injection` feature).
+    #[inline]
+    pub fn crash_at(&self, point: FaultPoint, user: &str) -> Result<(), Crashed> {
+        if self.fires(point, user) {
+            return Err(Crashed {
+                point,
+                user: user.to_string(),
+            });
+        }
+        Ok(())
     }
 }

@@ -1,6 +1,7 @@
-//! The SQS-triggered Lambda: parse each record, hand it to the one
-//! per-message function ([`crate::message::handle_message`]), report
-//! per-message failures so one bad job never retries the others.
+//! The SQS-triggered Lambda: each record goes to the one per-message
+//! function ([`crate::message::handle_message`]); the batch plumbing (the
+//! runner, partial batch failures, the JSON logs) is the shared
+//! `keyfleet_lambda` crate's, written once for the three functions.
 //!
 //! [`run_function`] is the whole Lambda process (the `agent` bootstrap and
 //! `keyfleet lambda agent` both call it): JSON logs, configuration and
@@ -9,7 +10,8 @@
 use crate::message::{handle_message, JobOutcome, Rejected};
 use crate::run::Agent;
 use crate::AgentClients;
-use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use keyfleet_lambda::sqs::{receive_count, run_batch};
 use lambda_runtime::{service_fn, LambdaEvent};
 
 /// The account an ARN names (`arn:aws:<service>:<region>:<account>:...`):
@@ -20,59 +22,59 @@ pub fn arn_account(arn: &str) -> Option<&str> {
         .filter(|a| keyfleet_protocol::is_account_id(a))
 }
 
-/// Handles one SQS batch.
-pub async fn handle_batch(agent: &Agent, event: SqsEvent) -> SqsBatchResponse {
-    let mut failures = Vec::new();
-    for record in event.records {
-        let id = record.message_id.clone().unwrap_or_default();
-        let outcome = handle_record(agent, &record).await;
-        if let JobOutcome::Dropped(why) = &outcome {
-            tracing::error!(message_id = %id, error = %why, "job dropped");
-        }
-        if let Some(reason) = outcome.failure() {
-            tracing::error!(message_id = %id, error = %reason, "job failed");
-            let mut f = BatchItemFailure::default();
-            f.item_identifier = id;
-            failures.push(f);
-        }
-    }
-    let mut resp = SqsBatchResponse::default();
-    resp.batch_item_failures = failures;
-    resp
-}
+/// How many jobs of one batch run at once: one. The jobs queue's mapping
+/// hands the agent one record per invocation (`BatchSize: 1` in the
+/// StackSet template), so a batch of several is a test's or a redrive's;
+/// and every job of a batch is for this account, whose lease
+/// ([`crate::lease`]) lets one run at a time: a second job run alongside
+/// would only find the lease held and fail, coming back later with its
+/// receive count up, one delivery nearer the dead-letter queue. One at a
+/// time also answers a batch's failures in the order of its records.
+pub const JOB_CONCURRENCY: usize = 1;
 
-async fn handle_record(agent: &Agent, record: &SqsMessage) -> JobOutcome {
-    if let Some(owner) = record.event_source_arn.as_deref().and_then(arn_account) {
-        if owner != agent.account_id() {
-            return JobOutcome::Rejected(Rejected::ForeignQueue {
-                queue_owner: owner.to_string(),
-                agent: agent.account_id().to_string(),
-            });
-        }
-    }
-    let receive_count = record
-        .attributes
-        .get("ApproximateReceiveCount")
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(1);
-    handle_message(
-        agent,
-        record.body.as_deref().unwrap_or("").as_bytes(),
-        receive_count,
-    )
+/// Handles one SQS batch: each record through `handle_record`, the
+/// failed ones answered as batch item failures so that SQS retries them
+/// alone.
+pub async fn handle_batch(agent: &Agent, event: SqsEvent) -> SqsBatchResponse {
+    run_batch(event, JOB_CONCURRENCY, |record| {
+        handle_record(agent, record)
+    })
     .await
 }
 
-/// `RUST_LOG` (default `info`), except that the runtime's own event
-/// logging never goes below `info`: at `trace`, `lambda_runtime` logs each
-/// raw event, and an SQS event carries the job message with its job token.
-fn log_filter() -> tracing_subscriber::EnvFilter {
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    match "lambda_runtime::layers::api_response=info".parse() {
-        Ok(d) => filter.add_directive(d),
-        Err(_) => filter,
+/// One record: refused when it comes from another account's queue, else
+/// handed to [`handle_message`] with its body and receive count. A dropped
+/// job is logged and consumed; a job that failed (or was rejected) is
+/// logged and comes back (`Err`, its reason).
+async fn handle_record(agent: &Agent, record: SqsMessage) -> Result<(), String> {
+    let id = record.message_id.as_deref().unwrap_or_default();
+    let outcome = match foreign_queue(agent, &record) {
+        Some(refused) => JobOutcome::Rejected(refused),
+        None => {
+            let body = record.body.as_deref().unwrap_or("").as_bytes();
+            handle_message(agent, body, receive_count(&record)).await
+        }
+    };
+    if let JobOutcome::Dropped(why) = &outcome {
+        tracing::error!(message_id = %id, error = %why, "job dropped");
     }
+    match outcome.failure() {
+        Some(reason) => {
+            tracing::error!(message_id = %id, error = %reason, "job failed");
+            Err(reason)
+        }
+        None => Ok(()),
+    }
+}
+
+/// A record from a queue of another account than the agent's is refused
+/// before its body is read.
+fn foreign_queue(agent: &Agent, record: &SqsMessage) -> Option<Rejected> {
+    let owner = record.event_source_arn.as_deref().and_then(arn_account)?;
+    (owner != agent.account_id()).then(|| Rejected::ForeignQueue {
+        queue_owner: owner.to_string(),
+        agent: agent.account_id().to_string(),
+    })
 }
 
 /// The agent's Lambda process: configuration and clients are built once,
@@ -82,12 +84,7 @@ fn log_filter() -> tracing_subscriber::EnvFilter {
 /// (`arn:aws:lambda:<region>:<account>:function:<name>`): a job for any
 /// other account is refused.
 pub async fn run_function() -> Result<(), lambda_runtime::Error> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(log_filter())
-        .with_current_span(false)
-        .without_time()
-        .init();
+    keyfleet_lambda::logs::init_json_logs();
     let config = crate::config::from_env()?;
     let margin = crate::config::time_margin()?;
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;

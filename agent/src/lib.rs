@@ -3,9 +3,11 @@
 //!
 //! - [`rules`]: the pure decision function (no I/O), tested exhaustively.
 //! - [`scan`]: reads users and keys in O(pages) IAM calls.
-//! - [`run`]: one job end to end: scan, users, result sending.
+//! - [`run`]: one job end to end: scan, users, result sending; the one
+//!   home of `impl Agent`.
 //! - [`executor`]: one user's plan applied in a crash-safe order, with
-//!   reconciliation of half-done rotations and dry runs.
+//!   reconciliation of half-done rotations and dry runs; its own type,
+//!   which the agent calls and which never calls back.
 //! - [`record`]: the protected per-user record, Secrets Manager
 //!   `keyfleet/<user>`.
 //! - [`fault`]: test-only fault points (`fault-injection` feature).
@@ -14,7 +16,8 @@
 //!   that the Lambda, `keyfleet run --local` and the tests call;
 //! - [`results`]: where results go (the results queue, or an in-process
 //!   coordinator);
-//! - [`lambda`]: the SQS batch handler and the Lambda process.
+//! - [`lambda`]: the SQS batch handler (over `keyfleet_lambda`'s batch
+//!   runner) and the Lambda process.
 //! - [`lease`]: one run at a time per account.
 //! - [`budget`]: when to stop starting users before the Lambda's timeout.
 

@@ -6,8 +6,11 @@
 //! SQS accepted the message, or the in-process coordinator took it in (its
 //! intake stored the part). The agent clears a rotation's intent only
 //! after that, so a result lost on the way is sent again by the next run.
+//!
+//! The transport owns the sending (`ResultSink::deliver`); which queue a
+//! result goes to is the agent's configuration, decided by the agent
+//! (`Agent::results_queue`), so this module knows nothing of the agent.
 
-use crate::run::{Agent, AgentError};
 use futures::future::BoxFuture;
 use std::sync::Arc;
 
@@ -26,46 +29,48 @@ pub enum ResultSink {
     Local(LocalSink),
 }
 
-impl Agent {
-    /// Where results go on SQS: the configured queue, else the job's.
-    pub fn results_queue<'a>(&'a self, job_queue: &'a str) -> &'a str {
-        self.config
-            .results_queue_url
-            .as_deref()
-            .unwrap_or(job_queue)
-    }
+/// A result part the other side did not take.
+#[derive(Debug, thiserror::Error)]
+#[error("sending the result to {queue} failed: {message}")]
+pub struct SendError {
+    pub queue: String,
+    pub message: String,
+}
 
-    /// Delivers one encoded result part (see the module doc).
-    pub(crate) async fn deliver(&self, job_queue: &str, body: String) -> Result<(), AgentError> {
-        match &self.sink {
-            ResultSink::Local(sink) => sink(body).await.map_err(|message| AgentError::Send {
+impl ResultSink {
+    /// Delivers one encoded result part (see the module doc): to `queue`
+    /// with `sqs`, or to the in-process coordinator (which needs neither).
+    pub(crate) async fn deliver(
+        &self,
+        sqs: &aws_sdk_sqs::Client,
+        queue: &str,
+        body: String,
+    ) -> Result<(), SendError> {
+        match self {
+            ResultSink::Local(sink) => sink(body).await.map_err(|message| SendError {
                 queue: "the in-process coordinator".into(),
                 message,
             }),
-            ResultSink::Queue => {
-                let queue = self.results_queue(job_queue);
-                self.clients
-                    .sqs
-                    .send_message()
-                    .queue_url(queue)
-                    .message_body(body)
-                    .send()
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| {
-                        use aws_sdk_sqs::error::ProvideErrorMetadata;
-                        AgentError::Send {
-                            queue: queue.to_string(),
-                            message: format!(
-                                "{}: {}",
-                                e.code().unwrap_or("error"),
-                                e.message().unwrap_or(
-                                    &aws_sdk_sqs::error::DisplayErrorContext(&e).to_string()
-                                )
-                            ),
-                        }
-                    })
-            }
+            ResultSink::Queue => sqs
+                .send_message()
+                .queue_url(queue)
+                .message_body(body)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| {
+                    use aws_sdk_sqs::error::ProvideErrorMetadata;
+                    SendError {
+                        queue: queue.to_string(),
+                        message: format!(
+                            "{}: {}",
+                            e.code().unwrap_or("error"),
+                            e.message().unwrap_or(
+                                &aws_sdk_sqs::error::DisplayErrorContext(&e).to_string()
+                            )
+                        ),
+                    }
+                }),
         }
     }
 }

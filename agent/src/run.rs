@@ -4,12 +4,23 @@
 //! Per-user work is in [`crate::executor`] (crash-safe order of writes,
 //! reconciliation), the protected per-user record in [`crate::record`],
 //! and the test-only fault hooks in [`crate::fault`].
+//!
+//! `impl Agent` lives here, with `struct Agent`, and nowhere else. The
+//! agent owns its clients, configuration and transport, and hands the
+//! parts of a job to the types that own them: each user to an
+//! `Executor` borrowed from it (`Agent::executor`), each encoded result
+//! part to its [`ResultSink`] (after choosing the queue,
+//! [`Agent::results_queue`]). Neither calls back into the agent; their
+//! errors ([`Crashed`], [`SendError`]) become the agent's
+//! [`AgentError`]. The one way in from outside is
+//! [`crate::message::handle_message`], which decodes and validates a job
+//! before `Agent::handle` runs it.
 
 use crate::budget::Budget;
 use crate::clients::AgentClients;
-use crate::executor::{AfterSend, UserOutcome};
-use crate::fault::{FaultPoint, Faults};
-use crate::results::ResultSink;
+use crate::executor::{AfterSend, Executor, UserOutcome};
+use crate::fault::{Crashed, FaultPoint, Faults};
+use crate::results::{ResultSink, SendError};
 use crate::scan;
 use futures::stream::{self, StreamExt};
 use keyfleet_protocol::parts::{self, PartsError};
@@ -44,6 +55,18 @@ pub enum AgentError {
     Lease(#[from] crate::lease::LeaseError),
 }
 
+impl From<Crashed> for AgentError {
+    fn from(Crashed { point, user }: Crashed) -> Self {
+        AgentError::Crashed { point, user }
+    }
+}
+
+impl From<SendError> for AgentError {
+    fn from(SendError { queue, message }: SendError) -> Self {
+        AgentError::Send { queue, message }
+    }
+}
+
 /// What the agent needs besides its clients.
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
@@ -63,17 +86,13 @@ pub struct AgentConfig {
 /// An agent for one account: clients built once, reused for every job.
 #[derive(Clone)]
 pub struct Agent {
-    pub(crate) clients: AgentClients,
-    pub(crate) config: AgentConfig,
-    pub(crate) account_id: String,
-    pub(crate) faults: Faults,
-    pub(crate) sink: ResultSink,
-    pub(crate) budget: Budget,
-    pub(crate) report_polling: scan::ReportPolling,
-}
-
-pub(crate) fn now_utc() -> OffsetDateTime {
-    OffsetDateTime::now_utc()
+    clients: AgentClients,
+    config: AgentConfig,
+    account_id: String,
+    faults: Faults,
+    sink: ResultSink,
+    budget: Budget,
+    report_polling: scan::ReportPolling,
 }
 
 impl Agent {
@@ -124,19 +143,37 @@ impl Agent {
         &self.clients
     }
 
-    pub(crate) fn crash_at(&self, point: FaultPoint, user: &str) -> Result<(), AgentError> {
-        if self.faults.fires(point, user) {
-            return Err(AgentError::Crashed {
-                point,
-                user: user.to_string(),
-            });
-        }
-        Ok(())
+    /// Where results go on SQS: the configured queue, else the job's.
+    pub fn results_queue<'a>(&'a self, job_queue: &'a str) -> &'a str {
+        self.config
+            .results_queue_url
+            .as_deref()
+            .unwrap_or(job_queue)
     }
 
-    /// Runs a job and sends its result (in parts if needed) to the job's
-    /// results queue. Returns the whole result.
-    pub async fn handle(&self, job: &Job) -> Result<AccountResult, AgentError> {
+    /// Delivers one encoded result part (see [`crate::results`]).
+    pub(crate) async fn deliver(&self, job_queue: &str, body: String) -> Result<(), AgentError> {
+        let queue = self.results_queue(job_queue);
+        Ok(self.sink.deliver(&self.clients.sqs, queue, body).await?)
+    }
+
+    /// The executor of one job's users, borrowing this agent's clients,
+    /// account, key, faults and budget.
+    fn executor(&self) -> Executor<'_> {
+        Executor {
+            clients: &self.clients,
+            account_id: &self.account_id,
+            coordinator_key: &self.config.coordinator_key,
+            faults: &self.faults,
+            budget: &self.budget,
+        }
+    }
+
+    /// Runs a job (decoded and validated by
+    /// [`crate::message::handle_message`], the only caller) and sends its
+    /// result (in parts if needed) to the results queue. Returns the whole
+    /// result.
+    pub(crate) async fn handle(&self, job: &Job) -> Result<AccountResult, AgentError> {
         use tracing::Instrument;
         let span = tracing::info_span!("job", run_id = %job.run_id, account = %job.account_id, dry_run = job.dry_run);
         self.handle_inner(job).instrument(span).await
@@ -169,7 +206,7 @@ impl Agent {
     /// `crate::lease`), so an earlier attempt may have done part of the job
     /// and every user's record is read to report it.
     async fn run_job(&self, job: &Job, retry: bool) -> Result<AccountResult, AgentError> {
-        let started_at = now_utc();
+        let started_at = OffsetDateTime::now_utc();
         let as_of = job.as_of.unwrap_or(started_at);
         let calls_before = self.clients.calls.snapshot();
 
@@ -193,6 +230,7 @@ impl Agent {
             sealed: Vec::new(),
         };
 
+        let executor = self.executor();
         let mut clear = Vec::new();
         match scan::scan_account(&self.clients.iam, &self.report_polling).await {
             Err(e) => {
@@ -211,8 +249,8 @@ impl Agent {
                     }
                 }
                 users.sort_by(|a, b| a.snapshot.user_name.cmp(&b.snapshot.user_name));
-                let outcomes: Vec<Result<UserOutcome, AgentError>> = stream::iter(users)
-                    .map(|u| self.process_user(job, as_of, u, retry))
+                let outcomes: Vec<Result<UserOutcome, Crashed>> = stream::iter(users)
+                    .map(|u| executor.process_user(job, as_of, u, retry))
                     .buffered(USER_CONCURRENCY)
                     .collect()
                     .await;
@@ -235,7 +273,7 @@ impl Agent {
                 Err(e) => tracing::warn!(error = %e, "could not read the account alias"),
             }
         }
-        result.finished_at = now_utc();
+        result.finished_at = OffsetDateTime::now_utc();
         result.api_calls = self.clients.calls.since(&calls_before);
         // What is returned is what is sent (see `send`).
         let left_out = result.degrade();
@@ -246,12 +284,12 @@ impl Agent {
             );
         }
 
-        self.crash_at(FaultPoint::BeforeSend, "")?;
+        self.faults.crash_at(FaultPoint::BeforeSend, "")?;
         self.send(job, result.clone()).await?;
-        self.crash_at(FaultPoint::AfterSend, "")?;
+        self.faults.crash_at(FaultPoint::AfterSend, "")?;
         if !job.dry_run {
             for (arn, record) in clear {
-                self.clear_intent(&arn, record).await;
+                executor.clear_intent(&arn, record).await;
             }
         }
         tracing::info!(

@@ -9,12 +9,16 @@
 //!   `select#verdict`, `input#min_age`, `button#apply`), keys as of the end
 //!   of the run (at most [`MAX_ROWS`] users shown; narrow the filter for
 //!   more);
-//! - key ages (the report's `key_age_histogram`) as CSS bars;
+//! - key ages (the report's `key_age_histogram`) as the HTML report's
+//!   bar chart;
 //! - compliance over the last [`TREND_RUNS`] finalized scheduled runs
 //!   (the report's CIS figure, see [`crate::inventory::compliance`]) as an
-//!   inline SVG line, with the
-//!   same figures in a table;
+//!   inline SVG line, with the same figures in a table;
 //! - every finalized run with links to its JSON, CSV and HTML report.
+//!
+//! Its stylesheet, cards, charts and dates are the report's
+//! ([`keyfleet_reports::render::widgets`]), so the dashboard and the HTML
+//! report look alike.
 //!
 //! A browser without a session gets the login form (`POST /login`, see
 //! [`crate::auth`]). Links start with the [`crate::routes::BasePath`] the
@@ -29,7 +33,6 @@
 //! user's keys in place, so it links to no per-user read.
 
 use crate::auth::Denied;
-use crate::data::RunSummary;
 use crate::inventory::{self, oldest_key_age, parse_verdict};
 use crate::middleware;
 use crate::routes::DashboardQuery;
@@ -37,9 +40,10 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
 use keyfleet_protocol::plan::Verdict;
 use keyfleet_protocol::report::RunReport;
-use maud::{html, Markup, DOCTYPE};
+use keyfleet_reports::read::finalized::RunSummary;
+use keyfleet_reports::render::widgets::{self, card, datetime_utc, TrendPoint};
+use maud::{html, Markup, PreEscaped, DOCTYPE};
 use std::sync::Arc;
-use time::OffsetDateTime;
 
 /// Users listed at most.
 pub const MAX_ROWS: usize = 1000;
@@ -163,35 +167,6 @@ pub fn user_rows(report: &RunReport, filter: &Filter) -> Vec<UserRow> {
     rows
 }
 
-fn when(t: OffsetDateTime) -> String {
-    let f = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
-    t.to_offset(time::UtcOffset::UTC)
-        .format(&f)
-        .unwrap_or_default()
-}
-
-const STYLE: &str = "
-body{font-family:system-ui,Arial,sans-serif;margin:0;color:#202124;background:#f8f9fa}
-header{background:#1a237e;color:#fff;padding:.6rem 1.2rem;display:flex;justify-content:space-between;align-items:center}
-header h1{font-size:1.2rem;margin:0}
-header form{margin:0}
-main{padding:0 1.2rem 2rem;max-width:80rem}
-section{background:#fff;border:1px solid #dadce0;border-radius:6px;margin:1rem 0;padding:.6rem 1rem}
-h2{font-size:1.05rem}
-table{border-collapse:collapse;width:100%;font-size:.9rem}
-th,td{text-align:left;padding:.25rem .5rem;border-bottom:1px solid #eee;vertical-align:top}
-th{white-space:nowrap}
-.cards{display:flex;flex-wrap:wrap;gap:.5rem}
-.card{border:1px solid #dadce0;border-radius:6px;padding:.4rem .8rem;min-width:7rem}
-.card b{display:block;font-size:1.3rem}
-.bad{color:#c62828}
-.state-ok{color:#2e7d32}
-.bar{background:#3949ab;height:1rem;display:inline-block;vertical-align:middle}
-.note{color:#5f6368;font-size:.85rem}
-form.filters label{margin-right:1rem}
-code{font-size:.85rem}
-";
-
 fn page(title: &str, base: &str, logged_in: bool, body: Markup) -> String {
     html! {
         (DOCTYPE)
@@ -200,11 +175,11 @@ fn page(title: &str, base: &str, logged_in: bool, body: Markup) -> String {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) }
-                style { (STYLE) }
+                style { (PreEscaped(widgets::CSS)) (PreEscaped(widgets::DASHBOARD_CSS)) }
             }
             body {
-                header {
-                    h1 { a href=(format!("{base}/")) style="color:#fff;text-decoration:none" { "keyfleet" } " — " (title) }
+                header.bar-top {
+                    h1 { a href=(format!("{base}/")) { "keyfleet" } " — " (title) }
                     @if logged_in {
                         form method="post" action=(format!("{base}/logout")) {
                             button #logout type="submit" { "Log out" }
@@ -250,14 +225,14 @@ fn summary(r: &RunReport, base: &str, chosen: bool) -> Markup {
             h2 { @if chosen { "Run " (r.run_id) } @else { "Latest scheduled run" } }
             p {
                 "Run " a #latest-run href=(format!("{base}/runs/{}/report.json", r.run_id)) { code { (r.run_id) } }
-                ", started " (when(r.created_at)) ", finalized " (when(r.finalized_at)) ". "
+                ", started " (datetime_utc(r.created_at)) ", finalized " (datetime_utc(r.finalized_at)) ". "
                 a href=(format!("{base}/runs/{}/report.html", r.run_id)) { "HTML report" } " · "
                 a href=(format!("{base}/runs/{}/report.csv", r.run_id)) { "CSV" } " · "
                 a #export-csv href=(format!("{base}/export.csv")) { "key inventory (CSV)" } " · "
                 a #export-json href=(format!("{base}/export.json")) { "(JSON)" }
                 @if !r.complete { " " span .bad { "Incomplete: some accounts did not report." } }
             }
-            div .cards {
+            ul .cards {
                 (card("accounts", t.accounts, false))
                 (card("accounts ok", t.accounts_ok, false))
                 (card("partial", t.accounts_partial, t.accounts_partial > 0))
@@ -268,10 +243,10 @@ fn summary(r: &RunReport, base: &str, chosen: bool) -> Markup {
                 (card("keys", t.keys, false))
                 (card("active keys", t.active_keys, false))
                 (card("failed actions", t.failed_actions, t.failed_actions > 0))
-                div .card #compliance {
-                    "keys rotated in 90 days"
-                    b { (c.percent_text) }
-                    span .note {
+                li #compliance class=[(c.active_keys_within_90d < c.active_keys).then_some("bad")] {
+                    span.n { (c.percent_text) }
+                    span.l {
+                        "keys rotated in 90 days: "
                         (c.active_keys_within_90d) " of " (c.active_keys) " active keys (CIS)"
                         @if !c.recorded { "; recomputed: the report predates the figure" }
                     }
@@ -279,10 +254,6 @@ fn summary(r: &RunReport, base: &str, chosen: bool) -> Markup {
             }
         }
     }
-}
-
-fn card(label: &str, n: u64, bad: bool) -> Markup {
-    html! { div .card { (label) b class=[bad.then_some("bad")] { (n) } } }
 }
 
 fn accounts(r: &RunReport) -> Markup {
@@ -309,28 +280,11 @@ fn accounts(r: &RunReport) -> Markup {
 }
 
 fn age_chart(r: &RunReport) -> Markup {
-    let max = r
-        .key_age_histogram
-        .iter()
-        .map(|b| b.count)
-        .max()
-        .unwrap_or(0)
-        .max(1);
     html! {
         section #age {
             h2 { "Key ages" }
             p .note { "Keys found by the run, by age in days at the start of the run." }
-            table {
-                @for b in &r.key_age_histogram {
-                    tr {
-                        th { (b.label) }
-                        td style="width:100%" {
-                            span .bar style=(format!("width:{:.1}%", 100.0 * b.count as f64 / max as f64)) {}
-                            " " (b.count)
-                        }
-                    }
-                }
-            }
+            div.chart { (widgets::age_chart(r)) }
         }
     }
 }
@@ -349,50 +303,28 @@ pub fn trend_points(runs: &[Arc<RunSummary>]) -> Vec<&RunSummary> {
 
 fn trend(runs: &[Arc<RunSummary>]) -> Markup {
     let points = trend_points(runs);
-    let (w, h, pad) = (600.0_f64, 160.0_f64, 24.0_f64);
     let n = points.len();
-    let x = |i: usize| {
-        if n <= 1 {
-            w / 2.0
-        } else {
-            pad + (w - 2.0 * pad) * i as f64 / (n - 1) as f64
-        }
-    };
-    let y = |share: f64| pad + (h - 2.0 * pad) * (1.0 - share);
-    // A run without an active key has no figure: no point on the line.
-    let share = |p: &RunSummary| p.compliance.percent.map(|pc| pc / 100.0);
-    let line = points
+    let chart: Vec<TrendPoint<'_>> = points
         .iter()
-        .enumerate()
-        .filter_map(|(i, p)| share(p).map(|s| format!("{:.1},{:.1}", x(i), y(s))))
-        .collect::<Vec<_>>()
-        .join(" ");
+        .map(|p| TrendPoint {
+            label: &p.run_id,
+            percent: p.compliance.percent,
+            percent_text: &p.compliance.percent_text,
+        })
+        .collect();
     html! {
         section #trend {
             h2 { "Compliance over the last " (n) " scheduled runs" }
             p .note { "CIS AWS Foundations: the share of active keys at most 90 days old, as each run found them." }
             @if n > 0 {
-                svg role="img" aria-label="compliance trend" viewBox=(format!("0 0 {w} {h}")) width="600" height="160" xmlns="http://www.w3.org/2000/svg" font-size="11" {
-                    line x1=(pad) y1=(y(1.0)) x2=(w - pad) y2=(y(1.0)) stroke="#dadce0" {}
-                    line x1=(pad) y1=(y(0.0)) x2=(w - pad) y2=(y(0.0)) stroke="#9aa0a6" {}
-                    text x="0" y=(y(1.0) + 4.0) fill="#5f6368" { "100%" }
-                    text x="0" y=(y(0.0) + 4.0) fill="#5f6368" { "0%" }
-                    polyline points=(line) fill="none" stroke="#3949ab" stroke-width="2" {}
-                    @for (i, p) in points.iter().enumerate() {
-                        @if let Some(s) = share(p) {
-                            circle cx=(format!("{:.1}", x(i))) cy=(format!("{:.1}", y(s))) r="3" fill="#3949ab" {
-                                title { (p.run_id) ": " (p.compliance.percent_text) }
-                            }
-                        }
-                    }
-                }
+                (widgets::compliance_chart(&chart))
                 table #trend-table {
                     thead { tr { th { "run" } th { "finalized" } th { "compliant" } th { "active keys" } } }
                     tbody {
                         @for p in points.iter().rev() {
                             tr {
                                 td { code { (p.run_id) } }
-                                td { (when(p.finalized_at)) }
+                                td { (datetime_utc(p.finalized_at)) }
                                 td { (p.compliance.percent_text) }
                                 td { (p.compliance.active_keys) }
                             }
@@ -461,7 +393,7 @@ fn users(r: &RunReport, f: &Filter, base: &str) -> Markup {
                                         code { @if k.key_id.is_empty() { "(id not read)" } @else { (k.key_id) } }
                                         " " (k.status) ", " (k.age_days) " days"
                                         @if let Some(t) = k.last_used {
-                                            ", last used " (when(t))
+                                            ", last used " (datetime_utc(t))
                                             @if let Some(s) = &k.last_used_service { " " (s) }
                                             @if let Some(g) = &k.last_used_region { " " (g) }
                                         } @else { ", never used" }
@@ -503,7 +435,7 @@ fn runs(runs: &[Arc<RunSummary>], base: &str) -> Markup {
                             tr {
                                 td { code { (s.run_id) } }
                                 td { (mode(s)) }
-                                td { (when(s.finalized_at)) }
+                                td { (datetime_utc(s.finalized_at)) }
                                 td class=[s.problems.then_some("bad")] { (s.totals.accounts_ok) " of " (s.totals.accounts) " ok" }
                                 td { (s.totals.users) }
                                 td {

@@ -13,7 +13,6 @@
 
 use crate::problem::Problem;
 use keyfleet_protocol::{is_access_key_id, is_account_id, is_run_id, is_user_name};
-use time::{OffsetDateTime, PrimitiveDateTime};
 
 /// 12 digits.
 pub fn account(s: &str) -> Result<&str, Problem> {
@@ -63,25 +62,7 @@ pub fn run(s: &str) -> Result<&str, Problem> {
     }
 }
 
-/// The start second of a run id of the coordinator's form,
-/// `YYYYMMDDTHHMMSSZ-` and 6 lower case hex digits (`new_run_id` in
-/// coordinator/src/service/dispatch.rs, which takes the stamp from the same
-/// clock reading as the manifest's `created_at`): the second `created_at`
-/// falls in. `None` for any other id.
-pub fn run_started(s: &str) -> Option<OffsetDateTime> {
-    let (stamp, suffix) = s.split_once('-')?;
-    let suffix_ok = suffix.len() == 6
-        && suffix
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-    if !suffix_ok || stamp.len() != 16 {
-        return None;
-    }
-    let fmt = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
-    PrimitiveDateTime::parse(stamp, fmt)
-        .ok()
-        .map(PrimitiveDateTime::assume_utc)
-}
+pub use keyfleet_reports::read::finalized::run_started;
 
 /// Whether a well-formed value of the path parameter `param` may be shown
 /// back (in a problem's `instance` or `detail`): only when its form tells

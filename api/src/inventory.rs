@@ -245,20 +245,7 @@ pub fn export_rows(report: &RunReport) -> Vec<ExportRow> {
     rows
 }
 
-pub(crate) fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
-}
-
-/// A cell a spreadsheet would run as a formula gets a leading `'` (the
-/// consolidated CSV report's rule).
-fn guard_cell(cell: &str) -> String {
-    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{cell}")
-    } else {
-        cell.to_string()
-    }
-}
+pub(crate) use keyfleet_reports::render::{guard_cell, rfc3339};
 
 /// The export as CSV: UTF-8 byte-order mark, [`EXPORT_COLUMNS`], CRLF.
 pub fn export_csv(rows: &[ExportRow]) -> Vec<u8> {
@@ -292,50 +279,7 @@ pub fn export_csv(rows: &[ExportRow]) -> Vec<u8> {
     out
 }
 
-/// A run's compliance figure: the CIS AWS Foundations control "access
-/// keys rotated every 90 days or less", the share of active keys at most
-/// [`report::CIS_KEY_ROTATION_DAYS`] whole days old, as the agents scanned them
-/// (before the run's actions): the report's own figure
-/// (`RunReport::compliance`), so the API, the dashboard and every shape of
-/// the report agree. A report finalized before the figure was recorded
-/// gets it recomputed the same way from its keys, aged at the run's start
-/// (the report keeps no per-account scan time), with `recorded: false`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Compliance {
-    pub active_keys: u64,
-    pub active_keys_within_90d: u64,
-    /// `None` when there is no active key (the control measures nothing).
-    pub percent: Option<f64>,
-    /// `87.5%` (rounded down to a tenth) or `n/a`.
-    pub percent_text: String,
-    /// The figure is the report's (false: recomputed, see above).
-    pub recorded: bool,
-}
-
-/// See [`Compliance`].
-pub fn compliance(report: &RunReport) -> Compliance {
-    let (c, recorded) = match &report.compliance {
-        Some(s) => (s.total, true),
-        None => {
-            let mut c = report::Compliance::default();
-            for a in &report.accounts {
-                let x = a
-                    .compliance
-                    .unwrap_or_else(|| report::compliance_of(&a.users, report.created_at));
-                c.active_keys += x.active_keys;
-                c.active_keys_within_90d += x.active_keys_within_90d;
-            }
-            (c, false)
-        }
-    };
-    Compliance {
-        active_keys: c.active_keys,
-        active_keys_within_90d: c.active_keys_within_90d,
-        percent: c.percent(),
-        percent_text: c.percent_text(),
-        recorded,
-    }
-}
+pub use keyfleet_reports::read::finalized::{compliance, Compliance};
 
 /// A user's oldest key age at the end of the run, if it has keys.
 pub fn oldest_key_age(keys: &[KeyState], as_of: OffsetDateTime) -> Option<u64> {

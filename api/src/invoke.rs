@@ -1,35 +1,14 @@
 //! Actions go through the normal path: the API invokes the coordinator
 //! Lambda with the same [`Command`] an operator or `keyfleet rotate` sends,
-//! and answers with the run id the coordinator returns.
-//!
-//! Starting a run is not idempotent, so [`LambdaCoordinator`] makes one
-//! attempt per request (SDK retries disabled, as the command line does): a
-//! retry after a lost response would start a second run. A caller who got
-//! a 502 saying the coordinator gave no answer looks in `/v1/runs` before
-//! asking again.
+//! through the protocol's one client ([`LambdaCoordinator`]: one attempt
+//! per request, since starting a run is not idempotent), and answers with
+//! the run id the coordinator returns. A caller who got a 502 saying the
+//! coordinator gave no answer looks in `/v1/runs` before asking again.
 
-use aws_sdk_lambda::primitives::Blob;
 use futures::future::BoxFuture;
-use keyfleet_coordinator::lambda::Command;
+use keyfleet_protocol::command::Command;
+pub use keyfleet_protocol::invoke::{run_id_of, InvokeError, LambdaCoordinator};
 use serde_json::Value;
-
-/// Why the coordinator did not start the run.
-#[derive(Debug, thiserror::Error)]
-pub enum InvokeError {
-    #[error("the coordinator function `{0}` does not exist")]
-    NotFound(String),
-    /// Sent, but no (readable) answer came back: it may have started a run.
-    #[error("no answer from the coordinator `{function}`: {error}")]
-    NoAnswer { function: String, error: String },
-    #[error("invoking the coordinator `{function}`: {error}")]
-    Failed { function: String, error: String },
-    /// The coordinator ran and failed: `kind` is its `errorType`
-    /// (`keyfleet.NoAccountSelected`, `keyfleet.BadRequest`, ...).
-    #[error("the coordinator answered {kind}: {message}")]
-    Function { kind: String, message: String },
-    #[error("the coordinator's answer names no run: {0}")]
-    Answer(String),
-}
 
 /// Something that runs coordinator commands: the deployed Lambda in
 /// production and under `keyfleet serve`; tests may put a fake in.
@@ -38,94 +17,8 @@ pub trait Coordinator: Send + Sync + 'static {
     fn invoke<'a>(&'a self, cmd: &'a Command) -> BoxFuture<'a, Result<Value, InvokeError>>;
 }
 
-/// The coordinator Lambda, one attempt per command.
-#[derive(Debug, Clone)]
-pub struct LambdaCoordinator {
-    client: aws_sdk_lambda::Client,
-    function: String,
-}
-
-impl LambdaCoordinator {
-    pub fn new(sdk: &aws_config::SdkConfig, function: impl Into<String>) -> LambdaCoordinator {
-        let conf = aws_sdk_lambda::config::Builder::from(sdk)
-            .retry_config(aws_config::retry::RetryConfig::disabled())
-            .build();
-        LambdaCoordinator {
-            client: aws_sdk_lambda::Client::from_conf(conf),
-            function: function.into(),
-        }
-    }
-
-    async fn call(&self, cmd: &Command) -> Result<Value, InvokeError> {
-        use aws_sdk_lambda::error::{DisplayErrorContext, SdkError};
-        let payload = serde_json::to_vec(cmd).expect("commands serialize");
-        let out = self
-            .client
-            .invoke()
-            .function_name(&self.function)
-            .payload(Blob::new(payload))
-            .send()
-            .await
-            .map_err(|e| {
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_resource_not_found_exception())
-                {
-                    return InvokeError::NotFound(self.function.clone());
-                }
-                let unknown = matches!(
-                    e,
-                    SdkError::TimeoutError(_)
-                        | SdkError::DispatchFailure(_)
-                        | SdkError::ResponseError(_)
-                );
-                let error = DisplayErrorContext(e).to_string();
-                if unknown {
-                    InvokeError::NoAnswer {
-                        function: self.function.clone(),
-                        error,
-                    }
-                } else {
-                    InvokeError::Failed {
-                        function: self.function.clone(),
-                        error,
-                    }
-                }
-            })?;
-        let body = out.payload().map(|b| b.as_ref()).unwrap_or_default();
-        if out.function_error().is_some() {
-            #[derive(serde::Deserialize)]
-            struct FunctionError {
-                #[serde(rename = "errorMessage", default)]
-                message: String,
-                #[serde(rename = "errorType", default)]
-                kind: String,
-            }
-            let err: FunctionError = serde_json::from_slice(body).unwrap_or(FunctionError {
-                message: String::from_utf8_lossy(body).into_owned(),
-                kind: String::new(),
-            });
-            return Err(InvokeError::Function {
-                kind: err.kind,
-                message: err.message,
-            });
-        }
-        serde_json::from_slice(body)
-            .map_err(|_| InvokeError::Answer(String::from_utf8_lossy(body).into_owned()))
-    }
-}
-
 impl Coordinator for LambdaCoordinator {
     fn invoke<'a>(&'a self, cmd: &'a Command) -> BoxFuture<'a, Result<Value, InvokeError>> {
-        Box::pin(self.call(cmd))
+        Box::pin(LambdaCoordinator::invoke(self, cmd))
     }
-}
-
-/// The run id of a coordinator answer (`{"run_id": ..}`).
-pub fn run_id_of(answer: &Value) -> Result<String, InvokeError> {
-    answer
-        .get("run_id")
-        .and_then(Value::as_str)
-        .filter(|id| keyfleet_protocol::is_run_id(id))
-        .map(str::to_string)
-        .ok_or_else(|| InvokeError::Answer(answer.to_string()))
 }

@@ -44,18 +44,9 @@ use crate::{ApiConfig, AppState, Backend, RateLimit, SecureCookies};
 use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::Response;
-use keyfleet_coordinator::store::RunStore;
+use keyfleet_reports::store::RunStore;
 use lambda_http::request::RequestContext;
 use std::sync::Arc;
-
-fn log_filter() -> tracing_subscriber::EnvFilter {
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    match "lambda_runtime::layers::api_response=info".parse() {
-        Ok(d) => filter.add_directive(d),
-        Err(_) => filter,
-    }
-}
 
 fn env(name: &str) -> Result<String, String> {
     std::env::var(name)
@@ -153,12 +144,7 @@ pub fn app(state: AppState) -> axum::Router {
 /// The API's Lambda process.
 pub async fn run() -> Result<(), lambda_http::Error> {
     use aws_config::BehaviorVersion;
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(log_filter())
-        .with_current_span(false)
-        .without_time()
-        .init();
+    keyfleet_lambda::logs::init_json_logs();
     let bucket = env("KEYFLEET_REPORT_BUCKET")?;
     let function = env("KEYFLEET_COORDINATOR_FUNCTION")?;
     let secret = env("KEYFLEET_API_KEYS_SECRET")?;

@@ -24,7 +24,7 @@
 //!   reactivation undoes. Unknown account or user, or a key that run never
 //!   saw: 404; a key it deleted, or one that is active: 409.
 //! - **Actions** invoke the coordinator Lambda with the same
-//!   [`keyfleet_coordinator::lambda::Command`] the command line sends, one
+//!   [`keyfleet_protocol::command::Command`] the command line sends, one
 //!   attempt (see [`invoke`]), and answer 202 `{"run_id": ...}` with a
 //!   `Location` of the run; the run's report says how it went.
 //! - **Authentication** ([`auth`] has the decision and its reason): behind
@@ -51,7 +51,8 @@
 //! - **Reading the bucket**: what was read of a finalized report is kept
 //!   for the life of the process (reports never change), and runs are
 //!   read newest first only as far as an answer needs; the S3 requests a
-//!   call costs are bounded in [`data`].
+//!   call costs are bounded in
+//!   [`keyfleet_reports::read::finalized`].
 //! - **OpenAPI**: the route table ([`routes::ROUTES`]) is the one source of
 //!   both the router and `/openapi.json` ([`openapi`]); a test holds the
 //!   document against the router.
@@ -62,7 +63,6 @@
 
 pub mod auth;
 pub mod dashboard;
-pub mod data;
 pub mod ids;
 pub mod inventory;
 pub mod invoke;
@@ -84,7 +84,7 @@ pub use problem::Problem;
 pub use routes::router;
 
 use axum::http::HeaderValue;
-use keyfleet_coordinator::store::RunStore;
+use keyfleet_reports::store::RunStore;
 use std::sync::Arc;
 
 /// Whether the session cookie gets `Secure`.
@@ -145,7 +145,7 @@ struct Inner {
     principals: PrincipalSet,
     limiter: limit::Limiter,
     clock: Arc<dyn Clock>,
-    data: data::ReportData,
+    data: keyfleet_reports::read::finalized::ReportData,
     coordinator: Arc<dyn Coordinator>,
     cors_origins: Vec<HeaderValue>,
     secure_cookies: SecureCookies,
@@ -193,7 +193,7 @@ impl AppState {
                 principals,
                 limiter: limit::Limiter::new(config.rate_limit, clock.clone()),
                 clock,
-                data: data::ReportData::new(backend.store.clone()),
+                data: keyfleet_reports::read::finalized::ReportData::new(backend.store.clone()),
                 coordinator: backend.coordinator,
                 cors_origins,
                 secure_cookies: config.secure_cookies,
@@ -218,7 +218,7 @@ impl AppState {
     pub fn clock(&self) -> &dyn Clock {
         self.inner.clock.as_ref()
     }
-    pub fn data(&self) -> &data::ReportData {
+    pub fn data(&self) -> &keyfleet_reports::read::finalized::ReportData {
         &self.inner.data
     }
     pub fn coordinator(&self) -> &dyn Coordinator {
@@ -290,7 +290,7 @@ pub(crate) fn test_state_with_principals(
     impl Coordinator for Nobody {
         fn invoke<'a>(
             &'a self,
-            _: &'a keyfleet_coordinator::lambda::Command,
+            _: &'a keyfleet_protocol::command::Command,
         ) -> futures::future::BoxFuture<'a, Result<serde_json::Value, InvokeError>> {
             Box::pin(async { Err(InvokeError::NotFound("none".into())) })
         }

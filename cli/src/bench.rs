@@ -17,7 +17,7 @@ use crate::config::Config;
 use crate::local::Local;
 use anyhow::{Context, Result};
 use futures::stream::{self, StreamExt};
-use keyfleet_coordinator::lambda::Command;
+use keyfleet_protocol::command::Command;
 use keyfleet_testkit::seed::{self, key, user, UserSpec};
 use keyfleet_testkit::Emulator;
 use std::path::Path;

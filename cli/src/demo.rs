@@ -208,9 +208,9 @@ pub async fn run(out_dir: &Path) -> Result<()> {
         emu.fire_rule(START_RULE)?;
         let run_id = deployment.next_run(&known).await?;
         let report = deployment.follow(&run_id).await?;
-        println!("{}", keyfleet_coordinator::render::to_table(&report));
+        println!("{}", keyfleet_reports::render::to_table(&report));
         let path = out_dir.join(format!("report-{}.html", i + 1));
-        std::fs::write(&path, keyfleet_coordinator::render::to_html(&report))?;
+        std::fs::write(&path, keyfleet_reports::render::to_html(&report))?;
         htmls.push(path);
     }
 

@@ -1,6 +1,6 @@
 //! The deployed system: `keyfleet run`, `plan` and `rotate` invoke the
 //! coordinator Lambda with the same manual event an operator would send
-//! (`{"action":"run",...}`, see [`keyfleet_coordinator::lambda::Command`]),
+//! (`{"action":"run",...}`, see [`keyfleet_protocol::command::Command`]),
 //! then follow the run in the report bucket until it is finalized.
 //!
 //! Following never stops at a fixed time: a 500-account organization takes
@@ -13,11 +13,11 @@
 use crate::config::Config;
 use anyhow::{anyhow, bail, Context, Result};
 use aws_config::SdkConfig;
-use keyfleet_api::{Coordinator, InvokeError, LambdaCoordinator};
-use keyfleet_coordinator::lambda::Command;
-use keyfleet_coordinator::reports::{Progress, Reports};
-use keyfleet_coordinator::store::RunStore;
+use keyfleet_protocol::command::Command;
+use keyfleet_protocol::invoke::{InvokeError, LambdaCoordinator};
 use keyfleet_protocol::report::RunReport;
+use keyfleet_reports::read::{Progress, Reports};
+use keyfleet_reports::store::RunStore;
 #[cfg(feature = "emulator")]
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};

@@ -26,7 +26,7 @@
 
 use crate::deployed::Deployment;
 use anyhow::{bail, Context, Result};
-use keyfleet_coordinator::lambda::Command;
+use keyfleet_protocol::command::Command;
 use keyfleet_protocol::report::RunReport;
 use keyfleet_testkit::seed::{self, UserSpec};
 use std::collections::{BTreeMap, BTreeSet};

@@ -22,10 +22,10 @@ use anyhow::{anyhow, Context, Result};
 use aws_config::SdkConfig;
 use futures::FutureExt;
 use keyfleet_agent::{handle_message, Agent, AgentClients, AgentConfig, JobOutcome, ResultSink};
-use keyfleet_coordinator::lambda::Command;
 use keyfleet_coordinator::{
     Coordinator, CoordinatorClients, CoordinatorConfig, JobSink, KeySource, LocalJob,
 };
+use keyfleet_protocol::command::Command;
 use keyfleet_protocol::report::RunReport;
 use keyfleet_protocol::{KeyRing, PublicKey};
 use std::path::Path;
@@ -124,8 +124,7 @@ impl Local {
 
     /// Runs `cmd` (a command that starts a run) to its report.
     pub async fn run(&self, cmd: &Command) -> Result<RunReport> {
-        let req = cmd
-            .run_request()
+        let req = keyfleet_coordinator::lambda::run_request(cmd)
             .ok_or_else(|| anyhow!("{cmd:?} starts no run"))?;
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<LocalJob>();
         let dispatcher = self.coordinator.clone().with_job_sink(JobSink::Local(tx));

@@ -33,7 +33,7 @@ mod policy_template;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use config::Config;
-use keyfleet_coordinator::lambda::Command as Coordinate;
+use keyfleet_protocol::command::Command as Coordinate;
 use runs::{Mode, Output};
 use std::path::PathBuf;
 use time::OffsetDateTime;

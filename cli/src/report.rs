@@ -6,7 +6,7 @@ use crate::config::Config;
 use crate::deployed;
 use anyhow::{Context, Result};
 use clap::ValueEnum;
-use keyfleet_coordinator::render;
+use keyfleet_reports::render;
 
 /// How a report is printed.
 #[derive(Debug, Clone, Copy, ValueEnum)]

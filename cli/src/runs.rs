@@ -13,10 +13,10 @@ use crate::config::Config;
 use crate::deployed::Deployment;
 use crate::local::Local;
 use anyhow::{bail, Result};
-use keyfleet_coordinator::lambda::Command;
-use keyfleet_coordinator::{outcome, render};
+use keyfleet_protocol::command::Command;
 use keyfleet_protocol::report::RunReport;
 use keyfleet_protocol::{Action, Outcome, Verdict};
+use keyfleet_reports::{outcome, render};
 use std::path::Path;
 
 /// Where a run happens.

@@ -20,131 +20,67 @@
 //!   `{"action":"sweep"}`, `{"action":"finalize","run_id":".."}`. A
 //!   finalize that wrote the report answers how the run served its
 //!   accounts, as `keyfleet run`'s exit code does
-//!   ([`crate::outcome::Served`]): `{"finalized":true,"outcome":"ok"}`,
+//!   ([`keyfleet_reports::outcome::Served`]): `{"finalized":true,"outcome":"ok"}`,
 //!   `{"finalized":true,"outcome":"unserved","accounts":[["<id>","<state>"],..]}`
 //!   or `{"finalized":true,"outcome":"failed","reason":".."}`.
 //!
 //! [`Command`] is also what the command line sends (`keyfleet run`, `plan`,
 //! `rotate` invoke the deployed coordinator with it) and runs in-process
-//! (`--local`): [`Command::run_request`] is the one place where a command
+//! (`--local`): [`run_request`] is the one place where a command
 //! becomes a [`RunRequest`].
 //!
 //! [`run_function`] is the whole Lambda process (the `coordinator`
 //! bootstrap and `keyfleet lambda coordinator` both call it).
 
 use crate::service::{Coordinator, CoordinatorClients, CoordinatorError, Intake, RunRequest};
-use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+pub use keyfleet_protocol::command::Command;
 use keyfleet_protocol::JobMode;
 use lambda_runtime::Diagnostic;
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use time::OffsetDateTime;
 
-/// A manual or scheduled command.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
-pub enum Command {
-    /// A run started by a person (or a script) invoking the function: a
-    /// run that selects no account fails the invocation.
-    Run {
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        accounts: Option<Vec<String>>,
-        #[serde(default)]
-        dry_run: bool,
-    },
-    /// What the Terraform schedule sends (and a bare `Scheduled Event`).
-    /// EventBridge invokes asynchronously, and Lambda retries a failed
-    /// asynchronous invocation twice: a run that selects no account would
-    /// only be repeated with the same result. So it answers with the error
-    /// in its payload instead; the SNS alert, the report and the summary
-    /// email say it (once). Other errors (S3, Organizations) still fail the
-    /// invocation and are retried.
-    Start {
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        accounts: Option<Vec<String>>,
-        #[serde(default)]
-        dry_run: bool,
-    },
-    /// A dry run, evaluated now or `as_of` an instant.
-    Plan {
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        accounts: Option<Vec<String>>,
-        #[serde(
-            default,
-            with = "time::serde::rfc3339::option",
-            skip_serializing_if = "Option::is_none"
-        )]
-        as_of: Option<OffsetDateTime>,
-    },
-    /// Emergency rotation of one user. As everywhere (`keyfleet rotate`,
-    /// the protocol), the old key stays active unless `deactivate_old`;
-    /// `key_id` names the key to replace (needed when the user has two
-    /// active keys: the agent refuses otherwise).
-    Rotate {
-        account: String,
-        user: String,
-        #[serde(default)]
-        deactivate_old: bool,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        key_id: Option<String>,
-    },
-    /// Switch a key keyfleet deactivated back to Active (the same as
-    /// `keyfleet reactivate` and the API's reactivate): a one-user run whose
-    /// job the agent checks against its protected record.
-    Reactivate {
-        account: String,
-        user: String,
-        key_id: String,
-    },
-    Sweep,
-    Finalize {
-        run_id: String,
-    },
-}
-
-impl Command {
-    /// The run this command starts, or `None` for the commands that start
-    /// none (sweep, finalize).
-    pub fn run_request(&self) -> Option<RunRequest> {
-        match self.clone() {
-            Command::Run { accounts, dry_run } | Command::Start { accounts, dry_run } => {
-                Some(RunRequest {
-                    dry_run,
-                    accounts,
-                    ..Default::default()
-                })
-            }
-            Command::Plan { accounts, as_of } => Some(RunRequest {
-                dry_run: true,
+/// The run a command starts, or `None` for the commands that start none
+/// (sweep, finalize): the one place where a [`Command`] becomes a
+/// [`RunRequest`].
+pub fn run_request(cmd: &Command) -> Option<RunRequest> {
+    match cmd.clone() {
+        Command::Run { accounts, dry_run } | Command::Start { accounts, dry_run } => {
+            Some(RunRequest {
+                dry_run,
                 accounts,
-                as_of,
                 ..Default::default()
-            }),
-            Command::Rotate {
-                account,
+            })
+        }
+        Command::Plan { accounts, as_of } => Some(RunRequest {
+            dry_run: true,
+            accounts,
+            as_of,
+            ..Default::default()
+        }),
+        Command::Rotate {
+            account,
+            user,
+            deactivate_old,
+            key_id,
+        } => Some(RunRequest {
+            accounts: Some(vec![account]),
+            mode: JobMode::Rotate {
                 user,
                 deactivate_old,
                 key_id,
-            } => Some(RunRequest {
-                accounts: Some(vec![account]),
-                mode: JobMode::Rotate {
-                    user,
-                    deactivate_old,
-                    key_id,
-                },
-                ..Default::default()
-            }),
-            Command::Reactivate {
-                account,
-                user,
-                key_id,
-            } => Some(RunRequest {
-                accounts: Some(vec![account]),
-                mode: JobMode::Reactivate { user, key_id },
-                ..Default::default()
-            }),
-            Command::Sweep | Command::Finalize { .. } => None,
-        }
+            },
+            ..Default::default()
+        }),
+        Command::Reactivate {
+            account,
+            user,
+            key_id,
+        } => Some(RunRequest {
+            accounts: Some(vec![account]),
+            mode: JobMode::Reactivate { user, key_id },
+            ..Default::default()
+        }),
+        Command::Sweep | Command::Finalize { .. } => None,
     }
 }
 
@@ -193,13 +129,13 @@ pub fn classify(v: Value) -> Result<Event, EventError> {
 /// and how many accounts it has (`{"run_id", "accounts", "skipped",
 /// "dry_run"}`), or what a sweep or finalize did.
 pub async fn run_command(c: &Coordinator, cmd: Command) -> Result<Value, CoordinatorError> {
-    let Some(req) = cmd.run_request() else {
+    let Some(req) = run_request(&cmd) else {
         return Ok(match cmd {
             Command::Finalize { run_id } => match c.finalize(&run_id).await? {
                 // How the run served its accounts, as `keyfleet run`'s exit
-                // code says it (`crate::outcome::Served`).
+                // code says it (`keyfleet_reports::outcome::Served`).
                 Some(report) => {
-                    let mut answer = json!(crate::outcome::served(&report));
+                    let mut answer = json!(keyfleet_reports::outcome::served(&report));
                     answer["finalized"] = json!(true);
                     answer
                 }
@@ -240,33 +176,35 @@ pub async fn run_command(c: &Coordinator, cmd: Command) -> Result<Value, Coordin
     }
 }
 
-/// Intake of a results batch, with partial batch failures.
+/// How many results of a batch are taken in at once. Intake of different
+/// results is independent (each is its own conditional write; notices and
+/// deliveries are keyed per account and user), and the mapping delivers up
+/// to 10 a batch.
+const INTAKE_CONCURRENCY: usize = 10;
+
+/// Intake of a results batch, with partial batch failures: a rejected
+/// result is consumed (logged), an infrastructure error retries that
+/// message only.
 pub async fn handle_results(c: &Coordinator, event: SqsEvent) -> SqsBatchResponse {
-    let mut resp = SqsBatchResponse::default();
-    for r in event.records {
-        let id = r.message_id.clone().unwrap_or_default();
-        let receive_count = r
-            .attributes
-            .get("ApproximateReceiveCount")
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(1);
+    keyfleet_lambda::sqs::run_batch(event, INTAKE_CONCURRENCY, |r| async move {
+        let id = r.message_id.as_deref().unwrap_or_default();
+        let receive_count = keyfleet_lambda::sqs::receive_count(&r);
         match c
             .intake(r.body.as_deref().unwrap_or(""), receive_count)
             .await
         {
             Ok(Intake::Rejected(why)) => {
-                tracing::warn!(message_id = %id, reason = %why, "result consumed after rejection")
+                tracing::warn!(message_id = %id, reason = %why, "result consumed after rejection");
+                Ok(())
             }
-            Ok(_) => {}
+            Ok(_) => Ok(()),
             Err(e) => {
                 tracing::error!(message_id = %id, error = %e, "intake failed; will retry");
-                let mut f = BatchItemFailure::default();
-                f.item_identifier = id;
-                resp.batch_item_failures.push(f);
+                Err(e)
             }
         }
-    }
-    resp
+    })
+    .await
 }
 
 /// The handler body: classify, dispatch, answer.
@@ -303,18 +241,6 @@ fn error_kind(e: &CoordinatorError) -> &'static str {
     }
 }
 
-/// `RUST_LOG` (default `info`), except that the runtime's own event
-/// logging never goes below `info`: at `trace`, `lambda_runtime` logs each
-/// raw event, and an SQS event carries the result message with its job token.
-fn log_filter() -> tracing_subscriber::EnvFilter {
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    match "lambda_runtime::layers::api_response=info".parse() {
-        Ok(d) => filter.add_directive(d),
-        Err(_) => filter,
-    }
-}
-
 /// `KEYFLEET_ORG_READER_EXTERNAL_ID`: the `sts:ExternalId` the org reader
 /// role's trust policy requires, when its module sets one (unset or empty:
 /// none is sent).
@@ -332,12 +258,7 @@ pub fn org_reader_external_id() -> Option<String> {
 /// AWS accepts.
 pub async fn run_function() -> Result<(), lambda_runtime::Error> {
     use aws_config::BehaviorVersion;
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(log_filter())
-        .with_current_span(false)
-        .without_time()
-        .init();
+    keyfleet_lambda::logs::init_json_logs();
     let config = crate::config::from_env()?;
     let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
     let org_sdk = match std::env::var("KEYFLEET_ORG_READER_ROLE_ARN") {
@@ -454,7 +375,7 @@ mod tests {
         let Event::Command(cmd) = reactivate else {
             panic!("not a command: {reactivate:?}");
         };
-        let req = cmd.run_request().expect("a reactivation starts a run");
+        let req = run_request(&cmd).expect("a reactivation starts a run");
         assert_eq!(req.accounts, Some(vec!["111122223333".to_string()]));
         assert_eq!(
             req.mode,
@@ -531,7 +452,7 @@ mod tests {
                 panic!("{sent} is not a command");
             };
             assert_eq!(back, cmd, "{sent}");
-            let req = cmd.run_request();
+            let req = run_request(&cmd);
             match &cmd {
                 Command::Run { accounts, dry_run } | Command::Start { accounts, dry_run } => {
                     let req = req.unwrap();

@@ -5,29 +5,23 @@
 //! - [`service`]: the operations (start, intake, notify, finalize, sweep);
 //! - [`org`]: organization enumeration and account selection (pure part
 //!   tested directly);
-//! - [`outcome`]: when a run fails as a whole (no silent success);
-//! - [`store`]: the S3 run store with conditional writes;
-//! - [`reports`]: its read side (reports, `latest`, a run's progress),
-//!   which needs no private key;
-//! - [`zipbox`], [`mail`], [`render`]: pure builders of the encrypted zip,
-//!   the MIME emails and the report formats;
+//! - [`zipbox`], [`mail`]: pure builders of the encrypted zip and the MIME
+//!   emails;
 //! - [`lambda`]: the event dispatcher of the Lambda binary.
+//!
+//! The report it builds is stored, read and presented through
+//! `keyfleet-reports` (the run store, its read side, the outcome of a run,
+//! the report's shapes); the commands it takes are the protocol's
+//! (`keyfleet_protocol::command`).
 
 pub mod config;
 pub mod lambda;
 pub mod mail;
 pub mod org;
-pub mod outcome;
-pub mod render;
-pub mod reports;
 pub mod service;
-pub mod store;
 pub mod zipbox;
 
 pub use service::{
     Coordinator, CoordinatorClients, CoordinatorConfig, CoordinatorError, Intake, JobSink,
     KeySource, LocalJob, MailRetry, PendingMail, Rejection, RunRequest, PENDING_MAIL_PREFIX,
 };
-
-#[cfg(test)]
-mod fixtures;

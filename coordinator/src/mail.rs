@@ -27,13 +27,13 @@
 //! the full access key id, which is not secret (IAM lists it to anyone with
 //! `iam:ListAccessKeys`). Dates are UTC.
 
-use crate::render::{self, date_utc, datetime_utc, plural};
 use crate::zipbox;
 use keyfleet_protocol::address::check_syntax;
 use keyfleet_protocol::plan::{Action, Notice, Outcome};
-use keyfleet_protocol::report::{AccountState, RunReport, CIS_KEY_ROTATION_DAYS};
+use keyfleet_protocol::report::RunReport;
 use keyfleet_protocol::{AccountResult, AddressError, Policy, UserReport};
 use keyfleet_protocol::{Credential, Secret};
+use keyfleet_reports::render::{self, date_utc, datetime_utc, one_line};
 use mail_builder::headers::address::Address;
 use mail_builder::headers::raw::Raw;
 use mail_builder::MessageBuilder;
@@ -374,7 +374,9 @@ pub fn notice_email(ctx: &MailContext, notice: &Notice) -> Result<Email, MailErr
     finish(builder, vec![ctx.to.clone()], subject)
 }
 
-/// The security team's summary of a run, with the CSV report attached.
+/// The security team's summary of a run, with the CSV report attached: the
+/// bodies are the report's ([`render::summary`]), the addressing and
+/// headers the coordinator's.
 pub fn summary_email(
     sender: &str,
     to: &[String],
@@ -389,104 +391,12 @@ pub fn summary_email(
     for addr in to {
         check_address("recipient", addr)?;
     }
-    let t = &report.totals;
-    let problems = render::problem_accounts(report);
-    let rotated = t.by_verdict.get("rotated").copied().unwrap_or(0);
-    let failure = crate::outcome::run_failure(report).zip(crate::outcome::describe(report));
-    let dry = if report.dry_run { " [DRY RUN]" } else { "" };
-    let subject = match &failure {
-        Some((f, _)) => format!(
-            "[keyfleet]{dry} FAILED: Run {}: {}",
-            report.run_id,
-            f.headline()
-        ),
-        None => format!(
-            "[keyfleet]{dry} Run {}: {}, {} need attention, {} rotated, {}",
-            report.run_id,
-            plural(t.accounts, "account"),
-            problems.len(),
-            plural(rotated, "user"),
-            plural(t.failed_actions, "failed action"),
-        ),
-    };
-
-    let mut text = String::new();
-    let _ = writeln!(
+    let render::summary::Summary {
+        subject,
         text,
-        "keyfleet run {}{}\nStarted {}, finalized {}{}.\n",
-        report.run_id,
-        if report.dry_run {
-            " (DRY RUN: nothing was changed)"
-        } else {
-            ""
-        },
-        datetime_utc(report.created_at),
-        datetime_utc(report.finalized_at),
-        if report.complete {
-            ""
-        } else {
-            "; INCOMPLETE: some accounts did not report"
-        }
-    );
-    if let Some((_, description)) = &failure {
-        let _ = writeln!(text, "RUN FAILED: {}\n", one_line(description));
-    }
-    let _ = writeln!(text, "Accounts:   {}", t.accounts);
-    for (label, n) in account_counts(report) {
-        let _ = writeln!(text, "  {label:<22}{n}");
-    }
-    let _ = writeln!(
-        text,
-        "Users:      {}\nKeys:       {} ({} active)\nFailed actions: {}\n",
-        t.users, t.keys, t.active_keys, t.failed_actions
-    );
-    summary_compliance_text(&mut text, report);
-    let _ = writeln!(text, "Users by verdict:");
-    for (verdict, n) in t.by_verdict.iter().filter(|(_, n)| **n > 0) {
-        let _ = writeln!(text, "  {verdict:<22}{n}");
-    }
-    let _ = writeln!(text, "\nActions by kind:");
-    if t.actions_by_kind.is_empty() {
-        let _ = writeln!(text, "  none");
-    }
-    for (kind, n) in &t.actions_by_kind {
-        let _ = writeln!(text, "  {kind:<22}{n}");
-    }
-    if !problems.is_empty() {
-        let _ = writeln!(text, "\nAccounts that need attention:");
-        for a in &problems {
-            let _ = writeln!(
-                text,
-                "  {} {:<16} {}{}",
-                a.account_id,
-                a.state.as_str(),
-                display_name(&a.name, a.alias.as_deref()),
-                a.error
-                    .as_deref()
-                    .map(|e| format!(": {e}"))
-                    .unwrap_or_default()
-            );
-        }
-    }
-    let csv_name = format!("keyfleet-{}.csv", report.run_id);
-    let _ = write!(text, "\nThe full report is attached as {csv_name}");
-    match report_url {
-        Some(url) => {
-            let _ = writeln!(text, "; the HTML report is at\n{url}");
-        }
-        None => {
-            let _ = writeln!(text, ".");
-        }
-    }
-    let _ = writeln!(text, "\n{FOOTER}");
-
-    let html = summary_html(
-        report,
-        failure.as_ref().map(|(_, d)| d.as_str()),
-        &problems,
-        &csv_name,
-        report_url,
-    );
+        html,
+        csv_name,
+    } = render::summary::summary(report, report_url, FOOTER);
     let builder = MessageBuilder::new()
         .from(from)
         .to(to
@@ -503,134 +413,6 @@ pub fn summary_email(
         .html_body(html)
         .attachment("text/csv", csv_name, csv_bytes.to_vec());
     finish(builder, to.to_vec(), subject)
-}
-
-/// The summary's compliance lines: the CIS share of active keys at most
-/// 90 days old and the counts of the two findings (the HTML report lists
-/// the users), or that a report predating them did not record them.
-fn summary_compliance_text(text: &mut String, report: &RunReport) {
-    let Some(s) = &report.compliance else {
-        let _ = writeln!(text, "Compliance: not recorded in this report\n");
-        return;
-    };
-    let _ = writeln!(
-        text,
-        "Compliance:\n  Active keys at most {CIS_KEY_ROTATION_DAYS} days old (CIS): {}",
-        render::compliance_text(Some(s.total)),
-    );
-    for (label, n) in render::finding_counts(s) {
-        let _ = writeln!(text, "  {:<32} {n}", format!("{label}:"));
-    }
-    if let Some(unknown) = render::unknown_state_text(s) {
-        let _ = writeln!(text, "  {unknown}.");
-    }
-    text.push('\n');
-}
-
-fn summary_html(
-    report: &RunReport,
-    failure: Option<&str>,
-    problems: &[&keyfleet_protocol::report::AccountReport],
-    csv_name: &str,
-    report_url: Option<&str>,
-) -> String {
-    use maud::{html, DOCTYPE};
-    let t = &report.totals;
-    let cell = "padding:2px 12px 2px 0;text-align:left";
-    html! {
-        (DOCTYPE)
-        html lang="en" {
-            head { meta charset="utf-8"; title { "keyfleet run " (report.run_id) } }
-            body style="font-family:Arial,Helvetica,sans-serif;font-size:14px;color:#222" {
-                h2 style="margin:0 0 4px 0" {
-                    "keyfleet run " (report.run_id)
-                    @if report.dry_run {
-                        " " span style="background:#6b4fbb;color:#fff;padding:1px 6px;border-radius:3px;font-size:12px" { "DRY RUN" }
-                    }
-                }
-                p style="margin:0 0 12px 0;color:#555" {
-                    "Finalized " (datetime_utc(report.finalized_at))
-                    @if !report.complete { strong style="color:#b00020" { " - incomplete: some accounts did not report" } }
-                }
-                @if let Some(description) = failure {
-                    p style="margin:0 0 12px 0;color:#b00020;font-weight:bold" { "Run failed: " (description) }
-                }
-                table style="border-collapse:collapse;margin-bottom:12px" {
-                    tr { th scope="row" style=(cell) { "Accounts" } td style=(cell) { (t.accounts) } }
-                    @for (label, n) in account_counts(report) {
-                        tr { th scope="row" style=(format!("{cell};font-weight:normal;padding-left:12px")) { (label) } td style=(cell) { (n) } }
-                    }
-                    tr { th scope="row" style=(cell) { "Users" } td style=(cell) { (t.users) } }
-                    tr { th scope="row" style=(cell) { "Keys (active)" } td style=(cell) { (t.keys) " (" (t.active_keys) ")" } }
-                    tr { th scope="row" style=(cell) { "Failed actions" } td style=(cell) { (t.failed_actions) } }
-                    tr {
-                        th scope="row" style=(cell) { "Active keys \u{2264} " (CIS_KEY_ROTATION_DAYS) " days (CIS)" }
-                        td style=(cell) { (render::compliance_text(report.compliance.as_ref().map(|s| s.total))) }
-                    }
-                    @if let Some(s) = &report.compliance {
-                        @for (label, n) in render::finding_counts(s) {
-                            tr { th scope="row" style=(cell) { (label) } td style=(cell) { (n) } }
-                        }
-                        @if let Some(unknown) = render::unknown_state_text(s) {
-                            tr { td colspan="2" style=(format!("{cell};color:#555")) { (unknown) "." } }
-                        }
-                    }
-                    @for (verdict, n) in t.by_verdict.iter().filter(|(_, n)| **n > 0) {
-                        tr { th scope="row" style=(cell) { "Users " (render::label(verdict)) } td style=(cell) { (n) } }
-                    }
-                    @for (kind, n) in &t.actions_by_kind {
-                        tr { th scope="row" style=(cell) { "Actions " (kind) } td style=(cell) { (n) } }
-                    }
-                }
-                @if !problems.is_empty() {
-                    h3 style="color:#b00020;margin:12px 0 4px 0" { "Accounts that need attention" }
-                    table style="border-collapse:collapse" {
-                        tr { th scope="col" style=(cell) { "Account" } th scope="col" style=(cell) { "Name" } th scope="col" style=(cell) { "State" } th scope="col" style=(cell) { "Error" } }
-                        @for a in problems {
-                            tr {
-                                td style=(cell) { (a.account_id) }
-                                td style=(cell) { (display_name(&a.name, a.alias.as_deref())) }
-                                td style=(cell) { (a.state.as_str()) }
-                                td style=(cell) { (a.error.as_deref().unwrap_or("")) }
-                            }
-                        }
-                    }
-                }
-                p {
-                    "The full report is attached as " code { (csv_name) } "."
-                    @if let Some(url) = report_url {
-                        " " a href=(url) { "Open the HTML report" } "."
-                    }
-                }
-                p style="color:#777;font-size:12px" { (FOOTER) }
-            }
-        }
-    }
-    .into_string()
-}
-
-fn account_counts(report: &RunReport) -> Vec<(&'static str, u64)> {
-    let t = &report.totals;
-    let dispatch_failed = report
-        .accounts
-        .iter()
-        .filter(|a| a.state == AccountState::DispatchFailed)
-        .count() as u64;
-    [
-        ("ok", t.accounts_ok),
-        ("partial", t.accounts_partial),
-        (
-            "failed",
-            t.accounts_failed - dispatch_failed.min(t.accounts_failed),
-        ),
-        ("dispatch failed", dispatch_failed),
-        ("missing (no result)", t.accounts_missing),
-        ("no agent", t.accounts_no_agent),
-        ("skipped (excluded)", t.accounts_skipped),
-    ]
-    .into_iter()
-    .filter(|(_, n)| *n > 0)
-    .collect()
 }
 
 fn owner_builder<'x>(
@@ -680,24 +462,6 @@ fn account_label(id: &str, alias: Option<&str>) -> String {
     match alias {
         Some(a) if !a.is_empty() => format!("{} ({})", one_line(a), one_line(id)),
         _ => one_line(id),
-    }
-}
-
-/// Names from IAM and Organizations, made safe for one line of text.
-fn one_line(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
-}
-
-fn display_name(name: &str, alias: Option<&str>) -> String {
-    let name = one_line(name);
-    let alias = alias.map(one_line);
-    let alias = alias.as_deref();
-    match (name.is_empty(), alias) {
-        (false, Some(a)) if a != name => format!("{name} ({a})"),
-        (true, Some(a)) => a.to_string(),
-        _ => name,
     }
 }
 

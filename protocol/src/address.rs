@@ -19,7 +19,6 @@
 //!   ignoring ASCII case) must be one of them exactly; a subdomain must be
 //!   listed on its own.
 
-use crate::policy::Policy;
 use email_address::{EmailAddress, Options};
 
 /// Why a user's owner cannot be mailed. The message names the tag and value.
@@ -83,52 +82,10 @@ pub fn is_domain(domain: &str) -> bool {
     check_syntax(&format!("x@{domain}")).is_ok()
 }
 
-impl Policy {
-    /// The owner's address from the user's tags under this policy's rule:
-    /// the value of the tag `email_tag` (exact key), trimmed, if it passes
-    /// [`check_syntax`] and the owner-domain allow-list.
-    pub fn owner_email(&self, tags: &[(String, String)]) -> Result<String, AddressError> {
-        let tag = &self.email_tag;
-        let (_, value) = tags
-            .iter()
-            .find(|(k, _)| k == tag)
-            .ok_or_else(|| AddressError::NoTag { tag: tag.clone() })?;
-        let value = value.trim();
-        self.check_owner_address(value).map(|()| value.to_string())
-    }
-
-    /// Checks an address as [`Policy::owner_email`] does (for the
-    /// coordinator, which gets the address from an agent's result).
-    pub fn check_owner_address(&self, value: &str) -> Result<(), AddressError> {
-        let tag = &self.email_tag;
-        check_syntax(value).map_err(|reason| AddressError::Invalid {
-            tag: tag.clone(),
-            value: value.escape_debug().to_string(),
-            reason,
-        })?;
-        if self.owner_domains.is_empty() {
-            return Ok(());
-        }
-        let domain = value.rsplit_once('@').map(|(_, d)| d).unwrap_or_default();
-        if self
-            .owner_domains
-            .iter()
-            .any(|d| d.eq_ignore_ascii_case(domain))
-        {
-            Ok(())
-        } else {
-            Err(AddressError::DomainNotAllowed {
-                tag: tag.clone(),
-                value: value.to_string(),
-                domain: domain.to_string(),
-            })
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::Policy;
 
     fn tags(v: &str) -> Vec<(String, String)> {
         vec![("Email".into(), v.into())]

@@ -27,39 +27,37 @@ use crate::validate::{
     MAX_API_OPERATIONS, MAX_CALLS_PER_OPERATION, MAX_TEXT,
 };
 
-impl AccountResult {
-    /// Leaves out every informational value that breaks its rule (see the
-    /// module doc), noting it on the user it belongs to, and bounds the
-    /// free texts. Returns how many values were left out. The fields a
-    /// result is used by are never touched: [`crate::Validate`] still
-    /// refuses a result whose envelope, names, key ids or sealed
-    /// credentials are wrong.
-    pub fn degrade(&mut self) -> usize {
-        self.bound_texts();
-        let mut dropped = 0;
-        if self
-            .account_alias
-            .as_deref()
-            .is_some_and(|a| !is_account_alias(a))
-        {
-            self.account_alias = None;
-            dropped += 1;
-        }
-        let before = self.api_calls.len();
-        self.api_calls.retain(|op, n| {
-            (1..=64).contains(&op.len())
-                && op.bytes().all(|b| b.is_ascii_alphanumeric() || b == b':')
-                && *n <= MAX_CALLS_PER_OPERATION
-        });
-        while self.api_calls.len() > MAX_API_OPERATIONS {
-            self.api_calls.pop_last();
-        }
-        dropped += before - self.api_calls.len();
-        for user in &mut self.users {
-            dropped += degrade_user(user);
-        }
-        dropped
+/// Leaves out every informational value that breaks its rule (see the
+/// module doc), noting it on the user it belongs to, and bounds the
+/// free texts. Returns how many values were left out. The fields a
+/// result is used by are never touched: [`crate::Validate`] still
+/// refuses a result whose envelope, names, key ids or sealed
+/// credentials are wrong.
+pub(crate) fn degrade_result(result: &mut AccountResult) -> usize {
+    result.bound_texts();
+    let mut dropped = 0;
+    if result
+        .account_alias
+        .as_deref()
+        .is_some_and(|a| !is_account_alias(a))
+    {
+        result.account_alias = None;
+        dropped += 1;
     }
+    let before = result.api_calls.len();
+    result.api_calls.retain(|op, n| {
+        (1..=64).contains(&op.len())
+            && op.bytes().all(|b| b.is_ascii_alphanumeric() || b == b':')
+            && *n <= MAX_CALLS_PER_OPERATION
+    });
+    while result.api_calls.len() > MAX_API_OPERATIONS {
+        result.api_calls.pop_last();
+    }
+    dropped += before - result.api_calls.len();
+    for user in &mut result.users {
+        dropped += degrade_user(user);
+    }
+    dropped
 }
 
 /// One user's informational values; the notes say what was left out.

@@ -1,7 +1,9 @@
 //! keyfleet's wire protocol: jobs, results, the run manifest, the rotation
 //! policy, the report model and HPKE sealing of new credentials.
 //!
-//! This crate is pure: no AWS SDK, no I/O. Everything that crosses a queue or
+//! This crate is pure: no AWS SDK, no I/O (except [`invoke`], the one
+//! client of the coordinator's invocation contract [`command`], behind the
+//! `invoke` feature). Everything that crosses a queue or
 //! lands in S3 is defined here, so the coordinator, the agent and the CLI
 //! cannot disagree on a field.
 //!
@@ -13,8 +15,11 @@
 //! [`Validate`] on the rest. A rejection's texts are one bounded line.
 
 pub mod address;
+pub mod command;
 pub mod degrade;
 pub mod duration;
+#[cfg(feature = "invoke")]
+pub mod invoke;
 pub mod keyring;
 pub mod messages;
 pub mod naming;

@@ -199,6 +199,27 @@ fn default_path() -> String {
     "/".into()
 }
 
+impl UserReport {
+    /// A user's line with nothing known yet but its name and verdict (path
+    /// `/`, no keys, no actions, credential state unknown). Code that builds
+    /// a line starts here (`UserReport { keys, ..UserReport::new(name, v) }`),
+    /// so that a field added to the report needs its default here only.
+    pub fn new(user_name: impl Into<String>, verdict: Verdict) -> UserReport {
+        UserReport {
+            user_name: user_name.into(),
+            path: default_path(),
+            email: None,
+            verdict,
+            keys: Vec::new(),
+            actions: Vec::new(),
+            error: None,
+            note: None,
+            mfa_active: None,
+            password_enabled: None,
+        }
+    }
+}
+
 /// An agent's answer to a job, possibly one part of several.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -235,7 +256,25 @@ pub struct AccountResult {
     pub sealed: Vec<SealedCredential>,
 }
 
+/// Every method of a result is here; the work of the longer ones is in
+/// the module of its job ([`crate::degrade`], [`crate::validate`]).
 impl AccountResult {
+    /// Leaves out every informational value that breaks its rule (see
+    /// [`crate::degrade`]), noting it on the user it belongs to, and bounds
+    /// the free texts. Returns how many values were left out. The fields a
+    /// result is used by are never touched: [`crate::Validate`] still
+    /// refuses a result whose envelope, names, key ids or sealed
+    /// credentials are wrong.
+    pub fn degrade(&mut self) -> usize {
+        crate::degrade::degrade_result(self)
+    }
+
+    /// Passes every free text of the result through
+    /// [`crate::validate::bound_text`].
+    pub fn bound_texts(&mut self) {
+        crate::validate::bound_result_texts(self)
+    }
+
     /// Sum of all API calls.
     pub fn total_calls(&self) -> u64 {
         self.api_calls.values().sum()

@@ -5,6 +5,7 @@
 //! Defaults are the ones in the design: rotate at 80 days, deactivate at 90,
 //! delete at 100, unused keys deleted after 90, hard limit 120.
 
+use crate::address::{check_syntax, AddressError};
 use crate::duration::{Duration, Limit};
 use serde::{Deserialize, Serialize};
 
@@ -130,6 +131,49 @@ pub enum PolicyError {
     EmptyTag { field: &'static str },
     #[error("policy.owner_domains: `{0}` is not a domain name")]
     OwnerDomain(String),
+}
+
+impl Policy {
+    /// The owner's address from the user's tags under this policy's rule:
+    /// the value of the tag `email_tag` (exact key), trimmed, if it passes
+    /// [`check_syntax`] and the owner-domain allow-list.
+    pub fn owner_email(&self, tags: &[(String, String)]) -> Result<String, AddressError> {
+        let tag = &self.email_tag;
+        let (_, value) = tags
+            .iter()
+            .find(|(k, _)| k == tag)
+            .ok_or_else(|| AddressError::NoTag { tag: tag.clone() })?;
+        let value = value.trim();
+        self.check_owner_address(value).map(|()| value.to_string())
+    }
+
+    /// Checks an address as [`Policy::owner_email`] does (for the
+    /// coordinator, which gets the address from an agent's result).
+    pub fn check_owner_address(&self, value: &str) -> Result<(), AddressError> {
+        let tag = &self.email_tag;
+        check_syntax(value).map_err(|reason| AddressError::Invalid {
+            tag: tag.clone(),
+            value: value.escape_debug().to_string(),
+            reason,
+        })?;
+        if self.owner_domains.is_empty() {
+            return Ok(());
+        }
+        let domain = value.rsplit_once('@').map(|(_, d)| d).unwrap_or_default();
+        if self
+            .owner_domains
+            .iter()
+            .any(|d| d.eq_ignore_ascii_case(domain))
+        {
+            Ok(())
+        } else {
+            Err(AddressError::DomainNotAllowed {
+                tag: tag.clone(),
+                value: value.to_string(),
+                domain: domain.to_string(),
+            })
+        }
+    }
 }
 
 impl Policy {

@@ -25,10 +25,8 @@ pub(crate) fn sample_job() -> Job {
 
 fn user(name: &str, pad: usize) -> UserReport {
     UserReport {
-        user_name: name.into(),
         path: "/engineering/ci/".into(),
         email: Some(format!("{name}@example.com{}", "x".repeat(pad))),
-        verdict: Verdict::Rotated,
         keys: vec![KeyState {
             id: "AKIAAAAAAAAAAAAAAAAA".into(),
             status: KeyStatus::Active,
@@ -43,10 +41,7 @@ fn user(name: &str, pad: usize) -> UserReport {
                 key_id: Some("AKIABBBBBBBBBBBBBBBB".into()),
             },
         }],
-        error: None,
-        note: None,
-        mfa_active: None,
-        password_enabled: None,
+        ..UserReport::new(name, Verdict::Rotated)
     }
 }
 

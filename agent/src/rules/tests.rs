@@ -2,8 +2,10 @@
 //! against an independent oracle, a day-by-day timeline, and properties over
 //! arbitrary valid policies.
 
+use super::deletion::{inactive_expired, unused};
+use super::rotation::{hard_limit, older_of_two_active, replacement, Pair, Single};
 use super::*;
-use keyfleet_protocol::{Delivery, Limit};
+use keyfleet_protocol::{Delivery, Duration, KeyStatus, Limit, Notice};
 use proptest::prelude::*;
 use time::macros::datetime;
 

@@ -27,21 +27,17 @@ async fn crash_at_each_step_converges() {
         let hook: FaultHook = Arc::new(move |p, u| p == point && u == target);
         let crashing = acct.agent.clone().with_fault_hook(hook);
         let job = acct.job(Policy::default());
-        let err = crashing.handle(&job).await.expect_err("injected crash");
+        let err = deliver(&crashing, &job).await.expect_err("injected crash");
         assert!(
             err.to_string().contains("injected crash"),
             "{point:?}: {err}"
         );
 
         // The next scheduled run (a new job) converges.
-        let second = acct
-            .agent
-            .handle(&acct.job(Policy::default()))
+        let second = deliver(&acct.agent, &acct.job(Policy::default()))
             .await
             .expect("recovery run");
-        let third = acct
-            .agent
-            .handle(&acct.job(Policy::default()))
+        let third = deliver(&acct.agent, &acct.job(Policy::default()))
             .await
             .expect("steady run");
         assert!(

@@ -43,7 +43,7 @@ async fn mfa_and_console_password_reach_the_result() {
         .unwrap();
     let mut job = acct.job(Policy::default());
     job.dry_run = true;
-    let result = acct.agent.handle(&job).await.expect("agent run");
+    let result = deliver(&acct.agent, &job).await.expect("agent run");
     assert_eq!(result.scan_mode, ScanMode::CredentialReport);
     let by = |n: &str| result.users.iter().find(|u| u.user_name == n).unwrap();
     assert_eq!(

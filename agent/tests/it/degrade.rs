@@ -26,7 +26,7 @@ async fn an_unexpected_last_used_value_is_left_out_and_the_result_is_sent_valid(
         )
         .expect("mark the key used");
     let job = acct.job(Policy::default());
-    let returned = acct.agent.handle(&job).await.expect("agent run");
+    let returned = deliver(&acct.agent, &job).await.expect("agent run");
 
     // The message as it is on the queue, before any decoding: exactly what
     // the coordinator's validator sees.

@@ -19,7 +19,7 @@ async fn emergency_rotation_replaces_and_deactivates_at_once() {
         deactivate_old: true,
         key_id: None,
     };
-    let result = acct.agent.handle(&job).await.unwrap();
+    let result = deliver(&acct.agent, &job).await.unwrap();
     assert_eq!(result.status, AccountStatus::Ok);
     assert_eq!(result.users.len(), 1, "only the named user is touched");
     assert_eq!(result.users[0].verdict, Verdict::Rotated);
@@ -38,7 +38,7 @@ async fn emergency_rotation_replaces_and_deactivates_at_once() {
         deactivate_old: false,
         key_id: None,
     };
-    let result = acct.agent.handle(&job).await.unwrap();
+    let result = deliver(&acct.agent, &job).await.unwrap();
     assert_eq!(result.status, AccountStatus::Failed);
     assert!(result.error.as_deref().unwrap().contains("nobody"));
 }

@@ -4,7 +4,9 @@
 //! the account's clock is advanced between the groups, so that at the end
 //! every key has the age its group names.
 
-use keyfleet_agent::{Agent, AgentClients, AgentConfig};
+use keyfleet_agent::{
+    handle_message, Agent, AgentClients, AgentConfig, AgentError, JobOutcome, Rejected,
+};
 use keyfleet_protocol::{
     AccountResult, Job, JobMode, Policy, PrivateKey, SealedCredential, Token, VERSION,
 };
@@ -154,6 +156,35 @@ impl TestAccount {
             .secret_access_key
             .expose()
             .to_string()
+    }
+}
+
+/// Delivers `job` to `agent` as the jobs queue does the first time: the
+/// body the coordinator sends (`keyfleet_protocol::encode`), through the
+/// agent's one per-message function, so decoding and validation run as in
+/// production. The job's whole result once it ran and the result was sent;
+/// the error that stopped it otherwise (a job for another account is
+/// refused with the agent's error).
+pub async fn deliver(agent: &Agent, job: &Job) -> Result<AccountResult, AgentError> {
+    deliver_as(agent, job, 1).await
+}
+
+/// [`deliver`], as SQS delivers the same message again (its first attempt
+/// stopped, or its result was lost): receive count 2.
+pub async fn redeliver(agent: &Agent, job: &Job) -> Result<AccountResult, AgentError> {
+    deliver_as(agent, job, 2).await
+}
+
+async fn deliver_as(
+    agent: &Agent,
+    job: &Job,
+    receive_count: u32,
+) -> Result<AccountResult, AgentError> {
+    let body = String::from_utf8(keyfleet_protocol::encode(job)).expect("JSON is UTF-8");
+    match handle_message(agent, body, receive_count).await {
+        JobOutcome::Done(result) => Ok(*result),
+        JobOutcome::Failed(e) | JobOutcome::Rejected(Rejected::NotForThisAgent(e)) => Err(e),
+        other => panic!("a test's job must reach the agent: {other:?}"),
     }
 }
 

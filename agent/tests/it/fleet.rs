@@ -148,7 +148,7 @@ async fn full_account_run_then_second_delivery_changes_nothing() {
     acct.populate(&specs).await;
 
     let job = acct.job(Policy::default());
-    let result = acct.agent.handle(&job).await.expect("agent run");
+    let result = deliver(&acct.agent, &job).await.expect("agent run");
     assert_eq!(result.users.len(), specs.len());
     assert_eq!(
         result.status,
@@ -311,7 +311,7 @@ async fn full_account_run_then_second_delivery_changes_nothing() {
     // reports what the first delivery did, with the same notices and the
     // same new keys (the coordinator's ledger drops the duplicates), as a
     // retry after a lost result must.
-    let again = acct.agent.handle(&job).await.expect("second run");
+    let again = redeliver(&acct.agent, &job).await.expect("second run");
     let new_keys = |r: &keyfleet_protocol::AccountResult| {
         let mut ids: Vec<String> = r.sealed.iter().map(|s| s.access_key_id.clone()).collect();
         ids.sort();
@@ -356,9 +356,7 @@ async fn quiet_account_scan_costs_pages_not_users() {
         .map(|i| user(format!("quiet-{i:03}"), vec![key(10, true, Some(1))]))
         .collect();
     acct.populate(&specs).await;
-    let result = acct
-        .agent
-        .handle(&acct.job(Policy::default()))
+    let result = deliver(&acct.agent, &acct.job(Policy::default()))
         .await
         .unwrap();
     assert!(result.users.iter().all(|u| u.verdict == Verdict::Compliant));
@@ -391,7 +389,7 @@ async fn dry_run_changes_nothing_and_predicts_the_real_run() {
     }
     let mut job = acct.job(Policy::default());
     job.dry_run = true;
-    let plan = acct.agent.handle(&job).await.unwrap();
+    let plan = deliver(&acct.agent, &job).await.unwrap();
     assert!(plan.sealed.is_empty());
     for s in &specs {
         assert_eq!(
@@ -402,7 +400,7 @@ async fn dry_run_changes_nothing_and_predicts_the_real_run() {
         );
     }
     job.dry_run = false;
-    let real = acct.agent.handle(&job).await.unwrap();
+    let real = deliver(&acct.agent, &job).await.unwrap();
     for (p, r) in plan.users.iter().zip(&real.users) {
         assert_eq!(p.user_name, r.user_name);
         assert_eq!(p.verdict, r.verdict, "{}", p.user_name);

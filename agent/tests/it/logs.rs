@@ -46,7 +46,7 @@ async fn no_secret_in_captured_logs() {
         delivery: Delivery::Both,
         ..Policy::default()
     });
-    let result = acct.agent.handle(&job).await.unwrap();
+    let result = deliver(&acct.agent, &job).await.unwrap();
     drop(_guard);
     assert_eq!(result.sealed.len(), 2);
     let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();

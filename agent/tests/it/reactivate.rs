@@ -29,9 +29,7 @@ async fn a_key_keyfleet_deactivated_is_switched_back_on_and_kept_for_a_notice_pe
     let old = acct.created["app"][0].clone();
     let new = acct.created["app"][1].clone();
 
-    let scheduled = acct
-        .agent
-        .handle(&acct.job(Policy::default()))
+    let scheduled = deliver(&acct.agent, &acct.job(Policy::default()))
         .await
         .unwrap();
     let app = scheduled
@@ -45,9 +43,7 @@ async fn a_key_keyfleet_deactivated_is_switched_back_on_and_kept_for_a_notice_pe
         vec![(old.clone(), false), (new.clone(), true)]
     );
 
-    let result = acct
-        .agent
-        .handle(&reactivate(&acct, "app", &old))
+    let result = deliver(&acct.agent, &reactivate(&acct, "app", &old))
         .await
         .unwrap();
     assert_eq!(result.status, AccountStatus::Ok, "{result:?}");
@@ -78,9 +74,7 @@ async fn a_key_keyfleet_deactivated_is_switched_back_on_and_kept_for_a_notice_pe
     );
 
     // The next scheduled run keeps it active and reminds the owner.
-    let next = acct
-        .agent
-        .handle(&acct.job(Policy::default()))
+    let next = deliver(&acct.agent, &acct.job(Policy::default()))
         .await
         .unwrap();
     let app = next.users.iter().find(|u| u.user_name == "app").unwrap();
@@ -110,9 +104,7 @@ async fn a_key_keyfleet_deactivated_is_switched_back_on_and_kept_for_a_notice_pe
         ),
         ("app", "AKIAGONE000000000000", "cannot be reactivated"),
     ] {
-        let r = acct
-            .agent
-            .handle(&reactivate(&acct, user, key))
+        let r = deliver(&acct.agent, &reactivate(&acct, user, key))
             .await
             .unwrap();
         let u = &r.users[0];
@@ -140,14 +132,11 @@ async fn a_key_deactivated_by_hand_after_a_reactivation_is_not_switched_back_on(
     )])
     .await;
     let old = acct.created["app"][0].clone();
-    acct.agent
-        .handle(&acct.job(Policy::default()))
+    deliver(&acct.agent, &acct.job(Policy::default()))
         .await
         .unwrap();
     assert!(!acct.keys("app").await[0].1, "deactivated by keyfleet");
-    let r = acct
-        .agent
-        .handle(&reactivate(&acct, "app", &old))
+    let r = deliver(&acct.agent, &reactivate(&acct, "app", &old))
         .await
         .unwrap();
     assert_eq!(r.users[0].verdict, Verdict::Reactivated, "{:?}", r.users);
@@ -162,9 +151,7 @@ async fn a_key_deactivated_by_hand_after_a_reactivation_is_not_switched_back_on(
         .await
         .unwrap();
 
-    let r = acct
-        .agent
-        .handle(&reactivate(&acct, "app", &old))
+    let r = deliver(&acct.agent, &reactivate(&acct, "app", &old))
         .await
         .unwrap();
     let u = &r.users[0];

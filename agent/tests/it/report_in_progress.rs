@@ -89,7 +89,7 @@ async fn the_scan_waits_for_a_report_in_progress_and_reads_it() {
     report_in_progress(&acct.account_id, 3);
     let mut job = acct.job(Policy::default());
     job.dry_run = true;
-    let result = acct.agent.handle(&job).await.expect("agent run");
+    let result = deliver(&acct.agent, &job).await.expect("agent run");
     assert_eq!(result.scan_mode, ScanMode::CredentialReport, "{result:?}");
     assert_eq!(result.error, None);
     assert_eq!(seen(&result), expected());
@@ -120,7 +120,7 @@ async fn a_report_still_in_progress_after_the_polls_falls_back_to_the_per_user_s
     report_in_progress(&acct.account_id, polling.attempts);
     let mut job = acct.job(Policy::default());
     job.dry_run = true;
-    let result = agent.handle(&job).await.expect("agent run");
+    let result = deliver(&agent, &job).await.expect("agent run");
     assert_eq!(result.scan_mode, ScanMode::PerUser, "{result:?}");
     assert_eq!(result.error, None, "a fallback, not a failure");
     assert_eq!(seen(&result), expected());

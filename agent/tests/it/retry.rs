@@ -15,11 +15,7 @@ use std::sync::Arc;
 /// The first attempt stops at `point` (after every user is done).
 async fn first_attempt(acct: &TestAccount, job: &Job, point: FaultPoint) {
     let hook: FaultHook = Arc::new(move |p, _| p == point);
-    let err = acct
-        .agent
-        .clone()
-        .with_fault_hook(hook)
-        .handle(job)
+    let err = deliver(&acct.agent.clone().with_fault_hook(hook), job)
         .await
         .expect_err("injected crash");
     assert!(
@@ -65,8 +61,7 @@ async fn a_retried_reactivation_reports_the_reactivation_and_its_notice() {
         )])
         .await;
         let old = acct.created["app"][0].clone();
-        acct.agent
-            .handle(&acct.job(Policy::default()))
+        deliver(&acct.agent, &acct.job(Policy::default()))
             .await
             .unwrap();
         assert!(!acct.keys("app").await[0].1, "{point:?}: deactivated");
@@ -81,7 +76,7 @@ async fn a_retried_reactivation_reports_the_reactivation_and_its_notice() {
         assert!(acct.keys("app").await[0].1, "{point:?}: switched back on");
         let first = sent_by_first(&acct, &job).await;
 
-        let retry = acct.agent.handle(&job).await.expect("retry");
+        let retry = redeliver(&acct.agent, &job).await.expect("retry");
         let u = row(&retry, "app");
         assert_eq!(u.verdict, Verdict::Reactivated, "{point:?}: {u:?}");
         assert_eq!(u.error, None, "{point:?}");
@@ -139,7 +134,7 @@ async fn a_retried_scheduled_run_reports_its_deactivations_and_deletions() {
         first_attempt(&acct, &job, point).await;
         let first = sent_by_first(&acct, &job).await;
 
-        let retry = acct.agent.handle(&job).await.expect("retry");
+        let retry = redeliver(&acct.agent, &job).await.expect("retry");
         let u = row(&retry, "deactivating");
         assert_eq!(u.verdict, Verdict::Deactivated, "{point:?}: {u:?}");
         assert_eq!(
@@ -227,7 +222,7 @@ async fn a_retried_emergency_rotation_finishes_its_first_attempt() {
         assert_eq!(keys.len(), 2, "{point:?}: {keys:?}");
         let new = keys[1].0.clone();
 
-        let retry = acct.agent.handle(&job).await.expect("retry");
+        let retry = redeliver(&acct.agent, &job).await.expect("retry");
         let u = row(&retry, "leaked");
         assert_eq!(u.verdict, Verdict::Rotated, "{point:?}: {u:?}");
         assert_eq!(

@@ -31,9 +31,7 @@ async fn stray_rotation_tag_never_deletes_a_working_key() {
         .await;
     tag(&acct, "tagged", "keyfleet:rotation", "v1 x").await;
     let before = acct.keys("tagged").await;
-    let result = acct
-        .agent
-        .handle(&acct.job(Policy::default()))
+    let result = deliver(&acct.agent, &acct.job(Policy::default()))
         .await
         .unwrap();
     assert_eq!(acct.keys("tagged").await, before, "working key untouched");
@@ -75,8 +73,7 @@ async fn forged_record_never_deletes_a_key() {
         .unwrap();
     let before = acct.keys("forged").await;
     assert_eq!(before.len(), 2);
-    acct.agent
-        .handle(&acct.job(Policy::default()))
+    deliver(&acct.agent, &acct.job(Policy::default()))
         .await
         .unwrap();
     assert_eq!(acct.keys("forged").await, before);
@@ -94,8 +91,7 @@ async fn unexpected_key_in_use_is_left_alone_and_reported() {
     // keyfleet records its intent, then dies before CreateAccessKey.
     let hook: FaultHook = Arc::new(|p, u| p == FaultPoint::AfterIntent && u == "busy");
     let crashing = acct.agent.clone().with_fault_hook(hook);
-    crashing
-        .handle(&acct.job(Policy::default()))
+    deliver(&crashing, &acct.job(Policy::default()))
         .await
         .expect_err("injected crash");
     // Meanwhile an administrator creates a key and it gets used.
@@ -110,9 +106,7 @@ async fn unexpected_key_in_use_is_left_alone_and_reported() {
     emu()
         .mark_key_used(&acct.account_id, &admin_key, None, "s3", "us-east-1")
         .unwrap();
-    let result = acct
-        .agent
-        .handle(&acct.job(Policy::default()))
+    let result = deliver(&acct.agent, &acct.job(Policy::default()))
         .await
         .unwrap();
     let keys = acct.keys("busy").await;
@@ -138,7 +132,7 @@ async fn lost_create_response_leaves_no_orphan_key() {
     let old = acct.created["lost"][0].clone();
     let hook: FaultHook = Arc::new(|p, u| p == FaultPoint::CreateResponseLost && u == "lost");
     let flaky = acct.agent.clone().with_fault_hook(hook);
-    let result = flaky.handle(&acct.job(Policy::default())).await.unwrap();
+    let result = deliver(&flaky, &acct.job(Policy::default())).await.unwrap();
     assert_eq!(
         acct.keys("lost").await,
         vec![(old.clone(), true)],
@@ -159,9 +153,7 @@ async fn lost_create_response_leaves_no_orphan_key() {
         u.actions
     );
     // The next run rotates normally: exactly one new key, delivered.
-    let next = acct
-        .agent
-        .handle(&acct.job(Policy::default()))
+    let next = deliver(&acct.agent, &acct.job(Policy::default()))
         .await
         .unwrap();
     let keys = acct.keys("lost").await;
@@ -186,7 +178,7 @@ async fn undeliverable_email_creates_no_key_and_says_why() {
         owner_domains: vec!["example.com".into()],
         ..Policy::default()
     };
-    let result = acct.agent.handle(&acct.job(policy)).await.unwrap();
+    let result = deliver(&acct.agent, &acct.job(policy)).await.unwrap();
     assert!(result.sealed.is_empty());
     for name in ["badmail", "elsewhere"] {
         assert_eq!(acct.keys(name).await.len(), 1, "{name}: no key created");
@@ -220,9 +212,7 @@ async fn user_name_with_a_comma_is_rotated_once() {
     let mut acct = new_account().await;
     acct.populate(&[user("ops,ci", vec![key(85, true, Some(1))])])
         .await;
-    let first = acct
-        .agent
-        .handle(&acct.job(Policy::default()))
+    let first = deliver(&acct.agent, &acct.job(Policy::default()))
         .await
         .unwrap();
     let u = &first.users[0];
@@ -239,9 +229,7 @@ async fn user_name_with_a_comma_is_rotated_once() {
         .secret_string()
         .unwrap()
         .contains(&first.sealed[0].access_key_id));
-    let second = acct
-        .agent
-        .handle(&acct.job(Policy::default()))
+    let second = deliver(&acct.agent, &acct.job(Policy::default()))
         .await
         .unwrap();
     assert!(second.sealed.is_empty());
@@ -263,9 +251,7 @@ async fn foreign_secret_means_no_key_and_a_reason() {
         .send()
         .await
         .unwrap();
-    let result = acct
-        .agent
-        .handle(&acct.job(Policy::default()))
+    let result = deliver(&acct.agent, &acct.job(Policy::default()))
         .await
         .unwrap();
     let u = &result.users[0];
@@ -300,7 +286,7 @@ async fn emergency_with_two_active_keys_needs_the_key_to_replace() {
         deactivate_old: false,
         key_id: None,
     };
-    let result = acct.agent.handle(&job).await.unwrap();
+    let result = deliver(&acct.agent, &job).await.unwrap();
     let u = &result.users[0];
     assert_eq!(u.verdict, Verdict::Failed);
     let err = u.error.as_deref().unwrap();
@@ -316,7 +302,7 @@ async fn emergency_with_two_active_keys_needs_the_key_to_replace() {
         deactivate_old: false,
         key_id: Some(a.clone()),
     };
-    let result = acct.agent.handle(&job).await.unwrap();
+    let result = deliver(&acct.agent, &job).await.unwrap();
     assert_eq!(result.users[0].verdict, Verdict::Rotated);
     let keys = acct.keys("pair").await;
     assert_eq!(keys.len(), 2);
@@ -337,7 +323,7 @@ async fn unowned_key_past_the_hard_limit_is_deactivated_then_deleted_a_window_la
     let run = |acct: &TestAccount| {
         let job = acct.job(Policy::default());
         let agent = acct.agent.clone();
-        async move { agent.handle(&job).await.unwrap() }
+        async move { deliver(&agent, &job).await.unwrap() }
     };
     let first = run(&acct).await;
     assert_eq!(first.users[0].verdict, Verdict::Deactivated);
@@ -379,7 +365,7 @@ async fn lost_create_response_from_the_emulator_leaves_no_orphan_key() {
             "first_attempts": 1
         }]}))
         .unwrap();
-    let result = acct.agent.handle(&acct.job(Policy::default())).await;
+    let result = deliver(&acct.agent, &acct.job(Policy::default())).await;
     let injected = emu().faults().unwrap()["injected"].clone();
     emu().clear_faults().unwrap();
     let result = result.unwrap();
@@ -395,9 +381,7 @@ async fn lost_create_response_from_the_emulator_leaves_no_orphan_key() {
     let u = &result.users[0];
     assert_eq!(u.verdict, Verdict::Failed, "{u:?}");
     assert!(result.sealed.is_empty());
-    let next = acct
-        .agent
-        .handle(&acct.job(Policy::default()))
+    let next = deliver(&acct.agent, &acct.job(Policy::default()))
         .await
         .unwrap();
     let keys = acct.keys(&name).await;
@@ -488,9 +472,7 @@ async fn forged_record_with_extreme_times_neither_panics_nor_grants_endless_grac
     forge_trusted_record(&acct, "overflow", overflow).await;
     forge_trusted_record(&acct, "ancient", ancient).await;
 
-    let result = acct
-        .agent
-        .handle(&acct.job(Policy::default()))
+    let result = deliver(&acct.agent, &acct.job(Policy::default()))
         .await
         .unwrap();
     let latest_end = time::OffsetDateTime::now_utc() + time::Duration::days(10);
@@ -526,9 +508,7 @@ async fn forged_record_with_extreme_times_neither_panics_nor_grants_endless_grac
     emu()
         .advance_clock(10.01, Some(&acct.account_id))
         .expect("advance the clock");
-    let result = acct
-        .agent
-        .handle(&acct.job(Policy::default()))
+    let result = deliver(&acct.agent, &acct.job(Policy::default()))
         .await
         .unwrap();
     for name in ["far", "overflow"] {
@@ -603,7 +583,7 @@ async fn a_half_made_record_is_completed_and_a_foreign_policy_stays_untrusted() 
             "match": {"SecretId": "keyfleet/half"}
         }]}))
         .unwrap();
-    let first = acct.agent.handle(&acct.job(Policy::default())).await;
+    let first = deliver(&acct.agent, &acct.job(Policy::default())).await;
     let injected = emu().faults().unwrap()["injected"].clone();
     emu().clear_faults().unwrap();
     drop(faults);
@@ -618,9 +598,7 @@ async fn a_half_made_record_is_completed_and_a_foreign_policy_stays_untrusted() 
     assert_eq!(acct.keys("half").await.len(), 1, "no key without a record");
     assert_eq!(policy_of(&acct, "keyfleet/half").await, None, "half made");
 
-    let second = acct
-        .agent
-        .handle(&acct.job(Policy::default()))
+    let second = deliver(&acct.agent, &acct.job(Policy::default()))
         .await
         .unwrap();
     let u = second.users.iter().find(|u| u.user_name == "half").unwrap();

@@ -2,7 +2,7 @@
 
 use crate::fixture::*;
 use crate::world::{Coord, Options, World};
-use keyfleet_coordinator::lambda::Command;
+use keyfleet_protocol::command::Command;
 use serde_json::json;
 
 fn rotate_uri(account: &str, user: &str) -> String {

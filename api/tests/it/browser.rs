@@ -8,7 +8,7 @@ use crate::fixture::*;
 use crate::world::{Answer, Options, World};
 use keyfleet_api::keys;
 use keyfleet_api::routes::ROUTES;
-use keyfleet_coordinator::render;
+use keyfleet_reports::render;
 
 /// The browser's read routes of the fixture's latest run.
 fn browser_reads() -> Vec<String> {

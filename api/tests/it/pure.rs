@@ -3,9 +3,9 @@
 
 use crate::fixture::*;
 use keyfleet_api::dashboard::{trend_points, user_rows, Filter};
-use keyfleet_api::data::RunSummary;
 use keyfleet_api::inventory::{self, export_rows};
 use keyfleet_protocol::plan::Verdict;
+use keyfleet_reports::read::finalized::RunSummary;
 use std::sync::Arc;
 
 #[test]

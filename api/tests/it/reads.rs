@@ -3,8 +3,8 @@
 use crate::fixture::*;
 use crate::world::{Options, World};
 use keyfleet_api::inventory::EXPORT_COLUMNS;
-use keyfleet_coordinator::render::CSV_HEADER;
 use keyfleet_protocol::JobMode;
+use keyfleet_reports::render::CSV_HEADER;
 use serde_json::json;
 use time::macros::datetime;
 

@@ -26,10 +26,10 @@ use keyfleet_api::{
     router, ApiConfig, AppState, Backend, Coordinator, InvokeError, LambdaCoordinator, ManualClock,
     PrincipalEntry, RateLimit,
 };
-use keyfleet_coordinator::lambda::Command;
-use keyfleet_coordinator::render;
-use keyfleet_coordinator::store::{self, RunStore};
+use keyfleet_protocol::command::Command;
 use keyfleet_protocol::report::RunReport;
+use keyfleet_reports::render;
+use keyfleet_reports::store::{self, RunStore};
 use keyfleet_testkit::Emulator;
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};

@@ -59,7 +59,7 @@ async fn a_refused_key_email_is_sent_on_the_next_delivery_exactly_once() {
             .force_path_style(true)
             .build(),
     );
-    let claim = keyfleet_coordinator::store::ledger_key(&account, name, &new_key, "new_key");
+    let claim = keyfleet_reports::store::ledger_key(&account, name, &new_key, "new_key");
     let head = s3
         .head_object()
         .bucket("keyfleet-reports")

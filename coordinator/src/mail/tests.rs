@@ -1,6 +1,6 @@
 use super::*;
-use crate::fixtures;
 use crate::zipbox;
+use keyfleet_reports::fixtures;
 use mail_parser::{Address as ParsedAddress, Message, MessageParser, MimeHeaders};
 use time::macros::datetime;
 
@@ -342,7 +342,7 @@ fn notices_without_optional_details_still_read() {
 #[test]
 fn summary_email_has_numbers_html_and_the_csv() {
     let report = fixtures::report();
-    let csv = crate::render::to_csv(&report);
+    let csv = keyfleet_reports::render::to_csv(&report);
     let to = vec![
         "secteam@example.com".to_string(),
         "ciso@example.com".to_string(),
@@ -548,7 +548,7 @@ fn writes_samples_when_asked() {
             "keyfleet@security.example.com",
             &["secteam@example.com".into()],
             &report,
-            &crate::render::to_csv(&report),
+            &keyfleet_reports::render::to_csv(&report),
             None,
         )
         .unwrap(),

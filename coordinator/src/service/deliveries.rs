@@ -26,8 +26,8 @@
 //! month ($0.08) and a few thousand writes (under $0.05).
 
 use super::{Coordinator, CoordinatorError};
-use crate::store;
 use keyfleet_protocol::Policy;
+use keyfleet_reports::store;
 use time::OffsetDateTime;
 
 impl Coordinator {

@@ -5,13 +5,13 @@
 
 use super::{Coordinator, CoordinatorError, JobSink, LocalJob, RunRequest};
 use crate::org;
-use crate::outcome::{self, RunFailure};
-use crate::store;
 use futures::stream::{self, StreamExt};
 use keyfleet_protocol::report::aggregate;
 use keyfleet_protocol::{
     encode, Dispatch, Job, JobMode, ManifestAccount, RunManifest, Token, VERSION,
 };
+use keyfleet_reports::outcome::{self, RunFailure};
+use keyfleet_reports::store;
 use std::collections::{BTreeMap, BTreeSet};
 use time::OffsetDateTime;
 

@@ -1,7 +1,7 @@
 //! Finalize: the end of a run. Builds the consolidated report exactly once
 //! (the final marker decides), writes its files, sends the security team's
 //! summary and the alerts; the sweep finalizes runs past their deadline.
-//! Reading reports back is [`crate::reports`]'s.
+//! Reading reports back is [`keyfleet_reports::read`]'s.
 //!
 //! The marker holds the report, and the files people read
 //! (`reports/<run>/report.{json,csv,html}`) are only ever rendered from the
@@ -13,12 +13,12 @@
 
 use super::{Coordinator, CoordinatorError};
 use crate::mail;
-use crate::outcome;
-use crate::render;
-use crate::reports::Reports;
-use crate::store;
 use keyfleet_protocol::report::{aggregate, RunReport};
 use keyfleet_protocol::{AccountResult, Policy};
+use keyfleet_reports::outcome;
+use keyfleet_reports::read::Reports;
+use keyfleet_reports::render;
+use keyfleet_reports::store;
 use time::OffsetDateTime;
 
 /// Writes on each user whose owner the deliverability rule refuses (and

@@ -5,9 +5,9 @@
 //! (what an agent may send) is read in one place.
 
 use super::{Coordinator, CoordinatorError, Intake, Rejection};
-use crate::store::{self, Put};
 use keyfleet_protocol::parts::PartsError;
 use keyfleet_protocol::{decode, encode, AccountResult, RunManifest, Token};
+use keyfleet_reports::store::{self, Put};
 
 /// What the stored parts of an account add up to.
 enum Assembly {
@@ -244,7 +244,7 @@ impl Coordinator {
             .store
             .list(&store::results_prefix(&manifest.run_id))
             .await?;
-        let reported = crate::reports::reported_accounts(manifest, &keys);
-        Ok(crate::reports::expected_accounts(manifest).all(|a| reported.contains(a)))
+        let reported = keyfleet_reports::read::reported_accounts(manifest, &keys);
+        Ok(keyfleet_reports::read::expected_accounts(manifest).all(|a| reported.contains(a)))
     }
 }

@@ -22,7 +22,7 @@
 //! [`CoordinatorConfig::mail_attempts`]: super::CoordinatorConfig::mail_attempts
 
 use super::{Coordinator, CoordinatorError};
-use crate::store::RUNS_PREFIX;
+use keyfleet_reports::store::RUNS_PREFIX;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 

@@ -42,8 +42,8 @@ mod notify;
 pub use mail_retry::{MailRetry, PendingMail, PENDING_MAIL_PREFIX};
 
 use crate::org::OrgError;
-use crate::store::{self, RunStore, StoreError};
 use keyfleet_protocol::{encode, JobMode, KeyRing, Policy, RunManifest};
+use keyfleet_reports::store::{self, RunStore, StoreError};
 use std::sync::Arc;
 use time::OffsetDateTime;
 
@@ -98,7 +98,7 @@ pub enum CoordinatorError {
     #[error(transparent)]
     Org(#[from] OrgError),
     #[error(transparent)]
-    Reports(#[from] crate::reports::ReportsError),
+    Reports(#[from] keyfleet_reports::read::ReportsError),
     #[error("run {0} has no manifest")]
     UnknownRun(String),
     #[error("SES SendEmail to {to} failed: {message}")]

@@ -6,12 +6,12 @@
 
 use super::{Coordinator, CoordinatorError};
 use crate::mail::{self, MailContext, NewKeyInfo};
-use crate::store::{self, Put};
 use crate::zipbox;
 use aws_sdk_sesv2::primitives::Blob;
 use aws_sdk_sesv2::types::{Destination, EmailContent, RawMessage};
 use futures::stream::{self, StreamExt};
 use keyfleet_protocol::{AccountResult, Action, Notice, Outcome, RunManifest};
+use keyfleet_reports::store::{self, Put};
 use std::future::Future;
 use time::OffsetDateTime;
 

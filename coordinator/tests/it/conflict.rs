@@ -6,8 +6,8 @@
 //! otherwise, on keys no other test uses.
 
 use crate::fleet::*;
-use keyfleet_coordinator::store::{self, Put};
 use keyfleet_coordinator::Intake;
+use keyfleet_reports::store::{self, Put};
 
 /// One 409 to the conditional writes of `key` (all of them when `first` is
 /// `None`).

@@ -288,7 +288,7 @@ async fn a_finalizer_that_loses_the_claim_leaves_the_winners_report_files() {
         vec![run_id.clone()]
     );
     let marker = central
-        .object(&keyfleet_coordinator::store::final_key(&run_id))
+        .object(&keyfleet_reports::store::final_key(&run_id))
         .await
         .expect("the finalize marker");
     let winner: RunReport = serde_json::from_slice(&marker).expect("marker is the report");
@@ -303,7 +303,7 @@ async fn a_finalizer_that_loses_the_claim_leaves_the_winners_report_files() {
         .set_faults(serde_json::json!({"seed": 1, "rules": [{
             "service": "s3", "action": "HeadObject", "kind": "internal_error",
             "status": 404, "code": "NotFound", "message": "Not Found",
-            "match": {"Key": keyfleet_coordinator::store::final_key(&run_id)}}]}))
+            "match": {"Key": keyfleet_reports::store::final_key(&run_id)}}]}))
         .expect("set faults");
     let intake = central.coordinator.intake(&body, 1).await;
     let injected = emu().faults().expect("faults")["injected"].clone();
@@ -339,12 +339,12 @@ async fn a_finalizer_that_loses_the_claim_leaves_the_winners_report_files() {
     assert_eq!(json, marker, "report.json is the marker's report");
     assert_eq!(
         file("csv").await,
-        keyfleet_coordinator::render::to_csv(&winner),
+        keyfleet_reports::render::to_csv(&winner),
         "report.csv is the winner's"
     );
     assert_eq!(
         String::from_utf8(file("html").await).expect("utf-8"),
-        keyfleet_coordinator::render::to_html(&winner),
+        keyfleet_reports::render::to_html(&winner),
         "report.html is the winner's"
     );
 }
@@ -360,7 +360,7 @@ async fn a_claimed_marker_without_its_files_gets_them_from_the_sweep() {
     member.run_agent(&central.public_key).await;
     central.intake_until_finalized().await;
     let marker = central
-        .object(&keyfleet_coordinator::store::final_key(&run_id))
+        .object(&keyfleet_reports::store::final_key(&run_id))
         .await
         .expect("the finalize marker");
     // What a finalizer stopped right after its claim leaves behind.
@@ -376,10 +376,10 @@ async fn a_claimed_marker_without_its_files_gets_them_from_the_sweep() {
     let report: RunReport = serde_json::from_slice(&marker).expect("marker is the report");
     let expected = [
         ("json", marker.clone()),
-        ("csv", keyfleet_coordinator::render::to_csv(&report)),
+        ("csv", keyfleet_reports::render::to_csv(&report)),
         (
             "html",
-            keyfleet_coordinator::render::to_html(&report).into_bytes(),
+            keyfleet_reports::render::to_html(&report).into_bytes(),
         ),
     ];
     for (ext, bytes) in expected {

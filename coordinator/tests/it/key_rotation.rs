@@ -158,7 +158,7 @@ async fn a_key_ring_read_that_fails_is_retried_not_refused() {
         .find(|s| s.user_name == users.rotate)
         .expect("the rotated user's box");
     assert_eq!(sealed.key_id, new_public.key_id);
-    let refused = keyfleet_coordinator::store::ledger_key(
+    let refused = keyfleet_reports::store::ledger_key(
         &member.id,
         &users.rotate,
         &sealed.access_key_id,

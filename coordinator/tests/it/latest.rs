@@ -4,8 +4,8 @@
 //! however recent a dry run is.
 
 use crate::fleet::*;
-use keyfleet_coordinator::store;
 use keyfleet_protocol::{encode, JobMode, Policy, RunManifest, VERSION};
+use keyfleet_reports::store;
 use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
 

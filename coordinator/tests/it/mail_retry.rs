@@ -182,7 +182,7 @@ async fn overlapping_deliveries_of_a_key_send_one_zip_and_the_password_that_open
         .expect("the rotated user's box")
         .access_key_id;
     let zip_claim =
-        keyfleet_coordinator::store::ledger_key(&member.id, &users.rotate, new_key, "new_key");
+        keyfleet_reports::store::ledger_key(&member.id, &users.rotate, new_key, "new_key");
     let (body, receipt) = central.receive_results().await.pop().expect("result");
     // The owner's first SendEmail fails (each of the SDK's three attempts);
     // the claim's release after it is slow, so the claim is still there

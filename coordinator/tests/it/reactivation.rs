@@ -122,7 +122,7 @@ async fn a_reactivation_interrupted_after_its_claim_still_releases_the_earlier_n
         .coordinator
         .store()
         .put(
-            &keyfleet_coordinator::store::ledger_key(
+            &keyfleet_reports::store::ledger_key(
                 &member.id,
                 "crash-app",
                 &old,

@@ -37,16 +37,10 @@ fn user(
     password_enabled: Option<bool>,
 ) -> UserReport {
     UserReport {
-        user_name: name.into(),
-        path: "/".into(),
-        email: None,
-        verdict: Verdict::Compliant,
         keys,
-        actions: vec![],
-        error: None,
-        note: None,
         mfa_active,
         password_enabled,
+        ..UserReport::new(name, Verdict::Compliant)
     }
 }
 

@@ -51,16 +51,12 @@ pub fn user(
     actions: Vec<ActionRecord>,
 ) -> UserReport {
     UserReport {
-        user_name: name.into(),
-        path: "/".into(),
         email: Some(format!("{name}@example.com")),
-        verdict,
         keys,
         actions,
-        error: None,
-        note: None,
         mfa_active: Some(true),
         password_enabled: Some(false),
+        ..UserReport::new(name, verdict)
     }
 }
 

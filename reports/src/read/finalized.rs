@@ -1,8 +1,8 @@
-//! The API's view of the report bucket: finalized reports, newest first,
+//! The finalized runs as the API lists them: finalized reports, newest first,
 //! with the summaries the run list, the dashboard and the trend need.
 //!
 //! Reads go through the run store's read side: the run ids from
-//! [`keyfleet_coordinator::reports::Reports`], each finalized report from
+//! [`Reports`], each finalized report from
 //! `runs/<id>/report.json` (whose existence means the run is finalized),
 //! and the rendered reports, served as stored, from
 //! `reports/<id>/report.{json,csv,html}` ([`RunStore`],
@@ -28,7 +28,7 @@
 //!
 //! Runs are looked at newest first and read only as far as an answer
 //! needs: the coordinator's run ids begin with the second the run started,
-//! the second its `created_at` falls in ([`ids::run_started`]), so a run
+//! the second its `created_at` falls in ([`run_started`]), so a run
 //! not read yet is older than every run read whose `created_at` is past
 //! that second, and the walk stops as soon as it has its answer. Runs whose
 //! id is of another form are read before anything else. Reads ramp up over
@@ -60,18 +60,16 @@
 //! totals, accounts with a result) would make that one GetObject, and is
 //! the coordinator's to write.
 
-use crate::ids;
-use crate::inventory::{self, Compliance};
+use super::{Reports, ReportsError};
+use crate::store::{self, RunStore, StoreError};
 use futures::stream::{self, StreamExt};
-use keyfleet_coordinator::reports::{Reports, ReportsError};
-use keyfleet_coordinator::store::{self, RunStore, StoreError};
-use keyfleet_protocol::report::{AccountState, RunReport, Totals};
+use keyfleet_protocol::report::{self, AccountState, RunReport, Totals};
 use keyfleet_protocol::JobMode;
 use serde::Serialize;
 use std::cmp::Ordering;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use time::OffsetDateTime;
+use time::{OffsetDateTime, PrimitiveDateTime};
 
 /// Whole reports kept in memory, by the size of their stored JSON: the
 /// API's Lambda has 256 MB by default, and the newest scheduled report,
@@ -109,7 +107,7 @@ impl RunSummary {
             complete: r.complete,
             problems: r.has_problems(),
             totals: r.totals.clone(),
-            compliance: inventory::compliance(r),
+            compliance: compliance(r),
         }
     }
 
@@ -278,7 +276,7 @@ impl ReportData {
         };
         match serde_json::from_slice::<RunReport>(&bytes) {
             Ok(r) if r.run_id == run_id => {
-                if let Some(second) = ids::run_started(run_id) {
+                if let Some(second) = run_started(run_id) {
                     if !(second..second + time::Duration::SECOND).contains(&r.created_at) {
                         // The walk's order assumes the two agree.
                         tracing::warn!(run_id, created_at = %r.created_at, "a run id's start second is not its report's created_at; runs may be listed out of order");
@@ -346,7 +344,7 @@ impl ReportData {
             for id in ids {
                 match c.seen.get(&id) {
                     Some(s) => known.push(s.clone()),
-                    None => unread.push((ids::run_started(&id), id)),
+                    None => unread.push((run_started(&id), id)),
                 }
             }
             (known, unread)
@@ -497,4 +495,68 @@ impl ReportData {
     pub async fn rendered(&self, run_id: &str, ext: &str) -> Result<Option<Vec<u8>>, DataError> {
         Ok(self.store.get(&store::report_key(run_id, ext)).await?)
     }
+}
+/// A run's compliance figure: the CIS AWS Foundations control "access
+/// keys rotated every 90 days or less", the share of active keys at most
+/// [`report::CIS_KEY_ROTATION_DAYS`] whole days old, as the agents scanned them
+/// (before the run's actions): the report's own figure
+/// (`RunReport::compliance`), so the API, the dashboard and every shape of
+/// the report agree. A report finalized before the figure was recorded
+/// gets it recomputed the same way from its keys, aged at the run's start
+/// (the report keeps no per-account scan time), with `recorded: false`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Compliance {
+    pub active_keys: u64,
+    pub active_keys_within_90d: u64,
+    /// `None` when there is no active key (the control measures nothing).
+    pub percent: Option<f64>,
+    /// `87.5%` (rounded down to a tenth) or `n/a`.
+    pub percent_text: String,
+    /// The figure is the report's (false: recomputed, see above).
+    pub recorded: bool,
+}
+
+/// See [`Compliance`].
+pub fn compliance(report: &RunReport) -> Compliance {
+    let (c, recorded) = match &report.compliance {
+        Some(s) => (s.total, true),
+        None => {
+            let mut c = report::Compliance::default();
+            for a in &report.accounts {
+                let x = a
+                    .compliance
+                    .unwrap_or_else(|| report::compliance_of(&a.users, report.created_at));
+                c.active_keys += x.active_keys;
+                c.active_keys_within_90d += x.active_keys_within_90d;
+            }
+            (c, false)
+        }
+    };
+    Compliance {
+        active_keys: c.active_keys,
+        active_keys_within_90d: c.active_keys_within_90d,
+        percent: c.percent(),
+        percent_text: c.percent_text(),
+        recorded,
+    }
+}
+
+/// The start second of a run id of the coordinator's form,
+/// `YYYYMMDDTHHMMSSZ-` and 6 lower case hex digits (`new_run_id` in
+/// coordinator/src/service/dispatch.rs, which takes the stamp from the same
+/// clock reading as the manifest's `created_at`): the second `created_at`
+/// falls in. `None` for any other id.
+pub fn run_started(s: &str) -> Option<OffsetDateTime> {
+    let (stamp, suffix) = s.split_once('-')?;
+    let suffix_ok = suffix.len() == 6
+        && suffix
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    if !suffix_ok || stamp.len() != 16 {
+        return None;
+    }
+    let fmt = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
+    PrimitiveDateTime::parse(stamp, fmt)
+        .ok()
+        .map(PrimitiveDateTime::assume_utc)
 }

@@ -1,12 +1,13 @@
 use super::*;
 use crate::fixtures;
+use keyfleet_protocol::report::UserRef;
 use proptest::prelude::*;
 
-fn parse_csv(bytes: &[u8]) -> Vec<csv::StringRecord> {
+fn parse_csv(bytes: &[u8]) -> Vec<::csv::StringRecord> {
     let body = bytes
         .strip_prefix(CSV_BOM)
         .expect("the CSV starts with a BOM");
-    let mut r = csv::ReaderBuilder::new()
+    let mut r = ::csv::ReaderBuilder::new()
         .has_headers(true)
         .from_reader(body);
     assert_eq!(
@@ -16,12 +17,12 @@ fn parse_csv(bytes: &[u8]) -> Vec<csv::StringRecord> {
     r.records().map(|r| r.unwrap()).collect()
 }
 
-fn col(rec: &csv::StringRecord, name: &str) -> String {
+fn col(rec: &::csv::StringRecord, name: &str) -> String {
     let i = CSV_HEADER.iter().position(|h| *h == name).unwrap();
     rec.get(i).unwrap().to_string()
 }
 
-fn find<'a>(rows: &'a [csv::StringRecord], user: &str, key: &str) -> &'a csv::StringRecord {
+fn find<'a>(rows: &'a [::csv::StringRecord], user: &str, key: &str) -> &'a ::csv::StringRecord {
     rows.iter()
         .find(|r| col(r, "user_name") == user && col(r, "key_id") == key)
         .unwrap_or_else(|| panic!("no row for {user}/{key}"))
@@ -562,8 +563,8 @@ fn csv_carries_credential_state_and_each_accounts_share() {
     );
     assert_eq!(rows.len(), 12, "no extra rows");
 
-    let flags = |r: &csv::StringRecord| (col(r, "mfa_active"), col(r, "password_enabled"));
-    let share = |r: &csv::StringRecord| {
+    let flags = |r: &::csv::StringRecord| (col(r, "mfa_active"), col(r, "password_enabled"));
+    let share = |r: &::csv::StringRecord| {
         [
             col(r, "account_active_keys"),
             col(r, "account_active_keys_within_90d"),

@@ -2,7 +2,10 @@
 //! where they are, and how far a run in progress has got. It needs only
 //! read access to the report bucket, never the coordinator's private key,
 //! so the command line uses it to follow a run of the deployed coordinator
-//! and to read reports.
+//! and to read reports. [`finalized`] is the API's view: the finalized
+//! runs, newest first, with their summaries and a cache.
+
+pub mod finalized;
 
 use crate::store::{self, RunStore, StoreError};
 use futures::stream::{self, StreamExt};

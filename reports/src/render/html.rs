@@ -1,0 +1,465 @@
+//! The report as one self-contained HTML page: inline CSS, inline SVG
+//! charts, no script, no external resource; text escaped by maud. Problem
+//! accounts and failed users come first, in a highlighted section; a
+//! "Compliance" section after the accounts table holds the CIS share per
+//! account and in total and the two findings. The stylesheet, cards and
+//! charts are [`super::widgets`]'s, shared with the dashboard.
+
+use super::widgets::{actions_chart, age_chart, card, date_utc, datetime_utc, share_card, CSS};
+use super::{
+    action_error, compliance_text, display_name, key_status, label, outcome_str, problem_accounts,
+    unknown_state_text, user_failed, AccountCounts,
+};
+use crate::outcome;
+use keyfleet_protocol::messages::{JobMode, UserReport};
+use keyfleet_protocol::plan::{Action, ActionRecord, KeyState, Outcome, Verdict};
+use keyfleet_protocol::report::{
+    key_age_days, AccountReport, AccountState, Compliance, RunReport, UserRef,
+    CIS_KEY_ROTATION_DAYS,
+};
+use maud::{html, Markup, PreEscaped, DOCTYPE};
+
+/// An HTML id for an account section.
+fn anchor(account_id: &str) -> String {
+    let id: String = account_id
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    format!("acct-{id}")
+}
+/// The report as one self-contained HTML page.
+pub fn to_html(report: &RunReport) -> String {
+    let t = &report.totals;
+    let counts: Vec<(&AccountReport, AccountCounts)> = report
+        .accounts
+        .iter()
+        .map(|a| (a, AccountCounts::of(a)))
+        .collect();
+    let mut total = AccountCounts::default();
+    for (_, c) in &counts {
+        total.add(*c);
+    }
+    let problems = problem_accounts(report);
+    let failed_users: Vec<(&AccountReport, &UserReport)> = report
+        .accounts
+        .iter()
+        .flat_map(|a| a.users.iter().map(move |u| (a, u)))
+        .filter(|(_, u)| user_failed(u) || u.verdict == Verdict::Unreachable)
+        .collect();
+    let title = format!(
+        "keyfleet run {} \u{2014} {}",
+        report.run_id,
+        date_utc(report.created_at)
+    );
+    let failure = outcome::run_failure(report).zip(outcome::describe(report));
+    let emergency = match &report.mode {
+        JobMode::Rotate {
+            user,
+            deactivate_old,
+            ..
+        } => Some(format!(
+            "Emergency rotation of {user}{}",
+            if *deactivate_old {
+                " (old key deactivated at once)"
+            } else {
+                ""
+            }
+        )),
+        JobMode::Reactivate { user, key_id } => {
+            Some(format!("Reactivation of access key {key_id} of {user}"))
+        }
+        JobMode::Scheduled => None,
+    };
+    let markup = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) }
+                style { (PreEscaped(CSS)) }
+            }
+            body {
+                header {
+                    h1 {
+                        "keyfleet run " code { (report.run_id) } " "
+                        @if report.dry_run { span.badge.dry title="Nothing was changed" { "DRY RUN" } " " }
+                        @if !report.complete { span.badge.incomplete { "INCOMPLETE" } " " }
+                        @if failure.is_some() { span.badge.incomplete { "FAILED" } }
+                    }
+                    p.sub {
+                        "Started " (datetime_utc(report.created_at))
+                        ", finalized " (datetime_utc(report.finalized_at))
+                        @if let Some(what) = &emergency {
+                            ". " (what)
+                        }
+                        "."
+                    }
+                }
+                main {
+                    @if let Some((failure, description)) = &failure {
+                        section.attention #run-failed role="alert" aria-labelledby="run-failed-h" {
+                            h2 #run-failed-h { "Run failed: " (failure.headline()) }
+                            p.err { (description) }
+                        }
+                    }
+                    section aria-labelledby="summary-h" {
+                        h2 #summary-h { "Summary" }
+                        ul.cards {
+                            (card("Accounts", t.accounts, false))
+                            (card("OK", t.accounts_ok, false))
+                            (card("Partial", t.accounts_partial, t.accounts_partial > 0))
+                            (card("Failed", t.accounts_failed, t.accounts_failed > 0))
+                            (card("Missing", t.accounts_missing, t.accounts_missing > 0))
+                            (card("No agent", t.accounts_no_agent, t.accounts_no_agent > 0))
+                            (card("Skipped", t.accounts_skipped, false))
+                            (card("Users", t.users, false))
+                            (card("Keys", t.keys, false))
+                            (card("Active keys", t.active_keys, false))
+                            (share_card(report.compliance.as_ref().map(|s| s.total)))
+                            (card("New keys", total.rotated, false))
+                            (card("Deactivated", total.deactivated, false))
+                            (card("Deleted", total.deleted, false))
+                            (card("Failed actions", t.failed_actions, t.failed_actions > 0))
+                            (card("IAM calls", t.iam_calls, false))
+                        }
+                        div.charts {
+                            div.chart { h3 { "Key age" } (age_chart(report)) }
+                            div.chart { h3 { "Actions by kind" } (actions_chart(report)) }
+                        }
+                    }
+                    @if !problems.is_empty() || !failed_users.is_empty() {
+                        section.attention #attention aria-labelledby="attention-h" {
+                            h2 #attention-h { "Needs attention" }
+                            @if !problems.is_empty() {
+                                table {
+                                    caption.muted { "Accounts that did not complete" }
+                                    thead { tr { th scope="col" { "Account" } th scope="col" { "Name" } th scope="col" { "State" } th scope="col" { "What happened" } } }
+                                    tbody {
+                                        @for a in &problems {
+                                            tr.problem {
+                                                td { a href=(format!("#{}", anchor(&a.account_id))) { code { (a.account_id) } } }
+                                                td { (display_name(a)) }
+                                                td { (state_badge(a.state)) }
+                                                td { (state_explanation(a)) }
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                            @if !failed_users.is_empty() {
+                                table {
+                                    caption.muted { "Users that failed or cannot be reached" }
+                                    thead { tr { th scope="col" { "Account" } th scope="col" { "User" } th scope="col" { "Verdict" } th scope="col" { "Error" } th scope="col" { "Note" } } }
+                                    tbody {
+                                        @for (a, u) in &failed_users {
+                                            tr.problem {
+                                                td { a href=(format!("#{}", anchor(&a.account_id))) { code { (a.account_id) } } }
+                                                td { (u.user_name) }
+                                                td { (u.verdict.as_str()) }
+                                                td.err { (user_errors(u).join("; ")) }
+                                                td { (u.note.as_deref().unwrap_or("")) }
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    section aria-labelledby="accounts-h" {
+                        h2 #accounts-h { "Accounts" }
+                        table {
+                            thead {
+                                tr {
+                                    th scope="col" { "Account" } th scope="col" { "Name" } th scope="col" { "State" }
+                                    th.num scope="col" { "Users" } th.num scope="col" { "New keys" } th.num scope="col" { "Deactivated" }
+                                    th.num scope="col" { "Deleted" } th.num scope="col" { "Failures" } th scope="col" { "Error" }
+                                }
+                            }
+                            tbody {
+                                @for (a, c) in &counts {
+                                    tr class=[a.state.is_problem().then_some("problem")] {
+                                        td { a href=(format!("#{}", anchor(&a.account_id))) { code { (a.account_id) } } }
+                                        td { (display_name(a)) }
+                                        td { (state_badge(a.state)) }
+                                        td.num { (c.users) } td.num { (c.rotated) } td.num { (c.deactivated) }
+                                        td.num { (c.deleted) } td.num { (c.failures) }
+                                        td.err { (a.error.as_deref().unwrap_or("")) }
+                                    }
+                                }
+                            }
+                            tfoot {
+                                tr {
+                                    th scope="row" colspan="3" { "Total (" (report.accounts.len()) " accounts)" }
+                                    td.num { (total.users) } td.num { (total.rotated) } td.num { (total.deactivated) }
+                                    td.num { (total.deleted) } td.num { (total.failures) } td {}
+                                }
+                            }
+                        }
+                    }
+                    (compliance_section(report))
+                    section aria-labelledby="users-h" {
+                        h2 #users-h { "Users by account" }
+                        @for a in &report.accounts {
+                            section id=(anchor(&a.account_id)) {
+                                h3 {
+                                    (display_name(a)) " " code { (a.account_id) } " " (state_badge(a.state))
+                                }
+                                @if a.users.is_empty() {
+                                    p class=[a.state.is_problem().then_some("err")] { (state_explanation(a)) }
+                                } @else {
+                                    @if let Some(e) = &a.error { p.err { (e) } }
+                                    (users_table(report, a))
+                                }
+                            }
+                        }
+                    }
+                    @if !report.skipped.is_empty() {
+                        section aria-labelledby="skipped-h" {
+                            h2 #skipped-h { "Skipped accounts" }
+                            table {
+                                thead { tr { th scope="col" { "Account" } th scope="col" { "Name" } th scope="col" { "Reason" } } }
+                                tbody {
+                                    @for s in &report.skipped {
+                                        tr { td { code { (s.account_id) } } td { (s.name) } td { (s.reason) } }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    section aria-labelledby="policy-h" {
+                        h2 #policy-h { "Policy" }
+                        dl.policy {
+                            dt { "Rotate after" } dd { (report.policy.rotate_after) }
+                            dt { "Deactivate after" } dd { (report.policy.deactivate_after) }
+                            dt { "Delete inactive after" } dd { (report.policy.delete_after) }
+                            dt { "Delete unused after" } dd { (report.policy.unused_delete_after) }
+                            dt { "Maximum key age" } dd { (report.policy.max_key_age) }
+                            dt { "Exempt tag" } dd { code { (report.policy.exempt_tag.key) "=" (report.policy.exempt_tag.value) } }
+                            dt { "Email tag" } dd { code { (report.policy.email_tag) } }
+                            dt { "Delivery" } dd { (format!("{:?}", report.policy.delivery)) }
+                            @if report.policy.cleanup { dt { "Mode" } dd { "initial clean-up" } }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    markup.into_string()
+}
+/// The "Compliance" section: the CIS share per account and in total, then
+/// the two findings (see the module documentation).
+fn compliance_section(report: &RunReport) -> Markup {
+    html! {
+        section #compliance aria-labelledby="compliance-h" {
+            h2 #compliance-h { "Compliance" }
+            @match &report.compliance {
+                None => {
+                    p.muted { "Not recorded: this report was finalized before keyfleet recorded compliance evidence." }
+                }
+                Some(s) => {
+                    h3 { "Access keys rotated every " (CIS_KEY_ROTATION_DAYS) " days or less" }
+                    p {
+                        "Active access keys at most " (CIS_KEY_ROTATION_DAYS) " days old (CIS AWS Foundations Benchmark): "
+                        strong { (compliance_text(Some(s.total))) } ". "
+                        span.muted {
+                            "Ages are taken when each account was scanned, before this run's actions; inactive keys are not counted. "
+                            "The threshold is the benchmark's, not the rotation policy's."
+                        }
+                    }
+                    table {
+                        thead {
+                            tr {
+                                th scope="col" { "Account" } th scope="col" { "Name" }
+                                th.num scope="col" { "Active keys" }
+                                th.num scope="col" { "\u{2264} " (CIS_KEY_ROTATION_DAYS) " days" }
+                                th.num scope="col" { "Share" }
+                            }
+                        }
+                        tbody {
+                            @for a in &report.accounts {
+                                tr {
+                                    td { a href=(format!("#{}", anchor(&a.account_id))) { code { (a.account_id) } } }
+                                    td { (display_name(a)) }
+                                    @match a.compliance {
+                                        Some(c) => { (measure_cells(c)) }
+                                        None => { td.muted colspan="3" { "not recorded" } }
+                                    }
+                                }
+                            }
+                        }
+                        tfoot {
+                            tr {
+                                th scope="row" colspan="2" { "Total (" (report.accounts.len()) " accounts)" }
+                                (measure_cells(s.total))
+                            }
+                        }
+                    }
+                    h3 #no-mfa-h { "Active access key, no MFA (" (s.keys_without_mfa.len()) ")" }
+                    (findings_table(report, &s.keys_without_mfa, "no-mfa-h"))
+                    h3 #console-keys-h { "Console password and active access key (" (s.console_users_with_keys.len()) ")" }
+                    p.muted {
+                        "A console password with a long-lived access key is a person rather than a workload: "
+                        "give them access through IAM Identity Center, or a role, and remove the key."
+                    }
+                    (findings_table(report, &s.console_users_with_keys, "console-keys-h"))
+                    @if let Some(unknown) = unknown_state_text(s) {
+                        p.muted { (unknown) "." }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A CIS measure's three cells: active keys, those within, the share.
+fn measure_cells(c: Compliance) -> Markup {
+    html! {
+        td.num { (c.active_keys) }
+        td.num { (c.active_keys_within_90d) }
+        td.num { (c.percent_text()) }
+    }
+}
+
+/// The users of one finding, with their account, or "None."
+fn findings_table(report: &RunReport, users: &[UserRef], labelled_by: &str) -> Markup {
+    let name = |id: &str| {
+        report
+            .accounts
+            .iter()
+            .find(|a| a.account_id == id)
+            .map(display_name)
+            .unwrap_or_default()
+    };
+    html! {
+        @if users.is_empty() {
+            p { "None." }
+        } @else {
+            table aria-labelledby=(labelled_by) {
+                thead { tr { th scope="col" { "Account" } th scope="col" { "Name" } th scope="col" { "User" } } }
+                tbody {
+                    @for u in users {
+                        tr {
+                            td { a href=(format!("#{}", anchor(&u.account_id))) { code { (u.account_id) } } }
+                            td { (name(&u.account_id)) }
+                            td { (u.user_name) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn state_badge(s: AccountState) -> Markup {
+    html! { span class=(format!("badge st-{}", s.as_str())) { (label(s.as_str())) } }
+}
+
+fn state_explanation(a: &AccountReport) -> String {
+    let base = match a.state {
+        AccountState::Failed => "The agent could not process the account.",
+        AccountState::Missing => "No result before the deadline: the agent did not report.",
+        AccountState::NoAgent => "No agent: the account has no keyfleet-jobs queue.",
+        AccountState::DispatchFailed => "The job could not be sent.",
+        AccountState::Partial => "Some users failed; the others were processed.",
+        AccountState::Ok => "No IAM users.",
+    };
+    match &a.error {
+        Some(e) => format!("{base} {e}"),
+        None => base.to_string(),
+    }
+}
+
+fn user_errors(u: &UserReport) -> Vec<String> {
+    let mut errors: Vec<String> = u.error.iter().cloned().collect();
+    errors.extend(u.actions.iter().filter_map(|r| action_error(u, r)));
+    errors
+}
+
+fn users_table(report: &RunReport, a: &AccountReport) -> Markup {
+    html! {
+        table {
+            thead {
+                tr {
+                    th scope="col" { "User" } th scope="col" { "Path" } th scope="col" { "Email" }
+                    th scope="col" { "Verdict" } th scope="col" { "Keys (oldest first)" }
+                    th scope="col" { "Actions" } th scope="col" { "Error" } th scope="col" { "Note" }
+                }
+            }
+            tbody {
+                @for u in &a.users {
+                    tr class=[user_failed(u).then_some("problem")] {
+                        th scope="row" { (u.user_name) }
+                        td { code { (u.path) } }
+                        td { (u.email.as_deref().unwrap_or("")) }
+                        td { (label(u.verdict.as_str())) }
+                        td {
+                            @if u.keys.is_empty() { span.muted { "none" } }
+                            ul.plain {
+                                @for k in &u.keys { li { (key_line(report, k)) } }
+                            }
+                        }
+                        td {
+                            ul.plain {
+                                @for r in &u.actions {
+                                    li {
+                                        (action_text(r)) " "
+                                        span class=(format!("o-{}", outcome_str(&r.result))) { (outcome_str(&r.result)) }
+                                        @match &r.result {
+                                            Outcome::Failed { error } => { br; span.err { (error) } }
+                                            Outcome::Skipped { reason } => { " " span.muted { "(" (reason) ")" } }
+                                            _ => {}
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                        td.err { (u.error.as_deref().unwrap_or("")) }
+                        td { (u.note.as_deref().unwrap_or("")) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn key_line(report: &RunReport, k: &KeyState) -> Markup {
+    let age = key_age_days(report.created_at, k.created);
+    let used = match (k.last_used, &k.last_used_service, &k.last_used_region) {
+        (Some(t), s, r) => {
+            let mut where_ = String::new();
+            if let Some(s) = s {
+                where_.push_str(s);
+            }
+            if let Some(r) = r {
+                if !where_.is_empty() {
+                    where_.push_str(", ");
+                }
+                where_.push_str(r);
+            }
+            if where_.is_empty() {
+                format!("last used {}", date_utc(t))
+            } else {
+                format!("last used {} ({where_})", date_utc(t))
+            }
+        }
+        (None, ..) => "never used".to_string(),
+    };
+    html! {
+        code { @if k.id.is_empty() { "(id not read)" } @else { (k.id) } }
+        " " (key_status(k.status)) ", " (age) "d, " span.muted { (used) }
+    }
+}
+
+fn action_text(r: &ActionRecord) -> String {
+    match (&r.action, &r.result) {
+        (Action::CreateKey, Outcome::Done { key_id: Some(id) }) => format!("create key {id}"),
+        (Action::CreateKey, _) => "create key".to_string(),
+        (Action::Deactivate { key_id }, _) => format!("deactivate {key_id}"),
+        (Action::Delete { key_id }, _) => format!("delete {key_id}"),
+        (Action::Reactivate { key_id }, _) => format!("reactivate {key_id}"),
+        (Action::Notify { notice }, _) => {
+            format!("notify {} ({})", label(notice.kind()), notice.key_id())
+        }
+    }
+}
