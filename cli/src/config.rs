@@ -123,6 +123,11 @@ pub struct CoordinatorSection {
     /// than one retry of a failed job: the jobs queue's visibility
     /// timeout is six times the agent's timeout (30 minutes by default).
     pub stall_after: Duration,
+    /// How many agents `--local` runs at once; the others' jobs wait,
+    /// and a job is handed out (its deadline counted) only when an agent
+    /// is free.
+    #[serde(deserialize_with = "number")]
+    pub local_agents: u32,
 }
 
 impl Default for CoordinatorSection {
@@ -135,6 +140,7 @@ impl Default for CoordinatorSection {
             private_key_secret: "keyfleet-coordinator/private-key".into(),
             deadline: Duration::from_minutes(30),
             stall_after: Duration::from_minutes(40),
+            local_agents: 32,
         }
     }
 }

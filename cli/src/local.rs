@@ -32,9 +32,6 @@ use std::path::Path;
 use std::sync::Arc;
 use tokio::task::JoinSet;
 
-/// Agents running at once.
-const AGENT_CONCURRENCY: usize = 32;
-
 /// Attempts at taking one result part in (the results queue's
 /// `maxReceiveCount` in the deployed system).
 const INTAKE_ATTEMPTS: u32 = 3;
@@ -49,6 +46,8 @@ pub struct Local {
     sdk: SdkConfig,
     public_key: PublicKey,
     agent_role: String,
+    /// Agents running at once (`[coordinator] local_agents`).
+    agents: usize,
 }
 
 impl Local {
@@ -119,6 +118,7 @@ impl Local {
                 .agent_role
                 .clone()
                 .unwrap_or_else(|| "OrganizationAccountAccessRole".into()),
+            agents: cfg.coordinator.local_agents.max(1) as usize,
         })
     }
 
@@ -132,36 +132,43 @@ impl Local {
         // the start is over, which ends the loop below once every job is in.
         let start = async move { dispatcher.start_run(req).await };
         let agents = async {
-            let sem = Arc::new(tokio::sync::Semaphore::new(AGENT_CONCURRENCY));
+            // A job is handed out only when an agent is free, and stamped
+            // then (`LocalJob::hand_out`): a run longer than its deadline
+            // never expires the jobs still waiting.
+            let sem = Arc::new(tokio::sync::Semaphore::new(self.agents));
             let mut set = JoinSet::new();
-            while let Some(job) = rx.recv().await {
-                let (sem, sdk, role) = (sem.clone(), self.sdk.clone(), self.agent_role.clone());
-                let (coordinator, key) = (self.coordinator.clone(), self.public_key.clone());
-                set.spawn(async move {
-                    let _permit = sem.acquire_owned().await;
-                    let outcome = run_agent(&sdk, &role, key, coordinator, &job).await;
-                    (job.account_id, outcome)
-                });
-            }
-            let n = set.len() as u64;
-            let bar = (n > 1).then(|| crate::progress::bar(n, "agents")).flatten();
-            while let Some(done) = set.join_next().await {
-                match done {
-                    Ok((account, Err(e))) => {
-                        tracing::error!(account = %account, error = %format!("{e:#}"), "agent failed")
+            // Jobs handed out so far: the bar grows with them.
+            let bar = crate::progress::bar(0, "agents");
+            let mut open = true;
+            while open || !set.is_empty() {
+                let next = async {
+                    let permit = sem.clone().acquire_owned().await.ok()?;
+                    rx.recv().await.map(|job| (permit, job))
+                };
+                tokio::select! {
+                    next = next, if open => {
+                        let Some((permit, job)) = next else {
+                            open = false;
+                            continue;
+                        };
+                        let (sdk, role) = (self.sdk.clone(), self.agent_role.clone());
+                        let (coordinator, key) = (self.coordinator.clone(), self.public_key.clone());
+                        let body = job.hand_out(time::OffsetDateTime::now_utc());
+                        if let Some(b) = &bar {
+                            b.inc_length(1);
+                        }
+                        set.spawn(async move {
+                            let outcome = run_agent(&sdk, &role, key, coordinator, &job, body).await;
+                            drop(permit);
+                            (job.account_id, outcome)
+                        });
                     }
-                    Ok((account, Ok(JobOutcome::Done(_)))) => {
-                        tracing::info!(account = %account, "agent done")
+                    Some(done) = set.join_next() => {
+                        log_agent(done);
+                        if let Some(b) = &bar {
+                            b.inc(1);
+                        }
                     }
-                    Ok((account, Ok(other))) => tracing::error!(
-                        account = %account,
-                        error = other.failure().unwrap_or_default(),
-                        "agent did not complete the job"
-                    ),
-                    Err(e) => tracing::error!(error = %e, "agent task panicked"),
-                }
-                if let Some(b) = &bar {
-                    b.inc(1);
                 }
             }
             if let Some(b) = bar {
@@ -179,6 +186,24 @@ impl Local {
     }
 }
 
+/// Logs how one agent task ended.
+fn log_agent(done: Result<(String, Result<JobOutcome>), tokio::task::JoinError>) {
+    match done {
+        Ok((account, Err(e))) => {
+            tracing::error!(account = %account, error = %format!("{e:#}"), "agent failed")
+        }
+        Ok((account, Ok(JobOutcome::Done(_)))) => {
+            tracing::info!(account = %account, "agent done")
+        }
+        Ok((account, Ok(other))) => tracing::error!(
+            account = %account,
+            error = other.failure().unwrap_or_default(),
+            "agent did not complete the job"
+        ),
+        Err(e) => tracing::error!(error = %e, "agent task panicked"),
+    }
+}
+
 /// One account's agent: the job through the agent's per-message function,
 /// its result parts through the coordinator's.
 async fn run_agent(
@@ -187,6 +212,7 @@ async fn run_agent(
     key: PublicKey,
     coordinator: Coordinator,
     job: &LocalJob,
+    body: String,
 ) -> Result<JobOutcome> {
     let cfg = aws::assume(sdk, &job.account_id, role).await?;
     let sink: keyfleet_agent::LocalSink = Arc::new(move |body: String| {
@@ -203,7 +229,7 @@ async fn run_agent(
         job.account_id.clone(),
     )
     .with_result_sink(ResultSink::Local(sink));
-    Ok(handle_message(&agent, &job.body, 1).await)
+    Ok(handle_message(&agent, &body, 1).await)
 }
 
 /// One result part into the coordinator, retried as SQS would redeliver it.

@@ -108,6 +108,13 @@ impl JobMode {
     }
 }
 
+/// How long after it is handed to an agent a job may still run: a guard
+/// against stale redeliveries (a job redriven from a queue days later), not
+/// against a slow run. The run's own deadline only decides when its report
+/// is cut; a result after it is still taken in (late, alerted) and its
+/// owners mailed, so nothing is lost by running a job after it.
+pub const JOB_EXPIRY: time::Duration = time::Duration::days(1);
+
 /// One account's job.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -116,8 +123,14 @@ pub struct Job {
     pub run_id: String,
     pub account_id: String,
     pub token: Token,
+    /// When the job was handed out: sent to the account's queue, or given
+    /// to an in-process agent (`--local`, which hands a job out only when an
+    /// agent is free).
     #[serde(with = "time::serde::rfc3339")]
     pub issued_at: OffsetDateTime,
+    /// After this (and the agent's clock-skew grace) the agent drops the
+    /// job as stale: `issued_at` + the longer of [`JOB_EXPIRY`] and the
+    /// run's deadline.
     #[serde(with = "time::serde::rfc3339")]
     pub deadline: OffsetDateTime,
     pub policy: Policy,

@@ -130,3 +130,78 @@ fn without_credentials_the_error_says_so() {
         "the credential failure is the error, nothing after it: {stderr}"
     );
 }
+
+/// A slow run never drops an account by its own clock: `--local` running
+/// one agent at a time, over two accounts whose scans the emulator holds
+/// for longer than the run's deadline (plus the agent's grace), serves
+/// both. A job's expiry counts from when it is handed to an agent, and
+/// guards against stale redeliveries, not against a slow run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_run_slower_than_its_deadline_serves_every_account() {
+    let cli = deployment().await;
+    let mut accounts = Vec::new();
+    for label in ["slow-a", "slow-b"] {
+        let account = create_account(label).await;
+        let iam = iam_of(&account).await;
+        seed::populate(
+            emu(),
+            &iam,
+            &account,
+            &[user("slow-user", vec![key(85, true, Some(1))])],
+        )
+        .await
+        .expect("seed");
+        accounts.push(account);
+    }
+    let out = {
+        let _faults = faults_lock().await;
+        emu()
+            .set_faults(serde_json::json!({"seed": 1, "rules": [{
+                "service": "iam", "action": "GetAccountAuthorizationDetails",
+                "account": accounts[0], "kind": "delay", "delay_ms": 32000,
+            }, {
+                "service": "iam", "action": "GetAccountAuthorizationDetails",
+                "account": accounts[1], "kind": "delay", "delay_ms": 32000,
+            }]}))
+            .expect("faults");
+        let out = cli
+            .command()
+            .env("KEYFLEET_COORDINATOR_DEADLINE", "1s")
+            .env("KEYFLEET_COORDINATOR_LOCAL_AGENTS", "1")
+            .args([
+                "run",
+                "--local",
+                "--json",
+                "--accounts",
+                &accounts.join(","),
+            ])
+            .output()
+            .expect("keyfleet runs");
+        let faults = emu().faults().expect("faults");
+        emu().clear_faults().expect("faults cleared");
+        (out, faults)
+    };
+    let (out, faults) = out;
+    let report: RunReport = serde_json::from_slice(&out.stdout).expect("report JSON");
+    for account in &accounts {
+        let a = report
+            .accounts
+            .iter()
+            .find(|a| &a.account_id == account)
+            .expect("the account is in the report");
+        assert_eq!(a.state.as_str(), "ok", "{account}: {:?}", a.error);
+        assert_eq!(a.users[0].verdict, Verdict::Rotated, "{account}");
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let held: u64 = faults["rules"]
+        .as_array()
+        .expect("rules")
+        .iter()
+        .map(|r| r["injected"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(
+        held, 2,
+        "both scans were held, one after the other: {faults}"
+    );
+}

@@ -8,7 +8,7 @@ use crate::org;
 use futures::stream::{self, StreamExt};
 use keyfleet_protocol::report::aggregate;
 use keyfleet_protocol::{
-    encode, Dispatch, Job, JobMode, ManifestAccount, RunManifest, Token, VERSION,
+    encode, Dispatch, Job, JobMode, ManifestAccount, RunManifest, Token, JOB_EXPIRY, VERSION,
 };
 use keyfleet_reports::outcome::{self, RunFailure};
 use keyfleet_reports::store;
@@ -22,6 +22,17 @@ fn new_run_id(now: OffsetDateTime) -> String {
         now.format(&fmt).unwrap_or_default(),
         &Token::generate().0[..6]
     )
+}
+
+/// A job handed out at `issued_at` expires [`JOB_EXPIRY`] later, or at the
+/// run's deadline when that is later: the run's deadline cuts the report,
+/// never a job that merely started late (see [`JOB_EXPIRY`]).
+pub fn job_deadline(issued_at: OffsetDateTime, run_deadline: OffsetDateTime) -> OffsetDateTime {
+    issued_at
+        .checked_add(JOB_EXPIRY)
+        .map_or(issued_at.max(run_deadline), |expiry| {
+            expiry.max(run_deadline)
+        })
 }
 
 impl Coordinator {
@@ -116,7 +127,7 @@ impl Coordinator {
                 account_id: a.id.clone(),
                 token,
                 issued_at: now,
-                deadline: manifest.deadline,
+                deadline: job_deadline(now, manifest.deadline),
                 policy: policy.clone(),
                 dry_run: req.dry_run,
                 as_of: req.as_of,
@@ -184,11 +195,10 @@ impl Coordinator {
     }
 
     async fn send_job(&self, job: &Job) -> Dispatch {
-        let body = String::from_utf8(encode(job)).expect("serde_json writes UTF-8");
         if let JobSink::Local(tx) = &self.jobs {
             return match tx.send(LocalJob {
                 account_id: job.account_id.clone(),
-                body,
+                job: job.clone(),
             }) {
                 Ok(()) => Dispatch::Sent,
                 Err(_) => Dispatch::Failed {
@@ -196,6 +206,7 @@ impl Coordinator {
                 },
             };
         }
+        let body = String::from_utf8(encode(job)).expect("serde_json writes UTF-8");
         let url = self.config.jobs_queue_url(&job.account_id);
         match self
             .clients
@@ -220,5 +231,23 @@ impl Coordinator {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn a_job_expires_a_day_after_it_is_handed_out_or_at_a_later_run_deadline() {
+        let now = datetime!(2026-12-05 10:00 UTC);
+        let soon = now + time::Duration::minutes(30);
+        assert_eq!(job_deadline(now, soon), now + JOB_EXPIRY);
+        let later = now + time::Duration::days(3);
+        assert_eq!(job_deadline(now, later), later);
+        // The end of time neither panics nor expires.
+        let end = time::PrimitiveDateTime::MAX.assume_utc();
+        assert_eq!(job_deadline(end, soon), end, "never before its issue");
     }
 }

@@ -188,12 +188,28 @@ pub enum JobSink {
     Local(tokio::sync::mpsc::UnboundedSender<LocalJob>),
 }
 
-/// A job for an in-process agent: its account and the encoded message.
+/// A job for an in-process agent. `--local` hands it to an agent only when
+/// one is free, and [`LocalJob::hand_out`] stamps it then: its expiry counts
+/// from that moment, not from the dispatch of the whole run.
 #[derive(Clone)]
 pub struct LocalJob {
     pub account_id: String,
-    /// The encoded job; it holds the job's token, so `Debug` leaves it out.
-    pub body: String,
+    /// The job; it holds the job's token, so `Debug` leaves it out.
+    job: keyfleet_protocol::Job,
+}
+
+impl LocalJob {
+    /// The message an agent gets now: the job issued at `now`, expiring as
+    /// [`dispatch::job_deadline`] says from there.
+    pub fn hand_out(&self, now: time::OffsetDateTime) -> String {
+        let run_deadline = self.job.deadline;
+        let job = keyfleet_protocol::Job {
+            issued_at: now,
+            deadline: dispatch::job_deadline(now, run_deadline),
+            ..self.job.clone()
+        };
+        String::from_utf8(keyfleet_protocol::encode(&job)).expect("serde_json writes UTF-8")
+    }
 }
 
 impl std::fmt::Debug for LocalJob {
