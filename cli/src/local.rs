@@ -105,6 +105,8 @@ impl Local {
             jobs_queue_name: "keyfleet-jobs".into(),
             deadline: cfg.coordinator.deadline.to_time(),
             mail_attempts: keyfleet_coordinator::config::DEFAULT_MAIL_ATTEMPTS,
+            summary_attach_max_bytes:
+                keyfleet_coordinator::config::DEFAULT_SUMMARY_ATTACH_MAX_BYTES,
         };
         Ok(Local {
             public_key: keys.current().public_key(),

@@ -37,6 +37,11 @@ pub const DEFAULT_DEADLINE: time::Duration = time::Duration::hours(2);
 /// `KEYFLEET_MAIL_ATTEMPTS` is not set: a day of hourly sweeps.
 pub const DEFAULT_MAIL_ATTEMPTS: u32 = 24;
 
+/// The largest CSV report the summary email attaches (10 MB; larger ones
+/// are linked): SES sends up to 40 MB, but mail servers often refuse more
+/// than 10 to 25 MB, and base64 adds a third. `KEYFLEET_SUMMARY_ATTACH_MAX_BYTES`.
+pub const DEFAULT_SUMMARY_ATTACH_MAX_BYTES: usize = 10_000_000;
+
 /// Reads the configuration the Terraform module (or `keyfleet bootstrap`)
 /// sets; `KEYFLEET_DEADLINE` (e.g. `2h`) is how long a run waits for its
 /// agents before the sweep finalizes it without them.
@@ -88,6 +93,16 @@ pub fn from_env() -> Result<CoordinatorConfig, ConfigError> {
                     })?
             }
             Err(_) => DEFAULT_MAIL_ATTEMPTS,
+        },
+        summary_attach_max_bytes: match var("KEYFLEET_SUMMARY_ATTACH_MAX_BYTES") {
+            Ok(n) => n
+                .trim()
+                .parse::<usize>()
+                .map_err(|_| ConfigError::Invalid {
+                    name: "KEYFLEET_SUMMARY_ATTACH_MAX_BYTES",
+                    reason: format!("`{n}` is not a whole number of bytes"),
+                })?,
+            Err(_) => DEFAULT_SUMMARY_ATTACH_MAX_BYTES,
         },
     })
 }

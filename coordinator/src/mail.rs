@@ -33,6 +33,7 @@ use keyfleet_protocol::plan::{Action, Notice, Outcome};
 use keyfleet_protocol::report::RunReport;
 use keyfleet_protocol::{AccountResult, AddressError, Policy, UserReport};
 use keyfleet_protocol::{Credential, Secret};
+use keyfleet_reports::render::summary::CsvReport;
 use keyfleet_reports::render::{self, date_utc, datetime_utc, one_line};
 use mail_builder::headers::address::Address;
 use mail_builder::headers::raw::Raw;
@@ -384,6 +385,25 @@ pub fn summary_email(
     csv_bytes: &[u8],
     report_url: Option<&str>,
 ) -> Result<Email, MailError> {
+    summary_email_with(
+        sender,
+        to,
+        report,
+        CsvReport::Attached(csv_bytes),
+        report_url,
+    )
+}
+
+/// [`summary_email`], with the CSV report attached or linked as `csv` says
+/// (finalize links it above the configured size, see
+/// `CoordinatorConfig::summary_attach_max_bytes`).
+pub fn summary_email_with(
+    sender: &str,
+    to: &[String],
+    report: &RunReport,
+    csv: CsvReport<'_>,
+    report_url: Option<&str>,
+) -> Result<Email, MailError> {
     if to.is_empty() {
         return Err(MailError::NoRecipients("run summary"));
     }
@@ -396,7 +416,7 @@ pub fn summary_email(
         text,
         html,
         csv_name,
-    } = render::summary::summary(report, report_url, FOOTER);
+    } = render::summary::summary(report, csv, report_url, FOOTER);
     let builder = MessageBuilder::new()
         .from(from)
         .to(to
@@ -410,8 +430,11 @@ pub fn summary_email(
         .header("X-Keyfleet-Run", Raw::new(header_token(&report.run_id)))
         .header("X-Keyfleet-Kind", Raw::new("summary"))
         .text_body(text)
-        .html_body(html)
-        .attachment("text/csv", csv_name, csv_bytes.to_vec());
+        .html_body(html);
+    let builder = match csv {
+        CsvReport::Attached(bytes) => builder.attachment("text/csv", csv_name, bytes.to_vec()),
+        CsvReport::Linked { .. } => builder,
+    };
     finish(builder, to.to_vec(), subject)
 }
 

@@ -96,6 +96,12 @@ pub fn report_key(run_id: &str, ext: &str) -> String {
     format!("reports/{run_id}/report.{ext}")
 }
 
+/// One account's page of a run's HTML report, beside the summary page
+/// ([`report_key`] `html`), which links to it as `accounts/<account>.html`.
+pub fn account_page_key(run_id: &str, account: &str) -> String {
+    format!("reports/{run_id}/accounts/{account}.html")
+}
+
 /// Groups part keys (`.../<attempt>/part-<n>-of-<m>.json`) by attempt and
 /// returns the attempts whose parts are all there, earliest first, each with
 /// its keys in part order.

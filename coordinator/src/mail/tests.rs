@@ -659,3 +659,35 @@ fn summary_email_of_an_old_report_says_compliance_was_not_recorded() {
     assert!(body.contains("Active key, no MFA:              0 users\n"));
     assert!(!body.contains("unknown for"));
 }
+
+#[test]
+fn summary_email_links_a_csv_over_the_attachment_limit() {
+    let report = fixtures::report();
+    let csv = keyfleet_reports::render::to_csv(&report);
+    let url = "s3://keyfleet-reports/reports/r/report.csv";
+    let build = |limit: usize| {
+        summary_email_with(
+            "keyfleet@example.com",
+            &["secteam@example.com".into()],
+            &report,
+            CsvReport::choose(&csv, limit, url),
+            Some("https://reports.example.com/run/index.html"),
+        )
+        .unwrap()
+    };
+    // At the limit it is attached, as before.
+    let attached = build(csv.len());
+    assert_eq!(parse(&attached.raw).attachment_count(), 1);
+    // One byte less: linked, with its size, in both parts.
+    let email = build(csv.len() - 1);
+    let msg = parse(&email.raw);
+    assert_eq!(msg.attachment_count(), 0);
+    let body = text(&msg);
+    assert!(
+        body.contains("too large to attach") && body.contains(url),
+        "{body}"
+    );
+    let html = msg.body_html(0).expect("an HTML alternative");
+    assert!(html.contains(url), "{html}");
+    assert!(!body.contains("is attached as"), "{body}");
+}

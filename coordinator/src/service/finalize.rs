@@ -18,6 +18,7 @@ use keyfleet_protocol::{AccountResult, Policy};
 use keyfleet_reports::outcome;
 use keyfleet_reports::read::Reports;
 use keyfleet_reports::render;
+use keyfleet_reports::render::summary::CsvReport;
 use keyfleet_reports::store;
 use time::OffsetDateTime;
 
@@ -87,11 +88,13 @@ impl Coordinator {
         }
         let url = self.report_url(run_id);
         if !self.config.security_team.is_empty() {
-            let sent = match mail::summary_email(
+            let csv = render::to_csv(&report);
+            let csv_url = self.reports().file_url(run_id, "csv");
+            let sent = match mail::summary_email_with(
                 &self.config.sender,
                 &self.config.security_team,
                 &report,
-                &render::to_csv(&report),
+                CsvReport::choose(&csv, self.config.summary_attach_max_bytes, &csv_url),
                 Some(&url),
             ) {
                 Ok(m) => self.send_email(&m).await,

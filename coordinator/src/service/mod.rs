@@ -67,6 +67,9 @@ pub struct CoordinatorConfig {
     /// Attempts at an account's owner mail before giving up and alerting
     /// (see [`mail_retry`]).
     pub mail_attempts: u32,
+    /// The largest CSV report the summary email attaches; a larger one is
+    /// linked (see `config::DEFAULT_SUMMARY_ATTACH_MAX_BYTES`).
+    pub summary_attach_max_bytes: usize,
 }
 
 impl CoordinatorConfig {

@@ -401,3 +401,62 @@ async fn a_claimed_marker_without_its_files_gets_them_from_the_sweep() {
         "no second summary"
     );
 }
+
+/// A CSV report larger than the configured limit is not attached to the
+/// security team's summary (mail servers refuse large messages): the email
+/// names where it is instead. At the default limit it is attached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_csv_report_over_the_attachment_limit_is_linked_not_attached() {
+    let (member, _) = normal_member("big-csv").await;
+    let central = Central::new(Setup {
+        summary_attach_max_bytes: 64,
+        ..Setup::default()
+    })
+    .await;
+    let run_id = central
+        .coordinator
+        .start_run(RunRequest {
+            accounts: Some(vec![member.id.clone()]),
+            ..RunRequest::default()
+        })
+        .await
+        .expect("start run")
+        .run_id;
+    member.run_agent(&central.public_key).await;
+    for (body, receipt) in central.receive_results().await {
+        central.coordinator.intake(&body, 1).await.expect("intake");
+        central.delete_result(&receipt).await;
+    }
+    central
+        .coordinator
+        .finalize(&run_id)
+        .await
+        .expect("finalize");
+    let csv = central
+        .object(&format!("reports/{run_id}/report.csv"))
+        .await
+        .expect("report.csv");
+    assert!(
+        csv.len() > 64,
+        "the CSV is over the limit: {} bytes",
+        csv.len()
+    );
+    let summary: Vec<Mail> = emails_of_run(&run_id)
+        .into_iter()
+        .filter(|m| m.kind == "summary")
+        .collect();
+    assert_eq!(summary.len(), 1);
+    assert!(
+        summary[0].attachments.is_empty(),
+        "{:?}",
+        summary[0].attachments
+    );
+    assert!(
+        summary[0]
+            .text
+            .contains(&format!("reports/{run_id}/report.csv"))
+            && summary[0].text.contains("too large to attach"),
+        "{}",
+        summary[0].text
+    );
+}

@@ -285,6 +285,8 @@ pub struct Setup {
     pub exclude_accounts: Vec<String>,
     pub exclude_ous: Vec<String>,
     pub deadline: time::Duration,
+    /// The largest CSV report the summary email attaches.
+    pub summary_attach_max_bytes: usize,
 }
 
 impl Default for Setup {
@@ -293,6 +295,8 @@ impl Default for Setup {
             exclude_accounts: Vec::new(),
             exclude_ous: Vec::new(),
             deadline: time::Duration::hours(1),
+            summary_attach_max_bytes:
+                keyfleet_coordinator::config::DEFAULT_SUMMARY_ATTACH_MAX_BYTES,
         }
     }
 }
@@ -450,6 +454,7 @@ impl Central {
             jobs_queue_name: JOBS_QUEUE.to_string(),
             deadline: setup.deadline,
             mail_attempts: 3,
+            summary_attach_max_bytes: setup.summary_attach_max_bytes,
         };
         let clients = CoordinatorClients {
             s3,

@@ -92,10 +92,15 @@ impl Reports {
 
     /// Where the HTML report of a run is.
     pub fn report_url(&self, run_id: &str) -> String {
+        self.file_url(run_id, "html")
+    }
+
+    /// Where one of a run's report files (`json`, `csv`, `html`) is.
+    pub fn file_url(&self, run_id: &str, ext: &str) -> String {
         format!(
             "s3://{}/{}",
             self.store.bucket(),
-            store::report_key(run_id, "html")
+            store::report_key(run_id, ext)
         )
     }
 

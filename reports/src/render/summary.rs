@@ -12,19 +12,54 @@ use crate::outcome;
 use keyfleet_protocol::report::{AccountReport, AccountState, RunReport, CIS_KEY_ROTATION_DAYS};
 use std::fmt::Write as _;
 
+/// How the summary carries the CSV report: attached, or, when it is larger
+/// than the team's mail servers take, as a link to where it is stored.
+/// SES sends messages up to 40 MB, but many mail servers refuse more than
+/// 10 to 25 MB, and base64 makes an attachment a third larger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CsvReport<'a> {
+    Attached(&'a [u8]),
+    Linked { url: &'a str, bytes: usize },
+}
+
+impl<'a> CsvReport<'a> {
+    /// Attached when at most `max_bytes`, else linked to `url`.
+    pub fn choose(csv: &'a [u8], max_bytes: usize, url: &'a str) -> CsvReport<'a> {
+        if csv.len() <= max_bytes {
+            CsvReport::Attached(csv)
+        } else {
+            CsvReport::Linked {
+                url,
+                bytes: csv.len(),
+            }
+        }
+    }
+}
+
+/// `12.3 MB`: a size as people read it (decimal megabytes, as mail limits
+/// are given).
+fn megabytes(bytes: usize) -> String {
+    format!("{:.1} MB", bytes as f64 / 1_000_000.0)
+}
+
 /// What [`summary`] writes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Summary {
     pub subject: String,
     pub text: String,
     pub html: String,
-    /// The name the CSV report is attached under.
+    /// The name the CSV report is attached under (when it is).
     pub csv_name: String,
 }
 
 /// The summary of `report`; `report_url` links the HTML report, `footer`
 /// ends both parts (the coordinator's mail footer).
-pub fn summary(report: &RunReport, report_url: Option<&str>, footer: &str) -> Summary {
+pub fn summary(
+    report: &RunReport,
+    csv: CsvReport<'_>,
+    report_url: Option<&str>,
+    footer: &str,
+) -> Summary {
     let t = &report.totals;
     let problems = problem_accounts(report);
     let rotated = t.by_verdict.get("rotated").copied().unwrap_or(0);
@@ -105,13 +140,27 @@ pub fn summary(report: &RunReport, report_url: Option<&str>, footer: &str) -> Su
         }
     }
     let csv_name = format!("keyfleet-{}.csv", report.run_id);
-    let _ = write!(text, "\nThe full report is attached as {csv_name}");
-    match report_url {
-        Some(url) => {
-            let _ = writeln!(text, "; the HTML report is at\n{url}");
+    match csv {
+        CsvReport::Attached(_) => {
+            let _ = write!(text, "\nThe full report is attached as {csv_name}");
+            match report_url {
+                Some(url) => {
+                    let _ = writeln!(text, "; the HTML report is at\n{url}");
+                }
+                None => {
+                    let _ = writeln!(text, ".");
+                }
+            }
         }
-        None => {
-            let _ = writeln!(text, ".");
+        CsvReport::Linked { url, bytes } => {
+            let _ = writeln!(
+                text,
+                "\nThe full report (CSV, {}) is too large to attach; it is at\n{url}",
+                megabytes(bytes)
+            );
+            if let Some(url) = report_url {
+                let _ = writeln!(text, "The HTML report is at\n{url}");
+            }
         }
     }
     let _ = writeln!(text, "\n{footer}");
@@ -121,6 +170,7 @@ pub fn summary(report: &RunReport, report_url: Option<&str>, footer: &str) -> Su
         failure.as_ref().map(|(_, d)| d.as_str()),
         &problems,
         &csv_name,
+        csv,
         report_url,
         footer,
     );
@@ -159,6 +209,7 @@ fn summary_html(
     failure: Option<&str>,
     problems: &[&AccountReport],
     csv_name: &str,
+    csv: CsvReport<'_>,
     report_url: Option<&str>,
     footer: &str,
 ) -> String {
@@ -225,7 +276,13 @@ fn summary_html(
                     }
                 }
                 p {
-                    "The full report is attached as " code { (csv_name) } "."
+                    @match csv {
+                        CsvReport::Attached(_) => { "The full report is attached as " code { (csv_name) } "." }
+                        CsvReport::Linked { url, bytes } => {
+                            "The full report (CSV, " (megabytes(bytes)) ") is too large to attach; it is at "
+                            a href=(url) { (url) } "."
+                        }
+                    }
                     @if let Some(url) = report_url {
                         " " a href=(url) { "Open the HTML report" } "."
                     }
