@@ -264,3 +264,49 @@ pub fn results() -> Vec<AccountResult> {
 pub fn report() -> RunReport {
     aggregate(&manifest(), &results(), NOW)
 }
+
+/// A large organization's report, for the split HTML report and its
+/// bounds: `accounts` accounts of `users` users each, one key each of ages
+/// spread over 0 to 119 days, every fifth user without MFA and every
+/// seventh failed.
+pub fn large_report(accounts: usize, users: usize) -> RunReport {
+    use KeyStatus::Active;
+    let ids: Vec<String> = (0..accounts)
+        .map(|i| format!("{:012}", 100_000_000_000 + i))
+        .collect();
+    let mut m = manifest();
+    m.skipped.clear();
+    m.accounts = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| account(id, &format!("Account {i}"), Dispatch::Sent))
+        .collect();
+    let results: Vec<AccountResult> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let list = (0..users)
+                .map(|u| {
+                    let name = format!("user-{i}-{u}");
+                    let k = key(
+                        &format!("AKIA{:016}", i * users + u),
+                        Active,
+                        ((i + u) % 120) as i64,
+                        Some(1),
+                    );
+                    let mut r = user(&name, Verdict::Compliant, vec![k], vec![]);
+                    if u % 5 == 0 {
+                        r.mfa_active = Some(false);
+                    }
+                    if u % 7 == 0 {
+                        r.verdict = Verdict::Failed;
+                        r.error = Some("ListAccessKeys failed: Throttling".into());
+                    }
+                    r
+                })
+                .collect();
+            result(id, &format!("acct-{i}"), AccountStatus::Partial, list)
+        })
+        .collect();
+    aggregate(&m, &results, NOW)
+}

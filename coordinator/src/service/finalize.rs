@@ -22,6 +22,9 @@ use keyfleet_reports::render::summary::CsvReport;
 use keyfleet_reports::store;
 use time::OffsetDateTime;
 
+/// Account pages of a split HTML report written at once.
+const PAGE_WRITES: usize = 16;
+
 /// Writes on each user whose owner the deliverability rule refuses (and
 /// who had mail coming) why nothing was emailed, into the user's `error`.
 fn note_refused_owners(policy: &Policy, result: &mut AccountResult) {
@@ -149,11 +152,42 @@ impl Coordinator {
                 "text/csv",
             )
             .await?;
+        // A large run's HTML report is a summary and a page per account
+        // (`render::html::is_split`); the pages go first, so the summary
+        // never links to a page not written yet.
+        if render::html::is_split(report) {
+            for chunk in report.accounts.chunks(PAGE_WRITES) {
+                let writes = chunk
+                    .iter()
+                    .map(|a| self.write_account_page(run_id, report, a));
+                for written in futures::future::join_all(writes).await {
+                    written?;
+                }
+            }
+        }
         // Last: its presence says the files are complete.
         self.store
             .put(
                 &store::report_key(run_id, "html"),
                 render::to_html(report).into_bytes(),
+                "text/html",
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// One account's page of a split HTML report.
+    async fn write_account_page(
+        &self,
+        run_id: &str,
+        report: &RunReport,
+        account: &keyfleet_protocol::report::AccountReport,
+    ) -> Result<(), CoordinatorError> {
+        let page = render::account_page(report, account).into_bytes();
+        self.store
+            .put(
+                &store::account_page_key(run_id, &account.account_id),
+                page,
                 "text/html",
             )
             .await?;

@@ -460,3 +460,58 @@ async fn a_csv_report_over_the_attachment_limit_is_linked_not_attached() {
         summary[0].text
     );
 }
+
+/// A large run's HTML report is stored as a summary page and a page per
+/// account beside it (`reports/<run>/accounts/<id>.html`), written before the
+/// summary so that it never links to a page not there; a finalizer stopped
+/// after its claim leaves them to the sweep, like the other files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_report_is_stored_as_a_summary_and_a_page_per_account() {
+    let (member, _) = normal_member("fin-large").await;
+    let central = Central::new(Setup::default()).await;
+    let run_id = central.start_run_on(&[&member.id]).await;
+    member.run_agent(&central.public_key).await;
+    central.intake_until_finalized().await;
+    // The marker of a run of 25 accounts x 90 users, as a finalizer stopped
+    // right after its claim leaves it.
+    let mut big = keyfleet_reports::fixtures::large_report(25, 90);
+    big.run_id = run_id.clone();
+    assert!(keyfleet_reports::render::html::is_split(&big));
+    let store = central.coordinator.store();
+    store
+        .put(
+            &keyfleet_reports::store::final_key(&run_id),
+            keyfleet_reports::render::to_json(&big),
+            "application/json",
+        )
+        .await
+        .expect("marker");
+    for ext in ["json", "csv", "html"] {
+        store
+            .delete(&format!("reports/{run_id}/report.{ext}"))
+            .await
+            .expect("delete");
+    }
+    central.coordinator.sweep().await.expect("sweep");
+    let summary = central
+        .object(&format!("reports/{run_id}/report.html"))
+        .await
+        .expect("report.html");
+    assert_eq!(
+        summary,
+        keyfleet_reports::render::to_html(&big).into_bytes()
+    );
+    for a in &big.accounts {
+        let page = central
+            .object(&keyfleet_reports::store::account_page_key(
+                &run_id,
+                &a.account_id,
+            ))
+            .await
+            .unwrap_or_else(|| panic!("the page of {}", a.account_id));
+        assert_eq!(
+            page,
+            keyfleet_reports::render::account_page(&big, a).into_bytes()
+        );
+    }
+}

@@ -65,3 +65,67 @@ async fn html_report_renders_in_headless_chromium_without_console_errors() {
             > 0
     );
 }
+
+/// A large run's report, as finalize stores it (a summary page and a page
+/// per account beside it), opened in Chromium by Playwright
+/// (`tests/browser/report.py`): the summary stays under a megabyte, links
+/// every account, and an account's link leads to its page of users and back.
+#[test]
+fn a_large_report_opens_as_a_summary_with_a_page_per_account() {
+    use keyfleet_reports::render;
+    if !Path::new(CHROMIUM).exists() {
+        if std::env::var("KEYFLEET_SKIP_BROWSER").as_deref() == Ok("1") {
+            eprintln!("{CHROMIUM} missing and KEYFLEET_SKIP_BROWSER=1: browser test skipped");
+            return;
+        }
+        panic!("{CHROMIUM} is missing: install it (`apt-get install -y chromium`)");
+    }
+    let report = keyfleet_reports::fixtures::large_report(30, 80);
+    assert!(render::html::is_split(&report));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let summary = dir.path().join("report.html");
+    std::fs::write(&summary, render::to_html(&report)).expect("summary");
+    std::fs::create_dir(dir.path().join("accounts")).expect("accounts/");
+    for a in &report.accounts {
+        std::fs::write(
+            dir.path().join(format!("accounts/{}.html", a.account_id)),
+            render::account_page(&report, a),
+        )
+        .expect("account page");
+    }
+    let size = std::fs::metadata(&summary).expect("summary").len();
+    assert!(size < 1_000_000, "summary page of {size} bytes");
+
+    let account = &report.accounts[7].account_id;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = Command::new(root.join("tests/emulator/.venv/bin/python"))
+        .arg(root.join("tests/browser/report.py"))
+        .arg(&summary)
+        .arg(account)
+        .output()
+        .expect("run report.py");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "report.py failed: {stderr}");
+    let seen: serde_json::Value = serde_json::from_slice(&out.stdout).expect("report.py JSON");
+    assert_eq!(seen["linked"], 30, "{seen}");
+    assert!(
+        seen["reached"]
+            .as_str()
+            .is_some_and(|u| u.ends_with(&format!("/accounts/{account}.html"))),
+        "{seen}"
+    );
+    assert!(
+        seen["heading"]
+            .as_str()
+            .is_some_and(|h| h.contains(account.as_str())),
+        "{seen}"
+    );
+    assert_eq!(seen["rows"], 80, "{seen}");
+    assert!(
+        seen["back"]
+            .as_str()
+            .is_some_and(|u| u.ends_with("/report.html")),
+        "{seen}"
+    );
+    assert_eq!(seen["errors"], serde_json::json!([]), "{seen}");
+}

@@ -19,6 +19,41 @@ use keyfleet_protocol::report::{
 };
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 
+/// Up to this many users the report is one page, each account's users in
+/// a section of it; above, the page is a summary and each account has its
+/// own page (`accounts/<id>.html`, [`account_page`]), so that the page a
+/// person opens stays well under a megabyte whatever the organization's
+/// size (500 accounts: about 500 KB).
+pub const INLINE_USERS: u64 = 2_000;
+
+/// The longest list the summary page shows in full (users that failed, the
+/// users of a finding); a longer one shows its first rows and says how many
+/// more there are, and where they are (the account pages, the CSV).
+pub const LIST_ROWS: usize = 100;
+
+/// Whether a report of this size is split into a summary and account pages.
+pub fn is_split(report: &RunReport) -> bool {
+    report.totals.users > INLINE_USERS
+}
+
+/// Where the summary page links an account: its section, or its page.
+fn account_href(split: bool, account_id: &str) -> String {
+    if split {
+        format!("accounts/{account_id}.html")
+    } else {
+        format!("#{}", anchor(account_id))
+    }
+}
+
+/// "…and 12 more": the line under a capped list.
+fn more_rows(shown: usize, total: usize, what: &str) -> Markup {
+    html! {
+        @if total > shown {
+            p.muted { "The first " (shown) " of " (total) " " (what) " are listed; the others are on the account pages and in the CSV report." }
+        }
+    }
+}
+
 /// An HTML id for an account section.
 fn anchor(account_id: &str) -> String {
     let id: String = account_id
@@ -27,9 +62,12 @@ fn anchor(account_id: &str) -> String {
         .collect();
     format!("acct-{id}")
 }
-/// The report as one self-contained HTML page.
+/// The report's page: the whole report for a run of up to
+/// [`INLINE_USERS`] users, the summary above that (see [`is_split`]).
 pub fn to_html(report: &RunReport) -> String {
     let t = &report.totals;
+    let split = is_split(report);
+    let href = |id: &str| account_href(split, id);
     let counts: Vec<(&AccountReport, AccountCounts)> = report
         .accounts
         .iter()
@@ -138,7 +176,7 @@ pub fn to_html(report: &RunReport) -> String {
                                     tbody {
                                         @for a in &problems {
                                             tr.problem {
-                                                td { a href=(format!("#{}", anchor(&a.account_id))) { code { (a.account_id) } } }
+                                                td { a href=(href(&a.account_id)) { code { (a.account_id) } } }
                                                 td { (display_name(a)) }
                                                 td { (state_badge(a.state)) }
                                                 td { (state_explanation(a)) }
@@ -152,9 +190,9 @@ pub fn to_html(report: &RunReport) -> String {
                                     caption.muted { "Users that failed or cannot be reached" }
                                     thead { tr { th scope="col" { "Account" } th scope="col" { "User" } th scope="col" { "Verdict" } th scope="col" { "Error" } th scope="col" { "Note" } } }
                                     tbody {
-                                        @for (a, u) in &failed_users {
+                                        @for (a, u) in failed_users.iter().take(LIST_ROWS) {
                                             tr.problem {
-                                                td { a href=(format!("#{}", anchor(&a.account_id))) { code { (a.account_id) } } }
+                                                td { a href=(href(&a.account_id)) { code { (a.account_id) } } }
                                                 td { (u.user_name) }
                                                 td { (u.verdict.as_str()) }
                                                 td.err { (user_errors(u).join("; ")) }
@@ -163,6 +201,7 @@ pub fn to_html(report: &RunReport) -> String {
                                         }
                                     }
                                 }
+                                (more_rows(LIST_ROWS, failed_users.len(), "users"))
                             }
                         }
                     }
@@ -179,7 +218,7 @@ pub fn to_html(report: &RunReport) -> String {
                             tbody {
                                 @for (a, c) in &counts {
                                     tr class=[a.state.is_problem().then_some("problem")] {
-                                        td { a href=(format!("#{}", anchor(&a.account_id))) { code { (a.account_id) } } }
+                                        td { a href=(href(&a.account_id)) { code { (a.account_id) } } }
                                         td { (display_name(a)) }
                                         td { (state_badge(a.state)) }
                                         td.num { (c.users) } td.num { (c.rotated) } td.num { (c.deactivated) }
@@ -197,10 +236,13 @@ pub fn to_html(report: &RunReport) -> String {
                             }
                         }
                     }
-                    (compliance_section(report))
+                    (compliance_section(report, split))
                     section aria-labelledby="users-h" {
                         h2 #users-h { "Users by account" }
-                        @for a in &report.accounts {
+                        @if split {
+                            p { "With " (t.users) " users, each account's users are on the account's own page: follow its link in the accounts table." }
+                        }
+                        @for a in report.accounts.iter().filter(|_| !split) {
                             section id=(anchor(&a.account_id)) {
                                 h3 {
                                     (display_name(a)) " " code { (a.account_id) } " " (state_badge(a.state))
@@ -249,7 +291,7 @@ pub fn to_html(report: &RunReport) -> String {
 }
 /// The "Compliance" section: the CIS share per account and in total, then
 /// the two findings (see the module documentation).
-fn compliance_section(report: &RunReport) -> Markup {
+fn compliance_section(report: &RunReport, split: bool) -> Markup {
     html! {
         section #compliance aria-labelledby="compliance-h" {
             h2 #compliance-h { "Compliance" }
@@ -279,7 +321,7 @@ fn compliance_section(report: &RunReport) -> Markup {
                         tbody {
                             @for a in &report.accounts {
                                 tr {
-                                    td { a href=(format!("#{}", anchor(&a.account_id))) { code { (a.account_id) } } }
+                                    td { a href=(account_href(split, &a.account_id)) { code { (a.account_id) } } }
                                     td { (display_name(a)) }
                                     @match a.compliance {
                                         Some(c) => { (measure_cells(c)) }
@@ -296,13 +338,13 @@ fn compliance_section(report: &RunReport) -> Markup {
                         }
                     }
                     h3 #no-mfa-h { "Active access key, no MFA (" (s.keys_without_mfa.len()) ")" }
-                    (findings_table(report, &s.keys_without_mfa, "no-mfa-h"))
+                    (findings_table(report, &s.keys_without_mfa, "no-mfa-h", split))
                     h3 #console-keys-h { "Console password and active access key (" (s.console_users_with_keys.len()) ")" }
                     p.muted {
                         "A console password with a long-lived access key is a person rather than a workload: "
                         "give them access through IAM Identity Center, or a role, and remove the key."
                     }
-                    (findings_table(report, &s.console_users_with_keys, "console-keys-h"))
+                    (findings_table(report, &s.console_users_with_keys, "console-keys-h", split))
                     @if let Some(unknown) = unknown_state_text(s) {
                         p.muted { (unknown) "." }
                     }
@@ -322,7 +364,7 @@ fn measure_cells(c: Compliance) -> Markup {
 }
 
 /// The users of one finding, with their account, or "None."
-fn findings_table(report: &RunReport, users: &[UserRef], labelled_by: &str) -> Markup {
+fn findings_table(report: &RunReport, users: &[UserRef], labelled_by: &str, split: bool) -> Markup {
     let name = |id: &str| {
         report
             .accounts
@@ -338,15 +380,16 @@ fn findings_table(report: &RunReport, users: &[UserRef], labelled_by: &str) -> M
             table aria-labelledby=(labelled_by) {
                 thead { tr { th scope="col" { "Account" } th scope="col" { "Name" } th scope="col" { "User" } } }
                 tbody {
-                    @for u in users {
+                    @for u in users.iter().take(LIST_ROWS) {
                         tr {
-                            td { a href=(format!("#{}", anchor(&u.account_id))) { code { (u.account_id) } } }
+                            td { a href=(account_href(split, &u.account_id)) { code { (u.account_id) } } }
                             td { (name(&u.account_id)) }
                             td { (u.user_name) }
                         }
                     }
                 }
             }
+            (more_rows(LIST_ROWS, users.len(), "users"))
         }
     }
 }
@@ -374,6 +417,88 @@ fn user_errors(u: &UserReport) -> Vec<String> {
     let mut errors: Vec<String> = u.error.iter().cloned().collect();
     errors.extend(u.actions.iter().filter_map(|r| action_error(u, r)));
     errors
+}
+
+/// One account's page of a split report (see [`is_split`]), stored beside
+/// the summary as `accounts/<id>.html`: the account's state, its users with
+/// their keys and actions, and its users in the two compliance findings.
+pub fn account_page(report: &RunReport, a: &AccountReport) -> String {
+    let title = format!(
+        "keyfleet run {} \u{2014} {} {}",
+        report.run_id,
+        display_name(a),
+        a.account_id
+    );
+    let in_account = |users: &[UserRef]| -> Vec<UserRef> {
+        users
+            .iter()
+            .filter(|u| u.account_id == a.account_id)
+            .cloned()
+            .collect()
+    };
+    let c = AccountCounts::of(a);
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) }
+                style { (PreEscaped(CSS)) }
+            }
+            body {
+                header {
+                    p.sub { a #summary-link href="../report.html" { "\u{2190} run " (report.run_id) } }
+                    h1 { (display_name(a)) " " code { (a.account_id) } " " (state_badge(a.state)) }
+                    p.sub {
+                        "Run started " (datetime_utc(report.created_at))
+                        ", finalized " (datetime_utc(report.finalized_at)) "."
+                        @if report.dry_run { " " span.badge.dry { "DRY RUN" } }
+                    }
+                }
+                main {
+                    ul.cards {
+                        (card("Users", c.users, false))
+                        (card("New keys", c.rotated, false))
+                        (card("Deactivated", c.deactivated, false))
+                        (card("Deleted", c.deleted, false))
+                        (card("Failures", c.failures, c.failures > 0))
+                        (share_card(a.compliance))
+                    }
+                    section aria-labelledby="users-h" {
+                        h2 #users-h { "Users" }
+                        @if a.users.is_empty() {
+                            p class=[a.state.is_problem().then_some("err")] { (state_explanation(a)) }
+                        } @else {
+                            @if let Some(e) = &a.error { p.err { (e) } }
+                            (users_table(report, a))
+                        }
+                    }
+                    @if let Some(s) = &report.compliance {
+                        section aria-labelledby="findings-h" {
+                            h2 #findings-h { "Compliance findings" }
+                            h3 #no-mfa-h { "Active access key, no MFA" }
+                            (account_findings(&in_account(&s.keys_without_mfa)))
+                            h3 #console-keys-h { "Console password and active access key" }
+                            (account_findings(&in_account(&s.console_users_with_keys)))
+                        }
+                    }
+                }
+            }
+        }
+    }
+    .into_string()
+}
+
+/// The users of one finding in one account, or "None."
+fn account_findings(users: &[UserRef]) -> Markup {
+    html! {
+        @if users.is_empty() {
+            p { "None." }
+        } @else {
+            ul { @for u in users { li { (u.user_name) } } }
+        }
+    }
 }
 
 fn users_table(report: &RunReport, a: &AccountReport) -> Markup {

@@ -68,7 +68,7 @@ pub mod table;
 pub mod widgets;
 
 pub use self::csv::{guard_cell, to_csv, CSV_BOM, CSV_HEADER};
-pub use html::to_html;
+pub use html::{account_page, to_html};
 pub use json::to_json;
 pub use table::to_table;
 pub use widgets::{date_utc, datetime_utc, rfc3339};

@@ -753,3 +753,56 @@ fn json_carries_the_evidence() {
     assert_eq!(gina["user_name"], "gina");
     assert!(gina.get("mfa_active").is_none());
 }
+
+/// A large run's HTML report is a summary page whose size does not grow
+/// with the users, plus a page per account; lists on the summary are capped
+/// with their counts. (A run of up to `INLINE_USERS` users stays one page,
+/// as every test above shows.)
+#[test]
+fn a_large_report_is_a_summary_page_and_a_page_per_account() {
+    use super::html::{is_split, LIST_ROWS};
+    let small = fixtures::report();
+    assert!(!is_split(&small));
+
+    let report = fixtures::large_report(60, 40);
+    assert!(is_split(&report));
+    let page = to_html(&report);
+    assert!(page.len() < 1_000_000, "{} bytes", page.len());
+    // Every account is linked to its page; no user's row is on the summary.
+    for a in &report.accounts {
+        assert!(
+            page.contains(&format!("href=\"accounts/{}.html\"", a.account_id)),
+            "{}",
+            a.account_id
+        );
+    }
+    assert!(
+        !page.contains("user-59-39"),
+        "the last user is on its page only"
+    );
+    assert!(!page.contains("<th scope=\"col\">Keys (oldest first)</th>"));
+    // Failed users (every seventh: 6 of 40 in each of 60 accounts) and the
+    // no-MFA finding (8 of 40 each) are capped, with their counts.
+    let failed = 60 * 40_usize.div_ceil(7);
+    assert!(page.contains(&format!("The first {LIST_ROWS} of {failed} users")));
+    let no_mfa = 60 * 8;
+    assert!(page.contains(&format!("The first {LIST_ROWS} of {no_mfa} users")));
+
+    // Twice the users per account: the summary page hardly grows.
+    let twice = to_html(&fixtures::large_report(60, 80));
+    assert!(
+        twice.len() < page.len() + page.len() / 20,
+        "{} bytes for twice the users, {} before",
+        twice.len(),
+        page.len()
+    );
+
+    // An account's page has its users, its findings and the way back.
+    let a = &report.accounts[59];
+    let own = account_page(&report, a);
+    assert!(own.contains("href=\"../report.html\""));
+    assert!(own.contains("user-59-39") && !own.contains("user-58-"));
+    assert!(own.contains("<th scope=\"col\">Keys (oldest first)</th>"));
+    let findings = &own[own.find("id=\"no-mfa-h\"").unwrap()..];
+    assert!(findings.contains("<li>user-59-0</li>") && findings.contains("<li>user-59-35</li>"));
+}
