@@ -20,6 +20,8 @@ mod serve;
 #[cfg(feature = "emulator")]
 mod bench;
 #[cfg(feature = "emulator")]
+mod bench_finalize;
+#[cfg(feature = "emulator")]
 mod bootstrap;
 #[cfg(feature = "emulator")]
 mod demo;
@@ -199,7 +201,16 @@ enum Command {
         /// system under IAM, SQS, SES and S3 faults, against a clean run).
         #[arg(long, value_name = "ACCOUNTS")]
         faults: Option<usize>,
+        /// Instead: the coordinator's finalize alone, in a process of its
+        /// own, on runs of these sizes (`10x50,100x100,500x100`): peak
+        /// memory, time, report sizes.
+        #[arg(long, value_name = "SIZES")]
+        finalize: Option<String>,
     },
+    /// One finalize of `keyfleet bench --finalize`, in its own process.
+    #[cfg(feature = "emulator")]
+    #[command(hide = true)]
+    BenchFinalize { run_id: String },
     /// The Lambda bootstrap of the emulator's functions.
     #[cfg(feature = "emulator")]
     #[command(hide = true)]
@@ -349,6 +360,13 @@ async fn dispatch(cli: Cli) -> Result<()> {
         Command::Bench {
             faults: Some(n), ..
         } => fault_run::run(n).await,
+        #[cfg(feature = "emulator")]
+        Command::Bench {
+            finalize: Some(sizes),
+            ..
+        } => bench_finalize::run(&bench_finalize::parse_sizes(&sizes)?).await,
+        #[cfg(feature = "emulator")]
+        Command::BenchFinalize { run_id } => bench_finalize::child(&cfg, path, &run_id).await,
         #[cfg(feature = "emulator")]
         Command::Bench {
             accounts, users, ..

@@ -324,8 +324,25 @@ pub fn aggregate(
     results: &[AccountResult],
     finalized_at: OffsetDateTime,
 ) -> RunReport {
-    let by_id: BTreeMap<&str, &AccountResult> =
-        results.iter().map(|r| (r.account_id.as_str(), r)).collect();
+    aggregate_owned(manifest, results.to_vec(), finalized_at)
+}
+
+/// [`aggregate`], taking the results: their users move into the report
+/// instead of being copied, so that finalize never holds a run's users
+/// twice.
+pub fn aggregate_owned(
+    manifest: &RunManifest,
+    results: Vec<AccountResult>,
+    finalized_at: OffsetDateTime,
+) -> RunReport {
+    let as_of_by_id: BTreeMap<String, OffsetDateTime> = results
+        .iter()
+        .map(|r| (r.account_id.clone(), r.as_of))
+        .collect();
+    let mut by_id: BTreeMap<String, AccountResult> = results
+        .into_iter()
+        .map(|r| (r.account_id.clone(), r))
+        .collect();
     let mut totals = Totals::default();
     let mut hist: Vec<AgeBucket> = AGE_EDGES
         .iter()
@@ -351,8 +368,8 @@ pub fn aggregate(
         .accounts
         .iter()
         .map(|m| {
-            let result = by_id.get(m.account_id.as_str());
-            let (state, error) = match (&m.dispatch, result) {
+            let result = by_id.remove(m.account_id.as_str());
+            let (state, error) = match (&m.dispatch, &result) {
                 (Dispatch::NoAgent, _) => (AccountState::NoAgent, None),
                 (Dispatch::Failed { error }, _) => {
                     (AccountState::DispatchFailed, Some(error.clone()))
@@ -367,14 +384,15 @@ pub fn aggregate(
                     r.error.clone(),
                 ),
             };
+            let iam_calls = result.as_ref().map(|r| r.iam_calls()).unwrap_or(0);
             AccountReport {
                 account_id: m.account_id.clone(),
                 name: m.name.clone(),
-                alias: result.and_then(|r| r.account_alias.clone()),
+                alias: result.as_ref().and_then(|r| r.account_alias.clone()),
                 state,
                 error,
-                iam_calls: result.map(|r| r.iam_calls()).unwrap_or(0),
-                users: result.map(|r| r.users.clone()).unwrap_or_default(),
+                iam_calls,
+                users: result.map(|r| r.users).unwrap_or_default(),
                 // Set below, with the account's `as_of`.
                 compliance: None,
             }
@@ -392,9 +410,9 @@ pub fn aggregate(
             AccountState::NoAgent => totals.accounts_no_agent += 1,
         }
         totals.iam_calls += a.iam_calls;
-        let as_of = by_id
+        let as_of = as_of_by_id
             .get(a.account_id.as_str())
-            .map(|r| r.as_of)
+            .copied()
             .unwrap_or(finalized_at);
         a.compliance = Some(compliance_of(&a.users, as_of));
         for u in &a.users {

@@ -13,7 +13,7 @@
 
 use super::{Coordinator, CoordinatorError};
 use crate::mail;
-use keyfleet_protocol::report::{aggregate, RunReport};
+use keyfleet_protocol::report::{aggregate_owned, RunReport};
 use keyfleet_protocol::{AccountResult, Policy};
 use keyfleet_reports::outcome;
 use keyfleet_reports::read::Reports;
@@ -57,27 +57,40 @@ impl Coordinator {
             .manifest(run_id)
             .await?
             .ok_or_else(|| CoordinatorError::UnknownRun(run_id.to_string()))?;
-        let mut results = Vec::new();
-        for a in &manifest.accounts {
-            if let Some(mut r) = self.account_result(run_id, &a.account_id).await? {
-                note_refused_owners(&manifest.policy, &mut r);
-                results.push(r);
+        // Memory: the results are dropped once aggregated (and their sealed
+        // credentials, which the report does not use, as they are read), and
+        // each rendering is made when it is written and dropped after, so
+        // that finalize holds the report and one rendering at a time
+        // (`keyfleet bench --finalize` prints the peak).
+        let report = {
+            let mut results = Vec::new();
+            for a in &manifest.accounts {
+                if let Some(mut r) = self.account_result(run_id, &a.account_id).await? {
+                    r.sealed = Vec::new();
+                    note_refused_owners(&manifest.policy, &mut r);
+                    results.push(r);
+                }
             }
-        }
-        let report = aggregate(&manifest, &results, OffsetDateTime::now_utc());
-        let json = render::to_json(&report);
+            aggregate_owned(&manifest, results, OffsetDateTime::now_utc())
+        };
         // The marker first: only the finalizer that claims it writes the
         // files, so a finalizer that built another report and lost never
         // overwrites the winner's. The summary goes out only for the winner;
         // files that cannot be written, or a failed summary, release the
         // marker so a retry or the sweep does it all again.
         if !self
-            .claim(&store::final_key(run_id), json.clone(), "application/json")
+            .claim(
+                &store::final_key(run_id),
+                render::to_json(&report),
+                "application/json",
+            )
             .await?
         {
             return Ok(None);
         }
-        let written = self.write_report_files(run_id, &report, json).await;
+        let written = self
+            .write_report_files(run_id, &report, render::to_json(&report))
+            .await;
         self.release_on_failure(&store::final_key(run_id), written)
             .await?;
         if manifest.policy.cleanup && !manifest.dry_run {
@@ -91,15 +104,18 @@ impl Coordinator {
         }
         let url = self.report_url(run_id);
         if !self.config.security_team.is_empty() {
-            let csv = render::to_csv(&report);
-            let csv_url = self.reports().file_url(run_id, "csv");
-            let sent = match mail::summary_email_with(
-                &self.config.sender,
-                &self.config.security_team,
-                &report,
-                CsvReport::choose(&csv, self.config.summary_attach_max_bytes, &csv_url),
-                Some(&url),
-            ) {
+            let built = {
+                let csv = render::to_csv(&report);
+                let csv_url = self.reports().file_url(run_id, "csv");
+                mail::summary_email_with(
+                    &self.config.sender,
+                    &self.config.security_team,
+                    &report,
+                    CsvReport::choose(&csv, self.config.summary_attach_max_bytes, &csv_url),
+                    Some(&url),
+                )
+            };
+            let sent = match built {
                 Ok(m) => self.send_email(&m).await,
                 Err(e) => {
                     // A bad configured address never fixes itself.
