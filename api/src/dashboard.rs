@@ -7,8 +7,8 @@
 //!   (`/?account=...&verdict=...&min_age=...`, and `run=<id>` to show a
 //!   given finalized run instead of the newest scheduled one; `select#account`,
 //!   `select#verdict`, `input#min_age`, `button#apply`), keys as of the end
-//!   of the run (at most [`MAX_ROWS`] users shown; narrow the filter for
-//!   more);
+//!   of the run, one page of [`PAGE_ROWS`] users at a time (see "Pages"
+//!   below);
 //! - key ages (the report's `key_age_histogram`) as the HTML report's
 //!   bar chart;
 //! - compliance over the last [`TREND_RUNS`] finalized scheduled runs
@@ -24,6 +24,27 @@
 //! [`crate::auth`]). Links start with the [`crate::routes::BasePath`] the
 //! request was mounted at, so the pages work behind an API Gateway stage.
 //!
+//! # Pages
+//!
+//! An organization of 500 accounts of 100 users has 50,000 users: the
+//! users table shows the page `?page=` asks for (from 1; empty or absent:
+//! the first), at most [`PAGE_ROWS`] rows, says which ("rows 101–200 of
+//! 50000 users") and links to the previous (`a#prev`) and the next page
+//! (`a#next`). The links keep the filter (`run`, `account`, `verdict`,
+//! `min_age`, those set) and the base path, and end in `#users`, so the
+//! browser lands on the table rather than on the summary above it. The
+//! filter form carries no page: applying a filter starts at page 1.
+//! Only the page's rows are built and rendered, whatever the page number.
+//!
+//! A `page` that is not a number from 1 (`0`, `x`, `-1`, `1.5`, one past
+//! `usize`) is a 400 page, like the other filter parameters. A page past
+//! the last is not: the link that asked for it was well formed when it was
+//! made, and the newest scheduled run or the filter's rows may have
+//! changed since (a bookmark, a reload the next day). It shows the table
+//! empty, says there are no rows on that page, and links back to the last
+//! page (`a#back`), or to none when nothing matches the filter (page 1 is
+//! then the one empty page).
+//!
 //! **The pages link only outside `/v1`**: to the stored reports
 //! (`/runs/{id}/report.{json,csv,html}`) and the key inventory
 //! (`/export.csv`, `/export.json`), which take the session cookie. In
@@ -38,15 +59,17 @@ use crate::middleware;
 use crate::routes::DashboardQuery;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
-use keyfleet_protocol::plan::Verdict;
-use keyfleet_protocol::report::RunReport;
+use keyfleet_protocol::plan::{KeyState, Verdict};
+use keyfleet_protocol::report::{AccountReport, RunReport};
+use keyfleet_protocol::UserReport;
 use keyfleet_reports::read::finalized::RunSummary;
 use keyfleet_reports::render::widgets::{self, card, datetime_utc, TrendPoint};
 use maud::{html, Markup, PreEscaped, DOCTYPE};
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 
-/// Users listed at most.
-pub const MAX_ROWS: usize = 1000;
+/// Users on a page of the users table (see "Pages" in the module doc).
+pub const PAGE_ROWS: usize = 100;
 /// Runs in the compliance trend.
 pub const TREND_RUNS: usize = 30;
 
@@ -58,6 +81,8 @@ pub struct Filter {
     pub account: Option<String>,
     pub verdict: Option<Verdict>,
     pub min_age: Option<u64>,
+    /// The page of the users table (`?page=`, from 1); `None`: the first.
+    pub page: Option<NonZeroUsize>,
 }
 
 impl Filter {
@@ -99,12 +124,75 @@ impl Filter {
                     .ok_or("min_age must be a number of days")?,
             ),
         };
+        let page = match some(&q.page) {
+            None => None,
+            Some(v) => Some(
+                v.parse::<NonZeroUsize>()
+                    .map_err(|_| "page must be a page number: 1, 2, 3, ...")?,
+            ),
+        };
         Ok(Filter {
             run,
             account,
             verdict,
             min_age,
+            page,
         })
+    }
+
+    /// The dashboard's address of `page` of this filter's users table,
+    /// under `base`. The values were checked by `Filter::parse` (run
+    /// ids, account ids, verdicts and numbers hold nothing a query must
+    /// escape).
+    pub fn page_href(&self, base: &str, page: usize) -> String {
+        let mut q = Vec::new();
+        if let Some(r) = &self.run {
+            q.push(format!("run={r}"));
+        }
+        if let Some(a) = &self.account {
+            q.push(format!("account={a}"));
+        }
+        if let Some(v) = self.verdict {
+            q.push(format!("verdict={}", v.as_str()));
+        }
+        if let Some(d) = self.min_age {
+            q.push(format!("min_age={d}"));
+        }
+        q.push(format!("page={page}"));
+        format!("{base}/?{}#users", q.join("&"))
+    }
+}
+
+/// Where a page of the users table falls among the rows the filter keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    /// The page asked for, from 1.
+    pub number: usize,
+    /// The pages the rows fill: at least 1 (no rows is one empty page).
+    pub pages: usize,
+    /// The rows the filter keeps.
+    pub total: usize,
+    /// This page's rows are `start..end` of them; none past the last page.
+    pub start: usize,
+    pub end: usize,
+}
+
+impl Page {
+    /// Page `number` (from 1; 0 counts as 1) of `total` rows.
+    pub fn of(total: usize, number: usize) -> Page {
+        let number = number.max(1);
+        let start = (number - 1).saturating_mul(PAGE_ROWS).min(total);
+        Page {
+            number,
+            pages: total.div_ceil(PAGE_ROWS).max(1),
+            total,
+            start,
+            end: start.saturating_add(PAGE_ROWS).min(total),
+        }
+    }
+
+    pub fn past_the_end(&self) -> bool {
+        self.number > self.pages
     }
 }
 
@@ -130,9 +218,36 @@ pub struct UserRow {
     pub keys: Vec<inventory::KeyView>,
 }
 
-/// The users of `report` that pass `filter`, in report order.
-pub fn user_rows(report: &RunReport, filter: &Filter) -> Vec<UserRow> {
-    let mut rows = Vec::new();
+/// A user the filter keeps, before its row is built.
+struct Kept<'r> {
+    account: &'r AccountReport,
+    user: &'r UserReport,
+    keys: Vec<KeyState>,
+    oldest: Option<u64>,
+}
+
+impl Kept<'_> {
+    fn row(&self, report: &RunReport) -> UserRow {
+        UserRow {
+            account_id: self.account.account_id.clone(),
+            account_name: self.account.name.clone(),
+            user_name: self.user.user_name.clone(),
+            path: self.user.path.clone(),
+            verdict: self.user.verdict,
+            oldest_age: self.oldest,
+            keys: self
+                .keys
+                .iter()
+                .map(|k| inventory::KeyView::of(k, report.finalized_at))
+                .collect(),
+        }
+    }
+}
+
+/// The users of `report` that pass `filter` (all but its page), in report
+/// order.
+fn kept<'r>(report: &'r RunReport, filter: &Filter) -> Vec<Kept<'r>> {
+    let mut out = Vec::new();
     for a in &report.accounts {
         if filter.account.as_ref().is_some_and(|f| *f != a.account_id) {
             continue;
@@ -150,21 +265,33 @@ pub fn user_rows(report: &RunReport, filter: &Filter) -> Vec<UserRow> {
                     continue;
                 }
             }
-            rows.push(UserRow {
-                account_id: a.account_id.clone(),
-                account_name: a.name.clone(),
-                user_name: u.user_name.clone(),
-                path: u.path.clone(),
-                verdict: u.verdict,
-                oldest_age: oldest,
-                keys: keys
-                    .iter()
-                    .map(|k| inventory::KeyView::of(k, report.finalized_at))
-                    .collect(),
+            out.push(Kept {
+                account: a,
+                user: u,
+                keys,
+                oldest,
             });
         }
     }
-    rows
+    out
+}
+
+/// The users of `report` that pass `filter` (all but its page), in report
+/// order.
+pub fn user_rows(report: &RunReport, filter: &Filter) -> Vec<UserRow> {
+    kept(report, filter).iter().map(|k| k.row(report)).collect()
+}
+
+/// The page of [`user_rows`] that `filter` asks for, and where it falls;
+/// only that page's rows are built.
+pub fn user_page(report: &RunReport, filter: &Filter) -> (Vec<UserRow>, Page) {
+    let kept = kept(report, filter);
+    let page = Page::of(kept.len(), filter.page.map_or(1, NonZeroUsize::get));
+    let rows = kept[page.start..page.end]
+        .iter()
+        .map(|k| k.row(report))
+        .collect();
+    (rows, page)
 }
 
 fn page(title: &str, base: &str, logged_in: bool, body: Markup) -> String {
@@ -339,8 +466,8 @@ fn trend(runs: &[Arc<RunSummary>]) -> Markup {
 }
 
 fn users(r: &RunReport, f: &Filter, base: &str) -> Markup {
-    let rows = user_rows(r, f);
-    let shown = rows.len().min(MAX_ROWS);
+    let (rows, p) = user_page(r, f);
+    let noun = |n: usize| if n == 1 { "user" } else { "users" };
     html! {
         section #users {
             h2 { "Users" }
@@ -372,13 +499,22 @@ fn users(r: &RunReport, f: &Filter, base: &str) -> Markup {
                 button #apply type="submit" { "Apply" }
             }
             p #user-count .note {
-                (rows.len()) @if rows.len() == 1 { " user" } @else { " users" }
-                @if shown < rows.len() { ", the first " (shown) " shown: narrow the filter to see the others" }
+                @if p.total == 0 {
+                    "0 users"
+                } @else if p.past_the_end() {
+                    "No rows on page " (p.number) ": " (p.total) " " (noun(p.total))
+                    " fill " (p.pages) @if p.pages == 1 { " page" } @else { " pages" } ". "
+                    a #back href=(f.page_href(base, p.pages)) { "Back to page " (p.pages) }
+                } @else {
+                    "rows " (p.start + 1) "–" (p.end) " of " (p.total) " " (noun(p.total))
+                    @if p.pages > 1 { ", page " (p.number) " of " (p.pages) }
+                }
             }
+            (pager(&p, f, base, true))
             table #user-table {
                 thead { tr { th { "account" } th { "user" } th { "verdict" } th { "keys (as of the end of the run)" } } }
                 tbody {
-                    @for u in rows.iter().take(MAX_ROWS) {
+                    @for u in &rows {
                         tr data-account=(u.account_id) {
                             td { code { (u.account_id) } @if !u.account_name.is_empty() { br; span .note { (u.account_name) } } }
                             td {
@@ -401,6 +537,32 @@ fn users(r: &RunReport, f: &Filter, base: &str) -> Markup {
                                 }
                             }
                         }
+                    }
+                }
+            }
+            (pager(&p, f, base, false))
+        }
+    }
+}
+
+/// The links to the previous and the next page of the users table, when
+/// there are such pages (none past the last page: `a#back` there). Above
+/// the table with ids (`#pager`, `#prev`, `#next`), below it without.
+fn pager(p: &Page, f: &Filter, base: &str, ids: bool) -> Markup {
+    let prev = p.number > 1 && !p.past_the_end();
+    let next = p.number < p.pages;
+    html! {
+        @if prev || next {
+            nav .pager .note id=[ids.then_some("pager")] {
+                @if prev {
+                    a id=[ids.then_some("prev")] rel="prev" href=(f.page_href(base, p.number - 1)) {
+                        "← previous " (PAGE_ROWS)
+                    }
+                }
+                @if prev && next { " · " }
+                @if next {
+                    a id=[ids.then_some("next")] rel="next" href=(f.page_href(base, p.number + 1)) {
+                        "next " (PAGE_ROWS.min(p.total - p.end)) " →"
                     }
                 }
             }

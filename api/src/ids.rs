@@ -25,6 +25,17 @@ pub fn account(s: &str) -> Result<&str, Problem> {
     }
 }
 
+/// An account's page of a run's HTML report as its path names it, the
+/// account id and `.html` (`111122223333.html`): the account id.
+pub fn account_page(s: &str) -> Result<&str, Problem> {
+    match s.strip_suffix(".html") {
+        Some(id) => account(id),
+        None => Err(Problem::bad_request(
+            "account_page is not an AWS account id (12 digits) followed by .html",
+        )),
+    }
+}
+
 /// An IAM user name: 1-64 of `[\w+=,.@-]`.
 pub fn user(s: &str) -> Result<&str, Problem> {
     if is_user_name(s) {
@@ -69,12 +80,13 @@ pub use keyfleet_reports::read::finalized::run_started;
 /// it from a secret. An account id (12 digits), an access key id (`AKIA`
 /// and 16 upper case letters or digits: 20 characters, where a secret
 /// access key has 40 and a zip password 24 of a wider alphabet) and a run
-/// id of the coordinator's form ([`run_started`]) cannot be a secret; an
-/// IAM user name can (both secrets fit its alphabet), and so can a run id
-/// of another form.
+/// id of the coordinator's form ([`run_started`]) cannot be a secret, nor
+/// can an account's page (an account id and `.html`); an IAM user name can
+/// (both secrets fit its alphabet), and so can a run id of another form.
 pub fn echoable(param: &str, value: &str) -> bool {
     match param {
         "account" => is_account_id(value),
+        "account_page" => value.strip_suffix(".html").is_some_and(is_account_id),
         "key_id" => is_key_id(value),
         "run_id" | "run" => run_started(value).is_some(),
         _ => false,
@@ -92,6 +104,26 @@ mod tests {
             let p = account(bad).unwrap_err();
             assert_eq!(p.status, 400, "{bad}");
         }
+    }
+
+    #[test]
+    fn account_pages_are_an_account_id_and_html() {
+        assert_eq!(account_page("111122223333.html").unwrap(), "111122223333");
+        for bad in [
+            "111122223333",
+            "111122223333.htm",
+            "111122223333.json",
+            "11112222333.html",
+            "111122223333.html.html",
+            ".html",
+            "",
+        ] {
+            let p = account_page(bad).unwrap_err();
+            assert_eq!(p.status, 400, "{bad}");
+            assert!(p.detail.contains("account"), "{bad}: {}", p.detail);
+        }
+        assert!(echoable("account_page", "111122223333.html"));
+        assert!(!echoable("account_page", "wJalrXUtnFEMIK7MDENG.html"));
     }
 
     #[test]

@@ -40,9 +40,10 @@
 //!   `/keys/v1/...`, the same operations, for API keys; both take no
 //!   cookie. The browser's routes are outside both and take the session
 //!   cookie or a Bearer key: the dashboard `/`, a run's stored reports
-//!   (`/runs/{run_id}/report.{html,json,csv}`) and the key inventory
-//!   (`/export.csv`, `/export.json`, the content of `/v1/export`). The
-//!   dashboard links only to those.
+//!   (`/runs/{run_id}/report.{html,json,csv}`, and the HTML report's page
+//!   of each account, `/runs/{run_id}/accounts/<account>.html`) and the
+//!   key inventory (`/export.csv`, `/export.json`, the content of
+//!   `/v1/export`). The dashboard links only to those.
 //! - **Errors** are RFC 9457 problem details ([`problem`]). No answer
 //!   echoes what could be a secret pasted into a URL: `instance` is the
 //!   route's template with only account ids, key ids and run ids of the
@@ -150,11 +151,12 @@ struct Inner {
     cors_origins: Vec<HeaderValue>,
     secure_cookies: SecureCookies,
     session_key: [u8; 32],
+    /// The report bucket, for the objects [`AppState::data`] has no reader
+    /// for (an account's page of the HTML report).
+    store: RunStore,
     // Kept for rebuilding in tests.
     #[cfg(test)]
     config: ApiConfig,
-    #[cfg(test)]
-    store: RunStore,
 }
 
 impl std::fmt::Debug for AppState {
@@ -198,10 +200,9 @@ impl AppState {
                 cors_origins,
                 secure_cookies: config.secure_cookies,
                 session_key,
+                store: backend.store,
                 #[cfg(test)]
                 config,
-                #[cfg(test)]
-                store: backend.store,
             }),
         })
     }
@@ -220,6 +221,11 @@ impl AppState {
     }
     pub fn data(&self) -> &keyfleet_reports::read::finalized::ReportData {
         &self.inner.data
+    }
+    /// The report bucket itself; reads of finalized reports go through
+    /// [`AppState::data`].
+    pub(crate) fn store(&self) -> &RunStore {
+        &self.inner.store
     }
     pub fn coordinator(&self) -> &dyn Coordinator {
         self.inner.coordinator.as_ref()

@@ -19,6 +19,8 @@ pub(crate) struct DashboardQuery {
     pub account: Option<String>,
     pub verdict: Option<String>,
     pub min_age: Option<String>,
+    /// The page of the users table, from 1.
+    pub page: Option<String>,
 }
 
 pub(super) async fn dashboard_page(

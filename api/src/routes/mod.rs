@@ -14,9 +14,15 @@
 //! its `/v1` takes SigV4 only. The table lists each operation once; the
 //! document gives the `/v1` path items a second server for the twin
 //! ([`crate::openapi`]). The browser's routes outside `/v1` (`/`,
-//! `/runs/{run_id}/report.{html,json,csv}`, `/export.csv`, `/export.json`)
-//! take the session cookie or a Bearer key ([`Access::KeyOrSession`]) and
-//! refuse with HTML pages (the login form for a 401).
+//! `/runs/{run_id}/report.{html,json,csv}`, an account's page of the HTML
+//! report `/runs/{run_id}/accounts/{account_page}`, `/export.csv`,
+//! `/export.json`) take the session cookie or a Bearer key
+//! ([`Access::KeyOrSession`]) and refuse with HTML pages (the login form
+//! for a 401).
+//!
+//! A path parameter is a whole segment (axum's router takes no suffix
+//! after one), so the account page's `<account id>.html` is one parameter,
+//! `account_page`, which [`ids::account_page`] takes apart.
 //!
 //! The table's types and the responses and parameters its entries share
 //! are in `model`; the handlers are one module per resource: `meta`
@@ -53,8 +59,8 @@ use axum::routing::{on, MethodRouter};
 use axum::Router;
 use keyfleet_reports::read::finalized::DataError;
 use model::{
-    page, problem, B401, B403, B429, CSV, HTML_PAGE, JSON, P_ACCOUNT, P_FORMAT, P_KEY, P_RUN,
-    P_USER, R202, R400, R401, R403, R409, R413, R429, R502, RUN_HEADERS,
+    page, problem, B401, B403, B429, CSV, HTML_PAGE, JSON, P_ACCOUNT, P_ACCOUNT_PAGE, P_FORMAT,
+    P_KEY, P_RUN, P_USER, R202, R400, R401, R403, R409, R413, R429, R502, RUN_HEADERS,
 };
 use serde::Deserialize;
 
@@ -121,7 +127,7 @@ pub const ROUTES: &[Route] = &[
         path: "/",
         op: Op::Dashboard,
         operation_id: "dashboard",
-        summary: "The dashboard: the latest scheduled run (or `run`), filterable by account, verdict and minimum key age; the compliance trend; every report.",
+        summary: "The dashboard: the latest scheduled run (or `run`), its users filterable by account, verdict and minimum key age and shown a page at a time; the compliance trend; every report.",
         access: Access::KeyOrSession(Scope::Read),
         html: true,
         params: &[
@@ -149,11 +155,17 @@ pub const ROUTES: &[Route] = &[
                 description: "Only users whose oldest key is at least this many days old (empty: all).",
                 ty: Ty::Str,
             },
+            Param {
+                name: "page",
+                location: In::Query,
+                description: "The page of the users table, from 1 (empty: the first); a page holds at most 100 users. A page past the last shows none and links back to the last.",
+                ty: Ty::Str,
+            },
         ],
         body: None,
         responses: &[
             page(200, "The dashboard."),
-            page(400, "A filter that is not a run id, an account id, a verdict or a number of days."),
+            page(400, "A filter that is not a run id, an account id, a verdict, a number of days or a page number from 1."),
             B401,
             B403,
             page(404, "The run asked for (`run`) is not a finalized run."),
@@ -291,6 +303,31 @@ pub const ROUTES: &[Route] = &[
             B401,
             B403,
             problem(404, "No HTML report for this run."),
+            B429,
+            R502,
+        ],
+    },
+    Route {
+        verb: Verb::Get,
+        path: "/runs/{run_id}/accounts/{account_page}",
+        op: Op::RunAccountHtml,
+        operation_id: "getRunAccountHtml",
+        summary: "One account's page of a run's stored HTML report (reports/<run_id>/accounts/<account>.html; the report's summary page links to it as accounts/<account>.html). Self-contained, no script.",
+        access: Access::KeyOrSession(Scope::Read),
+        html: true,
+        params: &[P_RUN, P_ACCOUNT_PAGE],
+        body: None,
+        responses: &[
+            Resp {
+                status: 200,
+                description: "The account's page.",
+                content: HTML_PAGE,
+                headers: RUN_HEADERS,
+            },
+            R400,
+            B401,
+            B403,
+            problem(404, "No HTML page of this account in this run."),
             B429,
             R502,
         ],
@@ -525,6 +562,7 @@ fn endpoint(r: &Route) -> MethodRouter<AppState> {
         Op::ListRuns => on(filter, runs::list_runs),
         Op::GetRun => on(filter, runs::get_run),
         Op::RunHtml => on(filter, runs::run_html),
+        Op::RunAccountHtml => on(filter, runs::run_account_html),
         Op::RunJson => on(filter, runs::run_json_file),
         Op::RunCsv => on(filter, runs::run_csv_file),
         Op::UserKeys => on(filter, users::user_keys),

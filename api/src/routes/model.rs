@@ -86,6 +86,7 @@ pub enum Op {
     ListRuns,
     GetRun,
     RunHtml,
+    RunAccountHtml,
     RunJson,
     RunCsv,
     UserKeys,
@@ -211,6 +212,15 @@ pub(super) const P_RUN: Param = Param {
     location: In::Path,
     description: "Run id.",
     ty: Ty::Pattern("^[A-Za-z0-9_-]{1,64}$"),
+};
+/// The last segment of an account's page of a run's HTML report: the
+/// router takes a parameter only as a whole segment, so the id and its
+/// `.html` are one parameter ([`crate::ids::account_page`]).
+pub(super) const P_ACCOUNT_PAGE: Param = Param {
+    name: "account_page",
+    location: In::Path,
+    description: "AWS account id and `.html` (`111122223333.html`).",
+    ty: Ty::Pattern("^[0-9]{12}\\.html$"),
 };
 pub(super) const P_FORMAT: Param = Param {
     name: "format",

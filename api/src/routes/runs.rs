@@ -1,6 +1,9 @@
 //! The runs: the list (`/v1/runs`), a run's consolidated report
 //! (`/v1/runs/{run_id}`, JSON or CSV) and the browser's copies of the
-//! reports the coordinator stored (`/runs/{run_id}/report.{html,json,csv}`).
+//! reports the coordinator stored (`/runs/{run_id}/report.{html,json,csv}`,
+//! and the HTML report's page of each account,
+//! `/runs/{run_id}/accounts/<account>.html`, which the summary page
+//! `report.html` links to as `accounts/<account>.html`).
 
 use super::model::JSON;
 use super::{
@@ -14,7 +17,8 @@ use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use keyfleet_reports::render;
+use keyfleet_reports::read::finalized::DataError;
+use keyfleet_reports::{render, store};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -112,17 +116,48 @@ async fn label_stored(state: &AppState, run_id: &str, resp: Response) -> Respons
     }
 }
 
+/// A stored HTML page of a report, under the report's CSP (self-contained:
+/// inline CSS and SVG, no script, sandboxed).
+fn report_page(page: &[u8]) -> Response {
+    let mut resp = html(StatusCode::OK, String::from_utf8_lossy(page).into_owned());
+    resp.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(middleware::REPORT_CSP),
+    );
+    resp
+}
+
 pub(super) async fn run_html(
     State(state): State<AppState>,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Response, Problem> {
     let (run_id, page) = stored_report(&state, path, "html", "HTML").await?;
-    let mut resp = html(StatusCode::OK, String::from_utf8_lossy(&page).into_owned());
-    resp.headers_mut().insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(middleware::REPORT_CSP),
-    );
-    Ok(label_stored(&state, &run_id, resp).await)
+    Ok(label_stored(&state, &run_id, report_page(&page)).await)
+}
+
+/// `/runs/{run_id}/accounts/{account_page}`: one account's page of a run's
+/// HTML report as the coordinator stored it
+/// ([`keyfleet_reports::store::account_page_key`]), served as
+/// [`run_html`] serves the summary page that links to it.
+pub(super) async fn run_account_html(
+    State(state): State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Result<Response, Problem> {
+    let Path((run_id, page)) = path.map_err(path_problem)?;
+    let run_id = ids::run(&run_id)?;
+    let account = ids::account_page(&page)?;
+    let page = state
+        .store()
+        .get(&store::account_page_key(run_id, account))
+        .await
+        .map_err(|e| store_failed(DataError::from(e)))?
+        .ok_or_else(|| {
+            Problem::not_found(format!(
+                "no HTML page of account {account} in {}",
+                run_named(run_id)
+            ))
+        })?;
+    Ok(label_stored(&state, run_id, report_page(&page)).await)
 }
 
 /// `/runs/{run_id}/report.json`: the browser's copy of the JSON report.

@@ -8,12 +8,13 @@ use axum::http::Method;
 use keyfleet_api::RateLimit;
 use std::time::Duration;
 
-const READS: [&str; 9] = [
+const READS: [&str; 10] = [
     "/v1/runs",
     "/v1/export",
     "/",
     "/v1/runs/20260301T000000Z-aaaaaa",
     "/runs/20260301T000000Z-aaaaaa/report.html",
+    "/runs/20260301T000000Z-aaaaaa/accounts/111122223333.html",
     "/runs/20260301T000000Z-aaaaaa/report.json",
     "/runs/20260301T000000Z-aaaaaa/report.csv",
     "/export.csv",

@@ -9,6 +9,7 @@ use crate::world::{Answer, Options, World};
 use keyfleet_api::keys;
 use keyfleet_api::routes::ROUTES;
 use keyfleet_reports::render;
+use keyfleet_reports::store;
 
 /// The browser's read routes of the fixture's latest run.
 fn browser_reads() -> Vec<String> {
@@ -220,6 +221,142 @@ async fn missing_reports_are_404_and_malformed_run_ids_400() {
     }
 }
 
+/// PROD's page of the latest run's HTML report, stored as the coordinator
+/// stores a large run's (`world::put_report`; the fixture's run is small,
+/// its report one page).
+async fn put_account_page(w: &World) -> Vec<u8> {
+    let r = latest();
+    let page = render::account_page(&r, &r.accounts[0]).into_bytes();
+    w.store()
+        .put(
+            &store::account_page_key(LATEST, PROD),
+            page.clone(),
+            "text/html",
+        )
+        .await
+        .unwrap();
+    page
+}
+
+#[tokio::test]
+async fn a_session_reads_an_account_s_page_of_the_html_report() {
+    let w = World::new(Options::default()).await;
+    let stored = put_account_page(&w).await;
+    let uri = format!("/runs/{LATEST}/accounts/{PROD}.html");
+    let cookie = w.login(&w.reader).await;
+    let a = w.get_with_cookie(&uri, &cookie).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(a.header("content-type"), Some("text/html; charset=utf-8"));
+    let csp = a.header("content-security-policy").unwrap();
+    assert!(
+        csp.contains("sandbox") && csp.contains("default-src 'none'"),
+        "{csp}"
+    );
+    assert_eq!(a.header("x-keyfleet-run-id"), Some(LATEST));
+    assert_eq!(
+        a.header("x-keyfleet-run-time"),
+        Some("2026-03-01T00:10:00Z")
+    );
+    assert_eq!(a.body, stored);
+    assert!(!a.text().contains("<script"));
+    assert_no_secret(&w, &a, &cookie, &uri);
+
+    // A Bearer key reads it too; a key without read gets the refusal
+    // page, no credential the login form.
+    let a = w.get(&uri, Some(&w.reader)).await;
+    assert_eq!((a.status.as_u16(), &a.body), (200, &stored));
+    let a = w.get(&uri, Some(&w.rotator)).await;
+    assert_eq!(a.status, 403);
+    assert!(a.header("content-type").unwrap().starts_with("text/html"));
+    let a = w.get(&uri, None).await;
+    assert_eq!(a.status, 401);
+    assert!(a.header("www-authenticate").is_some());
+    assert!(a.text().contains("action=\"/login\"") && !a.text().contains(LATEST));
+}
+
+/// `href`s of a page that start with `prefix`.
+fn hrefs(page: &str, prefix: &str) -> Vec<String> {
+    page.split("href=\"")
+        .skip(1)
+        .map(|s| s[..s.find('"').unwrap()].to_string())
+        .filter(|h| h.starts_with(prefix))
+        .collect()
+}
+
+/// A large run's summary page links each account's page relatively
+/// (`accounts/<id>.html`); from `/runs/{run_id}/report.html` the browser
+/// asks the route for it, with the session alone, and the page's way back
+/// (`../report.html`) is the summary again.
+#[tokio::test]
+async fn the_summary_page_s_account_links_open_with_the_session() {
+    let w = World::new(Options {
+        reports: vec![split()],
+        ..Default::default()
+    })
+    .await;
+    let cookie = w.login(&w.reader).await;
+    let summary = format!("/runs/{SPLIT}/report.html");
+    let a = w.get_with_cookie(&summary, &cookie).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    let mut links = hrefs(&a.text(), "accounts/");
+    links.sort();
+    links.dedup();
+    assert_eq!(
+        links,
+        [
+            format!("accounts/{PROD}.html"),
+            format!("accounts/{SANDBOX}.html")
+        ]
+    );
+    let r = split();
+    for (link, account) in links.iter().zip(&r.accounts) {
+        let uri = format!("/runs/{SPLIT}/{link}");
+        let a = w.get_with_cookie(&uri, &cookie).await;
+        assert_eq!(a.status, 200, "{uri}: {}", a.text());
+        assert_eq!(a.header("x-keyfleet-run-id"), Some(SPLIT));
+        assert_eq!(a.text(), render::account_page(&r, account));
+        assert_eq!(hrefs(&a.text(), "../"), ["../report.html"], "{uri}");
+    }
+}
+
+#[tokio::test]
+async fn missing_account_pages_are_404_and_malformed_account_ids_400() {
+    let w = World::new(Options::default()).await;
+    put_account_page(&w).await;
+    let cookie = w.login(&w.reader).await;
+    for uri in [
+        // An account without a page, a run not finalized, an unknown run.
+        format!("/runs/{LATEST}/accounts/{SANDBOX}.html"),
+        format!("/runs/{RUNNING}/accounts/{PROD}.html"),
+        format!("/runs/20990101T000000Z-zzzzzz/accounts/{PROD}.html"),
+    ] {
+        let p = w.get_with_cookie(&uri, &cookie).await.problem(404);
+        assert!(
+            p["detail"]
+                .as_str()
+                .unwrap()
+                .contains("HTML page of account"),
+            "{uri}: {p}"
+        );
+    }
+    for uri in [
+        format!("/runs/{LATEST}/accounts/11112222333.html"),
+        format!("/runs/{LATEST}/accounts/abcdefghijkl.html"),
+        format!("/runs/{LATEST}/accounts/.html"),
+        format!("/runs/{LATEST}/accounts/{PROD}"),
+        format!("/runs/{LATEST}/accounts/{PROD}.json"),
+        format!("/runs/{LATEST}/accounts/{PROD}.html.html"),
+        format!("/runs/a.b/accounts/{PROD}.html"),
+    ] {
+        let p = w.get_with_cookie(&uri, &cookie).await.problem(400);
+        assert!(
+            p["detail"].as_str().unwrap().contains("account")
+                || p["detail"].as_str().unwrap().contains("run id"),
+            "{uri}: {p}"
+        );
+    }
+}
+
 /// The decision of the crate doc, held against the route table: `/v1` is
 /// for signed principals and Bearer keys, the session opens only the
 /// browser's GETs outside it.
@@ -255,6 +392,7 @@ fn only_the_browser_routes_outside_v1_take_the_session() {
         [
             "/",
             "/runs/{run_id}/report.html",
+            "/runs/{run_id}/accounts/{account_page}",
             "/runs/{run_id}/report.json",
             "/runs/{run_id}/report.csv",
             "/export.csv",

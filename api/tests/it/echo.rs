@@ -60,6 +60,7 @@ fn valid(param: &str) -> &'static str {
         "user" => "alice",
         "key_id" => ALICE_OLD,
         "run_id" => LATEST,
+        "account_page" => PROD_PAGE,
         other => panic!("no valid value for path parameter {other}"),
     }
 }
@@ -115,8 +116,8 @@ async fn no_route_echoes_a_secret_pasted_into_any_path_parameter() {
             }
         }
     }
-    // 11 path parameters in 7 routes, 6 spellings of the 4 values.
-    assert!(tried >= 11 * 6, "only {tried} requests");
+    // 13 path parameters in 8 routes, 6 spellings of the 4 values.
+    assert!(tried >= 13 * 6, "only {tried} requests");
 }
 
 #[tokio::test]
@@ -196,6 +197,30 @@ async fn a_problem_s_instance_is_its_route_with_only_safe_identifiers_filled_in(
     assert_eq!(p["instance"], "/v1/accounts/{account}/users/{user}/keys");
     assert!(!p.to_string().contains("hunter2"), "{p}");
     assert!(p["detail"].as_str().unwrap().contains("account"), "{p}");
+    // An account's page of the HTML report: its account id is shown.
+    let p = w
+        .get(
+            &format!("/runs/{LATEST}/accounts/{SANDBOX}.html"),
+            Some(&w.reader),
+        )
+        .await
+        .problem(404);
+    assert_eq!(
+        p["instance"],
+        format!("/runs/{LATEST}/accounts/{SANDBOX}.html")
+    );
+    let p = w
+        .get(
+            &format!("/runs/{LATEST}/accounts/hunter2hunter2.html"),
+            Some(&w.reader),
+        )
+        .await
+        .problem(400);
+    assert_eq!(
+        p["instance"],
+        format!("/runs/{LATEST}/accounts/{{account_page}}")
+    );
+    assert!(!p.to_string().contains("hunter2"), "{p}");
     // No route: the path's segments no route has are not shown.
     let p = w
         .get("/v1/hunter2hunter2", Some(&w.reader))

@@ -14,6 +14,10 @@
 //!
 //! Afterwards (2026-03-03) an emergency rotation of dave created DAVE_NEW
 //! and deactivated DAVE_KEY: a one-user run.
+//!
+//! [`crowded`] and [`split`] are scheduled runs of worlds of their own:
+//! more users than a page of the dashboard's users table, and more than
+//! the HTML report shows on one page.
 
 use keyfleet_protocol::report::{aggregate, RunReport};
 use keyfleet_protocol::{AccountResult, JobMode, Policy, RunManifest};
@@ -24,6 +28,8 @@ use time::OffsetDateTime;
 pub const PROD: &str = "111122223333";
 pub const SANDBOX: &str = "444455556666";
 pub const MISSING: &str = "777788889999";
+/// PROD's page of a run's HTML report, as its path names it.
+pub const PROD_PAGE: &str = "111122223333.html";
 
 pub const ALICE_OLD: &str = "AKIAALICEOLD00000001";
 pub const ALICE_NEW: &str = "AKIAALICENEW00000002";
@@ -41,6 +47,10 @@ pub const DRY: &str = "20260302T000000Z-cccccc";
 pub const ROTATION: &str = "20260303T000000Z-dddddd";
 /// Started, not finalized.
 pub const RUNNING: &str = "20260304T000000Z-eeeeee";
+/// The scheduled run of [`crowded`].
+pub const CROWDED: &str = "20260215T000000Z-a1b2c3";
+/// Users of PROD in [`crowded`] beyond a page of the dashboard.
+pub const CROWDED_EXTRA: usize = 20;
 
 pub const LATEST_AT: OffsetDateTime = datetime!(2026-03-01 00:00 UTC);
 
@@ -230,5 +240,71 @@ pub fn rotation() -> RunReport {
                 ])
             )])),
         )],
+    )
+}
+
+/// `n` users `{prefix}-0000`, `{prefix}-0001`, ...: compliant with one key
+/// (`AKIACROWDED000000000`, ...) created 2026-01-01, or without keys.
+fn many_users(prefix: &str, n: usize, with_keys: bool) -> Value {
+    Value::Array(
+        (0..n)
+            .map(|i| {
+                let name = format!("{prefix}-{i:04}");
+                if with_keys {
+                    let id = format!("AKIACROWDED{i:09}");
+                    let keys = json!([key(&id, "Active", "2026-01-01T00:00:00Z")]);
+                    user(&name, "compliant", keys, json!([]))
+                } else {
+                    user(&name, "no_keys", json!([]), json!([]))
+                }
+            })
+            .collect(),
+    )
+}
+
+/// A scheduled run with more users than a page of the dashboard
+/// ([`keyfleet_api::dashboard::PAGE_ROWS`]): PROD has a page and
+/// [`CROWDED_EXTRA`] more users, `user-0000`, `user-0001`, ..., each with a
+/// key 45 days old (compliant); SANDBOX has a page of users without keys,
+/// `sbx-0000`, .... Report order: PROD's users, then SANDBOX's.
+pub fn crowded() -> RunReport {
+    use keyfleet_api::dashboard::PAGE_ROWS;
+    report(
+        CROWDED,
+        datetime!(2026-02-15 00:00 UTC),
+        JobMode::Scheduled,
+        false,
+        vec![
+            (
+                PROD,
+                "Production",
+                Some(many_users("user", PAGE_ROWS + CROWDED_EXTRA, true)),
+            ),
+            (
+                SANDBOX,
+                "Sandbox",
+                Some(many_users("sbx", PAGE_ROWS, false)),
+            ),
+        ],
+    )
+}
+
+/// The scheduled run of [`split`].
+pub const SPLIT: &str = "20260220T000000Z-d4e5f6";
+
+/// A scheduled run whose HTML report is a summary page and a page per
+/// account (more users than [`keyfleet_reports::render::html::INLINE_USERS`]):
+/// PROD and SANDBOX, each with half of them and one more.
+pub fn split() -> RunReport {
+    let half = keyfleet_reports::render::html::INLINE_USERS as usize / 2 + 1;
+    report(
+        SPLIT,
+        datetime!(2026-02-20 00:00 UTC),
+        JobMode::Scheduled,
+        false,
+        vec![
+            (PROD, "Production", Some(many_users("p", half, false))),
+            (SANDBOX, "Sandbox", Some(many_users("s", half, false))),
+        ],
     )
 }

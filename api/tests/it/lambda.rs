@@ -292,6 +292,32 @@ async fn pages_behind_a_stage_link_within_it() {
     assert_eq!(v["statusCode"], 401, "{v}");
 }
 
+/// The users table's page links keep the stage and the filter.
+#[tokio::test]
+async fn the_users_pages_link_within_the_stage() {
+    let w = World::new(Options {
+        reports: vec![crowded()],
+        ..Default::default()
+    })
+    .await;
+    let bearer = json!({"Authorization": format!("Bearer {}", w.reader)});
+    let v = handle(&w, event("GET", "/", Value::Null, bearer.clone())).await;
+    assert_eq!(v["statusCode"], 200, "{v}");
+    let page = v["body"].as_str().unwrap();
+    assert!(page.contains("href=\"/prod/?page=2#users\""), "{page}");
+    let v = handle(
+        &w,
+        event("GET", "/", json!({"account": PROD, "page": "2"}), bearer),
+    )
+    .await;
+    assert_eq!(v["statusCode"], 200, "{v}");
+    let page = v["body"].as_str().unwrap();
+    assert!(
+        page.contains(&format!("href=\"/prod/?account={PROD}&amp;page=1#users\"")),
+        "{page}"
+    );
+}
+
 /// What a read-only auditor could do before: read the gateway's API key
 /// value (`aws apigateway get-api-key --include-value`, the keyfleet key
 /// itself) and send it. An event without a SigV4 identity that carries that

@@ -14,6 +14,7 @@ fn sample(path: &str) -> String {
         .replace("{user}", "alice")
         .replace("{key_id}", "AKIAALICEOLD00000001")
         .replace("{run_id}", "20260301T000000Z-aaaaaa")
+        .replace("{account_page}", "111122223333.html")
 }
 
 #[tokio::test]

@@ -76,6 +76,7 @@ fn dashboard_rows_filter_by_account_verdict_and_age() {
         account: Some(PROD.into()),
         verdict: Some(Verdict::Compliant),
         min_age: None,
+        page: None,
     };
     let rows = user_rows(&r, &f);
     assert_eq!(rows.len(), 1);

@@ -183,6 +183,19 @@ pub async fn put_report(store: &RunStore, r: &RunReport) {
         .put(&store::report_key(id, "csv"), render::to_csv(r), "text/csv")
         .await
         .unwrap();
+    // A large run's HTML report is a summary and a page per account.
+    if render::html::is_split(r) {
+        for a in &r.accounts {
+            store
+                .put(
+                    &store::account_page_key(id, &a.account_id),
+                    render::account_page(r, a).into_bytes(),
+                    "text/html",
+                )
+                .await
+                .unwrap();
+        }
+    }
     store
         .put(
             &store::report_key(id, "html"),
@@ -328,6 +341,12 @@ impl World {
         );
         self.state = state;
         self.app = app;
+    }
+
+    /// The report bucket, to put what a test needs beside the fixture's
+    /// runs.
+    pub fn store(&self) -> &RunStore {
+        &self.store
     }
 
     pub fn keys(&self) -> [&str; 3] {
