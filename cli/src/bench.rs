@@ -9,8 +9,13 @@
 //! are keyfleet's own (the emulator's Lambda processes would add their
 //! start-up, which Lambda does not have at that scale). Only the cycle is
 //! timed; seeding is not. Peak memory is the high-water mark of this whole
-//! process (coordinator and every agent together), read from /proc: an
-//! upper bound for one agent Lambda, which holds a single account.
+//! process (the coordinator's dispatch and intake and every agent together),
+//! read from /proc: an upper bound for one agent Lambda, which holds a
+//! single account. The run is finalized in a process of its own (as the
+//! coordinator Lambda would), whose peak memory and time are printed apart,
+//! with the sizes of the report objects. Each cycle's end state is checked
+//! (every account served, every due key rotated, no failed action; the
+//! first account's keys in IAM), and the bench fails when it is not.
 
 use crate::bootstrap;
 use crate::config::Config;
@@ -55,6 +60,60 @@ pub struct Row {
     pub iam_calls_per_account: f64,
     pub peak_mib: f64,
     pub ok: u64,
+    /// The finalize, in a process of its own (the coordinator alone).
+    pub finalize: crate::bench_finalize::Finalized,
+    pub sizes: crate::bench_finalize::Sizes,
+}
+
+/// Users of [`users`] whose key is due for rotation.
+fn due(users_per: usize) -> u64 {
+    (0..users_per).filter(|i| i % 10 == 0).count() as u64
+}
+
+/// The end state a cycle must leave: every account served (none dropped,
+/// missing or failed), every due key rotated and no action failed; and in
+/// the first account, as IAM shows it, every due user with its new key
+/// beside the old one.
+async fn check_end_state(
+    emu: &Emulator,
+    report: &keyfleet_protocol::report::RunReport,
+    ids: &[String],
+    users_per: usize,
+) -> Result<()> {
+    let t = &report.totals;
+    let accounts = ids.len() as u64;
+    if t.accounts_ok != accounts {
+        let others: Vec<String> = report
+            .accounts
+            .iter()
+            .filter(|a| a.state != keyfleet_protocol::report::AccountState::Ok)
+            .take(5)
+            .map(|a| format!("{} {} {:?}", a.account_id, a.state.as_str(), a.error))
+            .collect();
+        anyhow::bail!(
+            "{} of {accounts} accounts served cleanly; for example: {}",
+            t.accounts_ok,
+            others.join("; ")
+        );
+    }
+    let rotated = t.by_verdict.get("rotated").copied().unwrap_or(0);
+    if rotated != accounts * due(users_per) || t.failed_actions != 0 {
+        anyhow::bail!(
+            "{rotated} users rotated (expected {}), {} failed actions",
+            accounts * due(users_per),
+            t.failed_actions
+        );
+    }
+    let first = ids.first().context("no account")?;
+    let iam = aws_sdk_iam::Client::new(&emu.config_for_account(first).await?);
+    for i in (0..users_per).filter(|i| i % 10 == 0) {
+        let name = format!("svc-{i:04}");
+        let keys = seed::keys(&iam, &name).await?;
+        if keys.len() != 2 {
+            anyhow::bail!("{first}/{name} has {} keys after its rotation", keys.len());
+        }
+    }
+    Ok(())
 }
 
 /// A fresh emulator with an organization and keyfleet deployed in it (the
@@ -128,15 +187,38 @@ async fn one(accounts: usize, users_per: usize) -> Result<Row> {
         .await;
     seeded.into_iter().collect::<Result<Vec<()>>>()?;
 
-    let local = Local::connect(&cfg, Path::new("keyfleet.toml"), sdk).await?;
+    let local = Local::connect(&cfg, Path::new("keyfleet.toml"), sdk.clone()).await?;
     let start = Instant::now();
-    let report = local
-        .run(&Command::Run {
+    let run_id = local
+        .run_agents(&Command::Run {
             accounts: None,
             dry_run: false,
         })
         .await?;
     let wall = start.elapsed().as_secs_f64();
+    // The last result's intake finalized the run in this process; it is
+    // finalized once more from its stored results in a process of its own,
+    // as the coordinator Lambda does, for the coordinator's own figures.
+    let store = keyfleet_reports::store::RunStore::new(
+        crate::aws::s3_client(&cfg, &sdk),
+        cfg.coordinator.report_bucket.clone(),
+    );
+    store
+        .delete(&keyfleet_reports::store::final_key(&run_id))
+        .await?;
+    for ext in ["json", "csv", "html"] {
+        store
+            .delete(&keyfleet_reports::store::report_key(&run_id, ext))
+            .await?;
+    }
+    let finalize = crate::bench_finalize::finalize_in_child(&cfg, &run_id)?;
+    let report = local
+        .coordinator
+        .report(&run_id)
+        .await?
+        .with_context(|| format!("run {run_id} did not finalize"))?;
+    check_end_state(&emu, &report, &ids, users_per).await?;
+    let sizes = crate::bench_finalize::Sizes::of_accounts(&store, &run_id, &ids).await;
     let t = &report.totals;
     Ok(Row {
         accounts,
@@ -147,26 +229,45 @@ async fn one(accounts: usize, users_per: usize) -> Result<Row> {
             / (t.accounts_ok + t.accounts_partial).max(1) as f64,
         peak_mib: peak_rss_mib().unwrap_or(f64::NAN),
         ok: t.accounts_ok,
+        finalize,
+        sizes,
     })
 }
 
 pub async fn run(sizes: &[usize], users_per: usize) -> Result<()> {
     println!(
-        "{:>8} {:>6} {:>10} {:>11} {:>15} {:>14} {:>6}",
-        "accounts", "users", "wall (s)", "accounts/s", "IAM calls/acct", "peak RSS (MiB)", "ok"
+        "{:>8} {:>6} {:>10} {:>11} {:>15} {:>14} {:>6} {:>13} {:>15} {:>10} {:>9} {:>10}",
+        "accounts",
+        "users",
+        "wall (s)",
+        "accounts/s",
+        "IAM calls/acct",
+        "peak RSS (MiB)",
+        "ok",
+        "finalize (s)",
+        "finalize (MiB)",
+        "JSON (MB)",
+        "CSV (MB)",
+        "HTML (KB)"
     );
     for &n in sizes {
         let r = one(n, users_per).await?;
         println!(
-            "{:>8} {:>6} {:>10.2} {:>11.1} {:>15.1} {:>14.0} {:>6}",
+            "{:>8} {:>6} {:>10.2} {:>11.1} {:>15.1} {:>14.0} {:>6} {:>13.1} {:>15.0} {:>10.1} {:>9.1} {:>10.0}",
             r.accounts,
             r.users,
             r.wall_s,
             r.accounts_per_s,
             r.iam_calls_per_account,
             r.peak_mib,
-            r.ok
+            r.ok,
+            r.finalize.seconds,
+            r.finalize.peak_mib,
+            r.sizes.json as f64 / 1e6,
+            r.sizes.csv as f64 / 1e6,
+            r.sizes.html as f64 / 1e3,
         );
     }
+    println!("every account served, every due key rotated (checked in the report and, for the first account, in IAM)");
     Ok(())
 }

@@ -178,15 +178,40 @@ async fn one(accounts: usize, users: usize) -> Result<Row> {
     );
     let store = RunStore::new(s3, cfg.coordinator.report_bucket.clone());
     let run_id = seed_run(&store, accounts, users).await?;
+    let finalized = finalize_in_child(&cfg, &run_id)?;
+    let sizes = Sizes::of(&store, &run_id, accounts).await;
+    let row = Row {
+        accounts,
+        users,
+        seconds: finalized.seconds,
+        peak_mib: finalized.peak_mib,
+        json_bytes: sizes.json,
+        csv_bytes: sizes.csv,
+        html_bytes: sizes.html,
+        pages: sizes.pages,
+    };
+    drop(emu);
+    Ok(row)
+}
+
+/// How one finalize went, as its process reported it.
+pub struct Finalized {
+    pub seconds: f64,
+    pub peak_mib: f64,
+}
+
+/// Finalizes `run_id` in a process of its own (`keyfleet bench-finalize`),
+/// as the coordinator Lambda would: its peak memory is the coordinator's.
+pub fn finalize_in_child(cfg: &Config, run_id: &str) -> Result<Finalized> {
     let config = std::env::temp_dir().join(format!(
         "keyfleet-bench-finalize-{}-{run_id}.toml",
         std::process::id()
     ));
-    std::fs::write(&config, toml::to_string(&cfg)?)?;
+    std::fs::write(&config, toml::to_string(cfg)?)?;
     let out = std::process::Command::new(std::env::current_exe()?)
         .arg("--config")
         .arg(&config)
-        .args(["bench-finalize", &run_id])
+        .args(["bench-finalize", run_id])
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")
         .output()
@@ -200,28 +225,44 @@ async fn one(accounts: usize, users: usize) -> Result<Row> {
     }
     let seen: serde_json::Value = serde_json::from_slice(&out.stdout)
         .with_context(|| format!("finalize answer: {}", String::from_utf8_lossy(&out.stdout)))?;
-    // The summary page is what a person opens; the account pages are
-    // counted.
-    let html_bytes = size_of(&store, &store::report_key(&run_id, "html")).await;
-    let mut pages = 0;
-    for i in 0..accounts {
-        let account = format!("{:012}", 200_000_000_000_u64 + i as u64);
-        if size_of(&store, &store::account_page_key(&run_id, &account)).await > 0 {
-            pages += 1;
-        }
-    }
-    let row = Row {
-        accounts,
-        users,
+    Ok(Finalized {
         seconds: seen["seconds"].as_f64().unwrap_or(f64::NAN),
         peak_mib: seen["peak_mib"].as_f64().unwrap_or(f64::NAN),
-        json_bytes: size_of(&store, &store::report_key(&run_id, "json")).await,
-        csv_bytes: size_of(&store, &store::report_key(&run_id, "csv")).await,
-        html_bytes,
-        pages,
-    };
-    drop(emu);
-    Ok(row)
+    })
+}
+
+/// The sizes of a finalized run's report objects.
+pub struct Sizes {
+    pub json: u64,
+    pub csv: u64,
+    /// The HTML page a person opens (the summary of a large run).
+    pub html: u64,
+    /// Account pages written beside it.
+    pub pages: usize,
+}
+
+impl Sizes {
+    pub async fn of(store: &RunStore, run_id: &str, accounts: usize) -> Sizes {
+        let ids: Vec<String> = (0..accounts)
+            .map(|i| format!("{:012}", 200_000_000_000_u64 + i as u64))
+            .collect();
+        Sizes::of_accounts(store, run_id, &ids).await
+    }
+
+    pub async fn of_accounts(store: &RunStore, run_id: &str, ids: &[String]) -> Sizes {
+        let mut pages = 0;
+        for id in ids {
+            if size_of(store, &store::account_page_key(run_id, id)).await > 0 {
+                pages += 1;
+            }
+        }
+        Sizes {
+            json: size_of(store, &store::report_key(run_id, "json")).await,
+            csv: size_of(store, &store::report_key(run_id, "csv")).await,
+            html: size_of(store, &store::report_key(run_id, "html")).await,
+            pages,
+        }
+    }
 }
 
 /// The child: finalizes `run_id` as the coordinator does and prints its

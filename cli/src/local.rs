@@ -126,6 +126,19 @@ impl Local {
 
     /// Runs `cmd` (a command that starts a run) to its report.
     pub async fn run(&self, cmd: &Command) -> Result<RunReport> {
+        let run_id = self.run_agents(cmd).await?;
+        // Every agent is done: accounts that did not report are missing.
+        self.coordinator.finalize(&run_id).await?;
+        self.coordinator
+            .report(&run_id)
+            .await?
+            .ok_or_else(|| anyhow!("run {run_id} did not finalize"))
+    }
+
+    /// Starts the run `cmd` asks for and runs its agents to the end,
+    /// without finalizing it (`keyfleet bench` finalizes in a process of
+    /// its own, to measure the coordinator alone); returns the run id.
+    pub async fn run_agents(&self, cmd: &Command) -> Result<String> {
         let req = keyfleet_coordinator::lambda::run_request(cmd)
             .ok_or_else(|| anyhow!("{cmd:?} starts no run"))?;
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<LocalJob>();
@@ -178,13 +191,7 @@ impl Local {
             }
         };
         let (manifest, ()) = tokio::join!(start, agents);
-        let run_id = manifest?.run_id;
-        // Every agent is done: accounts that did not report are missing.
-        self.coordinator.finalize(&run_id).await?;
-        self.coordinator
-            .report(&run_id)
-            .await?
-            .ok_or_else(|| anyhow!("run {run_id} did not finalize"))
+        Ok(manifest?.run_id)
     }
 }
 
