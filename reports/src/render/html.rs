@@ -45,11 +45,17 @@ fn account_href(split: bool, account_id: &str) -> String {
     }
 }
 
-/// "…and 12 more": the line under a capped list.
-fn more_rows(shown: usize, total: usize, what: &str) -> Markup {
+/// "…and 12 more": the line under a capped list, saying where the others
+/// are: the account pages of a split report, the sections below otherwise.
+fn more_rows(split: bool, shown: usize, total: usize, what: &str) -> Markup {
+    let elsewhere = if split {
+        "the account pages"
+    } else {
+        "\"Users by account\" below"
+    };
     html! {
         @if total > shown {
-            p.muted { "The first " (shown) " of " (total) " " (what) " are listed; the others are on the account pages and in the CSV report." }
+            p.muted { "The first " (shown) " of " (total) " " (what) " are listed; the others are in " (elsewhere) " and in the CSV report." }
         }
     }
 }
@@ -201,7 +207,7 @@ pub fn to_html(report: &RunReport) -> String {
                                         }
                                     }
                                 }
-                                (more_rows(LIST_ROWS, failed_users.len(), "users"))
+                                (more_rows(split, LIST_ROWS, failed_users.len(), "users"))
                             }
                         }
                     }
@@ -389,7 +395,7 @@ fn findings_table(report: &RunReport, users: &[UserRef], labelled_by: &str, spli
                     }
                 }
             }
-            (more_rows(LIST_ROWS, users.len(), "users"))
+            (more_rows(split, LIST_ROWS, users.len(), "users"))
         }
     }
 }

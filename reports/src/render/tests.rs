@@ -806,3 +806,20 @@ fn a_large_report_is_a_summary_page_and_a_page_per_account() {
     let findings = &own[own.find("id=\"no-mfa-h\"").unwrap()..];
     assert!(findings.contains("<li>user-59-0</li>") && findings.contains("<li>user-59-35</li>"));
 }
+
+/// A one-page report whose lists are capped says where the other rows are
+/// on that page (the sections below), not on account pages it does not
+/// have.
+#[test]
+fn a_capped_list_of_a_one_page_report_points_to_its_own_sections() {
+    use super::html::{is_split, LIST_ROWS};
+    let report = fixtures::large_report(2, 900);
+    assert!(!is_split(&report));
+    let page = to_html(&report);
+    let failed = 2 * 900_usize.div_ceil(7);
+    let line = format!("The first {LIST_ROWS} of {failed} users are listed");
+    let at = page.find(&line).expect("the capped list says how many");
+    let sentence = &page[at..at + page[at..].find("</p>").unwrap()];
+    assert!(!sentence.contains("account pages"), "{sentence}");
+    assert!(sentence.contains("Users by account"), "{sentence}");
+}
