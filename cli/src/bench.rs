@@ -218,7 +218,7 @@ async fn one(accounts: usize, users_per: usize) -> Result<Row> {
         .await?
         .with_context(|| format!("run {run_id} did not finalize"))?;
     check_end_state(&emu, &report, &ids, users_per).await?;
-    let sizes = crate::bench_finalize::Sizes::of_accounts(&store, &run_id, &ids).await;
+    let sizes = crate::bench_finalize::Sizes::of(&store, &run_id).await?;
     let t = &report.totals;
     Ok(Row {
         accounts,

@@ -179,7 +179,7 @@ async fn one(accounts: usize, users: usize) -> Result<Row> {
     let store = RunStore::new(s3, cfg.coordinator.report_bucket.clone());
     let run_id = seed_run(&store, accounts, users).await?;
     let finalized = finalize_in_child(&cfg, &run_id)?;
-    let sizes = Sizes::of(&store, &run_id, accounts).await;
+    let sizes = Sizes::of(&store, &run_id).await?;
     let row = Row {
         accounts,
         users,
@@ -242,26 +242,19 @@ pub struct Sizes {
 }
 
 impl Sizes {
-    pub async fn of(store: &RunStore, run_id: &str, accounts: usize) -> Sizes {
-        let ids: Vec<String> = (0..accounts)
-            .map(|i| format!("{:012}", 200_000_000_000_u64 + i as u64))
-            .collect();
-        Sizes::of_accounts(store, run_id, &ids).await
-    }
-
-    pub async fn of_accounts(store: &RunStore, run_id: &str, ids: &[String]) -> Sizes {
-        let mut pages = 0;
-        for id in ids {
-            if size_of(store, &store::account_page_key(run_id, id)).await > 0 {
-                pages += 1;
-            }
-        }
-        Sizes {
+    /// The three report files' sizes, and the account pages counted with
+    /// one listing.
+    pub async fn of(store: &RunStore, run_id: &str) -> Result<Sizes> {
+        let pages = store
+            .list(&store::account_pages_prefix(run_id))
+            .await?
+            .len();
+        Ok(Sizes {
             json: size_of(store, &store::report_key(run_id, "json")).await,
             csv: size_of(store, &store::report_key(run_id, "csv")).await,
             html: size_of(store, &store::report_key(run_id, "html")).await,
             pages,
-        }
+        })
     }
 }
 

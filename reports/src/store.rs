@@ -99,7 +99,12 @@ pub fn report_key(run_id: &str, ext: &str) -> String {
 /// One account's page of a run's HTML report, beside the summary page
 /// ([`report_key`] `html`), which links to it as `accounts/<account>.html`.
 pub fn account_page_key(run_id: &str, account: &str) -> String {
-    format!("reports/{run_id}/accounts/{account}.html")
+    format!("{}{account}.html", account_pages_prefix(run_id))
+}
+
+/// Where a run's account pages ([`account_page_key`]) are.
+pub fn account_pages_prefix(run_id: &str) -> String {
+    format!("reports/{run_id}/accounts/")
 }
 
 /// Groups part keys (`.../<attempt>/part-<n>-of-<m>.json`) by attempt and
