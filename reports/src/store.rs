@@ -274,29 +274,49 @@ impl RunStore {
     }
 
     /// Reads an object; `None` when it does not exist.
+    ///
+    /// A 403 that [`Self::listed`] explains as a missing object is `None`;
+    /// when the listing shows the key, the object may have been written
+    /// since the read (a run finalized meanwhile), so it is read once more,
+    /// and only a second refusal is an error.
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        match self
-            .s3
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-        {
-            Ok(out) => {
-                let bytes = out
-                    .body
-                    .collect()
-                    .await
-                    .map_err(|e| self.err("GetObject", key, e))?;
-                Ok(Some(bytes.into_bytes().to_vec()))
+        let mut listed_before = false;
+        loop {
+            match self
+                .s3
+                .get_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .send()
+                .await
+            {
+                Ok(out) => {
+                    let bytes = out
+                        .body
+                        .collect()
+                        .await
+                        .map_err(|e| self.err("GetObject", key, e))?;
+                    return Ok(Some(bytes.into_bytes().to_vec()));
+                }
+                Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => {
+                    return Ok(None)
+                }
+                Err(e) if is_access_denied(e.raw_response().map(|r| r.status().as_u16())) => {
+                    let message = aws_sdk_s3::error::DisplayErrorContext(e).to_string();
+                    match self.listed(key).await {
+                        Some(false) => return Ok(None),
+                        Some(true) if !listed_before => listed_before = true,
+                        _ => return Err(self.err("GetObject", key, message)),
+                    }
+                }
+                Err(e) => {
+                    return Err(self.err(
+                        "GetObject",
+                        key,
+                        aws_sdk_s3::error::DisplayErrorContext(e),
+                    ))
+                }
             }
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
-            Err(e) if is_access_denied(e.raw_response().map(|r| r.status().as_u16())) => {
-                let message = aws_sdk_s3::error::DisplayErrorContext(e).to_string();
-                self.absent_or(key, "GetObject", message).await
-            }
-            Err(e) => Err(self.err("GetObject", key, aws_sdk_s3::error::DisplayErrorContext(e))),
         }
     }
 
@@ -304,46 +324,55 @@ impl RunStore {
     /// not `s3:ListBucket` it unconditionally, and the API's role may list
     /// only under `runs/` and `reports/` (an `s3:prefix` condition, which a
     /// GetObject does not carry). A listing of exactly that key tells the
-    /// two apart without widening the grant: not listed = absent (`None`);
-    /// listed, or the listing refused too = the original error.
-    async fn absent_or<T, E: std::fmt::Display>(
-        &self,
-        key: &str,
-        op: &'static str,
-        e: E,
-    ) -> Result<Option<T>, StoreError> {
-        let listed = self
+    /// two apart without widening the grant: `Some(false)` = absent,
+    /// `Some(true)` = the key is there (refused, or written since the
+    /// refused request: the caller tries once more), `None` = the listing
+    /// was refused too.
+    async fn listed(&self, key: &str) -> Option<bool> {
+        let out = self
             .s3
             .list_objects_v2()
             .bucket(&self.bucket)
             .prefix(key)
             .max_keys(1)
             .send()
-            .await;
-        match listed {
-            Ok(out) if !out.contents().iter().any(|o| o.key() == Some(key)) => Ok(None),
-            _ => Err(self.err(op, key, e)),
-        }
+            .await
+            .ok()?;
+        Some(out.contents().iter().any(|o| o.key() == Some(key)))
     }
 
+    /// Whether an object exists, with [`Self::get`]'s reading of a 403.
     pub async fn exists(&self, key: &str) -> Result<bool, StoreError> {
-        match self
-            .s3
-            .head_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(false),
-            Err(e) if is_access_denied(e.raw_response().map(|r| r.status().as_u16())) => {
-                let message = aws_sdk_s3::error::DisplayErrorContext(e).to_string();
-                self.absent_or::<(), _>(key, "HeadObject", message)
-                    .await
-                    .map(|_| false)
+        let mut listed_before = false;
+        loop {
+            match self
+                .s3
+                .head_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .send()
+                .await
+            {
+                Ok(_) => return Ok(true),
+                Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => {
+                    return Ok(false)
+                }
+                Err(e) if is_access_denied(e.raw_response().map(|r| r.status().as_u16())) => {
+                    let message = aws_sdk_s3::error::DisplayErrorContext(e).to_string();
+                    match self.listed(key).await {
+                        Some(false) => return Ok(false),
+                        Some(true) if !listed_before => listed_before = true,
+                        _ => return Err(self.err("HeadObject", key, message)),
+                    }
+                }
+                Err(e) => {
+                    return Err(self.err(
+                        "HeadObject",
+                        key,
+                        aws_sdk_s3::error::DisplayErrorContext(e),
+                    ))
+                }
             }
-            Err(e) => Err(self.err("HeadObject", key, aws_sdk_s3::error::DisplayErrorContext(e))),
         }
     }
 

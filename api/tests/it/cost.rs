@@ -273,3 +273,33 @@ async fn reads_cost_a_listing_and_each_finalized_report_at_most_once() {
     assert!(c.of("GetObject") <= 1, "{c:?}");
     emu.clear_faults().expect("clear faults");
 }
+
+/// A report written between the API's read of it and the listing that
+/// tells a missing object from a refused read (S3 answers 403, not 404, to
+/// a role without `s3:ListBucket`) is read again, not reported as a
+/// failure: the run was finalized meanwhile (seen once on a clean clone,
+/// while another run finalized under the dashboard's eyes). The first
+/// GetObject is answered 403 as a missing object is; the listing then
+/// shows the key.
+#[tokio::test]
+async fn a_report_finalized_between_the_read_and_the_listing_is_read_again() {
+    let _only = FAULTS.lock().await;
+    let emu = Emulator::shared().expect("the emulator harness starts");
+    let w = World::new(Options::default()).await;
+    emu.set_faults(json!({"seed": 1, "rules": [{
+        "service": "s3", "action": "GetObject", "kind": "internal_error",
+        "code": "AccessDenied", "status": 403, "message": "Access Denied",
+        "match": {"Bucket": w.bucket.as_str(), "Key": format!("runs/{LATEST}/report.json")},
+        "first_attempts": 1,
+    }]}))
+    .expect("fault rules");
+    let a = w.get(&format!("/v1/runs/{LATEST}"), Some(&w.reader)).await;
+    let injected = emu.faults().expect("faults")["log"]
+        .as_array()
+        .map(|l| l.len())
+        .unwrap_or(0);
+    emu.clear_faults().expect("clear faults");
+    assert_eq!(injected, 1, "the first read was refused once");
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(a.json()["run_id"], LATEST);
+}
