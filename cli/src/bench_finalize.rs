@@ -33,6 +33,7 @@ struct Row {
     peak_mib: f64,
     json_bytes: u64,
     csv_bytes: u64,
+    jsonl_bytes: u64,
     html_bytes: u64,
     pages: usize,
 }
@@ -187,6 +188,7 @@ async fn one(accounts: usize, users: usize) -> Result<Row> {
         peak_mib: finalized.peak_mib,
         json_bytes: sizes.json,
         csv_bytes: sizes.csv,
+        jsonl_bytes: sizes.jsonl,
         html_bytes: sizes.html,
         pages: sizes.pages,
     };
@@ -233,8 +235,11 @@ pub fn finalize_in_child(cfg: &Config, run_id: &str) -> Result<Finalized> {
 
 /// The sizes of a finalized run's report objects.
 pub struct Sizes {
+    /// The summary (schema 2: no users inline).
     pub json: u64,
     pub csv: u64,
+    /// One line per user.
+    pub jsonl: u64,
     /// The HTML page a person opens (the summary of a large run).
     pub html: u64,
     /// Account pages written beside it.
@@ -252,6 +257,7 @@ impl Sizes {
         Ok(Sizes {
             json: size_of(store, &store::report_key(run_id, "json")).await,
             csv: size_of(store, &store::report_key(run_id, "csv")).await,
+            jsonl: size_of(store, &store::report_key(run_id, "jsonl")).await,
             html: size_of(store, &store::report_key(run_id, "html")).await,
             pages,
         })
@@ -290,26 +296,28 @@ pub fn parse_sizes(s: &str) -> Result<Vec<(usize, usize)>> {
 
 pub async fn run(sizes: &[(usize, usize)]) -> Result<()> {
     println!(
-        "{:>8} {:>6} {:>12} {:>16} {:>12} {:>11} {:>14} {:>13}",
+        "{:>8} {:>6} {:>12} {:>16} {:>12} {:>11} {:>13} {:>14} {:>13}",
         "accounts",
         "users",
         "finalize (s)",
         "peak RSS (MiB)",
-        "JSON (MB)",
+        "summary JSON (MB)",
         "CSV (MB)",
+        "JSONL (MB)",
         "HTML page (KB)",
         "account pages"
     );
     for &(accounts, users) in sizes {
         let r = one(accounts, users).await?;
         println!(
-            "{:>8} {:>6} {:>12.1} {:>16.0} {:>12.1} {:>11.1} {:>14.0} {:>13}",
+            "{:>8} {:>6} {:>12.1} {:>16.0} {:>12.2} {:>11.1} {:>13.1} {:>14.0} {:>13}",
             r.accounts,
             r.users,
             r.seconds,
             r.peak_mib,
             r.json_bytes as f64 / 1e6,
             r.csv_bytes as f64 / 1e6,
+            r.jsonl_bytes as f64 / 1e6,
             r.html_bytes as f64 / 1e3,
             r.pages
         );

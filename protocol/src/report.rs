@@ -35,7 +35,7 @@
 //!   `compliance: None` (account and run): the renderers say "not
 //!   recorded" rather than "n/a" or an empty finding.
 
-use crate::messages::{AccountResult, AccountStatus, Dispatch, JobMode, RunManifest, UserReport};
+use crate::messages::{JobMode, UserReport};
 use crate::plan::{KeyState, KeyStatus, Verdict};
 use crate::policy::Policy;
 use serde::{Deserialize, Serialize};
@@ -96,6 +96,87 @@ pub struct AccountReport {
     /// report finalized before it was recorded.
     #[serde(default)]
     pub compliance: Option<Compliance>,
+    /// The account's figures, so that a summary without its users still
+    /// says what they were (schema 2); `None` in a schema 1 report, whose
+    /// users are inline ([`AccountFigures::of`] them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub figures: Option<AccountFigures>,
+    /// Schema 2: the object of the run store that holds this account's
+    /// users (an [`AccountReport`] with them), when it has any; the
+    /// summary's `users` is then empty. `None` in a schema 1 report, and
+    /// in a report read with its users.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub users_key: Option<String>,
+}
+
+impl AccountReport {
+    /// The account's figures: recorded (schema 2), or counted from its
+    /// users (a schema 1 report).
+    pub fn figures(&self) -> AccountFigures {
+        self.figures
+            .unwrap_or_else(|| AccountFigures::of(&self.users))
+    }
+}
+
+/// One account's figures, counted over its users.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct AccountFigures {
+    pub users: u64,
+    pub keys: u64,
+    /// New keys created (or planned, in a dry run).
+    pub rotated: u64,
+    pub deactivated: u64,
+    pub deleted: u64,
+    /// Users with a failure ([`user_failed`]).
+    pub failures: u64,
+    /// Users with an active key and no MFA device ([`keys_without_mfa`]).
+    pub keys_without_mfa: u64,
+    /// Users with an active key and a console password
+    /// ([`console_user_with_keys`]).
+    pub console_users_with_keys: u64,
+    /// Users with an active key whose MFA or password state is unknown.
+    pub credential_state_unknown: u64,
+}
+
+impl AccountFigures {
+    pub fn of(users: &[UserReport]) -> AccountFigures {
+        use crate::plan::{Action, Outcome};
+        let mut f = AccountFigures {
+            users: users.len() as u64,
+            ..Default::default()
+        };
+        for u in users {
+            f.keys += u.keys.len() as u64;
+            f.failures += u64::from(user_failed(u));
+            f.keys_without_mfa += u64::from(keys_without_mfa(u));
+            f.console_users_with_keys += u64::from(console_user_with_keys(u));
+            f.credential_state_unknown += u64::from(credential_state_unknown(u));
+            for r in &u.actions {
+                if !matches!(r.result, Outcome::Done { .. } | Outcome::Planned) {
+                    continue;
+                }
+                match r.action {
+                    Action::CreateKey => f.rotated += 1,
+                    Action::Deactivate { .. } => f.deactivated += 1,
+                    Action::Delete { .. } => f.deleted += 1,
+                    Action::Reactivate { .. } | Action::Notify { .. } => {}
+                }
+            }
+        }
+        f
+    }
+
+    pub fn add(&mut self, o: AccountFigures) {
+        self.users += o.users;
+        self.keys += o.keys;
+        self.rotated += o.rotated;
+        self.deactivated += o.deactivated;
+        self.deleted += o.deleted;
+        self.failures += o.failures;
+        self.keys_without_mfa += o.keys_without_mfa;
+        self.console_users_with_keys += o.console_users_with_keys;
+        self.credential_state_unknown += o.credential_state_unknown;
+    }
 }
 
 /// The CIS AWS Foundations Benchmark's threshold for its control "Ensure
@@ -147,7 +228,7 @@ impl Compliance {
         }
     }
 
-    fn add(&mut self, other: Compliance) {
+    pub fn add(&mut self, other: Compliance) {
         self.active_keys += other.active_keys;
         self.active_keys_within_90d += other.active_keys_within_90d;
     }
@@ -160,23 +241,75 @@ pub struct UserRef {
     pub user_name: String,
 }
 
+/// The most users a list of the summary names ([`ComplianceSummary`]'s
+/// findings, [`FailedUsers`]): the first ones in report order. The counts
+/// are whole, and each account's figures and users say the rest.
+pub const LISTED_USERS: usize = 100;
+
 /// The run's compliance evidence (see the module documentation).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct ComplianceSummary {
     /// The CIS key-rotation measure over every account's keys.
     pub total: Compliance,
-    /// Users with an active key and no MFA device, in report order.
+    /// Users with an active key and no MFA device, in report order: the
+    /// first [`LISTED_USERS`] (schema 2; every one in schema 1).
     #[serde(default)]
     pub keys_without_mfa: Vec<UserRef>,
     /// Users with an active key and a console password (people rather
     /// than workloads: move them to IAM Identity Center or roles), in
-    /// report order.
+    /// report order: the first [`LISTED_USERS`] (every one in schema 1).
     #[serde(default)]
     pub console_users_with_keys: Vec<UserRef>,
+    /// How many users `keys_without_mfa` would list uncapped (schema 2; 0
+    /// in schema 1, whose list is whole: see
+    /// [`ComplianceSummary::keys_without_mfa_count`]).
+    #[serde(default)]
+    pub keys_without_mfa_total: u64,
+    /// The same for `console_users_with_keys`.
+    #[serde(default)]
+    pub console_users_with_keys_total: u64,
     /// Users with an active key whose MFA or password state the scan did
     /// not read, so they could be in either list.
     #[serde(default)]
     pub credential_state_unknown: u64,
+}
+
+impl ComplianceSummary {
+    /// Users with an active key and no MFA device, in the whole run.
+    pub fn keys_without_mfa_count(&self) -> u64 {
+        self.keys_without_mfa_total
+            .max(self.keys_without_mfa.len() as u64)
+    }
+
+    /// Users with an active key and a console password, in the whole run.
+    pub fn console_users_with_keys_count(&self) -> u64 {
+        self.console_users_with_keys_total
+            .max(self.console_users_with_keys.len() as u64)
+    }
+}
+
+/// Users that need attention ([`needs_attention`]): how many, and the
+/// first [`LISTED_USERS`] of them in report order with their lines.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct FailedUsers {
+    pub count: u64,
+    pub first: Vec<AccountUser>,
+}
+
+/// A user's line with its account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountUser {
+    pub account_id: String,
+    pub user: UserReport,
+}
+
+/// How a kind of action ended, over the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ActionOutcomes {
+    pub done: u64,
+    pub planned: u64,
+    pub skipped: u64,
+    pub failed: u64,
 }
 
 /// Key-age histogram bucket (days, upper bound exclusive; `None` = open).
@@ -205,12 +338,33 @@ pub struct Totals {
     pub actions_by_kind: BTreeMap<String, u64>,
     pub failed_actions: u64,
     pub iam_calls: u64,
+    /// Per action kind, how its actions ended (schema 2; empty in
+    /// schema 1, where the users say it).
+    #[serde(default)]
+    pub action_outcomes: BTreeMap<String, ActionOutcomes>,
 }
 
+/// The report's schema: 2 = a summary whose accounts name the objects
+/// that hold their users (`users_key`), with each account's figures, the
+/// findings' counts and capped lists, and the first users that need
+/// attention; 1 (a report that does not say) = every user inline.
+/// Readers of the run store ([`RunReport::users_inline`]) put the users
+/// back, so code that reads a report sees the users either way.
+pub const SCHEMA: u32 = 2;
+
+fn schema_1() -> u32 {
+    1
+}
+
+/// `runs/<run_id>/report.json` (the finalize marker) and
 /// `reports/<run_id>/report.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunReport {
+    /// The protocol version of the coordinator that wrote it.
     pub v: u32,
+    /// See [`SCHEMA`].
+    #[serde(default = "schema_1")]
+    pub schema: u32,
     pub run_id: String,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
@@ -230,16 +384,37 @@ pub struct RunReport {
     pub accounts: Vec<AccountReport>,
     #[serde(default)]
     pub skipped: Vec<crate::messages::SkippedAccount>,
+    /// The users that need attention (schema 2; empty in schema 1, where
+    /// the users say it).
+    #[serde(default)]
+    pub failed_users: FailedUsers,
 }
 
 impl RunReport {
+    /// True when every account's users are in the report (a schema 1
+    /// report, or a schema 2 summary whose users were read back).
+    pub fn users_inline(&self) -> bool {
+        self.accounts.iter().all(|a| a.users_key.is_none())
+    }
+
+    /// The report without its users: what the finalize marker and
+    /// `report.json` hold, each account naming where its users are.
+    pub fn without_users(&self, users_key: impl Fn(&AccountReport) -> String) -> RunReport {
+        let mut r = self.clone();
+        for a in &mut r.accounts {
+            if !a.users.is_empty() {
+                a.users_key = Some(users_key(a));
+                a.users = Vec::new();
+            }
+        }
+        r
+    }
+
     /// True when the security team must be alerted.
     pub fn has_problems(&self) -> bool {
         self.accounts.iter().any(|a| a.state.is_problem())
     }
 }
-
-const AGE_EDGES: [u64; 7] = [0, 30, 60, 80, 90, 100, 120];
 
 /// A key's age in whole days at `as_of` (a key dated after `as_of`, clock
 /// skew, is 0 days old): the one age the histogram and the CIS measure
@@ -288,178 +463,26 @@ pub fn console_user_with_keys(u: &UserReport) -> bool {
 
 /// A user with a working access key whose MFA or password state is
 /// unknown, so either finding may apply unseen.
-fn credential_state_unknown(u: &UserReport) -> bool {
+pub fn credential_state_unknown(u: &UserReport) -> bool {
     has_active_key(u) && (u.mfa_active.is_none() || u.password_enabled.is_none())
 }
 
-/// The run's compliance evidence from its (sorted) accounts, whose
-/// per-account measure is already set.
-fn compliance_summary(accounts: &[AccountReport]) -> ComplianceSummary {
-    let mut s = ComplianceSummary::default();
-    for a in accounts {
-        s.total.add(a.compliance.unwrap_or_default());
-        let named = |u: &UserReport| UserRef {
-            account_id: a.account_id.clone(),
-            user_name: u.user_name.clone(),
-        };
-        for u in &a.users {
-            if keys_without_mfa(u) {
-                s.keys_without_mfa.push(named(u));
-            }
-            if console_user_with_keys(u) {
-                s.console_users_with_keys.push(named(u));
-            }
-            if credential_state_unknown(u) {
-                s.credential_state_unknown += 1;
-            }
-        }
-    }
-    s
+/// A user who failed: verdict `failed`, an error, or a failed action.
+pub fn user_failed(u: &UserReport) -> bool {
+    u.verdict == Verdict::Failed
+        || u.error.is_some()
+        || u.actions
+            .iter()
+            .any(|r| matches!(r.result, crate::plan::Outcome::Failed { .. }))
 }
 
-/// Builds the report. `results` holds at most one reassembled result per
-/// account; results for accounts not in the manifest are ignored.
-pub fn aggregate(
-    manifest: &RunManifest,
-    results: &[AccountResult],
-    finalized_at: OffsetDateTime,
-) -> RunReport {
-    aggregate_owned(manifest, results.to_vec(), finalized_at)
+/// A user the summary's "needs attention" list names: failed, or cannot
+/// be reached (no owner to tell).
+pub fn needs_attention(u: &UserReport) -> bool {
+    user_failed(u) || u.verdict == Verdict::Unreachable
 }
-
-/// [`aggregate`], taking the results: their users move into the report
-/// instead of being copied, so that finalize never holds a run's users
-/// twice.
-pub fn aggregate_owned(
-    manifest: &RunManifest,
-    results: Vec<AccountResult>,
-    finalized_at: OffsetDateTime,
-) -> RunReport {
-    let as_of_by_id: BTreeMap<String, OffsetDateTime> = results
-        .iter()
-        .map(|r| (r.account_id.clone(), r.as_of))
-        .collect();
-    let mut by_id: BTreeMap<String, AccountResult> = results
-        .into_iter()
-        .map(|r| (r.account_id.clone(), r))
-        .collect();
-    let mut totals = Totals::default();
-    let mut hist: Vec<AgeBucket> = AGE_EDGES
-        .iter()
-        .enumerate()
-        .map(|(i, &from)| {
-            let to = AGE_EDGES.get(i + 1).copied();
-            AgeBucket {
-                label: match to {
-                    Some(t) => format!("{from}-{}d", t - 1),
-                    None => format!("{from}d+"),
-                },
-                from_days: from,
-                to_days: to,
-                count: 0,
-            }
-        })
-        .collect();
-    for v in Verdict::ALL {
-        totals.by_verdict.insert(v.as_str().to_string(), 0);
-    }
-
-    let mut accounts: Vec<AccountReport> = manifest
-        .accounts
-        .iter()
-        .map(|m| {
-            let result = by_id.remove(m.account_id.as_str());
-            let (state, error) = match (&m.dispatch, &result) {
-                (Dispatch::NoAgent, _) => (AccountState::NoAgent, None),
-                (Dispatch::Failed { error }, _) => {
-                    (AccountState::DispatchFailed, Some(error.clone()))
-                }
-                (Dispatch::Sent, None) => (AccountState::Missing, None),
-                (Dispatch::Sent, Some(r)) => (
-                    match r.status {
-                        AccountStatus::Ok => AccountState::Ok,
-                        AccountStatus::Partial => AccountState::Partial,
-                        AccountStatus::Failed => AccountState::Failed,
-                    },
-                    r.error.clone(),
-                ),
-            };
-            let iam_calls = result.as_ref().map(|r| r.iam_calls()).unwrap_or(0);
-            AccountReport {
-                account_id: m.account_id.clone(),
-                name: m.name.clone(),
-                alias: result.as_ref().and_then(|r| r.account_alias.clone()),
-                state,
-                error,
-                iam_calls,
-                users: result.map(|r| r.users).unwrap_or_default(),
-                // Set below, with the account's `as_of`.
-                compliance: None,
-            }
-        })
-        .collect();
-    accounts.sort_by(|a, b| a.state.cmp(&b.state).then(a.account_id.cmp(&b.account_id)));
-
-    for a in &mut accounts {
-        totals.accounts += 1;
-        match a.state {
-            AccountState::Ok => totals.accounts_ok += 1,
-            AccountState::Partial => totals.accounts_partial += 1,
-            AccountState::Failed | AccountState::DispatchFailed => totals.accounts_failed += 1,
-            AccountState::Missing => totals.accounts_missing += 1,
-            AccountState::NoAgent => totals.accounts_no_agent += 1,
-        }
-        totals.iam_calls += a.iam_calls;
-        let as_of = as_of_by_id
-            .get(a.account_id.as_str())
-            .copied()
-            .unwrap_or(finalized_at);
-        a.compliance = Some(compliance_of(&a.users, as_of));
-        for u in &a.users {
-            totals.users += 1;
-            *totals
-                .by_verdict
-                .entry(u.verdict.as_str().to_string())
-                .or_default() += 1;
-            for k in &u.keys {
-                totals.keys += 1;
-                if k.status == KeyStatus::Active {
-                    totals.active_keys += 1;
-                }
-                let days = key_age_days(as_of, k.created);
-                if let Some(b) = hist.iter_mut().rev().find(|b| days >= b.from_days) {
-                    b.count += 1;
-                }
-            }
-            for rec in &u.actions {
-                *totals
-                    .actions_by_kind
-                    .entry(rec.action.kind().to_string())
-                    .or_default() += 1;
-                if matches!(rec.result, crate::plan::Outcome::Failed { .. }) {
-                    totals.failed_actions += 1;
-                }
-            }
-        }
-    }
-    totals.accounts_skipped = manifest.skipped.len() as u64;
-
-    RunReport {
-        v: crate::messages::VERSION,
-        run_id: manifest.run_id.clone(),
-        created_at: manifest.created_at,
-        finalized_at,
-        dry_run: manifest.dry_run,
-        mode: manifest.mode.clone(),
-        policy: manifest.policy.clone(),
-        complete: totals.accounts_missing == 0,
-        totals,
-        key_age_histogram: hist,
-        compliance: Some(compliance_summary(&accounts)),
-        accounts,
-        skipped: manifest.skipped.clone(),
-    }
-}
+mod aggregate;
+pub use aggregate::{aggregate, aggregate_owned, Aggregator};
 
 #[cfg(test)]
 mod tests;

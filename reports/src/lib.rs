@@ -19,6 +19,7 @@ pub mod outcome;
 pub mod read;
 pub mod render;
 pub mod store;
+pub mod upload;
 
 #[cfg(any(test, feature = "fixtures"))]
 #[doc(hidden)]

@@ -11,7 +11,11 @@
 //!   with an earlier attempt's;
 //! - `runs/<run_id>/report.json`: written once with `If-None-Match: *`; its
 //!   existence means the run is finalized (exactly one finalizer wins), and
-//!   it holds the report the files under `reports/` are rendered from;
+//!   it holds the report the files under `reports/` are rendered from: the
+//!   summary (schema 2), whose accounts name their users' objects;
+//! - `runs/<run_id>/final/<attempt>/<account>.json`: one account's section
+//!   with its users, written by one finalize attempt before its claim (a
+//!   losing attempt deletes its own);
 //! - `runs/<run_id>/undeliverable/<account>/<user>`: why an owner who had
 //!   mail coming was not mailed (the deliverability rule refused the
 //!   address), written with `If-None-Match: *` so the alert goes out once;
@@ -20,12 +24,15 @@
 //!   once across retries and duplicate deliveries; for a new key also its
 //!   zip's password, sealed to the coordinator, chosen once so that every
 //!   zip and password email of the key match;
-//! - `reports/<run_id>/report.{json,csv,html}`: what people read;
+//! - `reports/<run_id>/report.{json,csv,html}`, `report.jsonl` (one line
+//!   per user) and `accounts/<account>.html` (a large run's account pages):
+//!   what people read;
 //! - `cleanup-done`: the run id of the initial clean-up, once it finalized.
 //!
 //! Nothing here ever holds a plaintext secret: results carry only sealed
 //! credentials.
 
+use crate::upload::Upload;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::Client as S3;
 
@@ -142,6 +149,19 @@ pub fn complete_attempts(keys: &[String]) -> Vec<(String, Vec<String>)> {
 pub fn final_key(run_id: &str) -> String {
     format!("{RUNS_PREFIX}{run_id}/report.json")
 }
+
+/// Where one finalize attempt keeps each account's users (schema 2): the
+/// finalize marker's accounts name these objects, so the report that won
+/// never reads another attempt's users.
+pub fn users_prefix(run_id: &str, attempt: &str) -> String {
+    format!("{RUNS_PREFIX}{run_id}/final/{attempt}/")
+}
+
+/// One account's section with its users, written by finalize attempt
+/// `attempt` (see [`users_prefix`]).
+pub fn users_key(run_id: &str, attempt: &str, account: &str) -> String {
+    format!("{}{account}.json", users_prefix(run_id, attempt))
+}
 pub fn refusal_key(run_id: &str, account: &str, user: &str) -> String {
     format!("{RUNS_PREFIX}{run_id}/undeliverable/{account}/{user}")
 }
@@ -195,6 +215,11 @@ impl RunStore {
             key: key.to_string(),
             message: e.to_string(),
         }
+    }
+
+    /// An object written as it is produced ([`Upload`]).
+    pub fn upload(&self, key: &str, content_type: &str) -> Upload {
+        Upload::new(self.s3.clone(), &self.bucket, key, content_type)
     }
 
     /// Unconditional put.

@@ -139,6 +139,7 @@ API_GRANTS = {
     "s3:GetObject": {
         f"{API_BUCKET}/runs/*/manifest.json",
         f"{API_BUCKET}/runs/*/report.json",
+        f"{API_BUCKET}/runs/*/final/*",
         f"{API_BUCKET}/reports/*",
     },
     "kms:Decrypt": {"${var.report_kms_key_arn}", "${aws_kms_key.this.arn}"},

@@ -653,6 +653,8 @@ fn summary_email_of_an_old_report_says_compliance_was_not_recorded() {
     s.total = Default::default();
     s.keys_without_mfa.clear();
     s.console_users_with_keys.clear();
+    s.keys_without_mfa_total = 0;
+    s.console_users_with_keys_total = 0;
     s.credential_state_unknown = 0;
     let (body, _) = summary_of(&none_active);
     assert!(body.contains("(CIS): n/a (no active key)\n"), "{body}");

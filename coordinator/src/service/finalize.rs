@@ -4,25 +4,49 @@
 //! Reading reports back is [`keyfleet_reports::read`]'s.
 //!
 //! The marker holds the report, and the files people read
-//! (`reports/<run>/report.{json,csv,html}`) are only ever rendered from the
-//! marker's report: two finalizers may build different reports (one took in
-//! a late result the other did not see), and the files must be the one
-//! report that won, never a mix or the loser's. A finalizer stopped between
-//! its claim and its files leaves a marker without files; the next
-//! finalize of the run, or the sweep, writes them from the marker.
+//! (`reports/<run>/report.{json,csv,jsonl,html}`, the account pages) are
+//! only ever rendered from the marker's report: two finalizers may build
+//! different reports (one took in a late result the other did not see),
+//! and the files must be the one report that won, never a mix or the
+//! loser's. A finalizer stopped between its claim and its files leaves a
+//! marker without files; the next finalize of the run, or the sweep,
+//! writes them from the marker.
+//!
+//! **Bounded memory.** Finalize never holds a run's users. It reads the
+//! stored results one account at a time; [`Aggregator`] keeps what the
+//! summary needs (totals, histogram, each account's row and figures, the
+//! compliance counts, the first users of each list) and hands back the
+//! account's section with its users, which is written at once to
+//! `runs/<run>/final/<attempt>/<account>.json` and dropped. The marker is
+//! the summary (report schema 2), each account naming its section; the
+//! marker's attempt is the only one whose sections are ever read, so a
+//! losing finalizer's sections (which it deletes) never mix in. The files
+//! are then written from the sections, again one account at a time: the
+//! CSV and the JSON Lines as multipart uploads, the account pages of a
+//! large run one by one, the HTML summary page last. What is held is the
+//! summary (it grows with accounts, not users), [`PAGE_WRITES`] accounts'
+//! sections, a part buffer per upload, and the CSV itself only while it is
+//! small enough to attach to the summary email. `keyfleet bench
+//! --finalize` prints the peak.
 
 use super::{Coordinator, CoordinatorError};
 use crate::mail;
-use keyfleet_protocol::report::{aggregate_owned, RunReport};
+use keyfleet_protocol::report::{AccountReport, Aggregator, RunReport};
 use keyfleet_protocol::{AccountResult, Policy};
 use keyfleet_reports::outcome;
 use keyfleet_reports::read::Reports;
 use keyfleet_reports::render;
 use keyfleet_reports::render::summary::CsvReport;
 use keyfleet_reports::store;
+use keyfleet_reports::upload::Upload;
 use time::OffsetDateTime;
 
-/// Account pages of a split HTML report written at once.
+/// An account's section as stored: compact JSON (it is read by programs).
+fn section_json(section: &AccountReport) -> Vec<u8> {
+    serde_json::to_vec(section).expect("an AccountReport always serializes")
+}
+
+/// Accounts whose sections are read, and pages written, at once.
 const PAGE_WRITES: usize = 16;
 
 /// Writes on each user whose owner the deliverability rule refuses (and
@@ -45,8 +69,24 @@ fn note_refused_owners(policy: &Policy, result: &mut AccountResult) {
     }
 }
 
+/// What writing the files left for the summary email: the CSV's size, and
+/// its bytes while they are within the attachment limit.
+struct CsvWritten {
+    bytes: usize,
+    kept: Option<Vec<u8>>,
+}
+
+/// A finalize attempt's name: its start time and a random part, so that
+/// two finalizers of one run never share their sections' keys.
+fn attempt_id(at: OffsetDateTime) -> String {
+    use rand::{RngCore, TryRngCore};
+    let random = rand::rngs::OsRng.unwrap_err().next_u32();
+    format!("{}-{random:08x}", at.unix_timestamp_nanos())
+}
+
 impl Coordinator {
-    /// Builds the consolidated report, exactly once per run. Returns `None`
+    /// Builds the consolidated report, exactly once per run. Returns the
+    /// report without its users (the summary that was stored), or `None`
     /// when another invocation already finalized it.
     pub async fn finalize(&self, run_id: &str) -> Result<Option<RunReport>, CoordinatorError> {
         if self.store.exists(&store::final_key(run_id)).await? {
@@ -57,21 +97,37 @@ impl Coordinator {
             .manifest(run_id)
             .await?
             .ok_or_else(|| CoordinatorError::UnknownRun(run_id.to_string()))?;
-        // Memory: the results are dropped once aggregated (and their sealed
-        // credentials, which the report does not use, as they are read), and
-        // each rendering is made when it is written and dropped after, so
-        // that finalize holds the report and one rendering at a time
-        // (`keyfleet bench --finalize` prints the peak).
+        let finalized_at = OffsetDateTime::now_utc();
+        let attempt = attempt_id(finalized_at);
+        let mut sections: Vec<String> = Vec::new();
         let report = {
-            let mut results = Vec::new();
+            let mut agg = Aggregator::new(&manifest, finalized_at);
             for a in &manifest.accounts {
-                if let Some(mut r) = self.account_result(run_id, &a.account_id).await? {
-                    r.sealed = Vec::new();
-                    note_refused_owners(&manifest.policy, &mut r);
-                    results.push(r);
+                let Some(mut r) = self.account_result(run_id, &a.account_id).await? else {
+                    continue;
+                };
+                // The sealed credentials are not the report's.
+                r.sealed = Vec::new();
+                note_refused_owners(&manifest.policy, &mut r);
+                let Some(section) = agg.add(r) else {
+                    continue;
+                };
+                if !section.users.is_empty() {
+                    let key = store::users_key(run_id, &attempt, &section.account_id);
+                    self.store
+                        .put(&key, section_json(&section), "application/json")
+                        .await?;
+                    sections.push(key);
                 }
             }
-            aggregate_owned(&manifest, results, OffsetDateTime::now_utc())
+            let mut report = agg.finish();
+            for a in &mut report.accounts {
+                let key = store::users_key(run_id, &attempt, &a.account_id);
+                if sections.contains(&key) {
+                    a.users_key = Some(key);
+                }
+            }
+            report
         };
         // The marker first: only the finalizer that claims it writes the
         // files, so a finalizer that built another report and lost never
@@ -86,12 +142,18 @@ impl Coordinator {
             )
             .await?
         {
+            for key in &sections {
+                if let Err(e) = self.store.delete(key).await {
+                    tracing::warn!(error = %e, "a losing finalizer's section not deleted; the bucket's lifecycle rule removes it");
+                }
+            }
             return Ok(None);
         }
         let written = self
             .write_report_files(run_id, &report, render::to_json(&report))
             .await;
-        self.release_on_failure(&store::final_key(run_id), written)
+        let csv = self
+            .release_on_failure(&store::final_key(run_id), written)
             .await?;
         if manifest.policy.cleanup && !manifest.dry_run {
             self.store
@@ -104,17 +166,21 @@ impl Coordinator {
         }
         let url = self.report_url(run_id);
         if !self.config.security_team.is_empty() {
-            let built = {
-                let csv = render::to_csv(&report);
-                let csv_url = self.reports().file_url(run_id, "csv");
-                mail::summary_email_with(
-                    &self.config.sender,
-                    &self.config.security_team,
-                    &report,
-                    CsvReport::choose(&csv, self.config.summary_attach_max_bytes, &csv_url),
-                    Some(&url),
-                )
+            let csv_url = self.reports().file_url(run_id, "csv");
+            let attachment = match &csv.kept {
+                Some(bytes) => CsvReport::Attached(bytes),
+                None => CsvReport::Linked {
+                    url: &csv_url,
+                    bytes: csv.bytes,
+                },
             };
+            let built = mail::summary_email_with(
+                &self.config.sender,
+                &self.config.security_team,
+                &report,
+                attachment,
+                Some(&url),
+            );
             let sent = match built {
                 Ok(m) => self.send_email(&m).await,
                 Err(e) => {
@@ -149,47 +215,110 @@ impl Coordinator {
         Ok(Some(report))
     }
 
-    /// The files people read, rendered from `report`, whose JSON rendering
-    /// is `json` (the finalize marker's content). Plain puts: every writer
-    /// writes the same bytes for the same marker.
+    /// The files people read, rendered from `report` (the marker's
+    /// summary, whose JSON rendering is `json`) and its accounts'
+    /// sections, read [`PAGE_WRITES`] at a time. Plain puts and uploads:
+    /// every writer writes the same bytes for the same marker. Returns what
+    /// the summary email needs of the CSV.
     async fn write_report_files(
         &self,
         run_id: &str,
         report: &RunReport,
         json: Vec<u8>,
-    ) -> Result<(), CoordinatorError> {
+    ) -> Result<CsvWritten, CoordinatorError> {
         self.store
             .put(&store::report_key(run_id, "json"), json, "application/json")
             .await?;
-        self.store
-            .put(
-                &store::report_key(run_id, "csv"),
-                render::to_csv(report),
-                "text/csv",
-            )
-            .await?;
-        // A large run's HTML report is a summary and a page per account
-        // (`render::html::is_split`); the pages go first, so the summary
-        // never links to a page not written yet.
-        if render::html::is_split(report) {
-            for chunk in report.accounts.chunks(PAGE_WRITES) {
-                let writes = chunk
-                    .iter()
-                    .map(|a| self.write_account_page(run_id, report, a));
-                for written in futures::future::join_all(writes).await {
-                    written?;
-                }
+        let mut csv = self
+            .store
+            .upload(&store::report_key(run_id, "csv"), "text/csv");
+        let mut jsonl = self
+            .store
+            .upload(&store::report_key(run_id, "jsonl"), "application/x-ndjson");
+        let max = self.config.summary_attach_max_bytes;
+        let mut kept = Some(Vec::new());
+        let streamed = self
+            .stream_accounts(run_id, report, &mut csv, &mut jsonl, &mut kept, max)
+            .await;
+        let inline = match streamed {
+            Ok(inline) => inline,
+            Err(e) => {
+                csv.abort().await;
+                jsonl.abort().await;
+                return Err(e);
             }
-        }
-        // Last: its presence says the files are complete.
+        };
+        let bytes = csv.finish().await?;
+        jsonl.finish().await?;
+        // Last: its presence says the files are complete. A run small
+        // enough for one page has its users inline (at most
+        // `render::html::INLINE_USERS` of them).
+        let html = match &inline {
+            Some(full) => render::to_html(full),
+            None => render::to_html(report),
+        };
         self.store
             .put(
                 &store::report_key(run_id, "html"),
-                render::to_html(report).into_bytes(),
+                html.into_bytes(),
                 "text/html",
             )
             .await?;
-        Ok(())
+        Ok(CsvWritten { bytes, kept })
+    }
+
+    /// The accounts' lines of the CSV and the JSON Lines, and a large run's
+    /// account pages (written before the summary page, so that it never
+    /// links to a page not written yet), one group of accounts at a time.
+    /// Returns the report with its users for a run small enough for one
+    /// page, `None` otherwise.
+    async fn stream_accounts(
+        &self,
+        run_id: &str,
+        report: &RunReport,
+        csv: &mut Upload,
+        jsonl: &mut Upload,
+        kept: &mut Option<Vec<u8>>,
+        max: usize,
+    ) -> Result<Option<RunReport>, CoordinatorError> {
+        let split = render::html::is_split(report);
+        let mut inline = (!split).then(|| report.clone());
+        let csv_out = |bytes: Vec<u8>, kept: &mut Option<Vec<u8>>| {
+            if let Some(k) = kept {
+                if k.len() + bytes.len() <= max {
+                    k.extend_from_slice(&bytes);
+                } else {
+                    *kept = None;
+                }
+            }
+            bytes
+        };
+        let head = csv_out(render::csv_head(report), kept);
+        csv.write(&head).await?;
+        for (n, chunk) in report.accounts.chunks(PAGE_WRITES).enumerate() {
+            let reads = chunk
+                .iter()
+                .map(|a| keyfleet_reports::read::section(&self.store, run_id, a));
+            let sections = futures::future::try_join_all(reads).await?;
+            for a in &sections {
+                let lines = csv_out(render::csv_account(report, a), kept);
+                csv.write(&lines).await?;
+                jsonl.write(&render::jsonl_account(report, a)).await?;
+            }
+            if split {
+                let writes = sections
+                    .iter()
+                    .map(|a| self.write_account_page(run_id, report, a));
+                futures::future::try_join_all(writes).await?;
+            }
+            if let Some(full) = &mut inline {
+                for (i, a) in sections.into_iter().enumerate() {
+                    full.accounts[n * PAGE_WRITES + i].users = a.users;
+                    full.accounts[n * PAGE_WRITES + i].users_key = None;
+                }
+            }
+        }
+        Ok(inline)
     }
 
     /// One account's page of a split HTML report.
@@ -197,7 +326,7 @@ impl Coordinator {
         &self,
         run_id: &str,
         report: &RunReport,
-        account: &keyfleet_protocol::report::AccountReport,
+        account: &AccountReport,
     ) -> Result<(), CoordinatorError> {
         let page = render::account_page(report, account).into_bytes();
         self.store

@@ -284,16 +284,18 @@ impl Coordinator {
     /// The second half of [`Coordinator::send_once`]: when `sent` failed,
     /// releases the claim on `key` so the retry sends it, and returns the
     /// send's error.
-    pub(super) async fn release_on_failure(
+    pub(super) async fn release_on_failure<T>(
         &self,
         key: &str,
-        sent: Result<(), CoordinatorError>,
-    ) -> Result<(), CoordinatorError> {
-        if let Err(e) = sent {
-            self.store.delete(key).await?;
-            return Err(e);
+        sent: Result<T, CoordinatorError>,
+    ) -> Result<T, CoordinatorError> {
+        match sent {
+            Ok(t) => Ok(t),
+            Err(e) => {
+                self.store.delete(key).await?;
+                Err(e)
+            }
         }
-        Ok(())
     }
 
     /// An owner the deliverability rule refuses (under the run's policy):

@@ -134,6 +134,10 @@ async fn sweep_finalizes_an_overdue_run_once_with_missing_accounts() {
         1
     );
     assert_eq!(central.alerts(0).await, vec![], "no second alert");
+    // The summary the sweep stored, with its users read back.
+    let report = keyfleet_reports::read::with_users(central.coordinator.store(), report)
+        .await
+        .expect("users");
     assert_eq!(
         central.coordinator.report("latest").await.expect("latest"),
         Some(report)
@@ -337,6 +341,9 @@ async fn a_finalizer_that_loses_the_claim_leaves_the_winners_report_files() {
         "report.json is the claim winner's report"
     );
     assert_eq!(json, marker, "report.json is the marker's report");
+    let winner = keyfleet_reports::read::with_users(central.coordinator.store(), winner)
+        .await
+        .expect("the winner's users");
     assert_eq!(
         file("csv").await,
         keyfleet_reports::render::to_csv(&winner),
@@ -347,6 +354,12 @@ async fn a_finalizer_that_loses_the_claim_leaves_the_winners_report_files() {
         keyfleet_reports::render::to_html(&winner),
         "report.html is the winner's"
     );
+    let jsonl: Vec<u8> = winner
+        .accounts
+        .iter()
+        .flat_map(|a| keyfleet_reports::render::jsonl_account(&winner, a))
+        .collect();
+    assert_eq!(file("jsonl").await, jsonl, "report.jsonl is the winner's");
 }
 
 /// A finalizer stopped after its claim (the Lambda timed out) leaves the
@@ -365,7 +378,7 @@ async fn a_claimed_marker_without_its_files_gets_them_from_the_sweep() {
         .expect("the finalize marker");
     // What a finalizer stopped right after its claim leaves behind.
     let store = central.coordinator.store();
-    for ext in ["json", "csv", "html"] {
+    for ext in ["json", "csv", "jsonl", "html"] {
         store
             .delete(&format!("reports/{run_id}/report.{ext}"))
             .await
@@ -374,9 +387,18 @@ async fn a_claimed_marker_without_its_files_gets_them_from_the_sweep() {
     let swept = central.coordinator.sweep().await.expect("sweep");
     assert!(swept.is_empty(), "not finalized again: {swept:?}");
     let report: RunReport = serde_json::from_slice(&marker).expect("marker is the report");
+    let report = keyfleet_reports::read::with_users(store, report)
+        .await
+        .expect("the marker's users");
+    let jsonl: Vec<u8> = report
+        .accounts
+        .iter()
+        .flat_map(|a| keyfleet_reports::render::jsonl_account(&report, a))
+        .collect();
     let expected = [
         ("json", marker.clone()),
         ("csv", keyfleet_reports::render::to_csv(&report)),
+        ("jsonl", jsonl),
         (
             "html",
             keyfleet_reports::render::to_html(&report).into_bytes(),
@@ -486,7 +508,7 @@ async fn a_large_report_is_stored_as_a_summary_and_a_page_per_account() {
         )
         .await
         .expect("marker");
-    for ext in ["json", "csv", "html"] {
+    for ext in ["json", "csv", "jsonl", "html"] {
         store
             .delete(&format!("reports/{run_id}/report.{ext}"))
             .await

@@ -568,6 +568,16 @@ impl Central {
         }
     }
 
+    /// The report bucket's S3 client (the coordinator's).
+    pub fn s3(&self) -> aws_sdk_s3::Client {
+        self.clients.s3.clone()
+    }
+
+    /// The report bucket.
+    pub fn bucket(&self) -> String {
+        self.coordinator.store().bucket().to_string()
+    }
+
     /// An object of the report bucket.
     pub async fn object(&self, key: &str) -> Option<Vec<u8>> {
         self.coordinator.store().get(key).await.expect("GetObject")

@@ -21,3 +21,4 @@ mod manual;
 mod no_success;
 mod org_run;
 mod reactivation;
+mod upload;

@@ -154,7 +154,39 @@ async fn run_sends_jobs_only_where_expected_and_reports_every_account() {
         .object(&format!("{base}/report.html"))
         .await
         .expect("report.html");
-    let report: RunReport = serde_json::from_slice(&json).expect("report JSON");
+    let summary: RunReport = serde_json::from_slice(&json).expect("report JSON");
+    // Schema 2: report.json is the summary; each account with users names
+    // the object that holds them, and the users come back from there.
+    assert_eq!(summary.schema, keyfleet_protocol::report::SCHEMA);
+    assert!(summary.accounts.iter().all(|a| a.users.is_empty()));
+    assert!(summary.accounts.iter().any(|a| a.users_key.is_some()));
+    let report = keyfleet_reports::read::with_users(central.coordinator.store(), summary)
+        .await
+        .expect("users read back");
+    // report.jsonl: one line per user, naming the run and the account.
+    let jsonl = central
+        .object(&format!("{base}/report.jsonl"))
+        .await
+        .expect("report.jsonl");
+    let lines: Vec<serde_json::Value> = String::from_utf8(jsonl)
+        .expect("utf-8")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(lines.len() as u64, report.totals.users);
+    for a in &report.accounts {
+        for u in &a.users {
+            assert!(
+                lines.iter().any(|l| l["run_id"] == run_id.as_str()
+                    && l["account_id"] == a.account_id.as_str()
+                    && l["user_name"] == u.user_name.as_str()
+                    && l["verdict"] == u.verdict.as_str()),
+                "{} of {} in report.jsonl",
+                u.user_name,
+                a.account_id
+            );
+        }
+    }
     assert_eq!(report.run_id, run_id);
     assert!(report.complete, "no account is missing");
     assert!(report.has_problems(), "an account has no agent");

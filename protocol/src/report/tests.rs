@@ -2,7 +2,9 @@
 //! two credential-report findings.
 
 use super::*;
-use crate::messages::{ManifestAccount, ScanMode, Token, VERSION};
+use crate::messages::{
+    AccountResult, AccountStatus, Dispatch, ManifestAccount, RunManifest, ScanMode, Token, VERSION,
+};
 use crate::plan::{KeyState, KeyStatus, Verdict};
 use proptest::prelude::*;
 use time::macros::datetime;
@@ -527,5 +529,95 @@ proptest! {
         prop_assert!(shown <= exact + 1e-9);
         prop_assert!(exact - shown < 0.1 + 1e-9);
         prop_assert_eq!(m.percent_text(), format!("{shown:.1}%"));
+    }
+
+    /// One result at a time, in any order: the summary is the report
+    /// without its users, the handed-back sections are the report's
+    /// accounts with their users, and each capped list is the first
+    /// [`LISTED_USERS`] of the whole list in report order, with the whole
+    /// count beside it.
+    #[test]
+    fn streamed_aggregation_is_the_report_without_its_users(
+        accounts in proptest::collection::vec(
+            (proptest::option::of(0i64..30), 0usize..80, any::<u64>()),
+            0..6,
+        ),
+        order_seed in any::<u64>(),
+    ) {
+        let ids: Vec<String> = (0..accounts.len()).map(|i| format!("{:012}", i + 1)).collect();
+        let m = manifest(&ids.iter().map(|id| (id.as_str(), Dispatch::Sent)).collect::<Vec<_>>());
+        let mut results: Vec<AccountResult> = accounts
+            .iter()
+            .zip(&ids)
+            .filter_map(|((scan, n, bits), id)| {
+                let users = (0..*n)
+                    .map(|i| {
+                        let b = bits.rotate_left(i as u32);
+                        UserReport {
+                            error: (b & 4 != 0).then(|| "boom".to_string()),
+                            ..user(
+                                &format!("user{i}"),
+                                vec![active((b % 200) as i64)],
+                                Some(b & 1 == 0),
+                                Some(b & 2 == 0),
+                            )
+                        }
+                    })
+                    .collect();
+                scan.map(|d| {
+                    let mut r = result(id, AS_OF + Duration::days(d), users);
+                    if bits % 3 == 0 {
+                        r.status = AccountStatus::Partial;
+                    }
+                    r
+                })
+            })
+            .collect();
+        let whole = aggregate(&m, &results, FINALIZED);
+
+        // Shuffle deterministically from the seed.
+        let mut x = order_seed | 1;
+        for i in (1..results.len()).rev() {
+            x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+            results.swap(i, (x % (i as u64 + 1)) as usize);
+        }
+        let mut agg = Aggregator::new(&m, FINALIZED);
+        let mut sections = Vec::new();
+        for r in results {
+            sections.push(agg.add(r).expect("an account of the manifest"));
+        }
+        let summary = agg.finish();
+        for a in &summary.accounts {
+            prop_assert!(a.users.is_empty());
+            let full = whole.accounts.iter().find(|w| w.account_id == a.account_id).unwrap();
+            prop_assert_eq!(a.figures(), AccountFigures::of(&full.users));
+            prop_assert_eq!(a.figures.unwrap().users, full.users.len() as u64);
+            if let Some(s) = sections.iter().find(|s| s.account_id == a.account_id) {
+                prop_assert_eq!(s, full);
+            }
+        }
+        let mut refilled = summary.clone();
+        for a in &mut refilled.accounts {
+            a.users = whole.accounts.iter().find(|w| w.account_id == a.account_id).unwrap().users.clone();
+        }
+        prop_assert_eq!(&refilled, &whole);
+
+        let in_order = |keep: &dyn Fn(&UserReport) -> bool| -> Vec<(String, String)> {
+            whole.accounts.iter()
+                .flat_map(|a| a.users.iter().filter(|u| keep(u)).map(move |u| (a.account_id.clone(), u.user_name.clone())))
+                .collect()
+        };
+        let s = summary.compliance.clone().unwrap();
+        let pairs = |l: &[UserRef]| l.iter().map(|u| (u.account_id.clone(), u.user_name.clone())).collect::<Vec<_>>();
+        let no_mfa = in_order(&keys_without_mfa);
+        prop_assert_eq!(s.keys_without_mfa_count(), no_mfa.len() as u64);
+        prop_assert_eq!(pairs(&s.keys_without_mfa), no_mfa.into_iter().take(LISTED_USERS).collect::<Vec<_>>());
+        let console = in_order(&console_user_with_keys);
+        prop_assert_eq!(s.console_users_with_keys_count(), console.len() as u64);
+        prop_assert_eq!(pairs(&s.console_users_with_keys), console.into_iter().take(LISTED_USERS).collect::<Vec<_>>());
+        let failed = in_order(&needs_attention);
+        prop_assert_eq!(summary.failed_users.count, failed.len() as u64);
+        let first: Vec<(String, String)> = summary.failed_users.first.iter().map(|f| (f.account_id.clone(), f.user.user_name.clone())).collect();
+        prop_assert_eq!(first, failed.into_iter().take(LISTED_USERS).collect::<Vec<_>>());
     }
 }

@@ -274,7 +274,18 @@ impl ReportData {
         let Some(bytes) = self.store.get(&store::final_key(run_id)).await? else {
             return Ok(None);
         };
-        match serde_json::from_slice::<RunReport>(&bytes) {
+        let parsed = match serde_json::from_slice::<RunReport>(&bytes) {
+            Ok(r) if r.run_id == run_id => match super::with_users(&self.store, r).await {
+                Ok(r) => Ok(r),
+                Err(e @ ReportsError::Users { .. }) => {
+                    tracing::error!(run_id, error = %e, "finalized report incomplete; left out");
+                    return Ok(None);
+                }
+                Err(e) => return Err(e.into()),
+            },
+            other => other,
+        };
+        match parsed {
             Ok(r) if r.run_id == run_id => {
                 if let Some(second) = run_started(run_id) {
                     if !(second..second + time::Duration::SECOND).contains(&r.created_at) {

@@ -9,7 +9,7 @@ pub mod finalized;
 
 use crate::store::{self, RunStore, StoreError};
 use futures::stream::{self, StreamExt};
-use keyfleet_protocol::report::RunReport;
+use keyfleet_protocol::report::{AccountReport, RunReport};
 use keyfleet_protocol::{decode, Dispatch, RunManifest};
 use std::collections::{BTreeMap, BTreeSet};
 use time::OffsetDateTime;
@@ -83,6 +83,62 @@ pub enum ReportsError {
         run: String,
         error: keyfleet_protocol::ProtocolError,
     },
+    /// A schema 2 report names an object for an account's users that is
+    /// missing or is not that account's section.
+    #[error("run {run}: the users of account {account} ({key}) {problem}")]
+    Users {
+        run: String,
+        account: String,
+        key: String,
+        problem: String,
+    },
+}
+
+/// Puts a schema 2 report's users back: each account that names an object
+/// for its users ([`AccountReport::users_key`]) gets them from it, one
+/// account at a time. A schema 1 report (users inline) comes back as it
+/// is. The result is the report as [`keyfleet_protocol::report::aggregate`]
+/// builds it, which is what the API, the CLI and the mails read.
+pub async fn with_users(
+    store: &RunStore,
+    mut report: RunReport,
+) -> Result<RunReport, ReportsError> {
+    for a in &mut report.accounts {
+        *a = section(store, &report.run_id, a).await?;
+    }
+    Ok(report)
+}
+
+/// One account of a report with its users: read from the object its row
+/// names, or the row itself when it names none (no users, or a schema 1
+/// report with its users inline).
+pub async fn section(
+    store: &RunStore,
+    run_id: &str,
+    row: &AccountReport,
+) -> Result<AccountReport, ReportsError> {
+    let Some(key) = &row.users_key else {
+        return Ok(row.clone());
+    };
+    let problem = |problem: String| ReportsError::Users {
+        run: run_id.to_string(),
+        account: row.account_id.clone(),
+        key: key.clone(),
+        problem,
+    };
+    let Some(bytes) = store.get(key).await? else {
+        return Err(problem("is missing".into()));
+    };
+    let stored: AccountReport =
+        serde_json::from_slice(&bytes).map_err(|e| problem(format!("is unreadable: {e}")))?;
+    if stored.account_id != row.account_id {
+        return Err(problem(format!("holds account {}", stored.account_id)));
+    }
+    Ok(AccountReport {
+        users: stored.users,
+        users_key: None,
+        ..row.clone()
+    })
 }
 
 impl Reports {
@@ -195,6 +251,9 @@ impl Reports {
         let Some(bytes) = self.store.get(&store::final_key(&run_id)).await? else {
             return Ok(None);
         };
-        Ok(serde_json::from_slice(&bytes).ok())
+        match serde_json::from_slice(&bytes) {
+            Ok(r) => Ok(Some(with_users(&self.store, r).await?)),
+            Err(_) => Ok(None),
+        }
     }
 }

@@ -156,55 +156,86 @@ fn error_cell(r: &Row<'_>) -> String {
 
 /// The report as CSV (see the module documentation for the layout).
 pub fn to_csv(report: &RunReport) -> Vec<u8> {
-    let mut out = CSV_BOM.to_vec();
-    {
-        let mut w = csv::WriterBuilder::new()
-            .terminator(csv::Terminator::CRLF)
-            .from_writer(&mut out);
-        // Writing to a Vec cannot fail.
-        w.write_record(CSV_HEADER.iter()).expect("write to memory");
-        for row in rows(report) {
-            w.write_record(COLUMNS.iter().map(|c| guard_cell(&(c.cell)(&row))))
-                .expect("write to memory");
-        }
-        w.flush().expect("write to memory");
+    let mut out = csv_head(report);
+    for a in &report.accounts {
+        out.extend(csv_account(report, a));
     }
     out
 }
 
-/// The lines of the CSV, in order.
-fn rows(report: &RunReport) -> Vec<Row<'_>> {
-    let line = |account, user, key, first, actions| Row {
+/// The CSV's start: the byte-order mark, the header, and the run's
+/// failure line when it failed as a whole. [`csv_account`] gives each
+/// account's lines after it, so that the CSV can be written one account at
+/// a time.
+pub fn csv_head(report: &RunReport) -> Vec<u8> {
+    let mut out = CSV_BOM.to_vec();
+    let mut lines = vec![CSV_HEADER.iter().map(|h| h.to_string()).collect::<Vec<_>>()];
+    if let Some(failure) = outcome::describe(report) {
+        let row = Row {
+            report,
+            account: None,
+            user: None,
+            key: None,
+            first: true,
+            actions: Vec::new(),
+            failure: Some(failure),
+        };
+        lines.push(cells(&row));
+    }
+    write_lines(&mut out, lines);
+    out
+}
+
+/// One account's lines of the CSV, `account` holding its users.
+pub fn csv_account(report: &RunReport, account: &AccountReport) -> Vec<u8> {
+    let mut out = Vec::new();
+    write_lines(
+        &mut out,
+        account_rows(report, account).iter().map(cells).collect(),
+    );
+    out
+}
+
+fn cells(row: &Row<'_>) -> Vec<String> {
+    COLUMNS.iter().map(|c| guard_cell(&(c.cell)(row))).collect()
+}
+
+fn write_lines(out: &mut Vec<u8>, lines: Vec<Vec<String>>) {
+    let mut w = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::CRLF)
+        .from_writer(out);
+    for line in lines {
+        // Writing to a Vec cannot fail.
+        w.write_record(&line).expect("write to memory");
+    }
+    w.flush().expect("write to memory");
+}
+
+/// An account's lines, in order: one without users, else one per key of
+/// each user (one for a user without keys).
+fn account_rows<'r>(report: &'r RunReport, a: &'r AccountReport) -> Vec<Row<'r>> {
+    let line = |user, key, first, actions| Row {
         report,
-        account,
+        account: Some(a),
         user,
         key,
         first,
         actions,
         failure: None,
     };
-    let mut rows = Vec::new();
-    if let Some(failure) = outcome::describe(report) {
-        rows.push(Row {
-            failure: Some(failure),
-            ..line(None, None, None, true, Vec::new())
-        });
+    if a.users.is_empty() {
+        return vec![line(None, None, true, Vec::new())];
     }
-    for a in &report.accounts {
-        if a.users.is_empty() {
-            rows.push(line(Some(a), None, None, true, Vec::new()));
-            continue;
-        }
-        for u in &a.users {
-            let placed = place_actions(u);
-            for i in 0..u.keys.len().max(1) {
-                let actions = placed
-                    .iter()
-                    .filter(|(row, _)| *row == i)
-                    .map(|(_, r)| *r)
-                    .collect();
-                rows.push(line(Some(a), Some(u), u.keys.get(i), i == 0, actions));
-            }
+    let mut rows = Vec::new();
+    for u in &a.users {
+        let placed = place_actions(u);
+        for i in 0..u.keys.len().max(1) {
+            let actions = placed
+                .iter()
+                .filter(|(row, _)| *row == i)
+                .map(|(_, r)| *r)
+                .collect();
+            rows.push(line(Some(u), u.keys.get(i), i == 0, actions));
         }
     }
     rows

@@ -7,15 +7,15 @@
 
 use super::widgets::{actions_chart, age_chart, card, date_utc, datetime_utc, share_card, CSS};
 use super::{
-    action_error, compliance_text, display_name, key_status, label, outcome_str, problem_accounts,
-    unknown_state_text, user_failed, AccountCounts,
+    action_error, attention_users, compliance_text, display_name, key_status, label, outcome_str,
+    problem_accounts, unknown_state_text, user_failed, AccountCounts,
 };
 use crate::outcome;
 use keyfleet_protocol::messages::{JobMode, UserReport};
-use keyfleet_protocol::plan::{Action, ActionRecord, KeyState, Outcome, Verdict};
+use keyfleet_protocol::plan::{Action, ActionRecord, KeyState, Outcome};
 use keyfleet_protocol::report::{
-    key_age_days, AccountReport, AccountState, Compliance, RunReport, UserRef,
-    CIS_KEY_ROTATION_DAYS,
+    console_user_with_keys, key_age_days, keys_without_mfa, AccountReport, AccountState,
+    Compliance, RunReport, UserRef, CIS_KEY_ROTATION_DAYS,
 };
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 
@@ -84,12 +84,7 @@ pub fn to_html(report: &RunReport) -> String {
         total.add(*c);
     }
     let problems = problem_accounts(report);
-    let failed_users: Vec<(&AccountReport, &UserReport)> = report
-        .accounts
-        .iter()
-        .flat_map(|a| a.users.iter().map(move |u| (a, u)))
-        .filter(|(_, u)| user_failed(u) || u.verdict == Verdict::Unreachable)
-        .collect();
+    let (failed_users, failed_count) = attention_users(report);
     let title = format!(
         "keyfleet run {} \u{2014} {}",
         report.run_id,
@@ -196,9 +191,9 @@ pub fn to_html(report: &RunReport) -> String {
                                     caption.muted { "Users that failed or cannot be reached" }
                                     thead { tr { th scope="col" { "Account" } th scope="col" { "User" } th scope="col" { "Verdict" } th scope="col" { "Error" } th scope="col" { "Note" } } }
                                     tbody {
-                                        @for (a, u) in failed_users.iter().take(LIST_ROWS) {
+                                        @for (account_id, u) in failed_users.iter().take(LIST_ROWS) {
                                             tr.problem {
-                                                td { a href=(href(&a.account_id)) { code { (a.account_id) } } }
+                                                td { a href=(href(account_id)) { code { (account_id) } } }
                                                 td { (u.user_name) }
                                                 td { (u.verdict.as_str()) }
                                                 td.err { (user_errors(u).join("; ")) }
@@ -207,7 +202,7 @@ pub fn to_html(report: &RunReport) -> String {
                                         }
                                     }
                                 }
-                                (more_rows(split, LIST_ROWS, failed_users.len(), "users"))
+                                (more_rows(split, LIST_ROWS, failed_count as usize, "users"))
                             }
                         }
                     }
@@ -343,14 +338,14 @@ fn compliance_section(report: &RunReport, split: bool) -> Markup {
                             }
                         }
                     }
-                    h3 #no-mfa-h { "Active access key, no MFA (" (s.keys_without_mfa.len()) ")" }
-                    (findings_table(report, &s.keys_without_mfa, "no-mfa-h", split))
-                    h3 #console-keys-h { "Console password and active access key (" (s.console_users_with_keys.len()) ")" }
+                    h3 #no-mfa-h { "Active access key, no MFA (" (s.keys_without_mfa_count()) ")" }
+                    (findings_table(report, &s.keys_without_mfa, s.keys_without_mfa_count(), "no-mfa-h", split))
+                    h3 #console-keys-h { "Console password and active access key (" (s.console_users_with_keys_count()) ")" }
                     p.muted {
                         "A console password with a long-lived access key is a person rather than a workload: "
                         "give them access through IAM Identity Center, or a role, and remove the key."
                     }
-                    (findings_table(report, &s.console_users_with_keys, "console-keys-h", split))
+                    (findings_table(report, &s.console_users_with_keys, s.console_users_with_keys_count(), "console-keys-h", split))
                     @if let Some(unknown) = unknown_state_text(s) {
                         p.muted { (unknown) "." }
                     }
@@ -370,7 +365,13 @@ fn measure_cells(c: Compliance) -> Markup {
 }
 
 /// The users of one finding, with their account, or "None."
-fn findings_table(report: &RunReport, users: &[UserRef], labelled_by: &str, split: bool) -> Markup {
+fn findings_table(
+    report: &RunReport,
+    users: &[UserRef],
+    count: u64,
+    labelled_by: &str,
+    split: bool,
+) -> Markup {
     let name = |id: &str| {
         report
             .accounts
@@ -395,7 +396,7 @@ fn findings_table(report: &RunReport, users: &[UserRef], labelled_by: &str, spli
                     }
                 }
             }
-            (more_rows(split, LIST_ROWS, users.len(), "users"))
+            (more_rows(split, LIST_ROWS.min(users.len()), count as usize, "users"))
         }
     }
 }
@@ -435,11 +436,14 @@ pub fn account_page(report: &RunReport, a: &AccountReport) -> String {
         display_name(a),
         a.account_id
     );
-    let in_account = |users: &[UserRef]| -> Vec<UserRef> {
-        users
+    let in_account = |finding: fn(&UserReport) -> bool| -> Vec<UserRef> {
+        a.users
             .iter()
-            .filter(|u| u.account_id == a.account_id)
-            .cloned()
+            .filter(|u| finding(u))
+            .map(|u| UserRef {
+                account_id: a.account_id.clone(),
+                user_name: u.user_name.clone(),
+            })
             .collect()
     };
     let c = AccountCounts::of(a);
@@ -480,13 +484,13 @@ pub fn account_page(report: &RunReport, a: &AccountReport) -> String {
                             (users_table(report, a))
                         }
                     }
-                    @if let Some(s) = &report.compliance {
+                    @if report.compliance.is_some() {
                         section aria-labelledby="findings-h" {
                             h2 #findings-h { "Compliance findings" }
                             h3 #no-mfa-h { "Active access key, no MFA" }
-                            (account_findings(&in_account(&s.keys_without_mfa)))
+                            (account_findings(&in_account(keys_without_mfa)))
                             h3 #console-keys-h { "Console password and active access key" }
-                            (account_findings(&in_account(&s.console_users_with_keys)))
+                            (account_findings(&in_account(console_user_with_keys)))
                         }
                     }
                 }

@@ -63,19 +63,23 @@
 pub mod csv;
 pub mod html;
 pub mod json;
+pub mod jsonl;
 pub mod summary;
 pub mod table;
 pub mod widgets;
 
-pub use self::csv::{guard_cell, to_csv, CSV_BOM, CSV_HEADER};
+pub use self::csv::{csv_account, csv_head, guard_cell, to_csv, CSV_BOM, CSV_HEADER};
 pub use html::{account_page, to_html};
 pub use json::to_json;
+pub use jsonl::jsonl_account;
 pub use table::to_table;
 pub use widgets::{date_utc, datetime_utc, rfc3339};
 
 use keyfleet_protocol::messages::UserReport;
-use keyfleet_protocol::plan::{Action, ActionRecord, KeyStatus, Outcome, Verdict};
-use keyfleet_protocol::report::{AccountReport, Compliance, ComplianceSummary, RunReport};
+use keyfleet_protocol::plan::{ActionRecord, KeyStatus, Outcome};
+use keyfleet_protocol::report::{
+    needs_attention, AccountReport, Compliance, ComplianceSummary, RunReport, LISTED_USERS,
+};
 
 /// The accounts whose state needs attention, in report order (the report's
 /// and the summary mail's "problems" list).
@@ -125,11 +129,11 @@ pub fn finding_counts(s: &ComplianceSummary) -> [(&'static str, String); 2] {
     [
         (
             "Active key, no MFA",
-            plural(s.keys_without_mfa.len() as u64, "user"),
+            plural(s.keys_without_mfa_count(), "user"),
         ),
         (
             "Console password and active key",
-            plural(s.console_users_with_keys.len() as u64, "user"),
+            plural(s.console_users_with_keys_count(), "user"),
         ),
     ]
 }
@@ -156,28 +160,17 @@ pub struct AccountCounts {
 }
 
 impl AccountCounts {
+    /// From the account's figures (recorded in a schema 2 report, counted
+    /// from its users in a schema 1 one).
     pub fn of(a: &AccountReport) -> Self {
-        let mut c = AccountCounts {
-            users: a.users.len() as u64,
-            ..Default::default()
-        };
-        for u in &a.users {
-            if user_failed(u) {
-                c.failures += 1;
-            }
-            for r in &u.actions {
-                if !matches!(r.result, Outcome::Done { .. } | Outcome::Planned) {
-                    continue;
-                }
-                match r.action {
-                    Action::CreateKey => c.rotated += 1,
-                    Action::Deactivate { .. } => c.deactivated += 1,
-                    Action::Delete { .. } => c.deleted += 1,
-                    Action::Reactivate { .. } | Action::Notify { .. } => {}
-                }
-            }
+        let f = a.figures();
+        AccountCounts {
+            users: f.users,
+            rotated: f.rotated,
+            deactivated: f.deactivated,
+            deleted: f.deleted,
+            failures: f.failures,
         }
-        c
     }
 
     pub fn add(&mut self, o: AccountCounts) {
@@ -189,12 +182,31 @@ impl AccountCounts {
     }
 }
 
-pub fn user_failed(u: &UserReport) -> bool {
-    u.verdict == Verdict::Failed
-        || u.error.is_some()
-        || u.actions
-            .iter()
-            .any(|r| matches!(r.result, Outcome::Failed { .. }))
+pub use keyfleet_protocol::report::user_failed;
+
+/// The users that failed or cannot be reached, with their account: the
+/// first [`LISTED_USERS`] in report order, and how many there are. A
+/// schema 2 report recorded them (its users may not be inline); a schema 1
+/// report's users say it.
+pub fn attention_users(report: &RunReport) -> (Vec<(&str, &UserReport)>, u64) {
+    if report.schema >= 2 {
+        let f = &report.failed_users;
+        return (
+            f.first
+                .iter()
+                .map(|x| (x.account_id.as_str(), &x.user))
+                .collect(),
+            f.count,
+        );
+    }
+    let all: Vec<(&str, &UserReport)> = report
+        .accounts
+        .iter()
+        .flat_map(|a| a.users.iter().map(move |u| (a.account_id.as_str(), u)))
+        .filter(|(_, u)| needs_attention(u))
+        .collect();
+    let count = all.len() as u64;
+    (all.into_iter().take(LISTED_USERS).collect(), count)
 }
 
 /// `Payments Prod (payments)`: an account's name with its alias, when the

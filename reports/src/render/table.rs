@@ -131,8 +131,8 @@ pub fn to_table(report: &RunReport) -> String {
         let _ = writeln!(
             out,
             "findings: {} with an active key and no MFA, {} with a console password and an active key",
-            plural(s.keys_without_mfa.len() as u64, "user"),
-            plural(s.console_users_with_keys.len() as u64, "user")
+            plural(s.keys_without_mfa_count(), "user"),
+            plural(s.console_users_with_keys_count(), "user")
         );
         if let Some(unknown) = unknown_state_text(s) {
             let _ = writeln!(out, "  {unknown}");

@@ -823,3 +823,27 @@ fn a_capped_list_of_a_one_page_report_points_to_its_own_sections() {
     assert!(!sentence.contains("account pages"), "{sentence}");
     assert!(sentence.contains("Users by account"), "{sentence}");
 }
+
+/// The summary page of a large run is rendered from the summary alone
+/// (schema 2: no users inline, as finalize holds it): it is the page the
+/// whole report gives, and the CSV written one account at a time is the
+/// whole report's CSV.
+#[test]
+fn a_large_runs_summary_page_needs_no_users() {
+    use keyfleet_protocol::report::LISTED_USERS;
+    let report = fixtures::large_report(30, 90);
+    assert!(html::is_split(&report));
+    assert!(report.failed_users.count > LISTED_USERS as u64 || report.totals.users > 2_000);
+    let summary = report.without_users(|a| format!("runs/x/final/a/{}.json", a.account_id));
+    assert!(summary.accounts.iter().all(|a| a.users.is_empty()));
+    assert!(!summary.users_inline());
+    assert_eq!(to_html(&summary), to_html(&report));
+    let mut streamed = csv_head(&summary);
+    for a in &report.accounts {
+        streamed.extend(csv_account(&summary, a));
+    }
+    assert_eq!(streamed, to_csv(&report));
+    // The JSON summary is a fraction of the whole report.
+    let (small, whole) = (to_json(&summary).len(), to_json(&report).len());
+    assert!(small * 10 < whole, "summary {small} bytes, whole {whole} bytes");
+}

@@ -125,6 +125,15 @@ pub fn age_chart(report: &RunReport) -> Markup {
     }
 }
 
+/// An action kind's name as the chart labels it: one of the kinds the
+/// protocol knows, or `other` for a kind a newer coordinator recorded.
+fn kind_name(kind: &str) -> &'static str {
+    ["create", "deactivate", "delete", "notify", "reactivate"]
+        .into_iter()
+        .find(|k| *k == kind)
+        .unwrap_or("other")
+}
+
 /// Horizontal stacked bars: per action kind, done/planned, skipped, failed.
 pub fn actions_chart(report: &RunReport) -> Markup {
     // kind -> [done, planned, skipped, failed]
@@ -132,16 +141,29 @@ pub fn actions_chart(report: &RunReport) -> Markup {
     for k in ["create", "deactivate", "delete", "notify"] {
         by_kind.insert(k, [0; 4]);
     }
-    for a in &report.accounts {
-        for u in &a.users {
-            for r in &u.actions {
-                let slot = match r.result {
-                    Outcome::Done { .. } => 0,
-                    Outcome::Planned => 1,
-                    Outcome::Skipped { .. } => 2,
-                    Outcome::Failed { .. } => 3,
-                };
-                by_kind.entry(r.action.kind()).or_insert([0; 4])[slot] += 1;
+    if report.schema >= 2 {
+        // Recorded: the users of a summary are not inline.
+        for (kind, o) in &report.totals.action_outcomes {
+            let slot = by_kind.entry(kind_name(kind)).or_insert([0; 4]);
+            for (n, v) in slot
+                .iter_mut()
+                .zip([o.done, o.planned, o.skipped, o.failed])
+            {
+                *n += v;
+            }
+        }
+    } else {
+        for a in &report.accounts {
+            for u in &a.users {
+                for r in &u.actions {
+                    let slot = match r.result {
+                        Outcome::Done { .. } => 0,
+                        Outcome::Planned => 1,
+                        Outcome::Skipped { .. } => 2,
+                        Outcome::Failed { .. } => 3,
+                    };
+                    by_kind.entry(r.action.kind()).or_insert([0; 4])[slot] += 1;
+                }
             }
         }
     }
