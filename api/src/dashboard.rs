@@ -331,7 +331,7 @@ pub fn render(v: &View<'_>) -> String {
             },
             Some(r) => {
                 (summary(r, base, v.filter.run.is_some()))
-                (accounts(r))
+                (accounts(r, base))
                 (age_chart(r))
             },
         }
@@ -383,23 +383,35 @@ fn summary(r: &RunReport, base: &str, chosen: bool) -> Markup {
     }
 }
 
-fn accounts(r: &RunReport) -> Markup {
+/// The run's accounts: the first [`PAGE_ROWS`] in report order (those
+/// that need attention come first), with the count and the HTML report,
+/// which lists every one, for the rest: like the users table, the page
+/// never grows with the organization.
+fn accounts(r: &RunReport, base: &str) -> Markup {
     html! {
         section #accounts {
             h2 { "Accounts" }
             table {
                 thead { tr { th { "account" } th { "name" } th { "state" } th { "users" } th { "keys" } th { "error" } } }
                 tbody {
-                    @for a in &r.accounts {
+                    @for a in r.accounts.iter().take(PAGE_ROWS) {
+                        @let f = a.figures();
                         tr {
                             td { code { (a.account_id) } }
                             td { (a.name) }
                             td class=(if a.state.is_problem() { "bad" } else { "state-ok" }) { (a.state.as_str().replace('_', " ")) }
-                            td { (a.users.len()) }
-                            td { (a.users.iter().map(|u| u.keys.len()).sum::<usize>()) }
+                            td { (f.users) }
+                            td { (f.keys) }
                             td { (a.error.as_deref().unwrap_or("")) }
                         }
                     }
+                }
+            }
+            @if r.accounts.len() > PAGE_ROWS {
+                p .note #more-accounts {
+                    "The first " (PAGE_ROWS) " of " (r.accounts.len()) " accounts, those that need attention first; "
+                    a href=(format!("{base}/runs/{}/report.html", r.run_id)) { "the HTML report" }
+                    " lists every one, and the users table below filters by account."
                 }
             }
         }

@@ -392,3 +392,48 @@ fn the_document_lists_the_dashboard_s_page_parameter() {
         "{page}"
     );
 }
+
+/// An organization with more accounts than a page: the accounts table
+/// shows one page of them, those that need attention first, and says how
+/// many there are and where the others are.
+#[tokio::test]
+async fn the_accounts_table_shows_one_page_problems_first() {
+    let ids: Vec<String> = (0..PAGE_ROWS + 20)
+        .map(|i| format!("{:012}", 100_000_000_000u64 + i as u64))
+        .collect();
+    let silent = ids.last().unwrap().clone();
+    let accounts: Vec<(&str, &str, Option<serde_json::Value>)> = ids
+        .iter()
+        .map(|id| {
+            let users = (*id != silent).then(|| many_users("u", 1, true));
+            (id.as_str(), "Member", users)
+        })
+        .collect();
+    let run = report(
+        "20260301T000000Z-acc001",
+        time::macros::datetime!(2026-03-01 00:00 UTC),
+        keyfleet_protocol::JobMode::Scheduled,
+        false,
+        accounts,
+    );
+    let w = World::new(Options {
+        reports: vec![run],
+        ..Default::default()
+    })
+    .await;
+    let page = w.get("/", Some(&w.reader)).await.text();
+    let start = page.find("id=\"accounts\"").expect("the accounts section");
+    let section = &page[start..start + page[start..].find("</section>").unwrap()];
+    let rows: Vec<&str> = section.split("<tr>").skip(2).collect();
+    assert_eq!(rows.len(), PAGE_ROWS, "{section}");
+    assert!(
+        rows[0].contains(&silent),
+        "the missing account first: {}",
+        rows[0]
+    );
+    assert!(
+        section.contains(&format!("The first {PAGE_ROWS} of {} accounts", ids.len())),
+        "{section}"
+    );
+    assert!(section.contains("/runs/20260301T000000Z-acc001/report.html"));
+}

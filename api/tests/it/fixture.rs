@@ -245,7 +245,7 @@ pub fn rotation() -> RunReport {
 
 /// `n` users `{prefix}-0000`, `{prefix}-0001`, ...: compliant with one key
 /// (`AKIACROWDED000000000`, ...) created 2026-01-01, or without keys.
-fn many_users(prefix: &str, n: usize, with_keys: bool) -> Value {
+pub fn many_users(prefix: &str, n: usize, with_keys: bool) -> Value {
     Value::Array(
         (0..n)
             .map(|i| {

@@ -266,7 +266,8 @@ impl ReportData {
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A finalized report read from the bucket, and its stored size:
+    /// A finalized report read from the bucket with its users, and its
+    /// stored size (the summary and its accounts' sections):
     /// `None` when the run is not finalized, or when its report cannot be
     /// read as one (logged: such a run is left out rather than failing
     /// every read).
@@ -274,9 +275,13 @@ impl ReportData {
         let Some(bytes) = self.store.get(&store::final_key(run_id)).await? else {
             return Ok(None);
         };
+        let mut sections = 0;
         let parsed = match serde_json::from_slice::<RunReport>(&bytes) {
-            Ok(r) if r.run_id == run_id => match super::with_users(&self.store, r).await {
-                Ok(r) => Ok(r),
+            Ok(r) if r.run_id == run_id => match super::with_users_sized(&self.store, r).await {
+                Ok((r, read)) => {
+                    sections = read;
+                    Ok(r)
+                }
                 Err(e @ ReportsError::Users { .. }) => {
                     tracing::error!(run_id, error = %e, "finalized report incomplete; left out");
                     return Ok(None);
@@ -293,7 +298,7 @@ impl ReportData {
                         tracing::warn!(run_id, created_at = %r.created_at, "a run id's start second is not its report's created_at; runs may be listed out of order");
                     }
                 }
-                Ok(Some((r, bytes.len())))
+                Ok(Some((r, bytes.len() + sections)))
             }
             Ok(r) => {
                 tracing::error!(run_id, found = %r.run_id, "finalized report names another run; left out");

@@ -99,14 +99,23 @@ pub enum ReportsError {
 /// account at a time. A schema 1 report (users inline) comes back as it
 /// is. The result is the report as [`keyfleet_protocol::report::aggregate`]
 /// builds it, which is what the API, the CLI and the mails read.
-pub async fn with_users(
+pub async fn with_users(store: &RunStore, report: RunReport) -> Result<RunReport, ReportsError> {
+    Ok(with_users_sized(store, report).await?.0)
+}
+
+/// [`with_users`], and the bytes of the sections it read (what the report
+/// weighs beyond its summary, for a cache's budget).
+pub async fn with_users_sized(
     store: &RunStore,
     mut report: RunReport,
-) -> Result<RunReport, ReportsError> {
+) -> Result<(RunReport, usize), ReportsError> {
+    let mut bytes = 0;
     for a in &mut report.accounts {
-        *a = section(store, &report.run_id, a).await?;
+        let (section, read) = section_sized(store, &report.run_id, a).await?;
+        *a = section;
+        bytes += read;
     }
-    Ok(report)
+    Ok((report, bytes))
 }
 
 /// One account of a report with its users: read from the object its row
@@ -117,8 +126,17 @@ pub async fn section(
     run_id: &str,
     row: &AccountReport,
 ) -> Result<AccountReport, ReportsError> {
+    Ok(section_sized(store, run_id, row).await?.0)
+}
+
+/// [`section`], and the bytes read for it (0 when nothing was read).
+async fn section_sized(
+    store: &RunStore,
+    run_id: &str,
+    row: &AccountReport,
+) -> Result<(AccountReport, usize), ReportsError> {
     let Some(key) = &row.users_key else {
-        return Ok(row.clone());
+        return Ok((row.clone(), 0));
     };
     let problem = |problem: String| ReportsError::Users {
         run: run_id.to_string(),
@@ -134,11 +152,14 @@ pub async fn section(
     if stored.account_id != row.account_id {
         return Err(problem(format!("holds account {}", stored.account_id)));
     }
-    Ok(AccountReport {
-        users: stored.users,
-        users_key: None,
-        ..row.clone()
-    })
+    Ok((
+        AccountReport {
+            users: stored.users,
+            users_key: None,
+            ..row.clone()
+        },
+        bytes.len(),
+    ))
 }
 
 impl Reports {

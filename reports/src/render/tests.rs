@@ -845,5 +845,8 @@ fn a_large_runs_summary_page_needs_no_users() {
     assert_eq!(streamed, to_csv(&report));
     // The JSON summary is a fraction of the whole report.
     let (small, whole) = (to_json(&summary).len(), to_json(&report).len());
-    assert!(small * 10 < whole, "summary {small} bytes, whole {whole} bytes");
+    assert!(
+        small * 10 < whole,
+        "summary {small} bytes, whole {whole} bytes"
+    );
 }
