@@ -317,10 +317,13 @@ fn compliance_section(report: &RunReport, split: bool) -> Markup {
                                 th.num scope="col" { "Active keys" }
                                 th.num scope="col" { "\u{2264} " (CIS_KEY_ROTATION_DAYS) " days" }
                                 th.num scope="col" { "Share" }
+                                th.num scope="col" { "No MFA" }
+                                th.num scope="col" { "Console and key" }
                             }
                         }
                         tbody {
                             @for a in &report.accounts {
+                                @let f = a.figures();
                                 tr {
                                     td { a href=(account_href(split, &a.account_id)) { code { (a.account_id) } } }
                                     td { (display_name(a)) }
@@ -328,6 +331,8 @@ fn compliance_section(report: &RunReport, split: bool) -> Markup {
                                         Some(c) => { (measure_cells(c)) }
                                         None => { td.muted colspan="3" { "not recorded" } }
                                     }
+                                    td.num { (f.keys_without_mfa) }
+                                    td.num { (f.console_users_with_keys) }
                                 }
                             }
                         }
@@ -335,6 +340,8 @@ fn compliance_section(report: &RunReport, split: bool) -> Markup {
                             tr {
                                 th scope="row" colspan="2" { "Total (" (report.accounts.len()) " accounts)" }
                                 (measure_cells(s.total))
+                                td.num { (s.keys_without_mfa_count()) }
+                                td.num { (s.console_users_with_keys_count()) }
                             }
                         }
                     }

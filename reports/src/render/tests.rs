@@ -638,11 +638,15 @@ fn html_has_a_compliance_section_with_shares_and_findings() {
             .map(|c| c[..c.find("</td>").unwrap()].to_string())
             .collect()
     };
-    assert_eq!(nums(&row("111111111111")), ["5", "3", "60.0%"]);
-    assert_eq!(nums(&row("222222222222")), ["3", "1", "33.3%"]);
-    assert_eq!(nums(&row("333333333333")), ["0", "0", "n/a"]);
-    assert!(section
-        .contains("<td class=\"num\">8</td><td class=\"num\">4</td><td class=\"num\">50.0%</td>"));
+    // Active keys, within 90 days, share; then the account's users in
+    // each finding (bob and dave without MFA, alice and dave with a
+    // console password: all of Payments Prod).
+    assert_eq!(nums(&row("111111111111")), ["5", "3", "60.0%", "2", "2"]);
+    assert_eq!(nums(&row("222222222222")), ["3", "1", "33.3%", "0", "0"]);
+    assert_eq!(nums(&row("333333333333")), ["0", "0", "n/a", "0", "0"]);
+    assert!(section.contains(
+        "<td class=\"num\">8</td><td class=\"num\">4</td><td class=\"num\">50.0%</td><td class=\"num\">2</td><td class=\"num\">2</td>"
+    ));
 
     let no_mfa = section.find("id=\"no-mfa-h\"").unwrap();
     let console = section.find("id=\"console-keys-h\"").unwrap();
@@ -849,4 +853,52 @@ fn a_large_runs_summary_page_needs_no_users() {
         small * 10 < whole,
         "summary {small} bytes, whole {whole} bytes"
     );
+}
+
+/// A report written before schema 2 (no `schema`, no figures, no counts
+/// beside the lists, no recorded failed users or action outcomes, every
+/// user inline) reads as schema 1 and renders as the same report written
+/// today: what schema 2 records, a schema 1 report's users say.
+#[test]
+fn a_schema_1_report_renders_as_its_schema_2_twin() {
+    for today in [fixtures::report(), fixtures::large_report(3, 900)] {
+        let mut v = serde_json::to_value(&today).unwrap();
+        let o = v.as_object_mut().unwrap();
+        o.remove("schema");
+        o.remove("failed_users");
+        o["totals"]
+            .as_object_mut()
+            .unwrap()
+            .remove("action_outcomes");
+        // Schema 1 listed every user of a finding.
+        let every = |finding: fn(&keyfleet_protocol::messages::UserReport) -> bool| {
+            today
+                .accounts
+                .iter()
+                .flat_map(|a| {
+                    a.users.iter().filter(|u| finding(u)).map(|u| {
+                        serde_json::json!({"account_id": a.account_id, "user_name": u.user_name})
+                    })
+                })
+                .collect::<Vec<_>>()
+        };
+        let c = o["compliance"].as_object_mut().unwrap();
+        c.remove("keys_without_mfa_total");
+        c.remove("console_users_with_keys_total");
+        c["keys_without_mfa"] = every(keyfleet_protocol::report::keys_without_mfa).into();
+        c["console_users_with_keys"] =
+            every(keyfleet_protocol::report::console_user_with_keys).into();
+        for a in o["accounts"].as_array_mut().unwrap() {
+            a.as_object_mut().unwrap().remove("figures");
+        }
+        let old: RunReport = serde_json::from_value(v).unwrap();
+        assert_eq!(old.schema, 1);
+        assert!(old.users_inline());
+        for (a, b) in old.accounts.iter().zip(&today.accounts) {
+            assert_eq!(a.figures(), b.figures.unwrap());
+        }
+        assert_eq!(to_html(&old), to_html(&today));
+        assert_eq!(to_csv(&old), to_csv(&today));
+        assert_eq!(to_table(&old), to_table(&today));
+    }
 }
