@@ -355,6 +355,9 @@ fn summary(r: &RunReport, base: &str, chosen: bool) -> Markup {
                 ", started " (datetime_utc(r.created_at)) ", finalized " (datetime_utc(r.finalized_at)) ". "
                 a href=(format!("{base}/runs/{}/report.html", r.run_id)) { "HTML report" } " · "
                 a href=(format!("{base}/runs/{}/report.csv", r.run_id)) { "CSV" } " · "
+                @if r.schema >= 2 {
+                    a href=(format!("{base}/runs/{}/report.jsonl", r.run_id)) { "JSON Lines" } " · "
+                }
                 a #export-csv href=(format!("{base}/export.csv")) { "key inventory (CSV)" } " · "
                 a #export-json href=(format!("{base}/export.json")) { "(JSON)" }
                 @if !r.complete { " " span .bad { "Incomplete: some accounts did not report." } }

@@ -59,8 +59,8 @@ use axum::routing::{on, MethodRouter};
 use axum::Router;
 use keyfleet_reports::read::finalized::DataError;
 use model::{
-    page, problem, B401, B403, B429, CSV, HTML_PAGE, JSON, P_ACCOUNT, P_ACCOUNT_PAGE, P_FORMAT,
-    P_KEY, P_RUN, P_USER, R202, R400, R401, R403, R409, R413, R429, R502, RUN_HEADERS,
+    page, problem, B401, B403, B429, CSV, HTML_PAGE, JSON, JSONL, P_ACCOUNT, P_ACCOUNT_PAGE,
+    P_FORMAT, P_KEY, P_RUN, P_USER, R202, R400, R401, R403, R409, R413, R429, R502, RUN_HEADERS,
 };
 use serde::Deserialize;
 
@@ -390,6 +390,34 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         verb: Verb::Get,
+        path: "/runs/{run_id}/report.jsonl",
+        op: Op::RunJsonl,
+        operation_id: "getRunJsonlFile",
+        summary: "For the browser (session cookie or Bearer key, outside /v1): a run's users as JSON Lines (reports/<run_id>/report.jsonl), one line per user with its run and account, as a download.",
+        access: Access::KeyOrSession(Scope::Read),
+        html: true,
+        params: &[P_RUN],
+        body: None,
+        responses: &[
+            Resp {
+                status: 200,
+                description: "One JSON object per line, one line per user.",
+                content: &[Content {
+                    media: JSONL,
+                    schema: None,
+                }],
+                headers: RUN_HEADERS,
+            },
+            R400,
+            B401,
+            B403,
+            problem(404, "No JSON Lines report for this run (a run finalized before they were written has none)."),
+            B429,
+            R502,
+        ],
+    },
+    Route {
+        verb: Verb::Get,
         path: "/v1/accounts/{account}/users/{user}/keys",
         op: Op::UserKeys,
         operation_id: "getUserKeys",
@@ -565,6 +593,7 @@ fn endpoint(r: &Route) -> MethodRouter<AppState> {
         Op::RunAccountHtml => on(filter, runs::run_account_html),
         Op::RunJson => on(filter, runs::run_json_file),
         Op::RunCsv => on(filter, runs::run_csv_file),
+        Op::RunJsonl => on(filter, runs::run_jsonl_file),
         Op::UserKeys => on(filter, users::user_keys),
         Op::Rotate => on(filter, actions::rotate),
         Op::Reactivate => on(filter, actions::reactivate),

@@ -89,6 +89,7 @@ pub enum Op {
     RunAccountHtml,
     RunJson,
     RunCsv,
+    RunJsonl,
     UserKeys,
     Rotate,
     Reactivate,
@@ -115,6 +116,7 @@ pub struct Route {
 
 pub(super) const JSON: &str = "application/json";
 pub(super) const CSV: &str = "text/csv";
+pub(super) const JSONL: &str = "application/x-ndjson";
 const HTML: &str = "text/html";
 
 const PROBLEM: &[Content] = &[Content {

@@ -5,7 +5,7 @@
 //! `/runs/{run_id}/accounts/<account>.html`, which the summary page
 //! `report.html` links to as `accounts/<account>.html`).
 
-use super::model::JSON;
+use super::model::{JSON, JSONL};
 use super::{
     label, path_problem, run_named, store_failed, wants_csv, FormatQuery, DEFAULT_LIMIT, MAX_LIMIT,
 };
@@ -168,6 +168,30 @@ pub(super) async fn run_json_file(
     let (run_id, body) = stored_report(&state, path, "json", "JSON").await?;
     let resp = (
         [(header::CONTENT_TYPE, HeaderValue::from_static(JSON))],
+        body,
+    )
+        .into_response();
+    Ok(label_stored(&state, &run_id, resp).await)
+}
+
+/// `/runs/{run_id}/report.jsonl`: the run's users as JSON Lines, as a
+/// download.
+pub(super) async fn run_jsonl_file(
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Response, Problem> {
+    let (run_id, body) = stored_report(&state, path, "jsonl", "JSON Lines").await?;
+    let resp = (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(JSONL)),
+            (
+                header::CONTENT_DISPOSITION,
+                HeaderValue::from_str(&format!(
+                    "attachment; filename=\"keyfleet-report-{run_id}.jsonl\""
+                ))
+                .unwrap_or_else(|_| HeaderValue::from_static("attachment")),
+            ),
+        ],
         body,
     )
         .into_response();

@@ -52,7 +52,7 @@ async fn a_session_reads_the_stored_reports_and_the_inventory() {
         a.header("x-keyfleet-run-time"),
         Some("2026-03-01T00:10:00Z")
     );
-    assert_eq!(a.body, render::to_json(&latest()));
+    assert_eq!(a.body, crate::world::stored_json(&latest()));
     assert_eq!(a.json()["run_id"], LATEST);
     assert_no_secret(&w, &a, &cookie, &uri);
 
@@ -395,6 +395,7 @@ fn only_the_browser_routes_outside_v1_take_the_session() {
             "/runs/{run_id}/accounts/{account_page}",
             "/runs/{run_id}/report.json",
             "/runs/{run_id}/report.csv",
+            "/runs/{run_id}/report.jsonl",
             "/export.csv",
             "/export.json",
         ]

@@ -84,10 +84,10 @@ async fn every_link_of_the_dashboard_opens_with_the_session_alone() {
     let a = w.get_with_cookie("/", &cookie).await;
     assert_eq!(a.status, 200, "{}", a.text());
     let links = links(&a.text());
-    // The dashboard itself; the latest run's three reports and the
-    // inventory twice in the summary; three reports and the dashboard's
-    // view of it for each of 4 runs.
-    assert_eq!(links.len(), 1 + 3 + 2 + 4 * 4, "{links:?}");
+    // The dashboard itself; the latest run's four reports (JSON, HTML,
+    // CSV, JSON Lines) and the inventory twice in the summary; three
+    // reports and the dashboard's view of it for each of 4 runs.
+    assert_eq!(links.len(), 1 + 4 + 2 + 4 * 4, "{links:?}");
     for link in links {
         assert!(link.starts_with('/') && !link.starts_with("/v1"), "{link}");
         let a = w.get_with_cookie(&link, &cookie).await;

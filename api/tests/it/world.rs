@@ -168,19 +168,57 @@ pub fn s3(emu: &Emulator) -> aws_sdk_s3::Client {
     )
 }
 
-/// Writes a finalized run as the coordinator does.
+/// Where [`put_report`] keeps an account's section.
+fn section_key(r: &RunReport, a: &keyfleet_protocol::report::AccountReport) -> String {
+    store::users_key(&r.run_id, "fixture", &a.account_id)
+}
+
+/// `report.json` (and the finalize marker) as [`put_report`] writes it:
+/// the summary, byte for byte.
+pub fn stored_json(r: &RunReport) -> Vec<u8> {
+    render::to_json(&r.without_users(|a| section_key(r, a)))
+}
+
+/// Writes a finalized run as the coordinator does: each account's
+/// section with its users, the summary (report schema 2) as the finalize
+/// marker and `report.json`, the CSV, the JSON Lines and the HTML.
 pub async fn put_report(store: &RunStore, r: &RunReport) {
     let id = &r.run_id;
+    let section = |a: &keyfleet_protocol::report::AccountReport| section_key(r, a);
+    for a in r.accounts.iter().filter(|a| !a.users.is_empty()) {
+        store
+            .put(
+                &section(a),
+                serde_json::to_vec(a).unwrap(),
+                "application/json",
+            )
+            .await
+            .unwrap();
+    }
+    let summary = stored_json(r);
     store
         .put(
             &store::report_key(id, "json"),
-            render::to_json(r),
+            summary.clone(),
             "application/json",
         )
         .await
         .unwrap();
     store
         .put(&store::report_key(id, "csv"), render::to_csv(r), "text/csv")
+        .await
+        .unwrap();
+    let jsonl: Vec<u8> = r
+        .accounts
+        .iter()
+        .flat_map(|a| render::jsonl_account(r, a))
+        .collect();
+    store
+        .put(
+            &store::report_key(id, "jsonl"),
+            jsonl,
+            "application/x-ndjson",
+        )
         .await
         .unwrap();
     // A large run's HTML report is a summary and a page per account.
@@ -205,11 +243,7 @@ pub async fn put_report(store: &RunStore, r: &RunReport) {
         .await
         .unwrap();
     store
-        .put(
-            &store::final_key(id),
-            render::to_json(r),
-            "application/json",
-        )
+        .put(&store::final_key(id), summary, "application/json")
         .await
         .unwrap();
 }
