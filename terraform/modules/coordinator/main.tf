@@ -556,19 +556,20 @@ resource "aws_lambda_function" "this" {
 
   environment {
     variables = {
-      KEYFLEET_REPORT_BUCKET          = aws_s3_bucket.reports.id
-      KEYFLEET_RESULTS_QUEUE_URL      = aws_sqs_queue.results.id
-      KEYFLEET_ALERTS_TOPIC_ARN       = aws_sns_topic.alerts.arn
-      KEYFLEET_ORG_READER_ROLE_ARN    = var.org_reader_role_arn
-      KEYFLEET_SENDER                 = var.sender
-      KEYFLEET_SECURITY_TEAM          = join(",", var.security_team)
-      KEYFLEET_PRIVATE_KEY_SECRET_ARN = aws_secretsmanager_secret.private_key.arn
-      KEYFLEET_SES_CONFIGURATION_SET  = aws_sesv2_configuration_set.this.configuration_set_name
-      KEYFLEET_EXCLUDE_ACCOUNTS       = join(",", var.exclude_accounts)
-      KEYFLEET_EXCLUDE_OUS            = join(",", var.exclude_ous)
-      KEYFLEET_POLICY                 = local.policy_json
-      KEYFLEET_DEADLINE               = var.run_deadline
-      RUST_LOG                        = var.log_level
+      KEYFLEET_REPORT_BUCKET            = aws_s3_bucket.reports.id
+      KEYFLEET_RESULTS_QUEUE_URL        = aws_sqs_queue.results.id
+      KEYFLEET_ALERTS_TOPIC_ARN         = aws_sns_topic.alerts.arn
+      KEYFLEET_ORG_READER_ROLE_ARN      = var.org_reader_role_arn
+      KEYFLEET_SENDER                   = var.sender
+      KEYFLEET_SECURITY_TEAM            = join(",", var.security_team)
+      KEYFLEET_PRIVATE_KEY_SECRET_ARN   = aws_secretsmanager_secret.private_key.arn
+      KEYFLEET_SES_CONFIGURATION_SET    = aws_sesv2_configuration_set.this.configuration_set_name
+      KEYFLEET_EXCLUDE_ACCOUNTS         = join(",", var.exclude_accounts)
+      KEYFLEET_EXCLUDE_OUS              = join(",", var.exclude_ous)
+      KEYFLEET_POLICY                   = local.policy_json
+      KEYFLEET_DEADLINE                 = var.run_deadline
+      KEYFLEET_SUMMARY_ATTACH_MAX_BYTES = tostring(var.summary_attach_max_bytes)
+      RUST_LOG                          = var.log_level
       # What the org reader's trust requires when its module sets
       # external_id; empty: the coordinator sends none.
       KEYFLEET_ORG_READER_EXTERNAL_ID = coalesce(var.org_reader_external_id, "")

@@ -88,6 +88,17 @@ variable "memory_size" {
   }
 }
 
+variable "summary_attach_max_bytes" {
+  description = "The largest CSV report the security team's summary email attaches, in bytes; a larger one is linked (base64 adds a third, so 7 MB stays under the common 10 MB mail limit; SES takes up to 40 MB)."
+  type        = number
+  default     = 7000000
+
+  validation {
+    condition     = var.summary_attach_max_bytes >= 0 && var.summary_attach_max_bytes <= 30000000
+    error_message = "summary_attach_max_bytes must be between 0 and 30000000 (SES refuses messages over 40 MB, and base64 adds a third)."
+  }
+}
+
 variable "run_deadline" {
   description = "How long a run waits for its agents before the sweep finalizes it without them, as <n>d, <n>h, <n>m or <n>s."
   type        = string
