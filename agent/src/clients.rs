@@ -82,6 +82,8 @@ impl Intercept for CountCalls {
 pub struct AgentClients {
     pub iam: aws_sdk_iam::Client,
     pub secrets: aws_sdk_secretsmanager::Client,
+    /// The account's keyfleet table ([`crate::table`]).
+    pub dynamodb: aws_sdk_dynamodb::Client,
     pub sqs: aws_sdk_sqs::Client,
     pub calls: CallCounter,
 }
@@ -107,6 +109,10 @@ impl AgentClients {
             .retry_config(retry_config())
             .interceptor(calls.interceptor("secretsmanager"))
             .build();
+        let dynamodb = aws_sdk_dynamodb::config::Builder::from(config)
+            .retry_config(retry_config())
+            .interceptor(calls.interceptor("dynamodb"))
+            .build();
         let sqs = aws_sdk_sqs::config::Builder::from(config)
             .retry_config(retry_config())
             .interceptor(calls.interceptor("sqs"))
@@ -114,6 +120,7 @@ impl AgentClients {
         AgentClients {
             iam: aws_sdk_iam::Client::from_conf(iam),
             secrets: aws_sdk_secretsmanager::Client::from_conf(secrets),
+            dynamodb: aws_sdk_dynamodb::Client::from_conf(dynamodb),
             sqs: aws_sdk_sqs::Client::from_conf(sqs),
             calls,
         }

@@ -24,6 +24,7 @@
 pub mod budget;
 pub mod clients;
 pub mod config;
+pub mod delivery;
 pub mod executor;
 pub mod fault;
 pub mod lambda;
@@ -34,6 +35,7 @@ pub mod results;
 pub mod rules;
 pub mod run;
 pub mod scan;
+pub mod table;
 
 pub use budget::Budget;
 pub use clients::{AgentClients, CallCounter};

@@ -20,38 +20,30 @@
 //!   the sealed copy again) and, with Secrets Manager delivery, the plain
 //!   key for its owner.
 //!
-//! **Protection.** The secret's resource policy ([`resource_policy`]) lets
-//! only the user itself and the agent role read it, and denies
-//! `PutSecretValue`, `UpdateSecret`, `DeleteSecret`, `PutResourcePolicy` and
-//! `DeleteResourcePolicy` to everyone but the agent role. A secret at that
-//! name that keyfleet did not create is not trusted ([`Loaded::Untrusted`]):
-//! its resource policy is not exactly keyfleet's, or its content is not a
-//! record of this account and user. keyfleet then neither acts on it nor
-//! writes into it, and creates no key for that user (it could not store
-//! one); the report says why. The one exception is keyfleet's own record
-//! left half made (`CreateSecret` succeeded, `PutResourcePolicy` did not):
-//! a secret with keyfleet's description and user tag, a record of this
-//! account and user, and no resource policy at all ([`Loaded::HalfMade`]).
-//! Its content is not used; the next write replaces it and puts the
-//! policy on, so the user is not locked out of keyfleet for ever.
+//! **Where.** One item of the account's table ([`crate::table`], item key
+//! [`item_key`]), which only the agent role may write: the table's resource
+//! policy, checked once per run before anything is read. An item whose
+//! content is not a record of this account and user is not trusted
+//! ([`Loaded::Untrusted`]): keyfleet neither acts on it nor writes over it,
+//! and creates no key for that user (it could not record one); the report
+//! says why. The record never holds a secret access key: with Secrets
+//! Manager delivery the user's key goes to the delivery secret
+//! ([`crate::delivery`]), which the user may read.
 //!
-//! **Names.** Secrets Manager allows `[A-Za-z0-9/_+=.@-]` in names; IAM user
-//! names also allow the comma. [`secret_name`] maps each comma to a slash
-//! (`a,b` -> `keyfleet/a/b`): IAM user names never contain a slash, so the
-//! mapping is collision-free and leaves every other name as it was.
+//! **Earlier releases** kept the record in the secret `keyfleet/<user>`;
+//! [`legacy`] reads those, and the first run of this release moves them
+//! into the table ([`migrate`]).
 //!
 //! **When it is read.** Only for users it can matter to: an emergency
 //! rotation, a user with an action due, two keys, an inactive key, or keys
 //! the credential report did not show, and every user when the job is a
 //! retry of a run (`crate::lease`, "Runs seen"). Otherwise a user with one
-//! active key and nothing due costs no Secrets Manager call.
+//! active key and nothing due costs no DynamoDB call.
 
-use aws_sdk_secretsmanager::Client as Sm;
+use crate::table::{Table, TableError, Written};
 use keyfleet_protocol::{Action, KeyState, KeyStatus, Notice, SealedCredential, Secret};
 use serde::{Deserialize, Serialize};
 use time::{OffsetDateTime, PrimitiveDateTime};
-
-pub use keyfleet_protocol::secret_name;
 
 /// The newest key keyfleet created for the user.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -471,38 +463,43 @@ impl UserRecord {
     }
 }
 
-/// What was found at the user's secret name.
+pub mod legacy;
+mod migrate;
+pub(crate) use legacy::sm_message;
+pub use legacy::{resource_policy, secret_name};
+pub use migrate::migrate;
+
+/// The table item of a user's record.
+pub fn item_key(user: &str) -> String {
+    format!("user/{user}")
+}
+
+/// What the table holds for a user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Loaded {
-    /// No secret yet.
+    /// No record yet.
     Absent,
-    /// keyfleet's own record whose creation stopped half-way:
-    /// `CreateSecret` succeeded, `PutResourcePolicy` did not (see
-    /// [`load`]). What it says is not used: the write that created it
-    /// failed, so nothing was done after it (no key created, none
-    /// switched or deleted). Its next write replaces the content and
-    /// completes it with keyfleet's policy.
-    HalfMade,
-    /// keyfleet's own record.
-    Trusted(Box<UserRecord>),
-    /// A secret keyfleet did not create (or no longer recognises as its
-    /// own), and why. Never acted on, never written.
+    /// keyfleet's record, at the item version read.
+    Trusted(Box<UserRecord>, u64),
+    /// An item that is not a record of this account and user, and why.
+    /// Never acted on, never written.
     Untrusted { reason: String },
 }
 
 impl Loaded {
     pub fn trusted(&self) -> Option<&UserRecord> {
         match self {
-            Loaded::Trusted(r) => Some(r),
+            Loaded::Trusted(r, _) => Some(r),
             _ => None,
         }
     }
+
     /// The record to update: the trusted one, or a new one when absent.
-    /// `None` when the secret is not keyfleet's.
+    /// `None` when the item is not keyfleet's.
     pub fn writable(&self, account_id: &str, user_name: &str) -> Option<UserRecord> {
         match self {
-            Loaded::Absent | Loaded::HalfMade => Some(UserRecord::new(account_id, user_name)),
-            Loaded::Trusted(r) => Some(r.as_ref().clone()),
+            Loaded::Absent => Some(UserRecord::new(account_id, user_name)),
+            Loaded::Trusted(r, _) => Some(r.as_ref().clone()),
             Loaded::Untrusted { .. } => None,
         }
     }
@@ -510,102 +507,18 @@ impl Loaded {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
-    #[error("Secrets Manager {op} on {name} failed: {message}")]
-    Sm {
-        op: &'static str,
-        name: String,
-        message: String,
-    },
-    #[error("secret {name} was not created by keyfleet ({reason}); keyfleet neither trusts nor overwrites it: delete it, or rename the user's secret out of the way")]
-    Untrusted { name: String, reason: String },
+    #[error(transparent)]
+    Table(#[from] TableError),
+    #[error("the record of {user} in table {table} is not keyfleet's ({reason}); keyfleet neither trusts nor overwrites it: delete the item", table = crate::table::TABLE_NAME)]
+    Untrusted { user: String, reason: String },
+    #[error("the record of {user} was changed by another run since it was read; not written")]
+    Conflict { user: String },
 }
 
-pub(crate) fn sm_message<E, R>(e: &aws_sdk_secretsmanager::error::SdkError<E, R>) -> String
-where
-    E: aws_sdk_secretsmanager::error::ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
-{
-    use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
-    match e.code() {
-        Some(code) => format!("{code}: {}", e.message().unwrap_or("")),
-        None => aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string(),
-    }
-}
-
-/// The description keyfleet gives every record it creates.
-const RECORD_DESCRIPTION: &str = "Access key record managed by keyfleet";
-/// The tag keyfleet puts on every record it creates: the user's name.
-const USER_TAG: &str = "keyfleet:user";
-
-/// The agent role's ARN pattern: the only principal that may write.
-fn agent_role_pattern(account_id: &str) -> String {
-    format!("arn:aws:iam::{account_id}:role/keyfleet-agent*")
-}
-
-/// The resource policy keyfleet puts on every record: the user may read
-/// its own secret; nobody but the agent role may read it otherwise, and
-/// nobody but the agent role may change, delete or re-police it.
-pub fn resource_policy(account_id: &str, user_arn: &str) -> serde_json::Value {
-    let agent = agent_role_pattern(account_id);
-    serde_json::json!({
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Sid": "OwnerReads",
-                "Effect": "Allow",
-                "Principal": {"AWS": user_arn},
-                "Action": ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
-                "Resource": "*"
-            },
-            {
-                "Sid": "OnlyOwnerAndAgentRead",
-                "Effect": "Deny",
-                "Principal": "*",
-                "Action": "secretsmanager:GetSecretValue",
-                "Resource": "*",
-                "Condition": {"StringNotLike": {"aws:PrincipalArn": [user_arn, agent]}}
-            },
-            {
-                "Sid": "OnlyAgentWrites",
-                "Effect": "Deny",
-                "Principal": "*",
-                "Action": [
-                    "secretsmanager:PutSecretValue",
-                    "secretsmanager:UpdateSecret",
-                    "secretsmanager:DeleteSecret",
-                    "secretsmanager:PutResourcePolicy",
-                    "secretsmanager:DeleteResourcePolicy"
-                ],
-                "Resource": "*",
-                "Condition": {"StringNotLike": {"aws:PrincipalArn": agent}}
-            }
-        ]
-    })
-}
-
-/// Reads a user's record and decides whether it is keyfleet's own.
-pub async fn load(
-    sm: &Sm,
-    account_id: &str,
-    user: &str,
-    user_arn: &str,
-) -> Result<Loaded, RecordError> {
-    let name = secret_name(user);
-    let body = match sm.get_secret_value().secret_id(&name).send().await {
-        Ok(out) => out.secret_string().unwrap_or_default().to_string(),
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|s| s.is_resource_not_found_exception()) =>
-        {
-            return Ok(Loaded::Absent)
-        }
-        Err(e) => {
-            return Err(RecordError::Sm {
-                op: "GetSecretValue",
-                message: sm_message(&e),
-                name,
-            })
-        }
+/// Reads a user's record and decides whether it is keyfleet's.
+pub async fn load(table: &Table, account_id: &str, user: &str) -> Result<Loaded, RecordError> {
+    let Some((body, version)) = table.get(&item_key(user)).await? else {
+        return Ok(Loaded::Absent);
     };
     let record: UserRecord = match serde_json::from_str(&body) {
         Ok(r) => r,
@@ -620,153 +533,47 @@ pub async fn load(
             reason: "it names another account or user".into(),
         });
     }
-    let policy = sm
-        .get_resource_policy()
-        .secret_id(&name)
-        .send()
-        .await
-        .map_err(|e| RecordError::Sm {
-            op: "GetResourcePolicy",
-            message: sm_message(&e),
-            name: name.clone(),
-        })?;
-    let text = policy.resource_policy().filter(|p| !p.trim().is_empty());
-    if text.is_none() {
-        return half_made(sm, &name, user).await;
-    }
-    let found: Option<serde_json::Value> = text.and_then(|p| serde_json::from_str(p).ok());
-    if found.as_ref() != Some(&resource_policy(account_id, user_arn)) {
+    if record
+        .current
+        .as_ref()
+        .is_some_and(|c| c.secret_access_key.is_some())
+    {
         return Ok(Loaded::Untrusted {
-            reason: "its resource policy is not keyfleet's".into(),
+            reason: "it holds a secret access key, which keyfleet never puts in the table".into(),
         });
     }
-    Ok(Loaded::Trusted(Box::new(record)))
+    Ok(Loaded::Trusted(Box::new(record), version))
 }
 
-/// A secret with a record of this account and user but no resource policy
-/// at all: keyfleet's own when it is as [`save`] creates it, keyfleet's
-/// description and user tag, Secrets Manager's default encryption key and
-/// no rotation, so that only the policy is missing. That is what a
-/// `CreateSecret` that succeeded followed by a `PutResourcePolicy` that
-/// failed (or was never made: the agent stopped) leaves behind, and
-/// without this the user could never have a record again.
-///
-/// Its content is not trusted even then ([`Loaded::HalfMade`]): without
-/// the policy anyone allowed by IAM could have written it, and it holds
-/// nothing keyfleet needs (the write that created it failed, so nothing
-/// was done after it). A secret with any other policy, another
-/// description or tag, its own KMS key or a rotation stays untrusted.
-async fn half_made(sm: &Sm, name: &str, user: &str) -> Result<Loaded, RecordError> {
-    let out = sm
-        .describe_secret()
-        .secret_id(name)
-        .send()
-        .await
-        .map_err(|e| RecordError::Sm {
-            op: "DescribeSecret",
-            message: sm_message(&e),
-            name: name.to_string(),
-        })?;
-    let ours = out.description() == Some(RECORD_DESCRIPTION)
-        && out
-            .tags()
-            .iter()
-            .any(|t| t.key() == Some(USER_TAG) && t.value() == Some(user))
-        && out.kms_key_id().is_none()
-        && out.rotation_enabled() != Some(true);
-    Ok(if ours {
-        Loaded::HalfMade
-    } else {
-        Loaded::Untrusted {
-            reason: "it has no resource policy and was not created by keyfleet".into(),
-        }
-    })
-}
-
-/// Writes the record: `PutSecretValue` when it exists, else `CreateSecret`
-/// followed by keyfleet's resource policy; a half-made record
-/// ([`Loaded::HalfMade`]) gets the new content first, then the policy.
-/// Never writes over a secret that is not keyfleet's.
+/// Writes the record over the version `found` read (a new item when it
+/// found none); returns what is now stored. Never writes over an item that
+/// is not keyfleet's, nor a secret access key.
 pub async fn save(
-    sm: &Sm,
-    user_arn: &str,
+    table: &Table,
     found: &Loaded,
     record: &UserRecord,
-) -> Result<(), RecordError> {
-    let name = secret_name(&record.user_name);
-    let body = serde_json::to_string(record).expect("the record always serializes");
-    let put = |body: String| {
-        let name = name.clone();
-        async move {
-            sm.put_secret_value()
-                .secret_id(&name)
-                .secret_string(body)
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(|e| RecordError::Sm {
-                    op: "PutSecretValue",
-                    message: sm_message(&e),
-                    name,
-                })
-        }
-    };
-    match found {
+) -> Result<Loaded, RecordError> {
+    let read = match found {
         Loaded::Untrusted { reason } => {
             return Err(RecordError::Untrusted {
-                name,
+                user: record.user_name.clone(),
                 reason: reason.clone(),
             })
         }
-        Loaded::Trusted(_) => return put(body).await,
-        // The content first: once the policy is on, the record is trusted
-        // as it stands.
-        Loaded::HalfMade => put(body).await?,
-        Loaded::Absent => match sm
-            .create_secret()
-            .name(&name)
-            .description(RECORD_DESCRIPTION)
-            .secret_string(body)
-            .tags(
-                aws_sdk_secretsmanager::types::Tag::builder()
-                    .key(USER_TAG)
-                    .value(&record.user_name)
-                    .build(),
-            )
-            .send()
-            .await
-        {
-            Ok(_) => {}
-            // Someone created the secret since it was read: not ours to write.
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_resource_exists_exception()) =>
-            {
-                return Err(RecordError::Untrusted {
-                    name,
-                    reason: "it appeared while keyfleet was creating it".into(),
-                });
-            }
-            Err(e) => {
-                return Err(RecordError::Sm {
-                    op: "CreateSecret",
-                    message: sm_message(&e),
-                    name,
-                })
-            }
-        },
+        Loaded::Absent => None,
+        Loaded::Trusted(_, v) => Some(*v),
+    };
+    let mut stored = record.clone();
+    if let Some(c) = &mut stored.current {
+        c.secret_access_key = None;
     }
-    sm.put_resource_policy()
-        .secret_id(&name)
-        .resource_policy(resource_policy(&record.account_id, user_arn).to_string())
-        .send()
-        .await
-        .map_err(|e| RecordError::Sm {
-            op: "PutResourcePolicy",
-            message: sm_message(&e),
-            name,
-        })?;
-    Ok(())
+    let body = serde_json::to_string(&stored).expect("the record always serializes");
+    match table.put(&item_key(&record.user_name), &body, read).await? {
+        Written::At(v) => Ok(Loaded::Trusted(Box::new(stored), v)),
+        Written::Conflict => Err(RecordError::Conflict {
+            user: record.user_name.clone(),
+        }),
+    }
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@ use crate::executor::{AfterSend, Executor, UserOutcome};
 use crate::fault::{Crashed, FaultPoint, Faults};
 use crate::results::{ResultSink, SendError};
 use crate::scan;
+use crate::table::{Table, TableError};
 use futures::stream::{self, StreamExt};
 use keyfleet_protocol::parts::{self, PartsError};
 use keyfleet_protocol::{AccountResult, AccountStatus, Job, PublicKey, Verdict, VERSION};
@@ -53,6 +54,8 @@ pub enum AgentError {
     },
     #[error(transparent)]
     Lease(#[from] crate::lease::LeaseError),
+    #[error(transparent)]
+    Table(#[from] crate::table::TableError),
 }
 
 impl From<Crashed> for AgentError {
@@ -158,9 +161,10 @@ impl Agent {
     }
 
     /// The executor of one job's users, borrowing this agent's clients,
-    /// account, key, faults and budget.
-    fn executor(&self) -> Executor<'_> {
+    /// account, key, faults and budget, and the account's table.
+    fn executor<'a>(&'a self, table: &'a Table) -> Executor<'a> {
         Executor {
+            table,
             clients: &self.clients,
             account_id: &self.account_id,
             coordinator_key: &self.config.coordinator_key,
@@ -186,26 +190,66 @@ impl Agent {
                 agent: self.account_id.clone(),
             });
         }
+        // The table first: nothing is read from it or written to it before
+        // its policy is found to be keyfleet's (see `crate::table`). A
+        // table that is missing or not keyfleet's fails the account, with
+        // the reason, in a result: retrying would not fix it.
+        let region = self
+            .clients
+            .dynamodb
+            .config()
+            .region()
+            .map(|r| r.to_string())
+            .unwrap_or_default();
+        let table =
+            match crate::table::open(&self.clients.dynamodb, &region, &self.account_id).await {
+                Ok(t) => t,
+                Err(e @ (TableError::Missing | TableError::Foreign { .. })) => {
+                    tracing::error!(error = %e, "the account's table cannot be used");
+                    return self.run_job(job, Err(e.to_string()), false, None).await;
+                }
+                Err(e) => return Err(e.into()),
+            };
         if job.dry_run {
-            return self.run_job(job, false).await;
+            return self.run_job(job, Ok(&table), false, None).await;
         }
         // One run at a time in an account (see `crate::lease`).
-        let lease = crate::lease::acquire(
+        let mut lease = crate::lease::acquire(
+            &table,
             &self.clients.secrets,
             &job.run_id,
             self.budget.lease_until(),
         )
         .await?;
         let retry = lease.again;
-        let result = self.run_job(job, retry).await;
-        lease.release(&self.clients.secrets).await;
+        let migrated = lease.migrated;
+        let mut now_migrated = migrated;
+        let result = self
+            .run_job(
+                job,
+                Ok(&table),
+                retry,
+                (!migrated).then_some(&mut now_migrated),
+            )
+            .await;
+        lease.migrated = now_migrated;
+        lease.release(&table).await;
         result
     }
 
-    /// `retry`: this run took the account's lease before (see
+    /// `table`: the account's table, or why it cannot be used (the account
+    /// then fails). `retry`: this run took the account's lease before (see
     /// `crate::lease`), so an earlier attempt may have done part of the job
-    /// and every user's record is read to report it.
-    async fn run_job(&self, job: &Job, retry: bool) -> Result<AccountResult, AgentError> {
+    /// and every user's record is read to report it. `migrate`: the
+    /// account may still hold an earlier release's records (see
+    /// `crate::record::migrate`); set to true once it holds none.
+    async fn run_job(
+        &self,
+        job: &Job,
+        table: Result<&Table, String>,
+        retry: bool,
+        migrate: Option<&mut bool>,
+    ) -> Result<AccountResult, AgentError> {
         let started_at = OffsetDateTime::now_utc();
         let as_of = job.as_of.unwrap_or(started_at);
         let calls_before = self.clients.calls.snapshot();
@@ -230,7 +274,18 @@ impl Agent {
             sealed: Vec::new(),
         };
 
-        let executor = self.executor();
+        let table = match table {
+            Ok(t) => t,
+            Err(reason) => {
+                result.status = AccountStatus::Failed;
+                result.error = Some(reason);
+                result.finished_at = OffsetDateTime::now_utc();
+                result.api_calls = self.clients.calls.since(&calls_before);
+                self.send(job, result.clone()).await?;
+                return Ok(result);
+            }
+        };
+        let executor = self.executor(table);
         let mut clear = Vec::new();
         match scan::scan_account(&self.clients.iam, &self.report_polling).await {
             Err(e) => {
@@ -249,6 +304,44 @@ impl Agent {
                     }
                 }
                 users.sort_by(|a, b| a.snapshot.user_name.cmp(&b.snapshot.user_name));
+                if let Some(migrated) = migrate {
+                    let scanned: Vec<(String, String)> = users
+                        .iter()
+                        .map(|u| (u.snapshot.user_name.clone(), u.arn.clone()))
+                        .collect();
+                    match crate::record::migrate(
+                        table,
+                        &self.clients.secrets,
+                        &self.account_id,
+                        &scanned,
+                        job.policy.delivery.by_secrets_manager(),
+                    )
+                    .await
+                    {
+                        Ok(m) => {
+                            if m.moved + m.retired > 0 {
+                                tracing::info!(
+                                    moved = m.moved,
+                                    retired = m.retired,
+                                    left = m.left,
+                                    "earlier records moved into the table"
+                                );
+                            }
+                            *migrated = m.done();
+                        }
+                        // The records stay where they are; the next run
+                        // tries again. Users read their records from the
+                        // table meanwhile: one not moved yet reads as new.
+                        Err(e) => {
+                            tracing::error!(error = %e, "earlier records not moved into the table");
+                            result.status = AccountStatus::Failed;
+                            result.error = Some(format!(
+                                "the records of an earlier keyfleet release could not be moved into the table: {e}"
+                            ));
+                            users.clear();
+                        }
+                    }
+                }
                 let outcomes: Vec<Result<UserOutcome, Crashed>> = stream::iter(users)
                     .map(|u| executor.process_user(job, as_of, u, retry))
                     .buffered(USER_CONCURRENCY)
@@ -259,8 +352,8 @@ impl Agent {
                     if matches!(o.report.verdict, Verdict::Failed | Verdict::Deferred) {
                         result.status = AccountStatus::Partial;
                     }
-                    if let AfterSend::ClearIntent { arn, record } = o.after_send {
-                        clear.push((arn, record));
+                    if let AfterSend::ClearIntent { record, version } = o.after_send {
+                        clear.push((record, version));
                     }
                     result.sealed.extend(o.sealed);
                     result.users.push(o.report);
@@ -288,8 +381,8 @@ impl Agent {
         self.send(job, result.clone()).await?;
         self.faults.crash_at(FaultPoint::AfterSend, "")?;
         if !job.dry_run {
-            for (arn, record) in clear {
-                executor.clear_intent(&arn, record).await;
+            for (record, version) in clear {
+                executor.clear_intent(record, version).await;
             }
         }
         tracing::info!(

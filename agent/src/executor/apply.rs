@@ -91,8 +91,7 @@ impl Executor<'_> {
     /// notice). A secret that is not keyfleet's cannot hold it: the
     /// deletion goes ahead unrecorded (as it did before deletions were
     /// recorded; only a retry's report misses it then). A user without a
-    /// record gets one for this: a Secrets Manager secret, $0.40 a month
-    /// (see the README's cost section).
+    /// record gets one for this: an item of the account's table.
     async fn record_deletion(
         &self,
         ctx: &mut Ctx,
@@ -128,8 +127,8 @@ impl Executor<'_> {
         };
         let Some(mut record) = ctx.found.writable(self.account_id, &name) else {
             return failed(format!(
-                "not {what}ed: the {what}ion cannot be recorded, secret {} was not created by keyfleet",
-                record::secret_name(&name)
+                "not {what}ed: the {what}ion cannot be recorded, the user's record in table {} is not keyfleet's",
+                crate::table::TABLE_NAME
             ));
         };
         let Some(key) = ctx
@@ -177,8 +176,8 @@ impl Executor<'_> {
         let name = ctx.name().to_string();
         let Some(mut record) = ctx.found.writable(self.account_id, &name) else {
             return Ok(Err(format!(
-                "secret {} was not created by keyfleet",
-                record::secret_name(&name)
+                "the user's record in table {} is not keyfleet's",
+                crate::table::TABLE_NAME
             )));
         };
         // The keys that exist now (after any deletion to make room).
@@ -315,8 +314,10 @@ impl Executor<'_> {
         }
     }
 
-    /// Seals the new key for the coordinator and stores it in the record
-    /// (with the plain key for Secrets Manager delivery). The intent stays.
+    /// Seals the new key for the coordinator, puts the plain key in the
+    /// user's delivery secret with Secrets Manager delivery
+    /// ([`crate::delivery`]), and records the key (never its secret) in
+    /// the user's record. The intent stays.
     async fn store_new_key(
         &self,
         job: &Job,
@@ -329,6 +330,9 @@ impl Executor<'_> {
             .found
             .writable(self.account_id, &cred.user_name)
             .ok_or("the record is not keyfleet's")?;
+        if job.policy.delivery.by_secrets_manager() {
+            crate::delivery::store(&self.clients.secrets, &ctx.user.arn, cred).await?;
+        }
         let mut history: Vec<String> = record
             .current
             .iter()
@@ -341,11 +345,7 @@ impl Executor<'_> {
         record.current = Some(CurrentKey {
             access_key_id: cred.access_key_id.clone(),
             created: cred.created.format(&Rfc3339).unwrap_or_default(),
-            secret_access_key: job
-                .policy
-                .delivery
-                .by_secrets_manager()
-                .then(|| cred.secret_access_key.clone()),
+            secret_access_key: None,
             run_id: Some(job.run_id.clone()),
         });
         record.sealed = Some(sealed.clone());

@@ -87,8 +87,9 @@ pub(crate) enum AfterSend {
     Nothing,
     /// Clear the intent in this record (last written state).
     ClearIntent {
-        arn: String,
         record: Box<UserRecord>,
+        /// The item version it was written at.
+        version: u64,
     },
 }
 
@@ -130,6 +131,8 @@ fn add_note(report: &mut UserReport, note: String) {
 /// What the executor works with for one job, borrowed from the agent that
 /// runs it (see "Who owns what" in the module doc).
 pub(crate) struct Executor<'a> {
+    /// The account's table, its policy checked (records).
+    pub(crate) table: &'a crate::table::Table,
     pub(crate) clients: &'a AgentClients,
     pub(crate) account_id: &'a str,
     /// Seals every new key (from the agent's own configuration).
@@ -264,13 +267,7 @@ impl Executor<'_> {
         if !self.budget.may_start() {
             return Ok(self.user_deferred(out));
         }
-        let found = match record::load(
-            &self.clients.secrets,
-            self.account_id,
-            &user.snapshot.user_name,
-            &user.arn,
-        )
-        .await
+        let found = match record::load(self.table, self.account_id, &user.snapshot.user_name).await
         {
             Ok(f) => f,
             Err(e) => return Ok(self.user_failed(out, e)),
@@ -311,7 +308,11 @@ impl Executor<'_> {
                 let undelivered: Vec<&str> = job.undelivered.iter().map(String::as_str).collect();
                 if r.observe_deliveries(&ctx.user.snapshot.keys, &undelivered, now, &job.run_id) {
                     if job.dry_run {
-                        ctx.found = Loaded::Trusted(Box::new(r));
+                        let version = match &ctx.found {
+                            Loaded::Trusted(_, v) => *v,
+                            _ => 0,
+                        };
+                        ctx.found = Loaded::Trusted(Box::new(r), version);
                     } else if let Err(e) = self.save(&mut ctx, r).await {
                         return Ok(self.user_failed(out, e));
                     }
@@ -395,6 +396,25 @@ impl Executor<'_> {
             (Verdict::PendingDeactivation | Verdict::Compliant, Some(_)) => Verdict::Rotated,
             (v, _) => v,
         };
+        // A key that could not be delivered is not created: with Secrets
+        // Manager delivery, a secret at the user's name that is not
+        // keyfleet's stops it here, as an untrusted record does.
+        // (A read: a dry run checks too, so that its plan is the run's.)
+        if plan.actions.contains(&Action::CreateKey) && job.policy.delivery.by_secrets_manager() {
+            if let Err(reason) = crate::delivery::check(
+                &self.clients.secrets,
+                self.account_id,
+                &ctx.user.arn,
+                ctx.name(),
+            )
+            .await
+            {
+                out.report.verdict = Verdict::Unreachable;
+                add_note(&mut out.report, format!("no new key: {reason}"));
+                self.finish(&mut ctx, &mut out);
+                return Ok(out);
+            }
+        }
         if let (true, Loaded::Untrusted { reason }) =
             (plan.actions.contains(&Action::CreateKey), &ctx.found)
         {
@@ -403,8 +423,8 @@ impl Executor<'_> {
             add_note(
                 &mut out.report,
                 format!(
-                    "no new key: secret {} was not created by keyfleet ({reason})",
-                    record::secret_name(ctx.name())
+                    "no new key: its record in table {} is not keyfleet's ({reason})",
+                    crate::table::TABLE_NAME
                 ),
             );
             self.finish(&mut ctx, &mut out);
@@ -469,11 +489,11 @@ impl Executor<'_> {
 
     /// Decides what happens to the intent once the result is sent.
     fn finish(&self, ctx: &mut Ctx, out: &mut UserOutcome) {
-        if let Loaded::Trusted(r) = &ctx.found {
+        if let Loaded::Trusted(r, version) = &ctx.found {
             if r.intent.is_some() && !ctx.keep_intent {
                 out.after_send = AfterSend::ClearIntent {
-                    arn: ctx.user.arn.clone(),
                     record: r.clone(),
+                    version: *version,
                 };
             }
         }
@@ -481,16 +501,15 @@ impl Executor<'_> {
 
     /// Writes the record and remembers it as the current state.
     async fn save(&self, ctx: &mut Ctx, record: UserRecord) -> Result<(), record::RecordError> {
-        record::save(&self.clients.secrets, &ctx.user.arn, &ctx.found, &record).await?;
-        ctx.found = Loaded::Trusted(Box::new(record));
+        ctx.found = record::save(self.table, &ctx.found, &record).await?;
         Ok(())
     }
 
     /// Clears the intent of a user whose result was delivered.
-    pub(crate) async fn clear_intent(&self, arn: &str, mut record: Box<UserRecord>) {
-        let found = Loaded::Trusted(record.clone());
+    pub(crate) async fn clear_intent(&self, mut record: Box<UserRecord>, version: u64) {
+        let found = Loaded::Trusted(record.clone(), version);
         record.intent = None;
-        if let Err(e) = record::save(&self.clients.secrets, arn, &found, &record).await {
+        if let Err(e) = record::save(self.table, &found, &record).await {
             // Harmless: the next run sees the intent, finds the key stored
             // and sends its sealed copy again (deduplicated).
             tracing::warn!(user = %record.user_name, error = %e, "could not clear rotation intent");

@@ -67,15 +67,8 @@ async fn crash_at_each_step_converges() {
         }
         // The intent is cleared from the record once the result was
         // delivered.
-        let record = acct
-            .sm
-            .get_secret_value()
-            .secret_id("keyfleet/rotating")
-            .send()
-            .await
-            .unwrap();
         let record: serde_json::Value =
-            serde_json::from_str(record.secret_string().unwrap()).unwrap();
+            serde_json::from_str(&acct.record_item("rotating").await.unwrap()).unwrap();
         assert!(
             record.get("intent").is_none(),
             "{point:?}: intent left behind: {record}"

@@ -33,6 +33,7 @@ pub struct TestAccount {
     pub account_id: String,
     pub iam: aws_sdk_iam::Client,
     pub sm: aws_sdk_secretsmanager::Client,
+    pub ddb: aws_sdk_dynamodb::Client,
     pub sqs_central: aws_sdk_sqs::Client,
     pub results_queue_url: String,
     pub coordinator: PrivateKey,
@@ -55,6 +56,8 @@ pub async fn new_account() -> TestAccount {
         .send()
         .await
         .expect("create results queue");
+    let ddb = aws_sdk_dynamodb::Client::new(&cfg);
+    create_table(&ddb, &account_id).await;
     let coordinator = PrivateKey::generate();
     let agent = Agent::new(
         AgentClients::new(&cfg),
@@ -68,6 +71,7 @@ pub async fn new_account() -> TestAccount {
     TestAccount {
         iam: aws_sdk_iam::Client::new(&cfg),
         sm: aws_sdk_secretsmanager::Client::new(&cfg),
+        ddb,
         sqs_central,
         results_queue_url: q.queue_url().unwrap().to_string(),
         coordinator,
@@ -77,7 +81,94 @@ pub async fn new_account() -> TestAccount {
     }
 }
 
+/// The account's keyfleet table as the agent's StackSet template creates
+/// it: key `pk`, on demand, with keyfleet's resource policy.
+pub async fn create_table(ddb: &aws_sdk_dynamodb::Client, account_id: &str) {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    };
+    let out = ddb
+        .create_table()
+        .table_name(keyfleet_agent::table::TABLE_NAME)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("pk")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("pk")
+                .key_type(KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .expect("create the keyfleet table");
+    let arn = out
+        .table_description()
+        .and_then(|t| t.table_arn())
+        .expect("table ARN")
+        .to_string();
+    ddb.put_resource_policy()
+        .resource_arn(arn)
+        .policy(keyfleet_agent::table::table_policy(account_id).to_string())
+        .send()
+        .await
+        .expect("the table's resource policy");
+}
+
 impl TestAccount {
+    /// The body of `user`'s record item in the table, if any.
+    pub async fn record_item(&self, user: &str) -> Option<String> {
+        use aws_sdk_dynamodb::types::AttributeValue;
+        self.ddb
+            .get_item()
+            .table_name(keyfleet_agent::table::TABLE_NAME)
+            .key(
+                "pk",
+                AttributeValue::S(keyfleet_agent::record::item_key(user)),
+            )
+            .consistent_read(true)
+            .send()
+            .await
+            .expect("GetItem")
+            .item()
+            .and_then(|i| i.get("body"))
+            .and_then(|b| b.as_s().ok())
+            .cloned()
+    }
+
+    /// Writes `body` as `user`'s record item, as only a principal the
+    /// table's policy lets write could (the agent role): a forged record
+    /// keyfleet would trust if its content is a record of this account
+    /// and user.
+    pub async fn forge_item(&self, user: &str, body: &str) {
+        use aws_sdk_dynamodb::types::AttributeValue;
+        self.ddb
+            .put_item()
+            .table_name(keyfleet_agent::table::TABLE_NAME)
+            .item(
+                "pk",
+                AttributeValue::S(keyfleet_agent::record::item_key(user)),
+            )
+            .item("body", AttributeValue::S(body.to_string()))
+            .item("v", AttributeValue::N("1".into()))
+            .send()
+            .await
+            .expect("PutItem");
+    }
+
+    /// The account's table, opened as the agent opens it.
+    pub async fn table(&self) -> keyfleet_agent::table::Table {
+        keyfleet_agent::table::open(&self.ddb, "us-east-1", &self.account_id)
+            .await
+            .expect("the keyfleet table opens")
+    }
+
     pub fn job(&self, policy: Policy) -> Job {
         let now = OffsetDateTime::now_utc();
         Job {

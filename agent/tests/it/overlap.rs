@@ -42,12 +42,13 @@ async fn a_second_run_while_one_holds_the_account_gives_up_without_touching_iam(
     let mut acct = new_account().await;
     acct.populate(&due_users()).await;
     let sm = &acct.agent.clients().secrets;
+    let table = &acct.table().await;
     let until = time::OffsetDateTime::now_utc() + time::Duration::minutes(15);
-    let held = lease::acquire(sm, "run-holding", until)
+    let held = lease::acquire(table, sm, "run-holding", until)
         .await
         .expect("a free lease is taken");
     // A second taker is refused while it is held.
-    match lease::acquire(sm, "run-other", until).await {
+    match lease::acquire(table, sm, "run-other", until).await {
         Err(lease::LeaseError::Busy { run_id, .. }) => assert_eq!(run_id, "run-holding"),
         other => panic!("{other:?}"),
     }
@@ -66,17 +67,17 @@ async fn a_second_run_while_one_holds_the_account_gives_up_without_touching_iam(
     }
     assert!(acct.drain_results().await.is_empty(), "nothing sent");
 
-    held.release(sm).await;
+    held.release(table).await;
     let outcome = handle_message(&acct.agent, serde_json::to_vec(&job).unwrap(), 2).await;
     assert!(matches!(outcome, JobOutcome::Done(_)), "{outcome:?}");
     let results = acct.drain_results().await;
     assert_eq!(results.len(), 1);
     each_key_created_once_and_sent(&acct, &results).await;
     // And the run released it in turn.
-    let again = lease::acquire(sm, "run-after", until)
+    let again = lease::acquire(table, sm, "run-after", until)
         .await
         .expect("released");
-    again.release(sm).await;
+    again.release(table).await;
 }
 
 /// A lease whose holder died (it expired) is taken over.
@@ -84,17 +85,20 @@ async fn a_second_run_while_one_holds_the_account_gives_up_without_touching_iam(
 async fn an_expired_lease_is_taken_over() {
     let acct = new_account().await;
     let sm = &acct.agent.clients().secrets;
+    let table = &acct.table().await;
     let past = time::OffsetDateTime::now_utc() - time::Duration::seconds(1);
-    let _dead = lease::acquire(sm, "run-dead", past).await.expect("taken");
+    let _dead = lease::acquire(table, sm, "run-dead", past)
+        .await
+        .expect("taken");
     let until = time::OffsetDateTime::now_utc() + time::Duration::minutes(15);
-    let live = lease::acquire(sm, "run-live", until)
+    let live = lease::acquire(table, sm, "run-live", until)
         .await
         .expect("an expired lease is taken over");
-    match lease::acquire(sm, "run-third", until).await {
+    match lease::acquire(table, sm, "run-third", until).await {
         Err(lease::LeaseError::Busy { run_id, .. }) => assert_eq!(run_id, "run-live"),
         other => panic!("{other:?}"),
     }
-    live.release(sm).await;
+    live.release(table).await;
 }
 
 /// The same job delivered to two agents at the same moment: whichever way

@@ -204,9 +204,9 @@ async fn undeliverable_email_creates_no_key_and_says_why() {
     );
 }
 
-/// IAM allows a comma in a user name, Secrets Manager not in a secret
-/// name: the user's record lives at the mapped name and the key is
-/// rotated and kept, not created and deleted again on every run.
+/// IAM allows a comma in a user name: the user's record is found again
+/// and the key is rotated and kept, not created and deleted again on
+/// every run.
 #[tokio::test]
 async fn user_name_with_a_comma_is_rotated_once() {
     let mut acct = new_account().await;
@@ -218,17 +218,8 @@ async fn user_name_with_a_comma_is_rotated_once() {
     let u = &first.users[0];
     assert_eq!(u.verdict, Verdict::Rotated, "{u:?}");
     assert_eq!(first.sealed.len(), 1);
-    let stored = acct
-        .sm
-        .get_secret_value()
-        .secret_id("keyfleet/ops/ci")
-        .send()
-        .await
-        .expect("record at the mapped name");
-    assert!(stored
-        .secret_string()
-        .unwrap()
-        .contains(&first.sealed[0].access_key_id));
+    let stored = acct.record_item("ops,ci").await.expect("the user's record");
+    assert!(stored.contains(&first.sealed[0].access_key_id));
     let second = deliver(&acct.agent, &acct.job(Policy::default()))
         .await
         .unwrap();
@@ -236,11 +227,56 @@ async fn user_name_with_a_comma_is_rotated_once() {
     assert_eq!(acct.keys("ops,ci").await.len(), 2);
 }
 
-/// A secret at the user's name that keyfleet did not create: no key is
-/// created (it could not be stored), the working key is untouched, and the
-/// row says why.
+/// An item at the user's record that is not a record of this account and
+/// user: no key is created (it could not be recorded), the working key is
+/// untouched, and the row says why.
 #[tokio::test]
-async fn foreign_secret_means_no_key_and_a_reason() {
+async fn an_item_that_is_not_a_record_means_no_key_and_a_reason() {
+    let mut acct = new_account().await;
+    acct.populate(&[
+        user("unstorable", vec![key(85, true, Some(1))]),
+        user("elsewhere", vec![key(85, true, Some(1))]),
+    ])
+    .await;
+    acct.forge_item("unstorable", "not json").await;
+    acct.forge_item(
+        "elsewhere",
+        &serde_json::json!({"v": 1, "account_id": "999999999999", "user_name": "elsewhere"})
+            .to_string(),
+    )
+    .await;
+    let result = deliver(&acct.agent, &acct.job(Policy::default()))
+        .await
+        .unwrap();
+    for (name, why) in [
+        ("unstorable", "not a keyfleet record"),
+        ("elsewhere", "names another account or user"),
+    ] {
+        let u = result.users.iter().find(|u| u.user_name == name).unwrap();
+        assert_eq!(u.verdict, Verdict::Unreachable, "{u:?}");
+        let note = u.note.as_deref().unwrap();
+        assert!(
+            note.contains("is not keyfleet's") && note.contains(why),
+            "{note}"
+        );
+        assert_eq!(
+            acct.keys(name).await,
+            vec![(acct.created[name][0].clone(), true)]
+        );
+    }
+    assert!(result.sealed.is_empty());
+    // The items are left as they were.
+    assert_eq!(
+        acct.record_item("unstorable").await.as_deref(),
+        Some("not json")
+    );
+}
+
+/// With Secrets Manager delivery, a secret at the user's name that
+/// keyfleet did not create: no key is created (it could not be
+/// delivered), the working key is untouched, and the row says why.
+#[tokio::test]
+async fn a_foreign_delivery_secret_means_no_key_and_a_reason() {
     let mut acct = new_account().await;
     acct.populate(&[user("unstorable", vec![key(85, true, Some(1))])])
         .await;
@@ -251,9 +287,15 @@ async fn foreign_secret_means_no_key_and_a_reason() {
         .send()
         .await
         .unwrap();
-    let result = deliver(&acct.agent, &acct.job(Policy::default()))
-        .await
-        .unwrap();
+    let result = deliver(
+        &acct.agent,
+        &acct.job(Policy {
+            delivery: keyfleet_protocol::Delivery::SecretsManager,
+            ..Policy::default()
+        }),
+    )
+    .await
+    .unwrap();
     let u = &result.users[0];
     assert_eq!(u.verdict, Verdict::Unreachable);
     let note = u.note.as_deref().unwrap();
@@ -329,13 +371,10 @@ async fn unowned_key_past_the_hard_limit_is_deactivated_then_deleted_a_window_la
     assert_eq!(first.users[0].verdict, Verdict::Deactivated);
     assert_eq!(acct.keys("unowned").await, vec![(id.clone(), false)]);
     let record = acct
-        .sm
-        .get_secret_value()
-        .secret_id("keyfleet/unowned")
-        .send()
+        .record_item("unowned")
         .await
         .expect("deactivation recorded");
-    assert!(record.secret_string().unwrap().contains(&id));
+    assert!(record.contains(&id));
     // Nine days later it is still there, switched off, recoverable.
     emu().advance_clock(9.0, Some(&acct.account_id)).unwrap();
     run(&acct).await;
@@ -390,41 +429,13 @@ async fn lost_create_response_from_the_emulator_leaves_no_orphan_key() {
     assert_eq!(next.sealed[0].access_key_id, keys[1].0);
 }
 
-/// Creates `keyfleet/<user>` holding `record`, with keyfleet's exact
-/// resource policy, as a principal of the member account can before the
-/// agent ever wrote one: the agent trusts it.
+/// Writes `record` as the user's item of the table, as a principal the
+/// table's policy lets write could: the agent trusts it.
 async fn forge_trusted_record(acct: &TestAccount, user: &str, record: serde_json::Value) {
-    let arn = acct
-        .iam
-        .get_user()
-        .user_name(user)
-        .send()
-        .await
-        .unwrap()
-        .user()
-        .unwrap()
-        .arn()
-        .to_string();
-    let name = keyfleet_agent::record::secret_name(user);
-    acct.sm
-        .create_secret()
-        .name(&name)
-        .secret_string(record.to_string())
-        .send()
-        .await
-        .unwrap();
-    acct.sm
-        .put_resource_policy()
-        .secret_id(&name)
-        .resource_policy(
-            keyfleet_agent::record::resource_policy(&acct.account_id, &arn).to_string(),
-        )
-        .send()
-        .await
-        .unwrap();
+    acct.forge_item(user, &record.to_string()).await;
 }
 
-/// A forged but trusted record (keyfleet's exact policy) with extreme
+/// A forged but trusted record (in keyfleet's table) with extreme
 /// times: a reactivation at year 9999, ages beyond what a date can hold
 /// (both ways), an intent at the earliest date the format can carry. No
 /// run panics, and no forged reactivation grants more grace than one
@@ -531,13 +542,18 @@ async fn policy_of(acct: &TestAccount, name: &str) -> Option<serde_json::Value> 
         .map(|p| serde_json::from_str(p).unwrap())
 }
 
-/// Creating a record is two calls: `CreateSecret` succeeded, then
-/// `PutResourcePolicy` failed. The secret keyfleet half made (its
-/// description, its tag, its content, no policy at all) is completed by
-/// the next run, which then trusts it and rotates the user. A secret that
-/// looks the same but carries a foreign policy stays untrusted.
+/// With Secrets Manager delivery, creating the delivery secret is two
+/// calls: `CreateSecret` succeeded, then `PutResourcePolicy` failed. The
+/// new key is deleted again (nobody could have it safely); the secret
+/// keyfleet half made (its description, its tag, no policy at all) is
+/// completed by the next run, which rotates the user. A secret that looks
+/// the same but carries a foreign policy stays untrusted: no key.
 #[tokio::test]
-async fn a_half_made_record_is_completed_and_a_foreign_policy_stays_untrusted() {
+async fn a_half_made_delivery_secret_is_completed_and_a_foreign_policy_stays_untrusted() {
+    let sm_delivery = || Policy {
+        delivery: keyfleet_protocol::Delivery::SecretsManager,
+        ..Policy::default()
+    };
     let mut acct = new_account().await;
     acct.populate(&[
         user("half", vec![key(85, true, Some(1))]),
@@ -583,7 +599,7 @@ async fn a_half_made_record_is_completed_and_a_foreign_policy_stays_untrusted() 
             "match": {"SecretId": "keyfleet/half"}
         }]}))
         .unwrap();
-    let first = deliver(&acct.agent, &acct.job(Policy::default())).await;
+    let first = deliver(&acct.agent, &acct.job(sm_delivery())).await;
     let injected = emu().faults().unwrap()["injected"].clone();
     emu().clear_faults().unwrap();
     drop(faults);
@@ -595,10 +611,14 @@ async fn a_half_made_record_is_completed_and_a_foreign_policy_stays_untrusted() 
     let u = first.users.iter().find(|u| u.user_name == "half").unwrap();
     assert_eq!(u.verdict, Verdict::Failed, "{u:?}");
     assert!(first.sealed.is_empty());
-    assert_eq!(acct.keys("half").await.len(), 1, "no key without a record");
+    assert_eq!(
+        acct.keys("half").await.len(),
+        1,
+        "no key that could not be delivered"
+    );
     assert_eq!(policy_of(&acct, "keyfleet/half").await, None, "half made");
 
-    let second = deliver(&acct.agent, &acct.job(Policy::default()))
+    let second = deliver(&acct.agent, &acct.job(sm_delivery()))
         .await
         .unwrap();
     let u = second.users.iter().find(|u| u.user_name == "half").unwrap();
