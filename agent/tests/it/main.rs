@@ -18,5 +18,6 @@ mod reactivate;
 mod report_in_progress;
 mod retry;
 mod safety;
+mod table;
 
 pub use fixture::*;
