@@ -1,5 +1,6 @@
 """CloudFormation: Fn::FindInMap with a Number parameter as key; inline
-role policies stored as JSON.
+role policies stored as JSON; updates in place; DeletionPolicy Retain on
+update; AWS::SQS::QueuePolicy.
 
 AWS: template values are strings to the engine; ``!FindInMap [Map, !Ref
 FunctionTimeout, Key]`` with a ``Number`` parameter ``FunctionTimeout`` (300)
@@ -48,7 +49,18 @@ update stays in the stack unchanged. A property removed from the template
 keeps its value (AWS resets it to the default). ``AWS::Lambda::Function``
 needs nothing: moto updates its configuration (``Environment``, ``Timeout``,
 ``MemorySize``, ...) and reloads its code from ``Code`` in place, and its
-event source mappings stay.
+event source mappings stay. ``AWS::DynamoDB::Table`` is updated in place by
+ext_dynamodb.py.
+
+AWS: a resource with ``DeletionPolicy: Retain`` is kept when a stack update
+removes it from the template, as when the stack is deleted (it is no longer
+the stack's).
+
+moto 5.2.5: honours Retain on stack deletion only (``ResourceMap.delete``);
+an update that drops the resource deletes it.
+
+Patch: ``ResourceMap._delete_resource`` does nothing for a resource whose
+template entry says ``DeletionPolicy: Retain`` (the stack forgets it).
 
 AWS: ``AWS::SQS::QueuePolicy`` sets the ``Policy`` attribute of every queue
 in ``Queues`` (queue URLs, usually ``!Ref`` of an ``AWS::SQS::Queue``) to its
@@ -144,6 +156,18 @@ def _install_updates() -> None:
         return updated
 
     parsing.parse_and_update_resource = parse_and_update_resource
+
+    original_delete_resource = parsing.ResourceMap._delete_resource
+
+    def _delete_resource(self: Any, parsed_resource: Any, resource_json: Any) -> None:
+        # DeletionPolicy Retain: an update that removes the resource from the
+        # template keeps it, as a stack deletion does (moto checks Retain
+        # there only, in ResourceMap.delete).
+        if isinstance(resource_json, dict) and resource_json.get("DeletionPolicy") == "Retain":
+            return
+        original_delete_resource(self, parsed_resource, resource_json)
+
+    parsing.ResourceMap._delete_resource = _delete_resource  # type: ignore[method-assign]
 
     role_create = Role.create_from_cloudformation_json.__func__  # type: ignore[attr-defined]
     role_update = Role.update_from_cloudformation_json.__func__  # type: ignore[attr-defined]

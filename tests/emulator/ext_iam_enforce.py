@@ -2,14 +2,15 @@
 
 AWS decides every request from more than the caller's identity policies:
 the resource's own policy (SQS queue, Secrets Manager secret, S3 bucket, KMS
-key, SNS topic, Lambda function) or, for ``sts:AssumeRole``, the role's
+key, SNS topic, Lambda function, DynamoDB table) or, for ``sts:AssumeRole``, the role's
 trust policy; the organization's SCPs (principal side) and RCPs (resource
 side); permission boundaries; and each statement's conditions, evaluated
 against the request's context. Within one account either the identity or
 the resource policy may allow; across accounts both must; an explicit Deny
 anywhere wins. A denied request fails with ``AccessDenied`` (query/XML
 services such as IAM, STS; S3's XML; SNS says ``AuthorizationError``) or
-``AccessDeniedException`` (JSON services), message::
+``AccessDeniedException`` (JSON services; DynamoDB with HTTP 400, as it
+answers every client error), message::
 
     User: arn:aws:sts::<acct>:assumed-role/<role>/<session> is not authorized to perform: <action> on resource: <arn> because no identity-based policy allows the <action> action
 
@@ -46,7 +47,21 @@ stays home-made, and is tested against the engine with a table of cases
   its tags (``aws:ResourceTag/*``, and ``iam:ResourceTag/*`` for IAM users and
   roles);
 - service keys taken from the request: ``s3:prefix``, ``ses:FromAddress``,
-  ``sts:ExternalId``, ``sts:RoleSessionName``, ``kms:EncryptionContext:*``;
+  ``sts:ExternalId``, ``sts:RoleSessionName``, ``kms:EncryptionContext:*``,
+  ``dynamodb:LeadingKeys`` (the partition key values of the items named:
+  Key, Item, a Query's key condition, each batch or transaction item) and
+  ``dynamodb:EnclosingOperation`` (a transaction's items);
+- DynamoDB (``dynamodb_checks``): a request may need several decisions: the
+  table of ``TableName`` (a name, or an ARN: also another account's),
+  ``<table>/index/<name>`` for a Query or Scan of an index (the table's
+  policy applies), ``ResourceArn`` for the policy and tagging actions, the
+  batch action on each table of BatchGetItem/BatchWriteItem, and for
+  TransactWriteItems/TransactGetItems (no IAM actions of their own) each
+  item's PutItem, UpdateItem, DeleteItem, ConditionCheckItem or GetItem;
+  CreateTable with ``ResourcePolicy`` also needs PutResourcePolicy. A table
+  that does not exist (and another account's table, for the operations AWS
+  serves in the caller's own account only) gets no decision: moto answers
+  ResourceNotFoundException, as AWS does whoever asks;
 - the resource's policy from moto's state (``resource_policy``), the SCPs of
   the root, each OU down to the account and the account itself, and the RCPs
   likewise, when the organization has that policy type enabled (a level with
@@ -99,6 +114,7 @@ from urllib.parse import unquote, urlparse
 
 import iam_engine
 from control import ControlError
+from ext_dynamodb import CROSS_ACCOUNT_ACTIONS
 
 DEFAULT_PATTERNS = ["keyfleet-agent*", "keyfleet-coordinator*", "keyfleet-org-reader*", "keyfleet-api*"]
 
@@ -589,12 +605,167 @@ def resources_for(
         return ["*"]
     if service == "lambda":
         return _lambda_resources(response, region, account)
+    if service == "dynamodb":
+        return list(dict.fromkeys(resource for _, resource, _ in dynamodb_checks(response, action, region, account)))
     if service == "sts":
         role_arn = _param(response, "RoleArn")
         if isinstance(role_arn, str) and role_arn:
             return [role_arn]
         return ["*"]
     return ["*"]
+
+
+# -- DynamoDB --------------------------------------------------------------------
+
+# TransactWriteItems and TransactGetItems are not IAM actions: AWS authorizes
+# each item with its own action, on its own table, with
+# dynamodb:EnclosingOperation naming the transaction.
+DYNAMODB_TRANSACT_ACTIONS = {
+    "Put": "PutItem",
+    "Update": "UpdateItem",
+    "Delete": "DeleteItem",
+    "ConditionCheck": "ConditionCheckItem",
+    "Get": "GetItem",
+}
+# Actions whose table the request creates: it need not exist.
+DYNAMODB_CREATES = {"CreateTable"}
+
+
+def _table_arn(name: str, region: str, account: str) -> str:
+    """A TableName (a name, or the table's ARN) as the table's ARN."""
+    if name.startswith("arn:"):
+        return name
+    return f"arn:aws:dynamodb:{region}:{account}:table/{name}"
+
+
+def _dynamodb_table(resource: str) -> Any:
+    """moto's table of a table (or index) ARN; None when it does not exist."""
+    if resource == "*":
+        return None
+    found = _resource_object(resource)
+    return found[1] if found is not None and found[0] == "dynamodb" else None
+
+
+def _key_value(value: Any) -> str | None:
+    """A key attribute value (``{"S": "x"}``) as the string a condition compares."""
+    if not isinstance(value, dict) or len(value) != 1:
+        return None
+    kind, raw = next(iter(value.items()))
+    if kind in ("S", "N"):
+        return str(raw)
+    if kind == "B":
+        import base64
+
+        return base64.b64encode(raw).decode() if isinstance(raw, (bytes, bytearray)) else str(raw)
+    return None
+
+
+def _leading_keys(table: Any, keys: list[Any]) -> list[str]:
+    """dynamodb:LeadingKeys: the partition key values of the items named."""
+    out: list[str] = []
+    if table is None:
+        return out
+    for key in keys:
+        value = _key_value(key.get(table.hash_key_attr)) if isinstance(key, dict) else None
+        if value is not None and value not in out:
+            out.append(value)
+    return out
+
+
+def _query_leading_keys(table: Any, response: Any) -> list[str]:
+    """The partition key value a Query's key condition names (on the index queried)."""
+    if table is None:
+        return []
+    schema = table.schema
+    index = _param(response, "IndexName")
+    if isinstance(index, str) and index:
+        found = next((i for i in table.indexes + table.global_indexes if i.name == index), None)
+        if found is None:
+            return []
+        schema = found.schema
+    expression = _param(response, "KeyConditionExpression")
+    if isinstance(expression, str) and expression:
+        try:
+            from moto.dynamodb.parsing.key_condition_expression import parse_expression
+
+            hash_conditions, _, _ = parse_expression(
+                key_condition_expression=expression,
+                expression_attribute_values=_param(response, "ExpressionAttributeValues") or {},
+                expression_attribute_names=_param(response, "ExpressionAttributeNames") or {},
+                schema=schema,
+            )
+        except Exception:
+            return []  # moto answers the bad expression
+        values = [_key_value(value) for _, value in hash_conditions]
+        return [v for v in values if v is not None]
+    hash_name = next((k["AttributeName"] for k in schema if k.get("KeyType") == "HASH"), None)
+    condition = (_param(response, "KeyConditions") or {}).get(hash_name)
+    if isinstance(condition, dict) and condition.get("ComparisonOperator") == "EQ":
+        values = [_key_value(v) for v in condition.get("AttributeValueList") or []]
+        return [v for v in values if v is not None]
+    return []
+
+
+def dynamodb_checks(response: Any, action: str, region: str, account: str) -> list[tuple[str, str, dict[str, Any]]]:
+    """(IAM action, resource ARN, context keys) for each permission a DynamoDB
+    request needs, as AWS authorizes it: the table of ``TableName`` (a name
+    or an ARN, also another account's), ``<table>/index/<name>`` for a Query
+    or Scan of an index, ``ResourceArn`` for the policy and tagging actions,
+    each table of a BatchGetItem/BatchWriteItem, each item of a transaction
+    with its own action; ``dynamodb:LeadingKeys`` from the keys and items."""
+    if action in ("TransactWriteItems", "TransactGetItems"):
+        planned: dict[tuple[str, str], list[str]] = {}
+        for entry in _param(response, "TransactItems") or []:
+            for op, body in (entry.items() if isinstance(entry, dict) else []):
+                iam_action = DYNAMODB_TRANSACT_ACTIONS.get(op)
+                name = body.get("TableName") if isinstance(body, dict) else None
+                if iam_action is None or not isinstance(name, str) or not name:
+                    continue
+                arn = _table_arn(name, region, account)
+                keys = planned.setdefault((f"dynamodb:{iam_action}", arn), [])
+                item = body.get("Item") if op == "Put" else body.get("Key")
+                keys.extend(k for k in _leading_keys(_dynamodb_table(arn), [item]) if k not in keys)
+        return [
+            (checked, arn, {"dynamodb:EnclosingOperation": action, **({"dynamodb:LeadingKeys": keys} if keys else {})})
+            for (checked, arn), keys in planned.items()
+        ]
+    if action in ("BatchGetItem", "BatchWriteItem"):
+        checks: list[tuple[str, str, dict[str, Any]]] = []
+        request_items = _param(response, "RequestItems")
+        for name, body in (request_items.items() if isinstance(request_items, dict) else []):
+            arn = _table_arn(str(name), region, account)
+            if action == "BatchGetItem":
+                keys = (body or {}).get("Keys") or [] if isinstance(body, dict) else []
+            else:
+                keys = [
+                    (w.get("PutRequest") or {}).get("Item") or (w.get("DeleteRequest") or {}).get("Key")
+                    for w in (body if isinstance(body, list) else [])
+                    if isinstance(w, dict)
+                ]
+            leading = _leading_keys(_dynamodb_table(arn), keys)
+            checks.append((f"dynamodb:{action}", arn, {"dynamodb:LeadingKeys": leading} if leading else {}))
+        return checks
+    resource_arn = _param(response, "ResourceArn")
+    if isinstance(resource_arn, str) and resource_arn:
+        return [(f"dynamodb:{action}", resource_arn, {})]
+    name = _param(response, "TableName")
+    if not isinstance(name, str) or not name:
+        return [(f"dynamodb:{action}", "*", {})]
+    arn = _table_arn(name, region, account)
+    table = _dynamodb_table(arn)
+    if action in ("GetItem", "DeleteItem", "UpdateItem"):
+        leading = _leading_keys(table, [_param(response, "Key")])
+    elif action == "PutItem":
+        leading = _leading_keys(table, [_param(response, "Item")])
+    elif action == "Query":
+        leading = _query_leading_keys(table, response)
+    else:
+        leading = []
+    index = _param(response, "IndexName")
+    resource = f"{arn}/index/{index}" if action in ("Query", "Scan") and isinstance(index, str) and index else arn
+    planned_checks = [(f"dynamodb:{action}", resource, {"dynamodb:LeadingKeys": leading} if leading else {})]
+    planned_checks += [(implied, arn, {}) for implied in implied_actions(response, "dynamodb", action)]
+    return planned_checks
 
 
 # -- the check -------------------------------------------------------------------
@@ -615,11 +786,23 @@ def _denied(response: Any, service: str, message: str) -> Exception:
         is_json = True  # SES v2 is REST-JSON; SES v1 is query
     if service == "lambda":
         is_json = True  # Lambda is REST-JSON (x-amzn-ErrorType: AccessDeniedException)
+    status = 403
     if service == "s3":
         from moto.s3.exceptions import S3ClientError
 
         return S3ClientError("AccessDenied", message)  # moto serializes it as S3 does
-    if is_json:
+    if service == "dynamodb":
+        # DynamoDB answers every client error with HTTP 400, AccessDenied too,
+        # its __type in Coral's long form.
+        is_json, status, ctype = True, 400, "application/x-amz-json-1.0"
+        body = json.dumps(
+            {"__type": "com.amazon.coral.service#AccessDeniedException", "message": message, "Message": message}
+        )
+        try:
+            response.response_headers["Content-Type"] = ctype  # moto's handler answers with these
+        except Exception:
+            pass
+    elif is_json:
         body = json.dumps({"__type": "AccessDeniedException", "message": message, "Message": message})
         ctype = "application/x-amz-json-1.1"
     else:
@@ -632,7 +815,7 @@ def _denied(response: Any, service: str, message: str) -> Exception:
         ctype = "text/xml"
 
     class AccessDenied(HTTPException):
-        code = 403
+        code = status
 
         def get_headers(self, environ: Any = None, scope: Any = None) -> list[tuple[str, str]]:
             extra = [("Content-Type", ctype)]
@@ -758,6 +941,11 @@ def _resource_object(resource: str) -> tuple[str, Any] | None:
             from moto.sns.models import sns_backends
 
             return "sns", sns_backends[account][region].topics.get(resource)
+        if service == "dynamodb" and rest.startswith("table/"):
+            from moto.dynamodb.models import dynamodb_backends
+
+            # A table, or one of its indexes (table/<name>/index/<index>).
+            return "dynamodb", dynamodb_backends[account][region].tables.get(rest.split("/")[1])
         if service == "lambda" and rest.startswith("function:"):
             from moto.awslambda.models import lambda_backends
 
@@ -786,6 +974,12 @@ def resource_policy(resource: str) -> dict[str, Any] | None:
             return obj.policy.get_policy()["Policy"]
         except Exception:
             return None
+    if kind == "dynamodb":
+        from moto.dynamodb.models import dynamodb_backends
+
+        # An index has no policy of its own: its table's applies.
+        stored = dynamodb_backends[obj.account_id][obj.region_name].resource_policies.get(obj.table_arn)
+        return _load_document(stored.policy_doc) if stored is not None else None
     if kind == "iam-user":
         return None
     if kind == "iam-role":
@@ -1162,6 +1356,27 @@ def check(response: Any, moto_resource: str) -> None:
         # whoever asks: moto says so too.
         return
     extra = request_context(response, service, str(action_name))
+    if service == "dynamodb":
+        planned = dynamodb_checks(response, str(action_name), region, account)
+        if str(action_name) not in DYNAMODB_CREATES:
+            # A table that does not exist: AWS answers ResourceNotFoundException
+            # whoever asks, and so does moto. Another account's table counts
+            # as missing for the operations AWS serves in the caller's own
+            # account only (resource policies, PITR, TTL, ...).
+            cross_account = str(action_name) in CROSS_ACCOUNT_ACTIONS
+            planned = [
+                p
+                for p in planned
+                if p[1] == "*"
+                or (_dynamodb_table(p[1]) is not None and (cross_account or resource_account(p[1], account) == account))
+            ]
+            if not planned:
+                return
+        for checked, resource, keys in planned:
+            decided = decide(caller, checked, resource, region, {**extra, **keys})
+            if decided["decision"] != "ALLOWED":
+                raise _denied(response, service, decided["message"])
+        return
     actions = [action] + implied_actions(response, service, str(action_name))
     for checked in actions:
         for resource in resources:
@@ -1221,6 +1436,8 @@ IMPLIED = {
     ("secretsmanager", "CreateSecret", "Tags"): "secretsmanager:TagResource",
     ("iam", "CreateUser", "Tags"): "iam:TagUser",
     ("iam", "CreateRole", "Tags"): "iam:TagRole",
+    # A table created with a resource policy also needs PutResourcePolicy.
+    ("dynamodb", "CreateTable", "ResourcePolicy"): "dynamodb:PutResourcePolicy",
 }
 
 

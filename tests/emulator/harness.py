@@ -208,6 +208,11 @@ EXTENSIONS: tuple[str, ...] = (
     "ext_cfn_checks",
     "ext_organizations",
     "ext_secretsmanager",
+    # ext_dynamodb wraps no method another extension wraps (ext_cfn's
+    # keep-what-exists fallback simply no longer applies to
+    # AWS::DynamoDB::Table, which it gives an update); ext_iam_enforce reads
+    # its CROSS_ACCOUNT_ACTIONS.
+    "ext_dynamodb",
     # ext_iam_enforce and ext_faults wrap different methods, so their order
     # here changes nothing: on a request ext_faults (moto's WSGI app,
     # DomainDispatcherApplication.__call__) always acts before ext_iam_enforce

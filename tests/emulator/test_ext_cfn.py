@@ -171,3 +171,31 @@ def test_stack_update_changes_roles_queues_and_log_groups_in_place(emu: Emulator
 
     cfn.delete_stack(StackName="update")
     assert logs.describe_log_groups(logGroupNamePrefix="/keyfleet/update")["logGroups"] == []
+
+
+def test_a_retained_resource_removed_from_the_template_stays(emu: Emulator) -> None:
+    """AWS keeps a resource with ``DeletionPolicy: Retain`` when an update
+    removes it from the template, as when the stack is deleted; moto 5.2.5
+    honoured Retain on stack deletion only and deleted it on the update."""
+    account = "900000000034"
+    table = {
+        "Type": "AWS::DynamoDB::Table",
+        "DeletionPolicy": "Retain",
+        "Properties": {
+            "TableName": "retained-state",
+            "BillingMode": "PAY_PER_REQUEST",
+            "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
+            "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+        },
+    }
+    queue = {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": "retain-or-not"}}
+    cfn = emu.client("cloudformation", account)
+    cfn.create_stack(StackName="retain", TemplateBody=json.dumps({"Resources": {"State": table, "Queue": queue}}))
+    cfn.update_stack(StackName="retain", TemplateBody=json.dumps({"Resources": {"Queue": queue}}))
+    assert emu.client("dynamodb", account).list_tables()["TableNames"] == ["retained-state"]
+    resources = cfn.list_stack_resources(StackName="retain")["StackResourceSummaries"]
+    assert [r["LogicalResourceId"] for r in resources] == ["Queue"]
+    # Without Retain the update deletes it.
+    cfn.update_stack(StackName="retain", TemplateBody=json.dumps({"Resources": {"Other": dict(queue, Properties={"QueueName": "other"})}}))
+    urls = emu.client("sqs", account).list_queues().get("QueueUrls", [])
+    assert [u.rsplit("/", 1)[1] for u in urls] == ["other"]

@@ -951,3 +951,219 @@ def test_s3_answers_403_for_a_missing_object_without_list_bucket(engine: Emulato
     probes = [d for d in engine.control("GET", "/_keyfleet/iam/decisions")[1]["decisions"] if d["action"] == "s3:ListBucket"]
     assert [(d["role"], d["decision"], d["probe"]) for d in probes] == [
         ("keyfleet-api", "DENIED", True), ("keyfleet-api-lister", "ALLOWED", True)]
+
+
+# -- DynamoDB: the table's resource policy ------------------------------------------------
+
+DDB_KEYS = {
+    "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}, {"AttributeName": "sk", "AttributeType": "S"}],
+    "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+}
+
+
+def ddb_table(emu: Emulator, account: str, name: str, statements: list[dict[str, Any]] | None) -> str:
+    """A table created (and its policy put) with the test's own credentials."""
+    ddb = emu.client("dynamodb", account)
+    arn = ddb.create_table(TableName=name, BillingMode="PAY_PER_REQUEST", **DDB_KEYS)["TableDescription"]["TableArn"]
+    if statements is not None:
+        ddb.put_resource_policy(ResourceArn=arn, Policy=json.dumps({"Version": "2012-10-17", "Statement": statements}))
+    ddb.put_item(TableName=name, Item={"pk": {"S": "user#alice"}, "sk": {"S": "record"}, "state": {"S": "active"}})
+    return arn
+
+
+def ddb_denied(call: Any) -> str:
+    """DynamoDB refuses with AccessDeniedException, HTTP 400 (as AWS: DynamoDB
+    answers every client error 400)."""
+    with pytest.raises(ClientError) as info:
+        call()
+    err = info.value.response
+    assert err["Error"]["Code"] == "AccessDeniedException", err
+    assert err["ResponseMetadata"]["HTTPStatusCode"] == 400, err
+    return err["Error"]["Message"]
+
+
+ALICE = {"pk": {"S": "user#alice"}, "sk": {"S": "record"}}
+
+
+def test_dynamodb_explicit_deny_in_the_table_policy_wins_over_the_identity_allow(engine: Emulator) -> None:
+    account = "300000000070"
+    arn = f"arn:aws:dynamodb:{REGION}:{account}:table/keyfleet-state"
+    role = make_role(engine, account, "keyfleet-agent", allow("dynamodb:*", arn))
+    ddb_table(
+        engine,
+        account,
+        "keyfleet-state",
+        [
+            {
+                "Sid": "NoAgentDeletes",
+                "Effect": "Deny",
+                "Principal": {"AWS": role},
+                "Action": ["dynamodb:DeleteItem", "dynamodb:DeleteTable"],
+                "Resource": arn,
+            }
+        ],
+    )
+    ddb = role_client(engine, "dynamodb", "keyfleet-agent", account)
+    assert ddb.get_item(TableName="keyfleet-state", Key=ALICE)["Item"]["state"] == {"S": "active"}
+    decision = last_decision(engine, "dynamodb:GetItem")
+    assert (decision["resource"], decision["allowed_by"]) == (arn, ["identity:#1"])
+    assert decision["context"]["dynamodb:LeadingKeys"] == ["user#alice"]
+    message = ddb_denied(lambda: ddb.delete_item(TableName="keyfleet-state", Key=ALICE))
+    assert message == (
+        f"User: arn:aws:sts::{account}:assumed-role/keyfleet-agent/enforce-test is not authorized to perform: "
+        f"dynamodb:DeleteItem on resource: {arn} with an explicit deny in a resource-based policy"
+    )
+    assert last_decision(engine, "dynamodb:DeleteItem")["decided_by"] == "resource"
+    ddb_denied(lambda: ddb.delete_table(TableName="keyfleet-state"))
+    assert engine.client("dynamodb", account).get_item(TableName="keyfleet-state", Key=ALICE)["Item"]
+    # In a transaction each item is its own action, on its table, with
+    # dynamodb:EnclosingOperation; the denied delete refuses the whole request.
+    message = ddb_denied(
+        lambda: ddb.transact_write_items(
+            TransactItems=[
+                {"Put": {"TableName": "keyfleet-state", "Item": {"pk": {"S": "user#bob"}, "sk": {"S": "record"}}}},
+                {"Delete": {"TableName": arn, "Key": ALICE}},
+            ]
+        )
+    )
+    assert "dynamodb:DeleteItem" in message
+    put = last_decision(engine, "dynamodb:PutItem")
+    assert (put["decision"], put["context"]["dynamodb:EnclosingOperation"]) == ("ALLOWED", "TransactWriteItems")
+    assert "Item" not in engine.client("dynamodb", account).get_item(
+        TableName="keyfleet-state", Key={"pk": {"S": "user#bob"}, "sk": {"S": "record"}}
+    )
+    ddb.batch_write_item(RequestItems={"keyfleet-state": [{"PutRequest": {"Item": {"pk": {"S": "user#carol"}, "sk": {"S": "record"}}}}]})
+    batch = last_decision(engine, "dynamodb:BatchWriteItem")
+    assert (batch["resource"], batch["context"]["dynamodb:LeadingKeys"]) == (arn, ["user#carol"])
+
+
+def test_dynamodb_table_policy_alone_allows_in_the_same_account(engine: Emulator) -> None:
+    account = "300000000071"
+    arn = f"arn:aws:dynamodb:{REGION}:{account}:table/keyfleet-state"
+    role = make_role(engine, account, "keyfleet-agent", None)  # no identity policy at all
+    ddb_table(
+        engine,
+        account,
+        "keyfleet-state",
+        [
+            {
+                "Sid": "OwnRecordsOnly",
+                "Effect": "Allow",
+                "Principal": {"AWS": role},
+                "Action": ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"],
+                "Resource": arn,
+                "Condition": {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["user#a*"]}},
+            }
+        ],
+    )
+    ddb = role_client(engine, "dynamodb", "keyfleet-agent", account)
+    assert ddb.get_item(TableName="keyfleet-state", Key=ALICE)["Item"]
+    assert last_decision(engine, "dynamodb:GetItem")["allowed_by"] == ["resource:OwnRecordsOnly"]
+    ddb.put_item(TableName=arn, Item={"pk": {"S": "user#anna"}, "sk": {"S": "lease"}})
+    got = ddb.query(
+        TableName="keyfleet-state",
+        KeyConditionExpression="pk = :pk",
+        ExpressionAttributeValues={":pk": {"S": "user#anna"}},
+    )
+    assert got["Count"] == 1
+    assert last_decision(engine, "dynamodb:Query")["context"]["dynamodb:LeadingKeys"] == ["user#anna"]
+    # Another partition key, or an action the policy does not grant: no policy allows.
+    message = ddb_denied(lambda: ddb.get_item(TableName="keyfleet-state", Key={"pk": {"S": "user#bob"}, "sk": {"S": "record"}}))
+    assert message.endswith("because no identity-based policy allows the dynamodb:GetItem action"), message
+    ddb_denied(lambda: ddb.describe_table(TableName="keyfleet-state"))
+
+
+def test_dynamodb_across_accounts_both_sides_must_allow(engine: Emulator) -> None:
+    management = "300000000080"
+    org = engine.client("organizations", management)
+    org.create_organization(FeatureSet="ALL")
+    org_id = org.describe_organization()["Organization"]["Id"]
+    member = org.create_account(AccountName="ddb-member", Email="ddb-member@example.com")["CreateAccountStatus"]["AccountId"]
+    outsider = "300000000081"
+    arn = f"arn:aws:dynamodb:{REGION}:{member}:table/keyfleet-state"
+    # The table admits keyfleet-coordinator roles of its own organization only.
+    ddb_table(
+        engine,
+        member,
+        "keyfleet-state",
+        [
+            {
+                "Sid": "CoordinatorReads",
+                "Effect": "Allow",
+                "Principal": {"AWS": "*"},
+                "Action": ["dynamodb:GetItem", "dynamodb:DescribeTable"],
+                "Resource": arn,
+                "Condition": {
+                    "StringEquals": {"aws:PrincipalOrgID": org_id},
+                    "ArnLike": {"aws:PrincipalArn": "arn:aws:iam::*:role/keyfleet-coordinator"},
+                },
+            }
+        ],
+    )
+    make_role(engine, management, "keyfleet-coordinator", allow(["dynamodb:GetItem", "dynamodb:PutItem"], arn))
+    coordinator = role_client(engine, "dynamodb", "keyfleet-coordinator", management)
+    assert coordinator.get_item(TableName=arn, Key=ALICE)["Item"]["state"] == {"S": "active"}
+    decision = last_decision(engine, "dynamodb:GetItem")
+    assert decision["allowed_by"] == ["identity:#1", "resource:CoordinatorReads"]
+    assert (decision["context"]["aws:PrincipalOrgID"], decision["context"]["aws:ResourceAccount"]) == (org_id, member)
+    # The table allows DescribeTable, the role's identity policy does not.
+    message = ddb_denied(lambda: coordinator.describe_table(TableName=arn))
+    assert message.endswith("because no identity-based policy allows the dynamodb:DescribeTable action"), message
+    # The role allows PutItem, the table does not.
+    message = ddb_denied(lambda: coordinator.put_item(TableName=arn, Item={"pk": {"S": "x"}, "sk": {"S": "y"}}))
+    assert message.endswith("because no resource-based policy allows the dynamodb:PutItem action"), message
+    # The same role name outside the organization: its own grant is not enough.
+    make_role(engine, outsider, "keyfleet-coordinator", allow("dynamodb:GetItem", arn))
+    outside = role_client(engine, "dynamodb", "keyfleet-coordinator", outsider)
+    message = ddb_denied(lambda: outside.get_item(TableName=arn, Key=ALICE))
+    assert message.endswith("because no resource-based policy allows the dynamodb:GetItem action"), message
+
+
+def test_dynamodb_put_resource_policy_is_refused_by_the_table_policy(engine: Emulator) -> None:
+    account = "300000000072"
+    arn = f"arn:aws:dynamodb:{REGION}:{account}:table/keyfleet-state"
+    make_role(engine, account, "keyfleet-agent", allow("dynamodb:*", arn))
+    admin = make_role(engine, account, "keyfleet-api-admin", allow("dynamodb:*", arn))
+    guard = {
+        "Sid": "OnlyTheAdminChangesThePolicy",
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": ["dynamodb:PutResourcePolicy", "dynamodb:DeleteResourcePolicy"],
+        "Resource": arn,
+        "Condition": {"ArnNotEquals": {"aws:PrincipalArn": admin}},
+    }
+    ddb_table(engine, account, "keyfleet-state", [guard])
+    agent = role_client(engine, "dynamodb", "keyfleet-agent", account)
+    opened = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": "*", "Action": "dynamodb:*", "Resource": arn}]})
+    message = ddb_denied(lambda: agent.put_resource_policy(ResourceArn=arn, Policy=opened))
+    assert message.endswith("dynamodb:PutResourcePolicy on resource: " + arn + " with an explicit deny in a resource-based policy"), message
+    ddb_denied(lambda: agent.delete_resource_policy(ResourceArn=arn))
+    assert json.loads(agent.get_resource_policy(ResourceArn=arn)["Policy"])["Statement"] == [guard]
+    assert last_decision(engine, "dynamodb:GetResourcePolicy")["resource"] == arn
+    # The admin named in the condition may.
+    role_client(engine, "dynamodb", "keyfleet-api-admin", account).put_resource_policy(ResourceArn=arn, Policy=opened)
+
+
+def test_dynamodb_a_missing_table_is_not_found_whoever_asks(engine: Emulator) -> None:
+    account = "300000000073"
+    make_role(engine, account, "keyfleet-agent", None)
+    ddb = role_client(engine, "dynamodb", "keyfleet-agent", account)
+    engine.control("DELETE", "/_keyfleet/iam/decisions")
+    for call in (
+        lambda: ddb.describe_table(TableName="keyfleet-missing"),
+        lambda: ddb.get_item(TableName=f"arn:aws:dynamodb:{REGION}:300000000074:table/keyfleet-missing", Key=ALICE),
+    ):
+        with pytest.raises(ClientError) as info:
+            call()
+        assert info.value.response["Error"]["Code"] == "ResourceNotFoundException", info.value.response
+    # Another account's table, for an operation AWS serves in the caller's
+    # own account only: not found either.
+    other = "300000000074"
+    other_arn = ddb_table(engine, other, "keyfleet-state", None)
+    with pytest.raises(ClientError) as info:
+        ddb.get_resource_policy(ResourceArn=other_arn)
+    assert info.value.response["Error"]["Code"] == "ResourceNotFoundException", info.value.response
+    assert engine.control("GET", "/_keyfleet/iam/decisions")[1]["decisions"] == []
+    # Creating one is decided like any other action.
+    message = ddb_denied(lambda: ddb.create_table(TableName="keyfleet-new", BillingMode="PAY_PER_REQUEST", **DDB_KEYS))
+    assert f"dynamodb:CreateTable on resource: arn:aws:dynamodb:{REGION}:{account}:table/keyfleet-new" in message
