@@ -94,7 +94,10 @@ async fn the_policy_is_compared_by_meaning_not_by_spelling() {
         s["Action"].as_array_mut().unwrap().reverse();
     }
     p["Statement"][0]["Condition"]["StringNotLike"]["aws:PrincipalArn"] =
-        serde_json::json!([format!("arn:aws:iam::{}:role/keyfleet-agent*", acct.account_id)]);
+        serde_json::json!([format!(
+            "arn:aws:iam::{}:role/keyfleet-agent*",
+            acct.account_id
+        )]);
     acct.ddb
         .put_resource_policy()
         .resource_arn(table_arn(&acct).await)
@@ -130,7 +133,10 @@ async fn a_record_write_whose_response_was_lost_is_recognised_as_its_own() {
     let injected = emu().faults().unwrap()["injected"].clone();
     emu().clear_faults().unwrap();
     let result = result.unwrap();
-    assert!(injected.as_u64().unwrap_or(0) >= 1, "fault fired: {injected}");
+    assert!(
+        injected.as_u64().unwrap_or(0) >= 1,
+        "fault fired: {injected}"
+    );
     let u = &result.users[0];
     assert_eq!(u.verdict, Verdict::Rotated, "{u:?}");
     assert_eq!(result.sealed.len(), 1);
@@ -266,7 +272,10 @@ async fn an_earlier_releases_records_move_into_the_table() {
         .await
         .unwrap();
     assert_eq!(first.status, AccountStatus::Ok, "{:?}", first.error);
-    assert!(secrets(&acct).await.is_empty(), "the earlier secrets are gone");
+    assert!(
+        secrets(&acct).await.is_empty(),
+        "the earlier secrets are gone"
+    );
     let moved: UserRecord =
         serde_json::from_str(&acct.record_item("paused").await.expect("moved")).unwrap();
     assert_eq!(moved.deactivated, paused.deactivated);
@@ -288,7 +297,11 @@ async fn an_earlier_releases_records_move_into_the_table() {
         .await
         .unwrap();
     assert!(acct.keys("paused").await.is_empty(), "{:?}", third.users);
-    let u = third.users.iter().find(|u| u.user_name == "paused").unwrap();
+    let u = third
+        .users
+        .iter()
+        .find(|u| u.user_name == "paused")
+        .unwrap();
     assert_eq!(u.verdict, Verdict::Cleaned, "{u:?}");
 }
 
@@ -306,7 +319,9 @@ async fn with_secrets_manager_delivery_the_earlier_secret_becomes_the_delivery_s
     record.current = Some(keyfleet_agent::record::CurrentKey {
         access_key_id: id.clone(),
         created: "2026-01-01T00:00:00Z".into(),
-        secret_access_key: Some(keyfleet_protocol::Secret::new("s3cr3t-of-the-earlier-release")),
+        secret_access_key: Some(keyfleet_protocol::Secret::new(
+            "s3cr3t-of-the-earlier-release",
+        )),
         run_id: None,
     });
     legacy::save(&acct.sm, &arn, &Found::Absent, &record)
@@ -358,5 +373,9 @@ async fn with_email_delivery_secrets_manager_holds_nothing() {
             .unwrap();
     }
     assert_eq!(acct.keys("rotating").await.len(), 1, "rotated through");
-    assert!(secrets(&acct).await.is_empty(), "{:?}", secrets(&acct).await);
+    assert!(
+        secrets(&acct).await.is_empty(),
+        "{:?}",
+        secrets(&acct).await
+    );
 }

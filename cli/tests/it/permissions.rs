@@ -45,6 +45,47 @@ pub const UNUSED_BUT_GRANTED: &[(&str, &str, &str)] = &[
         "the per-user fallback scan reads each user's tags (see iam:ListUsers)",
     ),
     (
+        "keyfleet-agent",
+        "secretsmanager:CreateSecret",
+        "the delivery secret, with Secrets Manager delivery only; the timeline delivers by email \
+         (agent tests: table::with_secrets_manager_delivery_the_earlier_secret_becomes_the_delivery_secret, \
+         safety::a_half_made_delivery_secret_is_completed_and_a_foreign_policy_stays_untrusted)",
+    ),
+    (
+        "keyfleet-agent",
+        "secretsmanager:PutSecretValue",
+        "the delivery secret's new versions (see secretsmanager:CreateSecret)",
+    ),
+    (
+        "keyfleet-agent",
+        "secretsmanager:PutResourcePolicy",
+        "the delivery secret's policy (see secretsmanager:CreateSecret)",
+    ),
+    (
+        "keyfleet-agent",
+        "secretsmanager:GetResourcePolicy",
+        "whether the delivery secret is keyfleet's, before a key is created for it (see \
+         secretsmanager:CreateSecret)",
+    ),
+    (
+        "keyfleet-agent",
+        "secretsmanager:DescribeSecret",
+        "a delivery secret without a policy: keyfleet's own half made, or not keyfleet's (see \
+         secretsmanager:CreateSecret)",
+    ),
+    (
+        "keyfleet-agent",
+        "secretsmanager:TagResource",
+        "the tag of a new delivery secret (see secretsmanager:CreateSecret)",
+    ),
+    (
+        "keyfleet-agent",
+        "secretsmanager:DeleteSecret",
+        "the upgrade from a release that kept records and the lease in Secrets Manager: their \
+         secrets are deleted once moved (agent tests: table::an_earlier_releases_records_move_into_the_table, \
+         table::an_earlier_releases_lease_is_respected_then_deleted)",
+    ),
+    (
         "keyfleet-coordinator",
         "kms:Decrypt",
         "S3, SNS and Secrets Manager use the module's customer key on the coordinator's behalf \
@@ -88,13 +129,22 @@ pub const UNUSED_BUT_GRANTED: &[(&str, &str, &str)] = &[
 /// Allow statements a full timeline matches with no call although some of
 /// their actions are used through other statements, each with the reason
 /// the statement stays (role, Sid, why).
-pub const UNMATCHED_BUT_KEPT: &[(&str, &str, &str)] = &[(
+pub const UNMATCHED_BUT_KEPT: &[(&str, &str, &str)] = &[
+    (
+        "keyfleet-agent",
+        "DeliverySecrets",
+        "the delivery secrets (Secrets Manager delivery) and the earlier release's record secrets \
+         (the upgrade); the timeline delivers by email in a fresh account (agent tests cover both: \
+         see UNUSED_BUT_GRANTED)",
+    ),
+    (
     "keyfleet-coordinator",
     "AsyncInvokeDeadLetters",
     "Lambda sends an asynchronous invocation (a schedule's event) that failed every attempt to the \
      function's dead-letter queue with this role; no end-to-end invocation fails twice \
      (tests/emulator/test_lambda_delivery.py::test_enforced_logs_and_dead_letter_queue covers it)",
-)];
+),
+];
 
 /// The Allow statements of a role's inline policies: (Sid, actions).
 async fn granted(account: &str, role: &str) -> Vec<(String, Vec<String>)> {

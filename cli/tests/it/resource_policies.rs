@@ -1,10 +1,13 @@
 //! The resource policies keyfleet deploys refuse whom they should, with the
 //! emulator's policy engine deciding: an administrator of a member account
-//! can neither read, write, delete nor re-policy a user's protected record
-//! (`keyfleet/<user>`, written by the deployed agent), and nobody but the
-//! coordinator's role reads the coordinator's private key. Each refusal is
-//! shown to be the statement's own: the same caller gets through once that
-//! statement is widened to admit it, and the deployed policy is put back.
+//! can neither write nor delete the users' protected records (items of the
+//! table `keyfleet-records`, written by the deployed agent), nor change,
+//! delete or re-policy the table; nor read, write, delete or re-policy a
+//! user's delivery secret (`keyfleet/<user>`, as the agent writes it with
+//! Secrets Manager delivery); and nobody but the coordinator's role reads
+//! the coordinator's private key. Each refusal is shown to be the
+//! statement's own: the same caller gets through once that statement is
+//! widened to admit it, and the deployed policy is put back.
 //!
 //! An organization's SCP is AWS's decision too: one denying
 //! `iam:DeleteAccessKey` in one OU fails that account's deletions, named in
@@ -148,8 +151,29 @@ async fn put_policy(sm: &aws_sdk_secretsmanager::Client, secret: &str, policy: &
         .expect("PutResourcePolicy");
 }
 
+/// The call failed with DynamoDB's AccessDeniedException, by an explicit
+/// deny of the table's resource policy.
+fn refused_by_table<T, E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::fmt::Debug>(
+    what: &str,
+    r: Result<T, aws_sdk_dynamodb::error::SdkError<E>>,
+) {
+    match r {
+        Ok(_) => panic!("{what} was allowed"),
+        Err(e) => {
+            let code = e.code().unwrap_or_default().to_string();
+            let message = e.message().unwrap_or_default().to_string();
+            assert_eq!(code, "AccessDeniedException", "{what}: {e:?}");
+            assert!(
+                message.ends_with("with an explicit deny in a resource-based policy"),
+                "{what}: {message}"
+            );
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_member_administrator_cannot_read_write_delete_or_repolicy_a_users_record() {
+async fn a_member_administrator_cannot_write_the_records_or_change_their_table() {
+    use aws_sdk_dynamodb::types::{AttributeValue, PointInTimeRecoverySpecification};
     let cli = deployment().await;
     let account = create_account("cli-record").await;
     let iam = iam_of(&account).await;
@@ -168,10 +192,173 @@ async fn a_member_administrator_cannot_read_write_delete_or_repolicy_a_users_rec
         report["accounts"][0]["users"][0]["verdict"], "rotated",
         "{report}"
     );
-    let secret = "keyfleet/record-owner";
-    let admin = aws_sdk_secretsmanager::Client::new(
-        &emu().config_for_account(&account).await.expect("test kit"),
+    let table = keyfleet_agent::table::TABLE_NAME;
+    let arn = format!("arn:aws:dynamodb:us-east-1:{account}:table/{table}");
+    let admin =
+        aws_sdk_dynamodb::Client::new(&emu().config_for_account(&account).await.expect("test kit"));
+    let deployed = admin
+        .get_resource_policy()
+        .resource_arn(&arn)
+        .send()
+        .await
+        .expect("GetResourcePolicy")
+        .policy
+        .expect("the table's policy");
+    // The policy the StackSet template deploys is the one the agent
+    // trusts.
+    assert_eq!(
+        keyfleet_agent::table::canonical(&serde_json::from_str(&deployed).unwrap()),
+        keyfleet_agent::table::canonical(&keyfleet_agent::table::table_policy(&account)),
+        "the template's table policy is agent::table::table_policy"
     );
+    let pk = AttributeValue::S(keyfleet_agent::record::item_key("record-owner"));
+    let body = admin
+        .get_item()
+        .table_name(table)
+        .key("pk", pk.clone())
+        .send()
+        .await
+        .expect("GetItem")
+        .item
+        .expect("the user's record");
+    let intruder_arn = format!("arn:aws:iam::{account}:role/{INTRUDER}");
+    let ddb = aws_sdk_dynamodb::Client::new(&administrator_of(&account).await);
+
+    // OnlyTheAgentWritesItems, for the item writes.
+    refused_by_table(
+        "PutItem",
+        ddb.put_item()
+            .table_name(table)
+            .set_item(Some(body.clone()))
+            .send()
+            .await,
+    );
+    refused_by_table(
+        "UpdateItem",
+        ddb.update_item()
+            .table_name(table)
+            .key("pk", pk.clone())
+            .update_expression("SET #b = :b")
+            .expression_attribute_names("#b", "body")
+            .expression_attribute_values(":b", AttributeValue::S("{}".into()))
+            .send()
+            .await,
+    );
+    refused_by_table(
+        "DeleteItem",
+        ddb.delete_item()
+            .table_name(table)
+            .key("pk", pk.clone())
+            .send()
+            .await,
+    );
+    // OnlyTheStackChangesTheTable, for the table and its policy.
+    refused_by_table(
+        "UpdateContinuousBackups",
+        ddb.update_continuous_backups()
+            .table_name(table)
+            .point_in_time_recovery_specification(
+                PointInTimeRecoverySpecification::builder()
+                    .point_in_time_recovery_enabled(false)
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await,
+    );
+    refused_by_table(
+        "PutResourcePolicy",
+        ddb.put_resource_policy()
+            .resource_arn(&arn)
+            .policy(widened(&deployed, "OnlyTheAgentWritesItems", &intruder_arn))
+            .send()
+            .await,
+    );
+    refused_by_table(
+        "DeleteResourcePolicy",
+        ddb.delete_resource_policy().resource_arn(&arn).send().await,
+    );
+    refused_by_table(
+        "DeleteTable",
+        ddb.delete_table().table_name(table).send().await,
+    );
+
+    // Each Deny widened to admit the administrator lets the same calls
+    // through: the refusals were the statements', not an accident.
+    let wide = widened(
+        &widened(&deployed, "OnlyTheAgentWritesItems", &intruder_arn),
+        "OnlyTheStackChangesTheTable",
+        &intruder_arn,
+    );
+    admin
+        .put_resource_policy()
+        .resource_arn(&arn)
+        .policy(&wide)
+        .send()
+        .await
+        .expect("widened");
+    ddb.put_item()
+        .table_name(table)
+        .set_item(Some(body.clone()))
+        .send()
+        .await
+        .expect("PutItem (the record as it was) once the statement admits the administrator");
+    ddb.put_resource_policy()
+        .resource_arn(&arn)
+        .policy(&deployed)
+        .send()
+        .await
+        .expect("PutResourcePolicy (the deployed one) once the statement admits the administrator");
+    refused_by_table(
+        "PutItem, restored",
+        ddb.put_item()
+            .table_name(table)
+            .set_item(Some(body))
+            .send()
+            .await,
+    );
+
+    // The restored table is still keyfleet's own: the next run trusts it.
+    let out = cli.run(&["run", "--accounts", &account]);
+    let report = cli.report(&run_id_in(&out));
+    let user = &report["accounts"][0]["users"][0];
+    assert!(user["note"].is_null(), "{user}");
+    assert_eq!(report["accounts"][0]["state"], "ok", "{report}");
+}
+
+/// A delivery secret as the agent writes it with Secrets Manager delivery
+/// (`keyfleet_agent::delivery`): only the user and the agent read it, and
+/// nobody but the agent writes, deletes or re-polices it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_administrator_cannot_read_write_delete_or_repolicy_a_delivery_secret() {
+    deployment().await;
+    let account = create_account("cli-delivery").await;
+    let iam = iam_of(&account).await;
+    seed::populate(
+        emu(),
+        &iam,
+        &account,
+        &[user("secret-owner", vec![key(20, true, Some(1))])],
+    )
+    .await
+    .expect("seed");
+    let kit = emu().config_for_account(&account).await.expect("test kit");
+    let admin = aws_sdk_secretsmanager::Client::new(&kit);
+    let user_arn = format!("arn:aws:iam::{account}:user/secret-owner");
+    keyfleet_agent::delivery::store(
+        &admin,
+        &user_arn,
+        &keyfleet_protocol::Credential {
+            account_id: account.clone(),
+            user_name: "secret-owner".into(),
+            access_key_id: "AKIAEXAMPLEDELIVERY1".into(),
+            secret_access_key: keyfleet_protocol::Secret::new("not-a-real-secret-key"),
+            created: time::OffsetDateTime::now_utc(),
+        },
+    )
+    .await
+    .expect("the delivery secret, as the agent writes it");
+    let secret = "keyfleet/secret-owner";
     let deployed = resource_policy(&admin, secret).await;
     let intruder_arn = format!("arn:aws:iam::{account}:role/{INTRUDER}");
     let sm = aws_sdk_secretsmanager::Client::new(&administrator_of(&account).await);
@@ -246,13 +433,6 @@ async fn a_member_administrator_cannot_read_write_delete_or_repolicy_a_users_rec
         "GetSecretValue, restored",
         sm.get_secret_value().secret_id(secret).send().await,
     );
-
-    // The restored record is still keyfleet's own: the next run trusts it.
-    let out = cli.run(&["run", "--accounts", &account]);
-    let report = cli.report(&run_id_in(&out));
-    let user = &report["accounts"][0]["users"][0];
-    assert!(user["note"].is_null(), "{user}");
-    assert_eq!(report["accounts"][0]["state"], "ok", "{report}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
