@@ -8,8 +8,10 @@
 //! - [`executor`]: one user's plan applied in a crash-safe order, with
 //!   reconciliation of half-done rotations and dry runs; its own type,
 //!   which the agent calls and which never calls back.
-//! - [`record`]: the protected per-user record, Secrets Manager
-//!   `keyfleet/<user>`.
+//! - [`table`]: the account's table `keyfleet-records`, trusted only with
+//!   keyfleet's resource policy; [`record`]: the protected per-user record,
+//!   one item of it; [`delivery`]: the user's delivery secret with Secrets
+//!   Manager delivery.
 //! - [`fault`]: test-only fault points (`fault-injection` feature).
 //! - [`clients`]: SDK clients with call counting and tuned retries.
 //! - [`message`]: the one per-message function (job body in, outcome out)

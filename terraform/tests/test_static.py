@@ -67,6 +67,7 @@ RESOURCE_STAR_ONLY = {
     "iam:ListUsers": "lists every user of the account; IAM defines no resource for it",
     "iam:ListAccountAliases": "the alias belongs to the account, no resource ARN",
     "organizations:ListAccounts": "every account of the organization, no resource ARN",
+    "secretsmanager:ListSecrets": "lists the account's secrets; Secrets Manager defines no resource for it",
 }
 
 # What the agent needs, and nothing else (DESIGN.md and the agent's brief).
@@ -82,13 +83,18 @@ AGENT_ACTIONS = {
     "iam:UpdateAccessKey",
     "iam:DeleteAccessKey",
     "iam:ListAccountAliases",
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:GetResourcePolicy",
     "secretsmanager:CreateSecret",
     "secretsmanager:PutSecretValue",
     "secretsmanager:GetSecretValue",
+    "secretsmanager:DescribeSecret",
     "secretsmanager:TagResource",
     "secretsmanager:PutResourcePolicy",
     "secretsmanager:GetResourcePolicy",
-    "secretsmanager:UpdateSecretVersionStage",
+    "secretsmanager:DeleteSecret",
+    "secretsmanager:ListSecrets",
     "sqs:ReceiveMessage",
     "sqs:DeleteMessage",
     "sqs:GetQueueAttributes",
@@ -287,6 +293,7 @@ CFN_POLICY_PROPERTIES = {
     "AWS::SNS::TopicPolicy": {"PolicyDocument": "resource"},
     "AWS::SecretsManager::ResourcePolicy": {"ResourcePolicy": "resource"},
     "AWS::KMS::Key": {"KeyPolicy": "key"},
+    "AWS::DynamoDB::Table": {"ResourcePolicy.PolicyDocument": "resource"},
 }
 
 
@@ -313,6 +320,9 @@ def template_statements(template: dict) -> tuple[list[Statement], int, int]:
             if "[]" in path:
                 list_key, doc_key = path.split("[].")
                 docs = [(f"{list_key}.{p.get('PolicyName')}", p.get(doc_key)) for p in props.get(list_key, [])]
+            elif "." in path:
+                outer, inner = path.split(".", 1)
+                docs = [(path, (props.get(outer) or {}).get(inner))]
             else:
                 docs = [(path, props.get(path))]
             for label, doc in docs:
@@ -791,17 +801,20 @@ def test_agent_role_has_exactly_what_the_agent_needs(template):
     own_secrets = {"Fn::Sub": "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:keyfleet/*"}
     lease = {"Fn::Sub": "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}"
                         ":secret:keyfleet-lease-??????"}
-    lease_actions = {a for s in statements if s.sid == "AccountLease" for a in s.actions}
-    assert lease_actions == {"secretsmanager:CreateSecret", "secretsmanager:GetSecretValue",
-                             "secretsmanager:PutSecretValue", "secretsmanager:UpdateSecretVersionStage"}
+    lease_actions = {a for s in statements if s.sid == "EarlierReleaseLease" for a in s.actions}
+    assert lease_actions == {"secretsmanager:GetSecretValue", "secretsmanager:DeleteSecret"}
+    table_actions = {a for s in statements if s.sid == "RecordsTable" for a in s.actions}
+    assert table_actions == {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:GetResourcePolicy"}
     for s in statements:
         for action in s.actions:
             if action in RESOURCE_STAR_ONLY:
                 assert s.resources == ["*"]
             elif action.startswith("iam:"):
                 assert s.resources == [own_users], f"{action} must be limited to the account's users"
-            elif s.sid == "AccountLease":
-                assert s.resources == [lease], f"{action}: the lease secret only"
+            elif s.sid == "EarlierReleaseLease":
+                assert s.resources == [lease], f"{action}: the earlier release's lease secret only"
+            elif action.startswith("dynamodb:"):
+                assert s.resources == [{"Fn::GetAtt": ["RecordsTable", "Arn"]}], f"{action}: the records table only"
             elif action.startswith("secretsmanager:"):
                 assert s.resources == [own_secrets], f"{action} must be limited to keyfleet/* secrets"
             elif action == "sqs:SendMessage":
@@ -811,6 +824,28 @@ def test_agent_role_has_exactly_what_the_agent_needs(template):
             elif action.startswith("logs:"):
                 assert s.resources == [{"Fn::Sub": "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}"
                                                    ":log-group:/aws/lambda/keyfleet-agent:*"}]
+
+
+def test_records_table_lets_only_the_agent_write_and_only_the_stack_change_it(template):
+    table = template["Resources"]["RecordsTable"]
+    assert table["DeletionPolicy"] == "Retain" and table["UpdateReplacePolicy"] == "Retain"
+    props = table["Properties"]
+    assert props["TableName"] == "keyfleet-records"
+    assert props["BillingMode"] == "PAY_PER_REQUEST"
+    assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert props["SSESpecification"]["SSEEnabled"] is True
+    statements = _json_statements(props["ResourcePolicy"]["PolicyDocument"], "RecordsTable", "resource")
+    assert all(s.effect == "Deny" and s.principals == {"*": ["*"]} or s.principals == {"AWS": ["*"]}
+               for s in statements), "the table policy only denies"
+    by_sid = {s.sid: s for s in statements}
+    items = by_sid["OnlyTheAgentWritesItems"]
+    assert {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"} <= set(items.actions)
+    assert items.conditions == {"StringNotLike": {"aws:PrincipalArn": [
+        {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:role/keyfleet-agent*"}]}}
+    table_changes = by_sid["OnlyTheStackChangesTheTable"]
+    assert {"dynamodb:DeleteTable", "dynamodb:UpdateTable", "dynamodb:PutResourcePolicy",
+            "dynamodb:DeleteResourcePolicy"} <= set(table_changes.actions)
+    assert not set(items.actions) & set(table_changes.actions)
 
 
 def _queue_policy(template: dict, queue_logical_id: str) -> list[Statement]:

@@ -10,8 +10,9 @@
 //!    have created the key, e.g. a timeout, or an SDK retry that then hit
 //!    the two-key limit): the keys are listed again and a key created under
 //!    the intent is deleted at once (nobody received its secret);
-//! 3. seal the key to the coordinator and store the sealed copy (and, with
-//!    Secrets Manager delivery, the plain key) in the record;
+//! 3. seal the key to the coordinator; with Secrets Manager delivery put the
+//!    plain key in the user's delivery secret (`crate::delivery`); store the
+//!    sealed copy in the record;
 //! 4. only then revoke anything; a deactivation is written to the record
 //!    before `UpdateAccessKey` (if it cannot be recorded, the key stays
 //!    active), so that the key is deleted no sooner than the recovery
@@ -261,7 +262,7 @@ impl Executor<'_> {
         if !record_matters {
             return Ok(out);
         }
-        // From here on the user costs IAM and Secrets Manager calls: start
+        // From here on the user costs IAM and DynamoDB calls: start
         // it only while the invocation has time to finish it and send the
         // result (see `crate::budget`).
         if !self.budget.may_start() {
