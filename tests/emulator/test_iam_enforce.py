@@ -547,6 +547,7 @@ def test_the_agent_roles_policy_allows_the_agents_calls(emu: Emulator, enforced:
         "AWS::AccountId": AGENT_ACCOUNT,
         "JobsQueue.Arn": f"arn:aws:sqs:{REGION}:{AGENT_ACCOUNT}:keyfleet-jobs",
         "ResultsQueueArn": f"arn:aws:sqs:{REGION}:{QUEUE_ACCOUNT}:keyfleet-results",
+        "RecordsTable.Arn": f"arn:aws:dynamodb:{REGION}:{AGENT_ACCOUNT}:table/keyfleet-records",
     }
     iam = emu.client("iam", AGENT_ACCOUNT)
     iam.create_role(RoleName=role["RoleName"], AssumeRolePolicyDocument="{}")
@@ -577,15 +578,35 @@ def test_the_agent_roles_policy_allows_the_agents_calls(emu: Emulator, enforced:
     a_sm.tag_resource(SecretId=secret, Tags=[{"Key": "k", "Value": "v"}])
     a_sm.put_resource_policy(SecretId=secret, ResourcePolicy=json.dumps({"Version": "2012-10-17", "Statement": []}))
     a_sm.get_resource_policy(SecretId=secret)
-    # The account lease (agent/src/lease.rs): take, read, swap.
-    lease = a_sm.create_secret(Name="keyfleet-lease", SecretString="held")["VersionId"]
+    a_sm.describe_secret(SecretId=secret)
+    # The upgrade from an earlier release (agent/src/record/migrate.rs,
+    # agent/src/lease.rs): its records listed and deleted, its lease read
+    # and deleted.
+    a_sm.list_secrets(Filters=[{"Key": "name", "Values": ["keyfleet/"]}])
+    a_sm.delete_secret(SecretId=secret, ForceDeleteWithoutRecovery=True)
+    emu.client("secretsmanager", AGENT_ACCOUNT).create_secret(Name="keyfleet-lease", SecretString="held")
     a_sm.get_secret_value(SecretId="keyfleet-lease")
-    staged = a_sm.put_secret_value(
-        SecretId="keyfleet-lease", SecretString="released", VersionStages=["keyfleet-next"]
-    )["VersionId"]
-    a_sm.update_secret_version_stage(
-        SecretId="keyfleet-lease", VersionStage="AWSCURRENT", MoveToVersionId=staged, RemoveFromVersionId=lease
+    a_sm.delete_secret(SecretId="keyfleet-lease", ForceDeleteWithoutRecovery=True)
+    # The records and the lease: items of the account's table
+    # (agent/src/table.rs), its policy read first.
+    admin_ddb = emu.client("dynamodb", AGENT_ACCOUNT)
+    table = admin_ddb.create_table(
+        TableName="keyfleet-records",
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+    )["TableDescription"]["TableArn"]
+    a_ddb = role_client(emu, "dynamodb", role=role["RoleName"], account=AGENT_ACCOUNT)
+    try:
+        a_ddb.get_resource_policy(ResourceArn=table)
+    except a_ddb.exceptions.PolicyNotFoundException:
+        pass
+    a_ddb.put_item(
+        TableName="keyfleet-records",
+        Item={"pk": {"S": "lease"}, "body": {"S": "{}"}, "v": {"N": "1"}},
+        ConditionExpression="attribute_not_exists(pk)",
     )
+    a_ddb.get_item(TableName="keyfleet-records", Key={"pk": {"S": "lease"}}, ConsistentRead=True)
     a_sqs = role_client(emu, "sqs", role=role["RoleName"], account=AGENT_ACCOUNT)
     admin_sqs.send_message(QueueUrl=jobs, MessageBody="job")
     a_sqs.get_queue_attributes(QueueUrl=jobs, AttributeNames=["All"])
@@ -608,11 +629,16 @@ def test_the_agent_roles_policy_allows_the_agents_calls(emu: Emulator, enforced:
     assert resources["iam:GetAccessKeyLastUsed"] == f"arn:aws:iam::{AGENT_ACCOUNT}:user/people/carol"
     assert resources["iam:ListUsers"] == "*"
     assert resources["sqs:SendMessage"] == subs["ResultsQueueArn"]
+    assert resources["dynamodb:PutItem"] == subs["RecordsTable.Arn"]
 
     # And nothing beyond it: deleting a user or reading another secret is refused.
     denied(lambda: a_iam.delete_user(UserName="carol"), "AccessDenied")
     emu.client("secretsmanager", AGENT_ACCOUNT).create_secret(Name="other", SecretString="x")
     denied(lambda: a_sm.get_secret_value(SecretId="other"), "AccessDeniedException")
+    with pytest.raises(ClientError) as refused:
+        a_ddb.delete_table(TableName="keyfleet-records")
+    # DynamoDB answers a refusal with HTTP 400 (see ext_iam_enforce._denied).
+    assert refused.value.response["Error"]["Code"] == "AccessDeniedException"
 
 
 # -- the engine deciding: resource, trust and organization policies ------------------
