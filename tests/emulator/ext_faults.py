@@ -35,6 +35,9 @@ Service = the credential scope's service (``ses`` with a ``/v2/`` path is
 protocol parsers, so the query protocol (``Action=``), the JSON protocol
 (``X-Amz-Target``) and REST protocols (method + path, S3 too) give the same
 parameter names (S3 bodies are not read: Bucket/Key come from the path).
+ext_calls (outermost) has already made and routed the request's ``_Call``
+(``environ["keyfleet.call"]``); this module reuses it and only adds the
+parameters.
 
 ``match``: every named top-level parameter must contain (anywhere in its
 value: a string, a list, nested structures such as SES v2
@@ -154,6 +157,10 @@ _S3_INTERNAL = ("InternalError", 500, "We encountered an internal error. Please 
 _S3_UNAVAILABLE = ("ServiceUnavailable", 503, "Service is unable to handle request.")
 _QUERY_NS = {"sqs": "http://queue.amazonaws.com/doc/2012-11-05/"}
 _SIGNING_TO_SERVICE = {"monitoring": "cloudwatch", "states": "stepfunctions", "email": "ses"}
+
+# The _Call of a request, once made (by ext_calls, which wraps this module's
+# wrapper), so the request is resolved once.
+CALL_ENVIRON_KEY = "keyfleet.call"
 
 _lock = threading.Lock()
 _state: dict[str, Any] = {}
@@ -352,6 +359,15 @@ def _scope(environ: dict[str, Any]) -> tuple[str, str, str] | None:
     return parts[0], parts[2], parts[3].lower()
 
 
+def _service_model(service: str) -> Any:
+    from moto.core.utils import get_service_model  # cached by moto
+
+    try:
+        return get_service_model(service)
+    except Exception:
+        return None
+
+
 class _Call:
     """What the harness knows about one signed request."""
 
@@ -374,55 +390,88 @@ class _Call:
         self.action = ""
         self.params: dict[str, Any] = {}
         self.protocol = "query"
+        self._route: tuple[Any, Any, Any] | None = None
 
-    def resolve(self, body: bytes) -> None:
-        from moto.core.parse import PROTOCOL_PARSERS
-        from moto.core.request import Request, determine_request_protocol
-        from moto.core.routing import get_service_router
-        from moto.core.utils import get_service_model
+    def _request(self, body: bytes) -> Any:
+        from moto.core.request import Request
 
         env = dict(self.environ)
         env["wsgi.input"] = io.BytesIO(body)
         env["CONTENT_LENGTH"] = str(len(body))
         env.pop("wsgi.input_terminated", None)
-        request = Request(env)
-        try:
-            model = get_service_model(self.service)
-        except Exception:
-            model = None
+        return Request(env)
+
+    def _fallback_action(self, request: Any) -> str:
+        return self.target.rsplit(".", 1)[-1] if self.target else (
+            request.values.get("Action", "") or f"{self.method} {request.path}"
+        )
+
+    def needs_body_to_route(self) -> bool:
+        """Whether the action is only in the body: query protocol (``Action=``)
+        or a service moto has no model for; not JSON (``X-Amz-Target``), REST
+        (method and path) or S3."""
+        if self.target or self.service == "s3":
+            return False
+        model = _service_model(self.service)
+        return model is None or model.protocol not in ("rest-json", "rest-xml")
+
+    def route(self, body: bytes = b"") -> None:
+        """Resolve the action only (moto's router, no parameter parsing), once.
+        ``body`` matters only when ``needs_body_to_route()``. ext_calls counts
+        every request with this; ``resolve`` reuses it."""
+        if self._route is None:
+            self._route_request(self._request(body))
+
+    def _route_request(self, request: Any) -> None:
+        from moto.core.routing import get_service_router
+
+        model = _service_model(self.service)
         if self.target:
             self.protocol = "json"
         elif model is not None and model.protocol in ("rest-json", "rest-xml", "ec2"):
             self.protocol = model.protocol
-        if model is None:
-            self.action = self.target.rsplit(".", 1)[-1] if self.target else (
-                request.values.get("Action", "") or f"{self.method} {request.path}"
-            )
-            return
-        try:
-            operation, uri_params = get_service_router(self.service).match(request)
-            self.action = operation.name
-            protocol = determine_request_protocol(model, request.content_type)
-            parser = PROTOCOL_PARSERS[protocol](operation, map_type=dict)
-            self.params = dict(
-                parser.parse(
-                    {
-                        "method": request.method,
-                        "values": request.values,
-                        "headers": request.headers,
-                        "body": request.data,
-                        "url_path": request.path,
-                        "url_params": uri_params,
-                    }
-                )
-            )
-        except Exception:
+        operation = uri_params = None
+        if model is not None:
+            try:
+                operation, uri_params = get_service_router(self.service).match(request)
+                self.action = operation.name
+            except Exception:
+                operation = uri_params = None
+        if operation is None:
             # Unknown action or bad input: moto will answer it; the filters
             # still see whatever could be found.
-            if not self.action:
-                self.action = self.target.rsplit(".", 1)[-1] if self.target else (
-                    request.values.get("Action", "") or f"{self.method} {request.path}"
+            self.action = self._fallback_action(request)
+        self._route = (model, operation, uri_params)
+
+    def resolve(self, body: bytes) -> None:
+        """The action (see ``route``) and the request's parameters."""
+        from moto.core.parse import PROTOCOL_PARSERS
+        from moto.core.request import determine_request_protocol
+
+        request = self._request(body)
+        if self._route is None:
+            self._route_request(request)
+        model, operation, uri_params = self._route
+        if model is None:
+            return
+        if operation is not None:
+            try:
+                protocol = determine_request_protocol(model, request.content_type)
+                parser = PROTOCOL_PARSERS[protocol](operation, map_type=dict)
+                self.params = dict(
+                    parser.parse(
+                        {
+                            "method": request.method,
+                            "values": request.values,
+                            "headers": request.headers,
+                            "body": request.data,
+                            "url_path": request.path,
+                            "url_params": uri_params,
+                        }
+                    )
                 )
+            except Exception:
+                pass  # bad input: moto will answer it
         if self.service == "sqs" and "QueueUrl" not in self.params and request.path.count("/") == 2:
             self.params["QueueUrl"] = request.path  # query protocol posted to the queue URL
 
@@ -615,10 +664,13 @@ def handle(app: Callable, environ: dict[str, Any], start_response: Callable) -> 
         services = {rule["service"] for rule in _state["rules"]}
     if not services:
         return app(environ, start_response)
-    scope = _scope(environ)
-    if scope is None:
-        return app(environ, start_response)
-    call = _Call(environ, scope)
+    # ext_calls (outermost) has already made the _Call and routed it.
+    call = environ.get(CALL_ENVIRON_KEY)
+    if call is None:
+        scope = _scope(environ)
+        if scope is None:
+            return app(environ, start_response)
+        call = _Call(environ, scope)
     if call.service not in services:
         return app(environ, start_response)
     # S3 bodies can be large and are never needed: Bucket/Key come from the path.

@@ -29,6 +29,9 @@ service (pass it as endpoint_url). The harness adds control endpoints under
                                         the next N GenerateCredentialReport
                                         calls answer STARTED/INPROGRESS
     GET|POST|DELETE /_keyfleet/faults   faults on demand (ext_faults.py)
+    GET    /_keyfleet/calls[?account=ID] -> {"since", "calls": [...], "bytes": [...]}:
+                                        AWS requests counted (ext_calls.py)
+    DELETE /_keyfleet/calls             -> resets the counts
     GET    /_keyfleet/messages          -> {"sqs": [...], "sns": [...]} (ext_messages.py)
     DELETE /_keyfleet/messages          -> clears the message log
     GET/POST /_keyfleet/iam/enforce     {"enabled": bool, "role_name_patterns": [...]}
@@ -65,6 +68,7 @@ import signal
 import sys
 import threading
 from typing import Any, Callable
+from urllib.parse import parse_qs
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:
@@ -97,6 +101,15 @@ def _json_response(start_response: Callable, status: int, body: Any) -> list[byt
     return [data]
 
 
+def _read_query(environ: dict[str, Any]) -> dict[str, str]:
+    """The query parameters of a GET or DELETE, which its handler gets as its body."""
+    params = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
+    repeated = sorted(name for name, values in params.items() if len(values) > 1)
+    if repeated:
+        raise ControlError(400, f"query parameter(s) given more than once: {repeated}")
+    return {name: values[0] for name, values in params.items()}
+
+
 def _read_json(environ: dict[str, Any]) -> dict[str, Any]:
     try:
         length = int(environ.get("CONTENT_LENGTH") or 0)
@@ -123,6 +136,7 @@ class App:
             create_backend_app,
         )
 
+        import ext_calls
         import ext_clock
         import ext_events
         import ext_faults
@@ -148,6 +162,8 @@ class App:
             ("GET", "faults"): ext_faults.snapshot,
             ("POST", "faults"): ext_faults.set_from_request,
             ("DELETE", "faults"): ext_faults.clear,
+            ("GET", "calls"): ext_calls.snapshot,
+            ("DELETE", "calls"): ext_calls.clear,
             ("GET", "messages"): ext_messages.snapshot,
             ("DELETE", "messages"): ext_messages.clear,
             ("GET", "lambda/invocations"): ext_lambda_exec.invocations_snapshot,
@@ -171,7 +187,8 @@ class App:
                 )
             return _json_response(start_response, 404, {"error": f"no such endpoint {path}"})
         try:
-            body = _read_json(environ) if method in ("POST", "PUT") else {}
+            # POST/PUT: the JSON body; GET/DELETE: the query parameters.
+            body = _read_json(environ) if method in ("POST", "PUT") else _read_query(environ)
             return _json_response(start_response, 200, handler(body))
         except ControlError as exc:
             return _json_response(start_response, exc.status, {"error": exc.message, **exc.body})
@@ -223,6 +240,17 @@ EXTENSIONS: tuple[str, ...] = (
     # denied) when moto runs them.
     "ext_iam_enforce",
     "ext_faults",
+    # ext_calls after ext_faults: both wrap DomainDispatcherApplication.__call__
+    # (moto's WSGI app). The request counter is outermost, so it counts every
+    # attempt once, including those ext_faults answers itself without moto
+    # (throttle, internal_error, unavailable, conflict), drops (the connection
+    # closed) and delays; do_then_* run moto through the method ext_faults
+    # wrapped, not through this wrapper, so they are counted once too. A
+    # request IAM enforcement refuses is refused further in (inside the
+    # service's handler), so it is counted as well. ext_faults reuses the
+    # request's resolved service, account and action (environ
+    # "keyfleet.call") instead of resolving it again.
+    "ext_calls",
     "ext_lambda_exec",
     # ext_lambda_async after ext_lambda_exec: both wrap LambdaBackend.invoke and
     # LambdaSimpleBackend.invoke. ext_lambda_async is outermost: an Event
