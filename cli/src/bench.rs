@@ -63,6 +63,12 @@ pub struct Row {
     /// The finalize, in a process of its own (the coordinator alone).
     pub finalize: crate::bench_finalize::Finalized,
     pub sizes: crate::bench_finalize::Sizes,
+    /// The cycle's AWS requests, by service and action (counted at the
+    /// emulator), and the keys it rotated.
+    pub calls: crate::cost::Calls,
+    pub rotated: u64,
+    /// A month of this organization, from those calls (see `crate::cost`).
+    pub estimate: crate::cost::Estimate,
 }
 
 /// Users of [`users`] whose key is due for rotation.
@@ -188,6 +194,7 @@ async fn one(accounts: usize, users_per: usize) -> Result<Row> {
     seeded.into_iter().collect::<Result<Vec<()>>>()?;
 
     let local = Local::connect(&cfg, Path::new("keyfleet.toml"), sdk.clone()).await?;
+    emu.reset_calls()?;
     let start = Instant::now();
     let run_id = local
         .run_agents(&Command::Run {
@@ -196,6 +203,10 @@ async fn one(accounts: usize, users_per: usize) -> Result<Row> {
         })
         .await?;
     let wall = start.elapsed().as_secs_f64();
+    let mut calls = crate::cost::Calls::new();
+    for (_, service, action, n) in emu.calls()? {
+        *calls.entry((service, action)).or_default() += n;
+    }
     // The last result's intake finalized the run in this process; it is
     // finalized once more from its stored results in a process of its own,
     // as the coordinator Lambda does, for the coordinator's own figures.
@@ -220,6 +231,18 @@ async fn one(accounts: usize, users_per: usize) -> Result<Row> {
     check_end_state(&emu, &report, &ids, users_per).await?;
     let sizes = crate::bench_finalize::Sizes::of(&store, &run_id).await?;
     let t = &report.totals;
+    let rotated = t.actions_by_kind.get("create").copied().unwrap_or(0);
+    let agents = cfg.coordinator.local_agents.max(1) as f64;
+    let shape = crate::cost::Shape {
+        // Seconds an agent spent on an account here (the emulator's
+        // slowness included: an upper bound for AWS).
+        agent_seconds: wall * agents / accounts.max(1) as f64,
+        coordinator_seconds: finalize.seconds.max(1.0) * 2.0,
+        run_bytes: (sizes.json + sizes.csv + sizes.jsonl + sizes.html) as f64
+            + sizes.pages as f64 * 40_000.0,
+        ..crate::cost::Shape::deployed(accounts as u64, users_per as u64)
+    };
+    let estimate = crate::cost::monthly(&shape, &calls);
     Ok(Row {
         accounts,
         users: users_per,
@@ -231,6 +254,9 @@ async fn one(accounts: usize, users_per: usize) -> Result<Row> {
         ok: t.accounts_ok,
         finalize,
         sizes,
+        calls,
+        rotated,
+        estimate,
     })
 }
 
@@ -250,6 +276,7 @@ pub async fn run(sizes: &[usize], users_per: usize) -> Result<()> {
         "CSV (MB)",
         "HTML (KB)"
     );
+    let mut rows = Vec::new();
     for &n in sizes {
         let r = one(n, users_per).await?;
         println!(
@@ -267,7 +294,45 @@ pub async fn run(sizes: &[usize], users_per: usize) -> Result<()> {
             r.sizes.csv as f64 / 1e6,
             r.sizes.html as f64 / 1e3,
         );
+        rows.push(r);
     }
     println!("every account served, every due key rotated (checked in the report and, for the first account, in IAM)");
+    for r in &rows {
+        print_cost(r);
+    }
+    println!("\nprices (us-east-1 list prices):");
+    for p in crate::cost::PRICES {
+        println!("  {:<46} ${:>12} per {:>9}  {}", p.what, p.usd, p.per, p.page);
+    }
     Ok(())
+}
+
+/// The AWS requests per rotated key by service, and the month's estimate
+/// with its lines by what they grow with.
+fn print_cost(r: &Row) {
+    println!(
+        "\n{} x {}: AWS requests per rotated key ({} keys rotated), counted at the emulator:",
+        r.accounts, r.users, r.rotated
+    );
+    let per = crate::cost::per_rotated_key(&r.calls, r.rotated);
+    for (service, n) in &per {
+        println!("  {service:<16} {n:>8.1}");
+    }
+    println!("  {:<16} {:>8.1}", "total", per.values().sum::<f64>());
+    println!(
+        "monthly AWS cost of keyfleet for {} accounts x {} users, one run a day (list prices us-east-1, checked {}; see cli/src/cost.rs):",
+        r.accounts,
+        r.users,
+        crate::cost::PRICES_CHECKED
+    );
+    for l in r.estimate.lines.iter().filter(|l| l.usd >= 0.005) {
+        println!("  {:<12} {:<72} ${:>9.2}", l.grows_with, l.what, l.usd);
+    }
+    println!(
+        "  {:<12} {:<72} ${:>9.2}",
+        "",
+        "keyfleet's own state (records, report bucket, secrets)",
+        r.estimate.state()
+    );
+    println!("  {:<12} {:<72} ${:>9.2}", "", "total", r.estimate.total());
 }

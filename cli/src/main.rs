@@ -24,6 +24,8 @@ mod bench_finalize;
 #[cfg(feature = "emulator")]
 mod bootstrap;
 #[cfg(feature = "emulator")]
+mod cost;
+#[cfg(feature = "emulator")]
 mod demo;
 #[cfg(feature = "emulator")]
 mod fault_run;

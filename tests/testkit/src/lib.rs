@@ -298,6 +298,40 @@ impl Emulator {
             })
     }
 
+    /// The AWS requests counted since the last reset, by caller account,
+    /// service and action (`GET /_keyfleet/calls`, see
+    /// tests/emulator/README.md, "Request counter"): `(account, service,
+    /// action, count)`.
+    pub fn calls(&self) -> Result<Vec<(String, String, String, u64)>, EmulatorError> {
+        let v = self.get_json("/_keyfleet/calls")?;
+        Ok(v["calls"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|c| {
+                        (
+                            c["account"].as_str().unwrap_or_default().to_string(),
+                            c["service"].as_str().unwrap_or_default().to_string(),
+                            c["action"].as_str().unwrap_or_default().to_string(),
+                            c["count"].as_u64().unwrap_or(0),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    /// Starts counting requests from zero (`DELETE /_keyfleet/calls`).
+    pub fn reset_calls(&self) -> Result<(), EmulatorError> {
+        ureq::delete(&format!("{}/_keyfleet/calls", self.endpoint))
+            .call()
+            .map_err(|e| EmulatorError::Request {
+                what: "/_keyfleet/calls".into(),
+                error: e.to_string(),
+            })?;
+        Ok(())
+    }
+
     /// Removes every fault rule.
     pub fn clear_faults(&self) -> Result<(), EmulatorError> {
         ureq::delete(&format!("{}/_keyfleet/faults", self.endpoint))
