@@ -63,10 +63,9 @@ pub struct Row {
     /// The finalize, in a process of its own (the coordinator alone).
     pub finalize: crate::bench_finalize::Finalized,
     pub sizes: crate::bench_finalize::Sizes,
-    /// The cycle's AWS requests, by service and action (counted at the
-    /// emulator), and the keys it rotated.
-    pub calls: crate::cost::Calls,
-    pub rotated: u64,
+    /// The AWS requests of the cycle and of a quiet one after it, by
+    /// service and action (counted at the emulator), and the keys rotated.
+    pub counted: crate::cost::Counted,
     /// A month of this organization, from those calls (see `crate::cost`).
     pub estimate: crate::cost::Estimate,
 }
@@ -203,10 +202,7 @@ async fn one(accounts: usize, users_per: usize) -> Result<Row> {
         })
         .await?;
     let wall = start.elapsed().as_secs_f64();
-    let mut calls = crate::cost::Calls::new();
-    for (_, service, action, n) in emu.calls()? {
-        *calls.entry((service, action)).or_default() += n;
-    }
+    let busy = counted_calls(&emu)?;
     // The last result's intake finalized the run in this process; it is
     // finalized once more from its stored results in a process of its own,
     // as the coordinator Lambda does, for the coordinator's own figures.
@@ -230,8 +226,23 @@ async fn one(accounts: usize, users_per: usize) -> Result<Row> {
         .with_context(|| format!("run {run_id} did not finalize"))?;
     check_end_state(&emu, &report, &ids, users_per).await?;
     let sizes = crate::bench_finalize::Sizes::of(&store, &run_id).await?;
+    // A quiet run right after: nothing is due (the new keys wait for
+    // their delivery, the old ones for their dates); what it costs is what
+    // every run costs.
+    emu.reset_calls()?;
+    local
+        .run_agents(&Command::Run {
+            accounts: None,
+            dry_run: false,
+        })
+        .await?;
+    let quiet = counted_calls(&emu)?;
     let t = &report.totals;
-    let rotated = t.actions_by_kind.get("create").copied().unwrap_or(0);
+    let counted = crate::cost::Counted {
+        busy,
+        quiet,
+        rotated: t.actions_by_kind.get("create").copied().unwrap_or(0),
+    };
     let agents = cfg.coordinator.local_agents.max(1) as f64;
     let shape = crate::cost::Shape {
         // Seconds an agent spent on an account here (the emulator's
@@ -242,7 +253,7 @@ async fn one(accounts: usize, users_per: usize) -> Result<Row> {
             + sizes.pages as f64 * 40_000.0,
         ..crate::cost::Shape::deployed(accounts as u64, users_per as u64)
     };
-    let estimate = crate::cost::monthly(&shape, &calls);
+    let estimate = crate::cost::monthly(&shape, &counted);
     Ok(Row {
         accounts,
         users: users_per,
@@ -254,8 +265,7 @@ async fn one(accounts: usize, users_per: usize) -> Result<Row> {
         ok: t.accounts_ok,
         finalize,
         sizes,
-        calls,
-        rotated,
+        counted,
         estimate,
     })
 }
@@ -302,19 +312,32 @@ pub async fn run(sizes: &[usize], users_per: usize) -> Result<()> {
     }
     println!("\nprices (us-east-1 list prices):");
     for p in crate::cost::PRICES {
-        println!("  {:<46} ${:>12} per {:>9}  {}", p.what, p.usd, p.per, p.page);
+        println!(
+            "  {:<46} ${:>12} per {:>9}  {}",
+            p.what, p.usd, p.per, p.page
+        );
     }
     Ok(())
+}
+
+/// The requests counted at the emulator since its last reset, summed over
+/// accounts.
+fn counted_calls(emu: &Emulator) -> Result<crate::cost::Calls> {
+    let mut calls = crate::cost::Calls::new();
+    for (_, service, action, n) in emu.calls()? {
+        *calls.entry((service, action)).or_default() += n;
+    }
+    Ok(calls)
 }
 
 /// The AWS requests per rotated key by service, and the month's estimate
 /// with its lines by what they grow with.
 fn print_cost(r: &Row) {
     println!(
-        "\n{} x {}: AWS requests per rotated key ({} keys rotated), counted at the emulator:",
-        r.accounts, r.users, r.rotated
+        "\n{} x {}: AWS requests per rotated key ({} keys rotated; a quiet run's requests taken out), counted at the emulator:",
+        r.accounts, r.users, r.counted.rotated
     );
-    let per = crate::cost::per_rotated_key(&r.calls, r.rotated);
+    let per = r.counted.per_rotated_key();
     for (service, n) in &per {
         println!("  {service:<16} {n:>8.1}");
     }

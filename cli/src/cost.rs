@@ -3,9 +3,16 @@
 //! to what a run does, as `keyfleet bench` counts it.
 //!
 //! **What is counted and what is modelled.** The bench counts every AWS
-//! request of a cycle at the emulator (`/_keyfleet/calls`: the agents' in
-//! each member account, the coordinator's in the provisioning account),
-//! per service and action. A `--local` cycle passes jobs and results in
+//! request of two cycles at the emulator (`/_keyfleet/calls`: the agents'
+//! in each member account, the coordinator's in the provisioning account),
+//! per service and action: a first cycle in which a tenth of the keys are
+//! due, and a second, quiet one right after. A month is then 30 quiet runs
+//! plus the month's rotations (every user's key once every `rotate_after`,
+//! 80 days by default), each costing what the first cycle cost beyond the
+//! quiet one per rotated key, twice: the rotation, and the deactivation
+//! and deletion that follow it (their IAM calls, record writes, ledger
+//! objects and notices; counted as equal to the rotation's, an
+//! assumption). A `--local` cycle passes jobs and results in
 //! process, so what the deployed system adds is modelled per account and
 //! run from the templates: the job's and the result's SQS messages, the
 //! Lambda invocations and their duration, and the SQS event-source
@@ -106,6 +113,56 @@ pub const PRICES: &[Price] = &[
 
 /// Requests of one run, by service and action (`s3`, `PutObject`).
 pub type Calls = BTreeMap<(String, String), u64>;
+
+/// What the bench counted: a busy cycle, the quiet one after it, and the
+/// keys the busy one rotated.
+#[derive(Debug, Clone, Default)]
+pub struct Counted {
+    pub busy: Calls,
+    pub quiet: Calls,
+    pub rotated: u64,
+}
+
+/// Days between two rotations of a user's key (`rotate_after`'s default).
+pub const ROTATE_AFTER_DAYS: f64 = 80.0;
+
+impl Counted {
+    /// Requests a month, by service and action (see the module
+    /// documentation).
+    pub fn month(&self, shape: &Shape) -> BTreeMap<(String, String), f64> {
+        let users = (shape.accounts * shape.users_per_account) as f64;
+        let rotations = users * 30.0 / ROTATE_AFTER_DAYS;
+        let mut out: BTreeMap<(String, String), f64> = BTreeMap::new();
+        for (k, n) in &self.quiet {
+            *out.entry(k.clone()).or_default() += shape.runs_per_month * *n as f64;
+        }
+        for (k, n) in &self.busy {
+            let extra = *n as f64 - self.quiet.get(k).copied().unwrap_or(0) as f64;
+            if extra > 0.0 && self.rotated > 0 {
+                *out.entry(k.clone()).or_default() += 2.0 * rotations * extra / self.rotated as f64;
+            }
+        }
+        out
+    }
+
+    /// Requests per rotated key, by service: the busy cycle's beyond the
+    /// quiet one's.
+    pub fn per_rotated_key(&self) -> BTreeMap<String, f64> {
+        let mut by: BTreeMap<String, f64> = BTreeMap::new();
+        for ((service, action), n) in &self.busy {
+            let quiet = self
+                .quiet
+                .get(&(service.clone(), action.clone()))
+                .copied()
+                .unwrap_or(0);
+            *by.entry(service.clone()).or_default() += n.saturating_sub(quiet) as f64;
+        }
+        for v in by.values_mut() {
+            *v /= self.rotated.max(1) as f64;
+        }
+        by
+    }
+}
 
 /// Which S3 actions bill as writes (PUT, COPY, POST, LIST); the others as
 /// reads, but deletions, which are free.
@@ -212,16 +269,17 @@ impl Estimate {
     }
 }
 
-/// A month of keyfleet for `shape`, from the requests one run made
-/// (`calls`, counted at the emulator) and the modelled rest (see the
-/// module documentation).
-pub fn monthly(shape: &Shape, calls: &Calls) -> Estimate {
+/// A month of keyfleet for `shape`, from the requests counted
+/// ([`Counted::month`]) and the modelled rest (see the module
+/// documentation).
+pub fn monthly(shape: &Shape, counted: &Counted) -> Estimate {
     let runs = shape.runs_per_month;
+    let month = counted.month(shape);
     let count = |service: &str, keep: &dyn Fn(&str) -> bool| -> f64 {
-        calls
+        month
             .iter()
             .filter(|((s, a), _)| s == service && keep(a))
-            .map(|(_, n)| *n as f64)
+            .map(|(_, n)| *n)
             .sum()
     };
     let all = |_: &str| true;
@@ -292,50 +350,49 @@ pub fn monthly(shape: &Shape, calls: &Calls) -> Estimate {
     e.add(
         "per run",
         "state: S3 writes and listings (results, ledger, reports)",
-        runs * count("s3", &|a| s3_class(a) == Some(true)),
+        count("s3", &|a| s3_class(a) == Some(true)),
         S3_WRITE,
     );
     e.add(
         "per run",
         "state: S3 reads",
-        runs * count("s3", &|a| s3_class(a) == Some(false)),
+        count("s3", &|a| s3_class(a) == Some(false)),
         S3_READ,
     );
     e.add(
         "per user",
         "state: DynamoDB writes (records, lease)",
-        runs * count("dynamodb", &|a| a == "PutItem"),
+        count("dynamodb", &|a| a == "PutItem"),
         DDB_WRITE,
     );
     e.add(
         "per user",
         "state: DynamoDB reads (records, lease, policy)",
-        runs * count("dynamodb", &|a| a == "GetItem"),
+        count("dynamodb", &|a| a == "GetItem"),
         DDB_READ,
     );
     e.add(
         "per run",
         "Secrets Manager API calls",
-        runs * count("secretsmanager", &all),
+        count("secretsmanager", &all),
         SECRETS_CALL,
     );
     e.add(
         "per user",
         "SES emails",
-        runs * count("ses", &|a| a.starts_with("Send"))
-            + runs * count("sesv2", &|a| a == "SendEmail"),
+        count("ses", &|a| a.starts_with("Send")) + count("sesv2", &|a| a == "SendEmail"),
         SES_EMAIL,
     );
     e.add(
         "per run",
         "SNS publishes",
-        runs * count("sns", &|a| a == "Publish"),
+        count("sns", &|a| a == "Publish"),
         SNS_PUBLISH,
     );
     e.add(
         "per run",
         "KMS requests (counted where callers make them)",
-        runs * count("kms", &all),
+        count("kms", &all),
         KMS_REQUEST,
     );
 
@@ -369,18 +426,6 @@ pub fn monthly(shape: &Shape, calls: &Calls) -> Estimate {
     e
 }
 
-/// Requests per rotated key, by service, from one run's calls.
-pub fn per_rotated_key(calls: &Calls, rotated: u64) -> BTreeMap<String, f64> {
-    let mut by: BTreeMap<String, f64> = BTreeMap::new();
-    for ((service, _), n) in calls {
-        *by.entry(service.clone()).or_default() += *n as f64;
-    }
-    for v in by.values_mut() {
-        *v /= rotated.max(1) as f64;
-    }
-    by
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -405,13 +450,18 @@ mod tests {
             runs_per_month: 1.0,
             ..Shape::deployed(1, 1)
         };
+        let quiet = calls(&[
+            ("s3", "PutObject", 1000),
+            ("s3", "GetObject", 1000),
+            ("s3", "DeleteObject", 1000),
+        ]);
         let e = monthly(
             &shape,
-            &calls(&[
-                ("s3", "PutObject", 1000),
-                ("s3", "GetObject", 1000),
-                ("s3", "DeleteObject", 1000),
-            ]),
+            &Counted {
+                busy: quiet.clone(),
+                quiet,
+                rotated: 0,
+            },
         );
         let line = |w: &str| e.lines.iter().find(|l| l.what.contains(w)).unwrap().usd;
         assert!((line("S3 writes") - 0.005).abs() < 1e-12);
@@ -420,7 +470,11 @@ mod tests {
 
     #[test]
     fn the_estimate_adds_up_and_grows_with_the_organization() {
-        let c = calls(&[("dynamodb", "PutItem", 100), ("iam", "ListAccessKeys", 100)]);
+        let c = Counted {
+            busy: calls(&[("dynamodb", "PutItem", 100), ("iam", "ListAccessKeys", 100)]),
+            quiet: calls(&[("dynamodb", "PutItem", 10)]),
+            rotated: 10,
+        };
         let small = monthly(&Shape::deployed(10, 50), &c);
         let large = monthly(&Shape::deployed(500, 100), &c);
         let sum: f64 = small.lines.iter().map(|l| l.usd).sum();
@@ -434,7 +488,7 @@ mod tests {
                 secrets_manager_users: 10,
                 ..Shape::deployed(1, 10)
             },
-            &Calls::new(),
+            &Counted::default(),
         );
         let secrets = sm
             .lines
@@ -445,14 +499,26 @@ mod tests {
     }
 
     #[test]
-    fn calls_per_rotated_key_divide_by_the_keys() {
-        let c = calls(&[
-            ("iam", "CreateAccessKey", 10),
-            ("iam", "ListAccessKeys", 20),
-            ("s3", "PutObject", 5),
-        ]);
-        let per = per_rotated_key(&c, 10);
+    fn calls_per_rotated_key_are_the_busy_runs_beyond_the_quiet_ones() {
+        let c = Counted {
+            busy: calls(&[
+                ("iam", "CreateAccessKey", 10),
+                ("iam", "ListAccessKeys", 25),
+                ("s3", "PutObject", 5),
+            ]),
+            quiet: calls(&[("iam", "ListAccessKeys", 5)]),
+            rotated: 10,
+        };
+        let per = c.per_rotated_key();
         assert_eq!(per["iam"], 3.0);
         assert_eq!(per["s3"], 0.5);
+        // A month: 30 quiet runs, and each of the month's rotations
+        // (users x 30 / 80) twice the busy run's extra per key.
+        let shape = Shape::deployed(1, 80);
+        let m = c.month(&shape);
+        let key = |s: &str, a: &str| m[&(s.to_string(), a.to_string())];
+        let expected = 30.0 * 5.0 + 2.0 * 30.0 * 20.0 / 10.0;
+        assert!((key("iam", "ListAccessKeys") - expected).abs() < 1e-9);
+        assert!((key("iam", "CreateAccessKey") - 2.0 * 30.0 * 10.0 / 10.0).abs() < 1e-9);
     }
 }
