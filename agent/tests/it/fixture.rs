@@ -82,43 +82,15 @@ pub async fn new_account() -> TestAccount {
 }
 
 /// The account's keyfleet table as the agent's StackSet template creates
-/// it: key `pk`, on demand, with keyfleet's resource policy.
+/// it, with keyfleet's resource policy.
 pub async fn create_table(ddb: &aws_sdk_dynamodb::Client, account_id: &str) {
-    use aws_sdk_dynamodb::types::{
-        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    };
-    let out = ddb
-        .create_table()
-        .table_name(keyfleet_agent::table::TABLE_NAME)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("pk")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("pk")
-                .key_type(KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .expect("create the keyfleet table");
-    let arn = out
-        .table_description()
-        .and_then(|t| t.table_arn())
-        .expect("table ARN")
-        .to_string();
-    ddb.put_resource_policy()
-        .resource_arn(arn)
-        .policy(keyfleet_agent::table::table_policy(account_id).to_string())
-        .send()
-        .await
-        .expect("the table's resource policy");
+    keyfleet_testkit::seed::records_table(
+        ddb,
+        keyfleet_agent::table::TABLE_NAME,
+        &keyfleet_agent::table::table_policy(account_id),
+    )
+    .await
+    .expect("the keyfleet table");
 }
 
 impl TestAccount {

@@ -153,6 +153,14 @@ impl Member {
             .await
             .expect("create keyfleet-jobs");
         self.jobs_queue_url = Some(q.queue_url().expect("queue url").to_string());
+        // The agent's records table, as the agent's template creates it.
+        keyfleet_testkit::seed::records_table(
+            &aws_sdk_dynamodb::Client::new(&self.cfg),
+            keyfleet_agent::table::TABLE_NAME,
+            &keyfleet_agent::table::table_policy(&self.id),
+        )
+        .await
+        .expect("the agent's records table");
     }
 
     /// Moves the account from the root into `ou`.

@@ -66,6 +66,8 @@ pub enum SeedError {
         user: String,
         message: String,
     },
+    #[error("DynamoDB table {table}: {message}")]
+    Table { table: String, message: String },
     #[error(transparent)]
     Emulator(#[from] EmulatorError),
 }
@@ -206,4 +208,44 @@ pub async fn keys(iam: &aws_sdk_iam::Client, user: &str) -> Result<Vec<(String, 
         .into_iter()
         .map(|(_, id, active)| (id, active))
         .collect())
+}
+
+/// An agent's records table (`keyfleet-records`) as the agent's StackSet
+/// template creates it: key `pk` (string), on demand, with `policy` as its
+/// resource policy from its creation. For tests that run an agent in an
+/// account without deploying the template.
+pub async fn records_table(
+    ddb: &aws_sdk_dynamodb::Client,
+    table: &str,
+    policy: &serde_json::Value,
+) -> Result<(), SeedError> {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    };
+    let err = |message: String| SeedError::Table {
+        table: table.to_string(),
+        message,
+    };
+    ddb.create_table()
+        .table_name(table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("pk")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .map_err(|e| err(e.to_string()))?,
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("pk")
+                .key_type(KeyType::Hash)
+                .build()
+                .map_err(|e| err(e.to_string()))?,
+        )
+        .resource_policy(policy.to_string())
+        .send()
+        .await
+        .map_err(|e| err(aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string()))?;
+    Ok(())
 }
