@@ -23,15 +23,12 @@
 //! it (Secrets Manager's price per secret), plus two to four calls per
 //! rotated key.
 
-use crate::record::legacy::{resource_policy, secret_name, sm_message};
+use crate::record::legacy::{
+    made_by_keyfleet, resource_policy, secret_name, sm_message, RECORD_DESCRIPTION, USER_TAG,
+};
 use aws_sdk_secretsmanager::Client as Sm;
 use keyfleet_protocol::Credential;
 use time::format_description::well_known::Rfc3339;
-
-/// The description keyfleet gives every secret it creates.
-const DESCRIPTION: &str = "Access key record managed by keyfleet";
-/// The tag keyfleet puts on every secret it creates: the user's name.
-const USER_TAG: &str = "keyfleet:user";
 
 /// The secret's value for `cred`.
 pub fn value(cred: &Credential) -> String {
@@ -82,13 +79,7 @@ async fn state(sm: &Sm, account_id: &str, user_arn: &str, user: &str) -> Result<
         .send()
         .await
         .map_err(|e| format!("DescribeSecret {name}: {}", sm_message(&e)))?;
-    let ours = out.description() == Some(DESCRIPTION)
-        && out
-            .tags()
-            .iter()
-            .any(|t| t.key() == Some(USER_TAG) && t.value() == Some(user))
-        && out.kms_key_id().is_none();
-    Ok(if ours {
+    Ok(if made_by_keyfleet(&out, user) {
         State::HalfMade
     } else {
         State::Foreign("it has no resource policy and was not created by keyfleet".into())
@@ -132,7 +123,7 @@ pub async fn store(sm: &Sm, user_arn: &str, cred: &Credential) -> Result<(), Str
         State::Absent => {
             sm.create_secret()
                 .name(&name)
-                .description(DESCRIPTION)
+                .description(RECORD_DESCRIPTION)
                 .secret_string(value(cred))
                 .tags(
                     aws_sdk_secretsmanager::types::Tag::builder()

@@ -208,22 +208,12 @@ async fn give_way_to_legacy(sm: &Sm) -> Result<(), LeaseError> {
             });
         }
     }
-    match sm
-        .delete_secret()
-        .secret_id(LEGACY_LEASE)
-        .force_delete_without_recovery(true)
-        .send()
+    crate::record::legacy::delete(sm, LEGACY_LEASE)
         .await
-    {
-        Ok(_) => Ok(()),
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|s| s.is_resource_not_found_exception()) =>
-        {
-            Ok(())
-        }
-        Err(e) => Err(sm_err("DeleteSecret")(e)),
-    }
+        .map_err(|message| LeaseError::Sm {
+            op: "DeleteSecret",
+            message,
+        })
 }
 
 impl Lease {

@@ -300,12 +300,10 @@ impl RunStore {
 
     /// Reads an object; `None` when it does not exist.
     ///
-    /// A 403 that [`Self::listed`] explains as a missing object is `None`;
-    /// when the listing shows the key, the object may have been written
-    /// since the read (a run finalized meanwhile), so it is read once more,
-    /// and only a second refusal is an error.
+    /// A 403 is read as [`Self::after_refusal`] says: a missing object, or
+    /// an object written since (read once more), or a refusal.
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let mut listed_before = false;
+        let mut read_again = false;
         loop {
             match self
                 .s3
@@ -328,10 +326,11 @@ impl RunStore {
                 }
                 Err(e) if is_access_denied(e.raw_response().map(|r| r.status().as_u16())) => {
                     let message = aws_sdk_s3::error::DisplayErrorContext(e).to_string();
-                    match self.listed(key).await {
-                        Some(false) => return Ok(None),
-                        Some(true) if !listed_before => listed_before = true,
-                        _ => return Err(self.err("GetObject", key, message)),
+                    if !self
+                        .after_refusal(key, "GetObject", message, &mut read_again)
+                        .await?
+                    {
+                        return Ok(None);
                     }
                 }
                 Err(e) => {
@@ -366,9 +365,31 @@ impl RunStore {
         Some(out.contents().iter().any(|o| o.key() == Some(key)))
     }
 
+    /// What a 403 on `key` means: `Ok(false)` when the object is absent
+    /// (see [`Self::listed`]); `Ok(true)` when the listing shows it, the
+    /// first time (it may have been written since the refused request:
+    /// the caller tries once more, and `tried` records it); the refusal
+    /// `message` as an error otherwise.
+    async fn after_refusal(
+        &self,
+        key: &str,
+        op: &'static str,
+        message: String,
+        tried: &mut bool,
+    ) -> Result<bool, StoreError> {
+        match self.listed(key).await {
+            Some(false) => Ok(false),
+            Some(true) if !*tried => {
+                *tried = true;
+                Ok(true)
+            }
+            _ => Err(self.err(op, key, message)),
+        }
+    }
+
     /// Whether an object exists, with [`Self::get`]'s reading of a 403.
     pub async fn exists(&self, key: &str) -> Result<bool, StoreError> {
-        let mut listed_before = false;
+        let mut read_again = false;
         loop {
             match self
                 .s3
@@ -384,10 +405,11 @@ impl RunStore {
                 }
                 Err(e) if is_access_denied(e.raw_response().map(|r| r.status().as_u16())) => {
                     let message = aws_sdk_s3::error::DisplayErrorContext(e).to_string();
-                    match self.listed(key).await {
-                        Some(false) => return Ok(false),
-                        Some(true) if !listed_before => listed_before = true,
-                        _ => return Err(self.err("HeadObject", key, message)),
+                    if !self
+                        .after_refusal(key, "HeadObject", message, &mut read_again)
+                        .await?
+                    {
+                        return Ok(false);
                     }
                 }
                 Err(e) => {

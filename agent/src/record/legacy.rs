@@ -32,24 +32,6 @@ pub enum Found {
     Untrusted { reason: String },
 }
 
-impl Found {
-    pub fn trusted(&self) -> Option<&UserRecord> {
-        match self {
-            Found::Trusted(r) => Some(r),
-            _ => None,
-        }
-    }
-    /// The record to update: the trusted one, or a new one when absent.
-    /// `None` when the secret is not keyfleet's.
-    pub fn writable(&self, account_id: &str, user_name: &str) -> Option<UserRecord> {
-        match self {
-            Found::Absent | Found::HalfMade => Some(UserRecord::new(account_id, user_name)),
-            Found::Trusted(r) => Some(r.as_ref().clone()),
-            Found::Untrusted { .. } => None,
-        }
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum LegacyError {
     #[error("Secrets Manager {op} on {name} failed: {message}")]
@@ -75,9 +57,9 @@ where
 }
 
 /// The description keyfleet gives every record it creates.
-const RECORD_DESCRIPTION: &str = "Access key record managed by keyfleet";
+pub(crate) const RECORD_DESCRIPTION: &str = "Access key record managed by keyfleet";
 /// The tag keyfleet puts on every record it creates: the user's name.
-const USER_TAG: &str = "keyfleet:user";
+pub(crate) const USER_TAG: &str = "keyfleet:user";
 
 /// The agent role's ARN pattern: the only principal that may write.
 fn agent_role_pattern(account_id: &str) -> String {
@@ -209,20 +191,50 @@ async fn half_made(sm: &Sm, name: &str, user: &str) -> Result<Found, LegacyError
             message: sm_message(&e),
             name: name.to_string(),
         })?;
-    let ours = out.description() == Some(RECORD_DESCRIPTION)
-        && out
-            .tags()
-            .iter()
-            .any(|t| t.key() == Some(USER_TAG) && t.value() == Some(user))
-        && out.kms_key_id().is_none()
-        && out.rotation_enabled() != Some(true);
-    Ok(if ours {
+    Ok(if made_by_keyfleet(&out, user) {
         Found::HalfMade
     } else {
         Found::Untrusted {
             reason: "it has no resource policy and was not created by keyfleet".into(),
         }
     })
+}
+
+/// Whether a secret without a policy is one keyfleet created for `user`
+/// and whose policy never went on: keyfleet's description and user tag,
+/// Secrets Manager's default key, no rotation.
+pub(crate) fn made_by_keyfleet(
+    out: &aws_sdk_secretsmanager::operation::describe_secret::DescribeSecretOutput,
+    user: &str,
+) -> bool {
+    out.description() == Some(RECORD_DESCRIPTION)
+        && out
+            .tags()
+            .iter()
+            .any(|t| t.key() == Some(USER_TAG) && t.value() == Some(user))
+        && out.kms_key_id().is_none()
+        && out.rotation_enabled() != Some(true)
+}
+
+/// Deletes a secret at once (no recovery window); one already gone is
+/// fine. The error is Secrets Manager's message.
+pub(crate) async fn delete(sm: &Sm, name: &str) -> Result<(), String> {
+    match sm
+        .delete_secret()
+        .secret_id(name)
+        .force_delete_without_recovery(true)
+        .send()
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_resource_not_found_exception()) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(sm_message(&e)),
+    }
 }
 
 /// Writes the record: `PutSecretValue` when it exists, else `CreateSecret`

@@ -169,20 +169,7 @@ async fn retire(
 }
 
 async fn delete(sm: &Sm, name: &str) -> Result<(), String> {
-    match sm
-        .delete_secret()
-        .secret_id(name)
-        .force_delete_without_recovery(true)
-        .send()
+    legacy::delete(sm, name)
         .await
-    {
-        Ok(_) => Ok(()),
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|s| s.is_resource_not_found_exception()) =>
-        {
-            Ok(())
-        }
-        Err(e) => Err(format!("DeleteSecret {name}: {}", legacy::sm_message(&e))),
-    }
+        .map_err(|e| format!("DeleteSecret {name}: {e}"))
 }

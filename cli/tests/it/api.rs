@@ -38,6 +38,7 @@ async fn the_api_serves_reports_and_acts_through_the_coordinator_under_its_role(
         serde_json::from_str(&cli.run(&["run", "--json", "--accounts", &account]))
             .expect("report JSON");
     let run = report.run_id.clone();
+    api_role_reads_the_report_not_the_results(&run).await;
     let dir = tempfile::tempdir().unwrap();
     let delivered = delivered_key(
         &emu.outbox().unwrap(),
@@ -319,4 +320,85 @@ async fn the_api_serves_reports_and_acts_through_the_coordinator_under_its_role(
         keyfleet_testkit::DEFAULT_ACCOUNT,
     )])
     .await;
+}
+
+/// The API role's report grant both ways: it reads a finalized run's
+/// summary and the accounts' sections the summary names
+/// (`runs/*/report.json`, `runs/*/final/*`), and is refused the result
+/// parts (sealed credentials) and the notification ledger beside them.
+async fn api_role_reads_the_report_not_the_results(run: &str) {
+    use keyfleet_reports::store;
+    let admin = emu().config();
+    let s3_of = |cfg: &aws_config::SdkConfig| {
+        aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(cfg)
+                .force_path_style(true)
+                .build(),
+        )
+    };
+    let bucket = "keyfleet-reports";
+    let listed = |prefix: String| {
+        let s3 = s3_of(&admin);
+        async move {
+            s3.list_objects_v2()
+                .bucket(bucket)
+                .prefix(prefix)
+                .send()
+                .await
+                .expect("ListObjectsV2")
+                .contents()
+                .iter()
+                .filter_map(|o| o.key().map(str::to_string))
+                .collect::<Vec<_>>()
+        }
+    };
+    let section = listed(format!("runs/{run}/final/")).await;
+    let part = listed(store::results_prefix(run)).await;
+    let ledger = listed("ledger/".to_string()).await;
+    assert!(!section.is_empty() && !part.is_empty() && !ledger.is_empty());
+
+    let creds = aws_sdk_sts::Client::new(&admin)
+        .assume_role()
+        .role_arn(format!(
+            "arn:aws:iam::{}:role/keyfleet-api",
+            keyfleet_testkit::DEFAULT_ACCOUNT
+        ))
+        .role_session_name(crate::permissions::REFUSAL_CHECK)
+        .send()
+        .await
+        .expect("AssumeRole keyfleet-api")
+        .credentials
+        .expect("credentials");
+    let api = s3_of(
+        &admin
+            .to_builder()
+            .credentials_provider(
+                aws_credential_types::provider::SharedCredentialsProvider::new(
+                    aws_credential_types::Credentials::new(
+                        creds.access_key_id,
+                        creds.secret_access_key,
+                        Some(creds.session_token),
+                        None,
+                        "refusal-check",
+                    ),
+                ),
+            )
+            .build(),
+    );
+    let get = |key: String| {
+        let api = api.clone();
+        async move { api.get_object().bucket(bucket).key(key).send().await }
+    };
+    get(store::final_key(run))
+        .await
+        .expect("the finalized report");
+    get(section[0].clone()).await.expect("an account's section");
+    for key in [part[0].clone(), ledger[0].clone()] {
+        let e = get(key.clone()).await.expect_err("refused");
+        assert_eq!(
+            e.raw_response().map(|r| r.status().as_u16()),
+            Some(403),
+            "{key}: {e:?}"
+        );
+    }
 }
