@@ -338,8 +338,15 @@ fn print_cost(r: &Row) {
         r.accounts, r.users, r.counted.rotated
     );
     let per = r.counted.per_rotated_key();
+    let by_action = r.counted.per_rotated_key_by_action();
     for (service, n) in &per {
         println!("  {service:<16} {n:>8.1}");
+        for ((_, action), n) in by_action
+            .iter()
+            .filter(|((s, _), n)| s == service && **n >= 0.05)
+        {
+            println!("    {action:<30} {n:>6.1}");
+        }
     }
     println!("  {:<16} {:>8.1}", "total", per.values().sum::<f64>());
     println!(

@@ -149,18 +149,26 @@ impl Counted {
     /// quiet one's.
     pub fn per_rotated_key(&self) -> BTreeMap<String, f64> {
         let mut by: BTreeMap<String, f64> = BTreeMap::new();
-        for ((service, action), n) in &self.busy {
-            let quiet = self
-                .quiet
-                .get(&(service.clone(), action.clone()))
-                .copied()
-                .unwrap_or(0);
-            *by.entry(service.clone()).or_default() += n.saturating_sub(quiet) as f64;
-        }
-        for v in by.values_mut() {
-            *v /= self.rotated.max(1) as f64;
+        for ((service, _), n) in self.per_rotated_key_by_action() {
+            *by.entry(service).or_default() += n;
         }
         by
+    }
+
+    /// Requests per rotated key, by service and action: the busy cycle's
+    /// beyond the quiet one's (an action the quiet run makes more often
+    /// counts as none).
+    pub fn per_rotated_key_by_action(&self) -> BTreeMap<(String, String), f64> {
+        self.busy
+            .iter()
+            .map(|(k, n)| {
+                let quiet = self.quiet.get(k).copied().unwrap_or(0);
+                (
+                    k.clone(),
+                    n.saturating_sub(quiet) as f64 / self.rotated.max(1) as f64,
+                )
+            })
+            .collect()
     }
 }
 
