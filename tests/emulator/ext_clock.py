@@ -23,6 +23,9 @@ Added:
     of every IAM user access key, in every account (or only the given one).
     User creation and password-last-used times age by the same amount, so a
     key is never older than its user. Temporary (STS) keys are left alone.
+    The SES send log and send-rate buckets age by the same amount in the same
+    accounts (ext_ses_quota.py), so a day advanced is a day of SES quota
+    passed; the answer's ``ses_sends_aged`` counts the logged sends moved.
   * ``POST /_keyfleet/iam/key-used {"account", "access_key_id", "when"?,
     "service", "region"}`` sets a key's last use (``when`` is ISO 8601, default
     now) as GetAccessKeyLastUsed and the credential report show it.
@@ -66,6 +69,7 @@ import re
 import threading
 from typing import Any, Iterable
 
+import ext_ses_quota
 from control import ControlError
 
 DATE_FORMAT = "%Y-%m-%dT%H:%M:%S+00:00"
@@ -138,12 +142,14 @@ def advance(days: float, account: str | None = None) -> dict[str, Any]:
                         key.last_used = last - delta
                     elif last is not None:
                         _set_last_used(key, last.timestamp - delta, last.service, last.region)
+    ses_sends = ext_ses_quota.age(days, account)
     return {
         "ok": True,
         "days": days,
         "accounts": sorted(accounts),
         "users_aged": users,
         "keys_aged": keys,
+        "ses_sends_aged": ses_sends,
     }
 
 

@@ -22,6 +22,12 @@ service (pass it as endpoint_url). The harness adds control endpoints under
     GET    /_keyfleet/health            -> 200 {"ok": true}
     GET    /_keyfleet/ses/outbox        -> {"messages": [...]}
     DELETE /_keyfleet/ses/outbox        -> clears the outbox
+    POST   /_keyfleet/ses/quota         {"max_24_hour_send": N|null,
+                                         "max_send_rate": R|null, "account"?}
+                                        or {"sandbox": true, "account"?}:
+                                        SES sending limits (ext_ses_quota.py)
+    GET|DELETE /_keyfleet/ses/quota[?account=ID] -> the limits and sends /
+                                        back to unlimited
     POST   /_keyfleet/clock/advance     {"days": N, "account": "..."?}
     POST   /_keyfleet/iam/key-used      {"account", "access_key_id", "when"?,
                                          "service", "region"}
@@ -145,12 +151,16 @@ class App:
         import ext_lambda_exec
         import ext_messages
         import ext_ses
+        import ext_ses_quota
 
         self.moto = DomainDispatcherApplication(create_backend_app)
         self.routes: dict[tuple[str, str], Callable[[dict[str, Any]], Any]] = {
             ("GET", "health"): lambda body: {"ok": True},
             ("GET", "ses/outbox"): lambda body: ext_ses.outbox_snapshot(),
             ("DELETE", "ses/outbox"): lambda body: ext_ses.outbox_clear(),
+            ("GET", "ses/quota"): ext_ses_quota.snapshot,
+            ("POST", "ses/quota"): ext_ses_quota.set_from_request,
+            ("DELETE", "ses/quota"): ext_ses_quota.clear,
             ("POST", "clock/advance"): ext_clock.advance_from_request,
             ("POST", "iam/key-used"): ext_clock.key_used_from_request,
             ("GET", "iam/credential-report"): ext_clock.credential_report_state,
@@ -207,6 +217,12 @@ EXTENSIONS: tuple[str, ...] = (
     "ext_sqs",
     "ext_iam_paging",
     "ext_ses",
+    # ext_ses_quota after ext_ses: both wrap SESV2Response.send_email and
+    # EmailResponse.send_email/.send_raw_email. The quota check is outermost,
+    # so a send refused for the quota or the rate never reaches moto nor
+    # ext_ses's outbox; the send is logged only once moto (and the outbox)
+    # accepted it.
+    "ext_ses_quota",
     "ext_messages",
     "ext_clock",
     "ext_stacksets",

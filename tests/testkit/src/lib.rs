@@ -479,13 +479,57 @@ impl Emulator {
     }
 
     /// Ages every access key (creation and last use) by `days`, in every
-    /// account or only in `account`.
+    /// account or only in `account`; the SES send log of the same accounts
+    /// ages with them (see `set_ses_quota`).
     pub fn advance_clock(&self, days: f64, account: Option<&str>) -> Result<(), EmulatorError> {
         let mut body = serde_json::json!({ "days": days });
         if let Some(a) = account {
             body["account"] = a.into();
         }
         self.post("/_keyfleet/clock/advance", body).map(|_| ())
+    }
+
+    /// Sets the SES sending limits of `account`, or of every account with
+    /// `None` (`POST /_keyfleet/ses/quota`, see tests/emulator/README.md, "SES
+    /// sending quota and send rate"): `max_24_hour_send` recipients in a
+    /// rolling 24 hours and `max_send_rate` per second, `None` = unlimited
+    /// (the default). A send past them is refused as SES refuses it (v2
+    /// `LimitExceededException` / `TooManyRequestsException`) and not sent;
+    /// `sesv2 GetAccount` reports the limits (-1 = unlimited) and
+    /// `SentLast24Hours`. Time is the emulator's: `advance_clock` passes the
+    /// day, and refills the rate.
+    pub fn set_ses_quota(
+        &self,
+        max_24_hour_send: Option<u64>,
+        max_send_rate: Option<f64>,
+        account: Option<&str>,
+    ) -> Result<(), EmulatorError> {
+        let mut body = serde_json::json!({
+            "max_24_hour_send": max_24_hour_send,
+            "max_send_rate": max_send_rate,
+        });
+        if let Some(a) = account {
+            body["account"] = a.into();
+        }
+        self.post("/_keyfleet/ses/quota", body).map(|_| ())
+    }
+
+    /// Makes every account's SES sending unlimited again (`DELETE
+    /// /_keyfleet/ses/quota`), or with `Some(account)` drops only that
+    /// account's own limits (it then has the all-accounts ones). The send log
+    /// stays.
+    pub fn reset_ses_quota(&self, account: Option<&str>) -> Result<(), EmulatorError> {
+        let path = match account {
+            Some(a) => format!("/_keyfleet/ses/quota?account={a}"),
+            None => "/_keyfleet/ses/quota".to_string(),
+        };
+        ureq::delete(&format!("{}{path}", self.endpoint))
+            .call()
+            .map_err(|e| EmulatorError::Request {
+                what: path.clone(),
+                error: e.to_string(),
+            })?;
+        Ok(())
     }
 
     /// Marks a key as used at `when` (RFC 3339; `None` = now) by `service`
