@@ -37,6 +37,32 @@ fn claim_predates_confirmation() -> bool {
     true
 }
 
+/// A zip claim's body.
+fn claim_body(run_id: &str, sent: bool) -> Vec<u8> {
+    serde_json::to_vec(&ZipClaim {
+        run_id: run_id.to_string(),
+        password: None,
+        sent,
+    })
+    .expect("a plain struct serializes")
+}
+
+/// What an entry that may keep a zip's password holds.
+enum Kept {
+    Password(keyfleet_protocol::Secret),
+    /// A delivery marker written without a password.
+    Empty,
+    /// Nothing: removed since it was found.
+    Gone,
+}
+
+/// Whether the new keys of a run under `policy` are tracked until they
+/// reach their owners (see `deliveries`): those of a mail-only delivery.
+/// A copy in the delivery secret is delivered already.
+fn tracks_delivery(policy: &keyfleet_protocol::Policy) -> bool {
+    policy.delivery.by_email() && !policy.delivery.by_secrets_manager()
+}
+
 /// The ledger kinds of a new key: its zip email, its password email, and
 /// the zip's password itself (sealed; no email).
 const ZIP_KIND: &str = "new_key";
@@ -165,22 +191,29 @@ impl Coordinator {
         // Every new key of a mail-only delivery is tracked until its owner
         // has it, whatever happens next (no address, a refused address, a
         // box that cannot be opened): its old key waits for it (see
-        // `deliveries`). A copy in the delivery secret is delivered already.
-        let delivery = &manifest.policy.delivery;
-        if delivery.by_email() && !delivery.by_secrets_manager() {
-            for sealed in result
-                .sealed
-                .iter()
-                .filter(|s| s.user_name == user.user_name)
-            {
-                self.mark_undelivered(&result.account_id, &user.user_name, &sealed.access_key_id)
+        // `deliveries`). A key that is emailed gets its marker from
+        // `deliver_key`, with its zip's password, before any mail.
+        let sealed: Vec<_> = result
+            .sealed
+            .iter()
+            .filter(|s| s.user_name == user.user_name)
+            .collect();
+        let refusal = user
+            .email
+            .as_ref()
+            .and_then(|_| mail::owner_refusal(&manifest.policy, result, user));
+        let emailed =
+            user.email.is_some() && refusal.is_none() && manifest.policy.delivery.by_email();
+        if tracks_delivery(&manifest.policy) && !emailed {
+            for s in &sealed {
+                self.mark_undelivered(&result.account_id, &user.user_name, &s.access_key_id)
                     .await?;
             }
         }
         let Some(to) = user.email.clone() else {
             return Ok(());
         };
-        if let Some(why) = mail::owner_refusal(&manifest.policy, result, user) {
+        if let Some(why) = refusal {
             return self.refuse_owner(manifest, result, user, &why).await;
         }
         let ctx = MailContext {
@@ -192,14 +225,18 @@ impl Coordinator {
             now,
             run_id: result.run_id.clone(),
         };
-        if manifest.policy.delivery.by_email() {
-            for sealed in result
-                .sealed
-                .iter()
-                .filter(|s| s.user_name == user.user_name)
-            {
-                self.deliver_key(manifest, &ctx, user, result, sealed)
-                    .await?;
+        // The old keys whose deactivation date a new key's zip email tells.
+        let mut told: Vec<&str> = Vec::new();
+        if emailed {
+            for s in &sealed {
+                if self.deliver_key(manifest, &ctx, user, result, s).await? {
+                    told.extend(user.actions.iter().filter_map(|a| match &a.action {
+                        Action::Notify {
+                            notice: Notice::DeactivationScheduled { key_id, .. },
+                        } => Some(key_id.as_str()),
+                        _ => None,
+                    }));
+                }
             }
         }
         for rec in &user.actions {
@@ -213,6 +250,15 @@ impl Coordinator {
                 notice.key_id(),
                 &notice_ledger_kind(notice),
             );
+            if matches!(notice, Notice::DeactivationScheduled { key_id, .. } if told.contains(&key_id.as_str()))
+            {
+                // Told in the new key's email (see `mail::new_key_email`):
+                // claimed, not sent, so that the next runs' reminders of the
+                // same date are not sent either.
+                self.claim(&ledger, manifest.run_id.clone().into_bytes(), "text/plain")
+                    .await?;
+                continue;
+            }
             if let Notice::Reactivated { key_id, .. } = notice {
                 // The key's story starts again: the reminders of its fresh
                 // notice period and its second deactivation must reach the
@@ -333,23 +379,34 @@ impl Coordinator {
     }
 
     /// A new key's two emails, each exactly once: the zip, then its
-    /// password, under two ledger entries.
+    /// password, under two ledger entries. Returns whether the zip email
+    /// is out or on its way (claimed): it tells the owner when the old key
+    /// is deactivated, so that notice is not sent apart.
     ///
     /// The password is random (from the OS generator), chosen once per key
-    /// and kept in a third ledger entry, sealed to the coordinator's current
-    /// key and bound to the entry: every zip built for the key, by any
-    /// delivery, the sweep included, has that password, so a zip sent again
-    /// after a failure and the password email always match, and no password
-    /// is stored in plain text. The entry is created with `If-None-Match`
-    /// and never released: of two deliveries choosing at once, both use the
-    /// one stored first.
+    /// and kept sealed to the coordinator's current key, bound to the
+    /// object that keeps it: every zip built for the key, by any delivery,
+    /// the sweep included, has that password, so a zip sent again after a
+    /// failure and the password email always match, and no password is
+    /// stored in plain text. It is kept with a create-if-absent put (of two
+    /// deliveries choosing at once, both use the one stored first) in the
+    /// key's undelivered marker when the key is tracked (mail-only
+    /// delivery, see `deliveries`): the marker lives exactly as long as a
+    /// zip of the key may still be sent, and is removed once both emails
+    /// are out. Otherwise (and behind a marker written empty, by a
+    /// refusal or an earlier release) in a ledger entry of its own. Put
+    /// first, read only when it was there: the usual delivery reads
+    /// nothing.
     ///
-    /// The password email goes out only once the zip is confirmed sent:
-    /// by the delivery that sent the zip, right after, or by a later one
-    /// that finds the zip's claim confirmed. A delivery that finds the zip
-    /// claimed but not confirmed (another is sending it, or was stopped
-    /// while sending) sends nothing and fails, so the sweep comes back to
-    /// it; an owner never gets the password of a zip that never came.
+    /// The password email goes out only once the zip is known sent: by the
+    /// delivery that sent the zip, right after, whose claim of the password
+    /// email says so; or by a later one that finds the zip's claim
+    /// confirmed, which a delivery writes when the password cannot follow
+    /// its zip at once. A delivery that finds the zip claimed, neither
+    /// confirmed nor followed by its password (another is sending it, or
+    /// was stopped while sending) sends nothing and fails, so the sweep
+    /// comes back to it; an owner never gets the password of a zip that
+    /// never came.
     ///
     /// A box that cannot be opened (sealed to a key the ring does not
     /// hold, or forged) is recorded and alerted once: retrying cannot open
@@ -361,42 +418,55 @@ impl Coordinator {
         user: &keyfleet_protocol::UserReport,
         result: &AccountResult,
         sealed: &keyfleet_protocol::SealedCredential,
-    ) -> Result<(), CoordinatorError> {
+    ) -> Result<bool, CoordinatorError> {
+        let account = &result.account_id;
+        let tracked = tracks_delivery(&manifest.policy);
         let mail_err = |m: String| CoordinatorError::Mail {
             user: user.user_name.clone(),
             message: m,
         };
-        let ring = self.ring_for(&sealed.key_id).await?;
-        let cred = match ring.open(&result.account_id, sealed) {
+        let ring = match self.ring_for(&sealed.key_id).await {
+            Ok(ring) => ring,
+            Err(e) => {
+                if tracked {
+                    self.mark_undelivered(account, &user.user_name, &sealed.access_key_id)
+                        .await?;
+                }
+                return Err(e);
+            }
+        };
+        let cred = match ring.open(account, sealed) {
             Ok(cred) => cred,
-            Err(e) => return self.refuse_box(manifest, result, user, sealed, &e).await,
+            Err(e) => {
+                if tracked {
+                    self.mark_undelivered(account, &user.user_name, &sealed.access_key_id)
+                        .await?;
+                }
+                self.refuse_box(manifest, result, user, sealed, &e).await?;
+                return Ok(false);
+            }
         };
-        let ledger = |kind| {
-            store::ledger_key(
-                &result.account_id,
-                &user.user_name,
-                &sealed.access_key_id,
-                kind,
-            )
-        };
+        let ledger =
+            |kind| store::ledger_key(account, &user.user_name, &sealed.access_key_id, kind);
         let zip_ledger = ledger(ZIP_KIND);
         let password_ledger = ledger(PASSWORD_EMAIL_KIND);
         let short = mail::short_key(&cred.access_key_id);
+        let mut entries = Vec::with_capacity(2);
+        if tracked {
+            entries.push(store::undelivered_key(
+                account,
+                &user.user_name,
+                &sealed.access_key_id,
+            ));
+        }
+        entries.push(ledger(ZIP_PASSWORD_KIND));
         let password = self
-            .zip_password(&ring, &ledger(ZIP_PASSWORD_KIND), &zip_ledger)
+            .zip_password(&ring, &entries)
             .await
             .map_err(|e| match e {
                 ZipPasswordError::Store(e) => e,
                 other => mail_err(format!("the zip password of key {short}: {other}")),
             })?;
-        let claim = |sent| {
-            serde_json::to_vec(&ZipClaim {
-                run_id: manifest.run_id.clone(),
-                password: None,
-                sent,
-            })
-            .expect("a plain struct serializes")
-        };
         let (zip_name, zip) =
             zipbox::credentials_zip(&cred, &password, result.account_alias.as_deref())
                 .map_err(|e| mail_err(e.to_string()))?;
@@ -416,140 +486,153 @@ impl Coordinator {
         };
         let m1 = mail::new_key_email(ctx, &info, &zip_name, &zip, on, old)
             .map_err(|e| mail_err(e.to_string()))?;
-        let mut confirmed = Ok(());
+        let claim = |sent| claim_body(&manifest.run_id, sent);
         if self
             .claim(&zip_ledger, claim(false), "application/json")
             .await?
         {
             let sent = self.send_email(&m1).await;
             self.release_on_failure(&zip_ledger, sent).await?;
-            // SES took the zip: from now on any delivery may send its
-            // password. Should the confirmation not be written, this
-            // delivery still sends the password (it knows the zip went out)
-            // and reports the failure after.
-            confirmed = self
-                .store
-                .put(&zip_ledger, claim(true), "application/json")
-                .await
-                .map_err(CoordinatorError::from);
-        } else if !self.zip_confirmed(&zip_ledger).await? {
-            if self.store.exists(&password_ledger).await? {
-                // Its sender sent the password too (only its confirmation
-                // was not written).
-                return self
-                    .mark_delivered(&result.account_id, &user.user_name, &cred.access_key_id)
-                    .await;
+            // SES took the zip: the password follows, and its claim says
+            // the zip went out. Should the password not follow now, the
+            // zip's claim is confirmed for the delivery that retries it.
+            let m2 = mail::password_email(ctx, &cred.access_key_id, &password)
+                .map_err(|e| mail_err(e.to_string()))?;
+            let password_sent = self
+                .send_once(
+                    &password_ledger,
+                    manifest.run_id.clone().into_bytes(),
+                    "text/plain",
+                    self.send_email(&m2),
+                )
+                .await;
+            if let Err(e) = password_sent {
+                if let Err(c) = self
+                    .store
+                    .put(&zip_ledger, claim(true), "application/json")
+                    .await
+                {
+                    tracing::error!(ledger = %zip_ledger, error = %c, "the zip's confirmation was not written; its password waits for a confirmation that will not come");
+                }
+                return Err(e);
             }
-            return Err(mail_err(format!(
-                "the zip of key {short} is claimed by another delivery and not confirmed sent; its password waits for it"
-            )));
+        } else {
+            let found = self.zip_claim(&zip_ledger).await?;
+            if !found.as_ref().is_some_and(|c| c.sent) {
+                if self.store.exists(&password_ledger).await? {
+                    // Its sender sent the password too.
+                    self.mark_delivered(account, &user.user_name, &cred.access_key_id)
+                        .await?;
+                    return Ok(true);
+                }
+                return Err(mail_err(format!(
+                    "the zip of key {short} is claimed by another delivery and not confirmed sent; its password waits for it"
+                )));
+            }
+            // A zip claimed before passwords were kept apart holds its own
+            // password: that is the one the owner needs.
+            let password = match found.and_then(|c| c.password) {
+                Some(kept) => match ring
+                    .key(&kept.key_id)
+                    .and_then(|k| keyfleet_protocol::seal::open_secret(k, &zip_ledger, &kept))
+                {
+                    Ok(p) => p,
+                    Err(e) => {
+                        tracing::error!(ledger = %zip_ledger, error = %e, "the zip's kept password does not open");
+                        password
+                    }
+                },
+                None => password,
+            };
+            let m2 = mail::password_email(ctx, &cred.access_key_id, &password)
+                .map_err(|e| mail_err(e.to_string()))?;
+            self.send_once(
+                &password_ledger,
+                manifest.run_id.clone().into_bytes(),
+                "text/plain",
+                self.send_email(&m2),
+            )
+            .await?;
         }
-        let m2 = mail::password_email(ctx, &cred.access_key_id, &password)
-            .map_err(|e| mail_err(e.to_string()))?;
-        self.send_once(
-            &password_ledger,
-            manifest.run_id.clone().into_bytes(),
-            "text/plain",
-            self.send_email(&m2),
-        )
-        .await?;
-        confirmed?;
-        tracing::info!(account = %result.account_id, user = %user.user_name, key = %short, "new key delivered by email");
-        self.mark_delivered(&result.account_id, &user.user_name, &cred.access_key_id)
-            .await
+        tracing::info!(account = %account, user = %user.user_name, key = %short, "new key delivered by email");
+        self.mark_delivered(account, &user.user_name, &cred.access_key_id)
+            .await?;
+        Ok(true)
     }
 
-    /// Whether the zip claimed under `zip_ledger` is confirmed sent (see
-    /// [`ZipClaim::sent`]); a claim released meanwhile is not.
-    async fn zip_confirmed(&self, zip_ledger: &str) -> Result<bool, CoordinatorError> {
+    /// The zip claimed under `zip_ledger`, if it still is (a claim
+    /// released meanwhile is not). A claim that is no `ZipClaim` (the run
+    /// id alone) predates kept passwords and confirmation: it stands for a
+    /// sent zip.
+    async fn zip_claim(&self, zip_ledger: &str) -> Result<Option<ZipClaim>, CoordinatorError> {
         let Some(bytes) = self.store.get(zip_ledger).await? else {
-            return Ok(false);
+            return Ok(None);
         };
-        // A claim that is no `ZipClaim` (the run id alone) predates both
-        // kept passwords and confirmation: it stands for a sent zip.
-        Ok(serde_json::from_slice::<ZipClaim>(&bytes).map_or(true, |c| c.sent))
+        Ok(Some(serde_json::from_slice::<ZipClaim>(&bytes).unwrap_or(
+            ZipClaim {
+                run_id: String::new(),
+                password: None,
+                sent: true,
+            },
+        )))
     }
 
-    /// The password of a key's zip, kept sealed under `entry`: read, or
-    /// chosen and stored if there is none yet. A zip claimed before the
-    /// password had its own entry keeps its password in its claim; that one
-    /// is adopted, so the password email matches the zip that went out.
+    /// The password of a key's zip, kept sealed under the first of
+    /// `entries` that keeps one: a fresh one is put there if none is (a
+    /// create-if-absent put); an entry that is there but empty (a marker
+    /// written without it) passes to the next. The last entry is a ledger
+    /// entry, only ever written with a password.
     async fn zip_password(
         &self,
         ring: &keyfleet_protocol::KeyRing,
-        entry: &str,
-        zip_ledger: &str,
+        entries: &[String],
     ) -> Result<keyfleet_protocol::Secret, ZipPasswordError> {
-        if let Some(p) = self.kept_password(ring, entry).await? {
-            return Ok(p);
+        for entry in entries {
+            let password = zipbox::generate_password();
+            let sealed = keyfleet_protocol::seal::seal_secret(
+                &ring.current().public_key(),
+                entry,
+                &password,
+            )?;
+            let body = serde_json::to_vec(&sealed).expect("a plain struct serializes");
+            if self.claim(entry, body, "application/json").await? {
+                return Ok(password);
+            }
+            // Another delivery stored one first: that is the key's password.
+            match self.kept_password(ring, entry).await? {
+                Kept::Password(p) => return Ok(p),
+                Kept::Empty => continue,
+                Kept::Gone => return Err(ZipPasswordError::Vanished),
+            }
         }
-        let password = match self.password_in_claim(ring, zip_ledger).await? {
-            Some(p) => p,
-            None => zipbox::generate_password(),
-        };
-        let sealed =
-            keyfleet_protocol::seal::seal_secret(&ring.current().public_key(), entry, &password)?;
-        let body = serde_json::to_vec(&sealed).expect("a plain struct serializes");
-        if self.claim(entry, body, "application/json").await? {
-            return Ok(password);
-        }
-        // Another delivery stored one first: that is the key's password.
-        self.kept_password(ring, entry)
-            .await?
-            .ok_or(ZipPasswordError::Vanished)
+        Err(ZipPasswordError::Vanished)
     }
 
-    /// The password kept under `entry`, if there is one. One that does not
-    /// open (sealed to a key the ring no longer holds) is an error: a zip
-    /// may have gone out with it, and a new password would not open it.
+    /// The password kept under `entry`. One that does not open (sealed to
+    /// a key the ring no longer holds) is an error: a zip may have gone
+    /// out with it, and a new password would not open it.
     async fn kept_password(
         &self,
         ring: &keyfleet_protocol::KeyRing,
         entry: &str,
-    ) -> Result<Option<keyfleet_protocol::Secret>, ZipPasswordError> {
+    ) -> Result<Kept, ZipPasswordError> {
         let Some(bytes) = self
             .store
             .get(entry)
             .await
             .map_err(CoordinatorError::from)?
         else {
-            return Ok(None);
+            return Ok(Kept::Gone);
         };
+        if bytes.is_empty() {
+            return Ok(Kept::Empty);
+        }
         let sealed: keyfleet_protocol::SealedSecret = serde_json::from_slice(&bytes)
             .map_err(|e| ZipPasswordError::Unreadable(e.to_string()))?;
         let opened = ring
             .key(&sealed.key_id)
             .and_then(|k| keyfleet_protocol::seal::open_secret(k, entry, &sealed))?;
-        Ok(Some(opened))
-    }
-
-    /// The password a zip claim written before passwords had their own
-    /// entry keeps; `None` when there is no claim or it keeps none (or none
-    /// this ring opens: logged, a new password is then chosen).
-    async fn password_in_claim(
-        &self,
-        ring: &keyfleet_protocol::KeyRing,
-        zip_ledger: &str,
-    ) -> Result<Option<keyfleet_protocol::Secret>, CoordinatorError> {
-        let Some(bytes) = self.store.get(zip_ledger).await? else {
-            return Ok(None);
-        };
-        let Some(sealed) = serde_json::from_slice::<ZipClaim>(&bytes)
-            .ok()
-            .and_then(|c| c.password)
-        else {
-            return Ok(None);
-        };
-        let opened = ring
-            .key(&sealed.key_id)
-            .and_then(|k| keyfleet_protocol::seal::open_secret(k, zip_ledger, &sealed));
-        match opened {
-            Ok(p) => Ok(Some(p)),
-            Err(e) => {
-                tracing::error!(ledger = %zip_ledger, error = %e, "the zip's kept password does not open");
-                Ok(None)
-            }
-        }
+        Ok(Kept::Password(opened))
     }
 
     /// A new key whose box does not open: nothing is sent (the key stays

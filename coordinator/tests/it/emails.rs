@@ -115,7 +115,8 @@ async fn new_key_reaches_its_owner_in_an_encrypted_zip_and_notices_go_out_once()
     let expected: BTreeMap<(String, String), usize> = [
         (owner(&users.rotate), "new_key"),
         (owner(&users.rotate), "password"),
-        (owner(&users.rotate), "deactivation_scheduled"),
+        // The rotated user's old key's deactivation date is in the new
+        // key's email: no notice of its own.
         (owner(&users.pending), "deactivation_scheduled"),
         (owner(&users.unused), "unused_deleted"),
         (central.security_team.clone(), "summary"),
@@ -240,12 +241,14 @@ async fn new_key_reaches_its_owner_in_an_encrypted_zip_and_notices_go_out_once()
     }
 
     // The notices name the right keys.
-    let rotated_notice = find(&owner(&users.rotate), "deactivation_scheduled");
-    assert!(rotated_notice.text.contains(&old));
+    let rotated_notice = find(&owner(&users.rotate), "new_key");
     assert!(
-        rotated_notice.text.contains(&new_key),
-        "names the replacement"
+        rotated_notice.text.contains(&old)
+            && rotated_notice.text.contains("will be deactivated on"),
+        "the new key's email tells when the old key is deactivated:\n{}",
+        rotated_notice.text
     );
+    assert!(rotated_notice.text.contains(&new_key), "names the new key");
     let pending_notice = find(&owner(&users.pending), "deactivation_scheduled");
     assert!(pending_notice
         .text
@@ -273,7 +276,7 @@ async fn new_key_reaches_its_owner_in_an_encrypted_zip_and_notices_go_out_once()
         .iter()
         .map(|u| emails_to(&owner(u)).len())
         .sum();
-    assert_eq!(owners_before, 5);
+    assert_eq!(owners_before, 4);
     let run2 = central
         .coordinator
         .start_run(run)

@@ -38,11 +38,7 @@ async fn a_result_sealed_to_the_previous_key_during_the_roll_out_is_delivered() 
         owner_address(&updated_users.rotate),
         owner_address(&lagging_users.rotate),
     ] {
-        assert_eq!(
-            kinds_to(&mails, &owner),
-            ["deactivation_scheduled", "new_key", "password"],
-            "{owner}"
-        );
+        assert_eq!(kinds_to(&mails, &owner), ["new_key", "password"], "{owner}");
     }
     assert!(
         central.alerts(0).await.is_empty(),
@@ -120,7 +116,7 @@ async fn a_key_added_while_the_coordinator_runs_is_read_from_the_stored_ring() {
     central.intake_until_finalized().await;
     assert_eq!(
         kinds_to(&emails_of_run(&run_id), &owner_address(&users.rotate)),
-        ["deactivation_scheduled", "new_key", "password"]
+        ["new_key", "password"]
     );
     assert!(central.alerts(0).await.is_empty());
 }
@@ -203,7 +199,7 @@ async fn a_key_ring_read_that_fails_is_retried_not_refused() {
     central.delete_result(&receipt).await;
     assert_eq!(
         kinds_to(&emails_of_run(&run_id), &owner),
-        ["deactivation_scheduled", "new_key", "password"]
+        ["new_key", "password"]
     );
     assert!(central.object(&refused).await.is_none(), "never refused");
     let alerts = central.alerts(0).await;

@@ -75,9 +75,14 @@ async fn a_password_email_refused_after_its_zip_is_sent_by_the_sweep_with_the_zi
         .expect("resend");
     assert_eq!(again, Default::default(), "nothing left to send");
     let mails = emails_of_run(&run_id);
-    for kind in ["new_key", "password", "deactivation_scheduled"] {
+    for kind in ["new_key", "password"] {
         assert_eq!(count(&mails, &owner, kind), 1, "{kind}");
     }
+    assert_eq!(
+        count(&mails, &owner, "deactivation_scheduled"),
+        0,
+        "told in the new key's email"
+    );
 
     // The password sent by the sweep opens the zip sent at intake.
     let zip_mail = mails
