@@ -18,3 +18,4 @@ mod results;
 mod ses;
 mod timeline;
 mod timeout;
+mod upgrade;
