@@ -545,6 +545,17 @@ pub async fn load(table: &Table, account_id: &str, user: &str) -> Result<Loaded,
     Ok(Loaded::Trusted(Box::new(record), version))
 }
 
+/// The record's item: its key and its body, never with a secret access
+/// key.
+pub(crate) fn item(record: &UserRecord) -> (String, String) {
+    let mut stored = record.clone();
+    if let Some(c) = &mut stored.current {
+        c.secret_access_key = None;
+    }
+    let body = serde_json::to_string(&stored).expect("the record always serializes");
+    (item_key(&record.user_name), body)
+}
+
 /// Writes the record over the version `found` read (a new item when it
 /// found none); returns what is now stored. Never writes over an item that
 /// is not keyfleet's, nor a secret access key.
@@ -563,12 +574,12 @@ pub async fn save(
         Loaded::Absent => None,
         Loaded::Trusted(_, v) => Some(*v),
     };
+    let (pk, body) = item(record);
     let mut stored = record.clone();
     if let Some(c) = &mut stored.current {
         c.secret_access_key = None;
     }
-    let body = serde_json::to_string(&stored).expect("the record always serializes");
-    match table.put(&item_key(&record.user_name), &body, read).await? {
+    match table.put(&pk, &body, read).await? {
         Written::At(v) => Ok(Loaded::Trusted(Box::new(stored), v)),
         Written::Conflict => Err(RecordError::Conflict {
             user: record.user_name.clone(),

@@ -381,9 +381,7 @@ impl Agent {
         self.send(job, result.clone()).await?;
         self.faults.crash_at(FaultPoint::AfterSend, "")?;
         if !job.dry_run {
-            for (record, version) in clear {
-                executor.clear_intent(record, version).await;
-            }
+            executor.clear_intents(clear).await;
         }
         tracing::info!(
             users = result.users.len(),

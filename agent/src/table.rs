@@ -283,7 +283,83 @@ impl Table {
             Err(e) => Err(ddb_err("PutItem")(e)),
         }
     }
+
+    /// Writes several items, each if it is still at the version read, in
+    /// as few requests as DynamoDB allows: one `TransactWriteItems` per
+    /// [`TRANSACTION_ITEMS`] items (each item's write is authorized as its
+    /// own `PutItem`, so the table's policy applies to each). A transaction
+    /// whose condition fails on any item writes none: its items are then
+    /// written one by one ([`Table::put`]), so that one item changed by
+    /// another writer keeps back only itself. Returns each item's outcome,
+    /// in order.
+    ///
+    /// Cost: a transactional write bills twice a plain write's request
+    /// units ($1.25 instead of $0.625 per million items, on demand); what
+    /// it saves is requests: one a hundred items instead of one an item.
+    pub async fn put_many(
+        &self,
+        items: &[(String, String, Option<u64>)],
+    ) -> Vec<Result<Written, TableError>> {
+        let mut out = Vec::with_capacity(items.len());
+        for chunk in items.chunks(TRANSACTION_ITEMS) {
+            if chunk.len() == 1 {
+                let (pk, body, read) = &chunk[0];
+                out.push(self.put(pk, body, *read).await);
+                continue;
+            }
+            match self.transact(chunk).await {
+                Ok(()) => out.extend(
+                    chunk
+                        .iter()
+                        .map(|(_, _, read)| Ok(Written::At(read.map_or(1, |v| v + 1)))),
+                ),
+                Err(_) => {
+                    for (pk, body, read) in chunk {
+                        out.push(self.put(pk, body, *read).await);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// One `TransactWriteItems` of conditional puts (see [`Table::put`]).
+    async fn transact(&self, chunk: &[(String, String, Option<u64>)]) -> Result<(), TableError> {
+        use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
+        let mut writes = Vec::with_capacity(chunk.len());
+        for (pk, body, read) in chunk {
+            let next = read.map_or(1, |v| v + 1);
+            let mut item = Self::key(pk);
+            item.insert(BODY.into(), AttributeValue::S(body.clone()));
+            item.insert(VERSION.into(), AttributeValue::N(next.to_string()));
+            let put = Put::builder().table_name(TABLE_NAME).set_item(Some(item));
+            let put = match read {
+                None => put
+                    .condition_expression("attribute_not_exists(#pk)")
+                    .expression_attribute_names("#pk", PK),
+                Some(v) => put
+                    .condition_expression("#v = :v")
+                    .expression_attribute_names("#v", VERSION)
+                    .expression_attribute_values(":v", AttributeValue::N(v.to_string())),
+            };
+            let put = put.build().map_err(|e| TableError::Ddb {
+                op: "TransactWriteItems",
+                message: e.to_string(),
+            })?;
+            writes.push(TransactWriteItem::builder().put(put).build());
+        }
+        self.ddb
+            .transact_write_items()
+            .set_transact_items(Some(writes))
+            .send()
+            .await
+            .map_err(ddb_err("TransactWriteItems"))?;
+        Ok(())
+    }
 }
+
+/// The most items one `TransactWriteItems` takes.
+pub const TRANSACTION_ITEMS: usize = 100;
 
 #[cfg(test)]
 mod tests {

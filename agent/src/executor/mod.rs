@@ -506,14 +506,23 @@ impl Executor<'_> {
         Ok(())
     }
 
-    /// Clears the intent of a user whose result was delivered.
-    pub(crate) async fn clear_intent(&self, mut record: Box<UserRecord>, version: u64) {
-        let found = Loaded::Trusted(record.clone(), version);
-        record.intent = None;
-        if let Err(e) = record::save(self.table, &found, &record).await {
-            // Harmless: the next run sees the intent, finds the key stored
-            // and sends its sealed copy again (deduplicated).
-            tracing::warn!(user = %record.user_name, error = %e, "could not clear rotation intent");
+    /// Clears the intents of the users whose result was delivered, in as
+    /// few requests as the table allows ([`crate::table::Table::put_many`]).
+    pub(crate) async fn clear_intents(&self, records: Vec<(Box<UserRecord>, u64)>) {
+        let items: Vec<(String, String, Option<u64>)> = records
+            .into_iter()
+            .map(|(mut record, version)| {
+                record.intent = None;
+                let (pk, body) = record::item(&record);
+                (pk, body, Some(version))
+            })
+            .collect();
+        for ((pk, _, _), written) in items.iter().zip(self.table.put_many(&items).await) {
+            if !matches!(written, Ok(crate::table::Written::At(_))) {
+                // Harmless: the next run sees the intent, finds the key
+                // stored and sends its sealed copy again (deduplicated).
+                tracing::warn!(item = %pk, outcome = ?written, "could not clear rotation intent");
+            }
         }
     }
 }
