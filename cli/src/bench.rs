@@ -343,7 +343,7 @@ fn print_cost(r: &Row) {
         println!("  {service:<16} {n:>8.1}");
         for ((_, action), n) in by_action
             .iter()
-            .filter(|((s, _), n)| s == service && **n >= 0.05)
+            .filter(|((s, _), n)| s == service && n.abs() >= 0.05)
         {
             println!("    {action:<30} {n:>6.1}");
         }
