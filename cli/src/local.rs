@@ -107,6 +107,8 @@ impl Local {
             mail_attempts: keyfleet_coordinator::config::DEFAULT_MAIL_ATTEMPTS,
             summary_attach_max_bytes:
                 keyfleet_coordinator::config::DEFAULT_SUMMARY_ATTACH_MAX_BYTES,
+            // One process: its one pacer sees every send.
+            mail_senders: 1,
         };
         Ok(Local {
             public_key: keys.current().public_key(),

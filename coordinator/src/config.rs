@@ -106,5 +106,18 @@ pub fn from_env() -> Result<CoordinatorConfig, ConfigError> {
                 })?,
             Err(_) => DEFAULT_SUMMARY_ATTACH_MAX_BYTES,
         },
+        mail_senders: match var("KEYFLEET_MAIL_SENDERS") {
+            Ok(n) => {
+                n.trim()
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| *n >= 1)
+                    .ok_or(ConfigError::Invalid {
+                        name: "KEYFLEET_MAIL_SENDERS",
+                        reason: format!("`{n}` is not a whole number of at least 1"),
+                    })?
+            }
+            Err(_) => 1,
+        },
     })
 }

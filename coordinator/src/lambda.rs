@@ -233,7 +233,9 @@ fn error_kind(e: &CoordinatorError) -> &'static str {
         CoordinatorError::Store(_) | CoordinatorError::Reports(_) => "Store",
         CoordinatorError::Org(_) => "Organizations",
         CoordinatorError::UnknownRun(_) => "UnknownRun",
-        CoordinatorError::Ses { .. } | CoordinatorError::Mail { .. } => "Mail",
+        CoordinatorError::Ses { .. }
+        | CoordinatorError::Mail { .. }
+        | CoordinatorError::MailDeferred { .. } => "Mail",
         CoordinatorError::KeyRing { .. } => "KeyRing",
         CoordinatorError::Policy(_) => "Policy",
         CoordinatorError::Request(_) => "BadRequest",

@@ -388,6 +388,20 @@ pub struct RunReport {
     /// the users say it).
     #[serde(default)]
     pub failed_users: FailedUsers,
+    /// Accounts whose owner emails were not all sent when the run was
+    /// finalized (SES's quota without room, or SES failing): the hourly
+    /// sweep sends them, each once. Empty in reports finalized before it
+    /// was recorded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mail_waiting: Vec<MailWaiting>,
+}
+
+/// An account whose owner emails wait (see [`RunReport::mail_waiting`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MailWaiting {
+    pub account_id: String,
+    /// The last error: SES's, or why the quota had no room. No secret.
+    pub reason: String,
 }
 
 impl RunReport {

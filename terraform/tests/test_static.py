@@ -68,6 +68,7 @@ RESOURCE_STAR_ONLY = {
     "iam:ListAccountAliases": "the alias belongs to the account, no resource ARN",
     "organizations:ListAccounts": "every account of the organization, no resource ARN",
     "secretsmanager:ListSecrets": "lists the account's secrets; Secrets Manager defines no resource for it",
+    "ses:GetAccount": "the account's sending quota and status; SES defines no resource for it",
 }
 
 # What the agent needs, and nothing else (DESIGN.md and the agent's brief).
@@ -126,6 +127,7 @@ COORDINATOR_ENV = {
     "KEYFLEET_POLICY",
     "KEYFLEET_DEADLINE",
     "KEYFLEET_SUMMARY_ATTACH_MAX_BYTES",
+    "KEYFLEET_MAIL_SENDERS",
     "RUST_LOG",
 }
 

@@ -437,6 +437,10 @@ pub async fn deploy(
         .variables("KEYFLEET_EXCLUDE_OUS", cfg.org.exclude_ous.join(","))
         .variables("KEYFLEET_POLICY", policy_json)
         .variables("KEYFLEET_DEADLINE", c.deadline.to_string())
+        .variables(
+            "KEYFLEET_MAIL_SENDERS",
+            (RESULTS_MAX_CONCURRENCY + 1).to_string(),
+        )
         .variables("RUST_LOG", "info");
     // As the module does: the variable only when an ExternalId is set.
     let env = match &cfg.org.org_reader_external_id {

@@ -121,6 +121,7 @@ impl Coordinator {
                 }
             }
             let mut report = agg.finish();
+            report.mail_waiting = self.mail_waiting(run_id).await?;
             for a in &mut report.accounts {
                 let key = store::users_key(run_id, &attempt, &a.account_id);
                 if sections.contains(&key) {
@@ -182,7 +183,7 @@ impl Coordinator {
                 Some(&url),
             );
             let sent = match built {
-                Ok(m) => self.send_email(&m).await,
+                Ok(m) => self.send_email_keeping(&m, 0).await,
                 Err(e) => {
                     // A bad configured address never fixes itself.
                     tracing::error!(error = %e, "summary email not built");
@@ -211,8 +212,56 @@ impl Coordinator {
             )
             .await;
         }
+        if !report.mail_waiting.is_empty() {
+            let first = &report.mail_waiting[0];
+            self.alert(
+                &format!("keyfleet run {run_id}: owner emails wait"),
+                &format!(
+                    "Run {run_id}: the owner emails of {} account(s) were not all sent when the run was finalized ({}: {}). \
+                     The hourly sweep sends them, each once, as SES allows; old keys wait for their new keys' delivery. \
+                     If SES's daily quota is the reason, ask AWS for a higher one (SES console, Account dashboard). Report: {url}",
+                    report.mail_waiting.len(),
+                    first.account_id,
+                    first.reason
+                ),
+            )
+            .await;
+        }
         tracing::info!(run_id = %run_id, complete = report.complete, "run finalized");
         Ok(Some(report))
+    }
+
+    /// The accounts of `run_id` whose owner mail waits for the sweep (see
+    /// `mail_retry`), with the last reason; at most
+    /// [`keyfleet_protocol::report::LISTED_USERS`] of them are read.
+    async fn mail_waiting(
+        &self,
+        run_id: &str,
+    ) -> Result<Vec<keyfleet_protocol::report::MailWaiting>, CoordinatorError> {
+        let prefix = format!("{}{run_id}/", super::mail_retry::PENDING_MAIL_PREFIX);
+        let mut out = Vec::new();
+        for key in self
+            .store
+            .list(&prefix)
+            .await?
+            .into_iter()
+            .take(keyfleet_protocol::report::LISTED_USERS)
+        {
+            let Some(account_id) = key.strip_prefix(&prefix) else {
+                continue;
+            };
+            let reason = match self.store.get(&key).await? {
+                Some(bytes) => serde_json::from_slice::<super::PendingMail>(&bytes)
+                    .map(|p| p.last_error)
+                    .unwrap_or_default(),
+                None => continue,
+            };
+            out.push(keyfleet_protocol::report::MailWaiting {
+                account_id: account_id.to_string(),
+                reason,
+            });
+        }
+        Ok(out)
     }
 
     /// The files people read, rendered from `report` (the marker's

@@ -16,6 +16,11 @@
 //! account, alerts with the last error and records
 //! `runs/<run>/mail-failed/<account>`.
 //!
+//! An email that waits for SES's quota ([`CoordinatorError::MailDeferred`],
+//! see `pacing`) is not a failed attempt: it counts in `deferred`, not
+//! `attempts`, so a reached quota never makes the sweep give up; the sweep
+//! sends it once the quota has room (the next day, for a daily quota).
+//!
 //! The record holds counts, times and the last error text (SES's error code
 //! and message, the recipient address): no secret.
 //!
@@ -44,9 +49,25 @@ pub struct PendingMail {
     pub account_id: String,
     /// Attempts that failed so far (intake's is the first).
     pub attempts: u32,
+    /// Attempts that found SES's quota without room (not failures).
+    #[serde(default)]
+    pub deferred: u32,
     #[serde(with = "time::serde::rfc3339")]
     pub first_failure: OffsetDateTime,
     pub last_error: String,
+}
+
+impl PendingMail {
+    /// Counts one more attempt that ended in `error`: a failure, or a
+    /// deferral to SES's quota.
+    fn count(&mut self, error: &CoordinatorError) {
+        if matches!(error, CoordinatorError::MailDeferred { .. }) {
+            self.deferred += 1;
+        } else {
+            self.attempts += 1;
+        }
+        self.last_error = error.to_string();
+    }
 }
 
 /// What one pass over the pending accounts did.
@@ -71,20 +92,15 @@ impl Coordinator {
     ) -> Result<(), CoordinatorError> {
         tracing::warn!(run_id = %run, account = %account, error = %error, "owner mail not all sent; the sweep sends it again");
         let key = pending_key(run, account);
-        let record = match self.read_pending(&key).await? {
-            Some(mut p) => {
-                p.attempts += 1;
-                p.last_error = error.to_string();
-                p
-            }
-            None => PendingMail {
-                run_id: run.to_string(),
-                account_id: account.to_string(),
-                attempts: 1,
-                first_failure: OffsetDateTime::now_utc(),
-                last_error: error.to_string(),
-            },
-        };
+        let mut record = self.read_pending(&key).await?.unwrap_or(PendingMail {
+            run_id: run.to_string(),
+            account_id: account.to_string(),
+            attempts: 0,
+            deferred: 0,
+            first_failure: OffsetDateTime::now_utc(),
+            last_error: String::new(),
+        });
+        record.count(error);
         self.write_pending(&key, &record).await
     }
 
@@ -114,6 +130,7 @@ impl Coordinator {
     /// account's failure never stops the others.
     pub async fn resend_pending_mail(&self) -> Result<MailRetry, CoordinatorError> {
         let mut out = MailRetry::default();
+        self.pacer.forget().await;
         for key in self.store.list(PENDING_MAIL_PREFIX).await? {
             let Some((run, account)) = key
                 .strip_prefix(PENDING_MAIL_PREFIX)
@@ -134,11 +151,11 @@ impl Coordinator {
                         run_id: run.clone(),
                         account_id: account.clone(),
                         attempts: 0,
+                        deferred: 0,
                         first_failure: OffsetDateTime::now_utc(),
                         last_error: String::new(),
                     });
-                    record.attempts += 1;
-                    record.last_error = e.to_string();
+                    record.count(&e);
                     if record.attempts >= self.config.mail_attempts {
                         self.give_up(&key, &record).await?;
                         out.gave_up.push(label);

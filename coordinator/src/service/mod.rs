@@ -38,6 +38,7 @@ mod finalize;
 mod intake;
 mod mail_retry;
 mod notify;
+pub mod pacing;
 
 pub use mail_retry::{MailRetry, PendingMail, PENDING_MAIL_PREFIX};
 
@@ -70,6 +71,9 @@ pub struct CoordinatorConfig {
     /// The largest CSV report the summary email attaches; a larger one is
     /// linked (see `config::DEFAULT_SUMMARY_ATTACH_MAX_BYTES`).
     pub summary_attach_max_bytes: usize,
+    /// Coordinator invocations that may send email at once, which share
+    /// SES's send rate (see [`pacing`]).
+    pub mail_senders: u32,
 }
 
 impl CoordinatorConfig {
@@ -106,6 +110,10 @@ pub enum CoordinatorError {
     UnknownRun(String),
     #[error("SES SendEmail to {to} failed: {message}")]
     Ses { to: String, message: String },
+    /// SES's quota has no room for the email now (see [`pacing`]): it
+    /// waits for the pending-mail sweep. Not a failed attempt.
+    #[error("email to {to} waits: {reason}")]
+    MailDeferred { to: String, reason: String },
     #[error("building the email for {user} failed: {message}")]
     Mail { user: String, message: String },
     /// The key ring could not be read again from its secret (Secrets
@@ -236,6 +244,8 @@ pub struct Coordinator {
     /// Where the ring is stored, to read it again (see [`Coordinator::ring_for`]).
     key_source: Option<KeySource>,
     jobs: JobSink,
+    /// Paces the emails to SES's quota.
+    pacer: Arc<pacing::Pacer>,
 }
 
 /// The Secrets Manager secret holding the key ring.
@@ -248,6 +258,7 @@ pub struct KeySource {
 impl Coordinator {
     pub fn new(config: CoordinatorConfig, clients: CoordinatorClients, keys: KeyRing) -> Self {
         let store = RunStore::new(clients.s3.clone(), config.report_bucket.clone());
+        let pacer = Arc::new(pacing::Pacer::new(config.mail_senders));
         Coordinator {
             config,
             clients,
@@ -255,6 +266,7 @@ impl Coordinator {
             keys: Arc::new(std::sync::RwLock::new(Arc::new(keys))),
             key_source: None,
             jobs: JobSink::Queues,
+            pacer,
         }
     }
 

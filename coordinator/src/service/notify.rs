@@ -491,7 +491,11 @@ impl Coordinator {
             .claim(&zip_ledger, claim(false), "application/json")
             .await?
         {
-            let sent = self.send_email(&m1).await;
+            // Room is kept for the password too: an owner is not left with
+            // a zip and no password until the quota has room again.
+            let sent = self
+                .send_email_keeping(&m1, self.config.security_team.len() + 1)
+                .await;
             self.release_on_failure(&zip_ledger, sent).await?;
             // SES took the zip: the password follows, and its claim says
             // the zip went out. Should the password not follow now, the
@@ -670,7 +674,25 @@ impl Coordinator {
         Ok(())
     }
 
+    /// Sends an owner's email, keeping room in the day's SES quota for the
+    /// security team's summary (see [`super::pacing`]).
     pub(super) async fn send_email(&self, m: &mail::Email) -> Result<(), CoordinatorError> {
+        self.send_email_keeping(m, self.config.security_team.len())
+            .await
+    }
+
+    /// Sends `m` once SES's quota has room for it and `reserve` more
+    /// recipients; a send the quota has no room for, or that SES refuses
+    /// for its rate or its day, is [`CoordinatorError::MailDeferred`].
+    pub(super) async fn send_email_keeping(
+        &self,
+        m: &mail::Email,
+        reserve: usize,
+    ) -> Result<(), CoordinatorError> {
+        let to = m.to.join(",");
+        self.pacer
+            .admit(&self.clients.ses, &to, m.to.len(), reserve)
+            .await?;
         let raw = RawMessage::builder()
             .data(Blob::new(m.raw.clone()))
             .build()
@@ -691,9 +713,19 @@ impl Coordinator {
             .set_configuration_set_name(self.config.ses_configuration_set.clone())
             .send()
             .await
-            .map_err(|e| CoordinatorError::Ses {
-                to: m.to.join(","),
-                message: ses_message(&e),
+            .map_err(|e| {
+                use aws_sdk_sesv2::error::ProvideErrorMetadata;
+                if super::pacing::is_quota_refusal(e.code(), e.message()) {
+                    CoordinatorError::MailDeferred {
+                        to: to.clone(),
+                        reason: format!("SES refused it for its quota ({})", ses_message(&e)),
+                    }
+                } else {
+                    CoordinatorError::Ses {
+                        to: to.clone(),
+                        message: ses_message(&e),
+                    }
+                }
             })?;
         Ok(())
     }

@@ -295,6 +295,11 @@ pub struct Setup {
     pub deadline: time::Duration,
     /// The largest CSV report the summary email attaches.
     pub summary_attach_max_bytes: usize,
+    /// The account whose SES the coordinator sends with (its sender
+    /// identity is created there); `None`: the default account. A test that
+    /// sets an SES quota uses an account of its own, so that the quota and
+    /// the emulator's SES clock are its alone.
+    pub ses_account: Option<String>,
 }
 
 impl Default for Setup {
@@ -305,6 +310,7 @@ impl Default for Setup {
             deadline: time::Duration::hours(1),
             summary_attach_max_bytes:
                 keyfleet_coordinator::config::DEFAULT_SUMMARY_ATTACH_MAX_BYTES,
+            ses_account: None,
         }
     }
 }
@@ -386,7 +392,14 @@ impl Central {
                 .build(),
         );
         let sqs = aws_sdk_sqs::Client::new(&cfg);
-        let ses = aws_sdk_sesv2::Client::new(&cfg);
+        let ses = match &setup.ses_account {
+            Some(account) => aws_sdk_sesv2::Client::new(
+                &emu.config_for_account(account)
+                    .await
+                    .expect("the SES account's credentials"),
+            ),
+            None => aws_sdk_sesv2::Client::new(&cfg),
+        };
         let sns = aws_sdk_sns::Client::new(&cfg);
         let org = aws_sdk_organizations::Client::new(&cfg);
 
@@ -463,6 +476,7 @@ impl Central {
             deadline: setup.deadline,
             mail_attempts: 3,
             summary_attach_max_bytes: setup.summary_attach_max_bytes,
+            mail_senders: 1,
         };
         let clients = CoordinatorClients {
             s3,

@@ -21,4 +21,5 @@ mod manual;
 mod no_success;
 mod org_run;
 mod reactivation;
+mod ses_quota;
 mod upload;

@@ -293,6 +293,7 @@ impl<'m> Aggregator<'m> {
                 count: self.failed_count,
                 first: self.failed.into_vec(),
             },
+            mail_waiting: Vec::new(),
         }
     }
 }

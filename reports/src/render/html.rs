@@ -257,6 +257,20 @@ pub fn to_html(report: &RunReport) -> String {
                             }
                         }
                     }
+                    @if !report.mail_waiting.is_empty() {
+                        section aria-labelledby="mail-waiting-h" {
+                            h2 #mail-waiting-h { "Owner emails not all sent yet" }
+                            p { "When the run was finalized, these accounts' owner emails were not all sent. The hourly sweep sends them, each once, as SES allows; an old key waits for its new key's delivery." }
+                            table {
+                                thead { tr { th scope="col" { "Account" } th scope="col" { "Why" } } }
+                                tbody {
+                                    @for w in &report.mail_waiting {
+                                        tr { td { code { (w.account_id) } } td { (w.reason) } }
+                                    }
+                                }
+                            }
+                        }
+                    }
                     @if !report.skipped.is_empty() {
                         section aria-labelledby="skipped-h" {
                             h2 #skipped-h { "Skipped accounts" }

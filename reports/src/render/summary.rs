@@ -139,6 +139,15 @@ pub fn summary(
             );
         }
     }
+    if !report.mail_waiting.is_empty() {
+        let _ = writeln!(
+            text,
+            "\nOwner emails not all sent yet (the hourly sweep sends them as SES allows):"
+        );
+        for w in &report.mail_waiting {
+            let _ = writeln!(text, "  {} {}", w.account_id, one_line(&w.reason));
+        }
+    }
     let csv_name = format!("keyfleet-{}.csv", report.run_id);
     match csv {
         CsvReport::Attached(_) => {
@@ -272,6 +281,16 @@ fn summary_html(
                                 td style=(cell) { (a.state.as_str()) }
                                 td style=(cell) { (a.error.as_deref().unwrap_or("")) }
                             }
+                        }
+                    }
+                }
+                @if !report.mail_waiting.is_empty() {
+                    h3 style="color:#b00020;margin:12px 0 4px 0" { "Owner emails not all sent yet" }
+                    p { "The hourly sweep sends them, each once, as SES allows." }
+                    table style="border-collapse:collapse" {
+                        tr { th scope="col" style=(cell) { "Account" } th scope="col" style=(cell) { "Why" } }
+                        @for w in &report.mail_waiting {
+                            tr { td style=(cell) { (w.account_id) } td style=(cell) { (w.reason) } }
                         }
                     }
                 }

@@ -569,7 +569,10 @@ resource "aws_lambda_function" "this" {
       KEYFLEET_POLICY                   = local.policy_json
       KEYFLEET_DEADLINE                 = var.run_deadline
       KEYFLEET_SUMMARY_ATTACH_MAX_BYTES = tostring(var.summary_attach_max_bytes)
-      RUST_LOG                          = var.log_level
+      # Invocations that may send email at once (the results mapping's
+      # maximum and the sweep): they share SES's send rate.
+      KEYFLEET_MAIL_SENDERS = tostring(var.results_max_concurrency + 1)
+      RUST_LOG              = var.log_level
       # What the org reader's trust requires when its module sets
       # external_id; empty: the coordinator sends none.
       KEYFLEET_ORG_READER_EXTERNAL_ID = coalesce(var.org_reader_external_id, "")
