@@ -1,6 +1,7 @@
 //! `keyfleet bench`: a full cycle on organizations of growing size against
 //! the emulator, printing the figures the design targets: accounts per
-//! second, IAM calls per account, wall time and peak memory.
+//! second, keyfleet's own CPU per account, IAM calls per account, wall time
+//! and peak memory.
 //!
 //! Each size gets a fresh emulator, an organization of N accounts with the
 //! agent StackSet, and `users` users per account (mostly compliant, a tenth
@@ -38,6 +39,22 @@ fn users(n: usize) -> Vec<UserSpec> {
         .collect()
 }
 
+/// CPU time (user and system, every thread) this process has used, in
+/// seconds: `/proc/self/stat`'s `utime` and `stime`, in clock ticks of
+/// 1/100 s (Linux's `USER_HZ` on every architecture keyfleet builds for).
+/// The emulator is another process: its CPU is not in it.
+pub fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name may hold spaces: fields are counted after its ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    // utime and stime are the 14th and 15th fields, the 12th and 13th
+    // after the name and the state.
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
 /// Peak resident set size of this process, in MiB.
 pub fn peak_rss_mib() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -57,6 +74,10 @@ pub struct Row {
     pub users: usize,
     pub wall_s: f64,
     pub accounts_per_s: f64,
+    /// keyfleet's own CPU per account in the cycle (this process: the
+    /// coordinator and every agent), in milliseconds; the rest of the wall
+    /// time is the emulator's.
+    pub cpu_ms_per_account: f64,
     pub iam_calls_per_account: f64,
     pub peak_mib: f64,
     pub ok: u64,
@@ -195,6 +216,7 @@ async fn one(accounts: usize, users_per: usize) -> Result<Row> {
     let local = Local::connect(&cfg, Path::new("keyfleet.toml"), sdk.clone()).await?;
     emu.reset_calls()?;
     let start = Instant::now();
+    let cpu_before = cpu_seconds();
     let run_id = local
         .run_agents(&Command::Run {
             accounts: None,
@@ -202,6 +224,9 @@ async fn one(accounts: usize, users_per: usize) -> Result<Row> {
         })
         .await?;
     let wall = start.elapsed().as_secs_f64();
+    let cpu = cpu_seconds()
+        .zip(cpu_before)
+        .map_or(f64::NAN, |(after, before)| after - before);
     let busy = counted_calls(&emu)?;
     // The last result's intake finalized the run in this process; it is
     // finalized once more from its stored results in a process of its own,
@@ -259,6 +284,7 @@ async fn one(accounts: usize, users_per: usize) -> Result<Row> {
         users: users_per,
         wall_s: wall,
         accounts_per_s: accounts as f64 / wall,
+        cpu_ms_per_account: cpu * 1000.0 / accounts.max(1) as f64,
         iam_calls_per_account: t.iam_calls as f64
             / (t.accounts_ok + t.accounts_partial).max(1) as f64,
         peak_mib: peak_rss_mib().unwrap_or(f64::NAN),
@@ -272,11 +298,12 @@ async fn one(accounts: usize, users_per: usize) -> Result<Row> {
 
 pub async fn run(sizes: &[usize], users_per: usize) -> Result<()> {
     println!(
-        "{:>8} {:>6} {:>10} {:>11} {:>15} {:>14} {:>6} {:>13} {:>15} {:>10} {:>9} {:>10}",
+        "{:>8} {:>6} {:>10} {:>11} {:>14} {:>15} {:>14} {:>6} {:>13} {:>15} {:>10} {:>9} {:>10}",
         "accounts",
         "users",
         "wall (s)",
         "accounts/s",
+        "CPU/acct (ms)",
         "IAM calls/acct",
         "peak RSS (MiB)",
         "ok",
@@ -290,11 +317,12 @@ pub async fn run(sizes: &[usize], users_per: usize) -> Result<()> {
     for &n in sizes {
         let r = one(n, users_per).await?;
         println!(
-            "{:>8} {:>6} {:>10.2} {:>11.1} {:>15.1} {:>14.0} {:>6} {:>13.1} {:>15.0} {:>10.1} {:>9.1} {:>10.0}",
+            "{:>8} {:>6} {:>10.2} {:>11.1} {:>14.0} {:>15.1} {:>14.0} {:>6} {:>13.1} {:>15.0} {:>10.1} {:>9.1} {:>10.0}",
             r.accounts,
             r.users,
             r.wall_s,
             r.accounts_per_s,
+            r.cpu_ms_per_account,
             r.iam_calls_per_account,
             r.peak_mib,
             r.ok,
@@ -307,6 +335,7 @@ pub async fn run(sizes: &[usize], users_per: usize) -> Result<()> {
         rows.push(r);
     }
     println!("every account served, every due key rotated (checked in the report and, for the first account, in IAM)");
+    println!("CPU/acct: keyfleet's own CPU time in the cycle (this process: the coordinator and every agent) per account; the rest of the wall time is the emulator's");
     for r in &rows {
         print_cost(r);
     }
@@ -365,4 +394,25 @@ fn print_cost(r: &Row) {
         r.estimate.state()
     );
     println!("  {:<12} {:<72} ${:>9.2}", "", "total", r.estimate.total());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_time_is_read_and_grows_with_work() {
+        let before = cpu_seconds().expect("/proc/self/stat readable");
+        let mut x = 0u64;
+        let start = Instant::now();
+        // Work until the clock-tick counter can have moved (ticks are 10 ms).
+        while cpu_seconds().unwrap_or(before) <= before {
+            for i in 0..100_000u64 {
+                x = x.wrapping_mul(31).wrapping_add(i);
+            }
+            assert!(start.elapsed().as_secs() < 60, "no CPU time counted");
+        }
+        std::hint::black_box(x);
+        assert!(cpu_seconds().unwrap() > before);
+    }
 }
