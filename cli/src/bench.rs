@@ -378,6 +378,19 @@ fn print_cost(r: &Row) {
         }
     }
     println!("  {:<16} {:>8.1}", "total", per.values().sum::<f64>());
+    let mut by_service: std::collections::BTreeMap<&str, u64> = Default::default();
+    for ((service, _), n) in &r.counted.busy {
+        *by_service.entry(service).or_default() += n;
+    }
+    println!(
+        "AWS requests per account in the busy cycle, by service (agents' and coordinator's; jobs and results pass in process):"
+    );
+    for (service, n) in &by_service {
+        println!(
+            "  {service:<16} {:>8.1}",
+            *n as f64 / r.accounts.max(1) as f64
+        );
+    }
     println!(
         "monthly AWS cost of keyfleet for {} accounts x {} users, one run a day (list prices us-east-1, checked {}; see cli/src/cost.rs):",
         r.accounts,
