@@ -19,6 +19,12 @@ query protocol, where the action is in the body. ext_faults reuses that
 ``/_keyfleet/`` requests never reach moto's app, so they are not either.
 Request bytes are the request's ``Content-Length`` (0 without one).
 
+Observers: ``add_observer(fn)`` has ``fn(environ, access_key, call)`` called
+for every request counted, after counting and before moto sees it (the
+access key id of the SigV4 credential, the resolved ``_Call``); an observer's
+exception is logged and changes nothing. ext_cloudtrail records CloudTrail
+events this way, so a request is resolved once for both.
+
 Switch: always on. ``GET /_keyfleet/calls[?account=<id>]`` ->
 ``{"since": "<RFC 3339 UTC of the last reset>", "calls": [{"account",
 "service", "action", "count"}, ...], "bytes": [{"account", "service",
@@ -43,6 +49,13 @@ _lock = threading.Lock()
 _calls: dict[tuple[str, str, str], int] = {}
 _bytes: dict[tuple[str, str], int] = {}
 _since = ""
+_observers: list[Callable[[dict[str, Any], str, Any], None]] = []
+
+
+def add_observer(observer: Callable[[dict[str, Any], str, Any], None]) -> None:
+    """Call ``observer(environ, access_key, call)`` for every request counted."""
+    if observer not in _observers:
+        _observers.append(observer)
 
 
 def _now() -> str:
@@ -124,6 +137,11 @@ def _count(environ: dict[str, Any]) -> None:
         key = (call.account, call.service, call.action)
         _calls[key] = _calls.get(key, 0) + 1
         _bytes[key[:2]] = _bytes.get(key[:2], 0) + size
+    for observer in _observers:
+        try:
+            observer(environ, scope[0], call)
+        except Exception:  # an observer must never change an answer
+            logging.getLogger("keyfleet.calls").exception("observer %r failed", observer)
 
 
 def handle(app: Callable, environ: dict[str, Any], start_response: Callable) -> Any:

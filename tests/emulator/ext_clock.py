@@ -26,6 +26,9 @@ Added:
     The SES send log and send-rate buckets age by the same amount in the same
     accounts (ext_ses_quota.py), so a day advanced is a day of SES quota
     passed; the answer's ``ses_sends_aged`` counts the logged sends moved.
+    The CloudTrail events recorded so far (ext_cloudtrail.py) look N days
+    older too and the accounts' LookupEvents throttle buckets refill by as
+    much; ``cloudtrail_events_aged`` counts the events moved.
   * ``POST /_keyfleet/iam/key-used {"account", "access_key_id", "when"?,
     "service", "region"}`` sets a key's last use (``when`` is ISO 8601, default
     now) as GetAccessKeyLastUsed and the credential report show it.
@@ -69,6 +72,7 @@ import re
 import threading
 from typing import Any, Iterable
 
+import ext_cloudtrail
 import ext_ses_quota
 from control import ControlError
 
@@ -143,6 +147,7 @@ def advance(days: float, account: str | None = None) -> dict[str, Any]:
                     elif last is not None:
                         _set_last_used(key, last.timestamp - delta, last.service, last.region)
     ses_sends = ext_ses_quota.age(days, account)
+    cloudtrail_events = ext_cloudtrail.age(days, account)
     return {
         "ok": True,
         "days": days,
@@ -150,6 +155,7 @@ def advance(days: float, account: str | None = None) -> dict[str, Any]:
         "users_aged": users,
         "keys_aged": keys,
         "ses_sends_aged": ses_sends,
+        "cloudtrail_events_aged": cloudtrail_events,
     }
 
 

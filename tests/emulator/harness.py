@@ -38,6 +38,16 @@ service (pass it as endpoint_url). The harness adds control endpoints under
     GET    /_keyfleet/calls[?account=ID] -> {"since", "calls": [...], "bytes": [...]}:
                                         AWS requests counted (ext_calls.py)
     DELETE /_keyfleet/calls             -> resets the counts
+    GET    /_keyfleet/cloudtrail[?account=ID][&access_key_id=KEY]
+                                        -> {"events": [...]}: CloudTrail events
+                                        recorded (ext_cloudtrail.py), newest first
+    DELETE /_keyfleet/cloudtrail[?account=ID] -> forgets them
+    POST   /_keyfleet/cloudtrail/events {"access_key_id", "event_name",
+                                         "event_source"|"service", "region"?,
+                                         "source_ip"?, "user_agent"?, "when"?,
+                                         "account"?}: records one event
+    GET|POST|DELETE /_keyfleet/cloudtrail/throttle {"rate": N|null, "account"?}:
+                                        LookupEvents throttling (off by default)
     GET    /_keyfleet/messages          -> {"sqs": [...], "sns": [...]} (ext_messages.py)
     DELETE /_keyfleet/messages          -> clears the message log
     GET/POST /_keyfleet/iam/enforce     {"enabled": bool, "role_name_patterns": [...]}
@@ -144,6 +154,7 @@ class App:
 
         import ext_calls
         import ext_clock
+        import ext_cloudtrail
         import ext_events
         import ext_faults
         import ext_iam_enforce
@@ -174,6 +185,12 @@ class App:
             ("DELETE", "faults"): ext_faults.clear,
             ("GET", "calls"): ext_calls.snapshot,
             ("DELETE", "calls"): ext_calls.clear,
+            ("GET", "cloudtrail"): ext_cloudtrail.snapshot,
+            ("DELETE", "cloudtrail"): ext_cloudtrail.clear,
+            ("POST", "cloudtrail/events"): ext_cloudtrail.record_from_request,
+            ("GET", "cloudtrail/throttle"): ext_cloudtrail.throttle_snapshot,
+            ("POST", "cloudtrail/throttle"): ext_cloudtrail.throttle_from_request,
+            ("DELETE", "cloudtrail/throttle"): ext_cloudtrail.throttle_clear,
             ("GET", "messages"): ext_messages.snapshot,
             ("DELETE", "messages"): ext_messages.clear,
             ("GET", "lambda/invocations"): ext_lambda_exec.invocations_snapshot,
@@ -267,6 +284,11 @@ EXTENSIONS: tuple[str, ...] = (
     # request's resolved service, account and action (environ
     # "keyfleet.call") instead of resolving it again.
     "ext_calls",
+    # ext_cloudtrail after ext_calls: it wraps no moto method another
+    # extension wraps (it adds CloudTrailResponse.lookup_events, which moto
+    # lacks) and records events as an observer of ext_calls' counting
+    # (ext_calls.add_observer), so each request is resolved once for both.
+    "ext_cloudtrail",
     "ext_lambda_exec",
     # ext_lambda_async after ext_lambda_exec: both wrap LambdaBackend.invoke and
     # LambdaSimpleBackend.invoke. ext_lambda_async is outermost: an Event

@@ -479,8 +479,9 @@ impl Emulator {
     }
 
     /// Ages every access key (creation and last use) by `days`, in every
-    /// account or only in `account`; the SES send log of the same accounts
-    /// ages with them (see `set_ses_quota`).
+    /// account or only in `account`; the SES send log and the recorded
+    /// CloudTrail events of the same accounts age with them (see
+    /// `set_ses_quota`, `cloudtrail_events`).
     pub fn advance_clock(&self, days: f64, account: Option<&str>) -> Result<(), EmulatorError> {
         let mut body = serde_json::json!({ "days": days });
         if let Some(a) = account {
@@ -550,6 +551,86 @@ impl Emulator {
             body["when"] = w.into();
         }
         self.post("/_keyfleet/iam/key-used", body).map(|_| ())
+    }
+
+    /// The CloudTrail events the emulator recorded for `account`, newest
+    /// first (`GET /_keyfleet/cloudtrail?account=`, see
+    /// tests/emulator/README.md, "CloudTrail event history"): one per AWS
+    /// request signed with a key of the account that CloudTrail's Event
+    /// history would hold (no data events), each `{"account", "region",
+    /// "event_id", "event_time", "event_name", "event_source",
+    /// "access_key_id", "username", "identity_type", "source_ip",
+    /// "user_agent", "read_only"}` with `event_time` in emulator time (RFC
+    /// 3339; `advance_clock` ages it). LookupEvents answers from the same
+    /// events.
+    pub fn cloudtrail_events(
+        &self,
+        account: &str,
+    ) -> Result<Vec<serde_json::Value>, EmulatorError> {
+        let v = self.get_json(&format!("/_keyfleet/cloudtrail?account={account}"))?;
+        Ok(v["events"].as_array().cloned().unwrap_or_default())
+    }
+
+    /// Records a CloudTrail event as if `access_key_id` had signed a request
+    /// from elsewhere (`POST /_keyfleet/cloudtrail/events`), e.g. `{"access_key_id":
+    /// "AKIA...", "event_name": "ListBuckets", "service": "s3", "region":
+    /// "eu-west-1", "source_ip": "203.0.113.5", "user_agent":
+    /// "aws-cli/2.15.0", "when": "2026-01-02T03:04:05Z"}` (`access_key_id`,
+    /// `event_name` and `service` or `event_source` required; `when` in
+    /// emulator time, default now; `account` default the key's owner).
+    /// Answers `{"ok": true, "event_id", "account", "username"}`.
+    pub fn record_cloudtrail_event(
+        &self,
+        event: serde_json::Value,
+    ) -> Result<serde_json::Value, EmulatorError> {
+        self.post("/_keyfleet/cloudtrail/events", event)
+    }
+
+    /// Forgets the recorded CloudTrail events of `account`, or of every
+    /// account with `None` (`DELETE /_keyfleet/cloudtrail`).
+    pub fn clear_cloudtrail(&self, account: Option<&str>) -> Result<(), EmulatorError> {
+        let path = match account {
+            Some(a) => format!("/_keyfleet/cloudtrail?account={a}"),
+            None => "/_keyfleet/cloudtrail".to_string(),
+        };
+        ureq::delete(&format!("{}{path}", self.endpoint))
+            .call()
+            .map_err(|e| EmulatorError::Request {
+                what: path.clone(),
+                error: e.to_string(),
+            })?;
+        Ok(())
+    }
+
+    /// Throttles CloudTrail LookupEvents of `account` (every account with
+    /// `None`) to `rate` per second per region, as AWS does at 2; `None`
+    /// turns it off (the default). Measured in emulator time: pass a rate
+    /// no real pause refills (e.g. `1.0 / 3600.0`) for a deterministic
+    /// `ThrottlingException` on the second lookup, and `advance_clock` to
+    /// refill it (`POST /_keyfleet/cloudtrail/throttle`).
+    pub fn set_cloudtrail_throttle(
+        &self,
+        rate: Option<f64>,
+        account: Option<&str>,
+    ) -> Result<(), EmulatorError> {
+        let mut body = serde_json::json!({ "rate": rate });
+        if let Some(a) = account {
+            body["account"] = a.into();
+        }
+        self.post("/_keyfleet/cloudtrail/throttle", body)
+            .map(|_| ())
+    }
+
+    /// Turns LookupEvents throttling off for every account (`DELETE
+    /// /_keyfleet/cloudtrail/throttle`).
+    pub fn reset_cloudtrail_throttle(&self) -> Result<(), EmulatorError> {
+        ureq::delete(&format!("{}/_keyfleet/cloudtrail/throttle", self.endpoint))
+            .call()
+            .map_err(|e| EmulatorError::Request {
+                what: "/_keyfleet/cloudtrail/throttle".into(),
+                error: e.to_string(),
+            })?;
+        Ok(())
     }
 
     /// Every email SES accepted so far, in order.
