@@ -48,6 +48,9 @@ pub struct PolicySection {
     pub deactivate_at_max_age_without_notice: bool,
     /// Alert a new key not delivered this long after it was received.
     pub undelivered_alert_after: keyfleet_protocol::Duration,
+    /// Deactivate an old key at the next run once its replacement is used
+    /// and it is not (cutover by evidence; on by default).
+    pub cutover_on_use: bool,
 }
 
 impl Default for PolicySection {
@@ -66,6 +69,7 @@ impl Default for PolicySection {
             owner_domains: p.owner_domains,
             deactivate_at_max_age_without_notice: p.deactivate_at_max_age_without_notice,
             undelivered_alert_after: p.undelivered_alert_after,
+            cutover_on_use: p.cutover_on_use,
         }
     }
 }
@@ -365,6 +369,7 @@ impl Config {
             owner_domains: p.owner_domains.clone(),
             deactivate_at_max_age_without_notice: p.deactivate_at_max_age_without_notice,
             undelivered_alert_after: p.undelivered_alert_after,
+            cutover_on_use: p.cutover_on_use,
         };
         policy.validate().map_err(|e| ConfigError::Policy {
             path: path.to_path_buf(),
@@ -407,6 +412,7 @@ exempt_tag = "Skip=yes"
 email_tag = "Owner"
 delivery = "both"
 owner_domains = ["corp.example", "Example.ORG"]
+cutover_on_use = false
 
 [org]
 exclude_accounts = ["111122223333"]
@@ -432,6 +438,7 @@ endpoint_url = "http://127.0.0.1:5000"
         assert_eq!(p.delivery, Delivery::Both);
         assert_eq!(c.org.exclude_ous, ["ou-abcd-12345678"]);
         assert_eq!(p.owner_domains, ["corp.example", "Example.ORG"]);
+        assert!(!p.cutover_on_use);
         let err = parse("[policy]\nowner_domains = [\"not a domain\"]\n", &[])
             .unwrap_err()
             .to_string();
@@ -536,11 +543,37 @@ role_arn = "arn:aws:iam::111122223333:role/keyfleet-api"
         )
         .unwrap();
         assert_eq!(c.policy.rotate_after, Duration::from_days(75));
+        assert!(c.policy.cutover_on_use, "on unless said otherwise");
         assert_eq!(c.org.exclude_accounts.len(), 2);
         assert_eq!(c.aws.endpoint_url.as_deref(), Some("http://127.0.0.1:1"));
         let err = parse("", &[("KEYFLEET_POLICY_DELETE_AFTER", "soon")])
             .unwrap_err()
             .to_string();
         assert!(err.contains("KEYFLEET_POLICY_DELETE_AFTER"), "{err}");
+    }
+
+    /// Cutover by evidence is switched off from the file or the
+    /// environment, the environment winning; a value that is not a boolean
+    /// names the variable.
+    #[test]
+    fn cutover_on_use_is_switched_by_file_or_environment() {
+        let policy = |text: &str, env: &[(&str, &str)]| {
+            parse(text, env)
+                .unwrap()
+                .policy(Path::new("x"))
+                .unwrap()
+                .cutover_on_use
+        };
+        assert!(policy("", &[]));
+        assert!(!policy("[policy]\ncutover_on_use = false\n", &[]));
+        assert!(!policy("", &[("KEYFLEET_POLICY_CUTOVER_ON_USE", "false")]));
+        assert!(policy(
+            "[policy]\ncutover_on_use = false\n",
+            &[("KEYFLEET_POLICY_CUTOVER_ON_USE", "true")]
+        ));
+        let err = parse("", &[("KEYFLEET_POLICY_CUTOVER_ON_USE", "no")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("KEYFLEET_POLICY_CUTOVER_ON_USE"), "{err}");
     }
 }

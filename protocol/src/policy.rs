@@ -80,10 +80,30 @@ pub struct Policy {
     /// active meanwhile). Left out of the message while it is the default.
     #[serde(skip_serializing_if = "is_default_alert")]
     pub undelivered_alert_after: Duration,
+    /// Cutover by evidence: once the younger key of an active pair has been
+    /// used after it reached its owner and the older key (at least
+    /// `rotate_after` old) has not been used since, the older key is
+    /// deactivated at the next run instead of on its date (with the usual
+    /// `Deactivated` notice). Never while the
+    /// replacement awaits delivery or the older key is in a reactivation's
+    /// grace; a key still in use after its replacement was created keeps
+    /// today's schedule. On by default (a policy written without it reads as
+    /// on); `false` keeps the fixed date for every pair. Left out of the
+    /// message while true, so agents that predate it still accept jobs.
+    #[serde(default = "default_true", skip_serializing_if = "is_true")]
+    pub cutover_on_use: bool,
 }
 
 fn is_false(b: &bool) -> bool {
     !*b
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// The default of [`Policy::undelivered_alert_after`]: 7 days.
@@ -111,6 +131,7 @@ impl Default for Policy {
             owner_domains: Vec::new(),
             deactivate_at_max_age_without_notice: false,
             undelivered_alert_after: UNDELIVERED_ALERT_AFTER,
+            cutover_on_use: true,
         }
     }
 }
@@ -278,6 +299,26 @@ mod tests {
             json.get("deactivate_at_max_age_without_notice").is_none(),
             "{json}"
         );
+        assert!(json.get("cutover_on_use").is_none(), "{json}");
+        assert!(p.cutover_on_use, "cutover by evidence is on by default");
+    }
+
+    /// A policy written before the switch existed reads as on; `false` is
+    /// written out and read back (an agent that predates the field rejects
+    /// such a job, as for every field set away from its default).
+    #[test]
+    fn cutover_on_use_defaults_to_on_and_off_is_sent() {
+        let p: Policy = serde_json::from_str(r#"{"rotate_after":"10d"}"#).unwrap();
+        assert!(p.cutover_on_use);
+        let p: Policy = serde_json::from_str("{}").unwrap();
+        assert_eq!(p, Policy::default());
+        let off: Policy = serde_json::from_str(r#"{"cutover_on_use":false}"#).unwrap();
+        assert!(!off.cutover_on_use);
+        off.validate().unwrap();
+        let json = serde_json::to_value(&off).unwrap();
+        assert_eq!(json["cutover_on_use"], false);
+        let back: Policy = serde_json::from_value(json).unwrap();
+        assert_eq!(back, off);
     }
 
     #[test]

@@ -1158,6 +1158,31 @@ def test_example_wires_every_module():
     assert (TF / "examples" / "complete" / "README.md").is_file()
 
 
+def _rotation_policy_attributes(variables_tf: Path) -> set[str]:
+    """The top-level attributes of a rotation_policy variable's object type."""
+    text = variables_tf.read_text()
+    block = re.search(r'variable "rotation_policy" \{(.*?)\n\}', text, re.S)
+    assert block, f"{variables_tf}: no rotation_policy variable"
+    return set(re.findall(r"^\s*(\w+)\s*=\s*optional\(", block.group(1), re.M))
+
+
+def test_rotation_policy_attributes_are_policy_fields():
+    """The coordinator reads KEYFLEET_POLICY strictly (keyfleet_protocol::Policy
+    rejects unknown fields), and local.policy_json passes every attribute the
+    operator set under its own name: each attribute of the module's
+    rotation_policy must be a field of Policy, and the example's a subset of
+    the module's."""
+    rust = (TF.parent / "protocol" / "src" / "policy.rs").read_text()
+    struct = re.search(r"pub struct Policy \{(.*?)\n\}", rust, re.S)
+    assert struct, "protocol/src/policy.rs: no Policy struct"
+    fields = set(re.findall(r"^\s*pub (\w+):", struct.group(1), re.M))
+    module = _rotation_policy_attributes(TF / "modules" / "coordinator" / "variables.tf")
+    assert {"rotate_after", "undelivered_alert_after", "cutover_on_use"} <= module
+    assert module <= fields, f"not fields of Policy: {sorted(module - fields)}"
+    example = _rotation_policy_attributes(TF / "examples" / "complete" / "variables.tf")
+    assert example <= module, f"example attributes the module lacks: {sorted(example - module)}"
+
+
 def test_org_reader_external_id_is_sent_by_the_coordinator():
     """An ExternalId in the org reader's trust is one the coordinator sends:
     the example passes one variable to both modules, the coordinator module

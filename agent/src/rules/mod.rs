@@ -14,9 +14,9 @@
 //! Keys are taken oldest first (creation time, then id). `age` is the time
 //! since creation, `idle` the time since the last use (or since creation for a
 //! key never used). Every threshold comes from the policy. Each rule is one
-//! named function with its own table test: `replacement`, `hard_limit` and
-//! `older_of_two_active` in `rules/rotation.rs` (an active key is replaced,
-//! then switched off), `unused` and `inactive_expired` in
+//! named function with its own table test: `replacement`, `hard_limit`,
+//! `older_of_two_active` and `cutover` in `rules/rotation.rs` (an active key
+//! is replaced, then switched off), `unused` and `inactive_expired` in
 //! `rules/deletion.rs` (a key goes); the planner (`rules/planner.rs`)
 //! composes them to a fixed point.
 //!
@@ -66,6 +66,16 @@
 //!   replacement was created is left alone and the owner is told where it
 //!   was last used (`StillInUse`); otherwise it is deactivated
 //!   (`Deactivated`).
+//! - **Cutover by evidence** (policy `cutover_on_use`, on by default):
+//!   before that date, once the replacement has been used after its
+//!   creation and the older key has not been used since, the older key is
+//!   deactivated in the run that sees it (`Deactivated`, the same notice),
+//!   provided it is at least `rotate_after` old (a rotation, not two young
+//!   keys an owner made by hand). A reactivation's grace and a replacement
+//!   awaiting delivery hold it back like every other deactivation; a key
+//!   used after its replacement was created never goes by evidence (it
+//!   keeps the date, then `StillInUse`, until the hard limit). Switched
+//!   off, every pair keeps its date.
 //! - Hard limit: an active key reaching `max_key_age` is deactivated even if
 //!   in use (unless the limit is `never`), but only once its replacement has
 //!   had the notice period. The policy setting
@@ -90,9 +100,10 @@
 //! last one: unused-key deletion (a deletion of a key nobody uses), an
 //! unreachable user at the hard limit (nobody to notify), clean-up mode
 //! (silent), emergency rotation (an explicit order), immediate enforcement
-//! (`deactivate_at_max_age_without_notice`), and a pair of keys that
+//! (`deactivate_at_max_age_without_notice`), a pair of keys that
 //! predates keyfleet's first run (its notice period counts from the younger
-//! key's creation).
+//! key's creation), and cutover by evidence (the owner has switched: the
+//! key goes after a notice, not a notice period after it).
 //!
 //! # Delivery-confirmed deactivation
 //!
@@ -170,6 +181,29 @@
 //! `max_key_age` and is told where it was used (`StillInUse`). Anything laxer
 //! (say, "used in the last few days") would switch off keys that may still be
 //! in use, which the design forbids.
+//!
+//! **Cutover by evidence, in detail.** "Used" and "since" are the pair
+//! rule's comparisons (`Rules::used_after`: strictly later, a time later
+//! than `now` counted as `now`), so the evidence is exactly the complement
+//! of what spares a key in use: a last use of the old key at the very
+//! instant the replacement was created is not "since", a use of the
+//! replacement at its creation instant (or one IAM dates in the future of
+//! a key created now) is no evidence. When the coordinator tracks the
+//! replacement's delivery, both count from the delivery, as the pair rule
+//! does: the owner could switch only once they had the key, and an old
+//! key used while the new one was on its way says nothing about the
+//! switch. The rule changes when the key is deactivated, nothing else: the
+//! notice is the same `Deactivated`, and the key is deleted as any key
+//! keyfleet deactivated (its deletion date, never in the same run, the
+//! recovery window after), which in the ordinary case is the day it would
+//! have been deleted after a deactivation on the date. The evidence is
+//! what IAM reports when the run reads it (the executor acts on a fresh
+//! GetAccessKeyLastUsed, not on the cached credential report): a use IAM
+//! has not recorded yet cannot spare the key, and the way back is a
+//! reactivation. Precedence, first match wins: replacement awaiting
+//! delivery (nothing), reactivation grace (the grace's date), cutover
+//! (before the date), then the date rule (`StillInUse` below the hard
+//! limit, else `Deactivated`).
 //!
 //! **A younger active key past `rotate_after` waits.** With two active keys no
 //! third can be made; the younger key is rotated once the older one is gone.

@@ -227,13 +227,14 @@ impl<'a> Planner<'a> {
         if self.remove(doomed) {
             return true;
         }
-        // Then the older key of each active pair, on its date.
+        // Then the older key of each active pair, on its date (or at once
+        // on the evidence of a switch).
         let active = self.active();
         let due: Vec<(usize, Option<String>)> = active
             .windows(2)
             .filter(|w| {
                 let (old, new) = (&self.live[w[0]].key, &self.live[w[1]].key);
-                self.pair(old, new) == Pair::Deactivate
+                self.pair(old, new).deactivates()
             })
             .map(|w| (w[0], Self::notice_id(&self.live[w[1]])))
             .collect();
@@ -408,7 +409,9 @@ impl<'a> Planner<'a> {
             let (old, new) = (&self.live[w[0]].key, &self.live[w[1]]);
             let replacement = Self::notice_id(new);
             let notice = match self.pair(old, &new.key) {
-                Pair::AwaitingDelivery => continue,
+                // A cutover deactivates the key in `step`: the fixed point
+                // leaves none to remind of.
+                Pair::AwaitingDelivery | Pair::Cutover => continue,
                 // Due and still active: only a key in use is spared.
                 Pair::StillInUse | Pair::Deactivate => {
                     still = true;

@@ -1,6 +1,7 @@
 //! The rules of an active key: its replacement is created (`replacement`,
 //! `hard_limit`), then, once the replacement has had its notice period, the
-//! older key of the pair is switched off (`older_of_two_active`). Each has
+//! older key of the pair is switched off (`older_of_two_active`), or
+//! earlier, once the owner has demonstrably switched (`cutover`). Each has
 //! its own table test in `tests.rs` named after the seed case it covers.
 
 use super::thresholds::Rules;
@@ -12,6 +13,9 @@ use time::OffsetDateTime;
 pub(super) enum Pair {
     /// Not due yet: the owner is reminded of the date.
     Scheduled { on: OffsetDateTime },
+    /// Not due yet, but the owner has switched ([`cutover`]): deactivated
+    /// now, with the same notice as on its date.
+    Cutover,
     /// Due, but used after its replacement was created and below the hard
     /// limit: left active, the owner is told where it is used.
     StillInUse,
@@ -22,11 +26,26 @@ pub(super) enum Pair {
     AwaitingDelivery,
 }
 
+impl Pair {
+    /// The older key is deactivated in this run.
+    pub(super) fn deactivates(self) -> bool {
+        matches!(self, Pair::Deactivate | Pair::Cutover)
+    }
+}
+
 /// Seed case "two active, one nearing expiry -> notice, then deactivate the
 /// oldest at deactivate_after". Never before the replacement has had the
-/// whole notice period (unless immediate enforcement at the hard limit);
-/// never while in use after the replacement was created, until the hard
-/// limit.
+/// whole notice period (unless immediate enforcement at the hard limit, or
+/// [`cutover`] by evidence); never while in use after the replacement was
+/// created, until the hard limit.
+///
+/// Precedence: a reactivation's grace first (nothing deactivates the key
+/// before it ends, not even evidence), then, before the date, the cutover;
+/// on or after the date, the key in use is spared below the hard limit.
+/// (A replacement awaiting delivery is decided before this rule is asked:
+/// the planner answers [`Pair::AwaitingDelivery`] and asks nothing else.)
+/// `new` is the replacement as the planner sees it: created when it was
+/// delivered, when the coordinator tracks its delivery.
 pub(super) fn older_of_two_active(
     r: &Rules,
     old: &KeyState,
@@ -38,14 +57,47 @@ pub(super) fn older_of_two_active(
             on: r.deactivation_date(old, new.created).max(until),
         }
     } else if !r.deactivation_due(old, new) {
-        Pair::Scheduled {
-            on: r.deactivation_date(old, new.created),
+        if cutover(r, old, new) {
+            Pair::Cutover
+        } else {
+            Pair::Scheduled {
+                on: r.deactivation_date(old, new.created),
+            }
         }
     } else if r.used_after(old, new) && !r.hard_limit(old) {
         Pair::StillInUse
     } else {
         Pair::Deactivate
     }
+}
+
+/// Cutover by evidence (policy `cutover_on_use`, on by default): the older
+/// key of a rotation in progress goes at the next run, before its date, once
+/// the owner has demonstrably switched: the replacement was used after it
+/// was created (delivered) and the older key was not used since. The notice
+/// period exists so that the owner can switch; once IAM shows the switch
+/// done, waiting only keeps an unused credential alive. It does not apply:
+///
+/// - to a key used after its replacement was created (the design's "never
+///   deactivate a key that was used after its replacement was created"):
+///   that pair keeps the schedule and, at the date, `StillInUse`;
+/// - without a use of the replacement strictly after its creation: a use
+///   at the creation instant, or one IAM dates in the future of a key
+///   created now, is no evidence (both count as `now`, "Clock skew");
+/// - to a pair that is not a rotation: the older key must be at
+///   `rotate_after`, the age at which keyfleet would replace it, so two
+///   young keys an owner made by hand keep their date;
+/// - in a reactivation's grace, or while the replacement awaits delivery
+///   (see [`older_of_two_active`] and the planner).
+///
+/// The comparisons are those of the pair rule ([`Rules::used_after`]:
+/// strictly later, future times counted as `now`), so "not used since" is
+/// exactly the complement of "used after" that spares a key in use.
+pub(super) fn cutover(r: &Rules, old: &KeyState, new: &KeyState) -> bool {
+    r.policy.cutover_on_use
+        && r.age(old) >= r.policy.rotate_after
+        && r.used_after(new, new)
+        && !r.used_after(old, new)
 }
 
 /// What happens to a user's only active key.

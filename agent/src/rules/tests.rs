@@ -3,7 +3,7 @@
 //! arbitrary valid policies.
 
 use super::deletion::{inactive_expired, unused};
-use super::rotation::{hard_limit, older_of_two_active, replacement, Pair, Single};
+use super::rotation::{cutover, hard_limit, older_of_two_active, replacement, Pair, Single};
 use super::*;
 use keyfleet_protocol::{Delivery, Duration, KeyStatus, Limit, Notice};
 use proptest::prelude::*;
@@ -195,9 +195,11 @@ fn seed_two_keys_younger_inactive_deletes_younger_creates_new() {
 
 #[test]
 fn seed_two_active_one_nearing_expiry_notice_then_deactivate_oldest() {
-    // The owner switched to the new key before using the old one again.
+    // The old key was last used before the new key existed; the new key
+    // has not been used yet, so nothing shows the owner switched (see
+    // `cutover_*` for what happens when it has).
     let old = active("AKIAOLD", 85, Some(6));
-    let new = active("AKIANEW", 5, Some(1));
+    let new = active("AKIANEW", 5, None);
     let u = owned(vec![old.clone(), new]);
     let on = old.created + days(90);
     let p = plan(&u);
@@ -433,9 +435,10 @@ fn late_replacement_keeps_full_notice_period() {
 
 #[test]
 fn late_replacement_of_an_existing_pair_keeps_full_notice_period() {
-    // The second key appeared when the first was 88 days old.
+    // The second key appeared when the first was 88 days old; not used
+    // yet (no cutover).
     let old = active("AKIAOLD", 90, Some(3));
-    let new = active("AKIANEW", 2, Some(1));
+    let new = active("AKIANEW", 2, None);
     let p = plan(&owned(vec![old.clone(), new.clone()]));
     assert_eq!(
         p.actions,
@@ -878,10 +881,20 @@ fn simulate_names_the_broken_rule() {
 // ---------------------------------------------------------------------------
 // A timeline: one user, a run every day for 250 days.
 
-/// Runs the rules daily at noon. Each morning the owner uses the newest
-/// active key that is at least `switch_after` days old (or the older one).
-/// Returns (day, action kind, key) for every IAM change.
+/// Runs the rules daily at noon under the default policy. Each morning the
+/// owner uses the newest active key that is at least `switch_after` days
+/// old (or the older one). Returns (day, action kind, key) for every IAM
+/// change.
 fn timeline(switch_after: i64, total_days: i64) -> Vec<(i64, &'static str, String)> {
+    timeline_with(&Policy::default(), switch_after, total_days)
+}
+
+/// [`timeline`] under `policy`.
+fn timeline_with(
+    policy: &Policy,
+    switch_after: i64,
+    total_days: i64,
+) -> Vec<(i64, &'static str, String)> {
     let start = datetime!(2030-01-01 12:00 UTC);
     let mut u = owned(vec![KeyState {
         id: "K0".into(),
@@ -910,7 +923,7 @@ fn timeline(switch_after: i64, total_days: i64) -> Vec<(i64, &'static str, Strin
             panic!("day {day}: the owner has no active key: {u:?}");
         };
         u.keys[i].last_used = Some(morning);
-        let p = plan_at(&u, noon);
+        let p = plan_user(&u, policy, noon);
         let mut after = applied(&u, &p.actions, noon);
         for a in &p.actions {
             match a {
@@ -927,16 +940,39 @@ fn timeline(switch_after: i64, total_days: i64) -> Vec<(i64, &'static str, Strin
         }
         u = after;
         assert!(u.keys.len() <= MAX_KEYS);
-        assert!(!plan_at(&u, noon).mutates_iam(), "day {day}");
+        assert!(!plan_user(&u, policy, noon).mutates_iam(), "day {day}");
     }
     events
 }
 
+/// The owner switches to each new key the morning after it arrives: the
+/// run that sees it (day 81) cuts over, the old key is not kept active for
+/// the rest of the notice period; its deletion date does not move.
 #[test]
 fn timeline_prompt_owner_rotates_every_80_days() {
     let ev = |day, kind, id: &str| (day, kind, id.to_string());
     assert_eq!(
         timeline(0, 250),
+        vec![
+            ev(80, "create", ""),
+            ev(81, "deactivate", "K0"),
+            ev(100, "delete", "K0"),
+            ev(160, "create", ""),
+            ev(161, "deactivate", "K1"),
+            ev(180, "delete", "K1"),
+            ev(240, "create", ""),
+            ev(241, "deactivate", "K2"),
+        ]
+    );
+}
+
+/// Cutover switched off: the same owner, today's fixed schedule (the old
+/// key goes on day 90 of its life).
+#[test]
+fn timeline_without_cutover_the_old_key_goes_on_its_date() {
+    let ev = |day, kind, id: &str| (day, kind, id.to_string());
+    assert_eq!(
+        timeline_with(&no_cutover(), 0, 250),
         vec![
             ev(80, "create", ""),
             ev(90, "deactivate", "K0"),
@@ -955,17 +991,17 @@ fn timeline_slow_owner_keeps_old_key_until_hard_limit() {
     // Uses the old key for three more days: it is still in use after the
     // replacement appeared, so it survives until 120 days; it is deleted
     // the recovery window after its deactivation, never in the same run.
+    // No cutover either: the old key was used after the new one arrived.
     let ev = |day, kind, id: &str| (day, kind, id.to_string());
-    assert_eq!(
-        timeline(3, 200),
-        vec![
-            ev(80, "create", ""),
-            ev(120, "deactivate", "K0"),
-            ev(130, "delete", "K0"),
-            ev(160, "create", ""),
-            ev(200, "deactivate", "K1"),
-        ]
-    );
+    let want = vec![
+        ev(80, "create", ""),
+        ev(120, "deactivate", "K0"),
+        ev(130, "delete", "K0"),
+        ev(160, "create", ""),
+        ev(200, "deactivate", "K1"),
+    ];
+    assert_eq!(timeline(3, 200), want);
+    assert_eq!(timeline_with(&no_cutover(), 3, 200), want);
 }
 
 // ---------------------------------------------------------------------------
@@ -1182,11 +1218,23 @@ impl Oracle<'_> {
         }
     }
 
+    /// Cutover by evidence: a rotation in progress (`o` at `rotate_after`)
+    /// whose replacement was used after its creation while `o` was not.
+    fn cutover(&self, o: &KeyState, y: &KeyState) -> bool {
+        self.p.cutover_on_use
+            && self.age(o) >= Self::secs(self.p.rotate_after)
+            && self.used_after(y, y)
+            && !self.used_after(o, y)
+    }
+
     fn both_active(&self, e: &mut Expected, o: &KeyState, y: &KeyState) {
         let immediate = self.p.deactivate_at_max_age_without_notice && self.hard(o);
         let due = (self.hard(o) || self.age(o) >= Self::secs(self.p.deactivate_after))
             && (immediate || self.age(y) >= Self::secs(self.p.notice_period()));
-        if !due {
+        if !due && self.cutover(o, y) {
+            e.deactivated.push((o.clone(), Some(y.id.clone())));
+            self.only_active(e, y, Some((&Self::off(o), false)));
+        } else if !due {
             e.reminders.push(Notice::DeactivationScheduled {
                 key_id: o.id.clone(),
                 on: self.date(o, self.created(y)),
@@ -1358,6 +1406,7 @@ fn table_policies() -> Vec<(&'static str, Policy)> {
     let minutes = |m| Duration::from_minutes(m);
     vec![
         ("default", Policy::default()),
+        ("default without cutover", no_cutover()),
         (
             "minutes, secrets manager, no hard limit",
             Policy {
@@ -1386,6 +1435,14 @@ fn table_policies() -> Vec<(&'static str, Policy)> {
             "immediate enforcement at the hard limit",
             Policy {
                 deactivate_at_max_age_without_notice: true,
+                ..Policy::default()
+            },
+        ),
+        (
+            "immediate enforcement without cutover",
+            Policy {
+                deactivate_at_max_age_without_notice: true,
+                cutover_on_use: false,
                 ..Policy::default()
             },
         ),
@@ -1553,9 +1610,10 @@ fn arb_policy() -> impl Strategy<Value = Policy> {
             Just(Delivery::Both)
         ],
         prop::bool::weighted(0.25),
+        any::<bool>(),
     )
         .prop_map(
-            |(unit, rotate, notice, recovery, unused, max, delivery, cleanup)| {
+            |(unit, rotate, notice, recovery, unused, max, delivery, cleanup, cutover_on_use)| {
                 let d = |n: u64| Duration::from_secs(n * unit);
                 Policy {
                     rotate_after: d(rotate),
@@ -1565,6 +1623,7 @@ fn arb_policy() -> impl Strategy<Value = Policy> {
                     max_key_age: max.map_or(Limit::Never, |m| Limit::After(d(rotate + notice + m))),
                     delivery,
                     cleanup,
+                    cutover_on_use,
                     ..Policy::default()
                 }
             },
@@ -1669,6 +1728,82 @@ fn arb_case() -> impl Strategy<Value = (Policy, UserSnapshot)> {
     })
 }
 
+/// Where cutover by evidence decides: two active keys, the older one about
+/// `rotate_after` old or more, its replacement younger than two notice
+/// periods (so mostly before the date), each last used never, before, at
+/// or after the replacement's creation, or in the future (clock skew); the
+/// replacement at its creation instant too.
+fn arb_switching_case() -> impl Strategy<Value = (Policy, UserSnapshot)> {
+    arb_policy().prop_flat_map(|policy| {
+        let rotate = Oracle::secs(policy.rotate_after);
+        let notice = Oracle::secs(policy.notice_period());
+        (
+            Just(policy),
+            (rotate / 2)..(2 * (rotate + notice) + 1),
+            0i64..(2 * notice + 1),
+            0u8..5,
+            0u8..4,
+            0i64..=1000,
+            0i64..=1000,
+            arb_tags(),
+            any::<bool>(),
+        )
+            .prop_map(
+                |(policy, old_age, new_age, old_use, new_use, f, g, tags, reverse)| {
+                    let s = time::Duration::seconds;
+                    let (old_created, new_created) =
+                        (NOW - s(old_age), NOW - s(new_age.min(old_age)));
+                    let between = |a: OffsetDateTime, b: OffsetDateTime, permille: i64| {
+                        a + s((b - a).whole_seconds() * permille / 1000)
+                    };
+                    let old_last = match old_use {
+                        0 => None,
+                        1 => Some(between(old_created, new_created, f)),
+                        2 => Some(new_created),
+                        3 => Some(between(new_created, NOW, f)),
+                        _ => Some(NOW + s(3600)),
+                    };
+                    let new_last = match new_use {
+                        0 => None,
+                        1 => Some(new_created),
+                        2 => Some(between(new_created, NOW, g)),
+                        _ => Some(NOW + s(3600)),
+                    };
+                    let key = |id: &str, created, last_used: Option<OffsetDateTime>| KeyState {
+                        id: id.into(),
+                        status: KeyStatus::Active,
+                        created,
+                        last_used,
+                        last_used_service: last_used.map(|_| "sts".into()),
+                        last_used_region: None,
+                    };
+                    let mut keys = vec![
+                        key("AKIAA", old_created, old_last),
+                        key("AKIAB", new_created, new_last),
+                    ];
+                    if reverse {
+                        keys.reverse();
+                    }
+                    let u = UserSnapshot {
+                        user_name: "carol".into(),
+                        path: "/".into(),
+                        tags,
+                        keys,
+                        deactivated: vec![],
+                        reactivated: Vec::new(),
+                        deliveries: Vec::new(),
+                    };
+                    (policy, u)
+                },
+            )
+    })
+}
+
+/// [`arb_case`] or, as often, [`arb_switching_case`].
+fn arb_any_case() -> BoxedStrategy<(Policy, UserSnapshot)> {
+    prop_oneof![arb_case(), arb_switching_case()].boxed()
+}
+
 fn older(a: &KeyState, b: &KeyState) -> bool {
     let c = |k: &KeyState| std::cmp::min(k.created, NOW);
     (c(a), &a.id) < (c(b), &b.id)
@@ -1686,11 +1821,27 @@ fn position(actions: &[Action], f: impl Fn(&Action) -> bool) -> Option<usize> {
     actions.iter().position(f)
 }
 
+/// The evidence of a switch, restated from the design: a younger active key
+/// was used after its creation, and `key_id` was not used since then (times
+/// later than `now` count as `now`).
+fn switch_seen(keys: &[KeyState], key_id: &str, now: OffsetDateTime) -> bool {
+    let at = |t: OffsetDateTime| std::cmp::min(t, now);
+    let Some(k) = keys.iter().find(|k| k.id == key_id) else {
+        return false;
+    };
+    keys.iter().any(|r| {
+        r.status == KeyStatus::Active
+            && (at(k.created), &k.id) < (at(r.created), &r.id)
+            && r.last_used.is_some_and(|u| at(u) > at(r.created))
+            && k.last_used.is_none_or(|u| at(u) <= at(r.created))
+    })
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
     #[test]
-    fn prop_plan_matches_oracle((policy, u) in arb_case()) {
+    fn prop_plan_matches_oracle((policy, u) in arb_any_case()) {
         let p = plan_user(&u, &policy, NOW);
         let want = expected(&u.keys, &policy, p.email.is_some(), p.exempt);
         prop_assert_eq!((p.verdict, &p.actions), (want.0, &want.1));
@@ -1714,19 +1865,47 @@ proptest! {
         }
     }
 
+    /// With cutover by evidence on or off.
     #[test]
-    fn prop_key_used_after_its_replacement_is_kept_until_max_age((policy, u) in arb_case()) {
-        let p = plan_user(&u, &policy, NOW);
-        for a in &p.actions {
+    fn prop_key_used_after_its_replacement_is_kept_until_max_age((policy, u) in arb_any_case()) {
+        for cutover_on_use in [false, true] {
+            let policy = Policy { cutover_on_use, ..policy.clone() };
+            let p = plan_user(&u, &policy, NOW);
+            for a in &p.actions {
+                let Action::Deactivate { key_id } = a else { continue };
+                let k = u.keys.iter().find(|k| k.id == *key_id).unwrap();
+                let last = k.last_used.map(|t| std::cmp::min(t, NOW));
+                let used_after_younger = u.keys.iter().any(|r| {
+                    older(k, r)
+                        && r.status == KeyStatus::Active
+                        && last.is_some_and(|t| t > std::cmp::min(r.created, NOW))
+                });
+                prop_assert!(!used_after_younger || reached_max(&policy, k), "{:?}", p.actions);
+            }
+        }
+    }
+
+    /// Switched off, cutover changes nothing: a plan is today's (the oracle
+    /// above restates today's rules when the switch is off). Switched on,
+    /// it changes a plan only where a run sees a switch, and every key it
+    /// deactivates on top of today's plan is one the owner has switched
+    /// away from (`switch_seen`), below its date.
+    #[test]
+    fn prop_cutover_changes_a_plan_only_on_evidence((policy, u) in arb_any_case()) {
+        let on = plan_user(&u, &Policy { cutover_on_use: true, ..policy.clone() }, NOW);
+        let off_policy = Policy { cutover_on_use: false, ..policy.clone() };
+        let off = plan_user(&u, &off_policy, NOW);
+        let today = expected(&u.keys, &off_policy, off.email.is_some(), off.exempt);
+        prop_assert_eq!((off.verdict, &off.actions), (today.0, &today.1));
+        let evidence = u.keys.iter().any(|k| k.status == KeyStatus::Active && switch_seen(&u.keys, &k.id, NOW));
+        if !evidence {
+            prop_assert_eq!(&on, &off);
+        }
+        for a in &on.actions {
             let Action::Deactivate { key_id } = a else { continue };
-            let k = u.keys.iter().find(|k| k.id == *key_id).unwrap();
-            let last = k.last_used.map(|t| std::cmp::min(t, NOW));
-            let used_after_younger = u.keys.iter().any(|r| {
-                older(k, r)
-                    && r.status == KeyStatus::Active
-                    && last.is_some_and(|t| t > std::cmp::min(r.created, NOW))
-            });
-            prop_assert!(!used_after_younger || reached_max(&policy, k), "{:?}", p.actions);
+            if !off.actions.contains(a) {
+                prop_assert!(switch_seen(&u.keys, key_id, NOW), "{:?} vs {:?}", on.actions, off.actions);
+            }
         }
     }
 
@@ -1764,7 +1943,7 @@ proptest! {
     }
 
     #[test]
-    fn prop_replanning_after_the_plan_changes_nothing((policy, u) in arb_case()) {
+    fn prop_replanning_after_the_plan_changes_nothing((policy, u) in arb_any_case()) {
         let p = plan_user(&u, &policy, NOW);
         let again = plan_user(&applied(&u, &p.actions, NOW), &policy, NOW);
         prop_assert!(!again.mutates_iam(), "{:?} then {:?}", p.actions, again.actions);
@@ -1778,7 +1957,7 @@ proptest! {
     }
 
     #[test]
-    fn prop_every_change_is_followed_by_a_notice_about_that_key((policy, u) in arb_case()) {
+    fn prop_every_change_is_followed_by_a_notice_about_that_key((policy, u) in arb_any_case()) {
         let policy = Policy { cleanup: false, ..policy };
         let p = plan_user(&u, &policy, NOW);
         for (i, a) in p.actions.iter().enumerate() {
@@ -1897,6 +2076,9 @@ proptest! {
     /// limit (nobody to notify), clean-up mode (silent, first run), emergency
     /// rotation (an explicit order), immediate enforcement (the policy asks
     /// for it), and a pair of keys that predates keyfleet's first run.
+    /// Cutover by evidence (`cutover_on_use`, drawn either way) may come
+    /// sooner, still after a notice, and only when the run saw the switch:
+    /// the replacement used after its creation, the old key not since.
     #[test]
     fn prop_every_deactivation_comes_a_notice_period_after_its_notice(
         rotate in 5i64..60,
@@ -1905,6 +2087,7 @@ proptest! {
         max_extra in prop::option::of(0i64..40),
         start_age in 0i64..200,
         switch_after in prop::option::of(0i64..40),
+        cutover_on_use in any::<bool>(),
     ) {
         let d = |n: i64| Duration::from_days(n as u64);
         let policy = Policy {
@@ -1913,6 +2096,7 @@ proptest! {
             delete_after: d(rotate + notice + recovery),
             unused_delete_after: d(rotate + notice + 200),
             max_key_age: max_extra.map_or(Limit::Never, |m| Limit::After(d(rotate + notice + m))),
+            cutover_on_use,
             ..Policy::default()
         };
         let start = datetime!(2030-01-01 12:00 UTC);
@@ -1951,8 +2135,9 @@ proptest! {
                     }
                     Action::Deactivate { key_id } => {
                         let told = first_notice.get(key_id);
+                        let switched = cutover_on_use && switch_seen(&u.keys, key_id, noon);
                         prop_assert!(
-                            told.is_some_and(|t| noon - *t >= days(notice)),
+                            told.is_some_and(|t| switched || noon - *t >= days(notice)),
                             "day {}: {} deactivated, notice sent {:?}; {:?}", day, key_id, told, p.actions
                         );
                     }
@@ -1978,13 +2163,14 @@ fn rules_at(policy: &Policy) -> Rules<'_> {
 }
 
 /// Seed case "two active, one nearing expiry -> notice, then deactivate the
-/// oldest at deactivate_after".
+/// oldest at deactivate_after" (the schedule: cutover off; see
+/// `table_cutover` for the evidence).
 #[test]
 fn table_older_of_two_active() {
-    let p = Policy::default();
+    let p = no_cutover();
     let immediate = Policy {
         deactivate_at_max_age_without_notice: true,
-        ..Policy::default()
+        ..no_cutover()
     };
     let r = rules_at(&p);
     let ri = rules_at(&immediate);
@@ -2007,6 +2193,139 @@ fn table_older_of_two_active() {
             want,
             "old {old_age}d used {used:?}, new {new_age}d"
         );
+    }
+}
+
+/// Cutover by evidence: before its date the older key of a rotation goes
+/// when its replacement was used after its creation and it was not; the
+/// grace, a use after the replacement's creation, the switch, a young pair
+/// and a use at the very instant of creation all keep the schedule.
+#[test]
+fn table_cutover() {
+    let on = Policy::default();
+    let off = no_cutover();
+    let immediate = Policy {
+        deactivate_at_max_age_without_notice: true,
+        ..Policy::default()
+    };
+    let (r, r_off, ri) = (rules_at(&on), rules_at(&off), rules_at(&immediate));
+    let s = time::Duration::seconds;
+    let sched = |d: i64| Pair::Scheduled { on: NOW + days(d) };
+    let new_created = NOW - days(2);
+    // (case, rules, old age, old last use, new last use, grace) -> decision;
+    // the new key is 2 days old throughout.
+    type Row<'a> = (
+        &'static str,
+        &'a Rules<'a>,
+        i64,
+        Option<OffsetDateTime>,
+        Option<OffsetDateTime>,
+        Option<OffsetDateTime>,
+        Pair,
+    );
+    let used = Some(NOW - days(1));
+    let before = Some(NOW - days(3));
+    let cases: Vec<Row> = vec![
+        ("switched", &r, 82, before, used, None, Pair::Cutover),
+        ("old never used", &r, 82, None, used, None, Pair::Cutover),
+        (
+            "old used at the creation instant",
+            &r,
+            82,
+            Some(new_created),
+            used,
+            None,
+            Pair::Cutover,
+        ),
+        (
+            "old used after the creation",
+            &r,
+            82,
+            Some(new_created + s(1)),
+            used,
+            None,
+            sched(8),
+        ),
+        (
+            "old used in the future (skew)",
+            &r,
+            82,
+            Some(NOW + days(1)),
+            used,
+            None,
+            sched(8),
+        ),
+        ("new never used", &r, 82, before, None, None, sched(8)),
+        (
+            "new used at its creation instant",
+            &r,
+            82,
+            before,
+            Some(new_created),
+            None,
+            sched(8),
+        ),
+        (
+            "new used one second later",
+            &r,
+            82,
+            before,
+            Some(new_created + s(1)),
+            None,
+            Pair::Cutover,
+        ),
+        ("switch off", &r_off, 82, before, used, None, sched(8)),
+        ("not a rotation yet", &r, 79, before, used, None, sched(11)),
+        ("at rotate_after", &r, 80, before, used, None, Pair::Cutover),
+        ("grace", &r, 95, before, used, Some(NOW + days(9)), sched(9)),
+        (
+            "hard limit, not due",
+            &r,
+            125,
+            before,
+            used,
+            None,
+            Pair::Cutover,
+        ),
+        (
+            "hard limit, in use",
+            &r,
+            125,
+            Some(NOW),
+            used,
+            None,
+            sched(8),
+        ),
+        (
+            "immediate enforcement",
+            &ri,
+            125,
+            Some(NOW),
+            used,
+            None,
+            Pair::Deactivate,
+        ),
+    ];
+    for (case, rules, old_age, old_used, new_used, grace, want) in cases {
+        let old = KeyState {
+            last_used: old_used,
+            ..active("AKIAOLD", old_age, None)
+        };
+        let new = KeyState {
+            last_used: new_used,
+            ..active("AKIANEW", 2, None)
+        };
+        assert_eq!(
+            older_of_two_active(rules, &old, &new, grace),
+            want,
+            "{case}"
+        );
+        let evidence = cutover(rules, &old, &new);
+        if grace.is_some() {
+            assert!(evidence, "{case}: the evidence is there, the grace wins");
+        } else {
+            assert_eq!(evidence, want == Pair::Cutover, "{case}");
+        }
     }
 }
 
@@ -2347,7 +2666,7 @@ proptest! {
     /// that names it never names a date before the grace ends.
     #[test]
     fn prop_no_plan_touches_a_reactivated_key_during_its_grace(
-        (policy, u) in arb_case(),
+        (policy, u) in arb_any_case(),
         which in 0usize..2,
         ago_permille in 0i64..1000,
     ) {
@@ -2358,16 +2677,20 @@ proptest! {
         let at = NOW - grace * (ago_permille as f64 / 1000.0);
         let mut u2 = u.clone();
         u2.reactivated = vec![(k.id.clone(), at)];
-        let p = plan_user(&u2, &policy, NOW);
-        for a in &p.actions {
-            match a {
-                Action::Deactivate { key_id } | Action::Delete { key_id } => {
-                    prop_assert_ne!(key_id, &k.id, "{:?}", p.actions)
+        // Cutover by evidence on or off: the grace wins either way.
+        for cutover_on_use in [false, true] {
+            let policy = Policy { cutover_on_use, ..policy.clone() };
+            let p = plan_user(&u2, &policy, NOW);
+            for a in &p.actions {
+                match a {
+                    Action::Deactivate { key_id } | Action::Delete { key_id } => {
+                        prop_assert_ne!(key_id, &k.id, "{:?}", p.actions)
+                    }
+                    Action::Notify { notice: Notice::DeactivationScheduled { key_id, on, .. } } if *key_id == k.id => {
+                        prop_assert!(*on >= at + grace, "{:?}", p.actions)
+                    }
+                    _ => {}
                 }
-                Action::Notify { notice: Notice::DeactivationScheduled { key_id, on, .. } } if *key_id == k.id => {
-                    prop_assert!(*on >= at + grace, "{:?}", p.actions)
-                }
-                _ => {}
             }
         }
     }
@@ -2469,7 +2792,7 @@ proptest! {
     /// while a younger active key (its replacement) awaits delivery.
     #[test]
     fn prop_no_deactivation_or_deletion_while_the_replacement_awaits_delivery(
-        (policy, mut u) in arb_case(),
+        (policy, mut u) in arb_any_case(),
         awaited in proptest::collection::vec(any::<bool>(), 2),
     ) {
         let mut active: Vec<&KeyState> = u.keys.iter().filter(|k| k.status == KeyStatus::Active).collect();
@@ -2480,16 +2803,149 @@ proptest! {
             .filter(|(_, awaited)| **awaited)
             .map(|(k, _)| (k.id.clone(), None))
             .collect();
-        let p = plan_user(&u, &policy, NOW);
-        for a in &p.actions {
-            let (Action::Deactivate { key_id } | Action::Delete { key_id }) = a else { continue };
-            let k = u.keys.iter().find(|k| k.id == *key_id).unwrap();
-            let waiting = u.keys.iter().any(|r| {
-                r.status == KeyStatus::Active
-                    && older(k, r)
-                    && u.deliveries.iter().any(|(id, at)| *id == r.id && at.is_none())
-            });
-            prop_assert!(!waiting, "{:?} of {} while its replacement awaits delivery: {:?}", a, key_id, u);
+        // Cutover by evidence on or off: an undelivered replacement's use
+        // (IAM may show one) never lets the old key go.
+        for cutover_on_use in [false, true] {
+            let policy = Policy { cutover_on_use, ..policy.clone() };
+            let p = plan_user(&u, &policy, NOW);
+            for a in &p.actions {
+                let (Action::Deactivate { key_id } | Action::Delete { key_id }) = a else { continue };
+                let k = u.keys.iter().find(|k| k.id == *key_id).unwrap();
+                let waiting = u.keys.iter().any(|r| {
+                    r.status == KeyStatus::Active
+                        && older(k, r)
+                        && u.deliveries.iter().any(|(id, at)| *id == r.id && at.is_none())
+                });
+                prop_assert!(!waiting, "{:?} of {} while its replacement awaits delivery: {:?}", a, key_id, u);
+            }
         }
     }
+}
+
+// ---------------------------------------------------------------------------
+// Cutover by evidence.
+
+/// The default policy with cutover by evidence switched off: today's fixed
+/// schedule for every pair.
+fn no_cutover() -> Policy {
+    Policy {
+        cutover_on_use: false,
+        ..Policy::default()
+    }
+}
+
+/// An owned pair in the notice period: the old key 82 days old, last used
+/// `old_used_ago` days ago; its replacement 2 days old, last used
+/// `new_used_ago` days ago (if ever). The schedule says day 90 (8 days
+/// from now).
+fn switching_pair(old_used_ago: i64, new_used_ago: Option<i64>) -> UserSnapshot {
+    owned(vec![
+        active("OLD", 82, Some(old_used_ago)),
+        active("NEW", 2, new_used_ago),
+    ])
+}
+
+#[test]
+fn cutover_new_key_used_and_old_unused_since_deactivates_at_the_next_run() {
+    // Old key last used 3 days ago (before the new key existed); the new key
+    // used yesterday: the owner switched, the old key goes now, 8 days
+    // before its date, with the usual notice.
+    let u = switching_pair(3, Some(1));
+    let p = plan(&u);
+    assert_eq!(p.verdict, Verdict::Deactivated);
+    assert_eq!(
+        p.actions,
+        vec![deactivate("OLD"), deactivated("OLD", Some("NEW"))]
+    );
+    // Applied, nothing more to do; the key stays inactive (recoverable)
+    // until its usual deletion date: day 100 of the old key.
+    let after = apply(&u, &p, &Policy::default(), NOW);
+    let day100 = u.keys[0].created + days(100);
+    assert!(!plan_at(&after, day100 - time::Duration::seconds(1)).mutates_iam());
+    assert_eq!(
+        plan_at(&after, day100).actions,
+        vec![delete("OLD"), deleted("OLD")]
+    );
+}
+
+#[test]
+fn cutover_waits_while_the_old_key_is_used_after_the_new_one() {
+    // Both keys used since the new key was created: today's schedule, then
+    // StillInUse at the date.
+    let u = switching_pair(1, Some(1));
+    let on = u.keys[0].created + days(90);
+    assert_eq!(plan(&u).actions, vec![scheduled("OLD", on, Some("NEW"))]);
+    let at_date = plan_at(&u, on);
+    assert_eq!(at_date.verdict, Verdict::StillInUse);
+    assert!(!at_date.mutates_iam(), "{:?}", at_date.actions);
+}
+
+#[test]
+fn cutover_needs_the_new_key_used() {
+    // The new key never used, or "used" only at the instant it was created:
+    // no evidence, today's schedule.
+    let on = NOW + days(8);
+    for u in [switching_pair(3, None), switching_pair(3, Some(2))] {
+        let p = plan(&u);
+        assert_eq!(p.verdict, Verdict::PendingDeactivation, "{u:?}");
+        assert_eq!(p.actions, vec![scheduled("OLD", on, Some("NEW"))]);
+    }
+}
+
+#[test]
+fn cutover_switched_off_keeps_the_schedule() {
+    let u = switching_pair(3, Some(1));
+    let on = NOW + days(8);
+    let p = plan_user(&u, &no_cutover(), NOW);
+    assert_eq!(p.verdict, Verdict::PendingDeactivation);
+    assert_eq!(p.actions, vec![scheduled("OLD", on, Some("NEW"))]);
+    assert!(plan_user(&u, &no_cutover(), on).mutates_iam());
+}
+
+#[test]
+fn cutover_waits_for_the_replacements_delivery() {
+    let u = UserSnapshot {
+        deliveries: vec![("NEW".into(), None)],
+        ..switching_pair(3, Some(1))
+    };
+    let p = plan(&u);
+    assert!(!p.mutates_iam(), "{:?}", p.actions);
+    assert_eq!(p.verdict, Verdict::PendingDeactivation);
+    // Delivered: the evidence counts from the delivery. The new key used
+    // after it reached the owner, the old key not since: cut over.
+    let delivered = NOW - days(1) - time::Duration::hours(1);
+    let u = UserSnapshot {
+        deliveries: vec![("NEW".into(), Some(delivered))],
+        ..switching_pair(3, Some(1))
+    };
+    assert!(plan(&u).actions.contains(&deactivate("OLD")));
+    // Used only before its delivery (as reported): no evidence yet.
+    let u = UserSnapshot {
+        deliveries: vec![("NEW".into(), Some(NOW - time::Duration::hours(1)))],
+        ..switching_pair(3, Some(1))
+    };
+    assert!(!plan(&u).mutates_iam());
+}
+
+#[test]
+fn cutover_waits_for_a_reactivation_grace() {
+    // The security team switched the old key back on yesterday: it keeps
+    // its grace (9 more days) although the owner uses the new key.
+    let mut u = owned(vec![
+        KeyState {
+            created: NOW - days(95),
+            last_used: Some(NOW - days(20)),
+            ..active("OLD", 0, Some(0))
+        },
+        active("NEW", 15, Some(1)),
+    ]);
+    u.reactivated = vec![("OLD".into(), NOW - days(1))];
+    let p = plan(&u);
+    assert_eq!(
+        p.actions,
+        vec![scheduled("OLD", NOW + days(9), Some("NEW"))]
+    );
+    assert!(plan_at(&u, NOW + days(9))
+        .actions
+        .contains(&deactivate("OLD")));
 }

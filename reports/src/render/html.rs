@@ -295,6 +295,11 @@ pub fn to_html(report: &RunReport) -> String {
                             dt { "Exempt tag" } dd { code { (report.policy.exempt_tag.key) "=" (report.policy.exempt_tag.value) } }
                             dt { "Email tag" } dd { code { (report.policy.email_tag) } }
                             dt { "Delivery" } dd { (format!("{:?}", report.policy.delivery)) }
+                            dt { "Cutover on use" } dd {
+                                @if report.policy.cutover_on_use {
+                                    "on: an old key goes at the next run once only its replacement is used"
+                                } @else { "off: an old key waits for its deactivation date" }
+                            }
                             @if report.policy.cleanup { dt { "Mode" } dd { "initial clean-up" } }
                         }
                     }

@@ -302,7 +302,7 @@ variable "exclude_ous" {
 }
 
 variable "rotation_policy" {
-  description = "Rotation policy passed to the coordinator as KEYFLEET_POLICY. Unset fields keep the built-in defaults (rotate 80d, deactivate 90d, delete 100d, unused 90d, max age 120d, Exempt=True, Email tag, delivery by email). Durations are <n>d, <n>h, <n>m or <n>s; max_key_age also accepts never."
+  description = "Rotation policy passed to the coordinator as KEYFLEET_POLICY. Unset fields keep the built-in defaults (rotate 80d, deactivate 90d, delete 100d, unused 90d, max age 120d, Exempt=True, Email tag, delivery by email, undelivered alert 7d, cutover on use true). Durations are <n>d, <n>h, <n>m or <n>s; max_key_age also accepts never."
   type = object({
     rotate_after        = optional(string)
     deactivate_after    = optional(string)
@@ -319,6 +319,10 @@ variable "rotation_policy" {
     # A new key still undelivered this long after the coordinator received
     # it is alerted by name (default 7d); its old key stays active meanwhile.
     undelivered_alert_after = optional(string)
+    # Cutover by evidence (default true): once the replacement is used and
+    # the old key is not, the old key is deactivated at the next run instead
+    # of on its date. false keeps the date for every key.
+    cutover_on_use = optional(bool)
   })
   default = {}
 
