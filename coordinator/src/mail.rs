@@ -73,6 +73,20 @@ pub struct MailContext {
     pub to: String,
     pub now: OffsetDateTime,
     pub run_id: String,
+    /// The run's policy deactivates an old key as soon as only its
+    /// replacement is used (`Policy::cutover_on_use`): the dates the
+    /// emails give are the latest, not the only ones.
+    pub cutover_on_use: bool,
+}
+
+/// What an owner is told when an old key may go before its date.
+fn cutover_hint(ctx: &MailContext) -> &'static str {
+    if ctx.cutover_on_use {
+        "Once only the new key is in use, keyfleet deactivates the old one at\n\
+         its next run, before that date.\n\n"
+    } else {
+        ""
+    }
 }
 
 /// The public half of a new key: what message 1 may say about it.
@@ -172,9 +186,10 @@ pub fn new_key_email(
                 body,
                 "Your old access key {old} will be deactivated on {} ({}).\n\
                  Switch every application, script and CI job that uses it to the\n\
-                 new key before then.\n\n",
+                 new key before then.\n\n{}",
                 date_utc(on),
-                in_days(ctx.now, on)
+                in_days(ctx.now, on),
+                cutover_hint(ctx)
             );
         }
         (Some(old), None) => {
@@ -272,10 +287,11 @@ pub fn notice_email(ctx: &MailContext, notice: &Notice) -> Result<Email, MailErr
                     date_utc(*on)
                 ),
                 format!(
-                    "{about}\nwill be deactivated on {} ({}).\n\n{switch}\n\n\
+                    "{about}\nwill be deactivated on {} ({}).\n\n{switch}\n\n{}\
                      Once it is deactivated, requests signed with {key} fail.",
                     datetime_utc(*on),
-                    in_days(ctx.now, *on)
+                    in_days(ctx.now, *on),
+                    if replacement.is_some() { cutover_hint(ctx) } else { "" }
                 ),
             )
         }

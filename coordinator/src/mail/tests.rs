@@ -17,6 +17,7 @@ fn ctx() -> MailContext {
         to: "alice@example.com".into(),
         now: datetime!(2026-03-10 06:05 UTC),
         run_id: "run-42".into(),
+        cutover_on_use: true,
     }
 }
 
@@ -145,6 +146,7 @@ fn new_key_email_carries_the_zip_and_explains_it() {
         "credentials.csv",
         OLD_KEY,
         "will be deactivated on 2026-03-20 (in 9 days)",
+        "Once only the new key is in use, keyfleet deactivates the old one",
         "2026-03-10 06:01 UTC",
         "run-42",
     ] {
@@ -692,4 +694,24 @@ fn summary_email_links_a_csv_over_the_attachment_limit() {
     let html = msg.body_html(0).expect("an HTML alternative");
     assert!(html.contains(url), "{html}");
     assert!(!body.contains("is attached as"), "{body}");
+}
+
+/// Without cutover on use, the date is the only one: the emails do not
+/// promise an earlier deactivation.
+#[test]
+fn without_cutover_the_emails_give_the_date_alone() {
+    let ctx = MailContext {
+        cutover_on_use: false,
+        ..ctx()
+    };
+    let notice = Notice::DeactivationScheduled {
+        key_id: OLD_KEY.into(),
+        on: datetime!(2026-03-20 06:00 UTC),
+        replacement: Some(NEW_KEY.into()),
+    };
+    let hint = "Once only the new key is in use";
+    let without = notice_email(&ctx, &notice).unwrap();
+    assert!(!text(&parse(&without.raw)).contains(hint));
+    let with = notice_email(&self::ctx(), &notice).unwrap();
+    assert!(text(&parse(&with.raw)).contains(hint));
 }

@@ -224,6 +224,7 @@ impl Coordinator {
             to,
             now,
             run_id: result.run_id.clone(),
+            cutover_on_use: manifest.policy.cutover_on_use,
         };
         // The old keys whose deactivation date a new key's zip email tells.
         let mut told: Vec<&str> = Vec::new();
