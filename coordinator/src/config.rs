@@ -83,19 +83,7 @@ pub fn from_env() -> Result<CoordinatorConfig, ConfigError> {
                 .to_time(),
             Err(_) => DEFAULT_DEADLINE,
         },
-        mail_attempts: match var("KEYFLEET_MAIL_ATTEMPTS") {
-            Ok(n) => {
-                n.trim()
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|n| *n >= 1)
-                    .ok_or(ConfigError::Invalid {
-                        name: "KEYFLEET_MAIL_ATTEMPTS",
-                        reason: format!("`{n}` is not a whole number of at least 1"),
-                    })?
-            }
-            Err(_) => DEFAULT_MAIL_ATTEMPTS,
-        },
+        mail_attempts: at_least_one("KEYFLEET_MAIL_ATTEMPTS", DEFAULT_MAIL_ATTEMPTS)?,
         summary_attach_max_bytes: match var("KEYFLEET_SUMMARY_ATTACH_MAX_BYTES") {
             Ok(n) => n
                 .trim()
@@ -106,18 +94,23 @@ pub fn from_env() -> Result<CoordinatorConfig, ConfigError> {
                 })?,
             Err(_) => DEFAULT_SUMMARY_ATTACH_MAX_BYTES,
         },
-        mail_senders: match var("KEYFLEET_MAIL_SENDERS") {
-            Ok(n) => {
-                n.trim()
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|n| *n >= 1)
-                    .ok_or(ConfigError::Invalid {
-                        name: "KEYFLEET_MAIL_SENDERS",
-                        reason: format!("`{n}` is not a whole number of at least 1"),
-                    })?
-            }
-            Err(_) => 1,
-        },
+        mail_senders: at_least_one("KEYFLEET_MAIL_SENDERS", 1)?,
     })
+}
+
+/// A whole number of at least 1 from the environment variable `name`;
+/// `default` when it is not set.
+fn at_least_one(name: &'static str, default: u32) -> Result<u32, ConfigError> {
+    match var(name) {
+        Ok(n) => n
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|n| *n >= 1)
+            .ok_or(ConfigError::Invalid {
+                name,
+                reason: format!("`{n}` is not a whole number of at least 1"),
+            }),
+        Err(_) => Ok(default),
+    }
 }

@@ -342,3 +342,25 @@ async fn owner_emails_carry_no_free_text_from_the_result() {
         }
     }
 }
+
+/// Asserts that the password email `owner` got opens the zip email they
+/// got (of `mails`), whichever delivery sent each.
+pub fn assert_password_opens_zip(mails: &[Mail], owner: &str) {
+    let find = |kind: &str| {
+        mails
+            .iter()
+            .find(|m| m.to[0] == owner && m.kind == kind)
+            .unwrap_or_else(|| panic!("no {kind} mail to {owner}"))
+    };
+    let (zip_name, zip) = &find("new_key").attachments[0];
+    let dir = tempfile::tempdir().expect("temp dir");
+    let zip_path = dir.path().join(zip_name);
+    std::fs::write(&zip_path, zip).expect("write zip");
+    let out = check_zip(&zip_path, &password_from(&find("password").text));
+    assert!(
+        out.status.success(),
+        "the password opens the zip: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

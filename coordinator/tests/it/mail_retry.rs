@@ -4,7 +4,7 @@
 //! once: a password email that failed after its zip went out carries that
 //! zip's password. Mail that never goes out is alerted after its attempts.
 
-use crate::emails::{check_zip, password_from};
+use crate::emails::{assert_password_opens_zip, check_zip, password_from};
 use crate::fleet::*;
 use keyfleet_coordinator::{Intake, PENDING_MAIL_PREFIX};
 
@@ -85,25 +85,7 @@ async fn a_password_email_refused_after_its_zip_is_sent_by_the_sweep_with_the_zi
     );
 
     // The password sent by the sweep opens the zip sent at intake.
-    let zip_mail = mails
-        .iter()
-        .find(|m| m.to[0] == owner && m.kind == "new_key")
-        .expect("zip mail");
-    let pw_mail = mails
-        .iter()
-        .find(|m| m.to[0] == owner && m.kind == "password")
-        .expect("password mail");
-    let (zip_name, zip) = &zip_mail.attachments[0];
-    let dir = tempfile::tempdir().expect("temp dir");
-    let zip_path = dir.path().join(zip_name);
-    std::fs::write(&zip_path, zip).expect("write zip");
-    let out = check_zip(&zip_path, &password_from(&pw_mail.text));
-    assert!(
-        out.status.success(),
-        "the later password opens the earlier zip: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_password_opens_zip(&mails, &owner);
     // The one alert: the run was finalized with the account's mail waiting.
     let alerts = central.alerts(1).await;
     assert_eq!(alerts.len(), 1, "{alerts:?}");

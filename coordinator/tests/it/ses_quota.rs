@@ -5,7 +5,7 @@
 //! and never give up, and the next day's sweep sends the rest: every owner
 //! gets each email exactly once, and the password opens the zip.
 
-use crate::emails::{check_zip, password_from};
+use crate::emails::assert_password_opens_zip;
 use crate::fleet::*;
 use keyfleet_coordinator::{Intake, PendingMail, PENDING_MAIL_PREFIX};
 use std::collections::BTreeMap;
@@ -138,23 +138,5 @@ async fn a_run_over_the_daily_quota_is_mailed_the_next_day_each_email_once() {
     assert_eq!(sent_by_kind(&run_id), expected);
 
     // The password opens the zip, whichever day each went out.
-    let mails = emails_of_run(&run_id);
-    let zip_mail = mails
-        .iter()
-        .find(|m| m.to[0] == owners[0] && m.kind == "new_key")
-        .expect("zip mail");
-    let pw_mail = mails
-        .iter()
-        .find(|m| m.to[0] == owners[0] && m.kind == "password")
-        .expect("password mail");
-    let (zip_name, zip_bytes) = &zip_mail.attachments[0];
-    let dir = tempfile::tempdir().expect("temp dir");
-    let zip_path = dir.path().join(zip_name);
-    std::fs::write(&zip_path, zip_bytes).expect("write zip");
-    let out = check_zip(&zip_path, &password_from(&pw_mail.text));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_password_opens_zip(&emails_of_run(&run_id), &owners[0]);
 }
