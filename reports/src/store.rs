@@ -146,6 +146,11 @@ pub fn complete_attempts(keys: &[String]) -> Vec<(String, Vec<String>)> {
     out.sort_by_key(|(a, _)| a.parse::<i128>().unwrap_or(i128::MAX));
     out
 }
+/// Held by the invocation that is building a run's report (see the
+/// coordinator's `finalize`): the time it started, RFC 3339.
+pub fn finalizing_key(run_id: &str) -> String {
+    format!("{RUNS_PREFIX}{run_id}/finalizing")
+}
 pub fn final_key(run_id: &str) -> String {
     format!("{RUNS_PREFIX}{run_id}/report.json")
 }

@@ -46,6 +46,12 @@ fn section_json(section: &AccountReport) -> Vec<u8> {
     serde_json::to_vec(section).expect("an AccountReport always serializes")
 }
 
+/// How long an invocation building a run's report keeps others from
+/// building it too: longer than a coordinator invocation lasts (Lambda
+/// stops one at 15 minutes), so a hold older than this is a finalizer that
+/// was stopped, and the next finalize takes over.
+pub const FINALIZING_FOR: time::Duration = time::Duration::minutes(15);
+
 /// Accounts whose sections are read, and pages written, at once.
 const PAGE_WRITES: usize = 16;
 
@@ -97,11 +103,56 @@ impl Coordinator {
             .manifest(run_id)
             .await?
             .ok_or_else(|| CoordinatorError::UnknownRun(run_id.to_string()))?;
+        // The intakes that take in a run's last results at once all find
+        // it complete: one builds the report (every result read, every
+        // section written), the others leave it to it. The final marker
+        // still decides, should two ever build.
+        if !self.hold_finalizing(run_id).await? {
+            tracing::info!(run_id = %run_id, "another invocation is finalizing the run");
+            return Ok(None);
+        }
+        let built = self.finalize_held(run_id, &manifest).await;
+        if let Err(e) = self.store.delete(&store::finalizing_key(run_id)).await {
+            tracing::warn!(run_id = %run_id, error = %e, "the finalizing hold was not removed; it lapses");
+        }
+        built
+    }
+
+    /// Takes the run's finalizing hold (a create-if-absent put of the
+    /// time); `false` when another invocation holds it, unless its hold is
+    /// older than [`FINALIZING_FOR`] (that finalizer was stopped): it is
+    /// then taken over.
+    async fn hold_finalizing(&self, run_id: &str) -> Result<bool, CoordinatorError> {
+        use time::format_description::well_known::Rfc3339;
+        let key = store::finalizing_key(run_id);
+        let now = OffsetDateTime::now_utc();
+        let body = now.format(&Rfc3339).unwrap_or_default().into_bytes();
+        if self.claim(&key, body.clone(), "text/plain").await? {
+            return Ok(true);
+        }
+        let since = self
+            .store
+            .get(&key)
+            .await?
+            .and_then(|b| OffsetDateTime::parse(&String::from_utf8_lossy(&b), &Rfc3339).ok());
+        if since.is_some_and(|t| now - t < FINALIZING_FOR) {
+            return Ok(false);
+        }
+        self.store.put(&key, body, "text/plain").await?;
+        Ok(true)
+    }
+
+    /// [`Coordinator::finalize`] once its hold is taken.
+    async fn finalize_held(
+        &self,
+        run_id: &str,
+        manifest: &keyfleet_protocol::RunManifest,
+    ) -> Result<Option<RunReport>, CoordinatorError> {
         let finalized_at = OffsetDateTime::now_utc();
         let attempt = attempt_id(finalized_at);
         let mut sections: Vec<String> = Vec::new();
         let report = {
-            let mut agg = Aggregator::new(&manifest, finalized_at);
+            let mut agg = Aggregator::new(manifest, finalized_at);
             for a in &manifest.accounts {
                 let Some(mut r) = self.account_result(run_id, &a.account_id).await? else {
                     continue;

@@ -537,3 +537,77 @@ async fn a_large_report_is_stored_as_a_summary_and_a_page_per_account() {
         );
     }
 }
+
+/// Intakes that take in a run's last results at once each find the run
+/// complete and call finalize: only one of them builds the report (reads
+/// every result, writes every account's section), the others leave it to
+/// it. Seen on the bucket's versions: every section ever written, deleted
+/// or not, under the one attempt that built.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_finalizers_build_the_report_once() {
+    let (member, _) = normal_member("fin-stampede").await;
+    // An account with an agent that does not answer (yet).
+    let mut absent = create_member("fin-stampede-absent").await;
+    absent.deploy_agent().await;
+    let central = Central::new(Setup::default()).await;
+    let run_id = central.start_run_on(&[&member.id, &absent.id]).await;
+    member.run_agent(&central.public_key).await;
+    // One of two results: taken in, the run not complete, not finalized.
+    let results = central.receive_results().await;
+    assert_eq!(results.len(), 1);
+    for (body, receipt) in results {
+        let intake = central.coordinator.intake(&body, 1).await.expect("intake");
+        assert!(
+            matches!(
+                intake,
+                keyfleet_coordinator::Intake::Accepted {
+                    finalized: false,
+                    ..
+                }
+            ),
+            "{intake:?}"
+        );
+        central.delete_result(&receipt).await;
+    }
+    let s3 = central.s3();
+    s3.put_bucket_versioning()
+        .bucket(central.bucket())
+        .versioning_configuration(
+            aws_sdk_s3::types::VersioningConfiguration::builder()
+                .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("PutBucketVersioning");
+    let c = &central.coordinator;
+    let (a, b, d, e) = tokio::join!(
+        c.finalize(&run_id),
+        c.finalize(&run_id),
+        c.finalize(&run_id),
+        c.finalize(&run_id)
+    );
+    let built: Vec<_> = [a, b, d, e]
+        .into_iter()
+        .map(|r| r.expect("finalize"))
+        .filter(Option::is_some)
+        .collect();
+    assert_eq!(built.len(), 1, "one finalizer stored the report");
+    let versions = s3
+        .list_object_versions()
+        .bucket(central.bucket())
+        .prefix(format!("runs/{run_id}/final/"))
+        .send()
+        .await
+        .expect("ListObjectVersions");
+    let mut attempts: Vec<String> = versions
+        .versions()
+        .iter()
+        .filter_map(|v| v.key())
+        .chain(versions.delete_markers().iter().filter_map(|m| m.key()))
+        .filter_map(|k| k.split('/').nth(3).map(str::to_string))
+        .collect();
+    attempts.sort();
+    attempts.dedup();
+    assert_eq!(attempts.len(), 1, "sections written by {attempts:?}");
+}
