@@ -607,6 +607,20 @@ def test_the_agent_roles_policy_allows_the_agents_calls(emu: Emulator, enforced:
         ConditionExpression="attribute_not_exists(pk)",
     )
     a_ddb.get_item(TableName="keyfleet-records", Key={"pk": {"S": "lease"}}, ConsistentRead=True)
+    # A run's cleared intents, together (agent/src/table.rs, put_many): each
+    # put of the transaction is authorized as its PutItem.
+    a_ddb.transact_write_items(
+        TransactItems=[
+            {
+                "Put": {
+                    "TableName": "keyfleet-records",
+                    "Item": {"pk": {"S": f"user/u{i}"}, "body": {"S": "{}"}, "v": {"N": "1"}},
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                }
+            }
+            for i in range(2)
+        ]
+    )
     a_sqs = role_client(emu, "sqs", role=role["RoleName"], account=AGENT_ACCOUNT)
     admin_sqs.send_message(QueueUrl=jobs, MessageBody="job")
     a_sqs.get_queue_attributes(QueueUrl=jobs, AttributeNames=["All"])

@@ -233,6 +233,24 @@ async fn a_member_administrator_cannot_write_the_records_or_change_their_table()
             .send()
             .await,
     );
+    // A transaction's puts are PutItems: the agent clears its intents so.
+    refused(
+        "TransactWriteItems",
+        ddb.transact_write_items()
+            .transact_items(
+                aws_sdk_dynamodb::types::TransactWriteItem::builder()
+                    .put(
+                        aws_sdk_dynamodb::types::Put::builder()
+                            .table_name(table)
+                            .set_item(Some(body.clone()))
+                            .build()
+                            .expect("a put"),
+                    )
+                    .build(),
+            )
+            .send()
+            .await,
+    );
     // OnlyTheStackChangesTheTable, for the table and its policy.
     refused(
         "UpdateContinuousBackups",
