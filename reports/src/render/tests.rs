@@ -551,7 +551,7 @@ fn csv_carries_credential_state_and_each_accounts_share() {
     let report = fixtures::report();
     let rows = parse_csv(&to_csv(&report));
     assert_eq!(
-        CSV_HEADER[18..],
+        CSV_HEADER[18..23],
         [
             "mfa_active",
             "password_enabled",
