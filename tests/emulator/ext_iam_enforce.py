@@ -30,15 +30,25 @@ stays home-made, and is tested against the engine with a table of cases
   (moto's ``assumed_roles``) of a role whose name matches one of
   ``role_name_patterns`` (shell-style; default the deployed roles
   ``keyfleet-agent*``, ``keyfleet-coordinator*``, ``keyfleet-org-reader*``,
-  ``keyfleet-api*``; a test adds its own intruder roles). Everything else —
-  the ``testing`` admin keys that stand for the operator's own tooling, IAM
-  user keys, other roles' sessions — is never checked. The principal is the
-  session ARN; its context: ``aws:PrincipalArn`` (the role ARN),
-  ``aws:PrincipalAccount``, ``aws:PrincipalOrgID``, ``aws:PrincipalOrgPaths``,
-  ``aws:PrincipalTag/*`` (the role's tags), ``aws:PrincipalType``
-  (``AssumedRole``), ``aws:userid``, ``aws:SecureTransport`` (``true``: AWS
-  SDKs only speak TLS to AWS; the emulator's plain HTTP stands for it),
-  ``aws:RequestedRegion``, ``aws:CurrentTime``, ``aws:EpochTime``;
+  ``keyfleet-api*``; a test adds its own intruder roles), and requests
+  signed with an IAM user's own active access key (every user: AWS checks
+  every principal; ext_user_keys.py has already refused inactive, deleted
+  and wrongly signed keys). Everything else — the ``testing`` admin keys
+  that stand for the operator's own tooling, other roles' sessions — is
+  never checked. A session's principal is the session ARN; its context:
+  ``aws:PrincipalArn`` (the role ARN), ``aws:PrincipalAccount``,
+  ``aws:PrincipalOrgID``, ``aws:PrincipalOrgPaths``, ``aws:PrincipalTag/*``
+  (the role's tags), ``aws:PrincipalType`` (``AssumedRole``), ``aws:userid``,
+  ``aws:SecureTransport`` (``true``: AWS SDKs only speak TLS to AWS; the
+  emulator's plain HTTP stands for it), ``aws:RequestedRegion``,
+  ``aws:CurrentTime``, ``aws:EpochTime``. A user's principal is its ARN
+  (``arn:aws:iam::<acct>:user<path><name>``), its context the same keys
+  with ``aws:PrincipalArn`` the user's ARN, ``aws:PrincipalTag/*`` its tags,
+  ``aws:PrincipalType`` ``User``, ``aws:userid`` its user id and
+  ``aws:username``; its identity policies are its inline and attached
+  managed policies and those of its groups (``UserCaller``); the IAM
+  actions that without ``UserName`` act on the caller (``IAM_SELF_ACTIONS``)
+  are decided on the user's own ARN;
 - what: ``<signing service>:<Action>`` or the IAM action's own name where it
   differs (``IAM_ACTION_NAMES``), plus the second action AWS authorizes for
   some requests (``IMPLIED``);
@@ -87,19 +97,25 @@ ext_lambda_exec.py) is checked with ``check_role_action`` (same engine, same
 context, same decisions log, session name = the function's name).
 
 NOT evaluated: session policies passed to AssumeRole, VPC endpoint policies,
-grants, ``aws:SourceIp``/``aws:SourceVpc``, and the callers that are not
-enforced (above).
+grants, ``aws:SourceIp``/``aws:SourceVpc``, users' permission boundaries
+(moto 5.2.5 keeps none), and the callers that are not enforced (above).
 
 Control: ``POST /_keyfleet/iam/enforce`` ``{"enabled": true,
 "role_name_patterns": [...]}`` (both optional), ``GET`` reads the settings;
-``GET /_keyfleet/iam/decisions`` lists every check in order
-(``{"decision": "ALLOWED"|"DENIED", "account", "role", "session", "action",
-"resource", "reason", "decided_by", "context"}``: ``reason`` is ``allow``,
-``implicit-deny`` or ``explicit-deny``; ``decided_by`` names the policy type
-that denied, ``identity``, ``resource``, ``trust``, ``scp``, ``rcp``,
-``boundary``, ``kms`` or ``engine``, and is null when allowed; ``context``
-is the request context the engine was given), ``DELETE``
-clears it.
+``GET /_keyfleet/iam/decisions`` lists every check of a role session in
+order (``{"decision": "ALLOWED"|"DENIED", "account", "role", "session",
+"action", "resource", "reason", "decided_by", "context"}``: ``reason`` is
+``allow``, ``implicit-deny`` or ``explicit-deny``; ``decided_by`` names the
+policy type that denied, ``identity``, ``resource``, ``trust``, ``scp``,
+``rcp``, ``boundary``, ``kms`` or ``engine``, and is null when allowed;
+``context`` is the request context the engine was given);
+``?principal_type=User`` lists the IAM users' checks instead, each with
+``"principal_type": "User"``, ``"user"`` and ``"principal"`` (the user's
+ARN) in place of ``role`` and ``session``. The users' checks are kept
+apart so that what reads the roles' decisions (the test kit's
+``IamDecision``, which needs a ``role``; used-versus-granted per role; the
+demo's count of the roles' calls) sees exactly what it saw before.
+``DELETE`` clears both.
 """
 
 from __future__ import annotations
@@ -112,6 +128,7 @@ import time
 from typing import Any
 from urllib.parse import unquote, urlparse
 
+import ext_user_keys
 import iam_engine
 from control import ControlError
 from ext_dynamodb import CROSS_ACCOUNT_ACTIONS
@@ -121,6 +138,26 @@ DEFAULT_PATTERNS = ["keyfleet-agent*", "keyfleet-coordinator*", "keyfleet-org-re
 _lock = threading.Lock()
 _state: dict[str, Any] = {"enabled": False, "role_name_patterns": list(DEFAULT_PATTERNS)}
 _decisions: list[dict[str, Any]] = []
+# IAM users' decisions, kept apart: the role decisions' readers (the test
+# kit's IamDecision needs a role; used-versus-granted and the demo count the
+# roles' calls) never see them.
+_user_decisions: list[dict[str, Any]] = []
+PRINCIPAL_TYPES = ("AssumedRole", "User")
+
+# IAM actions that, without UserName, act on the IAM user who signed the
+# request ("determined implicitly based on the AWS access key ID used to
+# sign the request"): AWS authorizes them on that user's ARN.
+IAM_SELF_ACTIONS = {
+    "GetUser",
+    "ListAccessKeys",
+    "CreateAccessKey",
+    "UpdateAccessKey",
+    "DeleteAccessKey",
+    "ListMFADevices",
+    "ListSigningCertificates",
+    "ListSSHPublicKeys",
+    "ListServiceSpecificCredentials",
+}
 
 # IAM actions that take no resource ARN.
 IAM_ACCOUNT_LEVEL = {
@@ -171,15 +208,26 @@ def enforce_from_request(body: dict[str, Any]) -> dict[str, Any]:
     return {"ok": True, **settings()}
 
 
-def decisions_snapshot() -> dict[str, Any]:
+def decisions_snapshot(query: dict[str, str] | None = None) -> dict[str, Any]:
+    """The role sessions' decisions, or with ``?principal_type=User`` the IAM
+    users' (``AssumedRole``, the default, names the former)."""
+    query = query or {}
+    unknown = sorted(set(query) - {"principal_type"})
+    if unknown:
+        raise ControlError(400, f"unknown query parameter(s) {unknown}; only principal_type=AssumedRole|User")
+    kind = query.get("principal_type", "AssumedRole")
+    if kind not in PRINCIPAL_TYPES:
+        raise ControlError(400, f"principal_type must be one of {list(PRINCIPAL_TYPES)}, not {kind!r}")
     with _lock:
-        return {"decisions": [dict(d) for d in _decisions]}
+        return {"decisions": [dict(d) for d in (_user_decisions if kind == "User" else _decisions)]}
 
 
-def decisions_clear() -> dict[str, Any]:
+def decisions_clear(query: dict[str, str] | None = None) -> dict[str, Any]:
+    """Forgets every decision, the roles' and the users'."""
     with _lock:
-        n = len(_decisions)
+        n = len(_decisions) + len(_user_decisions)
         _decisions.clear()
+        _user_decisions.clear()
     return {"ok": True, "cleared": n}
 
 
@@ -212,6 +260,13 @@ def _role(account: str, role_name: str) -> Any:
         return None
 
 
+def _default_version(policy: Any) -> Any:
+    """A managed policy's document: its default version's."""
+    versions = getattr(policy, "versions", [])
+    default = next((v for v in versions if getattr(v, "is_default", False)), None)
+    return default.document if default is not None else getattr(policy, "document", None)
+
+
 def _managed_document(account: str, arn: str) -> dict[str, Any] | None:
     from moto.iam.models import iam_backends
 
@@ -219,9 +274,14 @@ def _managed_document(account: str, arn: str) -> dict[str, Any] | None:
         policy = iam_backends[account]["aws"].get_policy(arn)
     except Exception:
         return None
-    versions = getattr(policy, "versions", [])
-    default = next((v for v in versions if getattr(v, "is_default", False)), None)
-    return _load_document(default.document if default is not None else getattr(policy, "document", None))
+    return _load_document(_default_version(policy))
+
+
+def _own_documents(holder: Any) -> list[Any]:
+    """A role's, user's or group's inline and attached managed policies, raw."""
+    raw: list[Any] = list(getattr(holder, "policies", {}).values())
+    raw += [_default_version(p) for p in getattr(holder, "managed_policies", {}).values()]
+    return raw
 
 
 def role_documents(account: str, role_name: str) -> list[dict[str, Any]]:
@@ -229,11 +289,21 @@ def role_documents(account: str, role_name: str) -> list[dict[str, Any]]:
     role = _role(account, role_name)
     if role is None:
         return []  # a session of a role that does not exist has no permissions
-    raw: list[Any] = list(getattr(role, "policies", {}).values())
-    for policy in getattr(role, "managed_policies", {}).values():
-        versions = getattr(policy, "versions", [])
-        default = next((v for v in versions if getattr(v, "is_default", False)), None)
-        raw.append(default.document if default is not None else getattr(policy, "document", None))
+    return [d for d in (_load_document(r) for r in _own_documents(role)) if d is not None]
+
+
+def user_documents(user: Any) -> list[dict[str, Any]]:
+    """An IAM user's identity policies as AWS gathers them: its inline and
+    attached managed policies, and those of every group it belongs to."""
+    from moto.iam.models import iam_backends
+
+    raw = _own_documents(user)
+    try:
+        groups = iam_backends[user.account_id]["aws"].get_groups_for_user(user.name)
+    except Exception:
+        groups = []
+    for group in groups:
+        raw += _own_documents(group)
     return [d for d in (_load_document(r) for r in raw) if d is not None]
 
 
@@ -773,7 +843,7 @@ def dynamodb_checks(response: Any, action: str, region: str, account: str) -> li
 
 def _record(entry: dict[str, Any]) -> None:
     with _lock:
-        _decisions.append(entry)
+        (_user_decisions if entry.get("principal_type") == "User" else _decisions).append(entry)
 
 
 def _denied(response: Any, service: str, message: str) -> Exception:
@@ -852,6 +922,38 @@ def _enforced_role(role_name: str) -> bool:
 # -- the request context ------------------------------------------------------------
 
 
+def _principal_context(region: str, account: str, principal_arn: str, kind: str, userid: str, holder: Any) -> dict[str, Any]:
+    """The global condition keys of a request by an IAM principal (a role
+    session or a user): who, from which account and organization, its tags,
+    when, where."""
+    now = time.time()
+    ctx: dict[str, Any] = {
+        "aws:PrincipalArn": principal_arn,
+        "aws:PrincipalAccount": account,
+        "aws:PrincipalType": kind,
+        "aws:userid": userid,
+        "aws:SecureTransport": "true",
+        "aws:RequestedRegion": region,
+        "aws:CurrentTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
+        "aws:EpochTime": str(int(now)),
+        "aws:PrincipalIsAWSService": "false",
+        "aws:ViaAWSService": "false",
+    }
+    ctx.update(org_context(account, "Principal"))
+    for key, value in _tags(holder).items():
+        ctx[f"aws:PrincipalTag/{key}"] = value
+    return ctx
+
+
+def _boundary(account: str, holder: Any) -> list[dict[str, Any]]:
+    """A role's or user's permissions boundary, in the engine's shape."""
+    arn = getattr(holder, "permissions_boundary_arn", None)
+    if not arn:
+        return []
+    doc = _managed_document(account, arn)
+    return [{"name": arn, "policy": doc or {"Version": "2012-10-17", "Statement": []}}]
+
+
 class Caller:
     """An enforced role session: whose identity policies, which context."""
 
@@ -866,31 +968,53 @@ class Caller:
     def session_arn(self) -> str:
         return f"arn:aws:sts::{self.account}:assumed-role/{self.role_name}/{self.session}"
 
+    @property
+    def principal_arn(self) -> str:
+        """The principal AWS names in its answers and matches policies with."""
+        return self.session_arn
+
+    def who(self) -> dict[str, Any]:
+        """The decision log's fields naming the caller."""
+        return {"role": self.role_name, "session": self.session}
+
+    def documents(self) -> list[dict[str, Any]]:
+        return role_documents(self.account, self.role_name)
+
     def context(self, region: str) -> dict[str, Any]:
-        now = time.time()
-        ctx: dict[str, Any] = {
-            "aws:PrincipalArn": self.role_arn,
-            "aws:PrincipalAccount": self.account,
-            "aws:PrincipalType": "AssumedRole",
-            "aws:userid": f"{getattr(self.role, 'id', 'AROA')}:{self.session}",
-            "aws:SecureTransport": "true",
-            "aws:RequestedRegion": region,
-            "aws:CurrentTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
-            "aws:EpochTime": str(int(now)),
-            "aws:PrincipalIsAWSService": "false",
-            "aws:ViaAWSService": "false",
-        }
-        ctx.update(org_context(self.account, "Principal"))
-        for key, value in _tags(self.role).items():
-            ctx[f"aws:PrincipalTag/{key}"] = value
+        userid = f"{getattr(self.role, 'id', 'AROA')}:{self.session}"
+        return _principal_context(region, self.account, self.role_arn, "AssumedRole", userid, self.role)
+
+    def boundary(self) -> list[dict[str, Any]]:
+        return _boundary(self.account, self.role)
+
+
+class UserCaller:
+    """An IAM user calling with its own active access key (every user is
+    enforced while enforcement is on, as AWS checks every principal): the
+    principal is the user's ARN (with its path), its identity policies its
+    own and its groups'."""
+
+    def __init__(self, user: Any) -> None:
+        self.user = user
+        self.account = str(user.account_id)
+        self.user_name = str(user.name)
+        self.principal_arn = f"arn:aws:iam::{self.account}:user{user.path or '/'}{user.name}"
+
+    def who(self) -> dict[str, Any]:
+        return {"principal_type": "User", "user": self.user_name, "principal": self.principal_arn}
+
+    def documents(self) -> list[dict[str, Any]]:
+        return user_documents(self.user)
+
+    def context(self, region: str) -> dict[str, Any]:
+        ctx = _principal_context(region, self.account, self.principal_arn, "User", str(self.user.id), self.user)
+        ctx["aws:username"] = self.user_name
         return ctx
 
     def boundary(self) -> list[dict[str, Any]]:
-        arn = getattr(self.role, "permissions_boundary_arn", None)
-        if not arn:
-            return []
-        doc = _managed_document(self.account, arn)
-        return [{"name": arn, "policy": doc or {"Version": "2012-10-17", "Statement": []}}]
+        # moto 5.2.5 keeps no user boundary (PutUserPermissionsBoundary is
+        # not implemented): read one if it ever does.
+        return _boundary(self.account, self.user)
 
 
 def resource_account(resource: str, fallback: str) -> str:
@@ -1178,7 +1302,7 @@ def _allowed_by(answer: dict[str, Any], resource_kind: str) -> list[str]:
 
 
 def decide(
-    caller: Caller,
+    caller: Caller | UserCaller,
     action: str,
     resource: str,
     region: str,
@@ -1197,13 +1321,13 @@ def decide(
     document = resource_policy(resource) if policy == "lookup" and resource != "*" else (None if policy == "lookup" else policy)
     simulation: dict[str, Any] = {
         "request": {
-            "principal": caller.session_arn,
+            "principal": caller.principal_arn,
             "action": action,
             "resource": {"resource": resource, "accountId": account},
             "contextVariables": context,
         },
         "identityPolicies": [
-            {"name": f"policy-{i}", "policy": d} for i, d in enumerate(role_documents(caller.account, caller.role_name))
+            {"name": f"policy-{i}", "policy": d} for i, d in enumerate(caller.documents())
         ],
         "serviceControlPolicies": org_policies(caller.account, "SERVICE_CONTROL_POLICY"),
         "resourceControlPolicies": org_policies(account, "RESOURCE_CONTROL_POLICY"),
@@ -1222,8 +1346,7 @@ def decide(
     entry = {
         "decision": "ALLOWED" if reason == "allow" else "DENIED",
         "account": caller.account,
-        "role": caller.role_name,
-        "session": caller.session,
+        **caller.who(),
         "action": action,
         "resource": resource,
         "reason": reason,
@@ -1243,7 +1366,7 @@ def decide(
             why = f"with an explicit deny in {_POLICY_WORDS[decided_by]}"
         else:
             why = f"because no {_POLICY_WORDS[decided_by].split(' ', 1)[1]} allows the {action} action"
-        message = f"User: {caller.session_arn} is not authorized to perform: {action} on resource: {resource} {why}"
+        message = f"User: {caller.principal_arn} is not authorized to perform: {action} on resource: {resource} {why}"
     return dict(entry, message=message)
 
 
@@ -1277,7 +1400,7 @@ def check_role_action(role_arn: str, session: str, action: str, resource: str) -
     return decided
 
 
-def _kms_decision(caller: Caller, action: str, key_arn: str, encryption: dict[str, str], service: str, region: str) -> dict[str, Any]:
+def _kms_decision(caller: Caller | UserCaller, action: str, key_arn: str, encryption: dict[str, str], service: str, region: str) -> dict[str, Any]:
     extra: dict[str, Any] = {"kms:ViaService": f"{service}.{region}.amazonaws.com", "aws:ViaAWSService": "false"}
     for key, value in encryption.items():
         extra[f"kms:EncryptionContext:{key}"] = value
@@ -1287,15 +1410,14 @@ def _kms_decision(caller: Caller, action: str, key_arn: str, encryption: dict[st
         entry = {
             "decision": "DENIED",
             "account": caller.account,
-            "role": caller.role_name,
-            "session": caller.session,
+            **caller.who(),
             "action": action,
             "resource": key_arn,
             "reason": "implicit-deny",
             "decided_by": "kms",
         }
         _record(entry)
-        return dict(entry, message=f"User: {caller.session_arn} is not authorized to perform: {action} on resource: {key_arn} because the key does not exist")
+        return dict(entry, message=f"User: {caller.principal_arn} is not authorized to perform: {action} on resource: {key_arn} because the key does not exist")
     return decide(caller, action, key_arn, region, extra, kind="kms")
 
 
@@ -1326,6 +1448,19 @@ def _missing_object(resource: str) -> bool:
         return False
 
 
+def _caller_for(access_key: str) -> Caller | UserCaller | None:
+    """Who signed the request, when enforced: a session of a role matching
+    ``role_name_patterns``, or an IAM user's active key (every user); None
+    for everyone else (the test kit's admin keys, other roles' sessions)."""
+    found = _session_for(access_key)
+    if found is not None:
+        account, assumed = found
+        role_name = assumed.role_arn.split("/")[-1]
+        return Caller(account, role_name, assumed.session_name) if _enforced_role(role_name) else None
+    user = ext_user_keys.active_user(access_key)
+    return UserCaller(user) if user is not None else None
+
+
 def check(response: Any, moto_resource: str) -> None:
     with _lock:
         if not _state["enabled"]:
@@ -1335,13 +1470,10 @@ def check(response: Any, moto_resource: str) -> None:
     if not match:
         return
     access_key, region, service = match.group(1), match.group(2), match.group(3)
-    found = _session_for(access_key)
-    if found is None:
+    caller = _caller_for(access_key)
+    if caller is None:
         return
-    account, assumed = found
-    role_name = assumed.role_arn.split("/")[-1]
-    if not _enforced_role(role_name):
-        return
+    account = caller.account
     action_name = response._get_action()
     if isinstance(action_name, list):
         action_name = action_name[0]
@@ -1349,8 +1481,10 @@ def check(response: Any, moto_resource: str) -> None:
     action = f"{service}:{action_name}"
     if action.lower() == "sts:getcalleridentity":
         return
-    caller = Caller(account, role_name, assumed.session_name)
     resources = resources_for(response, service, str(action_name), region, account, moto_resource)
+    if isinstance(caller, UserCaller) and service == "iam" and str(action_name) in IAM_SELF_ACTIONS and not _param(response, "UserName"):
+        # Without UserName these act on the user whose key signed the request.
+        resources = [caller.principal_arn]
     if service == "sqs" and resources != ["*"] and all(_resource_object(r) in (None, ("sqs", None)) for r in resources):
         # AWS answers QueueDoesNotExist for a queue that does not exist,
         # whoever asks: moto says so too.
@@ -1400,7 +1534,7 @@ def check(response: Any, moto_resource: str) -> None:
             raise _denied(response, service, "Access Denied")
 
 
-def _assume_role(caller: Caller, role_arn: str, region: str, extra: dict[str, Any]) -> dict[str, Any]:
+def _assume_role(caller: Caller | UserCaller, role_arn: str, region: str, extra: dict[str, Any]) -> dict[str, Any]:
     """sts:AssumeRole: the caller's identity policies and the target role's
     trust policy; a role that does not exist is refused as AWS refuses it."""
     target = _role_of(role_arn)
@@ -1409,15 +1543,14 @@ def _assume_role(caller: Caller, role_arn: str, region: str, extra: dict[str, An
         entry = {
             "decision": "DENIED",
             "account": caller.account,
-            "role": caller.role_name,
-            "session": caller.session,
+            **caller.who(),
             "action": "sts:AssumeRole",
             "resource": role_arn,
             "reason": "implicit-deny",
             "decided_by": "trust",
         }
         _record(entry)
-        return dict(entry, message=f"User: {caller.session_arn} is not authorized to perform: sts:AssumeRole on resource: {role_arn}")
+        return dict(entry, message=f"User: {caller.principal_arn} is not authorized to perform: sts:AssumeRole on resource: {role_arn}")
     trust = _load_document(getattr(role, "assume_role_policy_document", None)) or {"Version": "2012-10-17", "Statement": []}
     return decide(caller, "sts:AssumeRole", role.arn, region, extra, kind="trust", policy=trust)
 

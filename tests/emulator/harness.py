@@ -51,7 +51,9 @@ service (pass it as endpoint_url). The harness adds control endpoints under
     GET    /_keyfleet/messages          -> {"sqs": [...], "sns": [...]} (ext_messages.py)
     DELETE /_keyfleet/messages          -> clears the message log
     GET/POST /_keyfleet/iam/enforce     {"enabled": bool, "role_name_patterns": [...]}
-    GET/DELETE /_keyfleet/iam/decisions -> {"decisions": [...]} / clears them
+    GET/DELETE /_keyfleet/iam/decisions[?principal_type=User]
+                                        -> {"decisions": [...]} (role sessions',
+                                        or IAM users') / clears both
     GET    /_keyfleet/lambda/invocations -> {"invocations": [...]} (last 1000)
     POST   /_keyfleet/lambda/settle     {"timeout": 120?, "accounts": [...]?}
                                         -> {"ok": true, "settled": true} | 408
@@ -178,8 +180,8 @@ class App:
             ("POST", "iam/credential-report"): ext_clock.credential_report_from_request,
             ("GET", "iam/enforce"): lambda body: ext_iam_enforce.settings(),
             ("POST", "iam/enforce"): ext_iam_enforce.enforce_from_request,
-            ("GET", "iam/decisions"): lambda body: ext_iam_enforce.decisions_snapshot(),
-            ("DELETE", "iam/decisions"): lambda body: ext_iam_enforce.decisions_clear(),
+            ("GET", "iam/decisions"): ext_iam_enforce.decisions_snapshot,
+            ("DELETE", "iam/decisions"): ext_iam_enforce.decisions_clear,
             ("GET", "faults"): ext_faults.snapshot,
             ("POST", "faults"): ext_faults.set_from_request,
             ("DELETE", "faults"): ext_faults.clear,
@@ -273,16 +275,27 @@ EXTENSIONS: tuple[str, ...] = (
     # denied) when moto runs them.
     "ext_iam_enforce",
     "ext_faults",
-    # ext_calls after ext_faults: both wrap DomainDispatcherApplication.__call__
-    # (moto's WSGI app). The request counter is outermost, so it counts every
-    # attempt once, including those ext_faults answers itself without moto
-    # (throttle, internal_error, unavailable, conflict), drops (the connection
-    # closed) and delays; do_then_* run moto through the method ext_faults
-    # wrapped, not through this wrapper, so they are counted once too. A
-    # request IAM enforcement refuses is refused further in (inside the
-    # service's handler), so it is counted as well. ext_faults reuses the
-    # request's resolved service, account and action (environ
-    # "keyfleet.call") instead of resolving it again.
+    # ext_user_keys after ext_faults: both wrap
+    # DomainDispatcherApplication.__call__ (moto's WSGI app). The IAM user
+    # key check is outer: a request signed with an inactive or deleted IAM
+    # user key, or with the wrong secret, is refused before any fault rule
+    # sees it (AWS authenticates a request before it throttles or fails it;
+    # a throttle is per account), and fault rules' attempt numbers never
+    # count it. ext_iam_enforce (inside the service's handler) asks it whose
+    # active key signed a request (active_user).
+    "ext_user_keys",
+    # ext_calls after ext_user_keys and ext_faults: all three wrap
+    # DomainDispatcherApplication.__call__ (moto's WSGI app). The request
+    # counter is outermost, so it counts every attempt once, including those
+    # ext_user_keys refuses (an invalid IAM user key) and those ext_faults
+    # answers itself without moto (throttle, internal_error, unavailable,
+    # conflict), drops (the connection closed) and delays; do_then_* run moto
+    # through the method ext_faults wrapped, not through this wrapper, so
+    # they are counted once too. A request IAM enforcement refuses is refused
+    # further in (inside the service's handler), so it is counted as well.
+    # ext_user_keys and ext_faults reuse the request's resolved service,
+    # account and action (environ "keyfleet.call") instead of resolving it
+    # again.
     "ext_calls",
     # ext_cloudtrail after ext_calls: it wraps no moto method another
     # extension wraps (it adds CloudTrailResponse.lookup_events, which moto
