@@ -1,7 +1,8 @@
 //! `keyfleet`: the command line. `run`, `plan` and `rotate` invoke the
 //! deployed coordinator and follow the run to its report (or, with
 //! `--local`, run the coordinator and the agents in this process); `report`
-//! reads stored reports; `keygen` makes the coordinator's key pair. With
+//! reads stored reports; `keygen` makes the coordinator's key pair;
+//! `credential-process` hands a program its user's current key. With
 //! the `emulator` feature (on by default), `demo`, `bootstrap` and `bench`
 //! run the whole system on the embedded AWS emulator.
 //!
@@ -9,6 +10,7 @@
 
 mod aws;
 mod config;
+mod credential_process;
 mod deployed;
 mod keygen;
 mod local;
@@ -175,6 +177,30 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// For `credential_process` in `~/.aws/config`: prints the IAM user's
+    /// current key from its keyfleet delivery secret (Secrets Manager
+    /// delivery), read with the key it last obtained, so a program follows
+    /// each rotation by itself. Run once with `--init` to store the user's
+    /// current key. Reads no configuration file.
+    CredentialProcess {
+        /// The IAM user whose key it serves.
+        #[arg(long)]
+        user: String,
+        /// The delivery secret (default `keyfleet/<user>`).
+        #[arg(long)]
+        secret_id: Option<String>,
+        /// The region of the user's delivery secret (default AWS_REGION).
+        #[arg(long)]
+        region: Option<String>,
+        /// Where the keys are kept (default
+        /// ~/.config/keyfleet/credential-process/<user>.json).
+        #[arg(long)]
+        store: Option<PathBuf>,
+        /// Store the user's current key (from AWS_ACCESS_KEY_ID and
+        /// AWS_SECRET_ACCESS_KEY, or pasted), checked with STS.
+        #[arg(long)]
+        init: bool,
+    },
     /// Run the whole system on the embedded emulator: organization, the
     /// coordinator and the agents deployed as Lambdas, three cycles
     /// (rotate, deactivate, delete) started by the coordinator's schedule.
@@ -271,6 +297,26 @@ fn run_main() -> Result<()> {
         return runtime
             .block_on(lambda::run(function))
             .map_err(|e| anyhow::anyhow!("{e}"));
+    }
+    if let Command::CredentialProcess {
+        user,
+        secret_id,
+        region,
+        store,
+        init,
+    } = cli.command
+    {
+        // No configuration file and no logs: standard output is the SDK's,
+        // standard error the user's, and neither may carry anything else.
+        let args = credential_process::Args {
+            user,
+            secret_id,
+            region,
+            store,
+            init,
+            endpoint_url: cli.endpoint_url,
+        };
+        return runtime.block_on(credential_process::run(args));
     }
     // `serve` logs each request (key id, method, path, status) by default.
     let default_log = match cli.command {
@@ -377,5 +423,8 @@ async fn dispatch(cli: Cli) -> Result<()> {
         Command::Bootstrap => bootstrap::run(&cfg, path).await,
         #[cfg(feature = "emulator")]
         Command::Lambda { .. } => unreachable!("handled before the configuration is read"),
+        Command::CredentialProcess { .. } => {
+            unreachable!("handled before the configuration is read")
+        }
     }
 }

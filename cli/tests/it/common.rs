@@ -108,77 +108,91 @@ pub async fn deployment() -> &'static Cli {
     static CLI: tokio::sync::OnceCell<Cli> = tokio::sync::OnceCell::const_new();
     CLI.get_or_init(|| async {
         let management = organization().await;
-        let org = aws_sdk_organizations::Client::new(&emu().config());
-        let root = org.list_roots().send().await.expect("ListRoots").roots()[0]
-            .id()
-            .expect("root id")
-            .to_string();
-        let excluded = org
-            .create_organizational_unit()
-            .parent_id(root)
-            .name("excluded")
-            .send()
-            .await
-            .expect("CreateOrganizationalUnit")
-            .organizational_unit()
-            .and_then(|o| o.id().map(str::to_string))
-            .expect("OU id");
-        let dir = tempfile::tempdir().expect("temp dir");
-        let config = dir.path().join("keyfleet.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[org]\nexclude_accounts = [\"{management}\"]\nexclude_ous = [\"{excluded}\"]\n\
-                 org_reader_external_id = \"{ORG_READER_EXTERNAL_ID}\"\n\n\
-                 [mail]\nsender = \"keyfleet@example.com\"\nsecurity_team = [\"sec@example.com\"]\n"
-            ),
-        )
-        .expect("write config");
-        let cli = Cli {
-            config,
-            endpoint: emu().endpoint().to_string(),
-            _dir: Some(dir),
-        };
-        let out = cli.run(&["bootstrap"]);
-        assert!(out.contains("coordinator key id"), "{out}");
-        emu().enforce_iam(true).expect("IAM enforcement on");
-        cli
+        deploy(emu(), &management, "").await
     })
     .await
+}
+
+/// `keyfleet bootstrap` on `emu`, whose organization's management account
+/// is `management`, with `extra` (TOML sections) added to the deployment's
+/// configuration; IAM enforcement on once it is deployed.
+pub async fn deploy(emu: &Emulator, management: &str, extra: &str) -> Cli {
+    let org = aws_sdk_organizations::Client::new(&emu.config());
+    let root = org.list_roots().send().await.expect("ListRoots").roots()[0]
+        .id()
+        .expect("root id")
+        .to_string();
+    let excluded = org
+        .create_organizational_unit()
+        .parent_id(root)
+        .name("excluded")
+        .send()
+        .await
+        .expect("CreateOrganizationalUnit")
+        .organizational_unit()
+        .and_then(|o| o.id().map(str::to_string))
+        .expect("OU id");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("keyfleet.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[org]\nexclude_accounts = [\"{management}\"]\nexclude_ous = [\"{excluded}\"]\n\
+             org_reader_external_id = \"{ORG_READER_EXTERNAL_ID}\"\n\n\
+             [mail]\nsender = \"keyfleet@example.com\"\nsecurity_team = [\"sec@example.com\"]\n\n{extra}"
+        ),
+    )
+    .expect("write config");
+    let cli = Cli {
+        config,
+        endpoint: emu.endpoint().to_string(),
+        _dir: Some(dir),
+    };
+    let out = cli.run(&["bootstrap"]);
+    assert!(out.contains("coordinator key id"), "{out}");
+    emu.enforce_iam(true).expect("IAM enforcement on");
+    cli
 }
 
 /// The organization (created once per emulator) and its management account.
 pub async fn organization() -> String {
     static ORG: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
-    ORG.get_or_init(|| async {
-        let org = aws_sdk_organizations::Client::new(&emu().config());
-        if let Err(e) = org.create_organization().send().await {
-            assert!(
-                e.as_service_error()
-                    .is_some_and(|s| s.is_already_in_organization_exception()),
-                "CreateOrganization: {}",
-                aws_sdk_organizations::error::DisplayErrorContext(&e)
-            );
-        }
-        org.describe_organization()
-            .send()
-            .await
-            .expect("DescribeOrganization")
-            .organization()
-            .and_then(|o| o.master_account_id())
-            .expect("management account")
-            .to_string()
-    })
-    .await
-    .clone()
+    ORG.get_or_init(|| organization_on(emu())).await.clone()
+}
+
+/// Creates `emu`'s organization if it has none; returns its management
+/// account.
+pub async fn organization_on(emu: &Emulator) -> String {
+    let org = aws_sdk_organizations::Client::new(&emu.config());
+    if let Err(e) = org.create_organization().send().await {
+        assert!(
+            e.as_service_error()
+                .is_some_and(|s| s.is_already_in_organization_exception()),
+            "CreateOrganization: {}",
+            aws_sdk_organizations::error::DisplayErrorContext(&e)
+        );
+    }
+    org.describe_organization()
+        .send()
+        .await
+        .expect("DescribeOrganization")
+        .organization()
+        .and_then(|o| o.master_account_id())
+        .expect("management account")
+        .to_string()
 }
 
 /// A new member account of the organization, with the agent the StackSet
 /// deploys to it; returns its id.
 pub async fn create_account(label: &str) -> String {
     deployment().await;
+    create_account_on(emu(), label).await
+}
+
+/// A new member account of `emu`'s organization (deployed already).
+pub async fn create_account_on(emu: &Emulator, label: &str) -> String {
     let s = keyfleet_protocol::Token::generate().0[..10].to_string();
-    let org = aws_sdk_organizations::Client::new(&emu().config());
+    let org = aws_sdk_organizations::Client::new(&emu.config());
     org.create_account()
         .account_name(format!("{label}-{s}"))
         .email(format!("aws+{label}-{s}@example.com"))
@@ -193,9 +207,13 @@ pub async fn create_account(label: &str) -> String {
 
 /// An IAM client acting in `account` as the test kit (never enforced).
 pub async fn iam_of(account: &str) -> aws_sdk_iam::Client {
+    iam_on(emu(), account).await
+}
+
+/// An IAM client acting in `account` of `emu` as the test kit.
+pub async fn iam_on(emu: &Emulator, account: &str) -> aws_sdk_iam::Client {
     aws_sdk_iam::Client::new(
-        &emu()
-            .config_for_account(account)
+        &emu.config_for_account(account)
             .await
             .expect("assume a role in the account"),
     )

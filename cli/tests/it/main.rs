@@ -5,6 +5,7 @@
 
 mod api;
 mod common;
+mod credential_process;
 mod dashboard;
 mod delivery;
 mod failures;
