@@ -85,6 +85,9 @@ pub struct AgentClients {
     /// The account's keyfleet table ([`crate::table`]).
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub sqs: aws_sdk_sqs::Client,
+    /// Event history: whether an old key's last uses were only its owner
+    /// fetching the new key ([`crate::handover`]).
+    pub cloudtrail: aws_sdk_cloudtrail::Client,
     pub calls: CallCounter,
 }
 
@@ -117,7 +120,12 @@ impl AgentClients {
             .retry_config(retry_config())
             .interceptor(calls.interceptor("sqs"))
             .build();
+        let cloudtrail = aws_sdk_cloudtrail::config::Builder::from(config)
+            .retry_config(retry_config())
+            .interceptor(calls.interceptor("cloudtrail"))
+            .build();
         AgentClients {
+            cloudtrail: aws_sdk_cloudtrail::Client::from_conf(cloudtrail),
             iam: aws_sdk_iam::Client::from_conf(iam),
             secrets: aws_sdk_secretsmanager::Client::from_conf(secrets),
             dynamodb: aws_sdk_dynamodb::Client::from_conf(dynamodb),

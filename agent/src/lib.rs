@@ -29,6 +29,7 @@ pub mod config;
 pub mod delivery;
 pub mod executor;
 pub mod fault;
+pub mod handover;
 pub mod lambda;
 pub mod lease;
 pub mod message;

@@ -69,6 +69,7 @@ RESOURCE_STAR_ONLY = {
     "organizations:ListAccounts": "every account of the organization, no resource ARN",
     "secretsmanager:ListSecrets": "lists the account's secrets; Secrets Manager defines no resource for it",
     "ses:GetAccount": "the account's sending quota and status; SES defines no resource for it",
+    "cloudtrail:LookupEvents": "the account's event history in the Region; CloudTrail defines no resource for it",
 }
 
 # What the agent needs, and nothing else (DESIGN.md and the agent's brief).
@@ -96,6 +97,7 @@ AGENT_ACTIONS = {
     "secretsmanager:GetResourcePolicy",
     "secretsmanager:DeleteSecret",
     "secretsmanager:ListSecrets",
+    "cloudtrail:LookupEvents",
     "sqs:ReceiveMessage",
     "sqs:DeleteMessage",
     "sqs:GetQueueAttributes",

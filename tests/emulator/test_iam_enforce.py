@@ -583,6 +583,11 @@ def test_the_agent_roles_policy_allows_the_agents_calls(emu: Emulator, enforced:
     # agent/src/lease.rs): its records listed and deleted, its lease read
     # and deleted.
     a_sm.list_secrets(Filters=[{"Key": "name", "Values": ["keyfleet/"]}])
+    # The handover check (agent/src/handover.rs): an old key's events.
+    a_ct = role_client(emu, "cloudtrail", role=role["RoleName"], account=AGENT_ACCOUNT)
+    a_ct.lookup_events(
+        LookupAttributes=[{"AttributeKey": "AccessKeyId", "AttributeValue": new}], MaxResults=50
+    )
     a_sm.delete_secret(SecretId=secret, ForceDeleteWithoutRecovery=True)
     emu.client("secretsmanager", AGENT_ACCOUNT).create_secret(Name="keyfleet-lease", SecretString="held")
     a_sm.get_secret_value(SecretId="keyfleet-lease")

@@ -75,7 +75,7 @@ use crate::record::{self, Loaded, RunMark, UserRecord};
 use crate::rules::{self, UserPlan, UserSnapshot};
 use crate::scan::{self, ScannedUser};
 use keyfleet_protocol::{
-    Action, ActionRecord, Job, JobMode, KeyStatus, Outcome, PublicKey, SealedCredential,
+    Action, ActionRecord, Job, JobMode, KeyState, KeyStatus, Outcome, PublicKey, SealedCredential,
     UserReport, Verdict,
 };
 use resume::{fill_replacement, goes_with, resume, Step};
@@ -172,6 +172,43 @@ impl Executor<'_> {
                 .map_err(|e| e.to_string()),
             JobMode::Reactivate { key_id, .. } => {
                 rules::plan_reactivation(user, &job.policy, now, key_id).map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    /// With Secrets Manager delivery, in a scheduled run: the older active
+    /// key of a pair that IAM shows used after its replacement was created,
+    /// when CloudTrail shows those uses were only the handover read
+    /// ([`crate::handover`]). A lookup that fails leaves the key in use.
+    async fn handovers(&self, job: &Job, user: &UserSnapshot) -> Vec<String> {
+        if !matches!(job.mode, JobMode::Scheduled) || !job.policy.delivery.by_secrets_manager() {
+            return Vec::new();
+        }
+        let mut active: Vec<&KeyState> = user
+            .keys
+            .iter()
+            .filter(|k| k.status == KeyStatus::Active)
+            .collect();
+        active.sort_by_key(|k| (k.created, k.id.clone()));
+        let [old, new] = active[..] else {
+            return Vec::new();
+        };
+        if old.last_used.is_none_or(|u| u <= new.created) {
+            return Vec::new();
+        }
+        match crate::handover::handed_over(
+            &self.clients.cloudtrail,
+            &user.user_name,
+            old,
+            new.created,
+        )
+        .await
+        {
+            Ok(true) => vec![old.id.clone()],
+            Ok(false) => Vec::new(),
+            Err(e) => {
+                tracing::warn!(user = %user.user_name, key = %old.id, error = %e, "handover not checked: the key counts as in use");
+                Vec::new()
             }
         }
     }
@@ -382,6 +419,7 @@ impl Executor<'_> {
                 .collect();
         }
 
+        planned.handed_over = self.handovers(job, &planned).await;
         let plan = match self.plan(job, &planned, now) {
             Ok(p) => p,
             Err(e) => return Ok(self.user_failed(out, e)),

@@ -52,7 +52,11 @@ pub fn plan_emergency(
 ) -> Result<UserPlan, EmergencyError> {
     let email = owner_email(&user.tags, policy);
     let exempt = is_exempt(&user.tags, policy);
-    let rules = Rules { policy, now };
+    let rules = Rules {
+        policy,
+        now,
+        handed_over: &[],
+    };
     let mut keys = user.keys.clone();
     keys.sort_by(|a, b| rules.order(a, b));
     let active: Vec<String> = keys

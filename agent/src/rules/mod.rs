@@ -76,6 +76,14 @@
 //!   used after its replacement was created never goes by evidence (it
 //!   keeps the date, then `StillInUse`, until the hard limit). Switched
 //!   off, every pair keeps its date.
+//! - **The handover read** (Secrets Manager delivery): the owner's program
+//!   fetches the new key from the user's delivery secret with the old key
+//!   (`keyfleet credential-process`), which IAM shows as a use of the old
+//!   key after its replacement was created. When CloudTrail shows that
+//!   every such use was that read (`UserSnapshot::handed_over`, filled by
+//!   the agent: `crate::handover`), the old key counts as not used after
+//!   its replacement, here and in every invariant below, so the cutover
+//!   and the date apply as to a key nobody uses.
 //! - Hard limit: an active key reaching `max_key_age` is deactivated even if
 //!   in use (unless the limit is `never`), but only once its replacement has
 //!   had the notice period. The policy setting
@@ -338,6 +346,11 @@ pub struct UserSnapshot {
     /// job): `None` while a key awaits delivery, else when it was delivered
     /// (see "Delivery-confirmed deactivation" in the module doc).
     pub deliveries: Vec<(String, Option<OffsetDateTime>)>,
+    /// Older keys of a pair that IAM shows used after their replacement was
+    /// created, where CloudTrail shows those uses were only the owner's
+    /// read of the user's own delivery secret, fetching the replacement
+    /// (`crate::handover`): for the rules they are not used after it.
+    pub handed_over: Vec<String>,
 }
 
 /// What the rules decided for one user.
@@ -413,7 +426,11 @@ pub fn plan_user(user: &UserSnapshot, policy: &Policy, now: OffsetDateTime) -> U
     if user.keys.is_empty() {
         return done(Verdict::NoKeys, Vec::new(), Vec::new());
     }
-    let rules = Rules { policy, now };
+    let rules = Rules {
+        policy,
+        now,
+        handed_over: &user.handed_over,
+    };
     let deliverable = is_deliverable(policy, email.as_deref());
     let mut planner = Planner::new(
         rules,

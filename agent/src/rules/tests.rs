@@ -52,6 +52,7 @@ fn user(keys: Vec<KeyState>, tag_pairs: &[(&str, &str)]) -> UserSnapshot {
         deactivated: vec![],
         reactivated: Vec::new(),
         deliveries: Vec::new(),
+        handed_over: Vec::new(),
     }
 }
 
@@ -1038,6 +1039,8 @@ struct Expected {
 struct Oracle<'a> {
     p: &'a Policy,
     now: OffsetDateTime,
+    /// Keys whose uses after their replacement were the handover read.
+    handed_over: &'a [String],
     deliverable: bool,
 }
 
@@ -1074,6 +1077,7 @@ impl Oracle<'_> {
     }
     fn used_after(&self, k: &KeyState, r: &KeyState) -> bool {
         match k.last_used {
+            Some(_) if self.handed_over.contains(&k.id) => false,
             Some(u) => std::cmp::min(u, self.now) > self.created(r),
             None => false,
         }
@@ -1552,7 +1556,7 @@ fn exhaustive_table_matches_oracle() {
                             "policy `{name}`, cleanup {cleanup}, email {email}, exempt {exempt}, keys {spec:?}"
                         );
                         let got = plan_user(&u, &policy, NOW);
-                        let want = expected(&u.keys, &policy, email, exempt);
+                        let want = expected(&u.keys, &u.handed_over, &policy, email, exempt);
                         assert_eq!((got.verdict, &got.actions), (want.0, &want.1), "{label}");
                         assert_eq!(got.exempt, exempt, "{label}");
                         simulate(&u.keys, &got.actions, NOW)
@@ -1568,7 +1572,13 @@ fn exhaustive_table_matches_oracle() {
     assert!(checked > 100_000, "{checked}");
 }
 
-fn expected(keys: &[KeyState], p: &Policy, email: bool, exempt: bool) -> (Verdict, Vec<Action>) {
+fn expected(
+    keys: &[KeyState],
+    handed_over: &[String],
+    p: &Policy,
+    email: bool,
+    exempt: bool,
+) -> (Verdict, Vec<Action>) {
     if exempt {
         return (Verdict::Exempt, vec![]);
     }
@@ -1580,6 +1590,7 @@ fn expected(keys: &[KeyState], p: &Policy, email: bool, exempt: bool) -> (Verdic
     let oracle = Oracle {
         p,
         now: NOW,
+        handed_over,
         deliverable: match p.delivery {
             Delivery::Email => email,
             Delivery::SecretsManager | Delivery::Both => true,
@@ -1722,6 +1733,7 @@ fn arb_case() -> impl Strategy<Value = (Policy, UserSnapshot)> {
                 deactivated: vec![],
                 reactivated: Vec::new(),
                 deliveries: Vec::new(),
+                handed_over: Vec::new(),
             };
             (policy, u)
         })
@@ -1747,9 +1759,10 @@ fn arb_switching_case() -> impl Strategy<Value = (Policy, UserSnapshot)> {
             0i64..=1000,
             arb_tags(),
             any::<bool>(),
+            any::<bool>(),
         )
             .prop_map(
-                |(policy, old_age, new_age, old_use, new_use, f, g, tags, reverse)| {
+                |(policy, old_age, new_age, old_use, new_use, f, g, tags, reverse, handover)| {
                     let s = time::Duration::seconds;
                     let (old_created, new_created) =
                         (NOW - s(old_age), NOW - s(new_age.min(old_age)));
@@ -1792,6 +1805,13 @@ fn arb_switching_case() -> impl Strategy<Value = (Policy, UserSnapshot)> {
                         deactivated: vec![],
                         reactivated: Vec::new(),
                         deliveries: Vec::new(),
+                        // What the agent finds in CloudTrail, where it
+                        // looks (a use after the replacement) or not.
+                        handed_over: if handover {
+                            vec!["AKIAA".into()]
+                        } else {
+                            Vec::new()
+                        },
                     };
                     (policy, u)
                 },
@@ -1824,7 +1844,12 @@ fn position(actions: &[Action], f: impl Fn(&Action) -> bool) -> Option<usize> {
 /// The evidence of a switch, restated from the design: a younger active key
 /// was used after its creation, and `key_id` was not used since then (times
 /// later than `now` count as `now`).
-fn switch_seen(keys: &[KeyState], key_id: &str, now: OffsetDateTime) -> bool {
+fn switch_seen(
+    keys: &[KeyState],
+    handed_over: &[String],
+    key_id: &str,
+    now: OffsetDateTime,
+) -> bool {
     let at = |t: OffsetDateTime| std::cmp::min(t, now);
     let Some(k) = keys.iter().find(|k| k.id == key_id) else {
         return false;
@@ -1833,7 +1858,7 @@ fn switch_seen(keys: &[KeyState], key_id: &str, now: OffsetDateTime) -> bool {
         r.status == KeyStatus::Active
             && (at(k.created), &k.id) < (at(r.created), &r.id)
             && r.last_used.is_some_and(|u| at(u) > at(r.created))
-            && k.last_used.is_none_or(|u| at(u) <= at(r.created))
+            && (k.last_used.is_none_or(|u| at(u) <= at(r.created)) || handed_over.contains(&k.id))
     })
 }
 
@@ -1843,7 +1868,7 @@ proptest! {
     #[test]
     fn prop_plan_matches_oracle((policy, u) in arb_any_case()) {
         let p = plan_user(&u, &policy, NOW);
-        let want = expected(&u.keys, &policy, p.email.is_some(), p.exempt);
+        let want = expected(&u.keys, &u.handed_over, &policy, p.email.is_some(), p.exempt);
         prop_assert_eq!((p.verdict, &p.actions), (want.0, &want.1));
     }
 
@@ -1875,7 +1900,8 @@ proptest! {
                 let Action::Deactivate { key_id } = a else { continue };
                 let k = u.keys.iter().find(|k| k.id == *key_id).unwrap();
                 let last = k.last_used.map(|t| std::cmp::min(t, NOW));
-                let used_after_younger = u.keys.iter().any(|r| {
+                // The handover read is not a use (see `handed_over`).
+                let used_after_younger = !u.handed_over.contains(&k.id) && u.keys.iter().any(|r| {
                     older(k, r)
                         && r.status == KeyStatus::Active
                         && last.is_some_and(|t| t > std::cmp::min(r.created, NOW))
@@ -1895,16 +1921,16 @@ proptest! {
         let on = plan_user(&u, &Policy { cutover_on_use: true, ..policy.clone() }, NOW);
         let off_policy = Policy { cutover_on_use: false, ..policy.clone() };
         let off = plan_user(&u, &off_policy, NOW);
-        let today = expected(&u.keys, &off_policy, off.email.is_some(), off.exempt);
+        let today = expected(&u.keys, &u.handed_over, &off_policy, off.email.is_some(), off.exempt);
         prop_assert_eq!((off.verdict, &off.actions), (today.0, &today.1));
-        let evidence = u.keys.iter().any(|k| k.status == KeyStatus::Active && switch_seen(&u.keys, &k.id, NOW));
+        let evidence = u.keys.iter().any(|k| k.status == KeyStatus::Active && switch_seen(&u.keys, &u.handed_over, &k.id, NOW));
         if !evidence {
             prop_assert_eq!(&on, &off);
         }
         for a in &on.actions {
             let Action::Deactivate { key_id } = a else { continue };
             if !off.actions.contains(a) {
-                prop_assert!(switch_seen(&u.keys, key_id, NOW), "{:?} vs {:?}", on.actions, off.actions);
+                prop_assert!(switch_seen(&u.keys, &u.handed_over, key_id, NOW), "{:?} vs {:?}", on.actions, off.actions);
             }
         }
     }
@@ -2135,7 +2161,7 @@ proptest! {
                     }
                     Action::Deactivate { key_id } => {
                         let told = first_notice.get(key_id);
-                        let switched = cutover_on_use && switch_seen(&u.keys, key_id, noon);
+                        let switched = cutover_on_use && switch_seen(&u.keys, &u.handed_over, key_id, noon);
                         prop_assert!(
                             told.is_some_and(|t| switched || noon - *t >= days(notice)),
                             "day {}: {} deactivated, notice sent {:?}; {:?}", day, key_id, told, p.actions
@@ -2159,7 +2185,11 @@ proptest! {
 // One table per named rule.
 
 fn rules_at(policy: &Policy) -> Rules<'_> {
-    Rules { policy, now: NOW }
+    Rules {
+        policy,
+        now: NOW,
+        handed_over: &[],
+    }
 }
 
 /// Seed case "two active, one nearing expiry -> notice, then deactivate the
@@ -2866,6 +2896,29 @@ fn cutover_new_key_used_and_old_unused_since_deactivates_at_the_next_run() {
         plan_at(&after, day100).actions,
         vec![delete("OLD"), deleted("OLD")]
     );
+}
+
+#[test]
+fn an_old_key_used_after_its_replacement_only_to_fetch_it_goes_like_an_unused_one() {
+    // The old key's last use, a day ago, was the owner's program reading the
+    // new key from its delivery secret (CloudTrail says so: `handed_over`);
+    // the new key was used since. Cutover at the next run, as if the old
+    // key had not been used after the new one existed...
+    let u = UserSnapshot {
+        handed_over: vec!["OLD".into()],
+        ..switching_pair(1, Some(1))
+    };
+    assert_eq!(
+        plan(&u).actions,
+        vec![deactivate("OLD"), deactivated("OLD", Some("NEW"))]
+    );
+    // ... and without cutover, deactivated at its date, not StillInUse.
+    let on = u.keys[0].created + days(90);
+    let p = plan_user(&u, &no_cutover(), on);
+    assert_eq!(p.verdict, Verdict::Deactivated, "{:?}", p.actions);
+    // The same uses without that evidence: the key is in use.
+    let plain = switching_pair(1, Some(1));
+    assert_eq!(plan_at(&plain, on).verdict, Verdict::StillInUse);
 }
 
 #[test]

@@ -11,6 +11,9 @@ use time::{OffsetDateTime, PrimitiveDateTime};
 pub(super) struct Rules<'a> {
     pub(super) policy: &'a Policy,
     pub(super) now: OffsetDateTime,
+    /// Keys whose uses after their replacement was created were only the
+    /// handover read ([`super::UserSnapshot::handed_over`]).
+    pub(super) handed_over: &'a [String],
 }
 
 impl Rules<'_> {
@@ -53,10 +56,13 @@ impl Rules<'_> {
         key.last_used.is_some() && self.age(key) >= self.policy.rotate_after
     }
 
-    /// `old` was used after `replacement` was created.
+    /// `old` was used after `replacement` was created, other than to fetch
+    /// the replacement (the handover read, see
+    /// [`super::UserSnapshot::handed_over`]).
     pub(super) fn used_after(&self, old: &KeyState, replacement: &KeyState) -> bool {
         self.last_use(old)
             .is_some_and(|u| u > self.created(replacement))
+            && !self.handed_over.contains(&old.id)
     }
 
     /// `now` has reached [`Rules::deactivation_date`]: the old key is

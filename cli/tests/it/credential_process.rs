@@ -176,6 +176,10 @@ async fn a_program_using_credential_process_follows_rotation_deactivation_and_de
         old,
         "nothing delivered yet: the stored key"
     );
+    // Some hours pass before the run. (CloudTrail dates events to the
+    // second: a use of the old key in the second its replacement is created
+    // may be either side of it, and keeps the key in use.)
+    emu.advance_clock(0.25, Some(&account)).expect("clock");
 
     let run = |label: &'static str| {
         let out = cli.run(&["run", "--accounts", &account]);
@@ -242,6 +246,68 @@ async fn a_program_using_credential_process_follows_rotation_deactivation_and_de
         .expect_err("the user does not write its own secret");
     assert_eq!(write.code(), Some("AccessDeniedException"), "{write:?}");
 
-    assert!(!init_err.contains(old_secret.as_str()));
-    let _ = stored_at_first;
+    // Day 86: the old key's last use was the program fetching the new key
+    // (IAM shows it used after its replacement was created, CloudTrail that
+    // it was only that read): the owner has switched, so the old key is
+    // deactivated at this run, before its date. AWS now refuses it; the
+    // program does not notice.
+    emu.advance_clock(1.0, Some(&account)).expect("clock");
+    let day86 = run("day 86");
+    let looked_up = emu
+        .iam_decisions()
+        .expect("decisions")
+        .into_iter()
+        .any(|d| {
+            d.role == "keyfleet-agent"
+                && d.action == "cloudtrail:LookupEvents"
+                && d.decision == "ALLOWED"
+        });
+    assert!(
+        looked_up,
+        "the agent read the key's events, as its role allows"
+    );
+    let events: Vec<serde_json::Value> = emu
+        .cloudtrail_events(&account)
+        .expect("events")
+        .into_iter()
+        .filter(|e| e.to_string().contains(&old))
+        .collect();
+    assert_eq!(
+        keys(&iam).await,
+        vec![(old.clone(), false), (new.clone(), true)],
+        "{}\n{events:#?}",
+        day86["accounts"][0]["users"]
+    );
+    let refused = sm_as(&emu, &old, &old_secret)
+        .await
+        .get_secret_value()
+        .secret_id(format!("keyfleet/{name}"))
+        .send()
+        .await
+        .expect_err("an inactive key is refused");
+    assert_eq!(
+        refused.code(),
+        Some("UnrecognizedClientException"),
+        "{refused:?}"
+    );
+    assert_eq!(works("after the deactivation").await, new);
+
+    // Day 110: the old key is deleted; still nothing to do.
+    emu.advance_clock(24.0, Some(&account)).expect("clock");
+    run("day 110");
+    assert_eq!(keys(&iam).await, vec![(new.clone(), true)]);
+    assert_eq!(works("after the deletion").await, new);
+
+    // A machine that slept through all of it (its file still holds only the
+    // deleted key) is told what to do, and shown no secret.
+    std::fs::write(&store, &stored_at_first).expect("an old store");
+    let stale = process(&[]).output().expect("credential-process");
+    let stderr = String::from_utf8_lossy(&stale.stderr).to_string();
+    assert!(!stale.status.success(), "{stderr}");
+    assert!(stale.stdout.is_empty(), "nothing for the SDK to take");
+    assert!(stderr.contains("AWS refused the stored key"), "{stderr}");
+    assert!(stderr.contains("--init"), "{stderr}");
+    for secret in [&old_secret, &new_secret] {
+        assert!(!stderr.contains(secret.as_str()) && !init_err.contains(secret.as_str()));
+    }
 }

@@ -35,6 +35,13 @@ use std::collections::BTreeSet;
 pub const UNUSED_BUT_GRANTED: &[(&str, &str, &str)] = &[
     (
         "keyfleet-agent",
+        "cloudtrail:LookupEvents",
+        "the handover check, with Secrets Manager delivery only, for an old key used after its \
+         replacement was created; the timeline delivers by email (the credential-process test runs it \
+         on a deployment of its own: credential_process::a_program_using_credential_process_follows_rotation_deactivation_and_deletion)",
+    ),
+    (
+        "keyfleet-agent",
         "iam:ListUsers",
         "the per-user fallback scan, when IAM cannot generate the credential report \
          (agent tests cover it; a healthy account never needs it)",
