@@ -12,7 +12,7 @@
 //! CloudTrail can tell. For the older key of a pair that IAM shows used
 //! after its replacement was created, and only then (a few keys a run),
 //! the agent looks up the key's events since the replacement's creation
-//! (`LookupEvents` by `AccessKeyId`, at most [`MAX_PAGES`] pages of 50).
+//! ([`crate::trail::key_events`]).
 //! The key counts as handed over when:
 //!
 //! - there is at least one event (CloudTrail has caught up; it lags by
@@ -29,46 +29,12 @@
 //! handover. Cost: one `LookupEvents` (free; CloudTrail allows two a second
 //! per account and region) per such key per run.
 
-use aws_sdk_cloudtrail::types::{Event, LookupAttribute, LookupAttributeKey};
+use crate::trail::{self, KeyEvent};
 use keyfleet_protocol::KeyState;
 use time::{Duration, OffsetDateTime};
-
-/// Pages of 50 events looked at before giving up (the key is then left in
-/// use): a program reading the secret hourly on a few machines stays far
-/// below.
-pub const MAX_PAGES: usize = 4;
 /// How much older than IAM's last use the newest event may be (the two
 /// services date a call apart by seconds).
 pub const COVERAGE: Duration = Duration::minutes(5);
-
-/// One event of the key, as far as the decision needs it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeyEvent {
-    pub source: String,
-    pub name: String,
-    pub time: OffsetDateTime,
-    /// The secret the call named, when the event says.
-    pub secret_id: Option<String>,
-}
-
-impl KeyEvent {
-    fn from_sdk(e: &Event) -> Option<KeyEvent> {
-        let secret_id = e
-            .cloud_trail_event()
-            .and_then(|j| serde_json::from_str::<serde_json::Value>(j).ok())
-            .and_then(|v| {
-                v["requestParameters"]["secretId"]
-                    .as_str()
-                    .map(str::to_string)
-            });
-        Some(KeyEvent {
-            source: e.event_source()?.to_string(),
-            name: e.event_name()?.to_string(),
-            time: crate::scan::to_time(e.event_time()?),
-            secret_id,
-        })
-    }
-}
 
 /// Whether `secret_id` (a name or an ARN) names `user`'s delivery secret.
 fn names_the_delivery_secret(secret_id: &str, user: &str) -> bool {
@@ -106,46 +72,10 @@ pub async fn handed_over(
     let Some(last_used) = old.last_used else {
         return Ok(false);
     };
-    let attribute = LookupAttribute::builder()
-        .attribute_key(LookupAttributeKey::AccessKeyId)
-        .attribute_value(&old.id)
-        .build()
-        .map_err(|e| e.to_string())?;
-    let mut pages = ct
-        .lookup_events()
-        .lookup_attributes(attribute)
-        // CloudTrail dates events to the whole second: from the second the
-        // replacement was created, so a read in that second is seen.
-        .start_time(aws_smithy_types::DateTime::from_secs(
-            since.unix_timestamp(),
-        ))
-        .max_results(50)
-        .into_paginator()
-        .send();
-    let mut events = Vec::new();
-    for _ in 0..MAX_PAGES {
-        match pages.next().await {
-            None => return Ok(only_the_handover(&events, user, last_used)),
-            Some(Err(e)) => {
-                return Err(format!(
-                    "CloudTrail LookupEvents: {}",
-                    aws_sdk_cloudtrail::error::DisplayErrorContext(&e)
-                ))
-            }
-            Some(Ok(page)) => {
-                for e in page.events() {
-                    match KeyEvent::from_sdk(e) {
-                        Some(k) => events.push(k),
-                        // An event without a name, source or time: not
-                        // evidence of anything.
-                        None => return Ok(false),
-                    }
-                }
-            }
-        }
-    }
-    // More events than a handover makes: the key is in use.
-    Ok(pages.next().await.is_none() && only_the_handover(&events, user, last_used))
+    // More events than a handover makes (`None`): the key is in use.
+    Ok(trail::key_events(ct, &old.id, since, None)
+        .await?
+        .is_some_and(|events| only_the_handover(&events, user, last_used)))
 }
 
 #[cfg(test)]
@@ -157,6 +87,9 @@ mod tests {
 
     fn event(name: &str, secret: Option<&str>, at: OffsetDateTime) -> KeyEvent {
         KeyEvent {
+            source_ip: "203.0.113.5".into(),
+            user_agent: "app/1.0".into(),
+            region: "eu-west-1".into(),
             source: if name == "GetSecretValue" {
                 "secretsmanager.amazonaws.com".into()
             } else {

@@ -39,6 +39,8 @@ pub mod rules;
 pub mod run;
 pub mod scan;
 pub mod table;
+pub mod trail;
+pub mod where_used;
 
 pub use budget::Budget;
 pub use clients::{AgentClients, CallCounter};

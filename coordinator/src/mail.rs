@@ -354,8 +354,22 @@ pub fn notice_email(ctx: &MailContext, notice: &Notice) -> Result<Email, MailErr
             service,
             region,
             replacement,
+            used_from,
             ..
         } => {
+            let places = if used_from.is_empty() {
+                String::new()
+            } else {
+                let lines: Vec<String> = used_from
+                    .iter()
+                    .map(|s| format!("  - {}", s.describe()))
+                    .collect();
+                format!(
+                    "Used since its replacement was created, from (CloudTrail: source IP,\n\
+                     user agent, service, region):\n{}\n\n",
+                    lines.join("\n")
+                )
+            };
             let when = last_used
                 .map(datetime_utc)
                 .unwrap_or_else(|| "recently".to_string());
@@ -375,6 +389,7 @@ pub fn notice_email(ctx: &MailContext, notice: &Notice) -> Result<Email, MailErr
                      \x20 Last used:  {when}\n\
                      \x20 Service:    {service}\n\
                      \x20 Region:     {region}\n\n\
+                     {places}\
                      Find what still uses it (CloudTrail events for access key {key}\n\
                      in {region} name the caller) and switch it to {new}.\n\
                      The old key is deactivated anyway once it reaches the maximum key\n\

@@ -88,11 +88,29 @@ fn degrade_user(user: &mut UserReport) -> usize {
     }
     for action in &mut user.actions {
         if let Action::Notify {
-            notice: Notice::StillInUse {
-                service, region, ..
-            },
+            notice:
+                Notice::StillInUse {
+                    service,
+                    region,
+                    used_from,
+                    ..
+                },
         } = &mut action.action
         {
+            used_from.retain(|site| match crate::validate::use_site_rule(site) {
+                Ok(()) => true,
+                Err(why) => {
+                    notes.push(format!("a place of use of the notice: {why}"));
+                    false
+                }
+            });
+            if used_from.len() > crate::plan::MAX_USE_SITES {
+                notes.push(format!(
+                    "the notice's places of use beyond the first {}",
+                    crate::plan::MAX_USE_SITES
+                ));
+                used_from.truncate(crate::plan::MAX_USE_SITES);
+            }
             if let Some(s) = service.take_if(|s| !is_service_name(s)) {
                 notes.push(format!(
                     "the notice's service `{}` is not an AWS service name",

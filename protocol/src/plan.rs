@@ -31,6 +31,47 @@ pub struct KeyState {
     pub last_used_region: Option<String>,
 }
 
+/// One place a key was used from, from its CloudTrail events: a distinct
+/// source IP, user agent, service and region, with the last time seen and
+/// the number of calls. Informational (see `crate::degrade`): a site that
+/// breaks its rule is left out, not the result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Hash)]
+pub struct UseSite {
+    /// CloudTrail's `sourceIPAddress`: an IP address, or the name of the
+    /// AWS service that called on the key's behalf.
+    pub source_ip: String,
+    pub user_agent: String,
+    /// The service called (`s3` for `s3.amazonaws.com`).
+    pub service: String,
+    pub region: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub last_seen: OffsetDateTime,
+    pub calls: u32,
+}
+
+/// At most this many sites per notice, the most recently seen.
+pub const MAX_USE_SITES: usize = 10;
+/// A user agent is cut to this many characters.
+pub const MAX_USER_AGENT: usize = 256;
+
+impl UseSite {
+    /// One line for an email or a CSV cell.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} ({}) {} {}, {} call{}, last {}",
+            self.source_ip,
+            self.user_agent,
+            self.service,
+            self.region,
+            self.calls,
+            if self.calls == 1 { "" } else { "s" },
+            self.last_seen
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default()
+        )
+    }
+}
+
 /// Why the owner is told something.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Hash)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -58,7 +99,9 @@ pub enum Notice {
         last_used: Option<OffsetDateTime>,
     },
     /// The old key is still in use after its replacement was created, so it
-    /// was not deactivated; `service`/`region` say where it was last used.
+    /// was not deactivated; `service`/`region` say where it was last used
+    /// (IAM), `used_from` from where it was used since its replacement was
+    /// created (CloudTrail), when the agent could look.
     StillInUse {
         key_id: String,
         #[serde(with = "time::serde::rfc3339::option", default)]
@@ -69,6 +112,8 @@ pub enum Notice {
         region: Option<String>,
         #[serde(default)]
         replacement: Option<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        used_from: Vec<UseSite>,
     },
     /// The security team switched the key back on (it had been
     /// deactivated by keyfleet); it stays active until `until`, a fresh

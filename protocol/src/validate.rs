@@ -148,6 +148,44 @@ pub fn is_secret_access_key(s: &str) -> bool {
 /// Free text from the other side: bounded, no control characters but
 /// newlines and tabs (so it cannot forge lines in a log, a CSV file or a
 /// mail header).
+/// The rule of one place of use: an IP address or an AWS service's name as
+/// the source, a bounded one-line user agent, a service and a region.
+pub fn use_site_rule(site: &crate::plan::UseSite) -> Result<(), String> {
+    let source_ok = site.source_ip.parse::<std::net::IpAddr>().is_ok()
+        || ((1..=128).contains(&site.source_ip.len())
+            && site
+                .source_ip
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b".-_ ".contains(&b)));
+    if !source_ok {
+        return Err(format!(
+            "source `{}` is neither an IP address nor a service name",
+            shown(&site.source_ip)
+        ));
+    }
+    if site.user_agent.chars().count() > crate::plan::MAX_USER_AGENT
+        || site.user_agent.chars().any(char::is_control)
+    {
+        return Err(format!(
+            "user agent `{}` is not one bounded line",
+            shown(&site.user_agent)
+        ));
+    }
+    if !is_service_name(&site.service) {
+        return Err(format!(
+            "service `{}` is not an AWS service name",
+            shown(&site.service)
+        ));
+    }
+    if !is_region(&site.region) {
+        return Err(format!(
+            "region `{}` is not an AWS region name",
+            shown(&site.region)
+        ));
+    }
+    Ok(())
+}
+
 pub fn is_bounded_text(s: &str) -> bool {
     s.len() <= MAX_TEXT && !s.chars().any(|c| c.is_control() && c != '\n' && c != '\t')
 }
@@ -504,6 +542,7 @@ fn check_notice(n: &Notice) -> Result<(), ValidationError> {
             service,
             region,
             replacement,
+            used_from,
             ..
         } => {
             if let Some(s) = service {
@@ -519,6 +558,16 @@ fn check_notice(n: &Notice) -> Result<(), ValidationError> {
                     FIELD,
                     format!("region `{}` is not an AWS region name", shown(r)),
                 )?;
+            }
+            check(
+                used_from.len() <= crate::plan::MAX_USE_SITES,
+                FIELD,
+                format!("more than {} places of use", crate::plan::MAX_USE_SITES),
+            )?;
+            for site in used_from {
+                if let Err(why) = use_site_rule(site) {
+                    check(false, FIELD, why)?;
+                }
             }
             replacement.as_deref()
         }

@@ -195,6 +195,7 @@ pub fn results() -> Vec<AccountResult> {
                         service: Some("s3".into()),
                         region: Some("eu-west-1".into()),
                         replacement: Some("AKIADAVENEW000000002".into()),
+                        used_from: Vec::new(),
                     },
                 })],
             ),

@@ -75,8 +75,8 @@ use crate::record::{self, Loaded, RunMark, UserRecord};
 use crate::rules::{self, UserPlan, UserSnapshot};
 use crate::scan::{self, ScannedUser};
 use keyfleet_protocol::{
-    Action, ActionRecord, Job, JobMode, KeyState, KeyStatus, Outcome, PublicKey, SealedCredential,
-    UserReport, Verdict,
+    Action, ActionRecord, Job, JobMode, KeyState, KeyStatus, Notice, Outcome, PublicKey,
+    SealedCredential, UserReport, Verdict,
 };
 use resume::{fill_replacement, goes_with, resume, Step};
 use time::OffsetDateTime;
@@ -209,6 +209,45 @@ impl Executor<'_> {
             Err(e) => {
                 tracing::warn!(user = %user.user_name, key = %old.id, error = %e, "handover not checked: the key counts as in use");
                 Vec::new()
+            }
+        }
+    }
+
+    /// Each "still in use" notice of the plan gets where its key was used
+    /// from since its replacement was created ([`crate::where_used`]). A
+    /// lookup that fails leaves the notice as the rules made it.
+    async fn where_used(&self, user: &UserSnapshot, plan: &mut UserPlan) {
+        for action in &mut plan.actions {
+            let Action::Notify {
+                notice:
+                    Notice::StillInUse {
+                        key_id,
+                        replacement,
+                        used_from,
+                        ..
+                    },
+            } = action
+            else {
+                continue;
+            };
+            let since = user
+                .keys
+                .iter()
+                .filter(|k| {
+                    Some(&k.id) == replacement.as_ref()
+                        || (replacement.is_none() && k.id != *key_id)
+                })
+                .map(|k| k.created)
+                .max();
+            let (Some(since), Some(key)) = (since, user.keys.iter().find(|k| k.id == *key_id))
+            else {
+                continue;
+            };
+            match crate::where_used::look_up(&self.clients.cloudtrail, key, since).await {
+                Ok(sites) => *used_from = sites,
+                Err(e) => {
+                    tracing::warn!(user = %user.user_name, key = %key_id, error = %e, "where the key is used was not looked up");
+                }
             }
         }
     }
@@ -420,10 +459,11 @@ impl Executor<'_> {
         }
 
         planned.handed_over = self.handovers(job, &planned).await;
-        let plan = match self.plan(job, &planned, now) {
+        let mut plan = match self.plan(job, &planned, now) {
             Ok(p) => p,
             Err(e) => return Ok(self.user_failed(out, e)),
         };
+        self.where_used(&planned, &mut plan).await;
         out.report.email = plan.email.clone();
         if let Some(note) = plan.note.clone() {
             add_note(&mut out.report, note);

@@ -421,6 +421,7 @@ impl<'a> Planner<'a> {
                         service: old.last_used_service.clone(),
                         region: old.last_used_region.clone(),
                         replacement,
+                        used_from: Vec::new(),
                     }
                 }
                 Pair::Scheduled { on } => {

@@ -357,6 +357,7 @@ fn still_in_use_then_hard_limit() {
         service: Some("s3".into()),
         region: Some("eu-west-1".into()),
         replacement: Some("AKIANEW".into()),
+        used_from: Vec::new(),
     });
     let p = plan(&u);
     assert_eq!(
@@ -1251,6 +1252,7 @@ impl Oracle<'_> {
                 service: o.last_used_service.clone(),
                 region: o.last_used_region.clone(),
                 replacement: Some(y.id.clone()),
+                used_from: Vec::new(),
             });
         } else {
             e.deactivated.push((o.clone(), Some(y.id.clone())));

@@ -20,3 +20,4 @@ mod ses;
 mod timeline;
 mod timeout;
 mod upgrade;
+mod where_used;

@@ -36,9 +36,9 @@ pub const UNUSED_BUT_GRANTED: &[(&str, &str, &str)] = &[
     (
         "keyfleet-agent",
         "cloudtrail:LookupEvents",
-        "the handover check, with Secrets Manager delivery only, for an old key used after its \
-         replacement was created; the timeline delivers by email (the credential-process test runs it \
-         on a deployment of its own: credential_process::a_program_using_credential_process_follows_rotation_deactivation_and_deletion)",
+        "a key's events: the handover check (Secrets Manager delivery) and where a key still in use \
+         is used from; the timeline has no key in use after its replacement (where_used:: and \
+         credential_process:: tests run both)",
     ),
     (
         "keyfleet-agent",

@@ -233,6 +233,7 @@ fn notices() -> Vec<Notice> {
             service: Some("dynamodb".into()),
             region: Some("eu-central-1".into()),
             replacement: Some(NEW_KEY.into()),
+            used_from: Vec::new(),
         },
     ]
 }
@@ -327,6 +328,7 @@ fn notices_without_optional_details_still_read() {
         service: None,
         region: None,
         replacement: None,
+        used_from: Vec::new(),
     };
     let body = text(&parse(&notice_email(&ctx(), &unknown).unwrap().raw));
     assert!(body.contains("an unknown service") && body.contains("an unknown region"));

@@ -777,6 +777,7 @@ mod tests {
                 service: None,
                 region: None,
                 replacement: None,
+                used_from: Vec::new(),
             },
         ];
         let kinds: Vec<String> = notices.iter().map(notice_ledger_kind).collect();

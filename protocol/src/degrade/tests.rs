@@ -15,6 +15,7 @@ fn result() -> AccountResult {
                 service: Some("s3".into()),
                 region: Some("eu-west-1".into()),
                 replacement: None,
+                used_from: vec![site()],
             },
         },
         result: Outcome::Done { key_id: None },
@@ -25,7 +26,7 @@ fn result() -> AccountResult {
 }
 
 /// The informational fields of [`result`], each set to `value`.
-const FIELDS: [&str; 8] = [
+const FIELDS: [&str; 12] = [
     "users[1].keys[0].last_used_service",
     "users[1].keys[0].last_used_region",
     "users[1].actions[1].notice.service",
@@ -34,7 +35,23 @@ const FIELDS: [&str; 8] = [
     "users[1].email",
     "account_alias",
     "api_calls key",
+    "users[1].actions[1].notice.used_from.source_ip",
+    "users[1].actions[1].notice.used_from.user_agent",
+    "users[1].actions[1].notice.used_from.service",
+    "users[1].actions[1].notice.used_from.region",
 ];
+
+/// A place of use that keeps its rule.
+fn site() -> crate::plan::UseSite {
+    crate::plan::UseSite {
+        source_ip: "203.0.113.5".into(),
+        user_agent: "aws-cli/2.15.0 Python/3.11".into(),
+        service: "s3".into(),
+        region: "eu-west-1".into(),
+        last_seen: time::macros::datetime!(2026-12-01 10:00 UTC),
+        calls: 3,
+    }
+}
 
 fn set(r: &mut AccountResult, field: &str, value: &str) {
     let u = &mut r.users[1];
@@ -62,6 +79,22 @@ fn set(r: &mut AccountResult, field: &str, value: &str) {
         "account_alias" => r.account_alias = Some(value.into()),
         "api_calls key" => {
             r.api_calls.insert(value.into(), 1);
+        }
+        f if f.contains(".used_from.") => {
+            let Action::Notify {
+                notice: Notice::StillInUse { used_from, .. },
+            } = &mut u.actions[1].action
+            else {
+                unreachable!("the sample's second action is the notice")
+            };
+            let mut s = site();
+            match f.rsplit('.').next() {
+                Some("source_ip") => s.source_ip = value.into(),
+                Some("user_agent") => s.user_agent = value.into(),
+                Some("service") => s.service = value.into(),
+                _ => s.region = value.into(),
+            }
+            used_from.push(s);
         }
         other => unreachable!("{other}"),
     }
@@ -170,4 +203,45 @@ fn a_rejection_text_is_one_bounded_line() {
         !text.contains('\n') && !text.contains('\r') && text.len() <= 512,
         "{text:?}"
     );
+}
+
+#[test]
+fn a_place_of_use_that_breaks_its_rule_is_left_out_and_the_others_stay() {
+    let mut r = result();
+    set(
+        &mut r,
+        "users[1].actions[1].notice.used_from.user_agent",
+        "evil\nSubject: forged",
+    );
+    let got: AccountResult = decode(&encode(&r)).expect("the result is taken");
+    let Action::Notify {
+        notice: Notice::StillInUse { used_from, .. },
+    } = &got.users[1].actions[1].action
+    else {
+        unreachable!()
+    };
+    assert_eq!(used_from, &vec![site()], "the good place stays");
+    let note = got.users[1].note.as_deref().unwrap_or_default();
+    assert!(
+        note.contains("a place of use of the notice: user agent"),
+        "{note}"
+    );
+    assert!(!note.contains('\n'), "{note}");
+    // More than ten places: the first ten stay.
+    let mut r = result();
+    for _ in 0..15 {
+        set(
+            &mut r,
+            "users[1].actions[1].notice.used_from.region",
+            "us-east-1",
+        );
+    }
+    let got: AccountResult = decode(&encode(&r)).expect("the result is taken");
+    let Action::Notify {
+        notice: Notice::StillInUse { used_from, .. },
+    } = &got.users[1].actions[1].action
+    else {
+        unreachable!()
+    };
+    assert_eq!(used_from.len(), crate::plan::MAX_USE_SITES);
 }

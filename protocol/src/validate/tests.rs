@@ -94,6 +94,7 @@ fn every_field_of_a_result_is_held_to_the_form_aws_gives_it() {
                         service: Some("Your account is locked".into()),
                         region: None,
                         replacement: None,
+                        used_from: Vec::new(),
                     },
                 }
             }),

@@ -10,7 +10,7 @@ use super::widgets::rfc3339;
 use super::{action_error, key_status, outcome_str};
 use crate::outcome;
 use keyfleet_protocol::messages::UserReport;
-use keyfleet_protocol::plan::{Action, ActionRecord, KeyState, Outcome};
+use keyfleet_protocol::plan::{Action, ActionRecord, KeyState, Notice, Outcome};
 use keyfleet_protocol::report::{key_age_days, AccountReport, Compliance, RunReport};
 use std::sync::LazyLock;
 
@@ -105,6 +105,7 @@ pub const COLUMNS: &[Column] = &[
     column("account_within_90d_percent", |r| {
         compliance(r, |c| c.percent_text())
     }),
+    column("where_used", where_used_cell),
 ];
 
 /// The CSV's header line, from [`COLUMNS`].
@@ -139,6 +140,23 @@ fn flag_cell(flag: Option<bool>) -> String {
 
 /// The run's failure on its line; an account's error on its line without
 /// users; else the user's error (first line) and the failed actions'.
+/// Where the key of a "still in use" notice on this line was used from
+/// since its replacement was created (CloudTrail), one place after another.
+fn where_used_cell(r: &Row<'_>) -> String {
+    r.actions
+        .iter()
+        .filter_map(|a| match &a.action {
+            Action::Notify {
+                notice: Notice::StillInUse { used_from, .. },
+            } => Some(used_from),
+            _ => None,
+        })
+        .flatten()
+        .map(|s| s.describe())
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
 fn error_cell(r: &Row<'_>) -> String {
     if let Some(failure) = &r.failure {
         return format!("run failed: {failure}");

@@ -12,7 +12,7 @@ use super::{
 };
 use crate::outcome;
 use keyfleet_protocol::messages::{JobMode, UserReport};
-use keyfleet_protocol::plan::{Action, ActionRecord, KeyState, Outcome};
+use keyfleet_protocol::plan::{Action, ActionRecord, KeyState, Notice, Outcome};
 use keyfleet_protocol::report::{
     console_user_with_keys, key_age_days, keys_without_mfa, AccountReport, AccountState,
     Compliance, RunReport, UserRef, CIS_KEY_ROTATION_DAYS,
@@ -619,6 +619,22 @@ fn action_text(r: &ActionRecord) -> String {
         (Action::Deactivate { key_id }, _) => format!("deactivate {key_id}"),
         (Action::Delete { key_id }, _) => format!("delete {key_id}"),
         (Action::Reactivate { key_id }, _) => format!("reactivate {key_id}"),
+        (
+            Action::Notify {
+                notice:
+                    Notice::StillInUse {
+                        key_id, used_from, ..
+                    },
+            },
+            _,
+        ) if !used_from.is_empty() => {
+            let places: Vec<String> = used_from.iter().map(|s| s.describe()).collect();
+            format!(
+                "notify {} ({key_id}), used from: {}",
+                label("still_in_use"),
+                places.join("; ")
+            )
+        }
         (Action::Notify { notice }, _) => {
             format!("notify {} ({})", label(notice.kind()), notice.key_id())
         }
