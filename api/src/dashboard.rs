@@ -238,7 +238,7 @@ impl Kept<'_> {
             keys: self
                 .keys
                 .iter()
-                .map(|k| inventory::KeyView::of(k, report.finalized_at))
+                .map(|k| inventory::KeyView::of(self.user, k, report.finalized_at))
                 .collect(),
         }
     }
@@ -548,6 +548,13 @@ fn users(r: &RunReport, f: &Filter, base: &str) -> Markup {
                                             @if let Some(s) = &k.last_used_service { " " (s) }
                                             @if let Some(g) = &k.last_used_region { " " (g) }
                                         } @else { ", never used" }
+                                        @if !k.used_from.is_empty() {
+                                            ul .used-from {
+                                                @for site in &k.used_from {
+                                                    li { "used from " code { (site.source_ip) } " " (site.user_agent) ", " (site.service) " " (site.region) ", " (site.calls) " calls, last " (datetime_utc(site.last_seen)) }
+                                                }
+                                            }
+                                        }
                                     }
                                 }
                             }

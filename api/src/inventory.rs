@@ -19,7 +19,7 @@
 //! (which has no key ids) and had nothing to do for the user reports the
 //! key without it.
 
-use keyfleet_protocol::plan::{Action, KeyState, KeyStatus, Outcome, Verdict};
+use keyfleet_protocol::plan::{Action, KeyState, KeyStatus, Notice, Outcome, UseSite, Verdict};
 use keyfleet_protocol::report::{self, AccountReport, RunReport};
 use keyfleet_protocol::{Policy, UserReport};
 use serde::Serialize;
@@ -82,10 +82,16 @@ pub struct KeyView {
     pub last_used: Option<OffsetDateTime>,
     pub last_used_service: Option<String>,
     pub last_used_region: Option<String>,
+    /// Where the key was used from since its replacement was created, when
+    /// the run told its owner it is still in use (CloudTrail; empty
+    /// otherwise).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub used_from: Vec<UseSite>,
 }
 
 impl KeyView {
-    pub fn of(k: &KeyState, as_of: OffsetDateTime) -> KeyView {
+    /// `k`, one of `user`'s keys, as of `as_of`.
+    pub fn of(user: &UserReport, k: &KeyState, as_of: OffsetDateTime) -> KeyView {
         KeyView {
             key_id: k.id.clone(),
             status: status_str(k.status),
@@ -94,8 +100,27 @@ impl KeyView {
             last_used: k.last_used,
             last_used_service: k.last_used_service.clone(),
             last_used_region: k.last_used_region.clone(),
+            used_from: used_from(user, &k.id),
         }
     }
+}
+
+/// The places of use the run's still-in-use notice of `key_id` gave.
+pub fn used_from(user: &UserReport, key_id: &str) -> Vec<UseSite> {
+    user.actions
+        .iter()
+        .find_map(|a| match &a.action {
+            Action::Notify {
+                notice:
+                    Notice::StillInUse {
+                        key_id: k,
+                        used_from,
+                        ..
+                    },
+            } if !k.is_empty() && k == key_id => Some(used_from.clone()),
+            _ => None,
+        })
+        .unwrap_or_default()
 }
 
 /// Where the secret of a user's current key is kept, by the run's policy.

@@ -262,6 +262,21 @@ fn components() -> Value {
                     "last_used": time_or_null,
                     "last_used_service": text_or_null,
                     "last_used_region": text_or_null,
+                    "used_from": {
+                        "type": "array",
+                        "description": "where the key was used from since its replacement was created (CloudTrail), when the run found it still in use; absent otherwise",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "source_ip": {"type": "string"},
+                                "user_agent": {"type": "string"},
+                                "service": {"type": "string"},
+                                "region": {"type": "string"},
+                                "last_seen": time,
+                                "calls": {"type": "integer"},
+                            },
+                        },
+                    },
                 },
             },
             "SecretLocation": {

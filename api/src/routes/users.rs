@@ -68,7 +68,7 @@ pub(super) async fn user_keys(
     keys.sort_by_key(|k| k.created);
     let keys: Vec<KeyView> = keys
         .iter()
-        .map(|k| KeyView::of(k, report.finalized_at))
+        .map(|k| KeyView::of(u, k, report.finalized_at))
         .collect();
     let body = json!({
         "run_id": report.run_id,

@@ -384,3 +384,22 @@ pub fn post_form(base: &str, path: &str, form: &str) -> Answer {
         .unwrap_or_else(|e| panic!("POST {path}: {e}"));
     answer(resp)
 }
+
+/// Debian's Chromium, which the browser tests drive with Playwright.
+pub const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// Whether Chromium is there for a browser test; without it the test is
+/// skipped only when `KEYFLEET_SKIP_BROWSER=1` says so, and fails otherwise.
+pub fn chromium_present() -> bool {
+    if std::path::Path::new(CHROMIUM).exists() {
+        return true;
+    }
+    if std::env::var("KEYFLEET_SKIP_BROWSER").as_deref() == Ok("1") {
+        eprintln!("{CHROMIUM} missing and KEYFLEET_SKIP_BROWSER=1: browser test skipped");
+        return false;
+    }
+    panic!(
+        "{CHROMIUM} is missing: install it (`apt-get install -y chromium`, as scripts/test.sh \
+         does) or set KEYFLEET_SKIP_BROWSER=1 to skip the browser test"
+    );
+}

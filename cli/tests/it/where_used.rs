@@ -131,4 +131,41 @@ async fn a_key_still_in_use_is_reported_with_where_it_is_used_from() {
         .and_then(|m| m.body_text(0).map(|b| b.to_string()))
         .expect("text body");
     assert!(body.contains(IP) && body.contains(AGENT), "{body}");
+
+    // The dashboard, in a browser, under the key.
+    if !chromium_present() {
+        return;
+    }
+    let (reader_key, reader) =
+        keyfleet_api::keys::generate("where-used-reader", &[keyfleet_api::Scope::Read]);
+    let served = Served::start(
+        cli,
+        &format!(
+            "keys = [{{ id = \"{}\", sha256 = \"{}\", scopes = [\"read\"] }}]",
+            reader.id, reader.sha256
+        ),
+    );
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = std::process::Command::new(root.join("tests/emulator/.venv/bin/python"))
+        .arg(root.join("tests/browser/key_uses.py"))
+        .args([&served.base, &reader_key, &run_id, &account])
+        .output()
+        .expect("run the browser script");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "browser script failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen: serde_json::Value = serde_json::from_str(stdout.trim()).expect("JSON");
+    let places = seen["places"].as_array().expect("places");
+    assert_eq!(places.len(), 1, "{seen}");
+    let place = places[0].as_str().unwrap_or_default();
+    assert!(
+        place.starts_with(&format!(
+            "used from {IP} {AGENT}, s3 eu-west-1, 2 calls, last "
+        )),
+        "{place}"
+    );
+    assert_eq!(seen["errors"], serde_json::json!([]), "console errors");
 }

@@ -269,6 +269,7 @@ pub fn date_utc(t: OffsetDateTime) -> String {
 /// log-out button, white sections, the filter form.
 pub const DASHBOARD_CSS: &str = r#"
 body{background:var(--bg);padding:0;max-width:none}
+ul.used-from{margin:.2rem 0 .2rem 1rem;padding:0;font-size:.85rem;color:#b71c1c}
 header.bar-top{background:#1a237e;color:#fff;padding:.6rem 1.2rem;display:flex;justify-content:space-between;align-items:center}
 header.bar-top h1{font-size:1.2rem;margin:0}
 header.bar-top a{color:#fff;text-decoration:none}
