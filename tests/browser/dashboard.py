@@ -12,34 +12,19 @@ The caller (cli/tests/it/dashboard.rs) asserts on it.
 from __future__ import annotations
 
 import json
-import os
 import sys
 
 from playwright.sync_api import sync_playwright
-
-CHROMIUM = os.environ.get("KEYFLEET_CHROMIUM", "/usr/bin/chromium")
+from session import launch, log_in, page_with_errors
 
 
 def main() -> int:
     base, api_key, run_id, account, shot = sys.argv[1:6]
     errors: list[str] = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            # As root in a container Chromium needs --no-sandbox; the page is
-            # local and trusted.
-            args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
-        )
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.goto(f"{base}/?run={run_id}")
-        # No session yet: the login form.
-        page.fill("#api_key", api_key)
-        with page.expect_navigation():
-            page.click("#login-submit")
-        # The login page itself was a 401 (as it should be); count the
-        # console errors of the pages after it.
-        errors.clear()
+        browser = launch(p)
+        page = page_with_errors(browser, errors)
+        log_in(page, base, api_key, run_id, errors)
         page.goto(f"{base}/?run={run_id}")
         offered = page.eval_on_selector_all(
             "select#account option", "els => els.map(e => e.value).filter(v => v)"

@@ -14,27 +14,19 @@ asserts on it.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
 from playwright.sync_api import sync_playwright
-
-CHROMIUM = os.environ.get("KEYFLEET_CHROMIUM", "/usr/bin/chromium")
+from session import launch, page_with_errors
 
 
 def main() -> int:
     summary, account = sys.argv[1:3]
     errors: list[str] = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            # As root in a container Chromium needs --no-sandbox; the page is
-            # local and trusted.
-            args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
-        )
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        browser = launch(p)
+        page = page_with_errors(browser, errors)
         page.goto(Path(summary).resolve().as_uri())
         linked = page.eval_on_selector_all(
             "#accounts-h ~ table a[href^='accounts/']", "els => els.length"
