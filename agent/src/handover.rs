@@ -1,5 +1,5 @@
-//! The handover read: an old key whose only use after its replacement was
-//! created was fetching that replacement.
+//! The handover read: an old key whose last use was its owner's program
+//! fetching the replacement, and nothing since.
 //!
 //! With Secrets Manager delivery the owner's program picks up a new key by
 //! reading the user's delivery secret `keyfleet/<user>` with the key it
@@ -9,32 +9,46 @@
 //! the rules would keep the old key active as "still in use" until
 //! `max_key_age`, the opposite of what the read means.
 //!
-//! CloudTrail can tell. For the older key of a pair that IAM shows used
-//! after its replacement was created, and only then (a few keys a run),
-//! the agent looks up the key's events since the replacement's creation
-//! ([`crate::trail::key_events`]).
-//! The key counts as handed over when:
+//! IAM's last use covers every Region and every kind of call (data events
+//! too), but only the last one; CloudTrail's event history has each
+//! management call, but per Region and not data events. Together they can
+//! tell. For the older key of a pair that IAM shows used after its
+//! replacement was created (a few keys a run), the agent reads the key's
+//! events in its own Region, where the delivery secret is, since the
+//! replacement's creation ([`crate::trail::key_events`]). The key counts as
+//! handed over only when all of these hold:
 //!
-//! - there is at least one event (CloudTrail has caught up; it lags by
-//!   minutes);
-//! - every event is Secrets Manager's `GetSecretValue` of this user's
-//!   delivery secret (when the event names the secret; the event history
-//!   of a management event does);
-//! - the newest event is not older than IAM's last use by more than
-//!   [`COVERAGE`] (the use IAM reports is one CloudTrail has).
+//! - IAM's last use is a Secrets Manager call in the agent's Region, and a
+//!   `GetSecretValue` of this user's delivery secret (the event names it)
+//!   is dated within [`COVERAGE`] of it: the last use *is* the handover
+//!   read, so nothing used the key after it, in any Region;
+//! - that read is at least [`QUIET`] old: a program still on the old key
+//!   that calls daily would have moved IAM's last use past it;
+//! - every event since the replacement's creation is such a read, or came
+//!   from the address the read came from (the owner's program, which kept
+//!   using the old key until its credentials expired and it asked for new
+//!   ones): a call from anywhere else means someone else holds the key;
+//! - the lookup read every event (at most [`crate::trail::MAX_PAGES`]
+//!   pages).
 //!
-//! Anything else (another call, too many events, an error, throttling past
-//! the retries) leaves the key "used after", as before: the check can only
-//! let a key go that the evidence shows unused by anything but the
-//! handover. Cost: one `LookupEvents` (free; CloudTrail allows two a second
-//! per account and region) per such key per run.
+//! Anything else (an error, throttling past the retries, CloudTrail not
+//! caught up yet) leaves the key "used after", as before. What stays
+//! unseen: a program elsewhere that used the key after its replacement was
+//! created only through data events or in another Region, and not since
+//! the read, nor in the [`QUIET`] day after it; the same kind of consumer
+//! the cutover by evidence cannot see either (one that has not called since
+//! the replacement), and the owner is told either way. Cost: one
+//! `LookupEvents` (free; two a second per account and Region) per such key
+//! per run.
 
 use crate::trail::{self, KeyEvent};
 use keyfleet_protocol::KeyState;
 use time::{Duration, OffsetDateTime};
-/// How much older than IAM's last use the newest event may be (the two
-/// services date a call apart by seconds).
+
+/// How far apart IAM and CloudTrail may date the same call.
 pub const COVERAGE: Duration = Duration::minutes(5);
+/// How long nothing may have used the key since the handover read.
+pub const QUIET: Duration = Duration::hours(24);
 
 /// Whether `secret_id` (a name or an ARN) names `user`'s delivery secret.
 fn names_the_delivery_secret(secret_id: &str, user: &str) -> bool {
@@ -45,51 +59,74 @@ fn names_the_delivery_secret(secret_id: &str, user: &str) -> bool {
             .is_some_and(|(_, rest)| rest.rsplit_once('-').is_some_and(|(n, _)| n == name))
 }
 
-/// The decision (see the module doc), from the events since the
-/// replacement's creation and IAM's last use of the old key.
-pub fn only_the_handover(events: &[KeyEvent], user: &str, last_used: OffsetDateTime) -> bool {
-    let Some(newest) = events.iter().map(|e| e.time).max() else {
-        return false;
-    };
-    newest + COVERAGE >= last_used
-        && events.iter().all(|e| {
-            e.source == "secretsmanager.amazonaws.com"
-                && e.name == "GetSecretValue"
-                && e.secret_id
-                    .as_deref()
-                    .is_none_or(|id| names_the_delivery_secret(id, user))
-        })
+/// A read of `user`'s delivery secret.
+fn is_handover_read(e: &KeyEvent, user: &str) -> bool {
+    e.source == "secretsmanager.amazonaws.com"
+        && e.name == "GetSecretValue"
+        && e.secret_id
+            .as_deref()
+            .is_some_and(|id| names_the_delivery_secret(id, user))
 }
 
-/// Whether `old`, used after its replacement created at `since`, was used
-/// only to fetch that replacement. `Err` names what could not be read.
+/// The decision (see the module doc): `old` as IAM reports it, the events
+/// of the agent's `region` since the replacement's creation (all of them),
+/// at `now`.
+pub fn only_the_handover(
+    events: &[KeyEvent],
+    user: &str,
+    old: &KeyState,
+    region: &str,
+    now: OffsetDateTime,
+) -> bool {
+    let Some(last_used) = old.last_used else {
+        return false;
+    };
+    if old.last_used_service.as_deref() != Some("secretsmanager")
+        || old.last_used_region.as_deref() != Some(region)
+        || now - last_used < QUIET
+    {
+        return false;
+    }
+    let Some(read) = events
+        .iter()
+        .filter(|e| is_handover_read(e, user) && (e.time - last_used).abs() <= COVERAGE)
+        .max_by_key(|e| e.time)
+    else {
+        return false;
+    };
+    events
+        .iter()
+        .all(|e| is_handover_read(e, user) || e.source_ip == read.source_ip)
+}
+
+/// Whether `old`, used after its replacement created at `since`, was last
+/// used to fetch that replacement, and by nothing else (see the module
+/// doc). `Err` names what could not be read.
 pub async fn handed_over(
     ct: &aws_sdk_cloudtrail::Client,
     user: &str,
     old: &KeyState,
     since: OffsetDateTime,
+    now: OffsetDateTime,
 ) -> Result<bool, String> {
-    let Some(last_used) = old.last_used else {
+    let Some(region) = ct.config().region().map(|r| r.as_ref().to_string()) else {
         return Ok(false);
     };
-    // More events than a handover makes (`None`): the key is in use.
-    Ok(trail::key_events(ct, &old.id, since, None)
-        .await?
-        .is_some_and(|events| only_the_handover(&events, user, last_used)))
+    let read = trail::key_events(ct, &old.id, since, None).await?;
+    Ok(read.complete && only_the_handover(&read.events, user, old, &region, now))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use keyfleet_protocol::KeyStatus;
     use time::macros::datetime;
 
     const T: OffsetDateTime = datetime!(2026-12-01 10:00 UTC);
+    const HOME: &str = "203.0.113.5";
 
-    fn event(name: &str, secret: Option<&str>, at: OffsetDateTime) -> KeyEvent {
+    fn event(name: &str, secret: Option<&str>, at: OffsetDateTime, ip: &str) -> KeyEvent {
         KeyEvent {
-            source_ip: "203.0.113.5".into(),
-            user_agent: "app/1.0".into(),
-            region: "eu-west-1".into(),
             source: if name == "GetSecretValue" {
                 "secretsmanager.amazonaws.com".into()
             } else {
@@ -98,51 +135,89 @@ mod tests {
             name: name.into(),
             time: at,
             secret_id: secret.map(str::to_string),
+            source_ip: ip.into(),
+            user_agent: "app/1.0".into(),
+            region: "eu-west-1".into(),
         }
     }
 
+    /// The old key as IAM reports it: last used at `at` by `service` in
+    /// `region`.
+    fn old(at: OffsetDateTime, service: &str, region: &str) -> KeyState {
+        KeyState {
+            id: "AKIAOLD".into(),
+            status: KeyStatus::Active,
+            created: T - Duration::days(90),
+            last_used: Some(at),
+            last_used_service: Some(service.into()),
+            last_used_region: Some(region.into()),
+        }
+    }
+
+    fn decide(events: &[KeyEvent], key: &KeyState, now: OffsetDateTime) -> bool {
+        only_the_handover(events, "alice", key, "eu-west-1", now)
+    }
+
     #[test]
-    fn reads_of_the_users_own_delivery_secret_are_the_handover() {
+    fn the_last_use_being_the_owners_read_a_day_ago_is_a_handover() {
         let arn = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:keyfleet/alice-AbCdEf";
         let events = [
-            event("GetSecretValue", Some("keyfleet/alice"), T),
-            event("GetSecretValue", Some(arn), T + Duration::minutes(1)),
-            event("GetSecretValue", None, T + Duration::minutes(2)),
+            // The program's own calls before it asked for new credentials.
+            event("ListBuckets", None, T - Duration::minutes(30), HOME),
+            event("GetSecretValue", Some(arn), T, HOME),
         ];
-        assert!(only_the_handover(
-            &events,
-            "alice",
-            T + Duration::minutes(2)
-        ));
+        let key = old(T + Duration::seconds(1), "secretsmanager", "eu-west-1");
+        assert!(decide(&events, &key, T + QUIET + Duration::seconds(1)));
+        let by_name = [event("GetSecretValue", Some("keyfleet/alice"), T, HOME)];
+        assert!(decide(&by_name, &key, T + QUIET + Duration::seconds(1)));
     }
 
     #[test]
-    fn any_other_use_or_no_evidence_keeps_the_key_in_use() {
-        let read = event("GetSecretValue", Some("keyfleet/alice"), T);
-        assert!(!only_the_handover(&[], "alice", T), "no event yet");
-        for other in [
-            event("GetObject", None, T),
-            event("GetSecretValue", Some("keyfleet/bob"), T),
-            event("GetSecretValue", Some("prod/db-password"), T),
-            event(
-                "GetSecretValue",
-                Some(
-                    "arn:aws:secretsmanager:eu-west-1:111122223333:secret:keyfleet/alice/x-AbCdEf",
-                ),
-                T,
-            ),
-        ] {
-            assert!(
-                !only_the_handover(&[read.clone(), other.clone()], "alice", T),
-                "{other:?}"
-            );
-        }
-        // IAM knows a later use than CloudTrail shows: not covered.
-        assert!(!only_the_handover(
+    fn anything_else_keeps_the_key_in_use() {
+        let read = event("GetSecretValue", Some("keyfleet/alice"), T, HOME);
+        let key = old(T, "secretsmanager", "eu-west-1");
+        let later = T + QUIET + Duration::seconds(1);
+        // Less than a day since the read.
+        assert!(!decide(
             std::slice::from_ref(&read),
-            "alice",
-            T + COVERAGE + Duration::seconds(1)
+            &key,
+            T + QUIET - Duration::seconds(1)
         ));
-        assert!(only_the_handover(&[read], "alice", T + COVERAGE));
+        // IAM's last use is elsewhere or something else: used after the read.
+        for k in [
+            old(T + Duration::hours(2), "secretsmanager", "eu-west-1"),
+            old(T, "s3", "eu-west-1"),
+            old(T, "secretsmanager", "us-east-1"),
+        ] {
+            assert!(!decide(std::slice::from_ref(&read), &k, later), "{k:?}");
+        }
+        // No read, or a read that does not name the secret, or another's.
+        assert!(!decide(&[], &key, later));
+        for other in [
+            None,
+            Some("keyfleet/bob"),
+            Some("prod/db"),
+            Some("keyfleet/alice/x"),
+        ] {
+            let e = event("GetSecretValue", other, T, HOME);
+            assert!(!decide(&[e], &key, later), "{other:?}");
+        }
+        // A call from another address since the replacement: someone else
+        // holds the key.
+        let elsewhere = event(
+            "ListBuckets",
+            None,
+            T - Duration::minutes(5),
+            "198.51.100.7",
+        );
+        assert!(!decide(&[elsewhere, read.clone()], &key, later));
+        // The read a good while before IAM's last use.
+        let early = event(
+            "GetSecretValue",
+            Some("keyfleet/alice"),
+            T - COVERAGE - Duration::seconds(1),
+            HOME,
+        );
+        assert!(!decide(&[early], &key, later));
     }
 }

@@ -56,16 +56,26 @@ impl KeyEvent {
     }
 }
 
+/// What a lookup read.
+#[derive(Debug, Clone, Default)]
+pub struct Read {
+    /// Newest first.
+    pub events: Vec<KeyEvent>,
+    /// Every event of the key is in `events`: there were no more than
+    /// [`MAX_PAGES`] pages.
+    pub complete: bool,
+}
+
 /// The events of `key_id` from the second of `since` on, newest first, in
 /// the client's Region or in `region` (CloudTrail keeps each Region's
-/// events apart; IAM's and STS's are in us-east-1); `None` when there are
-/// more than [`MAX_PAGES`] pages of them. `Err` names what failed.
+/// events apart; IAM's and STS's are in us-east-1), at most [`MAX_PAGES`]
+/// pages of them. `Err` names what failed.
 pub async fn key_events(
     ct: &aws_sdk_cloudtrail::Client,
     key_id: &str,
     since: OffsetDateTime,
     region: Option<&str>,
-) -> Result<Option<Vec<KeyEvent>>, String> {
+) -> Result<Read, String> {
     let attribute = LookupAttribute::builder()
         .attribute_key(LookupAttributeKey::AccessKeyId)
         .attribute_value(key_id)
@@ -96,7 +106,12 @@ pub async fn key_events(
     let mut events = Vec::new();
     for _ in 0..MAX_PAGES {
         match pages.next().await {
-            None => return Ok(Some(events)),
+            None => {
+                return Ok(Read {
+                    events,
+                    complete: true,
+                })
+            }
             Some(Err(e)) => {
                 return Err(format!(
                     "CloudTrail LookupEvents: {}",
@@ -106,5 +121,6 @@ pub async fn key_events(
             Some(Ok(page)) => events.extend(page.events().iter().map(KeyEvent::from_sdk)),
         }
     }
-    Ok(pages.next().await.is_none().then_some(events))
+    let complete = pages.next().await.is_none();
+    Ok(Read { events, complete })
 }

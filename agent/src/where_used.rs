@@ -26,10 +26,18 @@ pub fn sites(events: &[KeyEvent]) -> Vec<UseSite> {
     let mut by_place: HashMap<(String, String, String, String), (OffsetDateTime, u32)> =
         HashMap::new();
     for e in events {
+        // Printable ASCII, as the protocol takes it: anything else is shown
+        // as `?` (whoever holds the key writes this text).
         let user_agent: String = e
             .user_agent
             .chars()
-            .filter(|c| !c.is_control())
+            .map(|c| {
+                if c.is_ascii() && !c.is_ascii_control() {
+                    c
+                } else {
+                    '?'
+                }
+            })
             .take(MAX_USER_AGENT)
             .collect();
         let service = e
@@ -56,13 +64,19 @@ pub fn sites(events: &[KeyEvent]) -> Vec<UseSite> {
             },
         )
         .collect();
+    // Most recent first; ties in a fixed order, so that a dry run keeps
+    // the same ten as the run.
     sites.sort_by(|a, b| {
-        (b.last_seen, b.calls, &a.source_ip, &a.user_agent).cmp(&(
-            a.last_seen,
-            a.calls,
-            &b.source_ip,
-            &b.user_agent,
-        ))
+        (b.last_seen, b.calls)
+            .cmp(&(a.last_seen, a.calls))
+            .then_with(|| {
+                (&a.source_ip, &a.user_agent, &a.service, &a.region).cmp(&(
+                    &b.source_ip,
+                    &b.user_agent,
+                    &b.service,
+                    &b.region,
+                ))
+            })
     });
     sites.truncate(MAX_USE_SITES);
     sites
@@ -70,27 +84,27 @@ pub fn sites(events: &[KeyEvent]) -> Vec<UseSite> {
 
 /// Where `key` was used from since `since` (its replacement's creation),
 /// looked up in the agent's Region and, when IAM says the key was last used
-/// in another, in that one too. With more events than the lookup reads,
-/// the newest pages' places.
+/// in another, in that one too. With more events than a lookup reads, the
+/// newest pages' places; a Region whose lookup fails is left out (with a
+/// warning) when the other answered.
 pub async fn look_up(
     ct: &aws_sdk_cloudtrail::Client,
     key: &KeyState,
     since: OffsetDateTime,
 ) -> Result<Vec<UseSite>, String> {
-    let mut events = trail::key_events(ct, &key.id, since, None)
-        .await?
-        .unwrap_or_default();
+    let mut events = trail::key_events(ct, &key.id, since, None).await?.events;
     let own = ct.config().region().map(|r| r.as_ref().to_string());
     if let Some(region) = key
         .last_used_region
         .as_deref()
         .filter(|r| keyfleet_protocol::is_region(r) && own.as_deref() != Some(*r))
     {
-        events.extend(
-            trail::key_events(ct, &key.id, since, Some(region))
-                .await?
-                .unwrap_or_default(),
-        );
+        match trail::key_events(ct, &key.id, since, Some(region)).await {
+            Ok(read) => events.extend(read.events),
+            Err(e) => {
+                tracing::warn!(key = %key.id, region, error = %e, "places of use in this Region not looked up")
+            }
+        }
     }
     Ok(sites(&events))
 }
@@ -153,7 +167,7 @@ mod tests {
     #[test]
     fn at_most_ten_places_and_user_agents_are_bounded_lines() {
         let t = datetime!(2026-12-01 10:00 UTC);
-        let long = format!("agent\n{}", "x".repeat(1000));
+        let long = format!("agent\n\u{202e}{}", "x".repeat(1000));
         let events: Vec<KeyEvent> = (0..25)
             .map(|i| {
                 event(

@@ -51,14 +51,15 @@ pub struct UseSite {
 
 /// At most this many sites per notice, the most recently seen.
 pub const MAX_USE_SITES: usize = 10;
-/// A user agent is cut to this many characters.
+/// A user agent is cut to this many characters, each printable ASCII.
 pub const MAX_USER_AGENT: usize = 256;
 
 impl UseSite {
-    /// One line for an email or a CSV cell.
+    /// One line for an email or a CSV cell; the user agent quoted, since
+    /// whoever holds the key chooses it.
     pub fn describe(&self) -> String {
         format!(
-            "{} ({}) {} {}, {} call{}, last {}",
+            "{} \"{}\" {} {}, {} call{}, last {}",
             self.source_ip,
             self.user_agent,
             self.service,

@@ -163,11 +163,13 @@ pub fn use_site_rule(site: &crate::plan::UseSite) -> Result<(), String> {
             shown(&site.source_ip)
         ));
     }
-    if site.user_agent.chars().count() > crate::plan::MAX_USER_AGENT
-        || site.user_agent.chars().any(char::is_control)
+    // Printable ASCII only: whoever holds the key writes it, and it is shown
+    // to the owner (no control, bidirectional or line-separator characters).
+    if site.user_agent.len() > crate::plan::MAX_USER_AGENT
+        || !site.user_agent.bytes().all(|b| (0x20..=0x7e).contains(&b))
     {
         return Err(format!(
-            "user agent `{}` is not one bounded line",
+            "user agent `{}` is not one bounded line of printable ASCII",
             shown(&site.user_agent)
         ));
     }

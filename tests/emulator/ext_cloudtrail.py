@@ -167,7 +167,7 @@ Control endpoints:
   N}``: forgets the events (of one account).
 * ``POST /_keyfleet/cloudtrail/events {"access_key_id", "event_name",
   "event_source" | "service", "region"?, "source_ip"?, "user_agent"?,
-  "when"?, "account"?}`` records an event as if the key had signed such a
+  "when"?, "account"?, "secret_id"?}`` records an event as if the key had signed such a
   request (``region`` default us-east-1, ``source_ip`` 127.0.0.1,
   ``user_agent`` empty, ``when`` ISO 8601 in emulator time, default now,
   ``account`` default the key's owner): for a key used "from elsewhere".
@@ -266,7 +266,7 @@ _rate_per_account: dict[str, float | None] = {}
 _buckets: dict[tuple[str, str], tuple[float, float]] = {}  # (account, region) -> (tokens, stamp)
 
 # index of each field in a stored event
-_STAMP, _SEQ, _KEY, _ACTION, _SOURCE, _REGION, _IP, _AGENT, _IDENT = range(9)
+_STAMP, _SEQ, _KEY, _ACTION, _SOURCE, _REGION, _IP, _AGENT, _IDENT, _PARAMS = range(10)
 
 
 def _offset(account: str) -> float:
@@ -380,6 +380,34 @@ def _append(account: str, event: tuple[Any, ...]) -> None:
             _total += len(account_events)
 
 
+# Secrets Manager calls whose event names the secret (AWS: the event's
+# requestParameters holds the call's "secretId"); only these are kept, the
+# rest of the events have requestParameters null as before.
+SECRET_ID_ACTIONS = frozenset({"GetSecretValue", "DescribeSecret", "PutSecretValue", "GetResourcePolicy"})
+
+
+def _request_parameters(environ: dict[str, Any], service: str, action: str) -> dict[str, Any] | None:
+    """{"secretId": ...} of a Secrets Manager call that names a secret. The
+    body is read once and put back for moto (a small JSON document)."""
+    if service != "secretsmanager" or action not in SECRET_ID_ACTIONS:
+        return None
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return None
+    if not 0 < length <= 65536:
+        return None
+    import io
+
+    body = environ["wsgi.input"].read(length)
+    environ["wsgi.input"] = io.BytesIO(body)
+    try:
+        secret_id = json.loads(body).get("SecretId")
+    except (ValueError, AttributeError):
+        return None
+    return {"secretId": secret_id} if isinstance(secret_id, str) else None
+
+
 def record(environ: dict[str, Any], access_key: str, call: Any) -> None:
     """ext_calls observer: record one signed request (see the module docstring)."""
     global _seq
@@ -394,11 +422,12 @@ def record(environ: dict[str, Any], access_key: str, call: Any) -> None:
     ident = _identities.get((account, access_key))
     if ident is None:
         ident = _identity(account, access_key)
+    params = _request_parameters(environ, service, action)
     now = time.time()
     with _lock:
         _seq += 1
         seq = _seq
-        _append(account, (now + _offset(account), seq, access_key, action, source, region, ip, agent, ident))
+        _append(account, (now + _offset(account), seq, access_key, action, source, region, ip, agent, ident, params))
     if service == "cloudtrail" and action == "LookupEvents":
         environ[SEQ_ENVIRON_KEY] = seq
 
@@ -454,7 +483,7 @@ def _shown_time(account: str, event: tuple[Any, ...]) -> float:
 
 
 def _lookup_event(account: str, event: tuple[Any, ...], when: float) -> dict[str, Any]:
-    _, seq, key, action, source, region, ip, agent, ident = event
+    _, seq, key, action, source, region, ip, agent, ident, params = event
     event_id = _event_id(seq)
     ro = read_only(action)
     record_json = {
@@ -466,7 +495,7 @@ def _lookup_event(account: str, event: tuple[Any, ...], when: float) -> dict[str
         "awsRegion": region,
         "sourceIPAddress": ip,
         "userAgent": agent,
-        "requestParameters": None,
+        "requestParameters": params,
         "responseElements": None,
         "requestID": _uuid(seq, b"request"),
         "eventID": event_id,
@@ -796,7 +825,7 @@ def clear(query: dict[str, str]) -> dict[str, Any]:
 def record_from_request(body: dict[str, Any]) -> dict[str, Any]:
     global _seq
     known = {"access_key_id", "event_name", "event_source", "service", "region", "source_ip", "user_agent",
-             "when", "account"}
+             "when", "account", "secret_id"}
     unknown = sorted(set(body) - known)
     if unknown:
         raise ControlError(400, f"unknown fields: {unknown}")
@@ -834,7 +863,7 @@ def record_from_request(body: dict[str, Any]) -> dict[str, Any]:
             account,
             (when + _offset(account), seq, key, body["event_name"], source, region,
              _share(body.get("source_ip") or "127.0.0.1"), _share((body.get("user_agent") or "")[:USER_AGENT_LIMIT]),
-             ident),
+             ident, {"secretId": body["secret_id"]} if isinstance(body.get("secret_id"), str) else None),
         )
     return {"ok": True, "event_id": _event_id(seq), "account": account, "username": ident[1]}
 

@@ -160,6 +160,25 @@ def test_a_request_signed_by_a_users_key_is_looked_up_by_that_key(emu: Emulator)
     assert by_key(trail(emu, other, region="eu-west-1"), old["AccessKeyId"]) == []
 
 
+def test_a_secret_read_names_the_secret_in_its_request_parameters(emu: Emulator) -> None:
+    """AWS: a Secrets Manager GetSecretValue event's requestParameters holds
+    the call's secretId (what keyfleet's handover check reads); the call
+    itself is answered as before."""
+    account = "730000000091"
+    key = new_user_key(emu, account, "dora")
+    emu.client("secretsmanager", account).create_secret(Name="keyfleet/dora", SecretString="v")
+    sm = key_client(emu, "secretsmanager", key)
+    assert sm.get_secret_value(SecretId="keyfleet/dora")["SecretString"] == "v"
+    (event,) = by_key(trail(emu, account), key["AccessKeyId"])
+    assert event["EventName"] == "GetSecretValue"
+    assert json.loads(event["CloudTrailEvent"])["requestParameters"] == {"secretId": "keyfleet/dora"}
+    # Another service's event keeps requestParameters null.
+    key_client(emu, "iam", key).list_users()
+    events = by_key(trail(emu, account), key["AccessKeyId"])
+    (listed,) = [e for e in events if e["EventName"] == "ListUsers"]
+    assert json.loads(listed["CloudTrailEvent"])["requestParameters"] is None
+
+
 def test_without_x_forwarded_for_the_source_is_the_peer(emu: Emulator) -> None:
     account = "730000000003"
     key = new_user_key(emu, account, "carol")

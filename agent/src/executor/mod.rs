@@ -180,7 +180,7 @@ impl Executor<'_> {
     /// key of a pair that IAM shows used after its replacement was created,
     /// when CloudTrail shows those uses were only the handover read
     /// ([`crate::handover`]). A lookup that fails leaves the key in use.
-    async fn handovers(&self, job: &Job, user: &UserSnapshot) -> Vec<String> {
+    async fn handovers(&self, job: &Job, user: &UserSnapshot, now: OffsetDateTime) -> Vec<String> {
         if !matches!(job.mode, JobMode::Scheduled) || !job.policy.delivery.by_secrets_manager() {
             return Vec::new();
         }
@@ -201,6 +201,7 @@ impl Executor<'_> {
             &user.user_name,
             old,
             new.created,
+            now,
         )
         .await
         {
@@ -458,7 +459,7 @@ impl Executor<'_> {
                 .collect();
         }
 
-        planned.handed_over = self.handovers(job, &planned).await;
+        planned.handed_over = self.handovers(job, &planned, now).await;
         let mut plan = match self.plan(job, &planned, now) {
             Ok(p) => p,
             Err(e) => return Ok(self.user_failed(out, e)),

@@ -79,9 +79,10 @@
 //! - **The handover read** (Secrets Manager delivery): the owner's program
 //!   fetches the new key from the user's delivery secret with the old key
 //!   (`keyfleet credential-process`), which IAM shows as a use of the old
-//!   key after its replacement was created. When CloudTrail shows that
-//!   every such use was that read (`UserSnapshot::handed_over`, filled by
-//!   the agent: `crate::handover`), the old key counts as not used after
+//!   key after its replacement was created. When IAM's last use is that
+//!   read, a day ago, and CloudTrail shows nothing else but the same
+//!   program (`UserSnapshot::handed_over`, filled by the agent:
+//!   `crate::handover`), the old key counts as not used after
 //!   its replacement, here and in every invariant below, so the cutover
 //!   and the date apply as to a key nobody uses.
 //! - Hard limit: an active key reaching `max_key_age` is deactivated even if

@@ -18,9 +18,12 @@
 //! - No secret yet (nothing rotated so far; AWS answers a user without
 //!   policies `AccessDenied` for a secret that does not exist): the stored
 //!   key is served, with a line on standard error.
-//! - The secret unreadable for another reason (throttled, no network, not
-//!   a key in it): the stored key is served for five minutes and the
+//! - The secret unreadable for another reason, or refused after a rotation
+//!   was picked up already (throttled, no network, not a key in it, a
+//!   policy in the way): the stored key is served for five minutes and the
 //!   reason goes to standard error.
+//! - The Region is the one given at `--init` (the agent's, where the secret
+//!   is), not the program's `AWS_REGION`.
 //! - The stored key refused by AWS (deactivated or deleted before this
 //!   machine picked up its replacement): the previous stored key is tried;
 //!   failing that, the command fails and says what to do.
@@ -73,15 +76,13 @@ impl Args {
         }
     }
 
-    fn region(&self) -> Result<String> {
+    /// The Region given now (`--region`, else the environment's), if any.
+    fn region_given(&self) -> Option<String> {
         self.region
             .clone()
             .or_else(|| std::env::var("AWS_REGION").ok())
             .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
             .filter(|r| !r.is_empty())
-            .ok_or_else(|| {
-                anyhow!("no region: pass --region (the region of the keyfleet agent that rotates this user)")
-            })
     }
 
     fn init_hint(&self) -> String {
@@ -134,8 +135,14 @@ pub fn refuses_the_key(code: Option<&str>) -> bool {
 /// Runs the command; on success the credentials are on standard output.
 pub async fn run(args: Args) -> Result<()> {
     let path = args.store_path()?;
-    let region = args.region()?;
     if args.init {
+        let region = args.region_given().ok_or_else(|| {
+            anyhow!(
+                "no region: pass --region, the Region of the keyfleet agent that rotates {} (where \
+                 its delivery secret is)",
+                args.user
+            )
+        })?;
         return init(&args, &path, &region).await;
     }
     let mut stored = store::load(&path, &args.user).map_err(|e| match e {
@@ -146,19 +153,18 @@ pub async fn run(args: Args) -> Result<()> {
         ),
         other => anyhow!(other),
     })?;
+    // The secret's Region as stored at --init: the program's own Region
+    // (AWS_REGION) may be another.
+    let region = args.region.clone().unwrap_or_else(|| stored.region.clone());
     let now = OffsetDateTime::now_utc();
     let mut tried = Vec::new();
     for key in std::iter::once(stored.current.clone()).chain(stored.previous.clone()) {
-        match read_secret(&args, &region, &key).await {
+        match read_secret(&args, &region, &key, stored.previous.is_some()).await {
             Read::Delivered(next) => {
                 if stored.advance(next.clone()) {
                     store::save(&path, &stored)?;
                 }
                 println!("{}", output(&next, now + FRESH));
-                return Ok(());
-            }
-            Read::NothingYet => {
-                println!("{}", output(&key, now + FRESH));
                 return Ok(());
             }
             Read::Unreadable(why, good_for) => {
@@ -185,7 +191,6 @@ pub async fn run(args: Args) -> Result<()> {
 
 enum Read {
     Delivered(KeyPair),
-    NothingYet,
     /// Why, and how long the stored key is served meanwhile.
     Unreadable(String, Duration),
     KeyRefused(String),
@@ -208,7 +213,10 @@ async fn sdk(args: &Args, region: &str, key: &KeyPair) -> SdkConfig {
     loader.load().await
 }
 
-async fn read_secret(args: &Args, region: &str, key: &KeyPair) -> Read {
+/// Reads the delivery secret with `key`. `rotated_before`: this store has
+/// picked up a rotation already, so the secret exists and a refusal is not
+/// "before the first rotation".
+async fn read_secret(args: &Args, region: &str, key: &KeyPair, rotated_before: bool) -> Read {
     let sm = aws_sdk_secretsmanager::Client::new(&sdk(args, region, key).await);
     let id = args.secret_id();
     let out = match sm.get_secret_value().secret_id(&id).send().await {
@@ -216,30 +224,31 @@ async fn read_secret(args: &Args, region: &str, key: &KeyPair) -> Read {
         Err(e) if refuses_the_key(e.code()) => {
             return Read::KeyRefused(e.code().unwrap_or_default().to_string())
         }
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|s| s.is_resource_not_found_exception()) =>
-        {
-            return Read::NothingYet
-        }
-        // What AWS answers a user for its secret before the first rotation
-        // made it (no policy grants the user anything else): expected for
-        // weeks, so the stored key is served for the usual hour.
-        Err(e) if e.code() == Some("AccessDeniedException") => {
-            return Read::Unreadable(
-                format!(
-                    "secret {id} is not readable with it ({}); before keyfleet's first rotation \
-                     of {} there is none yet",
-                    e.code().unwrap_or_default(),
-                    args.user
-                ),
-                FRESH,
-            )
-        }
         Err(e) => {
+            let code = e.code().unwrap_or_default().to_string();
+            let not_yet = e
+                .as_service_error()
+                .is_some_and(|s| s.is_resource_not_found_exception())
+                || code == "AccessDeniedException";
+            // Before the first rotation there is no secret, and AWS answers
+            // a user without policies AccessDenied for it: expected for
+            // weeks, so the stored key is served for the usual hour. After
+            // one, the same answer means something is wrong: five minutes,
+            // and said.
+            if not_yet && !rotated_before {
+                return Read::Unreadable(
+                    format!(
+                        "secret {id} in {region} is not readable with it ({code}); before \
+                         keyfleet's first rotation of {} there is none yet (if there is one, \
+                         check --region)",
+                        args.user
+                    ),
+                    FRESH,
+                );
+            }
             return Read::Unreadable(
                 format!(
-                    "GetSecretValue {id}: {}",
+                    "GetSecretValue {id} in {region}: {}",
                     e.code()
                         .map(|c| format!("{c}: {}", e.message().unwrap_or_default()))
                         .unwrap_or_else(
@@ -247,7 +256,7 @@ async fn read_secret(args: &Args, region: &str, key: &KeyPair) -> Read {
                         )
                 ),
                 STALE,
-            )
+            );
         }
     };
     match serde_json::from_str::<Delivered>(out.secret_string().unwrap_or_default()) {
@@ -305,7 +314,7 @@ async fn init(args: &Args, path: &std::path::Path, region: &str) -> Result<()> {
         );
     }
     let id = key.access_key_id.clone();
-    store::save(path, &Stored::new(&args.user, key))?;
+    store::save(path, &Stored::new(&args.user, region, key))?;
     eprintln!(
         "keyfleet credential-process: stored {id} of {arn} in {}",
         path.display()

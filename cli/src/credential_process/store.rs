@@ -30,16 +30,20 @@ pub struct Stored {
     pub v: u32,
     /// The IAM user the keys belong to.
     pub user: String,
+    /// The Region of the user's delivery secret (the agent's), given at
+    /// `--init`.
+    pub region: String,
     pub current: KeyPair,
     #[serde(default)]
     pub previous: Option<KeyPair>,
 }
 
 impl Stored {
-    pub fn new(user: &str, current: KeyPair) -> Stored {
+    pub fn new(user: &str, region: &str, current: KeyPair) -> Stored {
         Stored {
             v: 1,
             user: user.into(),
+            region: region.into(),
             current,
             previous: None,
         }
@@ -76,6 +80,8 @@ pub enum StoreError {
     },
     #[error("{path} can be read by others (mode {mode:o}): make it `chmod 600`, then run again")]
     Exposed { path: PathBuf, mode: u32 },
+    #[error("{dir} can be written by others (mode {mode:o}): keep the keys in a directory only you can write (`chmod 700`, or --store elsewhere)")]
+    OpenDirectory { dir: PathBuf, mode: u32 },
 }
 
 /// `$XDG_CONFIG_HOME/keyfleet/credential-process/<user>.json`, or under
@@ -148,34 +154,43 @@ pub fn load(path: &Path, user: &str) -> Result<Stored, StoreError> {
     Ok(stored)
 }
 
-/// Writes `stored` to `path` whole: a new file only the user can read,
-/// renamed over the old one.
+/// Writes `stored` to `path` whole: a new temporary file only the user can
+/// read (created exclusively, never one that was there), renamed over the
+/// old one. Refuses a directory others can write: they could swap the file.
 pub fn save(path: &Path, stored: &Stored) -> Result<(), StoreError> {
     let io = |source| StoreError::Io {
         path: path.into(),
         source,
     };
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        let mut builder = std::fs::DirBuilder::new();
-        builder.recursive(true);
-        #[cfg(unix)]
-        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-        builder.create(dir).map_err(io)?;
-    }
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    let dir = match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(d) => d.to_path_buf(),
+        None => PathBuf::from("."),
+    };
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
     #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let body = serde_json::to_vec_pretty(stored).expect("a key pair serializes");
-    let written = options.open(&tmp).and_then(|mut f| {
-        f.write_all(&body)?;
-        f.sync_all()
-    });
-    if let Err(e) = written.and_then(|_| std::fs::rename(&tmp, path)) {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(io(e));
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(&dir).map_err(io)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&dir).map_err(io)?.permissions().mode() & 0o777;
+        if mode & 0o022 != 0 {
+            return Err(StoreError::OpenDirectory { dir, mode });
+        }
     }
+    let mut temp = tempfile::Builder::new();
+    temp.prefix(".keyfleet-").suffix(".tmp");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        temp.permissions(std::fs::Permissions::from_mode(0o600));
+    }
+    let mut file = temp.tempfile_in(&dir).map_err(io)?;
+    let body = serde_json::to_vec_pretty(stored).expect("a key pair serializes");
+    file.write_all(&body).map_err(io)?;
+    file.as_file().sync_all().map_err(io)?;
+    file.persist(path).map_err(|e| io(e.error))?;
     Ok(())
 }
 
@@ -194,7 +209,7 @@ mod tests {
     fn a_saved_file_loads_back_and_only_its_owner_reads_it() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("deep/er/alice.json");
-        let mut stored = Stored::new("alice", pair("AKIA1"));
+        let mut stored = Stored::new("alice", "eu-west-1", pair("AKIA1"));
         assert!(stored.advance(pair("AKIA2")));
         save(&path, &stored).unwrap();
         assert_eq!(load(&path, "alice").unwrap(), stored);
@@ -215,7 +230,7 @@ mod tests {
 
     #[test]
     fn advancing_keeps_one_previous_key_and_the_same_key_changes_nothing() {
-        let mut stored = Stored::new("alice", pair("AKIA1"));
+        let mut stored = Stored::new("alice", "eu-west-1", pair("AKIA1"));
         assert!(!stored.advance(pair("AKIA1")));
         assert_eq!(stored.previous, None);
         assert!(stored.advance(pair("AKIA2")));
@@ -230,11 +245,11 @@ mod tests {
         let path = dir.path().join("alice.json");
         let err = load(&path, "alice").unwrap_err();
         assert!(matches!(err, StoreError::Missing { .. }), "{err}");
-        save(&path, &Stored::new("bob", pair("AKIA1"))).unwrap();
+        save(&path, &Stored::new("bob", "eu-west-1", pair("AKIA1"))).unwrap();
         let err = load(&path, "alice").unwrap_err().to_string();
         assert!(err.contains("keys of bob, not of alice"), "{err}");
         assert!(!err.contains("secret-of"), "{err}");
-        save(&path, &Stored::new("alice", pair("AKIA1"))).unwrap();
+        save(&path, &Stored::new("alice", "eu-west-1", pair("AKIA1"))).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         std::fs::write(&path, text.replace("\"v\"", "\"version\"")).unwrap();
         let err = load(&path, "alice").unwrap_err().to_string();
@@ -247,7 +262,34 @@ mod tests {
 
     #[test]
     fn a_debug_print_never_shows_the_secret() {
-        let stored = Stored::new("alice", pair("AKIA1"));
+        let stored = Stored::new("alice", "eu-west-1", pair("AKIA1"));
         assert!(!format!("{stored:?}").contains("secret-of"));
+    }
+}
+
+#[cfg(all(test, unix))]
+mod unix_tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_directory_others_can_write_is_refused_before_any_key_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let path = dir.path().join("alice.json");
+        let pair = KeyPair {
+            access_key_id: "AKIA1".into(),
+            secret_access_key: Secret::new("secret-of-AKIA1"),
+        };
+        let err = save(&path, &Stored::new("alice", "eu-west-1", pair)).unwrap_err();
+        assert!(
+            matches!(err, StoreError::OpenDirectory { mode: 0o777, .. }),
+            "{err}"
+        );
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "nothing written"
+        );
     }
 }

@@ -106,14 +106,14 @@ async fn a_key_still_in_use_is_reported_with_where_it_is_used_from() {
         .collect();
     assert_eq!(cells.len(), 1, "{cells:?}");
     assert!(
-        cells[0].starts_with(&format!("{IP} ({AGENT}) s3 eu-west-1, 2 calls, last ")),
+        cells[0].starts_with(&format!("{IP} \"{AGENT}\" s3 eu-west-1, 2 calls, last ")),
         "{cells:?}"
     );
 
     // The HTML report, and the owner's notice.
     let html = cli.run(&["report", "--run", &run_id, "--format", "html"]);
     assert!(
-        html.contains(&format!("used from: {IP} ({AGENT})")),
+        html.contains(&format!("used from: {IP} &quot;{AGENT}&quot; s3 eu-west-1")),
         "no place of use in the HTML report"
     );
     let mails = emu.outbox().expect("outbox");
