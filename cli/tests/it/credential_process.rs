@@ -115,6 +115,10 @@ async fn a_program_using_credential_process_follows_rotation_deactivation_and_de
     }
     emu.advance_clock(85.0, Some(&account)).expect("clock");
     let (old, old_secret) = secrets[name].clone();
+    // The other user's key is in use too: its rotation is due as well.
+    let (other_old, other_secret) = secrets[other].clone();
+    emu.mark_key_used(&account, &other_old, None, "s3", "us-east-1")
+        .expect("key used");
 
     // The user stores its current key once.
     let dir = tempfile::tempdir().expect("temp dir");
@@ -246,6 +250,40 @@ async fn a_program_using_credential_process_follows_rotation_deactivation_and_de
         .expect_err("the user does not write its own secret");
     assert_eq!(write.code(), Some("AccessDeniedException"), "{write:?}");
 
+    // The other user's old key: a machine elsewhere (198.51.100.7) calls
+    // with it after its replacement was created; then a program fetches
+    // the new key with it and uses the new one. IAM's last use of the old
+    // key is that fetch, as for app-user, but someone else holds the key.
+    emu.record_cloudtrail_event(serde_json::json!({
+        "access_key_id": other_old, "event_name": "ListBuckets", "service": "s3",
+        "region": "us-east-1", "source_ip": "198.51.100.7", "user_agent": "cron/1.0",
+    }))
+    .expect("event");
+    let fetched = sm_as(&emu, &other_old, &other_secret)
+        .await
+        .get_secret_value()
+        .secret_id(format!("keyfleet/{other}"))
+        .send()
+        .await
+        .expect("the other user reads its own secret");
+    let delivered: serde_json::Value =
+        serde_json::from_str(fetched.secret_string().expect("value")).expect("JSON");
+    let other_new = delivered["AccessKeyId"]
+        .as_str()
+        .expect("key id")
+        .to_string();
+    sm_as(
+        &emu,
+        &other_new,
+        delivered["SecretAccessKey"].as_str().expect("secret"),
+    )
+    .await
+    .get_secret_value()
+    .secret_id(format!("keyfleet/{other}"))
+    .send()
+    .await
+    .expect("the new key is used");
+
     // Day 86: the old key's last use was the program fetching the new key
     // (IAM shows it used after its replacement was created, CloudTrail that
     // it was only that read): the owner has switched, so the old key is
@@ -277,6 +315,11 @@ async fn a_program_using_credential_process_follows_rotation_deactivation_and_de
         vec![(old.clone(), false), (new.clone(), true)],
         "{}\n{events:#?}",
         day86["accounts"][0]["users"]
+    );
+    assert_eq!(
+        seed::keys(&iam, other).await.expect("keys"),
+        vec![(other_old.clone(), true), (other_new.clone(), true)],
+        "someone else holds {other}'s old key: it stays active"
     );
     let refused = sm_as(&emu, &old, &old_secret)
         .await
