@@ -99,21 +99,17 @@ pub fn only_the_handover(
         .all(|e| is_handover_read(e, user) || e.source_ip == read.source_ip)
 }
 
-/// Whether `old`, used after its replacement created at `since`, was last
-/// used to fetch that replacement, and by nothing else (see the module
-/// doc). `Err` names what could not be read.
-pub async fn handed_over(
-    ct: &aws_sdk_cloudtrail::Client,
+/// Whether `old` was last used to fetch its replacement, and by nothing
+/// else (see the module doc), from `read`: its events in the agent's
+/// `region` since the replacement's creation.
+pub fn handed_over(
+    read: &trail::Read,
     user: &str,
     old: &KeyState,
-    since: OffsetDateTime,
+    region: &str,
     now: OffsetDateTime,
-) -> Result<bool, String> {
-    let Some(region) = ct.config().region().map(|r| r.as_ref().to_string()) else {
-        return Ok(false);
-    };
-    let read = trail::key_events(ct, &old.id, since, None).await?;
-    Ok(read.complete && only_the_handover(&read.events, user, old, &region, now))
+) -> bool {
+    read.complete && only_the_handover(&read.events, user, old, region, now)
 }
 
 #[cfg(test)]

@@ -83,16 +83,21 @@ pub fn sites(events: &[KeyEvent]) -> Vec<UseSite> {
 }
 
 /// Where `key` was used from since `since` (its replacement's creation),
-/// looked up in the agent's Region and, when IAM says the key was last used
-/// in another, in that one too. With more events than a lookup reads, the
-/// newest pages' places; a Region whose lookup fails is left out (with a
-/// warning) when the other answered.
+/// looked up in the agent's Region (`own`: that read when the run has it
+/// already, from the handover check) and, when IAM says the key was last
+/// used in another, in that one too. With more events than a lookup reads,
+/// the newest pages' places; a Region whose lookup fails is left out (with
+/// a warning) when the other answered.
 pub async fn look_up(
     ct: &aws_sdk_cloudtrail::Client,
     key: &KeyState,
     since: OffsetDateTime,
+    own_read: Option<trail::Read>,
 ) -> Result<Vec<UseSite>, String> {
-    let mut events = trail::key_events(ct, &key.id, since, None).await?.events;
+    let mut events = match own_read {
+        Some(read) => read.events,
+        None => trail::key_events(ct, &key.id, since, None).await?.events,
+    };
     let own = ct.config().region().map(|r| r.as_ref().to_string());
     if let Some(region) = key
         .last_used_region

@@ -129,6 +129,15 @@ fn add_note(report: &mut UserReport, note: String) {
     });
 }
 
+/// One key's CloudTrail events, read once per user and run: by the
+/// handover check, then by the places of use of the same key.
+struct KeyTrail {
+    key_id: String,
+    /// The replacement's creation, from which the events were read.
+    since: OffsetDateTime,
+    read: crate::trail::Read,
+}
+
 /// What the executor works with for one job, borrowed from the agent that
 /// runs it (see "Who owns what" in the module doc).
 pub(crate) struct Executor<'a> {
@@ -180,9 +189,15 @@ impl Executor<'_> {
     /// key of a pair that IAM shows used after its replacement was created,
     /// when CloudTrail shows those uses were only the handover read
     /// ([`crate::handover`]). A lookup that fails leaves the key in use.
-    async fn handovers(&self, job: &Job, user: &UserSnapshot, now: OffsetDateTime) -> Vec<String> {
+    /// Also returns what the lookup read, for [`Self::where_used`].
+    async fn handovers(
+        &self,
+        job: &Job,
+        user: &UserSnapshot,
+        now: OffsetDateTime,
+    ) -> (Vec<String>, Option<KeyTrail>) {
         if !matches!(job.mode, JobMode::Scheduled) || !job.policy.delivery.by_secrets_manager() {
-            return Vec::new();
+            return (Vec::new(), None);
         }
         let mut active: Vec<&KeyState> = user
             .keys
@@ -191,33 +206,43 @@ impl Executor<'_> {
             .collect();
         active.sort_by_key(|k| (k.created, k.id.clone()));
         let [old, new] = active[..] else {
-            return Vec::new();
+            return (Vec::new(), None);
         };
         if old.last_used.is_none_or(|u| u <= new.created) {
-            return Vec::new();
+            return (Vec::new(), None);
         }
-        match crate::handover::handed_over(
-            &self.clients.cloudtrail,
-            &user.user_name,
-            old,
-            new.created,
-            now,
-        )
-        .await
-        {
-            Ok(true) => vec![old.id.clone()],
-            Ok(false) => Vec::new(),
+        let ct = &self.clients.cloudtrail;
+        let read = match crate::trail::key_events(ct, &old.id, new.created, None).await {
+            Ok(read) => read,
             Err(e) => {
                 tracing::warn!(user = %user.user_name, key = %old.id, error = %e, "handover not checked: the key counts as in use");
-                Vec::new()
+                return (Vec::new(), None);
             }
-        }
+        };
+        let handed = ct.config().region().is_some_and(|region| {
+            crate::handover::handed_over(&read, &user.user_name, old, region.as_ref(), now)
+        });
+        let trail = KeyTrail {
+            key_id: old.id.clone(),
+            since: new.created,
+            read,
+        };
+        (
+            if handed {
+                vec![old.id.clone()]
+            } else {
+                Vec::new()
+            },
+            Some(trail),
+        )
     }
 
     /// Each "still in use" notice of the plan gets where its key was used
-    /// from since its replacement was created ([`crate::where_used`]). A
+    /// from since its replacement was created ([`crate::where_used`]), from
+    /// `read` when the handover check read that key's events already. A
     /// lookup that fails leaves the notice as the rules made it.
-    async fn where_used(&self, user: &UserSnapshot, plan: &mut UserPlan) {
+    async fn where_used(&self, user: &UserSnapshot, plan: &mut UserPlan, read: Option<KeyTrail>) {
+        let mut read = read;
         for action in &mut plan.actions {
             let Action::Notify {
                 notice:
@@ -244,7 +269,10 @@ impl Executor<'_> {
             else {
                 continue;
             };
-            match crate::where_used::look_up(&self.clients.cloudtrail, key, since).await {
+            let own = read
+                .take_if(|t| t.key_id == *key_id && t.since == since)
+                .map(|t| t.read);
+            match crate::where_used::look_up(&self.clients.cloudtrail, key, since, own).await {
                 Ok(sites) => *used_from = sites,
                 Err(e) => {
                     tracing::warn!(user = %user.user_name, key = %key_id, error = %e, "where the key is used was not looked up");
@@ -459,12 +487,13 @@ impl Executor<'_> {
                 .collect();
         }
 
-        planned.handed_over = self.handovers(job, &planned, now).await;
+        let (handed_over, read) = self.handovers(job, &planned, now).await;
+        planned.handed_over = handed_over;
         let mut plan = match self.plan(job, &planned, now) {
             Ok(p) => p,
             Err(e) => return Ok(self.user_failed(out, e)),
         };
-        self.where_used(&planned, &mut plan).await;
+        self.where_used(&planned, &mut plan, read).await;
         out.report.email = plan.email.clone();
         if let Some(note) = plan.note.clone() {
             add_note(&mut out.report, note);
