@@ -7,9 +7,6 @@ enforcement is global."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import tempfile
 import urllib.error
 import urllib.request
 from typing import Any, Callable, Iterator
@@ -19,7 +16,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from helpers import Emulator, _zip_bytes, read_port, start_harness
+from helpers import Emulator, _zip_bytes, own_harness
 
 REGION = "us-east-1"
 ACCOUNT = "468024680246"
@@ -36,16 +33,8 @@ AGENT_ROLE_PATTERN = f"arn:aws:iam::{ACCOUNT}:role/keyfleet-agent*"
 
 @pytest.fixture(scope="module")
 def emu() -> Iterator[Emulator]:
-    with tempfile.TemporaryDirectory() as tmp:
-        ready = os.path.join(tmp, "port")
-        proc = start_harness(ready, "--parent-pid", str(os.getpid()))
-        port = read_port(ready, proc)
-        try:
-            yield Emulator(port)
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            assert proc.wait(timeout=15) == 0
-            proc.stdout.close()
+    with own_harness() as harness:
+        yield harness
 
 
 @pytest.fixture

@@ -403,3 +403,37 @@ pub fn chromium_present() -> bool {
          does) or set KEYFLEET_SKIP_BROWSER=1 to skip the browser test"
     );
 }
+
+impl Served {
+    /// `keyfleet serve` with one API key of the read scope, named `id`;
+    /// returns the server and the key.
+    pub fn for_reading(cli: &Cli, id: &str) -> (Served, String) {
+        let (key, entry) = keyfleet_api::keys::generate(id, &[keyfleet_api::Scope::Read]);
+        let served = Served::start(
+            cli,
+            &format!(
+                "keys = [{{ id = \"{}\", sha256 = \"{}\", scopes = [\"read\"] }}]",
+                entry.id, entry.sha256
+            ),
+        );
+        (served, key)
+    }
+}
+
+/// Runs `tests/browser/<script>` with `args` (the emulator's venv has
+/// Playwright) and returns the one JSON object it prints.
+pub fn browser_script(script: &str, args: &[&std::ffi::OsStr]) -> serde_json::Value {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = Command::new(root.join("tests/emulator/.venv/bin/python"))
+        .arg(root.join("tests/browser").join(script))
+        .args(args)
+        .output()
+        .expect("run the browser script");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "browser script {script} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.trim()).expect("JSON")
+}

@@ -8,7 +8,6 @@ use crate::common::*;
 use keyfleet_protocol::report::RunReport;
 use keyfleet_testkit::seed::{self, key, user, UserSpec};
 use std::path::Path;
-use std::process::Command;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_filters_to_one_account_in_a_browser() {
@@ -48,33 +47,22 @@ async fn the_dashboard_filters_to_one_account_in_a_browser() {
         &format!("{shown},{other}"),
     ]))
     .expect("report JSON");
-    let (reader_key, reader) =
-        keyfleet_api::keys::generate("dashboard-reader", &[keyfleet_api::Scope::Read]);
-    let served = Served::start(
-        cli,
-        &format!(
-            "keys = [{{ id = \"{}\", sha256 = \"{}\", scopes = [\"read\"] }}]",
-            reader.id, reader.sha256
-        ),
-    );
+    let (served, reader_key) = Served::for_reading(cli, "dashboard-reader");
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let shots = root.join("target/screenshots");
     std::fs::create_dir_all(&shots).unwrap();
     let shot = shots.join("dashboard.png");
     let _ = std::fs::remove_file(&shot);
-    let out = Command::new(root.join("tests/emulator/.venv/bin/python"))
-        .arg(root.join("tests/browser/dashboard.py"))
-        .args([&served.base, &reader_key, &report.run_id, &shown])
-        .arg(&shot)
-        .output()
-        .expect("run the browser script");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "browser script failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let seen = browser_script(
+        "dashboard.py",
+        &[
+            served.base.as_ref(),
+            reader_key.as_ref(),
+            report.run_id.as_ref(),
+            shown.as_ref(),
+            shot.as_os_str(),
+        ],
     );
-    let seen: serde_json::Value = serde_json::from_str(stdout.trim()).expect("JSON");
     let offered: Vec<&str> = seen["offered"]
         .as_array()
         .unwrap()

@@ -136,28 +136,11 @@ async fn a_key_still_in_use_is_reported_with_where_it_is_used_from() {
     if !chromium_present() {
         return;
     }
-    let (reader_key, reader) =
-        keyfleet_api::keys::generate("where-used-reader", &[keyfleet_api::Scope::Read]);
-    let served = Served::start(
-        cli,
-        &format!(
-            "keys = [{{ id = \"{}\", sha256 = \"{}\", scopes = [\"read\"] }}]",
-            reader.id, reader.sha256
-        ),
+    let (served, reader_key) = Served::for_reading(cli, "where-used-reader");
+    let seen = browser_script(
+        "key_uses.py",
+        &[&served.base, &reader_key, &run_id, &account].map(|a| std::ffi::OsStr::new(a.as_str())),
     );
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let out = std::process::Command::new(root.join("tests/emulator/.venv/bin/python"))
-        .arg(root.join("tests/browser/key_uses.py"))
-        .args([&served.base, &reader_key, &run_id, &account])
-        .output()
-        .expect("run the browser script");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "browser script failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let seen: serde_json::Value = serde_json::from_str(stdout.trim()).expect("JSON");
     let places = seen["places"].as_array().expect("places");
     assert_eq!(places.len(), 1, "{seen}");
     let place = places[0].as_str().unwrap_or_default();

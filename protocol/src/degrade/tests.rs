@@ -205,6 +205,17 @@ fn a_rejection_text_is_one_bounded_line() {
     );
 }
 
+/// The places of use of the sample's still-in-use notice.
+fn places(r: &AccountResult) -> &Vec<crate::plan::UseSite> {
+    let Action::Notify {
+        notice: Notice::StillInUse { used_from, .. },
+    } = &r.users[1].actions[1].action
+    else {
+        unreachable!("the sample's second action is the notice")
+    };
+    used_from
+}
+
 #[test]
 fn a_place_of_use_that_breaks_its_rule_is_left_out_and_the_others_stay() {
     let mut r = result();
@@ -214,12 +225,7 @@ fn a_place_of_use_that_breaks_its_rule_is_left_out_and_the_others_stay() {
         "evil\nSubject: forged",
     );
     let got: AccountResult = decode(&encode(&r)).expect("the result is taken");
-    let Action::Notify {
-        notice: Notice::StillInUse { used_from, .. },
-    } = &got.users[1].actions[1].action
-    else {
-        unreachable!()
-    };
+    let used_from = places(&got);
     assert_eq!(used_from, &vec![site()], "the good place stays");
     let note = got.users[1].note.as_deref().unwrap_or_default();
     assert!(
@@ -237,11 +243,6 @@ fn a_place_of_use_that_breaks_its_rule_is_left_out_and_the_others_stay() {
         );
     }
     let got: AccountResult = decode(&encode(&r)).expect("the result is taken");
-    let Action::Notify {
-        notice: Notice::StillInUse { used_from, .. },
-    } = &got.users[1].actions[1].action
-    else {
-        unreachable!()
-    };
+    let used_from = places(&got);
     assert_eq!(used_from.len(), crate::plan::MAX_USE_SITES);
 }

@@ -260,6 +260,17 @@ impl Emulator {
         }
     }
 
+    /// `DELETE` on a control endpoint.
+    fn delete(&self, path: &str) -> Result<(), EmulatorError> {
+        ureq::delete(&format!("{}{path}", self.endpoint))
+            .call()
+            .map_err(|e| EmulatorError::Request {
+                what: path.to_string(),
+                error: e.to_string(),
+            })?;
+        Ok(())
+    }
+
     fn post(
         &self,
         path: &str,
@@ -323,24 +334,12 @@ impl Emulator {
 
     /// Starts counting requests from zero (`DELETE /_keyfleet/calls`).
     pub fn reset_calls(&self) -> Result<(), EmulatorError> {
-        ureq::delete(&format!("{}/_keyfleet/calls", self.endpoint))
-            .call()
-            .map_err(|e| EmulatorError::Request {
-                what: "/_keyfleet/calls".into(),
-                error: e.to_string(),
-            })?;
-        Ok(())
+        self.delete("/_keyfleet/calls")
     }
 
     /// Removes every fault rule.
     pub fn clear_faults(&self) -> Result<(), EmulatorError> {
-        ureq::delete(&format!("{}/_keyfleet/faults", self.endpoint))
-            .call()
-            .map_err(|e| EmulatorError::Request {
-                what: "/_keyfleet/faults".into(),
-                error: e.to_string(),
-            })?;
-        Ok(())
+        self.delete("/_keyfleet/faults")
     }
 
     /// Every SQS message sent and every SNS message published that the
@@ -366,13 +365,7 @@ impl Emulator {
 
     /// Empties the message log.
     pub fn clear_messages(&self) -> Result<(), EmulatorError> {
-        ureq::delete(&format!("{}/_keyfleet/messages", self.endpoint))
-            .call()
-            .map_err(|e| EmulatorError::Request {
-                what: "/_keyfleet/messages".into(),
-                error: e.to_string(),
-            })?;
-        Ok(())
+        self.delete("/_keyfleet/messages")
     }
 
     fn get_json(&self, path: &str) -> Result<serde_json::Value, EmulatorError> {
@@ -520,17 +513,10 @@ impl Emulator {
     /// account's own limits (it then has the all-accounts ones). The send log
     /// stays.
     pub fn reset_ses_quota(&self, account: Option<&str>) -> Result<(), EmulatorError> {
-        let path = match account {
-            Some(a) => format!("/_keyfleet/ses/quota?account={a}"),
-            None => "/_keyfleet/ses/quota".to_string(),
-        };
-        ureq::delete(&format!("{}{path}", self.endpoint))
-            .call()
-            .map_err(|e| EmulatorError::Request {
-                what: path.clone(),
-                error: e.to_string(),
-            })?;
-        Ok(())
+        match account {
+            Some(a) => self.delete(&format!("/_keyfleet/ses/quota?account={a}")),
+            None => self.delete("/_keyfleet/ses/quota"),
+        }
     }
 
     /// Marks a key as used at `when` (RFC 3339; `None` = now) by `service`
@@ -589,17 +575,10 @@ impl Emulator {
     /// Forgets the recorded CloudTrail events of `account`, or of every
     /// account with `None` (`DELETE /_keyfleet/cloudtrail`).
     pub fn clear_cloudtrail(&self, account: Option<&str>) -> Result<(), EmulatorError> {
-        let path = match account {
-            Some(a) => format!("/_keyfleet/cloudtrail?account={a}"),
-            None => "/_keyfleet/cloudtrail".to_string(),
-        };
-        ureq::delete(&format!("{}{path}", self.endpoint))
-            .call()
-            .map_err(|e| EmulatorError::Request {
-                what: path.clone(),
-                error: e.to_string(),
-            })?;
-        Ok(())
+        match account {
+            Some(a) => self.delete(&format!("/_keyfleet/cloudtrail?account={a}")),
+            None => self.delete("/_keyfleet/cloudtrail"),
+        }
     }
 
     /// Throttles CloudTrail LookupEvents of `account` (every account with
@@ -624,13 +603,7 @@ impl Emulator {
     /// Turns LookupEvents throttling off for every account (`DELETE
     /// /_keyfleet/cloudtrail/throttle`).
     pub fn reset_cloudtrail_throttle(&self) -> Result<(), EmulatorError> {
-        ureq::delete(&format!("{}/_keyfleet/cloudtrail/throttle", self.endpoint))
-            .call()
-            .map_err(|e| EmulatorError::Request {
-                what: "/_keyfleet/cloudtrail/throttle".into(),
-                error: e.to_string(),
-            })?;
-        Ok(())
+        self.delete("/_keyfleet/cloudtrail/throttle")
     }
 
     /// Every email SES accepted so far, in order.
