@@ -116,6 +116,8 @@ pub enum MailError {
     },
     #[error("no recipients for the {0}")]
     NoRecipients(&'static str),
+    #[error("a digest needs at least one notice")]
+    EmptyDigest,
     #[error("building the message failed: {0}")]
     Build(#[from] std::io::Error),
 }
@@ -260,8 +262,10 @@ pub fn password_email(
     finish(builder, vec![ctx.to.clone()], subject)
 }
 
-/// A notice to the key's owner: one template per [`Notice`] variant.
-pub fn notice_email(ctx: &MailContext, notice: &Notice) -> Result<Email, MailError> {
+/// One notice to the key's owner, a template per [`Notice`] variant: its
+/// headline (the subject of a digest that holds it alone) and its text. A
+/// notice reaches its owner inside the run's digest ([`digest`]).
+pub(crate) fn notice_text(ctx: &MailContext, notice: &Notice) -> (String, String) {
     let account = account_label(&ctx.account_id, ctx.account_alias.as_deref());
     let user = &one_line(&ctx.user_name);
     let key = notice.key_id();
@@ -283,7 +287,7 @@ pub fn notice_email(ctx: &MailContext, notice: &Notice) -> Result<Email, MailErr
             };
             (
                 format!(
-                    "[keyfleet] Access key {short} of {user} in {account} will be deactivated on {}",
+                    "Access key {short} of {user} in {account} will be deactivated on {}",
                     date_utc(*on)
                 ),
                 format!(
@@ -291,7 +295,11 @@ pub fn notice_email(ctx: &MailContext, notice: &Notice) -> Result<Email, MailErr
                      Once it is deactivated, requests signed with {key} fail.",
                     datetime_utc(*on),
                     in_days(ctx.now, *on),
-                    if replacement.is_some() { cutover_hint(ctx) } else { "" }
+                    if replacement.is_some() {
+                        cutover_hint(ctx)
+                    } else {
+                        ""
+                    }
                 ),
             )
         }
@@ -301,7 +309,7 @@ pub fn notice_email(ctx: &MailContext, notice: &Notice) -> Result<Email, MailErr
                 None => "Ask your security team if you need a new key.".to_string(),
             };
             (
-                format!("[keyfleet] Access key {short} of {user} in {account} was deactivated"),
+                format!("Access key {short} of {user} in {account} was deactivated"),
                 format!(
                     "{about}\nwas deactivated on {}. Requests signed with it now fail.\n\n\
                      {use_new}\n\n\
@@ -313,7 +321,7 @@ pub fn notice_email(ctx: &MailContext, notice: &Notice) -> Result<Email, MailErr
             )
         }
         Notice::Reactivated { until, .. } => (
-            format!("[keyfleet] Access key {short} of {user} in {account} was reactivated"),
+            format!("Access key {short} of {user} in {account} was reactivated"),
             format!(
                 "{about}\nwas switched back on by your security team on {}: requests\n\
                  signed with it work again.\n\n\
@@ -327,7 +335,7 @@ pub fn notice_email(ctx: &MailContext, notice: &Notice) -> Result<Email, MailErr
             ),
         ),
         Notice::Deleted { .. } => (
-            format!("[keyfleet] Inactive access key {short} of {user} in {account} was deleted"),
+            format!("Inactive access key {short} of {user} in {account} was deleted"),
             format!(
                 "{about}\nwas inactive and has been deleted on {}. This cannot be undone.\n\n\
                  Nothing to do if you already use your current key.",
@@ -340,7 +348,7 @@ pub fn notice_email(ctx: &MailContext, notice: &Notice) -> Result<Email, MailErr
                 None => "had never been used".to_string(),
             };
             (
-                format!("[keyfleet] Unused access key {short} of {user} in {account} was deleted"),
+                format!("Unused access key {short} of {user} in {account} was deleted"),
                 format!(
                     "{about}\nwas deleted on {} because it {since}. It was not replaced.\n\n\
                      If you still need programmatic access, ask your security team for a\n\
@@ -380,9 +388,7 @@ pub fn notice_email(ctx: &MailContext, notice: &Notice) -> Result<Email, MailErr
                 None => "your new access key".to_string(),
             };
             (
-                format!(
-                    "[keyfleet] Action needed: access key {short} of {user} in {account} is still in use"
-                ),
+                format!("Action needed: access key {short} of {user} in {account} is still in use"),
                 format!(
                     "{about}\nis still in use after its replacement was created, so it was not\n\
                      deactivated.\n\n\
@@ -398,12 +404,7 @@ pub fn notice_email(ctx: &MailContext, notice: &Notice) -> Result<Email, MailErr
             )
         }
     };
-    let body = format!(
-        "Hello,\n\n{text}\n\nRun {run}.\n{FOOTER}\n",
-        run = ctx.run_id
-    );
-    let builder = owner_builder(ctx, notice.kind(), &subject)?.text_body(body);
-    finish(builder, vec![ctx.to.clone()], subject)
+    (subject, text)
 }
 
 /// The security team's summary of a run, with the CSV report attached: the
@@ -641,6 +642,8 @@ pub fn owner_refusal(
     }
     policy.check_owner_address(to).err()
 }
+
+pub mod digest;
 
 #[cfg(test)]
 mod tests;

@@ -15,14 +15,40 @@ pub fn header(raw: &str, name: &str) -> String {
     m.header_raw(name).unwrap_or("").trim().to_string()
 }
 
+/// A comma-separated header's entries (`X-Keyfleet-Account` and
+/// `X-Keyfleet-Notices` of a digest list several).
+fn entries(raw: &str, name: &str) -> Vec<String> {
+    header(raw, name)
+        .split(',')
+        .map(|e| e.trim().to_string())
+        .filter(|e| !e.is_empty())
+        .collect()
+}
+
+/// Whether the email is about `account` (a digest may be about several).
+pub fn about(raw: &str, account: &str) -> bool {
+    entries(raw, "X-Keyfleet-Account")
+        .iter()
+        .any(|a| a == account)
+}
+
+/// What `to` was told about `account`, email by email: an email's kind, or
+/// for a digest the kinds of its notices of that account, in its order.
 pub fn kinds_for(mails: &[SentEmail], account: &str, to: &str) -> Vec<String> {
     mails
         .iter()
-        .filter(|m| {
-            m.destinations.iter().any(|d| d == to)
-                && header(&m.raw, "X-Keyfleet-Account") == account
+        .filter(|m| m.destinations.iter().any(|d| d == to) && about(&m.raw, account))
+        .flat_map(|m| match header(&m.raw, "X-Keyfleet-Kind").as_str() {
+            "digest" => entries(&m.raw, "X-Keyfleet-Notices")
+                .into_iter()
+                .filter_map(|n| {
+                    n.split_once('/')
+                        .filter(|(a, _)| *a == account)
+                        .map(|(_, k)| k.to_string())
+                })
+                .collect(),
+            kind => vec![kind.to_string()],
         })
-        .map(|m| header(&m.raw, "X-Keyfleet-Kind"))
         .collect()
 }
 

@@ -29,7 +29,7 @@
 //! delivery secret's rewrite against the agent).
 
 use crate::common::{create_account, deployment, emu, iam_of, Cli};
-use crate::mails::{header, kinds_for};
+use crate::mails::{about, header, kinds_for};
 use aws_sdk_dynamodb::types::AttributeValue;
 use keyfleet_agent::lease::{LEASE_KEY, LEGACY_LEASE};
 use keyfleet_agent::record::legacy::{self, Found};
@@ -236,10 +236,7 @@ fn owner_emails(account: &str) -> Vec<(String, String)> {
         .outbox()
         .expect("outbox")
         .iter()
-        .filter(|m| {
-            m.destinations.iter().any(|d| d == OWNER_MAIL)
-                && header(&m.raw, "X-Keyfleet-Account") == account
-        })
+        .filter(|m| m.destinations.iter().any(|d| d == OWNER_MAIL) && about(&m.raw, account))
         .map(|m| {
             let text = mail_parser::MessageParser::default()
                 .parse(m.raw.as_bytes())

@@ -122,10 +122,10 @@ async fn a_key_still_in_use_is_reported_with_where_it_is_used_from() {
         .rev()
         .find(|m| {
             m.destinations.contains(&owner)
-                && header(&m.raw, "X-Keyfleet-Account") == account
-                && header(&m.raw, "X-Keyfleet-Kind") == "still_in_use"
+                && header(&m.raw, "X-Keyfleet-Kind") == "digest"
+                && header(&m.raw, "X-Keyfleet-Notices").contains(&format!("{account}/still_in_use"))
         })
-        .expect("the owner's still-in-use notice");
+        .expect("the owner's digest with the still-in-use notice");
     let body = mail_parser::MessageParser::default()
         .parse(notice_mail.raw.as_bytes())
         .and_then(|m| m.body_text(0).map(|b| b.to_string()))

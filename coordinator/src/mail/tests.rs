@@ -205,6 +205,27 @@ fn password_email_carries_only_the_password() {
     assert!(dbg.contains("bytes>"), "{dbg}");
 }
 
+/// A digest holding `notice` alone, for `ctx`'s owner, account and user:
+/// how an owner with one notice in a run gets it.
+fn notice_email(ctx: &MailContext, notice: &Notice) -> Result<Email, MailError> {
+    digest::digest_email(
+        &digest::DigestContext {
+            sender: ctx.sender.clone(),
+            to: ctx.to.clone(),
+            now: ctx.now,
+            run_id: ctx.run_id.clone(),
+            cutover_on_use: ctx.cutover_on_use,
+        },
+        &[digest::DigestItem {
+            account_id: ctx.account_id.clone(),
+            account_alias: ctx.account_alias.clone(),
+            user_name: ctx.user_name.clone(),
+            notice: notice.clone(),
+            next_step: None,
+        }],
+    )
+}
+
 fn notices() -> Vec<Notice> {
     vec![
         Notice::DeactivationScheduled {
@@ -244,7 +265,11 @@ fn each_notice_has_its_own_template() {
     for notice in notices() {
         let email = notice_email(&ctx(), &notice).unwrap();
         let msg = parse(&email.raw);
-        assert_common_headers(&msg, &email, notice.kind());
+        assert_common_headers(&msg, &email, "digest");
+        assert_eq!(
+            header(&msg, "X-Keyfleet-Notices"),
+            Some(format!("111122223333/{}", notice.kind()))
+        );
         assert_eq!(msg.attachment_count(), 0);
         let subject = msg.subject().unwrap().to_string();
         assert!(subject.contains("\u{2026}1234"), "{subject}");
@@ -716,4 +741,340 @@ fn without_cutover_the_emails_give_the_date_alone() {
     assert!(!text(&parse(&without.raw)).contains(hint));
     let with = notice_email(&self::ctx(), &notice).unwrap();
     assert!(text(&parse(&with.raw)).contains(hint));
+}
+
+fn item(
+    account: &str,
+    user: &str,
+    notice: Notice,
+    next: Option<OffsetDateTime>,
+) -> digest::DigestItem {
+    digest::DigestItem {
+        account_id: account.into(),
+        account_alias: (account == "111122223333").then(|| "payments-prod".to_string()),
+        user_name: user.into(),
+        notice,
+        next_step: next,
+    }
+}
+
+fn digest_ctx() -> digest::DigestContext {
+    let c = ctx();
+    digest::DigestContext {
+        sender: c.sender,
+        to: c.to,
+        now: c.now,
+        run_id: c.run_id,
+        cutover_on_use: c.cutover_on_use,
+    }
+}
+
+/// One owner, four notices in two accounts, given in the worst order: the
+/// digest opens with what needs the owner (the key still in use, with
+/// where it is used; the deactivation coming), then what was done, each
+/// with its next step and date, and its headers list every item in that
+/// order.
+#[test]
+fn a_digest_puts_what_needs_the_owner_first_with_each_next_step() {
+    let site = keyfleet_protocol::UseSite {
+        source_ip: "203.0.113.5".into(),
+        user_agent: "aws-cli/2.15.0 Python/3.11.6".into(),
+        service: "s3".into(),
+        region: "eu-west-1".into(),
+        last_seen: datetime!(2026-03-09 22:15 UTC),
+        calls: 2,
+    };
+    let items = vec![
+        item(
+            "111122223333",
+            "bob",
+            Notice::Deleted {
+                key_id: "AKIAOLDBOB0000000001".into(),
+            },
+            None,
+        ),
+        item(
+            "111122223333",
+            "carol",
+            Notice::Deactivated {
+                key_id: "AKIAOLDCAROL00000002".into(),
+                replacement: None,
+            },
+            Some(datetime!(2026-03-20 06:05 UTC)),
+        ),
+        item(
+            "444455556666",
+            "ivan",
+            Notice::StillInUse {
+                key_id: "AKIAOLDIVAN000000003".into(),
+                last_used: Some(datetime!(2026-03-09 22:15 UTC)),
+                service: Some("s3".into()),
+                region: Some("eu-west-1".into()),
+                replacement: Some(NEW_KEY.into()),
+                used_from: vec![site],
+            },
+            Some(datetime!(2026-04-01 00:00 UTC)),
+        ),
+        item(
+            "111122223333",
+            "dave",
+            Notice::DeactivationScheduled {
+                key_id: "AKIAOLDDAVE000000004".into(),
+                on: datetime!(2026-03-14 06:00 UTC),
+                replacement: None,
+            },
+            Some(datetime!(2026-03-14 06:00 UTC)),
+        ),
+    ];
+    let email = digest::digest_email(&digest_ctx(), &items).unwrap();
+    let msg = parse(&email.raw);
+    assert_common_headers(&msg, &email, "digest");
+    assert_eq!(
+        email.subject,
+        "[keyfleet] Action needed on 4 of your access keys: 1 still in use, 1 to be deactivated, 1 deactivated, 1 deleted"
+    );
+    let list = |name: &str| -> Vec<String> {
+        header(&msg, name)
+            .unwrap_or_default()
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .collect()
+    };
+    assert_eq!(
+        list("X-Keyfleet-Notices"),
+        [
+            "444455556666/still_in_use",
+            "111122223333/deactivation_scheduled",
+            "111122223333/deactivated",
+            "111122223333/deleted"
+        ]
+    );
+    assert_eq!(list("X-Keyfleet-Account"), ["111122223333", "444455556666"]);
+    let body = text(&msg);
+    assert!(
+        body.contains("about 4 of your access keys in 2 AWS accounts"),
+        "{body}"
+    );
+    let at = |needle: &str| {
+        body.find(needle)
+            .unwrap_or_else(|| panic!("body lacks {needle:?}:\n{body}"))
+    };
+    let order = [
+        at("== Action needed =="),
+        at("1. Action needed: access key \u{2026}0003 of ivan in 444455556666 is still in use"),
+        at("203.0.113.5 \"aws-cli/2.15.0 Python/3.11.6\" s3 eu-west-1, 2 calls"),
+        at("Next step: deactivated on 2026-04-01 00:00 UTC at the latest"),
+        at("2. Access key \u{2026}0004 of dave in payments-prod (111122223333) will be deactivated on 2026-03-14"),
+        at("Next step: deactivated on 2026-03-14 06:00 UTC."),
+        at("== Done, for your records =="),
+        at("3. Access key \u{2026}0002 of carol"),
+        at("Next step: deleted at keyfleet's first run on or after 2026-03-20 06:05 UTC"),
+        at("4. Inactive access key \u{2026}0001 of bob"),
+        at("Next step: none"),
+    ];
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{order:?}\n{body}");
+    assert!(matches!(
+        digest::digest_email(&digest_ctx(), &[]),
+        Err(MailError::EmptyDigest)
+    ));
+}
+
+/// A digest of what was done only asks nothing of the owner.
+#[test]
+fn a_digest_of_done_things_is_news_not_action() {
+    let items = vec![
+        item(
+            "111122223333",
+            "bob",
+            Notice::Deleted {
+                key_id: "AKIAOLDBOB0000000001".into(),
+            },
+            None,
+        ),
+        item(
+            "111122223333",
+            "carol",
+            Notice::Deactivated {
+                key_id: "AKIAOLDCAROL00000002".into(),
+                replacement: None,
+            },
+            None,
+        ),
+    ];
+    let email = digest::digest_email(&digest_ctx(), &items).unwrap();
+    assert_eq!(
+        email.subject,
+        "[keyfleet] News on 2 of your access keys: 1 deactivated, 1 deleted"
+    );
+    let body = text(&parse(&email.raw));
+    assert!(!body.contains("== Action needed =="), "{body}");
+    assert!(
+        body.contains("in AWS account payments-prod (111122223333)"),
+        "{body}"
+    );
+}
+
+/// Each notice's next step, from the policy and the key's creation.
+#[test]
+fn next_steps_follow_the_policy() {
+    use keyfleet_protocol::{Duration, Limit, Policy};
+    let p = Policy::default();
+    let now = datetime!(2026-03-10 06:00 UTC);
+    let created = datetime!(2025-12-01 06:00 UTC); // 99 days before now
+    let key = || "AKIAOLD".to_string();
+    let deactivated = Notice::Deactivated {
+        key_id: key(),
+        replacement: None,
+    };
+    // Deactivated late: the recovery window counts from now.
+    let window = p.delete_after.saturating_sub(p.deactivate_after).to_time();
+    assert_eq!(
+        digest::next_step(&p, &deactivated, Some(created), now),
+        Some(now + window)
+    );
+    // Deactivated early (cutover on use): the deletion age is later.
+    let young = now - time::Duration::days(30);
+    assert_eq!(
+        digest::next_step(&p, &deactivated, Some(young), now),
+        Some(young + p.delete_after.to_time())
+    );
+    let in_use = Notice::StillInUse {
+        key_id: key(),
+        last_used: None,
+        service: None,
+        region: None,
+        replacement: None,
+        used_from: Vec::new(),
+    };
+    let limited = Policy {
+        max_key_age: Limit::After(Duration::from_days(120)),
+        ..Policy::default()
+    };
+    assert_eq!(
+        digest::next_step(&limited, &in_use, Some(created), now),
+        Some(created + time::Duration::days(120))
+    );
+    let unlimited = Policy {
+        max_key_age: Limit::Never,
+        ..Policy::default()
+    };
+    assert_eq!(
+        digest::next_step(&unlimited, &in_use, Some(created), now),
+        None
+    );
+    let on = datetime!(2026-03-20 06:00 UTC);
+    let scheduled = Notice::DeactivationScheduled {
+        key_id: key(),
+        on,
+        replacement: None,
+    };
+    assert_eq!(digest::next_step(&p, &scheduled, None, now), Some(on));
+    assert_eq!(
+        digest::next_step(&p, &Notice::Deleted { key_id: key() }, Some(created), now),
+        None
+    );
+}
+
+mod order {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn notice(kind: u8, key: String, at: OffsetDateTime) -> Notice {
+        match kind % 6 {
+            0 => Notice::StillInUse {
+                key_id: key,
+                last_used: None,
+                service: None,
+                region: None,
+                replacement: None,
+                used_from: Vec::new(),
+            },
+            1 => Notice::DeactivationScheduled {
+                key_id: key,
+                on: at,
+                replacement: None,
+            },
+            2 => Notice::Reactivated {
+                key_id: key,
+                until: at,
+            },
+            3 => Notice::Deactivated {
+                key_id: key,
+                replacement: None,
+            },
+            4 => Notice::Deleted { key_id: key },
+            _ => Notice::UnusedDeleted {
+                key_id: key,
+                last_used: None,
+            },
+        }
+    }
+
+    fn items() -> impl Strategy<Value = Vec<digest::DigestItem>> {
+        proptest::collection::vec(
+            (
+                0u8..6,
+                0u8..3,
+                0u8..4,
+                0u32..50,
+                proptest::option::of(0i64..40),
+            ),
+            0..12,
+        )
+        .prop_map(|v| {
+            v.into_iter()
+                .enumerate()
+                .map(|(i, (kind, account, user, key, days))| {
+                    let at =
+                        datetime!(2026-03-10 06:00 UTC) + time::Duration::days(days.unwrap_or(0));
+                    digest::DigestItem {
+                        account_id: format!("{:012}", account),
+                        account_alias: None,
+                        user_name: format!("user{user}"),
+                        notice: notice(kind, format!("AKIA{key:08}{i:04}"), at),
+                        next_step: days.map(|_| at),
+                    }
+                })
+                .collect()
+        })
+    }
+
+    proptest! {
+        /// Whatever order the results came in, the digest's order is the
+        /// same, every item is kept, what needs the owner comes before what
+        /// was done, and within a kind the soonest next step comes first.
+        #[test]
+        fn the_order_is_the_owners_whatever_the_input(items in items(), seed in any::<u64>()) {
+            let mut a = items.clone();
+            digest::order(&mut a);
+            let mut shuffled = items.clone();
+            let n = shuffled.len();
+            if n > 1 {
+                for i in 0..n {
+                    let j = (seed.wrapping_mul(i as u64 + 7) % n as u64) as usize;
+                    shuffled.swap(i, j);
+                }
+            }
+            let mut b = shuffled;
+            digest::order(&mut b);
+            prop_assert_eq!(&a, &b);
+            prop_assert_eq!(a.len(), items.len());
+            for it in &items {
+                prop_assert!(a.contains(it));
+            }
+            let action = |i: &digest::DigestItem| matches!(
+                i.notice,
+                Notice::StillInUse { .. } | Notice::DeactivationScheduled { .. } | Notice::Reactivated { .. }
+            );
+            for w in a.windows(2) {
+                prop_assert!(action(&w[0]) || !action(&w[1]), "an action after a record");
+                if w[0].notice.kind() == w[1].notice.kind() {
+                    if let (Some(x), Some(y)) = (w[0].next_step, w[1].next_step) {
+                        prop_assert!(x <= y);
+                    }
+                    prop_assert!(!(w[0].next_step.is_none() && w[1].next_step.is_some()));
+                }
+            }
+        }
+    }
 }

@@ -148,6 +148,11 @@ impl Coordinator {
         run_id: &str,
         manifest: &keyfleet_protocol::RunManifest,
     ) -> Result<Option<RunReport>, CoordinatorError> {
+        // The owners' digests first: a finalized run's owners have been
+        // mailed, or their digests wait for the sweep (see `digests`).
+        if !manifest.dry_run {
+            self.send_digests_or_leave(run_id).await;
+        }
         let finalized_at = OffsetDateTime::now_utc();
         let attempt = attempt_id(finalized_at);
         let mut sections: Vec<String> = Vec::new();

@@ -126,6 +126,11 @@ impl Coordinator {
                 return Err(e);
             }
         }
+        if late {
+            // The run's digests went out at its finalize: this result's
+            // notices go in digests of their own.
+            self.send_digests_or_leave(&run).await;
+        }
         if late && !duplicate {
             let whole = &attempts[0];
             let error = whole

@@ -27,7 +27,7 @@
 //! [`CoordinatorConfig::mail_attempts`]: super::CoordinatorConfig::mail_attempts
 
 use super::{Coordinator, CoordinatorError};
-use keyfleet_reports::store::RUNS_PREFIX;
+use keyfleet_reports::store::{self, RUNS_PREFIX};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
@@ -166,6 +166,16 @@ impl Coordinator {
                 }
             }
         }
+        // The runs of the accounts above had their digests sent with them.
+        let taken: Vec<&str> = out
+            .sent
+            .iter()
+            .chain(&out.pending)
+            .chain(&out.gave_up)
+            .filter_map(|l| l.split_once('/').map(|(run, _)| run))
+            .collect();
+        let digests = self.resend_digests(&taken).await?;
+        out.sent.extend(digests);
         Ok(out)
     }
 
@@ -181,7 +191,25 @@ impl Coordinator {
                 "the stored result of account {account} in run {run} is gone"
             )));
         }
-        self.notify_attempts(&manifest, &attempts).await
+        self.notify_attempts(&manifest, &attempts).await?;
+        // The account's notices wait in digests (see `digests`), sent with
+        // the run's others once it is finalized: a digest that fails again
+        // is this attempt's failure, and the other accounts it holds are
+        // recorded as waiting too.
+        if !self.store.exists(&store::final_key(run)).await? {
+            return Ok(());
+        }
+        let digests = self.send_digests(run).await?;
+        self.record_digest_failures(run, &digests.failed, Some(account))
+            .await?;
+        match digests
+            .failed
+            .into_iter()
+            .find(|f| f.accounts.iter().any(|a| a == account))
+        {
+            Some(f) => Err(f.error),
+            None => Ok(()),
+        }
     }
 
     async fn give_up(&self, key: &str, record: &PendingMail) -> Result<(), CoordinatorError> {

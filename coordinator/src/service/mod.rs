@@ -33,6 +33,7 @@
 //! and the rest of the result is taken in as usual.
 
 mod deliveries;
+mod digests;
 mod dispatch;
 mod finalize;
 mod intake;

@@ -1,10 +1,13 @@
 //! Notify: everything the coordinator sends to people. Owner emails (the new
-//! key, its password, the notices) go out exactly once through one helper,
-//! "claim in the store, send, release the claim on failure", which the
-//! finalize marker of the summary email uses too; refused owner addresses
-//! are recorded and alerted once; SES and SNS are called only from here.
+//! key, its password) go out exactly once through one helper, "claim in the
+//! store, send, release the claim on failure", which the finalize marker of
+//! the summary email uses too; the notices of a result are queued for the
+//! owner's digest of the run (see `digests`), which the same ledger keeps to
+//! once per notice; refused owner addresses are recorded and alerted once;
+//! SES and SNS are called only from here and from `digests`.
 
 use super::{Coordinator, CoordinatorError};
+use crate::mail::digest::{self, DigestItem};
 use crate::mail::{self, MailContext, NewKeyInfo};
 use crate::zipbox;
 use aws_sdk_sesv2::primitives::Blob;
@@ -129,7 +132,7 @@ const RESTARTED_BY_REACTIVATION: [&str; 3] =
 /// The ledger entry's last segment for a notice: its kind, and for a
 /// reactivation also the end of its grace, so that each reactivation of a
 /// key is told once (a key can be reactivated more than once).
-fn notice_ledger_kind(notice: &Notice) -> String {
+pub(super) fn notice_ledger_kind(notice: &Notice) -> String {
     match notice {
         Notice::Reactivated { until, .. } => format!("reactivated-{}", until.unix_timestamp()),
         other => other.kind().to_string(),
@@ -137,9 +140,10 @@ fn notice_ledger_kind(notice: &Notice) -> String {
 }
 
 impl Coordinator {
-    /// Sends the owners of one account their emails, each exactly once.
-    /// Users are independent, so several are served at once; one user's
-    /// emails keep their order (key file, password, notices).
+    /// Sends the owners of one account their new keys, each exactly once,
+    /// and queues every other notice for the owner's digest of the run
+    /// (one stored part per owner and result, see `digests`). Users are
+    /// independent, so several are served at once.
     pub(super) async fn notify_owners(
         &self,
         manifest: &RunManifest,
@@ -158,9 +162,30 @@ impl Coordinator {
             .iter()
             .map(|user| self.notify_user(manifest, result, user, now))
             .collect();
-        let outcomes: Vec<Result<(), CoordinatorError>> =
+        let outcomes: Vec<Result<Option<(String, Vec<DigestItem>)>, CoordinatorError>> =
             stream::iter(sends).buffer_unordered(8).collect().await;
-        first_error(outcomes)
+        let mut queued: Vec<(String, Vec<DigestItem>)> = Vec::new();
+        let mut errors = Vec::new();
+        for outcome in outcomes {
+            match outcome {
+                Ok(Some((to, items))) => {
+                    match queued
+                        .iter_mut()
+                        .find(|(o, _)| super::digests::same_owner(o, &to))
+                    {
+                        Some((_, all)) => all.extend(items),
+                        None => queued.push((to, items)),
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => errors.push(Err(e)),
+            }
+        }
+        errors.push(
+            self.queue_digests(&manifest.run_id, &result.account_id, queued)
+                .await,
+        );
+        first_error(errors)
     }
 
     /// The owners of every attempt of one account's job (see
@@ -187,7 +212,7 @@ impl Coordinator {
         result: &AccountResult,
         user: &keyfleet_protocol::UserReport,
         now: OffsetDateTime,
-    ) -> Result<(), CoordinatorError> {
+    ) -> Result<Option<(String, Vec<DigestItem>)>, CoordinatorError> {
         // Every new key of a mail-only delivery is tracked until its owner
         // has it, whatever happens next (no address, a refused address, a
         // box that cannot be opened): its old key waits for it (see
@@ -211,10 +236,11 @@ impl Coordinator {
             }
         }
         let Some(to) = user.email.clone() else {
-            return Ok(());
+            return Ok(None);
         };
         if let Some(why) = refusal {
-            return self.refuse_owner(manifest, result, user, &why).await;
+            self.refuse_owner(manifest, result, user, &why).await?;
+            return Ok(None);
         }
         let ctx = MailContext {
             sender: self.config.sender.clone(),
@@ -240,6 +266,7 @@ impl Coordinator {
                 }
             }
         }
+        let mut items = Vec::new();
         for rec in &user.actions {
             let (Action::Notify { notice }, Outcome::Done { .. }) = (&rec.action, &rec.result)
             else {
@@ -278,25 +305,20 @@ impl Coordinator {
                         .await?;
                 }
             }
-            let send = async {
-                match mail::notice_email(&ctx, notice) {
-                    Ok(m) => self.send_email(&m).await,
-                    Err(e) => {
-                        // A bad address never fixes itself: log, keep the claim.
-                        tracing::error!(user = %user.user_name, error = %e, "notice not sendable");
-                        Ok(())
-                    }
-                }
-            };
-            self.send_once(
-                &ledger,
-                manifest.run_id.clone().into_bytes(),
-                "text/plain",
-                send,
-            )
-            .await?;
+            let created = user
+                .keys
+                .iter()
+                .find(|k| k.id == notice.key_id())
+                .map(|k| k.created);
+            items.push(DigestItem {
+                account_id: result.account_id.clone(),
+                account_alias: result.account_alias.clone(),
+                user_name: user.user_name.clone(),
+                notice: notice.clone(),
+                next_step: digest::next_step(&manifest.policy, notice, created, now),
+            });
         }
-        Ok(())
+        Ok((!items.is_empty()).then_some((ctx.to, items)))
     }
 
     /// Claims `key` (a create-if-absent put of `claim`), then runs `send`

@@ -127,7 +127,7 @@ async fn an_owner_email_whose_ledger_claim_meets_a_conflict_is_sent_once() {
     let owner = owner_address(&users.unused);
     let sent = emails_of_run(&run_id)
         .into_iter()
-        .filter(|m| m.to == [owner.clone()] && m.kind == "unused_deleted")
+        .filter(|m| m.to == [owner.clone()] && m.tells_of("unused_deleted"))
         .count();
     assert_eq!(sent, 1, "the owner is told, once");
     assert!(central.object(&ledger).await.is_some(), "the claim is held");

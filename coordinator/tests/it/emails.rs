@@ -109,16 +109,20 @@ async fn new_key_reaches_its_owner_in_an_encrypted_zip_and_notices_go_out_once()
     for m in &mails {
         assert_eq!(m.to.len(), 1, "one recipient per message: {m:?}");
         assert_eq!(m.from, central.sender);
-        *sent.entry((m.to[0].clone(), m.kind.clone())).or_default() += 1;
+        let label = match m.kind.as_str() {
+            "digest" => format!("digest: {}", m.tells().join(", ")),
+            kind => kind.to_string(),
+        };
+        *sent.entry((m.to[0].clone(), label)).or_default() += 1;
     }
     let owner = |u: &str| owner_address(u);
     let expected: BTreeMap<(String, String), usize> = [
         (owner(&users.rotate), "new_key"),
         (owner(&users.rotate), "password"),
         // The rotated user's old key's deactivation date is in the new
-        // key's email: no notice of its own.
-        (owner(&users.pending), "deactivation_scheduled"),
-        (owner(&users.unused), "unused_deleted"),
+        // key's email: no notice of its own, and no digest.
+        (owner(&users.pending), "digest: deactivation_scheduled"),
+        (owner(&users.unused), "digest: unused_deleted"),
         (central.security_team.clone(), "summary"),
     ]
     .into_iter()
@@ -128,7 +132,7 @@ async fn new_key_reaches_its_owner_in_an_encrypted_zip_and_notices_go_out_once()
     let find = |to: &str, kind: &str| {
         mails
             .iter()
-            .find(|m| m.to[0] == to && m.kind == kind)
+            .find(|m| m.to[0] == to && m.tells_of(kind))
             .unwrap_or_else(|| panic!("{kind} email to {to}"))
     };
 

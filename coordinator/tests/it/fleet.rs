@@ -655,6 +655,27 @@ pub struct Mail {
     pub text: String,
     /// (file name, bytes).
     pub attachments: Vec<(String, Vec<u8>)>,
+    /// A digest's items, `<account>/<kind>` in its order
+    /// (`X-Keyfleet-Notices`).
+    pub notices: Vec<String>,
+}
+
+impl Mail {
+    /// What the email tells: its kind, or a digest's notice kinds in order.
+    pub fn tells(&self) -> Vec<String> {
+        if self.kind != "digest" {
+            return vec![self.kind.clone()];
+        }
+        self.notices
+            .iter()
+            .map(|n| n.split_once('/').map_or(n.as_str(), |(_, k)| k).to_string())
+            .collect()
+    }
+
+    /// Whether the email tells a notice of `kind` (or is of that kind).
+    pub fn tells_of(&self, kind: &str) -> bool {
+        self.tells().iter().any(|k| k == kind)
+    }
 }
 
 fn parse(m: &SentEmail) -> Mail {
@@ -682,6 +703,11 @@ fn parse(m: &SentEmail) -> Mail {
                     a.contents().to_vec(),
                 )
             })
+            .collect(),
+        notices: header("X-Keyfleet-Notices")
+            .split(',')
+            .map(|n| n.trim().to_string())
+            .filter(|n| !n.is_empty())
             .collect(),
     }
 }

@@ -11,7 +11,7 @@ fn kinds_to(mails: &[Mail], to: &str) -> Vec<String> {
     let mut k: Vec<String> = mails
         .iter()
         .filter(|m| m.to.first().map(String::as_str) == Some(to))
-        .map(|m| m.kind.clone())
+        .flat_map(Mail::tells)
         .collect();
     k.sort();
     k

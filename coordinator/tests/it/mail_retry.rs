@@ -11,7 +11,7 @@ use keyfleet_coordinator::{Intake, PENDING_MAIL_PREFIX};
 fn count(mails: &[Mail], to: &str, kind: &str) -> usize {
     mails
         .iter()
-        .filter(|m| m.to.first().map(String::as_str) == Some(to) && m.kind == kind)
+        .filter(|m| m.to.first().map(String::as_str) == Some(to) && m.tells_of(kind))
         .count()
 }
 
@@ -228,7 +228,7 @@ async fn overlapping_deliveries_of_a_key_send_one_zip_and_the_password_that_open
     let position = |kind: &str| {
         mails
             .iter()
-            .position(|m| m.to[0] == owner && m.kind == kind)
+            .position(|m| m.to[0] == owner && m.tells_of(kind))
             .expect(kind)
     };
     let (zip_name, zip) = &mails[position("new_key")].attachments[0];

@@ -9,6 +9,7 @@
 //! one organization without seeing each other.
 
 mod conflict;
+mod digests;
 mod emails;
 mod finalize;
 mod fleet;

@@ -20,7 +20,7 @@ async fn a_reactivated_keys_second_deactivation_reaches_its_owner() {
     let old = member.created["app"][0].clone();
     let owner = owner_address("app");
     let central = Central::new(Setup::default()).await;
-    let kinds = || -> Vec<String> { emails_to(&owner).into_iter().map(|m| m.kind).collect() };
+    let kinds = || -> Vec<String> { emails_to(&owner).iter().flat_map(Mail::tells).collect() };
 
     // Day 95: the pair's older key is deactivated.
     central.start_run_on(&[&member.id]).await;
@@ -58,7 +58,7 @@ async fn a_reactivated_keys_second_deactivation_reaches_its_owner() {
     assert_eq!(kinds(), ["deactivated", "reactivated"], "told once");
     let mail = emails_of_run(&run_id)
         .into_iter()
-        .find(|m| m.kind == "reactivated")
+        .find(|m| m.tells_of("reactivated"))
         .expect("reactivation email");
     assert!(mail.text.contains(&old) && mail.text.contains("deactivated again on"));
     assert_eq!(member.keys("app").await[0], (old.clone(), true));
@@ -88,7 +88,7 @@ async fn a_reactivation_interrupted_after_its_claim_still_releases_the_earlier_n
     let old = member.created["crash-app"][0].clone();
     let owner = owner_address("crash-app");
     let central = Central::new(Setup::default()).await;
-    let kinds = || -> Vec<String> { emails_to(&owner).into_iter().map(|m| m.kind).collect() };
+    let kinds = || -> Vec<String> { emails_to(&owner).iter().flat_map(Mail::tells).collect() };
     central.start_run_on(&[&member.id]).await;
     member.run_agent(&central.public_key).await;
     central.intake_until_finalized().await;

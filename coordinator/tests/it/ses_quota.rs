@@ -13,7 +13,11 @@ use std::collections::BTreeMap;
 fn sent_by_kind(run_id: &str) -> BTreeMap<(String, String), usize> {
     let mut sent = BTreeMap::new();
     for m in emails_of_run(run_id) {
-        *sent.entry((m.to[0].clone(), m.kind.clone())).or_default() += 1;
+        let label = match m.kind.as_str() {
+            "digest" => format!("digest: {}", m.tells().join(", ")),
+            kind => kind.to_string(),
+        };
+        *sent.entry((m.to[0].clone(), label)).or_default() += 1;
     }
     sent
 }
@@ -28,7 +32,7 @@ async fn a_run_over_the_daily_quota_is_mailed_the_next_day_each_email_once() {
     })
     .await;
     // The run has five emails: the rotated user's zip and password, two
-    // notices, and the summary. SES's day has room for three.
+    // owners' digests, and the summary. SES's day has room for three.
     emu()
         .set_ses_quota(Some(3), None, Some(&ses_account))
         .expect("set the SES quota");
@@ -128,8 +132,8 @@ async fn a_run_over_the_daily_quota_is_mailed_the_next_day_each_email_once() {
     let expected: BTreeMap<(String, String), usize> = [
         (owners[0].clone(), "new_key"),
         (owners[0].clone(), "password"),
-        (owners[1].clone(), "deactivation_scheduled"),
-        (owners[2].clone(), "unused_deleted"),
+        (owners[1].clone(), "digest: deactivation_scheduled"),
+        (owners[2].clone(), "digest: unused_deleted"),
         (central.security_team.clone(), "summary"),
     ]
     .into_iter()
