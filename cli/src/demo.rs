@@ -13,7 +13,10 @@
 //! coordinator, delivers the jobs to the agent Lambdas and their results
 //! back to the coordinator through the queues, and the demo prints the
 //! consolidated report once the run is finalized. The HTML reports, the
-//! emails sent and the Lambda invocations are listed at the end.
+//! emails sent, one owner's emails run by run (a team owning three users in
+//! every account: the key files and passwords of its rotations, and one
+//! digest per run, whose still-in-use item names where the old key is used
+//! from) and the Lambda invocations are listed at the end.
 
 use crate::bootstrap::{self, START_RULE};
 use crate::config::Config;
@@ -64,6 +67,29 @@ pub(crate) fn users() -> Vec<UserSpec> {
         // Old key still used after its replacement: held, owner told.
         user("ivan", vec![key(95, true, Some(1)), key(20, true, Some(3))]),
     ]
+}
+
+/// The owner of alice, dave and ivan in every account: a team that owns
+/// several users, to show that an owner hears once a run, whatever the
+/// run does to how many of their keys.
+const TEAM: &str = "app-team@example.com";
+/// Where ivan's old key is still used from (a CloudTrail event the demo
+/// records for it in each account): the digest names them.
+const IVAN_SOURCE_IP: &str = "198.51.100.24";
+const IVAN_USER_AGENT: &str = "Boto3/1.34.0 Python/3.11.6 Linux/6.1 nightly-export/2.3";
+
+/// [`users`], with alice, dave and ivan owned by [`TEAM`].
+fn seeded_users() -> Vec<UserSpec> {
+    users()
+        .into_iter()
+        .map(|u| match u.name.as_str() {
+            "alice" | "dave" | "ivan" => UserSpec {
+                email: Some(TEAM.to_string()),
+                ..u
+            },
+            _ => u,
+        })
+        .collect()
 }
 
 const ACCOUNTS: [(&str, &str); 4] = [
@@ -181,9 +207,18 @@ pub async fn run(out_dir: &Path) -> Result<()> {
     for (name, id) in &members {
         let acct = emu.config_for_account(id).await?;
         let iam = aws_sdk_iam::Client::new(&acct);
-        seed::populate(&emu, &iam, id, &users())
+        let created = seed::populate(&emu, &iam, id, &seeded_users())
             .await
             .with_context(|| format!("seeding {name}"))?;
+        // A program elsewhere still calls S3 with ivan's old key.
+        if let Some(old) = created.get("ivan").and_then(|k| k.first()) {
+            emu.record_cloudtrail_event(serde_json::json!({
+                "access_key_id": old, "event_name": "GetObject", "service": "s3",
+                "region": "eu-west-1", "source_ip": IVAN_SOURCE_IP,
+                "user_agent": IVAN_USER_AGENT,
+            }))
+            .with_context(|| format!("recording ivan's key use in {name}"))?;
+        }
     }
     println!(
         "Seeded {} users in {} accounts (keys aged with the emulator clock)\n",
@@ -194,6 +229,7 @@ pub async fn run(out_dir: &Path) -> Result<()> {
     let deployment = Deployment::new(&cfg, &sdk);
     std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     let mut htmls: Vec<PathBuf> = Vec::new();
+    let mut runs: Vec<(String, &str)> = Vec::new();
     let steps = [
         (0.0, "day 0: rotate"),
         (10.0, "day 10: deactivate"),
@@ -207,6 +243,7 @@ pub async fn run(out_dir: &Path) -> Result<()> {
         let known: BTreeSet<String> = deployment.reports().run_ids().await?.into_iter().collect();
         emu.fire_rule(START_RULE)?;
         let run_id = deployment.next_run(&known).await?;
+        runs.push((run_id.clone(), title));
         let report = deployment.follow(&run_id).await?;
         println!("{}", keyfleet_reports::render::to_table(&report));
         let path = out_dir.join(format!("report-{}.html", i + 1));
@@ -229,7 +266,10 @@ pub async fn run(out_dir: &Path) -> Result<()> {
                 .to_string()
         };
         *by_kind.entry(header("X-Keyfleet-Kind")).or_default() += 1;
-        if header("X-Keyfleet-Account") == *first || header("X-Keyfleet-Kind") == "summary" {
+        let about_first = header("X-Keyfleet-Account")
+            .split(',')
+            .any(|a| a.trim() == first);
+        if about_first || header("X-Keyfleet-Kind") == "summary" {
             let subject = parsed
                 .as_ref()
                 .and_then(|p| p.subject().map(str::to_string))
@@ -248,6 +288,7 @@ pub async fn run(out_dir: &Path) -> Result<()> {
     for line in sample {
         println!("{line}");
     }
+    print_owner(&mails, &runs, members.len());
     print_invocations(&emu)?;
     println!("\nHTML reports:");
     for h in &htmls {
@@ -257,6 +298,74 @@ pub async fn run(out_dir: &Path) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The emails [`TEAM`] got, run by run: the key files and passwords of
+/// its rotations, and one digest per run with news; then the still-in-use
+/// item of its first digest, with where the old key is used from.
+fn print_owner(mails: &[keyfleet_testkit::SentEmail], runs: &[(String, &str)], accounts: usize) {
+    println!("\n=== Emails to {TEAM} (owner of alice, dave and ivan in {accounts} accounts) ===");
+    let mut total = 0;
+    let mut rotations = 0;
+    let mut still_in_use = None;
+    for (i, (run_id, title)) in runs.iter().enumerate() {
+        let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
+        let mut digests = Vec::new();
+        for m in mails
+            .iter()
+            .filter(|m| m.destinations.iter().any(|d| d == TEAM))
+        {
+            let Some(parsed) = mail_parser::MessageParser::default().parse(m.raw.as_bytes()) else {
+                continue;
+            };
+            let header = |name: &str| parsed.header_raw(name).unwrap_or("").trim().to_string();
+            if header("X-Keyfleet-Run") != *run_id {
+                continue;
+            }
+            let kind = header("X-Keyfleet-Kind");
+            if kind == "digest" {
+                let body = parsed.body_text(0).unwrap_or_default().to_string();
+                if still_in_use.is_none() && body.contains("is still in use") {
+                    still_in_use = Some(body);
+                }
+                digests.push(parsed.subject().unwrap_or_default().to_string());
+            }
+            *kinds.entry(kind).or_default() += 1;
+        }
+        let n: usize = kinds.values().sum();
+        total += n;
+        rotations += kinds.get("new_key").copied().unwrap_or(0);
+        let counts: Vec<String> = kinds.iter().map(|(k, n)| format!("{n} {k}")).collect();
+        println!(
+            "  cycle {} ({title}): {n} email{}: {}",
+            i + 1,
+            if n == 1 { "" } else { "s" },
+            counts.join(", ")
+        );
+        for subject in digests {
+            println!("    digest: {subject}");
+        }
+    }
+    if rotations > 0 {
+        println!(
+            "  {total} emails for {rotations} rotations: {:.1} per rotation (key file, password, one digest per run with news)",
+            total as f64 / rotations as f64
+        );
+    }
+    if let Some(body) = still_in_use {
+        println!("\n  The still-in-use item of its digest:");
+        let item: Vec<&str> = body
+            .lines()
+            .skip_while(|l| !l.contains("is still in use"))
+            .take_while(|l| !l.starts_with("Next step"))
+            .collect();
+        for line in item {
+            println!("    {line}");
+        }
+        if let Some(next) = body.lines().find(|l| l.starts_with("Next step")) {
+            println!("    {next}");
+        }
+    }
 }
 
 /// How many member accounts have the agent's function (deployed by the

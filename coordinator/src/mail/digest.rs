@@ -211,9 +211,9 @@ pub fn digest_email(ctx: &DigestContext, items: &[DigestItem]) -> Result<Email, 
         .map(|i| (i.account_id.as_str(), i.account_alias.as_deref()))
         .collect();
     let mut body = String::from("Hello,\n\n");
-    let _ = write!(
+    let _ = writeln!(
         body,
-        "keyfleet's run {run} has news about {n} of your access {keys} in {where_}.\n",
+        "keyfleet's run {run} has news about {n} of your access {keys} in {where_}.",
         run = ctx.run_id,
         n = items.len(),
         keys = if items.len() == 1 { "key" } else { "keys" },

@@ -19,6 +19,12 @@ enum Assembly {
     Broken(PartsError),
 }
 
+/// Written once an account's result has had its owners mailed (or its
+/// mail recorded as waiting): `runs/<run>/notified/<account>`.
+fn notified_key(run: &str, account: &str) -> String {
+    format!("{}{run}/notified/{account}", store::RUNS_PREFIX)
+}
+
 impl Coordinator {
     /// The coordinator's one doorway for results: one message in (its body
     /// and how many times it has been delivered), what became of it out.
@@ -126,6 +132,11 @@ impl Coordinator {
                 return Err(e);
             }
         }
+        // The account's notices are queued for the run's digests (or its
+        // mail waits for the sweep): the run may end.
+        self.store
+            .put(&notified_key(&run, &account), Vec::new(), "text/plain")
+            .await?;
         if late {
             // The run's digests went out at its finalize: this result's
             // notices go in digests of their own.
@@ -244,12 +255,28 @@ impl Coordinator {
         })
     }
 
+    /// Whether every expected account has reported and had its owners
+    /// mailed: the run's digests go out at its end (see `digests`), so an
+    /// account whose intake is still queueing its notices holds it back,
+    /// or they would miss the digest.
     async fn all_reported(&self, manifest: &RunManifest) -> Result<bool, CoordinatorError> {
         let keys = self
             .store
             .list(&store::results_prefix(&manifest.run_id))
             .await?;
         let reported = keyfleet_reports::read::reported_accounts(manifest, &keys);
-        Ok(keyfleet_reports::read::expected_accounts(manifest).all(|a| reported.contains(a)))
+        if !keyfleet_reports::read::expected_accounts(manifest).all(|a| reported.contains(a)) {
+            return Ok(false);
+        }
+        let prefix = notified_key(&manifest.run_id, "");
+        let notified: Vec<String> = self
+            .store
+            .list(&prefix)
+            .await?
+            .into_iter()
+            .filter_map(|k| k.strip_prefix(&prefix).map(str::to_string))
+            .collect();
+        Ok(keyfleet_reports::read::expected_accounts(manifest)
+            .all(|a| notified.iter().any(|n| n == a)))
     }
 }

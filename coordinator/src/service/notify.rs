@@ -18,6 +18,10 @@ use keyfleet_reports::store::{self, Put};
 use std::future::Future;
 use time::OffsetDateTime;
 
+/// An owner's address and the notices of one result for them, for the
+/// run's digest.
+type OwnerNotices = (String, Vec<DigestItem>);
+
 /// The ledger claim of a new key's zip email (see `deliver_key`).
 #[derive(serde::Serialize, serde::Deserialize)]
 struct ZipClaim {
@@ -162,9 +166,9 @@ impl Coordinator {
             .iter()
             .map(|user| self.notify_user(manifest, result, user, now))
             .collect();
-        let outcomes: Vec<Result<Option<(String, Vec<DigestItem>)>, CoordinatorError>> =
+        let outcomes: Vec<Result<Option<OwnerNotices>, CoordinatorError>> =
             stream::iter(sends).buffer_unordered(8).collect().await;
-        let mut queued: Vec<(String, Vec<DigestItem>)> = Vec::new();
+        let mut queued: Vec<OwnerNotices> = Vec::new();
         let mut errors = Vec::new();
         for outcome in outcomes {
             match outcome {
@@ -212,7 +216,7 @@ impl Coordinator {
         result: &AccountResult,
         user: &keyfleet_protocol::UserReport,
         now: OffsetDateTime,
-    ) -> Result<Option<(String, Vec<DigestItem>)>, CoordinatorError> {
+    ) -> Result<Option<OwnerNotices>, CoordinatorError> {
         // Every new key of a mail-only delivery is tracked until its owner
         // has it, whatever happens next (no address, a refused address, a
         // box that cannot be opened): its old key waits for it (see

@@ -149,3 +149,107 @@ async fn a_result_after_the_report_has_its_digest_sent_at_once() {
     assert_eq!(mails[0].notices, [format!("{}/unused_deleted", a.id)]);
     assert_eq!(mails[0].run, run_id);
 }
+
+/// Two accounts' results come in at once, and one account's owners are
+/// still being mailed (its zip email is slow) when the other's intake finds
+/// every result stored: the run's end waits for that mail, so the shared
+/// owner's one digest holds both accounts' notices, none left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_digest_waits_for_every_account_being_mailed() {
+    let _faults = faults_lock().await;
+    let s = suffix();
+    let owner = format!("shared-{s}@example.com");
+    let zip_owner = format!("zip-{s}@example.com");
+    let mut a = create_member("digest-race-a").await;
+    let mut b = create_member("digest-race-b").await;
+    a.deploy_agent().await;
+    b.deploy_agent().await;
+    a.populate(&[owned(
+        &format!("idle-a-{s}"),
+        &owner,
+        vec![key(95, true, None)],
+    )])
+    .await;
+    b.populate(&[
+        owned(&format!("idle-b-{s}"), &owner, vec![key(95, true, None)]),
+        owned(
+            &format!("rot-b-{s}"),
+            &zip_owner,
+            vec![key(85, true, Some(2))],
+        ),
+    ])
+    .await;
+    let central = Central::new(Setup::default()).await;
+    let run_id = central.start_run_on(&[&a.id, &b.id]).await;
+    a.run_agent(&central.public_key).await;
+    b.run_agent(&central.public_key).await;
+    let results = central.receive_results().await;
+    let body_of = |id: &str| {
+        results
+            .iter()
+            .find(|(body, _)| body.contains(id))
+            .map(|(body, _)| body.clone())
+            .expect("the account's result")
+    };
+    let (body_a, body_b) = (body_of(&a.id), body_of(&b.id));
+    emu()
+        .set_faults(serde_json::json!({"seed": 1, "rules": [
+            {"service": "sesv2", "action": "SendEmail", "kind": "delay", "delay_ms": 8000,
+             "match": {"Destination": zip_owner}, "first_attempts": 1}]}))
+        .expect("set faults");
+    let slow = {
+        let coordinator = central.coordinator.clone();
+        tokio::spawn(async move { coordinator.intake(&body_b, 1).await })
+    };
+    // Until B's intake is sending its zip (the emulator logs the held
+    // SendEmail when it starts holding it).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let faults = emu().faults().expect("faults");
+        let held = faults["log"]
+            .as_array()
+            .is_some_and(|log| log.iter().any(|e| e["action"] == "SendEmail"));
+        if held {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "B's zip was never sent: {faults}"
+        );
+        // A poll interval, not a synchronisation: the condition above is.
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let fast = central
+        .coordinator
+        .intake(&body_a, 1)
+        .await
+        .expect("A taken in");
+    let slow = slow.await.expect("B's intake").expect("B taken in");
+    emu().clear_faults().expect("clear faults");
+    for (_, receipt) in &results {
+        central.delete_result(receipt).await;
+    }
+    let finalized = |i: &keyfleet_coordinator::Intake| {
+        matches!(
+            i,
+            keyfleet_coordinator::Intake::Accepted {
+                finalized: true,
+                ..
+            }
+        )
+    };
+    assert!(finalized(&fast) || finalized(&slow), "{fast:?} {slow:?}");
+    let mails: Vec<Mail> = emails_of_run(&run_id)
+        .into_iter()
+        .filter(|m| m.to == [owner.clone()])
+        .collect();
+    assert_eq!(mails.len(), 1, "one digest: {mails:#?}");
+    let mut notices = mails[0].notices.clone();
+    notices.sort();
+    let mut expected = vec![
+        format!("{}/unused_deleted", a.id),
+        format!("{}/unused_deleted", b.id),
+    ];
+    expected.sort();
+    assert_eq!(notices, expected);
+}
