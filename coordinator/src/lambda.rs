@@ -235,7 +235,8 @@ fn error_kind(e: &CoordinatorError) -> &'static str {
         CoordinatorError::UnknownRun(_) => "UnknownRun",
         CoordinatorError::Ses { .. }
         | CoordinatorError::Mail { .. }
-        | CoordinatorError::MailDeferred { .. } => "Mail",
+        | CoordinatorError::MailDeferred { .. }
+        | CoordinatorError::DigestFailed(_) => "Mail",
         CoordinatorError::KeyRing { .. } => "KeyRing",
         CoordinatorError::Policy(_) => "Policy",
         CoordinatorError::Request(_) => "BadRequest",

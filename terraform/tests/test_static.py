@@ -992,6 +992,9 @@ def test_coordinator_wiring(coordinator):
     assert "secret_string" in secret_version["lifecycle"][0]["ignore_changes"]
     bucket_rules = coordinator[("aws_s3_bucket_lifecycle_configuration", "reports")]["rule"]
     assert any(r.get("expiration") for r in bucket_rules)
+    # The owners' queued notices go within a week, whatever happens.
+    digest_rules = [r for r in bucket_rules if r["filter"][0].get("prefix") == "digests/"]
+    assert [r["expiration"][0]["days"] for r in digest_rules] == [7]
     assert coordinator[("aws_s3_bucket_versioning", "reports")]["versioning_configuration"][0]["status"] == "Enabled"
     assert all(coordinator[("aws_s3_bucket_public_access_block", "reports")][k] is True for k in (
         "block_public_acls", "block_public_policy", "ignore_public_acls", "restrict_public_buckets"))

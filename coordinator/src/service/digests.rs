@@ -7,17 +7,21 @@
 //! `digests/<run>/<owner>/<account>-<hash>.json` (`<owner>` a hash of the
 //! lowercased address, `<hash>` one of the part's content, so that two
 //! attempts of one account never overwrite each other and a retried intake
-//! rewrites the same part). Finalize sends the digests before it builds the
+//! usually rewrites the same part). A run ends (before its deadline) only
+//! once every account's intake has queued its notices (see intake's
+//! `all_reported`), and finalize sends the digests before it builds the
 //! report, so a finalized run's owners have been mailed (or their mail is
 //! waiting for a retry); a result that comes in after the run was
 //! finalized has its owners' digests sent at once. Each owner's digest
-//! reads that owner's parts only: memory grows with one owner's notices,
-//! never with the run.
+//! reads that owner's parts only, and owners are taken a chunk at a time:
+//! memory grows with one owner's notices and the run's part keys, not with
+//! its notices.
 //!
 //! **Exactly once per notice.** Every notice keeps its own ledger entry
 //! (account, user, key, kind), as when each had its own email: a digest
 //! claims the entries of its notices (create-if-absent puts), sends only
-//! the notices it claimed, releases them if SES refuses the email, and
+//! the notices it claimed, releases them if anything fails before SES
+//! takes the email, and
 //! deletes the owner's parts once sent. A retried finalize or intake finds
 //! the notices claimed and sends nothing; a notice a later run repeats
 //! (still in use, run after run) is not sent again; a reactivated key's
@@ -25,13 +29,18 @@
 //! and then cannot send because the coordinator stopped in between is lost,
 //! as any claimed email is (see `notify`): never sent twice.
 //!
-//! **Retries.** A digest that cannot be sent keeps its parts and its
-//! notices unclaimed, and each account it holds notices of is recorded as
-//! waiting for mail, as an account whose key email failed is (see
-//! `mail_retry`): the report lists it, and the hourly sweep takes it up
-//! again, counting attempts and deferrals to SES's quota the same way and
-//! giving up with an alert at the same limit. The sweep also sends the
-//! digests of any finalized run that still has parts.
+//! **Retries.** A digest that cannot be sent releases every claim it
+//! holds (a claim S3 refuses included), puts its parts back (a sender that
+//! found its notices claimed meanwhile may have dropped them), and each
+//! account it holds notices of is recorded as waiting for mail, as an
+//! account whose key email failed is (see `mail_retry`): the report lists
+//! it, and the hourly sweep takes it up again. The sweep sends a run's
+//! digests once, whichever of its waiting accounts comes first, and counts
+//! one attempt (or one deferral to SES's quota) per account and sweep,
+//! however many accounts a failed digest holds; giving up on an account
+//! drops its parts. The sweep also sends the digests of any finalized run
+//! that still has parts. The bucket's lifecycle removes any part left after
+//! 7 days.
 //!
 //! **What it costs.** Per owner and result with news: one S3 PUT for the
 //! part; per digest: a LIST of the run's parts (shared), one GET per part,
@@ -134,20 +143,25 @@ impl Coordinator {
             }
         }
         let cutover = manifest.policy.cutover_on_use;
-        let sends: Vec<_> = owners
-            .iter()
-            .map(|(_, keys)| self.send_digest(run, cutover, keys))
-            .collect();
-        let outcomes: Vec<Result<bool, DigestFailure>> = stream::iter(sends)
-            .buffer_unordered(CONCURRENT_DIGESTS)
-            .collect()
-            .await;
         let mut out = Digests::default();
-        for outcome in outcomes {
-            match outcome {
-                Ok(true) => out.sent += 1,
-                Ok(false) => {}
-                Err(f) => out.failed.push(f),
+        // A chunk of owners at a time: the futures of a chunk are built
+        // before they are streamed (see `notify_owners` on why), and a
+        // run's owners may be many.
+        for chunk in owners.chunks(CONCURRENT_DIGESTS * 8) {
+            let sends: Vec<_> = chunk
+                .iter()
+                .map(|(_, keys)| self.send_digest(run, cutover, keys))
+                .collect();
+            let outcomes: Vec<Result<bool, DigestFailure>> = stream::iter(sends)
+                .buffer_unordered(CONCURRENT_DIGESTS)
+                .collect()
+                .await;
+            for outcome in outcomes {
+                match outcome {
+                    Ok(true) => out.sent += 1,
+                    Ok(false) => {}
+                    Err(f) => out.failed.push(f),
+                }
             }
         }
         Ok(out)
@@ -169,27 +183,26 @@ impl Coordinator {
                 return;
             }
         };
-        if let Err(e) = self.record_digest_failures(run, &failed, None).await {
+        if let Err(e) = self.record_digest_failures(run, &failed).await {
             tracing::error!(run_id = %run, error = %e, "a digest failure was not recorded; the sweep finds its parts");
         }
     }
 
-    /// Records each account of `failed` as waiting for mail, but `except`
-    /// (whose caller counts the attempt itself).
+    /// Records each account of `failed` as waiting for mail, one attempt
+    /// each, however many failed digests hold it.
     pub(super) async fn record_digest_failures(
         &self,
         run: &str,
         failed: &[DigestFailure],
-        except: Option<&str>,
     ) -> Result<(), CoordinatorError> {
         let mut done: Vec<&str> = Vec::new();
         for f in failed {
             for account in &f.accounts {
-                if Some(account.as_str()) == except || done.contains(&account.as_str()) {
+                if done.contains(&account.as_str()) {
                     continue;
                 }
                 done.push(account);
-                self.mail_pending(run, account, &f.error).await?;
+                self.mail_pending(run, account, &f.replay()).await?;
             }
         }
         Ok(())
@@ -217,6 +230,8 @@ impl Coordinator {
         accounts: &mut Vec<String>,
     ) -> Result<bool, CoordinatorError> {
         let mut to = None;
+        let mut read: Vec<(String, Vec<u8>)> = Vec::with_capacity(keys.len());
+        let mut seen = std::collections::HashSet::new();
         let mut items: Vec<(String, DigestItem)> = Vec::new();
         for key in keys {
             let Some(bytes) = self.store.get(key).await? else {
@@ -231,6 +246,7 @@ impl Coordinator {
                     continue;
                 }
             };
+            read.push((key.clone(), bytes));
             to.get_or_insert(part.to);
             for item in part.items {
                 if !accounts.contains(&item.account_id) {
@@ -242,7 +258,7 @@ impl Coordinator {
                     item.notice.key_id(),
                     &notice_ledger_kind(&item.notice),
                 );
-                if !items.iter().any(|(l, _)| *l == ledger) {
+                if seen.insert(ledger.clone()) {
                     items.push((ledger, item));
                 }
             }
@@ -250,13 +266,21 @@ impl Coordinator {
         let Some(to) = to else {
             return self.drop_parts(keys).await.map(|()| false);
         };
-        let mut claimed = Vec::new();
+        // Every claim this digest holds is released on any failure below,
+        // so that a notice is never left claimed and unsent but by a
+        // coordinator stopped in between.
+        let mut claimed: Vec<(String, DigestItem)> = Vec::new();
         for (ledger, item) in items {
-            if self
+            match self
                 .claim(&ledger, run.as_bytes().to_vec(), "text/plain")
-                .await?
+                .await
             {
-                claimed.push((ledger, item));
+                Ok(true) => claimed.push((ledger, item)),
+                Ok(false) => {}
+                Err(e) => {
+                    self.release(&claimed).await;
+                    return Err(e);
+                }
             }
         }
         if claimed.is_empty() {
@@ -279,14 +303,30 @@ impl Coordinator {
             }
         };
         if let Err(e) = self.send_email(&email).await {
-            for (ledger, _) in &claimed {
-                self.store.delete(ledger).await?;
+            self.release(&claimed).await;
+            // Another sender that found these notices claimed (by this
+            // digest, in flight) may have dropped the parts: they are put
+            // back, so the notices wait for the next attempt.
+            for (key, bytes) in read {
+                if let Err(p) = self.store.put(&key, bytes, "application/json").await {
+                    tracing::error!(key = %key, error = %p, "a digest part was not put back");
+                }
             }
             return Err(e);
         }
         tracing::info!(run_id = %run, notices = claimed.len(), "owner digest sent");
         self.drop_parts(keys).await?;
         Ok(true)
+    }
+
+    /// Releases the ledger claims of a digest that was not sent, each one
+    /// even if another's release fails (that one stays claimed: logged).
+    async fn release(&self, claimed: &[(String, DigestItem)]) {
+        for (ledger, _) in claimed {
+            if let Err(e) = self.store.delete(ledger).await {
+                tracing::error!(ledger = %ledger, error = %e, "a digest's claim was not released; its notice is not sent");
+            }
+        }
     }
 
     async fn drop_parts(&self, keys: &[String]) -> Result<(), CoordinatorError> {
@@ -296,12 +336,32 @@ impl Coordinator {
         Ok(())
     }
 
+    /// Drops the parts of `account` in `run`: its mail was given up on
+    /// (see `mail_retry`), so no sweep tries its notices again.
+    pub(super) async fn drop_account_parts(
+        &self,
+        run: &str,
+        account: &str,
+    ) -> Result<(), CoordinatorError> {
+        let mine = format!("/{account}-");
+        let keys: Vec<String> = self
+            .store
+            .list(&run_prefix(run))
+            .await?
+            .into_iter()
+            .filter(|k| k.contains(&mine))
+            .collect();
+        self.drop_parts(&keys).await
+    }
+
     /// The sweep's part: sends the digests of every finalized run that
-    /// still has parts, but those of `skip` (whose accounts the sweep just
-    /// took up, digests included) (a finalize that could not even list them leaves
-    /// them so), recording failures as [`Coordinator::send_digests_or_leave`]
-    /// does. Returns the runs that had digests to send and sent them all
-    /// (parts whose notices were all sent already are only removed).
+    /// still has parts (a finalize that could not even list them leaves
+    /// them), but those of `skip` (runs whose accounts the sweep took up
+    /// just before, digests included), recording failures as
+    /// [`Coordinator::send_digests_or_leave`] does. One run's trouble (its
+    /// manifest gone) does not stop the others'. Returns the runs that had
+    /// digests to send and sent them all (parts whose notices were all
+    /// sent already are only removed).
     pub(super) async fn resend_digests(
         &self,
         skip: &[&str],
@@ -320,16 +380,25 @@ impl Coordinator {
             if skip.contains(&run.as_str()) {
                 continue;
             }
-            if !self.store.exists(&store::final_key(&run)).await? {
-                // Finalize sends them, with the run's last results.
-                continue;
+            let digests = async {
+                if !self.store.exists(&store::final_key(&run)).await? {
+                    // Finalize sends them, with the run's last results.
+                    return Ok(None);
+                }
+                self.send_digests(&run).await.map(Some)
+            };
+            match digests.await {
+                Ok(None) => {}
+                Ok(Some(d)) => {
+                    if d.sent > 0 && d.failed.is_empty() {
+                        sent.push(format!("{run}/digests"));
+                    }
+                    self.record_digest_failures(&run, &d.failed).await?;
+                }
+                Err(e) => {
+                    tracing::error!(run_id = %run, error = %e, "the run's digests were not sent; the next sweep tries again")
+                }
             }
-            let digests = self.send_digests(&run).await?;
-            if digests.sent > 0 && digests.failed.is_empty() {
-                sent.push(format!("{run}/digests"));
-            }
-            self.record_digest_failures(&run, &digests.failed, None)
-                .await?;
         }
         Ok(sent)
     }
@@ -348,6 +417,20 @@ pub(super) struct Digests {
 pub(super) struct DigestFailure {
     pub accounts: Vec<String>,
     pub error: CoordinatorError,
+}
+
+impl DigestFailure {
+    /// The failure again, for one more account it holds: a deferral to
+    /// SES's quota stays one (it is not a failed attempt).
+    pub fn replay(&self) -> CoordinatorError {
+        match &self.error {
+            CoordinatorError::MailDeferred { to, reason } => CoordinatorError::MailDeferred {
+                to: to.clone(),
+                reason: reason.clone(),
+            },
+            other => CoordinatorError::DigestFailed(other.to_string()),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -93,7 +93,11 @@ impl Coordinator {
             Assembly::Incomplete => None,
             Assembly::Broken(e) => {
                 // The parts stay stored, as evidence; the account is
-                // reported missing at the deadline.
+                // reported missing. Nothing of it will be mailed: the run
+                // need not wait for it (see `all_reported`).
+                self.store
+                    .put(&notified_key(&run, &account), Vec::new(), "text/plain")
+                    .await?;
                 return Ok(self
                     .reject(Rejection::PartsDoNotFit {
                         run,
@@ -137,9 +141,10 @@ impl Coordinator {
         self.store
             .put(&notified_key(&run, &account), Vec::new(), "text/plain")
             .await?;
-        if late {
-            // The run's digests went out at its finalize: this result's
-            // notices go in digests of their own.
+        // A run finalized before this result, or while it was being taken
+        // in (the deadline sweep), sent its digests already: this result's
+        // notices go in digests of their own, now.
+        if late || self.store.exists(&store::final_key(&run)).await? {
             self.send_digests_or_leave(&run).await;
         }
         if late && !duplicate {
@@ -269,14 +274,13 @@ impl Coordinator {
             return Ok(false);
         }
         let prefix = notified_key(&manifest.run_id, "");
-        let notified: Vec<String> = self
+        let notified: std::collections::BTreeSet<String> = self
             .store
             .list(&prefix)
             .await?
             .into_iter()
             .filter_map(|k| k.strip_prefix(&prefix).map(str::to_string))
             .collect();
-        Ok(keyfleet_reports::read::expected_accounts(manifest)
-            .all(|a| notified.iter().any(|n| n == a)))
+        Ok(keyfleet_reports::read::expected_accounts(manifest).all(|a| notified.contains(a)))
     }
 }

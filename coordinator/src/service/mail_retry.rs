@@ -26,6 +26,7 @@
 //!
 //! [`CoordinatorConfig::mail_attempts`]: super::CoordinatorConfig::mail_attempts
 
+use super::digests::DigestFailure;
 use super::{Coordinator, CoordinatorError};
 use keyfleet_reports::store::{self, RUNS_PREFIX};
 use serde::{Deserialize, Serialize};
@@ -33,6 +34,10 @@ use time::OffsetDateTime;
 
 /// Where accounts with unsent mail are recorded: one listing finds them all.
 pub const PENDING_MAIL_PREFIX: &str = "pending-mail/";
+
+/// What a sweep's digests did, per run: sent once a sweep, whichever of
+/// the run's pending accounts comes first.
+type DigestsSent = std::collections::HashMap<String, Vec<DigestFailure>>;
 
 fn pending_key(run: &str, account: &str) -> String {
     format!("{PENDING_MAIL_PREFIX}{run}/{account}")
@@ -131,6 +136,7 @@ impl Coordinator {
     pub async fn resend_pending_mail(&self) -> Result<MailRetry, CoordinatorError> {
         let mut out = MailRetry::default();
         self.pacer.forget().await;
+        let mut digests = DigestsSent::new();
         for key in self.store.list(PENDING_MAIL_PREFIX).await? {
             let Some((run, account)) = key
                 .strip_prefix(PENDING_MAIL_PREFIX)
@@ -140,7 +146,7 @@ impl Coordinator {
                 continue;
             };
             let label = format!("{run}/{account}");
-            match self.resend_account(&run, &account).await {
+            match self.resend_account(&run, &account, &mut digests).await {
                 Ok(()) => {
                     self.store.delete(&key).await?;
                     tracing::info!(run_id = %run, account = %account, "pending owner mail sent");
@@ -174,12 +180,17 @@ impl Coordinator {
             .chain(&out.gave_up)
             .filter_map(|l| l.split_once('/').map(|(run, _)| run))
             .collect();
-        let digests = self.resend_digests(&taken).await?;
-        out.sent.extend(digests);
+        let resent = self.resend_digests(&taken).await?;
+        out.sent.extend(resent);
         Ok(out)
     }
 
-    async fn resend_account(&self, run: &str, account: &str) -> Result<(), CoordinatorError> {
+    async fn resend_account(
+        &self,
+        run: &str,
+        account: &str,
+        digests: &mut DigestsSent,
+    ) -> Result<(), CoordinatorError> {
         let manifest = self
             .manifest(run)
             .await?
@@ -193,23 +204,46 @@ impl Coordinator {
         }
         self.notify_attempts(&manifest, &attempts).await?;
         // The account's notices wait in digests (see `digests`), sent with
-        // the run's others once it is finalized: a digest that fails again
-        // is this attempt's failure, and the other accounts it holds are
-        // recorded as waiting too.
+        // the run's others once it is finalized: once a sweep for each run.
+        // A digest that fails again is the attempt's failure of each
+        // account it holds, counted when that account's turn comes (an
+        // account the digest holds that waits for nothing yet is recorded).
         if !self.store.exists(&store::final_key(run)).await? {
             return Ok(());
         }
-        let digests = self.send_digests(run).await?;
-        self.record_digest_failures(run, &digests.failed, Some(account))
-            .await?;
-        match digests
-            .failed
-            .into_iter()
+        if !digests.contains_key(run) {
+            let sent = self.send_digests(run).await?;
+            for f in &sent.failed {
+                for other in f.accounts.iter().filter(|a| *a != account) {
+                    self.mail_pending_if_absent(run, other, &f.replay()).await?;
+                }
+            }
+            digests.insert(run.to_string(), sent.failed);
+        }
+        match digests[run]
+            .iter()
             .find(|f| f.accounts.iter().any(|a| a == account))
         {
-            Some(f) => Err(f.error),
+            Some(f) => Err(f.replay()),
             None => Ok(()),
         }
+    }
+
+    /// Records `account` as waiting for mail unless it is already.
+    async fn mail_pending_if_absent(
+        &self,
+        run: &str,
+        account: &str,
+        error: &CoordinatorError,
+    ) -> Result<(), CoordinatorError> {
+        if self
+            .read_pending(&pending_key(run, account))
+            .await?
+            .is_none()
+        {
+            self.mail_pending(run, account, error).await?;
+        }
+        Ok(())
     }
 
     async fn give_up(&self, key: &str, record: &PendingMail) -> Result<(), CoordinatorError> {
@@ -222,6 +256,9 @@ impl Coordinator {
             )
             .await?;
         self.store.delete(key).await?;
+        // Its notices are not tried again by the sweep's digests either.
+        self.drop_account_parts(&record.run_id, &record.account_id)
+            .await?;
         tracing::error!(run_id = %record.run_id, account = %record.account_id, attempts = record.attempts, error = %record.last_error, "owner mail not sent; giving up");
         self.alert(
             &format!("keyfleet run {}: owner emails not sent", record.run_id),

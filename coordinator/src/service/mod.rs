@@ -128,6 +128,10 @@ pub enum CoordinatorError {
     Policy(String),
     #[error("invalid request: {0}")]
     Request(String),
+    /// A digest's failure, told again for another account whose notices
+    /// it holds (see `digests`): its text.
+    #[error("{0}")]
+    DigestFailed(String),
     /// The run was recorded, reported and alerted, but had no account to
     /// run on.
     #[error("run {run_id} failed: {description}; report: {report_url}")]

@@ -11,7 +11,7 @@ use keyfleet_reports::store::{self, Put};
 
 /// One 409 to the conditional writes of `key` (all of them when `first` is
 /// `None`).
-fn conflict_on(key: &str, first: Option<u32>) {
+pub fn conflict_on(key: &str, first: Option<u32>) {
     let mut rule = serde_json::json!({
         "service": "s3", "action": "PutObject", "kind": "conflict",
         "match": {"Key": key}});

@@ -253,3 +253,131 @@ async fn the_digest_waits_for_every_account_being_mailed() {
     expected.sort();
     assert_eq!(notices, expected);
 }
+
+/// A digest whose second notice cannot be claimed (S3 keeps answering
+/// 409) sends nothing and leaves no claim behind: the notice it claimed
+/// first is released, and the sweep sends both in one digest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_digest_whose_claim_fails_releases_what_it_claimed() {
+    let _faults = faults_lock().await;
+    let s = suffix();
+    let owner = format!("claims-{s}@example.com");
+    let (first, second) = (format!("a-{s}"), format!("b-{s}"));
+    let mut m = create_member("digest-claim").await;
+    m.deploy_agent().await;
+    m.populate(&[
+        owned(&first, &owner, vec![key(95, true, None)]),
+        owned(&second, &owner, vec![key(95, true, None)]),
+    ])
+    .await;
+    let ledger = |user: &str| {
+        keyfleet_reports::store::ledger_key(&m.id, user, &m.created[user][0], "unused_deleted")
+    };
+    let central = Central::new(Setup::default()).await;
+    let run_id = central.start_run_on(&[&m.id]).await;
+    m.run_agent(&central.public_key).await;
+    crate::conflict::conflict_on(&ledger(&second), None);
+    central.intake_until_finalized().await;
+    emu().clear_faults().expect("clear faults");
+    assert!(emails_to(&owner).is_empty(), "nothing sent");
+    assert!(
+        central.object(&ledger(&first)).await.is_none(),
+        "the first notice's claim was released"
+    );
+    let retry = central
+        .coordinator
+        .resend_pending_mail()
+        .await
+        .expect("sweep");
+    assert_eq!(retry.sent, vec![format!("{run_id}/{}", m.id)], "{retry:?}");
+    let mails = emails_to(&owner);
+    assert_eq!(mails.len(), 1, "{mails:#?}");
+    assert_eq!(
+        mails[0].notices,
+        [
+            format!("{}/unused_deleted", m.id),
+            format!("{}/unused_deleted", m.id)
+        ]
+    );
+}
+
+/// SES refuses an owner's digest for good, and the digest holds notices
+/// of two accounts: each sweep counts one attempt per account (not one per
+/// account for each other account the digest holds), both are given up
+/// together at the limit with an alert each, and giving up sticks: the
+/// next sweep tries nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_digest_refused_for_good_counts_one_attempt_a_sweep_per_account_and_gives_up_once() {
+    let _faults = faults_lock().await;
+    let s = suffix();
+    let owner = format!("refused-{s}@example.com");
+    let mut a = create_member("digest-refused-a").await;
+    let mut b = create_member("digest-refused-b").await;
+    a.deploy_agent().await;
+    b.deploy_agent().await;
+    a.populate(&[owned(
+        &format!("idle-a-{s}"),
+        &owner,
+        vec![key(95, true, None)],
+    )])
+    .await;
+    b.populate(&[owned(
+        &format!("idle-b-{s}"),
+        &owner,
+        vec![key(95, true, None)],
+    )])
+    .await;
+    let central = Central::new(Setup::default()).await;
+    let run_id = central.start_run_on(&[&a.id, &b.id]).await;
+    a.run_agent(&central.public_key).await;
+    b.run_agent(&central.public_key).await;
+    emu()
+        .set_faults(serde_json::json!({"seed": 1, "rules": [{
+            "service": "sesv2", "action": "SendEmail", "kind": "unavailable",
+            "match": {"Destination": owner}}]}))
+        .expect("set faults");
+    central.intake_until_finalized().await; // attempt 1 of 3, each account
+    let attempts = |account: String| {
+        let central = &central;
+        let key = format!(
+            "{}{run_id}/{account}",
+            keyfleet_coordinator::PENDING_MAIL_PREFIX
+        );
+        async move {
+            central.object(&key).await.map(|b| {
+                serde_json::from_slice::<keyfleet_coordinator::PendingMail>(&b)
+                    .expect("pending record")
+                    .attempts
+            })
+        }
+    };
+    assert_eq!(attempts(a.id.clone()).await, Some(1));
+    assert_eq!(attempts(b.id.clone()).await, Some(1));
+    let first = central
+        .coordinator
+        .resend_pending_mail()
+        .await
+        .expect("sweep"); // 2 of 3
+    assert!(first.gave_up.is_empty(), "{first:?}");
+    assert_eq!(attempts(a.id.clone()).await, Some(2));
+    assert_eq!(attempts(b.id.clone()).await, Some(2));
+    let second = central
+        .coordinator
+        .resend_pending_mail()
+        .await
+        .expect("sweep"); // 3 of 3
+    let mut gave_up = second.gave_up.clone();
+    gave_up.sort();
+    let mut expected = vec![format!("{run_id}/{}", a.id), format!("{run_id}/{}", b.id)];
+    expected.sort();
+    assert_eq!(gave_up, expected, "{second:?}");
+    let next = central
+        .coordinator
+        .resend_pending_mail()
+        .await
+        .expect("sweep");
+    emu().clear_faults().expect("clear faults");
+    assert_eq!(next, Default::default(), "given up means given up");
+    assert_eq!(attempts(a.id.clone()).await, None);
+    assert!(emails_to(&owner).is_empty());
+}

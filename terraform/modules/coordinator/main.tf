@@ -328,6 +328,25 @@ resource "aws_s3_bucket_lifecycle_configuration" "reports" {
     }
   }
 
+  # Owners' notices waiting for their digest (see the coordinator's
+  # `digests`): sent and removed at the run's end, or given up on by the
+  # sweep after a day or two. A part left by a coordinator stopped at the
+  # wrong moment holds owner addresses, user names and the addresses a key
+  # was used from: it goes after a week.
+  rule {
+    id     = "expire-digest-parts"
+    status = "Enabled"
+    filter {
+      prefix = "digests/"
+    }
+    expiration {
+      days = 7
+    }
+    noncurrent_version_expiration {
+      noncurrent_days = 1
+    }
+  }
+
   rule {
     id     = "expire-noncurrent-versions"
     status = "Enabled"
