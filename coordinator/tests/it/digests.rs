@@ -15,6 +15,27 @@ fn owned(name: &str, owner: &str, keys: Vec<keyfleet_testkit::seed::KeySpec>) ->
     }
 }
 
+/// Two member accounts with agents, each with a user `idle-a-<s>` /
+/// `idle-b-<s>` owned by `owner` whose only key is unused (deleted, with a
+/// notice), and `more_b` in the second.
+async fn two_idle_accounts(
+    label: &str,
+    s: &str,
+    owner: &str,
+    more_b: Vec<UserSpec>,
+) -> (Member, Member) {
+    let mut a = create_member(&format!("{label}-a")).await;
+    let mut b = create_member(&format!("{label}-b")).await;
+    a.deploy_agent().await;
+    b.deploy_agent().await;
+    let idle = |name: String| owned(&name, owner, vec![key(95, true, None)]);
+    a.populate(&[idle(format!("idle-a-{s}"))]).await;
+    let mut users_b = vec![idle(format!("idle-b-{s}"))];
+    users_b.extend(more_b);
+    b.populate(&users_b).await;
+    (a, b)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_owner_gets_one_digest_per_run_across_users_and_accounts() {
     let s = suffix();
@@ -160,24 +181,16 @@ async fn the_digest_waits_for_every_account_being_mailed() {
     let s = suffix();
     let owner = format!("shared-{s}@example.com");
     let zip_owner = format!("zip-{s}@example.com");
-    let mut a = create_member("digest-race-a").await;
-    let mut b = create_member("digest-race-b").await;
-    a.deploy_agent().await;
-    b.deploy_agent().await;
-    a.populate(&[owned(
-        &format!("idle-a-{s}"),
+    let (a, b) = two_idle_accounts(
+        "digest-race",
+        &s,
         &owner,
-        vec![key(95, true, None)],
-    )])
-    .await;
-    b.populate(&[
-        owned(&format!("idle-b-{s}"), &owner, vec![key(95, true, None)]),
-        owned(
+        vec![owned(
             &format!("rot-b-{s}"),
             &zip_owner,
             vec![key(85, true, Some(2))],
-        ),
-    ])
+        )],
+    )
     .await;
     let central = Central::new(Setup::default()).await;
     let run_id = central.start_run_on(&[&a.id, &b.id]).await;
@@ -311,22 +324,7 @@ async fn a_digest_refused_for_good_counts_one_attempt_a_sweep_per_account_and_gi
     let _faults = faults_lock().await;
     let s = suffix();
     let owner = format!("refused-{s}@example.com");
-    let mut a = create_member("digest-refused-a").await;
-    let mut b = create_member("digest-refused-b").await;
-    a.deploy_agent().await;
-    b.deploy_agent().await;
-    a.populate(&[owned(
-        &format!("idle-a-{s}"),
-        &owner,
-        vec![key(95, true, None)],
-    )])
-    .await;
-    b.populate(&[owned(
-        &format!("idle-b-{s}"),
-        &owner,
-        vec![key(95, true, None)],
-    )])
-    .await;
+    let (a, b) = two_idle_accounts("digest-refused", &s, &owner, Vec::new()).await;
     let central = Central::new(Setup::default()).await;
     let run_id = central.start_run_on(&[&a.id, &b.id]).await;
     a.run_agent(&central.public_key).await;
