@@ -7,6 +7,7 @@ use crate::config::Config;
 use anyhow::{anyhow, Context, Result};
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::ProvideCredentials;
+use keyfleet_protocol::aws_error::describe;
 
 /// The SDK configuration for the provisioning account.
 pub async fn sdk_config(cfg: &Config) -> SdkConfig {
@@ -36,10 +37,10 @@ pub async fn require_credentials(sdk: &SdkConfig) -> Result<()> {
         .credentials_provider()
         .ok_or_else(|| anyhow!("no AWS credentials provider is configured"))?;
     provider.provide_credentials().await.map_err(|e| {
+        // What to do is the command line's to say (see `errors`).
         anyhow!(
-            "no AWS credentials found ({}): set AWS_PROFILE, or AWS_ACCESS_KEY_ID and \
-             AWS_SECRET_ACCESS_KEY, or run `aws sso login`; against an emulator pass --endpoint-url",
-            aws_smithy_types::error::display::DisplayErrorContext(&e)
+            "no AWS credentials found ({})",
+            keyfleet_protocol::aws_error::causes(&e)
         )
     })?;
     Ok(())
@@ -78,12 +79,7 @@ pub async fn assume_with(
         .set_external_id(external_id.map(str::to_string))
         .send()
         .await
-        .map_err(|e| {
-            anyhow!(
-                "assuming {arn}: {}",
-                aws_sdk_sts::error::DisplayErrorContext(e)
-            )
-        })?;
+        .map_err(|e| anyhow!("assuming {arn}: {}", describe(&e)))?;
     let c = out
         .credentials
         .ok_or_else(|| anyhow!("AssumeRole {arn} returned no credentials"))?;
@@ -109,12 +105,7 @@ pub async fn account_id(sdk: &SdkConfig) -> Result<String> {
         .get_caller_identity()
         .send()
         .await
-        .map_err(|e| {
-            anyhow!(
-                "GetCallerIdentity: {}",
-                aws_sdk_sts::error::DisplayErrorContext(e)
-            )
-        })?;
+        .map_err(|e| anyhow!("GetCallerIdentity: {}", describe(&e)))?;
     me.account()
         .map(str::to_string)
         .context("GetCallerIdentity returned no account")

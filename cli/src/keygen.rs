@@ -16,7 +16,7 @@
 use crate::aws;
 use crate::config::Config;
 use anyhow::{anyhow, bail, Context, Result};
-use aws_sdk_secretsmanager::error::DisplayErrorContext;
+use keyfleet_protocol::aws_error::describe;
 use keyfleet_protocol::{KeyRing, PrivateKey};
 
 /// The StackSet name Terraform's agent module and `bootstrap` use.
@@ -40,7 +40,7 @@ async fn read_ring(
         }
         Err(e) => Err(anyhow!(
             "reading the key ring {secret_id}: {}",
-            DisplayErrorContext(e)
+            describe(&e)
         )),
     }
 }
@@ -55,12 +55,7 @@ async fn write_ring(
         .secret_string(ring.to_text().expose())
         .send()
         .await
-        .map_err(|e| {
-            anyhow!(
-                "storing the key ring in {secret_id}: {}",
-                DisplayErrorContext(e)
-            )
-        })?;
+        .map_err(|e| anyhow!("storing the key ring in {secret_id}: {}", describe(&e)))?;
     Ok(())
 }
 
@@ -84,12 +79,7 @@ pub async fn run(cfg: &Config, secret_id: &str) -> Result<()> {
                 .secret_string(ring.to_text().expose())
                 .send()
                 .await
-                .map_err(|e| {
-                    anyhow!(
-                        "storing the key ring in {secret_id}: {}",
-                        DisplayErrorContext(e)
-                    )
-                })?;
+                .map_err(|e| anyhow!("storing the key ring in {secret_id}: {}", describe(&e)))?;
             ring
         }
     };
@@ -124,7 +114,7 @@ pub async fn retire(
     let sm = aws_sdk_secretsmanager::Client::new(&sdk);
     let mut ring = read_ring(&sm, secret_id)
         .await?
-        .ok_or_else(|| anyhow!("no key ring {secret_id}: run `keyfleet keygen` first"))?;
+        .ok_or_else(|| anyhow!("the key ring {secret_id} does not exist: make it with `keyfleet keygen --secret-id {secret_id}`, or check --secret-id"))?;
     ring.retire(key_id)?;
     write_ring(&sm, secret_id, &ring).await?;
     println!(
@@ -150,7 +140,7 @@ async fn agents_moved_off(
         .map_err(|e| {
             anyhow!(
                 "reading the agent StackSet {stack_set} (to check no agent still seals to {key_id}; --force skips the check): {}",
-                aws_sdk_cloudformation::error::DisplayErrorContext(e)
+                describe(&e)
             )
         })?;
     let deployed = described
@@ -171,12 +161,8 @@ async fn agents_moved_off(
         .into_paginator()
         .send();
     while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| {
-            anyhow!(
-                "listing the instances of {stack_set}: {}",
-                aws_sdk_cloudformation::error::DisplayErrorContext(e)
-            )
-        })?;
+        let page =
+            page.map_err(|e| anyhow!("listing the instances of {stack_set}: {}", describe(&e)))?;
         for i in page.summaries() {
             if i.status() != Some(&StackInstanceStatus::Current) {
                 bail!(

@@ -25,6 +25,7 @@ use keyfleet_agent::{handle_message, Agent, AgentClients, AgentConfig, JobOutcom
 use keyfleet_coordinator::{
     Coordinator, CoordinatorClients, CoordinatorConfig, JobSink, KeySource, LocalJob,
 };
+use keyfleet_protocol::aws_error::describe;
 use keyfleet_protocol::command::Command;
 use keyfleet_protocol::report::RunReport;
 use keyfleet_protocol::{KeyRing, PublicKey};
@@ -65,7 +66,7 @@ impl Local {
                 anyhow!(
                     "reading the coordinator key `{}`: {}",
                     cfg.coordinator.private_key_secret,
-                    aws_sdk_secretsmanager::error::DisplayErrorContext(e)
+                    describe(&e)
                 )
             })?;
         let keys = KeyRing::parse(secret.secret_string().unwrap_or_default()).with_context(|| {

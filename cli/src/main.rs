@@ -12,6 +12,7 @@ mod aws;
 mod config;
 mod credential_process;
 mod deployed;
+mod errors;
 mod keygen;
 mod local;
 mod progress;
@@ -270,7 +271,8 @@ fn parse_as_of(s: &str) -> Result<OffsetDateTime> {
 }
 
 /// The exit code: 0, [`runs::EXIT_UNSERVED`] for a run that finished with
-/// some accounts unserved, 1 for any other error (printed as anyhow does).
+/// some accounts unserved, 1 for any other error, printed in two lines at
+/// most (see [`errors`]).
 fn main() -> std::process::ExitCode {
     match run_main() {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -279,7 +281,8 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::from(runs::EXIT_UNSERVED)
         }
         Err(e) => {
-            eprintln!("Error: {e:?}");
+            tracing::debug!(error = ?e, "the command failed");
+            eprintln!("{}", errors::render(&e));
             std::process::ExitCode::FAILURE
         }
     }
@@ -319,9 +322,11 @@ fn run_main() -> Result<()> {
         return runtime.block_on(credential_process::run(args));
     }
     // `serve` logs each request (key id, method, path, status) by default.
+    // The SDK's credential chain warns of every provider it tried; the
+    // error a command ends with says what matters (see `errors`).
     let default_log = match cli.command {
-        Command::Serve { .. } => "warn,keyfleet_api=info",
-        _ => "warn",
+        Command::Serve { .. } => "warn,aws_config=error,keyfleet_api=info",
+        _ => "warn,aws_config=error",
     };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -339,6 +344,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
     if let Some(url) = &cli.endpoint_url {
         cfg.aws.endpoint_url = Some(url.clone());
     }
+    errors::note_endpoint(cfg.aws.endpoint_url.as_deref(), &cfg.aws.region);
     let path = cli.config.as_path();
     match cli.command {
         Command::Run {

@@ -56,7 +56,7 @@ impl LambdaCoordinator {
 
     /// Sends `cmd` once and returns the coordinator's JSON answer.
     pub async fn invoke(&self, cmd: &Command) -> Result<Value, InvokeError> {
-        use aws_sdk_lambda::error::{DisplayErrorContext, SdkError};
+        use aws_sdk_lambda::error::SdkError;
         let payload = serde_json::to_vec(cmd).expect("commands serialize");
         let out = self
             .client
@@ -77,7 +77,7 @@ impl LambdaCoordinator {
                         | SdkError::DispatchFailure(_)
                         | SdkError::ResponseError(_)
                 );
-                let error = DisplayErrorContext(e).to_string();
+                let error = crate::aws_error::describe(&e);
                 if unknown {
                     InvokeError::NoAnswer {
                         function: self.function.clone(),

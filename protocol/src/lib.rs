@@ -15,6 +15,8 @@
 //! [`Validate`] on the rest. A rejection's texts are one bounded line.
 
 pub mod address;
+#[cfg(feature = "aws-error")]
+pub mod aws_error;
 pub mod command;
 pub mod degrade;
 pub mod duration;

@@ -35,6 +35,7 @@
 use crate::upload::Upload;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::Client as S3;
+use keyfleet_protocol::aws_error::describe;
 
 /// An S3 failure, named by operation and key.
 #[derive(Debug, thiserror::Error)]
@@ -242,7 +243,7 @@ impl RunStore {
             .body(ByteStream::from(body))
             .send()
             .await
-            .map_err(|e| self.err("PutObject", key, aws_sdk_s3::error::DisplayErrorContext(e)))?;
+            .map_err(|e| self.err("PutObject", key, describe(&e)))?;
         Ok(())
     }
 
@@ -288,17 +289,11 @@ impl RunStore {
                 Some(409) => {
                     let message = format!(
                         "ConditionalRequestConflict on each of {CONFLICT_ATTEMPTS} attempts (another conditional write to the key kept running): {}",
-                        aws_sdk_s3::error::DisplayErrorContext(e)
+                        describe(&e)
                     );
                     return Err(self.err("PutObject", key, message));
                 }
-                _ => {
-                    return Err(self.err(
-                        "PutObject",
-                        key,
-                        aws_sdk_s3::error::DisplayErrorContext(e),
-                    ))
-                }
+                _ => return Err(self.err("PutObject", key, describe(&e))),
             }
         }
     }
@@ -330,7 +325,7 @@ impl RunStore {
                     return Ok(None)
                 }
                 Err(e) if is_access_denied(e.raw_response().map(|r| r.status().as_u16())) => {
-                    let message = aws_sdk_s3::error::DisplayErrorContext(e).to_string();
+                    let message = describe(&e);
                     if !self
                         .after_refusal(key, "GetObject", message, &mut read_again)
                         .await?
@@ -338,13 +333,7 @@ impl RunStore {
                         return Ok(None);
                     }
                 }
-                Err(e) => {
-                    return Err(self.err(
-                        "GetObject",
-                        key,
-                        aws_sdk_s3::error::DisplayErrorContext(e),
-                    ))
-                }
+                Err(e) => return Err(self.err("GetObject", key, describe(&e))),
             }
         }
     }
@@ -409,7 +398,7 @@ impl RunStore {
                     return Ok(false)
                 }
                 Err(e) if is_access_denied(e.raw_response().map(|r| r.status().as_u16())) => {
-                    let message = aws_sdk_s3::error::DisplayErrorContext(e).to_string();
+                    let message = describe(&e);
                     if !self
                         .after_refusal(key, "HeadObject", message, &mut read_again)
                         .await?
@@ -417,13 +406,7 @@ impl RunStore {
                         return Ok(false);
                     }
                 }
-                Err(e) => {
-                    return Err(self.err(
-                        "HeadObject",
-                        key,
-                        aws_sdk_s3::error::DisplayErrorContext(e),
-                    ))
-                }
+                Err(e) => return Err(self.err("HeadObject", key, describe(&e))),
             }
         }
     }
@@ -435,13 +418,7 @@ impl RunStore {
             .key(key)
             .send()
             .await
-            .map_err(|e| {
-                self.err(
-                    "DeleteObject",
-                    key,
-                    aws_sdk_s3::error::DisplayErrorContext(e),
-                )
-            })?;
+            .map_err(|e| self.err("DeleteObject", key, describe(&e)))?;
         Ok(())
     }
 
@@ -484,13 +461,7 @@ impl RunStore {
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| {
-                self.err(
-                    "ListObjectsV2",
-                    prefix,
-                    aws_sdk_s3::error::DisplayErrorContext(e),
-                )
-            })?;
+            let page = page.map_err(|e| self.err("ListObjectsV2", prefix, describe(&e)))?;
             objects.extend(page.contents().iter().cloned());
         }
         Ok(objects)
@@ -508,13 +479,7 @@ impl RunStore {
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| {
-                self.err(
-                    "ListObjectsV2",
-                    RUNS_PREFIX,
-                    aws_sdk_s3::error::DisplayErrorContext(e),
-                )
-            })?;
+            let page = page.map_err(|e| self.err("ListObjectsV2", RUNS_PREFIX, describe(&e)))?;
             ids.extend(page.common_prefixes().iter().filter_map(|p| {
                 p.prefix()
                     .and_then(|s| s.strip_prefix(RUNS_PREFIX))

@@ -105,7 +105,7 @@ impl Upload {
                     .map_err(|e| {
                         self.err(
                             "CreateMultipartUpload",
-                            aws_sdk_s3::error::DisplayErrorContext(e),
+                            keyfleet_protocol::aws_error::describe(&e),
                         )
                     })?;
                 let id = out
@@ -128,7 +128,7 @@ impl Upload {
             .body(ByteStream::from(body))
             .send()
             .await
-            .map_err(|e| self.err("UploadPart", aws_sdk_s3::error::DisplayErrorContext(e)))?;
+            .map_err(|e| self.err("UploadPart", keyfleet_protocol::aws_error::describe(&e)))?;
         self.parts.push(
             CompletedPart::builder()
                 .part_number(number)
@@ -151,7 +151,7 @@ impl Upload {
                 .body(ByteStream::from(body))
                 .send()
                 .await
-                .map_err(|e| self.err("PutObject", aws_sdk_s3::error::DisplayErrorContext(e)))?;
+                .map_err(|e| self.err("PutObject", keyfleet_protocol::aws_error::describe(&e)))?;
             return Ok(self.written);
         };
         if !self.buf.is_empty() {
@@ -172,7 +172,7 @@ impl Upload {
             .map_err(|e| {
                 self.err(
                     "CompleteMultipartUpload",
-                    aws_sdk_s3::error::DisplayErrorContext(e),
+                    keyfleet_protocol::aws_error::describe(&e),
                 )
             })?;
         Ok(self.written)
@@ -191,7 +191,7 @@ impl Upload {
                 .send()
                 .await
             {
-                tracing::warn!(key = %self.key, error = %aws_sdk_s3::error::DisplayErrorContext(e), "multipart upload not aborted; the bucket's lifecycle rule removes it");
+                tracing::warn!(key = %self.key, error = %keyfleet_protocol::aws_error::describe(&e), "multipart upload not aborted; the bucket's lifecycle rule removes it");
             }
         }
     }

@@ -1,4 +1,8 @@
-"""IAM users' access keys are authenticated as AWS authenticates them.
+"""IAM users' access keys are authenticated as AWS authenticates them, and
+STS session credentials expire as AWS's do.
+
+IAM users' access keys
+----------------------
 
 AWS: a request signed with an IAM user's access key (``AKIA...``, made by
 IAM ``CreateAccessKey``) is served only while that key exists and is
@@ -53,8 +57,9 @@ Patch:
   account, partition) when moto makes it (``IAMBackend.create_access_key``
   is wrapped), and never forgotten, so a deleted key stays known as one.
   Every other key id — the test kit's admin credentials (``testing``, a
-  12-digit account id as key id), STS ``ASIA`` session keys, anything else
-  never made by CreateAccessKey — is left alone, exactly as before.
+  12-digit account id as key id), STS ``ASIA`` session keys (only their
+  expiry is checked, see below), anything else never made by
+  CreateAccessKey — is left alone, exactly as before.
 - **State** (``key_state``): the key as moto holds it now: in the account's
   ``access_keys`` and in its user's keys, the user still existing. A key
   DeleteAccessKey removed, or whose user DeleteUser removed (moto keeps the
@@ -93,6 +98,63 @@ Patch:
   S3 uploads and a Lambda zip included, all accepted; a wrong secret
   refused).
 
+STS session credentials expire
+------------------------------
+
+AWS: the temporary credentials STS ``AssumeRole`` hands out (an ``ASIA...``
+access key id, its secret and a session token) are valid until the
+``Expiration`` AssumeRole returned (``DurationSeconds`` later, default 3600
+s). A request signed with them afterwards is refused before anything runs
+(no action, whichever service; ``sts:GetCallerIdentity`` and a chained
+AssumeRole too), in each protocol's words:
+
+- query protocol (IAM, STS, SNS, CloudFormation, SES v1, SQS's query
+  protocol): HTTP 403 ``ExpiredToken`` "The security token included in the
+  request is expired";
+- JSON protocol (Secrets Manager, DynamoDB, KMS, Organizations, CloudWatch
+  Logs, ...): HTTP 400 ``ExpiredTokenException``, same message (DynamoDB's
+  ``__type`` ``com.amazon.coral.service#ExpiredTokenException``);
+- SQS over JSON (query-compatible): HTTP 403 with the query code
+  ``ExpiredToken`` in ``x-amzn-query-error``;
+- REST-JSON (Lambda, SES v2): HTTP 403 ``ExpiredTokenException``, same
+  message (``x-amzn-ErrorType``);
+- S3: HTTP 400 ``ExpiredToken`` "The provided token has expired.";
+- EC2: HTTP 400 ``RequestExpired`` "Request has expired.".
+
+Sources, as logged against AWS in public issues: IAM's 403 ``ErrorResponse``
+(cfn-sphere/cfn-sphere#55), STS 403 (aws/aws-sdk-java-v2#1649), DynamoDB
+400 (aws/aws-sdk-php#1307), Lambda 403 ``ExpiredTokenException``
+(cloudquery/cq-provider-aws#1171), S3 400 ``<Error><Code>ExpiredToken``
+(romange/helio#15, craftcms/aws-s3#182), EC2 400 ``RequestExpired``
+(guardian/ssm-scala#60, aws/aws-sdk-go-v2#1674). SQS over JSON follows the
+pattern of its other authentication errors (not taken from a recording).
+
+moto 5.2.5 lacks the check: it stores each session (``AssumedRole`` in
+``sts_backends[account][partition].assumed_roles``, with ``.expiration`` =
+``utcnow()`` + duration, naive UTC) and returns its ``Expiration``, but
+serves the session's requests for ever.
+
+Patch:
+
+- **Which keys**: an ``ASIA`` key id of a session moto made (looked up as
+  ext_iam_enforce's ``_session_for`` does: the key's account from moto's
+  ``get_account_id_from``, then that account's STS sessions;
+  ``session_for``). Any other key id, an ``ASIA`` one moto never handed out
+  included, is left alone as before.
+- **Expired**: the session's ``expiration`` is past moto's clock
+  (``moto.core.utils.utcnow()``, read on every request, so a session
+  expires by itself once its time is up); refused with ``EXPIRED`` in the
+  request's protocol, by the same WSGI wrapper and serialiser as a bad IAM
+  user key (see **Where** above: counted by ext_calls, recorded by
+  ext_cloudtrail, never seen by ext_faults, ext_iam_enforce or moto). The
+  session token and the signature are not checked.
+- **On demand**: ``POST /_keyfleet/sts/expire {"access_key_id": "ASIA..."}``
+  (``expire_from_request``) makes that session's time run out now (its
+  ``expiration`` set to ``utcnow()`` minus one second) and answers
+  ``{"ok": true, "access_key_id", "expiration"}`` (ISO 8601 UTC); 400
+  without an ``access_key_id``, 404 when no session has that key. The
+  harness clock (``clock/advance``) leaves sessions alone, as before.
+
 Access control for IAM users (which policy allows what) is
 ext_iam_enforce's, with ``active_user`` telling it whose key signed a
 request.
@@ -100,6 +162,7 @@ request.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 import re
@@ -108,12 +171,15 @@ from typing import Any, Callable
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import ext_faults
+from control import ControlError
 
 DELETED = "deleted"
 INVALID_KEY = "invalid-key"
 BAD_SIGNATURE = "bad-signature"
+EXPIRED = "expired"  # an STS session's credentials, past their expiration
 
 _TOKEN_MESSAGE = "The security token included in the request is invalid."
+_EXPIRED_MESSAGE = "The security token included in the request is expired"
 _SIGNATURE_MESSAGE = (
     "The request signature we calculated does not match the signature you provided. "
     "Check your AWS Secret Access Key and signing method. Consult the service documentation for details."
@@ -126,16 +192,24 @@ _S3_ERRORS = {
         "The request signature we calculated does not match the signature you provided. "
         "Check your key and signing method.",
     ),
+    EXPIRED: ("ExpiredToken", 400, "The provided token has expired."),
 }
 _QUERY_ERRORS = {
     INVALID_KEY: ("InvalidClientTokenId", 403, _TOKEN_MESSAGE),
     BAD_SIGNATURE: ("SignatureDoesNotMatch", 403, _SIGNATURE_MESSAGE),
+    EXPIRED: ("ExpiredToken", 403, _EXPIRED_MESSAGE),
 }
 _JSON_ERRORS = {
     INVALID_KEY: ("UnrecognizedClientException", 400, _TOKEN_MESSAGE),
     BAD_SIGNATURE: ("InvalidSignatureException", 400, _SIGNATURE_MESSAGE),
+    EXPIRED: ("ExpiredTokenException", 400, _EXPIRED_MESSAGE),
 }
-_EC2_ERROR = ("AuthFailure", 401, "AWS was not able to validate the provided access credentials")
+_EC2_AUTH_FAILURE = ("AuthFailure", 401, "AWS was not able to validate the provided access credentials")
+_EC2_ERRORS = {
+    INVALID_KEY: _EC2_AUTH_FAILURE,
+    BAD_SIGNATURE: _EC2_AUTH_FAILURE,
+    EXPIRED: ("RequestExpired", 400, "Request has expired."),
+}
 
 _AUTH_FIELD = re.compile(r"(Credential|SignedHeaders|Signature)=([^,\s]+)")
 
@@ -189,6 +263,72 @@ def active_user(access_key_id: str) -> Any | None:
     if found is None or found[0] != "Active":
         return None
     return found[1]
+
+
+# -- STS sessions -----------------------------------------------------------------
+
+SESSION_KEY_PREFIX = "ASIA"
+
+
+def _moto_now() -> dt.datetime:
+    """moto's clock (naive UTC), looked up on every call so a test may move it."""
+    from moto.core import utils as moto_utils
+
+    return moto_utils.utcnow()
+
+
+def session_for(access_key_id: str) -> Any | None:
+    """moto's ``AssumedRole`` whose ``ASIA`` key this is, or None (another
+    key). Found as ext_iam_enforce's ``_session_for`` finds it: the key's
+    account, then that account's sessions (every partition moto has made a
+    backend for; none is created here)."""
+    if not access_key_id.startswith(SESSION_KEY_PREFIX):
+        return None
+    from moto.iam.models import get_account_id_from
+    from moto.sts.models import sts_backends
+
+    account = get_account_id_from(access_key_id)
+    per_partition = dict.get(sts_backends, account)
+    if per_partition is None:
+        return None
+    for backend in list(per_partition.values()):
+        for assumed in list(getattr(backend, "assumed_roles", [])):
+            if assumed.access_key_id == access_key_id:
+                return assumed
+    return None
+
+
+def session_expired(access_key_id: str) -> bool:
+    """Whether this is the key of a session moto made whose expiration has
+    passed on moto's clock."""
+    assumed = session_for(access_key_id)
+    if assumed is None or getattr(assumed, "expiration", None) is None:
+        return False
+    return bool(_moto_now() > assumed.expiration)
+
+
+def _iso(when: dt.datetime) -> str:
+    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+
+
+def expire(access_key_id: str) -> dict[str, Any]:
+    """Make the session of this ``ASIA`` key expire now (a second ago)."""
+    assumed = session_for(access_key_id)
+    if assumed is None:
+        raise ControlError(404, f"no STS session has the access key id {access_key_id!r}")
+    assumed.expiration = _moto_now() - dt.timedelta(seconds=1)
+    return {"ok": True, "access_key_id": access_key_id, "expiration": _iso(assumed.expiration)}
+
+
+def expire_from_request(body: dict[str, Any]) -> dict[str, Any]:
+    """``POST /_keyfleet/sts/expire {"access_key_id": "ASIA..."}``."""
+    unknown = sorted(set(body) - {"access_key_id"})
+    if unknown:
+        raise ControlError(400, f"unknown fields: {unknown}")
+    key = body.get("access_key_id")
+    if not isinstance(key, str) or not key:
+        raise ControlError(400, "access_key_id (a string) is required")
+    return expire(key)
 
 
 # -- the signature -------------------------------------------------------------------
@@ -296,12 +436,12 @@ def signature_matches(environ: dict[str, Any], secret: str) -> bool:
 
 
 def error_for(call: Any, problem: str) -> tuple[str, int, str]:
-    """(code, HTTP status, message) AWS answers for ``problem`` (INVALID_KEY
-    or BAD_SIGNATURE) in the request's protocol."""
+    """(code, HTTP status, message) AWS answers for ``problem`` (INVALID_KEY,
+    BAD_SIGNATURE or EXPIRED) in the request's protocol."""
     if call.service == "s3":
         return _S3_ERRORS[problem]
     if call.protocol == "ec2":
-        return _EC2_ERROR
+        return _EC2_ERRORS[problem]
     if call.protocol == "json" and call.service == "sqs":
         return _QUERY_ERRORS[problem]  # query-compatible: x-amzn-query-error carries it
     if call.protocol == "json":
@@ -334,10 +474,11 @@ def _refuse(environ: dict[str, Any], scope: tuple[str, str, str], problem: str, 
 
 
 def problem_with(environ: dict[str, Any], access_key_id: str) -> str | None:
-    """INVALID_KEY, BAD_SIGNATURE or None (served as before)."""
+    """INVALID_KEY, BAD_SIGNATURE (an IAM user's key), EXPIRED (an STS
+    session's) or None (served as before)."""
     found = key_state(access_key_id)
     if found is None:
-        return None
+        return EXPIRED if session_expired(access_key_id) else None
     state, _, key = found
     if state != "Active":
         return INVALID_KEY
@@ -367,7 +508,7 @@ def _scope(environ: dict[str, Any]) -> tuple[str, str, str] | None:
 def handle(app: Callable, environ: dict[str, Any], start_response: Callable) -> Any:
     """WSGI wrapper around moto's dispatcher (and ext_faults' wrapper of it)."""
     scope = _scope(environ)
-    if scope is None or not is_user_key(scope[0]):
+    if scope is None or not (is_user_key(scope[0]) or scope[0].startswith(SESSION_KEY_PREFIX)):
         return app(environ, start_response)
     problem = problem_with(environ, scope[0])
     if problem is None:

@@ -34,6 +34,10 @@ service (pass it as endpoint_url). The harness adds control endpoints under
     GET|POST /_keyfleet/iam/credential-report  {"in_progress": N, "account"?}:
                                         the next N GenerateCredentialReport
                                         calls answer STARTED/INPROGRESS
+    POST   /_keyfleet/sts/expire        {"access_key_id": "ASIA..."}: that STS
+                                        session's credentials expire now
+                                        (ext_user_keys.py) -> {"ok": true,
+                                        "access_key_id", "expiration"} | 404
     GET|POST|DELETE /_keyfleet/faults   faults on demand (ext_faults.py)
     GET    /_keyfleet/calls[?account=ID] -> {"since", "calls": [...], "bytes": [...]}:
                                         AWS requests counted (ext_calls.py)
@@ -165,6 +169,7 @@ class App:
         import ext_messages
         import ext_ses
         import ext_ses_quota
+        import ext_user_keys
 
         self.moto = DomainDispatcherApplication(create_backend_app)
         self.routes: dict[tuple[str, str], Callable[[dict[str, Any]], Any]] = {
@@ -178,6 +183,7 @@ class App:
             ("POST", "iam/key-used"): ext_clock.key_used_from_request,
             ("GET", "iam/credential-report"): ext_clock.credential_report_state,
             ("POST", "iam/credential-report"): ext_clock.credential_report_from_request,
+            ("POST", "sts/expire"): ext_user_keys.expire_from_request,
             ("GET", "iam/enforce"): lambda body: ext_iam_enforce.settings(),
             ("POST", "iam/enforce"): ext_iam_enforce.enforce_from_request,
             ("GET", "iam/decisions"): ext_iam_enforce.decisions_snapshot,
@@ -278,21 +284,23 @@ EXTENSIONS: tuple[str, ...] = (
     # ext_user_keys after ext_faults: both wrap
     # DomainDispatcherApplication.__call__ (moto's WSGI app). The IAM user
     # key check is outer: a request signed with an inactive or deleted IAM
-    # user key, or with the wrong secret, is refused before any fault rule
-    # sees it (AWS authenticates a request before it throttles or fails it;
-    # a throttle is per account), and fault rules' attempt numbers never
-    # count it. ext_iam_enforce (inside the service's handler) asks it whose
-    # active key signed a request (active_user).
+    # user key, or with the wrong secret, or with an expired STS session's
+    # credentials, is refused before any fault rule sees it (AWS
+    # authenticates a request before it throttles or fails it; a throttle
+    # is per account), and fault rules' attempt numbers never count it.
+    # ext_iam_enforce (inside the service's handler) asks it whose active
+    # key signed a request (active_user).
     "ext_user_keys",
     # ext_calls after ext_user_keys and ext_faults: all three wrap
     # DomainDispatcherApplication.__call__ (moto's WSGI app). The request
     # counter is outermost, so it counts every attempt once, including those
-    # ext_user_keys refuses (an invalid IAM user key) and those ext_faults
-    # answers itself without moto (throttle, internal_error, unavailable,
-    # conflict), drops (the connection closed) and delays; do_then_* run moto
-    # through the method ext_faults wrapped, not through this wrapper, so
-    # they are counted once too. A request IAM enforcement refuses is refused
-    # further in (inside the service's handler), so it is counted as well.
+    # ext_user_keys refuses (an invalid IAM user key, an expired STS
+    # session) and those ext_faults answers itself without moto (throttle,
+    # internal_error, unavailable, conflict), drops (the connection closed)
+    # and delays; do_then_* run moto through the method ext_faults wrapped,
+    # not through this wrapper, so they are counted once too. A request IAM
+    # enforcement refuses is refused further in (inside the service's
+    # handler), so it is counted as well.
     # ext_user_keys and ext_faults reuse the request's resolved service,
     # account and action (environ "keyfleet.call") instead of resolving it
     # again.

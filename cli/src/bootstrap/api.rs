@@ -40,7 +40,7 @@ pub async fn deploy(
             .map_err(|e| {
                 anyhow!(
                     "CreateSecret {API_KEYS_SECRET}: {}",
-                    aws_sdk_secretsmanager::error::DisplayErrorContext(e)
+                    keyfleet_protocol::aws_error::describe(&e)
                 )
             })?
             .arn

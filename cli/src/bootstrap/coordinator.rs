@@ -15,6 +15,7 @@ use aws_sdk_lambda::types::{
     DeadLetterConfig, Environment, FunctionCode, FunctionResponseType, Runtime, ScalingConfig,
 };
 use aws_sdk_sqs::types::QueueAttributeName;
+use keyfleet_protocol::aws_error::describe;
 use keyfleet_protocol::{KeyRing, PrivateKey, PublicKey};
 use std::collections::BTreeMap;
 
@@ -88,12 +89,7 @@ pub(super) async fn role(
                 .policy_document(trust)
                 .send()
                 .await
-                .map_err(|e| {
-                    anyhow!(
-                        "UpdateAssumeRolePolicy {name}: {}",
-                        aws_sdk_iam::error::DisplayErrorContext(e)
-                    )
-                })?;
+                .map_err(|e| anyhow!("UpdateAssumeRolePolicy {name}: {}", describe(&e)))?;
             iam.get_role()
                 .role_name(name)
                 .send()
@@ -103,12 +99,7 @@ pub(super) async fn role(
                 .map(|r| r.arn)
                 .unwrap_or_default()
         }
-        Err(e) => {
-            return Err(anyhow!(
-                "CreateRole {name}: {}",
-                aws_sdk_iam::error::DisplayErrorContext(e)
-            ))
-        }
+        Err(e) => return Err(anyhow!("CreateRole {name}: {}", describe(&e))),
     };
     iam.put_role_policy()
         .role_name(name)
@@ -116,12 +107,7 @@ pub(super) async fn role(
         .policy_document(policy.to_string())
         .send()
         .await
-        .map_err(|e| {
-            anyhow!(
-                "PutRolePolicy {name}: {}",
-                aws_sdk_iam::error::DisplayErrorContext(e)
-            )
-        })?;
+        .map_err(|e| anyhow!("PutRolePolicy {name}: {}", describe(&e)))?;
     Ok(arn)
 }
 
@@ -140,12 +126,7 @@ async fn queue(
     let url = req
         .send()
         .await
-        .map_err(|e| {
-            anyhow!(
-                "creating queue {name}: {}",
-                aws_sdk_sqs::error::DisplayErrorContext(e)
-            )
-        })?
+        .map_err(|e| anyhow!("creating queue {name}: {}", describe(&e)))?
         .queue_url
         .unwrap_or_default();
     Ok((url, format!("arn:aws:sqs:{region}:{account}:{name}")))
@@ -171,7 +152,7 @@ async fn key_pair(cfg: &Config, sdk: &SdkConfig) -> Result<(PublicKey, String)> 
         {
             Err(anyhow!(
                 "reading the coordinator key {name}: {}",
-                aws_sdk_secretsmanager::error::DisplayErrorContext(e)
+                describe(&e)
             ))
         }
         Err(_) => {
@@ -305,7 +286,7 @@ pub async fn deploy(
         {
             return Err(anyhow!(
                 "creating the SES configuration set {config_set}: {}",
-                aws_sdk_sesv2::error::DisplayErrorContext(e)
+                describe(&e)
             ));
         }
     }
@@ -392,12 +373,7 @@ pub async fn deploy(
         .block_public_policy(true)
         .send()
         .await
-        .map_err(|e| {
-            anyhow!(
-                "setting the coordinator key's policy: {}",
-                aws_sdk_secretsmanager::error::DisplayErrorContext(e)
-            )
-        })?;
+        .map_err(|e| anyhow!("setting the coordinator key's policy: {}", describe(&e)))?;
 
     // Its log group (Terraform creates it too: the role may write to it but
     // not create it).
@@ -414,7 +390,7 @@ pub async fn deploy(
         {
             return Err(anyhow!(
                 "creating the coordinator's log group: {}",
-                aws_sdk_cloudwatchlogs::error::DisplayErrorContext(e)
+                describe(&e)
             ));
         }
     }
@@ -494,12 +470,7 @@ pub async fn deploy(
             )
             .send()
             .await
-            .map_err(|e| {
-                anyhow!(
-                    "creating the coordinator function: {}",
-                    aws_sdk_lambda::error::DisplayErrorContext(e)
-                )
-            })?
+            .map_err(|e| anyhow!("creating the coordinator function: {}", describe(&e)))?
             .function_arn
             .unwrap_or_default(),
     };
@@ -526,12 +497,7 @@ pub async fn deploy(
             )
             .send()
             .await
-            .map_err(|e| {
-                anyhow!(
-                    "creating the results trigger: {}",
-                    aws_sdk_lambda::error::DisplayErrorContext(e)
-                )
-            })?;
+            .map_err(|e| anyhow!("creating the results trigger: {}", describe(&e)))?;
     }
 
     // Schedules: the daily run and the hourly sweep.
@@ -565,12 +531,7 @@ async fn schedules(
             .schedule_expression(schedule)
             .send()
             .await
-            .map_err(|e| {
-                anyhow!(
-                    "PutRule {rule}: {}",
-                    aws_sdk_eventbridge::error::DisplayErrorContext(e)
-                )
-            })?
+            .map_err(|e| anyhow!("PutRule {rule}: {}", describe(&e)))?
             .rule_arn
             .unwrap_or_default();
         events
@@ -593,12 +554,7 @@ async fn schedules(
             )
             .send()
             .await
-            .map_err(|e| {
-                anyhow!(
-                    "PutTargets {rule}: {}",
-                    aws_sdk_eventbridge::error::DisplayErrorContext(e)
-                )
-            })?;
+            .map_err(|e| anyhow!("PutTargets {rule}: {}", describe(&e)))?;
         if let Err(e) = lambda
             .add_permission()
             .function_name(function)
@@ -616,7 +572,7 @@ async fn schedules(
             {
                 return Err(anyhow!(
                     "allowing {rule} to invoke the coordinator: {}",
-                    aws_sdk_lambda::error::DisplayErrorContext(e)
+                    describe(&e)
                 ));
             }
         }

@@ -39,6 +39,7 @@ pub mod store;
 use anyhow::{anyhow, bail, Context, Result};
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
+use keyfleet_protocol::aws_error::describe;
 use keyfleet_protocol::Secret;
 use serde::Deserialize;
 use std::path::PathBuf;
@@ -251,9 +252,7 @@ async fn read_secret(args: &Args, region: &str, key: &KeyPair, rotated_before: b
                     "GetSecretValue {id} in {region}: {}",
                     e.code()
                         .map(|c| format!("{c}: {}", e.message().unwrap_or_default()))
-                        .unwrap_or_else(
-                            || aws_sdk_secretsmanager::error::DisplayErrorContext(&e).to_string()
-                        )
+                        .unwrap_or_else(|| describe(&e))
                 ),
                 STALE,
             );
@@ -299,7 +298,7 @@ async fn init(args: &Args, path: &std::path::Path, region: &str) -> Result<()> {
         anyhow!(
             "AWS refused the key {}: {}",
             key.access_key_id,
-            aws_sdk_sts::error::DisplayErrorContext(&e)
+            describe(&e)
         )
     })?;
     let arn = who.arn().unwrap_or_default();

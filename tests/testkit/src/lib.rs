@@ -519,6 +519,18 @@ impl Emulator {
         }
     }
 
+    /// Makes the time of the STS session whose access key is
+    /// `access_key_id` (`ASIA...`) run out now (`POST
+    /// /_keyfleet/sts/expire`): its requests are refused with
+    /// `ExpiredToken` from then on, as AWS refuses expired credentials.
+    pub fn expire_session(&self, access_key_id: &str) -> Result<(), EmulatorError> {
+        self.post(
+            "/_keyfleet/sts/expire",
+            serde_json::json!({ "access_key_id": access_key_id }),
+        )
+        .map(|_| ())
+    }
+
     /// Marks a key as used at `when` (RFC 3339; `None` = now) by `service`
     /// in `region`.
     pub fn mark_key_used(
