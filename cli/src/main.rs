@@ -12,6 +12,7 @@ mod aws;
 mod config;
 mod credential_process;
 mod deployed;
+mod doctor;
 mod errors;
 mod keygen;
 mod local;
@@ -94,6 +95,14 @@ enum Command {
         /// In this process instead of the deployment (see `run --local`).
         #[arg(long)]
         local: bool,
+    },
+    /// Check the deployment the configuration names, read-only: each check
+    /// PASS, WARN or FAIL with what it saw and the fix. Exits 3 when a
+    /// check failed (warnings allowed), 1 when it could not run.
+    Doctor {
+        /// The checks as a JSON array on stdout.
+        #[arg(long)]
+        json: bool,
     },
     /// Read a stored report.
     Report {
@@ -276,6 +285,10 @@ fn parse_as_of(s: &str) -> Result<OffsetDateTime> {
 fn main() -> std::process::ExitCode {
     match run_main() {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<doctor::ChecksFailed>().is_some() => {
+            eprintln!("keyfleet: {e}");
+            std::process::ExitCode::from(doctor::EXIT_FAILED)
+        }
         Err(e) if e.downcast_ref::<runs::Unserved>().is_some() => {
             eprintln!("keyfleet: {e}");
             std::process::ExitCode::from(runs::EXIT_UNSERVED)
@@ -397,6 +410,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
             runs::run(&cfg, path, Mode::from_flag(local), cmd, Output::Table).await
         }
         Command::Report { run, format } => report::run(&cfg, &run, format).await,
+        Command::Doctor { json } => doctor::run(&cfg, json).await,
         Command::Serve { listen, role_arn } => serve::run(&cfg, path, listen, role_arn).await,
         Command::ApiKey {
             command: ApiKeyCommand::New { id, scopes },

@@ -13,15 +13,18 @@ pub enum ConfigError {
     Invalid { name: &'static str, reason: String },
 }
 
-fn var(name: &'static str) -> Result<String, ConfigError> {
-    std::env::var(name)
-        .ok()
+/// Where the settings come from: the process environment in the Lambda,
+/// the deployed function's environment for `keyfleet doctor`.
+type Vars<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+fn var(vars: Vars<'_>, name: &'static str) -> Result<String, ConfigError> {
+    vars(name)
         .filter(|v| !v.trim().is_empty())
         .ok_or(ConfigError::Missing(name))
 }
 
-fn list(name: &'static str) -> Vec<String> {
-    std::env::var(name)
+fn list(vars: Vars<'_>, name: &'static str) -> Vec<String> {
+    vars(name)
         .unwrap_or_default()
         .split(',')
         .map(|s| s.trim().to_string())
@@ -48,8 +51,16 @@ pub const DEFAULT_SUMMARY_ATTACH_MAX_BYTES: usize = 7_000_000;
 /// sets; `KEYFLEET_DEADLINE` (e.g. `2h`) is how long a run waits for its
 /// agents before the sweep finalizes it without them.
 pub fn from_env() -> Result<CoordinatorConfig, ConfigError> {
-    let policy: Policy = match std::env::var("KEYFLEET_POLICY") {
-        Ok(p) if !p.trim().is_empty() => {
+    from_vars(&|name| std::env::var(name).ok())
+}
+
+/// [`from_env`], the variables read through `vars` (a function's
+/// environment as Lambda's GetFunctionConfiguration gives it).
+pub fn from_vars(vars: Vars<'_>) -> Result<CoordinatorConfig, ConfigError> {
+    let var = |name| var(vars, name);
+    let list = |name| list(vars, name);
+    let policy: Policy = match vars("KEYFLEET_POLICY") {
+        Some(p) if !p.trim().is_empty() => {
             serde_json::from_str(&p).map_err(|e| ConfigError::Invalid {
                 name: "KEYFLEET_POLICY",
                 reason: e.to_string(),
@@ -83,7 +94,7 @@ pub fn from_env() -> Result<CoordinatorConfig, ConfigError> {
                 .to_time(),
             Err(_) => DEFAULT_DEADLINE,
         },
-        mail_attempts: at_least_one("KEYFLEET_MAIL_ATTEMPTS", DEFAULT_MAIL_ATTEMPTS)?,
+        mail_attempts: at_least_one(vars, "KEYFLEET_MAIL_ATTEMPTS", DEFAULT_MAIL_ATTEMPTS)?,
         summary_attach_max_bytes: match var("KEYFLEET_SUMMARY_ATTACH_MAX_BYTES") {
             Ok(n) => n
                 .trim()
@@ -94,14 +105,14 @@ pub fn from_env() -> Result<CoordinatorConfig, ConfigError> {
                 })?,
             Err(_) => DEFAULT_SUMMARY_ATTACH_MAX_BYTES,
         },
-        mail_senders: at_least_one("KEYFLEET_MAIL_SENDERS", 1)?,
+        mail_senders: at_least_one(vars, "KEYFLEET_MAIL_SENDERS", 1)?,
     })
 }
 
 /// A whole number of at least 1 from the environment variable `name`;
 /// `default` when it is not set.
-fn at_least_one(name: &'static str, default: u32) -> Result<u32, ConfigError> {
-    match var(name) {
+fn at_least_one(vars: Vars<'_>, name: &'static str, default: u32) -> Result<u32, ConfigError> {
+    match var(vars, name) {
         Ok(n) => n
             .trim()
             .parse::<u32>()

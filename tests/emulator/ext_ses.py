@@ -17,6 +17,13 @@ an email moto accepted is appended to the outbox, in acceptance order:
      "region": "...", "source": "...", "destinations": [...],
      "raw": "<raw MIME as text>", "raw_base64": "<the same bytes, base64>"}
 
+Identities: moto treats every identity it holds as verified (it sends from
+it, ``VerificationStatus`` ``SUCCESS``) yet answers GetEmailIdentity with
+``VerifiedForSendingStatus: false``; AWS answers ``true`` for an identity it
+sends from. Patched: an identity moto holds as verified says so (moto's
+``EmailIdentity.__init__`` wrapped), so a check of the sender's
+verification (``keyfleet doctor``) reads what sending does.
+
 ``raw`` is the MIME exactly as the client sent it for Raw content (decoded as
 UTF-8; raw_base64 carries the bytes when they are not UTF-8). For Simple
 content (v1 SendEmail, v2 ``Content.Simple``) the harness renders a minimal
@@ -134,8 +141,19 @@ def _data(part: Any) -> str | None:
 
 
 def install() -> None:
+    from moto.ses.models import EmailIdentity
     from moto.ses.responses import EmailResponse
     from moto.sesv2.responses import SESV2Response
+
+    identity_init = EmailIdentity.__init__
+
+    def init_identity(self: Any, *args: Any, **kwargs: Any) -> None:
+        identity_init(self, *args, **kwargs)
+        self.verified_for_sending_status = self.verification_status == "SUCCESS"
+
+    if not getattr(EmailIdentity, "_keyfleet_verified", False):
+        EmailIdentity.__init__ = init_identity  # type: ignore[method-assign]
+        EmailIdentity._keyfleet_verified = True  # type: ignore[attr-defined]
 
     v1_send_email = EmailResponse.send_email
     v1_send_raw_email = EmailResponse.send_raw_email

@@ -334,3 +334,23 @@ def test_ses_quota_is_per_account_or_for_all_accounts() -> None:
             {"daily": 1},
         ):
             assert emu.control("POST", "/_keyfleet/ses/quota", bad)[0] == 400, bad
+
+
+def test_an_identity_moto_sends_from_says_it_is_verified(emu: Emulator) -> None:
+    """GetEmailIdentity says what sending does: an identity SES sends from
+    is verified for sending (moto sent from it and answered ``false``)."""
+    sesv2 = emu.client("sesv2")
+    sesv2.create_email_identity(EmailIdentity="verified-sender@example.org")
+    got = sesv2.get_email_identity(EmailIdentity="verified-sender@example.org")
+    assert got["VerifiedForSendingStatus"] is True
+    assert got["VerificationStatus"] == "SUCCESS"
+    sesv2.send_email(
+        FromEmailAddress="verified-sender@example.org",
+        Destination={"ToAddresses": ["someone@example.org"]},
+        Content={"Simple": {"Subject": {"Data": "s"}, "Body": {"Text": {"Data": "b"}}}},
+    )
+    sesv2.delete_email_identity(EmailIdentity="verified-sender@example.org")
+    with pytest.raises(ClientError) as e:
+        sesv2.get_email_identity(EmailIdentity="verified-sender@example.org")
+    assert e.value.response["Error"]["Code"] == "NotFoundException"
+

@@ -23,6 +23,8 @@ use std::collections::BTreeMap;
 const TIMEOUT_S: i32 = 300;
 const MEMORY_MB: i32 = 512;
 const RESULTS_MAX_CONCURRENCY: i32 = 5;
+/// The coordinator module's `reserved_concurrency` default.
+const RESERVED_CONCURRENCY: i32 = 10;
 const START_SCHEDULE: &str = "cron(0 13 * * ? *)";
 const SWEEP_SCHEDULE: &str = "rate(1 hour)";
 pub const START_RULE: &str = "keyfleet-start";
@@ -202,6 +204,9 @@ pub async fn deploy(
             .await
             .with_context(|| format!("creating bucket {}", c.report_bucket))?;
     }
+    // As the module sets it: encrypted at rest (SSE-S3 here; the module's
+    // KMS key in AWS), reachable over TLS only, no public access.
+    report_bucket_settings(&s3, &c.report_bucket).await?;
 
     // Queues: results (+DLQ, redrive after 3 receives, visibility 6 x the
     // function timeout) and the dead letters of asynchronous invocations.
@@ -254,6 +259,18 @@ pub async fn deploy(
         .context("creating the alerts topic")?
         .topic_arn
         .unwrap_or_default();
+    // The security team hears of failed runs (the module's
+    // `alert_subscriptions`).
+    let sns = aws_sdk_sns::Client::new(sdk);
+    for address in &cfg.mail.security_team {
+        sns.subscribe()
+            .topic_arn(&topic_arn)
+            .protocol("email")
+            .endpoint(address)
+            .send()
+            .await
+            .context("subscribing the security team to the alerts topic")?;
+    }
     let ses = aws_sdk_sesv2::Client::new(sdk);
     let sender = &cfg.mail.sender;
     if ses
@@ -500,6 +517,21 @@ pub async fn deploy(
             .map_err(|e| anyhow!("creating the results trigger: {}", describe(&e)))?;
     }
 
+    // Reserved concurrency, the module's default: the results mapping's
+    // maximum and room for the schedules.
+    lambda
+        .put_function_concurrency()
+        .function_name(&function)
+        .reserved_concurrent_executions(RESERVED_CONCURRENCY)
+        .send()
+        .await
+        .map_err(|e| {
+            anyhow!(
+                "setting the coordinator's reserved concurrency: {}",
+                describe(&e)
+            )
+        })?;
+
     // Schedules: the daily run and the hourly sweep.
     schedules(sdk, &lambda, &function, &function_arn, &invoke_dlq_arn).await?;
 
@@ -577,5 +609,64 @@ async fn schedules(
             }
         }
     }
+    Ok(())
+}
+
+/// The report bucket's encryption, TLS-only policy and public access
+/// block, as the coordinator module sets them.
+async fn report_bucket_settings(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<()> {
+    use aws_sdk_s3::types::{
+        PublicAccessBlockConfiguration, ServerSideEncryption, ServerSideEncryptionByDefault,
+        ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
+    };
+    let by_default = ServerSideEncryptionByDefault::builder()
+        .sse_algorithm(ServerSideEncryption::Aes256)
+        .build()
+        .context("the bucket's encryption")?;
+    s3.put_bucket_encryption()
+        .bucket(bucket)
+        .server_side_encryption_configuration(
+            ServerSideEncryptionConfiguration::builder()
+                .rules(
+                    ServerSideEncryptionRule::builder()
+                        .apply_server_side_encryption_by_default(by_default)
+                        .build(),
+                )
+                .build()
+                .context("the bucket's encryption")?,
+        )
+        .send()
+        .await
+        .map_err(|e| anyhow!("PutBucketEncryption {bucket}: {}", describe(&e)))?;
+    s3.put_public_access_block()
+        .bucket(bucket)
+        .public_access_block_configuration(
+            PublicAccessBlockConfiguration::builder()
+                .block_public_acls(true)
+                .ignore_public_acls(true)
+                .block_public_policy(true)
+                .restrict_public_buckets(true)
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|e| anyhow!("PutPublicAccessBlock {bucket}: {}", describe(&e)))?;
+    let policy = serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "DenyInsecureTransport",
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": "s3:*",
+            "Resource": [format!("arn:aws:s3:::{bucket}"), format!("arn:aws:s3:::{bucket}/*")],
+            "Condition": {"Bool": {"aws:SecureTransport": "false"}}
+        }]
+    });
+    s3.put_bucket_policy()
+        .bucket(bucket)
+        .policy(policy.to_string())
+        .send()
+        .await
+        .map_err(|e| anyhow!("PutBucketPolicy {bucket}: {}", describe(&e)))?;
     Ok(())
 }

@@ -8,6 +8,7 @@ mod common;
 mod credential_process;
 mod dashboard;
 mod delivery;
+mod doctor;
 mod errors;
 mod failures;
 mod hygiene;

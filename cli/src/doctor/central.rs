@@ -1,0 +1,347 @@
+//! Who runs doctor, the organization through the org reader role, the
+//! coordinator function and its schedules.
+
+use super::{Check, Ctx};
+use keyfleet_protocol::aws_error::describe;
+use std::collections::BTreeMap;
+
+/// The schedules the coordinator module creates (and `keyfleet bootstrap`).
+pub const RULES: [&str; 2] = ["keyfleet-start", "keyfleet-sweep"];
+
+/// The deployed coordinator, as its function describes it.
+pub struct Deployed {
+    pub function: String,
+    /// The function's execution role: the only sender the jobs queues
+    /// admit.
+    pub role_arn: String,
+    pub env: BTreeMap<String, String>,
+    /// Where failed asynchronous invocations (the schedules') go.
+    pub async_dlq_arn: Option<String>,
+}
+
+impl Deployed {
+    /// A setting of the function's environment, when set.
+    pub fn var(&self, name: &str) -> Option<&str> {
+        self.env
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.trim().is_empty())
+    }
+}
+
+/// The organization, as the coordinator lists it.
+pub struct Org {
+    pub id: String,
+    pub management: String,
+    /// (account id, status).
+    pub accounts: Vec<(String, String)>,
+    /// The org reader's configuration, for the member-account checks.
+    pub sdk: aws_config::SdkConfig,
+}
+
+/// `sts:GetCallerIdentity`.
+pub async fn identity(ctx: &Ctx<'_>) -> Check {
+    const NAME: &str = "identity";
+    match aws_sdk_sts::Client::new(ctx.sdk)
+        .get_caller_identity()
+        .send()
+        .await
+    {
+        Ok(me) => Check::pass(
+            NAME,
+            format!(
+                "{} (account {})",
+                me.arn().unwrap_or("?"),
+                me.account().unwrap_or("?")
+            ),
+        ),
+        Err(e) => Check::error(NAME, "GetCallerIdentity", &describe(&e)),
+    }
+}
+
+/// The coordinator function: it exists, its environment parses as the
+/// function will parse it, and its reserved concurrency leaves room for
+/// the schedules beside the results mapping's maximum.
+pub async fn coordinator(ctx: &Ctx<'_>, checks: &mut Vec<Check>) -> Option<Deployed> {
+    const NAME: &str = "coordinator function";
+    let function = &ctx.cfg.coordinator.function;
+    let lambda = aws_sdk_lambda::Client::new(ctx.sdk);
+    let found = match lambda.get_function().function_name(function).send().await {
+        Ok(f) => f,
+        Err(e) => {
+            let text = describe(&e);
+            checks.push(
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_resource_not_found_exception())
+                {
+                    Check::fail(
+                        NAME,
+                        format!("`{function}` does not exist ({text})"),
+                        "Set [coordinator] function in keyfleet.toml to the module's output \
+                         coordinator_function_name, or deploy it (terraform apply).",
+                    )
+                } else {
+                    Check::error(NAME, &format!("GetFunction {function}"), &text)
+                },
+            );
+            return None;
+        }
+    };
+    let conf = found.configuration();
+    let env: BTreeMap<String, String> = conf
+        .and_then(|c| c.environment())
+        .and_then(|e| e.variables())
+        .map(|v| v.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default();
+    let deployed = Deployed {
+        function: function.clone(),
+        role_arn: conf.and_then(|c| c.role()).unwrap_or_default().to_string(),
+        env,
+        async_dlq_arn: conf
+            .and_then(|c| c.dead_letter_config())
+            .and_then(|d| d.target_arn())
+            .map(str::to_string),
+    };
+    // Lambda sets AWS_REGION itself: the function's region.
+    let region = found
+        .configuration()
+        .and_then(|c| c.function_arn())
+        .and_then(|arn| arn.split(':').nth(3))
+        .unwrap_or(&ctx.cfg.aws.region)
+        .to_string();
+    let vars = |name: &str| {
+        deployed
+            .env
+            .get(name)
+            .cloned()
+            .or_else(|| (name == "AWS_REGION").then(|| region.clone()))
+    };
+    match keyfleet_coordinator::config::from_vars(&vars) {
+        Ok(_) => checks.push(Check::pass(
+            NAME,
+            format!(
+                "`{function}`: {}, {} MB, {} s; its environment parses",
+                conf.and_then(|c| c.runtime())
+                    .map(|r| r.as_str().to_string())
+                    .unwrap_or_else(|| "?".into()),
+                conf.and_then(|c| c.memory_size()).unwrap_or(0),
+                conf.and_then(|c| c.timeout()).unwrap_or(0)
+            ),
+        )),
+        Err(e) => checks.push(Check::fail(
+            NAME,
+            format!("`{function}`'s environment does not parse: {e}"),
+            "Apply the coordinator module again (terraform apply); its variables set the environment.",
+        )),
+    }
+    checks.push(concurrency(&lambda, function).await);
+    Some(deployed)
+}
+
+/// Reserved concurrency above the results mapping's maximum: with less,
+/// the mapping's invocations are throttled and the schedules can find no
+/// room.
+async fn concurrency(lambda: &aws_sdk_lambda::Client, function: &str) -> Check {
+    const NAME: &str = "coordinator concurrency";
+    let reserved = match lambda
+        .get_function_concurrency()
+        .function_name(function)
+        .send()
+        .await
+    {
+        Ok(c) => c.reserved_concurrent_executions(),
+        Err(e) => return Check::error(NAME, "GetFunctionConcurrency", &describe(&e)),
+    };
+    let mappings = match lambda
+        .list_event_source_mappings()
+        .function_name(function)
+        .send()
+        .await
+    {
+        Ok(m) => m,
+        Err(e) => return Check::error(NAME, "ListEventSourceMappings", &describe(&e)),
+    };
+    let max = mappings
+        .event_source_mappings()
+        .iter()
+        .filter_map(|m| m.scaling_config().and_then(|s| s.maximum_concurrency()))
+        .max();
+    match (reserved, max) {
+        (_, None) => Check::fail(
+            NAME,
+            "no results queue mapping with a maximum concurrency",
+            "Apply the coordinator module again (terraform apply): it creates the results queue's event source mapping.",
+        ),
+        (None, Some(max)) => Check::warn(
+            NAME,
+            format!("no reserved concurrency; the results mapping runs up to {max} at once"),
+            format!("Set the Terraform variable reserved_concurrency to at least {} (the module's default is 10), so other functions cannot take the coordinator's room.", max + 1),
+        ),
+        (Some(r), Some(max)) if r <= max => Check::fail(
+            NAME,
+            format!("reserved concurrency {r} is not above the results mapping's maximum {max}"),
+            format!("Set the Terraform variable reserved_concurrency to at least {} (results_max_concurrency plus one for the schedules), or: aws lambda put-function-concurrency --function-name {function} --reserved-concurrent-executions {}", max + 1, max + 1),
+        ),
+        (Some(r), Some(max)) => Check::pass(
+            NAME,
+            format!("reserved {r}, above the results mapping's maximum {max}"),
+        ),
+    }
+}
+
+/// The organization, through the org reader role the function uses (with
+/// its external id): the first thing every run does.
+pub async fn organization(
+    ctx: &Ctx<'_>,
+    deployed: Option<&Deployed>,
+    checks: &mut Vec<Check>,
+) -> Option<Org> {
+    const NAME: &str = "organization";
+    let role = deployed
+        .and_then(|d| d.var("KEYFLEET_ORG_READER_ROLE_ARN"))
+        .map(str::to_string)
+        .or_else(|| ctx.cfg.org.org_reader_role.clone());
+    let external_id = deployed
+        .and_then(|d| d.var("KEYFLEET_ORG_READER_EXTERNAL_ID"))
+        .map(str::to_string)
+        .or_else(|| ctx.cfg.org.org_reader_external_id.clone());
+    let sdk = match &role {
+        Some(role) => {
+            let account = role.split(':').nth(4).unwrap_or_default().to_string();
+            match crate::aws::assume_with(ctx.sdk, &account, role, external_id.as_deref()).await {
+                Ok(sdk) => sdk,
+                Err(e) => {
+                    checks.push(Check::fail(
+                        NAME,
+                        format!("the org reader role cannot be assumed: {e:#}"),
+                        "The org-reader module's role and its external_id must match the coordinator's KEYFLEET_ORG_READER_ROLE_ARN and KEYFLEET_ORG_READER_EXTERNAL_ID (terraform apply both modules); its trust names the coordinator's role.",
+                    ));
+                    return None;
+                }
+            }
+        }
+        None => ctx.sdk.clone(),
+    };
+    // The organization's id and management account: any member may read
+    // them (the org reader role may only list accounts).
+    let described = match aws_sdk_organizations::Client::new(ctx.sdk)
+        .describe_organization()
+        .send()
+        .await
+    {
+        Ok(d) => d,
+        Err(e) => {
+            checks.push(Check::error(NAME, "DescribeOrganization", &describe(&e)));
+            return None;
+        }
+    };
+    let organization = described.organization();
+    let org = aws_sdk_organizations::Client::new(&sdk);
+    let mut accounts = Vec::new();
+    let mut pages = org.list_accounts().into_paginator().send();
+    while let Some(page) = pages.next().await {
+        match page {
+            Ok(p) => accounts.extend(p.accounts().iter().map(|a| {
+                (
+                    a.id().unwrap_or_default().to_string(),
+                    a.state()
+                        .map(|s| s.as_str().to_string())
+                        .unwrap_or_default(),
+                )
+            })),
+            Err(e) => {
+                checks.push(Check::error(NAME, "ListAccounts", &describe(&e)));
+                return None;
+            }
+        }
+    }
+    let active = accounts.iter().filter(|(_, s)| s == "ACTIVE").count();
+    checks.push(Check::pass(
+        NAME,
+        format!(
+            "{} accounts ({active} active){}",
+            accounts.len(),
+            match &role {
+                Some(r) => format!(", listed through {r}"),
+                None => String::new(),
+            }
+        ),
+    ));
+    Some(Org {
+        id: organization
+            .and_then(|o| o.id())
+            .unwrap_or_default()
+            .to_string(),
+        management: organization
+            .and_then(|o| o.master_account_id())
+            .unwrap_or_default()
+            .to_string(),
+        accounts,
+        sdk,
+    })
+}
+
+/// The daily run and the hourly sweep are enabled and invoke the function.
+pub async fn schedules(ctx: &Ctx<'_>, d: &Deployed, checks: &mut Vec<Check>) {
+    const NAME: &str = "schedules";
+    let events = aws_sdk_eventbridge::Client::new(ctx.sdk);
+    let mut seen = Vec::new();
+    for rule in RULES {
+        let found = match events.describe_rule().name(rule).send().await {
+            Ok(r) => r,
+            Err(e) => {
+                checks.push(Check::fail(
+                    NAME,
+                    format!("the rule {rule}: {}", describe(&e)),
+                    "Apply the coordinator module again (terraform apply): it creates the keyfleet-start and keyfleet-sweep rules.",
+                ));
+                return;
+            }
+        };
+        let state = found
+            .state()
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_default();
+        if state != "ENABLED" {
+            checks.push(Check::fail(
+                NAME,
+                format!(
+                    "{rule} is {state}: no {} runs",
+                    if rule == RULES[0] {
+                        "scheduled"
+                    } else {
+                        "sweep (finalizing late runs, resending mail)"
+                    }
+                ),
+                format!("aws events enable-rule --name {rule}"),
+            ));
+            return;
+        }
+        let targets = match events.list_targets_by_rule().rule(rule).send().await {
+            Ok(t) => t,
+            Err(e) => {
+                checks.push(Check::error(
+                    NAME,
+                    &format!("ListTargetsByRule {rule}"),
+                    &describe(&e),
+                ));
+                return;
+            }
+        };
+        if !targets.targets().iter().any(|t| {
+            t.arn().ends_with(&format!(":function:{}", d.function)) || t.arn() == d.function
+        }) {
+            checks.push(Check::fail(
+                NAME,
+                format!("{rule} does not invoke `{}`", d.function),
+                "Apply the coordinator module again (terraform apply): it sets the rules' target.",
+            ));
+            return;
+        }
+        seen.push(format!(
+            "{rule} {}",
+            found.schedule_expression().unwrap_or("?")
+        ));
+    }
+    checks.push(Check::pass(NAME, format!("enabled: {}", seen.join(", "))));
+}

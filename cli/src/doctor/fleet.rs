@@ -1,0 +1,329 @@
+//! The agents: the StackSet that rolls them out, and what each member
+//! account holds.
+
+use super::central::{Deployed, Org};
+use super::resources::admits_only;
+use super::{Check, Ctx};
+use futures::stream::{self, StreamExt};
+use keyfleet_protocol::aws_error::describe;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The accounts a run serves: the organization's active accounts but the
+/// management account (a service-managed StackSet never deploys there)
+/// and those the coordinator excludes, by id or by OU (nested OUs
+/// included).
+async fn served(d: &Deployed, org: &Org) -> Result<BTreeSet<String>, String> {
+    let list = |name: &str| -> Vec<String> {
+        d.var(name)
+            .unwrap_or_default()
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect()
+    };
+    let mut excluded: BTreeSet<String> = list("KEYFLEET_EXCLUDE_ACCOUNTS").into_iter().collect();
+    let client = aws_sdk_organizations::Client::new(&org.sdk);
+    let mut ous = list("KEYFLEET_EXCLUDE_OUS");
+    while let Some(ou) = ous.pop() {
+        let mut accounts = client
+            .list_accounts_for_parent()
+            .parent_id(&ou)
+            .into_paginator()
+            .send();
+        while let Some(page) = accounts.next().await {
+            let page = page.map_err(|e| format!("ListAccountsForParent {ou}: {}", describe(&e)))?;
+            excluded.extend(
+                page.accounts()
+                    .iter()
+                    .filter_map(|a| a.id().map(str::to_string)),
+            );
+        }
+        // The calls the org reader role may make, as the coordinator.
+        let mut children = client
+            .list_organizational_units_for_parent()
+            .parent_id(&ou)
+            .into_paginator()
+            .send();
+        while let Some(page) = children.next().await {
+            let page = page
+                .map_err(|e| format!("ListOrganizationalUnitsForParent {ou}: {}", describe(&e)))?;
+            ous.extend(
+                page.organizational_units()
+                    .iter()
+                    .filter_map(|c| c.id().map(str::to_string)),
+            );
+        }
+    }
+    Ok(org
+        .accounts
+        .iter()
+        .filter(|(id, status)| {
+            status == "ACTIVE" && *id != org.management && !excluded.contains(id)
+        })
+        .map(|(id, _)| id.clone())
+        .collect())
+}
+
+/// The agent StackSet: auto-deployment on, a `CURRENT` instance in every
+/// account a run serves, and the key the agents seal to still in the
+/// coordinator's key ring.
+pub async fn stack_set(ctx: &Ctx<'_>, d: &Deployed, org: Option<&Org>, checks: &mut Vec<Check>) {
+    const NAME: &str = "agent StackSet";
+    const KEY: &str = "agents' key";
+    let name = crate::keygen::DEFAULT_STACK_SET;
+    let cfn = aws_sdk_cloudformation::Client::new(ctx.sdk);
+    let set = match cfn.describe_stack_set().stack_set_name(name).send().await {
+        Ok(s) => match s.stack_set {
+            Some(set) => set,
+            None => {
+                checks.push(Check::fail(
+                    NAME,
+                    format!("{name}: no StackSet described"),
+                    "Deploy it (terraform apply of the example's agent StackSet).",
+                ));
+                return;
+            }
+        },
+        Err(e) => {
+            checks.push(Check::fail(
+                NAME,
+                format!("{name}: {}", describe(&e)),
+                "Run doctor where the StackSet lives (the management account, or a delegated administrator's), or deploy it (terraform apply of the example's agent StackSet).",
+            ));
+            return;
+        }
+    };
+    let auto = set
+        .auto_deployment()
+        .and_then(|a| a.enabled())
+        .unwrap_or(false);
+    let mut instances: BTreeMap<String, (String, String)> = BTreeMap::new();
+    let mut pages = cfn
+        .list_stack_instances()
+        .stack_set_name(name)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        match page {
+            Ok(p) => {
+                for i in p.summaries() {
+                    instances.insert(
+                        i.account().unwrap_or_default().to_string(),
+                        (
+                            i.status()
+                                .map(|s| s.as_str().to_string())
+                                .unwrap_or_default(),
+                            i.status_reason().unwrap_or_default().to_string(),
+                        ),
+                    );
+                }
+            }
+            Err(e) => {
+                checks.push(Check::error(
+                    NAME,
+                    &format!("ListStackInstances {name}"),
+                    &describe(&e),
+                ));
+                return;
+            }
+        }
+    }
+    let served = match org {
+        Some(o) => match served(d, o).await {
+            Ok(s) => Some(s),
+            Err(e) => {
+                checks.push(Check::error(NAME, "the organization's OUs", &e));
+                return;
+            }
+        },
+        None => None,
+    };
+    let uncovered: Vec<&String> = served
+        .iter()
+        .flatten()
+        .filter(|a| !instances.contains_key(*a))
+        .collect();
+    let not_current: Vec<String> = instances
+        .iter()
+        .filter(|(_, (status, _))| status != "CURRENT")
+        .map(|(a, (status, reason))| {
+            if reason.is_empty() {
+                format!("{a} {status}")
+            } else {
+                format!("{a} {status} ({reason})")
+            }
+        })
+        .collect();
+    checks.push(if !auto {
+        Check::fail(
+            NAME,
+            format!("{name} does not deploy to new accounts (auto-deployment off)"),
+            format!("aws cloudformation update-stack-set --stack-set-name {name} --use-previous-template --auto-deployment Enabled=true,RetainStacksOnAccountRemoval=false (or apply the example's StackSet again)"),
+        )
+    } else if !uncovered.is_empty() {
+        Check::fail(
+            NAME,
+            format!(
+                "no agent in {} account(s) a run serves: {}",
+                uncovered.len(),
+                uncovered.iter().map(|a| a.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+            format!("Add the accounts' OU to the StackSet's targets (the Terraform variable organizational_unit_ids), or exclude them ([org] exclude_accounts / exclude_ous); then: aws cloudformation create-stack-instances --stack-set-name {name} ..."),
+        )
+    } else if !not_current.is_empty() {
+        Check::fail(
+            NAME,
+            format!("instances not CURRENT: {}", not_current.join("; ")),
+            format!("Fix the reason shown, then: aws cloudformation update-stack-instances --stack-set-name {name} --deployment-targets OrganizationalUnitIds=... --regions <region>"),
+        )
+    } else {
+        Check::pass(
+            NAME,
+            format!(
+                "{name}: auto-deployment on, {} instance(s), all CURRENT{}",
+                instances.len(),
+                if served.is_some() { ", every served account covered" } else { "" }
+            ),
+        )
+    });
+    // The key the agents seal new keys to, against the coordinator's ring.
+    let key_id = set
+        .parameters()
+        .iter()
+        .find(|p| p.parameter_key() == Some("CoordinatorKeyId"))
+        .and_then(|p| p.parameter_value())
+        .unwrap_or_default()
+        .to_string();
+    let Some(secret) = d.var("KEYFLEET_PRIVATE_KEY_SECRET_ARN") else {
+        checks.push(Check::fail(
+            KEY,
+            "the coordinator names no key ring (KEYFLEET_PRIVATE_KEY_SECRET_ARN)",
+            "Apply the coordinator module again (terraform apply).",
+        ));
+        return;
+    };
+    let ring = match aws_sdk_secretsmanager::Client::new(ctx.sdk)
+        .get_secret_value()
+        .secret_id(secret)
+        .send()
+        .await
+    {
+        Ok(v) => v.secret_string().map(keyfleet_protocol::KeyRing::parse),
+        Err(e) => {
+            let text = describe(&e);
+            checks.push(if text.contains("AccessDenied") {
+                Check::warn(
+                    KEY,
+                    format!("the key ring {secret} is not readable here ({text}): the agents' key {key_id} not checked"),
+                    "Run doctor as one of the module's private_key_readers to check it.",
+                )
+            } else {
+                Check::error(KEY, &format!("GetSecretValue {secret}"), &text)
+            });
+            return;
+        }
+    };
+    checks.push(match ring {
+        Some(Ok(ring)) if ring.ids().contains(&key_id) => Check::pass(
+            KEY,
+            format!("the agents seal to {key_id}, which the key ring holds"),
+        ),
+        Some(Ok(ring)) => Check::fail(
+            KEY,
+            format!(
+                "the agents seal to {key_id}, which the key ring does not hold (it holds {}): their new keys cannot be opened",
+                ring.ids().join(", ")
+            ),
+            format!("Put a key the ring holds into terraform.tfvars (coordinator_key_id and its public key; `keyfleet keygen --secret-id {secret}` makes one) and apply."),
+        ),
+        _ => Check::fail(
+            KEY,
+            format!("the key ring {secret} is empty or does not parse"),
+            format!("keyfleet keygen --secret-id {secret}"),
+        ),
+    });
+}
+
+/// Per account a run serves (several at once): the jobs queue there, only
+/// the coordinator allowed to send to it, and the agent function.
+pub async fn accounts(ctx: &Ctx<'_>, d: &Deployed, org: Option<&Org>, checks: &mut Vec<Check>) {
+    const NAME: &str = "member accounts";
+    let Some(org) = org else {
+        return;
+    };
+    let served = match served(d, org).await {
+        Ok(s) => s,
+        Err(e) => {
+            checks.push(Check::error(NAME, "the organization's OUs", &e));
+            return;
+        }
+    };
+    let role = ctx
+        .cfg
+        .org
+        .agent_role
+        .clone()
+        .unwrap_or_else(|| "OrganizationAccountAccessRole".into());
+    let looks: Vec<_> = served
+        .iter()
+        .map(|account| one_account(ctx, d, account, &role))
+        .collect();
+    let problems: Vec<String> = stream::iter(looks)
+        .buffer_unordered(8)
+        .filter_map(|r| async move { r.err() })
+        .collect()
+        .await;
+    checks.push(if problems.is_empty() {
+        Check::pass(
+            NAME,
+            format!(
+                "{} account(s): the jobs queue admits only the coordinator, the agent function is there",
+                served.len()
+            ),
+        )
+    } else {
+        Check::fail(
+            NAME,
+            problems.join("; "),
+            "Update the accounts' stack instances (aws cloudformation update-stack-instances --stack-set-name keyfleet-agent ...), which restores the agent template's queue, policy and function.",
+        )
+    });
+}
+
+async fn one_account(ctx: &Ctx<'_>, d: &Deployed, account: &str, role: &str) -> Result<(), String> {
+    let sdk = crate::aws::assume(ctx.sdk, account, role)
+        .await
+        .map_err(|e| format!("{account}: {e:#}"))?;
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let url = sqs
+        .get_queue_url()
+        .queue_name("keyfleet-jobs")
+        .send()
+        .await
+        .map_err(|e| format!("{account}: no jobs queue ({})", describe(&e)))?
+        .queue_url
+        .unwrap_or_default();
+    let policy = sqs
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::Policy)
+        .send()
+        .await
+        .map_err(|e| format!("{account}: the jobs queue's policy ({})", describe(&e)))?
+        .attributes
+        .and_then(|a| {
+            a.get(&aws_sdk_sqs::types::QueueAttributeName::Policy)
+                .cloned()
+        })
+        .and_then(|p| serde_json::from_str(&p).ok())
+        .unwrap_or(serde_json::Value::Null);
+    admits_only(&policy, &d.role_arn)
+        .map_err(|why| format!("{account}: the jobs queue's policy: {why}"))?;
+    aws_sdk_lambda::Client::new(&sdk)
+        .get_function()
+        .function_name("keyfleet-agent")
+        .send()
+        .await
+        .map_err(|e| format!("{account}: no agent function ({})", describe(&e)))?;
+    Ok(())
+}
