@@ -189,11 +189,15 @@ mod tests {
         ];
         let t = table(&checks);
         let lines: Vec<&str> = t.lines().collect();
-        assert_eq!(lines[0], "PASS  identity   arn:aws:iam::1:user/ops");
-        assert_eq!(lines[1], "FAIL  schedules  keyfleet-sweep is DISABLED");
+        // Names padded to the longest ("SES account", 11 characters).
+        assert_eq!(lines[0], "PASS  identity     arn:aws:iam::1:user/ops");
+        assert_eq!(lines[1], "FAIL  schedules    keyfleet-sweep is DISABLED");
         assert_eq!(
             lines[2],
-            "                 fix: aws events enable-rule --name keyfleet-sweep"
+            format!(
+                "{}fix: aws events enable-rule --name keyfleet-sweep",
+                " ".repeat(19)
+            )
         );
         assert!(
             t.ends_with("3 checks: 1 passed, 1 warnings, 1 failed\n"),
