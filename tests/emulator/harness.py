@@ -265,6 +265,7 @@ EXTENSIONS: tuple[str, ...] = (
     # ext_cfn's keep-what-exists fallback included.
     "ext_cfn_checks",
     "ext_organizations",
+    "ext_s3_bucket_policy",
     "ext_secretsmanager",
     # ext_dynamodb wraps no method another extension wraps (ext_cfn's
     # keep-what-exists fallback simply no longer applies to

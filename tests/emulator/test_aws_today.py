@@ -828,3 +828,30 @@ def test_fault_conflict_answers_conditional_s3_writes_with_409(emu: Emulator) ->
         assert emu.control("POST", "/_keyfleet/faults", bad)[0] == 400
     finally:
         emu.control("DELETE", "/_keyfleet/faults")
+
+
+def test_a_bucket_policy_statement_applies_only_when_its_condition_holds(emu: Emulator) -> None:
+    """The TLS guard of a bucket policy (Deny ``s3:*`` to everyone when
+    ``aws:SecureTransport`` is false) does not refuse a request that meets
+    it: moto ignored the condition and refused every object operation with
+    an empty 403. An unconditional Deny still refuses."""
+    s3 = emu.client("s3")
+    bucket = "keyfleet-tls-guarded"
+    s3.create_bucket(Bucket=bucket)
+    arns = [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"]
+    guard = {
+        "Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
+        "Resource": arns, "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+    }
+    s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps({"Version": "2012-10-17", "Statement": [guard]}))
+    s3.put_object(Bucket=bucket, Key="runs/a", Body=b"1")
+    assert s3.get_object(Bucket=bucket, Key="runs/a")["Body"].read() == b"1"
+    deny_all = {"Sid": "DenyDeletes", "Effect": "Deny", "Principal": "*", "Action": "s3:DeleteObject",
+                "Resource": arns[1]}
+    s3.put_bucket_policy(
+        Bucket=bucket, Policy=json.dumps({"Version": "2012-10-17", "Statement": [guard, deny_all]})
+    )
+    with pytest.raises(ClientError) as e:
+        s3.delete_object(Bucket=bucket, Key="runs/a")
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    s3.put_object(Bucket=bucket, Key="runs/b", Body=b"2")

@@ -389,7 +389,8 @@ pub async fn mail(ctx: &Ctx<'_>, d: &Deployed, checks: &mut Vec<Check>) {
                     format!("in the SES sandbox: only verified recipients, {quota:.0} emails a day"),
                     "Request production access: SES console > Account dashboard > Request production access (or aws sesv2 put-account-details).",
                 )
-            } else if needed.is_some_and(|n| n as f64 > quota) {
+            } else if quota >= 0.0 && needed.is_some_and(|n| n as f64 > quota) {
+                // -1 is SES's word for an unlimited quota.
                 Check::warn(
                     ACCOUNT,
                     format!(
@@ -402,7 +403,12 @@ pub async fn mail(ctx: &Ctx<'_>, d: &Deployed, checks: &mut Vec<Check>) {
                 Check::pass(
                     ACCOUNT,
                     format!(
-                        "production access, {quota:.0} emails a day{}",
+                        "production access, {} emails a day{}",
+                        if quota < 0.0 {
+                            "unlimited".to_string()
+                        } else {
+                            format!("{quota:.0}")
+                        },
                         needed
                             .map(|n| format!(" (the last run sent about {n})"))
                             .unwrap_or_default()

@@ -397,6 +397,90 @@ async fn doctor_passes_a_healthy_deployment_and_names_each_break() {
         .expect("Subscribe");
     healthy(&cli, "the alerts mended");
 
+    // A day's SES quota below what the last run sent.
+    cli.run(&["run"]);
+    emu.set_ses_quota(Some(0), None, None).expect("quota");
+    let check = broken(&cli, "SES account", "WARN");
+    assert!(
+        check["saw"]
+            .as_str()
+            .unwrap()
+            .contains("below the last run's"),
+        "{check}"
+    );
+    emu.reset_ses_quota(None).expect("quota reset");
+    healthy(&cli, "the quota raised");
+
+    // The agents seal to a key the ring does not hold (the StackSet's
+    // parameter changed; not put back).
+    let cfn = aws_sdk_cloudformation::Client::new(&admin);
+    let set = cfn
+        .describe_stack_set()
+        .stack_set_name("keyfleet-agent")
+        .send()
+        .await
+        .expect("DescribeStackSet")
+        .stack_set
+        .expect("the StackSet");
+    let parameters = |key_id: Option<&str>| -> Vec<aws_sdk_cloudformation::types::Parameter> {
+        set.parameters()
+            .iter()
+            .map(|p| {
+                let b = aws_sdk_cloudformation::types::Parameter::builder()
+                    .parameter_key(p.parameter_key().unwrap_or_default());
+                match (p.parameter_key(), key_id) {
+                    (Some("CoordinatorKeyId"), Some(id)) => b.parameter_value(id),
+                    _ => b.use_previous_value(true),
+                }
+                .build()
+            })
+            .collect()
+    };
+    let update = |key_id: Option<&'static str>, auto: bool| {
+        let (cfn, params) = (cfn.clone(), parameters(key_id));
+        async move {
+            cfn.update_stack_set()
+                .stack_set_name("keyfleet-agent")
+                .use_previous_template(true)
+                .set_parameters(Some(params))
+                .capabilities(aws_sdk_cloudformation::types::Capability::CapabilityNamedIam)
+                .auto_deployment(
+                    aws_sdk_cloudformation::types::AutoDeployment::builder()
+                        .enabled(auto)
+                        .retain_stacks_on_account_removal(false)
+                        .build(),
+                )
+                .send()
+                .await
+                .expect("UpdateStackSet");
+        }
+    };
+    update(Some("kf-00000000000000aa"), true).await;
+    let check = broken(&cli, "agents' key", "FAIL");
+    assert!(
+        check["saw"]
+            .as_str()
+            .unwrap()
+            .contains("kf-00000000000000aa"),
+        "{check}"
+    );
+
+    // Auto-deployment off, and an account that joins meanwhile gets no
+    // agent.
+    update(None, false).await;
+    let check = broken(&cli, "agent StackSet", "FAIL");
+    assert!(
+        check["saw"]
+            .as_str()
+            .unwrap()
+            .contains("auto-deployment off"),
+        "{check}"
+    );
+    let joined = create_account_on(&emu, "doctor-late").await;
+    update(None, true).await;
+    let check = broken(&cli, "agent StackSet", "FAIL");
+    assert!(check["saw"].as_str().unwrap().contains(&joined), "{check}");
+
     // An account without its agent (last: the function is not put back).
     let member_sdk = emu.config_for_account(&member).await.expect("member");
     aws_sdk_lambda::Client::new(&member_sdk)
