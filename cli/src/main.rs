@@ -14,6 +14,7 @@ mod credential_process;
 mod deployed;
 mod doctor;
 mod errors;
+mod init;
 mod keygen;
 mod local;
 mod progress;
@@ -103,6 +104,21 @@ enum Command {
         /// The checks as a JSON array on stdout.
         #[arg(long)]
         json: bool,
+    },
+    /// Write keyfleet.toml for a deployment, from `terraform output -json`
+    /// on standard input (or answers to two questions on a terminal), then
+    /// run `doctor` on it.
+    Init {
+        /// The coordinator's Region (default: the function ARN's, or
+        /// AWS_REGION).
+        #[arg(long)]
+        region: Option<String>,
+        /// Overwrite an existing file.
+        #[arg(long)]
+        force: bool,
+        /// Do not run `doctor` afterwards.
+        #[arg(long)]
+        no_doctor: bool,
     },
     /// Read a stored report.
     Report {
@@ -352,6 +368,22 @@ fn run_main() -> Result<()> {
 }
 
 async fn dispatch(cli: Cli) -> Result<()> {
+    if let Command::Init {
+        region,
+        force,
+        no_doctor,
+    } = &cli.command
+    {
+        // Before the file exists: it writes it.
+        return init::run(
+            &cli.config,
+            region.as_deref(),
+            cli.endpoint_url.as_deref(),
+            *force,
+            !no_doctor,
+        )
+        .await;
+    }
     let explicit = std::env::args().any(|a| a == "--config" || a.starts_with("--config="));
     let mut cfg = Config::load(&cli.config, explicit)?;
     if let Some(url) = &cli.endpoint_url {
@@ -443,7 +475,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
         Command::Bootstrap => bootstrap::run(&cfg, path).await,
         #[cfg(feature = "emulator")]
         Command::Lambda { .. } => unreachable!("handled before the configuration is read"),
-        Command::CredentialProcess { .. } => {
+        Command::CredentialProcess { .. } | Command::Init { .. } => {
             unreachable!("handled before the configuration is read")
         }
     }

@@ -58,6 +58,67 @@ async fn doctor_passes_a_healthy_deployment_and_names_each_break() {
     let admin = emu.config();
 
     healthy(&cli, "the deployment");
+
+    // `keyfleet init` from the example's outputs, then doctor on its file.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let written = dir.path().join("keyfleet.toml");
+    let outputs = serde_json::json!({
+        "coordinator_function_name": {"sensitive": false, "type": "string", "value": "keyfleet-coordinator"},
+        "report_bucket": {"sensitive": false, "type": "string", "value": "keyfleet-reports"},
+        "alerts_topic_arn": {"sensitive": false, "type": "string",
+                             "value": format!("arn:aws:sns:us-east-1:{management}:keyfleet-alerts")},
+        "agent_stack_set_name": {"sensitive": false, "type": "string", "value": "keyfleet-agent"},
+    });
+    let mut init = std::process::Command::new(env!("CARGO_BIN_EXE_keyfleet"))
+        .arg("--config")
+        .arg(&written)
+        .args([
+            "--endpoint-url",
+            &cli.endpoint,
+            "init",
+            "--region",
+            "us-east-1",
+        ])
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("keyfleet init runs");
+    use std::io::Write as _;
+    init.stdin
+        .take()
+        .expect("stdin")
+        .write_all(outputs.to_string().as_bytes())
+        .expect("outputs written");
+    let out = init.wait_with_output().expect("keyfleet init ends");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("wrote "), "{stdout}");
+    assert!(stdout.contains("0 warnings, 0 failed"), "{stdout}");
+    let file = std::fs::read_to_string(&written).expect("the file");
+    assert!(
+        file.contains("function = \"keyfleet-coordinator\""),
+        "{file}"
+    );
+    assert!(
+        file.contains("alerts_topic = \"keyfleet-alerts\""),
+        "{file}"
+    );
+    let again = std::process::Command::new(env!("CARGO_BIN_EXE_keyfleet"))
+        .arg("--config")
+        .arg(&written)
+        .args(["init", "--no-doctor"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("keyfleet init runs");
+    assert!(!again.status.success(), "never overwrites");
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
+
     let text = cli.run(&["doctor"]);
     assert!(text.contains("0 warnings, 0 failed"), "{text}");
     for name in [
