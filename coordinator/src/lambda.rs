@@ -322,7 +322,15 @@ pub async fn run_function() -> Result<(), lambda_runtime::Error> {
     Box::pin(lambda_runtime::run(lambda_runtime::service_fn(
         |event: lambda_runtime::LambdaEvent<Value>| {
             let c = coordinator.clone();
-            async move { handle(&c, event.payload).await }
+            async move {
+                let answer = handle(&c, event.payload).await;
+                if let Err(d) = &answer {
+                    // One line per failed invocation, at ERROR: what
+                    // `keyfleet doctor` counts in the function's log.
+                    tracing::error!(error_type = %d.error_type, error = %d.error_message, "invocation failed");
+                }
+                answer
+            }
         },
     )))
     .await

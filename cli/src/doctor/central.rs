@@ -345,3 +345,94 @@ pub async fn schedules(ctx: &Ctx<'_>, d: &Deployed, checks: &mut Vec<Check>) {
     }
     checks.push(Check::pass(NAME, format!("enabled: {}", seen.join(", "))));
 }
+
+/// Failed invocations of the coordinator in the last day: the lines its
+/// log has at `ERROR` (one per failed invocation, with its error type, and
+/// one per failure inside a run that carried on).
+pub async fn recent_errors(ctx: &Ctx<'_>, d: &Deployed, checks: &mut Vec<Check>) {
+    const NAME: &str = "coordinator errors";
+    const MAX_PAGES: usize = 20;
+    let logs = aws_sdk_cloudwatchlogs::Client::new(ctx.sdk);
+    let group = format!("/aws/lambda/{}", d.function);
+    let since = (time::OffsetDateTime::now_utc() - time::Duration::days(1)).unix_timestamp() * 1000;
+    let mut errors = 0usize;
+    let mut lines = 0usize;
+    let mut last: Option<String> = None;
+    let mut token: Option<String> = None;
+    for _ in 0..MAX_PAGES {
+        let page = match logs
+            .filter_log_events()
+            .log_group_name(&group)
+            .start_time(since)
+            .set_next_token(token.take())
+            .send()
+            .await
+        {
+            Ok(p) => p,
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_resource_not_found_exception()) =>
+            {
+                checks.push(Check::pass(
+                    NAME,
+                    format!("no log group {group} yet: never invoked"),
+                ));
+                return;
+            }
+            Err(e) => {
+                checks.push(Check::error(
+                    NAME,
+                    &format!("FilterLogEvents {group}"),
+                    &describe(&e),
+                ));
+                return;
+            }
+        };
+        for event in page.events() {
+            lines += 1;
+            let Some(text) = event.message() else {
+                continue;
+            };
+            let Ok(line) = serde_json::from_str::<serde_json::Value>(text) else {
+                continue;
+            };
+            // The runtime logs a failed invocation too, as a Debug dump:
+            // keyfleet's own line (with its error type) counts it once.
+            let runtime = line["target"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("lambda_runtime"));
+            if line["level"] == "ERROR" && !runtime {
+                errors += 1;
+                let fields = &line["fields"];
+                let error = fields["error"]
+                    .as_str()
+                    .or_else(|| fields["message"].as_str())
+                    .unwrap_or(text);
+                last = Some(
+                    match fields["error_type"].as_str() {
+                        Some(kind) => format!("{kind}: {error}"),
+                        None => error.to_string(),
+                    }
+                    .chars()
+                    .take(240)
+                    .collect(),
+                );
+            }
+        }
+        token = page.next_token().map(str::to_string);
+        if token.is_none() {
+            break;
+        }
+    }
+    checks.push(match last {
+        None => Check::pass(
+            NAME,
+            format!("no error in the last 24 hours ({lines} log lines read)"),
+        ),
+        Some(last) => Check::warn(
+            NAME,
+            format!("{errors} error(s) in the last 24 hours; the last: {last}"),
+            format!("aws logs tail {group} --since 24h --filter-pattern ERROR (the alerts topic says why a run failed)"),
+        ),
+    });
+}

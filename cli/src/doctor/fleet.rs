@@ -67,7 +67,13 @@ async fn served(d: &Deployed, org: &Org) -> Result<BTreeSet<String>, String> {
 /// The agent StackSet: auto-deployment on, a `CURRENT` instance in every
 /// account a run serves, and the key the agents seal to still in the
 /// coordinator's key ring.
-pub async fn stack_set(ctx: &Ctx<'_>, d: &Deployed, org: Option<&Org>, checks: &mut Vec<Check>) {
+/// Returns the key id the StackSet gives the agents, when it could read it.
+pub async fn stack_set(
+    ctx: &Ctx<'_>,
+    d: &Deployed,
+    org: Option<&Org>,
+    checks: &mut Vec<Check>,
+) -> Option<String> {
     const NAME: &str = "agent StackSet";
     const KEY: &str = "agents' key";
     let name = crate::keygen::DEFAULT_STACK_SET;
@@ -81,7 +87,7 @@ pub async fn stack_set(ctx: &Ctx<'_>, d: &Deployed, org: Option<&Org>, checks: &
                     format!("{name}: no StackSet described"),
                     "Deploy it (terraform apply of the example's agent StackSet).",
                 ));
-                return;
+                return None;
             }
         },
         Err(e) => {
@@ -90,7 +96,7 @@ pub async fn stack_set(ctx: &Ctx<'_>, d: &Deployed, org: Option<&Org>, checks: &
                 format!("{name}: {}", describe(&e)),
                 "Run doctor where the StackSet lives (the management account, or a delegated administrator's), or deploy it (terraform apply of the example's agent StackSet).",
             ));
-            return;
+            return None;
         }
     };
     let auto = set
@@ -124,7 +130,7 @@ pub async fn stack_set(ctx: &Ctx<'_>, d: &Deployed, org: Option<&Org>, checks: &
                     &format!("ListStackInstances {name}"),
                     &describe(&e),
                 ));
-                return;
+                return None;
             }
         }
     }
@@ -133,7 +139,7 @@ pub async fn stack_set(ctx: &Ctx<'_>, d: &Deployed, org: Option<&Org>, checks: &
             Ok(s) => Some(s),
             Err(e) => {
                 checks.push(Check::error(NAME, "the organization's OUs", &e));
-                return;
+                return None;
             }
         },
         None => None,
@@ -200,7 +206,7 @@ pub async fn stack_set(ctx: &Ctx<'_>, d: &Deployed, org: Option<&Org>, checks: &
             "the coordinator names no key ring (KEYFLEET_PRIVATE_KEY_SECRET_ARN)",
             "Apply the coordinator module again (terraform apply).",
         ));
-        return;
+        return Some(key_id);
     };
     let ring = match aws_sdk_secretsmanager::Client::new(ctx.sdk)
         .get_secret_value()
@@ -220,7 +226,7 @@ pub async fn stack_set(ctx: &Ctx<'_>, d: &Deployed, org: Option<&Org>, checks: &
             } else {
                 Check::error(KEY, &format!("GetSecretValue {secret}"), &text)
             });
-            return;
+            return Some(key_id);
         }
     };
     checks.push(match ring {
@@ -242,11 +248,20 @@ pub async fn stack_set(ctx: &Ctx<'_>, d: &Deployed, org: Option<&Org>, checks: &
             format!("keyfleet keygen --secret-id {secret}"),
         ),
     });
+    Some(key_id)
 }
 
 /// Per account a run serves (several at once): the jobs queue there, only
-/// the coordinator allowed to send to it, and the agent function.
-pub async fn accounts(ctx: &Ctx<'_>, d: &Deployed, org: Option<&Org>, checks: &mut Vec<Check>) {
+/// the coordinator allowed to send to it, and the agent function running
+/// the StackSet's current settings (the key it seals to, `key_id`, and
+/// the coordinator's results queue).
+pub async fn accounts(
+    ctx: &Ctx<'_>,
+    d: &Deployed,
+    org: Option<&Org>,
+    key_id: Option<&str>,
+    checks: &mut Vec<Check>,
+) {
     const NAME: &str = "member accounts";
     let Some(org) = org else {
         return;
@@ -266,7 +281,7 @@ pub async fn accounts(ctx: &Ctx<'_>, d: &Deployed, org: Option<&Org>, checks: &m
         .unwrap_or_else(|| "OrganizationAccountAccessRole".into());
     let looks: Vec<_> = served
         .iter()
-        .map(|account| one_account(ctx, d, account, &role))
+        .map(|account| one_account(ctx, d, account, &role, key_id))
         .collect();
     let problems: Vec<String> = stream::iter(looks)
         .buffer_unordered(8)
@@ -277,7 +292,7 @@ pub async fn accounts(ctx: &Ctx<'_>, d: &Deployed, org: Option<&Org>, checks: &m
         Check::pass(
             NAME,
             format!(
-                "{} account(s): the jobs queue admits only the coordinator, the agent function is there",
+                "{} account(s): the jobs queue admits only the coordinator, the agent runs the StackSet's settings",
                 served.len()
             ),
         )
@@ -290,7 +305,20 @@ pub async fn accounts(ctx: &Ctx<'_>, d: &Deployed, org: Option<&Org>, checks: &m
     });
 }
 
-async fn one_account(ctx: &Ctx<'_>, d: &Deployed, account: &str, role: &str) -> Result<(), String> {
+/// The last two segments of a queue URL (`<account>/<name>`), whatever
+/// the host: an agent's results queue URL names the coordinator's queue.
+fn queue_path(url: &str) -> String {
+    let parts: Vec<&str> = url.trim_end_matches('/').rsplit('/').take(2).collect();
+    parts.into_iter().rev().collect::<Vec<_>>().join("/")
+}
+
+async fn one_account(
+    ctx: &Ctx<'_>,
+    d: &Deployed,
+    account: &str,
+    role: &str,
+    key_id: Option<&str>,
+) -> Result<(), String> {
     let sdk = crate::aws::assume(ctx.sdk, account, role)
         .await
         .map_err(|e| format!("{account}: {e:#}"))?;
@@ -319,11 +347,36 @@ async fn one_account(ctx: &Ctx<'_>, d: &Deployed, account: &str, role: &str) -> 
         .unwrap_or(serde_json::Value::Null);
     admits_only(&policy, &d.role_arn)
         .map_err(|why| format!("{account}: the jobs queue's policy: {why}"))?;
-    aws_sdk_lambda::Client::new(&sdk)
+    let agent = aws_sdk_lambda::Client::new(&sdk)
         .get_function()
         .function_name("keyfleet-agent")
         .send()
         .await
         .map_err(|e| format!("{account}: no agent function ({})", describe(&e)))?;
+    let env = agent
+        .configuration()
+        .and_then(|c| c.environment())
+        .and_then(|e| e.variables());
+    let var = |name: &str| {
+        env.and_then(|v| v.get(name))
+            .map(String::as_str)
+            .unwrap_or("")
+    };
+    if let Some(key_id) = key_id {
+        let sealing = var("KEYFLEET_COORDINATOR_KEY_ID");
+        if sealing != key_id {
+            return Err(format!(
+                "{account}: the agent seals to `{sealing}`, the StackSet says {key_id} (its stack instance is behind)"
+            ));
+        }
+    }
+    if let Some(results) = d.var("KEYFLEET_RESULTS_QUEUE_URL") {
+        let sends_to = var("KEYFLEET_RESULTS_QUEUE_URL");
+        if queue_path(sends_to) != queue_path(results) {
+            return Err(format!(
+                "{account}: the agent sends its results to `{sends_to}`, not the coordinator's {results}"
+            ));
+        }
+    }
     Ok(())
 }

@@ -15,7 +15,9 @@
 //! the StackSet, the role to reach member accounts). The checks, by module:
 //! - [`central`]: who am I; the org reader role; the coordinator function
 //!   (exists, its environment parses, reserved concurrency above the
-//!   results mapping's maximum); its schedules;
+//!   results mapping's maximum); its schedules; its failed invocations of
+//!   the last day (its log's `ERROR` lines: CloudWatch's metrics speak a
+//!   protocol the emulator does not, and the log also says why);
 //! - [`resources`]: the results queue (its DLQ, its policy admitting only
 //!   the organization's `keyfleet-agent*` roles), dead letters waiting;
 //!   the report bucket (encryption, TLS only, public access blocked); SES
@@ -25,10 +27,11 @@
 //! - [`fleet`]: the agent StackSet (auto-deployment, an instance CURRENT
 //!   in every account a run serves, the agents' key in the ring) and, per
 //!   account, the jobs queue (only the coordinator may send) and the agent
-//!   function.
+//!   function with the StackSet's settings (the key it seals to, the
+//!   results queue it sends to).
 //!
-//! Not checked (yet): the coordinator's recent errors (CloudWatch
-//! metrics), the age of dead letters, the agent function's version.
+//! Reading is all it does: the one request that touches data is a peek at
+//! dead letters (visibility 0) to tell their age.
 
 mod central;
 mod fleet;
@@ -126,12 +129,13 @@ pub async fn run(cfg: &Config, json: bool) -> Result<()> {
         let org = central::organization(&ctx, deployed.as_ref(), &mut checks).await;
         if let Some(d) = &deployed {
             central::schedules(&ctx, d, &mut checks).await;
+            central::recent_errors(&ctx, d, &mut checks).await;
             resources::results_queue(&ctx, d, org.as_ref(), &mut checks).await;
             resources::bucket(&ctx, d, &mut checks).await;
             resources::mail(&ctx, d, &mut checks).await;
             resources::alerts(&ctx, d, &mut checks).await;
-            fleet::stack_set(&ctx, d, org.as_ref(), &mut checks).await;
-            fleet::accounts(&ctx, d, org.as_ref(), &mut checks).await;
+            let key_id = fleet::stack_set(&ctx, d, org.as_ref(), &mut checks).await;
+            fleet::accounts(&ctx, d, org.as_ref(), key_id.as_deref(), &mut checks).await;
         }
     }
     if json {

@@ -230,7 +230,8 @@ async fn dead_letters(
         };
         looked.push(name.to_string());
         if n > 0 {
-            waiting.push((name.to_string(), url, n));
+            let age = oldest_age(sqs, &url).await;
+            waiting.push((name.to_string(), url, n, age));
         }
     }
     checks.push(match waiting.as_slice() {
@@ -238,7 +239,10 @@ async fn dead_letters(
         list => Check::warn(
             NAME,
             list.iter()
-                .map(|(name, _, n)| format!("{n} in {name}"))
+                .map(|(name, _, n, age)| match age {
+                    Some(h) => format!("{n} in {name}, the oldest {h} hour(s) old"),
+                    None => format!("{n} in {name}"),
+                })
                 .collect::<Vec<_>>()
                 .join(", "),
             format!(
@@ -247,6 +251,35 @@ async fn dead_letters(
             ),
         ),
     });
+}
+
+/// How old, in whole hours, the oldest of the first messages of `url` is:
+/// a peek that leaves them visible (visibility 0; their receive count
+/// grows by one, which a dead-letter queue does not act on).
+async fn oldest_age(sqs: &aws_sdk_sqs::Client, url: &str) -> Option<i64> {
+    let got = sqs
+        .receive_message()
+        .queue_url(url)
+        .max_number_of_messages(10)
+        .visibility_timeout(0)
+        .message_system_attribute_names(
+            aws_sdk_sqs::types::MessageSystemAttributeName::SentTimestamp,
+        )
+        .send()
+        .await
+        .ok()?;
+    let oldest = got
+        .messages()
+        .iter()
+        .filter_map(|m| {
+            m.attributes()?
+                .get(&aws_sdk_sqs::types::MessageSystemAttributeName::SentTimestamp)?
+                .parse::<i64>()
+                .ok()
+        })
+        .min()?;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
+    Some((now - oldest).max(0) / 3_600_000)
 }
 
 /// The report bucket: encrypted at rest, reachable over TLS only, public

@@ -127,6 +127,7 @@ async fn doctor_passes_a_healthy_deployment_and_names_each_break() {
         "coordinator concurrency",
         "organization",
         "schedules",
+        "coordinator errors",
         "results queue",
         "dead letters",
         "report bucket",
@@ -472,6 +473,31 @@ async fn doctor_passes_a_healthy_deployment_and_names_each_break() {
     emu.reset_ses_quota(None).expect("quota reset");
     healthy(&cli, "the quota raised");
 
+    // A failed invocation of the coordinator (a malformed event) is in its
+    // log: a warning, with the error.
+    let bad = lambda
+        .invoke()
+        .function_name(function)
+        .payload(aws_sdk_lambda::primitives::Blob::new(
+            r#"{"action":"no-such-action"}"#,
+        ))
+        .send()
+        .await
+        .expect("Invoke");
+    assert!(bad.function_error().is_some(), "the event is refused");
+    let check = broken(&cli, "coordinator errors", "WARN");
+    assert!(
+        check["saw"].as_str().unwrap().contains("1 error(s)"),
+        "{check}"
+    );
+    assert!(
+        check["fix"]
+            .as_str()
+            .unwrap()
+            .contains("aws logs tail /aws/lambda/keyfleet-coordinator"),
+        "{check}"
+    );
+
     // The agents seal to a key the ring does not hold (the StackSet's
     // parameter changed; not put back).
     let cfn = aws_sdk_cloudformation::Client::new(&admin);
@@ -542,8 +568,44 @@ async fn doctor_passes_a_healthy_deployment_and_names_each_break() {
     let check = broken(&cli, "agent StackSet", "FAIL");
     assert!(check["saw"].as_str().unwrap().contains(&joined), "{check}");
 
-    // An account without its agent (last: the function is not put back).
+    // An agent behind its StackSet: it seals to another key than the
+    // StackSet gives.
     let member_sdk = emu.config_for_account(&member).await.expect("member");
+    let agent = aws_sdk_lambda::Client::new(&member_sdk);
+    let mut agent_env = agent
+        .get_function_configuration()
+        .function_name("keyfleet-agent")
+        .send()
+        .await
+        .expect("GetFunctionConfiguration")
+        .environment
+        .and_then(|e| e.variables)
+        .expect("variables");
+    agent_env.insert(
+        "KEYFLEET_COORDINATOR_KEY_ID".into(),
+        "kf-00000000000000bb".into(),
+    );
+    agent
+        .update_function_configuration()
+        .function_name("keyfleet-agent")
+        .environment(
+            aws_sdk_lambda::types::Environment::builder()
+                .set_variables(Some(agent_env))
+                .build(),
+        )
+        .send()
+        .await
+        .expect("UpdateFunctionConfiguration");
+    let check = broken(&cli, "member accounts", "FAIL");
+    assert!(
+        check["saw"]
+            .as_str()
+            .unwrap()
+            .contains("seals to `kf-00000000000000bb`"),
+        "{check}"
+    );
+
+    // An account without its agent (last: the function is not put back).
     aws_sdk_lambda::Client::new(&member_sdk)
         .delete_function()
         .function_name("keyfleet-agent")
