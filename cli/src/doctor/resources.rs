@@ -411,45 +411,13 @@ pub async fn mail(ctx: &Ctx<'_>, d: &Deployed, checks: &mut Vec<Check>) {
             "Verify the domain (publish the DKIM records of the module's output ses_dkim_tokens) or the address (the link SES mails), in the SES console: Configuration > Identities.",
         ),
     });
-    const ACCOUNT: &str = "SES account";
     match ses.get_account().send().await {
         Ok(a) => {
             let quota = a.send_quota().map(|q| q.max24_hour_send()).unwrap_or(0.0);
             let needed = last_run_mail(ctx).await;
-            checks.push(if !a.production_access_enabled() {
-                Check::warn(
-                    ACCOUNT,
-                    format!("in the SES sandbox: only verified recipients, {quota:.0} emails a day"),
-                    "Request production access: SES console > Account dashboard > Request production access (or aws sesv2 put-account-details).",
-                )
-            } else if quota >= 0.0 && needed.is_some_and(|n| n as f64 > quota) {
-                // -1 is SES's word for an unlimited quota.
-                Check::warn(
-                    ACCOUNT,
-                    format!(
-                        "a day's quota of {quota:.0} emails is below the last run's {} (it waits for the next day)",
-                        needed.unwrap_or(0)
-                    ),
-                    "Ask AWS for a higher sending quota: Service Quotas > Amazon SES > Sending quota.",
-                )
-            } else {
-                Check::pass(
-                    ACCOUNT,
-                    format!(
-                        "production access, {} emails a day{}",
-                        if quota < 0.0 {
-                            "unlimited".to_string()
-                        } else {
-                            format!("{quota:.0}")
-                        },
-                        needed
-                            .map(|n| format!(" (the last run sent about {n})"))
-                            .unwrap_or_default()
-                    ),
-                )
-            });
+            checks.push(ses_account(a.production_access_enabled(), quota, needed));
         }
-        Err(e) => checks.push(Check::error(ACCOUNT, "GetAccount", &describe(&e))),
+        Err(e) => checks.push(Check::error(SES_ACCOUNT, "GetAccount", &describe(&e))),
     }
     if let Some(set) = d.var("KEYFLEET_SES_CONFIGURATION_SET") {
         const SET: &str = "SES configuration set";
@@ -485,6 +453,44 @@ pub async fn mail(ctx: &Ctx<'_>, d: &Deployed, checks: &mut Vec<Check>) {
             )
         });
     }
+}
+
+const SES_ACCOUNT: &str = "SES account";
+
+/// The SES account's verdict: out of the sandbox, and a day's quota
+/// (`-1`: SES's unlimited) for what the last run sent (`needed`).
+pub fn ses_account(production: bool, quota: f64, needed: Option<u64>) -> Check {
+    if !production {
+        return Check::warn(
+            SES_ACCOUNT,
+            format!("in the SES sandbox: only verified recipients, {quota:.0} emails a day"),
+            "Request production access: SES console > Account dashboard > Request production access (or aws sesv2 put-account-details).",
+        );
+    }
+    if quota >= 0.0 && needed.is_some_and(|n| n as f64 > quota) {
+        return Check::warn(
+            SES_ACCOUNT,
+            format!(
+                "a day's quota of {quota:.0} emails is below the last run's {} (it waits for the next day)",
+                needed.unwrap_or(0)
+            ),
+            "Ask AWS for a higher sending quota: Service Quotas > Amazon SES > Sending quota.",
+        );
+    }
+    Check::pass(
+        SES_ACCOUNT,
+        format!(
+            "production access, {} emails a day{}",
+            if quota < 0.0 {
+                "unlimited".to_string()
+            } else {
+                format!("{quota:.0}")
+            },
+            needed
+                .map(|n| format!(" (the last run sent about {n})"))
+                .unwrap_or_default()
+        ),
+    )
 }
 
 /// About how many emails the last finalized run sent at most: two per
@@ -606,5 +612,26 @@ mod tests {
         assert!(admits_only(&open, role)
             .unwrap_err()
             .contains("AllowCoordinatorSend"));
+    }
+
+    /// The SES sandbox cannot be made in the emulator (it has none): the
+    /// verdict is checked here.
+    #[test]
+    fn the_ses_account_warns_in_the_sandbox_and_below_the_last_runs_mail() {
+        use super::super::Status;
+        let sandbox = ses_account(false, 200.0, Some(10));
+        assert_eq!(sandbox.status, Status::Warn);
+        assert!(sandbox.saw.contains("sandbox"), "{}", sandbox.saw);
+        assert!(sandbox
+            .fix
+            .as_deref()
+            .unwrap()
+            .contains("production access"));
+        assert_eq!(ses_account(true, 100.0, Some(250)).status, Status::Warn);
+        assert_eq!(ses_account(true, 50_000.0, Some(250)).status, Status::Pass);
+        let unlimited = ses_account(true, -1.0, Some(1_000_000));
+        assert_eq!(unlimited.status, Status::Pass);
+        assert!(unlimited.saw.contains("unlimited"), "{}", unlimited.saw);
+        assert_eq!(ses_account(true, 10.0, None).status, Status::Pass);
     }
 }

@@ -37,7 +37,10 @@ fn broken(cli: &Cli, name: &str, status: &str) -> Value {
         check["fix"].as_str().is_some_and(|f| !f.is_empty()),
         "{name} says what to do: {check}"
     );
-    assert_eq!(code, if status == "FAIL" { 3 } else { 0 }, "{name}");
+    // Exit 3 when any check failed (this one, or an earlier break that
+    // is not mended), 0 otherwise: a warning alone never fails doctor.
+    let any_failed = checks.iter().any(|c| c["status"] == "FAIL");
+    assert_eq!(code, if any_failed { 3 } else { 0 }, "{name}");
     check
 }
 
@@ -406,6 +409,56 @@ async fn doctor_passes_a_healthy_deployment_and_names_each_break() {
         .send()
         .await
         .expect("PutPublicAccessBlock");
+    // ... then without its TLS-only policy, then without encryption.
+    let bucket_policy = s3
+        .get_bucket_policy()
+        .bucket("keyfleet-reports")
+        .send()
+        .await
+        .expect("GetBucketPolicy")
+        .policy
+        .expect("policy");
+    s3.delete_bucket_policy()
+        .bucket("keyfleet-reports")
+        .send()
+        .await
+        .expect("DeleteBucketPolicy");
+    let check = broken(&cli, "report bucket", "FAIL");
+    assert!(check["saw"].as_str().unwrap().contains("TLS"), "{check}");
+    s3.put_bucket_policy()
+        .bucket("keyfleet-reports")
+        .policy(bucket_policy)
+        .send()
+        .await
+        .expect("PutBucketPolicy");
+    let encryption = s3
+        .get_bucket_encryption()
+        .bucket("keyfleet-reports")
+        .send()
+        .await
+        .expect("GetBucketEncryption")
+        .server_side_encryption_configuration
+        .expect("encryption");
+    s3.delete_bucket_encryption()
+        .bucket("keyfleet-reports")
+        .send()
+        .await
+        .expect("DeleteBucketEncryption");
+    let check = broken(&cli, "report bucket", "FAIL");
+    assert!(
+        check["saw"]
+            .as_str()
+            .unwrap()
+            .contains("no default encryption"),
+        "{check}"
+    );
+    s3.put_bucket_encryption()
+        .bucket("keyfleet-reports")
+        .server_side_encryption_configuration(encryption)
+        .send()
+        .await
+        .expect("PutBucketEncryption");
+    healthy(&cli, "the bucket mended");
 
     // The sender's identity gone, then the configuration set.
     let ses = aws_sdk_sesv2::Client::new(&admin);
@@ -473,6 +526,99 @@ async fn doctor_passes_a_healthy_deployment_and_names_each_break() {
     emu.reset_ses_quota(None).expect("quota reset");
     healthy(&cli, "the quota raised");
 
+    // The agents seal to a key the ring does not hold (the StackSet's
+    // parameter changed; not put back).
+    let cfn = aws_sdk_cloudformation::Client::new(&admin);
+    let set = cfn
+        .describe_stack_set()
+        .stack_set_name("keyfleet-agent")
+        .send()
+        .await
+        .expect("DescribeStackSet")
+        .stack_set
+        .expect("the StackSet");
+    // The StackSet's parameters, `changed` given new values, the others
+    // their previous ones.
+    let parameters = |changed: &[(&str, &str)]| -> Vec<aws_sdk_cloudformation::types::Parameter> {
+        set.parameters()
+            .iter()
+            .map(|p| {
+                let key = p.parameter_key().unwrap_or_default();
+                let b = aws_sdk_cloudformation::types::Parameter::builder().parameter_key(key);
+                match changed.iter().find(|(k, _)| *k == key) {
+                    Some((_, value)) => b.parameter_value(*value),
+                    None => b.use_previous_value(true),
+                }
+                .build()
+            })
+            .collect()
+    };
+    let update = |changed: &[(&str, &str)], auto: bool| {
+        let (cfn, params) = (cfn.clone(), parameters(changed));
+        async move {
+            cfn.update_stack_set()
+                .stack_set_name("keyfleet-agent")
+                .use_previous_template(true)
+                .set_parameters(Some(params))
+                .capabilities(aws_sdk_cloudformation::types::Capability::CapabilityNamedIam)
+                .auto_deployment(
+                    aws_sdk_cloudformation::types::AutoDeployment::builder()
+                        .enabled(auto)
+                        .retain_stacks_on_account_removal(false)
+                        .build(),
+                )
+                .send()
+                .await
+                .expect("UpdateStackSet");
+        }
+    };
+    // An instance that failed to update: OUTDATED, with its reason (a key
+    // id the template's pattern refuses), then mended.
+    let key_now = set
+        .parameters()
+        .iter()
+        .find(|p| p.parameter_key() == Some("CoordinatorKeyId"))
+        .and_then(|p| p.parameter_value())
+        .expect("the key id")
+        .to_string();
+    update(&[("CoordinatorKeyId", "not a key id!")], true).await;
+    let check = broken(&cli, "agent StackSet", "FAIL");
+    assert!(
+        check["saw"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("{member} OUTDATED")),
+        "{check}"
+    );
+    update(&[("CoordinatorKeyId", key_now.as_str())], true).await;
+    healthy(&cli, "the instance updated");
+
+    update(&[("CoordinatorKeyId", "kf-00000000000000aa")], true).await;
+    let check = broken(&cli, "agents' key", "FAIL");
+    assert!(
+        check["saw"]
+            .as_str()
+            .unwrap()
+            .contains("kf-00000000000000aa"),
+        "{check}"
+    );
+
+    // Auto-deployment off, and an account that joins meanwhile gets no
+    // agent.
+    update(&[], false).await;
+    let check = broken(&cli, "agent StackSet", "FAIL");
+    assert!(
+        check["saw"]
+            .as_str()
+            .unwrap()
+            .contains("auto-deployment off"),
+        "{check}"
+    );
+    let joined = create_account_on(&emu, "doctor-late").await;
+    update(&[], true).await;
+    let check = broken(&cli, "agent StackSet", "FAIL");
+    assert!(check["saw"].as_str().unwrap().contains(&joined), "{check}");
+
     // A failed invocation of the coordinator (a malformed event) is in its
     // log: a warning, with the error.
     let bad = lambda
@@ -498,79 +644,54 @@ async fn doctor_passes_a_healthy_deployment_and_names_each_break() {
         "{check}"
     );
 
-    // The agents seal to a key the ring does not hold (the StackSet's
-    // parameter changed; not put back).
-    let cfn = aws_sdk_cloudformation::Client::new(&admin);
-    let set = cfn
-        .describe_stack_set()
-        .stack_set_name("keyfleet-agent")
+    // A jobs queue anyone may send to.
+    let member_sdk = emu.config_for_account(&member).await.expect("member");
+    let member_sqs = aws_sdk_sqs::Client::new(&member_sdk);
+    let jobs = member_sqs
+        .get_queue_url()
+        .queue_name("keyfleet-jobs")
         .send()
         .await
-        .expect("DescribeStackSet")
-        .stack_set
-        .expect("the StackSet");
-    let parameters = |key_id: Option<&str>| -> Vec<aws_sdk_cloudformation::types::Parameter> {
-        set.parameters()
-            .iter()
-            .map(|p| {
-                let b = aws_sdk_cloudformation::types::Parameter::builder()
-                    .parameter_key(p.parameter_key().unwrap_or_default());
-                match (p.parameter_key(), key_id) {
-                    (Some("CoordinatorKeyId"), Some(id)) => b.parameter_value(id),
-                    _ => b.use_previous_value(true),
-                }
-                .build()
-            })
-            .collect()
-    };
-    let update = |key_id: Option<&'static str>, auto: bool| {
-        let (cfn, params) = (cfn.clone(), parameters(key_id));
+        .expect("GetQueueUrl")
+        .queue_url
+        .expect("url");
+    let jobs_policy = member_sqs
+        .get_queue_attributes()
+        .queue_url(&jobs)
+        .attribute_names(Q::Policy)
+        .send()
+        .await
+        .expect("GetQueueAttributes")
+        .attributes
+        .and_then(|a| a.get(&Q::Policy).cloned())
+        .expect("policy");
+    let mut open_jobs: Value = serde_json::from_str(&jobs_policy).unwrap();
+    open_jobs["Statement"].as_array_mut().unwrap().push(serde_json::json!({
+        "Sid": "AnyoneSends", "Effect": "Allow", "Principal": "*", "Action": "sqs:SendMessage", "Resource": "*"}));
+    let set_jobs_policy = |p: String| {
+        let (sqs, url) = (member_sqs.clone(), jobs.clone());
         async move {
-            cfn.update_stack_set()
-                .stack_set_name("keyfleet-agent")
-                .use_previous_template(true)
-                .set_parameters(Some(params))
-                .capabilities(aws_sdk_cloudformation::types::Capability::CapabilityNamedIam)
-                .auto_deployment(
-                    aws_sdk_cloudformation::types::AutoDeployment::builder()
-                        .enabled(auto)
-                        .retain_stacks_on_account_removal(false)
-                        .build(),
-                )
+            sqs.set_queue_attributes()
+                .queue_url(url)
+                .attributes(Q::Policy, p)
                 .send()
                 .await
-                .expect("UpdateStackSet");
+                .expect("SetQueueAttributes");
         }
     };
-    update(Some("kf-00000000000000aa"), true).await;
-    let check = broken(&cli, "agents' key", "FAIL");
+    set_jobs_policy(open_jobs.to_string()).await;
+    let check = broken(&cli, "member accounts", "FAIL");
     assert!(
         check["saw"]
             .as_str()
             .unwrap()
-            .contains("kf-00000000000000aa"),
+            .contains("statement AnyoneSends"),
         "{check}"
     );
-
-    // Auto-deployment off, and an account that joins meanwhile gets no
-    // agent.
-    update(None, false).await;
-    let check = broken(&cli, "agent StackSet", "FAIL");
-    assert!(
-        check["saw"]
-            .as_str()
-            .unwrap()
-            .contains("auto-deployment off"),
-        "{check}"
-    );
-    let joined = create_account_on(&emu, "doctor-late").await;
-    update(None, true).await;
-    let check = broken(&cli, "agent StackSet", "FAIL");
-    assert!(check["saw"].as_str().unwrap().contains(&joined), "{check}");
+    set_jobs_policy(jobs_policy).await;
 
     // An agent behind its StackSet: it seals to another key than the
     // StackSet gives.
-    let member_sdk = emu.config_for_account(&member).await.expect("member");
     let agent = aws_sdk_lambda::Client::new(&member_sdk);
     let mut agent_env = agent
         .get_function_configuration()
