@@ -52,6 +52,82 @@ fn healthy(cli: &Cli, after: &str) {
     assert_eq!(code, 0, "after {after}");
 }
 
+/// A queue's URL by name.
+async fn queue_url(sqs: &aws_sdk_sqs::Client, name: &str) -> String {
+    sqs.get_queue_url()
+        .queue_name(name)
+        .send()
+        .await
+        .expect("GetQueueUrl")
+        .queue_url
+        .expect("url")
+}
+
+/// A queue's policy.
+async fn queue_policy(sqs: &aws_sdk_sqs::Client, url: &str) -> String {
+    use aws_sdk_sqs::types::QueueAttributeName as Q;
+    sqs.get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(Q::Policy)
+        .send()
+        .await
+        .expect("GetQueueAttributes")
+        .attributes
+        .and_then(|a| a.get(&Q::Policy).cloned())
+        .expect("policy")
+}
+
+async fn set_queue_policy(sqs: &aws_sdk_sqs::Client, url: &str, policy: String) {
+    sqs.set_queue_attributes()
+        .queue_url(url)
+        .attributes(aws_sdk_sqs::types::QueueAttributeName::Policy, policy)
+        .send()
+        .await
+        .expect("SetQueueAttributes");
+}
+
+/// `policy` with a statement `sid` that lets anyone send.
+fn opened(policy: &str, sid: &str) -> String {
+    let mut open: Value = serde_json::from_str(policy).unwrap();
+    open["Statement"].as_array_mut().unwrap().push(serde_json::json!({
+        "Sid": sid, "Effect": "Allow", "Principal": "*", "Action": "sqs:SendMessage", "Resource": "*"}));
+    open.to_string()
+}
+
+/// A function's environment.
+async fn function_env(
+    lambda: &aws_sdk_lambda::Client,
+    name: &str,
+) -> std::collections::HashMap<String, String> {
+    lambda
+        .get_function_configuration()
+        .function_name(name)
+        .send()
+        .await
+        .expect("GetFunctionConfiguration")
+        .environment
+        .and_then(|e| e.variables)
+        .expect("variables")
+}
+
+async fn set_function_env(
+    lambda: &aws_sdk_lambda::Client,
+    name: &str,
+    vars: std::collections::HashMap<String, String>,
+) {
+    lambda
+        .update_function_configuration()
+        .function_name(name)
+        .environment(
+            aws_sdk_lambda::types::Environment::builder()
+                .set_variables(Some(vars))
+                .build(),
+        )
+        .send()
+        .await
+        .expect("UpdateFunctionConfiguration");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn doctor_passes_a_healthy_deployment_and_names_each_break() {
     let emu = Emulator::start().expect("an emulator of its own");
@@ -188,40 +264,16 @@ async fn doctor_passes_a_healthy_deployment_and_names_each_break() {
     // The coordinator's environment does not parse.
     let lambda = aws_sdk_lambda::Client::new(&admin);
     let function = "keyfleet-coordinator";
-    let env = lambda
-        .get_function_configuration()
-        .function_name(function)
-        .send()
-        .await
-        .expect("GetFunctionConfiguration")
-        .environment
-        .and_then(|e| e.variables)
-        .expect("variables");
+    let env = function_env(&lambda, function).await;
     let mut bad = env.clone();
     bad.insert("KEYFLEET_POLICY".into(), "{not json".into());
-    let set_env = |vars: std::collections::HashMap<String, String>| {
-        let lambda = lambda.clone();
-        async move {
-            lambda
-                .update_function_configuration()
-                .function_name(function)
-                .environment(
-                    aws_sdk_lambda::types::Environment::builder()
-                        .set_variables(Some(vars))
-                        .build(),
-                )
-                .send()
-                .await
-                .expect("UpdateFunctionConfiguration");
-        }
-    };
-    set_env(bad).await;
+    set_function_env(&lambda, function, bad).await;
     let check = broken(&cli, "coordinator function", "FAIL");
     assert!(
         check["saw"].as_str().unwrap().contains("KEYFLEET_POLICY"),
         "{check}"
     );
-    set_env(env).await;
+    set_function_env(&lambda, function, env).await;
     healthy(&cli, "the environment mended");
 
     // Reserved concurrency below the results mapping's maximum (5).
@@ -312,46 +364,15 @@ async fn doctor_passes_a_healthy_deployment_and_names_each_break() {
 
     // The results queue lets anyone send.
     let sqs = aws_sdk_sqs::Client::new(&admin);
-    let results = sqs
-        .get_queue_url()
-        .queue_name("keyfleet-results")
-        .send()
-        .await
-        .expect("GetQueueUrl")
-        .queue_url
-        .expect("url");
-    use aws_sdk_sqs::types::QueueAttributeName as Q;
-    let policy = sqs
-        .get_queue_attributes()
-        .queue_url(&results)
-        .attribute_names(Q::Policy)
-        .send()
-        .await
-        .expect("GetQueueAttributes")
-        .attributes
-        .and_then(|a| a.get(&Q::Policy).cloned())
-        .expect("policy");
-    let mut open: Value = serde_json::from_str(&policy).unwrap();
-    open["Statement"].as_array_mut().unwrap().push(serde_json::json!({
-        "Sid": "Anyone", "Effect": "Allow", "Principal": "*", "Action": "sqs:SendMessage", "Resource": "*"}));
-    let set_policy = |p: String| {
-        let (sqs, url) = (sqs.clone(), results.clone());
-        async move {
-            sqs.set_queue_attributes()
-                .queue_url(url)
-                .attributes(Q::Policy, p)
-                .send()
-                .await
-                .expect("SetQueueAttributes");
-        }
-    };
-    set_policy(open.to_string()).await;
+    let results = queue_url(&sqs, "keyfleet-results").await;
+    let policy = queue_policy(&sqs, &results).await;
+    set_queue_policy(&sqs, &results, opened(&policy, "Anyone")).await;
     let check = broken(&cli, "results queue", "FAIL");
     assert!(
         check["saw"].as_str().unwrap().contains("statement Anyone"),
         "{check}"
     );
-    set_policy(policy).await;
+    set_queue_policy(&sqs, &results, policy).await;
 
     // A result in the dead-letter queue.
     let dlq = sqs
@@ -647,39 +668,9 @@ async fn doctor_passes_a_healthy_deployment_and_names_each_break() {
     // A jobs queue anyone may send to.
     let member_sdk = emu.config_for_account(&member).await.expect("member");
     let member_sqs = aws_sdk_sqs::Client::new(&member_sdk);
-    let jobs = member_sqs
-        .get_queue_url()
-        .queue_name("keyfleet-jobs")
-        .send()
-        .await
-        .expect("GetQueueUrl")
-        .queue_url
-        .expect("url");
-    let jobs_policy = member_sqs
-        .get_queue_attributes()
-        .queue_url(&jobs)
-        .attribute_names(Q::Policy)
-        .send()
-        .await
-        .expect("GetQueueAttributes")
-        .attributes
-        .and_then(|a| a.get(&Q::Policy).cloned())
-        .expect("policy");
-    let mut open_jobs: Value = serde_json::from_str(&jobs_policy).unwrap();
-    open_jobs["Statement"].as_array_mut().unwrap().push(serde_json::json!({
-        "Sid": "AnyoneSends", "Effect": "Allow", "Principal": "*", "Action": "sqs:SendMessage", "Resource": "*"}));
-    let set_jobs_policy = |p: String| {
-        let (sqs, url) = (member_sqs.clone(), jobs.clone());
-        async move {
-            sqs.set_queue_attributes()
-                .queue_url(url)
-                .attributes(Q::Policy, p)
-                .send()
-                .await
-                .expect("SetQueueAttributes");
-        }
-    };
-    set_jobs_policy(open_jobs.to_string()).await;
+    let jobs = queue_url(&member_sqs, "keyfleet-jobs").await;
+    let jobs_policy = queue_policy(&member_sqs, &jobs).await;
+    set_queue_policy(&member_sqs, &jobs, opened(&jobs_policy, "AnyoneSends")).await;
     let check = broken(&cli, "member accounts", "FAIL");
     assert!(
         check["saw"]
@@ -688,35 +679,17 @@ async fn doctor_passes_a_healthy_deployment_and_names_each_break() {
             .contains("statement AnyoneSends"),
         "{check}"
     );
-    set_jobs_policy(jobs_policy).await;
+    set_queue_policy(&member_sqs, &jobs, jobs_policy).await;
 
     // An agent behind its StackSet: it seals to another key than the
     // StackSet gives.
     let agent = aws_sdk_lambda::Client::new(&member_sdk);
-    let mut agent_env = agent
-        .get_function_configuration()
-        .function_name("keyfleet-agent")
-        .send()
-        .await
-        .expect("GetFunctionConfiguration")
-        .environment
-        .and_then(|e| e.variables)
-        .expect("variables");
+    let mut agent_env = function_env(&agent, "keyfleet-agent").await;
     agent_env.insert(
         "KEYFLEET_COORDINATOR_KEY_ID".into(),
         "kf-00000000000000bb".into(),
     );
-    agent
-        .update_function_configuration()
-        .function_name("keyfleet-agent")
-        .environment(
-            aws_sdk_lambda::types::Environment::builder()
-                .set_variables(Some(agent_env))
-                .build(),
-        )
-        .send()
-        .await
-        .expect("UpdateFunctionConfiguration");
+    set_function_env(&agent, "keyfleet-agent", agent_env).await;
     let check = broken(&cli, "member accounts", "FAIL");
     assert!(
         check["saw"]
