@@ -16,7 +16,8 @@
 //! emails sent, one owner's emails run by run (a team owning three users in
 //! every account: the key files and passwords of its rotations, and one
 //! digest per run, whose still-in-use item names where the old key is used
-//! from) and the Lambda invocations are listed at the end.
+//! from) and the Lambda invocations are listed at the end, then `keyfleet
+//! doctor`'s checks of the deployment.
 
 use crate::bootstrap::{self, START_RULE};
 use crate::config::Config;
@@ -290,6 +291,11 @@ pub async fn run(out_dir: &Path) -> Result<()> {
     }
     print_owner(&mails, &runs, members.len());
     print_invocations(&emu)?;
+    // The deployment, as an operator checks theirs.
+    println!("\n=== keyfleet doctor ===");
+    if let Err(e) = crate::doctor::run(&cfg, false).await {
+        println!("keyfleet doctor: {e}");
+    }
     println!("\nHTML reports:");
     for h in &htmls {
         println!(
