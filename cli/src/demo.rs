@@ -293,7 +293,7 @@ pub async fn run(out_dir: &Path) -> Result<()> {
     print_invocations(&emu)?;
     // The deployment, as an operator checks theirs.
     println!("\n=== keyfleet doctor ===");
-    if let Err(e) = crate::doctor::run(&cfg, false).await {
+    if let Err(e) = crate::doctor::run(&cfg, false, None).await {
         println!("keyfleet doctor: {e}");
     }
     println!("\nHTML reports:");

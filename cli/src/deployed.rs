@@ -38,6 +38,23 @@ pub struct Started {
     pub accounts: usize,
 }
 
+/// The coordinator ran the command and failed it: its own words. A cause
+/// they show (access denied, a missing bucket) is the coordinator's, not
+/// the operator's: the command line's advice says so (see `errors`).
+#[derive(Debug)]
+pub struct CoordinatorAnswered {
+    pub function: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for CoordinatorAnswered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for CoordinatorAnswered {}
+
 impl Deployment {
     /// One attempt per invocation ([`LambdaCoordinator`], the API's too):
     /// starting a run is not idempotent, and an SDK retry after a lost
@@ -84,7 +101,10 @@ impl Deployment {
                     self.function
                 )
             }
-            InvokeError::Function { message, .. } => anyhow!("{message}"),
+            InvokeError::Function { message, .. } => anyhow::Error::new(CoordinatorAnswered {
+                function: self.function.clone(),
+                message,
+            }),
             InvokeError::Answer(text) => {
                 anyhow!("the coordinator answered with something that is not JSON: {text}")
             }

@@ -30,6 +30,8 @@ pub enum Cause {
     NoCredentials,
     /// Credentials AWS knew, past their expiry.
     CredentialsExpired,
+    /// A request refused for when it was signed: the clock is off.
+    ClockSkew,
     /// Credentials AWS does not accept (unknown, inactive or deleted key,
     /// wrong secret).
     CredentialsRefused,
@@ -70,6 +72,8 @@ const THROTTLED: &[&str] = &[
 const DENIED: &[&str] = &[
     "AccessDenied",
     "AccessDeniedException",
+    "KMS.AccessDeniedException",
+    "KMSAccessDeniedException",
     "UnauthorizedOperation",
     "AuthorizationError",
 ];
@@ -81,15 +85,19 @@ const MISSING: &[&str] = &[
     "NoSuchEntity",
     "NotFoundException",
     "StackSetNotFoundException",
+    "StackInstanceNotFoundException",
     "NoSuchKey",
 ];
+
+/// A request refused for its time: this machine's clock is off.
+const SKEWED: &[&str] = &["RequestTimeTooSkewed", "RequestExpired", "SignatureExpired"];
 
 /// The SDK's and keyfleet's words for credentials that could not be found.
 const NO_CREDENTIALS: &[&str] = &[
     "no AWS credentials found",
     "the credential provider was not enabled",
     "failed to load credentials",
-    "no credentials",
+    "no credentials found in chain",
 ];
 /// ... and for a request that got no answer.
 const UNREACHABLE: &[&str] = &[
@@ -118,15 +126,17 @@ pub fn cause_of(text: &str) -> Cause {
     };
     if says(NO_CREDENTIALS) {
         Cause::NoCredentials
+    } else if has(SKEWED) || says(&["Signature expired"]) {
+        Cause::ClockSkew
     } else if has(EXPIRED) {
         Cause::CredentialsExpired
     } else if has(REFUSED) {
         Cause::CredentialsRefused
     } else if has(THROTTLED) {
         Cause::Throttled
-    } else if has(DENIED) {
+    } else if has(DENIED) || says(&["HTTP 403"]) {
         Cause::AccessDenied
-    } else if has(MISSING) || says(&["does not exist"]) {
+    } else if has(MISSING) || says(&["does not exist", "HTTP 404"]) {
         Cause::Missing
     } else if says(UNREACHABLE) {
         Cause::Unreachable
@@ -168,6 +178,9 @@ fn advice_text(cause: Cause) -> Option<&'static str> {
         Cause::CredentialsExpired => {
             "To fix: your AWS credentials have expired; get new ones (`aws sso login`, or your identity provider) and run the command again."
         }
+        Cause::ClockSkew => {
+            "To fix: AWS refused the request for the time it was signed; set this machine's clock right (AWS allows 5 minutes off) and run the command again."
+        }
         Cause::CredentialsRefused => {
             "To fix: AWS does not accept these credentials (an unknown, deactivated or deleted key, or a wrong secret); check AWS_PROFILE or AWS_ACCESS_KEY_ID."
         }
@@ -175,7 +188,7 @@ fn advice_text(cause: Cause) -> Option<&'static str> {
             "To fix: check the network, [aws] region, and [aws] endpoint_url or --endpoint-url in keyfleet.toml (unset for AWS itself)."
         }
         Cause::AccessDenied => {
-            "To fix: the identity you run as may not do this; the README's \"Deploy to AWS\" (step 7, Operate) lists what each command needs, and `aws sts get-caller-identity` shows who you are."
+            "To fix: the identity you run as may not do this; the README's \"Deploy to AWS\" (steps 7 and 8) lists what each command needs, and `aws sts get-caller-identity` shows who you are."
         }
         Cause::Missing => {
             "To fix: check the names in keyfleet.toml ([coordinator] function, report_bucket, ...) against the deployment (`terraform output`), and the region."
@@ -199,7 +212,20 @@ pub fn render(e: &anyhow::Error) -> String {
         None => what,
     };
     let mut out = format!("keyfleet: {what}");
-    if let Some(todo) = advice(cause_of(&what)) {
+    let cause = cause_of(&what);
+    let coordinator = e
+        .chain()
+        .find_map(|c| c.downcast_ref::<crate::deployed::CoordinatorAnswered>());
+    let todo = match coordinator {
+        // The coordinator met it, under its own role: not the operator's
+        // credentials nor keyfleet.toml.
+        Some(c) if cause != Cause::Other => Some(format!(
+            "To fix: the coordinator met this under its own role; its log says more: aws logs tail /aws/lambda/{} --since 1h (and `keyfleet doctor` checks its deployment).",
+            c.function
+        )),
+        _ => advice(cause),
+    };
+    if let Some(todo) = todo {
         out.push_str("\n  ");
         out.push_str(&todo);
     }
@@ -229,6 +255,10 @@ mod tests {
             ("S3 ListObjectsV2 s3://nope/runs/ failed: NoSuchBucket: The specified bucket does not exist", Cause::Missing),
             ("reading the agent StackSet s: StackSetNotFoundException: StackSet s not found", Cause::Missing),
             ("run 2026 failed: no account selected; report: s3://b/r", Cause::Other),
+            ("S3 HeadObject s3://b/runs/r/final.json failed: HTTP 403 Forbidden (access denied; the response has no body)", Cause::AccessDenied),
+            ("invoking the coordinator `f`: KMS.AccessDeniedException: the key policy refuses", Cause::AccessDenied),
+            ("GetCallerIdentity: InvalidSignatureException: Signature expired: 20260101T000000Z is now earlier than ...", Cause::ClockSkew),
+            ("assuming arn:aws:iam::1:role/r: AssumeRole returned no credentials", Cause::Other),
         ];
         for (text, cause) in table {
             assert_eq!(cause_of(text), *cause, "{text}");
@@ -252,6 +282,17 @@ mod tests {
         assert!(!text.contains("Stack backtrace") && !text.contains("Caused by"));
         let other = render(&anyhow::anyhow!("run r failed: no account selected"));
         assert_eq!(other, "keyfleet: run r failed: no account selected");
+        let coordinator = anyhow::Error::new(crate::deployed::CoordinatorAnswered {
+            function: "keyfleet-coordinator".into(),
+            message: "S3 PutObject s3://b/runs/r/manifest.json failed: AccessDenied: Access Denied"
+                .into(),
+        });
+        let text = render(&coordinator);
+        assert!(
+            text.contains("aws logs tail /aws/lambda/keyfleet-coordinator"),
+            "{text}"
+        );
+        assert!(!text.contains("the identity you run as"), "{text}");
         let long = render(&anyhow::anyhow!("x".repeat(5000)));
         assert!(long.chars().count() < MAX_LINE + 20, "cut");
     }

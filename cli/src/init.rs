@@ -170,7 +170,7 @@ pub async fn run(
         return Ok(());
     }
     println!("\nkeyfleet doctor:");
-    crate::doctor::run(&cfg, false).await
+    crate::doctor::run(&cfg, false, None).await
 }
 
 #[cfg(test)]

@@ -104,6 +104,10 @@ enum Command {
         /// The checks as a JSON array on stdout.
         #[arg(long)]
         json: bool,
+        /// Read the agent StackSet as its delegated administrator
+        /// (`DELEGATED_ADMIN`) rather than as its owner (`SELF`).
+        #[arg(long, value_name = "SELF|DELEGATED_ADMIN")]
+        call_as: Option<String>,
     },
     /// Write keyfleet.toml for a deployment, from `terraform output -json`
     /// on standard input (or answers to two questions on a terminal), then
@@ -442,7 +446,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
             runs::run(&cfg, path, Mode::from_flag(local), cmd, Output::Table).await
         }
         Command::Report { run, format } => report::run(&cfg, &run, format).await,
-        Command::Doctor { json } => doctor::run(&cfg, json).await,
+        Command::Doctor { json, call_as } => doctor::run(&cfg, json, call_as.as_deref()).await,
         Command::Serve { listen, role_arn } => serve::run(&cfg, path, listen, role_arn).await,
         Command::ApiKey {
             command: ApiKeyCommand::New { id, scopes },

@@ -6,16 +6,16 @@
 //! which `DisplayErrorContext` appends after the causes and which the
 //! command line must not show (see its `errors`).
 
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use std::error::Error;
 
 /// `e` in one line: `Code: message` for an error the service answered,
 /// the chain of causes for the others (see the module doc).
-pub fn describe<E, R>(e: &SdkError<E, R>) -> String
+pub fn describe<E>(e: &SdkError<E, HttpResponse>) -> String
 where
     E: ProvideErrorMetadata + Error + 'static,
-    R: std::fmt::Debug + 'static,
 {
     if let SdkError::ServiceError(s) = e {
         let err = s.err();
@@ -24,7 +24,13 @@ where
                 one_line(&format!("{code}: {message}"))
             }
             (Some(code), _) => code.to_string(),
-            _ => causes(err),
+            // A response without a body (S3 answers a HEAD so): its status
+            // is all there is, and the SDK's text of it is a Debug dump.
+            _ => match s.raw().status().as_u16() {
+                403 => "HTTP 403 Forbidden (access denied; the response has no body)".into(),
+                404 => "HTTP 404 Not Found (the response has no body)".into(),
+                status => format!("HTTP {status} without an error code"),
+            },
         };
     }
     // The SDK's own words first ("dispatch failure", "io error"), then the

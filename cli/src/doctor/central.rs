@@ -33,9 +33,9 @@ impl Deployed {
 pub struct Org {
     pub id: String,
     pub management: String,
-    /// (account id, status).
-    pub accounts: Vec<(String, String)>,
-    /// The org reader's configuration, for the member-account checks.
+    /// (account id, status), when doctor could list them.
+    pub accounts: Option<Vec<(String, String)>>,
+    /// Who listed them (the org reader's session, or the operator's).
     pub sdk: aws_config::SdkConfig,
 }
 
@@ -94,7 +94,12 @@ pub async fn coordinator(ctx: &Ctx<'_>, checks: &mut Vec<Check>) -> Option<Deplo
         .map(|v| v.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
         .unwrap_or_default();
     let deployed = Deployed {
-        function: function.clone(),
+        // The name, whether the file gives a name or an ARN: the log
+        // group and the schedules' targets are named after it.
+        function: conf
+            .and_then(|c| c.function_name())
+            .unwrap_or(function)
+            .to_string(),
         role_arn: conf.and_then(|c| c.role()).unwrap_or_default().to_string(),
         env,
         async_dlq_arn: conf
@@ -116,7 +121,16 @@ pub async fn coordinator(ctx: &Ctx<'_>, checks: &mut Vec<Check>) -> Option<Deplo
             .cloned()
             .or_else(|| (name == "AWS_REGION").then(|| region.clone()))
     };
+    let bucket = deployed.var("KEYFLEET_REPORT_BUCKET").unwrap_or_default();
     match keyfleet_coordinator::config::from_vars(&vars) {
+        Ok(_) if bucket != ctx.cfg.coordinator.report_bucket => checks.push(Check::fail(
+            NAME,
+            format!(
+                "keyfleet.toml's report_bucket `{}` is not the coordinator's `{bucket}`: run and report would read the wrong bucket",
+                ctx.cfg.coordinator.report_bucket
+            ),
+            format!("Set [coordinator] report_bucket = \"{bucket}\" in keyfleet.toml (the module's output report_bucket)."),
+        )),
         Ok(_) => checks.push(Check::pass(
             NAME,
             format!(
@@ -152,20 +166,25 @@ async fn concurrency(lambda: &aws_sdk_lambda::Client, function: &str) -> Check {
         Ok(c) => c.reserved_concurrent_executions(),
         Err(e) => return Check::error(NAME, "GetFunctionConcurrency", &describe(&e)),
     };
-    let mappings = match lambda
+    let mut max = None;
+    let mut pages = lambda
         .list_event_source_mappings()
         .function_name(function)
-        .send()
-        .await
-    {
-        Ok(m) => m,
-        Err(e) => return Check::error(NAME, "ListEventSourceMappings", &describe(&e)),
-    };
-    let max = mappings
-        .event_source_mappings()
-        .iter()
-        .filter_map(|m| m.scaling_config().and_then(|s| s.maximum_concurrency()))
-        .max();
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        match page {
+            Ok(p) => {
+                max = max.max(
+                    p.event_source_mappings()
+                        .iter()
+                        .filter_map(|m| m.scaling_config().and_then(|s| s.maximum_concurrency()))
+                        .max(),
+                )
+            }
+            Err(e) => return Check::error(NAME, "ListEventSourceMappings", &describe(&e)),
+        }
+    }
     match (reserved, max) {
         (_, None) => Check::fail(
             NAME,
@@ -189,41 +208,18 @@ async fn concurrency(lambda: &aws_sdk_lambda::Client, function: &str) -> Check {
     }
 }
 
-/// The organization, through the org reader role the function uses (with
-/// its external id): the first thing every run does.
+/// The organization: its id (any member may read it), then its accounts
+/// through the org reader role the function uses (with its external id),
+/// as every run starts. The role trusts only the coordinator's role, so an
+/// operator is usually refused it: the accounts are then listed with the
+/// operator's own credentials where they may (the management account, a
+/// delegated administrator), and the check says the role was not tried.
 pub async fn organization(
     ctx: &Ctx<'_>,
     deployed: Option<&Deployed>,
     checks: &mut Vec<Check>,
 ) -> Option<Org> {
     const NAME: &str = "organization";
-    let role = deployed
-        .and_then(|d| d.var("KEYFLEET_ORG_READER_ROLE_ARN"))
-        .map(str::to_string)
-        .or_else(|| ctx.cfg.org.org_reader_role.clone());
-    let external_id = deployed
-        .and_then(|d| d.var("KEYFLEET_ORG_READER_EXTERNAL_ID"))
-        .map(str::to_string)
-        .or_else(|| ctx.cfg.org.org_reader_external_id.clone());
-    let sdk = match &role {
-        Some(role) => {
-            let account = role.split(':').nth(4).unwrap_or_default().to_string();
-            match crate::aws::assume_with(ctx.sdk, &account, role, external_id.as_deref()).await {
-                Ok(sdk) => sdk,
-                Err(e) => {
-                    checks.push(Check::fail(
-                        NAME,
-                        format!("the org reader role cannot be assumed: {e:#}"),
-                        "The org-reader module's role and its external_id must match the coordinator's KEYFLEET_ORG_READER_ROLE_ARN and KEYFLEET_ORG_READER_EXTERNAL_ID (terraform apply both modules); its trust names the coordinator's role.",
-                    ));
-                    return None;
-                }
-            }
-        }
-        None => ctx.sdk.clone(),
-    };
-    // The organization's id and management account: any member may read
-    // them (the org reader role may only list accounts).
     let described = match aws_sdk_organizations::Client::new(ctx.sdk)
         .describe_organization()
         .send()
@@ -236,49 +232,108 @@ pub async fn organization(
         }
     };
     let organization = described.organization();
-    let org = aws_sdk_organizations::Client::new(&sdk);
-    let mut accounts = Vec::new();
-    let mut pages = org.list_accounts().into_paginator().send();
-    while let Some(page) = pages.next().await {
-        match page {
-            Ok(p) => accounts.extend(p.accounts().iter().map(|a| {
-                (
-                    a.id().unwrap_or_default().to_string(),
-                    a.state()
-                        .map(|s| s.as_str().to_string())
-                        .unwrap_or_default(),
-                )
-            })),
-            Err(e) => {
-                checks.push(Check::error(NAME, "ListAccounts", &describe(&e)));
-                return None;
-            }
+    let id = organization
+        .and_then(|o| o.id())
+        .unwrap_or_default()
+        .to_string();
+    let management = organization
+        .and_then(|o| o.master_account_id())
+        .unwrap_or_default()
+        .to_string();
+    let role = deployed
+        .and_then(|d| d.var("KEYFLEET_ORG_READER_ROLE_ARN"))
+        .map(str::to_string)
+        .or_else(|| ctx.cfg.org.org_reader_role.clone());
+    let external_id = deployed
+        .and_then(|d| d.var("KEYFLEET_ORG_READER_EXTERNAL_ID"))
+        .map(str::to_string)
+        .or_else(|| ctx.cfg.org.org_reader_external_id.clone());
+    let mut refused: Option<String> = None;
+    let mut sdk = ctx.sdk.clone();
+    if let Some(role) = &role {
+        let account = role.split(':').nth(4).unwrap_or_default().to_string();
+        match crate::aws::assume_with(ctx.sdk, &account, role, external_id.as_deref()).await {
+            Ok(session) => sdk = session,
+            Err(e) => refused = Some(format!("{e:#}")),
         }
     }
-    let active = accounts.iter().filter(|(_, s)| s == "ACTIVE").count();
-    checks.push(Check::pass(
-        NAME,
-        format!(
-            "{} accounts ({active} active){}",
-            accounts.len(),
-            match &role {
-                Some(r) => format!(", listed through {r}"),
-                None => String::new(),
-            }
-        ),
-    ));
-    Some(Org {
-        id: organization
-            .and_then(|o| o.id())
-            .unwrap_or_default()
-            .to_string(),
-        management: organization
-            .and_then(|o| o.master_account_id())
-            .unwrap_or_default()
-            .to_string(),
+    let listed = list_accounts(&sdk).await;
+    let org = |accounts| Org {
+        id: id.clone(),
+        management: management.clone(),
         accounts,
-        sdk,
-    })
+        sdk: sdk.clone(),
+    };
+    match (&role, refused, listed) {
+        (Some(role), None, Ok(accounts)) => {
+            checks.push(Check::pass(
+                NAME,
+                format!("{}, listed through {role}", summary(&accounts)),
+            ));
+            Some(org(Some(accounts)))
+        }
+        (Some(role), None, Err(e)) => {
+            checks.push(Check::fail(
+                NAME,
+                format!("{role} may not list the organization: {e}"),
+                "Apply the org-reader module again (terraform apply in the management account): its policy allows organizations:ListAccounts.",
+            ));
+            Some(org(None))
+        }
+        (Some(role), Some(why), Ok(accounts)) => {
+            checks.push(Check::warn(
+                NAME,
+                format!(
+                    "{}, listed with your own credentials: {role} was not tried ({why})",
+                    summary(&accounts)
+                ),
+                "Nothing to do when runs list the organization (their reports name every account); the role trusts only the coordinator's role.",
+            ));
+            Some(org(Some(accounts)))
+        }
+        (Some(role), Some(why), Err(e)) => {
+            checks.push(Check::warn(
+                NAME,
+                format!("{role} was not tried ({why}) and your credentials may not list the organization ({e}): the StackSet's coverage and the member accounts are not checked"),
+                "Run doctor with credentials that may list the organization (the management account's, or a delegated administrator's) to check them.",
+            ));
+            Some(org(None))
+        }
+        (None, _, Ok(accounts)) => {
+            checks.push(Check::pass(NAME, summary(&accounts)));
+            Some(org(Some(accounts)))
+        }
+        (None, _, Err(e)) => {
+            checks.push(Check::error(NAME, "ListAccounts", &e));
+            Some(org(None))
+        }
+    }
+}
+
+fn summary(accounts: &[(String, String)]) -> String {
+    let active = accounts.iter().filter(|(_, s)| s == "ACTIVE").count();
+    format!("{} accounts ({active} active)", accounts.len())
+}
+
+/// Every account of the organization, with its state.
+async fn list_accounts(sdk: &aws_config::SdkConfig) -> Result<Vec<(String, String)>, String> {
+    let mut accounts = Vec::new();
+    let mut pages = aws_sdk_organizations::Client::new(sdk)
+        .list_accounts()
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| format!("ListAccounts: {}", describe(&e)))?;
+        accounts.extend(page.accounts().iter().map(|a| {
+            (
+                a.id().unwrap_or_default().to_string(),
+                a.state()
+                    .map(|s| s.as_str().to_string())
+                    .unwrap_or_default(),
+            )
+        }));
+    }
+    Ok(accounts)
 }
 
 /// The daily run and the hourly sweep are enabled and invoke the function.
@@ -359,11 +414,13 @@ pub async fn recent_errors(ctx: &Ctx<'_>, d: &Deployed, checks: &mut Vec<Check>)
     let mut lines = 0usize;
     let mut last: Option<String> = None;
     let mut token: Option<String> = None;
+    let mut complete = false;
     for _ in 0..MAX_PAGES {
         let page = match logs
             .filter_log_events()
             .log_group_name(&group)
             .start_time(since)
+            .filter_pattern("ERROR")
             .set_next_token(token.take())
             .send()
             .await
@@ -421,13 +478,19 @@ pub async fn recent_errors(ctx: &Ctx<'_>, d: &Deployed, checks: &mut Vec<Check>)
         }
         token = page.next_token().map(str::to_string);
         if token.is_none() {
+            complete = true;
             break;
         }
     }
     checks.push(match last {
+        None if !complete => Check::warn(
+            NAME,
+            format!("no error in the first {MAX_PAGES} pages of the last 24 hours' log ({lines} lines read); the rest not read"),
+            format!("aws logs tail {group} --since 24h --filter-pattern ERROR"),
+        ),
         None => Check::pass(
             NAME,
-            format!("no error in the last 24 hours ({lines} log lines read)"),
+            format!("no error in the last 24 hours ({lines} matching log lines read)"),
         ),
         Some(last) => Check::warn(
             NAME,

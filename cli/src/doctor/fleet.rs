@@ -12,7 +12,11 @@ use std::collections::{BTreeMap, BTreeSet};
 /// management account (a service-managed StackSet never deploys there)
 /// and those the coordinator excludes, by id or by OU (nested OUs
 /// included).
-async fn served(d: &Deployed, org: &Org) -> Result<BTreeSet<String>, String> {
+/// `None` when the organization could not be listed (see `organization`).
+async fn served(d: &Deployed, org: &Org) -> Result<Option<BTreeSet<String>>, String> {
+    let Some(accounts) = &org.accounts else {
+        return Ok(None);
+    };
     let list = |name: &str| -> Vec<String> {
         d.var(name)
             .unwrap_or_default()
@@ -54,14 +58,15 @@ async fn served(d: &Deployed, org: &Org) -> Result<BTreeSet<String>, String> {
             );
         }
     }
-    Ok(org
-        .accounts
-        .iter()
-        .filter(|(id, status)| {
-            status == "ACTIVE" && *id != org.management && !excluded.contains(id)
-        })
-        .map(|(id, _)| id.clone())
-        .collect())
+    Ok(Some(
+        accounts
+            .iter()
+            .filter(|(id, status)| {
+                status == "ACTIVE" && *id != org.management && !excluded.contains(id)
+            })
+            .map(|(id, _)| id.clone())
+            .collect(),
+    ))
 }
 
 /// The agent StackSet: auto-deployment on, a `CURRENT` instance in every
@@ -78,7 +83,13 @@ pub async fn stack_set(
     const KEY: &str = "agents' key";
     let name = crate::keygen::DEFAULT_STACK_SET;
     let cfn = aws_sdk_cloudformation::Client::new(ctx.sdk);
-    let set = match cfn.describe_stack_set().stack_set_name(name).send().await {
+    let set = match cfn
+        .describe_stack_set()
+        .stack_set_name(name)
+        .set_call_as(ctx.call_as.clone())
+        .send()
+        .await
+    {
         Ok(s) => match s.stack_set {
             Some(set) => set,
             None => {
@@ -91,11 +102,19 @@ pub async fn stack_set(
             }
         },
         Err(e) => {
-            checks.push(Check::fail(
-                NAME,
-                format!("{name}: {}", describe(&e)),
-                "Run doctor where the StackSet lives (the management account, or a delegated administrator's), or deploy it (terraform apply of the example's agent StackSet).",
-            ));
+            let text = describe(&e);
+            checks.push(if text.contains("StackSetNotFound") || text.contains("AccessDenied") {
+                // A service-managed StackSet lives in the management account
+                // (or is run by a delegated administrator), not where the
+                // coordinator is.
+                Check::warn(
+                    NAME,
+                    format!("{name} is not visible as this identity ({text}): the agents are not checked"),
+                    "Run doctor in the management account, or as the StackSet's delegated administrator with --call-as DELEGATED_ADMIN, to check them.",
+                )
+            } else {
+                Check::error(NAME, &format!("DescribeStackSet {name}"), &text)
+            });
             return None;
         }
     };
@@ -107,6 +126,7 @@ pub async fn stack_set(
     let mut pages = cfn
         .list_stack_instances()
         .stack_set_name(name)
+        .set_call_as(ctx.call_as.clone())
         .into_paginator()
         .send();
     while let Some(page) = pages.next().await {
@@ -136,7 +156,7 @@ pub async fn stack_set(
     }
     let served = match org {
         Some(o) => match served(d, o).await {
-            Ok(s) => Some(s),
+            Ok(s) => s,
             Err(e) => {
                 checks.push(Check::error(NAME, "the organization's OUs", &e));
                 return None;
@@ -193,13 +213,22 @@ pub async fn stack_set(
         )
     });
     // The key the agents seal new keys to, against the coordinator's ring.
-    let key_id = set
+    let Some(key_id) = set
         .parameters()
         .iter()
         .find(|p| p.parameter_key() == Some("CoordinatorKeyId"))
         .and_then(|p| p.parameter_value())
-        .unwrap_or_default()
-        .to_string();
+        .map(str::to_string)
+    else {
+        checks.push(Check::fail(
+            KEY,
+            format!(
+                "{name} has no CoordinatorKeyId parameter: it is not keyfleet's agent template"
+            ),
+            "Deploy the agent StackSet of the Terraform example (terraform/templates/agent.yaml).",
+        ));
+        return None;
+    };
     let Some(secret) = d.var("KEYFLEET_PRIVATE_KEY_SECRET_ARN") else {
         checks.push(Check::fail(
             KEY,
@@ -267,7 +296,15 @@ pub async fn accounts(
         return;
     };
     let served = match served(d, org).await {
-        Ok(s) => s,
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            checks.push(Check::warn(
+                NAME,
+                "not checked: the organization could not be listed as this identity",
+                "Run doctor with credentials that may list the organization (see the organization check).",
+            ));
+            return;
+        }
         Err(e) => {
             checks.push(Check::error(NAME, "the organization's OUs", &e));
             return;
@@ -283,12 +320,42 @@ pub async fn accounts(
         .iter()
         .map(|account| one_account(ctx, d, account, &role, key_id))
         .collect();
-    let problems: Vec<String> = stream::iter(looks)
-        .buffer_unordered(8)
-        .filter_map(|r| async move { r.err() })
-        .collect()
-        .await;
-    checks.push(if problems.is_empty() {
+    let outcomes: Vec<Result<(), Problem>> =
+        stream::iter(looks).buffer_unordered(8).collect().await;
+    let mut problems = Vec::new();
+    let mut unreachable = Vec::new();
+    for outcome in outcomes {
+        match outcome {
+            Ok(()) => {}
+            Err(Problem::Found(p)) => problems.push(p),
+            Err(Problem::Unreachable(a)) => unreachable.push(a),
+        }
+    }
+    let listed = |items: &[String]| {
+        let shown: Vec<&str> = items.iter().take(10).map(String::as_str).collect();
+        match items.len() {
+            n if n > 10 => format!("{}; and {} more", shown.join("; "), n - 10),
+            _ => shown.join("; "),
+        }
+    };
+    checks.push(if !problems.is_empty() {
+        Check::fail(
+            NAME,
+            listed(&problems),
+            "Update the accounts' stack instances (aws cloudformation update-stack-instances --stack-set-name keyfleet-agent ...), which restores the agent template's queue, policy and function.",
+        )
+    } else if !unreachable.is_empty() {
+        Check::warn(
+            NAME,
+            format!(
+                "{} of {} account(s) not reachable as this identity through [org] agent_role `{role}`: {}",
+                unreachable.len(),
+                served.len(),
+                listed(&unreachable)
+            ),
+            "Set [org] agent_role to a role you may assume in every member account (reading is enough: sqs:GetQueueUrl, sqs:GetQueueAttributes, lambda:GetFunction).",
+        )
+    } else if problems.is_empty() {
         Check::pass(
             NAME,
             format!(
@@ -297,12 +364,16 @@ pub async fn accounts(
             ),
         )
     } else {
-        Check::fail(
-            NAME,
-            problems.join("; "),
-            "Update the accounts' stack instances (aws cloudformation update-stack-instances --stack-set-name keyfleet-agent ...), which restores the agent template's queue, policy and function.",
-        )
+        unreachable!("problems is not empty in the first branch")
     });
+}
+
+/// What one account showed.
+enum Problem {
+    /// Something to fix there.
+    Found(String),
+    /// Doctor could not look (the role was refused): the account.
+    Unreachable(String),
 }
 
 /// The last two segments of a queue URL (`<account>/<name>`), whatever
@@ -318,10 +389,27 @@ async fn one_account(
     account: &str,
     role: &str,
     key_id: Option<&str>,
-) -> Result<(), String> {
+) -> Result<(), Problem> {
     let sdk = crate::aws::assume(ctx.sdk, account, role)
         .await
-        .map_err(|e| format!("{account}: {e:#}"))?;
+        .map_err(|_| Problem::Unreachable(account.to_string()))?;
+    look_into(d, account, key_id, &sdk).await.map_err(|p| {
+        // Refused a look (the role may not read there): not a finding.
+        if crate::errors::cause_of(&p) == crate::errors::Cause::AccessDenied {
+            Problem::Unreachable(account.to_string())
+        } else {
+            Problem::Found(p)
+        }
+    })
+}
+
+async fn look_into(
+    d: &Deployed,
+    account: &str,
+    key_id: Option<&str>,
+    sdk: &aws_config::SdkConfig,
+) -> Result<(), String> {
+    let sdk = sdk.clone();
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let url = sqs
         .get_queue_url()

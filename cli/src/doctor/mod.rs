@@ -95,11 +95,17 @@ impl Check {
 
     /// A check that could not look: the AWS error, and the advice for its
     /// cause (see `errors`).
+    /// A refusal to look (access denied) is a warning: doctor runs as
+    /// whoever the operator is, and what it may not read it cannot judge.
     pub fn error(name: &'static str, what: &str, error: &str) -> Check {
         let saw = format!("{what}: {error}");
-        let fix = crate::errors::advice(crate::errors::cause_of(&saw)).unwrap_or_else(|| {
+        let cause = crate::errors::cause_of(&saw);
+        let fix = crate::errors::advice(cause).unwrap_or_else(|| {
             "Run `keyfleet doctor` again; if it persists, look at the error above.".into()
         });
+        if cause == crate::errors::Cause::AccessDenied {
+            return Check::warn(name, format!("not checked: {saw}"), fix);
+        }
         Check::fail(name, saw, fix)
     }
 }
@@ -114,12 +120,20 @@ pub struct ChecksFailed(pub usize);
 pub struct Ctx<'a> {
     pub cfg: &'a Config,
     pub sdk: &'a SdkConfig,
+    /// How the StackSet is read: as its owner (`None`, `SELF`), or as a
+    /// delegated administrator (`DELEGATED_ADMIN`).
+    pub call_as: Option<aws_sdk_cloudformation::types::CallAs>,
 }
 
-/// `keyfleet doctor [--json]`.
-pub async fn run(cfg: &Config, json: bool) -> Result<()> {
+/// `keyfleet doctor [--json] [--call-as SELF|DELEGATED_ADMIN]`.
+pub async fn run(cfg: &Config, json: bool, call_as: Option<&str>) -> Result<()> {
     let sdk = crate::aws::sdk_config(cfg).await;
-    let ctx = Ctx { cfg, sdk: &sdk };
+    let call_as = call_as.map(aws_sdk_cloudformation::types::CallAs::from);
+    let ctx = Ctx {
+        cfg,
+        sdk: &sdk,
+        call_as,
+    };
     let mut checks = Vec::new();
     let identity = central::identity(&ctx).await;
     let stop = identity.status == Status::Fail;

@@ -33,12 +33,29 @@ fn condition(statement: &Value, op: &str, key: &str) -> Vec<String> {
     strings(&statement["Condition"][op][key])
 }
 
-/// Whether the statement allows sending a message.
+/// Whether the statement allows sending a message: an action that covers
+/// `sqs:SendMessage` (IAM compares actions without case), or a
+/// `NotAction` (which allows all it does not name).
 fn allows_send(statement: &Value) -> bool {
-    statement["Effect"] == "Allow"
-        && strings(&statement["Action"])
+    if statement["Effect"] != "Allow" {
+        return false;
+    }
+    if !statement["NotAction"].is_null() {
+        return !strings(&statement["NotAction"])
             .iter()
-            .any(|a| matches!(a.as_str(), "sqs:SendMessage" | "sqs:*" | "*" | "sqs:Send*"))
+            .any(|a| covers_send(&a.to_ascii_lowercase()));
+    }
+    strings(&statement["Action"])
+        .iter()
+        .any(|a| covers_send(&a.to_ascii_lowercase()))
+}
+
+/// Whether an action pattern (lowercased) covers `sqs:sendmessage`.
+fn covers_send(action: &str) -> bool {
+    matches!(action, "*" | "sqs:*" | "sqs:sendmessage")
+        || action
+            .strip_suffix('*')
+            .is_some_and(|prefix| "sqs:sendmessage".starts_with(prefix))
 }
 
 fn sid(statement: &Value) -> String {
@@ -391,15 +408,27 @@ pub async fn mail(ctx: &Ctx<'_>, d: &Deployed, checks: &mut Vec<Check>) {
     const SENDER: &str = "SES sender";
     let mut verified = None;
     for identity in [&address, &domain] {
-        if let Ok(i) = ses
+        match ses
             .get_email_identity()
             .email_identity(identity)
             .send()
             .await
         {
-            if i.verified_for_sending_status() {
+            Ok(i) if i.verified_for_sending_status() => {
                 verified = Some(identity.clone());
                 break;
+            }
+            Ok(_) => {}
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_not_found_exception()) => {}
+            Err(e) => {
+                checks.push(Check::error(
+                    SENDER,
+                    &format!("GetEmailIdentity {identity}"),
+                    &describe(&e),
+                ));
+                return;
             }
         }
     }
@@ -509,6 +538,18 @@ async fn last_run_mail(ctx: &Ctx<'_>) -> Option<u64> {
     Some(2 * created + others + 1)
 }
 
+/// What doctor shows of a subscription's endpoint: an address or an ARN
+/// whole, a URL by its host only (a webhook's path often holds its key).
+fn shown_endpoint(endpoint: &str) -> String {
+    match endpoint.split_once("://") {
+        Some((scheme, rest)) => format!(
+            "{scheme}://{}/...",
+            rest.split(['/', '?']).next().unwrap_or_default()
+        ),
+        None => endpoint.to_string(),
+    }
+}
+
 /// The alerts topic: someone hears of a failed run.
 pub async fn alerts(ctx: &Ctx<'_>, d: &Deployed, checks: &mut Vec<Check>) {
     const NAME: &str = "alerts topic";
@@ -538,7 +579,7 @@ pub async fn alerts(ctx: &Ctx<'_>, d: &Deployed, checks: &mut Vec<Check>) {
                         confirmed.push(format!(
                             "{} {}",
                             s.protocol().unwrap_or("?"),
-                            s.endpoint().unwrap_or("?")
+                            shown_endpoint(s.endpoint().unwrap_or("?"))
                         ));
                     }
                 }
@@ -633,5 +674,40 @@ mod tests {
         assert_eq!(unlimited.status, Status::Pass);
         assert!(unlimited.saw.contains("unlimited"), "{}", unlimited.saw);
         assert_eq!(ses_account(true, 10.0, None).status, Status::Pass);
+    }
+
+    #[test]
+    fn sending_is_recognised_whatever_the_case_or_the_wildcard() {
+        let role = "arn:aws:iam::1:role/keyfleet-coordinator";
+        for action in [
+            "SQS:SendMessage",
+            "sqs:Send*",
+            "sqs:*",
+            "*",
+            "sqs:sendmessage",
+        ] {
+            let policy = serde_json::json!({"Statement": [
+                {"Sid": "Open", "Effect": "Allow", "Principal": "*", "Action": action}]});
+            assert!(admits_only(&policy, role).is_err(), "{action}");
+        }
+        let not_action = serde_json::json!({"Statement": [
+            {"Sid": "AllButDelete", "Effect": "Allow", "Principal": "*", "NotAction": "sqs:DeleteQueue"}]});
+        assert!(admits_only(&not_action, role)
+            .unwrap_err()
+            .contains("AllButDelete"));
+        let receive = serde_json::json!({"Statement": [
+            {"Sid": "Receive", "Effect": "Allow", "Principal": "*", "Action": "sqs:ReceiveMessage"}]});
+        assert!(admits_only(&receive, role)
+            .unwrap_err()
+            .contains("no statement"));
+    }
+
+    #[test]
+    fn a_webhook_is_shown_by_its_host_only() {
+        assert_eq!(
+            shown_endpoint("https://events.example.com/integration/SECRETKEY?x=1"),
+            "https://events.example.com/..."
+        );
+        assert_eq!(shown_endpoint("sec@example.com"), "sec@example.com");
     }
 }

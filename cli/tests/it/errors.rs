@@ -32,9 +32,15 @@ const CAUSES: [Cause; 6] = [
 /// to do.
 fn expected(cause: Cause) -> (&'static [&'static str], &'static str) {
     match cause {
-        Cause::NoCredentials => (&["no AWS credentials found"], "AWS_PROFILE"),
+        Cause::NoCredentials => (
+            &["no AWS credentials found"],
+            "run `aws sso login`; against an emulator",
+        ),
         Cause::Expired => (&["ExpiredToken"], "have expired"),
-        Cause::Unreachable => (&["could not reach the endpoint"], "http://127.0.0.1:9"),
+        Cause::Unreachable => (
+            &["could not reach the endpoint"],
+            "check the network and the endpoint: http://127.0.0.1:9",
+        ),
         Cause::Denied => (&["AccessDenied"], "Deploy to AWS"),
         Cause::Missing => (
             &[
@@ -42,7 +48,7 @@ fn expected(cause: Cause) -> (&'static [&'static str], &'static str) {
                 "NoSuchBucket",
                 "ResourceNotFoundException",
             ],
-            "keyfleet.toml",
+            "against the deployment (`terraform output`)",
         ),
         Cause::Throttled => (
             &[
