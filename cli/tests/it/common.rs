@@ -205,6 +205,39 @@ pub async fn create_account_on(emu: &Emulator, label: &str) -> String {
         .to_string()
 }
 
+/// A new member account (see [`create_account`]) with one user whose only
+/// key, 85 days old and used yesterday, is due for rotation.
+pub struct DueUser {
+    pub account: String,
+    /// The account's IAM, as the test kit.
+    pub iam: aws_sdk_iam::Client,
+    /// The user's owner address (its `Email` tag).
+    pub owner: String,
+    /// The due key.
+    pub key: String,
+}
+
+/// [`DueUser`] named `name` in a new account labelled `label`.
+pub async fn account_with_due_user(label: &str, name: &str) -> DueUser {
+    use keyfleet_testkit::seed::{self, key, user};
+    let account = create_account(label).await;
+    let iam = iam_of(&account).await;
+    let seeded = seed::populate(
+        emu(),
+        &iam,
+        &account,
+        &[user(name, vec![key(85, true, Some(1))])],
+    )
+    .await
+    .expect("seed");
+    DueUser {
+        owner: format!("owner-{name}@example.com"),
+        key: seeded[name][0].clone(),
+        account,
+        iam,
+    }
+}
+
 /// An IAM client acting in `account` as the test kit (never enforced).
 pub async fn iam_of(account: &str) -> aws_sdk_iam::Client {
     iam_on(emu(), account).await

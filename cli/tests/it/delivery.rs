@@ -9,7 +9,7 @@
 use crate::common::*;
 use crate::mails::kinds_for;
 use aws_sdk_lambda::primitives::Blob;
-use keyfleet_testkit::seed::{self, key, user};
+use keyfleet_testkit::seed;
 
 fn row<'r>(report: &'r serde_json::Value, name: &str) -> &'r serde_json::Value {
     report["accounts"][0]["users"]
@@ -25,19 +25,13 @@ async fn an_old_key_waits_for_its_replacements_delivery() {
     let cli = deployment().await;
     let _faults = faults_lock().await;
     let emu = emu();
-    let account = create_account("cli-delivery").await;
-    let iam = iam_of(&account).await;
     let name = "late-owner";
-    let owner = format!("owner-{name}@example.com");
-    let before = seed::populate(
-        emu,
-        &iam,
-        &account,
-        &[user(name, vec![key(85, true, Some(1))])],
-    )
-    .await
-    .expect("seed");
-    let old = before[name][0].clone();
+    let DueUser {
+        account,
+        iam,
+        owner,
+        key: old,
+    } = account_with_due_user("cli-delivery", name).await;
 
     // SES refuses every email to this owner.
     emu.set_faults(serde_json::json!({"seed": 1, "rules": [{

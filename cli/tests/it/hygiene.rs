@@ -19,7 +19,7 @@
 use crate::common::*;
 use crate::mails::delivered_key;
 use aws_sdk_lambda::types::Environment;
-use keyfleet_testkit::seed::{self, key, user};
+use keyfleet_testkit::seed;
 use keyfleet_testkit::DEFAULT_ACCOUNT;
 
 /// Sets `RUST_LOG` of a function, keeping its other variables.
@@ -109,19 +109,13 @@ fn decoded(raw: &str) -> Vec<(String, String)> {
 async fn no_secret_reaches_a_log_an_object_a_message_or_an_email_it_does_not_belong_to() {
     let cli = deployment().await;
     let emu = emu();
-    let account = create_account("cli-hygiene").await;
-    let iam = iam_of(&account).await;
     let name = "hygiene";
-    let owner = format!("owner-{name}@example.com");
-    let seeded = seed::populate(
-        emu,
-        &iam,
-        &account,
-        &[user(name, vec![key(85, true, Some(1))])],
-    )
-    .await
-    .expect("seed");
-    let original = seeded[name][0].clone();
+    let DueUser {
+        account,
+        iam,
+        owner,
+        key: original,
+    } = account_with_due_user("cli-hygiene", name).await;
     let admin = emu.config();
     let member = emu.config_for_account(&account).await.expect("member");
     let member_lambda = aws_sdk_lambda::Client::new(&member);

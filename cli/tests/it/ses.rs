@@ -9,25 +9,20 @@
 use crate::common::*;
 use crate::mails::{delivered_key, kinds_for};
 use aws_sdk_lambda::primitives::Blob;
-use keyfleet_testkit::seed::{self, key, user};
+use keyfleet_testkit::seed;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_key_email_is_sent_on_the_next_delivery_exactly_once() {
     let cli = deployment().await;
     let _faults = faults_lock().await;
     let emu = emu();
-    let account = create_account("cli-ses").await;
-    let iam = iam_of(&account).await;
     let name = "ses-refused";
-    let owner = format!("owner-{name}@example.com");
-    let before = seed::populate(
-        emu,
-        &iam,
-        &account,
-        &[user(name, vec![key(85, true, Some(1))])],
-    )
-    .await
-    .expect("seed");
+    let DueUser {
+        account,
+        iam,
+        owner,
+        key: first,
+    } = account_with_due_user("cli-ses", name).await;
 
     // SES refuses the first email to this owner (the key file), as it
     // refuses a message it will not send; every later one goes through.
@@ -46,7 +41,7 @@ async fn a_refused_key_email_is_sent_on_the_next_delivery_exactly_once() {
     assert_eq!(keys.len(), 2, "the new key exists: {keys:?}");
     let new_key = keys
         .iter()
-        .find(|(id, _)| *id != before[name][0])
+        .find(|(id, _)| *id != first)
         .expect("new key")
         .0
         .clone();

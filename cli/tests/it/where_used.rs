@@ -7,7 +7,6 @@
 
 use crate::common::*;
 use crate::mails::header;
-use keyfleet_testkit::seed::{self, key, user};
 
 const IP: &str = "203.0.113.5";
 const AGENT: &str = "aws-cli/2.15.0 Python/3.11.6 Linux/6.1";
@@ -16,19 +15,13 @@ const AGENT: &str = "aws-cli/2.15.0 Python/3.11.6 Linux/6.1";
 async fn a_key_still_in_use_is_reported_with_where_it_is_used_from() {
     let cli = deployment().await;
     let emu = emu();
-    let account = create_account("cli-where-used").await;
-    let iam = iam_of(&account).await;
     let name = "busy-owner";
-    let owner = format!("owner-{name}@example.com");
-    let before = seed::populate(
-        emu,
-        &iam,
-        &account,
-        &[user(name, vec![key(85, true, Some(1))])],
-    )
-    .await
-    .expect("seed");
-    let old = before[name][0].clone();
+    let DueUser {
+        account,
+        owner,
+        key: old,
+        ..
+    } = account_with_due_user("cli-where-used", name).await;
     let run = |label: &'static str| {
         let out = cli.run(&["run", "--accounts", &account]);
         let id = run_id_in(&out);
