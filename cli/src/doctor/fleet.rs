@@ -13,7 +13,14 @@ use std::collections::{BTreeMap, BTreeSet};
 /// and those the coordinator excludes, by id or by OU (nested OUs
 /// included).
 /// `None` when the organization could not be listed (see `organization`).
-async fn served(d: &Deployed, org: &Org) -> Result<Option<BTreeSet<String>>, String> {
+/// Read once, for the StackSet's coverage and the member accounts.
+pub type Served = Result<Option<BTreeSet<String>>, String>;
+
+/// The accounts a run serves (see above).
+pub async fn served(d: &Deployed, org: Option<&Org>) -> Served {
+    let Some(org) = org else {
+        return Ok(None);
+    };
     let Some(accounts) = &org.accounts else {
         return Ok(None);
     };
@@ -76,7 +83,7 @@ async fn served(d: &Deployed, org: &Org) -> Result<Option<BTreeSet<String>>, Str
 pub async fn stack_set(
     ctx: &Ctx<'_>,
     d: &Deployed,
-    org: Option<&Org>,
+    served: &Served,
     checks: &mut Vec<Check>,
 ) -> Option<String> {
     const NAME: &str = "agent StackSet";
@@ -154,18 +161,15 @@ pub async fn stack_set(
             }
         }
     }
-    let served = match org {
-        Some(o) => match served(d, o).await {
-            Ok(s) => s,
-            Err(e) => {
-                checks.push(Check::error(NAME, "the organization's OUs", &e));
-                return None;
-            }
-        },
-        None => None,
+    let served = match served {
+        Ok(s) => s.as_ref(),
+        Err(e) => {
+            checks.push(Check::error(NAME, "the organization's OUs", e));
+            return None;
+        }
     };
     let uncovered: Vec<&String> = served
-        .iter()
+        .into_iter()
         .flatten()
         .filter(|a| !instances.contains_key(*a))
         .collect();
@@ -287,15 +291,12 @@ pub async fn stack_set(
 pub async fn accounts(
     ctx: &Ctx<'_>,
     d: &Deployed,
-    org: Option<&Org>,
+    served: &Served,
     key_id: Option<&str>,
     checks: &mut Vec<Check>,
 ) {
     const NAME: &str = "member accounts";
-    let Some(org) = org else {
-        return;
-    };
-    let served = match served(d, org).await {
+    let served = match served {
         Ok(Some(s)) => s,
         Ok(None) => {
             checks.push(Check::warn(
@@ -306,7 +307,7 @@ pub async fn accounts(
             return;
         }
         Err(e) => {
-            checks.push(Check::error(NAME, "the organization's OUs", &e));
+            checks.push(Check::error(NAME, "the organization's OUs", e));
             return;
         }
     };

@@ -148,8 +148,9 @@ pub async fn run(cfg: &Config, json: bool, call_as: Option<&str>) -> Result<()> 
             resources::bucket(&ctx, d, &mut checks).await;
             resources::mail(&ctx, d, &mut checks).await;
             resources::alerts(&ctx, d, &mut checks).await;
-            let key_id = fleet::stack_set(&ctx, d, org.as_ref(), &mut checks).await;
-            fleet::accounts(&ctx, d, org.as_ref(), key_id.as_deref(), &mut checks).await;
+            let served = fleet::served(d, org.as_ref()).await;
+            let key_id = fleet::stack_set(&ctx, d, &served, &mut checks).await;
+            fleet::accounts(&ctx, d, &served, key_id.as_deref(), &mut checks).await;
         }
     }
     if json {

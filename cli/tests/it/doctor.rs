@@ -9,17 +9,7 @@ use serde_json::Value;
 
 /// `keyfleet doctor --json`: (exit code, the checks by name).
 fn doctor(cli: &Cli) -> (i32, Vec<Value>) {
-    doctor_with(cli, &[])
-}
-
-/// [`doctor`] with environment overrides.
-fn doctor_with(cli: &Cli, env: &[(&str, &str)]) -> (i32, Vec<Value>) {
-    let out = cli
-        .command()
-        .envs(env.iter().copied())
-        .args(["doctor", "--json"])
-        .output()
-        .expect("doctor runs");
+    let out = cli.output(&["doctor", "--json"]);
     let checks: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
             "doctor --json: {e}\n{}\n{}",
